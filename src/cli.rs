@@ -1,0 +1,52 @@
+//! Command-line interface (clap): `run`, `check`, `demo`, and the flags that override the file.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Driver;
+
+#[derive(Parser, Debug)]
+#[command(name = "ringlb", version, about = "Thread-per-core io_uring HTTP load balancer")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by the commands that start a server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Overrides {
+    /// Worker threads (0 = one per core); overrides server.workers.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// io driver: auto, io_uring or epoll; overrides server.driver.
+    #[arg(long)]
+    pub driver: Option<Driver>,
+    /// Log level (error, warn, info, debug, trace); overrides log.level.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the proxy with a config file.
+    Run {
+        #[arg(long, short, default_value = "ringlb.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Validate a config file, print a summary, exit 0 (valid) or 1 (invalid).
+    Check {
+        #[arg(long, short, default_value = "ringlb.toml")]
+        config: PathBuf,
+    },
+    /// Start the proxy in front of two built-in demo backends.
+    Demo {
+        /// Where the demo proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+}

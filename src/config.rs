@@ -1,0 +1,634 @@
+//! Configuration: the TOML file (`RawConfig`, serde) turned into a validated `Config`.
+//!
+//! Owns: every key name, every default, every validation rule. Must never: panic on user input or
+//! print a Rust debug dump. Invariant: a `Config` that exists is valid; every `ConfigError` names
+//! the key and the line it came from, so an operator can fix the file without guessing.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The largest `max_headers` ringlb accepts (headers are parsed into a fixed stack array).
+pub const MAX_HEADERS_CAP: usize = 256;
+/// Members per balancer are tracked in a `u64` bit set during failover.
+pub const MAX_MEMBERS: usize = 64;
+
+/// A configuration error, with the key and the line where it was found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}line {line}, key `{key}`: {message}", file_prefix(.file))]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+fn file_prefix(file: &str) -> String {
+    if file.is_empty() {
+        String::new()
+    } else {
+        format!("{file}: ")
+    }
+}
+
+/// Which io driver the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+impl std::str::FromStr for Driver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Driver::Auto),
+            "io_uring" => Ok(Driver::IoUring),
+            "epoll" => Ok(Driver::Epoll),
+            other => Err(format!(
+                "unknown driver `{other}` (expected auto, io_uring or epoll)"
+            )),
+        }
+    }
+}
+
+/// A member's administrative state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Takes traffic.
+    Active,
+    /// Takes traffic only when no active member is usable.
+    Standby,
+    /// Never takes traffic.
+    Disabled,
+}
+
+/// How a balancer picks members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceMethod {
+    /// Smooth weighted round robin.
+    RoundRobin,
+}
+
+/// A duration written as a string such as "500ms" or "60s".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration \"{text}\": {e} (write it like \"500ms\", \"10s\" or \"2m\")"
+            ))
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    listen: Vec<RawListen>,
+    #[serde(default)]
+    balancer: Vec<RawBalancer>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    workers: usize,
+    driver: Driver,
+    shutdown_grace: Dur,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            workers: 0,
+            driver: Driver::Auto,
+            shutdown_grace: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_request_header_bytes: Spanned<usize>,
+    max_headers: Spanned<usize>,
+    header_timeout: Dur,
+    keepalive_timeout: Dur,
+    body_timeout: Dur,
+    max_connections: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_request_header_bytes: Spanned::new(0..0, 16384),
+            max_headers: Spanned::new(0..0, 100),
+            header_timeout: Dur(Duration::from_secs(10)),
+            keepalive_timeout: Dur(Duration::from_secs(60)),
+            body_timeout: Dur(Duration::from_secs(60)),
+            max_connections: 100_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBalancer {
+    name: Spanned<String>,
+    #[serde(default = "default_method")]
+    method: BalanceMethod,
+    #[serde(default = "default_retry")]
+    retry: Dur,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: Dur,
+    #[serde(default = "default_response_timeout")]
+    response_timeout: Dur,
+    #[serde(default = "default_max_idle")]
+    max_idle_per_member: usize,
+    #[serde(default = "default_idle_ttl")]
+    idle_ttl: Dur,
+    members: Spanned<Vec<RawMember>>,
+}
+
+fn default_method() -> BalanceMethod {
+    BalanceMethod::RoundRobin
+}
+fn default_retry() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_response_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_max_idle() -> usize {
+    64
+}
+fn default_idle_ttl() -> Dur {
+    Dur(Duration::from_secs(4))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    url: Spanned<String>,
+    #[serde(default = "default_weight")]
+    weight: Spanned<u32>,
+    #[serde(default = "default_status")]
+    status: MemberStatus,
+}
+
+fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+fn default_status() -> MemberStatus {
+    MemberStatus::Active
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    host: Option<String>,
+    #[serde(default = "default_path")]
+    path: Spanned<String>,
+    balancer: Spanned<String>,
+    #[serde(default)]
+    preserve_host: bool,
+}
+
+fn default_path() -> Spanned<String> {
+    Spanned::new(0..0, "/".into())
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: Limits,
+    pub log_level: String,
+    pub listen: Vec<SocketAddr>,
+    pub balancers: Vec<BalancerConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Number of worker threads (already resolved: never 0).
+    pub workers: usize,
+    pub driver: Driver,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_request_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next body bytes from a client, or for a client to take ours.
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
+    pub name: String,
+    pub method: BalanceMethod,
+    pub retry: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_idle_per_member: usize,
+    pub idle_ttl: Duration,
+    pub members: Vec<MemberConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    /// The url as written.
+    pub url: String,
+    /// `host:port` exactly as written in the url: the Host header a member receives.
+    pub host_port: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub status: MemberStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Lower-cased host without port; `None` matches any host.
+    pub host: Option<String>,
+    pub path: String,
+    /// Index into `Config::balancers`.
+    pub balancer: usize,
+    pub preserve_host: bool,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Invalid {
+                line, key, message, ..
+            } => ConfigError::Invalid {
+                file: path.display().to_string(),
+                line,
+                key,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, "", e))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            toml_error(text, &key, e.into_inner())
+        })?;
+        Validator { text }.validate(raw)
+    }
+
+    /// A short human summary, printed by `ringlb check`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "workers: {}, driver: {:?}, listen: {}\n",
+            self.server.workers,
+            self.server.driver,
+            self.listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for b in &self.balancers {
+            s.push_str(&format!("balancer {} ({} members)\n", b.name, b.members.len()));
+            for m in &b.members {
+                s.push_str(&format!(
+                    "  {} weight {} {:?}\n",
+                    m.url, m.weight, m.status
+                ));
+            }
+        }
+        for r in &self.routes {
+            s.push_str(&format!(
+                "route host {} path {} -> {}\n",
+                r.host.as_deref().unwrap_or("*"),
+                r.path,
+                self.balancers[r.balancer].name
+            ));
+        }
+        s
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn toml_error(text: &str, key: &str, e: toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+    ConfigError::Invalid {
+        file: String::new(),
+        line,
+        key: if key.is_empty() || key == "." {
+            "(document)".into()
+        } else {
+            key.into()
+        },
+        message: e.message().trim().to_string(),
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, key: String, message: String) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            file: String::new(),
+            line: line_of(self.text, span.start),
+            key,
+            message,
+        })
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let workers = if raw.server.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            raw.server.workers
+        };
+        let limits = &raw.limits;
+        let mrhb = &limits.max_request_header_bytes;
+        if *mrhb.get_ref() < 256 || *mrhb.get_ref() > 1 << 20 {
+            return self.err(
+                mrhb.span(),
+                "limits.max_request_header_bytes".into(),
+                "must be between 256 and 1048576".into(),
+            );
+        }
+        let mh = &limits.max_headers;
+        if *mh.get_ref() == 0 || *mh.get_ref() > MAX_HEADERS_CAP {
+            return self.err(
+                mh.span(),
+                "limits.max_headers".into(),
+                format!("must be between 1 and {MAX_HEADERS_CAP}"),
+            );
+        }
+        let mut listen = Vec::new();
+        for (i, l) in raw.listen.iter().enumerate() {
+            match l.address.get_ref().parse::<SocketAddr>() {
+                Ok(a) => listen.push(a),
+                Err(_) => {
+                    return self.err(
+                        l.address.span(),
+                        format!("listen[{i}].address"),
+                        format!(
+                            "\"{}\" is not an ip:port address (e.g. \"127.0.0.1:8080\")",
+                            l.address.get_ref()
+                        ),
+                    )
+                }
+            }
+        }
+        if listen.is_empty() {
+            return self.err(0..0, "listen".into(), "at least one [[listen]] address is required".into());
+        }
+        let mut balancers: Vec<BalancerConfig> = Vec::new();
+        for (i, b) in raw.balancer.iter().enumerate() {
+            let name = b.name.get_ref().clone();
+            if balancers.iter().any(|o| o.name == name) {
+                return self.err(b.name.span(), format!("balancer[{i}].name"), format!("duplicate balancer name \"{name}\""));
+            }
+            if b.members.get_ref().is_empty() || b.members.get_ref().len() > MAX_MEMBERS {
+                return self.err(
+                    b.members.span(),
+                    format!("balancer[{i}].members"),
+                    format!("a balancer needs between 1 and {MAX_MEMBERS} members"),
+                );
+            }
+            let mut members = Vec::new();
+            for (j, m) in b.members.get_ref().iter().enumerate() {
+                let key = format!("balancer[{i}].members[{j}]");
+                let (host_port, addr) = self.member_url(m, &key)?;
+                if *m.weight.get_ref() == 0 || *m.weight.get_ref() > 1000 {
+                    return self.err(m.weight.span(), format!("{key}.weight"), "must be between 1 and 1000".into());
+                }
+                members.push(MemberConfig {
+                    url: m.url.get_ref().clone(),
+                    host_port,
+                    addr,
+                    weight: *m.weight.get_ref(),
+                    status: m.status,
+                });
+            }
+            balancers.push(BalancerConfig {
+                name,
+                method: b.method,
+                retry: b.retry.0,
+                connect_timeout: b.connect_timeout.0,
+                response_timeout: b.response_timeout.0,
+                max_idle_per_member: b.max_idle_per_member,
+                idle_ttl: b.idle_ttl.0,
+                members,
+            });
+        }
+        let mut routes = Vec::new();
+        for (i, r) in raw.route.iter().enumerate() {
+            let Some(balancer) = balancers.iter().position(|b| &b.name == r.balancer.get_ref()) else {
+                return self.err(
+                    r.balancer.span(),
+                    format!("route[{i}].balancer"),
+                    format!("no [[balancer]] is named \"{}\"", r.balancer.get_ref()),
+                );
+            };
+            if !r.path.get_ref().starts_with('/') {
+                return self.err(r.path.span(), format!("route[{i}].path"), "must start with /".into());
+            }
+            routes.push(RouteConfig {
+                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                path: r.path.get_ref().clone(),
+                balancer,
+                preserve_host: r.preserve_host,
+            });
+        }
+        Ok(Config {
+            server: ServerConfig {
+                workers,
+                driver: raw.server.driver,
+                shutdown_grace: raw.server.shutdown_grace.0,
+            },
+            limits: Limits {
+                max_request_header_bytes: *mrhb.get_ref(),
+                max_headers: *mh.get_ref(),
+                header_timeout: limits.header_timeout.0,
+                keepalive_timeout: limits.keepalive_timeout.0,
+                body_timeout: limits.body_timeout.0,
+                max_connections: limits.max_connections.max(1),
+            },
+            log_level: raw.log.level,
+            listen,
+            balancers,
+            routes,
+        })
+    }
+
+    fn member_url(&self, m: &RawMember, key: &str) -> Result<(String, SocketAddr), ConfigError> {
+        let url = m.url.get_ref();
+        let key = format!("{key}.url");
+        let Some(rest) = url.strip_prefix("http://") else {
+            return self.err(m.url.span(), key, format!("\"{url}\": only http:// members are supported"));
+        };
+        let host_port = rest.strip_suffix('/').unwrap_or(rest);
+        if host_port.is_empty() || host_port.contains('/') {
+            return self.err(
+                m.url.span(),
+                key,
+                format!("\"{url}\": a member url is scheme://host:port, without a path"),
+            );
+        }
+        let with_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            host_port.to_string()
+        } else {
+            format!("{host_port}:80")
+        };
+        match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+            Some(addr) => Ok((host_port.to_string(), addr)),
+            None => self.err(m.url.span(), key, format!("\"{url}\": cannot resolve host")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+workers = 2
+
+[[listen]]
+address = "127.0.0.1:8080"
+
+[[balancer]]
+name = "app"
+retry = "5s"
+members = [
+  { url = "http://127.0.0.1:9001", weight = 5 },
+  { url = "http://127.0.0.1:9002", status = "standby" },
+]
+
+[[route]]
+path = "/"
+balancer = "app"
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.server.workers, 2);
+        assert_eq!(c.balancers[0].retry, Duration::from_secs(5));
+        assert_eq!(c.balancers[0].idle_ttl, Duration::from_secs(4));
+        assert_eq!(c.balancers[0].members[0].weight, 5);
+        assert_eq!(c.balancers[0].members[1].status, MemberStatus::Standby);
+        assert_eq!(c.balancers[0].members[0].host_port, "127.0.0.1:9001");
+        assert_eq!(c.limits.max_headers, 100);
+    }
+
+    fn error_of(text: &str) -> (usize, String, String) {
+        match Config::parse(text) {
+            Err(ConfigError::Invalid { line, key, message, .. }) => (line, key, message),
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let (line, key, msg) = error_of(&GOOD.replace("retry = \"5s\"", "retry = \"5 parsecs\""));
+        assert_eq!(line, 10);
+        assert_eq!(key, "balancer[0].retry");
+        assert!(msg.contains("invalid duration"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let (line, key, msg) = error_of(&GOOD.replace("workers = 2", "wrokers = 2"));
+        assert_eq!(line, 3);
+        assert!(key.contains("wrokers") || msg.contains("wrokers"), "{key} {msg}");
+    }
+
+    #[test]
+    fn unknown_balancer_in_route_is_reported() {
+        let (line, key, _) = error_of(&GOOD.replace("balancer = \"app\"", "balancer = \"nope\""));
+        assert_eq!(line, 18);
+        assert_eq!(key, "route[0].balancer");
+    }
+
+    #[test]
+    fn bad_member_url_is_reported() {
+        let (line, key, _) = error_of(&GOOD.replace("http://127.0.0.1:9001", "ftp://x"));
+        assert_eq!(line, 12);
+        assert_eq!(key, "balancer[0].members[0].url");
+    }
+
+    #[test]
+    fn bad_driver_is_reported() {
+        let (line, key, _) = error_of(&GOOD.replace("workers = 2", "driver = \"kqueue\""));
+        assert_eq!(line, 3);
+        assert_eq!(key, "server.driver");
+    }
+}

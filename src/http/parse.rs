@@ -1,0 +1,466 @@
+//! Request and response head parsing (httparse) with the strict framing rules of RFC 9112 that a
+//! proxy must apply.
+//!
+//! Owns: turning bytes into a `RequestHead`/`ResponseHead` of offsets. Must never: allocate per
+//! request (the header vector is reused) or accept a head whose framing is ambiguous. Invariant: a
+//! head that parses has exactly one body framing, and everything refused maps to one status code.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use super::framing::BodyKind;
+use super::header::{classify, tokens, HeaderKind, HeaderPos};
+use crate::config::MAX_HEADERS_CAP;
+
+/// Why a head could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// More bytes are needed.
+    Partial,
+    /// 400 (or 502 for a response), with a reason for the log.
+    Invalid(&'static str),
+    /// 431: head or header count over the limit.
+    TooLarge,
+    /// 414: the request line alone is over the limit.
+    UriTooLong,
+    /// 405: a method ringlb does not proxy (CONNECT).
+    MethodNotAllowed,
+}
+
+impl HeadError {
+    /// The status a client gets for this error in its request.
+    pub fn status(self) -> u16 {
+        match self {
+            HeadError::Partial | HeadError::Invalid(_) => 400,
+            HeadError::TooLarge => 431,
+            HeadError::UriTooLong => 414,
+            HeadError::MethodNotAllowed => 405,
+        }
+    }
+}
+
+/// A parsed request head, as offsets into the buffer it was parsed from.
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub head_len: usize,
+    pub method: Range<usize>,
+    /// The path and query to send to a member (origin form).
+    pub path: Range<usize>,
+    /// The authority of an absolute-form target.
+    pub authority: Option<Range<usize>>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<HeaderPos>,
+    pub host: Option<Range<usize>>,
+    pub body: BodyKind,
+    /// The client wants the connection kept open after this request.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.method.clone()]
+    }
+
+    /// The host used for routing: the absolute-form authority, else the Host header.
+    pub fn routing_host<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        match (&self.authority, &self.host) {
+            (Some(a), _) => &buf[a.clone()],
+            (None, Some(h)) => &buf[h.clone()],
+            _ => b"",
+        }
+    }
+
+    /// Whether the method is idempotent (RFC 9110 §9.2.2), so that a retry is safe.
+    pub fn is_idempotent(&self, buf: &[u8]) -> bool {
+        matches!(
+            self.method(buf),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
+    }
+
+    pub fn is_head(&self, buf: &[u8]) -> bool {
+        self.method(buf) == b"HEAD"
+    }
+}
+
+fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn map_httparse(e: httparse::Error) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::TooLarge,
+        httparse::Error::HeaderName => HeadError::Invalid("bad header name"),
+        httparse::Error::HeaderValue => HeadError::Invalid("bad header value"),
+        httparse::Error::NewLine => HeadError::Invalid("bad line ending"),
+        httparse::Error::Status => HeadError::Invalid("bad status line"),
+        httparse::Error::Token => HeadError::Invalid("bad token in request line"),
+        httparse::Error::Version => HeadError::Invalid("bad HTTP version"),
+    }
+}
+
+/// Parses a request head from `buf`. `max_bytes` bounds the head, `max_headers` the header count.
+pub fn parse_request(
+    buf: &[u8],
+    max_bytes: usize,
+    max_headers: usize,
+    head: &mut RequestHead,
+) -> Result<(), HeadError> {
+    let mut raw: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_CAP] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS_CAP];
+    let mut req = httparse::Request::new(&mut []);
+    let window = &buf[..buf.len().min(max_bytes)];
+    let head_len = match req.parse_with_uninit_headers(window, &mut raw[..max_headers]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() < max_bytes {
+                return Err(HeadError::Partial);
+            }
+            return Err(if memchr_newline(window) {
+                HeadError::TooLarge
+            } else {
+                HeadError::UriTooLong
+            });
+        }
+        Err(e) => return Err(map_httparse(e)),
+    };
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    head.head_len = head_len;
+    head.method = offset(buf, method.as_bytes());
+    head.minor_version = req.version.unwrap_or(1);
+    if method == "CONNECT" {
+        return Err(HeadError::MethodNotAllowed);
+    }
+    let target_range = offset(buf, target.as_bytes());
+    split_target(buf, target_range, head)?;
+    head.headers.clear();
+    head.host = None;
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut chunked_final = false;
+    let mut has_te = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    head.expect_continue = false;
+    for h in req.headers.iter() {
+        let name = offset(buf, h.name.as_bytes());
+        let value = offset(buf, h.value);
+        let kind = classify(h.name.as_bytes());
+        let v = h.value.trim_ascii();
+        match kind {
+            HeaderKind::Host => {
+                hosts += 1;
+                head.host = Some(offset(buf, v));
+            }
+            HeaderKind::ContentLength => {
+                let n = parse_content_length(v).ok_or(HeadError::Invalid("bad Content-Length"))?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(HeadError::Invalid("differing Content-Length values"));
+                }
+                content_length = Some(n);
+            }
+            HeaderKind::TransferEncoding => {
+                has_te = true;
+                for t in tokens(v) {
+                    if chunked_final {
+                        return Err(HeadError::Invalid("chunked is not the final transfer coding"));
+                    }
+                    chunked_final = t.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+            HeaderKind::Connection => {
+                for t in tokens(v) {
+                    close |= t.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            HeaderKind::Expect => {
+                head.expect_continue = v.eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+        head.headers.push(HeaderPos { name, value, kind });
+    }
+    if head.minor_version == 1 && hosts != 1 {
+        return Err(HeadError::Invalid("HTTP/1.1 needs exactly one Host"));
+    }
+    if hosts > 1 {
+        return Err(HeadError::Invalid("repeated Host"));
+    }
+    head.body = match (has_te, content_length) {
+        (true, Some(_)) => return Err(HeadError::Invalid("both Content-Length and Transfer-Encoding")),
+        (true, None) if head.minor_version == 0 => {
+            return Err(HeadError::Invalid("Transfer-Encoding in an HTTP/1.0 request"))
+        }
+        (true, None) if !chunked_final => {
+            return Err(HeadError::Invalid("final transfer coding is not chunked"))
+        }
+        (true, None) => BodyKind::Chunked,
+        (false, Some(0)) | (false, None) => BodyKind::Empty,
+        (false, Some(n)) => BodyKind::Length(n),
+    };
+    head.keep_alive = if head.minor_version == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
+    Ok(())
+}
+
+fn memchr_newline(buf: &[u8]) -> bool {
+    buf.contains(&b'\n')
+}
+
+/// Splits the request target into the path to forward and, for absolute form, the authority.
+fn split_target(buf: &[u8], target: Range<usize>, head: &mut RequestHead) -> Result<(), HeadError> {
+    let t = &buf[target.clone()];
+    head.authority = None;
+    if t.first() == Some(&b'/') || t == b"*" {
+        head.path = target;
+        return Ok(());
+    }
+    let scheme_len = if t.len() >= 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        return Err(HeadError::Invalid("request target is neither origin nor absolute form"));
+    };
+    let rest = &t[scheme_len..];
+    let auth_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    if auth_len == 0 {
+        return Err(HeadError::Invalid("absolute-form target without authority"));
+    }
+    let auth_start = target.start + scheme_len;
+    head.authority = Some(auth_start..auth_start + auth_len);
+    head.path = auth_start + auth_len..target.end;
+    Ok(())
+}
+
+/// Parses a Content-Length value: digits, or a comma list of identical digit strings.
+pub fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let mut result: Option<u64> = None;
+    for t in v.split(|&b| b == b',') {
+        let t = t.trim_ascii();
+        if t.is_empty() || !t.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(t).ok()?.parse().ok()?;
+        if result.is_some_and(|r| r != n) {
+            return None;
+        }
+        result = Some(n);
+    }
+    result
+}
+
+/// A parsed response head.
+#[derive(Debug, Default)]
+pub struct ResponseHead {
+    pub head_len: usize,
+    pub status: u16,
+    pub minor_version: u8,
+    /// Offsets of the reason phrase.
+    pub reason: Range<usize>,
+    pub headers: Vec<HeaderPos>,
+    /// Framing of the body, as declared (the caller applies HEAD/204/304).
+    pub body: BodyKind,
+    /// The member will keep the connection open after this response.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head. Framing errors are `Invalid` (the client then gets a 502).
+pub fn parse_response(buf: &[u8], max_bytes: usize, head: &mut ResponseHead) -> Result<(), HeadError> {
+    let mut raw = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut raw);
+    let window = &buf[..buf.len().min(max_bytes)];
+    let head_len = match resp.parse(window) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_bytes => return Err(HeadError::Partial),
+        Ok(httparse::Status::Partial) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(map_httparse(e)),
+    };
+    head.head_len = head_len;
+    head.status = resp.code.unwrap_or(0);
+    head.minor_version = resp.version.unwrap_or(1);
+    head.reason = offset(buf, resp.reason.unwrap_or("").as_bytes());
+    head.headers.clear();
+    let mut content_length: Option<u64> = None;
+    let mut has_te = false;
+    let mut chunked_final = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in resp.headers.iter() {
+        let kind = classify(h.name.as_bytes());
+        let v = h.value.trim_ascii();
+        match kind {
+            HeaderKind::ContentLength => {
+                let n = parse_content_length(v).ok_or(HeadError::Invalid("bad Content-Length in response"))?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(HeadError::Invalid("differing Content-Length values in response"));
+                }
+                content_length = Some(n);
+            }
+            HeaderKind::TransferEncoding => {
+                has_te = true;
+                for t in tokens(v) {
+                    chunked_final = t.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+            HeaderKind::Connection => {
+                for t in tokens(v) {
+                    close |= t.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            _ => {}
+        }
+        head.headers.push(HeaderPos {
+            name: offset(buf, h.name.as_bytes()),
+            value: offset(buf, h.value),
+            kind,
+        });
+    }
+    head.body = match (has_te, content_length) {
+        (true, Some(_)) => return Err(HeadError::Invalid("response has both Content-Length and Transfer-Encoding")),
+        (true, None) if chunked_final => BodyKind::Chunked,
+        (true, None) => BodyKind::UntilClose,
+        (false, Some(0)) => BodyKind::Empty,
+        (false, Some(n)) => BodyKind::Length(n),
+        (false, None) => BodyKind::UntilClose,
+    };
+    head.keep_alive = if head.minor_version == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
+    if head.body == BodyKind::UntilClose {
+        head.keep_alive = false;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(raw: &[u8]) -> Result<RequestHead, HeadError> {
+        let mut h = RequestHead::default();
+        parse_request(raw, 16384, 100, &mut h).map(|_| h)
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: x.org\r\n\r\n";
+        let h = req(raw).unwrap();
+        assert_eq!(h.head_len, raw.len());
+        assert_eq!(&raw[h.path.clone()], b"/a?b=1");
+        assert_eq!(h.routing_host(raw), b"x.org");
+        assert_eq!(h.body, BodyKind::Empty);
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert_eq!(req(b"GET / HTTP/1.1\r\nHost: x").unwrap_err(), HeadError::Partial);
+    }
+
+    #[test]
+    fn absolute_form_is_split() {
+        let raw = b"GET http://App.example:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = req(raw).unwrap();
+        assert_eq!(h.routing_host(raw), b"App.example:81");
+        assert_eq!(&raw[h.path.clone()], b"/p?q");
+        let raw = b"GET http://a.b HTTP/1.1\r\nHost: a.b\r\n\r\n";
+        let h = req(raw).unwrap();
+        assert_eq!(&raw[h.path.clone()], b"");
+    }
+
+    #[test]
+    fn framing_rules() {
+        let bad: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHo(st: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nnocolon\r\n\r\n",
+        ];
+        for raw in bad {
+            match req(raw) {
+                Err(HeadError::Invalid(_)) => {}
+                other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(raw)),
+            }
+        }
+        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
+        assert_eq!(h.body, BodyKind::Length(5));
+        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        assert_eq!(h.body, BodyKind::Chunked);
+    }
+
+    #[test]
+    fn limits_give_431_and_414() {
+        let mut h = RequestHead::default();
+        let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(400));
+        assert_eq!(
+            parse_request(long_line.as_bytes(), 256, 100, &mut h),
+            Err(HeadError::UriTooLong)
+        );
+        let big_head = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(400));
+        assert_eq!(
+            parse_request(big_head.as_bytes(), 256, 100, &mut h),
+            Err(HeadError::TooLarge)
+        );
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: 1\r\n".repeat(5));
+        assert_eq!(parse_request(many.as_bytes(), 16384, 3, &mut h), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn http10_keepalive() {
+        let h = req(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!h.keep_alive);
+        let h = req(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
+        assert!(h.keep_alive);
+        let h = req(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn response_framing() {
+        let mut h = ResponseHead::default();
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        parse_response(raw, 65536, &mut h).unwrap();
+        assert_eq!((h.status, h.body, h.keep_alive), (200, BodyKind::Length(5), true));
+        parse_response(b"HTTP/1.1 200 OK\r\n\r\n", 65536, &mut h).unwrap();
+        assert_eq!((h.body, h.keep_alive), (BodyKind::UntilClose, false));
+        let bad: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"HTTP/1.1 2x0 OK\r\n\r\n",
+            b"HTTX/1.1 200 OK\r\n\r\n",
+        ];
+        for raw in bad {
+            assert!(
+                matches!(parse_response(raw, 65536, &mut h), Err(HeadError::Invalid(_))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The responses ringlb writes itself: refusals (400/405/414/431), 404, and the gateway errors
+//! (502/503/504), each with a short text body.
+//!
+//! Must never: allocate (writes into the caller's reused buffer). Invariant: `close` responses carry
+//! `Connection: close` and the caller closes the connection after writing them.
+
+use std::io::Write;
+
+/// The reason phrase for the statuses ringlb produces.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// Writes a complete error response with a one-line body.
+pub fn error(out: &mut Vec<u8>, status: u16, close: bool) {
+    let reason = reason(status);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nServer: ringlb\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{reason}\n",
+        reason.len() + 1,
+        if close { "Connection: close\r\n" } else { "" }
+    );
+}
+
+/// The interim response sent to a client that asked `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_is_well_formed() {
+        let mut out = Vec::new();
+        super::error(&mut out, 503, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nService Unavailable\n"));
+        assert!(text.contains("Content-Length: 20\r\n"));
+    }
+}

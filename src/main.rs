@@ -1,0 +1,98 @@
+//! The `ringlb` binary: parse the command line, load the config, start the server, wait for a
+//! signal. Errors reach the user as one clear line, never as a panic or a debug dump.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringlb::cli::{Cli, Command, Overrides};
+use ringlb::config::Config;
+use ringlb::server::Server;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("ringlb={level}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("ringlb=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn apply(config: &mut Config, o: &Overrides) {
+    if let Some(w) = o.workers {
+        config.server.workers = if w == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            w
+        };
+    }
+    if let Some(d) = o.driver {
+        config.server.driver = d;
+    }
+    if let Some(l) = &o.log_level {
+        config.log_level = l.clone();
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let server = match Server::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringlb: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = Server::wait_for_signal() {
+        eprintln!("ringlb: cannot wait for signals: {e}");
+    }
+    server.stop();
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, overrides } => {
+            let mut cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ringlb: config error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            apply(&mut cfg, &overrides);
+            init_logging(&cfg.log_level);
+            serve(cfg)
+        }
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                print!("{} is valid\n{}", config.display(), c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringlb: config error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Demo { listen, overrides } => {
+            let backends = ringlb::demo::start_backend("A").and_then(|a| Ok((a, ringlb::demo::start_backend("B")?)));
+            let (a, b) = match backends {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ringlb: cannot start the demo backends: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let mut cfg = ringlb::demo::config(listen, a, b);
+            apply(&mut cfg, &overrides);
+            init_logging(&cfg.log_level);
+            println!("ringlb demo: proxy on http://{listen}/ balancing over backend A (http://{a}) and B (http://{b})");
+            println!("try:  for i in 1 2 3 4; do curl -s http://{listen}/hello; done");
+            println!("stop: Ctrl-C");
+            serve(cfg)
+        }
+    }
+}

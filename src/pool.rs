@@ -1,0 +1,97 @@
+//! One core's idle backend connections, per member: checkout, checkin, expiry.
+//!
+//! Owns: idle connections and when each went idle. Must never: hand out a connection idle longer
+//! than `idle_ttl`, or hold more than `max_idle` per member. Invariant: only connections whose last
+//! exchange ended cleanly are checked in (the caller's duty), so any connection here is reusable.
+
+use std::time::{Duration, Instant};
+
+/// Idle connections of one balancer on one core.
+#[derive(Debug)]
+pub struct Pool<S> {
+    idle: Vec<Vec<(S, Instant)>>,
+    max_idle: usize,
+    ttl: Duration,
+}
+
+impl<S> Pool<S> {
+    pub fn new(members: usize, max_idle: usize, ttl: Duration) -> Pool<S> {
+        Pool {
+            idle: (0..members).map(|_| Vec::new()).collect(),
+            max_idle,
+            ttl,
+        }
+    }
+
+    /// The most recently used idle connection to `member` that has not expired.
+    pub fn checkout(&mut self, member: usize, now: Instant) -> Option<S> {
+        let list = &mut self.idle[member];
+        while let Some((s, since)) = list.pop() {
+            if now.saturating_duration_since(since) < self.ttl {
+                return Some(s);
+            }
+            // Expired: the oldest are at the front, so everything left is older still.
+            drop(s);
+            list.clear();
+        }
+        None
+    }
+
+    /// Returns a reusable connection; closes it when the member's list is full.
+    pub fn checkin(&mut self, member: usize, conn: S, now: Instant) {
+        let list = &mut self.idle[member];
+        if list.len() < self.max_idle {
+            list.push((conn, now));
+        }
+    }
+
+    /// Closes every idle connection past its time to live.
+    pub fn sweep(&mut self, now: Instant) {
+        for list in &mut self.idle {
+            list.retain(|(_, since)| now.saturating_duration_since(*since) < self.ttl);
+        }
+    }
+
+    /// Closes every idle connection to `member`.
+    pub fn clear_member(&mut self, member: usize) {
+        self.idle[member].clear();
+    }
+
+    pub fn idle_count(&self, member: usize) -> usize {
+        self.idle[member].len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_lifo_and_cap() {
+        let now = Instant::now();
+        let mut p = Pool::new(2, 2, Duration::from_secs(4));
+        p.checkin(0, "a", now);
+        p.checkin(0, "b", now);
+        p.checkin(0, "c", now);
+        assert_eq!(p.idle_count(0), 2);
+        assert_eq!(p.checkout(0, now), Some("b"));
+        assert_eq!(p.checkout(0, now), Some("a"));
+        assert_eq!(p.checkout(0, now), None);
+        assert_eq!(p.checkout(1, now), None);
+    }
+
+    #[test]
+    fn expired_are_never_handed_out() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(1, 8, Duration::from_secs(4));
+        p.checkin(0, 1, t0);
+        p.checkin(0, 2, t0 + Duration::from_secs(3));
+        assert_eq!(p.checkout(0, t0 + Duration::from_secs(5)), Some(2));
+        p.checkin(0, 3, t0);
+        assert_eq!(p.checkout(0, t0 + Duration::from_secs(5)), None);
+        p.checkin(0, 4, t0);
+        p.checkin(0, 5, t0 + Duration::from_secs(3));
+        p.sweep(t0 + Duration::from_secs(5));
+        assert_eq!(p.idle_count(0), 1);
+    }
+}

@@ -1,0 +1,362 @@
+//! One request's trip to a member and back: route, pick, pool checkout or connect, send head and
+//! body, read the response head, stream the response body, check the connection back in.
+//!
+//! Owns: failover and retry decisions, and which connection may be reused. Must never: retry a
+//! non-idempotent request whose bytes may have reached a member, pool a connection whose exchange
+//! did not end cleanly, or copy a body in user space. Invariant: returns whether the client
+//! connection may carry another request; when it returns false the caller closes it.
+
+use std::time::Instant;
+
+use compio::net::TcpStream;
+
+use crate::conn::{refuse, Client};
+use crate::http::framing::{BodyKind, BodyTracker};
+use crate::http::parse::{parse_response, HeadError};
+use crate::http::reply;
+use crate::http::rewrite::{self, ClientBody};
+use crate::io::{self, read_more, write_head_and, write_range, IoFail};
+use crate::worker::Core;
+
+/// Largest response head accepted from a member.
+const MAX_RESPONSE_HEAD: usize = 65536;
+/// Read size for bodies.
+const BODY_READ: usize = 65536;
+
+/// How reading a response head ended badly.
+enum HeadFail {
+    /// The member closed or reset before sending any byte of a response.
+    NoResponse,
+    /// `response_timeout` passed.
+    Timeout,
+    /// The member sent something that is not a valid response head.
+    Invalid,
+}
+
+/// Forwards the request whose head is parsed in `c.head`. Returns whether to keep the client.
+pub async fn forward(core: &Core, c: &mut Client) -> bool {
+    let head_len = c.head.head_len;
+    let mut req_body = BodyTracker::new(c.head.body);
+    let initial = match req_body.advance(&c.buf[head_len..]) {
+        Ok(n) => n,
+        Err(_) => {
+            refuse(c, 400).await;
+            return false;
+        }
+    };
+    // When the body is complete in the buffer, the request can be replayed on another connection.
+    let replayable = req_body.is_done();
+    let request_end = head_len + initial;
+    let route = core
+        .router
+        .find(c.head.routing_host(&c.buf), &c.buf[c.head.path.clone()]);
+    let Some(route) = route else {
+        return local_reply(c, 404, replayable, request_end).await;
+    };
+    let bal = route.balancer;
+    let bcfg = &core.config.balancers[bal];
+    let idempotent = c.head.is_idempotent(&c.buf);
+    // The head's bytes are drained before the response is relayed: keep what is needed of them.
+    let is_head = c.head.is_head(&c.buf);
+    let mut exclude = 0u64;
+    let mut retry_fresh: Option<usize> = None;
+    let mut retried = false;
+    let (member, mut up) = loop {
+        let now = Instant::now();
+        let fresh_only = retry_fresh.take();
+        let member = match fresh_only {
+            Some(m) => m,
+            None => match core.upstreams.borrow_mut()[bal].balancer.pick(now, exclude) {
+                Some(m) => m,
+                None => return local_reply(c, 503, replayable, request_end).await,
+            },
+        };
+        let mcfg = &bcfg.members[member];
+        let pooled = if fresh_only.is_none() {
+            core.upstreams.borrow_mut()[bal].pool.checkout(member, now)
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(s) => s,
+            None => match io::connect(mcfg.addr, bcfg.connect_timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
+                        "member failed to connect; skipping it for {:?}", bcfg.retry);
+                    let mut ups = core.upstreams.borrow_mut();
+                    ups[bal].balancer.mark_failed(member, Instant::now());
+                    ups[bal].pool.clear_member(member);
+                    exclude |= 1 << member;
+                    continue;
+                }
+            },
+        };
+        c.out.clear();
+        rewrite::request_head(
+            &mut c.out,
+            &c.buf,
+            &c.head,
+            &mcfg.host_port,
+            route.preserve_host,
+            c.peer.ip(),
+        );
+        let limit = bcfg.response_timeout;
+        if write_head_and(&mut up, &mut c.out, &mut c.buf, head_len..request_end, limit)
+            .await
+            .is_err()
+        {
+            // A write that fails on a reused connection failed because the member had closed
+            // it: none of the request reached the application.
+            if reused && replayable && !retried {
+                retried = true;
+                retry_fresh = Some(member);
+                continue;
+            }
+            return gateway_error(c, 502, replayable).await;
+        }
+        let mut consumed = request_end;
+        if !req_body.is_done() {
+            c.buf.drain(..request_end);
+            consumed = 0;
+            if c.head.expect_continue && c.head.minor_version == 1 {
+                let mut cont = reply::CONTINUE.to_vec();
+                let n = cont.len();
+                if write_range(&mut c.stream, &mut cont, 0..n, core.config.limits.body_timeout)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            match stream_request_body(core, c, &mut up, &mut req_body, limit).await {
+                BodyOutcome::Done => {}
+                BodyOutcome::ClientGone => return false,
+                BodyOutcome::MemberFailed => {
+                    tracing::warn!(member = %mcfg.url, "member failed while receiving a request body");
+                    return gateway_error(c, 502, false).await;
+                }
+            }
+        }
+        match read_response_head(c, &mut up, bcfg.response_timeout).await {
+            Ok(()) => {
+                c.buf.drain(..consumed);
+                break (member, up);
+            }
+            Err(HeadFail::NoResponse) if reused && replayable && idempotent && !retried => {
+                retried = true;
+                retry_fresh = Some(member);
+            }
+            Err(HeadFail::NoResponse) => {
+                tracing::warn!(member = %mcfg.url, "member closed the connection without a response");
+                return gateway_error(c, 502, consumed == 0 || replayable).await;
+            }
+            Err(HeadFail::Timeout) => {
+                tracing::warn!(member = %mcfg.url, "member sent no response head within {:?}", bcfg.response_timeout);
+                return gateway_error(c, 504, true).await;
+            }
+            Err(HeadFail::Invalid) => {
+                tracing::warn!(member = %mcfg.url, "member sent an invalid response head");
+                return gateway_error(c, 502, true).await;
+            }
+        }
+    };
+    let (keep_client, reusable) = relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
+    if reusable {
+        core.upstreams.borrow_mut()[bal]
+            .pool
+            .checkin(member, up, Instant::now());
+    }
+    keep_client
+}
+
+/// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
+async fn local_reply(c: &mut Client, status: u16, whole: bool, request_end: usize) -> bool {
+    if !whole {
+        refuse(c, status).await;
+        return false;
+    }
+    c.buf.drain(..request_end);
+    let keep = c.head.keep_alive;
+    c.out.clear();
+    reply::error(&mut c.out, status, !keep);
+    let n = c.out.len();
+    write_range(&mut c.stream, &mut c.out, 0..n, std::time::Duration::from_secs(10))
+        .await
+        .is_ok()
+        && keep
+}
+
+/// A 502 or 504 with `Connection: close`. `request_read` says whether the client's request was
+/// read to its end (if not, the rest is drained briefly so the client sees the status).
+async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool {
+    if request_read {
+        c.out.clear();
+        reply::error(&mut c.out, status, true);
+        let n = c.out.len();
+        let _ = write_range(&mut c.stream, &mut c.out, 0..n, std::time::Duration::from_secs(10)).await;
+    } else {
+        refuse(c, status).await;
+    }
+    false
+}
+
+enum BodyOutcome {
+    Done,
+    ClientGone,
+    MemberFailed,
+}
+
+/// Streams the rest of a request body from the client to the member. Bytes after the body (a
+/// pipelined request) stay in `c.buf`.
+async fn stream_request_body(
+    core: &Core,
+    c: &mut Client,
+    up: &mut TcpStream,
+    body: &mut BodyTracker,
+    limit: std::time::Duration,
+) -> BodyOutcome {
+    let client_limit = core.config.limits.body_timeout;
+    while !body.is_done() {
+        let start = c.buf.len();
+        if read_more(&mut c.stream, &mut c.buf, BODY_READ, client_limit)
+            .await
+            .is_err()
+        {
+            return BodyOutcome::ClientGone;
+        }
+        let Ok(n) = body.advance(&c.buf[start..]) else {
+            // A framing error mid-body: abort, the member connection is dropped unpooled.
+            return BodyOutcome::ClientGone;
+        };
+        if write_range(up, &mut c.buf, 0..start + n, limit).await.is_err() {
+            return BodyOutcome::MemberFailed;
+        }
+        c.buf.drain(..start + n);
+    }
+    BodyOutcome::Done
+}
+
+/// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses.
+async fn read_response_head(
+    c: &mut Client,
+    up: &mut TcpStream,
+    limit: std::time::Duration,
+) -> Result<(), HeadFail> {
+    let deadline = Instant::now() + limit;
+    c.rbuf.clear();
+    loop {
+        if !c.rbuf.is_empty() {
+            match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
+                Ok(()) if (100..200).contains(&c.resp.status) && c.resp.status != 101 => {
+                    let n = c.resp.head_len;
+                    // ringlb answered Expect itself; other interim responses go to 1.1 clients.
+                    if c.resp.status != 100 && c.head.minor_version == 1 {
+                        let _ = write_range(&mut c.stream, &mut c.rbuf, 0..n, limit).await;
+                    }
+                    c.rbuf.drain(..n);
+                    continue;
+                }
+                Ok(()) => return Ok(()),
+                Err(HeadError::Partial) => {}
+                Err(_) => return Err(HeadFail::Invalid),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let had = c.rbuf.len();
+        match read_more(up, &mut c.rbuf, BODY_READ, left).await {
+            Ok(_) => {}
+            Err(IoFail::Timeout) => return Err(HeadFail::Timeout),
+            Err(_) if had == 0 => return Err(HeadFail::NoResponse),
+            Err(_) => return Err(HeadFail::Invalid),
+        }
+    }
+}
+
+/// Sends the response head and body to the client. Returns (keep the client, pool the member
+/// connection).
+async fn relay_response(
+    core: &Core,
+    c: &mut Client,
+    up: &mut TcpStream,
+    is_head: bool,
+    limit: std::time::Duration,
+) -> (bool, bool) {
+    let status = c.resp.status;
+    let kind = if is_head || status == 204 || status == 304 {
+        BodyKind::Empty
+    } else {
+        c.resp.body
+    };
+    let mode = match kind {
+        BodyKind::Empty => ClientBody::None,
+        BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
+        _ => ClientBody::PassThrough,
+    };
+    let keep_client = c.head.keep_alive
+        && kind != BodyKind::UntilClose
+        && mode != ClientBody::Dechunk
+        && !core.is_stopping();
+    let mut member_clean = c.resp.keep_alive;
+    c.out.clear();
+    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, mode, c.head.minor_version, keep_client);
+    let client_limit = core.config.limits.body_timeout;
+    let mut body = BodyTracker::new(kind);
+    let head_len = c.resp.head_len;
+    // The first body bytes arrived with the head.
+    c.ranges.clear();
+    let ranges = &mut c.ranges;
+    let Ok(n) = body.advance_with(&c.rbuf[head_len..], |r| {
+        ranges.push(r.start + head_len..r.end + head_len)
+    }) else {
+        return (false, false);
+    };
+    member_clean &= head_len + n == c.rbuf.len();
+    let sent = if mode == ClientBody::Dechunk {
+        let len = c.out.len();
+        write_range(&mut c.stream, &mut c.out, 0..len, client_limit).await.is_ok()
+            && write_ranges(c, client_limit).await
+    } else {
+        write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, head_len..head_len + n, client_limit)
+            .await
+            .is_ok()
+    };
+    if !sent {
+        return (false, false);
+    }
+    while !body.is_done() {
+        c.rbuf.clear();
+        match read_more(up, &mut c.rbuf, BODY_READ, limit).await {
+            Ok(_) => {}
+            Err(IoFail::Closed) if body.finish_at_close() => break,
+            Err(_) => return (false, false),
+        }
+        c.ranges.clear();
+        let ranges = &mut c.ranges;
+        let Ok(n) = body.advance_with(&c.rbuf, |r| ranges.push(r)) else {
+            return (false, false);
+        };
+        member_clean &= n == c.rbuf.len();
+        let ok = if mode == ClientBody::Dechunk {
+            write_ranges(c, client_limit).await
+        } else {
+            write_range(&mut c.stream, &mut c.rbuf, 0..n, client_limit).await.is_ok()
+        };
+        if !ok {
+            return (false, false);
+        }
+    }
+    (keep_client, member_clean && kind != BodyKind::UntilClose)
+}
+
+/// Writes the data ranges of `c.rbuf` listed in `c.ranges` (a decoded chunked body).
+async fn write_ranges(c: &mut Client, limit: std::time::Duration) -> bool {
+    for i in 0..c.ranges.len() {
+        let r = c.ranges[i].clone();
+        if write_range(&mut c.stream, &mut c.rbuf, r, limit).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

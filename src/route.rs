@@ -1,0 +1,87 @@
+//! Router: host + longest path prefix -> route (and its balancer).
+//!
+//! Shared read-only by every core. Must never: allocate per request. Invariant: routes are
+//! ordered so that the first match is the right one (host-specific before any-host, then longer
+//! path prefix first).
+
+use crate::config::RouteConfig;
+
+/// The route table.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<RouteConfig>,
+}
+
+impl Router {
+    pub fn new(routes: &[RouteConfig]) -> Router {
+        let mut routes = routes.to_vec();
+        routes.sort_by(|a, b| {
+            b.host
+                .is_some()
+                .cmp(&a.host.is_some())
+                .then(b.path.len().cmp(&a.path.len()))
+        });
+        Router { routes }
+    }
+
+    /// Finds the route for a request's host (any case, port ignored) and path.
+    pub fn find(&self, host: &[u8], path: &[u8]) -> Option<&RouteConfig> {
+        let host = strip_port(host);
+        let path = if path.is_empty() { b"/" as &[u8] } else { path };
+        self.routes.iter().find(|r| {
+            r.host
+                .as_ref()
+                .is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(host))
+                && path.starts_with(r.path.as_bytes())
+        })
+    }
+}
+
+/// `example.org:8080` -> `example.org`; `[::1]:80` -> `[::1]`.
+fn strip_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<&str>, path: &str, balancer: usize) -> RouteConfig {
+        RouteConfig {
+            host: host.map(str::to_string),
+            path: path.into(),
+            balancer,
+            preserve_host: false,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_and_host_win() {
+        let r = Router::new(&[
+            route(None, "/", 0),
+            route(None, "/api", 1),
+            route(Some("app.example.org"), "/", 2),
+        ]);
+        assert_eq!(r.find(b"other", b"/x").unwrap().balancer, 0);
+        assert_eq!(r.find(b"other", b"/api/v1").unwrap().balancer, 1);
+        assert_eq!(r.find(b"APP.example.org:8080", b"/api").unwrap().balancer, 2);
+        assert_eq!(r.find(b"", b"").unwrap().balancer, 0);
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let r = Router::new(&[route(Some("a.org"), "/app", 0)]);
+        assert!(r.find(b"a.org", b"/other").is_none());
+        assert!(r.find(b"b.org", b"/app").is_none());
+        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+    }
+}

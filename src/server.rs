@@ -1,0 +1,123 @@
+//! The process: bind every listener (one SO_REUSEPORT socket per worker and address), start one
+//! pinned worker thread per core, wait for SIGTERM/SIGINT, stop the workers gracefully.
+//!
+//! Owns: threads, listeners before they are handed over, signals. Must never: touch a worker's
+//! state. Invariant: listeners are bound before any worker starts, so a bad address is reported
+//! once, clearly, and the process exits non-zero.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::worker;
+
+/// A running server.
+pub struct Server {
+    stops: Vec<futures_channel::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// The bound listen addresses (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Binds the listeners and starts the workers; returns once every worker is serving.
+    pub fn start(config: Config) -> anyhow::Result<Server> {
+        let config = Arc::new(config);
+        let workers = config.server.workers;
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        for &addr in &config.listen {
+            let first = bind_reuseport(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            // Port 0 means "any": the other workers join the port the first one got.
+            let bound = first.local_addr()?;
+            addrs.push(bound);
+            per_worker[0].push(first);
+            for list in per_worker.iter_mut().skip(1) {
+                list.push(bind_reuseport(bound).map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?);
+            }
+        }
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
+        for (id, listeners) in per_worker.into_iter().enumerate() {
+            let (stop_tx, stop_rx) = futures_channel::oneshot::channel();
+            stops.push(stop_tx);
+            let config = config.clone();
+            let ready = ready_tx.clone();
+            let pin_to = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("ringlb-w{id}"))
+                .spawn(move || {
+                    if let Some(core_id) = pin_to {
+                        core_affinity::set_for_current(core_id);
+                    }
+                    let rt = match worker::build_runtime(config.server.driver) {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready.send(Err(format!(
+                                "worker {id}: cannot start the {:?} driver: {e}",
+                                config.server.driver
+                            )));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(worker::driver_name(&rt)));
+                    rt.block_on(async move {
+                        let core = std::rc::Rc::new(worker::Core::new(id, config));
+                        worker::run(core, listeners, stop_rx).await;
+                    });
+                })?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut driver = "";
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(d)) => driver = d,
+                Ok(Err(e)) => anyhow::bail!(e),
+                Err(_) => anyhow::bail!("a worker thread died while starting"),
+            }
+        }
+        for a in &addrs {
+            tracing::info!("listening on {a}");
+        }
+        tracing::info!(workers, driver, "ringlb ready");
+        Ok(Server { stops, threads, addrs })
+    }
+
+    /// Blocks until SIGTERM or SIGINT.
+    pub fn wait_for_signal() -> anyhow::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "stopping: no new connections, finishing requests in flight");
+        }
+        Ok(())
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the grace period), joins workers.
+    pub fn stop(self) {
+        for s in self.stops {
+            let _ = s.send(());
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        tracing::info!("stopped");
+    }
+}

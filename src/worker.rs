@@ -1,0 +1,190 @@
+//! One core's event loop: its compio runtime (one io_uring, or epoll), its accept loops, its pool
+//! sweeper, and its share of shutdown.
+//!
+//! Owns: `Core`, the state that belongs to one core alone (balancer cursors, pools, counters).
+//! Must never: share `Core` with another thread or take a lock. Invariant: everything mutable here
+//! is touched only from this worker's thread; cross-core traffic is the shutdown signal alone.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compio::driver::{DriverType, ProactorBuilder};
+use compio::net::{TcpListener, TcpStream};
+use compio::runtime::RuntimeBuilder;
+use futures_util::future::{select, Either};
+
+use crate::balance::Balancer;
+use crate::config::{Config, Driver};
+use crate::conn;
+use crate::notify::Notify;
+use crate::pool::Pool;
+use crate::route::Router;
+
+/// A balancer's per-core state: its cursor and its idle connections.
+pub struct Upstream {
+    pub balancer: Balancer,
+    pub pool: Pool<TcpStream>,
+}
+
+/// Everything one core owns.
+pub struct Core {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub upstreams: RefCell<Vec<Upstream>>,
+    /// Fires once, when the server starts shutting down.
+    pub shutdown: Notify,
+    stopping: Cell<bool>,
+    /// Fires when a connection closes and someone waits for that.
+    conn_closed: Notify,
+    active: Cell<usize>,
+    conn_limit: usize,
+}
+
+impl Core {
+    pub fn new(id: usize, config: Arc<Config>) -> Core {
+        let upstreams = config
+            .balancers
+            .iter()
+            .map(|b| Upstream {
+                balancer: Balancer::new(b, id),
+                pool: Pool::new(b.members.len(), b.max_idle_per_member, b.idle_ttl),
+            })
+            .collect();
+        let conn_limit = (config.limits.max_connections / config.server.workers).max(1);
+        Core {
+            id,
+            router: Router::new(&config.routes),
+            config,
+            upstreams: RefCell::new(upstreams),
+            shutdown: Notify::default(),
+            stopping: Cell::new(false),
+            conn_closed: Notify::default(),
+            active: Cell::new(0),
+            conn_limit,
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    fn begin_shutdown(&self) {
+        self.stopping.set(true);
+        self.shutdown.notify_all();
+    }
+}
+
+/// Decrements the active count when a connection's task ends, however it ends.
+struct ConnGuard(Rc<Core>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let core = &self.0;
+        let n = core.active.get() - 1;
+        core.active.set(n);
+        if core.is_stopping() || n + 1 == core.conn_limit {
+            core.conn_closed.notify_all();
+        }
+    }
+}
+
+/// Builds this worker's runtime with the configured driver.
+pub fn build_runtime(driver: Driver) -> std::io::Result<compio::runtime::Runtime> {
+    let mut proactor = ProactorBuilder::new();
+    proactor.capacity(4096).coop_taskrun(true).taskrun_flag(true);
+    match driver {
+        Driver::Auto => {}
+        Driver::IoUring => {
+            proactor.driver_type(DriverType::IoUring);
+        }
+        Driver::Epoll => {
+            proactor.driver_type(DriverType::Poll);
+        }
+    }
+    RuntimeBuilder::new().with_proactor(proactor).build()
+}
+
+/// The name of a runtime's driver, for the start-up log.
+pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
+    match rt.driver_type() {
+        DriverType::IoUring => "io_uring",
+        DriverType::Poll => "epoll",
+        DriverType::IOCP => "iocp",
+    }
+}
+
+/// Runs one worker until `stop` fires and its connections have drained (or the grace ran out).
+pub async fn run(core: Rc<Core>, listeners: Vec<std::net::TcpListener>, stop: futures_channel::oneshot::Receiver<()>) {
+    for l in listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l)).detach(),
+            Err(e) => tracing::error!(worker = core.id, error = %e, "cannot use listener"),
+        }
+    }
+    compio::runtime::spawn(sweep_pools(core.clone())).detach();
+    let _ = stop.await;
+    core.begin_shutdown();
+    let deadline = Instant::now() + core.config.server.shutdown_grace;
+    while core.active.get() > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(worker = core.id, open = core.active.get(), "shutdown grace over; closing connections");
+            break;
+        }
+        let closed = std::pin::pin!(core.conn_closed.notified());
+        let timer = std::pin::pin!(compio::time::sleep(left));
+        select(closed, timer).await;
+    }
+}
+
+async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+    loop {
+        if core.is_stopping() {
+            return;
+        }
+        if core.active.get() >= core.conn_limit {
+            // Over the limit: new connections wait in the kernel's backlog.
+            let closed = std::pin::pin!(core.conn_closed.notified());
+            let stop = std::pin::pin!(core.shutdown.notified());
+            select(closed, stop).await;
+            continue;
+        }
+        let accept = std::pin::pin!(listener.accept());
+        let stop = std::pin::pin!(core.shutdown.notified());
+        match select(accept, stop).await {
+            Either::Left((Ok((stream, peer)), _)) => {
+                core.active.set(core.active.get() + 1);
+                let guard = ConnGuard(core.clone());
+                let core = core.clone();
+                compio::runtime::spawn(async move {
+                    let _guard = guard;
+                    conn::serve(core, stream, peer).await;
+                })
+                .detach();
+            }
+            Either::Left((Err(e), _)) => {
+                tracing::warn!(worker = core.id, error = %e, "accept failed");
+                compio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Either::Right(_) => return,
+        }
+    }
+}
+
+/// Closes idle member connections past their time to live, once a second.
+async fn sweep_pools(core: Rc<Core>) {
+    while !core.is_stopping() {
+        let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
+        let stop = std::pin::pin!(core.shutdown.notified());
+        if let Either::Right(_) = select(tick, stop).await {
+            return;
+        }
+        let now = Instant::now();
+        for u in core.upstreams.borrow_mut().iter_mut() {
+            u.pool.sweep(now);
+        }
+    }
+}
