@@ -1,0 +1,137 @@
+//! Failover and gateway errors: dead members are skipped, safe retries happen once, unsafe ones
+//! never, and every failure maps to the right status.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn a_closed_member_port_fails_over_without_losing_requests() {
+    let a = Backend::named("A");
+    let dead = closed_port();
+    let p = Ringlb::start(&simple_config(&[member(dead), member(a.addr)], "retry = \"60s\""), 2);
+    for i in 0..20 {
+        let r = get(p.addr, &format!("/{i}"));
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.header("x-backend"), Some("A"));
+    }
+    assert_eq!(a.count(), 20);
+    assert!(p.wait_log(&format!("http://{dead}")), "the failed member is logged");
+}
+
+#[test]
+fn all_members_down_is_503() {
+    let p = Ringlb::start(&simple_config(&[member(closed_port()), member(closed_port())], ""), 1);
+    let mut c = Client::connect(p.addr);
+    for _ in 0..3 {
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response().unwrap().status, 503);
+    }
+}
+
+#[test]
+fn standby_only_when_no_active_member_and_disabled_never() {
+    let (a, s, d) = (Backend::named("A"), Backend::named("S"), Backend::named("D"));
+    let members = [
+        member(a.addr),
+        format!("{{ url = \"http://{}\", status = \"standby\" }}", s.addr),
+        format!("{{ url = \"http://{}\", status = \"disabled\" }}", d.addr),
+    ];
+    let p = Ringlb::start(&simple_config(&members, ""), 1);
+    for _ in 0..5 {
+        assert_eq!(get(p.addr, "/").header("x-backend"), Some("A"));
+    }
+    drop(p);
+    let dead = closed_port();
+    let members = [
+        member(dead),
+        format!("{{ url = \"http://{}\", status = \"standby\" }}", s.addr),
+        format!("{{ url = \"http://{}\", status = \"disabled\" }}", d.addr),
+    ];
+    let p = Ringlb::start(&simple_config(&members, ""), 1);
+    for _ in 0..5 {
+        assert_eq!(get(p.addr, "/").header("x-backend"), Some("S"));
+    }
+    assert_eq!(d.count(), 0);
+}
+
+#[test]
+fn a_failed_member_comes_back_after_retry() {
+    let dead = closed_port();
+    let b = Backend::named("B");
+    let p = Ringlb::start(&simple_config(&[member(dead), member(b.addr)], "retry = \"300ms\""), 1);
+    assert_eq!(get(p.addr, "/").status, 200);
+    // The member comes up on the same port; after `retry` it gets traffic again.
+    let revived = std::net::TcpListener::bind(dead).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = revived.accept() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Backend: R\r\nContent-Length: 0\r\n\r\n");
+            let _ = tx.send(());
+        }
+    });
+    let backends: Vec<String> = (0..2).map(|_| get(p.addr, "/").header("x-backend").unwrap().to_string()).collect();
+    assert!(backends.contains(&"R".to_string()), "{backends:?}");
+    assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+}
+
+/// A member that answers, says keep-alive, and then closes: the pooled connection is dead.
+fn closes_after_each_response() -> Backend {
+    Backend::start(|r| {
+        Reply::RawClose(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", r.path.len(), r.path).into_bytes())
+    })
+}
+
+#[test]
+fn idempotent_request_on_a_dead_pooled_connection_is_retried() {
+    let a = closes_after_each_response();
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().text(), "/one");
+    c.send(b"GET /two HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().text(), "/two");
+    assert_eq!(a.count(), 2);
+    assert_eq!(a.connections(), 2);
+}
+
+#[test]
+fn post_on_a_dead_pooled_connection_is_not_retried() {
+    let a = closes_after_each_response();
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    // Wait until the member has closed its side, so the pooled connection is surely dead.
+    assert!(wait_until(|| a.count() == 1));
+    c.send(b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    // The bytes may have reached the member: 502, never a second delivery.
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 502);
+    assert_eq!(a.count(), 1);
+}
+
+#[test]
+fn member_closing_without_response_is_502() {
+    let a = Backend::start(|_| Reply::Close);
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.header("connection")), (502, Some("close")));
+    assert_eq!(a.count(), 1, "not retried");
+}
+
+#[test]
+fn slow_member_is_504_after_response_timeout() {
+    let a = Backend::start(|_| Reply::Delay(Duration::from_secs(3), Box::new(Reply::Text("late".into()))));
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], "response_timeout = \"300ms\""), 1);
+    let started = std::time::Instant::now();
+    let r = get(p.addr, "/");
+    assert_eq!(r.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -1,0 +1,128 @@
+//! The process and connection lifecycle: CLI and config errors, timeouts, connection limits,
+//! graceful shutdown, workers and drivers.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn write_config(text: &str) -> (crate::support::proxy::TempDir, String) {
+    let dir = crate::support::proxy::TempDir::new();
+    let path = dir.0.join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+#[test]
+fn bad_config_names_key_and_line() {
+    let (_d, path) = write_config(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[balancer]]\nname = \"app\"\nretry = \"soon\"\nmembers = [{ url = \"http://127.0.0.1:1\" }]\n",
+    );
+    let (code, _, err) = run_cli(&["run", "--config", &path]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 6"), "{err}");
+    assert!(err.contains("balancer[0].retry"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, _, err) = run_cli(&["check", "--config", &path]);
+    assert_eq!(code, 1);
+    assert!(err.contains("balancer[0].retry"), "{err}");
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let (_d, path) = write_config(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n[[balancer]]\nname = \"app\"\nmembers = [{ url = \"http://127.0.0.1:1\" }]\n[[route]]\nbalancer = \"app\"\n",
+    );
+    let (code, out, _) = run_cli(&["check", "--config", &path]);
+    assert_eq!(code, 0);
+    assert!(out.contains("is valid") && out.contains("balancer app"), "{out}");
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let (code, _, err) = run_cli(&["run", "--config", "/nonexistent/ringlb.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read /nonexistent/ringlb.toml"), "{err}");
+}
+
+#[test]
+fn driver_in_use_is_logged() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 2);
+    let driver = crate::support::proxy::driver();
+    assert!(
+        p.logs().iter().any(|l| l.contains("ringlb ready") && l.contains(&driver)),
+        "{:?}",
+        p.logs()
+    );
+    assert_eq!(get(p.addr, "/").status, 200);
+}
+
+#[test]
+fn header_timeout_closes_a_slow_client() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&format!("[limits]\nheader_timeout = \"300ms\"\n{}", simple_config(&[member(a.addr)], "")), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n");
+    let started = Instant::now();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 408);
+    assert!(c.is_closed());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A client that sends nothing at all is closed too.
+    let mut idle = Client::connect(p.addr);
+    assert!(idle.is_closed());
+    assert_eq!(a.count(), 0);
+}
+
+#[test]
+fn keepalive_timeout_closes_an_idle_connection() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&format!("[limits]\nkeepalive_timeout = \"300ms\"\n{}", simple_config(&[member(a.addr)], "")), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let started = Instant::now();
+    assert!(c.is_closed());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[test]
+fn max_connections_holds_new_connections_in_the_backlog() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&format!("[limits]\nmax_connections = 1\n{}", simple_config(&[member(a.addr)], "")), 1);
+    let mut first = Client::connect(p.addr);
+    first.send(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(first.read_response().unwrap().status, 200);
+    let mut second = Client::connect(p.addr);
+    second.send(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n");
+    second.set_timeout(Duration::from_millis(300));
+    assert!(second.read_response().is_none(), "served beyond max_connections");
+    drop(first);
+    second.set_timeout(Duration::from_secs(10));
+    assert_eq!(second.read_response().unwrap().status, 200);
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight_then_exits_0() {
+    let a = Backend::start(|_| Reply::Delay(Duration::from_millis(700), Box::new(Reply::Text("finished".into()))));
+    let mut p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 2);
+    let addr = p.addr;
+    let mut c = Client::connect(addr);
+    c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(wait_until(|| a.count() == 1), "request reached the member");
+    // An idle keep-alive connection must not hold the shutdown up.
+    let mut idle = Client::connect(addr);
+    idle.send(b"GET /quick HTTP/1.1\r\nHost: t\r\n\r\n");
+    let waiter = std::thread::spawn(move || {
+        let r = c.read_response();
+        (r, c.is_closed())
+    });
+    let status = p.terminate().expect("exits within the grace period");
+    assert!(status.success(), "{status:?}");
+    let (r, closed) = waiter.join().unwrap();
+    let r = r.expect("the in-flight request was answered");
+    assert_eq!((r.status, r.text().as_str()), (200, "finished"));
+    assert!(closed);
+    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after exit");
+}

@@ -1,0 +1,21 @@
+//! Test harness: the real ringlb binary, mock members and a strict client, all on loopback.
+
+pub mod backend;
+pub mod client;
+pub mod proxy;
+
+pub use backend::{closed_port, hash, pattern, Backend, Reply};
+pub use client::{get, Client};
+pub use proxy::{member, run_cli, simple_config, Ringlb};
+
+/// Polls `cond` every 10 ms for at most 10 s.
+pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}

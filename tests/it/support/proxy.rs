@@ -1,0 +1,169 @@
+//! Starts the real `ringlb` binary on an ephemeral loopback port and stops it when dropped.
+//!
+//! The io driver comes from `RINGLB_TEST_DRIVER` (io_uring by default; the test script runs the
+//! suite once more with epoll).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Ringlb {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("ringlb-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn driver() -> String {
+    std::env::var("RINGLB_TEST_DRIVER").unwrap_or_else(|_| "io_uring".into())
+}
+
+/// A config with one balancer "app" over `members` (TOML inline tables), routed at "/".
+pub fn simple_config(members: &[String], balancer_extra: &str) -> String {
+    format!(
+        "[[balancer]]\nname = \"app\"\n{balancer_extra}\nmembers = [{}]\n\n[[route]]\npath = \"/\"\nbalancer = \"app\"\n",
+        members.join(", ")
+    )
+}
+
+/// An inline member table for an address.
+pub fn member(addr: SocketAddr) -> String {
+    format!("{{ url = \"http://{addr}\" }}")
+}
+
+impl Ringlb {
+    /// Starts ringlb with `body` (everything but `[[listen]]`) and `workers` workers.
+    pub fn start(body: &str, workers: usize) -> Ringlb {
+        Self::try_start(body, workers).unwrap_or_else(|e| panic!("ringlb did not start: {e}"))
+    }
+
+    pub fn try_start(body: &str, workers: usize) -> Result<Ringlb, String> {
+        let dir = TempDir::new();
+        let path = dir.0.join("ringlb.toml");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(f, "[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}").unwrap();
+        drop(f);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlb"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(["--workers", &workers.to_string(), "--driver", &driver(), "--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut addr = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.split("listening on ").nth(1) {
+                        addr = a.trim().parse().ok();
+                    }
+                    if line.contains("ringlb ready") {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("no ready line; logs: {:?}", logs.lock().unwrap()));
+                }
+            }
+        }
+        Ok(Ringlb {
+            child: Some(child),
+            addr: addr.ok_or("no listening line")?,
+            logs,
+            _dir: dir,
+        })
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.logs().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+/// Sends a signal with the `kill` command (keeps the tests free of unsafe code).
+pub fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Ringlb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the ringlb binary with arguments and returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringlb")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
