@@ -102,7 +102,10 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (w, s))| {
-                format!("{{ url = \"http://127.0.0.1:{}\", weight = {w}, status = \"{s}\" }}", 9000 + i)
+                format!(
+                    "{{ url = \"http://127.0.0.1:{}\", weight = {w}, status = \"{s}\" }}",
+                    9000 + i
+                )
             })
             .collect();
         let text = format!(
@@ -128,13 +131,24 @@ mod tests {
     #[test]
     fn cores_are_staggered() {
         let cfg = balancer(&[(1, "active"), (1, "active")]);
-        assert_eq!(sequence(&mut Balancer::new(&cfg, 0), 4, 0), vec![0, 1, 0, 1]);
-        assert_eq!(sequence(&mut Balancer::new(&cfg, 1), 4, 0), vec![1, 0, 1, 0]);
+        assert_eq!(
+            sequence(&mut Balancer::new(&cfg, 0), 4, 0),
+            vec![0, 1, 0, 1]
+        );
+        assert_eq!(
+            sequence(&mut Balancer::new(&cfg, 1), 4, 0),
+            vec![1, 0, 1, 0]
+        );
     }
 
     #[test]
     fn failed_excluded_standby_disabled() {
-        let cfg = balancer(&[(1, "active"), (1, "active"), (1, "standby"), (1, "disabled")]);
+        let cfg = balancer(&[
+            (1, "active"),
+            (1, "active"),
+            (1, "standby"),
+            (1, "disabled"),
+        ]);
         let mut b = Balancer::new(&cfg, 0);
         let now = Instant::now();
         b.mark_failed(0, now);

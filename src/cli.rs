@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Driver;
 
 #[derive(Parser, Debug)]
-#[command(name = "ringlb", version, about = "Thread-per-core io_uring HTTP load balancer")]
+#[command(
+    name = "ringlb",
+    version,
+    about = "Thread-per-core io_uring HTTP load balancer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -354,12 +354,13 @@ impl Config {
                 .join(", ")
         );
         for b in &self.balancers {
-            s.push_str(&format!("balancer {} ({} members)\n", b.name, b.members.len()));
+            s.push_str(&format!(
+                "balancer {} ({} members)\n",
+                b.name,
+                b.members.len()
+            ));
             for m in &b.members {
-                s.push_str(&format!(
-                    "  {} weight {} {:?}\n",
-                    m.url, m.weight, m.status
-                ));
+                s.push_str(&format!("  {} weight {} {:?}\n", m.url, m.weight, m.status));
             }
         }
         for r in &self.routes {
@@ -397,7 +398,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, key: String, message: String) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: String,
+        message: String,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             file: String::new(),
             line: line_of(self.text, span.start),
@@ -446,13 +452,21 @@ impl Validator<'_> {
             }
         }
         if listen.is_empty() {
-            return self.err(0..0, "listen".into(), "at least one [[listen]] address is required".into());
+            return self.err(
+                0..0,
+                "listen".into(),
+                "at least one [[listen]] address is required".into(),
+            );
         }
         let mut balancers: Vec<BalancerConfig> = Vec::new();
         for (i, b) in raw.balancer.iter().enumerate() {
             let name = b.name.get_ref().clone();
             if balancers.iter().any(|o| o.name == name) {
-                return self.err(b.name.span(), format!("balancer[{i}].name"), format!("duplicate balancer name \"{name}\""));
+                return self.err(
+                    b.name.span(),
+                    format!("balancer[{i}].name"),
+                    format!("duplicate balancer name \"{name}\""),
+                );
             }
             if b.members.get_ref().is_empty() || b.members.get_ref().len() > MAX_MEMBERS {
                 return self.err(
@@ -466,7 +480,11 @@ impl Validator<'_> {
                 let key = format!("balancer[{i}].members[{j}]");
                 let (host_port, addr) = self.member_url(m, &key)?;
                 if *m.weight.get_ref() == 0 || *m.weight.get_ref() > 1000 {
-                    return self.err(m.weight.span(), format!("{key}.weight"), "must be between 1 and 1000".into());
+                    return self.err(
+                        m.weight.span(),
+                        format!("{key}.weight"),
+                        "must be between 1 and 1000".into(),
+                    );
                 }
                 members.push(MemberConfig {
                     url: m.url.get_ref().clone(),
@@ -489,7 +507,10 @@ impl Validator<'_> {
         }
         let mut routes = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
-            let Some(balancer) = balancers.iter().position(|b| &b.name == r.balancer.get_ref()) else {
+            let Some(balancer) = balancers
+                .iter()
+                .position(|b| &b.name == r.balancer.get_ref())
+            else {
                 return self.err(
                     r.balancer.span(),
                     format!("route[{i}].balancer"),
@@ -497,7 +518,11 @@ impl Validator<'_> {
                 );
             };
             if !r.path.get_ref().starts_with('/') {
-                return self.err(r.path.span(), format!("route[{i}].path"), "must start with /".into());
+                return self.err(
+                    r.path.span(),
+                    format!("route[{i}].path"),
+                    "must start with /".into(),
+                );
             }
             routes.push(RouteConfig {
                 host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -531,7 +556,11 @@ impl Validator<'_> {
         let url = m.url.get_ref();
         let key = format!("{key}.url");
         let Some(rest) = url.strip_prefix("http://") else {
-            return self.err(m.url.span(), key, format!("\"{url}\": only http:// members are supported"));
+            return self.err(
+                m.url.span(),
+                key,
+                format!("\"{url}\": only http:// members are supported"),
+            );
         };
         let host_port = rest.strip_suffix('/').unwrap_or(rest);
         if host_port.is_empty() || host_port.contains('/') {
@@ -541,7 +570,10 @@ impl Validator<'_> {
                 format!("\"{url}\": a member url is scheme://host:port, without a path"),
             );
         }
-        let with_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let with_port = if host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             host_port.to_string()
         } else {
             format!("{host_port}:80")
@@ -591,7 +623,9 @@ balancer = "app"
 
     fn error_of(text: &str) -> (usize, String, String) {
         match Config::parse(text) {
-            Err(ConfigError::Invalid { line, key, message, .. }) => (line, key, message),
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => (line, key, message),
             other => panic!("expected an Invalid error, got {other:?}"),
         }
     }
@@ -608,7 +642,10 @@ balancer = "app"
     fn unknown_key_names_key_and_line() {
         let (line, key, msg) = error_of(&GOOD.replace("workers = 2", "wrokers = 2"));
         assert_eq!(line, 3);
-        assert!(key.contains("wrokers") || msg.contains("wrokers"), "{key} {msg}");
+        assert!(
+            key.contains("wrokers") || msg.contains("wrokers"),
+            "{key} {msg}"
+        );
     }
 
     #[test]

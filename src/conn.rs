@@ -128,7 +128,10 @@ pub async fn refuse(c: &mut Client, status: u16) {
     c.out.clear();
     reply::error(&mut c.out, status, true);
     let len = c.out.len();
-    if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR).await.is_err() {
+    if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR)
+        .await
+        .is_err()
+    {
         return;
     }
     shutdown_write(&mut c.stream).await;

@@ -32,7 +32,8 @@ fn serve(mut stream: TcpStream, name: &str, addr: SocketAddr) {
             Ok(httparse::Status::Complete(n)) => {
                 let path = req.path.unwrap_or("/").to_string();
                 let close = req.headers.iter().any(|h| {
-                    h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+                    h.name.eq_ignore_ascii_case("connection")
+                        && h.value.eq_ignore_ascii_case(b"close")
                 });
                 let body_len: usize = req
                     .headers
@@ -47,12 +48,18 @@ fn serve(mut stream: TcpStream, name: &str, addr: SocketAddr) {
                     }
                 }
                 buf.drain(..n + body_len);
-                let body = format!("Hello from demo backend {name} ({addr}), you asked for {path}\n");
+                let body =
+                    format!("Hello from demo backend {name} ({addr}), you asked for {path}\n");
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n",
                     body.len()
                 );
-                if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes())).is_err() || close {
+                if stream
+                    .write_all(head.as_bytes())
+                    .and_then(|_| stream.write_all(body.as_bytes()))
+                    .is_err()
+                    || close
+                {
                     return;
                 }
             }

@@ -79,7 +79,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen, overrides } => {
-            let backends = ringlb::demo::start_backend("A").and_then(|a| Ok((a, ringlb::demo::start_backend("B")?)));
+            let backends = ringlb::demo::start_backend("A")
+                .and_then(|a| Ok((a, ringlb::demo::start_backend("B")?)));
             let (a, b) = match backends {
                 Ok(p) => p,
                 Err(e) => {

@@ -64,12 +64,12 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
     let (member, mut up) = loop {
         let now = Instant::now();
         let fresh_only = retry_fresh.take();
-        let member = match fresh_only {
-            Some(m) => m,
-            None => match core.upstreams.borrow_mut()[bal].balancer.pick(now, exclude) {
-                Some(m) => m,
-                None => return local_reply(c, 503, replayable, request_end).await,
-            },
+        let picked = match fresh_only {
+            Some(m) => Some(m),
+            None => core.upstreams.borrow_mut()[bal].balancer.pick(now, exclude),
+        };
+        let Some(member) = picked else {
+            return local_reply(c, 503, replayable, request_end).await;
         };
         let mcfg = &bcfg.members[member];
         let pooled = if fresh_only.is_none() {
@@ -103,9 +103,15 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             c.peer.ip(),
         );
         let limit = bcfg.response_timeout;
-        if write_head_and(&mut up, &mut c.out, &mut c.buf, head_len..request_end, limit)
-            .await
-            .is_err()
+        if write_head_and(
+            &mut up,
+            &mut c.out,
+            &mut c.buf,
+            head_len..request_end,
+            limit,
+        )
+        .await
+        .is_err()
         {
             // A write that fails on a reused connection failed because the member had closed
             // it: none of the request reached the application.
@@ -123,9 +129,14 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             if c.head.expect_continue && c.head.minor_version == 1 {
                 let mut cont = reply::CONTINUE.to_vec();
                 let n = cont.len();
-                if write_range(&mut c.stream, &mut cont, 0..n, core.config.limits.body_timeout)
-                    .await
-                    .is_err()
+                if write_range(
+                    &mut c.stream,
+                    &mut cont,
+                    0..n,
+                    core.config.limits.body_timeout,
+                )
+                .await
+                .is_err()
                 {
                     return false;
                 }
@@ -162,7 +173,8 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             }
         }
     };
-    let (keep_client, reusable) = relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
+    let (keep_client, reusable) =
+        relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
     if reusable {
         core.upstreams.borrow_mut()[bal]
             .pool
@@ -182,9 +194,14 @@ async fn local_reply(c: &mut Client, status: u16, whole: bool, request_end: usiz
     c.out.clear();
     reply::error(&mut c.out, status, !keep);
     let n = c.out.len();
-    write_range(&mut c.stream, &mut c.out, 0..n, std::time::Duration::from_secs(10))
-        .await
-        .is_ok()
+    write_range(
+        &mut c.stream,
+        &mut c.out,
+        0..n,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .is_ok()
         && keep
 }
 
@@ -195,7 +212,13 @@ async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool 
         c.out.clear();
         reply::error(&mut c.out, status, true);
         let n = c.out.len();
-        let _ = write_range(&mut c.stream, &mut c.out, 0..n, std::time::Duration::from_secs(10)).await;
+        let _ = write_range(
+            &mut c.stream,
+            &mut c.out,
+            0..n,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
     } else {
         refuse(c, status).await;
     }
@@ -230,7 +253,10 @@ async fn stream_request_body(
             // A framing error mid-body: abort, the member connection is dropped unpooled.
             return BodyOutcome::ClientGone;
         };
-        if write_range(up, &mut c.buf, 0..start + n, limit).await.is_err() {
+        if write_range(up, &mut c.buf, 0..start + n, limit)
+            .await
+            .is_err()
+        {
             return BodyOutcome::MemberFailed;
         }
         c.buf.drain(..start + n);
@@ -300,7 +326,14 @@ async fn relay_response(
         && !core.is_stopping();
     let mut member_clean = c.resp.keep_alive;
     c.out.clear();
-    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, mode, c.head.minor_version, keep_client);
+    rewrite::response_head(
+        &mut c.out,
+        &c.rbuf,
+        &c.resp,
+        mode,
+        c.head.minor_version,
+        keep_client,
+    );
     let client_limit = core.config.limits.body_timeout;
     let mut body = BodyTracker::new(kind);
     let head_len = c.resp.head_len;
@@ -315,12 +348,20 @@ async fn relay_response(
     member_clean &= head_len + n == c.rbuf.len();
     let sent = if mode == ClientBody::Dechunk {
         let len = c.out.len();
-        write_range(&mut c.stream, &mut c.out, 0..len, client_limit).await.is_ok()
-            && write_ranges(c, client_limit).await
-    } else {
-        write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, head_len..head_len + n, client_limit)
+        write_range(&mut c.stream, &mut c.out, 0..len, client_limit)
             .await
             .is_ok()
+            && write_ranges(c, client_limit).await
+    } else {
+        write_head_and(
+            &mut c.stream,
+            &mut c.out,
+            &mut c.rbuf,
+            head_len..head_len + n,
+            client_limit,
+        )
+        .await
+        .is_ok()
     };
     if !sent {
         return (false, false);
@@ -341,7 +382,9 @@ async fn relay_response(
         let ok = if mode == ClientBody::Dechunk {
             write_ranges(c, client_limit).await
         } else {
-            write_range(&mut c.stream, &mut c.rbuf, 0..n, client_limit).await.is_ok()
+            write_range(&mut c.stream, &mut c.rbuf, 0..n, client_limit)
+                .await
+                .is_ok()
         };
         if !ok {
             return (false, false);
@@ -354,7 +397,10 @@ async fn relay_response(
 async fn write_ranges(c: &mut Client, limit: std::time::Duration) -> bool {
     for i in 0..c.ranges.len() {
         let r = c.ranges[i].clone();
-        if write_range(&mut c.stream, &mut c.rbuf, r, limit).await.is_err() {
+        if write_range(&mut c.stream, &mut c.rbuf, r, limit)
+            .await
+            .is_err()
+        {
             return false;
         }
     }

@@ -73,7 +73,10 @@ mod tests {
         ]);
         assert_eq!(r.find(b"other", b"/x").unwrap().balancer, 0);
         assert_eq!(r.find(b"other", b"/api/v1").unwrap().balancer, 1);
-        assert_eq!(r.find(b"APP.example.org:8080", b"/api").unwrap().balancer, 2);
+        assert_eq!(
+            r.find(b"APP.example.org:8080", b"/api").unwrap().balancer,
+            2
+        );
         assert_eq!(r.find(b"", b"").unwrap().balancer, 0);
     }
 

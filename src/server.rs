@@ -37,7 +37,8 @@ impl Server {
     pub fn start(config: Config) -> anyhow::Result<Server> {
         let config = Arc::new(config);
         let workers = config.server.workers;
-        let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
         for &addr in &config.listen {
             let first = bind_reuseport(addr)
@@ -47,7 +48,10 @@ impl Server {
             addrs.push(bound);
             per_worker[0].push(first);
             for list in per_worker.iter_mut().skip(1) {
-                list.push(bind_reuseport(bound).map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?);
+                list.push(
+                    bind_reuseport(bound)
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?,
+                );
             }
         }
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -97,7 +101,11 @@ impl Server {
             tracing::info!("listening on {a}");
         }
         tracing::info!(workers, driver, "ringlb ready");
-        Ok(Server { stops, threads, addrs })
+        Ok(Server {
+            stops,
+            threads,
+            addrs,
+        })
     }
 
     /// Blocks until SIGTERM or SIGINT.
@@ -105,7 +113,10 @@ impl Server {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
         if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "stopping: no new connections, finishing requests in flight");
+            tracing::info!(
+                signal = sig,
+                "stopping: no new connections, finishing requests in flight"
+            );
         }
         Ok(())
     }

@@ -94,7 +94,10 @@ impl Drop for ConnGuard {
 /// Builds this worker's runtime with the configured driver.
 pub fn build_runtime(driver: Driver) -> std::io::Result<compio::runtime::Runtime> {
     let mut proactor = ProactorBuilder::new();
-    proactor.capacity(4096).coop_taskrun(true).taskrun_flag(true);
+    proactor
+        .capacity(4096)
+        .coop_taskrun(true)
+        .taskrun_flag(true);
     match driver {
         Driver::Auto => {}
         Driver::IoUring => {
@@ -117,7 +120,11 @@ pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
 }
 
 /// Runs one worker until `stop` fires and its connections have drained (or the grace ran out).
-pub async fn run(core: Rc<Core>, listeners: Vec<std::net::TcpListener>, stop: futures_channel::oneshot::Receiver<()>) {
+pub async fn run(
+    core: Rc<Core>,
+    listeners: Vec<std::net::TcpListener>,
+    stop: futures_channel::oneshot::Receiver<()>,
+) {
     for l in listeners {
         match TcpListener::from_std(l) {
             Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l)).detach(),
@@ -131,7 +138,11 @@ pub async fn run(core: Rc<Core>, listeners: Vec<std::net::TcpListener>, stop: fu
     while core.active.get() > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            tracing::warn!(worker = core.id, open = core.active.get(), "shutdown grace over; closing connections");
+            tracing::warn!(
+                worker = core.id,
+                open = core.active.get(),
+                "shutdown grace over; closing connections"
+            );
             break;
         }
         let closed = std::pin::pin!(core.conn_closed.notified());

@@ -117,7 +117,11 @@ impl ChunkedDecoder {
                     on_data(i..i + take);
                     i += take;
                     let left = left - take as u64;
-                    self.state = if left == 0 { State::DataCr } else { State::Data(left) };
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data(left)
+                    };
                     continue;
                 }
                 State::DataCr => {
@@ -212,7 +216,11 @@ mod tests {
             b"0\r\n\n",
         ];
         for b in bad {
-            assert!(decode_all(b, 3).is_err(), "{:?}", String::from_utf8_lossy(b));
+            assert!(
+                decode_all(b, 3).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
         }
     }
 

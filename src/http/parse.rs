@@ -167,7 +167,9 @@ pub fn parse_request(
                 has_te = true;
                 for t in tokens(v) {
                     if chunked_final {
-                        return Err(HeadError::Invalid("chunked is not the final transfer coding"));
+                        return Err(HeadError::Invalid(
+                            "chunked is not the final transfer coding",
+                        ));
                     }
                     chunked_final = t.eq_ignore_ascii_case(b"chunked");
                 }
@@ -192,9 +194,15 @@ pub fn parse_request(
         return Err(HeadError::Invalid("repeated Host"));
     }
     head.body = match (has_te, content_length) {
-        (true, Some(_)) => return Err(HeadError::Invalid("both Content-Length and Transfer-Encoding")),
+        (true, Some(_)) => {
+            return Err(HeadError::Invalid(
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
         (true, None) if head.minor_version == 0 => {
-            return Err(HeadError::Invalid("Transfer-Encoding in an HTTP/1.0 request"))
+            return Err(HeadError::Invalid(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ))
         }
         (true, None) if !chunked_final => {
             return Err(HeadError::Invalid("final transfer coding is not chunked"))
@@ -228,7 +236,9 @@ fn split_target(buf: &[u8], target: Range<usize>, head: &mut RequestHead) -> Res
     } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
         8
     } else {
-        return Err(HeadError::Invalid("request target is neither origin nor absolute form"));
+        return Err(HeadError::Invalid(
+            "request target is neither origin nor absolute form",
+        ));
     };
     let rest = &t[scheme_len..];
     let auth_len = rest
@@ -277,7 +287,11 @@ pub struct ResponseHead {
 }
 
 /// Parses a response head. Framing errors are `Invalid` (the client then gets a 502).
-pub fn parse_response(buf: &[u8], max_bytes: usize, head: &mut ResponseHead) -> Result<(), HeadError> {
+pub fn parse_response(
+    buf: &[u8],
+    max_bytes: usize,
+    head: &mut ResponseHead,
+) -> Result<(), HeadError> {
     let mut raw = [httparse::EMPTY_HEADER; 128];
     let mut resp = httparse::Response::new(&mut raw);
     let window = &buf[..buf.len().min(max_bytes)];
@@ -302,9 +316,12 @@ pub fn parse_response(buf: &[u8], max_bytes: usize, head: &mut ResponseHead) -> 
         let v = h.value.trim_ascii();
         match kind {
             HeaderKind::ContentLength => {
-                let n = parse_content_length(v).ok_or(HeadError::Invalid("bad Content-Length in response"))?;
+                let n = parse_content_length(v)
+                    .ok_or(HeadError::Invalid("bad Content-Length in response"))?;
                 if content_length.is_some_and(|c| c != n) {
-                    return Err(HeadError::Invalid("differing Content-Length values in response"));
+                    return Err(HeadError::Invalid(
+                        "differing Content-Length values in response",
+                    ));
                 }
                 content_length = Some(n);
             }
@@ -329,7 +346,11 @@ pub fn parse_response(buf: &[u8], max_bytes: usize, head: &mut ResponseHead) -> 
         });
     }
     head.body = match (has_te, content_length) {
-        (true, Some(_)) => return Err(HeadError::Invalid("response has both Content-Length and Transfer-Encoding")),
+        (true, Some(_)) => {
+            return Err(HeadError::Invalid(
+                "response has both Content-Length and Transfer-Encoding",
+            ))
+        }
         (true, None) if chunked_final => BodyKind::Chunked,
         (true, None) => BodyKind::UntilClose,
         (false, Some(0)) => BodyKind::Empty,
@@ -369,7 +390,10 @@ mod tests {
 
     #[test]
     fn partial_head_asks_for_more() {
-        assert_eq!(req(b"GET / HTTP/1.1\r\nHost: x").unwrap_err(), HeadError::Partial);
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: x").unwrap_err(),
+            HeadError::Partial
+        );
     }
 
     #[test]
@@ -410,7 +434,8 @@ mod tests {
         }
         let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Length(5));
-        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        let h =
+            req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Chunked);
     }
 
@@ -422,13 +447,19 @@ mod tests {
             parse_request(long_line.as_bytes(), 256, 100, &mut h),
             Err(HeadError::UriTooLong)
         );
-        let big_head = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(400));
+        let big_head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(400)
+        );
         assert_eq!(
             parse_request(big_head.as_bytes(), 256, 100, &mut h),
             Err(HeadError::TooLarge)
         );
         let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: 1\r\n".repeat(5));
-        assert_eq!(parse_request(many.as_bytes(), 16384, 3, &mut h), Err(HeadError::TooLarge));
+        assert_eq!(
+            parse_request(many.as_bytes(), 16384, 3, &mut h),
+            Err(HeadError::TooLarge)
+        );
     }
 
     #[test]
@@ -446,7 +477,10 @@ mod tests {
         let mut h = ResponseHead::default();
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         parse_response(raw, 65536, &mut h).unwrap();
-        assert_eq!((h.status, h.body, h.keep_alive), (200, BodyKind::Length(5), true));
+        assert_eq!(
+            (h.status, h.body, h.keep_alive),
+            (200, BodyKind::Length(5), true)
+        );
         parse_response(b"HTTP/1.1 200 OK\r\n\r\n", 65536, &mut h).unwrap();
         assert_eq!((h.body, h.keep_alive), (BodyKind::UntilClose, false));
         let bad: &[&[u8]] = &[
@@ -457,7 +491,10 @@ mod tests {
         ];
         for raw in bad {
             assert!(
-                matches!(parse_response(raw, 65536, &mut h), Err(HeadError::Invalid(_))),
+                matches!(
+                    parse_response(raw, 65536, &mut h),
+                    Err(HeadError::Invalid(_))
+                ),
                 "{:?}",
                 String::from_utf8_lossy(raw)
             );

@@ -67,7 +67,11 @@ pub fn request_head(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for h in head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+    for h in head
+        .headers
+        .iter()
+        .filter(|h| h.kind == HeaderKind::XForwardedFor)
+    {
         out.extend_from_slice(buf[h.value.clone()].trim_ascii());
         out.extend_from_slice(b", ");
     }
@@ -147,7 +151,14 @@ X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n
         let mut h = RequestHead::default();
         parse_request(raw, 16384, 100, &mut h).unwrap();
         let mut out = Vec::new();
-        request_head(&mut out, raw, &h, "127.0.0.1:9001", false, "10.0.0.9".parse().unwrap());
+        request_head(
+            &mut out,
+            raw,
+            &h,
+            "127.0.0.1:9001",
+            false,
+            "10.0.0.9".parse().unwrap(),
+        );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

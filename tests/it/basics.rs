@@ -22,7 +22,11 @@ fn round_robin_alternates_members_on_one_core() {
 
 #[test]
 fn weights_5_1_1_give_5_1_1() {
-    let (a, b, c3) = (Backend::named("A"), Backend::named("B"), Backend::named("C"));
+    let (a, b, c3) = (
+        Backend::named("A"),
+        Backend::named("B"),
+        Backend::named("C"),
+    );
     let members = [
         format!("{{ url = \"http://{}\", weight = 5 }}", a.addr),
         member(b.addr),
@@ -40,7 +44,11 @@ fn weights_5_1_1_give_5_1_1() {
 
 #[test]
 fn routes_by_host_and_longest_prefix_and_404s_the_rest() {
-    let (a, b, h) = (Backend::named("A"), Backend::named("B"), Backend::named("H"));
+    let (a, b, h) = (
+        Backend::named("A"),
+        Backend::named("B"),
+        Backend::named("H"),
+    );
     let config = format!(
         "[[balancer]]\nname = \"a\"\nmembers = [{}]\n[[balancer]]\nname = \"b\"\nmembers = [{}]\n\
 [[balancer]]\nname = \"h\"\nmembers = [{}]\n\
@@ -81,7 +89,15 @@ X-Forwarded-Host: spoofed\r\nX-Forwarded-Proto: https\r\nAccept: text/plain\r\n\
     let r = &a.requests()[0];
     assert_eq!(r.path, "/h?q=1");
     assert_eq!(r.header("host"), Some(a.addr.to_string().as_str()));
-    for gone in ["connection", "x-private", "keep-alive", "te", "upgrade", "proxy-connection", "trailer"] {
+    for gone in [
+        "connection",
+        "x-private",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-connection",
+        "trailer",
+    ] {
         assert_eq!(r.header(gone), None, "{gone} reached the member");
     }
     assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
@@ -148,21 +164,37 @@ fn http10_and_connection_close() {
     // HTTP/1.0 with keep-alive: kept.
     let mut c = Client::connect(p.addr);
     c.send(b"GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(c.read_response().unwrap().header("connection"), Some("keep-alive"));
+    assert_eq!(
+        c.read_response().unwrap().header("connection"),
+        Some("keep-alive")
+    );
     c.send(b"GET /2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(c.read_response().unwrap().text(), "A /2");
     // HTTP/1.1 Connection: close.
     let mut c = Client::connect(p.addr);
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_eq!(c.read_response().unwrap().header("connection"), Some("close"));
+    assert_eq!(
+        c.read_response().unwrap().header("connection"),
+        Some("close")
+    );
     assert!(c.is_closed());
 }
 
 #[test]
 fn head_204_304_have_no_body() {
     let a = Backend::start(|r| match r.path.as_str() {
-        "/204" => Reply::Full { status: 204, headers: vec![], body: vec![], chunked: false },
-        "/304" => Reply::Full { status: 304, headers: vec![], body: vec![], chunked: false },
+        "/204" => Reply::Full {
+            status: 204,
+            headers: vec![],
+            body: vec![],
+            chunked: false,
+        },
+        "/304" => Reply::Full {
+            status: 304,
+            headers: vec![],
+            body: vec![],
+            chunked: false,
+        },
         _ => Reply::Text("twelve bytes".into()),
     });
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
@@ -183,7 +215,12 @@ fn head_204_304_have_no_body() {
 #[test]
 fn chunked_and_close_delimited_responses() {
     let a = Backend::start(|r| match r.path.as_str() {
-        "/chunked" => Reply::Full { status: 200, headers: vec![], body: pattern(5000), chunked: true },
+        "/chunked" => Reply::Full {
+            status: 200,
+            headers: vec![],
+            body: pattern(5000),
+            chunked: true,
+        },
         _ => Reply::RawClose(b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec()),
     });
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
@@ -201,7 +238,10 @@ fn chunked_and_close_delimited_responses() {
     // Close-delimited: passed through, then the client connection is closed.
     c.send(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.read_response().unwrap();
-    assert_eq!((r.text().as_str(), r.header("connection")), ("until close", Some("close")));
+    assert_eq!(
+        (r.text().as_str(), r.header("connection")),
+        ("until close", Some("close"))
+    );
 }
 
 #[test]
@@ -228,7 +268,10 @@ fn interim_103_is_relayed() {
     let mut c = Client::connect(p.addr);
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     let first = c.read_response().unwrap();
-    assert_eq!((first.status, first.header("link")), (103, Some("</s.css>")));
+    assert_eq!(
+        (first.status, first.header("link")),
+        (103, Some("</s.css>"))
+    );
     assert_eq!(c.read_response().unwrap().text(), "ok");
 }
 

@@ -9,7 +9,13 @@ fn ten_megabyte_request_bodies_arrive_intact() {
     let body = pattern(10 << 20);
     let expected = format!("{} {:x}", body.len(), hash(&body));
     let mut c = Client::connect(p.addr);
-    c.send(format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    c.send(
+        format!(
+            "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     c.send(&body);
     assert_eq!(c.read_response().unwrap().text(), expected);
     // The same body, chunked, in uneven chunks.
@@ -37,5 +43,9 @@ fn fifty_megabyte_responses_arrive_intact() {
         assert_eq!(r.body.len(), 50 << 20);
         assert_eq!(hash(&r.body), hash(&pattern(50 << 20)));
     }
-    assert_eq!(a.connections(), 1, "the member connection is reused after a large body");
+    assert_eq!(
+        a.connections(),
+        1,
+        "the member connection is reused after a large body"
+    );
 }

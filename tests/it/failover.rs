@@ -9,19 +9,28 @@ use crate::support::*;
 fn a_closed_member_port_fails_over_without_losing_requests() {
     let a = Backend::named("A");
     let dead = closed_port();
-    let p = Ringlb::start(&simple_config(&[member(dead), member(a.addr)], "retry = \"60s\""), 2);
+    let p = Ringlb::start(
+        &simple_config(&[member(dead), member(a.addr)], "retry = \"60s\""),
+        2,
+    );
     for i in 0..20 {
         let r = get(p.addr, &format!("/{i}"));
         assert_eq!(r.status, 200, "request {i}");
         assert_eq!(r.header("x-backend"), Some("A"));
     }
     assert_eq!(a.count(), 20);
-    assert!(p.wait_log(&format!("http://{dead}")), "the failed member is logged");
+    assert!(
+        p.wait_log(&format!("http://{dead}")),
+        "the failed member is logged"
+    );
 }
 
 #[test]
 fn all_members_down_is_503() {
-    let p = Ringlb::start(&simple_config(&[member(closed_port()), member(closed_port())], ""), 1);
+    let p = Ringlb::start(
+        &simple_config(&[member(closed_port()), member(closed_port())], ""),
+        1,
+    );
     let mut c = Client::connect(p.addr);
     for _ in 0..3 {
         c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -31,7 +40,11 @@ fn all_members_down_is_503() {
 
 #[test]
 fn standby_only_when_no_active_member_and_disabled_never() {
-    let (a, s, d) = (Backend::named("A"), Backend::named("S"), Backend::named("D"));
+    let (a, s, d) = (
+        Backend::named("A"),
+        Backend::named("S"),
+        Backend::named("D"),
+    );
     let members = [
         member(a.addr),
         format!("{{ url = \"http://{}\", status = \"standby\" }}", s.addr),
@@ -59,7 +72,10 @@ fn standby_only_when_no_active_member_and_disabled_never() {
 fn a_failed_member_comes_back_after_retry() {
     let dead = closed_port();
     let b = Backend::named("B");
-    let p = Ringlb::start(&simple_config(&[member(dead), member(b.addr)], "retry = \"300ms\""), 1);
+    let p = Ringlb::start(
+        &simple_config(&[member(dead), member(b.addr)], "retry = \"300ms\""),
+        1,
+    );
     assert_eq!(get(p.addr, "/").status, 200);
     // The member comes up on the same port; after `retry` it gets traffic again.
     let revived = std::net::TcpListener::bind(dead).unwrap();
@@ -74,7 +90,9 @@ fn a_failed_member_comes_back_after_retry() {
             let _ = tx.send(());
         }
     });
-    let backends: Vec<String> = (0..2).map(|_| get(p.addr, "/").header("x-backend").unwrap().to_string()).collect();
+    let backends: Vec<String> = (0..2)
+        .map(|_| get(p.addr, "/").header("x-backend").unwrap().to_string())
+        .collect();
     assert!(backends.contains(&"R".to_string()), "{backends:?}");
     assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
 }
@@ -82,7 +100,14 @@ fn a_failed_member_comes_back_after_retry() {
 /// A member that answers, says keep-alive, and then closes: the pooled connection is dead.
 fn closes_after_each_response() -> Backend {
     Backend::start(|r| {
-        Reply::RawClose(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", r.path.len(), r.path).into_bytes())
+        Reply::RawClose(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                r.path.len(),
+                r.path
+            )
+            .into_bytes(),
+        )
     })
 }
 
@@ -128,10 +153,43 @@ fn member_closing_without_response_is_502() {
 
 #[test]
 fn slow_member_is_504_after_response_timeout() {
-    let a = Backend::start(|_| Reply::Delay(Duration::from_secs(3), Box::new(Reply::Text("late".into()))));
-    let p = Ringlb::start(&simple_config(&[member(a.addr)], "response_timeout = \"300ms\""), 1);
+    let a = Backend::start(|_| {
+        Reply::Delay(Duration::from_secs(3), Box::new(Reply::Text("late".into())))
+    });
+    let p = Ringlb::start(
+        &simple_config(&[member(a.addr)], "response_timeout = \"300ms\""),
+        1,
+    );
     let started = std::time::Instant::now();
     let r = get(p.addr, "/");
     assert_eq!(r.status, 504);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn connect_timeout_fails_over_and_marks_the_member() {
+    let hole = Blackhole::start().expect("a full backlog drops SYNs on this kernel");
+    let b = Backend::named("B");
+    let p = Ringlb::start(
+        &simple_config(
+            &[member(hole.addr), member(b.addr)],
+            "connect_timeout = \"200ms\"\nretry = \"60s\"",
+        ),
+        1,
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(get(p.addr, "/1").header("x-backend"), Some("B"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "the connect did time out"
+    );
+    // Marked failed: the next requests go straight to B, without waiting for a timeout.
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "/").header("x-backend"), Some("B"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "no request waited for a connect timeout"
+    );
 }

@@ -6,9 +6,20 @@ use crate::support::*;
 fn refused(p: &Ringlb, raw: &[u8]) -> u16 {
     let mut c = Client::connect(p.addr);
     c.send(raw);
-    let r = c.read_response().unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
-    assert_eq!(r.header("connection"), Some("close"), "{:?}", String::from_utf8_lossy(raw));
-    assert!(c.is_closed(), "connection left open after {:?}", String::from_utf8_lossy(raw));
+    let r = c
+        .read_response()
+        .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "{:?}",
+        String::from_utf8_lossy(raw)
+    );
+    assert!(
+        c.is_closed(),
+        "connection left open after {:?}",
+        String::from_utf8_lossy(raw)
+    );
     r.status
 }
 
@@ -46,14 +57,23 @@ fn malformed_requests_get_400_and_never_reach_a_member() {
 fn oversized_heads_get_431_and_414() {
     let a = Backend::named("A");
     let p = Ringlb::start(
-        &format!("[limits]\nmax_request_header_bytes = 1024\nmax_headers = 10\n{}", simple_config(&[member(a.addr)], "")),
+        &format!(
+            "[limits]\nmax_request_header_bytes = 1024\nmax_headers = 10\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
         1,
     );
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "u".repeat(2000));
     assert_eq!(refused(&p, long_uri.as_bytes()), 414);
-    let big_header = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "h".repeat(2000));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "h".repeat(2000)
+    );
     assert_eq!(refused(&p, big_header.as_bytes()), 431);
-    let many = format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", "X-N: 1\r\n".repeat(20));
+    let many = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\n{}\r\n",
+        "X-N: 1\r\n".repeat(20)
+    );
     assert_eq!(refused(&p, many.as_bytes()), 431);
     assert_eq!(a.count(), 0);
 }
@@ -62,7 +82,10 @@ fn oversized_heads_get_431_and_414() {
 fn connect_method_is_refused() {
     let a = Backend::named("A");
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
-    assert_eq!(refused(&p, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"), 405);
+    assert_eq!(
+        refused(&p, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+        405
+    );
     assert_eq!(a.count(), 0);
 }
 
@@ -85,8 +108,13 @@ fn bad_chunk_mid_stream_aborts_both_connections() {
 #[test]
 fn malformed_response_heads_give_502_and_close() {
     let a = Backend::start(|r| match r.path.as_str() {
-        "/cl-te" => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec()),
-        "/two-cl" => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec()),
+        "/cl-te" => Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+        ),
+        "/two-cl" => Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+        ),
         "/status" => Reply::Raw(b"HTTP/1.1 2OO OK\r\n\r\n".to_vec()),
         _ => Reply::Raw(b"garbage\r\n\r\n".to_vec()),
     });
@@ -106,7 +134,9 @@ fn malformed_response_heads_give_502_and_close() {
 #[test]
 fn bad_chunk_in_response_truncates_and_closes() {
     let a = Backend::start(|r| match r.path.as_str() {
-        "/" => Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".to_vec()),
+        "/" => Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".to_vec(),
+        ),
         _ => Reply::Text("fine".into()),
     });
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
@@ -115,5 +145,9 @@ fn bad_chunk_in_response_truncates_and_closes() {
     // The client gets a truncated chunked body: no terminating chunk, then close.
     assert!(c.read_response().is_none());
     assert_eq!(get(p.addr, "/again").text(), "fine");
-    assert_eq!(a.connections(), 2, "the member connection was not reused after the error");
+    assert_eq!(
+        a.connections(),
+        2,
+        "the member connection was not reused after the error"
+    );
 }

@@ -34,14 +34,20 @@ fn check_accepts_a_good_config() {
     );
     let (code, out, _) = run_cli(&["check", "--config", &path]);
     assert_eq!(code, 0);
-    assert!(out.contains("is valid") && out.contains("balancer app"), "{out}");
+    assert!(
+        out.contains("is valid") && out.contains("balancer app"),
+        "{out}"
+    );
 }
 
 #[test]
 fn missing_config_file_is_a_clear_error() {
     let (code, _, err) = run_cli(&["run", "--config", "/nonexistent/ringlb.toml"]);
     assert_eq!(code, 2);
-    assert!(err.contains("cannot read /nonexistent/ringlb.toml"), "{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/ringlb.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -50,7 +56,9 @@ fn driver_in_use_is_logged() {
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 2);
     let driver = crate::support::proxy::driver();
     assert!(
-        p.logs().iter().any(|l| l.contains("ringlb ready") && l.contains(&driver)),
+        p.logs()
+            .iter()
+            .any(|l| l.contains("ringlb ready") && l.contains(&driver)),
         "{:?}",
         p.logs()
     );
@@ -60,7 +68,13 @@ fn driver_in_use_is_logged() {
 #[test]
 fn header_timeout_closes_a_slow_client() {
     let a = Backend::named("A");
-    let p = Ringlb::start(&format!("[limits]\nheader_timeout = \"300ms\"\n{}", simple_config(&[member(a.addr)], "")), 1);
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nheader_timeout = \"300ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
     let mut c = Client::connect(p.addr);
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n");
     let started = Instant::now();
@@ -77,27 +91,45 @@ fn header_timeout_closes_a_slow_client() {
 #[test]
 fn keepalive_timeout_closes_an_idle_connection() {
     let a = Backend::named("A");
-    let p = Ringlb::start(&format!("[limits]\nkeepalive_timeout = \"300ms\"\n{}", simple_config(&[member(a.addr)], "")), 1);
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nkeepalive_timeout = \"300ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
     let mut c = Client::connect(p.addr);
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response().unwrap().status, 200);
     let started = Instant::now();
     assert!(c.is_closed());
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
 }
 
 #[test]
 fn max_connections_holds_new_connections_in_the_backlog() {
     let a = Backend::named("A");
-    let p = Ringlb::start(&format!("[limits]\nmax_connections = 1\n{}", simple_config(&[member(a.addr)], "")), 1);
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nmax_connections = 1\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
     let mut first = Client::connect(p.addr);
     first.send(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(first.read_response().unwrap().status, 200);
     let mut second = Client::connect(p.addr);
     second.send(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n");
     second.set_timeout(Duration::from_millis(300));
-    assert!(second.read_response().is_none(), "served beyond max_connections");
+    assert!(
+        second.read_response().is_none(),
+        "served beyond max_connections"
+    );
     drop(first);
     second.set_timeout(Duration::from_secs(10));
     assert_eq!(second.read_response().unwrap().status, 200);
@@ -105,7 +137,12 @@ fn max_connections_holds_new_connections_in_the_backlog() {
 
 #[test]
 fn sigterm_finishes_requests_in_flight_then_exits_0() {
-    let a = Backend::start(|_| Reply::Delay(Duration::from_millis(700), Box::new(Reply::Text("finished".into()))));
+    let a = Backend::start(|_| {
+        Reply::Delay(
+            Duration::from_millis(700),
+            Box::new(Reply::Text("finished".into())),
+        )
+    });
     let mut p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 2);
     let addr = p.addr;
     let mut c = Client::connect(addr);
@@ -124,5 +161,8 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
     let r = r.expect("the in-flight request was answered");
     assert_eq!((r.status, r.text().as_str()), (200, "finished"));
     assert!(closed);
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after exit");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after exit"
+    );
 }

@@ -1,4 +1,6 @@
 //! Black-box tests of the ringlb binary over loopback: one test crate, one module per area.
+//! The harness (not ringlb) shares request records between threads with a Mutex.
+#![allow(clippy::disallowed_types)]
 
 mod basics;
 mod bodies;

@@ -27,7 +27,10 @@ impl Req {
             .map(|(_, v)| v.as_str())
     }
     pub fn count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
     }
 }
 
@@ -61,8 +64,9 @@ pub fn pattern(len: usize) -> Vec<u8> {
 
 /// FNV-1a, for comparing large bodies.
 pub fn hash(data: &[u8]) -> u64 {
-    data.iter()
-        .fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
@@ -94,7 +98,12 @@ impl Backend {
                 std::thread::spawn(move || serve(stream, &r, &*h, &s));
             }
         });
-        Backend { addr, reqs, conns, stop }
+        Backend {
+            addr,
+            reqs,
+            conns,
+            stop,
+        }
     }
 
     /// A member that answers every request with its name (and the path), Content-Length framed.
@@ -136,7 +145,9 @@ fn serve(mut s: TcpStream, reqs: &Mutex<Vec<Req>>, handler: &Handler, stop: &Ato
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buf = Vec::new();
     loop {
-        let Some(req) = read_request(&mut s, &mut buf) else { return };
+        let Some(req) = read_request(&mut s, &mut buf) else {
+            return;
+        };
         reqs.lock().unwrap().push(req.clone());
         if stop.load(Ordering::SeqCst) || !write_reply(&mut s, handler(&req), &req) {
             return;
@@ -168,7 +179,12 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
                     headers: p
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect(),
                     body: Vec::new(),
                     chunked: false,
@@ -184,7 +200,10 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
         }
     };
     buf.drain(..head_len);
-    if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
         req.chunked = true;
         loop {
             let line_end = loop {
@@ -217,7 +236,10 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
             req.body.extend_from_slice(&buf[..size]);
             buf.drain(..size + 2);
         }
-    } else if let Some(len) = req.header("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+    } else if let Some(len) = req
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
         while buf.len() < len {
             if !fill(s, buf) {
                 return None;
@@ -232,10 +254,20 @@ fn write_reply(s: &mut TcpStream, reply: Reply, req: &Req) -> bool {
     match reply {
         Reply::Text(body) => write_reply(
             s,
-            Reply::Full { status: 200, headers: vec![], body: body.into_bytes(), chunked: false },
+            Reply::Full {
+                status: 200,
+                headers: vec![],
+                body: body.into_bytes(),
+                chunked: false,
+            },
             req,
         ),
-        Reply::Full { status, headers, body, chunked } => {
+        Reply::Full {
+            status,
+            headers,
+            body,
+            chunked,
+        } => {
             let mut head = format!("HTTP/1.1 {status} Whatever\r\n");
             for (n, v) in headers {
                 head.push_str(&format!("{n}: {v}\r\n"));
@@ -283,5 +315,39 @@ fn write_reply(s: &mut TcpStream, reply: Reply, req: &Req) -> bool {
             std::thread::sleep(d);
             write_reply(s, *r, req)
         }
+    }
+}
+
+/// A listener that never accepts and whose backlog is full: a connect to it hangs, because the
+/// kernel drops the SYNs. The way to test connect timeouts on loopback.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    pub fn start() -> Option<Blackhole> {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+        listener
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .ok()?;
+        listener.listen(0).ok()?;
+        let addr = listener.local_addr().ok()?.as_socket()?;
+        let mut fillers = Vec::new();
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => {
+                    return Some(Blackhole {
+                        addr,
+                        _listener: listener,
+                        _fillers: fillers,
+                    });
+                }
+            }
+        }
+        None
     }
 }

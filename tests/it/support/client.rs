@@ -67,7 +67,12 @@ impl Client {
                     let headers: Vec<(String, String)> = p
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     break (p.code?, headers, n);
                 }
@@ -76,18 +81,27 @@ impl Client {
                         return None;
                     }
                 }
-                Err(e) => panic!("bad response head {e:?}: {:?}", String::from_utf8_lossy(&self.buf)),
+                Err(e) => panic!(
+                    "bad response head {e:?}: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
             }
         };
         self.buf.drain(..n);
-        let mut resp = Resp { status, headers, body: Vec::new() };
+        let mut resp = Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        };
         if (100..200).contains(&status) {
             return Some(resp);
         }
         if head_request || status == 204 || status == 304 {
             return Some(resp);
         }
-        let te = resp.header("transfer-encoding").map(str::to_ascii_lowercase);
+        let te = resp
+            .header("transfer-encoding")
+            .map(str::to_ascii_lowercase);
         if te.is_some_and(|t| t.contains("chunked")) {
             loop {
                 let i = loop {
@@ -99,7 +113,10 @@ impl Client {
                     }
                 };
                 let size = usize::from_str_radix(
-                    String::from_utf8_lossy(&self.buf[..i]).split(';').next()?.trim(),
+                    String::from_utf8_lossy(&self.buf[..i])
+                        .split(';')
+                        .next()?
+                        .trim(),
                     16,
                 )
                 .ok()?;
@@ -122,7 +139,10 @@ impl Client {
                 resp.body.extend_from_slice(&self.buf[..size]);
                 self.buf.drain(..size + 2);
             }
-        } else if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        } else if let Some(len) = resp
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             while self.buf.len() < len {
                 if !self.fill() {
                     return None;
@@ -149,7 +169,10 @@ impl Client {
                 Ok(0) => return true,
                 Ok(_) => continue,
                 Err(e) => {
-                    return !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                    return !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
                 }
             }
         }

@@ -4,7 +4,7 @@ pub mod backend;
 pub mod client;
 pub mod proxy;
 
-pub use backend::{closed_port, hash, pattern, Backend, Reply};
+pub use backend::{closed_port, hash, pattern, Backend, Blackhole, Reply};
 pub use client::{get, Client};
 pub use proxy::{member, run_cli, simple_config, Ringlb};
 
