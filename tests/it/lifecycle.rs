@@ -166,3 +166,14 @@ fn sigterm_finishes_requests_in_flight_then_exits_0() {
         "still accepting after exit"
     );
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ringlb.toml");
+    let (code, out, err) = run_cli(&["check", "--config", path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("route host app.example.org path / -> app"),
+        "{out}"
+    );
+}
