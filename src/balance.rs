@@ -87,8 +87,14 @@ impl Balancer {
         self.members[i].failed_until.is_some_and(|t| t > now)
     }
 
-    pub fn set_status(&mut self, i: usize, status: MemberStatus) {
-        self.members[i].status = status;
+    /// Applies an operator's change. Draining and disabled members are never picked.
+    pub fn set_status(&mut self, i: usize, status: MemberStatus, weight: u32) {
+        let m = &mut self.members[i];
+        m.status = status;
+        m.weight = i64::from(weight);
+        if status != MemberStatus::Active && status != MemberStatus::Standby {
+            m.current = 0;
+        }
     }
 }
 

@@ -45,11 +45,23 @@ pub enum Command {
         #[arg(long, short, default_value = "ringlb.toml")]
         config: PathBuf,
     },
+    /// Print a running ringlb's status tables (from its admin listener).
+    Status {
+        /// The admin listener's URL.
+        #[arg(long, default_value = "http://127.0.0.1:9900")]
+        admin: String,
+        /// Bearer token, when `[admin] token` is set (or RINGLB_ADMIN_TOKEN).
+        #[arg(long, env = "RINGLB_ADMIN_TOKEN")]
+        token: Option<String>,
+    },
     /// Start the proxy in front of two built-in demo backends.
     Demo {
         /// Where the demo proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Where the demo's admin endpoint (status page, metrics) listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        admin: std::net::SocketAddr,
         #[command(flatten)]
         overrides: Overrides,
     },

@@ -65,7 +65,7 @@ impl std::str::FromStr for Driver {
 }
 
 /// A member's administrative state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberStatus {
     /// Takes traffic.
@@ -74,6 +74,32 @@ pub enum MemberStatus {
     Standby,
     /// Never takes traffic.
     Disabled,
+    /// Takes no new requests; those in flight finish (set through the admin API only).
+    #[serde(skip_deserializing)]
+    Draining,
+}
+
+impl MemberStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberStatus::Active => "active",
+            MemberStatus::Standby => "standby",
+            MemberStatus::Disabled => "disabled",
+            MemberStatus::Draining => "draining",
+        }
+    }
+
+    /// Parses an admin API status.
+    pub fn parse(s: &str) -> Option<MemberStatus> {
+        [
+            MemberStatus::Active,
+            MemberStatus::Standby,
+            MemberStatus::Disabled,
+            MemberStatus::Draining,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s)
+    }
 }
 
 /// How a balancer picks members.
@@ -110,6 +136,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     listen: Vec<RawListen>,
+    admin: Option<RawAdmin>,
     #[serde(default)]
     balancer: Vec<RawBalancer>,
     #[serde(default)]
@@ -162,14 +189,23 @@ impl Default for RawLimits {
 #[serde(deny_unknown_fields, default)]
 struct RawLog {
     level: String,
+    access: Option<String>,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         RawLog {
             level: "info".into(),
+            access: None,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    address: Spanned<String>,
+    token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -254,9 +290,20 @@ pub struct Config {
     pub server: ServerConfig,
     pub limits: Limits,
     pub log_level: String,
+    /// Access log path (`[log] access`).
+    pub access_log: Option<std::path::PathBuf>,
     pub listen: Vec<SocketAddr>,
+    pub admin: Option<AdminConfig>,
     pub balancers: Vec<BalancerConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// The admin listener (`[admin]`).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    /// When set, every admin request needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -335,7 +382,11 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, "", e))?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // `Spanned` fields show up as a private segment in the path: drop it.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             toml_error(text, &key, e.into_inner())
         })?;
         Validator { text }.validate(raw)
@@ -458,6 +509,38 @@ impl Validator<'_> {
                 "at least one [[listen]] address is required".into(),
             );
         }
+        let admin = match &raw.admin {
+            None => None,
+            Some(a) => {
+                let Ok(address) = a.address.get_ref().parse::<SocketAddr>() else {
+                    return self.err(
+                        a.address.span(),
+                        "admin.address".into(),
+                        format!("\"{}\" is not an ip:port address", a.address.get_ref()),
+                    );
+                };
+                if let Some(t) = &a.token {
+                    if t.get_ref().len() < 8 {
+                        return self.err(
+                            t.span(),
+                            "admin.token".into(),
+                            "use at least 8 characters".into(),
+                        );
+                    }
+                }
+                if a.token.is_none() && !address.ip().is_loopback() {
+                    return self.err(
+                        a.address.span(),
+                        "admin.address".into(),
+                        "an admin listener on a non-loopback address needs [admin] token".into(),
+                    );
+                }
+                Some(AdminConfig {
+                    address,
+                    token: a.token.as_ref().map(|t| t.get_ref().clone()),
+                })
+            }
+        };
         let mut balancers: Vec<BalancerConfig> = Vec::new();
         for (i, b) in raw.balancer.iter().enumerate() {
             let name = b.name.get_ref().clone();
@@ -546,7 +629,9 @@ impl Validator<'_> {
                 max_connections: limits.max_connections.max(1),
             },
             log_level: raw.log.level,
+            access_log: raw.log.access.map(std::path::PathBuf::from),
             listen,
+            admin,
             balancers,
             routes,
         })
@@ -660,6 +745,24 @@ balancer = "app"
         let (line, key, _) = error_of(&GOOD.replace("http://127.0.0.1:9001", "ftp://x"));
         assert_eq!(line, 12);
         assert_eq!(key, "balancer[0].members[0].url");
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let text = format!("{GOOD}\n[admin]\naddress = \"0.0.0.0:9900\"\n");
+        let (line, key, msg) = error_of(&text);
+        assert_eq!((line, key.as_str()), (21, "admin.address"));
+        assert!(msg.contains("token"), "{msg}");
+        let ok = format!("{GOOD}\n[admin]\naddress = \"0.0.0.0:9900\"\ntoken = \"s3cret-token\"\n");
+        assert!(Config::parse(&ok).unwrap().admin.unwrap().token.is_some());
+        let lo = format!("{GOOD}\n[admin]\naddress = \"127.0.0.1:9900\"\n");
+        assert!(Config::parse(&lo).unwrap().admin.is_some());
+    }
+
+    #[test]
+    fn draining_is_not_a_file_status() {
+        let (_, key, _) = error_of(&GOOD.replace("\"standby\"", "\"draining\""));
+        assert_eq!(key, "balancer[0].members[1].status");
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
             Ok(()) => {}
             Err(Stop::Quiet) => break,
             Err(Stop::Refuse(status)) => {
+                core.stats.borrow_mut().refused(status);
                 refuse(&mut c, status).await;
                 break;
             }

@@ -23,6 +23,7 @@ pub fn start_backend(name: &'static str) -> std::io::Result<SocketAddr> {
 }
 
 fn serve(mut stream: TcpStream, name: &str, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -50,16 +51,11 @@ fn serve(mut stream: TcpStream, name: &str, addr: SocketAddr) {
                 buf.drain(..n + body_len);
                 let body =
                     format!("Hello from demo backend {name} ({addr}), you asked for {path}\n");
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n",
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n{body}",
                     body.len()
                 );
-                if stream
-                    .write_all(head.as_bytes())
-                    .and_then(|_| stream.write_all(body.as_bytes()))
-                    .is_err()
-                    || close
-                {
+                if stream.write_all(response.as_bytes()).is_err() || close {
                     return;
                 }
             }
@@ -72,12 +68,15 @@ fn serve(mut stream: TcpStream, name: &str, addr: SocketAddr) {
     }
 }
 
-/// The demo configuration: `listen` in front of the two backends.
-pub fn config(listen: SocketAddr, a: SocketAddr, b: SocketAddr) -> Config {
+/// The demo configuration: `listen` in front of the two backends, admin endpoint on `admin`.
+pub fn config(listen: SocketAddr, admin: SocketAddr, a: SocketAddr, b: SocketAddr) -> Config {
     let text = format!(
         r#"
 [[listen]]
 address = "{listen}"
+
+[admin]
+address = "{admin}"
 
 [[balancer]]
 name = "demo"

@@ -9,6 +9,8 @@
 //! - `http/`: parse (httparse), framing and chunked (body ends), rewrite (heads), reply (errors).
 //! - `route` (host + longest prefix), `balance` (smooth weighted round robin), `pool` (idle conns).
 //! - `io`: the few compio socket calls; `notify`: a single-core wake-up signal.
+//! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
+//!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
 //! - `demo`: the built-in demo backends.
 //!
 //! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> route ->
@@ -18,7 +20,9 @@
 
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod balance;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -30,4 +34,6 @@ pub mod pool;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod stats;
+pub mod status_cli;
 pub mod worker;

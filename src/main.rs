@@ -78,7 +78,23 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Demo { listen, overrides } => {
+        Command::Status { admin, token } => {
+            match ringlb::status_cli::fetch(&admin, token.as_deref()) {
+                Ok(report) => {
+                    print!("{}", ringlb::status_cli::render(&report));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ringlb: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Demo {
+            listen,
+            admin,
+            overrides,
+        } => {
             let backends = ringlb::demo::start_backend("A")
                 .and_then(|a| Ok((a, ringlb::demo::start_backend("B")?)));
             let (a, b) = match backends {
@@ -88,11 +104,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let mut cfg = ringlb::demo::config(listen, a, b);
+            let mut cfg = ringlb::demo::config(listen, admin, a, b);
             apply(&mut cfg, &overrides);
             init_logging(&cfg.log_level);
             println!("ringlb demo: proxy on http://{listen}/ balancing over backend A (http://{a}) and B (http://{b})");
             println!("try:  for i in 1 2 3 4; do curl -s http://{listen}/hello; done");
+            println!(
+                "then: open http://{admin}/status  (or: ringlb status --admin http://{admin})"
+            );
             println!("stop: Ctrl-C");
             serve(cfg)
         }

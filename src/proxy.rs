@@ -16,6 +16,7 @@ use crate::http::parse::{parse_response, HeadError};
 use crate::http::reply;
 use crate::http::rewrite::{self, ClientBody};
 use crate::io::{self, read_more, write_head_and, write_range, IoFail};
+use crate::stats::{status_class, Failure, MemberStats, Phase};
 use crate::worker::Core;
 
 /// Largest response head accepted from a member.
@@ -33,13 +34,56 @@ enum HeadFail {
     Invalid,
 }
 
+/// One member's statistics for the request under way; the member counts it in flight while this
+/// lives (through failover, errors and early returns alike).
+struct Tracked<'a> {
+    core: &'a Core,
+    bal: usize,
+    member: usize,
+}
+
+impl<'a> Tracked<'a> {
+    fn start(core: &'a Core, bal: usize, member: usize) -> Tracked<'a> {
+        let t = Tracked { core, bal, member };
+        t.with(|m| {
+            m.counters.selected += 1;
+            m.counters.in_flight += 1;
+        });
+        t
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut MemberStats) -> R) -> R {
+        f(self.core.stats.borrow_mut().member(self.bal, self.member))
+    }
+
+    fn fail(&self, kind: Failure) {
+        self.with(|m| m.counters.failures[kind as usize] += 1);
+    }
+
+    /// Counts a response sent to the client for this member, and its total time.
+    fn respond(&self, status: u16, started: Instant) {
+        self.with(|m| {
+            m.counters.responses[status_class(status)] += 1;
+            m.record(Phase::Total, started.elapsed());
+        });
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.with(|m| m.counters.in_flight -= 1);
+    }
+}
+
 /// Forwards the request whose head is parsed in `c.head`. Returns whether to keep the client.
 pub async fn forward(core: &Core, c: &mut Client) -> bool {
+    let started = Instant::now();
     let head_len = c.head.head_len;
     let mut req_body = BodyTracker::new(c.head.body);
     let initial = match req_body.advance(&c.buf[head_len..]) {
         Ok(n) => n,
         Err(_) => {
+            core.stats.borrow_mut().refused(400);
             refuse(c, 400).await;
             return false;
         }
@@ -51,6 +95,7 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
         .router
         .find(c.head.routing_host(&c.buf), &c.buf[c.head.path.clone()]);
     let Some(route) = route else {
+        core.stats.borrow_mut().core.not_found += 1;
         return local_reply(c, 404, replayable, request_end).await;
     };
     let bal = route.balancer;
@@ -61,7 +106,7 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
     let mut exclude = 0u64;
     let mut retry_fresh: Option<usize> = None;
     let mut retried = false;
-    let (member, mut up) = loop {
+    let (tracked, mut up) = loop {
         let now = Instant::now();
         let fresh_only = retry_fresh.take();
         let picked = match fresh_only {
@@ -69,8 +114,10 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             None => core.upstreams.borrow_mut()[bal].balancer.pick(now, exclude),
         };
         let Some(member) = picked else {
+            core.stats.borrow_mut().core.unavailable[bal] += 1;
             return local_reply(c, 503, replayable, request_end).await;
         };
+        let tracked = Tracked::start(core, bal, member);
         let mcfg = &bcfg.members[member];
         let pooled = if fresh_only.is_none() {
             core.upstreams.borrow_mut()[bal].pool.checkout(member, now)
@@ -79,19 +126,35 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
         };
         let reused = pooled.is_some();
         let mut up = match pooled {
-            Some(s) => s,
-            None => match io::connect(mcfg.addr, bcfg.connect_timeout).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
-                        "member failed to connect; skipping it for {:?}", bcfg.retry);
-                    let mut ups = core.upstreams.borrow_mut();
-                    ups[bal].balancer.mark_failed(member, Instant::now());
-                    ups[bal].pool.clear_member(member);
-                    exclude |= 1 << member;
-                    continue;
+            Some(s) => {
+                tracked.with(|m| m.counters.pool_hits += 1);
+                s
+            }
+            None => {
+                tracked.with(|m| m.counters.pool_misses += 1);
+                let connect_start = Instant::now();
+                match io::connect(mcfg.addr, bcfg.connect_timeout).await {
+                    Ok(s) => {
+                        tracked.with(|m| m.record(Phase::Connect, connect_start.elapsed()));
+                        s
+                    }
+                    Err(e) => {
+                        tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
+                            "member failed to connect; skipping it for {:?}", bcfg.retry);
+                        tracked.fail(if matches!(e, IoFail::Timeout) {
+                            Failure::ConnectTimeout
+                        } else {
+                            Failure::ConnectRefused
+                        });
+                        tracked.with(|m| m.counters.failovers += 1);
+                        let mut ups = core.upstreams.borrow_mut();
+                        ups[bal].balancer.mark_failed(member, Instant::now());
+                        ups[bal].pool.clear_member(member);
+                        exclude |= 1 << member;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         c.out.clear();
         rewrite::request_head(
@@ -103,6 +166,7 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             c.peer.ip(),
         );
         let limit = bcfg.response_timeout;
+        let sent = (c.out.len() + initial) as u64;
         if write_head_and(
             &mut up,
             &mut c.out,
@@ -118,10 +182,14 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             if reused && replayable && !retried {
                 retried = true;
                 retry_fresh = Some(member);
+                tracked.with(|m| m.counters.retries += 1);
                 continue;
             }
+            tracked.fail(Failure::Reset);
+            tracked.respond(502, started);
             return gateway_error(c, 502, replayable).await;
         }
+        tracked.with(|m| m.counters.bytes_sent += sent);
         let mut consumed = request_end;
         if !req_body.is_done() {
             c.buf.drain(..request_end);
@@ -129,58 +197,72 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             if c.head.expect_continue && c.head.minor_version == 1 {
                 let mut cont = reply::CONTINUE.to_vec();
                 let n = cont.len();
-                if write_range(
-                    &mut c.stream,
-                    &mut cont,
-                    0..n,
-                    core.config.limits.body_timeout,
-                )
-                .await
-                .is_err()
+                let limit = core.config.limits.body_timeout;
+                if write_range(&mut c.stream, &mut cont, 0..n, limit)
+                    .await
+                    .is_err()
                 {
                     return false;
                 }
             }
             match stream_request_body(core, c, &mut up, &mut req_body, limit).await {
-                BodyOutcome::Done => {}
+                BodyOutcome::Done(n) => tracked.with(|m| m.counters.bytes_sent += n),
                 BodyOutcome::ClientGone => return false,
                 BodyOutcome::MemberFailed => {
                     tracing::warn!(member = %mcfg.url, "member failed while receiving a request body");
+                    tracked.fail(Failure::Reset);
+                    tracked.respond(502, started);
                     return gateway_error(c, 502, false).await;
                 }
             }
         }
+        let sent_at = Instant::now();
         match read_response_head(c, &mut up, bcfg.response_timeout).await {
             Ok(()) => {
+                tracked.with(|m| m.record(Phase::ResponseHead, sent_at.elapsed()));
                 c.buf.drain(..consumed);
-                break (member, up);
+                break (tracked, up);
             }
             Err(HeadFail::NoResponse) if reused && replayable && idempotent && !retried => {
                 retried = true;
                 retry_fresh = Some(member);
+                tracked.with(|m| m.counters.retries += 1);
             }
-            Err(HeadFail::NoResponse) => {
-                tracing::warn!(member = %mcfg.url, "member closed the connection without a response");
-                return gateway_error(c, 502, consumed == 0 || replayable).await;
-            }
-            Err(HeadFail::Timeout) => {
-                tracing::warn!(member = %mcfg.url, "member sent no response head within {:?}", bcfg.response_timeout);
-                return gateway_error(c, 504, true).await;
-            }
-            Err(HeadFail::Invalid) => {
-                tracing::warn!(member = %mcfg.url, "member sent an invalid response head");
-                return gateway_error(c, 502, true).await;
+            Err(fail) => {
+                let (status, kind, what) = match fail {
+                    HeadFail::NoResponse => (
+                        502,
+                        Failure::Reset,
+                        "closed the connection without a response",
+                    ),
+                    HeadFail::Timeout => (
+                        504,
+                        Failure::ResponseTimeout,
+                        "sent no response head in time",
+                    ),
+                    HeadFail::Invalid => (
+                        502,
+                        Failure::InvalidResponse,
+                        "sent an invalid response head",
+                    ),
+                };
+                tracing::warn!(member = %mcfg.url, "member {what}");
+                tracked.fail(kind);
+                tracked.respond(status, started);
+                return gateway_error(c, status, consumed == 0 || replayable).await;
             }
         }
     };
-    let (keep_client, reusable) =
-        relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
-    if reusable {
+    let status = c.resp.status;
+    let relayed = relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
+    tracked.with(|m| m.counters.bytes_received += relayed.received);
+    tracked.respond(status, started);
+    if relayed.member_reusable {
         core.upstreams.borrow_mut()[bal]
             .pool
-            .checkin(member, up, Instant::now());
+            .checkin(tracked.member, up, Instant::now());
     }
-    keep_client
+    relayed.keep_client
 }
 
 /// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
@@ -226,7 +308,8 @@ async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool 
 }
 
 enum BodyOutcome {
-    Done,
+    /// The body went out whole; this many bytes were streamed.
+    Done(u64),
     ClientGone,
     MemberFailed,
 }
@@ -241,6 +324,7 @@ async fn stream_request_body(
     limit: std::time::Duration,
 ) -> BodyOutcome {
     let client_limit = core.config.limits.body_timeout;
+    let mut streamed = 0u64;
     while !body.is_done() {
         let start = c.buf.len();
         if read_more(&mut c.stream, &mut c.buf, BODY_READ, client_limit)
@@ -259,9 +343,10 @@ async fn stream_request_body(
         {
             return BodyOutcome::MemberFailed;
         }
+        streamed += (start + n) as u64;
         c.buf.drain(..start + n);
     }
-    BodyOutcome::Done
+    BodyOutcome::Done(streamed)
 }
 
 /// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses.
@@ -300,15 +385,33 @@ async fn read_response_head(
     }
 }
 
-/// Sends the response head and body to the client. Returns (keep the client, pool the member
-/// connection).
+/// How relaying a response ended.
+struct Relayed {
+    keep_client: bool,
+    member_reusable: bool,
+    /// Bytes read from the member for this response.
+    received: u64,
+}
+
+impl Relayed {
+    /// The exchange broke: both connections close.
+    fn broken(received: u64) -> Relayed {
+        Relayed {
+            keep_client: false,
+            member_reusable: false,
+            received,
+        }
+    }
+}
+
+/// Sends the response head and body to the client.
 async fn relay_response(
     core: &Core,
     c: &mut Client,
     up: &mut TcpStream,
     is_head: bool,
     limit: std::time::Duration,
-) -> (bool, bool) {
+) -> Relayed {
     let status = c.resp.status;
     let kind = if is_head || status == 204 || status == 304 {
         BodyKind::Empty
@@ -325,6 +428,7 @@ async fn relay_response(
         && mode != ClientBody::Dechunk
         && !core.is_stopping();
     let mut member_clean = c.resp.keep_alive;
+    let mut received = c.rbuf.len() as u64;
     c.out.clear();
     rewrite::response_head(
         &mut c.out,
@@ -343,7 +447,7 @@ async fn relay_response(
     let Ok(n) = body.advance_with(&c.rbuf[head_len..], |r| {
         ranges.push(r.start + head_len..r.end + head_len)
     }) else {
-        return (false, false);
+        return Relayed::broken(received);
     };
     member_clean &= head_len + n == c.rbuf.len();
     let sent = if mode == ClientBody::Dechunk {
@@ -364,19 +468,19 @@ async fn relay_response(
         .is_ok()
     };
     if !sent {
-        return (false, false);
+        return Relayed::broken(received);
     }
     while !body.is_done() {
         c.rbuf.clear();
         match read_more(up, &mut c.rbuf, BODY_READ, limit).await {
-            Ok(_) => {}
+            Ok(n) => received += n as u64,
             Err(IoFail::Closed) if body.finish_at_close() => break,
-            Err(_) => return (false, false),
+            Err(_) => return Relayed::broken(received),
         }
         c.ranges.clear();
         let ranges = &mut c.ranges;
         let Ok(n) = body.advance_with(&c.rbuf, |r| ranges.push(r)) else {
-            return (false, false);
+            return Relayed::broken(received);
         };
         member_clean &= n == c.rbuf.len();
         let ok = if mode == ClientBody::Dechunk {
@@ -387,10 +491,14 @@ async fn relay_response(
                 .is_ok()
         };
         if !ok {
-            return (false, false);
+            return Relayed::broken(received);
         }
     }
-    (keep_client, member_clean && kind != BodyKind::UntilClose)
+    Relayed {
+        keep_client,
+        member_reusable: member_clean && kind != BodyKind::UntilClose,
+        received,
+    }
 }
 
 /// Writes the data ranges of `c.rbuf` listed in `c.ranges` (a decoded chunked body).

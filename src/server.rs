@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::board::Board;
 use crate::config::Config;
-use crate::worker;
+use crate::worker::{self, Role};
 
 /// A running server.
 pub struct Server {
@@ -19,6 +20,7 @@ pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The bound listen addresses (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
+    pub board: Arc<Board>,
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
@@ -37,23 +39,28 @@ impl Server {
     pub fn start(config: Config) -> anyhow::Result<Server> {
         let config = Arc::new(config);
         let workers = config.server.workers;
-        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, Role)>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
-        for &addr in &config.listen {
+        let admin = config.admin.as_ref().map(|a| (a.address, Role::Admin));
+        let all = config.listen.iter().map(|&a| (a, Role::Proxy)).chain(admin);
+        for (addr, role) in all {
             let first = bind_reuseport(addr)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
             // Port 0 means "any": the other workers join the port the first one got.
             let bound = first.local_addr()?;
-            addrs.push(bound);
-            per_worker[0].push(first);
+            match role {
+                Role::Proxy => addrs.push(bound),
+                Role::Admin => tracing::info!("admin endpoint on http://{bound}/status"),
+            }
+            per_worker[0].push((first, role));
             for list in per_worker.iter_mut().skip(1) {
-                list.push(
-                    bind_reuseport(bound)
-                        .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?,
-                );
+                let l = bind_reuseport(bound)
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?;
+                list.push((l, role));
             }
         }
+        let board = Arc::new(Board::new(&config));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
         let mut stops = Vec::new();
@@ -62,6 +69,7 @@ impl Server {
             let (stop_tx, stop_rx) = futures_channel::oneshot::channel();
             stops.push(stop_tx);
             let config = config.clone();
+            let board = board.clone();
             let ready = ready_tx.clone();
             let pin_to = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let thread = std::thread::Builder::new()
@@ -82,7 +90,7 @@ impl Server {
                     };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = std::rc::Rc::new(worker::Core::new(id, config));
+                        let core = std::rc::Rc::new(worker::Core::new(id, config, board));
                         worker::run(core, listeners, stop_rx).await;
                     });
                 })?;
@@ -97,6 +105,7 @@ impl Server {
                 Err(_) => anyhow::bail!("a worker thread died while starting"),
             }
         }
+        board.lock().driver = driver;
         for a in &addrs {
             tracing::info!("listening on {a}");
         }
@@ -105,6 +114,7 @@ impl Server {
             stops,
             threads,
             addrs,
+            board,
         })
     }
 

@@ -16,11 +16,13 @@ use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
 use crate::balance::Balancer;
+use crate::board::Board;
 use crate::config::{Config, Driver};
-use crate::conn;
 use crate::notify::Notify;
 use crate::pool::Pool;
 use crate::route::Router;
+use crate::stats::CoreStats;
+use crate::{admin, conn};
 
 /// A balancer's per-core state: its cursor and its idle connections.
 pub struct Upstream {
@@ -34,6 +36,11 @@ pub struct Core {
     pub config: Arc<Config>,
     pub router: Router,
     pub upstreams: RefCell<Vec<Upstream>>,
+    /// This core's counters and histograms (published to `board` once a second).
+    pub stats: RefCell<CoreStats>,
+    pub board: Arc<Board>,
+    /// The admin version this core has applied.
+    applied: Cell<u64>,
     /// Fires once, when the server starts shutting down.
     pub shutdown: Notify,
     stopping: Cell<bool>,
@@ -44,7 +51,7 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(id: usize, config: Arc<Config>) -> Core {
+    pub fn new(id: usize, config: Arc<Config>, board: Arc<Board>) -> Core {
         let upstreams = config
             .balancers
             .iter()
@@ -54,8 +61,12 @@ impl Core {
             })
             .collect();
         let conn_limit = (config.limits.max_connections / config.server.workers).max(1);
+        let member_counts: Vec<usize> = config.balancers.iter().map(|b| b.members.len()).collect();
         Core {
             id,
+            stats: RefCell::new(CoreStats::new(&member_counts)),
+            board,
+            applied: Cell::new(0),
             router: Router::new(&config.routes),
             config,
             upstreams: RefCell::new(upstreams),
@@ -119,19 +130,26 @@ pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
     }
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Proxy,
+    Admin,
+}
+
 /// Runs one worker until `stop` fires and its connections have drained (or the grace ran out).
 pub async fn run(
     core: Rc<Core>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(std::net::TcpListener, Role)>,
     stop: futures_channel::oneshot::Receiver<()>,
 ) {
-    for l in listeners {
+    for (l, role) in listeners {
         match TcpListener::from_std(l) {
-            Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l)).detach(),
+            Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l, role)).detach(),
             Err(e) => tracing::error!(worker = core.id, error = %e, "cannot use listener"),
         }
     }
-    compio::runtime::spawn(sweep_pools(core.clone())).detach();
+    compio::runtime::spawn(tick(core.clone())).detach();
     let _ = stop.await;
     core.begin_shutdown();
     let deadline = Instant::now() + core.config.server.shutdown_grace;
@@ -151,7 +169,7 @@ pub async fn run(
     }
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
     loop {
         if core.is_stopping() {
             return;
@@ -168,11 +186,17 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
         match select(accept, stop).await {
             Either::Left((Ok((stream, peer)), _)) => {
                 core.active.set(core.active.get() + 1);
+                if role == Role::Proxy {
+                    core.stats.borrow_mut().core.connections_total += 1;
+                }
                 let guard = ConnGuard(core.clone());
                 let core = core.clone();
                 compio::runtime::spawn(async move {
                     let _guard = guard;
-                    conn::serve(core, stream, peer).await;
+                    match role {
+                        Role::Proxy => conn::serve(core, stream, peer).await,
+                        Role::Admin => admin::serve(core, stream, peer).await,
+                    }
                 })
                 .detach();
             }
@@ -185,8 +209,9 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
     }
 }
 
-/// Closes idle member connections past their time to live, once a second.
-async fn sweep_pools(core: Rc<Core>) {
+/// Once a second: close idle member connections past their time to live, apply admin changes,
+/// publish this core's statistics to the board.
+async fn tick(core: Rc<Core>) {
     while !core.is_stopping() {
         let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
         let stop = std::pin::pin!(core.shutdown.notified());
@@ -197,5 +222,28 @@ async fn sweep_pools(core: Rc<Core>) {
         for u in core.upstreams.borrow_mut().iter_mut() {
             u.pool.sweep(now);
         }
+        publish(&core, now);
     }
+}
+
+/// Applies pending admin changes to this core's balancers and publishes its statistics.
+pub fn publish(core: &Core, now: Instant) {
+    let mut board = core.board.lock();
+    let mut upstreams = core.upstreams.borrow_mut();
+    if board.admin_version != core.applied.get() {
+        for (b, u) in upstreams.iter_mut().enumerate() {
+            for (m, a) in board.admin[b].iter().enumerate() {
+                u.balancer.set_status(m, a.status, a.weight);
+            }
+        }
+        core.applied.set(board.admin_version);
+    }
+    let mut stats = core.stats.borrow_mut();
+    stats.core.connections_active = core.active.get() as u64;
+    for (b, u) in upstreams.iter().enumerate() {
+        for (m, ms) in stats.members[b].iter_mut().enumerate() {
+            ms.counters.failed_cores = u64::from(u.balancer.is_failed(m, now));
+        }
+    }
+    board.publish(core.id, &mut stats, core.applied.get());
 }

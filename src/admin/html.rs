@@ -1,0 +1,174 @@
+//! `/status`: the HTML page an Apache admin recognises from mod_status and the balancer-manager:
+//! server facts at the top, then one table of members per balancer with state, traffic and
+//! latency percentiles (recent window and since start).
+//!
+//! Must never: put unescaped configuration text into the page. Invariant: every figure shown comes
+//! from the `StatusReport`, so the page and `/status.json` always agree.
+
+use std::fmt::Write;
+
+use super::report::{Percentiles, StatusReport};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A duration in µs as people read it.
+pub fn human_us(us: u64) -> String {
+    match us {
+        0 => "–".into(),
+        1..=999 => format!("{us} µs"),
+        1_000..=999_999 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+/// A byte count as people read it.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+fn pct_cells(out: &mut String, p: &Percentiles) {
+    for v in [p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us] {
+        let _ = write!(out, "<td class=num>{}</td>", human_us(v));
+    }
+}
+
+/// Renders the page; `refresh` adds a reload every N seconds.
+pub fn render(r: &StatusReport, refresh: Option<u32>) -> String {
+    let mut out = String::with_capacity(8192);
+    out.push_str(
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>\n<title>ringlb status</title>\n",
+    );
+    if let Some(n) = refresh {
+        let _ = writeln!(out, "<meta http-equiv=refresh content=\"{n}\">");
+    }
+    out.push_str(
+        "<style>body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\
+table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #bbb;padding:.25em .5em}\
+th{background:#e8eef6}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}\
+tr.active td.state{color:#176117}tr.standby td.state{color:#7a5d00}\
+tr.disabled td.state,tr.draining td.state,tr.failed td.state{color:#a11}\
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}</style>\n</head><body>\n",
+    );
+    let _ = writeln!(out, "<h1>ringlb status</h1>\n<dl>");
+    let facts = [
+        ("Version", r.version.clone()),
+        ("Uptime", format!("{} s", r.uptime_seconds)),
+        (
+            "Workers",
+            format!("{} (io driver: {})", r.workers, r.driver),
+        ),
+        (
+            "Requests/s",
+            format!("{:.1} (last {} s)", r.requests_per_second, r.window_seconds),
+        ),
+        (
+            "Connections",
+            format!(
+                "{} active, {} since start",
+                r.connections.active, r.connections.total
+            ),
+        ),
+        (
+            "Refused",
+            r.refused
+                .iter()
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("Not found (404)", r.not_found.to_string()),
+    ];
+    for (k, v) in facts {
+        let _ = writeln!(out, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
+    }
+    out.push_str("</dl>\n");
+    for b in &r.balancers {
+        let _ = writeln!(
+            out,
+            "<h2>Balancer <code>{}</code></h2>\n<p>Answered 503 (no usable member): {}</p>",
+            esc(&b.name),
+            b.unavailable
+        );
+        out.push_str(
+            "<table class=members>\n<thead><tr><th rowspan=2>#</th><th rowspan=2>Member</th><th rowspan=2>State</th>\
+<th rowspan=2>Weight</th><th rowspan=2>Selected</th><th rowspan=2>In flight</th><th rowspan=2>Failures</th>\
+<th rowspan=2>2xx / 4xx / 5xx</th><th rowspan=2>Sent</th><th rowspan=2>Received</th>\
+<th colspan=5>Last 60 s</th><th colspan=5>Since start</th></tr>\n\
+<tr><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr></thead>\n<tbody>\n",
+        );
+        for m in &b.members {
+            let state = if m.failed && (m.status == "active" || m.status == "standby") {
+                format!("{} (failed)", m.status)
+            } else if m.drained {
+                "draining (drained)".into()
+            } else {
+                m.status.clone()
+            };
+            let class = if m.failed {
+                "failed"
+            } else {
+                m.status.as_str()
+            };
+            let failures: u64 = m.failures.values().sum();
+            let rc = |k: &str| m.responses.get(k).copied().unwrap_or(0);
+            let _ = write!(
+                out,
+                "<tr class={class}><td class=num>{}</td><td>{}</td><td class=state>{}</td><td class=num>{}</td>\
+<td class=num>{}</td><td class=num>{}</td><td class=num>{failures}</td><td class=num>{} / {} / {}</td>\
+<td class=num>{}</td><td class=num>{}</td>",
+                m.index,
+                esc(&m.url),
+                esc(&state),
+                m.weight,
+                m.selected,
+                m.in_flight,
+                rc("2xx"),
+                rc("4xx"),
+                rc("5xx"),
+                human_bytes(m.bytes_sent),
+                human_bytes(m.bytes_received),
+            );
+            pct_cells(&mut out, &m.total.window);
+            pct_cells(&mut out, &m.total.lifetime);
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out.push_str(
+        "<p>Latency: request head received to last response byte written, merged over all cores. \
+Data refreshes once a second. <a href=\"/status.json\">JSON</a> · <a href=\"/metrics\">Prometheus</a></p>\n</body></html>\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanises() {
+        assert_eq!(human_us(850), "850 µs");
+        assert_eq!(human_us(12_300), "12.3 ms");
+        assert_eq!(human_us(1_200_000), "1.20 s");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(esc("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
+    }
+}

@@ -1,0 +1,314 @@
+//! `/metrics`: Prometheus text exposition (format 0.0.4) of the board: counters, gauges, and
+//! latency histograms as `_bucket{le=...}`/`_sum`/`_count`, labelled by balancer and member.
+//!
+//! Must never: emit a family's samples apart from each other, or a bucket count that decreases
+//! with `le` (promtool checks both; a test runs it). Invariant: bucket counts come from the merged
+//! lifetime histograms, so the series stay cumulative across scrapes.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use crate::board::BoardData;
+use crate::config::Config;
+use crate::stats::{MemberCounters, FAILURE_NAMES, REFUSED_STATUSES};
+
+/// A per-member family: name, type, help, and how to read it from the summed counters.
+type CounterFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&MemberCounters) -> u64,
+);
+
+/// Bucket bounds in seconds: tens of microseconds to a minute.
+pub const BUCKETS: [f64; 19] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders the whole exposition.
+pub fn render(config: &Config, b: &BoardData) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let sum_cores =
+        |f: &dyn Fn(&crate::stats::CoreCounters) -> u64| -> u64 { b.cores.iter().map(f).sum() };
+    family(
+        &mut out,
+        "ringlb_uptime_seconds",
+        "gauge",
+        "Seconds since ringlb started.",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_uptime_seconds {}",
+        b.started.elapsed().as_secs()
+    );
+    family(
+        &mut out,
+        "ringlb_workers",
+        "gauge",
+        "Worker threads (one per core).",
+    );
+    let _ = writeln!(out, "ringlb_workers {}", b.workers);
+    family(
+        &mut out,
+        "ringlb_connections_active",
+        "gauge",
+        "Open client connections.",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_connections_active {}",
+        sum_cores(&|c| c.connections_active)
+    );
+    family(
+        &mut out,
+        "ringlb_connections_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_connections_total {}",
+        sum_cores(&|c| c.connections_total)
+    );
+    family(
+        &mut out,
+        "ringlb_refused_requests_total",
+        "counter",
+        "Requests refused by ringlb, by status.",
+    );
+    for (i, s) in REFUSED_STATUSES.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "ringlb_refused_requests_total{{status=\"{s}\"}} {}",
+            sum_cores(&|c| c.refused[i])
+        );
+    }
+    family(
+        &mut out,
+        "ringlb_not_found_requests_total",
+        "counter",
+        "Requests no route matched (404).",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_not_found_requests_total {}",
+        sum_cores(&|c| c.not_found)
+    );
+    family(
+        &mut out,
+        "ringlb_unavailable_requests_total",
+        "counter",
+        "Requests answered 503: no usable member.",
+    );
+    for (bi, bc) in config.balancers.iter().enumerate() {
+        let n: u64 = b
+            .cores
+            .iter()
+            .map(|c| c.unavailable.get(bi).copied().unwrap_or(0))
+            .sum();
+        let _ = writeln!(
+            out,
+            "ringlb_unavailable_requests_total{{balancer=\"{}\"}} {n}",
+            escape(&bc.name)
+        );
+    }
+
+    // Per member: labels and summed counters, computed once.
+    let members: Vec<(String, MemberCounters, usize, usize)> = config
+        .balancers
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, bc)| {
+            bc.members.iter().enumerate().map(move |(mi, mc)| {
+                (
+                    format!(
+                        "balancer=\"{}\",member=\"{}\"",
+                        escape(&bc.name),
+                        escape(&mc.host_port)
+                    ),
+                    b.members[bi][mi].counters(),
+                    bi,
+                    mi,
+                )
+            })
+        })
+        .collect();
+    let simple: [CounterFamily; 9] = [
+        (
+            "ringlb_member_selected_total",
+            "counter",
+            "Times the balancer picked the member.",
+            |c| c.selected,
+        ),
+        (
+            "ringlb_member_in_flight",
+            "gauge",
+            "Requests being served by the member.",
+            |c| c.in_flight,
+        ),
+        (
+            "ringlb_member_failed_cores",
+            "gauge",
+            "Cores on which the member is skipped after a connect failure.",
+            |c| c.failed_cores,
+        ),
+        (
+            "ringlb_member_retries_total",
+            "counter",
+            "Requests retried on a fresh connection.",
+            |c| c.retries,
+        ),
+        (
+            "ringlb_member_failovers_total",
+            "counter",
+            "Requests moved to another member after this one failed.",
+            |c| c.failovers,
+        ),
+        (
+            "ringlb_member_pool_hits_total",
+            "counter",
+            "Requests sent on a pooled connection.",
+            |c| c.pool_hits,
+        ),
+        (
+            "ringlb_member_pool_misses_total",
+            "counter",
+            "Requests that needed a new connection.",
+            |c| c.pool_misses,
+        ),
+        (
+            "ringlb_member_sent_bytes_total",
+            "counter",
+            "Bytes written to the member.",
+            |c| c.bytes_sent,
+        ),
+        (
+            "ringlb_member_received_bytes_total",
+            "counter",
+            "Bytes read from the member.",
+            |c| c.bytes_received,
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        family(&mut out, name, kind, help);
+        for (labels, c, _, _) in &members {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", get(c));
+        }
+    }
+    family(
+        &mut out,
+        "ringlb_member_weight",
+        "gauge",
+        "The member's weight.",
+    );
+    for (labels, _, bi, mi) in &members {
+        let _ = writeln!(
+            out,
+            "ringlb_member_weight{{{labels}}} {}",
+            b.admin[*bi][*mi].weight
+        );
+    }
+    family(
+        &mut out,
+        "ringlb_member_up",
+        "gauge",
+        "1 when the member may take new requests (active or standby, not failed).",
+    );
+    for (labels, c, bi, mi) in &members {
+        let status = b.admin[*bi][*mi].status;
+        let up = matches!(
+            status,
+            crate::config::MemberStatus::Active | crate::config::MemberStatus::Standby
+        ) && c.failed_cores == 0;
+        let _ = writeln!(
+            out,
+            "ringlb_member_up{{{labels},status=\"{}\"}} {}",
+            status.name(),
+            u8::from(up)
+        );
+    }
+    family(
+        &mut out,
+        "ringlb_member_responses_total",
+        "counter",
+        "Responses to clients by status class.",
+    );
+    for (labels, c, _, _) in &members {
+        for (i, n) in c.responses.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringlb_member_responses_total{{{labels},class=\"{}xx\"}} {n}",
+                i + 1
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ringlb_member_failures_total",
+        "counter",
+        "Member failures by kind.",
+    );
+    for (labels, c, _, _) in &members {
+        for (i, n) in c.failures.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringlb_member_failures_total{{{labels},kind=\"{}\"}} {n}",
+                FAILURE_NAMES[i]
+            );
+        }
+    }
+    let histograms = [
+        (
+            "ringlb_request_duration_seconds",
+            "Request head received to last response byte written.",
+        ),
+        (
+            "ringlb_upstream_connect_duration_seconds",
+            "Connecting to the member (new connections).",
+        ),
+        (
+            "ringlb_upstream_response_head_duration_seconds",
+            "Request sent to response head received.",
+        ),
+    ];
+    for (phase, (name, help)) in histograms.iter().enumerate() {
+        family(&mut out, name, "histogram", help);
+        for (labels, c, bi, mi) in &members {
+            histogram(
+                &mut out,
+                name,
+                labels,
+                &b.members[*bi][*mi].lifetime[phase],
+                c.latency_sum_us[phase],
+            );
+        }
+    }
+    out
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u32>, sum_us: u64) {
+    for le in BUCKETS {
+        let le_us = (le * 1e6) as u64;
+        let n = if h.is_empty() {
+            0
+        } else {
+            h.count_between(0, le_us)
+        };
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.len());
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+}

@@ -1,0 +1,176 @@
+//! The admin listener (`[admin] address`), served by the workers like any listener: `/status`
+//! (HTML), `/status.json`, `/metrics` (Prometheus) and the member API.
+//!
+//! Owns: admin request handling and the bearer-token check. Must never: serve anything, or
+//! change anything, to a request without the right token when one is configured. Invariant: the
+//! board's lock is held only while a response is built, never across an await.
+
+pub mod api;
+pub mod html;
+pub mod metrics;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use compio::net::TcpStream;
+
+use crate::http::parse::{parse_request, HeadError, RequestHead};
+use crate::io::{read_more, write_range};
+use crate::worker::Core;
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// A response from the admin endpoint.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    extra: &'static str,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body,
+            extra: "",
+        }
+    }
+}
+
+/// Serves one admin connection: one request, one response, close.
+pub async fn serve(core: Rc<Core>, mut stream: TcpStream, _peer: SocketAddr) {
+    let mut buf = Vec::with_capacity(4096);
+    let mut head = RequestHead::default();
+    let reply = loop {
+        match parse_request(&buf, 16384, 100, &mut head) {
+            Ok(()) => break None,
+            Err(HeadError::Partial) => {}
+            Err(e) => break Some(Reply::new(e.status(), "text/plain", "bad request\n".into())),
+        }
+        if read_more(&mut stream, &mut buf, 4096, ADMIN_TIMEOUT)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    };
+    let reply = match reply {
+        Some(r) => r,
+        None => {
+            let body_len = match head.body {
+                crate::http::framing::BodyKind::Length(n) if n as usize <= MAX_ADMIN_BODY => {
+                    n as usize
+                }
+                crate::http::framing::BodyKind::Empty => 0,
+                _ => return,
+            };
+            while buf.len() < head.head_len + body_len {
+                if read_more(&mut stream, &mut buf, 4096, ADMIN_TIMEOUT)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            handle(&core, &buf, &head)
+        }
+    };
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nServer: ringlb\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}Connection: close\r\n\r\n",
+        reply.status,
+        status_reason(reply.status),
+        reply.content_type,
+        reply.body.len(),
+        reply.extra
+    )
+    .into_bytes();
+    out.extend_from_slice(reply.body.as_bytes());
+    let n = out.len();
+    let _ = write_range(&mut stream, &mut out, 0..n, ADMIN_TIMEOUT).await;
+}
+
+fn status_reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        _ => crate::http::reply::reason(status),
+    }
+}
+
+fn authorized(core: &Core, buf: &[u8], head: &RequestHead) -> bool {
+    let Some(token) = core.config.admin.as_ref().and_then(|a| a.token.as_deref()) else {
+        return true;
+    };
+    head.headers
+        .iter()
+        .filter(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"authorization"))
+        .any(|h| {
+            let v = buf[h.value.clone()].trim_ascii();
+            v.len() > 7
+                && v[..7].eq_ignore_ascii_case(b"bearer ")
+                && v[7..].trim_ascii() == token.as_bytes()
+        })
+}
+
+fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
+    if !authorized(core, buf, head) {
+        let mut r = Reply::new(
+            401,
+            "text/plain",
+            "a valid Authorization: Bearer token is required\n".into(),
+        );
+        r.extra = "WWW-Authenticate: Bearer realm=\"ringlb\"\r\n";
+        return r;
+    }
+    let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
+    let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let body = &buf[head.head_len..];
+    let config = &core.config;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("GET", ["status"]) | ("GET", [""]) => {
+            let refresh = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("refresh="))
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|&n| n > 0);
+            let report = report::StatusReport::build(config, &core.board.lock());
+            Reply::new(
+                200,
+                "text/html; charset=utf-8",
+                html::render(&report, refresh),
+            )
+        }
+        ("GET", ["status.json"]) => {
+            let report = report::StatusReport::build(config, &core.board.lock());
+            Reply::new(
+                200,
+                "application/json",
+                serde_json::to_string_pretty(&report).unwrap_or_default(),
+            )
+        }
+        ("GET", ["metrics"]) => Reply::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(config, &core.board.lock()),
+        ),
+        (_, ["api", "balancers", b, "members", m]) => {
+            let (status, json) = api::member(config, &mut core.board.lock(), method, b, m, body);
+            Reply::new(status, "application/json", json)
+        }
+        (_, ["status"] | ["status.json"] | ["metrics"]) => {
+            Reply::new(405, "text/plain", "use GET\n".into())
+        }
+        _ => Reply::new(
+            404,
+            "text/plain",
+            "not found: try /status, /status.json or /metrics\n".into(),
+        ),
+    }
+}

@@ -1,0 +1,199 @@
+//! The status report: the board's data as a stable, documented structure (docs/status.md). It is
+//! `/status.json` as it is, and the source of the HTML page and of `ringlb status`.
+//!
+//! Must never: change a field's name or unit without bumping `schema`. Invariant: percentiles come
+//! from histograms merged across cores, never from averaged percentiles.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::board::{BoardData, WINDOW_SECS};
+use crate::config::Config;
+use crate::stats::{FAILURE_NAMES, REFUSED_STATUSES};
+
+/// Version of this schema.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusReport {
+    pub schema: u32,
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub workers: usize,
+    pub driver: String,
+    pub connections: Connections,
+    /// Requests answered per second over the recent window.
+    pub requests_per_second: f64,
+    /// Requests refused by ringlb itself, by status ("400", "405", "408", "414", "431").
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Requests no route matched (404).
+    pub not_found: u64,
+    pub window_seconds: u64,
+    pub balancers: Vec<BalancerReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connections {
+    pub active: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BalancerReport {
+    pub name: String,
+    /// Requests answered 503 because no member was usable.
+    pub unavailable: u64,
+    pub members: Vec<MemberReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberReport {
+    pub index: usize,
+    pub url: String,
+    /// `host:port`, also accepted by the admin API to name the member.
+    pub address: String,
+    /// active | standby | disabled | draining
+    pub status: String,
+    /// Skipped after a connect failure on at least one core right now.
+    pub failed: bool,
+    pub weight: u32,
+    pub selected: u64,
+    pub in_flight: u64,
+    pub drained: bool,
+    /// Responses by class: "1xx" … "5xx".
+    pub responses: std::collections::BTreeMap<String, u64>,
+    /// Failures by kind: connect_refused, connect_timeout, response_timeout, reset, invalid_response.
+    pub failures: std::collections::BTreeMap<String, u64>,
+    pub retries: u64,
+    pub failovers: u64,
+    pub pool_hits: u64,
+    pub pool_misses: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Request head received → last response byte written.
+    pub total: Latency,
+    /// Connect to the member (new connections only).
+    pub connect: Latency,
+    /// Request sent → response head received.
+    pub response_head: Latency,
+}
+
+/// A latency distribution over the recent window and since start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub window: Percentiles,
+    pub lifetime: Percentiles,
+}
+
+/// Percentiles in microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u32>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let q = |x: f64| h.highest_equivalent(h.value_at_quantile(x));
+        Percentiles {
+            count: h.len(),
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: h.highest_equivalent(h.max()),
+        }
+    }
+}
+
+impl StatusReport {
+    /// Builds the report from the board (taken under its lock).
+    pub fn build(config: &Config, b: &BoardData) -> StatusReport {
+        let now_sec = b.now_sec();
+        let mut window_requests = 0;
+        let balancers = config
+            .balancers
+            .iter()
+            .enumerate()
+            .map(|(bi, bc)| BalancerReport {
+                name: bc.name.clone(),
+                unavailable: b
+                    .cores
+                    .iter()
+                    .map(|c| c.unavailable.get(bi).copied().unwrap_or(0))
+                    .sum(),
+                members: bc
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(mi, mc)| {
+                        let mb = &b.members[bi][mi];
+                        let c = mb.counters();
+                        let admin = b.admin[bi][mi];
+                        let latency = |phase: usize| Latency {
+                            window: Percentiles::of(&mb.window(phase, now_sec)),
+                            lifetime: Percentiles::of(&mb.lifetime[phase]),
+                        };
+                        let total = latency(0);
+                        window_requests += total.window.count;
+                        MemberReport {
+                            index: mi,
+                            url: mc.url.clone(),
+                            address: mc.host_port.clone(),
+                            status: admin.status.name().into(),
+                            failed: c.failed_cores > 0,
+                            weight: admin.weight,
+                            selected: c.selected,
+                            in_flight: c.in_flight,
+                            drained: b.drained(bi, mi),
+                            responses: (0..5)
+                                .map(|i| (format!("{}xx", i + 1), c.responses[i]))
+                                .collect(),
+                            failures: (0..5)
+                                .map(|i| (FAILURE_NAMES[i].to_string(), c.failures[i]))
+                                .collect(),
+                            retries: c.retries,
+                            failovers: c.failovers,
+                            pool_hits: c.pool_hits,
+                            pool_misses: c.pool_misses,
+                            bytes_sent: c.bytes_sent,
+                            bytes_received: c.bytes_received,
+                            total,
+                            connect: latency(1),
+                            response_head: latency(2),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let uptime = b.started.elapsed().as_secs();
+        let span = uptime.clamp(1, WINDOW_SECS) as f64;
+        StatusReport {
+            schema: SCHEMA,
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_seconds: uptime,
+            workers: b.workers,
+            driver: b.driver.into(),
+            connections: Connections {
+                active: b.cores.iter().map(|c| c.connections_active).sum(),
+                total: b.cores.iter().map(|c| c.connections_total).sum(),
+            },
+            requests_per_second: (window_requests as f64 / span * 10.0).round() / 10.0,
+            refused: REFUSED_STATUSES
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.to_string(), b.cores.iter().map(|c| c.refused[i]).sum()))
+                .collect(),
+            not_found: b.cores.iter().map(|c| c.not_found).sum(),
+            window_seconds: WINDOW_SECS,
+            balancers,
+        }
+    }
+}

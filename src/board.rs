@@ -1,0 +1,287 @@
+//! The stats board: where every core publishes its statistics once a second, and where admin
+//! changes to members wait for the cores to pick them up.
+//!
+//! Owns: lifetime histograms and a 60-second ring of per-second histograms per member (merged
+//! across cores with `Histogram::add`, never by averaging percentiles), each core's latest counters,
+//! and the admin state of every member. Must never: be touched on the per-request path; it is the
+//! one place in ringlb with a lock, taken once a second per core and by admin requests.
+//! Invariant: a histogram here is the exact sum of what the cores recorded.
+
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::config::{Config, MemberStatus};
+use crate::stats::{new_histogram, CoreCounters, CoreStats, MemberCounters, PHASES};
+
+/// Seconds in the recent window.
+pub const WINDOW_SECS: u64 = 60;
+
+/// One second of merged latencies.
+struct Slot {
+    second: u64,
+    hist: [Histogram<u32>; 3],
+}
+
+/// One member on the board.
+pub struct MemberBoard {
+    /// Latest cumulative counters from each core.
+    pub per_core: Vec<MemberCounters>,
+    pub lifetime: [Histogram<u32>; 3],
+    ring: Vec<Option<Slot>>,
+}
+
+impl MemberBoard {
+    fn new(workers: usize) -> MemberBoard {
+        MemberBoard {
+            per_core: vec![MemberCounters::default(); workers],
+            lifetime: [new_histogram(), new_histogram(), new_histogram()],
+            ring: (0..WINDOW_SECS).map(|_| None).collect(),
+        }
+    }
+
+    /// Counters summed over cores.
+    pub fn counters(&self) -> MemberCounters {
+        let mut sum = MemberCounters::default();
+        for c in &self.per_core {
+            sum.selected += c.selected;
+            sum.in_flight += c.in_flight;
+            for i in 0..5 {
+                sum.responses[i] += c.responses[i];
+                sum.failures[i] += c.failures[i];
+            }
+            sum.retries += c.retries;
+            sum.failovers += c.failovers;
+            sum.pool_hits += c.pool_hits;
+            sum.pool_misses += c.pool_misses;
+            sum.bytes_sent += c.bytes_sent;
+            sum.bytes_received += c.bytes_received;
+            sum.failed_cores += c.failed_cores;
+            for i in 0..3 {
+                sum.latency_sum_us[i] += c.latency_sum_us[i];
+            }
+        }
+        sum
+    }
+
+    /// The merged histogram of `phase` over the last `WINDOW_SECS` seconds up to `now_sec`.
+    pub fn window(&self, phase: usize, now_sec: u64) -> Histogram<u32> {
+        let mut h = new_histogram();
+        for slot in self.ring.iter().flatten() {
+            if slot.second + WINDOW_SECS > now_sec {
+                let _ = h.add(&slot.hist[phase]);
+            }
+        }
+        h
+    }
+}
+
+/// A member's state as set by the operator (the file's status until an admin change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberAdmin {
+    pub status: MemberStatus,
+    pub weight: u32,
+    /// The admin version at which `status` was last set.
+    pub since_version: u64,
+}
+
+/// Everything on the board.
+pub struct BoardData {
+    pub started: Instant,
+    pub driver: &'static str,
+    pub workers: usize,
+    pub cores: Vec<CoreCounters>,
+    /// The admin version each core has applied.
+    pub applied: Vec<u64>,
+    /// `[balancer][member]`.
+    pub members: Vec<Vec<MemberBoard>>,
+    /// Incremented by every admin change.
+    pub admin_version: u64,
+    pub admin: Vec<Vec<MemberAdmin>>,
+}
+
+impl BoardData {
+    pub fn new(config: &Config) -> BoardData {
+        let workers = config.server.workers;
+        BoardData {
+            started: Instant::now(),
+            driver: "",
+            workers,
+            cores: vec![CoreCounters::default(); workers],
+            applied: vec![0; workers],
+            members: config
+                .balancers
+                .iter()
+                .map(|b| {
+                    b.members
+                        .iter()
+                        .map(|_| MemberBoard::new(workers))
+                        .collect()
+                })
+                .collect(),
+            admin_version: 0,
+            admin: config
+                .balancers
+                .iter()
+                .map(|b| {
+                    b.members
+                        .iter()
+                        .map(|m| MemberAdmin {
+                            status: m.status,
+                            weight: m.weight,
+                            since_version: 0,
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// Seconds since start (the ring's clock).
+    pub fn now_sec(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Takes one core's statistics: counters replace that core's previous ones, histograms are
+    /// added to the lifetime and to the current second, then reset on the core.
+    pub fn publish(&mut self, core: usize, stats: &mut CoreStats, applied_version: u64) {
+        let now_sec = self.now_sec();
+        let slot_index = (now_sec % WINDOW_SECS) as usize;
+        self.cores[core] = stats.core.clone();
+        self.applied[core] = applied_version;
+        for (b, members) in stats.members.iter_mut().enumerate() {
+            for (m, ms) in members.iter_mut().enumerate() {
+                let board = &mut self.members[b][m];
+                board.per_core[core] = ms.counters.clone();
+                if ms.hist.iter().all(|h| h.is_empty()) {
+                    continue;
+                }
+                let slot = board.ring[slot_index].get_or_insert_with(|| Slot {
+                    second: now_sec,
+                    hist: [new_histogram(), new_histogram(), new_histogram()],
+                });
+                if slot.second != now_sec {
+                    slot.second = now_sec;
+                    slot.hist.iter_mut().for_each(Histogram::reset);
+                }
+                for p in PHASES {
+                    let i = p as usize;
+                    let _ = board.lifetime[i].add(&ms.hist[i]);
+                    let _ = slot.hist[i].add(&ms.hist[i]);
+                    ms.hist[i].reset();
+                }
+            }
+        }
+    }
+
+    /// Whether a draining member has no request in flight on any core, counted after every core
+    /// applied the change (so no new request can have started since).
+    pub fn drained(&self, b: usize, m: usize) -> bool {
+        let admin = self.admin[b][m];
+        admin.status == MemberStatus::Draining
+            && self.applied.iter().all(|&v| v >= admin.since_version)
+            && self.members[b][m].counters().in_flight == 0
+    }
+
+    /// Records an operator's change; the cores apply it at their next tick (within a second).
+    pub fn set_member(
+        &mut self,
+        b: usize,
+        m: usize,
+        status: Option<MemberStatus>,
+        weight: Option<u32>,
+    ) {
+        self.admin_version += 1;
+        let a = &mut self.admin[b][m];
+        if let Some(s) = status {
+            a.status = s;
+            a.since_version = self.admin_version;
+        }
+        if let Some(w) = weight {
+            a.weight = w;
+        }
+    }
+}
+
+/// The board shared by all workers and the admin endpoint.
+pub struct Board {
+    #[allow(clippy::disallowed_types)]
+    inner: std::sync::Mutex<BoardData>,
+}
+
+impl Board {
+    pub fn new(config: &Config) -> Board {
+        #[allow(clippy::disallowed_types)]
+        let inner = std::sync::Mutex::new(BoardData::new(config));
+        Board { inner }
+    }
+
+    /// Locks the board (never on the per-request path).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, BoardData> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Phase;
+    use std::time::Duration;
+
+    fn config(workers: usize) -> Config {
+        let mut c = Config::parse(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\nmembers = [{ url = \"http://127.0.0.1:9\" }]\n",
+        )
+        .unwrap();
+        c.server.workers = workers;
+        c
+    }
+
+    #[test]
+    fn merging_two_cores_gives_the_sum() {
+        let cfg = config(2);
+        let mut board = BoardData::new(&cfg);
+        let mut a = CoreStats::new(&[1]);
+        let mut b = CoreStats::new(&[1]);
+        for _ in 0..100 {
+            a.member(0, 0)
+                .record(Phase::Total, Duration::from_millis(1));
+        }
+        for _ in 0..300 {
+            b.member(0, 0)
+                .record(Phase::Total, Duration::from_millis(100));
+        }
+        a.member(0, 0).counters.selected = 100;
+        b.member(0, 0).counters.selected = 300;
+        board.publish(0, &mut a, 0);
+        board.publish(1, &mut b, 0);
+        let m = &board.members[0][0];
+        assert_eq!(m.counters().selected, 400);
+        assert_eq!(m.lifetime[0].len(), 400);
+        // p50 lies in the slow core's values: merged, not averaged.
+        let p50 = m.lifetime[0].value_at_quantile(0.5);
+        assert!((99_000..=101_000).contains(&p50), "{p50}");
+        assert_eq!(m.window(0, board.now_sec()).len(), 400);
+        // Histograms were reset on the cores; counters stay cumulative.
+        assert!(a.member(0, 0).hist[0].is_empty());
+        board.publish(0, &mut a, 0);
+        assert_eq!(board.members[0][0].lifetime[0].len(), 400);
+        assert_eq!(board.members[0][0].counters().selected, 400);
+    }
+
+    #[test]
+    fn drained_needs_every_core_and_no_flight() {
+        let cfg = config(2);
+        let mut board = BoardData::new(&cfg);
+        board.set_member(0, 0, Some(MemberStatus::Draining), None);
+        assert!(!board.drained(0, 0), "cores have not applied it yet");
+        let mut s = CoreStats::new(&[1]);
+        s.member(0, 0).counters.in_flight = 1;
+        board.publish(0, &mut s, 1);
+        board.publish(1, &mut CoreStats::new(&[1]), 1);
+        assert!(!board.drained(0, 0), "one request in flight");
+        s.member(0, 0).counters.in_flight = 0;
+        board.publish(0, &mut s, 1);
+        assert!(board.drained(0, 0));
+    }
+}

@@ -1,0 +1,176 @@
+//! Per-core statistics: counters and latency histograms, recorded on the request path.
+//!
+//! Owns: one core's counters (cumulative) and its latency histograms for the current second.
+//! Must never: allocate, lock or touch another core's data when recording (histograms have fixed
+//! bounds, counters are plain integers). Invariant: once a second the worker hands these to the
+//! board (`board.rs`), which merges whole histograms; the histograms here are then reset.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latency histograms count microseconds from 1 µs to one hour, 2 significant digits.
+pub const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// A fixed-bounds latency histogram (no allocation when recording).
+pub fn new_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("valid histogram bounds")
+}
+
+/// Which latency is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Request head received → last response byte written.
+    Total = 0,
+    /// Connect to the member (new connections only).
+    Connect = 1,
+    /// Request sent → response head received.
+    ResponseHead = 2,
+}
+
+pub const PHASES: [Phase; 3] = [Phase::Total, Phase::Connect, Phase::ResponseHead];
+
+/// Why a member failed a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    ConnectRefused = 0,
+    ConnectTimeout = 1,
+    ResponseTimeout = 2,
+    /// Closed or reset without a response, or while sending the request.
+    Reset = 3,
+    InvalidResponse = 4,
+}
+
+pub const FAILURE_NAMES: [&str; 5] = [
+    "connect_refused",
+    "connect_timeout",
+    "response_timeout",
+    "reset",
+    "invalid_response",
+];
+
+/// One member's cumulative counters on one core.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberCounters {
+    /// Times the balancer picked this member.
+    pub selected: u64,
+    /// Requests now being served by this member (a gauge).
+    pub in_flight: u64,
+    /// Responses sent to clients for this member, by status class 1xx..5xx.
+    pub responses: [u64; 5],
+    pub failures: [u64; 5],
+    /// Requests sent again on a fresh connection after a reused one died.
+    pub retries: u64,
+    /// Requests moved from this member to another after it failed.
+    pub failovers: u64,
+    pub pool_hits: u64,
+    pub pool_misses: u64,
+    /// Bytes written to the member (request heads and bodies).
+    pub bytes_sent: u64,
+    /// Bytes read from the member (response heads and bodies).
+    pub bytes_received: u64,
+    /// Sum of recorded latencies per phase, µs (for Prometheus `_sum`).
+    pub latency_sum_us: [u64; 3],
+    /// Cores on which the member is now in its failure window (set at publication).
+    pub failed_cores: u64,
+}
+
+/// One member's statistics on one core.
+pub struct MemberStats {
+    pub counters: MemberCounters,
+    /// Latencies recorded since the last publication.
+    pub hist: [Histogram<u32>; 3],
+}
+
+impl MemberStats {
+    fn new() -> MemberStats {
+        MemberStats {
+            counters: MemberCounters::default(),
+            hist: [new_histogram(), new_histogram(), new_histogram()],
+        }
+    }
+
+    pub fn record(&mut self, phase: Phase, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        self.hist[phase as usize].saturating_record(us);
+        self.counters.latency_sum_us[phase as usize] += us;
+    }
+}
+
+/// Process-wide counters of one core (not tied to a member).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreCounters {
+    pub connections_total: u64,
+    pub connections_active: u64,
+    /// Requests ringlb refused itself: 400, 405, 408, 414, 431.
+    pub refused: [u64; 5],
+    /// Requests no route matched (404).
+    pub not_found: u64,
+    /// Per balancer: requests answered 503 because no member was usable.
+    pub unavailable: Vec<u64>,
+}
+
+pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];
+
+/// All of one core's statistics.
+pub struct CoreStats {
+    pub core: CoreCounters,
+    /// `[balancer][member]`.
+    pub members: Vec<Vec<MemberStats>>,
+}
+
+impl CoreStats {
+    pub fn new(member_counts: &[usize]) -> CoreStats {
+        CoreStats {
+            core: CoreCounters {
+                unavailable: vec![0; member_counts.len()],
+                ..Default::default()
+            },
+            members: member_counts
+                .iter()
+                .map(|&n| (0..n).map(|_| MemberStats::new()).collect())
+                .collect(),
+        }
+    }
+
+    pub fn member(&mut self, balancer: usize, member: usize) -> &mut MemberStats {
+        &mut self.members[balancer][member]
+    }
+
+    /// Counts a request ringlb refused with `status`.
+    pub fn refused(&mut self, status: u16) {
+        if let Some(i) = REFUSED_STATUSES.iter().position(|&s| s == status) {
+            self.core.refused[i] += 1;
+        }
+    }
+}
+
+/// Index of a status class (1xx → 0 … 5xx → 4).
+pub fn status_class(status: u16) -> usize {
+    (usize::from(status / 100)).clamp(1, 5) - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_without_growing() {
+        let mut m = MemberStats::new();
+        let before = m.hist[0].distinct_values();
+        for us in [1u64, 50, 1_000, 50_000, 10_000_000, u64::MAX / 2] {
+            m.record(Phase::Total, Duration::from_micros(us.min(u64::MAX / 4)));
+        }
+        assert_eq!(m.hist[0].len(), 6);
+        assert_eq!(m.hist[0].distinct_values(), before);
+        assert_eq!(m.hist[0].max(), m.hist[0].highest_equivalent(HIST_MAX_US));
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(status_class(200), 1);
+        assert_eq!(status_class(503), 4);
+        assert_eq!(status_class(103), 0);
+        assert_eq!(status_class(999), 4);
+    }
+}

@@ -1,0 +1,101 @@
+//! `ringlb status`: fetches `/status.json` from a running ringlb's admin listener and prints the
+//! same tables as the status page, for a person's quick look in a terminal.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::admin::html::{human_bytes, human_us};
+use crate::admin::report::StatusReport;
+
+/// Fetches the report from `admin` (`http://host:port`).
+pub fn fetch(admin: &str, token: Option<&str>) -> anyhow::Result<StatusReport> {
+    let authority = admin
+        .strip_prefix("http://")
+        .context("the admin URL must start with http://")?
+        .trim_end_matches('/');
+    let mut s =
+        TcpStream::connect(authority).with_context(|| format!("cannot connect to {authority}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET /status.json HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(n) = resp.parse(&raw)? else {
+        bail!("incomplete response from {authority}");
+    };
+    match resp.code {
+        Some(200) => {}
+        Some(401) => {
+            bail!("the admin endpoint wants a token: pass --token or set RINGLB_ADMIN_TOKEN")
+        }
+        code => bail!("the admin endpoint answered {code:?}"),
+    }
+    Ok(serde_json::from_slice(&raw[n..])?)
+}
+
+/// Renders the report as text tables.
+pub fn render(r: &StatusReport) -> String {
+    let mut out = format!(
+        "ringlb {}  up {} s  workers {} ({})  {:.1} req/s (last {} s)  connections {} active, {} total\n",
+        r.version,
+        r.uptime_seconds,
+        r.workers,
+        r.driver,
+        r.requests_per_second,
+        r.window_seconds,
+        r.connections.active,
+        r.connections.total
+    );
+    for b in &r.balancers {
+        out.push_str(&format!(
+            "\nbalancer {} (503s: {})\n",
+            b.name, b.unavailable
+        ));
+        out.push_str(&format!(
+            "{:>3} {:<28} {:<18} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}\n",
+            "#",
+            "member",
+            "state",
+            "weight",
+            "selected",
+            "flight",
+            "fail",
+            "sent",
+            "p50 60s",
+            "p99 60s",
+            "p99.9 all"
+        ));
+        for m in &b.members {
+            let state = if m.failed {
+                format!("{} (failed)", m.status)
+            } else {
+                m.status.clone()
+            };
+            out.push_str(&format!(
+                "{:>3} {:<28} {:<18} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}\n",
+                m.index,
+                m.url,
+                state,
+                m.weight,
+                m.selected,
+                m.in_flight,
+                m.failures.values().sum::<u64>(),
+                human_bytes(m.bytes_sent),
+                human_us(m.total.window.p50_us),
+                human_us(m.total.window.p99_us),
+                human_us(m.total.lifetime.p999_us),
+            ));
+        }
+    }
+    out
+}
