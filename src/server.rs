@@ -24,12 +24,19 @@ pub struct Server {
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
+///
+/// For port 0 the port is chosen without SO_REUSEPORT and the option set after the bind: a
+/// port-0 bind with SO_REUSEPORT may be given a port another process of the same user already
+/// listens on with SO_REUSEPORT, and the two would then share its connections.
 fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if addr.port() != 0 {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
+    socket.set_reuse_port(true)?;
     socket.listen(4096)?;
     Ok(socket.into())
 }

@@ -36,6 +36,8 @@ pub struct StatusReport {
 pub struct Connections {
     pub active: u64,
     pub total: u64,
+    /// Connections accepted by each worker (the kernel spreads them over the workers' listeners).
+    pub per_worker: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,6 +186,7 @@ impl StatusReport {
             connections: Connections {
                 active: b.cores.iter().map(|c| c.connections_active).sum(),
                 total: b.cores.iter().map(|c| c.connections_total).sum(),
+                per_worker: b.cores.iter().map(|c| c.connections_total).collect(),
             },
             requests_per_second: (window_requests as f64 / span * 10.0).round() / 10.0,
             refused: REFUSED_STATUSES

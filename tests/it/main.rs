@@ -7,4 +7,5 @@ mod bodies;
 mod failover;
 mod framing;
 mod lifecycle;
+mod status;
 mod support;

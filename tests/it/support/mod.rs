@@ -1,9 +1,11 @@
 //! Test harness: the real ringlb binary, mock members and a strict client, all on loopback.
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod proxy;
 
+pub use admin::{admin, report, report_when, tool, with_admin};
 pub use backend::{closed_port, hash, pattern, Backend, Blackhole, Reply};
 pub use client::{get, Client};
 pub use proxy::{member, run_cli, simple_config, Ringlb};

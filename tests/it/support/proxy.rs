@@ -132,6 +132,16 @@ impl Ringlb {
         })
     }
 
+    /// The admin listener's address, when the config has `[admin]`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.logs()
+            .iter()
+            .find_map(|l| l.split("admin endpoint on http://").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .expect("an admin endpoint line in the logs")
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
@@ -175,6 +185,9 @@ pub fn unsafe_kill(pid: u32, sig: &str) {
 
 impl Drop for Ringlb {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- ringlb logs ---\n{}\n---", self.logs().join("\n"));
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,0 +1,441 @@
+//! The status and admin endpoint: counts, percentiles, merging across workers, draining, admin
+//! changes on every core, tokens, Prometheus format (promtool), the HTML page (headless Chromium)
+//! and `ringlb status`.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn member_named<'a>(
+    r: &'a ringlb::admin::report::StatusReport,
+    url_part: &str,
+) -> &'a ringlb::admin::report::MemberReport {
+    r.balancers[0]
+        .members
+        .iter()
+        .find(|m| m.url.contains(url_part))
+        .unwrap()
+}
+
+#[test]
+fn counts_per_member_status_class_and_refusals() {
+    let a = Backend::named("A");
+    let b = Backend::start(|_| Reply::Full {
+        status: 404,
+        headers: vec![],
+        body: b"nope".to_vec(),
+        chunked: false,
+    });
+    let p = Ringlb::start(
+        &with_admin(&simple_config(&[member(a.addr), member(b.addr)], ""), ""),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    for _ in 0..100 {
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.read_response().unwrap();
+    }
+    for _ in 0..3 {
+        let mut bad = Client::connect(p.addr);
+        bad.send(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n");
+        assert_eq!(bad.read_response().unwrap().status, 400);
+    }
+    let r = report_when(p.admin_addr(), |r| {
+        r.refused["400"] == 3 && r.balancers[0].members[1].selected == 50
+    });
+    let ma = member_named(&r, &a.addr.to_string());
+    let mb = member_named(&r, &b.addr.to_string());
+    assert_eq!(
+        (ma.selected, ma.responses["2xx"], ma.responses["4xx"]),
+        (50, 50, 0)
+    );
+    assert_eq!(
+        (mb.selected, mb.responses["2xx"], mb.responses["4xx"]),
+        (50, 0, 50)
+    );
+    assert_eq!(ma.total.lifetime.count, 50);
+    assert_eq!(ma.pool_misses, 1, "one connection, reused");
+    assert_eq!(ma.pool_hits, 49);
+    assert!(ma.bytes_sent > 0 && ma.bytes_received > 0);
+    assert_eq!(r.refused["400"], 3);
+    assert_eq!(r.connections.total, 4);
+}
+
+#[test]
+fn percentiles_land_in_the_right_range() {
+    let slow = Backend::start(|_| {
+        Reply::Delay(
+            Duration::from_millis(50),
+            Box::new(Reply::Text("ok".into())),
+        )
+    });
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(slow.addr)], ""), ""), 1);
+    let mut c = Client::connect(p.addr);
+    for _ in 0..20 {
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.read_response().unwrap();
+    }
+    let r = report_when(p.admin_addr(), |r| {
+        r.balancers[0].members[0].total.window.count == 20
+    });
+    let m = &r.balancers[0].members[0];
+    for pct in [
+        &m.total.window,
+        &m.total.lifetime,
+        &m.response_head.lifetime,
+    ] {
+        assert_eq!(pct.count, 20);
+        assert!(pct.p50_us >= 49_000 && pct.p50_us < 1_000_000, "{pct:?}");
+        assert!(
+            pct.p99_us >= pct.p50_us && pct.max_us >= pct.p99_us,
+            "{pct:?}"
+        );
+    }
+    assert_eq!(m.connect.lifetime.count, 1);
+    assert!(
+        m.connect.lifetime.p50_us < 49_000,
+        "connecting on loopback is fast: {:?}",
+        m.connect.lifetime
+    );
+}
+
+#[test]
+fn merging_across_two_workers_gives_the_sum() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 2);
+    // New connections until both workers have taken some (the kernel hashes them over the two
+    // listeners); every connection sends 5 requests.
+    let mut sent = 0;
+    for round in 0..200 {
+        let mut c = Client::connect(p.addr);
+        for _ in 0..5 {
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            c.read_response().unwrap();
+            sent += 1;
+        }
+        if round >= 20 && round % 10 == 0 {
+            let r = report(p.admin_addr());
+            if r.connections.per_worker.iter().all(|&n| n > 0) {
+                break;
+            }
+        }
+    }
+    let r = report_when(p.admin_addr(), |r| {
+        r.balancers[0].members[0].total.lifetime.count == sent
+    });
+    assert!(
+        r.connections.per_worker.iter().all(|&n| n > 0),
+        "{:?}",
+        r.connections.per_worker
+    );
+    let m = &r.balancers[0].members[0];
+    assert_eq!(m.selected, sent);
+    assert_eq!(m.responses["2xx"], sent);
+    assert_eq!(
+        m.total.lifetime.count, sent,
+        "the merged histogram holds every core's requests"
+    );
+    assert_eq!(
+        r.connections.per_worker.iter().sum::<u64>(),
+        r.connections.total
+    );
+}
+
+#[test]
+fn draining_member_takes_no_new_requests_and_reports_drained() {
+    let a = Backend::start(|r| {
+        let d = if r.path == "/slow" { 1500 } else { 0 };
+        Reply::Delay(Duration::from_millis(d), Box::new(Reply::Text("A".into())))
+    });
+    let b = Backend::start(|_| Reply::Text("B".into()));
+    let p = Ringlb::start(
+        &with_admin(&simple_config(&[member(a.addr), member(b.addr)], ""), ""),
+        2,
+    );
+    let admin_addr = p.admin_addr();
+    // A request in flight on A (the first pick of worker 0 is A; retry until it lands there).
+    let proxy = p.addr;
+    let slow = std::thread::spawn(move || {
+        let mut c = Client::connect(proxy);
+        loop {
+            c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+            if c.read_response().unwrap().text() == "A" {
+                return;
+            }
+        }
+    });
+    assert!(wait_until(|| a
+        .requests()
+        .iter()
+        .any(|r| r.path == "/slow")));
+    let r = admin(
+        admin_addr,
+        "POST",
+        &format!("/api/balancers/app/members/{}", a.addr),
+        r#"{"status":"draining"}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let state = |admin_addr| -> serde_json::Value {
+        serde_json::from_slice(
+            &admin(admin_addr, "GET", "/api/balancers/app/members/0", "", None).body,
+        )
+        .unwrap()
+    };
+    assert!(wait_until(|| state(admin_addr)["applied"] == true));
+    let s = state(admin_addr);
+    assert_eq!(s["status"], "draining");
+    let before = a.count();
+    for _ in 0..10 {
+        assert_eq!(get(p.addr, "/").text(), "B");
+    }
+    assert_eq!(a.count(), before, "a draining member got a new request");
+    // While the slow request runs, the member is not drained; once it is done, it is.
+    let s = state(admin_addr);
+    if s["in_flight"] == 1 {
+        assert_eq!(s["drained"], false);
+    }
+    slow.join().unwrap();
+    assert!(wait_until(|| state(admin_addr)["drained"] == true));
+    assert_eq!(state(admin_addr)["in_flight"], 0);
+}
+
+#[test]
+fn admin_changes_reach_every_core() {
+    let (a, b) = (Backend::named("A"), Backend::named("B"));
+    let p = Ringlb::start(
+        &with_admin(&simple_config(&[member(a.addr), member(b.addr)], ""), ""),
+        2,
+    );
+    let admin_addr = p.admin_addr();
+    let r = admin(
+        admin_addr,
+        "POST",
+        "/api/balancers/app/members/0",
+        r#"{"status":"disabled"}"#,
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert!(wait_until(|| report(admin_addr).balancers[0].members[0]
+        .status
+        == "disabled"));
+    let applied = || -> bool {
+        let v: serde_json::Value = serde_json::from_slice(
+            &admin(admin_addr, "GET", "/api/balancers/app/members/0", "", None).body,
+        )
+        .unwrap();
+        v["applied"] == true
+    };
+    assert!(wait_until(applied));
+    for _ in 0..40 {
+        assert_eq!(get(p.addr, "/").header("x-backend"), Some("B"));
+    }
+    let r = report_when(admin_addr, |r| r.connections.total == 40);
+    assert!(
+        r.connections.per_worker.iter().all(|&n| n > 0),
+        "both cores served: {:?}",
+        r.connections.per_worker
+    );
+    // Back to active with weight 3: A takes traffic again on every core.
+    let r = admin(
+        admin_addr,
+        "POST",
+        "/api/balancers/app/members/0",
+        r#"{"status":"active","weight":3}"#,
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert!(wait_until(applied));
+    let a_before = a.count();
+    for _ in 0..40 {
+        get(p.addr, "/");
+    }
+    assert!(
+        a.count() - a_before >= 20,
+        "weight 3:1 gives A most requests: {}",
+        a.count() - a_before
+    );
+}
+
+#[test]
+fn a_token_guards_every_admin_request() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &with_admin(
+            &simple_config(&[member(a.addr)], ""),
+            "token = \"correct-horse\"",
+        ),
+        1,
+    );
+    let admin_addr = p.admin_addr();
+    for path in [
+        "/status",
+        "/status.json",
+        "/metrics",
+        "/api/balancers/app/members/0",
+    ] {
+        assert_eq!(
+            admin(admin_addr, "GET", path, "", None).status,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            admin(admin_addr, "GET", path, "", Some("wrong-horse")).status,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            admin(admin_addr, "GET", path, "", Some("correct-horse")).status,
+            200,
+            "{path}"
+        );
+    }
+    let r = admin(
+        admin_addr,
+        "POST",
+        "/api/balancers/app/members/0",
+        r#"{"status":"disabled"}"#,
+        Some("wrong"),
+    );
+    assert_eq!(r.status, 401);
+    let r = admin(
+        admin_addr,
+        "GET",
+        "/api/balancers/app/members/0",
+        "",
+        Some("correct-horse"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], "active", "a refused change changed nothing");
+    assert_eq!(get(p.addr, "/").status, 200);
+}
+
+#[test]
+fn admin_without_token_refuses_a_public_address() {
+    let dir = crate::support::proxy::TempDir::new();
+    let path = dir.0.join("c.toml");
+    std::fs::write(
+        &path,
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"0.0.0.0:0\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 4") && err.contains("admin.address") && err.contains("token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn metrics_pass_promtool() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &with_admin(
+            &simple_config(&[member(a.addr), member(closed_port())], ""),
+            "",
+        ),
+        1,
+    );
+    for _ in 0..10 {
+        get(p.addr, "/");
+    }
+    report_when(p.admin_addr(), |r| r.balancers[0].members[0].selected > 0);
+    let r = admin(p.admin_addr(), "GET", "/metrics", "", None);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    let label = format!("balancer=\"app\",member=\"{}\"", a.addr);
+    assert!(
+        text.contains(&format!("ringlb_member_selected_total{{{label}}} 10")),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "ringlb_request_duration_seconds_count{{{label}}} 10"
+    )));
+    assert!(text.contains(&format!(
+        "ringlb_request_duration_seconds_bucket{{{label},le=\"+Inf\"}} 10"
+    )));
+    assert!(
+        text.contains("kind=\"connect_refused\"} 1"),
+        "the dead member's failure is counted"
+    );
+    if !tool("promtool") {
+        return;
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&r.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn status_page_renders_in_headless_chromium() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
+    get(p.addr, "/");
+    report_when(p.admin_addr(), |r| r.balancers[0].members[0].selected == 1);
+    let r = admin(p.admin_addr(), "GET", "/status?refresh=5", "", None);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<meta http-equiv=refresh content=\"5\">"));
+    if !tool("chromium") {
+        return;
+    }
+    let dir = crate::support::proxy::TempDir::new();
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.0.display()))
+        .arg(format!("http://{}/status", p.admin_addr()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("<table class=\"members\">"),
+        "no member table in the rendered page: {dom}"
+    );
+    assert!(dom.contains(&format!("http://{}", a.addr)), "{dom}");
+    assert!(dom.contains("<td class=\"state\">active</td>"), "{dom}");
+    assert!(dom.contains("<th>p99.9</th>"), "{dom}");
+}
+
+#[test]
+fn ringlb_status_prints_the_tables() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
+    get(p.addr, "/");
+    report_when(p.admin_addr(), |r| r.balancers[0].members[0].selected == 1);
+    let (code, out, err) = run_cli(&["status", "--admin", &format!("http://{}", p.admin_addr())]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("balancer app"), "{out}");
+    assert!(
+        out.contains(&format!("http://{}", a.addr)) && out.contains("active"),
+        "{out}"
+    );
+}
