@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
+use crate::access_log::Record;
 use crate::http::parse::{parse_request, HeadError, RequestHead, ResponseHead};
 use crate::http::reply;
 use crate::io::{read_more, shutdown_write, write_range, IoFail};
@@ -39,6 +40,10 @@ pub struct Client {
     pub ranges: Vec<Range<usize>>,
     pub head: RequestHead,
     pub resp: ResponseHead,
+    /// What the access log will say of the current request.
+    pub rec: Record,
+    /// The request line, Referer and User-Agent, copied for the access log (when it is on).
+    pub log_fields: [Vec<u8>; 3],
 }
 
 enum Stop {
@@ -60,6 +65,8 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         ranges: Vec::new(),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
+        rec: Record::default(),
+        log_fields: Default::default(),
     };
     let mut first = true;
     loop {

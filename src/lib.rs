@@ -11,6 +11,7 @@
 //! - `io`: the few compio socket calls; `notify`: a single-core wake-up signal.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
 //!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
+//! - `access_log`: Apache combined lines, buffered per core, written by one writer thread.
 //! - `demo`: the built-in demo backends.
 //!
 //! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> route ->
@@ -20,6 +21,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod board;

@@ -46,7 +46,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = Server::wait_for_signal() {
+    if let Err(e) = server.wait_for_signal() {
         eprintln!("ringlb: cannot wait for signals: {e}");
     }
     server.stop();

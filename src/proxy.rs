@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use compio::net::TcpStream;
 
+use crate::access_log::Record;
 use crate::conn::{refuse, Client};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::parse::{parse_response, HeadError};
@@ -78,12 +79,52 @@ impl Drop for Tracked<'_> {
 /// Forwards the request whose head is parsed in `c.head`. Returns whether to keep the client.
 pub async fn forward(core: &Core, c: &mut Client) -> bool {
     let started = Instant::now();
+    c.rec = Record::default();
+    if core.access_log.is_some() {
+        capture_log_fields(c);
+    }
+    let keep = exchange(core, c, started).await;
+    if let Some(log) = &core.access_log {
+        let member = c.rec.member.map_or("", |(b, m)| {
+            core.config.balancers[b].members[m].host_port.as_str()
+        });
+        let [line, referer, agent] = &c.log_fields;
+        let total = started.elapsed().as_micros() as u64;
+        log.append(c.peer.ip(), line, referer, agent, &c.rec, member, total);
+    }
+    keep
+}
+
+/// Copies the request line, Referer and User-Agent before the head's bytes are drained.
+fn capture_log_fields(c: &mut Client) {
+    let [line, referer, agent] = &mut c.log_fields;
+    line.clear();
+    referer.clear();
+    agent.clear();
+    let first_line_end = c.buf[..c.head.head_len]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(0);
+    line.extend_from_slice(&c.buf[..first_line_end]);
+    for h in &c.head.headers {
+        let name = &c.buf[h.name.clone()];
+        if name.eq_ignore_ascii_case(b"referer") {
+            referer.extend_from_slice(&c.buf[h.value.clone()]);
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            agent.extend_from_slice(&c.buf[h.value.clone()]);
+        }
+    }
+}
+
+/// The exchange itself; fills `c.rec` for the access log.
+async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
     let head_len = c.head.head_len;
     let mut req_body = BodyTracker::new(c.head.body);
     let initial = match req_body.advance(&c.buf[head_len..]) {
         Ok(n) => n,
         Err(_) => {
             core.stats.borrow_mut().refused(400);
+            c.rec.status = 400;
             refuse(c, 400).await;
             return false;
         }
@@ -118,6 +159,7 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
             return local_reply(c, 503, replayable, request_end).await;
         };
         let tracked = Tracked::start(core, bal, member);
+        c.rec.member = Some((bal, member));
         let mcfg = &bcfg.members[member];
         let pooled = if fresh_only.is_none() {
             core.upstreams.borrow_mut()[bal].pool.checkout(member, now)
@@ -135,7 +177,9 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
                 let connect_start = Instant::now();
                 match io::connect(mcfg.addr, bcfg.connect_timeout).await {
                     Ok(s) => {
-                        tracked.with(|m| m.record(Phase::Connect, connect_start.elapsed()));
+                        let took = connect_start.elapsed();
+                        c.rec.connect_us = Some(took.as_micros() as u64);
+                        tracked.with(|m| m.record(Phase::Connect, took));
                         s
                     }
                     Err(e) => {
@@ -219,7 +263,10 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
         let sent_at = Instant::now();
         match read_response_head(c, &mut up, bcfg.response_timeout).await {
             Ok(()) => {
-                tracked.with(|m| m.record(Phase::ResponseHead, sent_at.elapsed()));
+                let took = sent_at.elapsed();
+                c.rec.response_head_us = Some(took.as_micros() as u64);
+                c.rec.upstream_status = Some(c.resp.status);
+                tracked.with(|m| m.record(Phase::ResponseHead, took));
                 c.buf.drain(..consumed);
                 break (tracked, up);
             }
@@ -255,6 +302,8 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
     };
     let status = c.resp.status;
     let relayed = relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
+    c.rec.status = status;
+    c.rec.body_bytes = relayed.body_sent;
     tracked.with(|m| m.counters.bytes_received += relayed.received);
     tracked.respond(status, started);
     if relayed.member_reusable {
@@ -267,6 +316,7 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
 
 /// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
 async fn local_reply(c: &mut Client, status: u16, whole: bool, request_end: usize) -> bool {
+    c.rec.status = status;
     if !whole {
         refuse(c, status).await;
         return false;
@@ -290,6 +340,7 @@ async fn local_reply(c: &mut Client, status: u16, whole: bool, request_end: usiz
 /// A 502 or 504 with `Connection: close`. `request_read` says whether the client's request was
 /// read to its end (if not, the rest is drained briefly so the client sees the status).
 async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool {
+    c.rec.status = status;
     if request_read {
         c.out.clear();
         reply::error(&mut c.out, status, true);
@@ -391,15 +442,18 @@ struct Relayed {
     member_reusable: bool,
     /// Bytes read from the member for this response.
     received: u64,
+    /// Response body bytes written to the client.
+    body_sent: u64,
 }
 
 impl Relayed {
     /// The exchange broke: both connections close.
-    fn broken(received: u64) -> Relayed {
+    fn broken(received: u64, body_sent: u64) -> Relayed {
         Relayed {
             keep_client: false,
             member_reusable: false,
             received,
+            body_sent,
         }
     }
 }
@@ -429,6 +483,7 @@ async fn relay_response(
         && !core.is_stopping();
     let mut member_clean = c.resp.keep_alive;
     let mut received = c.rbuf.len() as u64;
+    let mut body_sent = 0u64;
     c.out.clear();
     rewrite::response_head(
         &mut c.out,
@@ -447,9 +502,10 @@ async fn relay_response(
     let Ok(n) = body.advance_with(&c.rbuf[head_len..], |r| {
         ranges.push(r.start + head_len..r.end + head_len)
     }) else {
-        return Relayed::broken(received);
+        return Relayed::broken(received, body_sent);
     };
     member_clean &= head_len + n == c.rbuf.len();
+    body_sent += data_len(mode, n, &c.ranges);
     let sent = if mode == ClientBody::Dechunk {
         let len = c.out.len();
         write_range(&mut c.stream, &mut c.out, 0..len, client_limit)
@@ -468,21 +524,22 @@ async fn relay_response(
         .is_ok()
     };
     if !sent {
-        return Relayed::broken(received);
+        return Relayed::broken(received, body_sent);
     }
     while !body.is_done() {
         c.rbuf.clear();
         match read_more(up, &mut c.rbuf, BODY_READ, limit).await {
             Ok(n) => received += n as u64,
             Err(IoFail::Closed) if body.finish_at_close() => break,
-            Err(_) => return Relayed::broken(received),
+            Err(_) => return Relayed::broken(received, body_sent),
         }
         c.ranges.clear();
         let ranges = &mut c.ranges;
         let Ok(n) = body.advance_with(&c.rbuf, |r| ranges.push(r)) else {
-            return Relayed::broken(received);
+            return Relayed::broken(received, body_sent);
         };
         member_clean &= n == c.rbuf.len();
+        body_sent += data_len(mode, n, &c.ranges);
         let ok = if mode == ClientBody::Dechunk {
             write_ranges(c, client_limit).await
         } else {
@@ -491,13 +548,22 @@ async fn relay_response(
                 .is_ok()
         };
         if !ok {
-            return Relayed::broken(received);
+            return Relayed::broken(received, body_sent);
         }
     }
     Relayed {
         keep_client,
         member_reusable: member_clean && kind != BodyKind::UntilClose,
         received,
+        body_sent,
+    }
+}
+
+/// Body bytes a write sends: the framed bytes, or the decoded data when de-chunking.
+fn data_len(mode: ClientBody, framed: usize, ranges: &[std::ops::Range<usize>]) -> u64 {
+    match mode {
+        ClientBody::Dechunk => ranges.iter().map(|r| r.len() as u64).sum(),
+        _ => framed as u64,
     }
 }
 

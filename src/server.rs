@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::access_log;
 use crate::board::Board;
 use crate::config::Config;
 use crate::worker::{self, Role};
@@ -21,6 +22,7 @@ pub struct Server {
     /// The bound listen addresses (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
     pub board: Arc<Board>,
+    access_log: Option<access_log::Writer>,
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
@@ -68,6 +70,12 @@ impl Server {
             }
         }
         let board = Arc::new(Board::new(&config));
+        let access_log = match &config.access_log {
+            Some(path) => Some(access_log::Writer::start(path).map_err(|e| {
+                anyhow::anyhow!("cannot open the access log {}: {e}", path.display())
+            })?),
+            None => None,
+        };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
         let mut stops = Vec::new();
@@ -77,6 +85,7 @@ impl Server {
             stops.push(stop_tx);
             let config = config.clone();
             let board = board.clone();
+            let log_tx = access_log.as_ref().map(access_log::Writer::sender);
             let ready = ready_tx.clone();
             let pin_to = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let thread = std::thread::Builder::new()
@@ -97,7 +106,7 @@ impl Server {
                     };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = std::rc::Rc::new(worker::Core::new(id, config, board));
+                        let core = std::rc::Rc::new(worker::Core::new(id, config, board, log_tx));
                         worker::run(core, listeners, stop_rx).await;
                     });
                 })?;
@@ -122,18 +131,27 @@ impl Server {
             threads,
             addrs,
             board,
+            access_log,
         })
     }
 
-    /// Blocks until SIGTERM or SIGINT.
-    pub fn wait_for_signal() -> anyhow::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-        if let Some(sig) = signals.forever().next() {
+    /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate).
+    pub fn wait_for_signal(&self) -> anyhow::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1])?;
+        for sig in signals.forever() {
+            if sig == SIGUSR1 {
+                if let Some(log) = &self.access_log {
+                    log.reopen();
+                    tracing::info!("reopening the access log");
+                }
+                continue;
+            }
             tracing::info!(
                 signal = sig,
                 "stopping: no new connections, finishing requests in flight"
             );
+            break;
         }
         Ok(())
     }
@@ -145,6 +163,9 @@ impl Server {
         }
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(log) = self.access_log {
+            log.finish();
         }
         tracing::info!("stopped");
     }

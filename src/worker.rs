@@ -15,6 +15,7 @@ use compio::net::{TcpListener, TcpStream};
 use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
+use crate::access_log::CoreLog;
 use crate::balance::Balancer;
 use crate::board::Board;
 use crate::config::{Config, Driver};
@@ -39,6 +40,8 @@ pub struct Core {
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,
     pub board: Arc<Board>,
+    /// This core's access log buffer, when `[log] access` is set.
+    pub access_log: Option<CoreLog>,
     /// The admin version this core has applied.
     applied: Cell<u64>,
     /// Fires once, when the server starts shutting down.
@@ -51,7 +54,12 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(id: usize, config: Arc<Config>, board: Arc<Board>) -> Core {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        board: Arc<Board>,
+        access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    ) -> Core {
         let upstreams = config
             .balancers
             .iter()
@@ -66,6 +74,7 @@ impl Core {
             id,
             stats: RefCell::new(CoreStats::new(&member_counts)),
             board,
+            access_log: access_log.map(CoreLog::new),
             applied: Cell::new(0),
             router: Router::new(&config.routes),
             config,
@@ -167,6 +176,10 @@ pub async fn run(
         let timer = std::pin::pin!(compio::time::sleep(left));
         select(closed, timer).await;
     }
+    publish(&core, Instant::now());
+    if let Some(log) = &core.access_log {
+        log.flush();
+    }
 }
 
 async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
@@ -223,6 +236,9 @@ async fn tick(core: Rc<Core>) {
             u.pool.sweep(now);
         }
         publish(&core, now);
+        if let Some(log) = &core.access_log {
+            log.flush();
+        }
     }
 }
 

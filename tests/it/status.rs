@@ -439,3 +439,71 @@ fn ringlb_status_prints_the_tables() {
         "{out}"
     );
 }
+
+#[test]
+fn access_log_lines_and_reopen_on_sigusr1() {
+    let a = Backend::named("A");
+    let dir = crate::support::proxy::TempDir::new();
+    let path = dir.0.join("access.log");
+    let body = format!(
+        "[log]\naccess = \"{}\"\n{}",
+        path.display(),
+        simple_config(&[member(a.addr)], "")
+    );
+    let mut p = Ringlb::start(&body, 1);
+    let mut c = Client::connect(p.addr);
+    c.send(
+        b"GET /a?x=1 HTTP/1.1\r\nHost: t\r\nReferer: http://ref/\r\nUser-Agent: test-agent\r\n\r\n",
+    );
+    assert_eq!(c.read_response().unwrap().status, 200);
+    c.send(b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let lines = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(wait_until(|| lines(&path).len() == 2), "{:?}", lines(&path));
+    let l = lines(&path);
+    let m = a.addr.to_string();
+    assert!(l[0].starts_with("127.0.0.1 - - ["), "{}", l[0]);
+    assert!(
+        l[0].contains(&format!(
+            "+0000] \"GET /a?x=1 HTTP/1.1\" 200 8 \"http://ref/\" \"test-agent\" member={m} upstream_status=200 request_us="
+        )),
+        "{}",
+        l[0]
+    );
+    assert!(
+        l[0].contains(" connect_us=") && l[0].contains(" response_head_us="),
+        "{}",
+        l[0]
+    );
+    assert!(
+        l[1].contains("\"POST /b HTTP/1.1\" 200 4 \"-\" \"-\""),
+        "{}",
+        l[1]
+    );
+    // logrotate: move the file away, SIGUSR1, and the next lines go to a new file.
+    let rotated = dir.0.join("access.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    crate::support::proxy::unsafe_kill(p.pid(), "USR1");
+    assert!(p.wait_log("reopening the access log"));
+    c.send(b"GET /c HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert!(wait_until(|| lines(&path).len() == 1), "{:?}", lines(&path));
+    assert!(lines(&path)[0].contains("\"GET /c HTTP/1.1\" 200"));
+    assert_eq!(lines(&rotated).len(), 2);
+    // Lines still buffered at shutdown are written before the process exits.
+    c.send(b"GET /d HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    drop(c);
+    assert!(p.terminate().unwrap().success());
+    assert!(
+        lines(&path).iter().any(|l| l.contains("GET /d")),
+        "{:?}",
+        lines(&path)
+    );
+}
