@@ -16,9 +16,18 @@ fn record_one_request(c: &mut Criterion) {
             m.counters.selected += 1;
             m.counters.in_flight += 1;
             m.counters.pool_hits += 1;
-            m.record(Phase::Connect, Duration::from_micros(black_box(40 + i % 100)));
-            m.record(Phase::ResponseHead, Duration::from_micros(black_box(300 + i % 5000)));
-            m.record(Phase::Total, Duration::from_micros(black_box(500 + i % 50_000)));
+            m.record(
+                Phase::Connect,
+                Duration::from_micros(black_box(40 + i % 100)),
+            );
+            m.record(
+                Phase::ResponseHead,
+                Duration::from_micros(black_box(300 + i % 5000)),
+            );
+            m.record(
+                Phase::Total,
+                Duration::from_micros(black_box(500 + i % 50_000)),
+            );
             m.counters.responses[1] += 1;
             m.counters.in_flight -= 1;
         })
