@@ -1,7 +1,9 @@
 //! The admin listener (`[admin] address`), served by the workers like any listener: `/status`
 //! (HTML), `/status.json`, `/metrics` (Prometheus) and the member API.
 //!
-//! Owns: admin request handling and the bearer-token check. Must never: serve anything, or
+//! Owns: admin request handling and the bearer-token check. The worker serving an admin request
+//! publishes its own statistics first (on demand); the other workers' come from their last
+//! once-a-second publication. Must never: serve anything, or
 //! change anything, to a request without the right token when one is configured. Invariant: the
 //! board's lock is held only while a response is built, never across an await.
 
@@ -132,6 +134,8 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let body = &buf[head.head_len..];
     let config = &core.config;
+    // The serving core's own figures are published now; the other cores' are at most a second old.
+    crate::worker::publish(core, std::time::Instant::now());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("GET", ["status"]) | ("GET", [""]) => {
