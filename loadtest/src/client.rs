@@ -1,0 +1,323 @@
+//! One load connection: closed loop (send, wait, repeat; optionally pipelined) or open loop (send
+//! on a fixed schedule, latency from the intended send time), and the response reader.
+//!
+//! Owns: the socket, its read buffer and its share of the thread's statistics. Must never: count a
+//! latency from the actual send time in open loop (that would hide a stalled server: coordinated
+//! omission). Invariant: a response is consumed exactly, so pipelined responses stay in step.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use compio::buf::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use hdrhistogram::Histogram;
+
+use crate::target::{Picker, Target};
+
+/// Error kinds, in report order.
+pub const ERROR_KINDS: [&str; 6] = ["connect", "read", "write", "timeout", "parse", "closed"];
+
+#[derive(Debug, Clone, Copy)]
+pub enum Fail {
+    Connect = 0,
+    Read = 1,
+    Write = 2,
+    Timeout = 3,
+    Parse = 4,
+    Closed = 5,
+}
+
+/// One thread's statistics (its connections share it; single-threaded).
+pub struct Stats {
+    pub hist: Histogram<u64>,
+    pub requests: u64,
+    pub errors: [u64; 6],
+    pub status: [u64; 5],
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            hist: new_histogram(),
+            requests: 0,
+            errors: [0; 6],
+            status: [0; 5],
+        }
+    }
+
+    fn ok(&mut self, status: u16, latency: Duration) {
+        self.requests += 1;
+        self.status[(usize::from(status / 100)).clamp(1, 5) - 1] += 1;
+        self.hist
+            .saturating_record((latency.as_micros() as u64).max(1));
+    }
+
+    fn fail(&mut self, f: Fail) {
+        self.errors[f as usize] += 1;
+    }
+}
+
+/// What every connection of a thread shares.
+pub struct Shared {
+    pub targets: Vec<Target>,
+    pub deadline: Instant,
+    pub start: Instant,
+    pub timeout: Duration,
+    pub pipeline: usize,
+    pub connect_per_request: bool,
+    /// Open loop: the interval between one connection's requests.
+    pub interval: Option<Duration>,
+    pub stats: RefCell<Stats>,
+}
+
+/// Reads responses; keeps bytes that belong to the next one.
+struct Reader {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
+    fn avail(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    async fn fill(&mut self, s: &mut TcpStream) -> Result<(), Fail> {
+        if self.start == self.buf.len() {
+            self.reset();
+        } else if self.start > 32 * 1024 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(64 * 1024);
+        let owned = std::mem::take(&mut self.buf);
+        let BufResult(res, owned) = s.append(owned).await;
+        self.buf = owned;
+        match res {
+            Ok(0) => Err(Fail::Closed),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Fail::Read),
+        }
+    }
+
+    /// Discards `n` body bytes.
+    async fn skip(&mut self, s: &mut TcpStream, mut n: u64) -> Result<(), Fail> {
+        loop {
+            let take = n.min(self.avail().len() as u64) as usize;
+            self.start += take;
+            n -= take as u64;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill(s).await?;
+        }
+    }
+
+    /// Consumes one line ending in CRLF; returns it without the CRLF.
+    async fn line(&mut self, s: &mut TcpStream) -> Result<Vec<u8>, Fail> {
+        loop {
+            if let Some(i) = self.avail().windows(2).position(|w| w == b"\r\n") {
+                let line = self.avail()[..i].to_vec();
+                self.start += i + 2;
+                return Ok(line);
+            }
+            if self.avail().len() > 16 * 1024 {
+                return Err(Fail::Parse);
+            }
+            self.fill(s).await?;
+        }
+    }
+
+    /// Reads one whole response; returns (status, server closes after it).
+    async fn response(&mut self, s: &mut TcpStream, is_head: bool) -> Result<(u16, bool), Fail> {
+        let (status, head_len, length, chunked, close) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(self.avail()) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let mut length = None;
+                    let mut chunked = false;
+                    let mut close = resp.version == Some(0);
+                    for h in resp.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            length = std::str::from_utf8(h.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse::<u64>().ok());
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            chunked = h
+                                .value
+                                .to_ascii_lowercase()
+                                .windows(7)
+                                .any(|w| w == b"chunked");
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            close = h.value.eq_ignore_ascii_case(b"close");
+                        }
+                    }
+                    break (resp.code.unwrap_or(0), n, length, chunked, close);
+                }
+                Ok(httparse::Status::Partial) => self.fill(s).await?,
+                Err(_) => return Err(Fail::Parse),
+            }
+        };
+        self.start += head_len;
+        if (100..200).contains(&status) {
+            return Box::pin(self.response(s, is_head)).await;
+        }
+        if is_head || status == 204 || status == 304 {
+            return Ok((status, close));
+        }
+        if chunked {
+            loop {
+                let line = self.line(s).await?;
+                let text = std::str::from_utf8(&line).map_err(|_| Fail::Parse)?;
+                let size = u64::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|_| Fail::Parse)?;
+                if size == 0 {
+                    while !self.line(s).await?.is_empty() {}
+                    return Ok((status, close));
+                }
+                self.skip(s, size + 2).await?;
+            }
+        }
+        match length {
+            Some(n) => {
+                self.skip(s, n).await?;
+                Ok((status, close))
+            }
+            None => {
+                // Delimited by close: read to the end.
+                loop {
+                    self.start = self.buf.len();
+                    match self.fill(s).await {
+                        Ok(()) => {}
+                        Err(Fail::Closed) => return Ok((status, true)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs one connection until the deadline.
+pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
+    let mut picker = Picker::new(&shared.targets, id as u64 + 1);
+    let mut reader = Reader::new();
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut heads: Vec<bool> = Vec::with_capacity(shared.pipeline);
+    let mut stream: Option<TcpStream> = None;
+    // Open loop: this connection's schedule, staggered over the interval.
+    let mut next = shared
+        .interval
+        .map(|iv| shared.start + iv.mul_f64(id as f64 / connections.max(1) as f64));
+    loop {
+        if let Some(at) = next {
+            if at >= shared.deadline {
+                return;
+            }
+            let now = Instant::now();
+            if now < at {
+                compio::time::sleep(at - now).await;
+            }
+        } else if Instant::now() >= shared.deadline {
+            return;
+        }
+        let t = picker.next();
+        let target = &shared.targets[t];
+        if stream.is_none() {
+            match compio::time::timeout(shared.timeout, TcpStream::connect(target.addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    reader.reset();
+                    stream = Some(s);
+                }
+                _ => {
+                    shared.stats.borrow_mut().fail(Fail::Connect);
+                    advance(&shared, &mut next);
+                    compio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let s = stream.as_mut().expect("connected");
+        out.clear();
+        heads.clear();
+        out.extend_from_slice(&target.request);
+        heads.push(target.is_head);
+        for _ in 1..shared.pipeline {
+            let t = &shared.targets[picker.next()];
+            out.extend_from_slice(&t.request);
+            heads.push(t.is_head);
+        }
+        let sent = next.unwrap_or_else(Instant::now);
+        let owned = std::mem::take(&mut out);
+        let write = compio::time::timeout(shared.timeout, s.write_all(owned)).await;
+        let ok = match write {
+            Ok(BufResult(res, owned)) => {
+                out = owned;
+                res.is_ok()
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            shared.stats.borrow_mut().fail(Fail::Write);
+            stream = None;
+            advance(&shared, &mut next);
+            continue;
+        }
+        let mut keep = !shared.connect_per_request;
+        for &is_head in &heads {
+            // Past the deadline a response is not waited for (nor counted).
+            let left = shared.deadline.saturating_duration_since(Instant::now())
+                + Duration::from_millis(100);
+            match compio::time::timeout(shared.timeout.min(left), reader.response(s, is_head)).await
+            {
+                Ok(Ok((status, close))) => {
+                    shared.stats.borrow_mut().ok(status, sent.elapsed());
+                    keep &= !close;
+                }
+                Ok(Err(f)) => {
+                    if Instant::now() < shared.deadline {
+                        shared.stats.borrow_mut().fail(f);
+                    }
+                    keep = false;
+                    break;
+                }
+                Err(_) => {
+                    if Instant::now() < shared.deadline {
+                        shared.stats.borrow_mut().fail(Fail::Timeout);
+                    }
+                    keep = false;
+                    break;
+                }
+            }
+        }
+        if !keep {
+            stream = None;
+        }
+        advance(&shared, &mut next);
+    }
+}
+
+fn advance(shared: &Shared, next: &mut Option<Instant>) {
+    if let (Some(iv), Some(at)) = (shared.interval, next.as_mut()) {
+        *at += iv;
+    }
+}

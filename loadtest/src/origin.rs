@@ -1,0 +1,166 @@
+//! `ringlb-load origin`: a fast HTTP/1.1 origin for benchmarks and demos. Thread-per-core, one
+//! SO_REUSEPORT listener per thread, keep-alive, pipelining (answers batched into one write),
+//! request bodies skipped, a fixed response of `--body-bytes` bytes, optionally after `--delay`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use compio::buf::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::{TcpListener, TcpStream};
+
+use crate::cli::{parse_cpus, OriginArgs};
+
+/// The response, built once and shared by every connection.
+fn response(body_bytes: usize) -> &'static [u8] {
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body_bytes}\r\n\r\n"
+    )
+    .into_bytes();
+    r.extend(std::iter::repeat_n(b'x', body_bytes));
+    Box::leak(r.into_boxed_slice())
+}
+
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+pub fn run(args: OriginArgs) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(args.address, args.port);
+    let cpus = match &args.cpus {
+        Some(c) => parse_cpus(c)?,
+        None => Vec::new(),
+    };
+    let resp = response(args.body_bytes);
+    let mut threads = Vec::new();
+    for i in 0..args.threads.max(1) {
+        let l = listener(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+        let delay = args.delay;
+        threads.push(std::thread::spawn(move || {
+            if let Some(c) = cpu {
+                core_affinity::set_for_current(core_affinity::CoreId { id: c });
+            }
+            let rt = crate::runtime().expect("a compio runtime");
+            rt.block_on(async move {
+                let l = TcpListener::from_std(l).expect("listener");
+                loop {
+                    if let Ok((s, _)) = l.accept().await {
+                        compio::runtime::spawn(serve(s, resp, delay)).detach();
+                    }
+                }
+            });
+        }));
+    }
+    eprintln!(
+        "origin listening on http://{addr}/ ({} bytes per response)",
+        args.body_bytes
+    );
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// Counts the complete requests at the start of `buf`; returns (requests, bytes they use, close).
+fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool), ()> {
+    let mut pos = 0;
+    let mut n = 0;
+    let mut close = false;
+    while pos < buf.len() {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[pos..]) {
+            Ok(httparse::Status::Complete(h)) => {
+                let mut len = 0usize;
+                for hd in req.headers.iter() {
+                    if hd.name.eq_ignore_ascii_case("content-length") {
+                        len = std::str::from_utf8(hd.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .ok_or(())?;
+                    } else if hd.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err(()); // the benchmarks send Content-Length bodies only
+                    } else if hd.name.eq_ignore_ascii_case("connection")
+                        && hd.value.eq_ignore_ascii_case(b"close")
+                    {
+                        close = true;
+                    }
+                }
+                if buf.len() - pos < h + len {
+                    break;
+                }
+                pos += h + len;
+                n += 1;
+                if close {
+                    break;
+                }
+            }
+            Ok(httparse::Status::Partial) => break,
+            Err(_) => return Err(()),
+        }
+    }
+    Ok((n, pos, close))
+}
+
+async fn serve(mut s: TcpStream, resp: &'static [u8], delay: Option<Duration>) {
+    let _ = s.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        buf.reserve(16 * 1024);
+        let BufResult(res, b) = s.append(buf).await;
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let Ok((n, used, close)) = complete_requests(&buf) else {
+            return;
+        };
+        if n == 0 {
+            continue;
+        }
+        buf.drain(..used);
+        if let Some(d) = delay {
+            compio::time::sleep(d).await;
+        }
+        let ok = if n == 1 {
+            s.write_all(resp).await.0.is_ok()
+        } else {
+            out.clear();
+            for _ in 0..n {
+                out.extend_from_slice(resp);
+            }
+            let BufResult(r, o) = s.write_all(std::mem::take(&mut out)).await;
+            out = o;
+            r.is_ok()
+        };
+        if !ok || close {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_pipelined_requests() {
+        let two = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /";
+        assert_eq!(complete_requests(two), Ok((2, two.len() - 5, false)));
+        assert!(
+            complete_requests(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .2
+        );
+        assert_eq!(response(3).len(), 3 + response(0).len());
+    }
+}

@@ -1,0 +1,144 @@
+//! The end-of-run table and the JSON results (with the merged histogram).
+
+use serde::Serialize;
+
+use crate::cli::LoadArgs;
+use crate::client::ERROR_KINDS;
+use crate::run::Outcome;
+
+pub fn human_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}µs"),
+        1_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+const QUANTILES: [(&str, f64); 5] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("p99.99", 0.9999),
+];
+
+#[derive(Serialize)]
+pub struct JsonReport {
+    pub mode: &'static str,
+    pub rate: Option<f64>,
+    pub connections: usize,
+    pub threads: usize,
+    pub pipeline: usize,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    pub errors: std::collections::BTreeMap<&'static str, u64>,
+    pub status: std::collections::BTreeMap<String, u64>,
+    pub latency_us: std::collections::BTreeMap<&'static str, u64>,
+    pub latency_mean_us: f64,
+    /// The merged histogram: [value_us, count] for every recorded value bucket.
+    pub histogram: Vec<[u64; 2]>,
+}
+
+pub fn json(args: &LoadArgs, o: &Outcome) -> JsonReport {
+    let secs = o.elapsed.as_secs_f64().max(1e-9);
+    let mut latency: std::collections::BTreeMap<&'static str, u64> = QUANTILES
+        .iter()
+        .map(|(n, q)| (*n, quantile(o, *q)))
+        .collect();
+    latency.insert("max", if o.hist.is_empty() { 0 } else { o.hist.max() });
+    JsonReport {
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        rate: args.rate,
+        connections: args.connections,
+        threads: o.threads,
+        pipeline: args.pipeline,
+        duration_s: secs,
+        requests: o.requests,
+        requests_per_second: o.requests as f64 / secs,
+        errors: ERROR_KINDS
+            .iter()
+            .zip(o.errors)
+            .map(|(k, v)| (*k, v))
+            .collect(),
+        status: (0..5)
+            .map(|i| (format!("{}xx", i + 1), o.status[i]))
+            .collect(),
+        latency_us: latency,
+        latency_mean_us: if o.hist.is_empty() {
+            0.0
+        } else {
+            o.hist.mean()
+        },
+        histogram: o
+            .hist
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), v.count_at_value()])
+            .collect(),
+    }
+}
+
+fn quantile(o: &Outcome, q: f64) -> u64 {
+    if o.hist.is_empty() {
+        0
+    } else {
+        o.hist.value_at_quantile(q)
+    }
+}
+
+pub fn table(args: &LoadArgs, o: &Outcome) -> String {
+    let secs = o.elapsed.as_secs_f64().max(1e-9);
+    let mut s = format!(
+        "\n{} loop, {} connections, {} threads{}{}\n",
+        if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        args.connections,
+        o.threads,
+        args.rate
+            .map(|r| format!(", rate {r}/s"))
+            .unwrap_or_default(),
+        if args.pipeline > 1 {
+            format!(", pipeline {}", args.pipeline)
+        } else {
+            String::new()
+        },
+    );
+    s.push_str(&format!(
+        "  requests   {:>12}   in {secs:.2}s\n",
+        o.requests
+    ));
+    s.push_str(&format!(
+        "  req/s      {:>12.0}\n",
+        o.requests as f64 / secs
+    ));
+    let errors: Vec<String> = ERROR_KINDS
+        .iter()
+        .zip(o.errors)
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    s.push_str(&format!(
+        "  errors     {:>12}   {}\n",
+        o.errors.iter().sum::<u64>(),
+        errors.join(", ")
+    ));
+    s.push_str(&format!(
+        "  status     1xx {} 2xx {} 3xx {} 4xx {} 5xx {}\n  latency   ",
+        o.status[0], o.status[1], o.status[2], o.status[3], o.status[4]
+    ));
+    for (name, q) in QUANTILES {
+        s.push_str(&format!(" {name} {}", human_us(quantile(o, q))));
+    }
+    s.push_str(&format!(
+        " max {}\n",
+        human_us(if o.hist.is_empty() { 0 } else { o.hist.max() })
+    ));
+    s
+}
