@@ -12,15 +12,16 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
-use futures_util::future::{select, Either};
 
 use crate::access_log::Record;
 use crate::http::parse::{parse_request, HeadError, RequestHead, ResponseHead};
 use crate::http::reply;
-use crate::io::{read_more, shutdown_write, write_range, IoFail};
+use crate::io::{read_idle, read_more, shutdown_write, write_range, IoFail};
 use crate::proxy;
 use crate::worker::Core;
 
+/// An idle connection's read buffer: most request heads fit; a larger one arrives in more reads.
+const IDLE_READ: usize = 1024;
 /// How long a refused connection is drained before it closes, so the client reads the status.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
 /// At most this much is drained from a refused client.
@@ -46,6 +47,56 @@ pub struct Client {
     pub log_fields: [Vec<u8>; 3],
 }
 
+/// The buffers a connection needs only while it has a request: parked on the core while it idles,
+/// so that an idle keep-alive connection holds next to no memory.
+#[derive(Default)]
+pub struct Spare {
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    rbuf: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    headers: Vec<crate::http::header::HeaderPos>,
+    resp_headers: Vec<crate::http::header::HeaderPos>,
+    log_fields: [Vec<u8>; 3],
+}
+
+impl Client {
+    /// Gives this connection's (empty) buffers to the core while it waits for a request.
+    fn park(&mut self, core: &Core) {
+        self.buf.clear();
+        if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 {
+            return;
+        }
+        let take = |v: &mut Vec<u8>| {
+            let mut v = std::mem::take(v);
+            v.clear();
+            v
+        };
+        let spare = Spare {
+            buf: take(&mut self.buf),
+            out: take(&mut self.out),
+            rbuf: take(&mut self.rbuf),
+            ranges: std::mem::take(&mut self.ranges),
+            headers: std::mem::take(&mut self.head.headers),
+            resp_headers: std::mem::take(&mut self.resp.headers),
+            log_fields: std::mem::take(&mut self.log_fields),
+        };
+        core.park(spare);
+    }
+
+    /// Takes buffers from the core again.
+    fn unpark(&mut self, core: &Core) {
+        let s = core.unpark();
+        self.buf = s.buf;
+        self.out = s.out;
+        self.rbuf = s.rbuf;
+        self.ranges = s.ranges;
+        self.head.headers = s.headers;
+        self.resp.headers = s.resp_headers;
+        self.log_fields = s.log_fields;
+    }
+}
+
 enum Stop {
     /// Close without a word: the client went away, idled out or the server is stopping.
     Quiet,
@@ -55,12 +106,13 @@ enum Stop {
 
 /// Serves one client connection until it closes.
 pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    let accepted = Instant::now();
     let _ = stream.set_nodelay(true);
     let mut c = Client {
         stream,
         peer,
-        buf: Vec::with_capacity(8192),
-        out: Vec::with_capacity(1024),
+        buf: Vec::new(),
+        out: Vec::new(),
         rbuf: Vec::new(),
         ranges: Vec::new(),
         head: RequestHead::default(),
@@ -68,64 +120,89 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         rec: Record::default(),
         log_fields: Default::default(),
     };
-    let mut first = true;
+    let limits = &core.config.limits;
+    // The first request's head must be complete within header_timeout of the accept.
+    let mut head_deadline = Some(accepted + limits.header_timeout);
     loop {
-        match read_head(&core, &mut c, first).await {
-            Ok(()) => {}
-            Err(Stop::Quiet) => break,
-            Err(Stop::Refuse(status)) => {
-                core.stats.borrow_mut().refused(status);
-                refuse(&mut c, status).await;
+        if c.buf.is_empty() {
+            let limit = match head_deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => limits.keepalive_timeout,
+            };
+            if wait_idle(&core, &mut c, limit).await.is_err() {
                 break;
             }
         }
-        first = false;
-        if !proxy::forward(&core, &mut c).await || core.is_stopping() {
+        let deadline = head_deadline.unwrap_or_else(|| Instant::now() + limits.header_timeout);
+        head_deadline = None;
+        // Everything from here to the end of the response is a large state machine that lives
+        // only while a request is under way: boxed, it is not part of what an idle connection
+        // holds. One allocation per request, from mimalloc's per-thread free list.
+        if !Box::pin(handle(&core, &mut c, deadline)).await || core.is_stopping() {
             break;
         }
     }
 }
 
-/// Reads until `c.buf` starts with a complete, valid request head (parsed into `c.head`).
-async fn read_head(core: &Core, c: &mut Client, first: bool) -> Result<(), Stop> {
+/// Waits, holding no buffer, for the first bytes of the next request (or for shutdown), and puts
+/// them in `c.buf`. `Err`: close the connection (idle timeout, peer gone, shutdown).
+async fn wait_idle(core: &Core, c: &mut Client, limit: Duration) -> Result<(), ()> {
+    if core.is_stopping() {
+        return Err(());
+    }
+    c.park(core);
+    // A small buffer of its own while idle; the full set of buffers comes back with the data.
+    let mut first = Vec::with_capacity(IDLE_READ);
+    let res = read_idle(&mut c.stream, &mut first, limit, core.shutdown.notified()).await;
+    if let Err(e) = res {
+        tracing::debug!(peer = %c.peer, error = ?e, "idle connection closes");
+        return Err(());
+    }
+    c.unpark(core);
+    c.buf.reserve(4096);
+    c.buf.extend_from_slice(&first);
+    Ok(())
+}
+
+/// One request: the rest of its head, then the exchange. Returns whether to keep the connection.
+async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
+    match read_head(core, c, deadline).await {
+        Ok(()) => proxy::forward(core, c).await,
+        Err(Stop::Quiet) => false,
+        Err(Stop::Refuse(status)) => {
+            core.stats.borrow_mut().refused(status);
+            refuse(c, status).await;
+            false
+        }
+    }
+}
+
+/// Reads until `c.buf` (not empty) starts with a complete, valid request head, parsed into
+/// `c.head`, by `deadline`.
+async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(), Stop> {
     let limits = &core.config.limits;
-    let mut deadline = first.then(|| Instant::now() + limits.header_timeout);
     loop {
-        if !c.buf.is_empty() {
-            let d = *deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
-            match parse_request(
-                &c.buf,
-                limits.max_request_header_bytes,
-                limits.max_headers,
-                &mut c.head,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(HeadError::Partial) => {}
-                Err(e) => {
-                    tracing::debug!(peer = %c.peer, error = ?e, "refused request");
-                    return Err(Stop::Refuse(e.status()));
-                }
-            }
-            let left = d.saturating_duration_since(Instant::now());
-            match read_more(&mut c.stream, &mut c.buf, 4096, left).await {
-                Ok(_) => continue,
-                Err(IoFail::Timeout) => return Err(Stop::Refuse(408)),
-                Err(_) => return Err(Stop::Quiet),
+        match parse_request(
+            &c.buf,
+            limits.max_request_header_bytes,
+            limits.max_headers,
+            &mut c.head,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(HeadError::Partial) => {}
+            Err(e) => {
+                tracing::debug!(peer = %c.peer, error = ?e, "refused request");
+                return Err(Stop::Refuse(e.status()));
             }
         }
-        // Nothing buffered: wait for the first byte, or for shutdown.
-        let limit = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None => limits.keepalive_timeout,
-        };
-        if core.is_stopping() {
-            return Err(Stop::Quiet);
-        }
-        let read = std::pin::pin!(read_more(&mut c.stream, &mut c.buf, 4096, limit));
-        let stop = std::pin::pin!(core.shutdown.notified());
-        match select(read, stop).await {
-            Either::Left((Ok(_), _)) => continue,
-            Either::Left((Err(_), _)) | Either::Right(_) => return Err(Stop::Quiet),
+        let left = deadline.saturating_duration_since(Instant::now());
+        match read_more(&mut c.stream, &mut c.buf, 4096, left).await {
+            Ok(_) => continue,
+            Err(IoFail::Timeout) => return Err(Stop::Refuse(408)),
+            Err(e) => {
+                tracing::debug!(peer = %c.peer, error = ?e, buffered = c.buf.len(), "client left mid-head");
+                return Err(Stop::Quiet);
+            }
         }
     }
 }

@@ -46,6 +46,34 @@ pub async fn read_more(
     }
 }
 
+/// Waits for the next bytes on an idle connection, reading into `buf` (the caller gives it a
+/// small capacity, so an idle connection holds little). `stop` ends the wait early (shutdown).
+/// Written without `compio::time::timeout` to keep the future small: an idle connection's memory
+/// is mostly this future.
+pub async fn read_idle(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<usize, IoFail> {
+    use futures_util::future::{select, Either};
+    let owned = std::mem::take(buf);
+    let read = std::pin::pin!(s.append(owned));
+    let timer = std::pin::pin!(compio::time::sleep(limit));
+    let stop = std::pin::pin!(stop);
+    match select(read, select(timer, stop)).await {
+        Either::Left((BufResult(res, owned), _)) => {
+            *buf = owned;
+            match res {
+                Ok(0) => Err(IoFail::Closed),
+                Ok(n) => Ok(n),
+                Err(e) => Err(IoFail::Error(e)),
+            }
+        }
+        Either::Right(_) => Err(IoFail::Timeout),
+    }
+}
+
 /// Writes `buf[range]` to `s`, handing the buffer to the kernel (no copy).
 pub async fn write_range(
     s: &mut TcpStream,

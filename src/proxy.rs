@@ -24,6 +24,8 @@ use crate::worker::Core;
 const MAX_RESPONSE_HEAD: usize = 65536;
 /// Read size for bodies.
 const BODY_READ: usize = 65536;
+/// Read size for a response head (and a small body with it).
+const HEAD_READ: usize = 4096;
 
 /// How reading a response head ended badly.
 enum HeadFail {
@@ -427,7 +429,7 @@ async fn read_response_head(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let had = c.rbuf.len();
-        match read_more(up, &mut c.rbuf, BODY_READ, left).await {
+        match read_more(up, &mut c.rbuf, HEAD_READ, left).await {
             Ok(_) => {}
             Err(IoFail::Timeout) => return Err(HeadFail::Timeout),
             Err(_) if had == 0 => return Err(HeadFail::NoResponse),

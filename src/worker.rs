@@ -19,11 +19,15 @@ use crate::access_log::CoreLog;
 use crate::balance::Balancer;
 use crate::board::Board;
 use crate::config::{Config, Driver};
+use crate::conn::Spare;
 use crate::notify::Notify;
 use crate::pool::Pool;
 use crate::route::Router;
 use crate::stats::CoreStats;
 use crate::{admin, conn};
+
+/// Parked buffer sets kept per worker for reuse.
+const MAX_SPARES: usize = 64;
 
 /// A balancer's per-core state: its cursor and its idle connections.
 pub struct Upstream {
@@ -40,6 +44,8 @@ pub struct Core {
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,
     pub board: Arc<Board>,
+    /// Buffer sets of idle connections, for the next connection that wakes up.
+    spares: RefCell<Vec<Spare>>,
     /// This core's access log buffer, when `[log] access` is set.
     pub access_log: Option<CoreLog>,
     /// The admin version this core has applied.
@@ -74,6 +80,7 @@ impl Core {
             id,
             stats: RefCell::new(CoreStats::new(&member_counts)),
             board,
+            spares: RefCell::new(Vec::new()),
             access_log: access_log.map(CoreLog::new),
             applied: Cell::new(0),
             router: Router::new(&config.routes),
@@ -85,6 +92,19 @@ impl Core {
             active: Cell::new(0),
             conn_limit,
         }
+    }
+
+    /// Keeps an idle connection's buffers for reuse (up to a bound; beyond it they are freed).
+    pub fn park(&self, spare: Spare) {
+        let mut spares = self.spares.borrow_mut();
+        if spares.len() < MAX_SPARES {
+            spares.push(spare);
+        }
+    }
+
+    /// A set of buffers for a connection that has data again.
+    pub fn unpark(&self) -> Spare {
+        self.spares.borrow_mut().pop().unwrap_or_default()
     }
 
     pub fn is_stopping(&self) -> bool {

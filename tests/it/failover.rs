@@ -70,7 +70,7 @@ fn standby_only_when_no_active_member_and_disabled_never() {
 
 #[test]
 fn a_failed_member_comes_back_after_retry() {
-    let dead = closed_port();
+    let (dead, reserved) = reserved_port();
     let b = Backend::named("B");
     let p = Ringlb::start(
         &simple_config(&[member(dead), member(b.addr)], "retry = \"300ms\""),
@@ -78,7 +78,8 @@ fn a_failed_member_comes_back_after_retry() {
     );
     assert_eq!(get(p.addr, "/").status, 200);
     // The member comes up on the same port; after `retry` it gets traffic again.
-    let revived = std::net::TcpListener::bind(dead).unwrap();
+    reserved.listen(16).unwrap();
+    let revived: std::net::TcpListener = reserved.into();
     std::thread::sleep(Duration::from_millis(400));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -135,10 +135,22 @@ impl Drop for Backend {
     }
 }
 
-/// An address where nothing listens (connections are refused).
+/// An address where nothing listens (connections are refused) for the rest of the test run: the
+/// port stays bound (without listening), so no other test's listener can be given it.
 pub fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    let (addr, socket) = reserved_port();
+    std::mem::forget(socket);
+    addr
+}
+
+/// A bound, not yet listening socket: refused until `listen` is called on it.
+pub fn reserved_port() -> (SocketAddr, socket2::Socket) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (addr, s)
 }
 
 fn serve(mut s: TcpStream, reqs: &Mutex<Vec<Req>>, handler: &Handler, stop: &AtomicBool) {

@@ -6,7 +6,7 @@ pub mod client;
 pub mod proxy;
 
 pub use admin::{admin, report, report_when, tool, with_admin};
-pub use backend::{closed_port, hash, pattern, Backend, Blackhole, Reply};
+pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
 pub use client::{get, Client};
 pub use proxy::{member, run_cli, simple_config, Ringlb};
 

@@ -190,6 +190,8 @@ pub fn unsafe_kill(pid: u32, sig: &str) {
 impl Drop for Ringlb {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // Let the reader thread catch up with what ringlb printed last.
+            std::thread::sleep(Duration::from_millis(300));
             eprintln!("--- ringlb logs ---\n{}\n---", self.logs().join("\n"));
         }
         if let Some(mut child) = self.child.take() {
