@@ -24,6 +24,8 @@ use crate::worker::Core;
 const MAX_RESPONSE_HEAD: usize = 65536;
 /// Read size for bodies.
 const BODY_READ: usize = 65536;
+/// Request bodies up to this size are gathered before anything is sent to the member.
+const GATHER_BODY: u64 = 64 * 1024;
 /// Read size for a response head (and a small body with it).
 const HEAD_READ: usize = 4096;
 
@@ -122,7 +124,7 @@ fn capture_log_fields(c: &mut Client) {
 async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
     let head_len = c.head.head_len;
     let mut req_body = BodyTracker::new(c.head.body);
-    let initial = match req_body.advance(&c.buf[head_len..]) {
+    let mut initial = match req_body.advance(&c.buf[head_len..]) {
         Ok(n) => n,
         Err(_) => {
             core.stats.borrow_mut().refused(400);
@@ -131,6 +133,21 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
             return false;
         }
     };
+    // A small body that arrived split over reads is gathered first: head and body then go to the
+    // member in one write, and the request stays replayable. (Not when the client waits for
+    // 100 Continue before sending it.)
+    if let BodyKind::Length(n) = c.head.body {
+        if n <= GATHER_BODY && !c.head.expect_continue {
+            while !req_body.is_done() {
+                let had = c.buf.len();
+                let limit = core.config.limits.body_timeout;
+                if read_more(&mut c.stream, &mut c.buf, n as usize, limit).await.is_err() {
+                    return false;
+                }
+                initial += req_body.advance(&c.buf[had..]).unwrap_or(0);
+            }
+        }
+    }
     // When the body is complete in the buffer, the request can be replayed on another connection.
     let replayable = req_body.is_done();
     let request_end = head_len + initial;
