@@ -260,6 +260,12 @@ struct RawMember {
     weight: Spanned<u32>,
     #[serde(default = "default_status")]
     status: MemberStatus,
+    /// AJP: the connector's `secret`.
+    secret: Option<String>,
+    /// AJP: the connector's `packetSize`.
+    packet_size: Option<Spanned<usize>>,
+    /// AJP: CPING a connection idle longer than this before reusing it.
+    ping: Option<Dur>,
 }
 
 fn default_weight() -> Spanned<u32> {
@@ -337,10 +343,24 @@ pub struct BalancerConfig {
     pub members: Vec<MemberConfig>,
 }
 
+/// The protocol a member speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Ajp,
+}
+
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
     /// The url as written.
     pub url: String,
+    pub protocol: Protocol,
+    /// AJP only: the secret sent with every request.
+    pub secret: Option<String>,
+    /// AJP only: the largest packet (8192 to 65536; must match the connector's packetSize).
+    pub packet_size: usize,
+    /// AJP only: CPING before reusing a connection idle longer than this.
+    pub ping: Option<Duration>,
     /// `host:port` exactly as written in the url: the Host header a member receives.
     pub host_port: String,
     pub addr: SocketAddr,
@@ -561,7 +581,27 @@ impl Validator<'_> {
             let mut members = Vec::new();
             for (j, m) in b.members.get_ref().iter().enumerate() {
                 let key = format!("balancer[{i}].members[{j}]");
-                let (host_port, addr) = self.member_url(m, &key)?;
+                let (protocol, host_port, addr) = self.member_url(m, &key)?;
+                let packet_size =
+                    match &m.packet_size {
+                        Some(p) if !(8192..=65536).contains(p.get_ref()) => return self.err(
+                            p.span(),
+                            format!("{key}.packet_size"),
+                            "must be between 8192 and 65536 (and equal the connector's packetSize)"
+                                .into(),
+                        ),
+                        Some(p) => *p.get_ref(),
+                        None => 8192,
+                    };
+                if protocol == Protocol::Http
+                    && (m.secret.is_some() || m.packet_size.is_some() || m.ping.is_some())
+                {
+                    return self.err(
+                        m.url.span(),
+                        format!("{key}.url"),
+                        "secret, packet_size and ping apply to ajp:// members only".into(),
+                    );
+                }
                 if *m.weight.get_ref() == 0 || *m.weight.get_ref() > 1000 {
                     return self.err(
                         m.weight.span(),
@@ -571,6 +611,10 @@ impl Validator<'_> {
                 }
                 members.push(MemberConfig {
                     url: m.url.get_ref().clone(),
+                    protocol,
+                    secret: m.secret.clone(),
+                    packet_size,
+                    ping: m.ping.map(|d| d.0),
                     host_port,
                     addr,
                     weight: *m.weight.get_ref(),
@@ -637,14 +681,22 @@ impl Validator<'_> {
         })
     }
 
-    fn member_url(&self, m: &RawMember, key: &str) -> Result<(String, SocketAddr), ConfigError> {
+    fn member_url(
+        &self,
+        m: &RawMember,
+        key: &str,
+    ) -> Result<(Protocol, String, SocketAddr), ConfigError> {
         let url = m.url.get_ref();
         let key = format!("{key}.url");
-        let Some(rest) = url.strip_prefix("http://") else {
+        let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+            (Protocol::Http, rest, 80)
+        } else if let Some(rest) = url.strip_prefix("ajp://") {
+            (Protocol::Ajp, rest, 8009)
+        } else {
             return self.err(
                 m.url.span(),
                 key,
-                format!("\"{url}\": only http:// members are supported"),
+                format!("\"{url}\": members are http://host:port or ajp://host:port"),
             );
         };
         let host_port = rest.strip_suffix('/').unwrap_or(rest);
@@ -661,10 +713,10 @@ impl Validator<'_> {
         {
             host_port.to_string()
         } else {
-            format!("{host_port}:80")
+            format!("{host_port}:{default_port}")
         };
         match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
-            Some(addr) => Ok((host_port.to_string(), addr)),
+            Some(addr) => Ok((protocol, host_port.to_string(), addr)),
             None => self.err(m.url.span(), key, format!("\"{url}\": cannot resolve host")),
         }
     }
@@ -757,6 +809,25 @@ balancer = "app"
         assert!(Config::parse(&ok).unwrap().admin.unwrap().token.is_some());
         let lo = format!("{GOOD}\n[admin]\naddress = \"127.0.0.1:9900\"\n");
         assert!(Config::parse(&lo).unwrap().admin.is_some());
+    }
+
+    #[test]
+    fn ajp_members() {
+        let text = GOOD.replace(
+            "{ url = \"http://127.0.0.1:9002\", status = \"standby\" }",
+            "{ url = \"ajp://127.0.0.1:8009\", secret = \"s\", packet_size = 65536, ping = \"2s\" }",
+        );
+        let c = Config::parse(&text).unwrap();
+        let m = &c.balancers[0].members[1];
+        assert_eq!(
+            (m.protocol, m.packet_size, m.secret.as_deref()),
+            (Protocol::Ajp, 65536, Some("s"))
+        );
+        assert_eq!(m.ping, Some(Duration::from_secs(2)));
+        let (_, key, _) = error_of(&text.replace("65536", "4096"));
+        assert_eq!(key, "balancer[0].members[1].packet_size");
+        let (_, key, _) = error_of(&GOOD.replace("weight = 5 }", "weight = 5, secret = \"x\" }"));
+        assert_eq!(key, "balancer[0].members[0].url");
     }
 
     #[test]

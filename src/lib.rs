@@ -6,6 +6,7 @@
 //! - `worker`: one core's compio runtime and its `Core` (balancers, pools); accept loops.
 //! - `conn`: one client connection: read the head, refuse bad ones, keep-alive.
 //! - `proxy`: one request's trip to a member and back, with failover and retry.
+//! - `ajp/`: AJP13 members: codec, FORWARD_REQUEST and response mapping, the exchange.
 //! - `http/`: parse (httparse), framing and chunked (body ends), rewrite (heads), reply (errors).
 //! - `route` (host + longest prefix), `balance` (smooth weighted round robin), `pool` (idle conns).
 //! - `io`: the few compio socket calls; `notify`: a single-core wake-up signal.
@@ -23,6 +24,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod ajp;
 pub mod balance;
 pub mod board;
 pub mod cli;

@@ -25,10 +25,16 @@ impl<S> Pool<S> {
 
     /// The most recently used idle connection to `member` that has not expired.
     pub fn checkout(&mut self, member: usize, now: Instant) -> Option<S> {
+        self.checkout_aged(member, now).map(|(s, _)| s)
+    }
+
+    /// As `checkout`, with how long the connection was idle.
+    pub fn checkout_aged(&mut self, member: usize, now: Instant) -> Option<(S, Duration)> {
         let list = &mut self.idle[member];
         while let Some((s, since)) = list.pop() {
-            if now.saturating_duration_since(since) < self.ttl {
-                return Some(s);
+            let idle = now.saturating_duration_since(since);
+            if idle < self.ttl {
+                return Some((s, idle));
             }
             // Expired: the oldest are at the front, so everything left is older still.
             drop(s);

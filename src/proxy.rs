@@ -11,6 +11,8 @@ use std::time::Instant;
 use compio::net::TcpStream;
 
 use crate::access_log::Record;
+use crate::ajp;
+use crate::config::Protocol;
 use crate::conn::{refuse, Client};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::parse::{parse_response, HeadError};
@@ -141,7 +143,10 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
             while !req_body.is_done() {
                 let had = c.buf.len();
                 let limit = core.config.limits.body_timeout;
-                if read_more(&mut c.stream, &mut c.buf, n as usize, limit).await.is_err() {
+                if read_more(&mut c.stream, &mut c.buf, n as usize, limit)
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
                 initial += req_body.advance(&c.buf[had..]).unwrap_or(0);
@@ -180,11 +185,21 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
         let mcfg = &bcfg.members[member];
-        let pooled = if fresh_only.is_none() {
-            core.upstreams.borrow_mut()[bal].pool.checkout(member, now)
+        let mut pooled = if fresh_only.is_none() {
+            core.upstreams.borrow_mut()[bal]
+                .pool
+                .checkout_aged(member, now)
         } else {
             None
         };
+        // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
+        if let (Some((s, idle)), Some(ping)) = (pooled.as_mut(), mcfg.ping) {
+            if *idle >= ping && !ajp::exchange::cping(s, &mut c.rbuf, bcfg.connect_timeout).await {
+                tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
+                pooled = None;
+            }
+        }
+        let pooled = pooled.map(|(s, _)| s);
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(s) => {
@@ -219,6 +234,101 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
                 }
             }
         };
+        if mcfg.protocol == Protocol::Ajp {
+            let req = ajp::exchange::Request {
+                head_len,
+                request_end,
+                is_head,
+                reused,
+                replayable,
+                idempotent,
+            };
+            let limits = &core.config.limits;
+            let outcome = ajp::exchange::run(
+                c,
+                &mut up,
+                mcfg,
+                &req,
+                req_body.clone(),
+                bcfg.response_timeout,
+                limits.body_timeout,
+                core.is_stopping(),
+            )
+            .await;
+            match outcome {
+                ajp::exchange::Outcome::Done {
+                    keep_client,
+                    reusable,
+                    status,
+                    body_sent,
+                    sent,
+                    received,
+                    head_time,
+                } => {
+                    tracked.with(|m| {
+                        m.counters.bytes_sent += sent;
+                        m.counters.bytes_received += received;
+                        m.record(Phase::ResponseHead, head_time);
+                        if status == 403 && !m.warned_403 {
+                            m.warned_403 = true;
+                            tracing::warn!(member = %mcfg.url,
+                                "AJP member answered 403: if every request gets it, the member's secret \
+                                 does not match the connector's (Tomcat requires one since 9.0.31)");
+                        }
+                    });
+                    c.rec.status = status;
+                    c.rec.upstream_status = Some(status);
+                    c.rec.response_head_us = Some(head_time.as_micros() as u64);
+                    c.rec.body_bytes = body_sent;
+                    tracked.respond(status, started);
+                    if reusable {
+                        core.upstreams.borrow_mut()[bal]
+                            .pool
+                            .checkin(member, up, Instant::now());
+                    }
+                    return keep_client;
+                }
+                ajp::exchange::Outcome::RetryFresh if !retried => {
+                    retried = true;
+                    retry_fresh = Some(member);
+                    tracked.with(|m| m.counters.retries += 1);
+                    continue;
+                }
+                ajp::exchange::Outcome::RetryFresh => {
+                    tracked.fail(Failure::Reset);
+                    tracked.respond(502, started);
+                    return gateway_error(c, 502, replayable).await;
+                }
+                ajp::exchange::Outcome::Failed {
+                    status,
+                    failure,
+                    request_read,
+                } => {
+                    tracing::warn!(member = %mcfg.url, ?failure, "AJP member failed the request");
+                    tracked.fail(failure);
+                    tracked.respond(status, started);
+                    return gateway_error(c, status, request_read).await;
+                }
+                ajp::exchange::Outcome::Broken {
+                    status,
+                    body_sent,
+                    received,
+                } => {
+                    tracked.with(|m| m.counters.bytes_received += received);
+                    c.rec.status = status;
+                    c.rec.body_bytes = body_sent;
+                    if status != 0 {
+                        tracked.respond(status, started);
+                    }
+                    return false;
+                }
+                ajp::exchange::Outcome::TooLarge => {
+                    tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
+                        "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
+                    return gateway_error(c, 500, replayable).await;
+                }
+            }
+        }
         c.out.clear();
         rewrite::request_head(
             &mut c.out,
@@ -521,6 +631,12 @@ async fn relay_response(
     let Ok(n) = body.advance_with(&c.rbuf[head_len..], |r| {
         ranges.push(r.start + head_len..r.end + head_len)
     }) else {
+        // Nothing has gone to the client yet: it gets a 502 rather than a broken response.
+        tracing::warn!("member sent a malformed chunked body");
+        c.out.clear();
+        reply::error(&mut c.out, 502, true);
+        let len = c.out.len();
+        let _ = write_range(&mut c.stream, &mut c.out, 0..len, client_limit).await;
         return Relayed::broken(received, body_sent);
     };
     member_clean &= head_len + n == c.rbuf.len();

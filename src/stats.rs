@@ -78,6 +78,8 @@ pub struct MemberCounters {
 /// One member's statistics on one core.
 pub struct MemberStats {
     pub counters: MemberCounters,
+    /// An AJP 403 was already explained in the log on this core (secret mismatch hint).
+    pub warned_403: bool,
     /// Latencies recorded since the last publication.
     pub hist: [Histogram<u32>; 3],
 }
@@ -86,6 +88,7 @@ impl MemberStats {
     fn new() -> MemberStats {
         MemberStats {
             counters: MemberCounters::default(),
+            warned_403: false,
             hist: [new_histogram(), new_histogram(), new_histogram()],
         }
     }

@@ -134,20 +134,33 @@ fn malformed_response_heads_give_502_and_close() {
 #[test]
 fn bad_chunk_in_response_truncates_and_closes() {
     let a = Backend::start(|r| match r.path.as_str() {
-        "/" => Reply::Raw(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".to_vec(),
+        "/first" => {
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec())
+        }
+        "/later" => Reply::RawParts(
+            vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec(),
+                b"zz\r\n".to_vec(),
+            ],
+            std::time::Duration::from_millis(100),
         ),
         _ => Reply::Text("fine".into()),
     });
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    // A bad chunk before anything reached the client: 502 and close.
     let mut c = Client::connect(p.addr);
-    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    // The client gets a truncated chunked body: no terminating chunk, then close.
-    assert!(c.read_response().is_none());
+    c.send(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.header("connection")), (502, Some("close")));
+    assert!(c.is_closed());
+    // A bad chunk after the head and a first chunk went out: the body is cut short, then close.
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(c.read_response().is_none(), "no terminating chunk");
     assert_eq!(get(p.addr, "/again").text(), "fine");
     assert_eq!(
         a.connections(),
-        2,
-        "the member connection was not reused after the error"
+        3,
+        "no member connection was reused after an error"
     );
 }

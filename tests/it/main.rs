@@ -9,3 +9,4 @@ mod framing;
 mod lifecycle;
 mod status;
 mod support;
+mod tomcat;

@@ -51,6 +51,8 @@ pub enum Reply {
     Raw(Vec<u8>),
     /// These bytes, then close.
     RawClose(Vec<u8>),
+    /// These pieces, with a pause between them; the connection stays open.
+    RawParts(Vec<Vec<u8>>, Duration),
     /// Close without answering.
     Close,
     /// Wait, then reply.
@@ -322,6 +324,12 @@ fn write_reply(s: &mut TcpStream, reply: Reply, req: &Req) -> bool {
             let _ = s.write_all(&bytes);
             false
         }
+        Reply::RawParts(parts, pause) => parts.iter().enumerate().all(|(i, p)| {
+            if i > 0 {
+                std::thread::sleep(pause);
+            }
+            s.write_all(p).is_ok()
+        }),
         Reply::Close => false,
         Reply::Delay(d, r) => {
             std::thread::sleep(d);

@@ -7,7 +7,7 @@ pub mod proxy;
 
 pub use admin::{admin, report, report_when, tool, with_admin};
 pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
-pub use client::{get, Client};
+pub use client::{get, Client, Resp};
 pub use proxy::{member, run_cli, simple_config, Ringlb};
 
 /// Polls `cond` every 10 ms for at most 10 s.

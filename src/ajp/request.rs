@@ -1,0 +1,330 @@
+//! The FORWARD_REQUEST a container receives for an HTTP request, and the HTTP response head a
+//! client receives for the container's SEND_HEADERS.
+//!
+//! Must never: forward a hop-by-hop header, or send the query inside `req_uri` (it goes in the
+//! `query_string` attribute, as Tomcat expects). Invariant: the request fits in one packet or
+//! `forward_request` fails with `TooLarge` (AJP has no continuation packets).
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use super::codec::{
+    attr, method_code, request_header_code, AjpError, HeaderName, Writer, FORWARD_REQUEST,
+    RESPONSE_HEADERS,
+};
+use crate::http::framing::BodyKind;
+use crate::http::header::{connection_lists, HeaderKind};
+use crate::http::parse::RequestHead;
+
+/// What the FORWARD_REQUEST says about the connection and the server.
+pub struct Forward<'a> {
+    pub client: SocketAddr,
+    /// The secret Tomcat's connector requires (`secret` on the member).
+    pub secret: Option<&'a str>,
+    pub packet_size: usize,
+}
+
+fn hop_by_hop(buf: &[u8], head: &RequestHead, kind: HeaderKind, name: &[u8]) -> bool {
+    matches!(
+        kind,
+        HeaderKind::Connection
+            | HeaderKind::HopByHop
+            | HeaderKind::Expect
+            | HeaderKind::TransferEncoding
+    ) || head
+        .headers
+        .iter()
+        .filter(|h| h.kind == HeaderKind::Connection)
+        .any(|h| connection_lists(&buf[h.value.clone()], name))
+}
+
+/// Splits a Host value into (name, port); port 80 when absent.
+fn host_and_port(host: &[u8]) -> (&[u8], u16) {
+    if host.first() == Some(&b'[') {
+        if let Some(end) = host.iter().position(|&b| b == b']') {
+            let port = host
+                .get(end + 2..)
+                .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
+            return (&host[..=end], port.unwrap_or(80));
+        }
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) => match std::str::from_utf8(&host[i + 1..])
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            Some(port) => (&host[..i], port),
+            None => (host, 80),
+        },
+        None => (host, 80),
+    }
+}
+
+/// Encodes the FORWARD_REQUEST packet for the request in `buf`/`head` into `out`.
+pub fn forward_request(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    f: &Forward,
+) -> Result<(), AjpError> {
+    let mut w = Writer::begin(out);
+    w.byte(FORWARD_REQUEST);
+    let method = head.method(buf);
+    let code = method_code(method);
+    w.byte(code.unwrap_or(0xFF));
+    w.string(if head.minor_version == 0 {
+        b"HTTP/1.0"
+    } else {
+        b"HTTP/1.1"
+    });
+    let target = &buf[head.path.clone()];
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], Some(&target[i + 1..])),
+        None => (target, None),
+    };
+    w.string(if path.is_empty() { b"/" } else { path });
+    let mut ip = [0u8; 48];
+    let ip_len = {
+        let mut cur = std::io::Cursor::new(&mut ip[..]);
+        let _ = write!(cur, "{}", f.client.ip());
+        cur.position() as usize
+    };
+    w.string(&ip[..ip_len]); // remote_addr
+    w.string(&ip[..ip_len]); // remote_host
+    let (server_name, server_port) = host_and_port(head.routing_host(buf));
+    w.string(server_name);
+    w.int(server_port);
+    w.boolean(false); // is_ssl
+    let forwarded: Vec<&crate::http::header::HeaderPos> = head
+        .headers
+        .iter()
+        .filter(|h| !hop_by_hop(buf, head, h.kind, &buf[h.name.clone()]))
+        .collect();
+    w.int(forwarded.len() as u16);
+    for h in forwarded {
+        let name = &buf[h.name.clone()];
+        match request_header_code(name) {
+            Some(code) => w.int(code),
+            None => w.string(name),
+        }
+        if h.kind == HeaderKind::ContentLength {
+            // One normalised value (a repeated identical value was accepted by the parser).
+            let n = match head.body {
+                BodyKind::Length(n) => n,
+                _ => 0,
+            };
+            let mut digits = [0u8; 20];
+            let mut cur = std::io::Cursor::new(&mut digits[..]);
+            let _ = write!(cur, "{n}");
+            let len = cur.position() as usize;
+            w.string(&digits[..len]);
+        } else {
+            w.string(buf[h.value.clone()].trim_ascii());
+        }
+    }
+    if let Some(q) = query {
+        w.byte(attr::QUERY_STRING);
+        w.string(q);
+    }
+    w.byte(attr::REQ_ATTRIBUTE);
+    w.string(b"AJP_REMOTE_PORT");
+    let mut port = [0u8; 5];
+    let mut cur = std::io::Cursor::new(&mut port[..]);
+    let _ = write!(cur, "{}", f.client.port());
+    let plen = cur.position() as usize;
+    w.string(&port[..plen]);
+    if code.is_none() {
+        w.byte(attr::STORED_METHOD);
+        w.string(method);
+    }
+    if let Some(secret) = f.secret {
+        w.byte(attr::SECRET);
+        w.string(secret.as_bytes());
+    }
+    w.byte(attr::TERMINATOR);
+    w.finish(f.packet_size)
+}
+
+/// The reason phrase a client gets: Tomcat sends the status code itself as the reason.
+pub fn reason_for(status: u16, given: &[u8]) -> &[u8] {
+    if !given.is_empty() && !given.iter().all(u8::is_ascii_digit) {
+        return given;
+    }
+    match status {
+        200 => b"OK",
+        201 => b"Created",
+        202 => b"Accepted",
+        204 => b"No Content",
+        206 => b"Partial Content",
+        301 => b"Moved Permanently",
+        302 => b"Found",
+        303 => b"See Other",
+        304 => b"Not Modified",
+        307 => b"Temporary Redirect",
+        308 => b"Permanent Redirect",
+        400 => b"Bad Request",
+        401 => b"Unauthorized",
+        403 => b"Forbidden",
+        404 => b"Not Found",
+        405 => b"Method Not Allowed",
+        409 => b"Conflict",
+        413 => b"Content Too Large",
+        500 => b"Internal Server Error",
+        501 => b"Not Implemented",
+        502 => b"Bad Gateway",
+        503 => b"Service Unavailable",
+        _ => b"Status",
+    }
+}
+
+/// Writes the client's response head for a SEND_HEADERS packet held in `pkt`.
+/// `chunked`: frame the body with chunked coding (no Content-Length from the container).
+#[allow(clippy::too_many_arguments)]
+pub fn response_head(
+    out: &mut Vec<u8>,
+    pkt: &[u8],
+    status: u16,
+    reason: &Option<Range<usize>>,
+    headers: &[(HeaderName, Range<usize>)],
+    chunked: bool,
+    keep_alive: bool,
+    client_minor: u8,
+) {
+    let given = reason.as_ref().map_or(&[][..], |r| &pkt[r.clone()]);
+    let _ = write!(out, "HTTP/1.1 {status} ");
+    out.extend_from_slice(reason_for(status, given));
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        let name: &[u8] = match name {
+            HeaderName::Coded(i) => RESPONSE_HEADERS[*i].as_bytes(),
+            HeaderName::Named(r) => &pkt[r.clone()],
+        };
+        if name.eq_ignore_ascii_case(b"connection")
+            || name.eq_ignore_ascii_case(b"keep-alive")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&pkt[value.clone()]);
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::parse_request;
+
+    fn encode(raw: &[u8], secret: Option<&str>) -> Vec<u8> {
+        let mut head = RequestHead::default();
+        parse_request(raw, 16384, 100, &mut head).unwrap();
+        let mut out = Vec::new();
+        let f = Forward {
+            client: "10.0.0.7:50000".parse().unwrap(),
+            secret,
+            packet_size: 8192,
+        };
+        forward_request(&mut out, raw, &head, &f).unwrap();
+        out
+    }
+
+    #[test]
+    fn forward_request_bytes() {
+        let out = encode(
+            b"GET /app/x?a=1 HTTP/1.1\r\nHost: h:8080\r\nConnection: keep-alive\r\nX-Y: z\r\n\r\n",
+            Some("s3"),
+        );
+        let mut want: Vec<u8> = vec![0x12, 0x34, 0, 0, 2, 2];
+        let s = |v: &mut Vec<u8>, b: &[u8]| {
+            v.extend_from_slice(&(b.len() as u16).to_be_bytes());
+            v.extend_from_slice(b);
+            v.push(0);
+        };
+        s(&mut want, b"HTTP/1.1");
+        s(&mut want, b"/app/x");
+        s(&mut want, b"10.0.0.7");
+        s(&mut want, b"10.0.0.7");
+        s(&mut want, b"h");
+        want.extend_from_slice(&[0x1F, 0x90, 0, 0, 2]); // port 8080, is_ssl, 2 headers
+        want.extend_from_slice(&[0xA0, 0x0B]);
+        s(&mut want, b"h:8080");
+        s(&mut want, b"X-Y");
+        s(&mut want, b"z");
+        want.push(attr::QUERY_STRING);
+        s(&mut want, b"a=1");
+        want.push(attr::REQ_ATTRIBUTE);
+        s(&mut want, b"AJP_REMOTE_PORT");
+        s(&mut want, b"50000");
+        want.push(attr::SECRET);
+        s(&mut want, b"s3");
+        want.push(0xFF);
+        let len = (want.len() - 4) as u16;
+        want[2..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn unknown_method_is_stored_and_content_length_coded() {
+        let out = encode(
+            b"PATCH /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+            None,
+        );
+        assert_eq!(out[5], 0xFF);
+        let text = out.windows(5).any(|w| w == b"PATCH");
+        assert!(text, "stored_method carries the name");
+        assert!(
+            out.windows(4).any(|w| w == [0xA0, 0x08, 0, 1]),
+            "content-length coded, value \"3\""
+        );
+        assert_eq!(out.last(), Some(&0xFF));
+    }
+
+    #[test]
+    fn too_large_for_one_packet() {
+        let raw = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nCookie: {}\r\n\r\n",
+            "c".repeat(9000)
+        );
+        let mut head = RequestHead::default();
+        parse_request(raw.as_bytes(), 65536, 100, &mut head).unwrap();
+        let f = Forward {
+            client: "10.0.0.7:1".parse().unwrap(),
+            secret: None,
+            packet_size: 8192,
+        };
+        let mut out = Vec::new();
+        assert_eq!(
+            forward_request(&mut out, raw.as_bytes(), &head, &f),
+            Err(AjpError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn response_head_from_send_headers() {
+        let pkt = b"text/plainJSESSIONID=1.n1";
+        let headers = vec![
+            (HeaderName::Coded(0), 0..10),
+            (HeaderName::Coded(6), 10..25),
+        ];
+        let mut out = Vec::new();
+        response_head(&mut out, pkt, 200, &None, &headers, true, true, 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: JSESSIONID=1.n1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(reason_for(404, b"404"), b"Not Found");
+        assert_eq!(reason_for(200, b"Fine"), b"Fine");
+    }
+}

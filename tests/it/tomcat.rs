@@ -1,0 +1,324 @@
+//! AJP13 end to end against a real Tomcat 10 (Debian's libtomcat10-java): the same requests
+//! through ringlb over AJP and over HTTP to the same Tomcat give the same answers; a wrong or
+//! missing secret gets Tomcat's own 403, passed through, and a warning in ringlb's log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::proxy::TempDir;
+use crate::support::*;
+
+const CATALINA_HOME: &str = "/usr/share/tomcat10";
+const SECRET: &str = "ringlb-test-secret";
+
+const SERVLET: &str = r#"
+import java.io.*;
+import java.security.MessageDigest;
+import jakarta.servlet.http.*;
+
+public class EchoServlet extends HttpServlet {
+  protected void service(HttpServletRequest req, HttpServletResponse resp) throws IOException {
+    req.setCharacterEncoding("UTF-8");
+    String size = req.getParameter("size");
+    if (size != null) {
+      int left = Integer.parseInt(size);
+      resp.setContentType("application/octet-stream");
+      OutputStream o = resp.getOutputStream();
+      byte[] b = new byte[8192];
+      for (int i = 0; i < b.length; i++) b[i] = (byte) ('a' + i % 26);
+      while (left > 0) { int k = Math.min(left, b.length); o.write(b, 0, k); left -= k; }
+      return;
+    }
+    req.getSession(true);
+    MessageDigest md;
+    try { md = MessageDigest.getInstance("SHA-256"); } catch (Exception e) { throw new IOException(e); }
+    InputStream in = req.getInputStream();
+    byte[] buf = new byte[65536];
+    long total = 0;
+    int r;
+    while ((r = in.read(buf)) > 0) { md.update(buf, 0, r); total += r; }
+    StringBuilder hex = new StringBuilder();
+    for (byte x : md.digest()) hex.append(String.format("%02x", x));
+    String s = "method=" + req.getMethod() + "\n"
+      + "uri=" + req.getRequestURI() + "\n"
+      + "query=" + req.getQueryString() + "\n"
+      + "q=" + req.getParameter("q") + "\n"
+      + "x-test=" + req.getHeader("X-Test") + "\n"
+      + "content-type=" + req.getContentType() + "\n"
+      + "user-agent=" + req.getHeader("User-Agent") + "\n"
+      + "remote=" + req.getRemoteAddr() + "\n"
+      + "length=" + total + "\n"
+      + "sha256=" + hex + "\n";
+    resp.setContentType("text/plain; charset=UTF-8");
+    resp.getWriter().write(s);
+  }
+}
+"#;
+
+const WEB_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0" metadata-complete="true">
+  <servlet><servlet-name>echo</servlet-name><servlet-class>EchoServlet</servlet-class></servlet>
+  <servlet-mapping><servlet-name>echo</servlet-name><url-pattern>/echo/*</url-pattern></servlet-mapping>
+</web-app>
+"#;
+
+const CONF_WEB_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0" metadata-complete="true">
+  <servlet><servlet-name>default</servlet-name>
+    <servlet-class>org.apache.catalina.servlets.DefaultServlet</servlet-class></servlet>
+  <servlet-mapping><servlet-name>default</servlet-name><url-pattern>/</url-pattern></servlet-mapping>
+</web-app>
+"#;
+
+struct Tomcat {
+    child: Child,
+    http: u16,
+    ajp: u16,
+    _dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    let (addr, _s) = reserved_port();
+    addr.port()
+}
+
+fn wait_http_ok(port: u16, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ =
+                s.write_all(b"GET /echo/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            if out.starts_with(b"HTTP/1.1 200") {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+impl Tomcat {
+    /// Starts Tomcat with an AJP connector (secret required) and an HTTP connector; `None` (and a
+    /// loud line) when Tomcat is not installed and the test run does not require it.
+    fn start() -> Option<Tomcat> {
+        if !Path::new(CATALINA_HOME).join("bin/catalina.sh").exists() || !tool("javac") {
+            if std::env::var("RINGLB_REQUIRE_TOOLS").as_deref() == Ok("1") {
+                panic!("Tomcat 10 is required (scripts/test.sh installs libtomcat10-java and tomcat10-common)");
+            }
+            eprintln!("!!! SKIPPED: Tomcat 10 is not installed (scripts/test.sh installs it)");
+            return None;
+        }
+        let dir = TempDir::new();
+        let base: PathBuf = dir.0.clone();
+        for d in [
+            "conf",
+            "logs",
+            "temp",
+            "work",
+            "webapps/ROOT/WEB-INF/classes",
+        ] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        let (http, ajp) = (free_port(), free_port());
+        std::fs::write(
+            base.join("conf/server.xml"),
+            format!(
+                r#"<Server port="-1" shutdown="SHUTDOWN">
+  <Service name="Catalina">
+    <Connector port="{http}" address="127.0.0.1" protocol="HTTP/1.1" />
+    <Connector port="{ajp}" address="127.0.0.1" protocol="AJP/1.3" secretRequired="true" secret="{SECRET}" />
+    <Engine name="Catalina" defaultHost="localhost" jvmRoute="node1">
+      <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false" />
+    </Engine>
+  </Service>
+</Server>
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(base.join("conf/web.xml"), CONF_WEB_XML).unwrap();
+        std::fs::write(base.join("webapps/ROOT/WEB-INF/web.xml"), WEB_XML).unwrap();
+        let src = base.join("EchoServlet.java");
+        std::fs::write(&src, SERVLET).unwrap();
+        let javac = Command::new("javac")
+            .args(["-cp", &format!("{CATALINA_HOME}/lib/servlet-api.jar"), "-d"])
+            .arg(base.join("webapps/ROOT/WEB-INF/classes"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            javac.status.success(),
+            "javac: {}",
+            String::from_utf8_lossy(&javac.stderr)
+        );
+        let child = Command::new(format!("{CATALINA_HOME}/bin/catalina.sh"))
+            .arg("run")
+            .env("CATALINA_HOME", CATALINA_HOME)
+            .env("CATALINA_BASE", &base)
+            .env("CATALINA_OUT", base.join("logs/catalina.out"))
+            .env("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -Xmx256m")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(base.join("logs/stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let tomcat = Tomcat {
+            child,
+            http,
+            ajp,
+            _dir: dir,
+        };
+        let ready = wait_http_ok(http, Instant::now() + Duration::from_secs(90));
+        assert!(
+            ready,
+            "Tomcat did not start: {}",
+            std::fs::read_to_string(base.join("logs/stderr.log")).unwrap_or_default()
+        );
+        Some(tomcat)
+    }
+}
+
+impl Drop for Tomcat {
+    fn drop(&mut self) {
+        crate::support::proxy::unsafe_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ajp_member(port: u16, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) => format!("{{ url = \"ajp://127.0.0.1:{port}\", secret = \"{s}\" }}"),
+        None => format!("{{ url = \"ajp://127.0.0.1:{port}\" }}"),
+    }
+}
+
+/// Sends one raw request on a fresh connection and reads the response.
+fn ask(addr: std::net::SocketAddr, raw: &[u8], head: bool) -> Resp {
+    let mut c = Client::connect(addr);
+    c.send(raw);
+    c.read_response_to(head).expect("a response")
+}
+
+#[test]
+fn ajp_and_http_to_the_same_tomcat_answer_alike() {
+    let Some(tomcat) = Tomcat::start() else {
+        return;
+    };
+    let over_ajp = Ringlb::start(
+        &simple_config(&[ajp_member(tomcat.ajp, Some(SECRET))], ""),
+        1,
+    );
+    let over_http = Ringlb::start(
+        &simple_config(
+            &[format!("{{ url = \"http://127.0.0.1:{}\" }}", tomcat.http)],
+            "",
+        ),
+        1,
+    );
+    let big_body = pattern(5 << 20);
+    let mut chunked = Vec::new();
+    for piece in big_body[..300_000].chunks(70_001) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut post = format!(
+        "POST /echo/up HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        big_body.len()
+    )
+    .into_bytes();
+    post.extend_from_slice(&big_body);
+    let mut chunked_post = b"POST /echo/chunked HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    chunked_post.extend_from_slice(&chunked);
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "GET with a non-ASCII query",
+            b"GET /echo/a/b?x=1&q=%C3%A9t%C3%A9 HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\nUser-Agent: ringlb-test\r\n\r\n".to_vec(),
+            false,
+        ),
+        ("POST 5 MB with Content-Length", post, false),
+        ("chunked POST", chunked_post, false),
+        ("HEAD", b"HEAD /echo/h HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), true),
+        ("404", b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), false),
+        ("large response", b"GET /echo/big?size=3000000 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), false),
+        ("HTTP/1.0 client", b"GET /echo/old?q=1 HTTP/1.0\r\n\r\n".to_vec(), false),
+    ];
+    for (what, raw, head) in &cases {
+        let a = ask(over_ajp.addr, raw, *head);
+        let h = ask(over_http.addr, raw, *head);
+        assert_eq!(a.status, h.status, "{what}: status");
+        assert_eq!(a.body.len(), h.body.len(), "{what}: body length");
+        assert_eq!(
+            hash(&a.body),
+            hash(&h.body),
+            "{what}: body\nAJP:\n{}\nHTTP:\n{}",
+            a.text(),
+            h.text()
+        );
+        assert_eq!(
+            a.header("content-type"),
+            h.header("content-type"),
+            "{what}: content-type"
+        );
+    }
+    let a = ask(over_ajp.addr, &cases[0].1, false);
+    assert!(a.text().contains("q=été\n"), "{}", a.text());
+    assert!(
+        a.text().contains("query=x=1&q=%C3%A9t%C3%A9\n"),
+        "{}",
+        a.text()
+    );
+    assert!(a.text().contains("uri=/echo/a/b\n"), "{}", a.text());
+    let cookie = a.header("set-cookie").expect("a session cookie");
+    assert!(
+        cookie.starts_with("JSESSIONID=") && cookie.contains(".node1"),
+        "{cookie}"
+    );
+    let up = ask(over_ajp.addr, &cases[1].1, false);
+    assert!(
+        up.text().contains(&format!("length={}\n", 5 << 20)),
+        "{}",
+        up.text()
+    );
+    // Keep-alive to the client and reuse of the AJP connection: several requests, one connection.
+    let mut c = Client::connect(over_ajp.addr);
+    for i in 0..5 {
+        c.send(format!("GET /echo/k{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains(&format!("uri=/echo/k{i}\n")));
+    }
+}
+
+#[test]
+fn wrong_or_missing_secret_gets_tomcats_403_and_a_warning() {
+    let Some(tomcat) = Tomcat::start() else {
+        return;
+    };
+    for secret in [Some("not-the-secret"), None] {
+        let p = Ringlb::start(&simple_config(&[ajp_member(tomcat.ajp, secret)], ""), 1);
+        let r = ask(p.addr, b"GET /echo/x HTTP/1.1\r\nHost: t\r\n\r\n", false);
+        assert_eq!(r.status, 403, "{secret:?}: {}", r.text());
+        assert!(
+            p.wait_log("does not match the connector"),
+            "{secret:?}: {:?}",
+            p.logs()
+        );
+        assert!(p
+            .logs()
+            .iter()
+            .any(|l| l.contains(&format!("ajp://127.0.0.1:{}", tomcat.ajp))));
+    }
+}
