@@ -322,3 +322,103 @@ fn wrong_or_missing_secret_gets_tomcats_403_and_a_warning() {
             .any(|l| l.contains(&format!("ajp://127.0.0.1:{}", tomcat.ajp))));
     }
 }
+
+/// A minimal AJP container: answers every FORWARD_REQUEST (draining any body packets it is sent
+/// first) with "ok", and CPING with CPONG, or, when `refuse_cping`, by closing (as a Tomcat that is
+/// shutting down does). Counts connections and CPINGs.
+struct MockContainer {
+    addr: std::net::SocketAddr,
+    cpings: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl MockContainer {
+    fn start(refuse_cping: bool) -> MockContainer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let cpings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (cp, co) = (cpings.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                co.fetch_add(1, Ordering::SeqCst);
+                let cp = cp.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                    loop {
+                        let mut head = [0u8; 4];
+                        if s.read_exact(&mut head).is_err() || head[..2] != [0x12, 0x34] {
+                            return;
+                        }
+                        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                        let mut payload = vec![0u8; len];
+                        if s.read_exact(&mut payload).is_err() {
+                            return;
+                        }
+                        match payload.first() {
+                            Some(10) => {
+                                cp.fetch_add(1, Ordering::SeqCst);
+                                if refuse_cping {
+                                    return;
+                                }
+                                let _ = s.write_all(&[b'A', b'B', 0, 1, 9]);
+                            }
+                            Some(2) => {
+                                let mut r = vec![
+                                    b'A', b'B', 0, 0, 4, 0, 200, 0xFF, 0xFF, 0, 1, 0xA0, 0x03, 0,
+                                    1, b'2', 0,
+                                ];
+                                let l = (r.len() - 4) as u16;
+                                r[2..4].copy_from_slice(&l.to_be_bytes());
+                                r.extend_from_slice(&[b'A', b'B', 0, 6, 3, 0, 2, b'o', b'k', 0]);
+                                r.extend_from_slice(&[b'A', b'B', 0, 2, 5, 1]);
+                                if s.write_all(&r).is_err() {
+                                    return;
+                                }
+                            }
+                            _ => {} // body packets
+                        }
+                    }
+                });
+            }
+        });
+        MockContainer {
+            addr,
+            cpings,
+            connections,
+        }
+    }
+}
+
+#[test]
+fn cping_before_reusing_an_idle_ajp_connection() {
+    use std::sync::atomic::Ordering;
+    for refuse in [false, true] {
+        let m = MockContainer::start(refuse);
+        let member = format!("{{ url = \"ajp://{}\", ping = \"1ms\" }}", m.addr);
+        let p = Ringlb::start(&simple_config(&[member], ""), 1);
+        for i in 0..3 {
+            let r = get(p.addr, &format!("/{i}"));
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (200, "ok"),
+                "refuse_cping={refuse}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            m.cpings.load(Ordering::SeqCst),
+            2,
+            "a CPING before each reuse"
+        );
+        let expected_connections = if refuse { 3 } else { 1 };
+        assert_eq!(
+            m.connections.load(Ordering::SeqCst),
+            expected_connections,
+            "refuse_cping={refuse}: a connection whose CPING failed is dropped for a new one"
+        );
+    }
+}
