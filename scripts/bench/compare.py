@@ -28,7 +28,7 @@ DURATION = int(os.environ.get("BENCH_DURATION", "8"))
 PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "0")
 LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "1")
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "docs"))
-SCENARIOS = os.environ.get("BENCH_SCENARIOS", "a,b,c,d,e,f,g").split(",")
+SCENARIOS = os.environ.get("BENCH_SCENARIOS", "a,b,c,d,e,f,g,h").split(",")
 PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,nginx,haproxy,apache").split(",")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -48,7 +48,11 @@ SCENARIO_TEXT = {
     "e": f"{IDLE_CONNS} idle keep-alive client connections",
     "f": "open loop at half of nginx's (a) rate, 64 connections",
     "g": "(a) while /metrics is scraped once a second (ringlb only)",
+    "h": "Tomcat 10 behind AJP13: ringlb against Apache mod_proxy_ajp, 64 connections",
 }
+TOMCAT_HOME = "/usr/share/tomcat10"
+AJP_PORT, TOMCAT_HTTP = 19121, 19122
+AJP_SECRET = "bench-secret"
 
 
 def wait_port(port, timeout=10.0):
@@ -130,6 +134,13 @@ balancer = "small"
 [[route]]
 path = "/big"
 balancer = "big"
+[[balancer]]
+name = "tomcat"
+max_idle_per_member = 512
+members = [{{ url = "ajp://127.0.0.1:{AJP_PORT}", secret = "{AJP_SECRET}" }}]
+[[route]]
+path = "/tc"
+balancer = "tomcat"
 """)
             return [str(RINGLB), "run", "--config", str(d / "ringlb.toml"), "--log-level", "warn"]
         if self.name == "nginx":
@@ -194,6 +205,7 @@ LoadModule proxy_module {mods}/mod_proxy.so
 LoadModule proxy_http_module {mods}/mod_proxy_http.so
 LoadModule proxy_balancer_module {mods}/mod_proxy_balancer.so
 LoadModule lbmethod_byrequests_module {mods}/mod_lbmethod_byrequests.so
+LoadModule proxy_ajp_module {mods}/mod_proxy_ajp.so
 User www-data
 Group www-data
 ErrorLog {d}/error.log
@@ -215,6 +227,7 @@ AsyncRequestWorkerFactor 64
   BalancerMember http://127.0.0.1:{b1} keepalive=On
   BalancerMember http://127.0.0.1:{b2} keepalive=On
 </Proxy>
+ProxyPass /tc ajp://127.0.0.1:{AJP_PORT}/tc secret={AJP_SECRET} keepalive=On
 ProxyPass /big balancer://big/big
 ProxyPass / balancer://small/
 """)
@@ -318,10 +331,59 @@ sys.stdin.read()
     return {"ok": ok, "rss_kib": after, "kib_per_conn": (after - before) / IDLE_CONNS}
 
 
+SERVLET = """
+import java.io.*;
+import jakarta.servlet.http.*;
+public class Hello extends HttpServlet {
+  protected void service(HttpServletRequest req, HttpServletResponse resp) throws IOException {
+    resp.setContentType("text/plain");
+    resp.setContentLength(13);
+    resp.getOutputStream().write("Hello, world\\n".getBytes());
+  }
+}
+"""
+
+
+def start_tomcat(tmp):
+    """A Tomcat with an AJP connector (secret required) serving /tc/*, pinned to the load core."""
+    if not Path(TOMCAT_HOME, "bin/catalina.sh").exists() or not shutil.which("javac"):
+        print("!!! scenario (h) skipped: Tomcat 10 or javac missing", flush=True)
+        return None
+    base = Path(tmp) / "tomcat"
+    for d in ["conf", "logs", "temp", "work", "webapps/ROOT/WEB-INF/classes"]:
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "conf/server.xml").write_text(f"""<Server port="-1"><Service name="Catalina">
+<Connector port="{TOMCAT_HTTP}" address="127.0.0.1" protocol="HTTP/1.1"/>
+<Connector port="{AJP_PORT}" address="127.0.0.1" protocol="AJP/1.3" secretRequired="true" secret="{AJP_SECRET}" maxThreads="200"/>
+<Engine name="Catalina" defaultHost="localhost"><Host name="localhost" appBase="webapps" autoDeploy="false" unpackWARs="false"/></Engine>
+</Service></Server>""")
+    (base / "conf/web.xml").write_text('<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0" metadata-complete="true"/>')
+    (base / "webapps/ROOT/WEB-INF/web.xml").write_text(
+        '<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0" metadata-complete="true">'
+        '<servlet><servlet-name>h</servlet-name><servlet-class>Hello</servlet-class></servlet>'
+        '<servlet-mapping><servlet-name>h</servlet-name><url-pattern>/tc/*</url-pattern></servlet-mapping></web-app>')
+    (base / "Hello.java").write_text(SERVLET)
+    subprocess.run(["javac", "-cp", f"{TOMCAT_HOME}/lib/servlet-api.jar", "-d",
+                    str(base / "webapps/ROOT/WEB-INF/classes"), str(base / "Hello.java")], check=True)
+    env = dict(os.environ, CATALINA_HOME=TOMCAT_HOME, CATALINA_BASE=str(base), JAVA_OPTS="-Xmx512m")
+    proc = subprocess.Popen(["taskset", "-c", LOAD_CPU, f"{TOMCAT_HOME}/bin/catalina.sh", "run"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_port(AJP_PORT, 90) or not wait_port(TOMCAT_HTTP, 90):
+        proc.kill()
+        raise RuntimeError("Tomcat did not start")
+    # Warm the JVM before measuring.
+    subprocess.run([str(LOAD), "-q", "-t", "1", "-c", "16", "-d", "5s", f"http://127.0.0.1:{TOMCAT_HTTP}/tc/warm"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc
+
+
 def run():
     tmp = tempfile.mkdtemp(prefix="ringlb-bench-")
     origins = []
+    tomcat = None
     try:
+        if "h" in SCENARIOS:
+            tomcat = start_tomcat(tmp)
         for port in SMALL:
             origins.append(subprocess.Popen([str(LOAD), "origin", "--port", str(port), "--cpus", LOAD_CPU],
                                             stderr=subprocess.DEVNULL))
@@ -351,6 +413,8 @@ def run():
                 for name in PROXIES:
                     if scenario == "g" and name != "ringlb":
                         continue
+                    if scenario == "h" and (name not in ("ringlb", "apache") or tomcat is None):
+                        continue
                     if scenario == "f" and not nginx_a and "nginx" in PROXIES:
                         continue
                     proxy = Proxy(name, tmp)
@@ -374,6 +438,8 @@ def run():
                             rate = 0.5 * statistics.median(nginx_a)
                             fig = measure(proxy, ["-c", "64", "--rate", str(int(rate)), url], tmp)
                             fig["rate"] = int(rate)
+                        elif scenario == "h":
+                            fig = measure(proxy, ["-c", "64", url + "tc/hello"], tmp)
                         elif scenario == "g":
                             base = measure(proxy, ["-c", "64", url], tmp)
                             scraped = measure(proxy, ["-c", "64", url], tmp, scrape=True)
@@ -386,6 +452,12 @@ def run():
                         proxy.stop()
         return results, gen
     finally:
+        if tomcat:
+            tomcat.terminate()
+            try:
+                tomcat.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                tomcat.kill()
         for o in origins:
             o.kill()
             o.wait()
@@ -448,10 +520,13 @@ def write_report(results, gen, machine):
                              f"(per round: {per_round}).")
         else:
             extra = " GB/s |" if s == "c" else ""
-            lines += ["| proxy | req/s | p50 | p99 | p99.9 | CPU µs/req | RSS | req/s × nginx | CPU × nginx | errors |" + extra,
+            ref = "Apache" if s == "h" else "nginx"
+            lines += [f"| proxy | req/s | p50 | p99 | p99.9 | CPU µs/req | RSS | req/s × {ref} | CPU × {ref} | errors |" + extra,
                       "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if s == "c" else "")]
-            base_rps = med(nginx[s], "rps") if nginx[s] else None
-            base_cpu = med(nginx[s], "cpu_us") if nginx[s] else None
+            ref = "apache" if s == "h" else "nginx"
+            base = results.get((s, ref))
+            base_rps = med(base, "rps") if base else None
+            base_cpu = med(base, "cpu_us") if base else None
             for p, figs in rows:
                 rps, cpu = med(figs, "rps"), med(figs, "cpu_us")
                 row = (f"| {p} | {rps:,.0f} | {fmt_us(med(figs, 'p50'))} | {fmt_us(med(figs, 'p99'))} | "
