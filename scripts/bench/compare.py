@@ -492,7 +492,8 @@ def write_report(results, gen, machine):
              "over the rounds. CPU µs/request = user+system CPU of all the proxy's processes over the run "
              "(from /proc/PID/stat) divided by the requests answered.",
              "- Absolute numbers drift on a shared machine; ratios measured in the same run are the figures "
-             "to read.", ""]
+             "to read. Where ringlb's time goes, and why it still loses where it does: "
+             "[performance.md](performance.md).", ""]
     if gen:
         w, r = statistics.median(gen["wrk"]), statistics.median(gen["ringlb-load"])
         lines += ["## Load generator against wrk", "",

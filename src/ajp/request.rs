@@ -16,6 +16,7 @@ use super::codec::{
 use crate::http::framing::BodyKind;
 use crate::http::header::{connection_lists, HeaderKind};
 use crate::http::parse::RequestHead;
+use crate::http::rewrite::{end_response_head, push_header};
 
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
@@ -206,20 +207,12 @@ pub fn response_head(
         {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&pkt[value.clone()]);
-        out.extend_from_slice(b"\r\n");
+        push_header(out, name, &pkt[value.clone()]);
     }
     if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if client_minor == 0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    end_response_head(out, keep_alive, client_minor);
 }
 
 #[cfg(test)]

@@ -20,6 +20,25 @@ fn named_by_connection(buf: &[u8], headers: &[HeaderPos], name: &[u8]) -> bool {
         .any(|h| connection_lists(&buf[h.value.clone()], name))
 }
 
+/// Writes one header line.
+pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Ends a response head for a client: the Connection header its framing calls for, then the
+/// blank line.
+pub fn end_response_head(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) {
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes the head to send to a member.
 pub fn request_head(
     out: &mut Vec<u8>,
@@ -61,10 +80,7 @@ pub fn request_head(
         if named_by_connection(buf, &head.headers, name) {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&buf[h.value.clone()]);
-        out.extend_from_slice(b"\r\n");
+        push_header(out, name, &buf[h.value.clone()]);
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     for h in head
@@ -125,17 +141,9 @@ pub fn response_head(
         if named_by_connection(buf, &head.headers, name) {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&buf[h.value.clone()]);
-        out.extend_from_slice(b"\r\n");
+        push_header(out, name, &buf[h.value.clone()]);
     }
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if client_minor == 0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    end_response_head(out, keep_alive, client_minor);
 }
 
 #[cfg(test)]

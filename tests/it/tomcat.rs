@@ -323,9 +323,23 @@ fn wrong_or_missing_secret_gets_tomcats_403_and_a_warning() {
     }
 }
 
-/// A minimal AJP container: answers every FORWARD_REQUEST (draining any body packets it is sent
-/// first) with "ok", and CPING with CPONG, or, when `refuse_cping`, by closing (as a Tomcat that is
-/// shutting down does). Counts connections and CPINGs.
+/// How the mock container behaves.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    /// Answers "ok" and CPONG.
+    Normal,
+    /// Answers CPING by closing (as a Tomcat that is shutting down does).
+    RefuseCping,
+    /// Closes on a FORWARD_REQUEST without answering.
+    CloseOnRequest,
+    /// Answers a FORWARD_REQUEST with bytes that are not AJP.
+    Garbage,
+    /// Answers after three seconds.
+    Slow,
+}
+
+/// A minimal AJP container: answers every FORWARD_REQUEST (ignoring body packets) with "ok" and
+/// CPING with CPONG, unless its mode says otherwise. Counts connections and CPINGs.
 struct MockContainer {
     addr: std::net::SocketAddr,
     cpings: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -333,7 +347,7 @@ struct MockContainer {
 }
 
 impl MockContainer {
-    fn start(refuse_cping: bool) -> MockContainer {
+    fn start(mode: Mode) -> MockContainer {
         use std::io::{Read, Write};
         use std::sync::atomic::Ordering;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -361,12 +375,19 @@ impl MockContainer {
                         match payload.first() {
                             Some(10) => {
                                 cp.fetch_add(1, Ordering::SeqCst);
-                                if refuse_cping {
+                                if mode == Mode::RefuseCping {
                                     return;
                                 }
                                 let _ = s.write_all(&[b'A', b'B', 0, 1, 9]);
                             }
+                            Some(2) if mode == Mode::CloseOnRequest => return,
+                            Some(2) if mode == Mode::Garbage => {
+                                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+                            }
                             Some(2) => {
+                                if mode == Mode::Slow {
+                                    std::thread::sleep(Duration::from_secs(3));
+                                }
                                 let mut r = vec![
                                     b'A', b'B', 0, 0, 4, 0, 200, 0xFF, 0xFF, 0, 1, 0xA0, 0x03, 0,
                                     1, b'2', 0,
@@ -397,7 +418,11 @@ impl MockContainer {
 fn cping_before_reusing_an_idle_ajp_connection() {
     use std::sync::atomic::Ordering;
     for refuse in [false, true] {
-        let m = MockContainer::start(refuse);
+        let m = MockContainer::start(if refuse {
+            Mode::RefuseCping
+        } else {
+            Mode::Normal
+        });
         let member = format!("{{ url = \"ajp://{}\", ping = \"1ms\" }}", m.addr);
         let p = Ringlb::start(&simple_config(&[member], ""), 1);
         for i in 0..3 {
@@ -420,5 +445,39 @@ fn cping_before_reusing_an_idle_ajp_connection() {
             expected_connections,
             "refuse_cping={refuse}: a connection whose CPING failed is dropped for a new one"
         );
+    }
+}
+
+#[test]
+fn ajp_failures_map_to_502_and_504_and_fail_over() {
+    for (mode, status) in [
+        (Mode::CloseOnRequest, 502),
+        (Mode::Garbage, 502),
+        (Mode::Slow, 504),
+    ] {
+        let m = MockContainer::start(mode);
+        let member = format!("{{ url = \"ajp://{}\" }}", m.addr);
+        let p = Ringlb::start(&simple_config(&[member], "response_timeout = \"300ms\""), 1);
+        let r = get(p.addr, "/");
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (status, Some("close")),
+            "{mode:?}"
+        );
+    }
+    // A refused AJP member fails over to the next member (here an HTTP one).
+    let b = Backend::named("B");
+    let p = Ringlb::start(
+        &simple_config(
+            &[
+                format!("{{ url = \"ajp://{}\" }}", closed_port()),
+                member(b.addr),
+            ],
+            "",
+        ),
+        1,
+    );
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "/").header("x-backend"), Some("B"));
     }
 }

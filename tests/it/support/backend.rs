@@ -171,11 +171,15 @@ fn serve(mut s: TcpStream, reqs: &Mutex<Vec<Req>>, handler: &Handler, stop: &Ato
 
 fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 65536];
-    match s.read(&mut chunk) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
         }
     }
 }
