@@ -20,8 +20,6 @@ use crate::io::{read_idle, read_more, shutdown_write, write_range, IoFail};
 use crate::proxy;
 use crate::worker::Core;
 
-/// An idle connection's read buffer: most request heads fit; a larger one arrives in more reads.
-const IDLE_READ: usize = 1024;
 /// How long a refused connection is drained before it closes, so the client reads the status.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
 /// At most this much is drained from a refused client.
@@ -151,17 +149,26 @@ async fn wait_idle(core: &Core, c: &mut Client, limit: Duration) -> Result<(), (
         return Err(());
     }
     c.park(core);
-    // A small buffer of its own while idle; the full set of buffers comes back with the data.
-    let mut first = Vec::with_capacity(IDLE_READ);
-    let res = read_idle(&mut c.stream, &mut first, limit, core.shutdown.notified()).await;
-    if let Err(e) = res {
-        tracing::debug!(peer = %c.peer, error = ?e, "idle connection closes");
-        return Err(());
-    }
+    let got = match read_idle(&mut c.stream, limit, core.shutdown.notified()).await {
+        Ok(got) => got,
+        Err(e) => {
+            tracing::debug!(peer = %c.peer, error = ?e, "idle connection closes");
+            return Err(());
+        }
+    };
     c.unpark(core);
-    c.buf.reserve(4096);
-    c.buf.extend_from_slice(&first);
-    Ok(())
+    match got {
+        Some(bytes) => {
+            c.buf.reserve(4096);
+            c.buf.extend_from_slice(&bytes);
+            Ok(())
+        }
+        // The ring had no buffer free: read the ordinary way (boxed: rare, and large).
+        None => Box::pin(read_more(&mut c.stream, &mut c.buf, 4096, limit))
+            .await
+            .map(|_| ())
+            .map_err(|_| ()),
+    }
 }
 
 /// One request: the rest of its head, then the exchange. Returns whether to keep the connection.

@@ -11,7 +11,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use compio::driver::BufferRef;
+use compio::io::{AsyncReadExt, AsyncReadManaged, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
 /// Why an I/O step failed.
@@ -46,30 +47,25 @@ pub async fn read_more(
     }
 }
 
-/// Waits for the next bytes on an idle connection, reading into `buf` (the caller gives it a
-/// small capacity, so an idle connection holds little). `stop` ends the wait early (shutdown).
-/// Written without `compio::time::timeout` to keep the future small: an idle connection's memory
-/// is mostly this future.
+/// Waits for the next bytes on an idle connection without holding a buffer of its own: the
+/// kernel picks one from the worker's provided-buffer ring when data arrives; the caller copies the
+/// bytes out and drops it (back to the ring). `Ok(None)`: the ring had no buffer free; read the
+/// ordinary way. `stop` ends the wait early (shutdown). Written without `compio::time::timeout`
+/// to keep the future small: an idle connection's memory is mostly this future.
 pub async fn read_idle(
     s: &mut TcpStream,
-    buf: &mut Vec<u8>,
     limit: Duration,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<usize, IoFail> {
+) -> Result<Option<BufferRef>, IoFail> {
     use futures_util::future::{select, Either};
-    let owned = std::mem::take(buf);
-    let read = std::pin::pin!(s.append(owned));
+    let read = std::pin::pin!(s.read_managed(0));
     let timer = std::pin::pin!(compio::time::sleep(limit));
     let stop = std::pin::pin!(stop);
     match select(read, select(timer, stop)).await {
-        Either::Left((BufResult(res, owned), _)) => {
-            *buf = owned;
-            match res {
-                Ok(0) => Err(IoFail::Closed),
-                Ok(n) => Ok(n),
-                Err(e) => Err(IoFail::Error(e)),
-            }
-        }
+        Either::Left((Ok(Some(b)), _)) => Ok(Some(b)),
+        Either::Left((Ok(None), _)) => Err(IoFail::Closed),
+        Either::Left((Err(e), _)) if e.kind() == io::ErrorKind::ResourceBusy => Ok(None),
+        Either::Left((Err(e), _)) => Err(IoFail::Error(e)),
         Either::Right(_) => Err(IoFail::Timeout),
     }
 }

@@ -26,6 +26,10 @@ use crate::route::Router;
 use crate::stats::CoreStats;
 use crate::{admin, conn};
 
+/// Buffers in each worker's provided-buffer ring (for idle connections' reads).
+const IDLE_READ_BUFFERS: u16 = 512;
+/// Size of each: a request head larger arrives in more than one read.
+const IDLE_READ_LEN: usize = 4096;
 /// Parked buffer sets kept per worker for reuse.
 const MAX_SPARES: usize = 64;
 
@@ -137,7 +141,10 @@ pub fn build_runtime(driver: Driver) -> std::io::Result<compio::runtime::Runtime
     proactor
         .capacity(4096)
         .coop_taskrun(true)
-        .taskrun_flag(true);
+        .taskrun_flag(true)
+        // Idle connections wait on this provided-buffer ring instead of a buffer of their own.
+        .buffer_pool_size(std::num::NonZero::new(IDLE_READ_BUFFERS).expect("non-zero"))
+        .buffer_pool_buffer_len(IDLE_READ_LEN);
     match driver {
         Driver::Auto => {}
         Driver::IoUring => {
