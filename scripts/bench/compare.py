@@ -545,33 +545,39 @@ def write_report(results, gen, machine):
                 lines.append(f"Rate: {med(rows[0][1], 'rate'):,.0f} req/s (half of nginx's median in (a)); latency "
                              "measured from each request's intended send time.")
         lines.append("")
-    lines += ["![CPU per request](benchmarks.svg)", "",
+    lines += ["![CPU per request relative to nginx](benchmarks.svg)", "",
               "## Reproduce", "", "```sh", "bash scripts/bench-compare.sh            # all scenarios, 3 rounds",
               "BENCH_SCENARIOS=a,f BENCH_ROUNDS=5 bash scripts/bench-compare.sh", "```", ""]
     return "\n".join(lines)
 
 
 def write_chart(results):
-    """A bar chart of CPU µs per request, per scenario and proxy."""
-    scen = [s for s in SCENARIOS if s in "abcdf" and any((s, p) in results for p in PROXIES)]
+    """A bar chart of each proxy's CPU per request relative to nginx's, per scenario."""
+    scen = [s for s in SCENARIOS if s in "abcdf" and (s, "nginx") in results]
     colors = {"ringlb": "#1f77b4", "nginx": "#2ca02c", "haproxy": "#ff7f0e", "apache": "#d62728"}
-    vals = {(s, p): med(results[(s, p)], "cpu_us") for s in scen for p in PROXIES if (s, p) in results}
-    top = max(vals.values(), default=1) * 1.15
-    w, h, left, bottom = 120 * max(len(scen), 1) + 120, 360, 60, 40
+    vals = {}
+    for s in scen:
+        base = med(results[(s, "nginx")], "cpu_us")
+        for p in PROXIES:
+            if (s, p) in results and base:
+                vals[(s, p)] = med(results[(s, p)], "cpu_us") / base
+    top = 4.5
+    w, h, left, bottom = 120 * max(len(scen), 1) + 120, 380, 60, 40
     bar = 22
+    plot_h = h - bottom - 50
+    y = lambda v: h - bottom - plot_h * min(v, top) / top
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="15">proxy CPU µs per request (lower is better)</text>']
-    plot_h = h - bottom - 40
+           f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="15">proxy CPU per request, relative to nginx (lower is better)</text>',
+           f'<line x1="{left - 5}" y1="{y(1):.1f}" x2="{w - 10}" y2="{y(1):.1f}" stroke="#999" stroke-dasharray="4 3"/>',
+           f'<text x="{left - 8}" y="{y(1) + 4:.1f}" text-anchor="end">1.0</text>']
     for i, s in enumerate(scen):
         x0 = left + i * 120
         for j, p in enumerate([p for p in PROXIES if (s, p) in vals]):
             v = vals[(s, p)]
-            bh = plot_h * v / top
             x = x0 + j * (bar + 2)
-            y = h - bottom - bh
-            out.append(f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{bh:.1f}" fill="{colors.get(p, "#888")}"/>')
-            out.append(f'<text x="{x + bar / 2}" y="{y - 3:.1f}" text-anchor="middle" font-size="9">{v:.0f}</text>')
+            out.append(f'<rect x="{x}" y="{y(v):.1f}" width="{bar}" height="{h - bottom - y(v):.1f}" fill="{colors.get(p, "#888")}"/>')
+            out.append(f'<text x="{x + bar / 2}" y="{y(v) - 3:.1f}" text-anchor="middle" font-size="9">{v:.2f}</text>')
         out.append(f'<text x="{x0 + 45}" y="{h - bottom + 16}" text-anchor="middle">({s})</text>')
     for j, p in enumerate(PROXIES):
         out.append(f'<rect x="{left + j * 100}" y="{h - 14}" width="10" height="10" fill="{colors.get(p, "#888")}"/>')
