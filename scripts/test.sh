@@ -16,7 +16,8 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} (Debian) for the status tests"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
-      { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } ||
+      echo "!!! could not install ${need[*]}: the checks that need them will be SKIPPED"
   else
     echo "!!! ${need[*]} missing and not root: the promtool / Chromium / Tomcat checks will be SKIPPED"
   fi
