@@ -16,7 +16,7 @@ use compio::net::TcpStream;
 use crate::access_log::Record;
 use crate::http::parse::{parse_request, HeadError, RequestHead, ResponseHead};
 use crate::http::reply;
-use crate::io::{read_idle, read_more, shutdown_write, write_range, IoFail};
+use crate::io::{read_idle, read_more, shutdown_write, write_range, write_static, IoFail};
 use crate::proxy;
 use crate::worker::Core;
 
@@ -212,6 +212,17 @@ async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(),
             }
         }
     }
+}
+
+/// Sends `100 Continue` when an HTTP/1.1 client asked for it (`Expect: 100-continue`) and is
+/// waiting before it sends the body. `false`: the client is gone.
+pub async fn send_continue(c: &mut Client, limit: Duration) -> bool {
+    if !(c.head.expect_continue && c.head.minor_version == 1) {
+        return true;
+    }
+    write_static(&mut c.stream, reply::CONTINUE, limit)
+        .await
+        .is_ok()
 }
 
 /// Writes an error response with `Connection: close`, shuts the write side down and drains what

@@ -90,6 +90,18 @@ pub async fn write_range(
     }
 }
 
+/// Writes bytes that live for the whole program (no buffer to hand over, no copy).
+pub async fn write_static(
+    s: &mut TcpStream,
+    bytes: &'static [u8],
+    limit: Duration,
+) -> Result<(), IoFail> {
+    match compio::time::timeout(limit, s.write_all(bytes)).await {
+        Ok(BufResult(res, _)) => res.map_err(IoFail::Error),
+        Err(_) => Err(IoFail::Timeout),
+    }
+}
+
 /// Writes all of `head` and then `body[range]` in one vectored write.
 pub async fn write_head_and(
     s: &mut TcpStream,

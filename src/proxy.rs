@@ -13,7 +13,7 @@ use compio::net::TcpStream;
 use crate::access_log::Record;
 use crate::ajp;
 use crate::config::Protocol;
-use crate::conn::{refuse, Client};
+use crate::conn::{refuse, send_continue, Client};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::parse::{parse_response, HeadError};
 use crate::http::reply;
@@ -367,16 +367,8 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
         if !req_body.is_done() {
             c.buf.drain(..request_end);
             consumed = 0;
-            if c.head.expect_continue && c.head.minor_version == 1 {
-                let mut cont = reply::CONTINUE.to_vec();
-                let n = cont.len();
-                let limit = core.config.limits.body_timeout;
-                if write_range(&mut c.stream, &mut cont, 0..n, limit)
-                    .await
-                    .is_err()
-                {
-                    return false;
-                }
+            if !send_continue(c, core.config.limits.body_timeout).await {
+                return false;
             }
             match stream_request_body(core, c, &mut up, &mut req_body, limit).await {
                 BodyOutcome::Done(n) => tracked.with(|m| m.counters.bytes_sent += n),

@@ -21,7 +21,6 @@ pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// The bound listen addresses (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
-    pub board: Arc<Board>,
     access_log: Option<access_log::Writer>,
 }
 
@@ -130,7 +129,6 @@ impl Server {
             stops,
             threads,
             addrs,
-            board,
             access_log,
         })
     }

@@ -19,7 +19,7 @@ use super::codec::{
 };
 use super::request::{forward_request, response_head, Forward};
 use crate::config::MemberConfig;
-use crate::conn::Client;
+use crate::conn::{send_continue, Client};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::io::{read_more, write_head_and, write_range, IoFail};
 use crate::stats::Failure;
@@ -106,6 +106,23 @@ impl Body {
     }
 }
 
+/// Decodes the chunked bytes of `c.buf[from..]` into the stage and removes them from the buffer
+/// (what follows the body, a pipelined request, stays).
+fn stage_chunked(c: &mut Client, body: &mut Body, from: usize) -> Result<(), ()> {
+    c.ranges.clear();
+    let ranges = &mut c.ranges;
+    let used = body
+        .tracker
+        .advance_with(&c.buf[from..], |r| ranges.push(r))
+        .map_err(|_| ())?;
+    for r in c.ranges.iter() {
+        body.stage
+            .extend_from_slice(&c.buf[from + r.start..from + r.end]);
+    }
+    c.buf.drain(from..from + used);
+    Ok(())
+}
+
 /// Reads more of the request body from the client, for a GET_BODY_CHUNK.
 async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(), ()> {
     if body.chunked {
@@ -113,18 +130,7 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
         read_more(&mut c.stream, &mut c.buf, 16384, limit)
             .await
             .map_err(|_| ())?;
-        c.ranges.clear();
-        let ranges = &mut c.ranges;
-        let used = body
-            .tracker
-            .advance_with(&c.buf[had..], |r| ranges.push(r))
-            .map_err(|_| ())?;
-        for r in c.ranges.iter() {
-            body.stage
-                .extend_from_slice(&c.buf[had + r.start..had + r.end]);
-        }
-        c.buf.drain(had..had + used);
-        return Ok(());
+        return stage_chunked(c, body, had);
     }
     // Content-Length: drop what was sent, read into the buffer, keep a pipelined remainder.
     c.buf.drain(..body.pending.start);
@@ -138,6 +144,24 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     Ok(())
 }
 
+/// The exchange broke after the response started (or the client left): both connections close.
+fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
+    Outcome::Broken {
+        status,
+        body_sent,
+        received,
+    }
+}
+
+/// The container broke the protocol before a response started: 502.
+fn invalid(body: &Body) -> Outcome {
+    Outcome::Failed {
+        status: 502,
+        failure: Failure::InvalidResponse,
+        request_read: body.finished(),
+    }
+}
+
 /// Runs the exchange on `up` for the request parsed in `c`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -145,7 +169,7 @@ pub async fn run(
     up: &mut TcpStream,
     member: &MemberConfig,
     req: &Request,
-    mut tracker: BodyTracker,
+    tracker: BodyTracker,
     response_timeout: Duration,
     client_timeout: Duration,
     stopping: bool,
@@ -166,28 +190,19 @@ pub async fn run(
         pending: req.head_len..req.request_end,
         stage: Vec::new(),
         chunked,
-        tracker: {
-            // Chunked bytes already read are decoded into the stage below.
-            std::mem::replace(&mut tracker, BodyTracker::new(BodyKind::Empty))
+        // A chunked body is decoded again from its start: the caller only counted its bytes.
+        tracker: if chunked {
+            BodyTracker::new(BodyKind::Chunked)
+        } else {
+            tracker
         },
     };
     if chunked {
-        // Decode what arrived with the head; Tomcat will ask for it.
-        let mut fresh = BodyTracker::new(BodyKind::Chunked);
-        c.ranges.clear();
-        let ranges = &mut c.ranges;
-        let region = req.head_len..c.buf.len();
-        let used = fresh
-            .advance_with(&c.buf[region.clone()], |r| ranges.push(r))
-            .unwrap_or(0);
-        for r in c.ranges.iter() {
-            body.stage
-                .extend_from_slice(&c.buf[region.start + r.start..region.start + r.end]);
-        }
-        body.tracker = fresh;
+        // Decode what arrived with the head (Tomcat will ask for it), then drop the head.
         body.pending = 0..0;
-        // The chunked bytes are consumed; what follows them (a pipelined request) stays.
-        c.buf.drain(req.head_len..req.head_len + used);
+        if stage_chunked(c, &mut body, req.head_len).is_err() {
+            return broken(0, 0, 0);
+        }
         c.buf.drain(..req.head_len);
     }
     // The first body packet goes unasked when the length is known and not zero.
@@ -195,27 +210,12 @@ pub async fn run(
     if let BodyKind::Length(n) = c.head.body {
         if n > 0 {
             if body.pending.is_empty() {
-                if c.head.expect_continue && c.head.minor_version == 1 {
-                    let mut cont = crate::http::reply::CONTINUE.to_vec();
-                    let len = cont.len();
-                    if write_range(&mut c.stream, &mut cont, 0..len, client_timeout)
-                        .await
-                        .is_err()
-                    {
-                        return Outcome::Broken {
-                            status: 0,
-                            body_sent: 0,
-                            received: 0,
-                        };
-                    }
+                if !send_continue(c, client_timeout).await {
+                    return broken(0, 0, 0);
                 }
                 // c.out already holds the encoded FORWARD_REQUEST; the head's bytes may go.
                 if read_body(c, &mut body, client_timeout).await.is_err() {
-                    return Outcome::Broken {
-                        status: 0,
-                        body_sent: 0,
-                        received: 0,
-                    };
+                    return broken(0, 0, 0);
                 }
             }
             let take = body.pending.len().min(chunk_max);
@@ -270,11 +270,7 @@ pub async fn run(
                     }
                     Err(e) => {
                         return match (started, e) {
-                            (Some((status, ..)), _) => Outcome::Broken {
-                                status,
-                                body_sent,
-                                received,
-                            },
+                            (Some((status, ..)), _) => broken(status, body_sent, received),
                             (None, IoFail::Timeout) => Outcome::Failed {
                                 status: 504,
                                 failure: Failure::ResponseTimeout,
@@ -297,16 +293,8 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
                 return match started {
-                    Some((status, ..)) => Outcome::Broken {
-                        status,
-                        body_sent,
-                        received,
-                    },
-                    None => Outcome::Failed {
-                        status: 502,
-                        failure: Failure::InvalidResponse,
-                        request_read: body.finished(),
-                    },
+                    Some((status, ..)) => broken(status, body_sent, received),
+                    None => invalid(&body),
                 };
             }
         };
@@ -318,11 +306,7 @@ pub async fn run(
                 let want = usize::from(n).min(chunk_max);
                 while !body.tracker.is_done() && body.pending.is_empty() && body.stage.is_empty() {
                     if read_body(c, &mut body, client_timeout).await.is_err() {
-                        return Outcome::Broken {
-                            status: started.map_or(0, |s| s.0),
-                            body_sent,
-                            received,
-                        };
+                        return broken(started.map_or(0, |s| s.0), body_sent, received);
                     }
                 }
                 c.out.clear();
@@ -348,11 +332,7 @@ pub async fn run(
                     .is_err()
                 {
                     return match started {
-                        Some((status, ..)) => Outcome::Broken {
-                            status,
-                            body_sent,
-                            received,
-                        },
+                        Some((status, ..)) => broken(status, body_sent, received),
                         None => Outcome::Failed {
                             status: 502,
                             failure: Failure::Reset,
@@ -367,24 +347,17 @@ pub async fn run(
                 headers,
             } => {
                 if started.is_some() {
-                    return Outcome::Broken {
-                        status,
-                        body_sent,
-                        received,
-                    };
+                    return broken(status, body_sent, received);
                 }
                 head_time = sent_at.elapsed();
                 let reason = reason.map(|r| shift(&r, base));
-                let headers: Vec<(HeaderName, Range<usize>)> = headers
-                    .into_iter()
-                    .map(|(n, v)| {
-                        let n = match n {
-                            HeaderName::Named(r) => HeaderName::Named(shift(&r, base)),
-                            coded => coded,
-                        };
-                        (n, shift(&v, base))
-                    })
-                    .collect();
+                let mut headers = headers;
+                for (name, value) in headers.iter_mut() {
+                    if let HeaderName::Named(r) = name {
+                        *r = shift(r, base);
+                    }
+                    *value = shift(value, base);
+                }
                 let has_length = headers.iter().any(|(n, _)| match n {
                     HeaderName::Coded(i) => *i == 2,
                     HeaderName::Named(r) => {
@@ -412,21 +385,13 @@ pub async fn run(
                     .await
                     .is_err()
                 {
-                    return Outcome::Broken {
-                        status,
-                        body_sent,
-                        received,
-                    };
+                    return broken(status, body_sent, received);
                 }
                 started = Some((status, no_body, to_chunk, keep));
             }
             Packet::SendBodyChunk(data) => {
                 let Some((status, no_body, to_chunk, _)) = started else {
-                    return Outcome::Failed {
-                        status: 502,
-                        failure: Failure::InvalidResponse,
-                        request_read: body.finished(),
-                    };
+                    return invalid(&body);
                 };
                 let data = shift(&data, base);
                 if no_body || data.is_empty() {
@@ -445,20 +410,12 @@ pub async fn run(
                     .await
                     .is_err()
                 {
-                    return Outcome::Broken {
-                        status,
-                        body_sent,
-                        received,
-                    };
+                    return broken(status, body_sent, received);
                 }
             }
             Packet::EndResponse { reuse } => {
                 let Some((status, _, to_chunk, keep)) = started else {
-                    return Outcome::Failed {
-                        status: 502,
-                        failure: Failure::InvalidResponse,
-                        request_read: body.finished(),
-                    };
+                    return invalid(&body);
                 };
                 if to_chunk {
                     c.out.clear();
@@ -471,11 +428,7 @@ pub async fn run(
                         .await
                         .is_err()
                     {
-                        return Outcome::Broken {
-                            status,
-                            body_sent,
-                            received,
-                        };
+                        return broken(status, body_sent, received);
                     }
                 }
                 // The client's request must have been read to its end for the connection to go on.
@@ -495,11 +448,7 @@ pub async fn run(
                 };
             }
             Packet::CPong => {
-                return Outcome::Failed {
-                    status: 502,
-                    failure: Failure::InvalidResponse,
-                    request_read: body.finished(),
-                };
+                return invalid(&body);
             }
         }
     }

@@ -97,13 +97,14 @@ pub fn forward_request(
     w.string(server_name);
     w.int(server_port);
     w.boolean(false); // is_ssl
-    let forwarded: Vec<&crate::http::header::HeaderPos> = head
-        .headers
-        .iter()
-        .filter(|h| !hop_by_hop(buf, head, h.kind, &buf[h.name.clone()]))
-        .collect();
-    w.int(forwarded.len() as u16);
-    for h in forwarded {
+                      // Counted, then written: no list is built for it.
+    let forwarded = || {
+        head.headers
+            .iter()
+            .filter(|h| !hop_by_hop(buf, head, h.kind, &buf[h.name.clone()]))
+    };
+    w.int(forwarded().count() as u16);
+    for h in forwarded() {
         let name = &buf[h.name.clone()];
         match request_header_code(name) {
             Some(code) => w.int(code),

@@ -144,7 +144,7 @@ fn merging_across_two_workers_gives_the_sum() {
 #[test]
 fn draining_member_takes_no_new_requests_and_reports_drained() {
     let a = Backend::start(|r| {
-        let d = if r.path == "/slow" { 1500 } else { 0 };
+        let d = if r.path == "/slow" { 4000 } else { 0 };
         Reply::Delay(Duration::from_millis(d), Box::new(Reply::Text("A".into())))
     });
     let b = Backend::start(|_| Reply::Text("B".into()));
@@ -192,9 +192,9 @@ fn draining_member_takes_no_new_requests_and_reports_drained() {
     assert_eq!(a.count(), before, "a draining member got a new request");
     // While the slow request runs, the member is not drained; once it is done, it is.
     let s = state(admin_addr);
-    if s["in_flight"] == 1 {
-        assert_eq!(s["drained"], false);
-    }
+    // The slow request (4 s) is still under way: in flight, so not drained.
+    assert_eq!(s["in_flight"], 1, "{s}");
+    assert_eq!(s["drained"], false, "{s}");
     slow.join().unwrap();
     assert!(wait_until(|| state(admin_addr)["drained"] == true));
     assert_eq!(state(admin_addr)["in_flight"], 0);
