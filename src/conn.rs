@@ -1,8 +1,10 @@
-//! One client connection: read a request head, hand it to `proxy::forward`, repeat while the
-//! connection is kept alive; refuse malformed heads.
+//! One client connection: wait for a request, read its head, hand it to `proxy::forward`, repeat
+//! while the connection is kept alive; refuse malformed heads; park the connection (`park.rs`)
+//! when it idles past `PARK_AFTER`.
 //!
 //! Owns: the client socket and its reused buffers, the header and keep-alive timeouts, the refusal
-//! path. Must never: let a malformed request reach a member, or hold a socket after its timer fired.
+//! path. Must never: let a malformed request reach a member, hold a socket after its timer fired,
+//! or abandon a receive that may have taken bytes (idle waits are readiness polls).
 //! Invariant: `buf` always starts at the first unconsumed byte from the client, so pipelined
 //! requests are answered in order.
 
@@ -11,14 +13,19 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use compio::buf::BufResult;
+use compio::driver::op::{Interest, PollOnce};
+use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
+use futures_util::future::{select, Either};
 
 use crate::access_log::Record;
 use crate::http::parse::{parse_request, HeadError, RequestHead, ResponseHead};
 use crate::http::reply;
-use crate::io::{read_idle, read_more, shutdown_write, write_range, write_static, IoFail};
+use crate::io::{read_more, shutdown_write, write_range, write_static, IoFail};
+use crate::park::{self, PARK_AFTER};
 use crate::proxy;
-use crate::worker::Core;
+use crate::worker::{ConnGuard, Core};
 
 /// How long a refused connection is drained before it closes, so the client reads the status.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
@@ -45,7 +52,7 @@ pub struct Client {
     pub log_fields: [Vec<u8>; 3],
 }
 
-/// The buffers a connection needs only while it has a request: parked on the core while it idles,
+/// The buffers a connection needs only while it has a request: lent to the core while it idles,
 /// so that an idle keep-alive connection holds next to no memory.
 #[derive(Default)]
 pub struct Spare {
@@ -60,7 +67,7 @@ pub struct Spare {
 
 impl Client {
     /// Gives this connection's (empty) buffers to the core while it waits for a request.
-    fn park(&mut self, core: &Core) {
+    fn lend_buffers(&mut self, core: &Core) {
         self.buf.clear();
         if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 {
             return;
@@ -79,12 +86,12 @@ impl Client {
             resp_headers: std::mem::take(&mut self.resp.headers),
             log_fields: std::mem::take(&mut self.log_fields),
         };
-        core.park(spare);
+        core.keep_spare(spare);
     }
 
     /// Takes buffers from the core again.
-    fn unpark(&mut self, core: &Core) {
-        let s = core.unpark();
+    fn take_buffers(&mut self, core: &Core) {
+        let s = core.take_spare();
         self.buf = s.buf;
         self.out = s.out;
         self.rbuf = s.rbuf;
@@ -102,33 +109,62 @@ enum Stop {
     Refuse(u16),
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
-    let accepted = Instant::now();
+impl Client {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Client {
+        Client {
+            stream,
+            peer,
+            buf: Vec::new(),
+            out: Vec::new(),
+            rbuf: Vec::new(),
+            ranges: Vec::new(),
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            rec: Record::default(),
+            log_fields: Default::default(),
+        }
+    }
+}
+
+/// Serves one newly accepted client connection until it closes or parks.
+pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
     let _ = stream.set_nodelay(true);
-    let mut c = Client {
-        stream,
-        peer,
-        buf: Vec::new(),
-        out: Vec::new(),
-        rbuf: Vec::new(),
-        ranges: Vec::new(),
-        head: RequestHead::default(),
-        resp: ResponseHead::default(),
-        rec: Record::default(),
-        log_fields: Default::default(),
-    };
-    let limits = &core.config.limits;
     // The first request's head must be complete within header_timeout of the accept.
-    let mut head_deadline = Some(accepted + limits.header_timeout);
+    let head_deadline = Instant::now() + core.config.limits.header_timeout;
+    keep_serving(core, Client::new(stream, peer), Some(head_deadline), guard).await
+}
+
+/// Serves a parked connection again: its next request (or its close) has arrived.
+pub async fn resume(
+    core: Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    head_deadline: Option<Instant>,
+    guard: ConnGuard,
+) {
+    keep_serving(core, Client::new(stream, peer), head_deadline, guard).await
+}
+
+/// Answers requests on `c` while it is kept alive; parks it when it idles past `PARK_AFTER`.
+async fn keep_serving(
+    core: Rc<Core>,
+    mut c: Client,
+    mut head_deadline: Option<Instant>,
+    guard: ConnGuard,
+) {
+    let limits = &core.config.limits;
     loop {
         if c.buf.is_empty() {
-            let limit = match head_deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => limits.keepalive_timeout,
-            };
-            if wait_idle(&core, &mut c, limit).await.is_err() {
-                break;
+            let deadline =
+                head_deadline.unwrap_or_else(|| Instant::now() + limits.keepalive_timeout);
+            match wait_idle(&core, &mut c, deadline).await {
+                Wait::Data => {}
+                Wait::Close => return,
+                Wait::Park => {
+                    let first_request = head_deadline.is_some();
+                    park::park(&core, c.stream, c.peer, deadline, first_request, guard);
+                    return;
+                }
             }
         }
         let deadline = head_deadline.unwrap_or_else(|| Instant::now() + limits.header_timeout);
@@ -137,38 +173,66 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
         if !Box::pin(handle(&core, &mut c, deadline)).await || core.is_stopping() {
-            break;
+            return;
         }
     }
 }
 
-/// Waits, holding no buffer, for the first bytes of the next request (or for shutdown), and puts
-/// them in `c.buf`. `Err`: close the connection (idle timeout, peer gone, shutdown).
-async fn wait_idle(core: &Core, c: &mut Client, limit: Duration) -> Result<(), ()> {
-    if core.is_stopping() {
-        return Err(());
-    }
-    c.park(core);
-    let got = match read_idle(&mut c.stream, limit, core.shutdown.notified()).await {
-        Ok(got) => got,
-        Err(e) => {
-            tracing::debug!(peer = %c.peer, error = ?e, "idle connection closes");
-            return Err(());
+/// What waiting for the next request came to.
+enum Wait {
+    /// `c.buf` holds the first bytes of the next request.
+    Data,
+    /// Close the connection (idle timeout, peer gone, shutdown).
+    Close,
+    /// Idle past `PARK_AFTER`: park the connection.
+    Park,
+}
+
+/// Waits, holding no buffer, for the first bytes of the next request until `deadline`, and puts
+/// them in `c.buf`. The wait is a readiness poll, not a receive: abandoning it (to park, or at the
+/// deadline) can never lose bytes the client sent.
+async fn wait_idle(core: &Core, c: &mut Client, deadline: Instant) -> Wait {
+    let park_at = deadline.min(Instant::now() + PARK_AFTER);
+    loop {
+        if core.is_stopping() {
+            return Wait::Close;
         }
-    };
-    c.unpark(core);
-    match got {
-        Some(bytes) => {
-            c.buf.reserve(4096);
-            c.buf.extend_from_slice(&bytes);
-            Ok(())
+        c.lend_buffers(core);
+        {
+            let poll = PollOnce::new(c.stream.to_shared_fd(), Interest::Readable);
+            let ready = std::pin::pin!(compio::runtime::submit(poll));
+            let timer = std::pin::pin!(compio::time::sleep_until(park_at));
+            let stop = std::pin::pin!(core.shutdown.notified());
+            match select(ready, select(timer, stop)).await {
+                Either::Left((BufResult(Ok(_), _), _)) => {}
+                Either::Left((BufResult(Err(e), _), _)) => {
+                    tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
+                    return Wait::Close;
+                }
+                Either::Right((Either::Left(_), _)) if park_at < deadline => return Wait::Park,
+                Either::Right(_) => return Wait::Close,
+            }
         }
-        // The ring had no buffer free: read the ordinary way (boxed: rare, and large).
-        None => Box::pin(read_more(&mut c.stream, &mut c.buf, 4096, limit))
-            .await
-            .map(|_| ())
-            .map_err(|_| ()),
+        c.take_buffers(core);
+        match recv_ready(c) {
+            Ok(0) => return Wait::Close,
+            Ok(_) => return Wait::Data,
+            // Readiness without data (rare): wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
+                return Wait::Close;
+            }
+        }
     }
+}
+
+/// Reads what the client has sent (the socket is readable) into `c.buf`, without blocking.
+fn recv_ready(c: &mut Client) -> std::io::Result<usize> {
+    c.buf.reserve(4096);
+    let spare = rustix::buffer::spare_capacity(&mut c.buf);
+    let (n, _) = rustix::net::recv(&c.stream, spare, rustix::net::RecvFlags::DONTWAIT)?;
+    Ok(n)
 }
 
 /// One request: the rest of its head, then the exchange. Returns whether to keep the connection.

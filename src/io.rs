@@ -11,8 +11,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::driver::BufferRef;
-use compio::io::{AsyncReadExt, AsyncReadManaged, AsyncWrite, AsyncWriteExt};
+use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
 /// Why an I/O step failed.
@@ -44,29 +43,6 @@ pub async fn read_more(
             }
         }
         Err(_) => Err(IoFail::Timeout),
-    }
-}
-
-/// Waits for the next bytes on an idle connection without holding a buffer of its own: the
-/// kernel picks one from the worker's provided-buffer ring when data arrives; the caller copies the
-/// bytes out and drops it (back to the ring). `Ok(None)`: the ring had no buffer free; read the
-/// ordinary way. `stop` ends the wait early (shutdown). Written without `compio::time::timeout`
-/// to keep the future small: an idle connection's memory is mostly this future.
-pub async fn read_idle(
-    s: &mut TcpStream,
-    limit: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<Option<BufferRef>, IoFail> {
-    use futures_util::future::{select, Either};
-    let read = std::pin::pin!(s.read_managed(0));
-    let timer = std::pin::pin!(compio::time::sleep(limit));
-    let stop = std::pin::pin!(stop);
-    match select(read, select(timer, stop)).await {
-        Either::Left((Ok(Some(b)), _)) => Ok(Some(b)),
-        Either::Left((Ok(None), _)) => Err(IoFail::Closed),
-        Either::Left((Err(e), _)) if e.kind() == io::ErrorKind::ResourceBusy => Ok(None),
-        Either::Left((Err(e), _)) => Err(IoFail::Error(e)),
-        Either::Right(_) => Err(IoFail::Timeout),
     }
 }
 

@@ -25,6 +25,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod ajp;
+pub mod allocator;
 pub mod balance;
 pub mod board;
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod demo;
 pub mod http;
 pub mod io;
 pub mod notify;
+pub mod park;
 pub mod pool;
 pub mod proxy;
 pub mod route;

@@ -105,6 +105,8 @@ impl MemberStats {
 pub struct CoreCounters {
     pub connections_total: u64,
     pub connections_active: u64,
+    /// Of the active ones, those parked (idle past `park::PARK_AFTER`).
+    pub connections_parked: u64,
     /// Requests ringlb refused itself: 400, 405, 408, 414, 431.
     pub refused: [u64; 5],
     /// Requests no route matched (404).

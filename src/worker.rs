@@ -21,16 +21,13 @@ use crate::board::Board;
 use crate::config::{Config, Driver};
 use crate::conn::Spare;
 use crate::notify::Notify;
+use crate::park::{self, Parking};
 use crate::pool::Pool;
 use crate::route::Router;
 use crate::stats::CoreStats;
 use crate::{admin, conn};
 
-/// Buffers in each worker's provided-buffer ring (for idle connections' reads).
-const IDLE_READ_BUFFERS: u16 = 512;
-/// Size of each: a request head larger arrives in more than one read.
-const IDLE_READ_LEN: usize = 4096;
-/// Parked buffer sets kept per worker for reuse.
+/// Buffer sets lent by idle connections, kept per worker for reuse.
 const MAX_SPARES: usize = 64;
 
 /// A balancer's per-core state: its cursor and its idle connections.
@@ -61,6 +58,8 @@ pub struct Core {
     conn_closed: Notify,
     active: Cell<usize>,
     conn_limit: usize,
+    /// Connections idle past `park::PARK_AFTER`: no task, no buffers, a slot and an epoll entry.
+    pub parking: Parking,
 }
 
 impl Core {
@@ -95,11 +94,12 @@ impl Core {
             conn_closed: Notify::default(),
             active: Cell::new(0),
             conn_limit,
+            parking: Parking::new().expect("epoll_create1"),
         }
     }
 
     /// Keeps an idle connection's buffers for reuse (up to a bound; beyond it they are freed).
-    pub fn park(&self, spare: Spare) {
+    pub fn keep_spare(&self, spare: Spare) {
         let mut spares = self.spares.borrow_mut();
         if spares.len() < MAX_SPARES {
             spares.push(spare);
@@ -107,7 +107,7 @@ impl Core {
     }
 
     /// A set of buffers for a connection that has data again.
-    pub fn unpark(&self) -> Spare {
+    pub fn take_spare(&self) -> Spare {
         self.spares.borrow_mut().pop().unwrap_or_default()
     }
 
@@ -121,12 +121,31 @@ impl Core {
     }
 }
 
-/// Decrements the active count when a connection's task ends, however it ends.
-struct ConnGuard(Rc<Core>);
+/// Decrements the active count when a connection's task ends, however it ends (`None`: the
+/// connection was parked and keeps its place).
+pub struct ConnGuard(Option<Rc<Core>>);
+
+impl ConnGuard {
+    fn new(core: Rc<Core>) -> ConnGuard {
+        ConnGuard(Some(core))
+    }
+
+    /// Keeps the connection's place in the active count without a guard (it is being parked).
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+
+    /// Takes back the place of a connection that `keep` left in the count.
+    pub fn adopt(core: Rc<Core>) -> ConnGuard {
+        ConnGuard::new(core)
+    }
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let core = &self.0;
+        let Some(core) = self.0.take() else {
+            return;
+        };
         let n = core.active.get() - 1;
         core.active.set(n);
         if core.is_stopping() || n + 1 == core.conn_limit {
@@ -141,10 +160,7 @@ pub fn build_runtime(driver: Driver) -> std::io::Result<compio::runtime::Runtime
     proactor
         .capacity(4096)
         .coop_taskrun(true)
-        .taskrun_flag(true)
-        // Idle connections wait on this provided-buffer ring instead of a buffer of their own.
-        .buffer_pool_size(std::num::NonZero::new(IDLE_READ_BUFFERS).expect("non-zero"))
-        .buffer_pool_buffer_len(IDLE_READ_LEN);
+        .taskrun_flag(true);
     match driver {
         Driver::Auto => {}
         Driver::IoUring => {
@@ -186,6 +202,7 @@ pub async fn run(
         }
     }
     compio::runtime::spawn(tick(core.clone())).detach();
+    compio::runtime::spawn(park::watch(core.clone())).detach();
     let _ = stop.await;
     core.begin_shutdown();
     let deadline = Instant::now() + core.config.server.shutdown_grace;
@@ -229,16 +246,18 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
                 if role == Role::Proxy {
                     core.stats.borrow_mut().core.connections_total += 1;
                 }
-                let guard = ConnGuard(core.clone());
+                let guard = ConnGuard::new(core.clone());
                 let core = core.clone();
-                compio::runtime::spawn(async move {
-                    let _guard = guard;
-                    match role {
-                        Role::Proxy => conn::serve(core, stream, peer).await,
-                        Role::Admin => admin::serve(core, stream, peer).await,
+                match role {
+                    Role::Proxy => {
+                        compio::runtime::spawn(conn::serve(core, stream, peer, guard)).detach()
                     }
-                })
-                .detach();
+                    Role::Admin => compio::runtime::spawn(async move {
+                        let _guard = guard;
+                        admin::serve(core, stream, peer).await
+                    })
+                    .detach(),
+                }
             }
             Either::Left((Err(e), _)) => {
                 tracing::warn!(worker = core.id, error = %e, "accept failed");
@@ -262,6 +281,7 @@ async fn tick(core: Rc<Core>) {
         for u in core.upstreams.borrow_mut().iter_mut() {
             u.pool.sweep(now);
         }
+        park::sweep(&core, now);
         publish(&core, now);
         if let Some(log) = &core.access_log {
             log.flush();
@@ -283,6 +303,7 @@ pub fn publish(core: &Core, now: Instant) {
     }
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
+    stats.core.connections_parked = core.parking.len() as u64;
     for (b, u) in upstreams.iter().enumerate() {
         for (m, ms) in stats.members[b].iter_mut().enumerate() {
             ms.counters.failed_cores = u64::from(u.balancer.is_failed(m, now));

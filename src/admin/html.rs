@@ -81,8 +81,8 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
         (
             "Connections",
             format!(
-                "{} active, {} since start",
-                r.connections.active, r.connections.total
+                "{} active ({} idle), {} since start",
+                r.connections.active, r.connections.idle, r.connections.total
             ),
         ),
         (

@@ -73,6 +73,17 @@ pub fn render(config: &Config, b: &BoardData) -> String {
     );
     family(
         &mut out,
+        "ringlb_connections_idle",
+        "gauge",
+        "Open client connections parked idle (no request for 250 ms or more).",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_connections_idle {}",
+        sum_cores(&|c| c.connections_parked)
+    );
+    family(
+        &mut out,
         "ringlb_connections_total",
         "counter",
         "Client connections accepted.",

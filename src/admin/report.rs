@@ -35,6 +35,8 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Connections {
     pub active: u64,
+    /// Of the active ones, those idle long enough to be parked (no task, no buffers).
+    pub idle: u64,
     pub total: u64,
     /// Connections accepted by each worker (the kernel spreads them over the workers' listeners).
     pub per_worker: Vec<u64>,
@@ -185,6 +187,7 @@ impl StatusReport {
             driver: b.driver.into(),
             connections: Connections {
                 active: b.cores.iter().map(|c| c.connections_active).sum(),
+                idle: b.cores.iter().map(|c| c.connections_parked).sum(),
                 total: b.cores.iter().map(|c| c.connections_total).sum(),
                 per_worker: b.cores.iter().map(|c| c.connections_total).collect(),
             },

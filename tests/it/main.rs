@@ -6,6 +6,7 @@ mod basics;
 mod bodies;
 mod failover;
 mod framing;
+mod idle;
 mod lifecycle;
 mod status;
 mod support;

@@ -1,0 +1,140 @@
+//! Idle keep-alive connections: parked after 250 ms without a request (no task, no buffers),
+//! woken by their next request, closed at their deadline or at shutdown, still counted as open.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A little longer than ringlb's park delay (250 ms).
+const PARKED: Duration = Duration::from_millis(600);
+
+fn request(c: &mut Client, path: &str) -> Resp {
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    c.read_response().expect("a response")
+}
+
+#[test]
+fn an_idle_connection_parks_and_wakes_for_its_next_requests() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/one").text(), "A /one");
+    std::thread::sleep(PARKED);
+    let r = report_when(p.admin_addr(), |r| r.connections.idle == 1);
+    assert_eq!(r.connections.idle, 1, "the idle connection is parked");
+    // Two pipelined requests wake it; both are answered, in order, on the same connection.
+    c.send(b"GET /two HTTP/1.1\r\nHost: t\r\n\r\nGET /three HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().text(), "A /two");
+    assert_eq!(c.read_response().unwrap().text(), "A /three");
+    let r = report_when(p.admin_addr(), |r| r.connections.idle == 0);
+    assert_eq!(
+        r.connections.idle, 0,
+        "the status page counts parked connections"
+    );
+    assert_eq!(r.connections.total, 1, "one client connection");
+}
+
+#[test]
+fn a_request_sent_as_the_connection_parks_is_answered() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    let mut c = Client::connect(p.addr);
+    c.set_timeout(Duration::from_secs(5));
+    // Requests land just before, at and just after the moment the connection parks.
+    for (i, ms) in (230..=270).step_by(5).enumerate() {
+        std::thread::sleep(Duration::from_millis(ms));
+        let path = format!("/{i}");
+        assert_eq!(
+            request(&mut c, &path).text(),
+            format!("A {path}"),
+            "after {ms} ms"
+        );
+    }
+}
+
+#[test]
+fn a_parked_connection_closes_at_its_keepalive_timeout() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nkeepalive_timeout = \"1500ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/").status, 200);
+    let idle_since = Instant::now();
+    c.set_timeout(Duration::from_millis(1000));
+    assert!(
+        !c.is_closed(),
+        "still open a second into a 1.5 s keep-alive"
+    );
+    c.set_timeout(Duration::from_secs(5));
+    assert!(c.is_closed(), "closed once the keep-alive timeout passed");
+    let waited = idle_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(3500),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn parked_connections_count_against_max_connections() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nmax_connections = 1\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut first = Client::connect(p.addr);
+    assert_eq!(request(&mut first, "/1").status, 200);
+    std::thread::sleep(PARKED);
+    let mut second = Client::connect(p.addr);
+    second.send(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n");
+    second.set_timeout(Duration::from_millis(400));
+    assert!(
+        second.read_response().is_none(),
+        "a parked connection freed its place under max_connections"
+    );
+    // The parked connection wakes on its client's close and gives its place up.
+    drop(first);
+    second.set_timeout(Duration::from_secs(10));
+    assert_eq!(second.read_response().unwrap().text(), "A /2");
+}
+
+#[test]
+fn shutdown_closes_parked_connections_at_once() {
+    let a = Backend::named("A");
+    // With an access log, the process exits only once every core has let go of its state (the
+    // log writer waits for the last core's buffer): a parked connection must not keep it alive.
+    let dir = crate::support::proxy::TempDir::new();
+    let log = dir.0.join("access.log");
+    let body = format!(
+        "[log]\naccess = \"{}\"\n{}",
+        log.display(),
+        simple_config(&[member(a.addr)], "")
+    );
+    let mut p = Ringlb::start(&body, 2);
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(p.addr)).collect();
+    for c in &mut clients {
+        assert_eq!(request(c, "/").status, 200);
+    }
+    std::thread::sleep(PARKED);
+    let started = Instant::now();
+    let status = p.terminate().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "parked connections held the shutdown up: {:?}",
+        started.elapsed()
+    );
+    for c in &mut clients {
+        c.set_timeout(Duration::from_secs(2));
+        assert!(c.is_closed());
+    }
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(lines.lines().count(), 4, "{lines}");
+}
