@@ -19,8 +19,7 @@ pub const WINDOW_SECS: u64 = 60;
 
 /// One second of merged latencies.
 struct Slot {
-    /// Which second it holds (`None`: not used yet).
-    second: Option<u64>,
+    second: u64,
     hist: [Histogram<u32>; 3],
 }
 
@@ -29,9 +28,7 @@ pub struct MemberBoard {
     /// Latest cumulative counters from each core.
     pub per_core: Vec<MemberCounters>,
     pub lifetime: [Histogram<u32>; 3],
-    /// Allocated whole at start: allocating a second's histograms while publishing stalled a
-    /// worker for milliseconds now and then during the first minute.
-    ring: Vec<Slot>,
+    ring: Vec<Option<Slot>>,
 }
 
 impl MemberBoard {
@@ -39,12 +36,7 @@ impl MemberBoard {
         MemberBoard {
             per_core: vec![MemberCounters::default(); workers],
             lifetime: [new_histogram(), new_histogram(), new_histogram()],
-            ring: (0..WINDOW_SECS)
-                .map(|_| Slot {
-                    second: None,
-                    hist: [new_histogram(), new_histogram(), new_histogram()],
-                })
-                .collect(),
+            ring: (0..WINDOW_SECS).map(|_| None).collect(),
         }
     }
 
@@ -75,8 +67,8 @@ impl MemberBoard {
     /// The merged histogram of `phase` over the last `WINDOW_SECS` seconds up to `now_sec`.
     pub fn window(&self, phase: usize, now_sec: u64) -> Histogram<u32> {
         let mut h = new_histogram();
-        for slot in &self.ring {
-            if slot.second.is_some_and(|s| s + WINDOW_SECS > now_sec) {
+        for slot in self.ring.iter().flatten() {
+            if slot.second + WINDOW_SECS > now_sec {
                 let _ = h.add(&slot.hist[phase]);
             }
         }
@@ -164,9 +156,12 @@ impl BoardData {
                 if ms.hist.iter().all(|h| h.is_empty()) {
                     continue;
                 }
-                let slot = &mut board.ring[slot_index];
-                if slot.second != Some(now_sec) {
-                    slot.second = Some(now_sec);
+                let slot = board.ring[slot_index].get_or_insert_with(|| Slot {
+                    second: now_sec,
+                    hist: [new_histogram(), new_histogram(), new_histogram()],
+                });
+                if slot.second != now_sec {
+                    slot.second = now_sec;
                     slot.hist.iter_mut().for_each(Histogram::reset);
                 }
                 for p in PHASES {

@@ -31,11 +31,13 @@ use crate::worker::{ConnGuard, Core};
 /// browser population leaves open cost next to nothing.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
 
-/// After this many connections have parked, the memory their tasks and buffers freed is handed
-/// back to the OS (a forced collection costs 0.1 to 0.6 ms, so it is kept for bursts).
-const RELEASE_EVERY: usize = 256;
-/// ... this long after the parking that crossed the threshold, so that a burst costs one call.
-const RELEASE_AFTER: Duration = Duration::from_millis(100);
+/// Memory freed by connections that parked is handed back to the OS once parking pauses for
+/// `RELEASE_QUIET` (or at least every `RELEASE_AT_MOST` while it goes on), if at least
+/// `RELEASE_MIN` connections parked since the last time: a forced collection costs the worker 0.1
+/// to 0.6 ms, so it is kept for the end of bursts and never runs more than once a second.
+const RELEASE_QUIET: Duration = Duration::from_millis(100);
+const RELEASE_AT_MOST: Duration = Duration::from_secs(1);
+const RELEASE_MIN: usize = 64;
 
 /// Events taken from the epoll set per wake-up.
 const EVENTS_PER_WAKE: usize = 64;
@@ -57,6 +59,8 @@ pub struct Parking {
     free: RefCell<Vec<usize>>,
     /// Connections parked since freed memory was last released.
     since_release: Cell<usize>,
+    /// Whether a release is waiting for parking to pause.
+    release_scheduled: Cell<bool>,
 }
 
 impl Parking {
@@ -66,6 +70,7 @@ impl Parking {
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             since_release: Cell::new(0),
+            release_scheduled: Cell::new(false),
         })
     }
 
@@ -117,17 +122,27 @@ pub fn park(
         first_request,
     });
     guard.keep();
-    let parked = parking.since_release.get() + 1;
-    parking.since_release.set(parked);
-    if parked == RELEASE_EVERY {
-        let core = core.clone();
-        compio::runtime::spawn(async move {
-            compio::time::sleep(RELEASE_AFTER).await;
-            core.parking.since_release.set(0);
-            crate::allocator::release_free_pages();
-        })
-        .detach();
+    parking.since_release.set(parking.since_release.get() + 1);
+    if !parking.release_scheduled.replace(true) {
+        compio::runtime::spawn(release_when_quiet(core.clone())).detach();
     }
+}
+
+/// Waits for parking to pause, then hands freed memory back (see `RELEASE_QUIET`).
+async fn release_when_quiet(core: Rc<Core>) {
+    let started = Instant::now();
+    loop {
+        let seen = core.parking.since_release.get();
+        compio::time::sleep(RELEASE_QUIET).await;
+        if core.parking.since_release.get() == seen || started.elapsed() >= RELEASE_AT_MOST {
+            break;
+        }
+    }
+    if core.parking.since_release.get() >= RELEASE_MIN {
+        core.parking.since_release.set(0);
+        crate::allocator::release_free_pages();
+    }
+    core.parking.release_scheduled.set(false);
 }
 
 /// Watches this core's epoll set until shutdown, resuming connections whose next request (or
