@@ -201,7 +201,8 @@ async fn wait_idle(core: &Core, c: &mut Client, deadline: Instant) -> Wait {
         {
             let poll = PollOnce::new(c.stream.to_shared_fd(), Interest::Readable);
             let ready = std::pin::pin!(compio::runtime::submit(poll));
-            let timer = std::pin::pin!(compio::time::sleep_until(park_at));
+            let left = park_at.saturating_duration_since(Instant::now());
+            let timer = std::pin::pin!(crate::deadline::sleep(left));
             let stop = std::pin::pin!(core.shutdown.notified());
             match select(ready, select(timer, stop)).await {
                 Either::Left((BufResult(Ok(_), _), _)) => {}

@@ -14,6 +14,8 @@ use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
+use crate::deadline;
+
 /// Why an I/O step failed.
 #[derive(Debug)]
 pub enum IoFail {
@@ -33,7 +35,7 @@ pub async fn read_more(
 ) -> Result<usize, IoFail> {
     buf.reserve(spare);
     let owned = std::mem::take(buf);
-    match compio::time::timeout(limit, s.append(owned)).await {
+    match deadline::timeout(limit, s.append(owned)).await {
         Ok(BufResult(res, owned)) => {
             *buf = owned;
             match res {
@@ -57,7 +59,7 @@ pub async fn write_range(
         return Ok(());
     }
     let owned = std::mem::take(buf);
-    match compio::time::timeout(limit, s.write_all(owned.slice(range))).await {
+    match deadline::timeout(limit, s.write_all(owned.slice(range))).await {
         Ok(BufResult(res, slice)) => {
             *buf = slice.into_inner();
             res.map_err(IoFail::Error)
@@ -72,7 +74,7 @@ pub async fn write_static(
     bytes: &'static [u8],
     limit: Duration,
 ) -> Result<(), IoFail> {
-    match compio::time::timeout(limit, s.write_all(bytes)).await {
+    match deadline::timeout(limit, s.write_all(bytes)).await {
         Ok(BufResult(res, _)) => res.map_err(IoFail::Error),
         Err(_) => Err(IoFail::Timeout),
     }
@@ -92,7 +94,7 @@ pub async fn write_head_and(
     }
     let h = std::mem::take(head);
     let b = std::mem::take(body);
-    match compio::time::timeout(limit, s.write_vectored_all((h, (b.slice(range),)))).await {
+    match deadline::timeout(limit, s.write_vectored_all((h, (b.slice(range),)))).await {
         Ok(BufResult(res, (h, (b,)))) => {
             *head = h;
             *body = b.into_inner();
@@ -109,7 +111,7 @@ pub async fn shutdown_write(s: &mut TcpStream) {
 
 /// Connects to a member with TCP_NODELAY set.
 pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, IoFail> {
-    match compio::time::timeout(limit, TcpStream::connect(addr)).await {
+    match deadline::timeout(limit, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)

@@ -31,6 +31,7 @@ pub mod board;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod deadline;
 pub mod demo;
 pub mod http;
 pub mod io;

@@ -203,6 +203,7 @@ pub async fn run(
     }
     compio::runtime::spawn(tick(core.clone())).detach();
     compio::runtime::spawn(park::watch(core.clone())).detach();
+    compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
     let _ = stop.await;
     core.begin_shutdown();
     let deadline = Instant::now() + core.config.server.shutdown_grace;

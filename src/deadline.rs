@@ -1,0 +1,269 @@
+//! Coarse deadlines for socket operations: one timer wheel per worker thread, turned every
+//! `TICK` by one task, instead of one runtime timer per operation.
+//!
+//! A request takes four or five bounded operations; with a runtime timer each, arming and
+//! disarming them (a B-tree insert and remove, a clock read) was ~6 % of ringlb's CPU in scenario
+//! (a). Here arming is a slab slot and a push onto one of the wheel's buckets, with no clock read
+//! (the wheel keeps its own time, in ticks), and disarming frees the slot.
+//!
+//! Owns: this thread's wheel. Must never: fire a deadline early (an operation gets at least its
+//! limit; it may get up to three ticks more). Invariant: the buckets hold exactly the armed,
+//! unfired deadlines (disarming removes its entry), so a finished operation is never woken and
+//! memory follows the operations in flight.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{select, Either};
+
+/// The wheel's resolution.
+pub const TICK: Duration = Duration::from_millis(50);
+/// Buckets in the wheel (51.2 s); longer deadlines wait for the wheel to come round again.
+const BUCKETS: usize = 1024;
+
+/// The operation did not finish within its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+struct Slot {
+    /// Tick at which it fires.
+    due: u64,
+    fired: bool,
+    waker: Option<Waker>,
+    /// Where the slot's index sits in `buckets` while it has not fired.
+    pos: u32,
+}
+
+struct Wheel {
+    started: Instant,
+    /// Ticks turned so far.
+    now: u64,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Indices of armed, unfired slots, by due tick modulo `BUCKETS`.
+    buckets: Vec<Vec<u32>>,
+    /// A spare bucket, swapped in while one is turned.
+    scratch: Vec<u32>,
+}
+
+thread_local! {
+    static WHEEL: RefCell<Wheel> = RefCell::new(Wheel {
+        started: Instant::now(),
+        now: 0,
+        slots: Vec::new(),
+        free: Vec::new(),
+        buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
+        scratch: Vec::new(),
+    });
+}
+
+impl Wheel {
+    fn arm(&mut self, limit: Duration) -> u32 {
+        // The wheel's time lags the clock by up to a tick (more when the turning task runs late):
+        // two ticks of margin keep a deadline from firing early.
+        let due = self.now + limit.as_millis().div_ceil(TICK.as_millis()) as u64 + 2;
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                due: 0,
+                fired: false,
+                waker: None,
+                pos: 0,
+            });
+            (self.slots.len() - 1) as u32
+        });
+        let bucket = &mut self.buckets[due as usize % BUCKETS];
+        let slot = &mut self.slots[index as usize];
+        slot.due = due;
+        slot.fired = false;
+        slot.pos = bucket.len() as u32;
+        bucket.push(index);
+        index
+    }
+
+    fn disarm(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.waker = None;
+        if !slot.fired {
+            let (pos, bucket) = (slot.pos as usize, slot.due as usize % BUCKETS);
+            let bucket = &mut self.buckets[bucket];
+            bucket.swap_remove(pos);
+            if let Some(&moved) = bucket.get(pos) {
+                self.slots[moved as usize].pos = pos as u32;
+            }
+        }
+        self.free.push(index);
+    }
+
+    /// Turns the wheel to `now`, firing every deadline that is due.
+    fn turn(&mut self, now: Instant) {
+        let target = (now.duration_since(self.started).as_millis() / TICK.as_millis()) as u64;
+        while self.now < target {
+            self.now += 1;
+            let tick = self.now;
+            let b = tick as usize % BUCKETS;
+            let due_here =
+                std::mem::replace(&mut self.buckets[b], std::mem::take(&mut self.scratch));
+            for &index in &due_here {
+                let slot = &mut self.slots[index as usize];
+                if slot.due > tick {
+                    // A later round of the wheel.
+                    slot.pos = self.buckets[b].len() as u32;
+                    self.buckets[b].push(index);
+                } else {
+                    slot.fired = true;
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            self.scratch = due_here;
+            self.scratch.clear();
+        }
+    }
+
+    #[cfg(test)]
+    fn armed(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
+    }
+}
+
+/// Completes once `limit` has passed (measured by this thread's wheel).
+struct Expiry {
+    index: u32,
+}
+
+impl Expiry {
+    fn new(limit: Duration) -> Expiry {
+        Expiry {
+            index: WHEEL.with_borrow_mut(|w| w.arm(limit)),
+        }
+    }
+}
+
+impl Future for Expiry {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        WHEEL.with_borrow_mut(|w| {
+            let slot = &mut w.slots[self.index as usize];
+            if slot.fired {
+                return Poll::Ready(());
+            }
+            match &mut slot.waker {
+                Some(existing) if existing.will_wake(cx.waker()) => {}
+                waker => *waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+}
+
+impl Drop for Expiry {
+    fn drop(&mut self) {
+        // During thread teardown the wheel may already be gone; then there is nothing to free.
+        let _ = WHEEL.try_with(|w| {
+            if let Ok(mut w) = w.try_borrow_mut() {
+                w.disarm(self.index);
+            }
+        });
+    }
+}
+
+/// Runs `op` for at most `limit`; when the limit passes first, `op` is dropped (a compio operation
+/// is then cancelled in the kernel).
+pub async fn timeout<F: Future>(limit: Duration, op: F) -> Result<F::Output, Elapsed> {
+    let op = std::pin::pin!(op);
+    match select(op, Expiry::new(limit)).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(_) => Err(Elapsed),
+    }
+}
+
+/// Completes once `limit` has passed.
+pub async fn sleep(limit: Duration) {
+    Expiry::new(limit).await
+}
+
+/// Turns this thread's wheel every `TICK`, forever: spawn it once on every worker.
+pub async fn turn_wheel() {
+    loop {
+        compio::time::sleep(TICK).await;
+        WHEEL.with_borrow_mut(|w| w.turn(Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fired(index: u32) -> bool {
+        WHEEL.with_borrow(|w| w.slots[index as usize].fired)
+    }
+
+    fn arm(limit: Duration) -> u32 {
+        WHEEL.with_borrow_mut(|w| w.arm(limit))
+    }
+
+    fn disarm(index: u32) {
+        WHEEL.with_borrow_mut(|w| w.disarm(index))
+    }
+
+    fn turn_by(d: Duration) {
+        WHEEL.with_borrow_mut(|w| {
+            let now = w.started + TICK * w.now as u32 + d;
+            w.turn(now)
+        });
+    }
+
+    #[test]
+    fn a_deadline_fires_after_its_limit_and_never_before() {
+        let index = arm(Duration::from_millis(120));
+        turn_by(Duration::from_millis(100));
+        assert!(!fired(index), "fired early");
+        turn_by(Duration::from_millis(150));
+        assert!(fired(index), "not fired within three ticks of its limit");
+        disarm(index);
+    }
+
+    #[test]
+    fn a_disarmed_deadline_never_fires_even_when_its_slot_is_reused() {
+        let first = arm(Duration::from_millis(50));
+        disarm(first);
+        let second = arm(Duration::from_secs(5));
+        assert_eq!(first, second, "the slot is reused");
+        turn_by(Duration::from_millis(500));
+        assert!(!fired(second), "the old entry fired the new deadline");
+        disarm(second);
+    }
+
+    #[test]
+    fn disarming_removes_the_entry_so_memory_follows_what_is_armed() {
+        let many: Vec<u32> = (0..1000)
+            .map(|i| arm(Duration::from_millis(i % 300)))
+            .collect();
+        assert_eq!(WHEEL.with_borrow(Wheel::armed), 1000);
+        // Disarm in an order that moves entries inside the buckets.
+        for &i in many.iter().step_by(2).chain(many.iter().skip(1).step_by(2)) {
+            disarm(i);
+        }
+        assert_eq!(WHEEL.with_borrow(Wheel::armed), 0);
+        let keep = arm(Duration::from_millis(100));
+        let gone = arm(Duration::from_millis(100));
+        disarm(gone);
+        turn_by(Duration::from_millis(300));
+        assert!(fired(keep), "an entry moved by a removal still fires");
+        disarm(keep);
+    }
+
+    #[test]
+    fn deadlines_beyond_one_turn_of_the_wheel_wait_for_their_round() {
+        let index = arm(TICK * (BUCKETS as u32 + 10));
+        turn_by(TICK * (BUCKETS as u32));
+        assert!(!fired(index), "fired a round early");
+        turn_by(TICK * 20);
+        assert!(fired(index));
+        disarm(index);
+    }
+}
