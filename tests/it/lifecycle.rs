@@ -130,6 +130,14 @@ fn max_connections_holds_new_connections_in_the_backlog() {
         second.read_response().is_none(),
         "served beyond max_connections"
     );
+    // By now the first connection has idled long enough to be parked (no task, no buffers): it
+    // still holds its place.
+    second.set_timeout(Duration::from_millis(500));
+    assert!(
+        second.read_response().is_none(),
+        "a parked connection gave its place up"
+    );
+    // It wakes on its client's close and gives the place up.
     drop(first);
     second.set_timeout(Duration::from_secs(10));
     assert_eq!(second.read_response().unwrap().status, 200);
