@@ -128,7 +128,7 @@ impl Client {
 
 /// Serves one newly accepted client connection until it closes or parks.
 pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY is inherited from the listener (`server::bind_reuseport`): no syscall here.
     // The first request's head must be complete within header_timeout of the accept.
     let head_deadline = Instant::now() + core.config.limits.header_timeout;
     keep_serving(core, Client::new(stream, peer), Some(head_deadline), guard).await

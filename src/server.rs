@@ -35,6 +35,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     if addr.port() != 0 {
         socket.set_reuse_port(true)?;
     }
+    // Accepted connections inherit it, so no connection needs a setsockopt of its own.
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.set_reuse_port(true)?;
@@ -172,5 +173,18 @@ impl Server {
             log.finish();
         }
         tracing::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_tcp_nodelay_from_the_listener() {
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }
