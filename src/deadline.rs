@@ -64,7 +64,11 @@ impl Wheel {
     fn arm(&mut self, limit: Duration) -> u32 {
         // The wheel's time lags the clock by up to a tick (more when the turning task runs late):
         // two ticks of margin keep a deadline from firing early.
-        let due = self.now + limit.as_millis().div_ceil(TICK.as_millis()) as u64 + 2;
+        let ticks = limit.as_millis().div_ceil(TICK.as_millis());
+        let due = self
+            .now
+            .saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+            .saturating_add(2);
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
                 due: 0,

@@ -1,13 +1,13 @@
 //! Parking: a keep-alive connection that has had no request for `PARK_AFTER` gives up its task,
-//! its buffers and its pending receive. What is left of it is its socket, registered in this
-//! core's epoll set, and a 64-byte slot; one task per core watches the set (through one io_uring
-//! poll on the epoll descriptor) and gives a connection a new task when its next request arrives.
-//! The core's tick closes parked connections past their deadline.
+//! its buffers and its pending readiness poll. What is left of it is its socket, registered in
+//! this core's epoll set, and a 64-byte slot; one task per core watches the set (through one
+//! io_uring poll on the epoll descriptor) and gives a connection a new task when its next request
+//! (or its client's close) arrives. The core's tick closes parked connections past their deadline.
 //!
-//! Owns: the parked slots and the epoll set. Must never: park a connection whose receive may have
-//! taken bytes (the caller parks only after its receive ended in ECANCELED). Invariant: a parked
-//! connection still counts as open (its place in `Core::active` is kept; `ConnGuard::adopt` takes
-//! it back when it resumes or closes).
+//! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and
+//! not yet served (the caller parks only from a readiness wait, which reads nothing).
+//! Invariant: a parked connection still counts as open (its place in `Core::active` is kept;
+//! `ConnGuard::adopt` takes it back when it resumes or closes).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -91,8 +91,9 @@ impl Parking {
     }
 }
 
-/// Parks a connection that has no receive pending, until `deadline`. `head_deadline` is `Some`
-/// when it has not sent its first request (its head must then be complete by `deadline`).
+/// Parks a connection that has nothing read and not served, until `deadline`. `first_request`:
+/// it has not sent its first request (its head must then be complete by `deadline`). While the
+/// server stops, the connection closes instead (the watcher may already have closed the others).
 pub fn park(
     core: &Rc<Core>,
     stream: TcpStream,
@@ -101,6 +102,9 @@ pub fn park(
     first_request: bool,
     guard: ConnGuard,
 ) {
+    if core.is_stopping() {
+        return;
+    }
     let parking = &core.parking;
     let slot = parking.free.borrow_mut().pop().unwrap_or_else(|| {
         let mut slots = parking.slots.borrow_mut();
