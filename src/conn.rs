@@ -66,6 +66,21 @@ pub struct Spare {
 }
 
 impl Client {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Client {
+        Client {
+            stream,
+            peer,
+            buf: Vec::new(),
+            out: Vec::new(),
+            rbuf: Vec::new(),
+            ranges: Vec::new(),
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            rec: Record::default(),
+            log_fields: Default::default(),
+        }
+    }
+
     /// Gives this connection's (empty) buffers to the core while it waits for a request.
     fn lend_buffers(&mut self, core: &Core) {
         self.buf.clear();
@@ -107,23 +122,6 @@ enum Stop {
     Quiet,
     /// Answer with this status, then close.
     Refuse(u16),
-}
-
-impl Client {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Client {
-        Client {
-            stream,
-            peer,
-            buf: Vec::new(),
-            out: Vec::new(),
-            rbuf: Vec::new(),
-            ranges: Vec::new(),
-            head: RequestHead::default(),
-            resp: ResponseHead::default(),
-            rec: Record::default(),
-            log_fields: Default::default(),
-        }
-    }
 }
 
 /// Serves one newly accepted client connection until it closes or parks.

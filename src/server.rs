@@ -110,9 +110,19 @@ impl Server {
                             return;
                         }
                     };
+                    let parking = match crate::park::Parking::new() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = ready.send(Err(format!(
+                                "worker {id}: cannot create the epoll set for idle connections: {e}"
+                            )));
+                            return;
+                        }
+                    };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = std::rc::Rc::new(worker::Core::new(id, config, board, log_tx));
+                        let core = worker::Core::new(id, config, board, log_tx, parking);
+                        let core = std::rc::Rc::new(core);
                         worker::run(core, listeners, stop_rx).await;
                     });
                 })?;

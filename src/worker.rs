@@ -68,6 +68,7 @@ impl Core {
         config: Arc<Config>,
         board: Arc<Board>,
         access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+        parking: Parking,
     ) -> Core {
         let upstreams = config
             .balancers
@@ -94,7 +95,7 @@ impl Core {
             conn_closed: Notify::default(),
             active: Cell::new(0),
             conn_limit,
-            parking: Parking::new().expect("epoll_create1"),
+            parking,
         }
     }
 
