@@ -153,9 +153,9 @@ async fn keep_serving(
     let limits = &core.config.limits;
     loop {
         if c.buf.is_empty() {
-            let deadline =
-                head_deadline.unwrap_or_else(|| Instant::now() + limits.keepalive_timeout);
-            match wait_idle(&core, &mut c, deadline).await {
+            let now = Instant::now();
+            let deadline = head_deadline.unwrap_or(now + limits.keepalive_timeout);
+            match wait_idle(&core, &mut c, now, deadline).await {
                 Wait::Data => {}
                 Wait::Close => return,
                 Wait::Park => {
@@ -186,11 +186,11 @@ enum Wait {
     Park,
 }
 
-/// Waits, holding no buffer, for the first bytes of the next request until `deadline`, and puts
-/// them in `c.buf`. The wait is a readiness poll, not a receive: abandoning it (to park, or at the
-/// deadline) can never lose bytes the client sent.
-async fn wait_idle(core: &Core, c: &mut Client, deadline: Instant) -> Wait {
-    let park_at = deadline.min(Instant::now() + PARK_AFTER);
+/// Waits (from `now`), holding no buffer, for the first bytes of the next request until
+/// `deadline`, and puts them in `c.buf`. The wait is a readiness poll, not a receive: abandoning
+/// it (to park, or at the deadline) can never lose bytes the client sent.
+async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Instant) -> Wait {
+    let park_at = deadline.min(now + PARK_AFTER);
     loop {
         if core.is_stopping() {
             return Wait::Close;
@@ -199,8 +199,9 @@ async fn wait_idle(core: &Core, c: &mut Client, deadline: Instant) -> Wait {
         {
             let poll = PollOnce::new(c.stream.to_shared_fd(), Interest::Readable);
             let ready = std::pin::pin!(compio::runtime::submit(poll));
-            let left = park_at.saturating_duration_since(Instant::now());
-            let timer = std::pin::pin!(crate::deadline::sleep(left));
+            let timer = std::pin::pin!(crate::deadline::sleep(
+                park_at.saturating_duration_since(now)
+            ));
             let stop = std::pin::pin!(core.shutdown.notified());
             match select(ready, select(timer, stop)).await {
                 Either::Left((BufResult(Ok(_), _), _)) => {}
@@ -217,7 +218,7 @@ async fn wait_idle(core: &Core, c: &mut Client, deadline: Instant) -> Wait {
             Ok(0) => return Wait::Close,
             Ok(_) => return Wait::Data,
             // Readiness without data (rare): wait again.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => now = Instant::now(),
             Err(e) => {
                 tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
                 return Wait::Close;

@@ -7,7 +7,7 @@
 //! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and
 //! not yet served (the caller parks only from a readiness wait, which reads nothing).
 //! Invariant: a parked connection still counts as open (its place in `Core::active` is kept;
-//! `ConnGuard::adopt` takes it back when it resumes or closes).
+//! `ConnGuard::adopt` takes it back when it resumes, `Core::connection_closed` when it closes).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -54,7 +54,8 @@ struct Parked {
 
 /// One core's parked connections.
 pub struct Parking {
-    epoll: OwnedFd,
+    /// Shared so that the watcher's io_uring poll can hold it too.
+    epoll: SharedFd<OwnedFd>,
     slots: RefCell<Vec<Option<Parked>>>,
     free: RefCell<Vec<usize>>,
     /// Connections parked since freed memory was last released.
@@ -66,7 +67,7 @@ pub struct Parking {
 impl Parking {
     pub fn new() -> io::Result<Parking> {
         Ok(Parking {
-            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            epoll: SharedFd::new(epoll::create(epoll::CreateFlags::CLOEXEC)?),
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             since_release: Cell::new(0),
@@ -75,12 +76,8 @@ impl Parking {
     }
 
     /// How many connections are parked.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.slots.borrow().len() - self.free.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn take(&self, slot: usize) -> Option<Parked> {
@@ -152,14 +149,7 @@ async fn release_when_quiet(core: Rc<Core>) {
 /// Watches this core's epoll set until shutdown, resuming connections whose next request (or
 /// close) has arrived; then closes every parked connection.
 pub async fn watch(core: Rc<Core>) {
-    let dup = match core.parking.epoll.try_clone() {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!(worker = core.id, error = %e, "cannot watch parked connections");
-            return;
-        }
-    };
-    let poll = match PollFd::new(SharedFd::new(dup)) {
+    let poll = match PollFd::new(core.parking.epoll.clone()) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(worker = core.id, error = %e, "cannot watch parked connections");
@@ -201,25 +191,20 @@ pub async fn watch(core: Rc<Core>) {
 }
 
 /// Closes parked connections past their deadline (called by the core's tick).
-pub fn sweep(core: &Rc<Core>, now: Instant) {
+pub fn sweep(core: &Core, now: Instant) {
     close_where(core, |p| p.deadline <= now);
 }
 
-fn close_where(core: &Rc<Core>, close: impl Fn(&Parked) -> bool) {
-    let due: Vec<usize> = core
-        .parking
-        .slots
-        .borrow()
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.as_ref().is_some_and(&close))
-        .map(|(i, _)| i)
-        .collect();
-    for slot in due {
-        if let Some(p) = core.parking.take(slot) {
+fn close_where(core: &Core, close: impl Fn(&Parked) -> bool) {
+    let slots = core.parking.slots.borrow().len();
+    for slot in 0..slots {
+        let due = core.parking.slots.borrow()[slot]
+            .as_ref()
+            .is_some_and(&close);
+        if let Some(p) = due.then(|| core.parking.take(slot)).flatten() {
             tracing::debug!(peer = %p.peer, "parked connection closes");
             drop(p);
-            drop(ConnGuard::adopt(core.clone()));
+            core.connection_closed();
         }
     }
 }

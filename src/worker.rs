@@ -116,6 +116,15 @@ impl Core {
         self.stopping.get()
     }
 
+    /// One connection fewer: wakes the accept loop held by `max_connections`, or the drain.
+    pub fn connection_closed(&self) {
+        let n = self.active.get() - 1;
+        self.active.set(n);
+        if self.is_stopping() || n + 1 == self.conn_limit {
+            self.conn_closed.notify_all();
+        }
+    }
+
     fn begin_shutdown(&self) {
         self.stopping.set(true);
         self.shutdown.notify_all();
@@ -144,13 +153,8 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let Some(core) = self.0.take() else {
-            return;
-        };
-        let n = core.active.get() - 1;
-        core.active.set(n);
-        if core.is_stopping() || n + 1 == core.conn_limit {
-            core.conn_closed.notify_all();
+        if let Some(core) = self.0.take() {
+            core.connection_closed();
         }
     }
 }
@@ -305,7 +309,7 @@ pub fn publish(core: &Core, now: Instant) {
     }
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
-    stats.core.connections_parked = core.parking.len() as u64;
+    stats.core.connections_parked = core.parking.count() as u64;
     for (b, u) in upstreams.iter().enumerate() {
         for (m, ms) in stats.members[b].iter_mut().enumerate() {
             ms.counters.failed_cores = u64::from(u.balancer.is_failed(m, now));
