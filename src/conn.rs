@@ -9,9 +9,8 @@
 //! requests are answered in order.
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use compio::buf::BufResult;
 use compio::driver::op::{Interest, PollOnce};
@@ -19,103 +18,13 @@ use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use crate::access_log::Record;
-use crate::http::parse::{parse_request, HeadError, RequestHead, ResponseHead};
-use crate::http::reply;
-use crate::io::{read_more, shutdown_write, write_range, write_static, IoFail};
-use crate::park::{self, PARK_AFTER};
+use crate::client::{refuse, Client};
+use crate::core::{ConnGuard, Core};
+use crate::http::parse::{parse_request, HeadError};
+use crate::http::path;
+use crate::io::{read_more, IoFail};
+use crate::park::PARK_AFTER;
 use crate::proxy;
-use crate::worker::{ConnGuard, Core};
-
-/// How long a refused connection is drained before it closes, so the client reads the status.
-const DRAIN_FOR: Duration = Duration::from_millis(500);
-/// At most this much is drained from a refused client.
-const DRAIN_BYTES: usize = 1 << 20;
-
-/// A client connection and its reused buffers.
-pub struct Client {
-    pub stream: TcpStream,
-    pub peer: SocketAddr,
-    /// Bytes from the client not yet consumed; starts at the current request.
-    pub buf: Vec<u8>,
-    /// Heads ringlb writes (to a member or to the client).
-    pub out: Vec<u8>,
-    /// Bytes read from the member.
-    pub rbuf: Vec<u8>,
-    /// Data ranges when a chunked body is decoded.
-    pub ranges: Vec<Range<usize>>,
-    pub head: RequestHead,
-    pub resp: ResponseHead,
-    /// What the access log will say of the current request.
-    pub rec: Record,
-    /// The request line, Referer and User-Agent, copied for the access log (when it is on).
-    pub log_fields: [Vec<u8>; 3],
-}
-
-/// The buffers a connection needs only while it has a request: lent to the core while it idles,
-/// so that an idle keep-alive connection holds next to no memory.
-#[derive(Default)]
-pub struct Spare {
-    buf: Vec<u8>,
-    out: Vec<u8>,
-    rbuf: Vec<u8>,
-    ranges: Vec<Range<usize>>,
-    headers: Vec<crate::http::header::HeaderPos>,
-    resp_headers: Vec<crate::http::header::HeaderPos>,
-    log_fields: [Vec<u8>; 3],
-}
-
-impl Client {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Client {
-        Client {
-            stream,
-            peer,
-            buf: Vec::new(),
-            out: Vec::new(),
-            rbuf: Vec::new(),
-            ranges: Vec::new(),
-            head: RequestHead::default(),
-            resp: ResponseHead::default(),
-            rec: Record::default(),
-            log_fields: Default::default(),
-        }
-    }
-
-    /// Gives this connection's (empty) buffers to the core while it waits for a request.
-    fn lend_buffers(&mut self, core: &Core) {
-        self.buf.clear();
-        if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 {
-            return;
-        }
-        let take = |v: &mut Vec<u8>| {
-            let mut v = std::mem::take(v);
-            v.clear();
-            v
-        };
-        let spare = Spare {
-            buf: take(&mut self.buf),
-            out: take(&mut self.out),
-            rbuf: take(&mut self.rbuf),
-            ranges: std::mem::take(&mut self.ranges),
-            headers: std::mem::take(&mut self.head.headers),
-            resp_headers: std::mem::take(&mut self.resp.headers),
-            log_fields: std::mem::take(&mut self.log_fields),
-        };
-        core.keep_spare(spare);
-    }
-
-    /// Takes buffers from the core again.
-    fn take_buffers(&mut self, core: &Core) {
-        let s = core.take_spare();
-        self.buf = s.buf;
-        self.out = s.out;
-        self.rbuf = s.rbuf;
-        self.ranges = s.ranges;
-        self.head.headers = s.headers;
-        self.resp.headers = s.resp_headers;
-        self.log_fields = s.log_fields;
-    }
-}
 
 enum Stop {
     /// Close without a word: the client went away, idled out or the server is stopping.
@@ -160,7 +69,7 @@ async fn keep_serving(
                 Wait::Close => return,
                 Wait::Park => {
                     let first_request = head_deadline.is_some();
-                    park::park(&core, c.stream, c.peer, deadline, first_request, guard);
+                    core.park(c.stream, c.peer, deadline, first_request, guard);
                     return;
                 }
             }
@@ -195,7 +104,9 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         if core.is_stopping() {
             return Wait::Close;
         }
-        c.lend_buffers(core);
+        if let Some(spare) = c.lend_buffers() {
+            core.keep_spare(spare);
+        }
         {
             let poll = PollOnce::new(c.stream.to_shared_fd(), Interest::Readable);
             let ready = std::pin::pin!(compio::runtime::submit(poll));
@@ -213,7 +124,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
                 Either::Right(_) => return Wait::Close,
             }
         }
-        c.take_buffers(core);
+        c.take_buffers(core.take_spare());
         match recv_ready(c) {
             Ok(0) => return Wait::Close,
             Ok(_) => return Wait::Data,
@@ -237,13 +148,48 @@ fn recv_ready(c: &mut Client) -> std::io::Result<usize> {
 
 /// One request: the rest of its head, then the exchange. Returns whether to keep the connection.
 async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
+    let started = Instant::now();
     match read_head(core, c, deadline).await {
         Ok(()) => proxy::forward(core, c).await,
         Err(Stop::Quiet) => false,
         Err(Stop::Refuse(status)) => {
             core.stats.borrow_mut().refused(status);
+            log_refusal(core, c, status, started);
             refuse(c, status).await;
             false
+        }
+    }
+}
+
+/// Writes the access-log line of a request refused before it had a member: its first line as
+/// received (up to a bound), the status, no member.
+fn log_refusal(core: &Core, c: &mut Client, status: u16, started: Instant) {
+    let Some(log) = &core.access_log else {
+        return;
+    };
+    const MAX_LINE: usize = 2048;
+    let shown = &c.buf[..c.buf.len().min(MAX_LINE)];
+    let line_end = shown
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(shown.len());
+    c.rec = crate::access_log::Record {
+        status,
+        ..Default::default()
+    };
+    let total = started.elapsed().as_micros() as u64;
+    log.append(c.peer.ip(), &shown[..line_end], b"", b"", &c.rec, "", total);
+}
+
+/// Normalises the parsed target's path for routing and forwarding (`http::path`); a target that
+/// climbs above the root is refused.
+fn normalize_target(c: &mut Client) -> Result<(), Stop> {
+    let target = &c.buf[c.head.path.clone()];
+    match path::normalize(target, &mut c.path) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::debug!(peer = %c.peer, error = e, "refused request");
+            Err(Stop::Refuse(400))
         }
     }
 }
@@ -259,7 +205,7 @@ async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(),
             limits.max_headers,
             &mut c.head,
         ) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return normalize_target(c),
             Err(HeadError::Partial) => {}
             Err(e) => {
                 tracing::debug!(peer = %c.peer, error = ?e, "refused request");
@@ -278,38 +224,3 @@ async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(),
     }
 }
 
-/// Sends `100 Continue` when an HTTP/1.1 client asked for it (`Expect: 100-continue`) and is
-/// waiting before it sends the body. `false`: the client is gone.
-pub async fn send_continue(c: &mut Client, limit: Duration) -> bool {
-    if !(c.head.expect_continue && c.head.minor_version == 1) {
-        return true;
-    }
-    write_static(&mut c.stream, reply::CONTINUE, limit)
-        .await
-        .is_ok()
-}
-
-/// Writes an error response with `Connection: close`, shuts the write side down and drains what
-/// the client still sends for a short moment, so that it reads the status instead of a reset.
-pub async fn refuse(c: &mut Client, status: u16) {
-    c.out.clear();
-    reply::error(&mut c.out, status, true);
-    let len = c.out.len();
-    if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    shutdown_write(&mut c.stream).await;
-    let deadline = Instant::now() + DRAIN_FOR;
-    let mut drained = 0;
-    while drained < DRAIN_BYTES {
-        c.buf.clear();
-        let left = deadline.saturating_duration_since(Instant::now());
-        match read_more(&mut c.stream, &mut c.buf, 16384, left).await {
-            Ok(n) => drained += n,
-            Err(_) => break,
-        }
-    }
-}

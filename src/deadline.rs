@@ -3,11 +3,13 @@
 //!
 //! A request takes four or five bounded operations; with a runtime timer each, arming and
 //! disarming them (a B-tree insert and remove, a clock read) was ~6 % of ringlb's CPU in scenario
-//! (a). Here arming is a slab slot and a push onto one of the wheel's buckets, with no clock read
-//! (the wheel keeps its own time, in ticks), and disarming frees the slot.
+//! (a). Here arming is a slab slot, a read of the coarse monotonic clock (vDSO, no system call)
+//! and a push onto one of the wheel's buckets, and disarming frees the slot.
 //!
 //! Owns: this thread's wheel. Must never: fire a deadline early (an operation gets at least its
-//! limit; it may get up to three ticks more). Invariant: the buckets hold exactly the armed,
+//! limit; it may get up to three ticks more, plus however late the turning task runs). A deadline
+//! is armed from the clock, not from the wheel's own count of turned ticks: that count lags when
+//! the turning task runs late, and a deadline armed from it would fire early at the next turn. Invariant: the buckets hold exactly the armed,
 //! unfired deadlines (disarming removes its entry), so a finished operation is never woken and
 //! memory follows the operations in flight.
 
@@ -38,6 +40,7 @@ struct Slot {
 }
 
 struct Wheel {
+    /// The coarse clock's reading when the wheel was made.
     started: Instant,
     /// Ticks turned so far.
     now: u64,
@@ -51,7 +54,7 @@ struct Wheel {
 
 thread_local! {
     static WHEEL: RefCell<Wheel> = RefCell::new(Wheel {
-        started: Instant::now(),
+        started: coarse_now(),
         now: 0,
         slots: Vec::new(),
         free: Vec::new(),
@@ -60,13 +63,42 @@ thread_local! {
     });
 }
 
+/// The coarse monotonic clock (resolution of a jiffy, a few ms: far below `TICK`).
+fn coarse_now() -> Instant {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    COARSE_EPOCH.with(|epoch| {
+        let (e, base) = *epoch;
+        let ns = (ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128 - base).max(0);
+        e + Duration::from_nanos(ns as u64)
+    })
+}
+
+thread_local! {
+    /// An `Instant` and the coarse clock's reading (ns) at the same moment, to convert readings.
+    static COARSE_EPOCH: (Instant, i128) = {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        (Instant::now(), ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128)
+    };
+}
+
 impl Wheel {
+    /// The tick the clock is in at `now`.
+    fn tick_of(&self, now: Instant) -> u64 {
+        (now.saturating_duration_since(self.started).as_millis() / TICK.as_millis()) as u64
+    }
+
     fn arm(&mut self, limit: Duration) -> u32 {
-        // The wheel's time lags the clock by up to a tick (more when the turning task runs late):
-        // two ticks of margin keep a deadline from firing early.
+        let now = self.tick_of(coarse_now());
+        self.arm_at(limit, now)
+    }
+
+    /// Arms a deadline `limit` after a moment in tick `now` (read from the clock).
+    fn arm_at(&mut self, limit: Duration, now: u64) -> u32 {
+        // Fires once the clock reaches tick `due`: at least `ticks` whole ticks after the end of
+        // the arming tick, and one more tick of margin for the coarse clock's jitter.
         let ticks = limit.as_millis().div_ceil(TICK.as_millis());
-        let due = self
-            .now
+        let due = now
+            .max(self.now)
             .saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
             .saturating_add(2);
         let index = self.free.pop().unwrap_or_else(|| {
@@ -103,7 +135,7 @@ impl Wheel {
 
     /// Turns the wheel to `now`, firing every deadline that is due.
     fn turn(&mut self, now: Instant) {
-        let target = (now.duration_since(self.started).as_millis() / TICK.as_millis()) as u64;
+        let target = self.tick_of(now);
         while self.now < target {
             self.now += 1;
             let tick = self.now;
@@ -194,7 +226,7 @@ pub async fn sleep(limit: Duration) {
 pub async fn turn_wheel() {
     loop {
         compio::time::sleep(TICK).await;
-        WHEEL.with_borrow_mut(|w| w.turn(Instant::now()));
+        WHEEL.with_borrow_mut(|w| w.turn(coarse_now()));
     }
 }
 
@@ -206,8 +238,12 @@ mod tests {
         WHEEL.with_borrow(|w| w.slots[index as usize].fired)
     }
 
+    /// Arms as if the clock were where the wheel's count is (the tests turn the wheel by hand).
     fn arm(limit: Duration) -> u32 {
-        WHEEL.with_borrow_mut(|w| w.arm(limit))
+        WHEEL.with_borrow_mut(|w| {
+            let now = w.now;
+            w.arm_at(limit, now)
+        })
     }
 
     fn disarm(index: u32) {
@@ -229,6 +265,26 @@ mod tests {
         turn_by(Duration::from_millis(150));
         assert!(fired(index), "not fired within three ticks of its limit");
         disarm(index);
+    }
+
+    /// Defect 13 of issue 9: a wheel whose turning task ran late (its count of turned ticks lags
+    /// the clock) armed deadlines from that stale count, and fired them early at the next turn.
+    #[test]
+    fn a_late_wheel_never_fires_early() {
+        WHEEL.with_borrow_mut(|w| {
+            let lagging = w.now;
+            // The clock is 20 ticks (1 s) ahead of the wheel when a 100 ms deadline is armed.
+            let index = w.arm_at(Duration::from_millis(100), lagging + 20);
+            let start = w.started;
+            // The late turn catches up to the clock, then 50 ms (one tick) more pass.
+            w.turn(start + TICK * (lagging + 21) as u32);
+            assert!(!w.slots[index as usize].fired, "fired 50 ms into a 100 ms limit");
+            w.turn(start + TICK * (lagging + 22) as u32 + Duration::from_millis(49));
+            assert!(!w.slots[index as usize].fired, "fired 99 ms into a 100 ms limit");
+            w.turn(start + TICK * (lagging + 25) as u32);
+            assert!(w.slots[index as usize].fired, "not fired within three ticks");
+            w.disarm(index);
+        });
     }
 
     #[test]

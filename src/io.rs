@@ -3,7 +3,9 @@
 //! Keeping them here means a runtime upgrade or switch touches one file. Must never: read into a
 //! buffer without spare capacity (compio reports 0 bytes, which looks like EOF). Invariant: the
 //! buffer's ownership goes to the kernel for the operation and comes back in the same `Vec`; after
-//! a timeout the operation is cancelled and the buffer is gone (the connection must then close).
+//! a timeout (`IoFail::Timeout`) the operation is cancelled and the buffer is gone: it is left
+//! empty, and the caller must not use what it held (it closes the connections concerned and
+//! replays nothing).
 
 use std::io;
 use std::net::SocketAddr;
@@ -102,6 +104,68 @@ pub async fn write_head_and(
         }
         Err(_) => Err(IoFail::Timeout),
     }
+}
+
+/// How far a request write got when it failed.
+#[derive(Debug)]
+pub enum Unsent {
+    /// The first write failed: no byte of it reached the socket.
+    Nothing(IoFail),
+    /// Some bytes may have gone out (a later write failed, or a timeout cancelled one).
+    Partly(IoFail),
+}
+
+/// Writes `head` and then `body[range]` like `write_head_and`, telling apart a failure that
+/// proves nothing was written (the first write failed) from one after which bytes may have
+/// reached the peer. After a timeout both buffers are gone (left empty).
+pub async fn send_request(
+    s: &mut TcpStream,
+    head: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), Unsent> {
+    let total = head.len() + range.len();
+    let h = std::mem::take(head);
+    let b = std::mem::take(body);
+    let first = deadline::timeout(limit, s.write_vectored((h, (b.slice(range.clone()),)))).await;
+    let written = match first {
+        Ok(BufResult(res, (h, (b,)))) => {
+            *head = h;
+            *body = b.into_inner();
+            match res {
+                Ok(0) => return Err(Unsent::Nothing(IoFail::Closed)),
+                Ok(n) => n,
+                Err(e) => return Err(Unsent::Nothing(IoFail::Error(e))),
+            }
+        }
+        Err(_) => return Err(Unsent::Partly(IoFail::Timeout)),
+    };
+    if written == total {
+        return Ok(());
+    }
+    // A short write: finish the head, then the body.
+    let head_len = head.len();
+    let rest = if written < head_len {
+        write_range(s, head, written..head_len, limit).await.map(|_| range)
+    } else {
+        Ok(range.start + written - head_len..range.end)
+    };
+    match rest {
+        Ok(r) => write_range(s, body, r, limit).await.map_err(Unsent::Partly),
+        Err(e) => Err(Unsent::Partly(e)),
+    }
+}
+
+/// Whether an idle pooled connection is still fit for a request: not closed by its peer and with
+/// nothing unread (bytes a member sent after its response, or an error). One non-blocking peek.
+pub fn idle_and_open(s: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    matches!(
+        rustix::net::recv(s, &mut byte[..], flags),
+        Err(e) if e == rustix::io::Errno::AGAIN
+    )
 }
 
 /// Shuts down the write side (the peer sees EOF after what was written).

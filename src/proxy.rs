@@ -1,45 +1,31 @@
-//! One request's trip to a member and back: route, pick, pool checkout or connect, send head and
-//! body, read the response head, stream the response body, check the connection back in.
+//! One request's trip through ringlb once its head is parsed: gather a small body, route, pick a
+//! member, take a checked pooled connection or connect, run the member's exchange (HTTP or AJP),
+//! act on its `Outcome` (answer, retry as `outcome::retry` says, fail over), write the access-log
+//! line.
 //!
-//! Owns: failover and retry decisions, and which connection may be reused. Must never: retry a
-//! non-idempotent request whose bytes may have reached a member, pool a connection whose exchange
-//! did not end cleanly, or copy a body in user space. Invariant: returns whether the client
+//! Owns: member choice, pool checkout and checkin, failover and the per-member statistics of a
+//! request. Must never: send a request on a pooled connection that is readable or closed, pool a
+//! connection whose exchange did not end cleanly, retry on its own authority (only as
+//! `outcome::retry` decides), or copy a body in user space. Invariant: returns whether the client
 //! connection may carry another request; when it returns false the caller closes it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 
-use crate::access_log::Record;
 use crate::ajp;
-use crate::config::Protocol;
-use crate::conn::{refuse, send_continue, Client};
+use crate::client::{refuse, Client};
+use crate::config::{BalancerConfig, MemberConfig, Protocol};
+use crate::core::Core;
+use crate::http::exchange::{self, Params};
 use crate::http::framing::{BodyKind, BodyTracker};
-use crate::http::parse::{parse_response, HeadError};
 use crate::http::reply;
-use crate::http::rewrite::{self, ClientBody};
-use crate::io::{self, read_more, write_head_and, write_range, IoFail};
+use crate::io::{self, read_more, write_range, IoFail};
+use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
 use crate::stats::{status_class, Failure, MemberStats, Phase};
-use crate::worker::Core;
 
-/// Largest response head accepted from a member.
-const MAX_RESPONSE_HEAD: usize = 65536;
-/// Read size for bodies.
-const BODY_READ: usize = 65536;
 /// Request bodies up to this size are gathered before anything is sent to the member.
 const GATHER_BODY: u64 = 64 * 1024;
-/// Read size for a response head (and a small body with it).
-const HEAD_READ: usize = 4096;
-
-/// How reading a response head ended badly.
-enum HeadFail {
-    /// The member closed or reset before sending any byte of a response.
-    NoResponse,
-    /// `response_timeout` passed.
-    Timeout,
-    /// The member sent something that is not a valid response head.
-    Invalid,
-}
 
 /// One member's statistics for the request under way; the member counts it in flight while this
 /// lives (through failover, errors and early returns alike).
@@ -85,7 +71,7 @@ impl Drop for Tracked<'_> {
 /// Forwards the request whose head is parsed in `c.head`. Returns whether to keep the client.
 pub async fn forward(core: &Core, c: &mut Client) -> bool {
     let started = Instant::now();
-    c.rec = Record::default();
+    c.rec = Default::default();
     if core.access_log.is_some() {
         capture_log_fields(c);
     }
@@ -122,588 +108,322 @@ fn capture_log_fields(c: &mut Client) {
     }
 }
 
-/// The exchange itself; fills `c.rec` for the access log.
-async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
+/// Reads the body bytes that came with the head, and the rest of a small Content-Length body
+/// (head and body then go to the member in one write, and the request stays replayable; not when
+/// the client waits for 100 Continue). Returns the body bytes in `c.buf`, or `None` when the
+/// client broke the framing (`Some(status)`) or left.
+async fn gather_body(
+    core: &Core,
+    c: &mut Client,
+    body: &mut BodyTracker,
+) -> Result<usize, Option<u16>> {
     let head_len = c.head.head_len;
-    let mut req_body = BodyTracker::new(c.head.body);
-    let mut initial = match req_body.advance(&c.buf[head_len..]) {
-        Ok(n) => n,
-        Err(_) => {
-            core.stats.borrow_mut().refused(400);
-            c.rec.status = 400;
-            refuse(c, 400).await;
-            return false;
-        }
-    };
-    // A small body that arrived split over reads is gathered first: head and body then go to the
-    // member in one write, and the request stays replayable. (Not when the client waits for
-    // 100 Continue before sending it.)
+    let mut initial = body.advance(&c.buf[head_len..]).map_err(|_| Some(400))?;
     if let BodyKind::Length(n) = c.head.body {
         if n <= GATHER_BODY && !c.head.expect_continue {
-            while !req_body.is_done() {
+            while !body.is_done() {
                 let had = c.buf.len();
                 let limit = core.config.limits.body_timeout;
                 if read_more(&mut c.stream, &mut c.buf, n as usize, limit)
                     .await
                     .is_err()
                 {
-                    return false;
+                    return Err(None);
                 }
-                initial += req_body.advance(&c.buf[had..]).unwrap_or(0);
+                initial += body.advance(&c.buf[had..]).map_err(|_| Some(400))?;
             }
         }
     }
-    // When the body is complete in the buffer, the request can be replayed on another connection.
-    let replayable = req_body.is_done();
-    let request_end = head_len + initial;
-    let route = core
-        .router
-        .find(c.head.routing_host(&c.buf), &c.buf[c.head.path.clone()]);
+    Ok(initial)
+}
+
+/// Routes the request and runs exchanges until one answers the client. Fills `c.rec`.
+async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
+    let mut body = BodyTracker::new(c.head.body);
+    let initial = match gather_body(core, c, &mut body).await {
+        Ok(n) => n,
+        Err(Some(status)) => {
+            core.stats.borrow_mut().refused(status);
+            c.rec.status = status;
+            refuse(c, status).await;
+            return false;
+        }
+        Err(None) => return false,
+    };
+    let head_len = c.head.head_len;
+    let mut req = Request {
+        head_len,
+        request_end: head_len + initial,
+        is_head: c.head.is_head(&c.buf),
+        reused: false,
+        replayable: body.is_done(),
+        idempotent: c.head.is_idempotent(&c.buf),
+    };
+    let target = if c.path.is_empty() {
+        &c.buf[c.head.path.clone()]
+    } else {
+        &c.path[..]
+    };
+    let route = core.router.find(c.head.routing_host(&c.buf), target);
     let Some(route) = route else {
         core.stats.borrow_mut().core.not_found += 1;
-        return local_reply(c, 404, replayable, request_end).await;
+        return local_reply(c, 404, &req).await;
     };
     let bal = route.balancer;
-    let bcfg = &core.config.balancers[bal];
-    let idempotent = c.head.is_idempotent(&c.buf);
-    // The head's bytes are drained before the response is relayed: keep what is needed of them.
-    let is_head = c.head.is_head(&c.buf);
     let mut exclude = 0u64;
-    let mut retry_fresh: Option<usize> = None;
+    let mut fresh: Option<usize> = None;
     let mut retried = false;
-    let (tracked, mut up) = loop {
-        let now = Instant::now();
-        let fresh_only = retry_fresh.take();
-        let picked = match fresh_only {
-            Some(m) => Some(m),
-            None => core.upstreams.borrow_mut()[bal].balancer.pick(now, exclude),
+    loop {
+        let picked = match fresh.take() {
+            Some(m) => Some((m, true)),
+            None => core.upstreams.borrow_mut()[bal]
+                .balancer
+                .pick(Instant::now(), exclude)
+                .map(|m| (m, false)),
         };
-        let Some(member) = picked else {
+        let Some((member, fresh_only)) = picked else {
             core.stats.borrow_mut().core.unavailable[bal] += 1;
-            return local_reply(c, 503, replayable, request_end).await;
+            return local_reply(c, 503, &req).await;
         };
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
-        let mcfg = &bcfg.members[member];
-        let mut pooled = if fresh_only.is_none() {
-            core.upstreams.borrow_mut()[bal]
-                .pool
-                .checkout_aged(member, now)
-        } else {
-            None
+        let Some((mut up, reused)) = member_connection(core, c, &tracked, fresh_only).await else {
+            exclude |= 1 << member;
+            continue;
         };
-        // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
-        if let (Some((s, idle)), Some(ping)) = (pooled.as_mut(), mcfg.ping) {
-            if *idle >= ping && !ajp::exchange::cping(s, &mut c.rbuf, bcfg.connect_timeout).await {
-                tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
-                pooled = None;
-            }
-        }
-        let pooled = pooled.map(|(s, _)| s);
-        let reused = pooled.is_some();
-        let mut up = match pooled {
-            Some(s) => {
-                tracked.with(|m| m.counters.pool_hits += 1);
-                s
-            }
-            None => {
-                tracked.with(|m| m.counters.pool_misses += 1);
-                let connect_start = Instant::now();
-                match io::connect(mcfg.addr, bcfg.connect_timeout).await {
-                    Ok(s) => {
-                        let took = connect_start.elapsed();
-                        c.rec.connect_us = Some(took.as_micros() as u64);
-                        tracked.with(|m| m.record(Phase::Connect, took));
-                        s
-                    }
-                    Err(e) => {
-                        tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
-                            "member failed to connect; skipping it for {:?}", bcfg.retry);
-                        tracked.fail(if matches!(e, IoFail::Timeout) {
-                            Failure::ConnectTimeout
-                        } else {
-                            Failure::ConnectRefused
-                        });
-                        tracked.with(|m| m.counters.failovers += 1);
-                        let mut ups = core.upstreams.borrow_mut();
-                        ups[bal].balancer.mark_failed(member, Instant::now());
-                        ups[bal].pool.clear_member(member);
-                        exclude |= 1 << member;
-                        continue;
-                    }
-                }
-            }
+        req.reused = reused;
+        let params = Params {
+            host_port: &core.config.balancers[bal].members[member].host_port,
+            preserve_host: route.preserve_host,
+            response_timeout: core.config.balancers[bal].response_timeout,
+            client_timeout: core.config.limits.body_timeout,
+            stopping: core.is_stopping(),
         };
-        if mcfg.protocol == Protocol::Ajp {
-            let req = ajp::exchange::Request {
-                head_len,
-                request_end,
-                is_head,
-                reused,
-                replayable,
-                idempotent,
-            };
-            let limits = &core.config.limits;
-            let outcome = ajp::exchange::run(
-                c,
-                &mut up,
-                mcfg,
-                &req,
-                req_body.clone(),
-                bcfg.response_timeout,
-                limits.body_timeout,
-                core.is_stopping(),
-            )
-            .await;
-            match outcome {
-                ajp::exchange::Outcome::Done {
-                    keep_client,
-                    reusable,
-                    status,
-                    body_sent,
-                    sent,
-                    received,
-                    head_time,
-                } => {
-                    tracked.with(|m| {
-                        m.counters.bytes_sent += sent;
-                        m.counters.bytes_received += received;
-                        m.record(Phase::ResponseHead, head_time);
-                        if status == 403 && !m.warned_403 {
-                            m.warned_403 = true;
-                            tracing::warn!(member = %mcfg.url,
-                                "AJP member answered 403: if every request gets it, the member's secret \
-                                 does not match the connector's (Tomcat requires one since 9.0.31)");
-                        }
-                    });
-                    c.rec.status = status;
-                    c.rec.upstream_status = Some(status);
-                    c.rec.response_head_us = Some(head_time.as_micros() as u64);
-                    c.rec.body_bytes = body_sent;
-                    tracked.respond(status, started);
-                    if reusable {
-                        core.upstreams.borrow_mut()[bal]
-                            .pool
-                            .checkin(member, up, Instant::now());
-                    }
-                    return keep_client;
-                }
-                ajp::exchange::Outcome::RetryFresh if !retried => {
-                    retried = true;
-                    retry_fresh = Some(member);
-                    tracked.with(|m| m.counters.retries += 1);
-                    continue;
-                }
-                ajp::exchange::Outcome::RetryFresh => {
-                    tracked.fail(Failure::Reset);
-                    tracked.respond(502, started);
-                    return gateway_error(c, 502, replayable).await;
-                }
-                ajp::exchange::Outcome::Failed {
-                    status,
-                    failure,
-                    request_read,
-                } => {
-                    tracing::warn!(member = %mcfg.url, ?failure, "AJP member failed the request");
-                    tracked.fail(failure);
-                    tracked.respond(status, started);
-                    return gateway_error(c, status, request_read).await;
-                }
-                ajp::exchange::Outcome::Broken {
-                    status,
-                    body_sent,
-                    received,
-                } => {
-                    tracked.with(|m| m.counters.bytes_received += received);
-                    c.rec.status = status;
-                    c.rec.body_bytes = body_sent;
-                    if status != 0 {
-                        tracked.respond(status, started);
-                    }
-                    return false;
-                }
-                ajp::exchange::Outcome::TooLarge => {
-                    tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
-                        "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
-                    return gateway_error(c, 500, replayable).await;
-                }
-            }
-        }
-        c.out.clear();
-        rewrite::request_head(
-            &mut c.out,
-            &c.buf,
-            &c.head,
-            &mcfg.host_port,
-            route.preserve_host,
-            c.peer.ip(),
-        );
-        let limit = bcfg.response_timeout;
-        let sent = (c.out.len() + initial) as u64;
-        if write_head_and(
-            &mut up,
-            &mut c.out,
-            &mut c.buf,
-            head_len..request_end,
-            limit,
-        )
-        .await
-        .is_err()
-        {
-            // A write that fails on a reused connection failed because the member had closed
-            // it: none of the request reached the application.
-            if reused && replayable && !retried {
+        let outcome = run_exchange(core, c, &mut up, &req, &mut body, &params, &tracked).await;
+        let failed = match outcome {
+            Outcome::Failed(f) => f,
+            other => return finish(core, c, &tracked, up, other, started).await,
+        };
+        match retry(&failed, &req, retried) {
+            Retry::FreshConnection => {
                 retried = true;
-                retry_fresh = Some(member);
-                tracked.with(|m| m.counters.retries += 1);
-                continue;
-            }
-            tracked.fail(Failure::Reset);
-            tracked.respond(502, started);
-            return gateway_error(c, 502, replayable).await;
-        }
-        tracked.with(|m| m.counters.bytes_sent += sent);
-        let mut consumed = request_end;
-        if !req_body.is_done() {
-            c.buf.drain(..request_end);
-            consumed = 0;
-            if !send_continue(c, core.config.limits.body_timeout).await {
-                return false;
-            }
-            match stream_request_body(core, c, &mut up, &mut req_body, limit).await {
-                BodyOutcome::Done(n) => tracked.with(|m| m.counters.bytes_sent += n),
-                BodyOutcome::ClientGone => return false,
-                BodyOutcome::MemberFailed => {
-                    tracing::warn!(member = %mcfg.url, "member failed while receiving a request body");
-                    tracked.fail(Failure::Reset);
-                    tracked.respond(502, started);
-                    return gateway_error(c, 502, false).await;
-                }
-            }
-        }
-        let sent_at = Instant::now();
-        match read_response_head(c, &mut up, bcfg.response_timeout).await {
-            Ok(()) => {
-                let took = sent_at.elapsed();
-                c.rec.response_head_us = Some(took.as_micros() as u64);
-                c.rec.upstream_status = Some(c.resp.status);
-                tracked.with(|m| m.record(Phase::ResponseHead, took));
-                c.buf.drain(..consumed);
-                break (tracked, up);
-            }
-            Err(HeadFail::NoResponse) if reused && replayable && idempotent && !retried => {
-                retried = true;
-                retry_fresh = Some(member);
+                fresh = Some(member);
                 tracked.with(|m| m.counters.retries += 1);
             }
-            Err(fail) => {
-                let (status, kind, what) = match fail {
-                    HeadFail::NoResponse => (
-                        502,
-                        Failure::Reset,
-                        "closed the connection without a response",
-                    ),
-                    HeadFail::Timeout => (
-                        504,
-                        Failure::ResponseTimeout,
-                        "sent no response head in time",
-                    ),
-                    HeadFail::Invalid => (
-                        502,
-                        Failure::InvalidResponse,
-                        "sent an invalid response head",
-                    ),
-                };
-                tracing::warn!(member = %mcfg.url, "member {what}");
-                tracked.fail(kind);
-                tracked.respond(status, started);
-                return gateway_error(c, status, consumed == 0 || replayable).await;
-            }
+            Retry::OtherMember => exclude |= 1 << member,
+            Retry::No => return fail(c, &tracked, &failed, started).await,
         }
-    };
-    let status = c.resp.status;
-    let relayed = relay_response(core, c, &mut up, is_head, bcfg.response_timeout).await;
-    c.rec.status = status;
-    c.rec.body_bytes = relayed.body_sent;
-    tracked.with(|m| m.counters.bytes_received += relayed.received);
-    tracked.respond(status, started);
-    if relayed.member_reusable {
-        core.upstreams.borrow_mut()[bal]
-            .pool
-            .checkin(tracked.member, up, Instant::now());
     }
-    relayed.keep_client
+}
+
+/// Runs the exchange of the member's protocol.
+async fn run_exchange(
+    core: &Core,
+    c: &mut Client,
+    up: &mut TcpStream,
+    req: &Request,
+    body: &mut BodyTracker,
+    params: &Params<'_>,
+    tracked: &Tracked<'_>,
+) -> Outcome {
+    let mcfg = &core.config.balancers[tracked.bal].members[tracked.member];
+    match mcfg.protocol {
+        Protocol::Http => exchange::run(c, up, req, body, params).await,
+        Protocol::Ajp => {
+            let limits = ajp::exchange::Limits {
+                response: params.response_timeout,
+                client: params.client_timeout,
+                stopping: params.stopping,
+            };
+            ajp::exchange::run(c, up, mcfg, req, body.clone(), &limits).await
+        }
+    }
+}
+
+/// A connection to the tracked member: a pooled one that is still fit (checked without blocking;
+/// for AJP, answered a CPING when idle past `ping`), else a new one (`fresh_only`: always a new
+/// one). `None`: the member cannot be reached; it is marked failed.
+async fn member_connection(
+    core: &Core,
+    c: &mut Client,
+    tracked: &Tracked<'_>,
+    fresh_only: bool,
+) -> Option<(TcpStream, bool)> {
+    let bcfg = &core.config.balancers[tracked.bal];
+    let mcfg = &bcfg.members[tracked.member];
+    if !fresh_only {
+        if let Some(s) = pooled_connection(core, c, tracked, bcfg, mcfg).await {
+            tracked.with(|m| m.counters.pool_hits += 1);
+            return Some((s, true));
+        }
+    }
+    tracked.with(|m| m.counters.pool_misses += 1);
+    let connect_start = Instant::now();
+    match io::connect(mcfg.addr, bcfg.connect_timeout).await {
+        Ok(s) => {
+            let took = connect_start.elapsed();
+            c.rec.connect_us = Some(took.as_micros() as u64);
+            tracked.with(|m| m.record(Phase::Connect, took));
+            Some((s, false))
+        }
+        Err(e) => {
+            tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
+                "member failed to connect; skipping it for {:?}", bcfg.retry);
+            tracked.fail(if matches!(e, IoFail::Timeout) {
+                Failure::ConnectTimeout
+            } else {
+                Failure::ConnectRefused
+            });
+            tracked.with(|m| m.counters.failovers += 1);
+            let mut ups = core.upstreams.borrow_mut();
+            ups[tracked.bal]
+                .balancer
+                .mark_failed(tracked.member, Instant::now());
+            ups[tracked.bal].pool.clear_member(tracked.member);
+            None
+        }
+    }
+}
+
+/// The most recently pooled connection to the member that is neither readable nor closed (late
+/// bytes from the member would otherwise reach the next client); others are closed.
+async fn pooled_connection(
+    core: &Core,
+    c: &mut Client,
+    tracked: &Tracked<'_>,
+    bcfg: &BalancerConfig,
+    mcfg: &MemberConfig,
+) -> Option<TcpStream> {
+    loop {
+        let (mut s, idle) = core.upstreams.borrow_mut()[tracked.bal]
+            .pool
+            .checkout_aged(tracked.member, Instant::now())?;
+        if !io::idle_and_open(&s) {
+            tracing::debug!(member = %mcfg.url, "pooled connection closed or readable; dropped");
+            continue;
+        }
+        // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
+        if mcfg.ping.is_some_and(|ping| idle >= ping)
+            && !ajp::exchange::cping(&mut s, &mut c.rbuf, bcfg.connect_timeout).await
+        {
+            tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
+            continue;
+        }
+        return Some(s);
+    }
+}
+
+/// Acts on an exchange that answered the client (whole or broken). Returns whether to keep it.
+async fn finish(
+    core: &Core,
+    c: &mut Client,
+    tracked: &Tracked<'_>,
+    up: TcpStream,
+    outcome: Outcome,
+    started: Instant,
+) -> bool {
+    match outcome {
+        Outcome::Done(d) => {
+            let ajp = core.config.balancers[tracked.bal].members[tracked.member].protocol
+                == Protocol::Ajp;
+            record_done(c, tracked, &d, ajp, started);
+            if d.reusable {
+                core.upstreams.borrow_mut()[tracked.bal].pool.checkin(
+                    tracked.member,
+                    up,
+                    Instant::now(),
+                );
+            }
+            d.keep_client
+        }
+        Outcome::Broken {
+            status,
+            body_sent,
+            received,
+        } => {
+            tracked.with(|m| m.counters.bytes_received += received);
+            c.rec.status = status;
+            c.rec.body_bytes = body_sent;
+            if status != 0 {
+                tracked.respond(status, started);
+            }
+            false
+        }
+        Outcome::TooLarge => {
+            let mcfg = &core.config.balancers[tracked.bal].members[tracked.member];
+            tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
+                "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
+            gateway_error(c, 500, true).await
+        }
+        Outcome::Failed(f) => fail(c, tracked, &f, started).await,
+    }
+}
+
+/// Counts a whole response and fills the access-log record.
+fn record_done(c: &mut Client, tracked: &Tracked<'_>, d: &Done, ajp: bool, started: Instant) {
+    let status = d.status;
+    tracked.with(|m| {
+        m.counters.bytes_sent += d.sent;
+        m.counters.bytes_received += d.received;
+        m.record(Phase::ResponseHead, d.head_time);
+        if ajp && status == 403 && !m.warned_403 {
+            m.warned_403 = true;
+            tracing::warn!(
+                "AJP member answered 403: if every request gets it, the member's secret does not \
+                 match the connector's (Tomcat requires one since 9.0.31)"
+            );
+        }
+    });
+    c.rec.status = status;
+    c.rec.upstream_status = Some(status);
+    c.rec.response_head_us = Some(d.head_time.as_micros() as u64);
+    c.rec.body_bytes = d.body_sent;
+    tracked.respond(status, started);
+}
+
+/// Answers a failed exchange with its 502/504.
+async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instant) -> bool {
+    let mcfg = &tracked.core.config.balancers[tracked.bal].members[tracked.member];
+    let what = match f.reached {
+        Reached::NoConnection | Reached::Nothing => "before the request was sent",
+        Reached::Request => "after the request was sent, before a response",
+        Reached::Response => "with a response that could not be relayed",
+    };
+    tracing::warn!(member = %mcfg.url, failure = ?f.failure, "member failed {what}");
+    tracked.fail(f.failure);
+    tracked.respond(f.status, started);
+    gateway_error(c, f.status, f.request_read).await
 }
 
 /// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
-async fn local_reply(c: &mut Client, status: u16, whole: bool, request_end: usize) -> bool {
+async fn local_reply(c: &mut Client, status: u16, req: &Request) -> bool {
     c.rec.status = status;
-    if !whole {
+    if !req.replayable {
         refuse(c, status).await;
         return false;
     }
-    c.buf.drain(..request_end);
+    c.buf.drain(..req.request_end);
     let keep = c.head.keep_alive;
     c.out.clear();
     reply::error(&mut c.out, status, !keep);
     let n = c.out.len();
-    write_range(
-        &mut c.stream,
-        &mut c.out,
-        0..n,
-        std::time::Duration::from_secs(10),
-    )
-    .await
-    .is_ok()
+    write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
+        .await
+        .is_ok()
         && keep
 }
 
-/// A 502 or 504 with `Connection: close`. `request_read` says whether the client's request was
-/// read to its end (if not, the rest is drained briefly so the client sees the status).
+/// A 502, 504 (or 500) with `Connection: close`. `request_read` says whether the client's request
+/// was read to its end (if not, the rest is drained briefly so the client sees the status).
 async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool {
     c.rec.status = status;
     if request_read {
         c.out.clear();
         reply::error(&mut c.out, status, true);
         let n = c.out.len();
-        let _ = write_range(
-            &mut c.stream,
-            &mut c.out,
-            0..n,
-            std::time::Duration::from_secs(10),
-        )
-        .await;
+        let _ = write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
     } else {
         refuse(c, status).await;
     }
     false
-}
-
-enum BodyOutcome {
-    /// The body went out whole; this many bytes were streamed.
-    Done(u64),
-    ClientGone,
-    MemberFailed,
-}
-
-/// Streams the rest of a request body from the client to the member. Bytes after the body (a
-/// pipelined request) stay in `c.buf`.
-async fn stream_request_body(
-    core: &Core,
-    c: &mut Client,
-    up: &mut TcpStream,
-    body: &mut BodyTracker,
-    limit: std::time::Duration,
-) -> BodyOutcome {
-    let client_limit = core.config.limits.body_timeout;
-    let mut streamed = 0u64;
-    while !body.is_done() {
-        let start = c.buf.len();
-        if read_more(&mut c.stream, &mut c.buf, BODY_READ, client_limit)
-            .await
-            .is_err()
-        {
-            return BodyOutcome::ClientGone;
-        }
-        let Ok(n) = body.advance(&c.buf[start..]) else {
-            // A framing error mid-body: abort, the member connection is dropped unpooled.
-            return BodyOutcome::ClientGone;
-        };
-        if write_range(up, &mut c.buf, 0..start + n, limit)
-            .await
-            .is_err()
-        {
-            return BodyOutcome::MemberFailed;
-        }
-        streamed += (start + n) as u64;
-        c.buf.drain(..start + n);
-    }
-    BodyOutcome::Done(streamed)
-}
-
-/// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses.
-async fn read_response_head(
-    c: &mut Client,
-    up: &mut TcpStream,
-    limit: std::time::Duration,
-) -> Result<(), HeadFail> {
-    let deadline = Instant::now() + limit;
-    c.rbuf.clear();
-    loop {
-        if !c.rbuf.is_empty() {
-            match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
-                Ok(()) if (100..200).contains(&c.resp.status) && c.resp.status != 101 => {
-                    let n = c.resp.head_len;
-                    // ringlb answered Expect itself; other interim responses go to 1.1 clients.
-                    if c.resp.status != 100 && c.head.minor_version == 1 {
-                        let _ = write_range(&mut c.stream, &mut c.rbuf, 0..n, limit).await;
-                    }
-                    c.rbuf.drain(..n);
-                    continue;
-                }
-                Ok(()) => return Ok(()),
-                Err(HeadError::Partial) => {}
-                Err(_) => return Err(HeadFail::Invalid),
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let had = c.rbuf.len();
-        match read_more(up, &mut c.rbuf, HEAD_READ, left).await {
-            Ok(_) => {}
-            Err(IoFail::Timeout) => return Err(HeadFail::Timeout),
-            Err(_) if had == 0 => return Err(HeadFail::NoResponse),
-            Err(_) => return Err(HeadFail::Invalid),
-        }
-    }
-}
-
-/// How relaying a response ended.
-struct Relayed {
-    keep_client: bool,
-    member_reusable: bool,
-    /// Bytes read from the member for this response.
-    received: u64,
-    /// Response body bytes written to the client.
-    body_sent: u64,
-}
-
-impl Relayed {
-    /// The exchange broke: both connections close.
-    fn broken(received: u64, body_sent: u64) -> Relayed {
-        Relayed {
-            keep_client: false,
-            member_reusable: false,
-            received,
-            body_sent,
-        }
-    }
-}
-
-/// Sends the response head and body to the client.
-async fn relay_response(
-    core: &Core,
-    c: &mut Client,
-    up: &mut TcpStream,
-    is_head: bool,
-    limit: std::time::Duration,
-) -> Relayed {
-    let status = c.resp.status;
-    let kind = if is_head || status == 204 || status == 304 {
-        BodyKind::Empty
-    } else {
-        c.resp.body
-    };
-    let mode = match kind {
-        BodyKind::Empty => ClientBody::None,
-        BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
-        _ => ClientBody::PassThrough,
-    };
-    let keep_client = c.head.keep_alive
-        && kind != BodyKind::UntilClose
-        && mode != ClientBody::Dechunk
-        && !core.is_stopping();
-    let mut member_clean = c.resp.keep_alive;
-    let mut received = c.rbuf.len() as u64;
-    let mut body_sent = 0u64;
-    c.out.clear();
-    rewrite::response_head(
-        &mut c.out,
-        &c.rbuf,
-        &c.resp,
-        mode,
-        c.head.minor_version,
-        keep_client,
-    );
-    let client_limit = core.config.limits.body_timeout;
-    let mut body = BodyTracker::new(kind);
-    let head_len = c.resp.head_len;
-    // The first body bytes arrived with the head.
-    c.ranges.clear();
-    let ranges = &mut c.ranges;
-    let Ok(n) = body.advance_with(&c.rbuf[head_len..], |r| {
-        ranges.push(r.start + head_len..r.end + head_len)
-    }) else {
-        // Nothing has gone to the client yet: it gets a 502 rather than a broken response.
-        tracing::warn!("member sent a malformed chunked body");
-        c.out.clear();
-        reply::error(&mut c.out, 502, true);
-        let len = c.out.len();
-        let _ = write_range(&mut c.stream, &mut c.out, 0..len, client_limit).await;
-        return Relayed::broken(received, body_sent);
-    };
-    member_clean &= head_len + n == c.rbuf.len();
-    body_sent += data_len(mode, n, &c.ranges);
-    let sent = if mode == ClientBody::Dechunk {
-        let len = c.out.len();
-        write_range(&mut c.stream, &mut c.out, 0..len, client_limit)
-            .await
-            .is_ok()
-            && write_ranges(c, client_limit).await
-    } else {
-        write_head_and(
-            &mut c.stream,
-            &mut c.out,
-            &mut c.rbuf,
-            head_len..head_len + n,
-            client_limit,
-        )
-        .await
-        .is_ok()
-    };
-    if !sent {
-        return Relayed::broken(received, body_sent);
-    }
-    while !body.is_done() {
-        c.rbuf.clear();
-        match read_more(up, &mut c.rbuf, BODY_READ, limit).await {
-            Ok(n) => received += n as u64,
-            Err(IoFail::Closed) if body.finish_at_close() => break,
-            Err(_) => return Relayed::broken(received, body_sent),
-        }
-        c.ranges.clear();
-        let ranges = &mut c.ranges;
-        let Ok(n) = body.advance_with(&c.rbuf, |r| ranges.push(r)) else {
-            return Relayed::broken(received, body_sent);
-        };
-        member_clean &= n == c.rbuf.len();
-        body_sent += data_len(mode, n, &c.ranges);
-        let ok = if mode == ClientBody::Dechunk {
-            write_ranges(c, client_limit).await
-        } else {
-            write_range(&mut c.stream, &mut c.rbuf, 0..n, client_limit)
-                .await
-                .is_ok()
-        };
-        if !ok {
-            return Relayed::broken(received, body_sent);
-        }
-    }
-    Relayed {
-        keep_client,
-        member_reusable: member_clean && kind != BodyKind::UntilClose,
-        received,
-        body_sent,
-    }
-}
-
-/// Body bytes a write sends: the framed bytes, or the decoded data when de-chunking.
-fn data_len(mode: ClientBody, framed: usize, ranges: &[std::ops::Range<usize>]) -> u64 {
-    match mode {
-        ClientBody::Dechunk => ranges.iter().map(|r| r.len() as u64).sum(),
-        _ => framed as u64,
-    }
-}
-
-/// Writes the data ranges of `c.rbuf` listed in `c.ranges` (a decoded chunked body).
-async fn write_ranges(c: &mut Client, limit: std::time::Duration) -> bool {
-    for i in 0..c.ranges.len() {
-        let r = c.ranges[i].clone();
-        if write_range(&mut c.stream, &mut c.rbuf, r, limit)
-            .await
-            .is_err()
-        {
-            return false;
-        }
-    }
-    true
 }

@@ -121,7 +121,7 @@ impl Server {
                     };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = worker::Core::new(id, config, board, log_tx, parking);
+                        let core = crate::core::Core::new(id, config, board, log_tx, parking);
                         let core = std::rc::Rc::new(core);
                         worker::run(core, listeners, stop_rx).await;
                     });

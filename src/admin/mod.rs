@@ -13,14 +13,13 @@ pub mod metrics;
 pub mod report;
 
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 
 use crate::http::parse::{parse_request, HeadError, RequestHead};
-use crate::io::{read_more, write_range};
-use crate::worker::Core;
+use crate::io::{read_more, write_range, IoFail};
+use crate::core::Core;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -45,20 +44,25 @@ impl Reply {
 }
 
 /// Serves one admin connection: one request, one response, close.
-pub async fn serve(core: Rc<Core>, mut stream: TcpStream, _peer: SocketAddr) {
+pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
     let mut buf = Vec::with_capacity(4096);
     let mut head = RequestHead::default();
+    // The whole head (and body) must arrive within header_timeout of the accept, however slowly
+    // it trickles.
+    let deadline = Instant::now() + core.config.limits.header_timeout;
     let reply = loop {
         match parse_request(&buf, 16384, 100, &mut head) {
             Ok(()) => break None,
             Err(HeadError::Partial) => {}
             Err(e) => break Some(Reply::new(e.status(), "text/plain", "bad request\n".into())),
         }
-        if read_more(&mut stream, &mut buf, 4096, ADMIN_TIMEOUT)
-            .await
-            .is_err()
-        {
-            return;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match read_more(&mut stream, &mut buf, 4096, left).await {
+            Ok(_) => {}
+            Err(IoFail::Timeout) => {
+                break Some(Reply::new(408, "text/plain", "request timeout\n".into()))
+            }
+            Err(_) => return,
         }
     };
     let reply = match reply {
@@ -72,14 +76,12 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, _peer: SocketAddr) {
                 _ => return,
             };
             while buf.len() < head.head_len + body_len {
-                if read_more(&mut stream, &mut buf, 4096, ADMIN_TIMEOUT)
-                    .await
-                    .is_err()
-                {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if read_more(&mut stream, &mut buf, 4096, left).await.is_err() {
                     return;
                 }
             }
-            handle(&core, &buf, &head)
+            handle(core, &buf, &head)
         }
     };
     let mut out = format!(
@@ -115,8 +117,21 @@ fn authorized(core: &Core, buf: &[u8], head: &RequestHead) -> bool {
             let v = buf[h.value.clone()].trim_ascii();
             v.len() > 7
                 && v[..7].eq_ignore_ascii_case(b"bearer ")
-                && v[7..].trim_ascii() == token.as_bytes()
+                && same_secret(v[7..].trim_ascii(), token.as_bytes())
         })
+}
+
+/// Compares a presented token with the configured one in time that depends only on their
+/// lengths, not on where they first differ.
+fn same_secret(given: &[u8], want: &[u8]) -> bool {
+    if given.len() != want.len() {
+        return false;
+    }
+    let diff = given
+        .iter()
+        .zip(want)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0
 }
 
 fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
@@ -135,7 +150,7 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     let body = &buf[head.head_len..];
     let config = &core.config;
     // The serving core's own figures are published now; the other cores' are at most a second old.
-    crate::worker::publish(core, std::time::Instant::now());
+    crate::core::publish(core, std::time::Instant::now());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("GET", ["status"]) | ("GET", [""]) => {
@@ -176,5 +191,16 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             "text/plain",
             "not found: try /status, /status.json or /metrics\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn token_comparison() {
+        assert!(super::same_secret(b"s3cret", b"s3cret"));
+        assert!(!super::same_secret(b"s3creT", b"s3cret"));
+        assert!(!super::same_secret(b"s3cre", b"s3cret"));
+        assert!(!super::same_secret(b"", b"s3cret"));
     }
 }

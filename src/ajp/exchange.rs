@@ -2,11 +2,13 @@
 //! when the length is known), body packets on GET_BODY_CHUNK, then SEND_HEADERS, SEND_BODY_CHUNK
 //! and END_RESPONSE turned into an HTTP/1.1 response for the client.
 //!
-//! Owns: the AJP body rules and response framing. Must never: send a first body packet for a
-//! chunked upload (Tomcat asks for it), retry a request whose bytes may have reached the container
-//! unless it is idempotent and whole in the buffer, or reuse a connection whose END_RESPONSE said
-//! not to (or that broke any rule). Invariant: a client sees either a whole response, a 502/504
-//! before any byte of one, or a truncated response followed by a close.
+//! Owns: the AJP body rules and response framing, and what the exchange reports
+//! (`outcome::Outcome`, the same type as HTTP's). Must never: send a first body packet for a
+//! chunked upload (Tomcat asks for it), decide a retry (`outcome::retry` does), relay a response
+//! head `request::check_response` refuses, relay more body than the container's Content-Length
+//! declared, or report reusable a connection whose END_RESPONSE said not to (or that broke any
+//! rule). Invariant: a client sees either a whole response, a 502/504 before any byte of one, or a
+//! truncated response followed by a close.
 
 use std::io::Write as _;
 use std::ops::Range;
@@ -17,52 +19,22 @@ use compio::net::TcpStream;
 use super::codec::{
     body_packet_header, decode, max_body_chunk, HeaderName, Packet, CPING_PACKET, EMPTY_BODY,
 };
-use super::request::{forward_request, response_head, Forward};
+use super::request::{check_response, forward_request, response_head, Forward, Framing};
+use crate::client::{send_continue, Client};
 use crate::config::MemberConfig;
-use crate::conn::{send_continue, Client};
 use crate::http::framing::{BodyKind, BodyTracker};
-use crate::io::{read_more, write_head_and, write_range, IoFail};
+use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
+use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
 
-/// How an AJP exchange ended.
-pub enum Outcome {
-    /// The response went to the client (whole).
-    Done {
-        keep_client: bool,
-        reusable: bool,
-        status: u16,
-        body_sent: u64,
-        sent: u64,
-        received: u64,
-        head_time: Duration,
-    },
-    /// The reused connection was dead before anything came back: send again on a fresh one.
-    RetryFresh,
-    /// Nothing usable came back: the client gets `status` (502/504) and the connection closes.
-    Failed {
-        status: u16,
-        failure: Failure,
-        request_read: bool,
-    },
-    /// The response had started (or the client left): both connections close.
-    Broken {
-        status: u16,
-        body_sent: u64,
-        received: u64,
-    },
-    /// The request does not fit in one AJP packet (AJP has no continuation).
-    TooLarge,
-}
-
-/// What `run` needs to know about the request beyond the client connection.
-pub struct Request {
-    pub head_len: usize,
-    /// End of the request bytes already in `c.buf` (head and the body read so far).
-    pub request_end: usize,
-    pub is_head: bool,
-    pub reused: bool,
-    pub replayable: bool,
-    pub idempotent: bool,
+/// The limits an exchange runs under.
+pub struct Limits {
+    /// For the container's answers.
+    pub response: Duration,
+    /// For each read from and write to the client.
+    pub client: Duration,
+    /// The server is stopping: the client connection is not kept.
+    pub stopping: bool,
 }
 
 /// Sends CPING and waits for CPONG (Tomcat answers a CPING by closing while it shuts down).
@@ -155,35 +127,169 @@ fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
 
 /// The container broke the protocol before a response started: 502.
 fn invalid(body: &Body) -> Outcome {
-    Outcome::Failed {
-        status: 502,
+    Outcome::Failed(Failed {
+        reached: Reached::Response,
         failure: Failure::InvalidResponse,
+        status: 502,
         request_read: body.finished(),
+    })
+}
+
+/// The response as relayed so far.
+struct Response {
+    /// Set once SEND_HEADERS was relayed.
+    started: Option<Started>,
+    head_time: Duration,
+    body_sent: u64,
+    received: u64,
+    sent: u64,
+    /// A chunk's CRLF is still to be written (chunked framing for the client).
+    crlf_pending: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Started {
+    status: u16,
+    /// HEAD, 204, 304: body packets are not relayed.
+    no_body: bool,
+    to_chunk: bool,
+    keep: bool,
+    /// The container's Content-Length: the body must be exactly this long.
+    length: Option<u64>,
+}
+
+impl Response {
+    fn broken(&self) -> Outcome {
+        broken(self.started.map_or(0, |s| s.status), self.body_sent, self.received)
     }
 }
 
 /// Runs the exchange on `up` for the request parsed in `c`.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     c: &mut Client,
     up: &mut TcpStream,
     member: &MemberConfig,
     req: &Request,
     tracker: BodyTracker,
-    response_timeout: Duration,
-    client_timeout: Duration,
-    stopping: bool,
+    limits: &Limits,
 ) -> Outcome {
+    let (mut body, sent) = match send_forward(c, up, member, req, tracker, limits).await {
+        Ok(sent) => sent,
+        Err(outcome) => return outcome,
+    };
+    let sent_at = Instant::now();
+    let deadline = sent_at + limits.response;
+    let mut r = Response {
+        started: None,
+        head_time: Duration::ZERO,
+        body_sent: 0,
+        received: 0,
+        sent,
+        crlf_pending: false,
+    };
+    c.rbuf.clear();
+    let mut rpos = 0usize;
+    let mut got_any = false;
+    loop {
+        let (packet, used) = match decode(&c.rbuf[rpos..], member.packet_size) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                c.rbuf.drain(..rpos);
+                rpos = 0;
+                let limit = match r.started {
+                    None => deadline.saturating_duration_since(Instant::now()),
+                    Some(_) => limits.response,
+                };
+                match read_more(up, &mut c.rbuf, 16384, limit).await {
+                    Ok(n) => r.received += n as u64,
+                    Err(e) => return read_failed(&r, &body, e, got_any),
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
+                return if r.started.is_some() { r.broken() } else { invalid(&body) };
+            }
+        };
+        got_any = true;
+        let base = rpos;
+        rpos += used;
+        let step = match packet {
+            Packet::GetBodyChunk(n) => send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await,
+            Packet::SendHeaders { status, reason, headers } => {
+                r.head_time = sent_at.elapsed();
+                let head = (status, reason, headers);
+                send_headers(c, head, base, req, &body, &mut r, limits, member).await
+            }
+            Packet::SendBodyChunk(data) => send_data(c, data, base, &body, &mut r, limits).await,
+            Packet::EndResponse { reuse } => {
+                return match end_response(c, &mut body, &mut r, limits).await {
+                    Ok((s, whole)) => done(&r, s, whole, reuse && whole && rpos == c.rbuf.len()),
+                    Err(outcome) => outcome,
+                };
+            }
+            Packet::CPong => Err(invalid(&body)),
+        };
+        if let Err(outcome) = step {
+            return outcome;
+        }
+    }
+}
+
+/// The outcome of an exchange the container ended with END_RESPONSE.
+fn done(r: &Response, s: Started, whole: bool, reusable: bool) -> Outcome {
+    Outcome::Done(Done {
+        keep_client: s.keep && whole,
+        reusable,
+        status: s.status,
+        body_sent: r.body_sent,
+        sent: r.sent,
+        received: r.received,
+        head_time: r.head_time,
+    })
+}
+
+/// What a failed read from the container means.
+fn read_failed(r: &Response, body: &Body, e: IoFail, got_any: bool) -> Outcome {
+    if r.started.is_some() {
+        return r.broken();
+    }
+    let reached = if got_any { Reached::Response } else { Reached::Request };
+    let (failure, status) = match e {
+        IoFail::Timeout => (Failure::ResponseTimeout, 504),
+        _ => (Failure::Reset, 502),
+    };
+    Outcome::Failed(Failed {
+        reached,
+        failure,
+        status,
+        request_read: body.finished(),
+    })
+}
+
+/// Encodes FORWARD_REQUEST (and the first body packet, when the length is known) and sends it.
+async fn send_forward(
+    c: &mut Client,
+    up: &mut TcpStream,
+    member: &MemberConfig,
+    req: &Request,
+    tracker: BodyTracker,
+    limits: &Limits,
+) -> Result<(Body, u64), Outcome> {
     let max = member.packet_size;
-    let chunk_max = max_body_chunk(max);
     c.out.clear();
     let forward = Forward {
         client: c.peer,
         secret: member.secret.as_deref(),
         packet_size: max,
     };
-    if forward_request(&mut c.out, &c.buf, &c.head, &forward).is_err() {
-        return Outcome::TooLarge;
+    let target = if c.path.is_empty() {
+        &c.buf[c.head.path.clone()]
+    } else {
+        &c.path[..]
+    };
+    if forward_request(&mut c.out, &c.buf, &c.head, target, &forward).is_err() {
+        return Err(Outcome::TooLarge);
     }
     let chunked = c.head.body == BodyKind::Chunked;
     let mut body = Body {
@@ -201,255 +307,218 @@ pub async fn run(
         // Decode what arrived with the head (Tomcat will ask for it), then drop the head.
         body.pending = 0..0;
         if stage_chunked(c, &mut body, req.head_len).is_err() {
-            return broken(0, 0, 0);
+            return Err(broken(0, 0, 0));
         }
         c.buf.drain(..req.head_len);
     }
-    // The first body packet goes unasked when the length is known and not zero.
-    let mut first = 0..0;
-    if let BodyKind::Length(n) = c.head.body {
-        if n > 0 {
-            if body.pending.is_empty() {
-                if !send_continue(c, client_timeout).await {
-                    return broken(0, 0, 0);
-                }
-                // c.out already holds the encoded FORWARD_REQUEST; the head's bytes may go.
-                if read_body(c, &mut body, client_timeout).await.is_err() {
-                    return broken(0, 0, 0);
-                }
-            }
-            let take = body.pending.len().min(chunk_max);
-            first = body.pending.start..body.pending.start + take;
-            body_packet_header(&mut c.out, take);
-            body.pending.start += take;
+    let first = first_body_packet(c, &mut body, max_body_chunk(max), limits).await?;
+    let sent = (c.out.len() + first.len()) as u64;
+    match send_request(up, &mut c.out, &mut c.buf, first, limits.response).await {
+        Ok(()) => Ok((body, sent)),
+        Err(Unsent::Nothing(_)) => Err(Outcome::Failed(Failed::reset(Reached::Nothing, true))),
+        Err(Unsent::Partly(_)) => {
+            let read = req.replayable && !c.buf.is_empty();
+            Err(Outcome::Failed(Failed::reset(Reached::Request, read)))
         }
     }
-    let mut sent = (c.out.len() + first.len()) as u64;
-    if write_head_and(up, &mut c.out, &mut c.buf, first, response_timeout)
-        .await
-        .is_err()
-    {
-        if req.reused && req.replayable {
-            return Outcome::RetryFresh;
-        }
-        return Outcome::Failed {
-            status: 502,
-            failure: Failure::Reset,
-            request_read: req.replayable,
-        };
+}
+
+/// The first body packet goes unasked when the length is known and not zero: its header is
+/// appended to `c.out`, and the range of `c.buf` it carries is returned.
+async fn first_body_packet(
+    c: &mut Client,
+    body: &mut Body,
+    chunk_max: usize,
+    limits: &Limits,
+) -> Result<Range<usize>, Outcome> {
+    let BodyKind::Length(n) = c.head.body else {
+        return Ok(0..0);
+    };
+    if n == 0 {
+        return Ok(0..0);
     }
-    let sent_at = Instant::now();
-    let deadline = sent_at + response_timeout;
-    c.rbuf.clear();
-    let mut rpos = 0usize;
-    let mut received = 0u64;
-    let mut got_any = false;
-    // Response state, once SEND_HEADERS arrived.
-    let mut started: Option<(u16, bool, bool, bool)> = None; // (status, no_body, chunked, keep)
-    let mut head_time = Duration::ZERO;
-    let mut body_sent = 0u64;
-    let mut crlf_pending = false;
-    loop {
-        let decoded = decode(&c.rbuf[rpos..], max);
-        let (packet, used) = match decoded {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                if rpos > 0 {
-                    c.rbuf.drain(..rpos);
-                    rpos = 0;
-                }
-                let limit = if started.is_none() {
-                    deadline.saturating_duration_since(Instant::now())
-                } else {
-                    response_timeout
-                };
-                match read_more(up, &mut c.rbuf, 16384, limit).await {
-                    Ok(n) => {
-                        received += n as u64;
-                        continue;
-                    }
-                    Err(e) => {
-                        return match (started, e) {
-                            (Some((status, ..)), _) => broken(status, body_sent, received),
-                            (None, IoFail::Timeout) => Outcome::Failed {
-                                status: 504,
-                                failure: Failure::ResponseTimeout,
-                                request_read: body.finished(),
-                            },
-                            (None, _)
-                                if !got_any && req.reused && req.replayable && req.idempotent =>
-                            {
-                                Outcome::RetryFresh
-                            }
-                            (None, _) => Outcome::Failed {
-                                status: 502,
-                                failure: Failure::Reset,
-                                request_read: body.finished(),
-                            },
-                        };
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
-                return match started {
-                    Some((status, ..)) => broken(status, body_sent, received),
-                    None => invalid(&body),
-                };
-            }
-        };
-        got_any = true;
-        let base = rpos;
-        rpos += used;
-        match packet {
-            Packet::GetBodyChunk(n) => {
-                let want = usize::from(n).min(chunk_max);
-                while !body.tracker.is_done() && body.pending.is_empty() && body.stage.is_empty() {
-                    if read_body(c, &mut body, client_timeout).await.is_err() {
-                        return broken(started.map_or(0, |s| s.0), body_sent, received);
-                    }
-                }
-                c.out.clear();
-                let write = if chunked && !body.stage.is_empty() {
-                    let take = body.stage.len().min(want);
-                    body_packet_header(&mut c.out, take);
-                    c.out.extend_from_slice(&body.stage[..take]);
-                    body.stage.drain(..take);
-                    0..0
-                } else if !body.pending.is_empty() {
-                    let take = body.pending.len().min(want);
-                    body_packet_header(&mut c.out, take);
-                    let r = body.pending.start..body.pending.start + take;
-                    body.pending.start += take;
-                    r
-                } else {
-                    c.out.extend_from_slice(&EMPTY_BODY);
-                    0..0
-                };
-                sent += (c.out.len() + write.len()) as u64;
-                if write_head_and(up, &mut c.out, &mut c.buf, write, response_timeout)
-                    .await
-                    .is_err()
-                {
-                    return match started {
-                        Some((status, ..)) => broken(status, body_sent, received),
-                        None => Outcome::Failed {
-                            status: 502,
-                            failure: Failure::Reset,
-                            request_read: false,
-                        },
-                    };
-                }
-            }
-            Packet::SendHeaders {
-                status,
-                reason,
-                headers,
-            } => {
-                if started.is_some() {
-                    return broken(status, body_sent, received);
-                }
-                head_time = sent_at.elapsed();
-                let reason = reason.map(|r| shift(&r, base));
-                let mut headers = headers;
-                for (name, value) in headers.iter_mut() {
-                    if let HeaderName::Named(r) = name {
-                        *r = shift(r, base);
-                    }
-                    *value = shift(value, base);
-                }
-                let has_length = headers.iter().any(|(n, _)| match n {
-                    HeaderName::Coded(i) => *i == 2,
-                    HeaderName::Named(r) => {
-                        c.rbuf[r.clone()].eq_ignore_ascii_case(b"content-length")
-                    }
-                });
-                let no_body =
-                    req.is_head || status == 204 || status == 304 || (100..200).contains(&status);
-                let to_chunk = !no_body && !has_length && c.head.minor_version == 1;
-                let until_close = !no_body && !has_length && c.head.minor_version == 0;
-                let keep = c.head.keep_alive && !until_close && !stopping;
-                c.out.clear();
-                response_head(
-                    &mut c.out,
-                    &c.rbuf,
-                    status,
-                    &reason,
-                    &headers,
-                    to_chunk,
-                    keep,
-                    c.head.minor_version,
-                );
-                let n = c.out.len();
-                if write_range(&mut c.stream, &mut c.out, 0..n, client_timeout)
-                    .await
-                    .is_err()
-                {
-                    return broken(status, body_sent, received);
-                }
-                started = Some((status, no_body, to_chunk, keep));
-            }
-            Packet::SendBodyChunk(data) => {
-                let Some((status, no_body, to_chunk, _)) = started else {
-                    return invalid(&body);
-                };
-                let data = shift(&data, base);
-                if no_body || data.is_empty() {
-                    continue;
-                }
-                c.out.clear();
-                if to_chunk {
-                    if crlf_pending {
-                        c.out.extend_from_slice(b"\r\n");
-                    }
-                    let _ = write!(c.out, "{:x}\r\n", data.len());
-                    crlf_pending = true;
-                }
-                body_sent += data.len() as u64;
-                if write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, client_timeout)
-                    .await
-                    .is_err()
-                {
-                    return broken(status, body_sent, received);
-                }
-            }
-            Packet::EndResponse { reuse } => {
-                let Some((status, _, to_chunk, keep)) = started else {
-                    return invalid(&body);
-                };
-                if to_chunk {
-                    c.out.clear();
-                    if crlf_pending {
-                        c.out.extend_from_slice(b"\r\n");
-                    }
-                    c.out.extend_from_slice(b"0\r\n\r\n");
-                    let n = c.out.len();
-                    if write_range(&mut c.stream, &mut c.out, 0..n, client_timeout)
-                        .await
-                        .is_err()
-                    {
-                        return broken(status, body_sent, received);
-                    }
-                }
-                // The client's request must have been read to its end for the connection to go on.
-                let whole = body.finished();
-                if !body.chunked {
-                    // The request's bytes end where the body sent so far ends.
-                    c.buf.drain(..body.pending.start.min(c.buf.len()));
-                }
-                return Outcome::Done {
-                    keep_client: keep && whole,
-                    reusable: reuse && rpos == c.rbuf.len() && whole,
-                    status,
-                    body_sent,
-                    sent,
-                    received,
-                    head_time,
-                };
-            }
-            Packet::CPong => {
-                return invalid(&body);
-            }
+    if body.pending.is_empty() {
+        if !send_continue(c, limits.client).await {
+            return Err(broken(0, 0, 0));
+        }
+        // c.out already holds the encoded FORWARD_REQUEST; the head's bytes may go.
+        if read_body(c, body, limits.client).await.is_err() {
+            return Err(broken(0, 0, 0));
         }
     }
+    let take = body.pending.len().min(chunk_max);
+    let first = body.pending.start..body.pending.start + take;
+    body_packet_header(&mut c.out, take);
+    body.pending.start += take;
+    Ok(first)
+}
+
+/// Answers a GET_BODY_CHUNK with the next body packet (empty once the body is all sent).
+async fn send_body_chunk(
+    c: &mut Client,
+    up: &mut TcpStream,
+    body: &mut Body,
+    asked: u16,
+    member: &MemberConfig,
+    r: &mut Response,
+    limits: &Limits,
+) -> Result<(), Outcome> {
+    let want = usize::from(asked).min(max_body_chunk(member.packet_size));
+    while !body.tracker.is_done() && body.pending.is_empty() && body.stage.is_empty() {
+        if read_body(c, body, limits.client).await.is_err() {
+            return Err(r.broken());
+        }
+    }
+    c.out.clear();
+    let write = if body.chunked && !body.stage.is_empty() {
+        let take = body.stage.len().min(want);
+        body_packet_header(&mut c.out, take);
+        c.out.extend_from_slice(&body.stage[..take]);
+        body.stage.drain(..take);
+        0..0
+    } else if !body.pending.is_empty() {
+        let take = body.pending.len().min(want);
+        body_packet_header(&mut c.out, take);
+        let w = body.pending.start..body.pending.start + take;
+        body.pending.start += take;
+        w
+    } else {
+        c.out.extend_from_slice(&EMPTY_BODY);
+        0..0
+    };
+    r.sent += (c.out.len() + write.len()) as u64;
+    match write_head_and(up, &mut c.out, &mut c.buf, write, limits.response).await {
+        Ok(()) => Ok(()),
+        Err(_) if r.started.is_some() => Err(r.broken()),
+        Err(_) => Err(Outcome::Failed(Failed::reset(Reached::Request, false))),
+    }
+}
+
+/// Checks SEND_HEADERS and writes the client's response head.
+#[allow(clippy::too_many_arguments)]
+async fn send_headers(
+    c: &mut Client,
+    (status, reason, mut headers): (u16, Option<Range<usize>>, Vec<(HeaderName, Range<usize>)>),
+    base: usize,
+    req: &Request,
+    body: &Body,
+    r: &mut Response,
+    limits: &Limits,
+    member: &MemberConfig,
+) -> Result<(), Outcome> {
+    if r.started.is_some() {
+        return Err(r.broken());
+    }
+    let reason = reason.map(|x| shift(&x, base));
+    for (name, value) in headers.iter_mut() {
+        if let HeaderName::Named(n) = name {
+            *n = shift(n, base);
+        }
+        *value = shift(value, base);
+    }
+    let length = match check_response(&c.rbuf, status, &reason, &headers) {
+        Ok(length) => length,
+        Err(why) => {
+            tracing::warn!(member = %member.url, why, "AJP container sent an invalid response head");
+            return Err(invalid(body));
+        }
+    };
+    let no_body = req.is_head || status == 204 || status == 304;
+    let minor = c.head.minor_version;
+    let to_chunk = !no_body && length.is_none() && minor == 1;
+    let until_close = !no_body && length.is_none() && minor == 0;
+    let keep = c.head.keep_alive && !until_close && !limits.stopping;
+    let framing = Framing {
+        length,
+        chunked: to_chunk,
+        keep_alive: keep,
+        client_minor: minor,
+    };
+    c.out.clear();
+    response_head(&mut c.out, &c.rbuf, status, &reason, &headers, &framing);
+    let n = c.out.len();
+    r.started = Some(Started {
+        status,
+        no_body,
+        to_chunk,
+        keep,
+        length: length.filter(|_| !no_body),
+    });
+    match write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(r.broken()),
+    }
+}
+
+/// Relays one SEND_BODY_CHUNK; never more than the container's Content-Length.
+async fn send_data(
+    c: &mut Client,
+    data: Range<usize>,
+    base: usize,
+    body: &Body,
+    r: &mut Response,
+    limits: &Limits,
+) -> Result<(), Outcome> {
+    let Some(s) = r.started else {
+        return Err(invalid(body));
+    };
+    let data = shift(&data, base);
+    if s.no_body || data.is_empty() {
+        return Ok(());
+    }
+    if s.length.is_some_and(|l| r.body_sent + data.len() as u64 > l) {
+        tracing::warn!("AJP container sent more body than its Content-Length; closing");
+        return Err(r.broken());
+    }
+    c.out.clear();
+    if s.to_chunk {
+        if r.crlf_pending {
+            c.out.extend_from_slice(b"\r\n");
+        }
+        let _ = write!(c.out, "{:x}\r\n", data.len());
+        r.crlf_pending = true;
+    }
+    r.body_sent += data.len() as u64;
+    match write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, limits.client).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(r.broken()),
+    }
+}
+
+/// Ends the client's response at END_RESPONSE. `Ok((started, whole))`: the response is complete,
+/// and `whole` says whether the client's request was read to its end.
+async fn end_response(
+    c: &mut Client,
+    body: &mut Body,
+    r: &mut Response,
+    limits: &Limits,
+) -> Result<(Started, bool), Outcome> {
+    let Some(s) = r.started else {
+        return Err(invalid(body));
+    };
+    if s.length.is_some_and(|l| r.body_sent != l) {
+        tracing::warn!("AJP container ended the response short of its Content-Length; closing");
+        return Err(r.broken());
+    }
+    if s.to_chunk {
+        c.out.clear();
+        if r.crlf_pending {
+            c.out.extend_from_slice(b"\r\n");
+        }
+        c.out.extend_from_slice(b"0\r\n\r\n");
+        let n = c.out.len();
+        if write_range(&mut c.stream, &mut c.out, 0..n, limits.client)
+            .await
+            .is_err()
+        {
+            return Err(r.broken());
+        }
+    }
+    // The client's request must have been read to its end for the connection to go on.
+    let whole = body.finished();
+    if !body.chunked {
+        // The request's bytes end where the body sent so far ends.
+        c.buf.drain(..body.pending.start.min(c.buf.len()));
+    }
+    Ok((s, whole))
 }

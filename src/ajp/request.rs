@@ -1,9 +1,12 @@
 //! The FORWARD_REQUEST a container receives for an HTTP request, and the HTTP response head a
 //! client receives for the container's SEND_HEADERS.
 //!
-//! Must never: forward a hop-by-hop header, or send the query inside `req_uri` (it goes in the
-//! `query_string` attribute, as Tomcat expects). Invariant: the request fits in one packet or
-//! `forward_request` fails with `TooLarge` (AJP has no continuation packets).
+//! Must never: forward a header `http::policy` drops (hop-by-hop, named by Connection), lose the
+//! request's Content-Length (the container frames the body packets by it), send the query inside
+//! `req_uri` (it goes in the `query_string` attribute, as Tomcat expects), or relay a response
+//! head an HTTP member could not send (CR, LF or other control bytes, a status outside 200–999,
+//! conflicting lengths: `check_response` refuses them). Invariant: the request fits in one packet
+//! or `forward_request` fails with `TooLarge` (AJP has no continuation packets).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -13,10 +16,12 @@ use super::codec::{
     attr, method_code, request_header_code, AjpError, HeaderName, Writer, FORWARD_REQUEST,
     RESPONSE_HEADERS,
 };
+use crate::http::chunked::is_tchar;
 use crate::http::framing::BodyKind;
-use crate::http::header::{connection_lists, HeaderKind};
-use crate::http::parse::RequestHead;
-use crate::http::rewrite::{end_response_head, push_header};
+use crate::http::header::{classify, connection_lists, HeaderKind};
+use crate::http::parse::{parse_content_length, RequestHead};
+use crate::http::policy::{action, action_for, Action, Direction, Wire};
+use crate::http::rewrite::{end_response_head, push_content_length, push_header};
 
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
@@ -24,20 +29,6 @@ pub struct Forward<'a> {
     /// The secret Tomcat's connector requires (`secret` on the member).
     pub secret: Option<&'a str>,
     pub packet_size: usize,
-}
-
-fn hop_by_hop(buf: &[u8], head: &RequestHead, kind: HeaderKind, name: &[u8]) -> bool {
-    matches!(
-        kind,
-        HeaderKind::Connection
-            | HeaderKind::HopByHop
-            | HeaderKind::Expect
-            | HeaderKind::TransferEncoding
-    ) || head
-        .headers
-        .iter()
-        .filter(|h| h.kind == HeaderKind::Connection)
-        .any(|h| connection_lists(&buf[h.value.clone()], name))
 }
 
 /// Splits a Host value into (name, port); port 80 when absent.
@@ -67,6 +58,7 @@ pub fn forward_request(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &RequestHead,
+    target: &[u8],
     f: &Forward,
 ) -> Result<(), AjpError> {
     let mut w = Writer::begin(out);
@@ -79,7 +71,6 @@ pub fn forward_request(
     } else {
         b"HTTP/1.1"
     });
-    let target = &buf[head.path.clone()];
     let (path, query) = match target.iter().position(|&b| b == b'?') {
         Some(i) => (&target[..i], Some(&target[i + 1..])),
         None => (target, None),
@@ -97,21 +88,29 @@ pub fn forward_request(
     w.string(server_name);
     w.int(server_port);
     w.boolean(false); // is_ssl
-                      // Counted, then written: no list is built for it.
+    // Counted, then written: no list is built for it.
     let forwarded = || {
-        head.headers
-            .iter()
-            .filter(|h| !hop_by_hop(buf, head, h.kind, &buf[h.name.clone()]))
+        head.headers.iter().filter(|h| {
+            match action_for(buf, &head.headers, h, Direction::Request, Wire::Ajp) {
+                Action::Forward => true,
+                Action::Drop => false,
+                // The container frames the body by Content-Length; chunked needs no header.
+                Action::Own => h.kind == HeaderKind::ContentLength,
+            }
+        })
     };
-    w.int(forwarded().count() as u16);
+    // A repeated (identical) Content-Length is sent once.
+    let lengths = forwarded()
+        .filter(|h| h.kind == HeaderKind::ContentLength)
+        .count();
+    w.int((forwarded().count() - lengths.saturating_sub(1)) as u16);
+    let mut length_sent = false;
     for h in forwarded() {
-        let name = &buf[h.name.clone()];
-        match request_header_code(name) {
-            Some(code) => w.int(code),
-            None => w.string(name),
-        }
         if h.kind == HeaderKind::ContentLength {
-            // One normalised value (a repeated identical value was accepted by the parser).
+            if std::mem::replace(&mut length_sent, true) {
+                continue;
+            }
+            w.int(request_header_code(b"content-length").unwrap_or(0xA008));
             let n = match head.body {
                 BodyKind::Length(n) => n,
                 _ => 0,
@@ -121,9 +120,14 @@ pub fn forward_request(
             let _ = write!(cur, "{n}");
             let len = cur.position() as usize;
             w.string(&digits[..len]);
-        } else {
-            w.string(buf[h.value.clone()].trim_ascii());
+            continue;
         }
+        let name = &buf[h.name.clone()];
+        match request_header_code(name) {
+            Some(code) => w.int(code),
+            None => w.string(name),
+        }
+        w.string(buf[h.value.clone()].trim_ascii());
     }
     if let Some(q) = query {
         w.byte(attr::QUERY_STRING);
@@ -180,40 +184,92 @@ pub fn reason_for(status: u16, given: &[u8]) -> &[u8] {
     }
 }
 
-/// Writes the client's response head for a SEND_HEADERS packet held in `pkt`.
-/// `chunked`: frame the body with chunked coding (no Content-Length from the container).
-#[allow(clippy::too_many_arguments)]
+/// The name of a SEND_HEADERS header.
+fn header_name<'a>(pkt: &'a [u8], name: &HeaderName) -> &'a [u8] {
+    match name {
+        HeaderName::Coded(i) => RESPONSE_HEADERS[*i].as_bytes(),
+        HeaderName::Named(r) => &pkt[r.clone()],
+    }
+}
+
+/// Checks a SEND_HEADERS packet by the rules an HTTP member's response head must meet: a status
+/// in 200–999, a reason and values free of control bytes (HTAB aside), token names, and at most
+/// one Content-Length value. Returns the Content-Length, if any.
+pub fn check_response(
+    pkt: &[u8],
+    status: u16,
+    reason: &Option<Range<usize>>,
+    headers: &[(HeaderName, Range<usize>)],
+) -> Result<Option<u64>, &'static str> {
+    if !(200..=999).contains(&status) {
+        return Err("status outside 200-999");
+    }
+    let clean = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    if !reason.as_ref().is_none_or(|r| clean(&pkt[r.clone()])) {
+        return Err("control byte in the reason phrase");
+    }
+    let mut length: Option<u64> = None;
+    for (name, value) in headers {
+        let name = header_name(pkt, name);
+        let value = &pkt[value.clone()];
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err("bad header name");
+        }
+        if !clean(value) {
+            return Err("control byte in a header value");
+        }
+        if classify(name) == HeaderKind::ContentLength {
+            let n = parse_content_length(value.trim_ascii()).ok_or("bad Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("differing Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// How the client's response head is framed.
+pub struct Framing {
+    /// The container's checked Content-Length (also written for HEAD and 304 answers).
+    pub length: Option<u64>,
+    /// Frame the body with chunked coding (no Content-Length from the container).
+    pub chunked: bool,
+    pub keep_alive: bool,
+    pub client_minor: u8,
+}
+
+/// Writes the client's response head for a SEND_HEADERS packet held in `pkt` (checked by
+/// `check_response`).
 pub fn response_head(
     out: &mut Vec<u8>,
     pkt: &[u8],
     status: u16,
     reason: &Option<Range<usize>>,
     headers: &[(HeaderName, Range<usize>)],
-    chunked: bool,
-    keep_alive: bool,
-    client_minor: u8,
+    framing: &Framing,
 ) {
     let given = reason.as_ref().map_or(&[][..], |r| &pkt[r.clone()]);
     let _ = write!(out, "HTTP/1.1 {status} ");
     out.extend_from_slice(reason_for(status, given));
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        let name: &[u8] = match name {
-            HeaderName::Coded(i) => RESPONSE_HEADERS[*i].as_bytes(),
-            HeaderName::Named(r) => &pkt[r.clone()],
-        };
-        if name.eq_ignore_ascii_case(b"connection")
-            || name.eq_ignore_ascii_case(b"keep-alive")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-        {
-            continue;
+        let name = header_name(pkt, name);
+        let named = headers.iter().any(|(n, v)| {
+            classify(header_name(pkt, n)) == HeaderKind::Connection
+                && connection_lists(&pkt[v.clone()], name)
+        });
+        if action(classify(name), Direction::Response, Wire::Ajp, named) == Action::Forward {
+            push_header(out, name, &pkt[value.clone()]);
         }
-        push_header(out, name, &pkt[value.clone()]);
     }
-    if chunked {
+    if let Some(n) = framing.length {
+        push_content_length(out, n);
+    }
+    if framing.chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    end_response_head(out, keep_alive, client_minor);
+    end_response_head(out, framing.keep_alive, framing.client_minor);
 }
 
 #[cfg(test)]
@@ -230,7 +286,7 @@ mod tests {
             secret,
             packet_size: 8192,
         };
-        forward_request(&mut out, raw, &head, &f).unwrap();
+        forward_request(&mut out, raw, &head, &raw[head.path.clone()], &f).unwrap();
         out
     }
 
@@ -299,8 +355,9 @@ mod tests {
             packet_size: 8192,
         };
         let mut out = Vec::new();
+        let path = &raw.as_bytes()[head.path.clone()];
         assert_eq!(
-            forward_request(&mut out, raw.as_bytes(), &head, &f),
+            forward_request(&mut out, raw.as_bytes(), &head, path, &f),
             Err(AjpError::TooLarge)
         );
     }
@@ -313,12 +370,49 @@ mod tests {
             (HeaderName::Coded(6), 10..25),
         ];
         let mut out = Vec::new();
-        response_head(&mut out, pkt, 200, &None, &headers, true, true, 1);
+        let framing = Framing {
+            length: None,
+            chunked: true,
+            keep_alive: true,
+            client_minor: 1,
+        };
+        response_head(&mut out, pkt, 200, &None, &headers, &framing);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: JSESSIONID=1.n1\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
         assert_eq!(reason_for(404, b"404"), b"Not Found");
+    }
+
+    #[test]
+    fn content_length_named_by_connection_still_reaches_the_container() {
+        let out = encode(
+            b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: Content-Length, X-A\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc",
+            None,
+        );
+        assert!(
+            out.windows(4).any(|w| w == [0xA0, 0x08, 0, 1]),
+            "content-length coded, value \"3\""
+        );
+        assert!(!out.windows(3).any(|w| w == b"X-A"), "X-A is named by Connection");
+    }
+
+    #[test]
+    fn response_checks() {
+        let pkt = b"OK\r\nbadtext/plain5x6";
+        let ok = |status, reason: Option<Range<usize>>, headers: &[(HeaderName, Range<usize>)]| {
+            check_response(pkt, status, &reason, headers)
+        };
+        assert_eq!(ok(200, Some(0..2), &[(HeaderName::Coded(0), 7..17)]), Ok(None));
+        assert!(ok(200, Some(0..4), &[]).is_err(), "CR LF in the reason");
+        for status in [0, 99, 100, 101, 199, 1000] {
+            assert!(ok(status, None, &[]).is_err(), "{status}");
+        }
+        assert!(ok(200, None, &[(HeaderName::Coded(0), 2..7)]).is_err(), "CR LF in a value");
+        assert!(ok(200, None, &[(HeaderName::Named(1..4), 7..17)]).is_err(), "bad name");
+        let len = [(HeaderName::Coded(2), 17..18), (HeaderName::Coded(2), 19..20)];
+        assert!(ok(200, None, &len).is_err(), "differing lengths");
+        assert_eq!(ok(200, None, &len[..1]), Ok(Some(5)));
         assert_eq!(reason_for(200, b"Fine"), b"Fine");
     }
 }

@@ -1,9 +1,13 @@
 //! A streaming, strict validator and decoder of the chunked transfer coding (RFC 9112 §7.1).
 //!
-//! Owns: finding where a chunked body ends and where its data bytes are, across reads of any size.
-//! Must never: buffer or copy body bytes (it reports ranges), or accept a malformed size line or a
-//! missing CRLF. Invariant: `scan` never consumes a byte past the end of the body, so what follows
-//! (a pipelined request) stays in the caller's buffer.
+//! Owns: finding where a chunked body ends and where its data bytes are, across reads of any size;
+//! checking the size lines (`chunk-size [ chunk-ext ] CRLF`, extensions by their grammar:
+//! `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`) and the trailer section
+//! (each line a field line: `token ":" OWS value OWS`, no obs-fold, no control bytes).
+//! Must never: buffer or copy body bytes (it reports ranges), or accept anything the grammar does
+//! not allow (a body it accepts is read the same way by every conforming reader, so it can be
+//! forwarded byte for byte). Invariant: `scan` never consumes a byte past the end of the body, so
+//! what follows (a pipelined request) stays in the caller's buffer.
 
 use std::ops::Range;
 
@@ -11,14 +15,35 @@ use std::ops::Range;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkError(pub &'static str);
 
+/// Longest chunk extension accepted on one size line.
+const MAX_EXT: u32 = 4096;
+/// Longest trailer section accepted.
+const MAX_TRAILERS: u32 = 16384;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// At the start of a chunk-size line: at least one hex digit is needed.
     SizeStart,
     /// Inside the hex digits.
     Size,
-    /// After the digits: optional whitespace then `;` and extensions, until CR.
-    SizeExt,
+    /// After the digits or an extension: BWS, then `;` or the line's CR.
+    ExtNext,
+    /// After `;`: BWS, then an extension name.
+    ExtName,
+    /// Inside an extension name.
+    ExtNameMore,
+    /// After an extension name and BWS: `=`, `;` (no CR: BWS only comes before `=` or `;`).
+    ExtAfterName,
+    /// After `=`: BWS, then a token or a quoted string.
+    ExtValue,
+    /// Inside a token value.
+    ExtToken,
+    /// Inside a quoted-string value.
+    ExtQuoted,
+    /// After a backslash in a quoted string.
+    ExtEscape,
+    /// After a value: BWS then `;`, or CR straight after it.
+    ExtAfterValue,
     /// CR seen at the end of a size line.
     SizeLf,
     /// Chunk data, this many bytes left.
@@ -29,8 +54,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    TrailerLine,
+    /// Inside a trailer field name.
+    TrailerName,
+    /// Inside a trailer field value.
+    TrailerValue,
     /// CR seen at the end of a trailer line.
     TrailerLf,
     /// CR seen on the final empty line.
@@ -44,6 +71,8 @@ pub struct ChunkedDecoder {
     state: State,
     size: u64,
     digits: u8,
+    /// Bytes of extensions on the current size line, or of the trailer section.
+    extra: u32,
 }
 
 impl Default for ChunkedDecoder {
@@ -52,12 +81,27 @@ impl Default for ChunkedDecoder {
     }
 }
 
+/// `tchar` of RFC 9110 §5.6.2.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// A byte allowed in a field value (VCHAR, obs-text, SP, HTAB).
+fn is_field_byte(b: u8) -> bool {
+    is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
 impl ChunkedDecoder {
     pub fn new() -> Self {
         ChunkedDecoder {
             state: State::SizeStart,
             size: 0,
             digits: 0,
+            extra: 0,
         }
     }
 
@@ -74,44 +118,8 @@ impl ChunkedDecoder {
     ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < buf.len() {
-            let b = buf[i];
             match self.state {
                 State::Done => return Ok(i),
-                State::SizeStart | State::Size => match hex_value(b) {
-                    Some(v) => {
-                        self.digits += 1;
-                        if self.digits > 15 {
-                            return Err(ChunkError("chunk size too large"));
-                        }
-                        self.size = self.size * 16 + u64::from(v);
-                        self.state = State::Size;
-                    }
-                    None if self.state == State::SizeStart => {
-                        return Err(ChunkError("chunk size missing"))
-                    }
-                    None => {
-                        self.state = State::SizeExt;
-                        continue;
-                    }
-                },
-                State::SizeExt => match b {
-                    b'\r' => self.state = State::SizeLf,
-                    b'\n' => return Err(ChunkError("bare LF in chunk size line")),
-                    0 => return Err(ChunkError("NUL in chunk extension")),
-                    _ => {}
-                },
-                State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("bad chunk size line ending"));
-                    }
-                    self.state = if self.size == 0 {
-                        State::TrailerStart
-                    } else {
-                        State::Data(self.size)
-                    };
-                    self.size = 0;
-                    self.digits = 0;
-                }
                 State::Data(left) => {
                     let take = left.min((buf.len() - i) as u64) as usize;
                     on_data(i..i + take);
@@ -124,45 +132,117 @@ impl ChunkedDecoder {
                     };
                     continue;
                 }
-                State::DataCr => {
-                    if b != b'\r' {
-                        return Err(ChunkError("chunk data not followed by CRLF"));
-                    }
-                    self.state = State::DataLf;
-                }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("chunk data not followed by CRLF"));
-                    }
-                    self.state = State::SizeStart;
-                }
-                State::TrailerStart => match b {
-                    b'\r' => self.state = State::FinalLf,
-                    b'\n' => return Err(ChunkError("bare LF in trailer")),
-                    _ => self.state = State::TrailerLine,
-                },
-                State::TrailerLine => match b {
-                    b'\r' => self.state = State::TrailerLf,
-                    b'\n' | 0 => return Err(ChunkError("bad trailer line")),
-                    _ => {}
-                },
-                State::TrailerLf => {
-                    if b != b'\n' {
-                        return Err(ChunkError("bad trailer line ending"));
-                    }
-                    self.state = State::TrailerStart;
-                }
                 State::FinalLf => {
-                    if b != b'\n' {
+                    if buf[i] != b'\n' {
                         return Err(ChunkError("bad final line ending"));
                     }
                     self.state = State::Done;
                     return Ok(i + 1);
                 }
+                _ => self.step(buf[i])?,
             }
             i += 1;
         }
         Ok(i)
+    }
+
+    /// One byte of framing (anything but chunk data and the body's last LF).
+    fn step(&mut self, b: u8) -> Result<(), ChunkError> {
+        use State as S;
+        self.state = match self.state {
+            S::SizeStart | S::Size => return self.size_digit(b),
+            S::SizeLf => {
+                if b != b'\n' {
+                    return Err(ChunkError("bad chunk size line ending"));
+                }
+                let size = std::mem::take(&mut self.size);
+                self.digits = 0;
+                self.extra = 0;
+                if size == 0 {
+                    S::TrailerStart
+                } else {
+                    S::Data(size)
+                }
+            }
+            S::DataCr if b == b'\r' => S::DataLf,
+            S::DataLf if b == b'\n' => S::SizeStart,
+            S::DataCr | S::DataLf => return Err(ChunkError("chunk data not followed by CRLF")),
+            S::TrailerStart | S::TrailerName | S::TrailerValue | S::TrailerLf => {
+                return self.trailer(b)
+            }
+            _ => return self.extension(b),
+        };
+        Ok(())
+    }
+
+    fn size_digit(&mut self, b: u8) -> Result<(), ChunkError> {
+        match hex_value(b) {
+            Some(v) => {
+                self.digits += 1;
+                if self.digits > 15 {
+                    return Err(ChunkError("chunk size too large"));
+                }
+                self.size = self.size * 16 + u64::from(v);
+                self.state = State::Size;
+                Ok(())
+            }
+            None if self.state == State::SizeStart => Err(ChunkError("chunk size missing")),
+            None => {
+                self.state = State::ExtNext;
+                self.extension(b)
+            }
+        }
+    }
+
+    /// One byte of a size line after its digits.
+    fn extension(&mut self, b: u8) -> Result<(), ChunkError> {
+        use State as S;
+        self.extra += 1;
+        if self.extra > MAX_EXT {
+            return Err(ChunkError("chunk extension too long"));
+        }
+        self.state = match (self.state, b) {
+            (S::ExtNext | S::ExtAfterValue, b';') => S::ExtName,
+            (S::ExtNext | S::ExtAfterValue, b) if is_ws(b) => S::ExtAfterValue,
+            (S::ExtNext, b'\r') => S::SizeLf,
+            (S::ExtName, b) if is_ws(b) => S::ExtName,
+            (S::ExtName, b) if is_tchar(b) => S::ExtNameMore,
+            (S::ExtNameMore, b) if is_tchar(b) => S::ExtNameMore,
+            (S::ExtNameMore | S::ExtToken, b'\r') => S::SizeLf,
+            (S::ExtNameMore | S::ExtToken, b';') => S::ExtName,
+            (S::ExtNameMore | S::ExtAfterName, b'=') => S::ExtValue,
+            (S::ExtNameMore | S::ExtAfterName, b) if is_ws(b) => S::ExtAfterName,
+            (S::ExtAfterName, b';') => S::ExtName,
+            (S::ExtValue, b) if is_ws(b) => S::ExtValue,
+            (S::ExtValue, b'"') => S::ExtQuoted,
+            (S::ExtValue | S::ExtToken, b) if is_tchar(b) => S::ExtToken,
+            (S::ExtToken, b) if is_ws(b) => S::ExtAfterValue,
+            (S::ExtQuoted, b'"') => S::ExtNext,
+            (S::ExtQuoted, b'\\') => S::ExtEscape,
+            (S::ExtQuoted, b) if b != b'"' && b != b'\\' && is_field_byte(b) => S::ExtQuoted,
+            (S::ExtEscape, b) if is_field_byte(b) => S::ExtQuoted,
+            _ => return Err(ChunkError("malformed chunk size line or extension")),
+        };
+        Ok(())
+    }
+
+    /// One byte of the trailer section (before its final empty line).
+    fn trailer(&mut self, b: u8) -> Result<(), ChunkError> {
+        use State as S;
+        self.extra += 1;
+        if self.extra > MAX_TRAILERS {
+            return Err(ChunkError("trailer section too long"));
+        }
+        self.state = match (self.state, b) {
+            (S::TrailerStart, b'\r') => S::FinalLf,
+            (S::TrailerStart | S::TrailerName, b) if is_tchar(b) => S::TrailerName,
+            (S::TrailerName, b':') => S::TrailerValue,
+            (S::TrailerValue, b'\r') => S::TrailerLf,
+            (S::TrailerValue, b) if is_field_byte(b) => S::TrailerValue,
+            (S::TrailerLf, b'\n') => S::TrailerStart,
+            _ => return Err(ChunkError("malformed trailer line")),
+        };
+        Ok(())
     }
 }
 
@@ -214,6 +294,25 @@ mod tests {
             b"\r\n",
             b"1000000000000000\r\n",
             b"0\r\n\n",
+            b"1g\r\na\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5 6\r\nhello\r\n0\r\n\r\n",
+            b"0 anything\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x01b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\x7f\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a \r\nhello\r\n0\r\n\r\n",
+            b"0\r\nPOST / HTTP/1.1\r\n\r\n",
+            b"0\r\nGET /x HTTP/1.1\r\n\r\n",
+            b"0\r\nX-T: 1\r\n folded\r\n\r\n",
+            b"0\r\n\tX-T: 1\r\n\r\n",
+            b"0\r\nX-T: a\x01b\r\n\r\n",
+            b"0\r\nX-T : 1\r\n\r\n",
+            b"0\r\n: 1\r\n\r\n",
+            b"0\r\nX-T: 1\n\r\n",
         ];
         for b in bad {
             assert!(
@@ -221,6 +320,56 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(b)
             );
+        }
+    }
+
+    #[test]
+    fn accepts_what_the_grammar_allows() {
+        let good: &[&[u8]] = &[
+            b"5;a=b\r\nhello\r\n0\r\n\r\n",
+            b"5 ; a = b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"q \\\" ;x\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a;b=c;d\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b ;c\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\r\nY:\r\nZ: a b\t\r\n\r\n",
+            b"00005\r\nhello\r\n000\r\n\r\n",
+        ];
+        for g in good {
+            for step in 1..g.len() {
+                let (data, used) = decode_all(g, step)
+                    .unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(g)));
+                assert_eq!(data, b"hello");
+                assert_eq!(used, g.len());
+            }
+        }
+    }
+
+    /// Property: for random inputs, every split gives the same verdict, data and end as one scan.
+    #[test]
+    fn split_points_never_change_the_reading() {
+        let pieces: &[&[u8]] = &[
+            b"5", b"0", b"a", b"\r\n", b"\r", b"\n", b";", b"=", b" ", b"\"", b"x", b"hello",
+            b"X-T: 1", b":", b"\x01", b"\\",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 12) {
+                input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let whole = decode_all(&input, input.len().max(1));
+            let step = 1 + (next() % 4) as usize;
+            let split = decode_all(&input, step);
+            assert_eq!(whole, split, "{:?} step {step}", String::from_utf8_lossy(&input));
+            if let Ok((_, used)) = whole {
+                assert!(used <= input.len());
+            }
         }
     }
 

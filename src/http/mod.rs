@@ -5,8 +5,11 @@
 //! offsets into the connection's read buffer and rewritten into a reused output buffer.
 
 pub mod chunked;
+pub mod exchange;
 pub mod framing;
 pub mod header;
 pub mod parse;
+pub mod path;
+pub mod policy;
 pub mod reply;
 pub mod rewrite;

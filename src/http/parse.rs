@@ -25,6 +25,8 @@ pub enum HeadError {
     UriTooLong,
     /// 405: a method ringlb does not proxy (CONNECT).
     MethodNotAllowed,
+    /// 501: a transfer coding ringlb does not implement (anything but `chunked` alone).
+    NotImplemented,
 }
 
 impl HeadError {
@@ -35,6 +37,7 @@ impl HeadError {
             HeadError::TooLarge => 431,
             HeadError::UriTooLong => 414,
             HeadError::MethodNotAllowed => 405,
+            HeadError::NotImplemented => 501,
         }
     }
 }
@@ -52,6 +55,8 @@ pub struct RequestHead {
     pub minor_version: u8,
     pub headers: Vec<HeaderPos>,
     pub host: Option<Range<usize>>,
+    /// The Content-Length value, when the request had one.
+    pub content_length: Option<u64>,
     pub body: BodyKind,
     /// The client wants the connection kept open after this request.
     pub keep_alive: bool,
@@ -141,7 +146,8 @@ pub fn parse_request(
     head.host = None;
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
-    let mut chunked_final = false;
+    let mut chunked_count = 0u32;
+    let mut other_coding = false;
     let mut has_te = false;
     let mut close = false;
     let mut keep_alive_token = false;
@@ -165,14 +171,7 @@ pub fn parse_request(
             }
             HeaderKind::TransferEncoding => {
                 has_te = true;
-                for t in tokens(v) {
-                    if chunked_final {
-                        return Err(HeadError::Invalid(
-                            "chunked is not the final transfer coding",
-                        ));
-                    }
-                    chunked_final = t.eq_ignore_ascii_case(b"chunked");
-                }
+                request_codings(v, &mut chunked_count, &mut other_coding)?;
             }
             HeaderKind::Connection => {
                 for t in tokens(v) {
@@ -193,6 +192,7 @@ pub fn parse_request(
     if hosts > 1 {
         return Err(HeadError::Invalid("repeated Host"));
     }
+    head.content_length = content_length;
     head.body = match (has_te, content_length) {
         (true, Some(_)) => {
             return Err(HeadError::Invalid(
@@ -204,8 +204,9 @@ pub fn parse_request(
                 "Transfer-Encoding in an HTTP/1.0 request",
             ))
         }
-        (true, None) if !chunked_final => {
-            return Err(HeadError::Invalid("final transfer coding is not chunked"))
+        (true, None) if other_coding => return Err(HeadError::NotImplemented),
+        (true, None) if chunked_count != 1 => {
+            return Err(HeadError::Invalid("chunked must be applied exactly once"))
         }
         (true, None) => BodyKind::Chunked,
         (false, Some(0)) | (false, None) => BodyKind::Empty,
@@ -216,6 +217,24 @@ pub fn parse_request(
     } else {
         keep_alive_token && !close
     };
+    Ok(())
+}
+
+/// Reads one Transfer-Encoding value of a request: a list whose only allowed element is
+/// `chunked` (any case). An empty element is an error (400); another coding is counted as such
+/// (501 once the whole head is read, unless a 400 applies first).
+fn request_codings(v: &[u8], chunked: &mut u32, other: &mut bool) -> Result<(), HeadError> {
+    for t in v.split(|&b| b == b',') {
+        let t = t.trim_ascii();
+        if t.is_empty() {
+            return Err(HeadError::Invalid("empty element in Transfer-Encoding"));
+        }
+        if t.eq_ignore_ascii_case(b"chunked") {
+            *chunked += 1;
+        } else {
+            *other = true;
+        }
+    }
     Ok(())
 }
 
@@ -280,6 +299,8 @@ pub struct ResponseHead {
     /// Offsets of the reason phrase.
     pub reason: Range<usize>,
     pub headers: Vec<HeaderPos>,
+    /// The Content-Length value, when the response had one.
+    pub content_length: Option<u64>,
     /// Framing of the body, as declared (the caller applies HEAD/204/304).
     pub body: BodyKind,
     /// The member will keep the connection open after this response.
@@ -328,6 +349,9 @@ pub fn parse_response(
             HeaderKind::TransferEncoding => {
                 has_te = true;
                 for t in tokens(v) {
+                    if chunked_final {
+                        return Err(HeadError::Invalid("response: chunked is not the last coding"));
+                    }
                     chunked_final = t.eq_ignore_ascii_case(b"chunked");
                 }
             }
@@ -345,6 +369,7 @@ pub fn parse_response(
             kind,
         });
     }
+    head.content_length = content_length;
     head.body = match (has_te, content_length) {
         (true, Some(_)) => {
             return Err(HeadError::Invalid(
@@ -414,8 +439,6 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -434,9 +457,36 @@ mod tests {
         }
         let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Length(5));
-        let h =
-            req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
-        assert_eq!(h.body, BodyKind::Chunked);
+    }
+
+    #[test]
+    fn transfer_encoding_is_chunked_alone() {
+        let te = |v: &str| {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\n{v}\r\n\r\n");
+            let mut h = RequestHead::default();
+            parse_request(raw.as_bytes(), 16384, 100, &mut h).map(|_| h.body)
+        };
+        assert_eq!(te("Transfer-Encoding: chunked"), Ok(BodyKind::Chunked));
+        assert_eq!(te("Transfer-Encoding: Chunked "), Ok(BodyKind::Chunked));
+        for v in [
+            "Transfer-Encoding: gzip",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: identity, chunked",
+            "Transfer-Encoding: chunked, gzip",
+            "Transfer-Encoding: chunked;q=1",
+        ] {
+            assert_eq!(te(v), Err(HeadError::NotImplemented), "{v}");
+        }
+        for v in [
+            "Transfer-Encoding: ,chunked",
+            "Transfer-Encoding: chunked,",
+            "Transfer-Encoding: chunked, chunked",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding:",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: ",
+        ] {
+            assert!(matches!(te(v), Err(HeadError::Invalid(_))), "{v}: {:?}", te(v));
+        }
     }
 
     #[test]

@@ -1,24 +1,19 @@
-//! Head rewriting: the request head a member receives and the response head a client receives.
+//! Head rewriting: the request head an HTTP member receives and the response head a client
+//! receives.
 //!
-//! Owns: hop-by-hop removal, X-Forwarded-*, the Host a member sees, the Connection header a client
-//! sees. Must never: allocate (it writes into the caller's reused buffer) or forward a header that a
-//! Connection header names. Invariant: the framing headers written match the framing ringlb will
-//! actually use for the body.
+//! Owns: writing heads: the Host a member sees, X-Forwarded-*, the framing headers ringlb uses,
+//! the Connection header a client sees. Which headers are copied is `policy::action`'s decision
+//! alone. Must never: allocate (it writes into the caller's reused buffer), copy a framing header
+//! as it came, or forward a header a Connection header names. Invariant: the framing headers
+//! written are exactly the framing ringlb uses for the body that follows.
 
 use std::io::Write;
 use std::net::IpAddr;
 
 use super::framing::BodyKind;
-use super::header::{connection_lists, HeaderKind, HeaderPos};
+use super::header::{tokens, HeaderKind, HeaderPos};
 use super::parse::{RequestHead, ResponseHead};
-
-/// True when a `Connection` header among `headers` names `name`.
-fn named_by_connection(buf: &[u8], headers: &[HeaderPos], name: &[u8]) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.kind == HeaderKind::Connection)
-        .any(|h| connection_lists(&buf[h.value.clone()], name))
-}
+use super::policy::{action_for, Action, Direction, Wire};
 
 /// Writes one header line.
 pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -39,19 +34,33 @@ pub fn end_response_head(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) 
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes the head to send to a member.
+/// Writes `Content-Length: n`.
+pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
+    let _ = write!(out, "Content-Length: {n}\r\n");
+}
+
+/// Copies the headers the policy forwards.
+fn forward_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], dir: Direction) {
+    for h in headers {
+        if action_for(buf, headers, h, dir, Wire::Http) == Action::Forward {
+            push_header(out, &buf[h.name.clone()], &buf[h.value.clone()]);
+        }
+    }
+}
+
+/// Writes the head to send to an HTTP member; `target` is the path and query to send.
 pub fn request_head(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &RequestHead,
+    target: &[u8],
     member_host_port: &str,
     preserve_host: bool,
     client_ip: IpAddr,
 ) {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
-    let path = &buf[head.path.clone()];
-    out.extend_from_slice(if path.is_empty() { b"/" } else { path });
+    out.extend_from_slice(if target.is_empty() { b"/" } else { target });
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     let client_host = head.routing_host(buf);
     if preserve_host && !client_host.is_empty() {
@@ -60,50 +69,24 @@ pub fn request_head(
         out.extend_from_slice(member_host_port.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-    let mut had_content_length = false;
-    for h in &head.headers {
-        match h.kind {
-            HeaderKind::Host
-            | HeaderKind::Connection
-            | HeaderKind::HopByHop
-            | HeaderKind::Expect
-            | HeaderKind::XForwardedHost
-            | HeaderKind::XForwardedProto => continue,
-            HeaderKind::ContentLength => {
-                had_content_length = true;
-                continue;
-            }
-            HeaderKind::XForwardedFor => continue,
-            HeaderKind::TransferEncoding | HeaderKind::Other => {}
-        }
-        let name = &buf[h.name.clone()];
-        if named_by_connection(buf, &head.headers, name) {
-            continue;
-        }
-        push_header(out, name, &buf[h.value.clone()]);
-    }
+    forward_headers(out, buf, &head.headers, Direction::Request);
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for h in head
-        .headers
-        .iter()
-        .filter(|h| h.kind == HeaderKind::XForwardedFor)
-    {
-        out.extend_from_slice(buf[h.value.clone()].trim_ascii());
-        out.extend_from_slice(b", ");
+    for h in head.headers.iter() {
+        if h.kind == HeaderKind::XForwardedFor {
+            out.extend_from_slice(buf[h.value.clone()].trim_ascii());
+            out.extend_from_slice(b", ");
+        }
     }
     let _ = write!(out, "{client_ip}\r\n");
     if !client_host.is_empty() {
-        out.extend_from_slice(b"X-Forwarded-Host: ");
-        out.extend_from_slice(client_host);
-        out.extend_from_slice(b"\r\n");
+        push_header(out, b"X-Forwarded-Host", client_host);
     }
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
     match head.body {
-        BodyKind::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
-        }
-        BodyKind::Empty if had_content_length => out.extend_from_slice(b"Content-Length: 0\r\n"),
-        _ => {}
+        BodyKind::Length(n) => push_content_length(out, n),
+        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyKind::Empty if head.content_length.is_some() => push_content_length(out, 0),
+        BodyKind::Empty | BodyKind::UntilClose => {}
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -111,12 +94,31 @@ pub fn request_head(
 /// How the response body goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientBody {
-    /// Bytes pass through unchanged (framing headers forwarded as they are).
+    /// Body bytes pass through unchanged, with the member's framing.
     PassThrough,
     /// The member's chunked body is decoded and the connection closed at its end (HTTP/1.0 client).
     Dechunk,
     /// No body is sent (HEAD, 204, 304).
     None,
+}
+
+/// Writes the member's transfer codings as one normalised `Transfer-Encoding` line, if any.
+fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
+    let mut first = true;
+    for h in headers.iter().filter(|h| h.kind == HeaderKind::TransferEncoding) {
+        for t in tokens(&buf[h.value.clone()]) {
+            out.extend_from_slice(if first {
+                b"Transfer-Encoding: "
+            } else {
+                b", "
+            });
+            out.extend_from_slice(t);
+            first = false;
+        }
+    }
+    if !first {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Writes the head to send to the client.
@@ -131,17 +133,16 @@ pub fn response_head(
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
-    for h in &head.headers {
-        match h.kind {
-            HeaderKind::Connection | HeaderKind::HopByHop => continue,
-            HeaderKind::TransferEncoding if body == ClientBody::Dechunk => continue,
-            _ => {}
+    forward_headers(out, buf, &head.headers, Direction::Response);
+    match body {
+        // HEAD, 204, 304: the member's framing headers describe a body that is not sent.
+        ClientBody::None | ClientBody::PassThrough => {
+            if let Some(n) = head.content_length {
+                push_content_length(out, n);
+            }
+            push_codings(out, buf, &head.headers);
         }
-        let name = &buf[h.name.clone()];
-        if named_by_connection(buf, &head.headers, name) {
-            continue;
-        }
-        push_header(out, name, &buf[h.value.clone()]);
+        ClientBody::Dechunk => {}
     }
     end_response_head(out, keep_alive, client_minor);
 }
@@ -163,6 +164,7 @@ X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n
             &mut out,
             raw,
             &h,
+            &raw[h.path.clone()],
             "127.0.0.1:9001",
             false,
             "10.0.0.9".parse().unwrap(),
@@ -176,13 +178,57 @@ X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
         );
     }
 
+    fn forwarded(raw: &[u8]) -> String {
+        let mut h = RequestHead::default();
+        parse_request(raw, 16384, 100, &mut h).unwrap();
+        let mut out = Vec::new();
+        let ip = "10.0.0.9".parse().unwrap();
+        request_head(&mut out, raw, &h, &raw[h.path.clone()], "m:1", false, ip);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Defect 1 of issue 9: framing named by Connection was removed with nothing written instead.
+    #[test]
+    fn framing_named_by_connection_is_still_written() {
+        let te = forwarded(
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert!(te.contains("\r\nTransfer-Encoding: chunked\r\n"), "{te}");
+        let cl = forwarded(
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert!(cl.contains("\r\nContent-Length: 5\r\n"), "{cl}");
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 5\r\n\r\n";
+        let mut h = ResponseHead::default();
+        parse_response(raw, 65536, &mut h).unwrap();
+        let mut out = Vec::new();
+        response_head(&mut out, raw, &h, ClientBody::PassThrough, 1, true);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    }
+
+    #[test]
+    fn transfer_coding_is_written_once_in_normal_form() {
+        let te = forwarded(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(te.matches("Transfer-Encoding").count(), 1, "{te}");
+        assert!(te.contains("\r\nTransfer-Encoding: chunked\r\n"), "{te}");
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut h = ResponseHead::default();
+        parse_response(raw, 65536, &mut h).unwrap();
+        let mut out = Vec::new();
+        response_head(&mut out, raw, &h, ClientBody::PassThrough, 1, true);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    }
+
     #[test]
     fn preserve_host_keeps_client_host() {
         let raw = b"GET / HTTP/1.1\r\nHost: front.example\r\n\r\n";
         let mut h = RequestHead::default();
         parse_request(raw, 16384, 100, &mut h).unwrap();
         let mut out = Vec::new();
-        request_head(&mut out, raw, &h, "m:1", true, "127.0.0.1".parse().unwrap());
+        let path = &raw[h.path.clone()];
+        request_head(&mut out, raw, &h, path, "m:1", true, "127.0.0.1".parse().unwrap());
         assert!(out.starts_with(b"GET / HTTP/1.1\r\nHost: front.example\r\n"));
     }
 

@@ -1,0 +1,159 @@
+//! A client connection as the request path sees it: its socket, its reused buffers, the parsed
+//! head, and the two answers every part may give it (`100 Continue` and a refusal).
+//!
+//! Owns: the per-connection buffers and lending them while the connection idles. Must never:
+//! know about the core, members or tasks. Invariant: `buf` starts at the first unconsumed byte
+//! from the client, so pipelined requests are answered in order.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use compio::net::TcpStream;
+
+use crate::access_log::Record;
+use crate::http::parse::{RequestHead, ResponseHead};
+use crate::http::reply;
+use crate::io::{read_more, shutdown_write, write_range, write_static};
+
+/// How long a refused connection is drained before it closes, so the client reads the status.
+const DRAIN_FOR: Duration = Duration::from_millis(500);
+/// At most this much is drained from a refused client.
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// A client connection and its reused buffers.
+pub struct Client {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Bytes from the client not yet consumed; starts at the current request.
+    pub buf: Vec<u8>,
+    /// Heads ringlb writes (to a member or to the client).
+    pub out: Vec<u8>,
+    /// Bytes read from the member.
+    pub rbuf: Vec<u8>,
+    /// Data ranges when a chunked body is decoded.
+    pub ranges: Vec<Range<usize>>,
+    pub head: RequestHead,
+    pub resp: ResponseHead,
+    /// What the access log will say of the current request.
+    pub rec: Record,
+    /// The request line, Referer and User-Agent, copied for the access log (when it is on).
+    pub log_fields: [Vec<u8>; 3],
+    /// The normalised path and query when the request's differ from it (`http::path`); empty when
+    /// the request's own are in normal form.
+    pub path: Vec<u8>,
+}
+
+/// The buffers a connection needs only while it has a request: lent to the core while it idles,
+/// so that an idle keep-alive connection holds next to no memory.
+#[derive(Default)]
+pub struct Spare {
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    rbuf: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    headers: Vec<crate::http::header::HeaderPos>,
+    resp_headers: Vec<crate::http::header::HeaderPos>,
+    log_fields: [Vec<u8>; 3],
+    path: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Client {
+        Client {
+            stream,
+            peer,
+            buf: Vec::new(),
+            out: Vec::new(),
+            rbuf: Vec::new(),
+            ranges: Vec::new(),
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            rec: Record::default(),
+            log_fields: Default::default(),
+            path: Vec::new(),
+        }
+    }
+
+    /// Takes this connection's (empty) buffers, to lend them to the core while it waits for a
+    /// request (`None`: it holds none).
+    pub fn lend_buffers(&mut self) -> Option<Spare> {
+        self.buf.clear();
+        if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 {
+            return None;
+        }
+        let take = |v: &mut Vec<u8>| {
+            let mut v = std::mem::take(v);
+            v.clear();
+            v
+        };
+        let spare = Spare {
+            buf: take(&mut self.buf),
+            out: take(&mut self.out),
+            rbuf: take(&mut self.rbuf),
+            ranges: std::mem::take(&mut self.ranges),
+            headers: std::mem::take(&mut self.head.headers),
+            resp_headers: std::mem::take(&mut self.resp.headers),
+            log_fields: std::mem::take(&mut self.log_fields),
+            path: take(&mut self.path),
+        };
+        Some(spare)
+    }
+
+    /// Takes a set of buffers (from the core) again.
+    pub fn take_buffers(&mut self, s: Spare) {
+        self.buf = s.buf;
+        self.out = s.out;
+        self.rbuf = s.rbuf;
+        self.ranges = s.ranges;
+        self.head.headers = s.headers;
+        self.resp.headers = s.resp_headers;
+        self.log_fields = s.log_fields;
+        self.path = s.path;
+    }
+
+    /// The path and query to route on and forward: the normalised form when it differs.
+    pub fn target(&self) -> &[u8] {
+        if self.path.is_empty() {
+            &self.buf[self.head.path.clone()]
+        } else {
+            &self.path
+        }
+    }
+}
+
+/// Sends `100 Continue` when an HTTP/1.1 client asked for it (`Expect: 100-continue`) and is
+/// waiting before it sends the body. `false`: the client is gone.
+pub async fn send_continue(c: &mut Client, limit: Duration) -> bool {
+    if !(c.head.expect_continue && c.head.minor_version == 1) {
+        return true;
+    }
+    write_static(&mut c.stream, reply::CONTINUE, limit)
+        .await
+        .is_ok()
+}
+
+/// Writes an error response with `Connection: close`, shuts the write side down and drains what
+/// the client still sends for a short moment, so that it reads the status instead of a reset.
+pub async fn refuse(c: &mut Client, status: u16) {
+    c.out.clear();
+    reply::error(&mut c.out, status, true);
+    let len = c.out.len();
+    if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    shutdown_write(&mut c.stream).await;
+    let deadline = Instant::now() + DRAIN_FOR;
+    let mut drained = 0;
+    while drained < DRAIN_BYTES {
+        c.buf.clear();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match read_more(&mut c.stream, &mut c.buf, 16384, left).await {
+            Ok(n) => drained += n,
+            Err(_) => break,
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! What one core owns (`Core`: balancer cursors, pools, counters, parked connections, spare
+//! buffers) and the guard that counts a connection open while it lives.
+//!
+//! Owns: the per-core state every part of the request path shares, and its once-a-second
+//! publication to the board. Must never: be shared with another thread, take a lock on the
+//! request path (the board's lock is taken once a second and by admin requests), or spawn a
+//! connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
+//! this core's thread.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use compio::net::TcpStream;
+
+use crate::access_log::CoreLog;
+use crate::balance::Balancer;
+use crate::board::Board;
+use crate::client::Spare;
+use crate::config::Config;
+use crate::notify::Notify;
+use crate::park::Parking;
+use crate::pool::Pool;
+use crate::route::Router;
+use crate::stats::CoreStats;
+
+/// Admin connections one core serves at once; more wait in the kernel's backlog.
+pub const ADMIN_CONNECTIONS_PER_CORE: usize = 8;
+
+/// Buffer sets lent by idle connections, kept per worker for reuse.
+const MAX_SPARES: usize = 64;
+
+/// A balancer's per-core state: its cursor and its idle connections.
+pub struct Upstream {
+    pub balancer: Balancer,
+    pub pool: Pool<TcpStream>,
+}
+
+/// Everything one core owns.
+pub struct Core {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub upstreams: RefCell<Vec<Upstream>>,
+    /// This core's counters and histograms (published to `board` once a second).
+    pub stats: RefCell<CoreStats>,
+    pub board: Arc<Board>,
+    /// Buffer sets of idle connections, for the next connection that wakes up.
+    spares: RefCell<Vec<Spare>>,
+    /// This core's access log buffer, when `[log] access` is set.
+    pub access_log: Option<CoreLog>,
+    /// The admin version this core has applied.
+    applied: Cell<u64>,
+    /// Fires once, when the server starts shutting down.
+    pub shutdown: Notify,
+    stopping: Cell<bool>,
+    /// Fires when a connection closes and someone waits for that.
+    pub conn_closed: Notify,
+    pub active: Cell<usize>,
+    pub conn_limit: usize,
+    /// Open admin connections on this core, and their own small limit (so that the operator
+    /// can reach the admin listener when the proxy's connections are all taken).
+    pub admin_active: Cell<usize>,
+    pub admin_limit: usize,
+    /// Connections idle past `park::PARK_AFTER`: no task, no buffers, a slot and an epoll entry.
+    pub parking: Parking,
+}
+
+impl Core {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        board: Arc<Board>,
+        access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+        parking: Parking,
+    ) -> Core {
+        let upstreams = config
+            .balancers
+            .iter()
+            .map(|b| Upstream {
+                balancer: Balancer::new(b, id),
+                pool: Pool::new(b.members.len(), b.max_idle_per_member, b.idle_ttl),
+            })
+            .collect();
+        let conn_limit = (config.limits.max_connections / config.server.workers).max(1);
+        let member_counts: Vec<usize> = config.balancers.iter().map(|b| b.members.len()).collect();
+        Core {
+            id,
+            stats: RefCell::new(CoreStats::new(&member_counts)),
+            board,
+            spares: RefCell::new(Vec::new()),
+            access_log: access_log.map(CoreLog::new),
+            applied: Cell::new(0),
+            router: Router::new(&config.routes),
+            config,
+            upstreams: RefCell::new(upstreams),
+            shutdown: Notify::default(),
+            stopping: Cell::new(false),
+            conn_closed: Notify::default(),
+            active: Cell::new(0),
+            conn_limit,
+            admin_active: Cell::new(0),
+            admin_limit: ADMIN_CONNECTIONS_PER_CORE,
+            parking,
+        }
+    }
+
+    /// Keeps an idle connection's buffers for reuse (up to a bound; beyond it they are freed).
+    pub fn keep_spare(&self, spare: Spare) {
+        let mut spares = self.spares.borrow_mut();
+        if spares.len() < MAX_SPARES {
+            spares.push(spare);
+        }
+    }
+
+    /// A set of buffers for a connection that has data again.
+    pub fn take_spare(&self) -> Spare {
+        self.spares.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// One connection fewer: wakes the accept loop held by `max_connections`, or the drain.
+    pub fn connection_closed(&self) {
+        let n = self.active.get() - 1;
+        self.active.set(n);
+        if self.is_stopping() || n + 1 == self.conn_limit {
+            self.conn_closed.notify_all();
+        }
+    }
+
+    /// One admin connection fewer: wakes the admin accept loop held by its limit.
+    pub fn admin_closed(&self) {
+        let n = self.admin_active.get() - 1;
+        self.admin_active.set(n);
+        if n + 1 == self.admin_limit {
+            self.conn_closed.notify_all();
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.stopping.set(true);
+        self.shutdown.notify_all();
+    }
+
+    /// Parks a connection that has nothing read and not served, until `deadline` (see `park`).
+    /// `first_request`: it has not sent its first request (its head must then be complete by
+    /// `deadline`). While the server stops, the connection closes instead.
+    pub fn park(
+        self: &Rc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Instant,
+        first_request: bool,
+        guard: ConnGuard,
+    ) {
+        if self.is_stopping() {
+            return;
+        }
+        if let Err(e) = self.parking.insert(stream, peer, deadline, first_request) {
+            // Cannot watch it: it closes (the client reconnects, as after a keep-alive timeout).
+            tracing::warn!(peer = %peer, error = %e, "cannot park an idle connection; closing it");
+            return;
+        }
+        guard.keep();
+        if self.parking.schedule_release() {
+            compio::runtime::spawn(release_when_quiet(self.clone())).detach();
+        }
+    }
+
+    /// Closes parked connections for which `close` is true.
+    pub fn close_parked(&self, close: impl Fn(&crate::park::Parked) -> bool) {
+        for _ in 0..self.parking.close_where(close) {
+            self.connection_closed();
+        }
+    }
+}
+
+/// Waits for parking to pause, then hands freed memory back (see `park::RELEASE_QUIET`).
+async fn release_when_quiet(core: Rc<Core>) {
+    let started = Instant::now();
+    loop {
+        let seen = core.parking.parked_since_release();
+        compio::time::sleep(crate::park::RELEASE_QUIET).await;
+        if core.parking.parked_since_release() == seen
+            || started.elapsed() >= crate::park::RELEASE_AT_MOST
+        {
+            break;
+        }
+    }
+    core.parking.release_done();
+}
+
+/// Decrements the active count when a connection's task ends, however it ends (`None`: the
+/// connection was parked and keeps its place).
+pub struct ConnGuard(Option<Rc<Core>>);
+
+impl ConnGuard {
+    pub fn new(core: Rc<Core>) -> ConnGuard {
+        ConnGuard(Some(core))
+    }
+
+    /// Keeps the connection's place in the active count without a guard (it is being parked).
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+
+    /// Takes back the place of a connection that `keep` left in the count.
+    pub fn adopt(core: Rc<Core>) -> ConnGuard {
+        ConnGuard::new(core)
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Some(core) = self.0.take() {
+            core.connection_closed();
+        }
+    }
+}
+
+/// Applies pending admin changes to this core's balancers and publishes its statistics.
+pub fn publish(core: &Core, now: Instant) {
+    let mut board = core.board.lock();
+    let mut upstreams = core.upstreams.borrow_mut();
+    if board.admin_version != core.applied.get() {
+        for (b, u) in upstreams.iter_mut().enumerate() {
+            for (m, a) in board.admin[b].iter().enumerate() {
+                u.balancer.set_status(m, a.status, a.weight);
+            }
+        }
+        core.applied.set(board.admin_version);
+    }
+    let mut stats = core.stats.borrow_mut();
+    stats.core.connections_active = core.active.get() as u64;
+    stats.core.connections_parked = core.parking.count() as u64;
+    for (b, u) in upstreams.iter().enumerate() {
+        for (m, ms) in stats.members[b].iter_mut().enumerate() {
+            ms.counters.failed_cores = u64::from(u.balancer.is_failed(m, now));
+        }
+    }
+    board.publish(core.id, &mut stats, core.applied.get());
+}

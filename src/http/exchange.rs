@@ -1,0 +1,402 @@
+//! One request's exchange with an HTTP member on a connection the caller provides: write the
+//! rewritten head and the body, read the response head (relaying interim 1xx), write the response
+//! head, stream the body.
+//!
+//! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
+//! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
+//! body in user space, or report a member connection reusable when anything of its exchange was
+//! left unread or broke a rule. Invariant: the client sees a whole response, or no byte of one
+//! (`Failed`), or a response cut short followed by a close (`Broken`).
+
+use std::time::{Duration, Instant};
+
+use compio::net::TcpStream;
+
+use super::framing::{BodyKind, BodyTracker};
+use super::parse::{parse_response, HeadError};
+use super::reply;
+use super::rewrite::{self, ClientBody};
+use crate::client::{send_continue, Client};
+use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
+use crate::outcome::{Done, Failed, Outcome, Reached, Request};
+use crate::stats::Failure;
+
+/// Largest response head accepted from a member.
+const MAX_RESPONSE_HEAD: usize = 65536;
+/// Read size for bodies.
+const BODY_READ: usize = 65536;
+/// Read size for a response head (and a small body with it).
+const HEAD_READ: usize = 4096;
+
+/// What the exchange needs from the route, the member and the limits.
+pub struct Params<'a> {
+    pub host_port: &'a str,
+    pub preserve_host: bool,
+    pub response_timeout: Duration,
+    /// The client's limit for each read and write (`limits.body_timeout`).
+    pub client_timeout: Duration,
+    pub stopping: bool,
+}
+
+/// Runs the exchange for the request parsed in `c` on `up`. `body` has counted the body bytes
+/// already in `c.buf` (up to `req.request_end`).
+pub async fn run(
+    c: &mut Client,
+    up: &mut TcpStream,
+    req: &Request,
+    body: &mut BodyTracker,
+    p: &Params<'_>,
+) -> Outcome {
+    c.out.clear();
+    let target = if c.path.is_empty() {
+        &c.buf[c.head.path.clone()]
+    } else {
+        &c.path[..]
+    };
+    rewrite::request_head(
+        &mut c.out,
+        &c.buf,
+        &c.head,
+        target,
+        p.host_port,
+        p.preserve_host,
+        c.peer.ip(),
+    );
+    let mut sent = (c.out.len() + req.request_end - req.head_len) as u64;
+    let range = req.head_len..req.request_end;
+    let limit = p.response_timeout;
+    match send_request(up, &mut c.out, &mut c.buf, range, limit).await {
+        Ok(()) => {}
+        Err(Unsent::Nothing(_)) => return Outcome::Failed(Failed::reset(Reached::Nothing, true)),
+        Err(Unsent::Partly(_)) => {
+            let read = req.replayable && !c.buf.is_empty();
+            return Outcome::Failed(Failed::reset(Reached::Request, read));
+        }
+    }
+    let mut consumed = req.request_end;
+    if !body.is_done() {
+        c.buf.drain(..req.request_end);
+        consumed = 0;
+        if !send_continue(c, p.client_timeout).await {
+            return broken(0, 0, 0);
+        }
+        match stream_request_body(c, up, body, p).await {
+            BodyOutcome::Done(n) => sent += n,
+            BodyOutcome::ClientGone => return broken(0, 0, 0),
+            BodyOutcome::MemberFailed => {
+                tracing::warn!("member failed while receiving a request body");
+                return Outcome::Failed(Failed::reset(Reached::Request, false));
+            }
+        }
+    }
+    let sent_at = Instant::now();
+    if let Err(fail) = read_response_head(c, up, limit).await {
+        return head_failed(fail, consumed == 0 || req.replayable);
+    }
+    let head_time = sent_at.elapsed();
+    c.buf.drain(..consumed);
+    let status = c.resp.status;
+    let relayed = relay_response(c, up, req.is_head, p).await;
+    if relayed.complete {
+        Outcome::Done(Done {
+            keep_client: relayed.keep_client,
+            reusable: relayed.member_reusable,
+            status,
+            body_sent: relayed.body_sent,
+            sent,
+            received: relayed.received,
+            head_time,
+        })
+    } else {
+        broken(status, relayed.body_sent, relayed.received)
+    }
+}
+
+fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
+    Outcome::Broken {
+        status,
+        body_sent,
+        received,
+    }
+}
+
+/// How reading a response head ended badly.
+enum HeadFail {
+    /// The member closed or reset before sending any byte of a response.
+    NoResponse,
+    /// `response_timeout` passed.
+    Timeout,
+    /// The member sent something that is not a valid response head.
+    Invalid,
+    /// Relaying an interim response to the client failed: the client is gone.
+    ClientGone,
+}
+
+fn head_failed(fail: HeadFail, request_read: bool) -> Outcome {
+    let (reached, failure, status, what) = match fail {
+        HeadFail::NoResponse => (
+            Reached::Request,
+            Failure::Reset,
+            502,
+            "closed the connection without a response",
+        ),
+        HeadFail::Timeout => (
+            Reached::Request,
+            Failure::ResponseTimeout,
+            504,
+            "sent no response head in time",
+        ),
+        HeadFail::Invalid => (
+            Reached::Response,
+            Failure::InvalidResponse,
+            502,
+            "sent an invalid response head",
+        ),
+        HeadFail::ClientGone => return broken(0, 0, 0),
+    };
+    tracing::debug!("member {what}");
+    Outcome::Failed(Failed {
+        reached,
+        failure,
+        status,
+        request_read,
+    })
+}
+
+enum BodyOutcome {
+    /// The body went out whole; this many bytes were streamed.
+    Done(u64),
+    ClientGone,
+    MemberFailed,
+}
+
+/// Streams the rest of a request body from the client to the member. Bytes after the body (a
+/// pipelined request) stay in `c.buf`.
+async fn stream_request_body(
+    c: &mut Client,
+    up: &mut TcpStream,
+    body: &mut BodyTracker,
+    p: &Params<'_>,
+) -> BodyOutcome {
+    let mut streamed = 0u64;
+    while !body.is_done() {
+        let start = c.buf.len();
+        if read_more(&mut c.stream, &mut c.buf, BODY_READ, p.client_timeout)
+            .await
+            .is_err()
+        {
+            return BodyOutcome::ClientGone;
+        }
+        let Ok(n) = body.advance(&c.buf[start..]) else {
+            // A framing error mid-body: abort, the member connection is dropped unpooled.
+            return BodyOutcome::ClientGone;
+        };
+        if write_range(up, &mut c.buf, 0..start + n, p.response_timeout)
+            .await
+            .is_err()
+        {
+            return BodyOutcome::MemberFailed;
+        }
+        streamed += (start + n) as u64;
+        c.buf.drain(..start + n);
+    }
+    BodyOutcome::Done(streamed)
+}
+
+/// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses.
+async fn read_response_head(
+    c: &mut Client,
+    up: &mut TcpStream,
+    limit: Duration,
+) -> Result<(), HeadFail> {
+    let deadline = Instant::now() + limit;
+    c.rbuf.clear();
+    loop {
+        if !c.rbuf.is_empty() {
+            match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
+                // ringlb never forwards Upgrade: a 101 is a member's error.
+                Ok(()) if c.resp.status == 101 => return Err(HeadFail::Invalid),
+                Ok(()) if (100..200).contains(&c.resp.status) => {
+                    relay_interim(c, limit).await?;
+                    continue;
+                }
+                Ok(()) => return Ok(()),
+                Err(HeadError::Partial) => {}
+                Err(_) => return Err(HeadFail::Invalid),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let had = c.rbuf.len();
+        match read_more(up, &mut c.rbuf, HEAD_READ, left).await {
+            Ok(_) => {}
+            Err(IoFail::Timeout) => return Err(HeadFail::Timeout),
+            Err(_) if had == 0 => return Err(HeadFail::NoResponse),
+            Err(_) => return Err(HeadFail::Invalid),
+        }
+    }
+}
+
+/// Sends an interim response (not 100: ringlb answered Expect itself) to an HTTP/1.1 client, and
+/// drops it from `c.rbuf`.
+async fn relay_interim(c: &mut Client, limit: Duration) -> Result<(), HeadFail> {
+    let n = c.resp.head_len;
+    if c.resp.status != 100 && c.head.minor_version == 1 {
+        c.out.clear();
+        c.out.extend_from_slice(&c.rbuf[..n]);
+        if write_range(&mut c.stream, &mut c.out, 0..n, limit)
+            .await
+            .is_err()
+        {
+            return Err(HeadFail::ClientGone);
+        }
+    }
+    c.rbuf.drain(..n);
+    Ok(())
+}
+
+/// How relaying a response ended.
+struct Relayed {
+    /// The body went out whole.
+    complete: bool,
+    keep_client: bool,
+    member_reusable: bool,
+    /// Bytes read from the member for this response.
+    received: u64,
+    /// Response body bytes written to the client.
+    body_sent: u64,
+}
+
+/// Sends the response head and body to the client.
+async fn relay_response(
+    c: &mut Client,
+    up: &mut TcpStream,
+    is_head: bool,
+    p: &Params<'_>,
+) -> Relayed {
+    let status = c.resp.status;
+    let kind = if is_head || status == 204 || status == 304 {
+        BodyKind::Empty
+    } else {
+        c.resp.body
+    };
+    let mode = match kind {
+        BodyKind::Empty => ClientBody::None,
+        BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
+        _ => ClientBody::PassThrough,
+    };
+    let keep_client = c.head.keep_alive
+        && kind != BodyKind::UntilClose
+        && mode != ClientBody::Dechunk
+        && !p.stopping;
+    let mut r = Relayed {
+        complete: false,
+        keep_client,
+        member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose,
+        received: c.rbuf.len() as u64,
+        body_sent: 0,
+    };
+    c.out.clear();
+    let minor = c.head.minor_version;
+    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, mode, minor, keep_client);
+    let mut body = BodyTracker::new(kind);
+    if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
+        return r;
+    }
+    while !body.is_done() {
+        c.rbuf.clear();
+        match read_more(up, &mut c.rbuf, BODY_READ, p.response_timeout).await {
+            Ok(n) => r.received += n as u64,
+            Err(IoFail::Closed) if body.finish_at_close() => break,
+            Err(_) => return r,
+        }
+        if !relay_more(c, &mut body, mode, &mut r, p.client_timeout).await {
+            return r;
+        }
+    }
+    r.complete = true;
+    r
+}
+
+/// Writes the response head with the body bytes that came with it. `false`: the exchange broke.
+async fn relay_first(
+    c: &mut Client,
+    body: &mut BodyTracker,
+    mode: ClientBody,
+    r: &mut Relayed,
+    limit: Duration,
+) -> bool {
+    let head_len = c.resp.head_len;
+    c.ranges.clear();
+    let ranges = &mut c.ranges;
+    let Ok(n) = body.advance_with(&c.rbuf[head_len..], |d| {
+        ranges.push(d.start + head_len..d.end + head_len)
+    }) else {
+        // Nothing has gone to the client yet: it gets a 502 rather than a broken response.
+        tracing::warn!("member sent a malformed chunked body");
+        c.out.clear();
+        reply::error(&mut c.out, 502, true);
+        let len = c.out.len();
+        let _ = write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
+        return false;
+    };
+    r.member_reusable &= head_len + n == c.rbuf.len();
+    r.body_sent += data_len(mode, n, &c.ranges);
+    if mode == ClientBody::Dechunk {
+        let len = c.out.len();
+        write_range(&mut c.stream, &mut c.out, 0..len, limit)
+            .await
+            .is_ok()
+            && write_ranges(c, limit).await
+    } else {
+        let range = head_len..head_len + n;
+        write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
+            .await
+            .is_ok()
+    }
+}
+
+/// Relays the body bytes of one more read. `false`: the exchange broke.
+async fn relay_more(
+    c: &mut Client,
+    body: &mut BodyTracker,
+    mode: ClientBody,
+    r: &mut Relayed,
+    limit: Duration,
+) -> bool {
+    c.ranges.clear();
+    let ranges = &mut c.ranges;
+    let Ok(n) = body.advance_with(&c.rbuf, |d| ranges.push(d)) else {
+        return false;
+    };
+    r.member_reusable &= n == c.rbuf.len();
+    r.body_sent += data_len(mode, n, &c.ranges);
+    if mode == ClientBody::Dechunk {
+        write_ranges(c, limit).await
+    } else {
+        write_range(&mut c.stream, &mut c.rbuf, 0..n, limit)
+            .await
+            .is_ok()
+    }
+}
+
+/// Body bytes a write sends: the framed bytes, or the decoded data when de-chunking.
+fn data_len(mode: ClientBody, framed: usize, ranges: &[std::ops::Range<usize>]) -> u64 {
+    match mode {
+        ClientBody::Dechunk => ranges.iter().map(|r| r.len() as u64).sum(),
+        _ => framed as u64,
+    }
+}
+
+/// Writes the data ranges of `c.rbuf` listed in `c.ranges` (a decoded chunked body).
+async fn write_ranges(c: &mut Client, limit: Duration) -> bool {
+    for i in 0..c.ranges.len() {
+        let r = c.ranges[i].clone();
+        if write_range(&mut c.stream, &mut c.rbuf, r, limit)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,173 @@
+//! The request path ringlb routes on and forwards: RFC 3986 §5.2.4 dot-segment removal, with
+//! `%2e`/`%2E` read as `.`, and runs of `/` merged (Apache's `MergeSlashes On`, nginx's
+//! `merge_slashes on`).
+//!
+//! Owns: the one normalised form of a path. Must never: touch the query, decode anything but a
+//! dot segment, or accept a path that climbs above the root. Invariant: routing and forwarding use
+//! the same form (a member never sees a path that routes differently from the one ringlb routed
+//! on), and a path already in normal form is forwarded byte for byte.
+
+/// Normalises the path of `target` (origin form: path, then an optional `?query`). Leaves `out`
+/// empty when `target` is already normal (the common case: no copy), else writes the normalised
+/// path followed by the untouched query into `out`. Errors when a `..` climbs above the root.
+pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+    out.clear();
+    let path_end = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let (path, query) = target.split_at(path_end);
+    if path.first() != Some(&b'/') || !may_change(path) {
+        return Ok(());
+    }
+    out.push(b'/');
+    let mut depth = 0usize;
+    let segments: usize = path[1..].split(|&b| b == b'/').count();
+    for (i, seg) in path[1..].split(|&b| b == b'/').enumerate() {
+        let last = i + 1 == segments;
+        match dots(seg) {
+            Some(2) => {
+                if depth == 0 {
+                    out.clear();
+                    return Err("request path climbs above the root");
+                }
+                depth -= 1;
+                // Drop the last segment and its slash, keeping the leading '/'.
+                out.pop();
+                while out.len() > 1 && out.last() != Some(&b'/') {
+                    out.pop();
+                }
+            }
+            Some(_) => {}
+            None if seg.is_empty() => {}
+            None => {
+                out.extend_from_slice(seg);
+                out.push(b'/');
+                depth += 1;
+                if last {
+                    out.pop();
+                }
+            }
+        }
+    }
+    if out.as_slice() == path {
+        out.clear();
+        return Ok(());
+    }
+    out.extend_from_slice(query);
+    Ok(())
+}
+
+/// Whether `path` can differ from its normal form: it has `//`, or a segment that may be a dot
+/// segment (starts with `.` or `%`).
+fn may_change(path: &[u8]) -> bool {
+    path.windows(2)
+        .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.' | b'%'))
+}
+
+/// `Some(1)` for a `.` segment, `Some(2)` for `..` (either dot may be `%2e`), else `None`.
+fn dots(seg: &[u8]) -> Option<u8> {
+    let mut n = 0u8;
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1] == b'2' && (rest[2] | 0x20) == b'e'
+        {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        n += 1;
+        if n > 2 {
+            return None;
+        }
+    }
+    (n > 0).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(t: &str) -> Result<String, &'static str> {
+        let mut out = Vec::new();
+        normalize(t.as_bytes(), &mut out)?;
+        Ok(if out.is_empty() {
+            t.to_string()
+        } else {
+            String::from_utf8(out).unwrap()
+        })
+    }
+
+    #[test]
+    fn dot_segments_and_slashes() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b/c", "/a/b/c"),
+            ("/a/b/", "/a/b/"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2E/admin", "/admin"),
+            ("/public/.%2e/admin", "/admin"),
+            ("/public/./../admin", "/admin"),
+            ("//admin", "/admin"),
+            ("/a//b///c", "/a/b/c"),
+            ("/a/./b/.", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/a/..", "/"),
+            ("/public/x/../y?q=/../z", "/public/y?q=/../z"),
+            ("/a/...b/.x/%2ex", "/a/...b/.x/%2ex"),
+            ("/a/.../b", "/a/.../b"),
+            ("/a?../..", "/a?../.."),
+            ("*", "*"),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(norm(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn climbing_above_root_is_an_error() {
+        for t in ["/..", "/../admin", "/public/../../admin", "/%2e%2e/x", "//../x"] {
+            assert!(norm(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn normal_paths_are_not_copied() {
+        let mut out = vec![1, 2, 3];
+        normalize(b"/app/login?x=../y", &mut out).unwrap();
+        assert!(out.is_empty());
+    }
+
+    /// Property: normalising is idempotent and its result has no dot segment and no `//`.
+    #[test]
+    fn normal_form_is_a_fixed_point() {
+        let alphabet: &[&[u8]] = &[b"/", b".", b"..", b"%2e", b"%2E", b"a", b"b", b"//", b"?"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut t = b"/".to_vec();
+            for _ in 0..(seed % 9) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                t.extend_from_slice(alphabet[(seed % alphabet.len() as u64) as usize]);
+            }
+            let mut once = Vec::new();
+            if normalize(&t, &mut once).is_err() {
+                continue;
+            }
+            let once = if once.is_empty() { t.clone() } else { once };
+            let mut twice = Vec::new();
+            normalize(&once, &mut twice).unwrap();
+            assert!(twice.is_empty(), "{:?} -> {:?} not normal", t, once);
+            let path = once.split(|&b| b == b'?').next().unwrap();
+            assert!(!path.windows(2).any(|w| w == b"//"), "{:?}", once);
+            for seg in path.split(|&b| b == b'/') {
+                assert_eq!(dots(seg), None, "{:?}", once);
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! How one exchange with a member ended — the same type for HTTP (`http::exchange`) and AJP13
+//! (`ajp::exchange`) — and the one decision made from it: may the request be sent again.
+//!
+//! Owns: the retry rule. Must never: allow a replay of a request whose bytes may have reached a
+//! member unless it is idempotent, whole in the buffer and got no response byte; or any replay
+//! once a response byte went to the client. Invariant: `retry` is the only place that answers
+//! "send it again?"; the exchanges only report what they know.
+
+use std::time::Duration;
+
+use crate::stats::Failure;
+
+/// What the exchanges need to know about the request beyond the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub head_len: usize,
+    /// End of the request bytes already in `c.buf` (head and the body read so far).
+    pub request_end: usize,
+    pub is_head: bool,
+    /// The member connection came from the pool.
+    pub reused: bool,
+    /// The whole body is in the buffer: the request can be sent again.
+    pub replayable: bool,
+    pub idempotent: bool,
+}
+
+/// How far a failed exchange got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// No connection could be made.
+    NoConnection,
+    /// The first write failed: provably no byte of the request reached the member.
+    Nothing,
+    /// Request bytes may have reached the member; no response byte came back.
+    Request,
+    /// Response bytes came back, but no usable response head (invalid, or cut short).
+    Response,
+}
+
+/// How an exchange ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The response went to the client whole.
+    Done(Done),
+    /// No byte of a response went to the client: it may get `status` (502/504), or the request
+    /// may be sent again (`retry`). The client connection closes unless it is retried.
+    Failed(Failed),
+    /// The response had started, or the client left: both connections close.
+    Broken {
+        /// Status already sent to the client (0: none).
+        status: u16,
+        body_sent: u64,
+        received: u64,
+    },
+    /// The request head does not fit in one AJP packet (AJP has no continuation).
+    TooLarge,
+}
+
+/// A response relayed whole.
+#[derive(Debug)]
+pub struct Done {
+    pub keep_client: bool,
+    /// The member connection may go back to the pool.
+    pub reusable: bool,
+    pub status: u16,
+    pub body_sent: u64,
+    /// Bytes written to and read from the member.
+    pub sent: u64,
+    pub received: u64,
+    /// Time from the request sent to the response head.
+    pub head_time: Duration,
+}
+
+/// An exchange that failed before the client got any of a response.
+#[derive(Debug, Clone, Copy)]
+pub struct Failed {
+    pub reached: Reached,
+    pub failure: Failure,
+    /// What the client gets when the request is not retried.
+    pub status: u16,
+    /// The client's request was read to its end (the 502/504 can go out without draining).
+    pub request_read: bool,
+}
+
+impl Failed {
+    /// A close or reset by the member.
+    pub fn reset(reached: Reached, request_read: bool) -> Failed {
+        Failed {
+            reached,
+            failure: Failure::Reset,
+            status: 502,
+            request_read,
+        }
+    }
+}
+
+/// What to do after a failed exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Answer the client with the failure's status.
+    No,
+    /// Send the request again on a fresh connection to the same member (a pooled connection the
+    /// member had closed).
+    FreshConnection,
+    /// Pick another member (this one cannot be reached).
+    OtherMember,
+}
+
+/// The retry rule. `retried`: this request was already sent again once.
+pub fn retry(f: &Failed, req: &Request, retried: bool) -> Retry {
+    match f.reached {
+        Reached::NoConnection => Retry::OtherMember,
+        _ if retried || !req.replayable => Retry::No,
+        // Nothing reached the member: any method may go again.
+        Reached::Nothing => Retry::FreshConnection,
+        // The member may have seen it: only an idempotent request, only when the connection was a
+        // pooled one the member closed under us (a fresh connection that fails so is the member's
+        // own failure), never after a timeout (the member may still be working on it).
+        Reached::Request
+            if req.idempotent && req.reused && f.failure == Failure::Reset =>
+        {
+            Retry::FreshConnection
+        }
+        Reached::Request | Reached::Response => Retry::No,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(idempotent: bool, reused: bool, replayable: bool) -> Request {
+        Request {
+            head_len: 10,
+            request_end: 10,
+            is_head: false,
+            reused,
+            replayable,
+            idempotent,
+        }
+    }
+
+    fn failed(reached: Reached, failure: Failure) -> Failed {
+        Failed {
+            reached,
+            failure,
+            status: 502,
+            request_read: true,
+        }
+    }
+
+    #[test]
+    fn nothing_written_goes_again_whatever_the_method() {
+        let f = failed(Reached::Nothing, Failure::Reset);
+        assert_eq!(retry(&f, &req(false, true, true), false), Retry::FreshConnection);
+        assert_eq!(retry(&f, &req(false, false, true), false), Retry::FreshConnection);
+        assert_eq!(retry(&f, &req(false, true, true), true), Retry::No);
+        assert_eq!(retry(&f, &req(true, true, false), false), Retry::No);
+    }
+
+    #[test]
+    fn written_requests_go_again_only_when_idempotent_on_a_closed_pooled_connection() {
+        let reset = failed(Reached::Request, Failure::Reset);
+        assert_eq!(retry(&reset, &req(true, true, true), false), Retry::FreshConnection);
+        assert_eq!(retry(&reset, &req(false, true, true), false), Retry::No);
+        assert_eq!(retry(&reset, &req(true, false, true), false), Retry::No);
+        assert_eq!(retry(&reset, &req(true, true, false), false), Retry::No);
+        let timeout = failed(Reached::Request, Failure::ResponseTimeout);
+        assert_eq!(retry(&timeout, &req(true, true, true), false), Retry::No);
+    }
+
+    #[test]
+    fn a_response_byte_ends_all_retries() {
+        let f = failed(Reached::Response, Failure::InvalidResponse);
+        assert_eq!(retry(&f, &req(true, true, true), false), Retry::No);
+    }
+
+    #[test]
+    fn no_connection_means_another_member() {
+        let f = failed(Reached::NoConnection, Failure::ConnectRefused);
+        assert_eq!(retry(&f, &req(false, false, false), true), Retry::OtherMember);
+    }
+}
