@@ -83,6 +83,20 @@ pub struct Failed {
 }
 
 impl Failed {
+    /// A request write that failed after bytes may have gone out: a timeout (the member stopped
+    /// reading; the buffers went with the cancelled write) or an error.
+    pub fn partly_sent(fail: &crate::io::IoFail, request_read: bool) -> Failed {
+        match fail {
+            crate::io::IoFail::Timeout => Failed {
+                reached: Reached::Request,
+                failure: Failure::ResponseTimeout,
+                status: 504,
+                request_read: false,
+            },
+            _ => Failed::reset(Reached::Request, request_read),
+        }
+    }
+
     /// A close or reset by the member.
     pub fn reset(reached: Reached, request_read: bool) -> Failed {
         Failed {

@@ -204,7 +204,10 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
             Outcome::Failed(f) => f,
             other => return finish(core, c, &tracked, up, other, started).await,
         };
-        match retry(&failed, &req, retried) {
+        // A buffer lost to a timed-out write can never be sent again (`retry` already refuses
+        // timeouts; this keeps a slice of a lost buffer impossible).
+        let whole = c.buf.len() >= req.request_end;
+        match retry(&failed, &req, retried || !whole) {
             Retry::FreshConnection => {
                 retried = true;
                 fresh = Some(member);

@@ -316,10 +316,7 @@ async fn send_forward(
     match send_request(up, &mut c.out, &mut c.buf, first, limits.response).await {
         Ok(()) => Ok((body, sent)),
         Err(Unsent::Nothing(_)) => Err(Outcome::Failed(Failed::reset(Reached::Nothing, true))),
-        Err(Unsent::Partly(_)) => {
-            let read = req.replayable && !c.buf.is_empty();
-            Err(Outcome::Failed(Failed::reset(Reached::Request, read)))
-        }
+        Err(Unsent::Partly(e)) => Err(Outcome::Failed(Failed::partly_sent(&e, req.replayable))),
     }
 }
 

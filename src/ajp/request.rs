@@ -31,6 +31,51 @@ pub struct Forward<'a> {
     pub packet_size: usize,
 }
 
+/// Writes the request headers `http::policy` forwards to a container, Content-Length once with
+/// its parsed value. Counted, then written: no list is built for it.
+fn write_headers(w: &mut Writer<'_>, buf: &[u8], head: &RequestHead) {
+    let forwarded = || {
+        head.headers.iter().filter(|h| {
+            match action_for(buf, &head.headers, h, Direction::Request, Wire::Ajp) {
+                Action::Forward => true,
+                Action::Drop => false,
+                // The container frames the body by Content-Length; chunked needs no header.
+                Action::Own => h.kind == HeaderKind::ContentLength,
+            }
+        })
+    };
+    // A repeated (identical) Content-Length is sent once.
+    let lengths = forwarded()
+        .filter(|h| h.kind == HeaderKind::ContentLength)
+        .count();
+    w.int((forwarded().count() - lengths.saturating_sub(1)) as u16);
+    let mut length_sent = false;
+    for h in forwarded() {
+        if h.kind == HeaderKind::ContentLength {
+            if std::mem::replace(&mut length_sent, true) {
+                continue;
+            }
+            w.int(request_header_code(b"content-length").unwrap_or(0xA008));
+            let n = match head.body {
+                BodyKind::Length(n) => n,
+                _ => 0,
+            };
+            let mut digits = [0u8; 20];
+            let mut cur = std::io::Cursor::new(&mut digits[..]);
+            let _ = write!(cur, "{n}");
+            let len = cur.position() as usize;
+            w.string(&digits[..len]);
+            continue;
+        }
+        let name = &buf[h.name.clone()];
+        match request_header_code(name) {
+            Some(code) => w.int(code),
+            None => w.string(name),
+        }
+        w.string(buf[h.value.clone()].trim_ascii());
+    }
+}
+
 /// Splits a Host value into (name, port); port 80 when absent.
 fn host_and_port(host: &[u8]) -> (&[u8], u16) {
     if host.first() == Some(&b'[') {
@@ -88,47 +133,7 @@ pub fn forward_request(
     w.string(server_name);
     w.int(server_port);
     w.boolean(false); // is_ssl
-    // Counted, then written: no list is built for it.
-    let forwarded = || {
-        head.headers.iter().filter(|h| {
-            match action_for(buf, &head.headers, h, Direction::Request, Wire::Ajp) {
-                Action::Forward => true,
-                Action::Drop => false,
-                // The container frames the body by Content-Length; chunked needs no header.
-                Action::Own => h.kind == HeaderKind::ContentLength,
-            }
-        })
-    };
-    // A repeated (identical) Content-Length is sent once.
-    let lengths = forwarded()
-        .filter(|h| h.kind == HeaderKind::ContentLength)
-        .count();
-    w.int((forwarded().count() - lengths.saturating_sub(1)) as u16);
-    let mut length_sent = false;
-    for h in forwarded() {
-        if h.kind == HeaderKind::ContentLength {
-            if std::mem::replace(&mut length_sent, true) {
-                continue;
-            }
-            w.int(request_header_code(b"content-length").unwrap_or(0xA008));
-            let n = match head.body {
-                BodyKind::Length(n) => n,
-                _ => 0,
-            };
-            let mut digits = [0u8; 20];
-            let mut cur = std::io::Cursor::new(&mut digits[..]);
-            let _ = write!(cur, "{n}");
-            let len = cur.position() as usize;
-            w.string(&digits[..len]);
-            continue;
-        }
-        let name = &buf[h.name.clone()];
-        match request_header_code(name) {
-            Some(code) => w.int(code),
-            None => w.string(name),
-        }
-        w.string(buf[h.value.clone()].trim_ascii());
-    }
+    write_headers(&mut w, buf, head);
     if let Some(q) = query {
         w.byte(attr::QUERY_STRING);
         w.string(q);

@@ -68,10 +68,7 @@ pub async fn run(
     match send_request(up, &mut c.out, &mut c.buf, range, limit).await {
         Ok(()) => {}
         Err(Unsent::Nothing(_)) => return Outcome::Failed(Failed::reset(Reached::Nothing, true)),
-        Err(Unsent::Partly(_)) => {
-            let read = req.replayable && !c.buf.is_empty();
-            return Outcome::Failed(Failed::reset(Reached::Request, read));
-        }
+        Err(Unsent::Partly(e)) => return Outcome::Failed(Failed::partly_sent(&e, req.replayable)),
     }
     let mut consumed = req.request_end;
     if !body.is_done() {

@@ -142,82 +142,109 @@ pub fn parse_request(
     }
     let target_range = offset(buf, target.as_bytes());
     split_target(buf, target_range, head)?;
+    let facts = request_headers(buf, req.headers, head)?;
+    if head.minor_version == 1 && facts.hosts != 1 {
+        return Err(HeadError::Invalid("HTTP/1.1 needs exactly one Host"));
+    }
+    if facts.hosts > 1 {
+        return Err(HeadError::Invalid("repeated Host"));
+    }
+    head.content_length = facts.content_length;
+    head.body = request_body(&facts, head.minor_version)?;
+    head.keep_alive = keeps_alive(head.minor_version, facts.close, facts.keep_alive);
+    Ok(())
+}
+
+/// What a request's headers say about its framing and connection.
+#[derive(Default)]
+struct Facts {
+    hosts: u32,
+    content_length: Option<u64>,
+    has_te: bool,
+    chunked: u32,
+    other_coding: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+/// Records the request's headers as offsets in `head` and gathers their framing facts.
+fn request_headers(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    head: &mut RequestHead,
+) -> Result<Facts, HeadError> {
     head.headers.clear();
     head.host = None;
-    let mut hosts = 0;
-    let mut content_length: Option<u64> = None;
-    let mut chunked_count = 0u32;
-    let mut other_coding = false;
-    let mut has_te = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
     head.expect_continue = false;
-    for h in req.headers.iter() {
-        let name = offset(buf, h.name.as_bytes());
-        let value = offset(buf, h.value);
+    let mut f = Facts::default();
+    for h in headers {
         let kind = classify(h.name.as_bytes());
         let v = h.value.trim_ascii();
         match kind {
             HeaderKind::Host => {
-                hosts += 1;
+                f.hosts += 1;
                 head.host = Some(offset(buf, v));
             }
             HeaderKind::ContentLength => {
                 let n = parse_content_length(v).ok_or(HeadError::Invalid("bad Content-Length"))?;
-                if content_length.is_some_and(|c| c != n) {
+                if f.content_length.is_some_and(|c| c != n) {
                     return Err(HeadError::Invalid("differing Content-Length values"));
                 }
-                content_length = Some(n);
+                f.content_length = Some(n);
             }
             HeaderKind::TransferEncoding => {
-                has_te = true;
-                request_codings(v, &mut chunked_count, &mut other_coding)?;
+                f.has_te = true;
+                request_codings(v, &mut f.chunked, &mut f.other_coding)?;
             }
-            HeaderKind::Connection => {
-                for t in tokens(v) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-            HeaderKind::Expect => {
-                head.expect_continue = v.eq_ignore_ascii_case(b"100-continue");
-            }
+            HeaderKind::Connection => connection_tokens(v, &mut f.close, &mut f.keep_alive),
+            HeaderKind::Expect => head.expect_continue = v.eq_ignore_ascii_case(b"100-continue"),
             _ => {}
         }
+        let name = offset(buf, h.name.as_bytes());
+        let value = offset(buf, h.value);
         head.headers.push(HeaderPos { name, value, kind });
     }
-    if head.minor_version == 1 && hosts != 1 {
-        return Err(HeadError::Invalid("HTTP/1.1 needs exactly one Host"));
-    }
-    if hosts > 1 {
-        return Err(HeadError::Invalid("repeated Host"));
-    }
-    head.content_length = content_length;
-    head.body = match (has_te, content_length) {
+    Ok(f)
+}
+
+/// The one body framing of a request (RFC 9112 §6.3), or why there is none.
+fn request_body(f: &Facts, minor_version: u8) -> Result<BodyKind, HeadError> {
+    Ok(match (f.has_te, f.content_length) {
         (true, Some(_)) => {
             return Err(HeadError::Invalid(
                 "both Content-Length and Transfer-Encoding",
             ))
         }
-        (true, None) if head.minor_version == 0 => {
+        (true, None) if minor_version == 0 => {
             return Err(HeadError::Invalid(
                 "Transfer-Encoding in an HTTP/1.0 request",
             ))
         }
-        (true, None) if other_coding => return Err(HeadError::NotImplemented),
-        (true, None) if chunked_count != 1 => {
+        (true, None) if f.other_coding => return Err(HeadError::NotImplemented),
+        (true, None) if f.chunked != 1 => {
             return Err(HeadError::Invalid("chunked must be applied exactly once"))
         }
         (true, None) => BodyKind::Chunked,
         (false, Some(0)) | (false, None) => BodyKind::Empty,
         (false, Some(n)) => BodyKind::Length(n),
-    };
-    head.keep_alive = if head.minor_version == 1 {
+    })
+}
+
+/// Reads the `close` and `keep-alive` options of a Connection value.
+fn connection_tokens(v: &[u8], close: &mut bool, keep_alive: &mut bool) {
+    for t in tokens(v) {
+        *close |= t.eq_ignore_ascii_case(b"close");
+        *keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+    }
+}
+
+/// Whether the connection persists after a message (RFC 9112 §9.3).
+fn keeps_alive(minor_version: u8, close: bool, keep_alive_token: bool) -> bool {
+    if minor_version == 1 {
         !close
     } else {
         keep_alive_token && !close
-    };
-    Ok(())
+    }
 }
 
 /// Reads one Transfer-Encoding value of a request: a list whose only allowed element is
@@ -326,71 +353,65 @@ pub fn parse_response(
     head.status = resp.code.unwrap_or(0);
     head.minor_version = resp.version.unwrap_or(1);
     head.reason = offset(buf, resp.reason.unwrap_or("").as_bytes());
+    let f = response_headers(buf, resp.headers, head)?;
+    head.content_length = f.content_length;
+    head.body = match (f.has_te, f.content_length) {
+        (true, Some(_)) => {
+            return Err(HeadError::Invalid(
+                "response has both Content-Length and Transfer-Encoding",
+            ))
+        }
+        (true, None) if f.chunked == 1 => BodyKind::Chunked,
+        (true, None) => BodyKind::UntilClose,
+        (false, Some(0)) => BodyKind::Empty,
+        (false, Some(n)) => BodyKind::Length(n),
+        (false, None) => BodyKind::UntilClose,
+    };
+    head.keep_alive =
+        keeps_alive(head.minor_version, f.close, f.keep_alive) && head.body != BodyKind::UntilClose;
+    Ok(())
+}
+
+/// Records a response's headers as offsets in `head` and gathers their framing facts
+/// (`chunked` is 1 when chunked is the last transfer coding).
+fn response_headers(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    head: &mut ResponseHead,
+) -> Result<Facts, HeadError> {
     head.headers.clear();
-    let mut content_length: Option<u64> = None;
-    let mut has_te = false;
-    let mut chunked_final = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    for h in resp.headers.iter() {
+    let mut f = Facts::default();
+    for h in headers {
         let kind = classify(h.name.as_bytes());
         let v = h.value.trim_ascii();
         match kind {
             HeaderKind::ContentLength => {
                 let n = parse_content_length(v)
                     .ok_or(HeadError::Invalid("bad Content-Length in response"))?;
-                if content_length.is_some_and(|c| c != n) {
+                if f.content_length.is_some_and(|c| c != n) {
                     return Err(HeadError::Invalid(
                         "differing Content-Length values in response",
                     ));
                 }
-                content_length = Some(n);
+                f.content_length = Some(n);
             }
             HeaderKind::TransferEncoding => {
-                has_te = true;
+                f.has_te = true;
                 for t in tokens(v) {
-                    if chunked_final {
+                    if f.chunked == 1 {
                         return Err(HeadError::Invalid("response: chunked is not the last coding"));
                     }
-                    chunked_final = t.eq_ignore_ascii_case(b"chunked");
+                    f.chunked = u32::from(t.eq_ignore_ascii_case(b"chunked"));
                 }
             }
-            HeaderKind::Connection => {
-                for t in tokens(v) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
+            HeaderKind::Connection => connection_tokens(v, &mut f.close, &mut f.keep_alive),
             _ => {}
         }
-        head.headers.push(HeaderPos {
-            name: offset(buf, h.name.as_bytes()),
-            value: offset(buf, h.value),
-            kind,
-        });
+        let name = offset(buf, h.name.as_bytes());
+        let value = offset(buf, h.value);
+        head.headers.push(HeaderPos { name, value, kind });
     }
-    head.content_length = content_length;
-    head.body = match (has_te, content_length) {
-        (true, Some(_)) => {
-            return Err(HeadError::Invalid(
-                "response has both Content-Length and Transfer-Encoding",
-            ))
-        }
-        (true, None) if chunked_final => BodyKind::Chunked,
-        (true, None) => BodyKind::UntilClose,
-        (false, Some(0)) => BodyKind::Empty,
-        (false, Some(n)) => BodyKind::Length(n),
-        (false, None) => BodyKind::UntilClose,
-    };
-    head.keep_alive = if head.minor_version == 1 {
-        !close
-    } else {
-        keep_alive_token && !close
-    };
-    if head.body == BodyKind::UntilClose {
-        head.keep_alive = false;
-    }
-    Ok(())
+    Ok(f)
 }
 
 #[cfg(test)]
