@@ -108,10 +108,12 @@ fn capture_log_fields(c: &mut Client) {
     }
 }
 
-/// Reads the body bytes that came with the head, and the rest of a small Content-Length body
-/// (head and body then go to the member in one write, and the request stays replayable; not when
-/// the client waits for 100 Continue). Returns the body bytes in `c.buf`, or `None` when the
-/// client broke the framing (`Some(status)`) or left.
+/// Reads the body bytes that came with the head, and the rest of a small body (head and body then
+/// go to the member in one write, a framing error is refused before anything is forwarded, and the
+/// request stays replayable; not when the client waits for 100 Continue): a Content-Length body up
+/// to `GATHER_BODY`, a chunked one until it ends or `GATHER_BODY` bytes are buffered. Returns the
+/// body bytes in `c.buf`; `Err(Some(status))` when the client broke the framing, `Err(None)` when
+/// it left.
 async fn gather_body(
     core: &Core,
     c: &mut Client,
@@ -119,20 +121,28 @@ async fn gather_body(
 ) -> Result<usize, Option<u16>> {
     let head_len = c.head.head_len;
     let mut initial = body.advance(&c.buf[head_len..]).map_err(|_| Some(400))?;
-    if let BodyKind::Length(n) = c.head.body {
-        if n <= GATHER_BODY && !c.head.expect_continue {
-            while !body.is_done() {
-                let had = c.buf.len();
-                let limit = core.config.limits.body_timeout;
-                if read_more(&mut c.stream, &mut c.buf, n as usize, limit)
-                    .await
-                    .is_err()
-                {
-                    return Err(None);
-                }
-                initial += body.advance(&c.buf[had..]).map_err(|_| Some(400))?;
-            }
+    let gather = match c.head.body {
+        BodyKind::Length(n) => n <= GATHER_BODY,
+        BodyKind::Chunked => true,
+        _ => false,
+    };
+    if !gather || c.head.expect_continue {
+        return Ok(initial);
+    }
+    while !body.is_done() && (initial as u64) < GATHER_BODY {
+        let had = c.buf.len();
+        let want = match c.head.body {
+            BodyKind::Length(n) => n as usize - initial,
+            _ => 16384,
+        };
+        let limit = core.config.limits.body_timeout;
+        if read_more(&mut c.stream, &mut c.buf, want, limit)
+            .await
+            .is_err()
+        {
+            return Err(None);
         }
+        initial += body.advance(&c.buf[had..]).map_err(|_| Some(400))?;
     }
     Ok(initial)
 }

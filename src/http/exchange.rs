@@ -16,7 +16,7 @@ use super::framing::{BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
 use super::reply;
 use super::rewrite::{self, ClientBody};
-use crate::client::{send_continue, Client};
+use crate::client::{refuse, send_continue, Client};
 use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
@@ -80,6 +80,12 @@ pub async fn run(
         match stream_request_body(c, up, body, p).await {
             BodyOutcome::Done(n) => sent += n,
             BodyOutcome::ClientGone => return broken(0, 0, 0),
+            BodyOutcome::Malformed => {
+                // No response byte has gone to the client: it learns why. The member saw an
+                // unfinished request and its connection closes.
+                refuse(c, 400).await;
+                return broken(400, 0, 0);
+            }
             BodyOutcome::MemberFailed => {
                 tracing::warn!("member failed while receiving a request body");
                 return Outcome::Failed(Failed::reset(Reached::Request, false));
@@ -164,6 +170,8 @@ enum BodyOutcome {
     /// The body went out whole; this many bytes were streamed.
     Done(u64),
     ClientGone,
+    /// The client broke the body's framing (a chunked body).
+    Malformed,
     MemberFailed,
 }
 
@@ -186,7 +194,7 @@ async fn stream_request_body(
         }
         let Ok(n) = body.advance(&c.buf[start..]) else {
             // A framing error mid-body: abort, the member connection is dropped unpooled.
-            return BodyOutcome::ClientGone;
+            return BodyOutcome::Malformed;
         };
         if write_range(up, &mut c.buf, 0..start + n, p.response_timeout)
             .await
