@@ -339,7 +339,7 @@ async fn finish(
         Outcome::Done(d) => {
             let ajp = core.config.balancers[tracked.bal].members[tracked.member].protocol
                 == Protocol::Ajp;
-            record_done(c, tracked, &d, ajp, started);
+            record_done(c, tracked, &d, ajp.then_some(mcfg_url(core, tracked)), started);
             if d.reusable {
                 core.upstreams.borrow_mut()[tracked.bal].pool.checkin(
                     tracked.member,
@@ -372,16 +372,26 @@ async fn finish(
     }
 }
 
-/// Counts a whole response and fills the access-log record.
-fn record_done(c: &mut Client, tracked: &Tracked<'_>, d: &Done, ajp: bool, started: Instant) {
+fn mcfg_url<'a>(core: &'a Core, tracked: &Tracked<'_>) -> &'a str {
+    &core.config.balancers[tracked.bal].members[tracked.member].url
+}
+
+/// Counts a whole response and fills the access-log record. `ajp`: the AJP member's url.
+fn record_done(
+    c: &mut Client,
+    tracked: &Tracked<'_>,
+    d: &Done,
+    ajp: Option<&str>,
+    started: Instant,
+) {
     let status = d.status;
     tracked.with(|m| {
         m.counters.bytes_sent += d.sent;
         m.counters.bytes_received += d.received;
         m.record(Phase::ResponseHead, d.head_time);
-        if ajp && status == 403 && !m.warned_403 {
+        if let Some(url) = ajp.filter(|_| status == 403 && !m.warned_403) {
             m.warned_403 = true;
-            tracing::warn!(
+            tracing::warn!(member = %url,
                 "AJP member answered 403: if every request gets it, the member's secret does not \
                  match the connector's (Tomcat requires one since 9.0.31)"
             );

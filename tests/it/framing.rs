@@ -90,14 +90,33 @@ fn connect_method_is_refused() {
 }
 
 #[test]
-fn bad_chunk_mid_stream_aborts_both_connections() {
+fn bad_chunk_in_a_small_body_is_refused_before_anything_is_forwarded() {
     let a = Backend::named("A");
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
     let mut c = Client::connect(p.addr);
     c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
-    // The head is on its way to the member before the bad part is sent.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.try_send(b"5\r\nworldXX0\r\n\r\n");
+    let r = c.read_response().expect("a 400");
+    assert_eq!(r.status, 400);
+    assert!(c.is_closed());
+    assert_eq!(a.connections(), 0, "nothing of the request reached the member");
+}
+
+#[test]
+fn bad_chunk_mid_stream_aborts_both_connections() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    let mut c = Client::connect(p.addr);
+    // Past 64 KiB the body is streamed: the head is on its way to the member before the bad part.
+    let big = 70 * 1024;
+    c.send(format!("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{big:x}\r\n").as_bytes());
+    c.send(&vec![b'x'; big]);
+    c.send(b"\r\n");
     assert!(wait_until(|| a.connections() == 1));
     c.try_send(b"5\r\nworldXX0\r\n\r\n");
+    let r = c.read_response().expect("a 400");
+    assert_eq!(r.status, 400);
     assert!(c.is_closed());
     // The member never saw a complete request, and its connection was not reused.
     assert_eq!(a.count(), 0);
