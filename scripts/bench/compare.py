@@ -5,7 +5,9 @@ origins on the other core, scenarios interleaved over several rounds, medians an
 
 Run it through scripts/bench-compare.sh (which installs the peers and builds ringlb). Environment:
   BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_SCENARIOS (e.g. "a,b,f"),
-  BENCH_PROXIES (e.g. "ringlb,nginx"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_OUT (docs).
+  BENCH_PROXIES (e.g. "ringlb,nginx"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_OUT (docs),
+  BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy "ringlb-base", run with
+  the same configuration, to compare a change with the code before it side by side).
 """
 
 import json
@@ -22,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RINGLB = ROOT / "target/release/ringlb"
+BASE_BIN = os.environ.get("BENCH_BASE_BIN")
 LOAD = ROOT / "target/release/ringlb-load"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
@@ -34,8 +37,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SMALL = [19101, 19102]  # origins with small responses
 BIG = [19111, 19112]  # origins with 1 MiB responses
-PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003}
-ADMIN_PORT = 18900
+PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003, "ringlb-base": 18004}
+ADMIN_PORTS = {"ringlb": 18900, "ringlb-base": 18901}
+ADMIN_PORT = ADMIN_PORTS["ringlb"]
 # 10,000 in the issue; this machine caps a process at 20,000 descriptors and HAProxy reserves two per
 # connection, so 9,000 is the most all four proxies can hold.
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "9000"))
@@ -110,14 +114,15 @@ class Proxy:
         d = self.dir
         s1, s2 = SMALL
         b1, b2 = BIG
-        if self.name == "ringlb":
+        if self.name in ("ringlb", "ringlb-base"):
+            binary = RINGLB if self.name == "ringlb" else Path(BASE_BIN)
             (d / "ringlb.toml").write_text(f"""
 [server]
 workers = 1
 [limits]
 max_connections = 100000
 [admin]
-address = "127.0.0.1:{ADMIN_PORT}"
+address = "127.0.0.1:{ADMIN_PORTS[self.name]}"
 [[listen]]
 address = "127.0.0.1:{self.port}"
 [[balancer]]
@@ -142,7 +147,7 @@ members = [{{ url = "ajp://127.0.0.1:{AJP_PORT}", secret = "{AJP_SECRET}" }}]
 path = "/tc"
 balancer = "tomcat"
 """)
-            return [str(RINGLB), "run", "--config", str(d / "ringlb.toml"), "--log-level", "warn"]
+            return [str(binary), "run", "--config", str(d / "ringlb.toml"), "--log-level", "warn"]
         if self.name == "nginx":
             (d / "logs").mkdir(exist_ok=True)
             (d / "nginx.conf").write_text(f"""
