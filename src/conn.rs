@@ -223,4 +223,3 @@ async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(),
         }
     }
 }
-

@@ -278,11 +278,20 @@ mod tests {
             let start = w.started;
             // The late turn catches up to the clock, then 50 ms (one tick) more pass.
             w.turn(start + TICK * (lagging + 21) as u32);
-            assert!(!w.slots[index as usize].fired, "fired 50 ms into a 100 ms limit");
+            assert!(
+                !w.slots[index as usize].fired,
+                "fired 50 ms into a 100 ms limit"
+            );
             w.turn(start + TICK * (lagging + 22) as u32 + Duration::from_millis(49));
-            assert!(!w.slots[index as usize].fired, "fired 99 ms into a 100 ms limit");
+            assert!(
+                !w.slots[index as usize].fired,
+                "fired 99 ms into a 100 ms limit"
+            );
             w.turn(start + TICK * (lagging + 25) as u32);
-            assert!(w.slots[index as usize].fired, "not fired within three ticks");
+            assert!(
+                w.slots[index as usize].fired,
+                "not fired within three ticks"
+            );
             w.disarm(index);
         });
     }

@@ -147,7 +147,9 @@ pub async fn send_request(
     // A short write: finish the head, then the body.
     let head_len = head.len();
     let rest = if written < head_len {
-        write_range(s, head, written..head_len, limit).await.map(|_| range)
+        write_range(s, head, written..head_len, limit)
+            .await
+            .map(|_| range)
     } else {
         Ok(range.start + written - head_len..range.end)
     };

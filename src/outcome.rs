@@ -130,9 +130,7 @@ pub fn retry(f: &Failed, req: &Request, retried: bool) -> Retry {
         // The member may have seen it: only an idempotent request, only when the connection was a
         // pooled one the member closed under us (a fresh connection that fails so is the member's
         // own failure), never after a timeout (the member may still be working on it).
-        Reached::Request
-            if req.idempotent && req.reused && f.failure == Failure::Reset =>
-        {
+        Reached::Request if req.idempotent && req.reused && f.failure == Failure::Reset => {
             Retry::FreshConnection
         }
         Reached::Request | Reached::Response => Retry::No,
@@ -166,8 +164,14 @@ mod tests {
     #[test]
     fn nothing_written_goes_again_whatever_the_method() {
         let f = failed(Reached::Nothing, Failure::Reset);
-        assert_eq!(retry(&f, &req(false, true, true), false), Retry::FreshConnection);
-        assert_eq!(retry(&f, &req(false, false, true), false), Retry::FreshConnection);
+        assert_eq!(
+            retry(&f, &req(false, true, true), false),
+            Retry::FreshConnection
+        );
+        assert_eq!(
+            retry(&f, &req(false, false, true), false),
+            Retry::FreshConnection
+        );
         assert_eq!(retry(&f, &req(false, true, true), true), Retry::No);
         assert_eq!(retry(&f, &req(true, true, false), false), Retry::No);
     }
@@ -175,7 +179,10 @@ mod tests {
     #[test]
     fn written_requests_go_again_only_when_idempotent_on_a_closed_pooled_connection() {
         let reset = failed(Reached::Request, Failure::Reset);
-        assert_eq!(retry(&reset, &req(true, true, true), false), Retry::FreshConnection);
+        assert_eq!(
+            retry(&reset, &req(true, true, true), false),
+            Retry::FreshConnection
+        );
         assert_eq!(retry(&reset, &req(false, true, true), false), Retry::No);
         assert_eq!(retry(&reset, &req(true, false, true), false), Retry::No);
         assert_eq!(retry(&reset, &req(true, true, false), false), Retry::No);
@@ -192,6 +199,9 @@ mod tests {
     #[test]
     fn no_connection_means_another_member() {
         let f = failed(Reached::NoConnection, Failure::ConnectRefused);
-        assert_eq!(retry(&f, &req(false, false, false), true), Retry::OtherMember);
+        assert_eq!(
+            retry(&f, &req(false, false, false), true),
+            Retry::OtherMember
+        );
     }
 }

@@ -339,7 +339,13 @@ async fn finish(
         Outcome::Done(d) => {
             let ajp = core.config.balancers[tracked.bal].members[tracked.member].protocol
                 == Protocol::Ajp;
-            record_done(c, tracked, &d, ajp.then_some(mcfg_url(core, tracked)), started);
+            record_done(
+                c,
+                tracked,
+                &d,
+                ajp.then_some(mcfg_url(core, tracked)),
+                started,
+            );
             if d.reusable {
                 core.upstreams.borrow_mut()[tracked.bal].pool.checkin(
                     tracked.member,

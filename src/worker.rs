@@ -117,8 +117,7 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
                     core.active.set(core.active.get() + 1);
                     core.stats.borrow_mut().core.connections_total += 1;
                     let guard = ConnGuard::new(core.clone());
-                    compio::runtime::spawn(conn::serve(core.clone(), stream, peer, guard))
-                        .detach()
+                    compio::runtime::spawn(conn::serve(core.clone(), stream, peer, guard)).detach()
                 }
                 Role::Admin => {
                     core.admin_active.set(core.admin_active.get() + 1);
@@ -199,4 +198,3 @@ async fn tick(core: Rc<Core>) {
         }
     }
 }
-

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 
+use crate::core::Core;
 use crate::http::parse::{parse_request, HeadError, RequestHead};
 use crate::io::{read_more, write_range, IoFail};
-use crate::core::Core;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ADMIN_BODY: usize = 64 * 1024;

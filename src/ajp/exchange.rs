@@ -160,7 +160,11 @@ struct Started {
 
 impl Response {
     fn broken(&self) -> Outcome {
-        broken(self.started.map_or(0, |s| s.status), self.body_sent, self.received)
+        broken(
+            self.started.map_or(0, |s| s.status),
+            self.body_sent,
+            self.received,
+        )
     }
 }
 
@@ -208,15 +212,25 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
-                return if r.started.is_some() { r.broken() } else { invalid(&body) };
+                return if r.started.is_some() {
+                    r.broken()
+                } else {
+                    invalid(&body)
+                };
             }
         };
         got_any = true;
         let base = rpos;
         rpos += used;
         let step = match packet {
-            Packet::GetBodyChunk(n) => send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await,
-            Packet::SendHeaders { status, reason, headers } => {
+            Packet::GetBodyChunk(n) => {
+                send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await
+            }
+            Packet::SendHeaders {
+                status,
+                reason,
+                headers,
+            } => {
                 r.head_time = sent_at.elapsed();
                 let head = (status, reason, headers);
                 send_headers(c, head, base, req, &body, &mut r, limits, member).await
@@ -254,7 +268,11 @@ fn read_failed(r: &Response, body: &Body, e: IoFail, got_any: bool) -> Outcome {
     if r.started.is_some() {
         return r.broken();
     }
-    let reached = if got_any { Reached::Response } else { Reached::Request };
+    let reached = if got_any {
+        Reached::Response
+    } else {
+        Reached::Request
+    };
     let (failure, status) = match e {
         IoFail::Timeout => (Failure::ResponseTimeout, 504),
         _ => (Failure::Reset, 502),
@@ -391,11 +409,14 @@ async fn send_body_chunk(
     }
 }
 
+/// A SEND_HEADERS packet's status, reason and headers (ranges into its packet).
+type SendHeaders = (u16, Option<Range<usize>>, Vec<(HeaderName, Range<usize>)>);
+
 /// Checks SEND_HEADERS and writes the client's response head.
 #[allow(clippy::too_many_arguments)]
 async fn send_headers(
     c: &mut Client,
-    (status, reason, mut headers): (u16, Option<Range<usize>>, Vec<(HeaderName, Range<usize>)>),
+    (status, reason, mut headers): SendHeaders,
     base: usize,
     req: &Request,
     body: &Body,
@@ -463,7 +484,9 @@ async fn send_data(
     if s.no_body || data.is_empty() {
         return Ok(());
     }
-    if s.length.is_some_and(|l| r.body_sent + data.len() as u64 > l) {
+    if s.length
+        .is_some_and(|l| r.body_sent + data.len() as u64 > l)
+    {
         tracing::warn!("AJP container sent more body than its Content-Length; closing");
         return Err(r.broken());
     }

@@ -399,7 +399,10 @@ mod tests {
             out.windows(4).any(|w| w == [0xA0, 0x08, 0, 1]),
             "content-length coded, value \"3\""
         );
-        assert!(!out.windows(3).any(|w| w == b"X-A"), "X-A is named by Connection");
+        assert!(
+            !out.windows(3).any(|w| w == b"X-A"),
+            "X-A is named by Connection"
+        );
     }
 
     #[test]
@@ -408,14 +411,26 @@ mod tests {
         let ok = |status, reason: Option<Range<usize>>, headers: &[(HeaderName, Range<usize>)]| {
             check_response(pkt, status, &reason, headers)
         };
-        assert_eq!(ok(200, Some(0..2), &[(HeaderName::Coded(0), 7..17)]), Ok(None));
+        assert_eq!(
+            ok(200, Some(0..2), &[(HeaderName::Coded(0), 7..17)]),
+            Ok(None)
+        );
         assert!(ok(200, Some(0..4), &[]).is_err(), "CR LF in the reason");
         for status in [0, 99, 100, 101, 199, 1000] {
             assert!(ok(status, None, &[]).is_err(), "{status}");
         }
-        assert!(ok(200, None, &[(HeaderName::Coded(0), 2..7)]).is_err(), "CR LF in a value");
-        assert!(ok(200, None, &[(HeaderName::Named(1..4), 7..17)]).is_err(), "bad name");
-        let len = [(HeaderName::Coded(2), 17..18), (HeaderName::Coded(2), 19..20)];
+        assert!(
+            ok(200, None, &[(HeaderName::Coded(0), 2..7)]).is_err(),
+            "CR LF in a value"
+        );
+        assert!(
+            ok(200, None, &[(HeaderName::Named(1..4), 7..17)]).is_err(),
+            "bad name"
+        );
+        let len = [
+            (HeaderName::Coded(2), 17..18),
+            (HeaderName::Coded(2), 19..20),
+        ];
         assert!(ok(200, None, &len).is_err(), "differing lengths");
         assert_eq!(ok(200, None, &len[..1]), Ok(Some(5)));
         assert_eq!(reason_for(200, b"Fine"), b"Fine");

@@ -366,7 +366,12 @@ mod tests {
             let whole = decode_all(&input, input.len().max(1));
             let step = 1 + (next() % 4) as usize;
             let split = decode_all(&input, step);
-            assert_eq!(whole, split, "{:?} step {step}", String::from_utf8_lossy(&input));
+            assert_eq!(
+                whole,
+                split,
+                "{:?} step {step}",
+                String::from_utf8_lossy(&input)
+            );
             if let Ok((_, used)) = whole {
                 assert!(used <= input.len());
             }

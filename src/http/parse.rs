@@ -399,7 +399,9 @@ fn response_headers(
                 f.has_te = true;
                 for t in tokens(v) {
                     if f.chunked == 1 {
-                        return Err(HeadError::Invalid("response: chunked is not the last coding"));
+                        return Err(HeadError::Invalid(
+                            "response: chunked is not the last coding",
+                        ));
                     }
                     f.chunked = u32::from(t.eq_ignore_ascii_case(b"chunked"));
                 }
@@ -506,7 +508,11 @@ mod tests {
             "Transfer-Encoding: chunked\r\nTransfer-Encoding:",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: ",
         ] {
-            assert!(matches!(te(v), Err(HeadError::Invalid(_))), "{v}: {:?}", te(v));
+            assert!(
+                matches!(te(v), Err(HeadError::Invalid(_))),
+                "{v}: {:?}",
+                te(v)
+            );
         }
     }
 

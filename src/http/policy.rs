@@ -51,9 +51,11 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
         // The member's Host and the forwarding trail are written by ringlb for HTTP members; an
         // AJP container gets the client's Host and reads the client from the packet itself.
         (K::Host, Direction::Request, Wire::Http) => Action::Own,
-        (K::XForwardedFor | K::XForwardedHost | K::XForwardedProto, Direction::Request, Wire::Http) => {
-            Action::Own
-        }
+        (
+            K::XForwardedFor | K::XForwardedHost | K::XForwardedProto,
+            Direction::Request,
+            Wire::Http,
+        ) => Action::Own,
         (K::Host, Direction::Request, Wire::Ajp) => Action::Forward,
         _ if named_by_connection => Action::Drop,
         _ => Action::Forward,

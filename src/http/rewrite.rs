@@ -105,13 +105,12 @@ pub enum ClientBody {
 /// Writes the member's transfer codings as one normalised `Transfer-Encoding` line, if any.
 fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
     let mut first = true;
-    for h in headers.iter().filter(|h| h.kind == HeaderKind::TransferEncoding) {
+    for h in headers
+        .iter()
+        .filter(|h| h.kind == HeaderKind::TransferEncoding)
+    {
         for t in tokens(&buf[h.value.clone()]) {
-            out.extend_from_slice(if first {
-                b"Transfer-Encoding: "
-            } else {
-                b", "
-            });
+            out.extend_from_slice(if first { b"Transfer-Encoding: " } else { b", " });
             out.extend_from_slice(t);
             first = false;
         }
@@ -212,13 +211,17 @@ X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
         let te = forwarded(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
         assert_eq!(te.matches("Transfer-Encoding").count(), 1, "{te}");
         assert!(te.contains("\r\nTransfer-Encoding: chunked\r\n"), "{te}");
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let raw =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
         let mut h = ResponseHead::default();
         parse_response(raw, 65536, &mut h).unwrap();
         let mut out = Vec::new();
         response_head(&mut out, raw, &h, ClientBody::PassThrough, 1, true);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        );
     }
 
     #[test]
@@ -228,7 +231,15 @@ X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
         parse_request(raw, 16384, 100, &mut h).unwrap();
         let mut out = Vec::new();
         let path = &raw[h.path.clone()];
-        request_head(&mut out, raw, &h, path, "m:1", true, "127.0.0.1".parse().unwrap());
+        request_head(
+            &mut out,
+            raw,
+            &h,
+            path,
+            "m:1",
+            true,
+            "127.0.0.1".parse().unwrap(),
+        );
         assert!(out.starts_with(b"GET / HTTP/1.1\r\nHost: front.example\r\n"));
     }
 

@@ -100,7 +100,11 @@ fn bad_chunk_in_a_small_body_is_refused_before_anything_is_forwarded() {
     let r = c.read_response().expect("a 400");
     assert_eq!(r.status, 400);
     assert!(c.is_closed());
-    assert_eq!(a.connections(), 0, "nothing of the request reached the member");
+    assert_eq!(
+        a.connections(),
+        0,
+        "nothing of the request reached the member"
+    );
 }
 
 #[test]
@@ -110,7 +114,10 @@ fn bad_chunk_mid_stream_aborts_both_connections() {
     let mut c = Client::connect(p.addr);
     // Past 64 KiB the body is streamed: the head is on its way to the member before the bad part.
     let big = 70 * 1024;
-    c.send(format!("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{big:x}\r\n").as_bytes());
+    c.send(
+        format!("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{big:x}\r\n")
+            .as_bytes(),
+    );
     c.send(&vec![b'x'; big]);
     c.send(b"\r\n");
     assert!(wait_until(|| a.connections() == 1));
