@@ -7,6 +7,7 @@ mod bodies;
 mod failover;
 mod framing;
 mod idle;
+mod integrity;
 mod lifecycle;
 mod status;
 mod support;

@@ -1,9 +1,11 @@
 //! Test harness: the real ringlb binary, mock members and a strict client, all on loopback.
 
 pub mod admin;
+pub mod ajp_container;
 pub mod backend;
 pub mod client;
 pub mod proxy;
+pub mod raw_member;
 
 pub use admin::{admin, report, report_when, tool, with_admin};
 pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
