@@ -27,6 +27,7 @@ fn rewrite(c: &mut Criterion) {
                 &mut out,
                 black_box(REQUEST),
                 &req,
+                &REQUEST[req.path.clone()],
                 "10.0.0.2:8080",
                 false,
                 ip,
