@@ -477,7 +477,8 @@ fn post_whose_write_times_out_on_a_reused_connection_is_not_replayed() {
         {
             return;
         }
-        if c.read_head().is_some() {
+        if let Some(head) = c.read_head() {
+            c.record(&head);
             c.stall(Duration::from_secs(10));
         }
     });

@@ -235,11 +235,13 @@ impl RawConn {
         }
     }
 
-    fn record(&self, req: &RawReq) {
+    /// Adds a request to the member's log.
+    pub fn record(&self, req: &RawReq) {
         self.state.requests.lock().unwrap().push(req.clone());
     }
 
-    /// Reads a request head (reading little beyond it) and records it; the body stays unread.
+    /// Reads a request head (reading little beyond it); the body stays unread. It is not recorded
+    /// (`read_request` records the whole request; `record` adds a head read alone).
     /// `None` at EOF; bytes that are not a request are recorded as garbage.
     pub fn read_head(&mut self) -> Option<RawReq> {
         loop {
