@@ -1,12 +1,11 @@
-//! One client connection: wait for a request, read its head, hand it to `proxy::forward`, repeat
-//! while the connection is kept alive; refuse malformed heads; park the connection (`park.rs`)
-//! when it idles past `PARK_AFTER`.
+//! One client connection's life: wait for a request, read its head, normalise its path, hand it
+//! to `proxy::forward`, repeat while the connection is kept alive; refuse malformed heads (with an
+//! access-log line); park the connection (`Core::park`) when it idles past `PARK_AFTER`.
 //!
-//! Owns: the client socket and its reused buffers, the header and keep-alive timeouts, the refusal
-//! path. Must never: let a malformed request reach a member, hold a socket after its timer fired,
-//! or abandon a receive that may have taken bytes (idle waits are readiness polls).
-//! Invariant: `buf` always starts at the first unconsumed byte from the client, so pipelined
-//! requests are answered in order.
+//! Owns: the header and keep-alive timeouts, the idle wait and the refusal path. Must never: let
+//! a malformed request reach a member, hold a socket after its timer fired, or abandon a receive
+//! that may have taken bytes (idle waits are readiness polls). Invariant: `c.buf` always starts at
+//! the first unconsumed byte from the client, so pipelined requests are answered in order.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
