@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds ringlb's cargo-fuzz targets (fuzz/) and runs each for SECONDS (default 60), starting from
 # the seed corpus in fuzz/corpus/<target>, copied to a scratch directory so that the committed seeds
-# never grow. Prints one line per target: executions and whether it found a crash (the input is
-# kept under fuzz/artifacts/<target>/, with the run's log as fuzz.log). Exits non-zero when any
-# target crashed.
+# never grow, with the dictionary fuzz/dict/<target>.dict. Prints one line per target: executions
+# and whether it found a crash (the input is kept under fuzz/artifacts/<target>/, with the run's
+# log as fuzz.log). Exits non-zero when any target crashed.
 #
 #   bash scripts/fuzz.sh [SECONDS]            # all targets
 #   FUZZ_TARGETS="chunked" bash scripts/fuzz.sh 300
@@ -45,11 +45,15 @@ for t in $targets; do
   if [ -d "fuzz/corpus/$t" ]; then
     cp -r "fuzz/corpus/$t/." "$scratch/$t/"
   fi
+  dict=()
+  if [ -f "fuzz/dict/$t.dict" ]; then
+    dict=(-dict="fuzz/dict/$t.dict")
+  fi
   log="$scratch/$t.log"
   echo "== $t: ${seconds}s"
   rc=0
   cargo +nightly fuzz run -a "$t" "$scratch/$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 "${dict[@]}" \
     >"$log" 2>&1 || rc=$?
   cp "$log" "fuzz/artifacts/$t/fuzz.log"
   runs="$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)"
