@@ -1,0 +1,153 @@
+//! Request heads: parse arbitrary bytes; when ringlb accepts them, the head it forwards to a member
+//! must parse the same way again (same method, path, body framing and end-to-end headers), and end
+//! exactly where ringlb wrote its end.
+//!
+//! Input: max_headers (1 byte), max head bytes (2 bytes), flags (1 byte: preserve_host, IPv6
+//! client, prefix to re-parse), then the bytes a client sent.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringlb_fuzz::glue::*;
+use ringlb_fuzz::{esc, header_lines, header_set, named_by_connection, within, Input};
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input::new(data);
+    let max_headers = 1 + usize::from(input.u8()) % MAX_HEADERS_CAP;
+    let max_bytes = MIN_REQUEST_HEAD_BYTES + usize::from(input.u16());
+    assert!(max_bytes <= MAX_REQUEST_HEAD_BYTES);
+    let flags = input.u8();
+    let cut = input.u16();
+    let raw = input.rest();
+
+    let head = match parse_request(raw, max_bytes, max_headers) {
+        Ok(h) => h,
+        Err(HeadError::Partial) => {
+            assert!(raw.len() < max_bytes, "Partial at or over the limit");
+            return;
+        }
+        Err(_) => return,
+    };
+    let n = head.head_len;
+    assert!(
+        n <= raw.len() && n <= max_bytes,
+        "head_len {n} over the input"
+    );
+    for r in request_ranges(&head) {
+        assert!(within(&r, n), "range {r:?} outside the head ({n})");
+    }
+
+    // The head alone parses the same (nothing after it counts), and any shorter prefix of it is
+    // Partial: ringlb re-parses as bytes arrive, so a head must not depend on how reads split it.
+    let alone = parse_request(&raw[..n], max_bytes, max_headers).expect("the head alone");
+    assert_eq!(alone.head_len, n);
+    assert_eq!(alone.body, head.body);
+    for p in [n - 1, usize::from(cut) % n] {
+        assert_eq!(
+            parse_request(&raw[..p], max_bytes, max_headers).err(),
+            Some(HeadError::Partial),
+            "prefix of {p} bytes of a valid head: {}",
+            esc(&raw[..p])
+        );
+    }
+
+    // What ringlb forwards: the rewritten head, then the body bytes as it frames them.
+    let member = Member {
+        host_port: "127.0.0.1:9001",
+        preserve_host: flags & 1 != 0,
+        client: if flags & 2 != 0 {
+            "[2001:db8::7]:50000".parse().unwrap()
+        } else {
+            "10.0.0.7:50000".parse().unwrap()
+        },
+    };
+    let mut out = Vec::new();
+    rewrite_request(&mut out, raw, &head, &member);
+    let written = out.len();
+    let mut ours = Tracker::new(head.body);
+    let body = ours.advance_with(&raw[n..], |_| {});
+    let body_len = *body.as_ref().unwrap_or(&0);
+    out.extend_from_slice(&raw[n..n + body_len]);
+
+    let again = match parse_request(&out, MAX_REQUEST_HEAD_BYTES, MAX_HEADERS_CAP) {
+        Ok(h) => h,
+        Err(HeadError::TooLarge) if header_lines(&out[..written]) > MAX_HEADERS_CAP => return,
+        Err(e) => panic!(
+            "the forwarded head does not parse ({e:?})\nclient sent: {}\nforwarded:   {}",
+            esc(&raw[..n]),
+            esc(&out[..written])
+        ),
+    };
+    let ctx = || {
+        format!(
+            "\nclient sent: {}\nforwarded:   {}",
+            esc(&raw[..n]),
+            esc(&out[..written])
+        )
+    };
+    assert_eq!(again.head_len, written, "head ends elsewhere{}", ctx());
+    assert_eq!(
+        again.method(&out),
+        head.method(raw),
+        "method changed{}",
+        ctx()
+    );
+    let path = &raw[head.path.clone()];
+    let want_path: &[u8] = if path.is_empty() { b"/" } else { path };
+    assert_eq!(&out[again.path.clone()], want_path, "path changed{}", ctx());
+    assert!(
+        again.authority.is_none(),
+        "forwarded in absolute form{}",
+        ctx()
+    );
+    assert_eq!(again.minor_version, 1);
+    assert_eq!(again.body, head.body, "body framing changed{}", ctx());
+    assert!(!again.expect_continue, "Expect forwarded{}", ctx());
+
+    // Host: the client's (preserve_host) or the member's.
+    let client_host = head.routing_host(raw);
+    let want_host: &[u8] = if member.preserve_host && !client_host.is_empty() {
+        client_host
+    } else {
+        member.host_port.as_bytes()
+    };
+    assert_eq!(again.routing_host(&out), want_host, "Host{}", ctx());
+
+    // End-to-end headers go through unchanged; hop-by-hop ones, and those the client's Connection
+    // header names, do not.
+    assert_eq!(
+        header_set(&out, &again.headers, |h| h.kind == HeaderKind::Other),
+        header_set(raw, &head.headers, |h| {
+            h.kind == HeaderKind::Other && !named_by_connection(raw, &head.headers, h)
+        }),
+        "end-to-end headers changed{}",
+        ctx()
+    );
+    for (kind, want) in [
+        (HeaderKind::XForwardedFor, 1),
+        (
+            HeaderKind::XForwardedHost,
+            usize::from(!client_host.is_empty()),
+        ),
+        (HeaderKind::XForwardedProto, 1),
+        (HeaderKind::Connection, 0),
+        (HeaderKind::HopByHop, 0),
+        (HeaderKind::Expect, 0),
+    ] {
+        let have = again.headers.iter().filter(|h| h.kind == kind).count();
+        assert_eq!(have, want, "{kind:?} headers{}", ctx());
+    }
+
+    // The member finds the same body end as ringlb did.
+    if body.is_ok() {
+        let mut theirs = Tracker::new(again.body);
+        let used = theirs.advance_with(&out[written..], |_| {});
+        assert_eq!(used, Ok(body_len), "member's body differs{}", ctx());
+        assert_eq!(
+            theirs.is_done(),
+            ours.is_done(),
+            "body end differs{}",
+            ctx()
+        );
+    }
+});

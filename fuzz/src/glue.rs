@@ -1,0 +1,255 @@
+//! Every call the fuzz targets make into ringlb, and every ringlb type they name, in one place.
+//!
+//! When a signature in ringlb changes (say `rewrite::request_head` gains or loses a parameter, or
+//! `ChunkError` changes shape), this file is the one to update; the targets only see the wrappers
+//! below. Where a target needs a decision that ringlb makes inline (which client framing
+//! `proxy::relay_response` picks, which the AJP exchange picks), it is modelled here, with a
+//! pointer to the code it mirrors.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+pub use ringlb::ajp::codec::{
+    attr, method_code, request_header_code, AjpError, HeaderName, Packet, FORWARD_REQUEST,
+    FROM_CONTAINER, RESPONSE_HEADERS, TO_CONTAINER,
+};
+pub use ringlb::config::MAX_HEADERS_CAP;
+pub use ringlb::http::framing::BodyKind;
+pub use ringlb::http::header::{classify, connection_lists, HeaderKind, HeaderPos};
+pub use ringlb::http::parse::{HeadError, RequestHead, ResponseHead};
+pub use ringlb::http::rewrite::ClientBody;
+
+use ringlb::ajp::{codec, request as ajp_request};
+use ringlb::http::chunked::ChunkedDecoder;
+use ringlb::http::framing::BodyTracker;
+use ringlb::http::{parse, rewrite};
+
+/// `limits.max_request_header_bytes` bounds (config.rs `validate`).
+pub const MIN_REQUEST_HEAD_BYTES: usize = 256;
+pub const MAX_REQUEST_HEAD_BYTES: usize = 1 << 20;
+/// The response head limit (proxy.rs `MAX_RESPONSE_HEAD`).
+pub const MAX_RESPONSE_HEAD: usize = 65536;
+/// The header array `parse_response` parses into.
+pub const RESPONSE_HEADERS_CAP: usize = 128;
+/// AJP `packet_size` bounds (config.rs) and default.
+pub const AJP_MIN_PACKET: usize = 8192;
+pub const AJP_MAX_PACKET: usize = 65536;
+
+// ---------------------------------------------------------------- HTTP heads
+
+/// `parse::parse_request` into a fresh head.
+pub fn parse_request(
+    buf: &[u8],
+    max_bytes: usize,
+    max_headers: usize,
+) -> Result<RequestHead, HeadError> {
+    let mut head = RequestHead::default();
+    parse::parse_request(buf, max_bytes, max_headers, &mut head).map(|()| head)
+}
+
+/// `parse::parse_response` into a fresh head.
+pub fn parse_response(buf: &[u8], max_bytes: usize) -> Result<ResponseHead, HeadError> {
+    let mut head = ResponseHead::default();
+    parse::parse_response(buf, max_bytes, &mut head).map(|()| head)
+}
+
+/// `parse::parse_content_length`: a Content-Length value (digits, or a list of equal ones).
+pub fn parse_content_length(v: &[u8]) -> Option<u64> {
+    parse::parse_content_length(v)
+}
+
+/// Every range a request head holds (method, path, authority, host, header names and values).
+pub fn request_ranges(head: &RequestHead) -> Vec<Range<usize>> {
+    let mut v = vec![head.method.clone(), head.path.clone()];
+    v.extend(head.authority.clone());
+    v.extend(head.host.clone());
+    for h in &head.headers {
+        v.push(h.name.clone());
+        v.push(h.value.clone());
+    }
+    v
+}
+
+/// Every range a response head holds (reason, header names and values).
+pub fn response_ranges(head: &ResponseHead) -> Vec<Range<usize>> {
+    let mut v = vec![head.reason.clone()];
+    for h in &head.headers {
+        v.push(h.name.clone());
+        v.push(h.value.clone());
+    }
+    v
+}
+
+/// What the member the request goes to looks like.
+pub struct Member {
+    pub host_port: &'static str,
+    pub preserve_host: bool,
+    pub client: SocketAddr,
+}
+
+/// `rewrite::request_head`: appends the head ringlb sends to a member.
+pub fn rewrite_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, m: &Member) {
+    rewrite::request_head(out, buf, head, m.host_port, m.preserve_host, m.client.ip());
+}
+
+/// `rewrite::response_head`: appends the head ringlb sends to a client.
+pub fn rewrite_response(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    mode: ClientBody,
+    client_minor: u8,
+    keep_alive: bool,
+) {
+    rewrite::response_head(out, buf, head, mode, client_minor, keep_alive);
+}
+
+/// How ringlb relays a response body to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientFraming {
+    /// The framing ringlb tracks the member's body with.
+    pub kind: BodyKind,
+    pub mode: ClientBody,
+    /// The `keep_alive` passed to the rewrite.
+    pub keep_client: bool,
+}
+
+/// Mirrors the choice at the top of `proxy::relay_response` (server not stopping).
+pub fn client_framing(
+    resp: &ResponseHead,
+    request_is_head: bool,
+    client_minor: u8,
+    client_keep_alive: bool,
+) -> ClientFraming {
+    let kind = if request_is_head || resp.status == 204 || resp.status == 304 {
+        BodyKind::Empty
+    } else {
+        resp.body
+    };
+    let mode = match kind {
+        BodyKind::Empty => ClientBody::None,
+        BodyKind::Chunked if client_minor == 0 => ClientBody::Dechunk,
+        _ => ClientBody::PassThrough,
+    };
+    let keep_client =
+        client_keep_alive && kind != BodyKind::UntilClose && mode != ClientBody::Dechunk;
+    ClientFraming {
+        kind,
+        mode,
+        keep_client,
+    }
+}
+
+// ---------------------------------------------------------------- bodies
+
+/// The streaming chunked decoder (`http::chunked::ChunkedDecoder`).
+#[derive(Default)]
+pub struct Chunked(ChunkedDecoder);
+
+impl Chunked {
+    pub fn new() -> Self {
+        Chunked(ChunkedDecoder::new())
+    }
+
+    /// Bytes of `buf` that belong to the body; `on_data` gets the data ranges. `Err`: malformed.
+    pub fn scan(
+        &mut self,
+        buf: &[u8],
+        on_data: impl FnMut(Range<usize>),
+    ) -> Result<usize, &'static str> {
+        self.0.scan(buf, on_data).map_err(|e| e.0)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.0.is_done()
+    }
+}
+
+/// `framing::BodyTracker`: how a body of `kind` ends, across reads.
+pub struct Tracker(BodyTracker);
+
+impl Tracker {
+    pub fn new(kind: BodyKind) -> Self {
+        Tracker(BodyTracker::new(kind))
+    }
+
+    pub fn advance_with(
+        &mut self,
+        buf: &[u8],
+        on_data: impl FnMut(Range<usize>),
+    ) -> Result<usize, &'static str> {
+        self.0.advance_with(buf, on_data).map_err(|e| e.0)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.0.is_done()
+    }
+}
+
+// ---------------------------------------------------------------- AJP13
+
+/// `codec::decode`: one container → proxy packet at the start of `buf`.
+pub fn ajp_decode(buf: &[u8], max_packet: usize) -> Result<Option<(Packet, usize)>, AjpError> {
+    codec::decode(buf, max_packet)
+}
+
+/// `request::forward_request`: appends the FORWARD_REQUEST packet for a parsed request.
+pub fn ajp_forward_request(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    client: SocketAddr,
+    secret: Option<&str>,
+    packet_size: usize,
+) -> Result<(), AjpError> {
+    let f = ajp_request::Forward {
+        client,
+        secret,
+        packet_size,
+    };
+    ajp_request::forward_request(out, buf, head, &f)
+}
+
+/// The client framing the AJP exchange picks for a SEND_HEADERS (mirrors `ajp::exchange`):
+/// (chunked, keep_alive). `has_length`: the container sent a Content-Length.
+pub fn ajp_client_framing(
+    status: u16,
+    has_length: bool,
+    request_is_head: bool,
+    client_minor: u8,
+    client_keep_alive: bool,
+) -> (bool, bool) {
+    let no_body = request_is_head || status == 204 || status == 304 || (100..200).contains(&status);
+    let to_chunk = !no_body && !has_length && client_minor == 1;
+    let until_close = !no_body && !has_length && client_minor == 0;
+    (to_chunk, client_keep_alive && !until_close)
+}
+
+/// `request::response_head`: appends the client's head for a SEND_HEADERS held in `pkt`.
+#[allow(clippy::too_many_arguments)]
+pub fn ajp_response_head(
+    out: &mut Vec<u8>,
+    pkt: &[u8],
+    status: u16,
+    reason: &Option<Range<usize>>,
+    headers: &[(HeaderName, Range<usize>)],
+    chunked: bool,
+    keep_alive: bool,
+    client_minor: u8,
+) {
+    ajp_request::response_head(
+        out,
+        pkt,
+        status,
+        reason,
+        headers,
+        chunked,
+        keep_alive,
+        client_minor,
+    );
+}
+
+/// The HTTP reason a client gets for an AJP status and reason (`request::reason_for`).
+pub fn ajp_reason_for(status: u16, given: &[u8]) -> &[u8] {
+    ajp_request::reason_for(status, given)
+}

@@ -1,0 +1,128 @@
+//! Shared pieces of ringlb's fuzz targets.
+//!
+//! `glue` holds every call into ringlb (update it, and only it, when an API changes); the rest of
+//! this file is input decoding and checks that more than one target uses, written against the
+//! glue only.
+
+pub mod glue;
+
+use std::ops::Range;
+
+use glue::{connection_lists, HeaderKind, HeaderPos};
+
+/// Reads fuzzer input front to back; reads past the end give zeros.
+pub struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Input { data }
+    }
+
+    pub fn u8(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    pub fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.u8(), self.u8()])
+    }
+
+    /// Up to `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.data.split_at(n.min(self.data.len()));
+        self.data = b;
+        a
+    }
+
+    pub fn rest(self) -> &'a [u8] {
+        self.data
+    }
+}
+
+/// A byte string as an escaped literal, for assertion messages.
+pub fn esc(b: &[u8]) -> String {
+    b.escape_ascii().to_string()
+}
+
+/// `r` is a well-formed range inside `0..len`.
+pub fn within(r: &Range<usize>, len: usize) -> bool {
+    r.start <= r.end && r.end <= len
+}
+
+/// (name, value) pairs of `headers` for which `keep` holds, sorted: compare as multisets.
+pub fn header_set(
+    buf: &[u8],
+    headers: &[HeaderPos],
+    keep: impl Fn(&HeaderPos) -> bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut v: Vec<_> = headers
+        .iter()
+        .filter(|h| keep(h))
+        .map(|h| {
+            (
+                buf[h.name.clone()].to_ascii_lowercase(),
+                buf[h.value.clone()].to_vec(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// True when a `Connection` header among `headers` lists this header's name.
+pub fn named_by_connection(buf: &[u8], headers: &[HeaderPos], h: &HeaderPos) -> bool {
+    let name = &buf[h.name.clone()];
+    headers
+        .iter()
+        .filter(|c| c.kind == HeaderKind::Connection)
+        .any(|c| connection_lists(&buf[c.value.clone()], name))
+}
+
+/// Header lines in a head (the lines between the start line and the blank line).
+pub fn header_lines(head: &[u8]) -> usize {
+    head.windows(2)
+        .filter(|w| w == b"\r\n")
+        .count()
+        .saturating_sub(2)
+}
+
+/// The plainest chunked encoding of `data`: one chunk (none when empty), no extensions, no
+/// trailers.
+pub fn encode_chunked(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 32);
+    if !data.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// RFC 9110 tchar.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A byte a field value (or a reason phrase) may hold: HTAB, SP, VCHAR, obs-text.
+pub fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (0x20..0x7F).contains(&b) || b >= 0x80
+}
+
+/// Trims SP and HTAB at both ends (what a parser strips around a field value).
+pub fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
