@@ -87,9 +87,32 @@ pub struct Member {
     pub client: SocketAddr,
 }
 
-/// `rewrite::request_head`: appends the head ringlb sends to a member.
-pub fn rewrite_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, m: &Member) {
-    rewrite::request_head(out, buf, head, m.host_port, m.preserve_host, m.client.ip());
+/// The target ringlb routes on and forwards (`http::path::normalize`); `None` when it refuses
+/// the request (a path above the root).
+pub fn forward_target(buf: &[u8], head: &RequestHead) -> Option<Vec<u8>> {
+    let raw = &buf[head.path.clone()];
+    let mut out = Vec::new();
+    ringlb::http::path::normalize(raw, &mut out).ok()?;
+    Some(if out.is_empty() { raw.to_vec() } else { out })
+}
+
+/// `rewrite::request_head`: appends the head ringlb sends to a member for `target`.
+pub fn rewrite_request(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    target: &[u8],
+    m: &Member,
+) {
+    rewrite::request_head(
+        out,
+        buf,
+        head,
+        target,
+        m.host_port,
+        m.preserve_host,
+        m.client.ip(),
+    );
 }
 
 /// `rewrite::response_head`: appends the head ringlb sends to a client.
@@ -198,6 +221,7 @@ pub fn ajp_forward_request(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &RequestHead,
+    target: &[u8],
     client: SocketAddr,
     secret: Option<&str>,
     packet_size: usize,
@@ -207,21 +231,32 @@ pub fn ajp_forward_request(
         secret,
         packet_size,
     };
-    ajp_request::forward_request(out, buf, head, &f)
+    ajp_request::forward_request(out, buf, head, target, &f)
 }
 
-/// The client framing the AJP exchange picks for a SEND_HEADERS (mirrors `ajp::exchange`):
-/// (chunked, keep_alive). `has_length`: the container sent a Content-Length.
+/// `request::check_response`: whether ringlb relays a SEND_HEADERS (else the client gets a 502),
+/// and the container's Content-Length.
+pub fn ajp_check_response(
+    pkt: &[u8],
+    status: u16,
+    reason: &Option<Range<usize>>,
+    headers: &[(HeaderName, Range<usize>)],
+) -> Result<Option<u64>, &'static str> {
+    ajp_request::check_response(pkt, status, reason, headers)
+}
+
+/// The client framing the AJP exchange picks for a checked SEND_HEADERS (mirrors
+/// `ajp::exchange::send_headers`): (chunked, keep_alive). `length`: the container's Content-Length.
 pub fn ajp_client_framing(
     status: u16,
-    has_length: bool,
+    length: Option<u64>,
     request_is_head: bool,
     client_minor: u8,
     client_keep_alive: bool,
 ) -> (bool, bool) {
-    let no_body = request_is_head || status == 204 || status == 304 || (100..200).contains(&status);
-    let to_chunk = !no_body && !has_length && client_minor == 1;
-    let until_close = !no_body && !has_length && client_minor == 0;
+    let no_body = request_is_head || status == 204 || status == 304;
+    let to_chunk = !no_body && length.is_none() && client_minor == 1;
+    let until_close = !no_body && length.is_none() && client_minor == 0;
     (to_chunk, client_keep_alive && !until_close)
 }
 
@@ -233,20 +268,18 @@ pub fn ajp_response_head(
     status: u16,
     reason: &Option<Range<usize>>,
     headers: &[(HeaderName, Range<usize>)],
+    length: Option<u64>,
     chunked: bool,
     keep_alive: bool,
     client_minor: u8,
 ) {
-    ajp_request::response_head(
-        out,
-        pkt,
-        status,
-        reason,
-        headers,
+    let framing = ajp_request::Framing {
+        length,
         chunked,
         keep_alive,
         client_minor,
-    );
+    };
+    ajp_request::response_head(out, pkt, status, reason, headers, &framing);
 }
 
 /// The HTTP reason a client gets for an AJP status and reason (`request::reason_for`).

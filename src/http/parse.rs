@@ -90,9 +90,38 @@ impl RequestHead {
     }
 }
 
+/// Where `part`, a slice httparse returned from `base`, lies in `base`. A slice that does not
+/// point into `base` (httparse returns a static "" for some absent fields) maps to an empty range.
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    if start > base.len() || part.len() > base.len() - start {
+        return 0..0;
+    }
     start..start + part.len()
+}
+
+/// The reason phrase of a status line httparse accepted: what follows `HTTP/1.x NNN ` up to the
+/// line's end, read from the bytes themselves (httparse gives an empty reason, not pointing into
+/// the buffer, when the reason is absent or not UTF-8).
+fn reason_range(buf: &[u8]) -> Range<usize> {
+    // httparse skips empty lines before the status line.
+    let line = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line_end = line
+        + buf[line..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(buf.len() - line);
+    let line_end = if line_end > 0 && buf[line_end - 1] == b'\r' {
+        line_end - 1
+    } else {
+        line_end
+    };
+    // "HTTP/1.1 200" is 12 bytes; the reason starts after the space that may follow.
+    let start = (line + 13).min(line_end);
+    start..line_end
 }
 
 fn map_httparse(e: httparse::Error) -> HeadError {
@@ -352,7 +381,10 @@ pub fn parse_response(
     head.head_len = head_len;
     head.status = resp.code.unwrap_or(0);
     head.minor_version = resp.version.unwrap_or(1);
-    head.reason = offset(buf, resp.reason.unwrap_or("").as_bytes());
+    if !(100..=999).contains(&head.status) {
+        return Err(HeadError::Invalid("response status outside 100-999"));
+    }
+    head.reason = reason_range(buf);
     let f = response_headers(buf, resp.headers, head)?;
     head.content_length = f.content_length;
     head.body = match (f.has_te, f.content_length) {
@@ -560,7 +592,27 @@ mod tests {
         );
         parse_response(b"HTTP/1.1 200 OK\r\n\r\n", 65536, &mut h).unwrap();
         assert_eq!((h.body, h.keep_alive), (BodyKind::UntilClose, false));
+        for (raw, reason) in [
+            (
+                &b"HTTP/1.1 200 \x80OK\r\nContent-Length: 0\r\n\r\n"[..],
+                &b"\x80OK"[..],
+            ),
+            (b"HTTP/1.1 200\r\n\r\n", b""),
+            (b"HTTP/1.1 200 \r\n\r\n", b""),
+            (b"HTTP/1.1 404 Not Found\r\n\r\n", b"Not Found"),
+            (b"HTTP/1.1 200 OK\n\n", b"OK"),
+            (b"\r\nHTTP/1.1 201 Made\r\n\r\n", b"Made"),
+        ] {
+            parse_response(raw, 65536, &mut h).unwrap();
+            assert_eq!(
+                &raw[h.reason.clone()],
+                reason,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
         let bad: &[&[u8]] = &[
+            b"HTTP/1.1 042 OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"HTTP/1.1 2x0 OK\r\n\r\n",

@@ -60,7 +60,11 @@ pub fn request_head(
 ) {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
-    out.extend_from_slice(if target.is_empty() { b"/" } else { target });
+    // An absolute-form target may have no path ("http://a?q"): origin form needs one.
+    if target.first() != Some(&b'/') && target != b"*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     let client_host = head.routing_host(buf);
     if preserve_host && !client_host.is_empty() {
