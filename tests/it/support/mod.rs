@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod backend;
 pub mod client;
+pub mod lenient;
 pub mod proxy;
 
 pub use admin::{admin, report, report_when, tool, with_admin};
