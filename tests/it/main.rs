@@ -4,6 +4,7 @@
 
 mod basics;
 mod bodies;
+mod differential;
 mod failover;
 mod framing;
 mod idle;

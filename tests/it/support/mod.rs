@@ -4,6 +4,7 @@ pub mod admin;
 pub mod ajp_container;
 pub mod backend;
 pub mod client;
+pub mod lenient;
 pub mod proxy;
 pub mod raw_member;
 
