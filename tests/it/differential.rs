@@ -551,7 +551,8 @@ fn m_te_variant(rng: &mut Rng, req: &mut Req, _case: u64) -> bool {
             };
             if rng.chance(30) {
                 let (a, b, class) = rng.pick(&[
-                    ("gzip", "chunked", Class::Valid),
+                    // Well-formed HTTP, but ringlb implements no coding but chunked (501).
+                    ("gzip", "chunked", Class::Either),
                     ("chunked", "gzip", Class::Undefined),
                     ("chunked", "chunked", Class::Undefined),
                     ("chunked", "", Class::Undefined),
@@ -568,9 +569,10 @@ fn m_te_variant(rng: &mut Rng, req: &mut Req, _case: u64) -> bool {
                 let (v, class) = rng.pick(&[
                     ("Chunked", Class::Valid),
                     ("CHUNKED", Class::Valid),
-                    ("gzip, chunked", Class::Valid),
-                    ("gzip,chunked", Class::Valid),
-                    ("deflate , chunked", Class::Valid),
+                    // Well-formed HTTP, but ringlb implements no coding but chunked (501).
+                    ("gzip, chunked", Class::Either),
+                    ("gzip,chunked", Class::Either),
+                    ("deflate , chunked", Class::Either),
                     ("chunked\t", Class::Valid),
                     ("identity, chunked", Class::Either),
                     (",chunked", Class::Either),
