@@ -28,8 +28,9 @@
 //! responses for, in order, each as its own request (bytes the client sent inside another request
 //! may reach the member as a request only where ringlb read them as one and the client got its
 //! answer), and each body is the one the generator meant, for requests whose framing is
-//! unambiguous; or (c) ringlb aborted mid-body: no response for that request, and the member saw
-//! only its head and part of its body before ringlb closed the connection. Well-formed requests
+//! unambiguous; or (c) ringlb aborted mid-body: no response for that request, or its own 400 with
+//! `Connection: close` (a framing error found in a streamed body), and the member saw only its
+//! head and part of its body before ringlb closed the connection. Well-formed requests
 //! must be forwarded and answered. Anything the member reads that maps to no response (garbage, an
 //! extra request, a wait for bytes that never come) is a failure. After the last input, everything
 //! the member logged late is judged again.
@@ -1554,7 +1555,11 @@ fn judge(
                 event_text(e)
             ));
         }
-        if own {
+        // A framing error found after part of a streamed body went out: the client may get a
+        // 400 with Connection: close (the member saw an unfinished request and was closed);
+        // anything else from ringlb after forwarding is a failure.
+        let late_400 = matches!(finals.last(), Some(Got::Own { status: 400, close: true }));
+        if own && !late_400 {
             problems.push(format!(
                 "refused-after-forwarding: ringlb answered with its own error after forwarding part of the request: {}",
                 event_text(e)
