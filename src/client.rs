@@ -111,14 +111,16 @@ impl Client {
         self.log_fields = s.log_fields;
         self.path = s.path;
     }
+}
 
-    /// The path and query to route on and forward: the normalised form when it differs.
-    pub fn target(&self) -> &[u8] {
-        if self.path.is_empty() {
-            &self.buf[self.head.path.clone()]
-        } else {
-            &self.path
-        }
+/// The path and query to route on and forward: the normalised form (`Client::path`) when it
+/// differs from the request's. A free function over the fields, so that a caller can borrow the
+/// client's other buffers mutably meanwhile.
+pub fn target<'a>(buf: &'a [u8], head: &RequestHead, path: &'a [u8]) -> &'a [u8] {
+    if path.is_empty() {
+        &buf[head.path.clone()]
+    } else {
+        path
     }
 }
 

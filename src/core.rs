@@ -223,6 +223,22 @@ impl Drop for ConnGuard {
     }
 }
 
+/// Counts an admin connection open while it lives, however its task ends.
+pub struct AdminGuard(Rc<Core>);
+
+impl AdminGuard {
+    pub fn new(core: Rc<Core>) -> AdminGuard {
+        core.admin_active.set(core.admin_active.get() + 1);
+        AdminGuard(core)
+    }
+}
+
+impl Drop for AdminGuard {
+    fn drop(&mut self) {
+        self.0.admin_closed();
+    }
+}
+
 /// Applies pending admin changes to this core's balancers and publishes its statistics.
 pub fn publish(core: &Core, now: Instant) {
     let mut board = core.board.lock();

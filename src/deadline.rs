@@ -9,9 +9,9 @@
 //! Owns: this thread's wheel. Must never: fire a deadline early (an operation gets at least its
 //! limit; it may get up to three ticks more, plus however late the turning task runs). A deadline
 //! is armed from the clock, not from the wheel's own count of turned ticks: that count lags when
-//! the turning task runs late, and a deadline armed from it would fire early at the next turn. Invariant: the buckets hold exactly the armed,
-//! unfired deadlines (disarming removes its entry), so a finished operation is never woken and
-//! memory follows the operations in flight.
+//! the turning task runs late, and a deadline armed from it would fire early at the next turn.
+//! Invariant: the buckets hold exactly the armed, unfired deadlines (disarming removes its
+//! entry), so a finished operation is never woken and memory follows the operations in flight.
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -1,4 +1,6 @@
-//! The few calls into compio's socket API: read more, write a range, write head + body, connect.
+//! The calls into the socket API: read more, write a range, write static bytes, write head + body,
+//! send a request telling "nothing written" from "maybe written", check an idle pooled
+//! connection without blocking, shut down the write side, connect.
 //!
 //! Keeping them here means a runtime upgrade or switch touches one file. Must never: read into a
 //! buffer without spare capacity (compio reports 0 bytes, which looks like EOF). Invariant: the

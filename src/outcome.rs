@@ -80,30 +80,46 @@ pub struct Failed {
     pub status: u16,
     /// The client's request was read to its end (the 502/504 can go out without draining).
     pub request_read: bool,
+    /// The request is still in the client's buffer as it was parsed (head at its start, body up
+    /// to `Request::request_end`): nothing consumed it and no timed-out write took the buffer.
+    pub intact: bool,
 }
 
 impl Failed {
     /// A request write that failed after bytes may have gone out: a timeout (the member stopped
     /// reading; the buffers went with the cancelled write) or an error.
-    pub fn partly_sent(fail: &crate::io::IoFail, request_read: bool) -> Failed {
+    pub fn partly_sent(fail: &crate::io::IoFail, request_read: bool, intact: bool) -> Failed {
         match fail {
             crate::io::IoFail::Timeout => Failed {
                 reached: Reached::Request,
                 failure: Failure::ResponseTimeout,
                 status: 504,
                 request_read: false,
+                intact: false,
             },
-            _ => Failed::reset(Reached::Request, request_read),
+            _ => Failed::reset(Reached::Request, request_read, intact),
         }
     }
 
     /// A close or reset by the member.
-    pub fn reset(reached: Reached, request_read: bool) -> Failed {
+    pub fn reset(reached: Reached, request_read: bool, intact: bool) -> Failed {
         Failed {
             reached,
             failure: Failure::Reset,
             status: 502,
             request_read,
+            intact,
+        }
+    }
+
+    /// No connection to the member could be made.
+    pub fn no_connection(failure: Failure) -> Failed {
+        Failed {
+            reached: Reached::NoConnection,
+            failure,
+            status: 502,
+            request_read: false,
+            intact: true,
         }
     }
 }
@@ -124,7 +140,7 @@ pub enum Retry {
 pub fn retry(f: &Failed, req: &Request, retried: bool) -> Retry {
     match f.reached {
         Reached::NoConnection => Retry::OtherMember,
-        _ if retried || !req.replayable => Retry::No,
+        _ if retried || !req.replayable || !f.intact => Retry::No,
         // Nothing reached the member: any method may go again.
         Reached::Nothing => Retry::FreshConnection,
         // The member may have seen it: only an idempotent request, only when the connection was a
@@ -158,6 +174,7 @@ mod tests {
             failure,
             status: 502,
             request_read: true,
+            intact: true,
         }
     }
 
@@ -188,6 +205,16 @@ mod tests {
         assert_eq!(retry(&reset, &req(true, true, false), false), Retry::No);
         let timeout = failed(Reached::Request, Failure::ResponseTimeout);
         assert_eq!(retry(&timeout, &req(true, true, true), false), Retry::No);
+    }
+
+    #[test]
+    fn a_consumed_or_lost_buffer_is_never_sent_again() {
+        let mut f = failed(Reached::Nothing, Failure::Reset);
+        f.intact = false;
+        assert_eq!(retry(&f, &req(true, true, true), false), Retry::No);
+        let lost = Failed::partly_sent(&crate::io::IoFail::Timeout, true, true);
+        assert!(!lost.intact);
+        assert_eq!(retry(&lost, &req(true, true, true), false), Retry::No);
     }
 
     #[test]

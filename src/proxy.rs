@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use compio::net::TcpStream;
 
 use crate::ajp;
-use crate::client::{refuse, Client};
+use crate::client::{refuse, target, Client};
 use crate::config::{BalancerConfig, MemberConfig, Protocol};
 use crate::core::Core;
 use crate::http::exchange::{self, Params};
@@ -75,7 +75,7 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
     if core.access_log.is_some() {
         capture_log_fields(c);
     }
-    let keep = exchange(core, c, started).await;
+    let keep = send_to_members(core, c, started).await;
     if let Some(log) = &core.access_log {
         let member = c.rec.member.map_or("", |(b, m)| {
             core.config.balancers[b].members[m].host_port.as_str()
@@ -148,7 +148,7 @@ async fn gather_body(
 }
 
 /// Routes the request and runs exchanges until one answers the client. Fills `c.rec`.
-async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
+async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool {
     let mut body = BodyTracker::new(c.head.body);
     let initial = match gather_body(core, c, &mut body).await {
         Ok(n) => n,
@@ -169,12 +169,8 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
         replayable: body.is_done(),
         idempotent: c.head.is_idempotent(&c.buf),
     };
-    let target = if c.path.is_empty() {
-        &c.buf[c.head.path.clone()]
-    } else {
-        &c.path[..]
-    };
-    let route = core.router.find(c.head.routing_host(&c.buf), target);
+    let path = target(&c.buf, &c.head, &c.path);
+    let route = core.router.find(c.head.routing_host(&c.buf), path);
     let Some(route) = route else {
         core.stats.borrow_mut().core.not_found += 1;
         return local_reply(c, 404, &req).await;
@@ -197,9 +193,15 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
         };
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
-        let Some((mut up, reused)) = member_connection(core, c, &tracked, fresh_only).await else {
-            exclude |= 1 << member;
-            continue;
+        let (mut up, reused) = match member_connection(core, c, &tracked, fresh_only).await {
+            Ok(connection) => connection,
+            Err(failed) => {
+                // `retry` sends a request that found no connection to another member.
+                if retry(&failed, &req, retried) == Retry::OtherMember {
+                    exclude |= 1 << member;
+                }
+                continue;
+            }
         };
         req.reused = reused;
         let params = Params {
@@ -214,10 +216,7 @@ async fn exchange(core: &Core, c: &mut Client, started: Instant) -> bool {
             Outcome::Failed(f) => f,
             other => return finish(core, c, &tracked, up, other, started).await,
         };
-        // A buffer lost to a timed-out write can never be sent again (`retry` already refuses
-        // timeouts; this keeps a slice of a lost buffer impossible).
-        let whole = c.buf.len() >= req.request_end;
-        match retry(&failed, &req, retried || !whole) {
+        match retry(&failed, &req, retried) {
             Retry::FreshConnection => {
                 retried = true;
                 fresh = Some(member);
@@ -255,19 +254,19 @@ async fn run_exchange(
 
 /// A connection to the tracked member: a pooled one that is still fit (checked without blocking;
 /// for AJP, answered a CPING when idle past `ping`), else a new one (`fresh_only`: always a new
-/// one). `None`: the member cannot be reached; it is marked failed.
+/// one). `Err`: the member cannot be reached; it is marked failed.
 async fn member_connection(
     core: &Core,
     c: &mut Client,
     tracked: &Tracked<'_>,
     fresh_only: bool,
-) -> Option<(TcpStream, bool)> {
+) -> Result<(TcpStream, bool), Failed> {
     let bcfg = &core.config.balancers[tracked.bal];
     let mcfg = &bcfg.members[tracked.member];
     if !fresh_only {
         if let Some(s) = pooled_connection(core, c, tracked, bcfg, mcfg).await {
             tracked.with(|m| m.counters.pool_hits += 1);
-            return Some((s, true));
+            return Ok((s, true));
         }
     }
     tracked.with(|m| m.counters.pool_misses += 1);
@@ -277,23 +276,24 @@ async fn member_connection(
             let took = connect_start.elapsed();
             c.rec.connect_us = Some(took.as_micros() as u64);
             tracked.with(|m| m.record(Phase::Connect, took));
-            Some((s, false))
+            Ok((s, false))
         }
         Err(e) => {
             tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
                 "member failed to connect; skipping it for {:?}", bcfg.retry);
-            tracked.fail(if matches!(e, IoFail::Timeout) {
+            let failure = if matches!(e, IoFail::Timeout) {
                 Failure::ConnectTimeout
             } else {
                 Failure::ConnectRefused
-            });
+            };
+            tracked.fail(failure);
             tracked.with(|m| m.counters.failovers += 1);
             let mut ups = core.upstreams.borrow_mut();
             ups[tracked.bal]
                 .balancer
                 .mark_failed(tracked.member, Instant::now());
             ups[tracked.bal].pool.clear_member(tracked.member);
-            None
+            Err(Failed::no_connection(failure))
         }
     }
 }

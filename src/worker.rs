@@ -16,7 +16,7 @@ use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
 use crate::config::Driver;
-use crate::core::{publish, ConnGuard, Core};
+use crate::core::{publish, AdminGuard, ConnGuard, Core};
 use crate::park::EVENTS_PER_WAKE;
 use crate::{admin, conn};
 
@@ -120,11 +120,11 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
                     compio::runtime::spawn(conn::serve(core.clone(), stream, peer, guard)).detach()
                 }
                 Role::Admin => {
-                    core.admin_active.set(core.admin_active.get() + 1);
+                    let guard = AdminGuard::new(core.clone());
                     let core = core.clone();
                     compio::runtime::spawn(async move {
+                        let _guard = guard;
                         admin::serve(&core, stream, peer).await;
-                        core.admin_closed();
                     })
                     .detach()
                 }

@@ -21,7 +21,9 @@ use std::ops::Range;
 
 use libfuzzer_sys::fuzz_target;
 use ringlb_fuzz::glue::*;
-use ringlb_fuzz::{esc, is_field_byte, is_tchar, named_by_connection, trim_ows, within, Input};
+use ringlb_fuzz::{
+    esc, is_field_byte, is_tchar, named_by_connection, special_alias, trim_ows, within, Input,
+};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
@@ -293,27 +295,52 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
     need(r.int(), "server_port", &ctx);
     assert_eq!(need(r.byte(), "is_ssl", &ctx), 0);
 
-    // Headers: the request's end-to-end ones, in order, coded where AJP has a code; the
-    // Content-Length once, whatever a Connection header names (the container frames the body by it).
-    let mut length_seen = false;
+    // Headers: first ringlb's own, Host (the host it routed on) and one Content-Length with the
+    // parsed value whatever a Connection header names (the container frames the body by it); then
+    // the request's end-to-end ones, in order, coded where AJP has a code.
+    let host = head.routing_host(raw);
+    let length = match head.body {
+        BodyKind::Length(n) => Some(n),
+        _ => head.content_length.map(|_| 0),
+    };
     let forwarded: Vec<&HeaderPos> = head
         .headers
         .iter()
         .filter(|h| {
-            if h.kind == HeaderKind::ContentLength {
-                return !std::mem::replace(&mut length_seen, true);
-            }
             !matches!(
                 h.kind,
                 HeaderKind::Connection
                     | HeaderKind::HopByHop
                     | HeaderKind::Expect
                     | HeaderKind::TransferEncoding
+                    | HeaderKind::ContentLength
+                    | HeaderKind::Host
             ) && !named_by_connection(raw, &head.headers, h)
+                && !special_alias(&raw[h.name.clone()])
         })
         .collect();
+    let own = usize::from(!host.is_empty()) + usize::from(length.is_some());
     let count = usize::from(need(r.int(), "num_headers", &ctx));
-    assert_eq!(count, forwarded.len(), "num_headers{}", ctx());
+    assert_eq!(count, forwarded.len() + own, "num_headers{}", ctx());
+    if !host.is_empty() {
+        assert_eq!(
+            need(r.int(), "host code", &ctx),
+            0xA00B,
+            "host code{}",
+            ctx()
+        );
+        assert_eq!(need(r.string(), "host", &ctx), host, "host{}", ctx());
+    }
+    if let Some(n) = length {
+        assert_eq!(
+            need(r.int(), "length code", &ctx),
+            0xA008,
+            "length code{}",
+            ctx()
+        );
+        let value = need(r.string(), "Content-Length", &ctx);
+        assert_eq!(value, n.to_string().as_bytes(), "Content-Length{}", ctx());
+    }
     for h in forwarded {
         let name = &raw[h.name.clone()];
         match request_header_code(name) {
@@ -333,15 +360,7 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
             }
         }
         let value = need(r.string(), "header value", &ctx);
-        if h.kind == HeaderKind::ContentLength {
-            let n = match head.body {
-                BodyKind::Length(n) => n,
-                _ => 0,
-            };
-            assert_eq!(value, n.to_string().as_bytes(), "Content-Length{}", ctx());
-        } else {
-            assert_eq!(value, raw[h.value.clone()].trim_ascii(), "value{}", ctx());
-        }
+        assert_eq!(value, raw[h.value.clone()].trim_ascii(), "value{}", ctx());
     }
 
     // Attributes, to the terminator, which must be the packet's last byte.

@@ -126,3 +126,35 @@ pub fn trim_ows(mut v: &[u8]) -> &[u8] {
     }
     v
 }
+
+/// Whether a header name reads as one of ringlb's special headers when `_` is taken for `-`
+/// (ringlb drops such request headers: CGI-style members would confuse them with the real one).
+pub fn special_alias(name: &[u8]) -> bool {
+    let dashed: Vec<u8> = name
+        .iter()
+        .map(|&b| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    name.contains(&b'_')
+        && [
+            &b"host"[..],
+            b"content-length",
+            b"transfer-encoding",
+            b"connection",
+            b"keep-alive",
+            b"te",
+            b"trailer",
+            b"upgrade",
+            b"proxy-connection",
+            b"expect",
+            b"x-forwarded-for",
+            b"x-forwarded-host",
+            b"x-forwarded-proto",
+        ]
+        .contains(&&dashed[..])
+}

@@ -20,9 +20,9 @@ use super::codec::{
     body_packet_header, decode, max_body_chunk, HeaderName, Packet, CPING_PACKET, EMPTY_BODY,
 };
 use super::request::{check_response, forward_request, response_head, Forward, Framing};
-use crate::client::{send_continue, Client};
+use crate::client::{send_continue, target, Client};
 use crate::config::MemberConfig;
-use crate::http::framing::{BodyKind, BodyTracker};
+use crate::http::framing::{no_body, BodyKind, BodyTracker};
 use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
@@ -69,6 +69,8 @@ struct Body {
     /// Decoded data of a chunked upload, not yet sent.
     stage: Vec<u8>,
     chunked: bool,
+    /// `100 Continue` was sent (or was not needed) before the body was first read.
+    continued: bool,
 }
 
 impl Body {
@@ -95,8 +97,12 @@ fn stage_chunked(c: &mut Client, body: &mut Body, from: usize) -> Result<(), ()>
     Ok(())
 }
 
-/// Reads more of the request body from the client, for a GET_BODY_CHUNK.
+/// Reads more of the request body from the client, for a GET_BODY_CHUNK (first answering an
+/// `Expect: 100-continue`: the client waits for it before it sends the body).
 async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(), ()> {
+    if !std::mem::replace(&mut body.continued, true) && !send_continue(c, limit).await {
+        return Err(());
+    }
     if body.chunked {
         let had = c.buf.len();
         read_more(&mut c.stream, &mut c.buf, 16384, limit)
@@ -132,6 +138,7 @@ fn invalid(body: &Body) -> Outcome {
         failure: Failure::InvalidResponse,
         status: 502,
         request_read: body.finished(),
+        intact: false,
     })
 }
 
@@ -282,6 +289,9 @@ fn read_failed(r: &Response, body: &Body, e: IoFail, got_any: bool) -> Outcome {
         failure,
         status,
         request_read: body.finished(),
+        // A chunked body was decoded out of `c.buf`; a Content-Length body stays there (`c.buf`
+        // is drained only to read more of a body that was not whole, which is not replayable).
+        intact: !body.chunked,
     })
 }
 
@@ -301,12 +311,8 @@ async fn send_forward(
         secret: member.secret.as_deref(),
         packet_size: max,
     };
-    let target = if c.path.is_empty() {
-        &c.buf[c.head.path.clone()]
-    } else {
-        &c.path[..]
-    };
-    if forward_request(&mut c.out, &c.buf, &c.head, target, &forward).is_err() {
+    let path = target(&c.buf, &c.head, &c.path);
+    if forward_request(&mut c.out, &c.buf, &c.head, path, &forward).is_err() {
         return Err(Outcome::TooLarge);
     }
     let chunked = c.head.body == BodyKind::Chunked;
@@ -314,6 +320,7 @@ async fn send_forward(
         pending: req.head_len..req.request_end,
         stage: Vec::new(),
         chunked,
+        continued: false,
         // A chunked body is decoded again from its start: the caller only counted its bytes.
         tracker: if chunked {
             BodyTracker::new(BodyKind::Chunked)
@@ -333,8 +340,15 @@ async fn send_forward(
     let sent = (c.out.len() + first.len()) as u64;
     match send_request(up, &mut c.out, &mut c.buf, first, limits.response).await {
         Ok(()) => Ok((body, sent)),
-        Err(Unsent::Nothing(_)) => Err(Outcome::Failed(Failed::reset(Reached::Nothing, true))),
-        Err(Unsent::Partly(e)) => Err(Outcome::Failed(Failed::partly_sent(&e, req.replayable))),
+        // A chunked body was decoded out of `c.buf` (and the head dropped): not intact.
+        Err(Unsent::Nothing(_)) => {
+            let f = Failed::reset(Reached::Nothing, req.replayable, !chunked);
+            Err(Outcome::Failed(f))
+        }
+        Err(Unsent::Partly(e)) => {
+            let f = Failed::partly_sent(&e, req.replayable, !chunked);
+            Err(Outcome::Failed(f))
+        }
     }
 }
 
@@ -353,9 +367,6 @@ async fn first_body_packet(
         return Ok(0..0);
     }
     if body.pending.is_empty() {
-        if !send_continue(c, limits.client).await {
-            return Err(broken(0, 0, 0));
-        }
         // c.out already holds the encoded FORWARD_REQUEST; the head's bytes may go.
         if read_body(c, body, limits.client).await.is_err() {
             return Err(broken(0, 0, 0));
@@ -405,7 +416,7 @@ async fn send_body_chunk(
     match write_head_and(up, &mut c.out, &mut c.buf, write, limits.response).await {
         Ok(()) => Ok(()),
         Err(_) if r.started.is_some() => Err(r.broken()),
-        Err(_) => Err(Outcome::Failed(Failed::reset(Reached::Request, false))),
+        Err(e) => Err(Outcome::Failed(Failed::partly_sent(&e, false, false))),
     }
 }
 
@@ -441,7 +452,7 @@ async fn send_headers(
             return Err(invalid(body));
         }
     };
-    let no_body = req.is_head || status == 204 || status == 304;
+    let no_body = no_body(req.is_head, status);
     let minor = c.head.minor_version;
     let to_chunk = !no_body && length.is_none() && minor == 1;
     let until_close = !no_body && length.is_none() && minor == 0;

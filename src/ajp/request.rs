@@ -18,9 +18,9 @@ use super::codec::{
 };
 use crate::http::chunked::is_tchar;
 use crate::http::framing::BodyKind;
-use crate::http::header::{classify, connection_lists, HeaderKind};
+use crate::http::header::{classify, HeaderKind};
 use crate::http::parse::{parse_content_length, RequestHead};
-use crate::http::policy::{action, action_for, Action, Direction, Wire};
+use crate::http::policy::{action_by_name, lists_names, named, Action, Direction, Policy, Wire};
 use crate::http::rewrite::{end_response_head, push_content_length, push_header};
 
 /// What the FORWARD_REQUEST says about the connection and the server.
@@ -34,39 +34,35 @@ pub struct Forward<'a> {
 /// Writes the request headers `http::policy` forwards to a container, Content-Length once with
 /// its parsed value. Counted, then written: no list is built for it.
 fn write_headers(w: &mut Writer<'_>, buf: &[u8], head: &RequestHead) {
+    let policy = Policy::new(buf, &head.headers, Direction::Request, Wire::Ajp);
     let forwarded = || {
-        head.headers.iter().filter(|h| {
-            match action_for(buf, &head.headers, h, Direction::Request, Wire::Ajp) {
-                Action::Forward => true,
-                Action::Drop => false,
-                // The container frames the body by Content-Length; chunked needs no header.
-                Action::Own => h.kind == HeaderKind::ContentLength,
-            }
-        })
+        head.headers
+            .iter()
+            .filter(|h| policy.action(h) == Action::Forward)
     };
-    // A repeated (identical) Content-Length is sent once.
-    let lengths = forwarded()
-        .filter(|h| h.kind == HeaderKind::ContentLength)
-        .count();
-    w.int((forwarded().count() - lengths.saturating_sub(1)) as u16);
-    let mut length_sent = false;
+    // ringlb's own: the Host it routed on (the absolute-form authority wins over a Host header,
+    // as for HTTP members), and one Content-Length with the parsed value (the container frames
+    // the body packets by it; a chunked body needs no header).
+    let host = head.routing_host(buf);
+    let length = match head.body {
+        BodyKind::Length(n) => Some(n),
+        _ => head.content_length.map(|_| 0),
+    };
+    let own = usize::from(!host.is_empty()) + usize::from(length.is_some());
+    w.int((forwarded().count() + own) as u16);
+    if !host.is_empty() {
+        w.int(request_header_code(b"host").unwrap_or(0xA00B));
+        w.string(host);
+    }
+    if let Some(n) = length {
+        w.int(request_header_code(b"content-length").unwrap_or(0xA008));
+        let mut digits = [0u8; 20];
+        let mut cur = std::io::Cursor::new(&mut digits[..]);
+        let _ = write!(cur, "{n}");
+        let len = cur.position() as usize;
+        w.string(&digits[..len]);
+    }
     for h in forwarded() {
-        if h.kind == HeaderKind::ContentLength {
-            if std::mem::replace(&mut length_sent, true) {
-                continue;
-            }
-            w.int(request_header_code(b"content-length").unwrap_or(0xA008));
-            let n = match head.body {
-                BodyKind::Length(n) => n,
-                _ => 0,
-            };
-            let mut digits = [0u8; 20];
-            let mut cur = std::io::Cursor::new(&mut digits[..]);
-            let _ = write!(cur, "{n}");
-            let len = cur.position() as usize;
-            w.string(&digits[..len]);
-            continue;
-        }
         let name = &buf[h.name.clone()];
         match request_header_code(name) {
             Some(code) => w.int(code),
@@ -197,8 +193,8 @@ fn header_name<'a>(pkt: &'a [u8], name: &HeaderName) -> &'a [u8] {
     }
 }
 
-/// Checks a SEND_HEADERS packet by the rules an HTTP member's response head must meet: a status
-/// in 200–999, a reason and values free of control bytes (HTAB aside), token names, and at most
+/// Checks a SEND_HEADERS packet by the rules an HTTP member's response head must meet: a final
+/// status (200–599; AJP has no interim responses), a reason and values free of control bytes (HTAB aside), token names, and at most
 /// one Content-Length value. Returns the Content-Length, if any.
 pub fn check_response(
     pkt: &[u8],
@@ -206,8 +202,8 @@ pub fn check_response(
     reason: &Option<Range<usize>>,
     headers: &[(HeaderName, Range<usize>)],
 ) -> Result<Option<u64>, &'static str> {
-    if !(200..=999).contains(&status) {
-        return Err("status outside 200-999");
+    if !(200..=599).contains(&status) {
+        return Err("status outside 200-599");
     }
     let clean = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     if !reason.as_ref().is_none_or(|r| clean(&pkt[r.clone()])) {
@@ -258,13 +254,18 @@ pub fn response_head(
     let _ = write!(out, "HTTP/1.1 {status} ");
     out.extend_from_slice(reason_for(status, given));
     out.extend_from_slice(b"\r\n");
+    let connection_values = || {
+        headers
+            .iter()
+            .filter(|(n, _)| classify(header_name(pkt, n)) == HeaderKind::Connection)
+            .map(|(_, v)| &pkt[v.clone()])
+    };
+    let lists = lists_names(connection_values());
     for (name, value) in headers {
         let name = header_name(pkt, name);
-        let named = headers.iter().any(|(n, v)| {
-            classify(header_name(pkt, n)) == HeaderKind::Connection
-                && connection_lists(&pkt[v.clone()], name)
-        });
-        if action(classify(name), Direction::Response, Wire::Ajp, named) == Action::Forward {
+        let named = lists && named(connection_values(), name);
+        let action = action_by_name(classify(name), name, Direction::Response, Wire::Ajp, named);
+        if action == Action::Forward {
             push_header(out, name, &pkt[value.clone()]);
         }
     }
@@ -416,7 +417,7 @@ mod tests {
             Ok(None)
         );
         assert!(ok(200, Some(0..4), &[]).is_err(), "CR LF in the reason");
-        for status in [0, 99, 100, 101, 199, 1000] {
+        for status in [0, 99, 100, 101, 199, 600, 999, 1000] {
             assert!(ok(status, None, &[]).is_err(), "{status}");
         }
         assert!(

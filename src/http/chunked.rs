@@ -3,13 +3,18 @@
 //! Owns: finding where a chunked body ends and where its data bytes are, across reads of any size;
 //! checking the size lines (`chunk-size [ chunk-ext ] CRLF`, extensions by their grammar:
 //! `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`) and the trailer section
-//! (each line a field line: `token ":" OWS value OWS`, no obs-fold, no control bytes).
+//! (each line a field line: `token ":" OWS value OWS`, no obs-fold, no control bytes, and no field
+//! that frames, routes or is hop-by-hop — Content-Length, Transfer-Encoding, Host, Connection,
+//! X-Forwarded-*…: some servers merge trailers into the header section). Chunk sizes are capped
+//! at 2^31 − 1, so that a reader holding a size in 32 bits reads the same one.
 //! Must never: buffer or copy body bytes (it reports ranges), or accept anything the grammar does
 //! not allow (a body it accepts is read the same way by every conforming reader, so it can be
 //! forwarded byte for byte). Invariant: `scan` never consumes a byte past the end of the body, so
 //! what follows (a pipelined request) stays in the caller's buffer.
 
 use std::ops::Range;
+
+use super::header::{classify, HeaderKind};
 
 /// A framing error inside a chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +24,11 @@ pub struct ChunkError(pub &'static str);
 const MAX_EXT: u32 = 4096;
 /// Longest trailer section accepted.
 const MAX_TRAILERS: u32 = 16384;
+/// Largest chunk accepted.
+const MAX_CHUNK: u64 = (1 << 31) - 1;
+/// Trailer names are kept (lowercase) up to this length to check them; longer ones cannot be a
+/// special header.
+const NAME_KEPT: usize = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -73,6 +83,9 @@ pub struct ChunkedDecoder {
     digits: u8,
     /// Bytes of extensions on the current size line, or of the trailer section.
     extra: u32,
+    /// The current trailer line's name so far (its first `NAME_KEPT` bytes) and its length.
+    name: [u8; NAME_KEPT],
+    name_len: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -102,6 +115,8 @@ impl ChunkedDecoder {
             size: 0,
             digits: 0,
             extra: 0,
+            name: [0; NAME_KEPT],
+            name_len: 0,
         }
     }
 
@@ -183,6 +198,9 @@ impl ChunkedDecoder {
                     return Err(ChunkError("chunk size too large"));
                 }
                 self.size = self.size * 16 + u64::from(v);
+                if self.size > MAX_CHUNK {
+                    return Err(ChunkError("chunk size too large"));
+                }
                 self.state = State::Size;
                 Ok(())
             }
@@ -235,8 +253,25 @@ impl ChunkedDecoder {
         }
         self.state = match (self.state, b) {
             (S::TrailerStart, b'\r') => S::FinalLf,
-            (S::TrailerStart | S::TrailerName, b) if is_tchar(b) => S::TrailerName,
-            (S::TrailerName, b':') => S::TrailerValue,
+            (S::TrailerStart | S::TrailerName, b) if is_tchar(b) => {
+                if self.state == S::TrailerStart {
+                    self.name_len = 0;
+                }
+                if self.name_len < NAME_KEPT {
+                    self.name[self.name_len] = b.to_ascii_lowercase();
+                }
+                self.name_len += 1;
+                S::TrailerName
+            }
+            (S::TrailerName, b':') => {
+                let kept = &self.name[..self.name_len.min(NAME_KEPT)];
+                if self.name_len <= NAME_KEPT && classify(kept) != HeaderKind::Other {
+                    return Err(ChunkError(
+                        "trailer field that frames, routes or is hop-by-hop",
+                    ));
+                }
+                S::TrailerValue
+            }
             (S::TrailerValue, b'\r') => S::TrailerLf,
             (S::TrailerValue, b) if is_field_byte(b) => S::TrailerValue,
             (S::TrailerLf, b'\n') => S::TrailerStart,
@@ -293,6 +328,7 @@ mod tests {
             b"5\r\nhelloXX0\r\n\r\n",
             b"\r\n",
             b"1000000000000000\r\n",
+            b"7fffffff0\r\n",
             b"0\r\n\n",
             b"1g\r\na\r\n0\r\n\r\n",
             b"0x5\r\nhello\r\n0\r\n\r\n",
@@ -313,6 +349,12 @@ mod tests {
             b"0\r\nX-T : 1\r\n\r\n",
             b"0\r\n: 1\r\n\r\n",
             b"0\r\nX-T: 1\n\r\n",
+            b"0\r\nContent-Length: 5\r\n\r\n",
+            b"0\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"0\r\nHost: evil\r\n\r\n",
+            b"0\r\nX-T: 1\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+            b"80000000\r\n",
+            b"100000000\r\n",
         ];
         for b in bad {
             assert!(
@@ -333,6 +375,7 @@ mod tests {
             b"5;a=b ;c\r\nhello\r\n0\r\n\r\n",
             b"5\r\nhello\r\n0\r\nX-T: 1\r\nY:\r\nZ: a b\t\r\n\r\n",
             b"00005\r\nhello\r\n000\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nContent-Length-X: 1\r\nX-Host: a\r\n\r\n",
         ];
         for g in good {
             for step in 1..g.len() {

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 
-use super::framing::{BodyKind, BodyTracker};
+use super::framing::{no_body, BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
 use super::reply;
 use super::rewrite::{self, ClientBody};
-use crate::client::{refuse, send_continue, Client};
+use crate::client::{refuse, send_continue, target, Client};
 use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
@@ -48,16 +48,12 @@ pub async fn run(
     p: &Params<'_>,
 ) -> Outcome {
     c.out.clear();
-    let target = if c.path.is_empty() {
-        &c.buf[c.head.path.clone()]
-    } else {
-        &c.path[..]
-    };
+    let path = target(&c.buf, &c.head, &c.path);
     rewrite::request_head(
         &mut c.out,
         &c.buf,
         &c.head,
-        target,
+        path,
         p.host_port,
         p.preserve_host,
         c.peer.ip(),
@@ -67,8 +63,13 @@ pub async fn run(
     let limit = p.response_timeout;
     match send_request(up, &mut c.out, &mut c.buf, range, limit).await {
         Ok(()) => {}
-        Err(Unsent::Nothing(_)) => return Outcome::Failed(Failed::reset(Reached::Nothing, true)),
-        Err(Unsent::Partly(e)) => return Outcome::Failed(Failed::partly_sent(&e, req.replayable)),
+        Err(Unsent::Nothing(_)) => {
+            let f = Failed::reset(Reached::Nothing, req.replayable, true);
+            return Outcome::Failed(f);
+        }
+        Err(Unsent::Partly(e)) => {
+            return Outcome::Failed(Failed::partly_sent(&e, req.replayable, true));
+        }
     }
     let mut consumed = req.request_end;
     if !body.is_done() {
@@ -86,15 +87,16 @@ pub async fn run(
                 refuse(c, 400).await;
                 return broken(400, 0, 0);
             }
-            BodyOutcome::MemberFailed => {
+            BodyOutcome::MemberFailed(e) => {
                 tracing::warn!("member failed while receiving a request body");
-                return Outcome::Failed(Failed::reset(Reached::Request, false));
+                return Outcome::Failed(Failed::partly_sent(&e, false, false));
             }
         }
     }
     let sent_at = Instant::now();
     if let Err(fail) = read_response_head(c, up, limit).await {
-        return head_failed(fail, consumed == 0 || req.replayable);
+        // The request stays in `c.buf` unless its body was streamed (then `consumed` is 0).
+        return head_failed(fail, consumed == 0 || req.replayable, consumed != 0);
     }
     let head_time = sent_at.elapsed();
     c.buf.drain(..consumed);
@@ -135,7 +137,7 @@ enum HeadFail {
     ClientGone,
 }
 
-fn head_failed(fail: HeadFail, request_read: bool) -> Outcome {
+fn head_failed(fail: HeadFail, request_read: bool, intact: bool) -> Outcome {
     let (reached, failure, status, what) = match fail {
         HeadFail::NoResponse => (
             Reached::Request,
@@ -163,6 +165,8 @@ fn head_failed(fail: HeadFail, request_read: bool) -> Outcome {
         failure,
         status,
         request_read,
+        // A timed-out read took `c.rbuf` only; the request's buffer is untouched.
+        intact,
     })
 }
 
@@ -172,7 +176,7 @@ enum BodyOutcome {
     ClientGone,
     /// The client broke the body's framing (a chunked body).
     Malformed,
-    MemberFailed,
+    MemberFailed(IoFail),
 }
 
 /// Streams the rest of a request body from the client to the member. Bytes after the body (a
@@ -196,11 +200,8 @@ async fn stream_request_body(
             // A framing error mid-body: abort, the member connection is dropped unpooled.
             return BodyOutcome::Malformed;
         };
-        if write_range(up, &mut c.buf, 0..start + n, p.response_timeout)
-            .await
-            .is_err()
-        {
-            return BodyOutcome::MemberFailed;
+        if let Err(e) = write_range(up, &mut c.buf, 0..start + n, p.response_timeout).await {
+            return BodyOutcome::MemberFailed(e);
         }
         streamed += (start + n) as u64;
         c.buf.drain(..start + n);
@@ -216,12 +217,16 @@ async fn read_response_head(
 ) -> Result<(), HeadFail> {
     let deadline = Instant::now() + limit;
     c.rbuf.clear();
+    // Once an interim response was read, the member has answered: a close after it is a broken
+    // response, not "no response" (which may be retried).
+    let mut interim = false;
     loop {
         if !c.rbuf.is_empty() {
             match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
                 // ringlb never forwards Upgrade: a 101 is a member's error.
                 Ok(()) if c.resp.status == 101 => return Err(HeadFail::Invalid),
                 Ok(()) if (100..200).contains(&c.resp.status) => {
+                    interim = true;
                     relay_interim(c, limit).await?;
                     continue;
                 }
@@ -235,20 +240,21 @@ async fn read_response_head(
         match read_more(up, &mut c.rbuf, HEAD_READ, left).await {
             Ok(_) => {}
             Err(IoFail::Timeout) => return Err(HeadFail::Timeout),
-            Err(_) if had == 0 => return Err(HeadFail::NoResponse),
+            Err(_) if had == 0 && !interim => return Err(HeadFail::NoResponse),
             Err(_) => return Err(HeadFail::Invalid),
         }
     }
 }
 
-/// Sends an interim response (not 100: ringlb answered Expect itself) to an HTTP/1.1 client, and
-/// drops it from `c.rbuf`.
+/// Sends an interim response (not 100: ringlb answered Expect itself) to an HTTP/1.1 client,
+/// rewritten like any response head, and drops it from `c.rbuf`.
 async fn relay_interim(c: &mut Client, limit: Duration) -> Result<(), HeadFail> {
     let n = c.resp.head_len;
     if c.resp.status != 100 && c.head.minor_version == 1 {
         c.out.clear();
-        c.out.extend_from_slice(&c.rbuf[..n]);
-        if write_range(&mut c.stream, &mut c.out, 0..n, limit)
+        rewrite::interim_head(&mut c.out, &c.rbuf, &c.resp);
+        let len = c.out.len();
+        if write_range(&mut c.stream, &mut c.out, 0..len, limit)
             .await
             .is_err()
         {
@@ -279,7 +285,7 @@ async fn relay_response(
     p: &Params<'_>,
 ) -> Relayed {
     let status = c.resp.status;
-    let kind = if is_head || status == 204 || status == 304 {
+    let kind = if no_body(is_head, status) {
         BodyKind::Empty
     } else {
         c.resp.body

@@ -20,6 +20,12 @@ pub enum BodyKind {
     UntilClose,
 }
 
+/// Whether a response has no body whatever its headers say (RFC 9112 §6.3): the answer to a
+/// HEAD, a 204 or a 304.
+pub fn no_body(request_is_head: bool, status: u16) -> bool {
+    request_is_head || status == 204 || status == 304
+}
+
 /// Tracks a body's progress across reads.
 #[derive(Debug, Clone)]
 pub struct BodyTracker {
@@ -37,10 +43,6 @@ impl BodyTracker {
             chunked: ChunkedDecoder::new(),
             done: kind == BodyKind::Empty,
         }
-    }
-
-    pub fn kind(&self) -> BodyKind {
-        self.kind
     }
 
     pub fn is_done(&self) -> bool {

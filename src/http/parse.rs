@@ -381,8 +381,8 @@ pub fn parse_response(
     head.head_len = head_len;
     head.status = resp.code.unwrap_or(0);
     head.minor_version = resp.version.unwrap_or(1);
-    if !(100..=999).contains(&head.status) {
-        return Err(HeadError::Invalid("response status outside 100-999"));
+    if !(100..=599).contains(&head.status) {
+        return Err(HeadError::Invalid("response status outside 100-599"));
     }
     head.reason = reason_range(buf);
     let f = response_headers(buf, resp.headers, head)?;
@@ -613,6 +613,8 @@ mod tests {
         }
         let bad: &[&[u8]] = &[
             b"HTTP/1.1 042 OK\r\n\r\n",
+            b"HTTP/1.1 600 OK\r\n\r\n",
+            b"HTTP/1.1 999 OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"HTTP/1.1 2x0 OK\r\n\r\n",

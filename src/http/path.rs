@@ -1,6 +1,8 @@
 //! The request path ringlb routes on and forwards: RFC 3986 §5.2.4 dot-segment removal, with
-//! `%2e`/`%2E` read as `.`, and runs of `/` merged (Apache's `MergeSlashes On`, nginx's
-//! `merge_slashes on`).
+//! `%2e`/`%2E` read as `.` and a segment's `;parameters` ignored when deciding whether it is a dot
+//! segment (Tomcat, Jetty and Spring strip them before resolving `..`: `/a/..;/b` is `/b` to
+//! them), and runs of `/` merged (Apache's `MergeSlashes On`, nginx's `merge_slashes on`). A path
+//! holding what members read as a separator or an end (`\`, `%2f`, `%5c`, `%00`) is refused.
 //!
 //! Owns: the one normalised form of a path. Must never: touch the query, decode anything but a
 //! dot segment, or accept a path that climbs above the root. Invariant: routing and forwarding use
@@ -17,7 +19,11 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
         .position(|&b| b == b'?')
         .unwrap_or(target.len());
     let (path, query) = target.split_at(path_end);
-    if path.first() != Some(&b'/') || !may_change(path) {
+    if path.first() != Some(&b'/') {
+        return Ok(());
+    }
+    refuse_separators(path)?;
+    if !may_change(path) {
         return Ok(());
     }
     out.push(b'/');
@@ -58,6 +64,25 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Members disagree on `\` (a separator to some), `%2f`/`%5c` (decoded to separators by some)
+/// and `%00` (an end to some): a path with any of them cannot be routed safely.
+fn refuse_separators(path: &[u8]) -> Result<(), &'static str> {
+    if path.contains(&b'\\') {
+        return Err("backslash in the request path");
+    }
+    let encoded = |w: &[u8]| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2] | 0x20),
+                (b'2', b'f') | (b'5', b'c') | (b'0', b'0')
+            )
+    };
+    if path.windows(3).any(encoded) {
+        return Err("encoded slash, backslash or NUL in the request path");
+    }
+    Ok(())
+}
+
 /// Whether `path` can differ from its normal form: it has `//`, or a segment that may be a dot
 /// segment (starts with `.` or `%`).
 fn may_change(path: &[u8]) -> bool {
@@ -65,10 +90,12 @@ fn may_change(path: &[u8]) -> bool {
         .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.' | b'%'))
 }
 
-/// `Some(1)` for a `.` segment, `Some(2)` for `..` (either dot may be `%2e`), else `None`.
+/// `Some(1)` for a `.` segment, `Some(2)` for `..` (either dot may be `%2e`, and `;parameters`
+/// may follow), else `None`.
 fn dots(seg: &[u8]) -> Option<u8> {
     let mut n = 0u8;
-    let mut rest = seg;
+    let end = seg.iter().position(|&b| b == b';').unwrap_or(seg.len());
+    let mut rest = &seg[..end];
     while !rest.is_empty() {
         if rest[0] == b'.' {
             rest = &rest[1..];
@@ -120,6 +147,12 @@ mod tests {
             ("/a/...b/.x/%2ex", "/a/...b/.x/%2ex"),
             ("/a/.../b", "/a/.../b"),
             ("/a?../..", "/a?../.."),
+            ("/public/..;/admin/", "/admin/"),
+            ("/public/..;jsessionid=1/admin", "/admin"),
+            ("/public/.;x/a", "/public/a"),
+            ("/a;b/c", "/a;b/c"),
+            ("/a/%20/b", "/a/%20/b"),
+            ("/a?x=%2f\\", "/a?x=%2f\\"),
             ("*", "*"),
             ("", ""),
         ];

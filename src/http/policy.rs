@@ -9,7 +9,7 @@
 //! request and response heads, `ajp::request`'s FORWARD_REQUEST and response head) consult only
 //! this function, so they cannot disagree.
 
-use super::header::{connection_lists, HeaderKind, HeaderPos};
+use super::header::{classify, connection_lists, tokens, HeaderKind, HeaderPos};
 
 /// Which way a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,33 +48,101 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
         (K::Connection | K::HopByHop, _, _) => Action::Drop,
         // ringlb answered the expectation itself.
         (K::Expect, Direction::Request, _) => Action::Drop,
-        // The member's Host and the forwarding trail are written by ringlb for HTTP members; an
-        // AJP container gets the client's Host and reads the client from the packet itself.
-        (K::Host, Direction::Request, Wire::Http) => Action::Own,
+        // The Host a member sees is ringlb's: the one it routed on (or the member's own, for HTTP
+        // members without `preserve_host`).
+        (K::Host, Direction::Request, _) => Action::Own,
+        // The forwarding trail is written by ringlb for HTTP members; an AJP container reads the
+        // client from the packet itself.
         (
             K::XForwardedFor | K::XForwardedHost | K::XForwardedProto,
             Direction::Request,
             Wire::Http,
         ) => Action::Own,
-        (K::Host, Direction::Request, Wire::Ajp) => Action::Forward,
         _ if named_by_connection => Action::Drop,
         _ => Action::Forward,
     }
 }
 
-/// The policy for header `h` of a message whose headers are `headers`, held in `buf`.
-pub fn action_for(
-    buf: &[u8],
-    headers: &[HeaderPos],
-    h: &HeaderPos,
+/// The policy for one header by name: `action`, after two checks on the name. A request header
+/// whose name becomes one of ringlb's special headers when `_` is read as `-` (`X_Forwarded_For`,
+/// `Content_Length`) is dropped: members that map headers to variables (CGI, PHP, WSGI) would
+/// read it as the header ringlb owns.
+pub fn action_by_name(
+    kind: HeaderKind,
+    name: &[u8],
     dir: Direction,
     wire: Wire,
+    named_by_connection: bool,
 ) -> Action {
-    let named = headers
+    if dir == Direction::Request && kind == HeaderKind::Other && aliases_special(name) {
+        return Action::Drop;
+    }
+    action(kind, dir, wire, named_by_connection)
+}
+
+fn aliases_special(name: &[u8]) -> bool {
+    if !name.contains(&b'_') || name.len() > 24 {
+        return false;
+    }
+    let mut dashed = [0u8; 24];
+    for (d, &b) in dashed.iter_mut().zip(name) {
+        *d = if b == b'_' { b'-' } else { b };
+    }
+    classify(&dashed[..name.len()]) != HeaderKind::Other
+}
+
+/// Whether any of a message's Connection values lists `name`.
+pub fn named<'v>(mut values: impl Iterator<Item = &'v [u8]>, name: &[u8]) -> bool {
+    values.any(|v| connection_lists(v, name))
+}
+
+/// Whether Connection values list anything but `close` and `keep-alive` (the common case is
+/// no: then no header needs the per-header check, and the policy stays linear in the headers).
+pub fn lists_names<'v>(mut values: impl Iterator<Item = &'v [u8]>) -> bool {
+    values.any(|v| {
+        tokens(v)
+            .any(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+    })
+}
+
+/// The policy applied to the headers of one parsed message held in `buf`.
+pub struct Policy<'a> {
+    buf: &'a [u8],
+    headers: &'a [HeaderPos],
+    dir: Direction,
+    wire: Wire,
+    /// A Connection header lists a header name.
+    lists: bool,
+}
+
+impl<'a> Policy<'a> {
+    pub fn new(buf: &'a [u8], headers: &'a [HeaderPos], dir: Direction, wire: Wire) -> Self {
+        let lists = lists_names(connection_values(buf, headers));
+        Policy {
+            buf,
+            headers,
+            dir,
+            wire,
+            lists,
+        }
+    }
+
+    /// What happens to header `h` (one of this message's).
+    pub fn action(&self, h: &HeaderPos) -> Action {
+        let name = &self.buf[h.name.clone()];
+        let named = self.lists && named(connection_values(self.buf, self.headers), name);
+        action_by_name(h.kind, name, self.dir, self.wire, named)
+    }
+}
+
+fn connection_values<'a>(
+    buf: &'a [u8],
+    headers: &'a [HeaderPos],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
         .iter()
         .filter(|c| c.kind == HeaderKind::Connection)
-        .any(|c| connection_lists(&buf[c.value.clone()], &buf[h.name.clone()]));
-    action(h.kind, dir, wire, named)
+        .map(move |c| &buf[c.value.clone()])
 }
 
 #[cfg(test)]
@@ -97,8 +165,8 @@ mod tests {
             Action::Own
         );
         assert_eq!(
-            action(K::Host, Direction::Request, Wire::Ajp, true),
-            Action::Forward
+            action(K::Host, Direction::Request, Wire::Ajp, false),
+            Action::Own
         );
     }
 
@@ -116,6 +184,42 @@ mod tests {
             action(K::Expect, Direction::Request, Wire::Ajp, false),
             Action::Drop
         );
+    }
+
+    #[test]
+    fn underscore_aliases_of_special_headers_are_dropped_from_requests() {
+        let req = |name: &[u8]| {
+            action_by_name(
+                HeaderKind::Other,
+                name,
+                Direction::Request,
+                Wire::Http,
+                false,
+            )
+        };
+        assert_eq!(req(b"X_Forwarded_For"), Action::Drop);
+        assert_eq!(req(b"content_length"), Action::Drop);
+        assert_eq!(req(b"Transfer_Encoding"), Action::Drop);
+        assert_eq!(req(b"X_Custom_Key"), Action::Forward);
+        assert_eq!(req(b"X-Custom"), Action::Forward);
+    }
+
+    #[test]
+    fn policy_over_a_message() {
+        let raw =
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
+        let mut head = crate::http::parse::RequestHead::default();
+        crate::http::parse::parse_request(raw, 4096, 16, &mut head).unwrap();
+        let policy = Policy::new(raw, &head.headers, Direction::Request, Wire::Http);
+        let kept: Vec<&[u8]> = head
+            .headers
+            .iter()
+            .filter(|h| policy.action(h) == Action::Forward)
+            .map(|h| &raw[h.name.clone()])
+            .collect();
+        assert_eq!(kept, [&b"X-B"[..]]);
+        assert!(!lists_names([&b"close"[..], b" Keep-Alive "].into_iter()));
+        assert!(lists_names([&b"close, x"[..]].into_iter()));
     }
 
     #[test]

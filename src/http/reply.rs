@@ -1,4 +1,4 @@
-//! The responses ringlb writes itself: refusals (400/405/414/431), 404, and the gateway errors
+//! The responses ringlb writes itself: refusals (400/405/408/414/431/501), 404, and the gateway errors
 //! (502/503/504), each with a short text body.
 //!
 //! Must never: allocate (writes into the caller's reused buffer). Invariant: `close` responses carry
@@ -16,6 +16,7 @@ pub fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",

@@ -2,7 +2,7 @@
 //! receives.
 //!
 //! Owns: writing heads: the Host a member sees, X-Forwarded-*, the framing headers ringlb uses,
-//! the Connection header a client sees. Which headers are copied is `policy::action`'s decision
+//! the Connection header a client sees. Which headers are copied is `http::policy`'s decision
 //! alone. Must never: allocate (it writes into the caller's reused buffer), copy a framing header
 //! as it came, or forward a header a Connection header names. Invariant: the framing headers
 //! written are exactly the framing ringlb uses for the body that follows.
@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::framing::BodyKind;
 use super::header::{tokens, HeaderKind, HeaderPos};
 use super::parse::{RequestHead, ResponseHead};
-use super::policy::{action_for, Action, Direction, Wire};
+use super::policy::{Action, Direction, Policy, Wire};
 
 /// Writes one header line.
 pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -41,8 +41,9 @@ pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
 
 /// Copies the headers the policy forwards.
 fn forward_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], dir: Direction) {
+    let policy = Policy::new(buf, headers, dir, Wire::Http);
     for h in headers {
-        if action_for(buf, headers, h, dir, Wire::Http) == Action::Forward {
+        if policy.action(h) == Action::Forward {
             push_header(out, &buf[h.name.clone()], &buf[h.value.clone()]);
         }
     }
@@ -122,6 +123,16 @@ fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
     if !first {
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Writes an interim (1xx) response for the client: its status line and the headers the policy
+/// forwards, no framing (an interim response has no body).
+pub fn interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    let _ = write!(out, "HTTP/1.1 {} ", head.status);
+    out.extend_from_slice(&buf[head.reason.clone()]);
+    out.extend_from_slice(b"\r\n");
+    forward_headers(out, buf, &head.headers, Direction::Response);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes the head to send to the client.

@@ -1558,7 +1558,13 @@ fn judge(
         // A framing error found after part of a streamed body went out: the client may get a
         // 400 with Connection: close (the member saw an unfinished request and was closed);
         // anything else from ringlb after forwarding is a failure.
-        let late_400 = matches!(finals.last(), Some(Got::Own { status: 400, close: true }));
+        let late_400 = matches!(
+            finals.last(),
+            Some(Got::Own {
+                status: 400,
+                close: true
+            })
+        );
         if own && !late_400 {
             problems.push(format!(
                 "refused-after-forwarding: ringlb answered with its own error after forwarding part of the request: {}",
