@@ -147,7 +147,8 @@ fn recv_ready(c: &mut Client) -> std::io::Result<usize> {
 
 /// One request: the rest of its head, then the exchange. Returns whether to keep the connection.
 async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
-    let started = Instant::now();
+    // Only an access-logged refusal needs the time (no clock read per request otherwise).
+    let started = core.access_log.as_ref().map(|_| Instant::now());
     match read_head(core, c, deadline).await {
         Ok(()) => proxy::forward(core, c).await,
         Err(Stop::Quiet) => false,
@@ -162,8 +163,8 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
 
 /// Writes the access-log line of a request refused before it had a member: its first line as
 /// received (up to a bound), the status, no member.
-fn log_refusal(core: &Core, c: &mut Client, status: u16, started: Instant) {
-    let Some(log) = &core.access_log else {
+fn log_refusal(core: &Core, c: &mut Client, status: u16, started: Option<Instant>) {
+    let (Some(log), Some(started)) = (&core.access_log, started) else {
         return;
     };
     const MAX_LINE: usize = 2048;

@@ -10,6 +10,7 @@ mod framing;
 mod idle;
 mod integrity;
 mod lifecycle;
+mod review;
 mod status;
 mod support;
 mod tomcat;
