@@ -21,9 +21,7 @@ use std::ops::Range;
 
 use libfuzzer_sys::fuzz_target;
 use ringlb_fuzz::glue::*;
-use ringlb_fuzz::{
-    esc, is_field_byte, is_tchar, named_by_connection, special_alias, trim_ows, within, Input,
-};
+use ringlb_fuzz::{esc, named_by_connection, special_alias, trim_ows, within, Input};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
