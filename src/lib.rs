@@ -3,22 +3,31 @@
 //! Map of the code (one concept per file):
 //! - `cli`, `config`: command line and the validated TOML configuration.
 //! - `server`: binds listeners, starts one pinned `worker` per core, handles signals.
-//! - `worker`: one core's compio runtime and its `Core` (balancers, pools); accept loops.
-//! - `conn`: one client connection: read the head, refuse bad ones, keep-alive.
-//! - `proxy`: one request's trip to a member and back, with failover and retry.
+//! - `worker`: one core's runtime and the only place connection tasks start (accept loops, the
+//!   parked-connection watcher, the tick); `core`: what one core owns (`Core`: cursors, pools,
+//!   counters, parked connections) and the connection guards.
+//! - `conn`: one client connection's life: read the head, normalise the path, refuse bad ones,
+//!   keep-alive, park when idle (`park`); `client`: the connection's buffers and parsed head.
+//! - `proxy`: one request's trip once parsed: gather a small body, route, pick, pooled (checked)
+//!   or new member connection, run the exchange, act on its `outcome` (answer, retry, fail over).
+//! - `outcome`: the result type both exchanges return, and the one retry rule.
+//! - `http/`: parse (httparse), framing and chunked (body ends), path (normal form), policy (which
+//!   headers go where), rewrite (heads), reply (ringlb's own answers), exchange (the HTTP member
+//!   exchange).
 //! - `ajp/`: AJP13 members: codec, FORWARD_REQUEST and response mapping, the exchange.
-//! - `http/`: parse (httparse), framing and chunked (body ends), rewrite (heads), reply (errors).
 //! - `route` (host + longest prefix), `balance` (smooth weighted round robin), `pool` (idle conns).
-//! - `io`: the few compio socket calls; `notify`: a single-core wake-up signal.
+//! - `io`: the socket calls; `deadline`: the per-core timer wheel; `notify`: a wake-up signal;
+//!   `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
 //!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
 //! - `access_log`: Apache combined lines, buffered per core, written by one writer thread.
-//! - `demo`: the built-in demo backends.
+//! - `demo`: the built-in demo backends; `status_cli`: `ringlb status`.
 //!
-//! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> route ->
-//! balancer pick -> pool checkout or connect -> write rewritten head and body (proxy,
-//! http::rewrite) -> read response head -> write rewritten head -> stream body -> pool checkin ->
-//! next request on the same connection, or close.
+//! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> normalise the
+//! path (http::path) -> gather a small body, route, balancer pick (proxy) -> checked pool checkout
+//! or connect -> exchange (http::exchange or ajp::exchange: write the rewritten head and body, read
+//! the response head, write the rewritten head, stream the body) -> outcome: pool checkin, or a
+//! retry as outcome::retry allows, or a 502/504 -> next request on the same connection, or close.
 
 #![deny(unsafe_code)]
 

@@ -42,8 +42,9 @@ pub enum Reached {
 pub enum Outcome {
     /// The response went to the client whole.
     Done(Done),
-    /// No byte of a response went to the client: it may get `status` (502/504), or the request
-    /// may be sent again (`retry`). The client connection closes unless it is retried.
+    /// No byte of a final response went to the client (relayed 1xx interim responses aside): it
+    /// may get `status` (502/504), or the request may be sent again (`retry`; never after a 1xx,
+    /// which reports `Reached::Response`). The client connection closes unless it is retried.
     Failed(Failed),
     /// The response had started, or the client left: both connections close.
     Broken {

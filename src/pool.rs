@@ -2,7 +2,9 @@
 //!
 //! Owns: idle connections and when each went idle. Must never: hand out a connection idle longer
 //! than `idle_ttl`, or hold more than `max_idle` per member. Invariant: only connections whose last
-//! exchange ended cleanly are checked in (the caller's duty), so any connection here is reusable.
+//! exchange ended cleanly are checked in (the caller's duty). A connection may still have been
+//! closed or written to by its member while it idled: the caller checks it at checkout
+//! (`io::idle_and_open`).
 
 use std::time::{Duration, Instant};
 

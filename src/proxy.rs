@@ -19,6 +19,7 @@ use crate::config::{BalancerConfig, MemberConfig, Protocol};
 use crate::core::Core;
 use crate::http::exchange::{self, Params};
 use crate::http::framing::{BodyKind, BodyTracker};
+use crate::http::path::route_key;
 use crate::http::reply;
 use crate::io::{self, read_more, write_range, IoFail};
 use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
@@ -169,7 +170,13 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         replayable: body.is_done(),
         idempotent: c.head.is_idempotent(&c.buf),
     };
-    let path = target(&c.buf, &c.head, &c.path);
+    // Routing compares the path as members resolve it: without `;parameters` (`path::route_key`,
+    // written into `c.out`, which is free until the exchange writes the member's head).
+    let mut path = target(&c.buf, &c.head, &c.path);
+    if path.contains(&b';') {
+        route_key(path, &mut c.out);
+        path = &c.out;
+    }
     let route = core.router.find(c.head.routing_host(&c.buf), path);
     let Some(route) = route else {
         core.stats.borrow_mut().core.not_found += 1;

@@ -27,7 +27,14 @@ impl Router {
     /// Finds the route for a request's host (any case, port ignored) and path.
     pub fn find(&self, host: &[u8], path: &[u8]) -> Option<&RouteConfig> {
         let host = strip_port(host);
-        let path = if path.is_empty() { b"/" as &[u8] } else { path };
+        // A fully qualified name's trailing dot names the same host.
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        // An absolute-form target without a path ("http://a?q") is forwarded as "/?q".
+        let path = if path.first() != Some(&b'/') {
+            b"/" as &[u8]
+        } else {
+            path
+        };
         self.routes.iter().find(|r| {
             r.host
                 .as_ref()
@@ -78,6 +85,9 @@ mod tests {
             2
         );
         assert_eq!(r.find(b"", b"").unwrap().balancer, 0);
+        assert_eq!(r.find(b"app.example.org.", b"/x").unwrap().balancer, 2);
+        assert_eq!(r.find(b"app.example.org.:80", b"/x").unwrap().balancer, 2);
+        assert_eq!(r.find(b"other", b"?q").unwrap().balancer, 0);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One core's event loop: its compio runtime (one io_uring, or epoll), its accept loops, its pool
 //! sweeper, and its share of shutdown.
 //!
-//! Owns: starting every task of a core: connection tasks (`conn::serve`, `conn::resume` for
-//! parked connections, `admin::serve`), the tick, the parked-connection watcher and the wheel.
+//! Owns: starting a core's tasks (all but the memory-release task `Core::park` starts):
+//! connection tasks (`conn::serve`, `conn::resume` for parked connections, `admin::serve`), the
+//! tick, the parked-connection watcher and the wheel.
 //! Must never: share `Core` with another thread or take a lock on the request path. Invariant:
 //! everything mutable is touched only from this worker's thread; cross-core traffic is the
 //! shutdown signal and the once-a-second publication.

@@ -8,7 +8,8 @@
 //! head `request::check_response` refuses, relay more body than the container's Content-Length
 //! declared, or report reusable a connection whose END_RESPONSE said not to (or that broke any
 //! rule). Invariant: a client sees either a whole response, a 502/504 before any byte of one, or a
-//! truncated response followed by a close.
+//! truncated response (or, when the client left or broke its body's framing, nothing) followed by
+//! a close.
 
 use std::io::Write as _;
 use std::ops::Range;

@@ -4,7 +4,7 @@
 //! Must never: forward a header `http::policy` drops (hop-by-hop, named by Connection), lose the
 //! request's Content-Length (the container frames the body packets by it), send the query inside
 //! `req_uri` (it goes in the `query_string` attribute, as Tomcat expects), or relay a response
-//! head an HTTP member could not send (CR, LF or other control bytes, a status outside 200–999,
+//! head an HTTP member could not send (CR, LF or other control bytes, a status outside 200–599,
 //! conflicting lengths: `check_response` refuses them). Invariant: the request fits in one packet
 //! or `forward_request` fails with `TooLarge` (AJP has no continuation packets).
 
@@ -33,7 +33,7 @@ pub struct Forward<'a> {
 
 /// Writes the request headers `http::policy` forwards to a container, Content-Length once with
 /// its parsed value. Counted, then written: no list is built for it.
-fn write_headers(w: &mut Writer<'_>, buf: &[u8], head: &RequestHead) {
+fn write_headers(w: &mut Writer<'_>, buf: &[u8], head: &RequestHead) -> Result<(), AjpError> {
     let policy = Policy::new(buf, &head.headers, Direction::Request, Wire::Ajp);
     let forwarded = || {
         head.headers
@@ -66,10 +66,14 @@ fn write_headers(w: &mut Writer<'_>, buf: &[u8], head: &RequestHead) {
         let name = &buf[h.name.clone()];
         match request_header_code(name) {
             Some(code) => w.int(code),
+            // A name string's length comes first, and the container reads a length 0xA0xx as a
+            // header code: such a name would be read as another header.
+            None if name.len() >= 0xA000 => return Err(AjpError::TooLarge),
             None => w.string(name),
         }
         w.string(buf[h.value.clone()].trim_ascii());
     }
+    Ok(())
 }
 
 /// Splits a Host value into (name, port); port 80 when absent.
@@ -129,7 +133,7 @@ pub fn forward_request(
     w.string(server_name);
     w.int(server_port);
     w.boolean(false); // is_ssl
-    write_headers(&mut w, buf, head);
+    write_headers(&mut w, buf, head)?;
     if let Some(q) = query {
         w.byte(attr::QUERY_STRING);
         w.string(q);
@@ -210,11 +214,19 @@ pub fn check_response(
         return Err("control byte in the reason phrase");
     }
     let mut length: Option<u64> = None;
+    let mut options = 0usize;
     for (name, value) in headers {
         let name = header_name(pkt, name);
         let value = &pkt[value.clone()];
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err("bad header name");
+        }
+        if classify(name) == HeaderKind::Connection {
+            // Each option is checked against every header name: bound the work.
+            options += value.split(|&b| b == b',').count();
+            if options > 32 {
+                return Err("too many Connection options");
+            }
         }
         if !clean(value) {
             return Err("control byte in a header value");

@@ -258,7 +258,12 @@ impl ChunkedDecoder {
                     self.name_len = 0;
                 }
                 if self.name_len < NAME_KEPT {
-                    self.name[self.name_len] = b.to_ascii_lowercase();
+                    // `_` is kept as `-`: `Content_Length` is the same header to CGI-style readers.
+                    self.name[self.name_len] = if b == b'_' {
+                        b'-'
+                    } else {
+                        b.to_ascii_lowercase()
+                    };
                 }
                 self.name_len += 1;
                 S::TrailerName
@@ -352,6 +357,7 @@ mod tests {
             b"0\r\nContent-Length: 5\r\n\r\n",
             b"0\r\ntransfer-encoding: chunked\r\n\r\n",
             b"0\r\nHost: evil\r\n\r\n",
+            b"0\r\nContent_Length: 5\r\n\r\n",
             b"0\r\nX-T: 1\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
             b"80000000\r\n",
             b"100000000\r\n",

@@ -5,8 +5,9 @@
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
 //! body in user space, or report a member connection reusable when anything of its exchange was
-//! left unread or broke a rule. Invariant: the client sees a whole response, or no byte of one
-//! (`Failed`), or a response cut short followed by a close (`Broken`).
+//! left unread or broke a rule. Invariant: the client sees a whole response, or no byte of a final
+//! one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504), or a response cut
+//! short followed by a close (`Broken`).
 
 use std::time::{Duration, Instant};
 

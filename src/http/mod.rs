@@ -1,8 +1,11 @@
-//! HTTP/1.1 as ringlb speaks it: head parsing (`parse`), body framing (`framing`, `chunked`),
-//! head rewriting (`rewrite`) and the fixed responses ringlb writes itself (`reply`).
+//! HTTP/1.1 as ringlb speaks it: head parsing (`parse`), header classes (`header`), body framing
+//! (`framing`, `chunked`), the normal form of paths (`path`), which headers go where (`policy`),
+//! head rewriting (`rewrite`), the fixed responses ringlb writes itself (`reply`), and the
+//! exchange with an HTTP member (`exchange`).
 //!
-//! Everything here is synchronous and allocation-free on the per-request path: heads are kept as
-//! offsets into the connection's read buffer and rewritten into a reused output buffer.
+//! Everything but `exchange` is synchronous and allocation-free on the per-request path: heads
+//! are kept as offsets into the connection's read buffer and rewritten into a reused output
+//! buffer (`path` allocates only for a path with `%` escapes).
 
 pub mod chunked;
 pub mod exchange;

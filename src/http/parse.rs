@@ -194,6 +194,8 @@ struct Facts {
     other_coding: bool,
     close: bool,
     keep_alive: bool,
+    /// Options listed by Connection headers.
+    options: u32,
 }
 
 /// Records the request's headers as offsets in `head` and gathers their framing facts.
@@ -225,7 +227,9 @@ fn request_headers(
                 f.has_te = true;
                 request_codings(v, &mut f.chunked, &mut f.other_coding)?;
             }
-            HeaderKind::Connection => connection_tokens(v, &mut f.close, &mut f.keep_alive),
+            HeaderKind::Connection => {
+                connection_tokens(v, &mut f.close, &mut f.keep_alive, &mut f.options)?
+            }
             HeaderKind::Expect => head.expect_continue = v.eq_ignore_ascii_case(b"100-continue"),
             _ => {}
         }
@@ -259,12 +263,26 @@ fn request_body(f: &Facts, minor_version: u8) -> Result<BodyKind, HeadError> {
     })
 }
 
-/// Reads the `close` and `keep-alive` options of a Connection value.
-fn connection_tokens(v: &[u8], close: &mut bool, keep_alive: &mut bool) {
+/// Most options a message's Connection headers may list (each is checked against every header
+/// name, so the count bounds that work).
+const MAX_CONNECTION_OPTIONS: u32 = 32;
+
+/// Reads the `close` and `keep-alive` options of a Connection value; counts the options.
+fn connection_tokens(
+    v: &[u8],
+    close: &mut bool,
+    keep_alive: &mut bool,
+    options: &mut u32,
+) -> Result<(), HeadError> {
     for t in tokens(v) {
         *close |= t.eq_ignore_ascii_case(b"close");
         *keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+        *options += 1;
     }
+    if *options > MAX_CONNECTION_OPTIONS {
+        return Err(HeadError::Invalid("too many Connection options"));
+    }
+    Ok(())
 }
 
 /// Whether the connection persists after a message (RFC 9112 §9.3).
@@ -438,7 +456,9 @@ fn response_headers(
                     f.chunked = u32::from(t.eq_ignore_ascii_case(b"chunked"));
                 }
             }
-            HeaderKind::Connection => connection_tokens(v, &mut f.close, &mut f.keep_alive),
+            HeaderKind::Connection => {
+                connection_tokens(v, &mut f.close, &mut f.keep_alive, &mut f.options)?
+            }
             _ => {}
         }
         let name = offset(buf, h.name.as_bytes());
@@ -512,6 +532,20 @@ mod tests {
         }
         let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Length(5));
+    }
+
+    #[test]
+    fn connection_options_are_bounded() {
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: {}\r\n\r\n",
+            vec!["x"; 33].join(",")
+        );
+        assert!(matches!(req(many.as_bytes()), Err(HeadError::Invalid(_))));
+        let some = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: {}\r\n\r\n",
+            vec!["x"; 32].join(",")
+        );
+        assert!(req(some.as_bytes()).is_ok());
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! The request path ringlb routes on and forwards: RFC 3986 §5.2.4 dot-segment removal, with
-//! `%2e`/`%2E` read as `.` and a segment's `;parameters` ignored when deciding whether it is a dot
-//! segment (Tomcat, Jetty and Spring strip them before resolving `..`: `/a/..;/b` is `/b` to
-//! them), and runs of `/` merged (Apache's `MergeSlashes On`, nginx's `merge_slashes on`). A path
-//! holding what members read as a separator or an end (`\`, `%2f`, `%5c`, `%00`) is refused.
+//! The request path ringlb routes on and forwards: percent-encoded unreserved characters decoded
+//! (RFC 3986 §6.2.2.2: `/%61dmin` is `/admin` to every member), RFC 3986 §5.2.4 dot-segment
+//! removal with `%2e`/`%2E` read as `.` and a segment's `;parameters` ignored when deciding
+//! whether it is a dot segment (Tomcat, Jetty and Spring strip them before resolving `..`:
+//! `/a/..;/b` is `/b` to them), and runs of `/` merged (Apache's `MergeSlashes On`, nginx's
+//! `merge_slashes on`). A path holding what members read as a separator or an end (`\`, `%2f`,
+//! `%5c`, `%00`) is refused. `route_key` is what routing compares: the normal form without
+//! `;parameters` (what those members resolve), while the forwarded path keeps them (Java apps
+//! carry `;jsessionid=` in URLs).
 //!
-//! Owns: the one normalised form of a path. Must never: touch the query, decode anything but a
-//! dot segment, or accept a path that climbs above the root. Invariant: routing and forwarding use
-//! the same form (a member never sees a path that routes differently from the one ringlb routed
-//! on), and a path already in normal form is forwarded byte for byte.
+//! Owns: the one normalised form of a path. Must never: touch the query, decode anything but
+//! unreserved characters, or accept a path that climbs above the root. Invariant: a member
+//! resolves the forwarded path to the path ringlb routed on, and a path already in normal form is
+//! forwarded byte for byte.
 
 /// Normalises the path of `target` (origin form: path, then an optional `?query`). Leaves `out`
 /// empty when `target` is already normal (the common case: no copy), else writes the normalised
@@ -26,6 +30,15 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     if !may_change(path) {
         return Ok(());
     }
+    // Unreserved characters decoded first (allocates only for paths with a `%`).
+    let decoded;
+    let original = path;
+    let path = if path.contains(&b'%') {
+        decoded = decode_unreserved(path);
+        &decoded[..]
+    } else {
+        path
+    };
     out.push(b'/');
     let mut depth = 0usize;
     let segments: usize = path[1..].split(|&b| b == b'/').count();
@@ -56,7 +69,7 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
             }
         }
     }
-    if out.as_slice() == path {
+    if out.as_slice() == original {
         out.clear();
         return Ok(());
     }
@@ -83,11 +96,64 @@ fn refuse_separators(path: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Whether `path` can differ from its normal form: it has `//`, or a segment that may be a dot
-/// segment (starts with `.` or `%`).
+/// Whether `path` can differ from its normal form: it has `//`, a `%` escape, or a segment that
+/// may be a dot segment (starts with `.`).
 fn may_change(path: &[u8]) -> bool {
-    path.windows(2)
-        .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.' | b'%'))
+    path.contains(&b'%')
+        || path
+            .windows(2)
+            .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.'))
+}
+
+/// `path` with `%XX` escapes of unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`)
+/// decoded; other escapes are kept as they are.
+fn decode_unreserved(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' && i + 2 < path.len() {
+            if let (Some(h), Some(l)) = (hex(path[i + 1]), hex(path[i + 2])) {
+                let b = h * 16 + l;
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(path[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The key routing compares for a normalised path and query (`normalize`'s output, or a target
+/// already normal): the path with every segment's `;parameters` removed and the segments left
+/// empty by that merged, without the query. Written into `out`.
+pub fn route_key(target: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let path_end = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let path = &target[..path_end];
+    let segments = path.split(|&b| b == b'/').count();
+    for (i, seg) in path.split(|&b| b == b'/').enumerate() {
+        let seg = &seg[..seg.iter().position(|&b| b == b';').unwrap_or(seg.len())];
+        let last = i + 1 == segments;
+        if seg.is_empty() && !(last && i > 0) {
+            continue;
+        }
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
 }
 
 /// `Some(1)` for a `.` segment, `Some(2)` for `..` (either dot may be `%2e`, and `;parameters`
@@ -144,7 +210,7 @@ mod tests {
             ("/a/b/..", "/a/"),
             ("/a/..", "/"),
             ("/public/x/../y?q=/../z", "/public/y?q=/../z"),
-            ("/a/...b/.x/%2ex", "/a/...b/.x/%2ex"),
+            ("/a/...b/.x/%2ex", "/a/...b/.x/.x"),
             ("/a/.../b", "/a/.../b"),
             ("/a?../..", "/a?../.."),
             ("/public/..;/admin/", "/admin/"),
@@ -159,6 +225,37 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(norm(input).as_deref(), Ok(want), "{input}");
         }
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded() {
+        let cases = [
+            ("/%61dmin", "/admin"),
+            ("/%41%2D%5f%7E/x", "/A-_~/x"),
+            ("/a%20b", "/a%20b"),
+            ("/a%2", "/a%2"),
+            ("/a%zz", "/a%zz"),
+            ("/a/%2E%2e/b", "/b"),
+            ("/%61?%61", "/a?%61"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(norm(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn route_keys_drop_path_parameters() {
+        let key = |t: &str| {
+            let mut out = Vec::new();
+            route_key(t.as_bytes(), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(key("/;x/admin"), "/admin");
+        assert_eq!(key("/admin;x/secret"), "/admin/secret");
+        assert_eq!(key("/app/login;jsessionid=1?a=;b"), "/app/login");
+        assert_eq!(key("/a/b/"), "/a/b/");
+        assert_eq!(key("/"), "/");
+        assert_eq!(key("/;x"), "/");
     }
 
     #[test]

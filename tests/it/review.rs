@@ -1,7 +1,7 @@
 //! Regressions for what the attacker review and the fuzz targets of the integrity work found after
 //! the first fixes: a member status line ringlb could not relay (no reason, a status outside
 //! 100–599), Tomcat's `;` path parameters hiding a dot segment, separators in paths, trailers that
-//! frame or route, underscore aliases of the forwarding headers, interim responses (rewritten by
+//! frame or route, percent-encoded unreserved characters and `;` parameters in routing, underscore aliases of the forwarding headers, interim responses (rewritten by
 //! the header policy; no retry once one was relayed) and the Host an AJP container sees.
 
 use std::io::{Read, Write};
