@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::{select, Either};
 
@@ -40,8 +40,8 @@ struct Slot {
 }
 
 struct Wheel {
-    /// The coarse clock's reading when the wheel was made.
-    started: Instant,
+    /// The coarse clock's reading (ns) when the wheel was made.
+    started: u64,
     /// Ticks turned so far.
     now: u64,
     slots: Vec<Slot>,
@@ -54,7 +54,7 @@ struct Wheel {
 
 thread_local! {
     static WHEEL: RefCell<Wheel> = RefCell::new(Wheel {
-        started: coarse_now(),
+        started: coarse_ns(),
         now: 0,
         slots: Vec::new(),
         free: Vec::new(),
@@ -63,32 +63,25 @@ thread_local! {
     });
 }
 
-/// The coarse monotonic clock (resolution of a jiffy, a few ms: far below `TICK`).
-fn coarse_now() -> Instant {
+/// The coarse monotonic clock, in ns (resolution of a jiffy, a few ms: far below `TICK`).
+fn coarse_ns() -> u64 {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    COARSE_EPOCH.with(|epoch| {
-        let (e, base) = *epoch;
-        let ns = (ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128 - base).max(0);
-        e + Duration::from_nanos(ns as u64)
-    })
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
-thread_local! {
-    /// An `Instant` and the coarse clock's reading (ns) at the same moment, to convert readings.
-    static COARSE_EPOCH: (Instant, i128) = {
-        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        (Instant::now(), ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128)
-    };
-}
+/// `TICK` in ns.
+const TICK_NS: u64 = TICK.as_nanos() as u64;
 
 impl Wheel {
-    /// The tick the clock is in at `now`.
-    fn tick_of(&self, now: Instant) -> u64 {
-        (now.saturating_duration_since(self.started).as_millis() / TICK.as_millis()) as u64
+    /// The tick the clock is in at `now` (ns of the coarse clock).
+    fn tick_of(&self, now: u64) -> u64 {
+        now.saturating_sub(self.started) / TICK_NS
     }
 
     fn arm(&mut self, limit: Duration) -> u32 {
-        let now = self.tick_of(coarse_now());
+        let now = self.tick_of(coarse_ns());
         self.arm_at(limit, now)
     }
 
@@ -134,7 +127,7 @@ impl Wheel {
     }
 
     /// Turns the wheel to `now`, firing every deadline that is due.
-    fn turn(&mut self, now: Instant) {
+    fn turn(&mut self, now: u64) {
         let target = self.tick_of(now);
         while self.now < target {
             self.now += 1;
@@ -226,7 +219,7 @@ pub async fn sleep(limit: Duration) {
 pub async fn turn_wheel() {
     loop {
         compio::time::sleep(TICK).await;
-        WHEEL.with_borrow_mut(|w| w.turn(coarse_now()));
+        WHEEL.with_borrow_mut(|w| w.turn(coarse_ns()));
     }
 }
 
@@ -252,7 +245,7 @@ mod tests {
 
     fn turn_by(d: Duration) {
         WHEEL.with_borrow_mut(|w| {
-            let now = w.started + TICK * w.now as u32 + d;
+            let now = w.started + TICK_NS * w.now + d.as_nanos() as u64;
             w.turn(now)
         });
     }
@@ -277,17 +270,17 @@ mod tests {
             let index = w.arm_at(Duration::from_millis(100), lagging + 20);
             let start = w.started;
             // The late turn catches up to the clock, then 50 ms (one tick) more pass.
-            w.turn(start + TICK * (lagging + 21) as u32);
+            w.turn(start + TICK_NS * (lagging + 21));
             assert!(
                 !w.slots[index as usize].fired,
                 "fired 50 ms into a 100 ms limit"
             );
-            w.turn(start + TICK * (lagging + 22) as u32 + Duration::from_millis(49));
+            w.turn(start + TICK_NS * (lagging + 22) + 49_000_000);
             assert!(
                 !w.slots[index as usize].fired,
                 "fired 99 ms into a 100 ms limit"
             );
-            w.turn(start + TICK * (lagging + 25) as u32);
+            w.turn(start + TICK_NS * (lagging + 25));
             assert!(
                 w.slots[index as usize].fired,
                 "not fired within three ticks"
