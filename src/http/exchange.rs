@@ -412,3 +412,156 @@ async fn write_ranges(c: &mut Client, limit: Duration) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exchange against scripted members over loopback, on a compio runtime of its own (no
+    //! worker, no `Core`): what each way of failing reports.
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::http::parse::parse_request;
+    use crate::outcome::{retry, Retry};
+
+    /// Runs one exchange of `request` against a member that reads one request and then does what
+    /// `member` says with its socket.
+    fn exchange(
+        request: &'static [u8],
+        member: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
+    ) -> (Outcome, Request) {
+        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+        rt.block_on(async move {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let script = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                member(&mut s);
+            });
+            let mut up = crate::io::connect(addr, Duration::from_secs(2))
+                .await
+                .unwrap();
+            let front = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let front_addr = front.local_addr().unwrap();
+            let user = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(front_addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+            });
+            let (stream, peer) = front.accept().await.unwrap();
+            let mut c = Client::new(stream, peer);
+            c.buf.extend_from_slice(request);
+            parse_request(&c.buf, 16384, 100, &mut c.head).unwrap();
+            let mut body = BodyTracker::new(c.head.body);
+            let n = body.advance(&c.buf[c.head.head_len..]).unwrap();
+            let req = Request {
+                head_len: c.head.head_len,
+                request_end: c.head.head_len + n,
+                is_head: false,
+                reused: true,
+                replayable: body.is_done(),
+                idempotent: c.head.is_idempotent(&c.buf),
+            };
+            let params = Params {
+                host_port: "m:1",
+                preserve_host: false,
+                response_timeout: Duration::from_millis(300),
+                client_timeout: Duration::from_secs(2),
+                stopping: false,
+            };
+            let outcome = run(&mut c, &mut up, &req, &mut body, &params).await;
+            drop(c);
+            drop(up);
+            script.join().unwrap();
+            user.join().unwrap();
+            (outcome, req)
+        })
+    }
+
+    const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+    const POST: &[u8] = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi";
+
+    fn failed(o: Outcome) -> Failed {
+        match o {
+            Outcome::Failed(f) => f,
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_whole_response_is_done_and_reusable() {
+        let (o, _) = exchange(GET, |s| {
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+        });
+        match o {
+            Outcome::Done(d) => {
+                assert_eq!(d.status, 200);
+                assert!(d.reusable && d.keep_client);
+                assert_eq!(d.body_sent, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_close_without_response_may_resend_only_idempotent_requests() {
+        let (o, req) = exchange(GET, |_| {});
+        let f = failed(o);
+        assert_eq!(
+            (f.reached, f.failure, f.status),
+            (Reached::Request, Failure::Reset, 502)
+        );
+        assert!(f.intact);
+        assert_eq!(retry(&f, &req, false), Retry::FreshConnection);
+        let (o, req) = exchange(POST, |_| {});
+        let f = failed(o);
+        assert_eq!(f.reached, Reached::Request);
+        assert_eq!(retry(&f, &req, false), Retry::No);
+    }
+
+    #[test]
+    fn a_silent_member_times_out_and_is_never_resent() {
+        let (o, req) = exchange(GET, |_| std::thread::sleep(Duration::from_millis(800)));
+        let f = failed(o);
+        assert_eq!((f.failure, f.status), (Failure::ResponseTimeout, 504));
+        assert_eq!(retry(&f, &req, false), Retry::No);
+    }
+
+    #[test]
+    fn garbage_or_an_interim_response_then_a_close_ends_all_retries() {
+        let (o, req) = exchange(GET, |s| s.write_all(b"HTTP/1.1 2x0 OK\r\n\r\n").unwrap());
+        let f = failed(o);
+        assert_eq!(
+            (f.reached, f.failure),
+            (Reached::Response, Failure::InvalidResponse)
+        );
+        assert_eq!(retry(&f, &req, false), Retry::No);
+        let (o, req) = exchange(GET, |s| {
+            s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+                .unwrap()
+        });
+        let f = failed(o);
+        assert_eq!(f.reached, Reached::Response);
+        assert_eq!(retry(&f, &req, false), Retry::No);
+    }
+
+    #[test]
+    fn a_response_cut_short_is_broken() {
+        let (o, _) = exchange(GET, |s| {
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                .unwrap()
+        });
+        assert!(matches!(o, Outcome::Broken { status: 200, .. }), "{o:?}");
+    }
+}
