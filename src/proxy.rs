@@ -170,15 +170,7 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         replayable: body.is_done(),
         idempotent: c.head.is_idempotent(&c.buf),
     };
-    // Routing compares the path as members resolve it: without `;parameters` (`path::route_key`,
-    // written into `c.out`, which is free until the exchange writes the member's head).
-    let mut path = target(&c.buf, &c.head, &c.path);
-    if path.contains(&b';') {
-        route_key(path, &mut c.out);
-        path = &c.out;
-    }
-    let route = core.router.find(c.head.routing_host(&c.buf), path);
-    let Some(route) = route else {
+    let Some(route) = find_route(core, c) else {
         core.stats.borrow_mut().core.not_found += 1;
         return local_reply(c, 404, &req).await;
     };
@@ -233,6 +225,18 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
             Retry::No => return fail(c, &tracked, &failed, started).await,
         }
     }
+}
+
+/// The route of the parsed request. Routing compares the path as members resolve it: without
+/// `;parameters` (`path::route_key`, written into `c.out`, which is free until the exchange
+/// writes the member's head).
+fn find_route<'a>(core: &'a Core, c: &mut Client) -> Option<&'a crate::config::RouteConfig> {
+    let mut path = target(&c.buf, &c.head, &c.path);
+    if path.contains(&b';') {
+        route_key(path, &mut c.out);
+        path = &c.out;
+    }
+    core.router.find(c.head.routing_host(&c.buf), path)
 }
 
 /// Runs the exchange of the member's protocol.
