@@ -4,7 +4,7 @@
 //! whether it is a dot segment (Tomcat, Jetty and Spring strip them before resolving `..`:
 //! `/a/..;/b` is `/b` to them), and runs of `/` merged (Apache's `MergeSlashes On`, nginx's
 //! `merge_slashes on`). A path holding what members read as a separator or an end (`\`, `%2f`,
-//! `%5c`, `%00`) is refused. `route_key` is what routing compares: the normal form without
+//! `%5c`, `%00`) or a malformed `%` escape is refused. `route_key` is what routing compares: the normal form without
 //! `;parameters` (what those members resolve), while the forwarded path keeps them (Java apps
 //! carry `;jsessionid=` in URLs).
 //!
@@ -82,6 +82,14 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
 fn refuse_separators(path: &[u8]) -> Result<(), &'static str> {
     if path.contains(&b'\\') {
         return Err("backslash in the request path");
+    }
+    // A `%` not followed by two hex digits: left as it is by some members, refused by others, and
+    // decoding next to it could make a new escape.
+    for (i, _) in path.iter().enumerate().filter(|(_, &b)| b == b'%') {
+        let pair = path.get(i + 1..i + 3);
+        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
+            return Err("malformed percent escape in the request path");
+        }
     }
     let encoded = |w: &[u8]| {
         w[0] == b'%'
@@ -233,8 +241,6 @@ mod tests {
             ("/%61dmin", "/admin"),
             ("/%41%2D%5f%7E/x", "/A-_~/x"),
             ("/a%20b", "/a%20b"),
-            ("/a%2", "/a%2"),
-            ("/a%zz", "/a%zz"),
             ("/a/%2E%2e/b", "/b"),
             ("/%61?%61", "/a?%61"),
         ];
@@ -266,6 +272,16 @@ mod tests {
             "/public/../../admin",
             "/%2e%2e/x",
             "//../x",
+            "/..;/x",
+            "/public/..%2fadmin",
+            "/public/..%2Fadmin",
+            "/public/..\\admin",
+            "/public/%5c../admin",
+            "/a%00.jsp",
+            "/a%2",
+            "/a%zz",
+            "/x%%66",
+            "/x%6%66",
         ] {
             assert!(norm(t).is_err(), "{t}");
         }
@@ -281,7 +297,10 @@ mod tests {
     /// Property: normalising is idempotent and its result has no dot segment and no `//`.
     #[test]
     fn normal_form_is_a_fixed_point() {
-        let alphabet: &[&[u8]] = &[b"/", b".", b"..", b"%2e", b"%2E", b"a", b"b", b"//", b"?"];
+        let alphabet: &[&[u8]] = &[
+            b"/", b".", b"..", b"%2e", b"%2E", b"a", b"b", b"//", b"?", b"%", b"6", b"f", b"%66",
+            b"%6", b";x", b"%2f",
+        ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {
             let mut t = b"/".to_vec();
