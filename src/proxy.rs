@@ -192,28 +192,23 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         };
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
-        let (mut up, reused) = match member_connection(core, c, &tracked, fresh_only).await {
-            Ok(connection) => connection,
-            Err(failed) => {
-                // `retry` sends a request that found no connection to another member.
-                if retry(&failed, &req, retried) == Retry::OtherMember {
-                    exclude |= 1 << member;
+        // A connect failure and a failed exchange go through the same retry rule.
+        let failed = match member_connection(core, c, &tracked, fresh_only).await {
+            Ok((mut up, reused)) => {
+                req.reused = reused;
+                let params = Params {
+                    host_port: &core.config.balancers[bal].members[member].host_port,
+                    preserve_host: route.preserve_host,
+                    response_timeout: core.config.balancers[bal].response_timeout,
+                    client_timeout: core.config.limits.body_timeout,
+                    stopping: core.is_stopping(),
+                };
+                match run_exchange(core, c, &mut up, &req, &mut body, &params, &tracked).await {
+                    Outcome::Failed(f) => f,
+                    other => return finish(core, c, &tracked, up, other, started).await,
                 }
-                continue;
             }
-        };
-        req.reused = reused;
-        let params = Params {
-            host_port: &core.config.balancers[bal].members[member].host_port,
-            preserve_host: route.preserve_host,
-            response_timeout: core.config.balancers[bal].response_timeout,
-            client_timeout: core.config.limits.body_timeout,
-            stopping: core.is_stopping(),
-        };
-        let outcome = run_exchange(core, c, &mut up, &req, &mut body, &params, &tracked).await;
-        let failed = match outcome {
-            Outcome::Failed(f) => f,
-            other => return finish(core, c, &tracked, up, other, started).await,
+            Err(f) => f,
         };
         match retry(&failed, &req, retried) {
             Retry::FreshConnection => {

@@ -16,7 +16,7 @@ use super::codec::{
     attr, method_code, request_header_code, AjpError, HeaderName, Writer, FORWARD_REQUEST,
     RESPONSE_HEADERS,
 };
-use crate::http::chunked::is_tchar;
+use crate::http::chunked::{is_field_byte, is_tchar};
 use crate::http::framing::BodyKind;
 use crate::http::header::{classify, HeaderKind};
 use crate::http::parse::{parse_content_length, RequestHead};
@@ -209,7 +209,7 @@ pub fn check_response(
     if !(200..=599).contains(&status) {
         return Err("status outside 200-599");
     }
-    let clean = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    let clean = |v: &[u8]| v.iter().all(|&b| is_field_byte(b));
     if !reason.as_ref().is_none_or(|r| clean(&pkt[r.clone()])) {
         return Err("control byte in the reason phrase");
     }

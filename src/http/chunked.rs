@@ -104,7 +104,7 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// A byte allowed in a field value (VCHAR, obs-text, SP, HTAB).
-fn is_field_byte(b: u8) -> bool {
+pub fn is_field_byte(b: u8) -> bool {
     is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
@@ -286,7 +286,8 @@ impl ChunkedDecoder {
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// The value of a hex digit.
+pub fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 
+use super::chunked::ChunkError;
 use super::framing::{no_body, BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
 use super::reply;
@@ -338,11 +339,7 @@ async fn relay_first(
     limit: Duration,
 ) -> bool {
     let head_len = c.resp.head_len;
-    c.ranges.clear();
-    let ranges = &mut c.ranges;
-    let Ok(n) = body.advance_with(&c.rbuf[head_len..], |d| {
-        ranges.push(d.start + head_len..d.end + head_len)
-    }) else {
+    let Ok(end) = scan_body(c, body, mode, r, head_len) else {
         // Nothing has gone to the client yet: it gets a 502 rather than a broken response.
         tracing::warn!("member sent a malformed chunked body");
         c.out.clear();
@@ -351,8 +348,6 @@ async fn relay_first(
         let _ = write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
         return false;
     };
-    r.member_reusable &= head_len + n == c.rbuf.len();
-    r.body_sent += data_len(mode, n, &c.ranges);
     if mode == ClientBody::Dechunk {
         let len = c.out.len();
         write_range(&mut c.stream, &mut c.out, 0..len, limit)
@@ -360,7 +355,7 @@ async fn relay_first(
             .is_ok()
             && write_ranges(c, limit).await
     } else {
-        let range = head_len..head_len + n;
+        let range = head_len..end;
         write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
             .await
             .is_ok()
@@ -375,20 +370,35 @@ async fn relay_more(
     r: &mut Relayed,
     limit: Duration,
 ) -> bool {
-    c.ranges.clear();
-    let ranges = &mut c.ranges;
-    let Ok(n) = body.advance_with(&c.rbuf, |d| ranges.push(d)) else {
+    let Ok(end) = scan_body(c, body, mode, r, 0) else {
         return false;
     };
-    r.member_reusable &= n == c.rbuf.len();
-    r.body_sent += data_len(mode, n, &c.ranges);
     if mode == ClientBody::Dechunk {
         write_ranges(c, limit).await
     } else {
-        write_range(&mut c.stream, &mut c.rbuf, 0..n, limit)
+        write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
             .await
             .is_ok()
     }
+}
+
+/// Advances the body over `c.rbuf[from..]`: its data ranges (in `c.rbuf`) go to `c.ranges`, and
+/// `r` counts what this read adds. Returns where the body's bytes in `c.rbuf` end.
+fn scan_body(
+    c: &mut Client,
+    body: &mut BodyTracker,
+    mode: ClientBody,
+    r: &mut Relayed,
+    from: usize,
+) -> Result<usize, ChunkError> {
+    c.ranges.clear();
+    let ranges = &mut c.ranges;
+    let n = body.advance_with(&c.rbuf[from..], |d| {
+        ranges.push(d.start + from..d.end + from)
+    })?;
+    r.member_reusable &= from + n == c.rbuf.len();
+    r.body_sent += data_len(mode, n, &c.ranges);
+    Ok(from + n)
 }
 
 /// Body bytes a write sends: the framed bytes, or the decoded data when de-chunking.

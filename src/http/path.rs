@@ -13,6 +13,8 @@
 //! resolves the forwarded path to the path ringlb routed on, and a path already in normal form is
 //! forwarded byte for byte.
 
+use super::chunked::hex_value;
+
 /// Normalises the path of `target` (origin form: path, then an optional `?query`). Leaves `out`
 /// empty when `target` is already normal (the common case: no copy), else writes the normalised
 /// path followed by the untouched query into `out`. Errors when a `..` climbs above the root.
@@ -26,8 +28,7 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     if path.first() != Some(&b'/') {
         return Ok(());
     }
-    refuse_separators(path)?;
-    if !may_change(path) {
+    if !check(path)? {
         return Ok(());
     }
     // Unreserved characters decoded first (allocates only for paths with a `%`).
@@ -77,40 +78,31 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Members disagree on `\` (a separator to some), `%2f`/`%5c` (decoded to separators by some)
-/// and `%00` (an end to some): a path with any of them cannot be routed safely.
-fn refuse_separators(path: &[u8]) -> Result<(), &'static str> {
-    if path.contains(&b'\\') {
-        return Err("backslash in the request path");
-    }
-    // A `%` not followed by two hex digits: left as it is by some members, refused by others, and
-    // decoding next to it could make a new escape.
-    for (i, _) in path.iter().enumerate().filter(|(_, &b)| b == b'%') {
-        let pair = path.get(i + 1..i + 3);
-        if !pair.is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit)) {
-            return Err("malformed percent escape in the request path");
+/// Checks `path` in one pass for what cannot be routed safely, because members disagree on it:
+/// `\` (a separator to some), `%2f`/`%5c` (decoded to separators by some), `%00` (an end to
+/// some), a `%` not followed by two hex digits (left as it is by some, refused by others; and
+/// decoding next to it could make a new escape). Returns whether `path` can differ from its normal
+/// form: it has `//`, a `%` escape, or a segment that may be a dot segment (starts with `.`).
+fn check(path: &[u8]) -> Result<bool, &'static str> {
+    let mut may_change = false;
+    for (i, &b) in path.iter().enumerate() {
+        match b {
+            b'\\' => return Err("backslash in the request path"),
+            b'%' => {
+                let digit = |j: usize| path.get(j).and_then(|&d| hex_value(d));
+                let (Some(high), Some(low)) = (digit(i + 1), digit(i + 2)) else {
+                    return Err("malformed percent escape in the request path");
+                };
+                if matches!(high * 16 + low, b'/' | b'\\' | 0) {
+                    return Err("encoded slash, backslash or NUL in the request path");
+                }
+                may_change = true;
+            }
+            b'/' => may_change |= matches!(path.get(i + 1), Some(b'/' | b'.')),
+            _ => {}
         }
     }
-    let encoded = |w: &[u8]| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2] | 0x20),
-                (b'2', b'f') | (b'5', b'c') | (b'0', b'0')
-            )
-    };
-    if path.windows(3).any(encoded) {
-        return Err("encoded slash, backslash or NUL in the request path");
-    }
-    Ok(())
-}
-
-/// Whether `path` can differ from its normal form: it has `//`, a `%` escape, or a segment that
-/// may be a dot segment (starts with `.`).
-fn may_change(path: &[u8]) -> bool {
-    path.contains(&b'%')
-        || path
-            .windows(2)
-            .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.'))
+    Ok(may_change)
 }
 
 /// `path` with `%XX` escapes of unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`)
@@ -120,7 +112,7 @@ fn decode_unreserved(path: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < path.len() {
         if path[i] == b'%' && i + 2 < path.len() {
-            if let (Some(h), Some(l)) = (hex(path[i + 1]), hex(path[i + 2])) {
+            if let (Some(h), Some(l)) = (hex_value(path[i + 1]), hex_value(path[i + 2])) {
                 let b = h * 16 + l;
                 if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
                     out.push(b);
@@ -133,10 +125,6 @@ fn decode_unreserved(path: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// The key routing compares for a normalised path and query (`normalize`'s output, or a target
