@@ -796,20 +796,8 @@ fn ajp_body_shorter_than_content_length_closes_the_client() {
 #[test]
 fn routing_uses_the_normalised_path() {
     let (pb, ad) = (Backend::named("P"), Backend::named("A"));
-    let config = format!(
-        "[[balancer]]\nname = \"pub\"\nmembers = [{}]\n[[balancer]]\nname = \"adm\"\nmembers = [{}]\n\
-[[route]]\npath = \"/public\"\nbalancer = \"pub\"\n\
-[[route]]\npath = \"/admin\"\nbalancer = \"adm\"\n",
-        member(pb.addr),
-        member(ad.addr)
-    );
-    let p = Ringlb::start(&config, 1);
-    let ask = |target: &str| {
-        let mut c = client(&p, 3);
-        c.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        c.read_response()
-            .unwrap_or_else(|| panic!("{target}: no response"))
-    };
+    let p = Ringlb::start(&public_and_admin(pb.addr, ad.addr), 1);
+    let ask = |target: &str| get(p.addr, target);
     let cases = [
         ("/public/../admin", "A", "/admin"),
         ("/public/%2e%2e/admin", "A", "/admin"),

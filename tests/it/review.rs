@@ -51,20 +51,8 @@ fn odd_member_status_lines_are_relayed_or_refused_never_panic() {
 #[test]
 fn path_parameters_cannot_hide_a_dot_segment_and_separators_are_refused() {
     let (pb, ad) = (Backend::named("P"), Backend::named("A"));
-    let config = format!(
-        "[[balancer]]\nname = \"pub\"\nmembers = [{}]\n[[balancer]]\nname = \"adm\"\nmembers = [{}]\n\
-[[route]]\npath = \"/public\"\nbalancer = \"pub\"\n\
-[[route]]\npath = \"/admin\"\nbalancer = \"adm\"\n",
-        member(pb.addr),
-        member(ad.addr)
-    );
-    let p = Ringlb::start(&config, 1);
-    let ask = |target: &str| {
-        let mut c = client(&p, 3);
-        c.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        c.read_response()
-            .unwrap_or_else(|| panic!("{target}: no response"))
-    };
+    let p = Ringlb::start(&public_and_admin(pb.addr, ad.addr), 1);
+    let ask = |target: &str| get(p.addr, target);
     let r = ask("/public/..;/admin/x");
     assert_eq!((r.status, r.header("x-backend")), (200, Some("A")));
     assert_eq!(

@@ -348,7 +348,7 @@ struct MockContainer {
 
 impl MockContainer {
     fn start(mode: Mode) -> MockContainer {
-        use std::io::{Read, Write};
+        use std::io::Write;
         use std::sync::atomic::Ordering;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -363,15 +363,10 @@ impl MockContainer {
                 std::thread::spawn(move || {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
                     loop {
-                        let mut head = [0u8; 4];
-                        if s.read_exact(&mut head).is_err() || head[..2] != [0x12, 0x34] {
+                        let Some(payload) = crate::support::ajp_container::read_packet(&mut s)
+                        else {
                             return;
-                        }
-                        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-                        let mut payload = vec![0u8; len];
-                        if s.read_exact(&mut payload).is_err() {
-                            return;
-                        }
+                        };
                         match payload.first() {
                             Some(10) => {
                                 cp.fetch_add(1, Ordering::SeqCst);

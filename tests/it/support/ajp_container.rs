@@ -194,18 +194,25 @@ impl Drop for AjpContainer {
     }
 }
 
+/// Reads one proxy → container packet and returns its payload (`None` at EOF, on an error or on a
+/// bad magic).
+pub fn read_packet(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = [0u8; 4];
+    if s.read_exact(&mut head).is_err() || head[..2] != [0x12, 0x34] {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).ok()?;
+    Some(payload)
+}
+
 fn serve(mut s: TcpStream, forwards: &Mutex<Vec<Forward>>, script: &Script) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     loop {
-        let mut head = [0u8; 4];
-        if s.read_exact(&mut head).is_err() || head[..2] != [0x12, 0x34] {
+        let Some(payload) = read_packet(&mut s) else {
             return;
-        }
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let mut payload = vec![0u8; len];
-        if s.read_exact(&mut payload).is_err() {
-            return;
-        }
+        };
         match payload.first() {
             // CPING: CPONG.
             Some(10) if s.write_all(&[b'A', b'B', 0, 1, 9]).is_err() => return,

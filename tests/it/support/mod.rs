@@ -11,7 +11,7 @@ pub mod raw_member;
 pub use admin::{admin, report, report_when, tool, with_admin};
 pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
 pub use client::{get, Client, Resp};
-pub use proxy::{member, run_cli, simple_config, Ringlb};
+pub use proxy::{member, public_and_admin, run_cli, simple_config, Ringlb};
 
 /// Polls `cond` every 10 ms for at most 10 s.
 pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {

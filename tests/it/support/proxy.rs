@@ -61,6 +61,17 @@ pub fn simple_config(members: &[String], balancer_extra: &str) -> String {
     )
 }
 
+/// Two balancers of one member each, routed at `/public` (member `public`) and `/admin`.
+pub fn public_and_admin(public: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        "[[balancer]]\nname = \"pub\"\nmembers = [{}]\n[[balancer]]\nname = \"adm\"\nmembers = [{}]\n\
+[[route]]\npath = \"/public\"\nbalancer = \"pub\"\n\
+[[route]]\npath = \"/admin\"\nbalancer = \"adm\"\n",
+        member(public),
+        member(admin)
+    )
+}
+
 /// An inline member table for an address.
 pub fn member(addr: SocketAddr) -> String {
     format!("{{ url = \"http://{addr}\" }}")
