@@ -205,7 +205,7 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
                 };
                 match run_exchange(core, c, &mut up, &req, &mut body, &params, &tracked).await {
                     Outcome::Failed(f) => f,
-                    other => return finish(core, c, &tracked, up, other, started).await,
+                    other => return finish(core, c, &tracked, up, other, &req, started).await,
                 }
             }
             Err(f) => f,
@@ -339,6 +339,7 @@ async fn finish(
     tracked: &Tracked<'_>,
     up: TcpStream,
     outcome: Outcome,
+    req: &Request,
     started: Instant,
 ) -> bool {
     match outcome {
@@ -378,7 +379,8 @@ async fn finish(
             let mcfg = &core.config.balancers[tracked.bal].members[tracked.member];
             tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
                 "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
-            gateway_error(c, 500, true).await
+            // Nothing was sent: the rest of an unread body is drained so the client sees the 500.
+            gateway_error(c, 500, req.replayable).await
         }
         Outcome::Failed(f) => fail(c, tracked, &f, started).await,
     }

@@ -70,7 +70,8 @@ struct Body {
     /// Decoded data of a chunked upload, not yet sent.
     stage: Vec<u8>,
     chunked: bool,
-    /// `100 Continue` was sent (or was not needed) before the body was first read.
+    /// `100 Continue` was sent or must not be: the client sent body bytes with its head (it is not
+    /// waiting), or the response has started (RFC 9110 §10.1.1: no 100 after a final response).
     continued: bool,
 }
 
@@ -241,7 +242,7 @@ pub async fn run(
             } => {
                 r.head_time = sent_at.elapsed();
                 let head = (status, reason, headers);
-                send_headers(c, head, base, req, &body, &mut r, limits, member).await
+                send_headers(c, head, base, req, &mut body, &mut r, limits, member).await
             }
             Packet::SendBodyChunk(data) => send_data(c, data, base, &body, &mut r, limits).await,
             Packet::EndResponse { reuse } => {
@@ -321,7 +322,7 @@ async fn send_forward(
         pending: req.head_len..req.request_end,
         stage: Vec::new(),
         chunked,
-        continued: false,
+        continued: req.request_end > req.head_len,
         // A chunked body is decoded again from its start: the caller only counted its bytes.
         tracker: if chunked {
             BodyTracker::new(BodyKind::Chunked)
@@ -431,11 +432,13 @@ async fn send_headers(
     (status, reason, mut headers): SendHeaders,
     base: usize,
     req: &Request,
-    body: &Body,
+    body: &mut Body,
     r: &mut Response,
     limits: &Limits,
     member: &MemberConfig,
 ) -> Result<(), Outcome> {
+    // The response starts: a later read of the body must not send `100 Continue`.
+    body.continued = true;
     if r.started.is_some() {
         return Err(r.broken());
     }

@@ -213,6 +213,11 @@ pub fn check_response(
     if !reason.as_ref().is_none_or(|r| clean(&pkt[r.clone()])) {
         return Err("control byte in the reason phrase");
     }
+    // As many headers as an HTTP member's response may carry (`http::parse`): the header policy
+    // compares each with the Connection values.
+    if headers.len() > MAX_RESPONSE_HEADERS {
+        return Err("too many headers");
+    }
     let mut length: Option<u64> = None;
     let mut options = 0usize;
     for (name, value) in headers {
@@ -241,6 +246,9 @@ pub fn check_response(
     }
     Ok(length)
 }
+
+/// Most headers in a SEND_HEADERS (as in an HTTP member's response head).
+const MAX_RESPONSE_HEADERS: usize = 128;
 
 /// How the client's response head is framed.
 pub struct Framing {
@@ -446,6 +454,12 @@ mod tests {
         ];
         assert!(ok(200, None, &len).is_err(), "differing lengths");
         assert_eq!(ok(200, None, &len[..1]), Ok(Some(5)));
+        let many: Vec<_> = (0..129).map(|_| (HeaderName::Coded(0), 7..17)).collect();
+        assert!(
+            ok(200, None, &many).is_err(),
+            "more headers than an HTTP response may have"
+        );
+        assert!(ok(200, None, &many[..128]).is_ok());
         assert_eq!(reason_for(200, b"Fine"), b"Fine");
     }
 }

@@ -148,15 +148,18 @@ pub fn response_head(
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
     forward_headers(out, buf, &head.headers, Direction::Response);
-    match body {
-        // HEAD, 204, 304: the member's framing headers describe a body that is not sent.
-        ClientBody::None | ClientBody::PassThrough => {
-            if let Some(n) = head.content_length {
-                push_content_length(out, n);
-            }
-            push_codings(out, buf, &head.headers);
-        }
-        ClientBody::Dechunk => {}
+    if body == ClientBody::Dechunk {
+        end_response_head(out, keep_alive, client_minor);
+        return;
+    }
+    if let Some(n) = head.content_length {
+        push_content_length(out, n);
+    }
+    // HEAD, 204, 304: the member's framing headers describe a body that is not sent; transfer
+    // codings must not come with a 204 and mean nothing to an HTTP/1.0 client there.
+    let bodyless = body == ClientBody::None;
+    if !(bodyless && (client_minor == 0 || head.status == 204)) {
+        push_codings(out, buf, &head.headers);
     }
     end_response_head(out, keep_alive, client_minor);
 }
@@ -237,6 +240,26 @@ X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
             text,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn bodyless_answers_carry_no_codings_where_they_mean_nothing() {
+        let head = |raw: &[u8]| {
+            let mut h = ResponseHead::default();
+            parse_response(raw, 65536, &mut h).unwrap();
+            h
+        };
+        let te = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (h304, mut out) = (head(te), Vec::new());
+        response_head(&mut out, te, &h304, ClientBody::None, 1, true);
+        assert!(String::from_utf8_lossy(&out).contains("Transfer-Encoding: chunked"));
+        out.clear();
+        response_head(&mut out, te, &h304, ClientBody::None, 0, true);
+        assert!(!String::from_utf8_lossy(&out).contains("Transfer-Encoding"));
+        let te204 = b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
+        out.clear();
+        response_head(&mut out, te204, &head(te204), ClientBody::None, 1, true);
+        assert!(!String::from_utf8_lossy(&out).contains("Transfer-Encoding"));
     }
 
     #[test]

@@ -191,3 +191,31 @@ fn an_ajp_container_sees_the_host_ringlb_routed_on() {
         "the Host header"
     );
 }
+
+#[test]
+fn no_100_continue_after_an_ajp_response_has_started() {
+    // The container answers at once, then asks for the body: the client, which sent
+    // `Expect: 100-continue`, must not get a `100 Continue` inside the response.
+    let ajp = AjpContainer::start(|_| {
+        let mut out = send_headers(
+            200,
+            b"OK",
+            &[(crate::support::ajp_container::RespName::Coded(0xA003), b"2")],
+        );
+        out.extend_from_slice(b"AB\x00\x03\x06\x1f\xfa"); // GET_BODY_CHUNK
+        out
+    });
+    let p = Ringlb::start(&simple_config(&[ajp.member()], ""), 1);
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.write_all(
+        b"POST /x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let got = read_until(&mut s, b"100 Continue", Duration::from_secs(1));
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    assert!(
+        !got.contains("100 Continue"),
+        "a 100 inside the response: {got:?}"
+    );
+}
