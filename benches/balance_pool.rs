@@ -15,7 +15,7 @@ fn balance_and_pool(c: &mut Criterion) {
 { url = \"http://127.0.0.1:9003\" }, { url = \"http://127.0.0.1:9004\", status = \"standby\" }]\n",
     )
     .unwrap();
-    let mut b = Balancer::new(&cfg.balancers[0], 0);
+    let mut b = Balancer::new(&cfg.balancers[0], 0, 1);
     let now = Instant::now();
     b.mark_failed(2, now);
     c.bench_function("balancer pick (4 members, one failed)", |bench| {

@@ -1,5 +1,5 @@
 //! The access log (`[log] access = "PATH"`): one line per request in Apache's combined format,
-//! followed by the member, its status and the three durations.
+//! followed by the member, its status, the sticky route taken and the three durations.
 //!
 //! Owns: each core's line buffer and the writer thread. Must never: write to the file on the
 //! request path (lines are appended to the core's buffer; the worker's once-a-second tick hands the
@@ -25,6 +25,8 @@ pub struct Record {
     pub body_bytes: u64,
     /// `(balancer, member)` that answered (or failed last), if any.
     pub member: Option<(usize, usize)>,
+    /// The member was the one the request's sticky session named (its route is logged).
+    pub sticky: bool,
     pub upstream_status: Option<u16>,
     pub connect_us: Option<u64>,
     pub response_head_us: Option<u64>,
@@ -120,6 +122,7 @@ impl CoreLog {
         agent: &[u8],
         rec: &Record,
         member: &str,
+        route: &str,
         total_us: u64,
     ) {
         let now = SystemTime::now()
@@ -148,7 +151,8 @@ impl CoreLog {
             if member.is_empty() { "-" } else { member }
         );
         opt(&mut b, rec.upstream_status.map(u64::from));
-        let _ = write!(b, " request_us={total_us} connect_us=");
+        let route = if route.is_empty() { "-" } else { route };
+        let _ = write!(b, " route={route} request_us={total_us} connect_us=");
         opt(&mut b, rec.connect_us);
         b.extend_from_slice(b" response_head_us=");
         opt(&mut b, rec.response_head_us);
@@ -230,6 +234,7 @@ mod tests {
             status: 200,
             body_bytes: 5,
             member: Some((0, 0)),
+            sticky: true,
             upstream_status: Some(200),
             connect_us: None,
             response_head_us: Some(120),
@@ -241,6 +246,7 @@ mod tests {
             b"curl/8",
             &rec,
             "127.0.0.1:9001",
+            "node1",
             345,
         );
         log.flush();
@@ -248,7 +254,7 @@ mod tests {
         let rest = line.split_once(" +0000] ").unwrap().1;
         assert_eq!(
             rest,
-            "\"GET /a\\x22b HTTP/1.1\" 200 5 \"-\" \"curl/8\" member=127.0.0.1:9001 upstream_status=200 request_us=345 connect_us=- response_head_us=120\n"
+            "\"GET /a\\x22b HTTP/1.1\" 200 5 \"-\" \"curl/8\" member=127.0.0.1:9001 upstream_status=200 route=node1 request_us=345 connect_us=- response_head_us=120\n"
         );
         assert!(line.starts_with("10.0.0.1 - - ["));
     }

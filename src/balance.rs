@@ -1,20 +1,47 @@
-//! Smooth weighted round robin over a balancer's members, one instance per core.
+//! A balancer's member choice on one core: which members may take a request (admin status,
+//! `lbset` tiers, hot spares and standbys, passive failure windows, health-check results,
+//! `max_conns`) and, among them, which one (`method`: smooth weighted round robin, least busy,
+//! power of two choices; weights ramped by `slow_start`).
 //!
-//! Owns: the cursor (current weights), each member's admin status and its failure window on this
-//! core. Must never: be shared between cores (no locks). Invariant: a member that is disabled,
-//! excluded, or failed within `retry` is never picked; standby members only when no active one is
-//! usable.
+//! Owns: each member's state on this core: cursor, requests in flight, failure window, health.
+//! Must never: be shared between cores (no locks, no atomics), allocate per pick, or pick a member
+//! that is disabled, draining, excluded, at its `max_conns` share, or failed (passively or by its
+//! health check) unless the balancer says `all_failed = "try_all"`. Invariant: hot spares and
+//! standbys take traffic only in the cases `pick` documents; `in_flight` is the count of requests
+//! between `begin` and `end` on this core.
 
 use std::time::{Duration, Instant};
 
-use crate::config::{BalancerConfig, MemberStatus};
+use crate::config::{AllFailed, BalanceMethod, BalancerConfig, MemberStatus};
+
+/// Weights are scaled so that a slow start can ramp in small steps.
+const SCALE: i64 = 1000;
 
 #[derive(Debug, Clone)]
 struct Member {
     weight: i64,
     current: i64,
     status: MemberStatus,
+    lbset: u32,
+    /// Passive failure window (connect failure, `failontimeout`, `failonstatus`).
     failed_until: Option<Instant>,
+    /// Taken out by its health check.
+    down: bool,
+    /// When it last came back (slow start ramps from here).
+    returned: Option<Instant>,
+    in_flight: u32,
+    /// This core's share of `max_conns`.
+    max_in_flight: u32,
+}
+
+/// The result of a pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Member(usize),
+    /// Members could take it but all of them are at their `max_conns` share: wait or 503.
+    Full,
+    /// No member can take it.
+    None,
 }
 
 /// One core's balancer state.
@@ -22,11 +49,21 @@ struct Member {
 pub struct Balancer {
     members: Vec<Member>,
     retry: Duration,
+    method: BalanceMethod,
+    all_failed: AllFailed,
+    slow_start: Duration,
+    /// The distinct `lbset` values, lowest first.
+    sets: Vec<u32>,
+    rng: u64,
 }
 
 impl Balancer {
-    /// Builds the state for one core; `core_id` staggers the start so cores do not move in step.
-    pub fn new(cfg: &BalancerConfig, core_id: usize) -> Balancer {
+    /// Builds the state for one core of `workers`; `core_id` staggers the start so cores do not
+    /// move in step.
+    pub fn new(cfg: &BalancerConfig, core_id: usize, workers: usize) -> Balancer {
+        let mut sets: Vec<u32> = cfg.members.iter().map(|m| m.lbset).collect();
+        sets.sort_unstable();
+        sets.dedup();
         let mut b = Balancer {
             members: cfg
                 .members
@@ -35,10 +72,22 @@ impl Balancer {
                     weight: i64::from(m.weight),
                     current: 0,
                     status: m.status,
+                    lbset: m.lbset,
                     failed_until: None,
+                    down: false,
+                    returned: None,
+                    in_flight: 0,
+                    max_in_flight: m
+                        .max_conns
+                        .map_or(u32::MAX, |c| c.div_ceil(workers.max(1) as u32)),
                 })
                 .collect(),
             retry: cfg.retry,
+            method: cfg.method,
+            all_failed: cfg.all_failed,
+            slow_start: cfg.slow_start,
+            sets,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (core_id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         };
         let total: i64 = b.members.iter().map(|m| m.weight).sum();
         let now = Instant::now();
@@ -48,38 +97,251 @@ impl Balancer {
         b
     }
 
-    fn usable(&self, i: usize, now: Instant, exclude: u64) -> bool {
-        exclude & (1 << i) == 0 && self.members[i].failed_until.is_none_or(|t| t <= now)
+    /// Whether a member's status lets it take traffic, it is not excluded, and not at its share.
+    fn open(&self, i: usize, exclude: u64) -> bool {
+        let m = &self.members[i];
+        exclude & (1 << i) == 0
+            && !matches!(m.status, MemberStatus::Disabled | MemberStatus::Draining)
+            && m.in_flight < m.max_in_flight
     }
 
-    /// Picks a member, skipping those in the `exclude` bit set. `None`: no member is usable.
-    pub fn pick(&mut self, now: Instant, exclude: u64) -> Option<usize> {
-        for tier in [MemberStatus::Active, MemberStatus::Standby] {
-            let mut total = 0;
-            let mut best: Option<usize> = None;
-            for i in 0..self.members.len() {
-                if self.members[i].status != tier || !self.usable(i, now, exclude) {
-                    continue;
-                }
-                let m = &mut self.members[i];
-                m.current += m.weight;
-                total += m.weight;
-                let current = m.current;
-                if best.is_none_or(|b| current > self.members[b].current) {
-                    best = Some(i);
+    fn healthy(&self, i: usize, now: Instant) -> bool {
+        let m = &self.members[i];
+        !m.down && m.failed_until.is_none_or(|t| t <= now)
+    }
+
+    /// Picks a member, skipping those in the `exclude` bit set:
+    /// - the lowest `lbset` with a usable active member (or hot spare standing in for an
+    ///   unusable active member of that set, one for one, in file order);
+    /// - else a usable standby, lowest `lbset` first;
+    /// - else, with `all_failed = "try_all"`, the same again ignoring failure windows and checks.
+    pub fn pick(&mut self, now: Instant, exclude: u64) -> Pick {
+        self.expire(now);
+        for ignore_failures in [false, true] {
+            if ignore_failures && self.all_failed != AllFailed::TryAll {
+                break;
+            }
+            let usable = |b: &Balancer, i: usize| {
+                b.open(i, exclude) && (ignore_failures || b.healthy(i, now))
+            };
+            for set in 0..self.sets.len() {
+                let cands = self.tier(self.sets[set], usable);
+                if cands != 0 {
+                    return Pick::Member(self.choose(cands, now));
                 }
             }
-            if let Some(b) = best {
-                self.members[b].current -= total;
-                return Some(b);
+            for set in 0..self.sets.len() {
+                let cands = self.standbys(self.sets[set], usable);
+                if cands != 0 {
+                    return Pick::Member(self.choose(cands, now));
+                }
+            }
+        }
+        let full = (0..self.members.len()).any(|i| {
+            exclude & (1 << i) == 0
+                && self.healthy(i, now)
+                && !matches!(
+                    self.members[i].status,
+                    MemberStatus::Disabled | MemberStatus::Draining
+                )
+                && self.members[i].in_flight >= self.members[i].max_in_flight
+        });
+        if full {
+            Pick::Full
+        } else {
+            Pick::None
+        }
+    }
+
+    /// The usable active members of `set`, and as many usable hot spares as active members of
+    /// the set are unusable (a full member is busy, not unusable: no spare stands in for it).
+    fn tier(&self, set: u32, usable: impl Fn(&Balancer, usize) -> bool) -> u64 {
+        let mut cands = 0u64;
+        let mut missing = 0;
+        for (i, m) in self.members.iter().enumerate() {
+            if m.lbset != set {
+                continue;
+            }
+            let stands = matches!(
+                m.status,
+                MemberStatus::Active | MemberStatus::Disabled | MemberStatus::Draining
+            );
+            if m.status == MemberStatus::Active && usable(self, i) {
+                cands |= 1 << i;
+            } else if stands && m.in_flight < m.max_in_flight {
+                missing += 1;
+            }
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if missing == 0 {
+                break;
+            }
+            if m.lbset == set && m.status == MemberStatus::HotSpare && usable(self, i) {
+                cands |= 1 << i;
+                missing -= 1;
+            }
+        }
+        cands
+    }
+
+    fn standbys(&self, set: u32, usable: impl Fn(&Balancer, usize) -> bool) -> u64 {
+        let mut cands = 0u64;
+        for (i, m) in self.members.iter().enumerate() {
+            if m.lbset == set && m.status == MemberStatus::Standby && usable(self, i) {
+                cands |= 1 << i;
+            }
+        }
+        cands
+    }
+
+    /// Ends failure windows that are over (the member starts its slow start).
+    fn expire(&mut self, now: Instant) {
+        for m in &mut self.members {
+            if m.failed_until.is_some_and(|t| t <= now) {
+                m.failed_until = None;
+                m.returned = Some(now);
+            }
+        }
+    }
+
+    /// A member's weight now (scaled), ramped during its slow start; never below 1.
+    fn effective(&self, i: usize, now: Instant) -> i64 {
+        let m = &self.members[i];
+        let full = m.weight * SCALE;
+        match m.returned {
+            Some(t) if !self.slow_start.is_zero() => {
+                let since = now.saturating_duration_since(t);
+                if since >= self.slow_start {
+                    full
+                } else {
+                    let f = since.as_millis() as i64;
+                    (full * f / self.slow_start.as_millis().max(1) as i64).max(1)
+                }
+            }
+            _ => full,
+        }
+    }
+
+    /// Chooses among the candidate bit set by the balancer's method.
+    fn choose(&mut self, cands: u64, now: Instant) -> usize {
+        match self.method {
+            BalanceMethod::RoundRobin => self.smooth(cands, now),
+            BalanceMethod::LeastBusy => {
+                // Round robin among the least busy (in flight per unit of weight).
+                let mut least: Option<usize> = None;
+                for i in bits(cands) {
+                    if least.is_none_or(|l| self.busier(l, i, now)) {
+                        least = Some(i);
+                    }
+                }
+                let l = least.unwrap_or(0);
+                let ties = bits(cands)
+                    .filter(|&i| !self.busier(i, l, now) && !self.busier(l, i, now))
+                    .fold(0u64, |acc, i| acc | 1 << i);
+                self.smooth(ties, now)
+            }
+            BalanceMethod::P2c => match self.draw(cands, now) {
+                None => None,
+                Some(a) => match self.draw(cands & !(1 << a), now) {
+                    Some(b) if self.busier(a, b, now) => Some(b),
+                    _ => Some(a),
+                },
+            },
+        }
+        .unwrap_or(0)
+    }
+
+    /// Whether `a` has more requests in flight per unit of (effective) weight than `b`.
+    fn busier(&self, a: usize, b: usize, now: Instant) -> bool {
+        let (ma, mb) = (&self.members[a], &self.members[b]);
+        i64::from(ma.in_flight) * self.effective(b, now)
+            > i64::from(mb.in_flight) * self.effective(a, now)
+    }
+
+    /// Smooth weighted round robin over `cands` (nginx's algorithm).
+    fn smooth(&mut self, cands: u64, now: Instant) -> Option<usize> {
+        let mut total = 0;
+        let mut best: Option<usize> = None;
+        for i in bits(cands) {
+            let w = self.effective(i, now);
+            let m = &mut self.members[i];
+            m.current += w;
+            total += w;
+            let current = m.current;
+            if best.is_none_or(|b| current > self.members[b].current) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        self.members[b].current -= total;
+        Some(b)
+    }
+
+    /// One member of `cands` drawn with probability proportional to its effective weight.
+    fn draw(&mut self, cands: u64, now: Instant) -> Option<usize> {
+        let total: i64 = bits(cands).map(|i| self.effective(i, now)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = (self.next_random() % total as u64) as i64;
+        for i in bits(cands) {
+            r -= self.effective(i, now);
+            if r < 0 {
+                return Some(i);
             }
         }
         None
     }
 
-    /// Marks a member failed on this core for the balancer's `retry` period.
-    pub fn mark_failed(&mut self, i: usize, now: Instant) {
-        self.members[i].failed_until = Some(now + self.retry);
+    /// xorshift64*: cheap, per core, good enough to spread choices.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Whether member `i` could take a request now (a sticky session's member).
+    pub fn can_take(&mut self, i: usize, now: Instant, exclude: u64) -> Pick {
+        self.expire(now);
+        let failed_ok = self.all_failed == AllFailed::TryAll;
+        if exclude & (1 << i) != 0
+            || matches!(
+                self.members[i].status,
+                MemberStatus::Disabled | MemberStatus::Draining
+            )
+            || !(failed_ok || self.healthy(i, now))
+        {
+            Pick::None
+        } else if self.members[i].in_flight >= self.members[i].max_in_flight {
+            Pick::Full
+        } else {
+            Pick::Member(i)
+        }
+    }
+
+    /// A request starts on member `i` on this core.
+    pub fn begin(&mut self, i: usize) {
+        self.members[i].in_flight += 1;
+    }
+
+    /// A request on member `i` ended. Returns whether it was at its share (someone may wait).
+    pub fn end(&mut self, i: usize) -> bool {
+        let m = &mut self.members[i];
+        let was_full = m.in_flight >= m.max_in_flight;
+        m.in_flight = m.in_flight.saturating_sub(1);
+        was_full
+    }
+
+    /// Marks a member failed on this core for the balancer's `retry` period. Returns whether it
+    /// was not failed before (the caller logs and counts a new marking only).
+    pub fn mark_failed(&mut self, i: usize, now: Instant) -> bool {
+        let m = &mut self.members[i];
+        let new = m.failed_until.is_none_or(|t| t <= now);
+        m.failed_until = Some(now + self.retry);
+        new
     }
 
     /// Whether a member is in its failure window.
@@ -87,82 +349,41 @@ impl Balancer {
         self.members[i].failed_until.is_some_and(|t| t > now)
     }
 
-    /// Applies an operator's change. Draining and disabled members are never picked.
-    pub fn set_status(&mut self, i: usize, status: MemberStatus, weight: u32) {
+    /// Applies a health-check state: `down` takes it out; coming back (or a passing check while
+    /// passively failed) ends its failure window and starts its slow start.
+    pub fn set_health(&mut self, i: usize, down: bool, passed: bool, now: Instant) {
         let m = &mut self.members[i];
+        let back = (m.down && !down) || (passed && m.failed_until.is_some());
+        m.down = down;
+        if passed {
+            m.failed_until = None;
+        }
+        if back {
+            m.returned = Some(now);
+        }
+    }
+
+    /// Applies an operator's change. Draining and disabled members are never picked; a member
+    /// enabled again starts its slow start.
+    pub fn set_status(&mut self, i: usize, status: MemberStatus, weight: u32, now: Instant) {
+        let m = &mut self.members[i];
+        let off = |s| matches!(s, MemberStatus::Disabled | MemberStatus::Draining);
+        if off(m.status) && !off(status) {
+            m.returned = Some(now);
+        }
         m.status = status;
         m.weight = i64::from(weight);
-        if status != MemberStatus::Active && status != MemberStatus::Standby {
+        if off(status) {
             m.current = 0;
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    fn balancer(weights: &[(u32, &str)]) -> BalancerConfig {
-        let members: Vec<String> = weights
-            .iter()
-            .enumerate()
-            .map(|(i, (w, s))| {
-                format!(
-                    "{{ url = \"http://127.0.0.1:{}\", weight = {w}, status = \"{s}\" }}",
-                    9000 + i
-                )
-            })
-            .collect();
-        let text = format!(
-            "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\nretry = \"10s\"\nmembers = [{}]\n",
-            members.join(", ")
-        );
-        Config::parse(&text).unwrap().balancers.remove(0)
-    }
-
-    fn sequence(b: &mut Balancer, n: usize, exclude: u64) -> Vec<usize> {
-        let now = Instant::now();
-        (0..n).map(|_| b.pick(now, exclude).unwrap()).collect()
-    }
-
-    #[test]
-    fn smooth_weighted_5_1_1() {
-        let cfg = balancer(&[(5, "active"), (1, "active"), (1, "active")]);
-        let mut b = Balancer::new(&cfg, 0);
-        assert_eq!(sequence(&mut b, 7, 0), vec![0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(sequence(&mut b, 7, 0), vec![0, 0, 1, 0, 2, 0, 0]);
-    }
-
-    #[test]
-    fn cores_are_staggered() {
-        let cfg = balancer(&[(1, "active"), (1, "active")]);
-        assert_eq!(
-            sequence(&mut Balancer::new(&cfg, 0), 4, 0),
-            vec![0, 1, 0, 1]
-        );
-        assert_eq!(
-            sequence(&mut Balancer::new(&cfg, 1), 4, 0),
-            vec![1, 0, 1, 0]
-        );
-    }
-
-    #[test]
-    fn failed_excluded_standby_disabled() {
-        let cfg = balancer(&[
-            (1, "active"),
-            (1, "active"),
-            (1, "standby"),
-            (1, "disabled"),
-        ]);
-        let mut b = Balancer::new(&cfg, 0);
-        let now = Instant::now();
-        b.mark_failed(0, now);
-        assert_eq!(sequence(&mut b, 3, 0), vec![1, 1, 1]);
-        assert_eq!(sequence(&mut b, 2, 0b10), vec![2, 2]);
-        assert_eq!(b.pick(now, 0b110), None);
-        assert!(b.is_failed(0, now));
-        assert!(!b.is_failed(0, now + Duration::from_secs(11)));
-        assert_eq!(b.pick(now + Duration::from_secs(11), 0b110), Some(0));
-    }
+/// The indices of the set bits of `set`, lowest first.
+fn bits(set: u64) -> impl Iterator<Item = usize> {
+    (0..64).filter(move |i| set & (1 << i) != 0)
 }
+
+#[cfg(test)]
+#[path = "balance_tests.rs"]
+mod tests;

@@ -57,6 +57,7 @@ impl MemberBoard {
             sum.bytes_sent += c.bytes_sent;
             sum.bytes_received += c.bytes_received;
             sum.failed_cores += c.failed_cores;
+            sum.marked_failed += c.marked_failed;
             for i in 0..3 {
                 sum.latency_sum_us[i] += c.latency_sum_us[i];
             }

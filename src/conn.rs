@@ -178,7 +178,16 @@ fn log_refusal(core: &Core, c: &mut Client, status: u16, started: Option<Instant
         ..Default::default()
     };
     let total = started.elapsed().as_micros() as u64;
-    log.append(c.peer.ip(), &shown[..line_end], b"", b"", &c.rec, "", total);
+    log.append(
+        c.peer.ip(),
+        &shown[..line_end],
+        b"",
+        b"",
+        &c.rec,
+        "",
+        "",
+        total,
+    );
 }
 
 /// Normalises the parsed target's path for routing and forwarding (`http::path`); a target that

@@ -44,6 +44,9 @@ pub struct Core {
     pub config: Arc<Config>,
     pub router: Router,
     pub upstreams: RefCell<Vec<Upstream>>,
+    /// Per balancer: fires when a member at its `max_conns` share ends a request (requests
+    /// queued for a member wait on it).
+    pub freed: Vec<Notify>,
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,
     pub board: Arc<Board>,
@@ -80,7 +83,7 @@ impl Core {
             .balancers
             .iter()
             .map(|b| Upstream {
-                balancer: Balancer::new(b, id),
+                balancer: Balancer::new(b, id, config.server.workers),
                 pool: Pool::new(b.members.len(), b.max_idle_per_member, b.idle_ttl),
             })
             .collect();
@@ -96,6 +99,7 @@ impl Core {
             router: Router::new(&config.routes),
             config,
             upstreams: RefCell::new(upstreams),
+            freed: member_counts.iter().map(|_| Notify::default()).collect(),
             shutdown: Notify::default(),
             stopping: Cell::new(false),
             conn_closed: Notify::default(),
@@ -246,7 +250,7 @@ pub fn publish(core: &Core, now: Instant) {
     if board.admin_version != core.applied.get() {
         for (b, u) in upstreams.iter_mut().enumerate() {
             for (m, a) in board.admin[b].iter().enumerate() {
-                u.balancer.set_status(m, a.status, a.weight);
+                u.balancer.set_status(m, a.status, a.weight, now);
             }
         }
         core.applied.set(board.admin_version);

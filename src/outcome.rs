@@ -113,12 +113,12 @@ impl Failed {
         }
     }
 
-    /// No connection to the member could be made.
+    /// No connection to the member could be made (503 when no other member may be tried).
     pub fn no_connection(failure: Failure) -> Failed {
         Failed {
             reached: Reached::NoConnection,
             failure,
-            status: 502,
+            status: 503,
             request_read: false,
             intact: true,
         }
@@ -131,25 +131,31 @@ pub enum Retry {
     /// Answer the client with the failure's status.
     No,
     /// Send the request again on a fresh connection to the same member (a pooled connection the
-    /// member had closed).
+    /// member may have closed while it idled).
     FreshConnection,
-    /// Pick another member (this one cannot be reached).
+    /// Send it to another member (up to the balancer's `maxattempts`).
     OtherMember,
 }
 
-/// The retry rule. `retried`: this request was already sent again once.
+/// The retry rule. `retried`: this request was already sent again once to the current member on
+/// a fresh connection.
 pub fn retry(f: &Failed, req: &Request, retried: bool) -> Retry {
+    // After a pooled connection failed, a fresh one to the same member first (it most likely
+    // closed the idle connection); after that, or on a fresh connection, another member.
+    let again = if req.reused && !retried {
+        Retry::FreshConnection
+    } else {
+        Retry::OtherMember
+    };
     match f.reached {
         Reached::NoConnection => Retry::OtherMember,
-        _ if retried || !req.replayable || !f.intact => Retry::No,
+        _ if !req.replayable || !f.intact => Retry::No,
         // Nothing reached the member: any method may go again.
-        Reached::Nothing => Retry::FreshConnection,
-        // The member may have seen it: only an idempotent request, only when the connection was a
-        // pooled one the member closed under us (a fresh connection that fails so is the member's
-        // own failure), never after a timeout (the member may still be working on it).
-        Reached::Request if req.idempotent && req.reused && f.failure == Failure::Reset => {
-            Retry::FreshConnection
-        }
+        Reached::Nothing => again,
+        // The member may have seen it: only an idempotent request, only after a close or reset
+        // (never after a timeout: the member may still be working on it).
+        Reached::Request if req.idempotent && f.failure == Failure::Reset => again,
+        // A non-idempotent request the member may have seen, a timeout, a response byte: never.
         Reached::Request | Reached::Response => Retry::No,
     }
 }
@@ -182,30 +188,31 @@ mod tests {
     #[test]
     fn nothing_written_goes_again_whatever_the_method() {
         let f = failed(Reached::Nothing, Failure::Reset);
-        assert_eq!(
-            retry(&f, &req(false, true, true), false),
-            Retry::FreshConnection
-        );
+        let pooled_post = req(false, true, true);
+        assert_eq!(retry(&f, &pooled_post, false), Retry::FreshConnection);
+        assert_eq!(retry(&f, &pooled_post, true), Retry::OtherMember);
         assert_eq!(
             retry(&f, &req(false, false, true), false),
-            Retry::FreshConnection
+            Retry::OtherMember
         );
-        assert_eq!(retry(&f, &req(false, true, true), true), Retry::No);
         assert_eq!(retry(&f, &req(true, true, false), false), Retry::No);
     }
 
     #[test]
-    fn written_requests_go_again_only_when_idempotent_on_a_closed_pooled_connection() {
+    fn idempotent_requests_the_member_may_have_seen_go_again_after_a_reset() {
         let reset = failed(Reached::Request, Failure::Reset);
+        let pooled_get = req(true, true, true);
+        assert_eq!(retry(&reset, &pooled_get, false), Retry::FreshConnection);
+        assert_eq!(retry(&reset, &pooled_get, true), Retry::OtherMember);
         assert_eq!(
-            retry(&reset, &req(true, true, true), false),
-            Retry::FreshConnection
+            retry(&reset, &req(true, false, true), false),
+            Retry::OtherMember
         );
         assert_eq!(retry(&reset, &req(false, true, true), false), Retry::No);
-        assert_eq!(retry(&reset, &req(true, false, true), false), Retry::No);
+        assert_eq!(retry(&reset, &req(false, false, true), false), Retry::No);
         assert_eq!(retry(&reset, &req(true, true, false), false), Retry::No);
         let timeout = failed(Reached::Request, Failure::ResponseTimeout);
-        assert_eq!(retry(&timeout, &req(true, true, true), false), Retry::No);
+        assert_eq!(retry(&timeout, &pooled_get, false), Retry::No);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::http::path::route_key;
 use crate::http::reply;
 use crate::io::{self, read_more, write_range, IoFail};
 use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
+use crate::select::{self, Mark};
 use crate::stats::{status_class, Failure, MemberStats, Phase};
 
 /// Request bodies up to this size are gathered before anything is sent to the member.
@@ -38,6 +39,7 @@ struct Tracked<'a> {
 
 impl<'a> Tracked<'a> {
     fn start(core: &'a Core, bal: usize, member: usize) -> Tracked<'a> {
+        core.upstreams.borrow_mut()[bal].balancer.begin(member);
         let t = Tracked { core, bal, member };
         t.with(|m| {
             m.counters.selected += 1;
@@ -66,6 +68,12 @@ impl<'a> Tracked<'a> {
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
         self.with(|m| m.counters.in_flight -= 1);
+        let was_full = self.core.upstreams.borrow_mut()[self.bal]
+            .balancer
+            .end(self.member);
+        if was_full {
+            self.core.freed[self.bal].notify_all();
+        }
     }
 }
 
@@ -78,12 +86,27 @@ pub async fn forward(core: &Core, c: &mut Client) -> bool {
     }
     let keep = send_to_members(core, c, started).await;
     if let Some(log) = &core.access_log {
-        let member = c.rec.member.map_or("", |(b, m)| {
-            core.config.balancers[b].members[m].host_port.as_str()
-        });
+        let mcfg = c
+            .rec
+            .member
+            .map(|(b, m)| &core.config.balancers[b].members[m]);
+        let member = mcfg.map_or("", |m| m.host_port.as_str());
+        let route = mcfg
+            .filter(|_| c.rec.sticky)
+            .and_then(|m| m.route.as_deref())
+            .unwrap_or("");
         let [line, referer, agent] = &c.log_fields;
         let total = started.elapsed().as_micros() as u64;
-        log.append(c.peer.ip(), line, referer, agent, &c.rec, member, total);
+        log.append(
+            c.peer.ip(),
+            line,
+            referer,
+            agent,
+            &c.rec,
+            member,
+            route,
+            total,
+        );
     }
     keep
 }
@@ -175,15 +198,14 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         return local_reply(c, 404, &req).await;
     };
     let bal = route.balancer;
-    let mut exclude = 0u64;
-    let mut fresh: Option<usize> = None;
-    let mut retried = false;
+    let bcfg = &core.config.balancers[bal];
+    let sticky = select::sticky_member(core, c, bal);
+    let mut tries = Tries::default();
     loop {
-        let picked = match fresh.take() {
+        let picked = match tries.fresh.take() {
             Some(m) => Some((m, true)),
-            None => core.upstreams.borrow_mut()[bal]
-                .balancer
-                .pick(Instant::now(), exclude)
+            None => select::choose(core, bal, sticky, tries.exclude)
+                .await
                 .map(|m| (m, false)),
         };
         let Some((member, fresh_only)) = picked else {
@@ -192,14 +214,15 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         };
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
+        c.rec.sticky = sticky == Some(member);
         // A connect failure and a failed exchange go through the same retry rule.
         let failed = match member_connection(core, c, &tracked, fresh_only).await {
             Ok((mut up, reused)) => {
                 req.reused = reused;
                 let params = Params {
-                    host_port: &core.config.balancers[bal].members[member].host_port,
+                    host_port: &bcfg.members[member].host_port,
                     preserve_host: route.preserve_host,
-                    response_timeout: core.config.balancers[bal].response_timeout,
+                    response_timeout: bcfg.response_timeout,
                     client_timeout: core.config.limits.body_timeout,
                     stopping: core.is_stopping(),
                 };
@@ -210,16 +233,39 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
             }
             Err(f) => f,
         };
-        match retry(&failed, &req, retried) {
+        match retry(&failed, &req, tries.retried) {
             Retry::FreshConnection => {
-                retried = true;
-                fresh = Some(member);
+                tries.retried = true;
+                tries.fresh = Some(member);
                 tracked.with(|m| m.counters.retries += 1);
             }
-            Retry::OtherMember => exclude |= 1 << member,
-            Retry::No => return fail(c, &tracked, &failed, started).await,
+            Retry::OtherMember if tries.moved < bcfg.maxattempts => {
+                tries.moved += 1;
+                tries.retried = false;
+                tries.exclude |= 1 << member;
+                tracked.with(|m| m.counters.failovers += 1);
+            }
+            Retry::OtherMember | Retry::No => {
+                if failed.failure == Failure::ResponseTimeout && bcfg.failontimeout {
+                    select::mark_failed(core, bal, member, Mark::Timeout);
+                }
+                return fail(c, &tracked, &failed, started).await;
+            }
         }
     }
+}
+
+/// Where a request's attempts stand.
+#[derive(Default)]
+struct Tries {
+    /// Members already tried (and failed), as a bit set.
+    exclude: u64,
+    /// Times the request moved to another member (at most `maxattempts`).
+    moved: usize,
+    /// The request was sent again on a fresh connection to the current member.
+    retried: bool,
+    /// Send it again to this member on a fresh connection.
+    fresh: Option<usize>,
 }
 
 /// The route of the parsed request. Routing compares the path as members resolve it: without
@@ -285,20 +331,14 @@ async fn member_connection(
             Ok((s, false))
         }
         Err(e) => {
-            tracing::warn!(balancer = %bcfg.name, member = %mcfg.url, error = ?e,
-                "member failed to connect; skipping it for {:?}", bcfg.retry);
+            tracing::debug!(member = %mcfg.url, error = ?e, "connect failed");
             let failure = if matches!(e, IoFail::Timeout) {
                 Failure::ConnectTimeout
             } else {
                 Failure::ConnectRefused
             };
             tracked.fail(failure);
-            tracked.with(|m| m.counters.failovers += 1);
-            let mut ups = core.upstreams.borrow_mut();
-            ups[tracked.bal]
-                .balancer
-                .mark_failed(tracked.member, Instant::now());
-            ups[tracked.bal].pool.clear_member(tracked.member);
+            select::mark_failed(core, tracked.bal, tracked.member, Mark::Connect);
             Err(Failed::no_connection(failure))
         }
     }
@@ -353,7 +393,12 @@ async fn finish(
                 ajp.then_some(mcfg_url(core, tracked)),
                 started,
             );
-            if d.reusable {
+            if core.config.balancers[tracked.bal]
+                .failonstatus
+                .contains(&d.status)
+            {
+                select::mark_failed(core, tracked.bal, tracked.member, Mark::Status(d.status));
+            } else if d.reusable {
                 core.upstreams.borrow_mut()[tracked.bal].pool.checkin(
                     tracked.member,
                     up,
@@ -427,7 +472,9 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
         Reached::Response => "with a response that could not be relayed",
     };
     tracing::warn!(member = %mcfg.url, failure = ?f.failure, "member failed {what}");
-    tracked.fail(f.failure);
+    if f.reached != Reached::NoConnection {
+        tracked.fail(f.failure);
+    }
     tracked.respond(f.status, started);
     gateway_error(c, f.status, f.request_read).await
 }

@@ -71,6 +71,8 @@ pub struct MemberCounters {
     pub bytes_received: u64,
     /// Sum of recorded latencies per phase, µs (for Prometheus `_sum`).
     pub latency_sum_us: [u64; 3],
+    /// Times a core marked the member failed (connect failure, `failontimeout`, `failonstatus`).
+    pub marked_failed: u64,
     /// Cores on which the member is now in its failure window (set at publication).
     pub failed_cores: u64,
 }

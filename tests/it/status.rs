@@ -471,7 +471,7 @@ fn access_log_lines_and_reopen_on_sigusr1() {
     assert!(l[0].starts_with("127.0.0.1 - - ["), "{}", l[0]);
     assert!(
         l[0].contains(&format!(
-            "+0000] \"GET /a?x=1 HTTP/1.1\" 200 8 \"http://ref/\" \"test-agent\" member={m} upstream_status=200 request_us="
+            "+0000] \"GET /a?x=1 HTTP/1.1\" 200 8 \"http://ref/\" \"test-agent\" member={m} upstream_status=200 route=- request_us="
         )),
         "{}",
         l[0]

@@ -4,12 +4,21 @@
 //! print a Rust debug dump. Invariant: a `Config` that exists is valid; every `ConfigError` names
 //! the key and the line it came from, so an operator can fix the file without guessing.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+
+mod balancer;
+mod health;
+
+use balancer::RawBalancer;
+pub use balancer::{
+    AllFailed, BalanceMethod, BalancerConfig, MemberConfig, MemberStatus, Protocol, Sticky,
+};
+pub use health::{HcMethod, HealthCheck};
 
 /// The largest `max_headers` ringlb accepts (headers are parsed into a fixed stack array).
 pub const MAX_HEADERS_CAP: usize = 256;
@@ -63,53 +72,6 @@ impl std::str::FromStr for Driver {
         }
     }
 }
-
-/// A member's administrative state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MemberStatus {
-    /// Takes traffic.
-    Active,
-    /// Takes traffic only when no active member is usable.
-    Standby,
-    /// Never takes traffic.
-    Disabled,
-    /// Takes no new requests; those in flight finish (set through the admin API only).
-    #[serde(skip_deserializing)]
-    Draining,
-}
-
-impl MemberStatus {
-    pub fn name(self) -> &'static str {
-        match self {
-            MemberStatus::Active => "active",
-            MemberStatus::Standby => "standby",
-            MemberStatus::Disabled => "disabled",
-            MemberStatus::Draining => "draining",
-        }
-    }
-
-    /// Parses an admin API status.
-    pub fn parse(s: &str) -> Option<MemberStatus> {
-        [
-            MemberStatus::Active,
-            MemberStatus::Standby,
-            MemberStatus::Disabled,
-            MemberStatus::Draining,
-        ]
-        .into_iter()
-        .find(|m| m.name() == s)
-    }
-}
-
-/// How a balancer picks members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BalanceMethod {
-    /// Smooth weighted round robin.
-    RoundRobin,
-}
-
 /// A duration written as a string such as "500ms" or "60s".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -216,67 +178,6 @@ struct RawListen {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawBalancer {
-    name: Spanned<String>,
-    #[serde(default = "default_method")]
-    method: BalanceMethod,
-    #[serde(default = "default_retry")]
-    retry: Dur,
-    #[serde(default = "default_connect_timeout")]
-    connect_timeout: Dur,
-    #[serde(default = "default_response_timeout")]
-    response_timeout: Dur,
-    #[serde(default = "default_max_idle")]
-    max_idle_per_member: usize,
-    #[serde(default = "default_idle_ttl")]
-    idle_ttl: Dur,
-    members: Spanned<Vec<RawMember>>,
-}
-
-fn default_method() -> BalanceMethod {
-    BalanceMethod::RoundRobin
-}
-fn default_retry() -> Dur {
-    Dur(Duration::from_secs(60))
-}
-fn default_connect_timeout() -> Dur {
-    Dur(Duration::from_secs(3))
-}
-fn default_response_timeout() -> Dur {
-    Dur(Duration::from_secs(60))
-}
-fn default_max_idle() -> usize {
-    64
-}
-fn default_idle_ttl() -> Dur {
-    Dur(Duration::from_secs(4))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMember {
-    url: Spanned<String>,
-    #[serde(default = "default_weight")]
-    weight: Spanned<u32>,
-    #[serde(default = "default_status")]
-    status: MemberStatus,
-    /// AJP: the connector's `secret`.
-    secret: Option<String>,
-    /// AJP: the connector's `packetSize`.
-    packet_size: Option<Spanned<usize>>,
-    /// AJP: CPING a connection idle longer than this before reusing it.
-    ping: Option<Dur>,
-}
-
-fn default_weight() -> Spanned<u32> {
-    Spanned::new(0..0, 1)
-}
-fn default_status() -> MemberStatus {
-    MemberStatus::Active
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     host: Option<String>,
     #[serde(default = "default_path")]
@@ -329,43 +230,6 @@ pub struct Limits {
     /// Longest wait for the next body bytes from a client, or for a client to take ours.
     pub body_timeout: Duration,
     pub max_connections: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct BalancerConfig {
-    pub name: String,
-    pub method: BalanceMethod,
-    pub retry: Duration,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub max_idle_per_member: usize,
-    pub idle_ttl: Duration,
-    pub members: Vec<MemberConfig>,
-}
-
-/// The protocol a member speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Http,
-    Ajp,
-}
-
-#[derive(Debug, Clone)]
-pub struct MemberConfig {
-    /// The url as written.
-    pub url: String,
-    pub protocol: Protocol,
-    /// AJP only: the secret sent with every request.
-    pub secret: Option<String>,
-    /// AJP only: the largest packet (8192 to 65536; must match the connector's packetSize).
-    pub packet_size: usize,
-    /// AJP only: CPING before reusing a connection idle longer than this.
-    pub ping: Option<Duration>,
-    /// `host:port` exactly as written in the url: the Host header a member receives.
-    pub host_port: String,
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub status: MemberStatus,
 }
 
 #[derive(Debug, Clone)]
@@ -563,74 +427,8 @@ impl Validator<'_> {
         };
         let mut balancers: Vec<BalancerConfig> = Vec::new();
         for (i, b) in raw.balancer.iter().enumerate() {
-            let name = b.name.get_ref().clone();
-            if balancers.iter().any(|o| o.name == name) {
-                return self.err(
-                    b.name.span(),
-                    format!("balancer[{i}].name"),
-                    format!("duplicate balancer name \"{name}\""),
-                );
-            }
-            if b.members.get_ref().is_empty() || b.members.get_ref().len() > MAX_MEMBERS {
-                return self.err(
-                    b.members.span(),
-                    format!("balancer[{i}].members"),
-                    format!("a balancer needs between 1 and {MAX_MEMBERS} members"),
-                );
-            }
-            let mut members = Vec::new();
-            for (j, m) in b.members.get_ref().iter().enumerate() {
-                let key = format!("balancer[{i}].members[{j}]");
-                let (protocol, host_port, addr) = self.member_url(m, &key)?;
-                let packet_size =
-                    match &m.packet_size {
-                        Some(p) if !(8192..=65536).contains(p.get_ref()) => return self.err(
-                            p.span(),
-                            format!("{key}.packet_size"),
-                            "must be between 8192 and 65536 (and equal the connector's packetSize)"
-                                .into(),
-                        ),
-                        Some(p) => *p.get_ref(),
-                        None => 8192,
-                    };
-                if protocol == Protocol::Http
-                    && (m.secret.is_some() || m.packet_size.is_some() || m.ping.is_some())
-                {
-                    return self.err(
-                        m.url.span(),
-                        format!("{key}.url"),
-                        "secret, packet_size and ping apply to ajp:// members only".into(),
-                    );
-                }
-                if *m.weight.get_ref() == 0 || *m.weight.get_ref() > 1000 {
-                    return self.err(
-                        m.weight.span(),
-                        format!("{key}.weight"),
-                        "must be between 1 and 1000".into(),
-                    );
-                }
-                members.push(MemberConfig {
-                    url: m.url.get_ref().clone(),
-                    protocol,
-                    secret: m.secret.clone(),
-                    packet_size,
-                    ping: m.ping.map(|d| d.0),
-                    host_port,
-                    addr,
-                    weight: *m.weight.get_ref(),
-                    status: m.status,
-                });
-            }
-            balancers.push(BalancerConfig {
-                name,
-                method: b.method,
-                retry: b.retry.0,
-                connect_timeout: b.connect_timeout.0,
-                response_timeout: b.response_timeout.0,
-                max_idle_per_member: b.max_idle_per_member,
-                idle_ttl: b.idle_ttl.0,
-                members,
-            });
+            let balancer = self.balancer(i, b, &balancers)?;
+            balancers.push(balancer);
         }
         let mut routes = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
@@ -679,46 +477,6 @@ impl Validator<'_> {
             balancers,
             routes,
         })
-    }
-
-    fn member_url(
-        &self,
-        m: &RawMember,
-        key: &str,
-    ) -> Result<(Protocol, String, SocketAddr), ConfigError> {
-        let url = m.url.get_ref();
-        let key = format!("{key}.url");
-        let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
-            (Protocol::Http, rest, 80)
-        } else if let Some(rest) = url.strip_prefix("ajp://") {
-            (Protocol::Ajp, rest, 8009)
-        } else {
-            return self.err(
-                m.url.span(),
-                key,
-                format!("\"{url}\": members are http://host:port or ajp://host:port"),
-            );
-        };
-        let host_port = rest.strip_suffix('/').unwrap_or(rest);
-        if host_port.is_empty() || host_port.contains('/') {
-            return self.err(
-                m.url.span(),
-                key,
-                format!("\"{url}\": a member url is scheme://host:port, without a path"),
-            );
-        }
-        let with_port = if host_port
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            host_port.to_string()
-        } else {
-            format!("{host_port}:{default_port}")
-        };
-        match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
-            Some(addr) => Ok((protocol, host_port.to_string(), addr)),
-            None => self.err(m.url.span(), key, format!("\"{url}\": cannot resolve host")),
-        }
     }
 }
 

@@ -1,0 +1,510 @@
+//! The `[[balancer]]` tables: their keys, defaults and validation, and those of their members.
+//!
+//! Owns: every balancer and member key name (Apache's where Apache has one: `maxattempts`,
+//! `failontimeout`, `failonstatus`, `lbset`, `route`, `sticky_session`, `nofailover`) and their
+//! rules. Must never: accept a value the balancer cannot honour, or report an error without the
+//! key and line. Invariant: a `BalancerConfig` has 1..=`MAX_MEMBERS` members, unique member routes,
+//! and a health check resolved for every member.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::health::{self, HealthCheck};
+use super::{ConfigError, Dur, Validator, MAX_MEMBERS};
+
+/// A member's administrative state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Takes traffic.
+    Active,
+    /// Takes traffic only when no active member (and no hot spare) of any `lbset` is usable
+    /// (Apache `+H`).
+    #[serde(alias = "hot_standby")]
+    Standby,
+    /// Takes the place of an unusable active member of its `lbset`, one for one (Apache `+R`).
+    HotSpare,
+    /// Never takes traffic.
+    Disabled,
+    /// Takes no new requests; those in flight finish (set through the admin API only).
+    #[serde(skip_deserializing)]
+    Draining,
+}
+
+impl MemberStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberStatus::Active => "active",
+            MemberStatus::Standby => "standby",
+            MemberStatus::HotSpare => "hot_spare",
+            MemberStatus::Disabled => "disabled",
+            MemberStatus::Draining => "draining",
+        }
+    }
+
+    /// Parses an admin API status.
+    pub fn parse(s: &str) -> Option<MemberStatus> {
+        if s == "hot_standby" {
+            return Some(MemberStatus::Standby);
+        }
+        [
+            MemberStatus::Active,
+            MemberStatus::Standby,
+            MemberStatus::HotSpare,
+            MemberStatus::Disabled,
+            MemberStatus::Draining,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s)
+    }
+}
+
+/// How a balancer picks among its usable members (each core on its own counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceMethod {
+    /// Smooth weighted round robin (Apache `byrequests`).
+    #[serde(alias = "byrequests")]
+    RoundRobin,
+    /// Fewest requests in flight on this core per unit of weight; ties by round robin (Apache
+    /// `bybusyness`).
+    #[serde(alias = "bybusyness")]
+    LeastBusy,
+    /// Power of two random choices: two members drawn by weight, the one with fewer requests in
+    /// flight on this core per unit of weight.
+    P2c,
+}
+
+/// What a balancer does when every member that could take a request is failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllFailed {
+    /// Answer 503 (Apache's behaviour once its members are in error).
+    Refuse,
+    /// Try the failed members anyway, as if none were failed (disabled and draining ones still
+    /// take nothing).
+    TryAll,
+}
+
+/// The health-check keys of a raw balancer or member (the same names at both levels).
+macro_rules! health_keys {
+    ($raw:expr) => {
+        health::RawHealth {
+            method: $raw.hcmethod.clone(),
+            uri: $raw.hcuri.clone(),
+            interval: $raw.hcinterval.clone(),
+            passes: $raw.hcpasses.clone(),
+            fails: $raw.hcfails.clone(),
+            timeout: $raw.hctimeout.clone(),
+            expect: $raw.hcexpect.clone(),
+            body_excludes: $raw.hcbody_excludes.clone(),
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBalancer {
+    pub name: Spanned<String>,
+    #[serde(default = "default_method")]
+    method: BalanceMethod,
+    #[serde(default = "default_retry")]
+    retry: Dur,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: Dur,
+    #[serde(default = "default_response_timeout")]
+    response_timeout: Dur,
+    #[serde(default = "default_max_idle")]
+    max_idle_per_member: usize,
+    #[serde(default = "default_idle_ttl")]
+    idle_ttl: Dur,
+    maxattempts: Option<usize>,
+    #[serde(default)]
+    failontimeout: bool,
+    #[serde(default = "no_statuses")]
+    failonstatus: Spanned<Vec<u16>>,
+    #[serde(default = "default_all_failed")]
+    all_failed: AllFailed,
+    slow_start: Option<Dur>,
+    queue_timeout: Option<Dur>,
+    sticky_session: Option<Spanned<String>>,
+    sticky_session_sep: Option<Spanned<String>>,
+    #[serde(default)]
+    nofailover: bool,
+    hcmethod: Option<Spanned<String>>,
+    hcuri: Option<Spanned<String>>,
+    hcinterval: Option<Spanned<Dur>>,
+    hcpasses: Option<Spanned<u32>>,
+    hcfails: Option<Spanned<u32>>,
+    hctimeout: Option<Spanned<Dur>>,
+    hcexpect: Option<Spanned<String>>,
+    hcbody_excludes: Option<Spanned<String>>,
+    members: Spanned<Vec<RawMember>>,
+}
+
+fn default_method() -> BalanceMethod {
+    BalanceMethod::RoundRobin
+}
+fn default_retry() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_response_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_max_idle() -> usize {
+    64
+}
+fn default_idle_ttl() -> Dur {
+    Dur(Duration::from_secs(4))
+}
+fn no_statuses() -> Spanned<Vec<u16>> {
+    Spanned::new(0..0, Vec::new())
+}
+fn lbset_zero() -> Spanned<u32> {
+    Spanned::new(0..0, 0)
+}
+fn default_all_failed() -> AllFailed {
+    AllFailed::Refuse
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    url: Spanned<String>,
+    #[serde(default = "default_weight")]
+    weight: Spanned<u32>,
+    #[serde(default = "default_status")]
+    status: MemberStatus,
+    #[serde(default = "lbset_zero")]
+    lbset: Spanned<u32>,
+    max_conns: Option<Spanned<u32>>,
+    route: Option<Spanned<String>>,
+    /// AJP: the connector's `secret`.
+    secret: Option<String>,
+    /// AJP: the connector's `packetSize`.
+    packet_size: Option<Spanned<usize>>,
+    /// AJP: CPING a connection idle longer than this before reusing it.
+    ping: Option<Dur>,
+    hcmethod: Option<Spanned<String>>,
+    hcuri: Option<Spanned<String>>,
+    hcinterval: Option<Spanned<Dur>>,
+    hcpasses: Option<Spanned<u32>>,
+    hcfails: Option<Spanned<u32>>,
+    hctimeout: Option<Spanned<Dur>>,
+    hcexpect: Option<Spanned<String>>,
+    hcbody_excludes: Option<Spanned<String>>,
+}
+
+fn default_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+fn default_status() -> MemberStatus {
+    MemberStatus::Active
+}
+
+/// Sticky sessions (Apache `stickysession`): where a request names the member that holds its
+/// session.
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    /// The session cookie's name (`JSESSIONID`).
+    pub cookie: String,
+    /// The URL path parameter's name (`jsessionid`), looked up first.
+    pub path_param: String,
+    /// The route follows the first of these bytes in the session id (`.`: `ABC123.node1`).
+    pub separator: u8,
+    /// A session whose member cannot take it gets 503 instead of moving.
+    pub nofailover: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
+    pub name: String,
+    pub method: BalanceMethod,
+    /// How long a member that failed stays out (Apache `retry`).
+    pub retry: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_idle_per_member: usize,
+    pub idle_ttl: Duration,
+    /// How many other members a request may move to after a failure (Apache `maxattempts`).
+    pub maxattempts: usize,
+    /// A response timeout marks the member failed for `retry`.
+    pub failontimeout: bool,
+    /// Statuses that mark the member failed for `retry` (the response still goes to the client).
+    pub failonstatus: Vec<u16>,
+    pub all_failed: AllFailed,
+    /// A member coming back ramps its weight up over this long (zero: at once).
+    pub slow_start: Duration,
+    /// How long a request waits for a member under `max_conns` (zero: 503 at once).
+    pub queue_timeout: Duration,
+    pub sticky: Option<Sticky>,
+    pub members: Vec<MemberConfig>,
+}
+
+/// The protocol a member speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Ajp,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    /// The url as written.
+    pub url: String,
+    pub protocol: Protocol,
+    /// AJP only: the secret sent with every request.
+    pub secret: Option<String>,
+    /// AJP only: the largest packet (8192 to 65536; must match the connector's packetSize).
+    pub packet_size: usize,
+    /// AJP only: CPING before reusing a connection idle longer than this.
+    pub ping: Option<Duration>,
+    /// `host:port` exactly as written in the url: the Host header a member receives.
+    pub host_port: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub status: MemberStatus,
+    /// Lower sets are used first; a higher set only when no member of a lower one is usable.
+    pub lbset: u32,
+    /// Requests in flight at once across the box (each core allows its share); `None`: no limit.
+    pub max_conns: Option<u32>,
+    /// The sticky-session route (Tomcat's `jvmRoute`).
+    pub route: Option<String>,
+    pub health: HealthCheck,
+}
+
+impl Validator<'_> {
+    /// Validates the `i`th balancer; `earlier` are those before it.
+    pub(super) fn balancer(
+        &self,
+        i: usize,
+        b: &RawBalancer,
+        earlier: &[BalancerConfig],
+    ) -> Result<BalancerConfig, ConfigError> {
+        let name = b.name.get_ref().clone();
+        if earlier.iter().any(|o| o.name == name) {
+            return self.err(
+                b.name.span(),
+                format!("balancer[{i}].name"),
+                format!("duplicate balancer name \"{name}\""),
+            );
+        }
+        let raw_members = b.members.get_ref();
+        if raw_members.is_empty() || raw_members.len() > MAX_MEMBERS {
+            return self.err(
+                b.members.span(),
+                format!("balancer[{i}].members"),
+                format!("a balancer needs between 1 and {MAX_MEMBERS} members"),
+            );
+        }
+        let key = format!("balancer[{i}]");
+        let defaults = health_keys!(b);
+        let mut members: Vec<MemberConfig> = Vec::new();
+        for (j, m) in raw_members.iter().enumerate() {
+            let member = self.member(m, &format!("{key}.members[{j}]"), &defaults)?;
+            if let (Some(r), Some(raw)) = (&member.route, &m.route) {
+                if members.iter().any(|o| o.route.as_ref() == Some(r)) {
+                    return self.err(
+                        raw.span(),
+                        format!("{key}.members[{j}].route"),
+                        format!("route \"{r}\" is already another member's"),
+                    );
+                }
+            }
+            members.push(member);
+        }
+        for s in b.failonstatus.get_ref() {
+            if !(100..=599).contains(s) {
+                return self.err(
+                    b.failonstatus.span(),
+                    format!("{key}.failonstatus"),
+                    format!("{s} is not an HTTP status (100 to 599)"),
+                );
+            }
+        }
+        Ok(BalancerConfig {
+            name,
+            method: b.method,
+            retry: b.retry.0,
+            connect_timeout: b.connect_timeout.0,
+            response_timeout: b.response_timeout.0,
+            max_idle_per_member: b.max_idle_per_member,
+            idle_ttl: b.idle_ttl.0,
+            maxattempts: b.maxattempts.unwrap_or(members.len() - 1),
+            failontimeout: b.failontimeout,
+            failonstatus: b.failonstatus.get_ref().clone(),
+            all_failed: b.all_failed,
+            slow_start: b.slow_start.map_or(Duration::ZERO, |d| d.0),
+            queue_timeout: b.queue_timeout.map_or(Duration::ZERO, |d| d.0),
+            sticky: self.sticky(b, &key)?,
+            members,
+        })
+    }
+
+    fn sticky(&self, b: &RawBalancer, key: &str) -> Result<Option<Sticky>, ConfigError> {
+        let Some(names) = &b.sticky_session else {
+            if let Some(sep) = &b.sticky_session_sep {
+                return self.err(
+                    sep.span(),
+                    format!("{key}.sticky_session_sep"),
+                    "needs sticky_session".into(),
+                );
+            }
+            return Ok(None);
+        };
+        let text = names.get_ref();
+        let (cookie, path_param) = text.split_once('|').unwrap_or((text, text));
+        let token = |s: &str| !s.is_empty() && s.bytes().all(crate::http::chunked::is_tchar);
+        if !token(cookie) || !token(path_param) {
+            return self.err(
+                names.span(),
+                format!("{key}.sticky_session"),
+                format!("\"{text}\": write COOKIE|path_parameter, e.g. \"JSESSIONID|jsessionid\""),
+            );
+        }
+        let separator = match &b.sticky_session_sep {
+            None => b'.',
+            Some(s) if s.get_ref().len() == 1 && s.get_ref().is_ascii() => {
+                s.get_ref().as_bytes()[0]
+            }
+            Some(s) => {
+                return self.err(
+                    s.span(),
+                    format!("{key}.sticky_session_sep"),
+                    "must be one ASCII character".into(),
+                )
+            }
+        };
+        Ok(Some(Sticky {
+            cookie: cookie.into(),
+            path_param: path_param.into(),
+            separator,
+            nofailover: b.nofailover,
+        }))
+    }
+
+    fn member(
+        &self,
+        m: &RawMember,
+        key: &str,
+        hc_defaults: &health::RawHealth,
+    ) -> Result<MemberConfig, ConfigError> {
+        let (protocol, host_port, addr) = self.member_url(m, key)?;
+        let packet_size = match &m.packet_size {
+            Some(p) if !(8192..=65536).contains(p.get_ref()) => {
+                return self.err(
+                    p.span(),
+                    format!("{key}.packet_size"),
+                    "must be between 8192 and 65536 (and equal the connector's packetSize)".into(),
+                )
+            }
+            Some(p) => *p.get_ref(),
+            None => 8192,
+        };
+        if protocol == Protocol::Http
+            && (m.secret.is_some() || m.packet_size.is_some() || m.ping.is_some())
+        {
+            return self.err(
+                m.url.span(),
+                format!("{key}.url"),
+                "secret, packet_size and ping apply to ajp:// members only".into(),
+            );
+        }
+        if *m.weight.get_ref() == 0 || *m.weight.get_ref() > 1000 {
+            return self.err(
+                m.weight.span(),
+                format!("{key}.weight"),
+                "must be between 1 and 1000".into(),
+            );
+        }
+        if *m.lbset.get_ref() > 99 {
+            return self.err(
+                m.lbset.span(),
+                format!("{key}.lbset"),
+                "must be between 0 and 99".into(),
+            );
+        }
+        if let Some(c) = m.max_conns.as_ref().filter(|c| *c.get_ref() == 0) {
+            return self.err(
+                c.span(),
+                format!("{key}.max_conns"),
+                "must be at least 1 (leave it out for no limit)".into(),
+            );
+        }
+        if let Some(r) = &m.route {
+            let ok = !r.get_ref().is_empty()
+                && r.get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !ok {
+                return self.err(
+                    r.span(),
+                    format!("{key}.route"),
+                    "letters, digits, - and _ only (Tomcat's jvmRoute)".into(),
+                );
+            }
+        }
+        let health = self.health_check(&health_keys!(m), hc_defaults, protocol, key)?;
+        Ok(MemberConfig {
+            url: m.url.get_ref().clone(),
+            protocol,
+            secret: m.secret.clone(),
+            packet_size,
+            ping: m.ping.map(|d| d.0),
+            host_port,
+            addr,
+            weight: *m.weight.get_ref(),
+            status: m.status,
+            lbset: *m.lbset.get_ref(),
+            max_conns: m.max_conns.as_ref().map(|c| *c.get_ref()),
+            route: m.route.as_ref().map(|r| r.get_ref().clone()),
+            health,
+        })
+    }
+
+    fn member_url(
+        &self,
+        m: &RawMember,
+        key: &str,
+    ) -> Result<(Protocol, String, SocketAddr), ConfigError> {
+        let url = m.url.get_ref();
+        let key = format!("{key}.url");
+        let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+            (Protocol::Http, rest, 80)
+        } else if let Some(rest) = url.strip_prefix("ajp://") {
+            (Protocol::Ajp, rest, 8009)
+        } else {
+            return self.err(
+                m.url.span(),
+                key,
+                format!("\"{url}\": members are http://host:port or ajp://host:port"),
+            );
+        };
+        let host_port = rest.strip_suffix('/').unwrap_or(rest);
+        if host_port.is_empty() || host_port.contains('/') {
+            return self.err(
+                m.url.span(),
+                key,
+                format!("\"{url}\": a member url is scheme://host:port, without a path"),
+            );
+        }
+        let with_port = if host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host_port.to_string()
+        } else {
+            format!("{host_port}:{default_port}")
+        };
+        match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+            Some(addr) => Ok((protocol, host_port.to_string(), addr)),
+            None => self.err(m.url.span(), key, format!("\"{url}\": cannot resolve host")),
+        }
+    }
+}
