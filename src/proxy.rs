@@ -245,6 +245,11 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
                 tries.exclude |= 1 << member;
                 tracked.with(|m| m.counters.failovers += 1);
             }
+            // No member could be reached: the request is whole and unsent, the client stays.
+            Retry::OtherMember if failed.reached == Reached::NoConnection => {
+                core.stats.borrow_mut().core.unavailable[bal] += 1;
+                return local_reply(c, 503, &req).await;
+            }
             Retry::OtherMember | Retry::No => {
                 if failed.failure == Failure::ResponseTimeout && bcfg.failontimeout {
                     select::mark_failed(core, bal, member, Mark::Timeout);
@@ -472,9 +477,7 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
         Reached::Response => "with a response that could not be relayed",
     };
     tracing::warn!(member = %mcfg.url, failure = ?f.failure, "member failed {what}");
-    if f.reached != Reached::NoConnection {
-        tracked.fail(f.failure);
-    }
+    tracked.fail(f.failure);
     tracked.respond(f.status, started);
     gateway_error(c, f.status, f.request_read).await
 }

@@ -2,6 +2,7 @@
 //! The harness (not ringlb) shares request records between threads with a Mutex.
 #![allow(clippy::disallowed_types)]
 
+mod balancing;
 mod basics;
 mod bodies;
 mod differential;

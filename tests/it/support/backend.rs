@@ -82,7 +82,14 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Backend::on(TcpListener::bind("127.0.0.1:0").unwrap(), handler)
+    }
+
+    /// A member on a listener the test made (e.g. a `reserved_port` that now listens).
+    pub fn on(
+        listener: TcpListener,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
         let addr = listener.local_addr().unwrap();
         let reqs = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(AtomicUsize::new(0));
