@@ -15,7 +15,9 @@
 //!   headers go where), rewrite (heads), reply (ringlb's own answers), exchange (the HTTP member
 //!   exchange).
 //! - `ajp/`: AJP13 members: codec, FORWARD_REQUEST and response mapping, the exchange.
-//! - `route` (host + longest prefix), `balance` (smooth weighted round robin), `pool` (idle conns).
+//! - `route` (host + longest prefix), `select` (the member for one attempt: sticky session, pick,
+//!   queue; passive marking), `sticky` (the session's route), `balance` (one core's choice:
+//!   tiers, spares, failures, methods, slow start), `pool` (idle conns).
 //! - `io`: the socket calls; `deadline`: the per-core timer wheel; `notify`: a wake-up signal;
 //!   `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),

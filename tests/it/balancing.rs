@@ -380,3 +380,31 @@ fn balancing_keys_are_checked() {
         assert!(err.contains("line "), "{key}: {err}");
     }
 }
+
+#[test]
+fn all_failed_refuses_or_tries_every_member() {
+    let busy = |name: &'static str| {
+        Backend::start(move |_| Reply::Full {
+            status: 503,
+            headers: vec![("X-Backend".into(), name.into())],
+            body: b"maintenance".to_vec(),
+            chunked: false,
+        })
+    };
+    let (a, b) = (busy("A"), busy("B"));
+    let members = [member(a.addr), member(b.addr)];
+    for (setting, expect_member) in [("", false), ("all_failed = \"try_all\"", true)] {
+        let extra = format!("failonstatus = [503]\nretry = \"60s\"\n{setting}");
+        let p = Ringlb::start(&simple_config(&members, &extra), 1);
+        // Both members answer 503 once and are marked failed.
+        assert_eq!(backend_of(&get(p.addr, "/")), "A");
+        assert_eq!(backend_of(&get(p.addr, "/")), "B");
+        let r = get(p.addr, "/");
+        assert_eq!(r.status, 503);
+        assert_eq!(
+            r.header("x-backend").is_some(),
+            expect_member,
+            "{setting:?}"
+        );
+    }
+}
