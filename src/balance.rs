@@ -380,8 +380,12 @@ impl Balancer {
 }
 
 /// The indices of the set bits of `set`, lowest first.
-fn bits(set: u64) -> impl Iterator<Item = usize> {
-    (0..64).filter(move |i| set & (1 << i) != 0)
+fn bits(mut set: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = set.trailing_zeros() as usize;
+        set &= set.wrapping_sub(1);
+        (i < 64).then_some(i)
+    })
 }
 
 #[cfg(test)]
