@@ -25,6 +25,8 @@ struct Member {
     lbset: u32,
     /// Passive failure window (connect failure, `failontimeout`, `failonstatus`).
     failed_until: Option<Instant>,
+    /// When it was last marked failed.
+    failed_at: Option<Instant>,
     /// Taken out by its health check.
     down: bool,
     /// When it last came back (slow start ramps from here).
@@ -74,6 +76,7 @@ impl Balancer {
                     status: m.status,
                     lbset: m.lbset,
                     failed_until: None,
+                    failed_at: None,
                     down: false,
                     returned: None,
                     in_flight: 0,
@@ -341,6 +344,7 @@ impl Balancer {
         let m = &mut self.members[i];
         let new = m.failed_until.is_none_or(|t| t <= now);
         m.failed_until = Some(now + self.retry);
+        m.failed_at = Some(now);
         new
     }
 
@@ -349,13 +353,15 @@ impl Balancer {
         self.members[i].failed_until.is_some_and(|t| t > now)
     }
 
-    /// Applies a health-check state: `down` takes it out; coming back (or a passing check while
-    /// passively failed) ends its failure window and starts its slow start.
-    pub fn set_health(&mut self, i: usize, down: bool, passed: bool, now: Instant) {
+    /// Applies a health-check state: `down` takes it out; coming back, or a check that passed
+    /// (`passed_at`) after it was marked failed, ends its failure window and starts its slow start.
+    pub fn set_health(&mut self, i: usize, down: bool, passed_at: Option<Instant>, now: Instant) {
         let m = &mut self.members[i];
-        let back = (m.down && !down) || (passed && m.failed_until.is_some());
+        let cleared = m.failed_until.is_some()
+            && passed_at.is_some_and(|p| m.failed_at.is_none_or(|f| p > f));
+        let back = (m.down && !down) || cleared;
         m.down = down;
-        if passed {
+        if cleared {
             m.failed_until = None;
         }
         if back {

@@ -196,7 +196,7 @@ fn all_failed_refuses_or_tries_all() {
     let now = Instant::now();
     let mut b = balancer(&["weight = 1", "weight = 1"], "");
     b.mark_failed(0, now);
-    b.set_health(1, true, false, now);
+    b.set_health(1, true, None, now);
     assert_eq!(b.pick(now, 0), Pick::None);
     let mut b = balancer(
         &["weight = 1", "status = \"disabled\""],
@@ -212,14 +212,20 @@ fn all_failed_refuses_or_tries_all() {
 }
 
 #[test]
-fn health_takes_out_and_a_pass_clears_a_passive_failure() {
+fn health_takes_out_and_a_later_pass_clears_a_passive_failure() {
     let now = Instant::now();
+    let later = now + Duration::from_millis(500);
     let mut b = balancer(&["weight = 1", "weight = 1"], "");
-    b.set_health(0, true, false, now);
+    b.set_health(0, true, None, now);
     assert_eq!(sequence(&mut b, 3, 0), vec![1, 1, 1]);
-    b.set_health(0, false, true, now);
-    b.mark_failed(1, now);
+    b.set_health(0, false, Some(now), now);
+    b.mark_failed(1, later);
     assert_eq!(sequence(&mut b, 2, 0), vec![0, 0]);
-    b.set_health(1, false, true, now);
-    assert!(!b.is_failed(1, now));
+    b.set_health(1, false, Some(now), later);
+    assert!(
+        b.is_failed(1, later),
+        "a pass from before the failure does not clear it"
+    );
+    b.set_health(1, false, Some(later + Duration::from_millis(1)), later);
+    assert!(!b.is_failed(1, later));
 }

@@ -1,17 +1,19 @@
 //! The stats board: where every core publishes its statistics once a second, and where admin
-//! changes to members wait for the cores to pick them up.
+//! changes and health-check results wait for the cores to pick them up.
 //!
 //! Owns: lifetime histograms and a 60-second ring of per-second histograms per member (merged
 //! across cores with `Histogram::add`, never by averaging percentiles), each core's latest counters,
-//! and the admin state of every member. Must never: be touched on the per-request path; it is the
-//! one place in ringlb with a lock, taken once a second per core and by admin requests.
+//! the admin state and the health-check state of every member. Must never: be touched on the
+//! per-request path; it is the one place in ringlb with a lock, taken once a second per core, by
+//! admin requests and by the health checker after each check.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-use crate::config::{Config, MemberStatus};
+use crate::config::{Config, HealthCheck, MemberStatus};
+use crate::health::state::{Change, MemberHealth, Probe};
 use crate::stats::{new_histogram, CoreCounters, CoreStats, MemberCounters, PHASES};
 
 /// Seconds in the recent window.
@@ -99,6 +101,12 @@ pub struct BoardData {
     /// Incremented by every admin change.
     pub admin_version: u64,
     pub admin: Vec<Vec<MemberAdmin>>,
+    /// Incremented by every health-check result that changes what a core applies.
+    pub health_version: u64,
+    /// `[balancer][member]`, written by the health checker.
+    pub health: Vec<Vec<MemberHealth>>,
+    /// The health version each core has applied.
+    pub health_applied: Vec<u64>,
 }
 
 impl BoardData {
@@ -135,7 +143,47 @@ impl BoardData {
                         .collect()
                 })
                 .collect(),
+            health_version: 0,
+            health: config
+                .balancers
+                .iter()
+                .map(|b| {
+                    b.members
+                        .iter()
+                        .map(|m| MemberHealth::new(m.health.method))
+                        .collect()
+                })
+                .collect(),
+            health_applied: vec![0; workers],
         }
+    }
+
+    /// Whether every core has applied member `m`'s latest health state (up or down).
+    pub fn health_in_effect(&self, b: usize, m: usize) -> bool {
+        let since = self.health[b][m].since_version;
+        self.health_applied.iter().all(|&v| v >= since)
+    }
+
+    /// Records a health check of member `m`; the version moves when the cores have something to
+    /// apply (a state change, or a pass that ends a passive failure window).
+    pub fn record_health(
+        &mut self,
+        b: usize,
+        m: usize,
+        hc: &HealthCheck,
+        probe: Probe,
+        now: Instant,
+    ) -> Change {
+        let h = &mut self.health[b][m];
+        let passes = h.pass_seq;
+        let change = h.record(hc, probe, now);
+        if change != Change::None || h.pass_seq != passes {
+            self.health_version += 1;
+        }
+        if change != Change::None {
+            h.since_version = self.health_version;
+        }
+        change
     }
 
     /// Seconds since start (the ring's clock).

@@ -2,7 +2,7 @@
 //! buffers) and the guard that counts a connection open while it lives.
 //!
 //! Owns: the per-core state every part of the request path shares, and its once-a-second
-//! publication to the board. Must never: be shared with another thread, take a lock on the
+//! publication to the board (where it also applies admin changes and health-check results). Must never: be shared with another thread, take a lock on the
 //! request path (the board's lock is taken once a second and by admin requests), or spawn a
 //! connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
 //! this core's thread.
@@ -20,6 +20,7 @@ use crate::balance::Balancer;
 use crate::board::Board;
 use crate::client::Spare;
 use crate::config::Config;
+use crate::health::applied::Applied;
 use crate::notify::Notify;
 use crate::park::Parking;
 use crate::pool::Pool;
@@ -56,6 +57,8 @@ pub struct Core {
     pub access_log: Option<CoreLog>,
     /// The admin version this core has applied.
     applied: Cell<u64>,
+    /// The health-check results this core has applied.
+    health: RefCell<Applied>,
     /// Fires once, when the server starts shutting down.
     pub shutdown: Notify,
     stopping: Cell<bool>,
@@ -96,6 +99,7 @@ impl Core {
             spares: RefCell::new(Vec::new()),
             access_log: access_log.map(CoreLog::new),
             applied: Cell::new(0),
+            health: RefCell::new(Applied::new(&config)),
             router: Router::new(&config.routes),
             config,
             upstreams: RefCell::new(upstreams),
@@ -243,7 +247,8 @@ impl Drop for AdminGuard {
     }
 }
 
-/// Applies pending admin changes to this core's balancers and publishes its statistics.
+/// Applies pending admin changes and health-check results to this core's balancers and
+/// publishes its statistics.
 pub fn publish(core: &Core, now: Instant) {
     let mut board = core.board.lock();
     let mut upstreams = core.upstreams.borrow_mut();
@@ -255,6 +260,11 @@ pub fn publish(core: &Core, now: Instant) {
         }
         core.applied.set(board.admin_version);
     }
+    let mut health = core.health.borrow_mut();
+    health.apply(&board, |b, m, down, passed_at| {
+        upstreams[b].balancer.set_health(m, down, passed_at, now)
+    });
+    board.health_applied[core.id] = health.version();
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
     stats.core.connections_parked = core.parking.count() as u64;

@@ -22,6 +22,8 @@
 //!   `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
 //!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
+//! - `health/`: active health checks, one checker thread per box (probe, state machine, the
+//!   results each core applies at its once-a-second publication).
 //! - `access_log`: Apache combined lines, buffered per core, written by one writer thread.
 //! - `demo`: the built-in demo backends; `status_cli`: `ringlb status`.
 //!
@@ -46,6 +48,7 @@ pub mod conn;
 pub mod core;
 pub mod deadline;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod io;
 pub mod notify;

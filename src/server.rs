@@ -1,5 +1,6 @@
 //! The process: bind every listener (one SO_REUSEPORT socket per worker and address), start one
-//! pinned worker thread per core, wait for SIGTERM/SIGINT, stop the workers gracefully.
+//! pinned worker thread per core and the health checker (`health::Checker`, when a member is
+//! checked), wait for SIGTERM/SIGINT, stop them gracefully.
 //!
 //! Owns: threads, listeners before they are handed over, signals. Must never: touch a worker's
 //! state. Invariant: listeners are bound before any worker starts, so a bad address is reported
@@ -13,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::access_log;
 use crate::board::Board;
 use crate::config::Config;
+use crate::health::Checker;
 use crate::worker::{self, Role};
 
 /// A running server.
@@ -22,6 +24,7 @@ pub struct Server {
     /// The bound listen addresses (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
     access_log: Option<access_log::Writer>,
+    health: Option<Checker>,
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
@@ -138,6 +141,7 @@ impl Server {
             }
         }
         board.lock().driver = driver;
+        let health = Checker::start(config.clone(), board.clone())?;
         for a in &addrs {
             tracing::info!("listening on {a}");
         }
@@ -147,6 +151,7 @@ impl Server {
             threads,
             addrs,
             access_log,
+            health,
         })
     }
 
@@ -171,8 +176,12 @@ impl Server {
         Ok(())
     }
 
-    /// Stops accepting, lets requests in flight finish (up to the grace period), joins workers.
+    /// Stops the health checks and accepting, lets requests in flight finish (up to the grace
+    /// period), joins the threads.
     pub fn stop(self) {
+        if let Some(h) = self.health {
+            h.stop();
+        }
         for s in self.stops {
             let _ = s.send(());
         }

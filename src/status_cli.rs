@@ -76,7 +76,9 @@ pub fn render(r: &StatusReport) -> String {
             "p99.9 all"
         ));
         for m in &b.members {
-            let state = if m.failed {
+            let state = if m.health.state == "down" {
+                format!("{} (check down)", m.status)
+            } else if m.failed {
                 format!("{} (failed)", m.status)
             } else {
                 m.status.clone()

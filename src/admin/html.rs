@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::report::{Percentiles, StatusReport};
+use super::report::{HealthReport, MemberReport, Percentiles, StatusReport};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -46,6 +46,48 @@ fn pct_cells(out: &mut String, p: &Percentiles) {
     for v in [p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us] {
         let _ = write!(out, "<td class=num>{}</td>", human_us(v));
     }
+}
+
+/// The health check cell: "get: up · 200 in 1.2 ms, 0 s ago · 3 passes in a row".
+fn check_cell(h: &HealthReport) -> String {
+    if h.method.is_empty() || h.method == "none" {
+        return "–".into();
+    }
+    let Some(age) = h.seconds_since_check else {
+        return format!("{}: {} · not checked yet", h.method, h.state);
+    };
+    let run = if h.consecutive_fails > 0 {
+        format!("{} failures in a row", h.consecutive_fails)
+    } else {
+        format!("{} passes in a row", h.consecutive_passes)
+    };
+    format!(
+        "{}: {} · {} in {}, {age} s ago · {run}",
+        h.method,
+        h.state,
+        h.last_result,
+        human_us(h.last_latency_us)
+    )
+}
+
+/// The state cell and the row's class.
+fn state_of(m: &MemberReport) -> (String, &str) {
+    let serving = m.status == "active" || m.status == "standby" || m.status == "hot_spare";
+    let state = if m.health.state == "down" && serving {
+        format!("{} (check down)", m.status)
+    } else if m.failed && serving {
+        format!("{} (failed)", m.status)
+    } else if m.drained {
+        "draining (drained)".into()
+    } else {
+        m.status.clone()
+    };
+    let class = if m.failed || m.health.state == "down" {
+        "failed"
+    } else {
+        m.status.as_str()
+    };
+    (state, class)
 }
 
 /// Renders the page; `refresh` adds a reload every N seconds.
@@ -108,37 +150,29 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
         );
         out.push_str(
             "<table class=members>\n<thead><tr><th rowspan=2>#</th><th rowspan=2>Member</th><th rowspan=2>State</th>\
-<th rowspan=2>Weight</th><th rowspan=2>Selected</th><th rowspan=2>In flight</th><th rowspan=2>Failures</th>\
+<th rowspan=2>Health check</th><th rowspan=2>Weight</th><th rowspan=2>Selected</th><th rowspan=2>In flight</th>\
+<th rowspan=2>Failures</th><th rowspan=2>Marked failed</th>\
 <th rowspan=2>2xx / 4xx / 5xx</th><th rowspan=2>Sent</th><th rowspan=2>Received</th>\
 <th colspan=5>Last 60 s</th><th colspan=5>Since start</th></tr>\n\
 <tr><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr></thead>\n<tbody>\n",
         );
         for m in &b.members {
-            let state = if m.failed && (m.status == "active" || m.status == "standby") {
-                format!("{} (failed)", m.status)
-            } else if m.drained {
-                "draining (drained)".into()
-            } else {
-                m.status.clone()
-            };
-            let class = if m.failed {
-                "failed"
-            } else {
-                m.status.as_str()
-            };
+            let (state, class) = state_of(m);
             let failures: u64 = m.failures.values().sum();
             let rc = |k: &str| m.responses.get(k).copied().unwrap_or(0);
             let _ = write!(
                 out,
-                "<tr class={class}><td class=num>{}</td><td>{}</td><td class=state>{}</td><td class=num>{}</td>\
-<td class=num>{}</td><td class=num>{}</td><td class=num>{failures}</td><td class=num>{} / {} / {}</td>\
+                "<tr class={class}><td class=num>{}</td><td>{}</td><td class=state>{}</td><td>{}</td><td class=num>{}</td>\
+<td class=num>{}</td><td class=num>{}</td><td class=num>{failures}</td><td class=num>{}</td><td class=num>{} / {} / {}</td>\
 <td class=num>{}</td><td class=num>{}</td>",
                 m.index,
                 esc(&m.url),
                 esc(&state),
+                esc(&check_cell(&m.health)),
                 m.weight,
                 m.selected,
                 m.in_flight,
+                m.marked_failed,
                 rc("2xx"),
                 rc("4xx"),
                 rc("5xx"),

@@ -1,5 +1,6 @@
 //! `/metrics`: Prometheus text exposition (format 0.0.4) of the board: counters, gauges, and
-//! latency histograms as `_bucket{le=...}`/`_sum`/`_count`, labelled by balancer and member.
+//! latency histograms as `_bucket{le=...}`/`_sum`/`_count`, labelled by balancer and member;
+//! health-check families for the members that are checked.
 //!
 //! Must never: emit a family's samples apart from each other, or a bucket count that decreases
 //! with `le` (promtool checks both; a test runs it). Invariant: bucket counts come from the merged
@@ -10,7 +11,8 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use crate::board::BoardData;
-use crate::config::Config;
+use crate::config::{Config, HcMethod};
+use crate::health::state::MemberHealth;
 use crate::stats::{MemberCounters, FAILURE_NAMES, REFUSED_STATUSES};
 
 /// A per-member family: name, type, help, and how to read it from the summed counters.
@@ -156,7 +158,7 @@ pub fn render(config: &Config, b: &BoardData) -> String {
             })
         })
         .collect();
-    let simple: [CounterFamily; 9] = [
+    let simple: [CounterFamily; 10] = [
         (
             "ringlb_member_selected_total",
             "counter",
@@ -174,6 +176,12 @@ pub fn render(config: &Config, b: &BoardData) -> String {
             "gauge",
             "Cores on which the member is skipped after a connect failure.",
             |c| c.failed_cores,
+        ),
+        (
+            "ringlb_member_marked_failed_total",
+            "counter",
+            "Times a core marked the member failed (connect failure, failontimeout, failonstatus).",
+            |c| c.marked_failed,
         ),
         (
             "ringlb_member_retries_total",
@@ -235,14 +243,15 @@ pub fn render(config: &Config, b: &BoardData) -> String {
         &mut out,
         "ringlb_member_up",
         "gauge",
-        "1 when the member may take new requests (active or standby, not failed).",
+        "1 when the member may take new requests (active or standby, not failed, not down by its health check).",
     );
     for (labels, c, bi, mi) in &members {
         let status = b.admin[*bi][*mi].status;
         let up = matches!(
             status,
             crate::config::MemberStatus::Active | crate::config::MemberStatus::Standby
-        ) && c.failed_cores == 0;
+        ) && c.failed_cores == 0
+            && !b.health[*bi][*mi].down;
         let _ = writeln!(
             out,
             "ringlb_member_up{{{labels},status=\"{}\"}} {}",
@@ -280,6 +289,7 @@ pub fn render(config: &Config, b: &BoardData) -> String {
             );
         }
     }
+    health(&mut out, b, &members);
     let histograms = [
         (
             "ringlb_request_duration_seconds",
@@ -307,6 +317,75 @@ pub fn render(config: &Config, b: &BoardData) -> String {
         }
     }
     out
+}
+
+type HealthGauge = (&'static str, &'static str, fn(&MemberHealth) -> Option<f64>);
+
+/// The health gauges: name, help, value (`None`: no sample yet).
+fn health_gauges() -> [HealthGauge; 5] {
+    [
+        (
+            "ringlb_member_health_up",
+            "1 while the member's health check has it up, 0 while down.",
+            |h| Some(f64::from(u8::from(!h.down))),
+        ),
+        (
+            "ringlb_member_health_consecutive_passes",
+            "Health checks passed in a row.",
+            |h| Some(f64::from(h.consecutive_passes)),
+        ),
+        (
+            "ringlb_member_health_consecutive_fails",
+            "Health checks failed in a row.",
+            |h| Some(f64::from(h.consecutive_fails)),
+        ),
+        (
+            "ringlb_member_health_check_duration_seconds",
+            "How long the last health check took.",
+            |h| h.last_checked.map(|_| h.last_latency_us as f64 / 1e6),
+        ),
+        (
+            "ringlb_member_health_check_age_seconds",
+            "Seconds since the last health check.",
+            |h| h.last_checked.map(|t| t.elapsed().as_secs() as f64),
+        ),
+    ]
+}
+
+/// The health-check families, for checked members only.
+fn health(out: &mut String, b: &BoardData, members: &[(String, MemberCounters, usize, usize)]) {
+    let checked: Vec<(&str, &MemberHealth)> = members
+        .iter()
+        .map(|(labels, _, bi, mi)| (labels.as_str(), &b.health[*bi][*mi]))
+        .filter(|(_, h)| h.method != HcMethod::None)
+        .collect();
+    for (name, help, get) in health_gauges() {
+        family(out, name, "gauge", help);
+        for (labels, h) in &checked {
+            if let Some(v) = get(h) {
+                let _ = writeln!(out, "{name}{{{labels},method=\"{}\"}} {v}", h.method.name());
+            }
+        }
+    }
+    family(
+        out,
+        "ringlb_member_health_checks_total",
+        "counter",
+        "Health checks run, by result.",
+    );
+    for (labels, h) in &checked {
+        let m = h.method.name();
+        let _ = writeln!(
+            out,
+            "ringlb_member_health_checks_total{{{labels},method=\"{m}\",result=\"pass\"}} {}",
+            h.pass_seq
+        );
+        let _ = writeln!(
+            out,
+            "ringlb_member_health_checks_total{{{labels},method=\"{m}\",result=\"fail\"}} {}",
+            h.checks.saturating_sub(h.pass_seq)
+        );
+    }
 }
 
 fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u32>, sum_us: u64) {

@@ -74,12 +74,58 @@ pub struct MemberReport {
     pub pool_misses: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Times a core marked it failed (connect failure, `failontimeout`, `failonstatus`).
+    #[serde(default)]
+    pub marked_failed: u64,
+    /// Its active health check.
+    #[serde(default)]
+    pub health: HealthReport,
     /// Request head received → last response byte written.
     pub total: Latency,
     /// Connect to the member (new connections only).
     pub connect: Latency,
     /// Request sent → response head received.
     pub response_head: Latency,
+}
+
+/// A member's active health check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct HealthReport {
+    /// none | tcp | options | head | get | cping
+    pub method: String,
+    /// up | down (a member that is not checked is up)
+    pub state: String,
+    /// Every core has applied `state`.
+    pub applied: bool,
+    /// The last check's result ("200", "cpong", "timeout", "status 503 not in 200-399", ...);
+    /// empty before the first check.
+    pub last_result: String,
+    pub last_latency_us: u64,
+    /// Seconds since the last check; null before the first.
+    pub seconds_since_check: Option<u64>,
+    pub consecutive_passes: u32,
+    pub consecutive_fails: u32,
+    /// Checks run since start, and of those the ones that passed.
+    pub checks: u64,
+    pub passes: u64,
+}
+
+impl HealthReport {
+    fn of(b: &BoardData, bi: usize, mi: usize) -> HealthReport {
+        let h = &b.health[bi][mi];
+        HealthReport {
+            method: h.method.name().into(),
+            state: h.state_name().into(),
+            applied: b.health_in_effect(bi, mi),
+            last_result: h.last_result.clone(),
+            last_latency_us: h.last_latency_us,
+            seconds_since_check: h.last_checked.map(|t| t.elapsed().as_secs()),
+            consecutive_passes: h.consecutive_passes,
+            consecutive_fails: h.consecutive_fails,
+            checks: h.checks,
+            passes: h.pass_seq,
+        }
+    }
 }
 
 /// A latency distribution over the recent window and since start.
@@ -169,6 +215,8 @@ impl StatusReport {
                             pool_misses: c.pool_misses,
                             bytes_sent: c.bytes_sent,
                             bytes_received: c.bytes_received,
+                            marked_failed: c.marked_failed,
+                            health: HealthReport::of(b, bi, mi),
                             total,
                             connect: latency(1),
                             response_head: latency(2),

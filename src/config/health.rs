@@ -216,15 +216,27 @@ impl Validator<'_> {
             "hcbody_excludes",
         ) {
             None => None,
-            Some((v, k)) if method != HcMethod::Get || v.get_ref().is_empty() => {
-                return self.err(
-                    v.span(),
-                    k,
-                    "a non-empty text, with hcmethod = \"get\" (only a GET check reads a body)"
-                        .into(),
-                )
+            // A balancer-wide text applies to the members whose check is a GET; the others (an
+            // ajp:// member's cping, a member's own tcp) ignore it.
+            Some((v, k)) => {
+                let balancer_get = dflt
+                    .method
+                    .as_ref()
+                    .is_some_and(|m| HcMethod::parse(m.get_ref()) == Some(HcMethod::Get));
+                let own_key = own.body_excludes.is_some();
+                if v.get_ref().is_empty()
+                    || (own_key && method != HcMethod::Get)
+                    || (!own_key && !balancer_get)
+                {
+                    return self.err(
+                        v.span(),
+                        k,
+                        "a non-empty text, with hcmethod = \"get\" (only a GET check reads a body)"
+                            .into(),
+                    );
+                }
+                (method == HcMethod::Get).then(|| v.get_ref().clone())
             }
-            Some((v, _)) => Some(v.get_ref().clone()),
         };
         Ok(HealthCheck {
             method,
@@ -256,7 +268,81 @@ fn parse_ranges(text: &str) -> Option<Vec<(u16, u16)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ranges;
+    use super::*;
+    use crate::config::{Config, ConfigError};
+
+    fn balancer(keys: &str, members: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\n{keys}\nmembers = [{members}]\n"
+        ))
+    }
+
+    fn key_of(r: Result<Config, ConfigError>) -> String {
+        match r {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn balancer_keys_reach_members_and_ajp_members_get_cping() {
+        let c = balancer(
+            "hcmethod = \"get\"\nhcbody_excludes = \"Under maintenance\"\nhcinterval = \"2s\"",
+            "{ url = \"http://127.0.0.1:9\" }, { url = \"ajp://127.0.0.1:10\" }, \
+             { url = \"http://127.0.0.1:11\", hcmethod = \"tcp\" }",
+        )
+        .unwrap();
+        let hc: Vec<_> = c.balancers[0].members.iter().map(|m| &m.health).collect();
+        assert_eq!(hc[0].method, HcMethod::Get);
+        assert_eq!(hc[0].body_excludes.as_deref(), Some("Under maintenance"));
+        assert_eq!(
+            (hc[1].method, hc[1].body_excludes.as_deref()),
+            (HcMethod::Cping, None)
+        );
+        assert_eq!(
+            (hc[2].method, hc[2].body_excludes.as_deref()),
+            (HcMethod::Tcp, None)
+        );
+        assert_eq!(
+            hc[0].timeout,
+            Duration::from_secs(2),
+            "hctimeout defaults to hcinterval up to 5s"
+        );
+    }
+
+    #[test]
+    fn check_keys_that_cannot_apply_are_errors() {
+        let http = "{ url = \"http://127.0.0.1:9\" }";
+        assert_eq!(
+            key_of(balancer(
+                "hcmethod = \"tcp\"\nhcbody_excludes = \"x\"",
+                http
+            )),
+            "balancer[0].hcbody_excludes"
+        );
+        assert_eq!(
+            key_of(balancer(
+                "",
+                "{ url = \"http://127.0.0.1:9\", hcbody_excludes = \"x\" }"
+            )),
+            "balancer[0].members[0].hcbody_excludes"
+        );
+        assert_eq!(
+            key_of(balancer(
+                "",
+                "{ url = \"ajp://127.0.0.1:9\", hcmethod = \"get\" }"
+            )),
+            "balancer[0].members[0].hcmethod"
+        );
+        assert_eq!(
+            key_of(balancer("hcmethod = \"cping\"", http)),
+            "balancer[0].hcmethod"
+        );
+        assert_eq!(
+            key_of(balancer("hcmethod = \"get\"\nhcinterval = \"500ms\"", http)),
+            "balancer[0].hcinterval"
+        );
+    }
 
     #[test]
     fn status_ranges() {

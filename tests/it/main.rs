@@ -8,6 +8,7 @@ mod bodies;
 mod differential;
 mod failover;
 mod framing;
+mod health;
 mod idle;
 mod integrity;
 mod lifecycle;
