@@ -256,13 +256,30 @@ impl BoardData {
 pub struct Board {
     #[allow(clippy::disallowed_types)]
     inner: std::sync::Mutex<BoardData>,
+    /// Moves after an admin change or a health-check state change, so that the cores apply it
+    /// within their next 100 ms wake-up instead of their next publication.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Board {
     pub fn new(config: &Config) -> Board {
         #[allow(clippy::disallowed_types)]
         let inner = std::sync::Mutex::new(BoardData::new(config));
-        Board { inner }
+        Board {
+            inner,
+            changes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Says that members changed (call after the change is on the board and the lock released).
+    pub fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// How many times members changed so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Locks the board (never on the per-request path).

@@ -17,7 +17,7 @@ use compio::net::TcpStream;
 
 use crate::access_log::CoreLog;
 use crate::balance::Balancer;
-use crate::board::Board;
+use crate::board::{Board, BoardData};
 use crate::client::Spare;
 use crate::config::Config;
 use crate::health::applied::Applied;
@@ -59,6 +59,8 @@ pub struct Core {
     applied: Cell<u64>,
     /// The health-check results this core has applied.
     health: RefCell<Applied>,
+    /// `Board::changes` when this core last applied changes.
+    seen_changes: Cell<u64>,
     /// Fires once, when the server starts shutting down.
     pub shutdown: Notify,
     stopping: Cell<bool>,
@@ -100,6 +102,7 @@ impl Core {
             access_log: access_log.map(CoreLog::new),
             applied: Cell::new(0),
             health: RefCell::new(Applied::new(&config)),
+            seen_changes: Cell::new(0),
             router: Router::new(&config.routes),
             config,
             upstreams: RefCell::new(upstreams),
@@ -250,21 +253,10 @@ impl Drop for AdminGuard {
 /// Applies pending admin changes and health-check results to this core's balancers and
 /// publishes its statistics.
 pub fn publish(core: &Core, now: Instant) {
+    core.seen_changes.set(core.board.changes());
     let mut board = core.board.lock();
     let mut upstreams = core.upstreams.borrow_mut();
-    if board.admin_version != core.applied.get() {
-        for (b, u) in upstreams.iter_mut().enumerate() {
-            for (m, a) in board.admin[b].iter().enumerate() {
-                u.balancer.set_status(m, a.status, a.weight, now);
-            }
-        }
-        core.applied.set(board.admin_version);
-    }
-    let mut health = core.health.borrow_mut();
-    health.apply(&board, |b, m, down, passed_at| {
-        upstreams[b].balancer.set_health(m, down, passed_at, now)
-    });
-    board.health_applied[core.id] = health.version();
+    apply_changes(core, &mut board, &mut upstreams, now);
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
     stats.core.connections_parked = core.parking.count() as u64;
@@ -274,4 +266,34 @@ pub fn publish(core: &Core, now: Instant) {
         }
     }
     board.publish(core.id, &mut stats, core.applied.get());
+}
+
+/// Applies admin changes and health-check state changes soon after they are made: the worker
+/// calls this every 100 ms; it costs one atomic load when nothing changed.
+pub fn apply_if_changed(core: &Core, now: Instant) {
+    let changes = core.board.changes();
+    if changes == core.seen_changes.get() {
+        return;
+    }
+    core.seen_changes.set(changes);
+    let mut board = core.board.lock();
+    let mut upstreams = core.upstreams.borrow_mut();
+    apply_changes(core, &mut board, &mut upstreams, now);
+}
+
+/// Applies what this core has not applied yet of the admin changes and health results.
+fn apply_changes(core: &Core, board: &mut BoardData, upstreams: &mut [Upstream], now: Instant) {
+    if board.admin_version != core.applied.get() {
+        for (b, u) in upstreams.iter_mut().enumerate() {
+            for (m, a) in board.admin[b].iter().enumerate() {
+                u.balancer.set_status(m, a.status, a.weight, now);
+            }
+        }
+        core.applied.set(board.admin_version);
+    }
+    let mut health = core.health.borrow_mut();
+    health.apply(board, |b, m, down, passed_at| {
+        upstreams[b].balancer.set_health(m, down, passed_at, now)
+    });
+    board.health_applied[core.id] = health.version();
 }

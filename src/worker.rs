@@ -17,7 +17,7 @@ use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
 use crate::config::Driver;
-use crate::core::{publish, AdminGuard, ConnGuard, Core};
+use crate::core::{apply_if_changed, publish, AdminGuard, ConnGuard, Core};
 use crate::park::EVENTS_PER_WAKE;
 use crate::{admin, conn};
 
@@ -179,16 +179,23 @@ async fn watch_parked(core: Rc<Core>) {
     core.close_parked(|_| true);
 }
 
-/// Once a second: close idle member connections past their time to live, apply admin changes,
-/// publish this core's statistics to the board.
+/// Every 100 ms: apply admin and health state changes if there are any (one atomic load when
+/// not). Once a second: close idle member connections past their time to live, apply admin
+/// changes and health results, publish this core's statistics to the board.
 async fn tick(core: Rc<Core>) {
+    let mut last = Instant::now();
     while !core.is_stopping() {
-        let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
+        let tick = std::pin::pin!(compio::time::sleep(Duration::from_millis(100)));
         let stop = std::pin::pin!(core.shutdown.notified());
         if let Either::Right(_) = select(tick, stop).await {
             return;
         }
         let now = Instant::now();
+        if now.duration_since(last) < Duration::from_secs(1) {
+            apply_if_changed(&core, now);
+            continue;
+        }
+        last = now;
         for u in core.upstreams.borrow_mut().iter_mut() {
             u.pool.sweep(now);
         }

@@ -5,7 +5,8 @@ CPU 1. Run it through scripts/failover.sh (which installs the peers and builds r
 
 kill: one origin is killed with SIGKILL 3 s into a 10 s run of 64 keep-alive connections; errors and
       non-2xx answers the clients got, per run, FAILOVER_RUNS (5) runs per proxy.
-stop: one origin is stopped (SIGSTOP) 4 s into a 24 s run of 16 connections and continued (SIGCONT)
+stop: one origin is stopped (SIGSTOP) 4 s into a 24 s open-loop run (400 requests per second over
+      up to 1024 connections, so that requests keep coming while some wait) and continued (SIGCONT)
       10 s later; health checks every second, two failures take a member out (ringlb `hcinterval =
       "1s"`, `hcfails = 2`; HAProxy `check inter 1s fall 2`), response timeout 5 s in both. Measured
       by polling each proxy's own counters every 100 ms (ringlb /status.json, HAProxy's stats
@@ -43,6 +44,8 @@ TESTS = os.environ.get("FAILOVER_TESTS", "kill,stop").split(",")
 PROXIES = os.environ.get("FAILOVER_PROXIES", "ringlb,nginx,haproxy").split(",")
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "docs"))
 PROXY_CPU, LOAD_CPU = "0", "1"
+# The stop test runs open loop, so that requests keep coming while some wait on the stopped member.
+STOP_RATE, STOP_CONNS = 400, 1024
 ORIGINS = [19201, 19202]
 PORTS = {"ringlb": 18100, "nginx": 18101, "haproxy": 18102}
 ADMIN = 18190
@@ -165,9 +168,11 @@ def start_proxy(name, d, checks):
     return p
 
 
-def start_load(name, conns, seconds, json_path):
+def start_load(name, conns, seconds, json_path, rate=None):
     cmd = ["taskset", "-c", LOAD_CPU, str(LOAD), "-q", "-t", "1", "-c", str(conns), "-d", f"{seconds}s",
            "--timeout", "30s", "--json", str(json_path), f"http://127.0.0.1:{PORTS[name]}/"]
+    if rate:
+        cmd += ["--rate", str(rate)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -200,7 +205,7 @@ def kill_run(name, tmp):
 def ringlb_member(i):
     with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/status.json", timeout=2) as f:
         m = json.load(f)["balancers"][0]["members"][i]
-    check = m.get("check") or {}
+    check = m.get("health") or {}
     return m["selected"], check.get("state") == "down"
 
 
@@ -228,7 +233,7 @@ def stop_run(name, tmp):
     out = tmp / f"{name}-stop.json"
     samples = []
     try:
-        load = start_load(name, 16, 24, out)
+        load = start_load(name, STOP_CONNS, 24, out, rate=STOP_RATE)
         t0 = time.time()
         time.sleep(4)
         os.kill(origins[1].pid, signal.SIGSTOP)

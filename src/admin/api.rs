@@ -86,7 +86,7 @@ pub fn member(
                 Some((s, None)) => {
                     return (
                         400,
-                        serde_json::json!({ "error": format!("unknown status \"{s}\": use active, standby, disabled or draining") })
+                        serde_json::json!({ "error": format!("unknown status \"{s}\": use active, standby, hot_spare, disabled or draining") })
                             .to_string(),
                     )
                 }

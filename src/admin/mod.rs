@@ -181,6 +181,9 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
         ),
         (_, ["api", "balancers", b, "members", m]) => {
             let (status, json) = api::member(config, &mut core.board.lock(), method, b, m, body);
+            if method == "POST" && status == 200 {
+                core.board.changed();
+            }
             Reply::new(status, "application/json", json)
         }
         (_, ["status"] | ["status.json"] | ["metrics"]) => {

@@ -90,8 +90,8 @@ async fn run(config: &Config, board: &Board, stopped: futures_channel::oneshot::
     select(std::pin::pin!(work), stopped).await;
 }
 
-/// Checks one member every `hcinterval` (the first check at once), on a fixed grid: a slow check
-/// delays the next one, it does not add a check.
+/// Checks one member every `hcinterval` (the first check at once), on a fixed grid: a check that
+/// ran past its slot is followed by the next at once, never by an extra one.
 async fn check_member(config: &Config, board: &Board, b: usize, m: usize) {
     let member = &config.balancers[b].members[m];
     let hc = &member.health;
@@ -109,10 +109,15 @@ async fn check_member(config: &Config, board: &Board, b: usize, m: usize) {
         let text = probe.text.clone();
         let now = Instant::now();
         let change = board.lock().record_health(b, m, hc, probe, now);
+        if change != Change::None {
+            board.changed();
+        }
         log_change(config, b, m, change, &text);
+        // On a fixed grid; a check that ran past its slot (a timeout as long as the interval) is
+        // followed by the next one at once rather than a slot later.
         next += hc.interval;
-        while next <= now {
-            next += hc.interval;
+        if next <= now {
+            next = now;
         }
         compio::time::sleep(next - now).await;
     }
