@@ -53,11 +53,16 @@ fn path_param<'a>(target: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     found
 }
 
-/// The value of cookie `name` in one `Cookie` header value (`a=1; name=value; b=2`).
+/// The value of the first cookie `name` in one `Cookie` header value (`a=1; name=value; b=2`).
+/// Cookies are separated by `;` or `,` and may have spaces around the `=`, as Apache reads them.
 fn cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    value.split(|&b| b == b';').find_map(|pair| {
+    value.split(|&b| b == b';' || b == b',').find_map(|pair| {
         let pair = pair.trim_ascii();
-        let v = pair.strip_prefix(name)?.strip_prefix(b"=")?;
+        let v = pair
+            .strip_prefix(name)?
+            .trim_ascii_start()
+            .strip_prefix(b"=")?
+            .trim_ascii_start();
         let v = v
             .strip_prefix(b"\"")
             .and_then(|v| v.strip_suffix(b"\""))
@@ -95,5 +100,14 @@ mod tests {
             None,
             "cookie names are case-sensitive"
         );
+    }
+
+    #[test]
+    fn cookie_separators_and_spaces_as_apache_reads_them() {
+        let c = |v: &'static str| cookie(v.as_bytes(), b"JSESSIONID");
+        assert_eq!(c("a=1, JSESSIONID=A.n1, b=2"), Some(&b"A.n1"[..]));
+        assert_eq!(c("JSESSIONID = A.n1"), Some(&b"A.n1"[..]));
+        assert_eq!(c("JSESSIONID=A.n1; JSESSIONID=B.n2"), Some(&b"A.n1"[..]));
+        assert_eq!(c("JSESSIONID"), None);
     }
 }
