@@ -12,5 +12,6 @@ mod integrity;
 mod lifecycle;
 mod review;
 mod status;
+mod sticky;
 mod support;
 mod tomcat;
