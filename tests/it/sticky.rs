@@ -443,3 +443,35 @@ fn one_name_is_both_the_cookie_and_the_path_parameter() {
         assert!(a.count() > a0 && b.count() > b0, "balanced normally");
     }
 }
+
+#[test]
+fn with_try_all_a_failed_members_sessions_go_elsewhere_while_another_member_is_usable() {
+    let b = Backend::named("B");
+    let dead = closed_port();
+    let p = Ringlb::start(
+        &with_admin(
+            &sticky_config(
+                &[(dead, "n1"), (b.addr, "n2")],
+                "all_failed = \"try_all\"\nretry = \"60s\"",
+            ),
+            "",
+        ),
+        1,
+    );
+    for i in 0..10 {
+        let r = get_with(p.addr, &format!("/{i}"), &session("n1"));
+        assert_eq!((r.status, backend(&r)), (200, "B"), "request {i}");
+    }
+    let r = report_when(p.admin_addr(), |r| {
+        r.balancers[0].members[1].responses.get("2xx") == Some(&10)
+    });
+    let refused = r.balancers[0].members[0].failures.get("connect_refused");
+    // The first request found the member refusing and marked it failed; `try_all` tries failed
+    // members only when no member is usable, so later requests of the session went straight to B.
+    assert_eq!(
+        refused,
+        Some(&1),
+        "{:?}",
+        r.balancers[0].members[0].failures
+    );
+}
