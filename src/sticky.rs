@@ -267,12 +267,14 @@ mod tests {
             p.push(b'/');
             p.extend(rng.string(PCHAR, 0, 10));
             for _ in 0..rng.below(3) {
-                p.push(b';');
+                // A parameter, or (sometimes) an empty one.
+                let mut param = vec![b';'];
                 if rng.chance(80) {
-                    p.extend(other_name(rng, not));
-                    p.push(b'=');
-                    p.extend(rng.string(PCHAR, 0, 10));
+                    param.extend(other_name(rng, not));
+                    param.push(b'=');
+                    param.extend(rng.string(PCHAR, 0, 10));
                 }
+                p.extend(param);
             }
             if i == with {
                 if let Some(w) = wanted {

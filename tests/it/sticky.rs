@@ -38,28 +38,6 @@ fn backend(r: &Resp) -> &str {
     r.header("x-backend").unwrap_or("-")
 }
 
-/// Disables or enables member `i` of "app" through the admin API and waits until every core
-/// applied it.
-fn set_status(admin_addr: SocketAddr, i: usize, status: &str) {
-    let path = format!("/api/balancers/app/members/{i}");
-    let r = admin(
-        admin_addr,
-        "POST",
-        &path,
-        &format!(r#"{{"status":"{status}"}}"#),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(
-        wait_until(|| {
-            let v: serde_json::Value =
-                serde_json::from_slice(&admin(admin_addr, "GET", &path, "", None).body).unwrap();
-            v["status"] == status && v["applied"] == true
-        }),
-        "member {i} never became {status} on every core"
-    );
-}
-
 #[test]
 fn the_session_cookie_keeps_each_session_on_its_member_on_every_core() {
     let (a, b, c) = (
@@ -170,7 +148,7 @@ fn a_disabled_members_sessions_move_or_get_503_with_nofailover() {
         for _ in 0..5 {
             assert_eq!(backend(&get_with(p.addr, "/", &session("n1"))), "A");
         }
-        set_status(p.admin_addr(), 0, "disabled");
+        set_member_status(p.admin_addr(), 0, "disabled");
         let before = a.count();
         for i in 0..10 {
             let r = get_with(p.addr, "/moved", &session("n1"));
@@ -185,7 +163,7 @@ fn a_disabled_members_sessions_move_or_get_503_with_nofailover() {
         }
         assert_eq!(a.count(), before, "a disabled member got a request");
         // Enabled again, it has its sessions back.
-        set_status(p.admin_addr(), 0, "active");
+        set_member_status(p.admin_addr(), 0, "active");
         for _ in 0..5 {
             let r = get_with(p.addr, "/back", &session("n1"));
             assert_eq!(
