@@ -2,7 +2,8 @@
 //! session cookie and the `;jsessionid=` path parameter (looked up first) keep a session on the
 //! member with that route on every core; an unknown route or a session id without one is balanced
 //! normally; a disabled or refusing member's sessions move to another member, or get 503 with
-//! `nofailover`; a full member is waited for, not left; the access log's `route=`; config errors.
+//! `nofailover` (with `all_failed = "try_all"` too, while another member is usable); a full member
+//! is waited for, not left; the access log's `route=`; config errors.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
