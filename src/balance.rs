@@ -306,10 +306,12 @@ impl Balancer {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Whether member `i` could take a request now (a sticky session's member).
+    /// Whether member `i` could take a request now (a sticky session's member). A failed member
+    /// can only with `all_failed = "try_all"` and only while no member is usable, as in `pick`.
     pub fn can_take(&mut self, i: usize, now: Instant, exclude: u64) -> Pick {
         self.expire(now);
-        let failed_ok = self.all_failed == AllFailed::TryAll;
+        let failed_ok = self.all_failed == AllFailed::TryAll
+            && !(0..self.members.len()).any(|j| self.open(j, exclude) && self.healthy(j, now));
         if exclude & (1 << i) != 0
             || matches!(
                 self.members[i].status,

@@ -212,6 +212,32 @@ fn all_failed_refuses_or_tries_all() {
 }
 
 #[test]
+fn a_sticky_member_that_failed_is_tried_with_try_all_only_when_no_member_is_usable() {
+    let now = Instant::now();
+    let mut b = balancer(&["weight = 1", "weight = 1"], "all_failed = \"try_all\"");
+    b.mark_failed(0, now);
+    assert_eq!(b.can_take(0, now, 0), Pick::None, "member 1 is usable");
+    b.set_health(1, true, None, now);
+    assert_eq!(b.can_take(0, now, 0), Pick::Member(0), "none is usable");
+    let mut b = balancer(&["weight = 1", "weight = 1"], "all_failed = \"try_all\"");
+    b.set_health(0, true, None, now);
+    assert_eq!(b.can_take(0, now, 0), Pick::None, "member 1 is usable");
+    assert_eq!(
+        b.can_take(0, now, 2),
+        Pick::Member(0),
+        "member 1 is excluded"
+    );
+    let mut b = balancer(&["weight = 1", "weight = 1"], "");
+    b.mark_failed(0, now);
+    b.mark_failed(1, now);
+    assert_eq!(
+        b.can_take(0, now, 0),
+        Pick::None,
+        "refuse: never a failed member"
+    );
+}
+
+#[test]
 fn health_takes_out_and_a_later_pass_clears_a_passive_failure() {
     let now = Instant::now();
     let later = now + Duration::from_millis(500);

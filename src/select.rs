@@ -5,8 +5,9 @@
 //!
 //! Owns: the choice of member for one attempt, and passive marking with its log line and
 //! counter. Must never: hold the upstreams' borrow across an await, or log a marking more than
-//! once per failure window on a core. Invariant: `None` means 503: no member can take the request
-//! (or its sticky member cannot and the balancer says `nofailover`).
+//! once per failure window on a core. Invariant: `None` means 503: no member can take the request,
+//! or its sticky member cannot (unusable with `nofailover`, or still at its share when
+//! `queue_timeout` ends: a busy member's sessions never move).
 
 use std::time::Instant;
 

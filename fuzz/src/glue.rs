@@ -286,3 +286,26 @@ pub fn ajp_response_head(
 pub fn ajp_reason_for(status: u16, given: &[u8]) -> &[u8] {
     ajp_request::reason_for(status, given)
 }
+
+// ---------------------------------------------------------------- sticky sessions
+
+pub use ringlb::config::Sticky;
+
+/// `sticky::route`: the member route a request's session id names (`target`: the path and query
+/// ringlb routes on, `client::target`).
+pub fn sticky_route<'a>(
+    buf: &'a [u8],
+    head: &RequestHead,
+    target: &'a [u8],
+    s: &Sticky,
+) -> Option<&'a [u8]> {
+    ringlb::sticky::route(buf, head, target, s)
+}
+
+/// A head that holds only these headers (for `sticky_route` over arbitrary ranges).
+pub fn head_with_headers(headers: Vec<HeaderPos>) -> RequestHead {
+    RequestHead {
+        headers,
+        ..Default::default()
+    }
+}

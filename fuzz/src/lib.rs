@@ -8,7 +8,7 @@ pub mod glue;
 
 use std::ops::Range;
 
-use glue::{connection_lists, HeaderKind, HeaderPos};
+use glue::{connection_lists, HeaderKind, HeaderPos, Sticky};
 
 /// Reads fuzzer input front to back; reads past the end give zeros.
 pub struct Input<'a> {
@@ -157,4 +157,60 @@ pub fn special_alias(name: &[u8]) -> bool {
             b"x-forwarded-proto",
         ]
         .contains(&&dashed[..])
+}
+
+/// What `sticky::route` should find, the plain (allocating) way: the value of the last
+/// `;name=value` parameter of the path (before `?`; a parameter ends at `;` or `/`), else the
+/// first `name=value` cookie of the `Cookie` headers (cookies split at `;` and `,`, spaces
+/// trimmed around the name and before the value, one pair of quotes removed); then what follows
+/// the first separator, when not empty.
+pub fn sticky_model(
+    buf: &[u8],
+    headers: &[HeaderPos],
+    target: &[u8],
+    s: &Sticky,
+) -> Option<Vec<u8>> {
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let prefix = [s.path_param.as_bytes(), b"="].concat();
+    let mut id: Option<Vec<u8>> = path
+        .split(|&b| b == b';')
+        .skip(1)
+        .map(|piece| piece.split(|&b| b == b'/').next().unwrap_or_default())
+        .filter_map(|param| param.strip_prefix(&prefix[..]))
+        .last()
+        .map(<[u8]>::to_vec);
+    if id.is_none() {
+        id = headers
+            .iter()
+            .filter(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|h| buf[h.value.clone()].split(|&b| b == b';' || b == b','))
+            .find_map(|pair| {
+                let rest = trim_ws(pair).strip_prefix(s.cookie.as_bytes())?;
+                let v = trim_ws_start(trim_ws_start(rest).strip_prefix(b"=")?);
+                Some(match v {
+                    [b'"', inner @ .., b'"'] => inner.to_vec(),
+                    v => v.to_vec(),
+                })
+            });
+    }
+    let id = id?;
+    let at = id.iter().position(|&b| b == s.separator)?;
+    Some(id[at + 1..].to_vec()).filter(|r| !r.is_empty())
+}
+
+/// Trims ASCII whitespace (space, tab, CR, LF, form feed) at the start.
+fn trim_ws_start(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r' | b'\n' | b'\x0c', rest @ ..] = v {
+        v = rest;
+    }
+    v
+}
+
+/// Trims ASCII whitespace at both ends.
+fn trim_ws(v: &[u8]) -> &[u8] {
+    let mut v = trim_ws_start(v);
+    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n' | b'\x0c'] = v {
+        v = rest;
+    }
+    v
 }

@@ -54,6 +54,7 @@ SCENARIO_TEXT = {
     "g": "(a) while /metrics is scraped once a second (ringlb only)",
     "h": "Tomcat 10 behind AJP13: ringlb against Apache mod_proxy_ajp, 64 connections",
 }
+KEEP = "\n<!-- Below: written by scripts/failover.sh and scripts/bench-methods.sh, kept by compare.py -->\n"
 TOMCAT_HOME = "/usr/share/tomcat10"
 AJP_PORT, TOMCAT_HTTP = 19121, 19122
 AJP_SECRET = "bench-secret"
@@ -600,7 +601,10 @@ def main():
               f"{Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}"
     results, gen = run()
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "benchmarks.md").write_text(write_report(results, gen, machine))
+    report = OUT / "benchmarks.md"
+    # Sections other scripts measured (failover, balancing methods) follow KEEP and are carried over.
+    kept = report.read_text().partition(KEEP)[2] if report.exists() else ""
+    report.write_text(write_report(results, gen, machine) + (KEEP + kept if kept else ""))
     (OUT / "benchmarks.svg").write_text(write_chart(results))
     (OUT / "benchmarks.json").write_text(json.dumps({f"{s}/{p}": v for (s, p), v in results.items()}, indent=1))
     print(f"wrote {OUT / 'benchmarks.md'}")

@@ -14,5 +14,6 @@ mod integrity;
 mod lifecycle;
 mod review;
 mod status;
+mod sticky;
 mod support;
 mod tomcat;

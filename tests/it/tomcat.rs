@@ -1,6 +1,9 @@
 //! AJP13 end to end against a real Tomcat 10 (Debian's libtomcat10-java): the same requests
 //! through ringlb over AJP and over HTTP to the same Tomcat give the same answers; a wrong or
-//! missing secret gets Tomcat's own 403, passed through, and a warning in ringlb's log.
+//! missing secret gets Tomcat's own 403, passed through, and a warning in ringlb's log. Sticky
+//! sessions over two Tomcats (jvmRoute node1 and node2), over HTTP and over AJP: a session Tomcat
+//! made stays on its node by cookie and by `;jsessionid=` URL, and moves (or gets 503 with
+//! `nofailover`) when its node is disabled or stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +33,7 @@ public class EchoServlet extends HttpServlet {
       while (left > 0) { int k = Math.min(left, b.length); o.write(b, 0, k); left -= k; }
       return;
     }
-    req.getSession(true);
+    HttpSession session = req.getSession(true);
     MessageDigest md;
     try { md = MessageDigest.getInstance("SHA-256"); } catch (Exception e) { throw new IOException(e); }
     InputStream in = req.getInputStream();
@@ -49,7 +52,9 @@ public class EchoServlet extends HttpServlet {
       + "user-agent=" + req.getHeader("User-Agent") + "\n"
       + "remote=" + req.getRemoteAddr() + "\n"
       + "length=" + total + "\n"
-      + "sha256=" + hex + "\n";
+      + "sha256=" + hex + "\n"
+      + "node=" + System.getProperty("ringlb.node") + "\n"
+      + "session-new=" + session.isNew() + "\n";
     resp.setContentType("text/plain; charset=UTF-8");
     resp.getWriter().write(s);
   }
@@ -102,9 +107,10 @@ fn wait_http_ok(port: u16, deadline: Instant) -> bool {
 }
 
 impl Tomcat {
-    /// Starts Tomcat with an AJP connector (secret required) and an HTTP connector; `None` (and a
-    /// loud line) when Tomcat is not installed and the test run does not require it.
-    fn start() -> Option<Tomcat> {
+    /// Starts Tomcat with an AJP connector (secret required), an HTTP connector and `jvmRoute`
+    /// `route` (which the servlet also reports as `node=`); `None` (and a loud line) when Tomcat is
+    /// not installed and the test run does not require it.
+    fn start(route: &str) -> Option<Tomcat> {
         if !Path::new(CATALINA_HOME).join("bin/catalina.sh").exists() || !tool("javac") {
             if std::env::var("RINGLB_REQUIRE_TOOLS").as_deref() == Ok("1") {
                 panic!("Tomcat 10 is required (scripts/test.sh installs libtomcat10-java and tomcat10-common)");
@@ -131,7 +137,7 @@ impl Tomcat {
   <Service name="Catalina">
     <Connector port="{http}" address="127.0.0.1" protocol="HTTP/1.1" />
     <Connector port="{ajp}" address="127.0.0.1" protocol="AJP/1.3" secretRequired="true" secret="{SECRET}" />
-    <Engine name="Catalina" defaultHost="localhost" jvmRoute="node1">
+    <Engine name="Catalina" defaultHost="localhost" jvmRoute="{route}">
       <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false" />
     </Engine>
   </Service>
@@ -160,7 +166,10 @@ impl Tomcat {
             .env("CATALINA_HOME", CATALINA_HOME)
             .env("CATALINA_BASE", &base)
             .env("CATALINA_OUT", base.join("logs/catalina.out"))
-            .env("JAVA_OPTS", "-XX:TieredStopAtLevel=1 -Xmx256m")
+            .env(
+                "JAVA_OPTS",
+                format!("-XX:TieredStopAtLevel=1 -Xmx256m -Dringlb.node={route}"),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(base.join("logs/stderr.log")).unwrap())
             .spawn()
@@ -212,7 +221,7 @@ fn ask(addr: std::net::SocketAddr, raw: &[u8], head: bool) -> Resp {
 
 #[test]
 fn ajp_and_http_to_the_same_tomcat_answer_alike() {
-    let Some(tomcat) = Tomcat::start() else {
+    let Some(tomcat) = Tomcat::start("node1") else {
         return;
     };
     let over_ajp = Ringlb::start(
@@ -304,7 +313,7 @@ fn ajp_and_http_to_the_same_tomcat_answer_alike() {
 
 #[test]
 fn wrong_or_missing_secret_gets_tomcats_403_and_a_warning() {
-    let Some(tomcat) = Tomcat::start() else {
+    let Some(tomcat) = Tomcat::start("node1") else {
         return;
     };
     for secret in [Some("not-the-secret"), None] {
@@ -321,6 +330,152 @@ fn wrong_or_missing_secret_gets_tomcats_403_and_a_warning() {
             .iter()
             .any(|l| l.contains(&format!("ajp://127.0.0.1:{}", tomcat.ajp))));
     }
+}
+
+/// Starts Tomcats with jvmRoute node1 and node2 side by side (each start takes seconds).
+fn start_two() -> Option<(Tomcat, Tomcat)> {
+    let one = std::thread::spawn(|| Tomcat::start("node1"));
+    let two = Tomcat::start("node2");
+    let one = one.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    Some((one?, two?))
+}
+
+/// The value of a `key=value` line of the servlet's answer.
+fn field(r: &Resp, key: &str) -> String {
+    let text = r.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {key}= in the answer ({}): {text}", r.status))
+}
+
+/// The session id a response's `Set-Cookie` gives, if any.
+fn new_session(r: &Resp) -> Option<String> {
+    let v = r.header("set-cookie")?.strip_prefix("JSESSIONID=")?;
+    v.split(';').next().map(str::to_string)
+}
+
+/// Asks for `target` with the session `id` as a cookie (or, `by_url`, as `;jsessionid=` in the
+/// path).
+fn ask_session(addr: std::net::SocketAddr, target: &str, id: &str, by_url: bool) -> Resp {
+    let raw = if by_url {
+        format!("GET {target};jsessionid={id}?q=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    } else {
+        format!("GET {target}?q=1 HTTP/1.1\r\nHost: t\r\nCookie: lang=en; JSESSIONID={id}\r\n\r\n")
+    };
+    ask(addr, raw.as_bytes(), false)
+}
+
+/// Asserts that Tomcat `node` answered within the session (not a new one).
+fn assert_kept(r: &Resp, node: &str, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    assert_eq!(field(r, "node"), node, "{what}");
+    assert_eq!(field(r, "session-new"), "false", "{what}");
+    assert_eq!(r.header("set-cookie"), None, "{what}");
+}
+
+/// Asserts that the session moved: node2 answered with a new session of its own.
+fn assert_moved_to_node2(r: &Resp, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    assert_eq!(field(r, "node"), "node2", "{what}");
+    assert_eq!(field(r, "session-new"), "true", "{what}");
+    let id = new_session(r).unwrap_or_else(|| panic!("{what}: no new session cookie"));
+    assert!(id.ends_with(".node2"), "{what}: {id}");
+}
+
+#[test]
+fn sticky_sessions_stay_on_their_tomcat_and_move_when_it_is_out() {
+    let Some((t1, t2)) = start_two() else {
+        return;
+    };
+    let ports = [(t1.http, t1.ajp), (t2.http, t2.ajp)];
+    // Two ringlbs per protocol over the same Tomcats: one moves sessions, one has `nofailover`.
+    let start = |ajp: bool, nofailover: bool| -> Ringlb {
+        let members: Vec<String> = ports
+            .iter()
+            .zip(["node1", "node2"])
+            .map(|(&(http, ajp_port), route)| {
+                if ajp {
+                    format!("{{ url = \"ajp://127.0.0.1:{ajp_port}\", secret = \"{SECRET}\", route = \"{route}\" }}")
+                } else {
+                    format!("{{ url = \"http://127.0.0.1:{http}\", route = \"{route}\" }}")
+                }
+            })
+            .collect();
+        let extra =
+            format!("sticky_session = \"JSESSIONID|jsessionid\"\nnofailover = {nofailover}");
+        Ringlb::start(&with_admin(&simple_config(&members, &extra), ""), 2)
+    };
+    let mut sessions = std::collections::BTreeMap::new();
+    for ajp in [false, true] {
+        let proto = if ajp { "ajp" } else { "http" };
+        let (p, q) = (start(ajp, false), start(ajp, true));
+        // New sessions are balanced: ask until each Tomcat made one (through ringlb).
+        sessions.clear();
+        for _ in 0..20 {
+            let r = ask(
+                p.addr,
+                b"GET /echo/login HTTP/1.1\r\nHost: t\r\n\r\n",
+                false,
+            );
+            assert_eq!(r.status, 200, "{proto}: {}", r.text());
+            let node = field(&r, "node");
+            let id = new_session(&r).expect("Tomcat sets a session cookie");
+            assert!(
+                id.ends_with(&format!(".{node}")),
+                "{proto}: {id} from {node}"
+            );
+            sessions.insert(node, id);
+            if sessions.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(sessions.len(), 2, "{proto}: {sessions:?}");
+        // Each session stays on its Tomcat, by cookie and by URL, through either ringlb.
+        for (node, id) in &sessions {
+            for i in 0..20 {
+                let via = if i % 2 == 0 { p.addr } else { q.addr };
+                for by_url in [false, true] {
+                    let r = ask_session(via, &format!("/echo/s{i}"), id, by_url);
+                    assert_kept(&r, node, &format!("{proto} {node} by_url={by_url} #{i}"));
+                }
+            }
+        }
+        // node1 disabled: its session moves to node2 (a new session there), or gets 503.
+        set_member_status(p.admin_addr(), 0, "disabled");
+        set_member_status(q.admin_addr(), 0, "disabled");
+        for by_url in [false, true] {
+            let what = format!("{proto} node1 disabled, by_url={by_url}");
+            assert_moved_to_node2(
+                &ask_session(p.addr, "/echo/m", &sessions["node1"], by_url),
+                &what,
+            );
+            let r = ask_session(q.addr, "/echo/m", &sessions["node1"], by_url);
+            assert_eq!(r.status, 503, "{what}, nofailover: {}", r.text());
+            let r = ask_session(q.addr, "/echo/m", &sessions["node2"], by_url);
+            assert_kept(&r, "node2", &format!("{what}: node2's session"));
+        }
+    }
+    // node1 stopped: its session (from the AJP round; sessions live in Tomcat, whatever the
+    // protocol) moves to node2, or gets 503 with `nofailover`.
+    drop(t1);
+    for ajp in [false, true] {
+        let (p, q) = (start(ajp, false), start(ajp, true));
+        for i in 0..3 {
+            let what = format!("ajp={ajp} node1 stopped #{i}");
+            assert_moved_to_node2(
+                &ask_session(p.addr, "/echo/d", &sessions["node1"], false),
+                &what,
+            );
+            let r = ask_session(q.addr, "/echo/d", &sessions["node1"], i % 2 == 1);
+            assert_eq!(r.status, 503, "{what}, nofailover: {}", r.text());
+            assert_kept(
+                &ask_session(q.addr, "/echo/d", &sessions["node2"], false),
+                "node2",
+                &what,
+            );
+        }
+    }
+    drop(t2);
 }
 
 /// How the mock container behaves.

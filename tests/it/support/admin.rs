@@ -41,6 +41,24 @@ pub fn report_when(addr: SocketAddr, cond: impl Fn(&StatusReport) -> bool) -> St
     }
 }
 
+/// Sets member `i` of balancer "app" to `status` through the admin API and waits (bounded) until
+/// every core applied it.
+pub fn set_member_status(admin_addr: SocketAddr, i: usize, status: &str) {
+    let path = format!("/api/balancers/app/members/{i}");
+    let body = format!(r#"{{"status":"{status}"}}"#);
+    let r = admin(admin_addr, "POST", &path, &body, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let applied = || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&admin(admin_addr, "GET", &path, "", None).body).unwrap();
+        v["status"] == status && v["applied"] == true
+    };
+    assert!(
+        super::wait_until(applied),
+        "member {i} never became {status} on every core"
+    );
+}
+
 /// A config body with an admin listener on an ephemeral loopback port.
 pub fn with_admin(body: &str, admin_extra: &str) -> String {
     format!("[admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n\n{body}")
