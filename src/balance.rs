@@ -36,6 +36,16 @@ struct Member {
     max_in_flight: u32,
 }
 
+/// One tier's candidates.
+enum Tier {
+    /// Members that can take the request now (a bit set).
+    Members(u64),
+    /// Members could take it but are all at their `max_conns` share.
+    Busy,
+    /// No member of this tier can take it.
+    Empty,
+}
+
 /// The result of a pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
@@ -100,12 +110,10 @@ impl Balancer {
         b
     }
 
-    /// Whether a member's status lets it take traffic, it is not excluded, and not at its share.
-    fn open(&self, i: usize, exclude: u64) -> bool {
-        let m = &self.members[i];
-        exclude & (1 << i) == 0
-            && !matches!(m.status, MemberStatus::Disabled | MemberStatus::Draining)
-            && m.in_flight < m.max_in_flight
+    /// Whether a member may take this request at all: its status takes traffic and it was not
+    /// already tried for it (it may still be failed, or at its share).
+    fn enabled(&self, i: usize, exclude: u64) -> bool {
+        exclude & (1 << i) == 0 && self.members[i].status.takes_traffic()
     }
 
     fn healthy(&self, i: usize, now: Instant) -> bool {
@@ -113,11 +121,18 @@ impl Balancer {
         !m.down && m.failed_until.is_none_or(|t| t <= now)
     }
 
+    fn full(&self, i: usize) -> bool {
+        self.members[i].in_flight >= self.members[i].max_in_flight
+    }
+
     /// Picks a member, skipping those in the `exclude` bit set:
     /// - the lowest `lbset` with a usable active member (or hot spare standing in for an
     ///   unusable active member of that set, one for one, in file order);
     /// - else a usable standby, lowest `lbset` first;
     /// - else, with `all_failed = "try_all"`, the same again ignoring failure windows and checks.
+    ///
+    /// A tier whose usable members are all at their `max_conns` share is busy: the request waits
+    /// for it (`Full`) rather than spilling into a higher `lbset`, the standbys or failed members.
     pub fn pick(&mut self, now: Instant, exclude: u64) -> Pick {
         self.expire(now);
         for ignore_failures in [false, true] {
@@ -125,53 +140,47 @@ impl Balancer {
                 break;
             }
             let usable = |b: &Balancer, i: usize| {
-                b.open(i, exclude) && (ignore_failures || b.healthy(i, now))
+                b.enabled(i, exclude) && (ignore_failures || b.healthy(i, now))
             };
-            for set in 0..self.sets.len() {
-                let cands = self.tier(self.sets[set], usable);
-                if cands != 0 {
-                    return Pick::Member(self.choose(cands, now));
-                }
-            }
-            for set in 0..self.sets.len() {
-                let cands = self.standbys(self.sets[set], usable);
-                if cands != 0 {
-                    return Pick::Member(self.choose(cands, now));
+            for standby in [false, true] {
+                for set in 0..self.sets.len() {
+                    match self.tier(self.sets[set], standby, usable) {
+                        Tier::Members(c) => return Pick::Member(self.choose(c, now)),
+                        Tier::Busy => return Pick::Full,
+                        Tier::Empty => {}
+                    }
                 }
             }
         }
-        let full = (0..self.members.len()).any(|i| {
-            exclude & (1 << i) == 0
-                && self.healthy(i, now)
-                && !matches!(
-                    self.members[i].status,
-                    MemberStatus::Disabled | MemberStatus::Draining
-                )
-                && self.members[i].in_flight >= self.members[i].max_in_flight
-        });
-        if full {
-            Pick::Full
-        } else {
-            Pick::None
-        }
+        Pick::None
     }
 
-    /// The usable active members of `set`, and as many usable hot spares as active members of
-    /// the set are unusable (a full member is busy, not unusable: no spare stands in for it).
-    fn tier(&self, set: u32, usable: impl Fn(&Balancer, usize) -> bool) -> u64 {
+    /// The candidates of one tier: the usable active members of `set` that are not at their
+    /// share, and as many usable hot spares as active members of the set cannot take traffic (a
+    /// full member is busy, not unusable: no spare stands in for it); or the set's standbys.
+    fn tier(&self, set: u32, standby: bool, usable: impl Fn(&Balancer, usize) -> bool) -> Tier {
         let mut cands = 0u64;
+        let mut busy = false;
         let mut missing = 0;
+        let first = if standby {
+            MemberStatus::Standby
+        } else {
+            MemberStatus::Active
+        };
         for (i, m) in self.members.iter().enumerate() {
             if m.lbset != set {
                 continue;
             }
-            let stands = matches!(
-                m.status,
-                MemberStatus::Active | MemberStatus::Disabled | MemberStatus::Draining
-            );
-            if m.status == MemberStatus::Active && usable(self, i) {
-                cands |= 1 << i;
-            } else if stands && m.in_flight < m.max_in_flight {
+            if m.status == first && usable(self, i) {
+                if self.full(i) {
+                    busy = true;
+                } else {
+                    cands |= 1 << i;
+                }
+            } else if !standby
+                && m.status != MemberStatus::Standby
+                && m.status != MemberStatus::HotSpare
+            {
                 missing += 1;
             }
         }
@@ -180,21 +189,21 @@ impl Balancer {
                 break;
             }
             if m.lbset == set && m.status == MemberStatus::HotSpare && usable(self, i) {
-                cands |= 1 << i;
                 missing -= 1;
+                if self.full(i) {
+                    busy = true;
+                } else {
+                    cands |= 1 << i;
+                }
             }
         }
-        cands
-    }
-
-    fn standbys(&self, set: u32, usable: impl Fn(&Balancer, usize) -> bool) -> u64 {
-        let mut cands = 0u64;
-        for (i, m) in self.members.iter().enumerate() {
-            if m.lbset == set && m.status == MemberStatus::Standby && usable(self, i) {
-                cands |= 1 << i;
-            }
+        if cands != 0 {
+            Tier::Members(cands)
+        } else if busy {
+            Tier::Busy
+        } else {
+            Tier::Empty
         }
-        cands
     }
 
     /// Ends failure windows that are over (the member starts its slow start).
@@ -307,20 +316,14 @@ impl Balancer {
     }
 
     /// Whether member `i` could take a request now (a sticky session's member). A failed member
-    /// can only with `all_failed = "try_all"` and only while no member is usable, as in `pick`.
+    /// only with `all_failed = "try_all"` and no member healthy (busy or not).
     pub fn can_take(&mut self, i: usize, now: Instant, exclude: u64) -> Pick {
         self.expire(now);
         let failed_ok = self.all_failed == AllFailed::TryAll
-            && !(0..self.members.len()).any(|j| self.open(j, exclude) && self.healthy(j, now));
-        if exclude & (1 << i) != 0
-            || matches!(
-                self.members[i].status,
-                MemberStatus::Disabled | MemberStatus::Draining
-            )
-            || !(failed_ok || self.healthy(i, now))
-        {
+            && !(0..self.members.len()).any(|j| self.enabled(j, exclude) && self.healthy(j, now));
+        if !self.enabled(i, exclude) || !(failed_ok || self.healthy(i, now)) {
             Pick::None
-        } else if self.members[i].in_flight >= self.members[i].max_in_flight {
+        } else if self.full(i) {
             Pick::Full
         } else {
             Pick::Member(i)
@@ -375,13 +378,12 @@ impl Balancer {
     /// enabled again starts its slow start.
     pub fn set_status(&mut self, i: usize, status: MemberStatus, weight: u32, now: Instant) {
         let m = &mut self.members[i];
-        let off = |s| matches!(s, MemberStatus::Disabled | MemberStatus::Draining);
-        if off(m.status) && !off(status) {
+        if !m.status.takes_traffic() && status.takes_traffic() {
             m.returned = Some(now);
         }
         m.status = status;
         m.weight = i64::from(weight);
-        if off(status) {
+        if !status.takes_traffic() {
             m.current = 0;
         }
     }

@@ -255,3 +255,24 @@ fn health_takes_out_and_a_later_pass_clears_a_passive_failure() {
     b.set_health(1, false, Some(later + Duration::from_millis(1)), later);
     assert!(!b.is_failed(1, later));
 }
+
+#[test]
+fn a_busy_tier_waits_rather_than_spilling_over() {
+    let now = Instant::now();
+    // Full healthy member, failed other member, try_all: wait, not the failed one.
+    let mut b = balancer(&["max_conns = 1", "weight = 1"], "all_failed = \"try_all\"");
+    b.mark_failed(1, now);
+    b.begin(0);
+    assert_eq!(b.pick(now, 0), Pick::Full);
+    assert_eq!(
+        b.can_take(1, now, 0),
+        Pick::None,
+        "a sticky session waits too"
+    );
+    // A full lower lbset does not send the request to a higher one or to the standby.
+    let mut b = balancer(&["max_conns = 1", "lbset = 1", "status = \"standby\""], "");
+    b.begin(0);
+    assert_eq!(b.pick(now, 0), Pick::Full);
+    // Once it is excluded (it failed this request), the next set takes it.
+    assert_eq!(b.pick(now, 1), Pick::Member(1));
+}

@@ -4,8 +4,8 @@
 //! Owns: lifetime histograms and a 60-second ring of per-second histograms per member (merged
 //! across cores with `Histogram::add`, never by averaging percentiles), each core's latest counters,
 //! the admin state and the health-check state of every member. Must never: be touched on the
-//! per-request path; it is the one place in ringlb with a lock, taken once a second per core, by
-//! admin requests and by the health checker after each check.
+//! per-request path; it is the one place in ringlb with a lock, taken once a second per core (and
+//! when `Board::changes` moved), by admin requests and by the health checker after each check.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
 use std::time::Instant;
@@ -232,7 +232,7 @@ impl BoardData {
             && self.members[b][m].counters().in_flight == 0
     }
 
-    /// Records an operator's change; the cores apply it at their next tick (within a second).
+    /// Records an operator's change; the cores apply it within about 100 ms (`Board::changed`).
     pub fn set_member(
         &mut self,
         b: usize,

@@ -1,10 +1,11 @@
 //! What one core owns (`Core`: balancer cursors, pools, counters, parked connections, spare
 //! buffers) and the guard that counts a connection open while it lives.
 //!
-//! Owns: the per-core state every part of the request path shares, and its once-a-second
-//! publication to the board (where it also applies admin changes and health-check results). Must never: be shared with another thread, take a lock on the
-//! request path (the board's lock is taken once a second and by admin requests), or spawn a
-//! connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
+//! Owns: the per-core state every part of the request path shares, its once-a-second publication
+//! to the board, and applying admin changes and health-check results from the board (at
+//! publication, or within 100 ms of a change). Must never: be shared with another thread, take a
+//! lock on the request path (the board's lock is taken by the tick and by admin requests), or spawn
+//! a connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
 //! this core's thread.
 
 use std::cell::{Cell, RefCell};
@@ -283,6 +284,7 @@ pub fn apply_if_changed(core: &Core, now: Instant) {
 
 /// Applies what this core has not applied yet of the admin changes and health results.
 fn apply_changes(core: &Core, board: &mut BoardData, upstreams: &mut [Upstream], now: Instant) {
+    let before = (core.applied.get(), core.health.borrow().version());
     if board.admin_version != core.applied.get() {
         for (b, u) in upstreams.iter_mut().enumerate() {
             for (m, a) in board.admin[b].iter().enumerate() {
@@ -296,4 +298,10 @@ fn apply_changes(core: &Core, board: &mut BoardData, upstreams: &mut [Upstream],
         upstreams[b].balancer.set_health(m, down, passed_at, now)
     });
     board.health_applied[core.id] = health.version();
+    // A member may take requests again: requests queued for a `max_conns` slot look again.
+    if before != (core.applied.get(), health.version()) {
+        for f in &core.freed {
+            f.notify_all();
+        }
+    }
 }

@@ -44,7 +44,8 @@ pub enum Outcome {
     Done(Done),
     /// No byte of a final response went to the client (relayed 1xx interim responses aside): it
     /// may get `status` (502/504), or the request may be sent again (`retry`; never after a 1xx,
-    /// which reports `Reached::Response`). The client connection closes unless it is retried.
+    /// which reports `Reached::Response`). Unless it is retried, the client gets the status and its
+    /// connection closes (one no member could be connected to gets a 503 and stays).
     Failed(Failed),
     /// The response had started, or the client left: both connections close.
     Broken {

@@ -3,8 +3,8 @@
 //! act on its `Outcome` (answer, retry as `outcome::retry` says, fail over), write the access-log
 //! line.
 //!
-//! Owns: member choice, pool checkout and checkin, failover and the per-member statistics of a
-//! request. Must never: send a request on a pooled connection that is readable or closed, pool a
+//! Owns: the attempts of a request (which member next, as `select` chooses; pool checkout and
+//! checkin; `maxattempts`), and the per-member statistics of a request. Must never: send a request on a pooled connection that is readable or closed, pool a
 //! connection whose exchange did not end cleanly, retry on its own authority (only as
 //! `outcome::retry` decides), or copy a body in user space. Invariant: returns whether the client
 //! connection may carry another request; when it returns false the caller closes it.
@@ -173,32 +173,15 @@ async fn gather_body(
 
 /// Routes the request and runs exchanges until one answers the client. Fills `c.rec`.
 async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool {
-    let mut body = BodyTracker::new(c.head.body);
-    let initial = match gather_body(core, c, &mut body).await {
-        Ok(n) => n,
-        Err(Some(status)) => {
-            core.stats.borrow_mut().refused(status);
-            c.rec.status = status;
-            refuse(c, status).await;
-            return false;
-        }
-        Err(None) => return false,
-    };
-    let head_len = c.head.head_len;
-    let mut req = Request {
-        head_len,
-        request_end: head_len + initial,
-        is_head: c.head.is_head(&c.buf),
-        reused: false,
-        replayable: body.is_done(),
-        idempotent: c.head.is_idempotent(&c.buf),
+    let (mut req, mut body) = match prepare(core, c).await {
+        Ok(r) => r,
+        Err(keep) => return keep,
     };
     let Some(route) = find_route(core, c) else {
         core.stats.borrow_mut().core.not_found += 1;
         return local_reply(c, 404, &req).await;
     };
     let bal = route.balancer;
-    let bcfg = &core.config.balancers[bal];
     let sticky = select::sticky_member(core, c, bal);
     let mut tries = Tries::default();
     loop {
@@ -215,48 +198,89 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
         c.rec.sticky = sticky == Some(member);
-        // A connect failure and a failed exchange go through the same retry rule.
-        let failed = match member_connection(core, c, &tracked, fresh_only).await {
-            Ok((mut up, reused)) => {
-                req.reused = reused;
-                let params = Params {
-                    host_port: &bcfg.members[member].host_port,
-                    preserve_host: route.preserve_host,
-                    response_timeout: bcfg.response_timeout,
-                    client_timeout: core.config.limits.body_timeout,
-                    stopping: core.is_stopping(),
-                };
-                match run_exchange(core, c, &mut up, &req, &mut body, &params, &tracked).await {
-                    Outcome::Failed(f) => f,
-                    other => return finish(core, c, &tracked, up, other, &req, started).await,
-                }
+        let attempt = attempt(
+            core,
+            c,
+            &tracked,
+            fresh_only,
+            &mut req,
+            &mut body,
+            route.preserve_host,
+        );
+        let failed = match attempt.await {
+            Ok((up, outcome)) => {
+                return finish(core, c, &tracked, up, outcome, &req, started).await
             }
             Err(f) => f,
         };
-        match retry(&failed, &req, tries.retried) {
-            Retry::FreshConnection => {
-                tries.retried = true;
-                tries.fresh = Some(member);
-                tracked.with(|m| m.counters.retries += 1);
-            }
-            Retry::OtherMember if tries.moved < bcfg.maxattempts => {
-                tries.moved += 1;
-                tries.retried = false;
-                tries.exclude |= 1 << member;
-                tracked.with(|m| m.counters.failovers += 1);
-            }
+        match tries.after(&failed, &req, &tracked) {
+            Next::Again => {}
             // No member could be reached: the request is whole and unsent, the client stays.
-            Retry::OtherMember if failed.reached == Reached::NoConnection => {
+            Next::Unavailable => {
                 core.stats.borrow_mut().core.unavailable[bal] += 1;
                 return local_reply(c, 503, &req).await;
             }
-            Retry::OtherMember | Retry::No => {
+            Next::Answer => {
+                let bcfg = &core.config.balancers[bal];
                 if failed.failure == Failure::ResponseTimeout && bcfg.failontimeout {
                     select::mark_failed(core, bal, member, Mark::Timeout);
                 }
                 return fail(c, &tracked, &failed, started).await;
             }
         }
+    }
+}
+
+/// Gathers a small body and describes the request. `Err(keep)`: it was answered (refused) or the
+/// client left; `keep` says whether the client connection may stay.
+async fn prepare(core: &Core, c: &mut Client) -> Result<(Request, BodyTracker), bool> {
+    let mut body = BodyTracker::new(c.head.body);
+    let initial = match gather_body(core, c, &mut body).await {
+        Ok(n) => n,
+        Err(Some(status)) => {
+            core.stats.borrow_mut().refused(status);
+            c.rec.status = status;
+            refuse(c, status).await;
+            return Err(false);
+        }
+        Err(None) => return Err(false),
+    };
+    let head_len = c.head.head_len;
+    let req = Request {
+        head_len,
+        request_end: head_len + initial,
+        is_head: c.head.is_head(&c.buf),
+        reused: false,
+        replayable: body.is_done(),
+        idempotent: c.head.is_idempotent(&c.buf),
+    };
+    Ok((req, body))
+}
+
+/// One attempt with the tracked member: a connection (pooled or new), then the exchange.
+/// `Ok`: the exchange answered the client (whole or broken); `Err`: it failed before that.
+async fn attempt(
+    core: &Core,
+    c: &mut Client,
+    tracked: &Tracked<'_>,
+    fresh_only: bool,
+    req: &mut Request,
+    body: &mut BodyTracker,
+    preserve_host: bool,
+) -> Result<(TcpStream, Outcome), Failed> {
+    let (mut up, reused) = member_connection(core, c, tracked, fresh_only).await?;
+    req.reused = reused;
+    let bcfg = &core.config.balancers[tracked.bal];
+    let params = Params {
+        host_port: &bcfg.members[tracked.member].host_port,
+        preserve_host,
+        response_timeout: bcfg.response_timeout,
+        client_timeout: core.config.limits.body_timeout,
+        stopping: core.is_stopping(),
+    };
+    match run_exchange(core, c, &mut up, req, body, &params, tracked).await {
+        Outcome::Failed(f) => Err(f),
+        other => Ok((up, other)),
     }
 }
 
@@ -271,6 +295,50 @@ struct Tries {
     retried: bool,
     /// Send it again to this member on a fresh connection.
     fresh: Option<usize>,
+}
+
+/// What follows a failed attempt.
+enum Next {
+    /// Another attempt (`Tries` says where).
+    Again,
+    /// No member could be reached within `maxattempts`: 503.
+    Unavailable,
+    /// The client gets the failure's status.
+    Answer,
+}
+
+impl Tries {
+    /// Applies the retry rule (`outcome::retry`) and `maxattempts` to a failed attempt, and counts
+    /// it on the member (a connect failure was counted when it happened).
+    fn after(&mut self, failed: &Failed, req: &Request, tracked: &Tracked<'_>) -> Next {
+        let maxattempts = tracked.core.config.balancers[tracked.bal].maxattempts;
+        let next = match retry(failed, req, self.retried) {
+            Retry::FreshConnection => {
+                self.retried = true;
+                self.fresh = Some(tracked.member);
+                tracked.with(|m| m.counters.retries += 1);
+                Next::Again
+            }
+            Retry::OtherMember if self.moved < maxattempts => {
+                self.moved += 1;
+                self.retried = false;
+                self.exclude |= 1 << tracked.member;
+                tracked.with(|m| m.counters.failovers += 1);
+                Next::Again
+            }
+            Retry::OtherMember if failed.reached == Reached::NoConnection => Next::Unavailable,
+            Retry::OtherMember | Retry::No => Next::Answer,
+        };
+        // `fail` counts the failure that answers the client; a connect failure was counted when
+        // it happened.
+        if matches!(next, Next::Again) && failed.reached != Reached::NoConnection {
+            tracked.fail(failed.failure);
+            let url = &tracked.core.config.balancers[tracked.bal].members[tracked.member].url;
+            tracing::debug!(member = %url, failure = ?failed.failure,
+                "member failed a request that goes again");
+        }
+        next
+    }
 }
 
 /// The route of the parsed request. Routing compares the path as members resolve it: without

@@ -50,11 +50,14 @@ pub async fn choose(core: &Core, bal: usize, sticky: Option<usize>, exclude: u64
         match pick {
             Pick::Member(m) => return Some(m),
             Pick::None => return None,
-            Pick::Full if now >= deadline => return None,
+            Pick::Full if now >= deadline || core.is_stopping() => return None,
             Pick::Full => {
+                // Woken when a slot frees or members change (`core::apply_changes`), at the
+                // deadline, or at shutdown; then the pick runs again.
                 let freed = std::pin::pin!(core.freed[bal].notified());
                 let timer = std::pin::pin!(compio::time::sleep(deadline - now));
-                either(freed, timer).await;
+                let stop = std::pin::pin!(core.shutdown.notified());
+                either(freed, either(timer, stop)).await;
             }
         }
     }

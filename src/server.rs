@@ -145,6 +145,7 @@ impl Server {
         for a in &addrs {
             tracing::info!("listening on {a}");
         }
+        warn_uneven_max_conns(&config);
         tracing::info!(workers, driver, "ringlb ready");
         Ok(Server {
             stops,
@@ -192,6 +193,22 @@ impl Server {
             log.finish();
         }
         tracing::info!("stopped");
+    }
+}
+
+/// `max_conns` is split among the workers (`ceil(max_conns / workers)` each): says so when that
+/// lets more requests reach a member at once than the file's number.
+fn warn_uneven_max_conns(config: &Config) {
+    let workers = config.server.workers as u32;
+    for b in &config.balancers {
+        for m in &b.members {
+            if let Some(max) = m.max_conns.filter(|max| max % workers != 0) {
+                tracing::warn!(balancer = %b.name, member = %m.url,
+                    "max_conns = {max} is shared by {workers} workers as {} each: up to {} requests \
+                     may reach the member at once (use a multiple of the worker count)",
+                    max.div_ceil(workers), max.div_ceil(workers) * workers);
+            }
+        }
     }
 }
 

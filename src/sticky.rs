@@ -2,7 +2,8 @@
 //!
 //! Owns: finding the session id, in the URL path parameter (`;jsessionid=ID.route`, looked up
 //! first, as Apache does) and then in the `Cookie` header (`JSESSIONID=ID.route`), and the route
-//! after the first separator. Must never: allocate, or read outside the request head. Invariant:
+//! after the first separator. Must never: allocate, or read anything but the request's target (as
+//! routed: normalised when it was not normal) and its `Cookie` headers. Invariant:
 //! the route returned is a slice of the request's own bytes; a session id without a separator
 //! names no route.
 
@@ -258,8 +259,9 @@ mod tests {
 
     /// A path of random segments, each with random `;k=v` parameters whose names are not `not`;
     /// `wanted` (a whole `;name=value` parameter) goes into a random segment, after its other
-    /// parameters. A query (which may hold anything) follows sometimes.
-    fn path(rng: &mut Rng, not: &str, wanted: Option<&[u8]>) -> Vec<u8> {
+    /// parameters. A query (which may hold anything, such as a decoy session id with `sep`)
+    /// follows sometimes.
+    fn path(rng: &mut Rng, not: &str, sep: u8, wanted: Option<&[u8]>) -> Vec<u8> {
         let segments = 1 + rng.below(5);
         let with = rng.below(segments);
         let mut p = Vec::new();
@@ -286,7 +288,7 @@ mod tests {
             p.push(b'?');
             p.extend(rng.string(PCHAR, 0, 10));
             if rng.chance(50) {
-                p.extend(format!(";{not}=Q{}decoy", '.').as_bytes());
+                p.extend(format!(";{not}=Q{}decoy", sep as char).as_bytes());
             }
         }
         p
@@ -366,7 +368,7 @@ mod tests {
                 let name = rng.pick(&[&b"Cookie"[..], b"cookie", b"COOKIE"]);
                 headers.insert(at, (name.to_vec(), v));
             }
-            let target = path(rng, &s.path_param, None);
+            let target = path(rng, &s.path_param, s.separator, None);
             let got = route_of(&target, &headers, &s);
             assert_eq!(
                 got.as_deref(),
@@ -395,7 +397,7 @@ mod tests {
                 earlier.extend(param);
                 param = earlier;
             }
-            let target = path(rng, &s.path_param, Some(&param));
+            let target = path(rng, &s.path_param, s.separator, Some(&param));
             let mut headers = other_headers(rng, &s);
             if rng.chance(70) {
                 let (other_id, other) = session(rng, &s);
@@ -429,7 +431,7 @@ mod tests {
             let target = if rng.chance(50) {
                 let c = pair(rng, &s.cookie, &value);
                 headers.push((b"Cookie".to_vec(), cookie_value(rng, &s.cookie, Some(&c))));
-                path(rng, &s.path_param, None)
+                path(rng, &s.path_param, s.separator, None)
             } else {
                 // In the path, it hides a routed cookie (Apache reads no further either).
                 let (other_id, other) = session(rng, &s);
@@ -437,7 +439,7 @@ mod tests {
                 headers.push((b"Cookie".to_vec(), cookie_value(rng, &s.cookie, Some(&c))));
                 let mut param = format!(";{}=", s.path_param).into_bytes();
                 param.extend(&value);
-                path(rng, &s.path_param, Some(&param))
+                path(rng, &s.path_param, s.separator, Some(&param))
             };
             let got = route_of(&target, &headers, &s);
             assert_eq!(
@@ -459,7 +461,7 @@ mod tests {
             if rng.chance(50) {
                 headers.push((b"Cookie".to_vec(), cookie_value(rng, &s.cookie, None)));
             }
-            let target = path(rng, &s.path_param, None);
+            let target = path(rng, &s.path_param, s.separator, None);
             assert_eq!(route_of(&target, &headers, &s), None, "case {case}");
         }
     }

@@ -174,7 +174,7 @@ pub fn render(config: &Config, b: &BoardData) -> String {
         (
             "ringlb_member_failed_cores",
             "gauge",
-            "Cores on which the member is skipped after a connect failure.",
+            "Cores on which the member is skipped after a passive failure (connect failure, failontimeout, failonstatus).",
             |c| c.failed_cores,
         ),
         (
@@ -243,15 +243,11 @@ pub fn render(config: &Config, b: &BoardData) -> String {
         &mut out,
         "ringlb_member_up",
         "gauge",
-        "1 when the member may take new requests (active or standby, not failed, not down by its health check).",
+        "1 when the member may take new requests (active, standby or hot spare, not failed, not down by its health check).",
     );
     for (labels, c, bi, mi) in &members {
         let status = b.admin[*bi][*mi].status;
-        let up = matches!(
-            status,
-            crate::config::MemberStatus::Active | crate::config::MemberStatus::Standby
-        ) && c.failed_cores == 0
-            && !b.health[*bi][*mi].down;
+        let up = status.takes_traffic() && c.failed_cores == 0 && !b.health[*bi][*mi].down;
         let _ = writeln!(
             out,
             "ringlb_member_up{{{labels},status=\"{}\"}} {}",

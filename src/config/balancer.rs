@@ -45,6 +45,11 @@ impl MemberStatus {
         }
     }
 
+    /// Whether a member of this status may be picked at all (not disabled or draining).
+    pub fn takes_traffic(self) -> bool {
+        !matches!(self, MemberStatus::Disabled | MemberStatus::Draining)
+    }
+
     /// Parses an admin API status.
     pub fn parse(s: &str) -> Option<MemberStatus> {
         if s == "hot_standby" {
@@ -112,7 +117,7 @@ pub(super) struct RawBalancer {
     #[serde(default = "default_method")]
     method: BalanceMethod,
     #[serde(default = "default_retry")]
-    retry: Dur,
+    retry: Spanned<Dur>,
     #[serde(default = "default_connect_timeout")]
     connect_timeout: Dur,
     #[serde(default = "default_response_timeout")]
@@ -148,8 +153,8 @@ pub(super) struct RawBalancer {
 fn default_method() -> BalanceMethod {
     BalanceMethod::RoundRobin
 }
-fn default_retry() -> Dur {
-    Dur(Duration::from_secs(60))
+fn default_retry() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(60)))
 }
 fn default_connect_timeout() -> Dur {
     Dur(Duration::from_secs(3))
@@ -320,18 +325,25 @@ impl Validator<'_> {
             members.push(member);
         }
         for s in b.failonstatus.get_ref() {
-            if !(100..=599).contains(s) {
+            if !(200..=599).contains(s) {
                 return self.err(
                     b.failonstatus.span(),
                     format!("{key}.failonstatus"),
-                    format!("{s} is not an HTTP status (100 to 599)"),
+                    format!("{s} is not a final HTTP status (200 to 599)"),
                 );
             }
+        }
+        if b.retry.get_ref().0 < Duration::from_millis(100) {
+            return self.err(
+                b.retry.span(),
+                format!("{key}.retry"),
+                "must be at least 100ms (a failed member is skipped this long)".into(),
+            );
         }
         Ok(BalancerConfig {
             name,
             method: b.method,
-            retry: b.retry.0,
+            retry: b.retry.get_ref().0,
             connect_timeout: b.connect_timeout.0,
             response_timeout: b.response_timeout.0,
             max_idle_per_member: b.max_idle_per_member,
@@ -370,14 +382,17 @@ impl Validator<'_> {
         }
         let separator = match &b.sticky_session_sep {
             None => b'.',
-            Some(s) if s.get_ref().len() == 1 && s.get_ref().is_ascii() => {
+            Some(s)
+                if s.get_ref().len() == 1
+                    && s.get_ref().bytes().all(|c| c.is_ascii_graphic() && !b";,/?=\"\\".contains(&c)) =>
+            {
                 s.get_ref().as_bytes()[0]
             }
             Some(s) => {
                 return self.err(
                     s.span(),
                     format!("{key}.sticky_session_sep"),
-                    "must be one ASCII character".into(),
+                    "one visible ASCII character that can appear in a session id (not ; , / ? = \" \\ or a space)".into(),
                 )
             }
         };

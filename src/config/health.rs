@@ -4,7 +4,7 @@
 //! Owns: the `hc*` keys' defaults and rules. Must never: give an AJP member an HTTP check it
 //! cannot run, or an HTTP member a CPING. Invariant: a resolved `HealthCheck` has an interval of
 //! at least one second, a timeout above zero, at least one pass and one fail, and status ranges
-//! within 100..=599.
+//! within 200..=599.
 
 use std::time::Duration;
 
@@ -251,14 +251,15 @@ impl Validator<'_> {
     }
 }
 
-/// "200-399" or "200,204,300-302" → inclusive ranges within 100..=599.
+/// "200-399" or "200,204,300-302" → inclusive ranges within 200..=599 (a check never ends on a
+/// 1xx).
 fn parse_ranges(text: &str) -> Option<Vec<(u16, u16)>> {
     let mut out = Vec::new();
     for part in text.split(',') {
         let part = part.trim();
         let (lo, hi) = part.split_once('-').unwrap_or((part, part));
         let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
-        if lo < 100 || hi > 599 || lo > hi {
+        if lo < 200 || hi > 599 || lo > hi {
             return None;
         }
         out.push((lo, hi));
@@ -351,7 +352,7 @@ mod tests {
             parse_ranges("200, 204,300-302"),
             Some(vec![(200, 200), (204, 204), (300, 302)])
         );
-        for bad in ["", "2xx", "399-200", "99-200", "200-600", "200,"] {
+        for bad in ["", "2xx", "399-200", "99-200", "100-199", "200-600", "200,"] {
             assert_eq!(parse_ranges(bad), None, "{bad}");
         }
     }

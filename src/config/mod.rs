@@ -72,18 +72,27 @@ impl std::str::FromStr for Driver {
         }
     }
 }
-/// A duration written as a string such as "500ms" or "60s".
+/// The longest duration any key accepts (timers add durations to the clock: no overflow).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A duration written as a string such as "500ms" or "60s", at most `MAX_DURATION`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Dur).map_err(|e| {
+        let d = humantime::parse_duration(&text).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration \"{text}\": {e} (write it like \"500ms\", \"10s\" or \"2m\")"
             ))
-        })
+        })?;
+        if d > MAX_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "duration \"{text}\" is longer than a year"
+            )));
+        }
+        Ok(Dur(d))
     }
 }
 

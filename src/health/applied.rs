@@ -3,7 +3,7 @@
 //!
 //! Owns: the comparison of the board's health state with this core's. Must never: be shared
 //! between cores or touch a balancer itself (the caller applies what it is told, under the board
-//! lock it already holds, once a second). Invariant: a pass counted on the board is reported to
+//! lock it already holds, at most every 100 ms). Invariant: a pass counted on the board is reported to
 //! each core exactly once.
 
 use std::time::Instant;

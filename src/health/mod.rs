@@ -1,7 +1,8 @@
 //! Active health checks (Apache mod_proxy_hcheck): one checker thread for the whole box, with its
 //! own compio runtime and one task per checked member (probe, record on the board, sleep to the
-//! next interval). The cores apply the results at their once-a-second publication
-//! (`core::publish`, through `applied::Applied`).
+//! next interval). The cores apply a state change within about 100 ms (`Board::changed`,
+//! `core::apply_if_changed`) and passes at their once-a-second publication (`core::publish`), both
+//! through `applied::Applied`.
 //!
 //! Owns: the checker thread and its tasks, and the log line of each state change. Must never: run
 //! on a worker (a check per core would multiply the members' check traffic by the core count and

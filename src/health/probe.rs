@@ -103,7 +103,7 @@ async fn http(s: &mut TcpStream, hc: &HealthCheck, req: &[u8]) -> Result<String,
     verdict::body(&body, excludes).map(|_| text)
 }
 
-/// Reads until a final response head (1xx heads are skipped) is parsed into `head`.
+/// Reads until a final response head (1xx heads other than 101 are skipped) is parsed into `head`.
 async fn read_head(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -112,6 +112,9 @@ async fn read_head(
 ) -> Result<(), String> {
     loop {
         match parse_response(buf, MAX_HEAD, head) {
+            Ok(()) if head.status == 101 => {
+                return Err("invalid response: 101 to a check that asked for no upgrade".into())
+            }
             Ok(()) if head.status < 200 => {
                 buf.drain(..head.head_len);
                 continue;

@@ -43,7 +43,7 @@ pub struct MemberHealth {
     pub checks: u64,
     /// Checks passed so far.
     pub pass_seq: u64,
-    /// When the last passing check was recorded.
+    /// When the last passing check started (what it saw was true from then on at the latest).
     pub last_pass: Option<Instant>,
     /// The board's `health_version` when `down` last changed.
     pub since_version: u64,
@@ -74,7 +74,7 @@ impl MemberHealth {
         self.last_checked = Some(now);
         if probe.passed {
             self.pass_seq += 1;
-            self.last_pass = Some(now);
+            self.last_pass = Some(now.checked_sub(probe.latency).unwrap_or(now));
             self.consecutive_passes = self.consecutive_passes.saturating_add(1);
             self.consecutive_fails = 0;
             if self.down && self.consecutive_passes >= hc.passes {

@@ -40,10 +40,23 @@ fn an_idempotent_request_a_member_drops_goes_to_another_member() {
         "round robin sent the dropper its share first"
     );
     assert_eq!(b.count(), 6);
-    // PUT and DELETE are idempotent too.
+    // PUT and DELETE are idempotent too: each goes to the dropper first, then to B.
+    let before = dropper.count();
     let mut c = Client::connect(p.addr);
-    c.send(b"PUT /p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
-    assert_eq!(c.read_response().unwrap().status, 200);
+    for _ in 0..4 {
+        c.send(b"PUT /p HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    assert!(
+        dropper.count() > before,
+        "a PUT reached the dropper and was moved"
+    );
+    let puts = b
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    assert_eq!(puts, 4);
 }
 
 #[test]
@@ -367,6 +380,12 @@ fn balancing_keys_are_checked() {
         ("", "lbset = 100", "balancer[0].members[0].lbset"),
         ("", "max_conns = 0", "balancer[0].members[0].max_conns"),
         ("all_failed = \"maybe\"", "", "balancer[0].all_failed"),
+        ("retry = \"0s\"", "", "balancer[0].retry"),
+        (
+            "queue_timeout = \"9000000000s\"",
+            "",
+            "balancer[0].queue_timeout",
+        ),
     ] {
         let m = if member_extra.is_empty() {
             member(b.addr)
