@@ -353,6 +353,15 @@ impl Balancer {
         new
     }
 
+    /// The end of the earliest failure window still running, if any.
+    pub fn next_expiry(&self, now: Instant) -> Option<Instant> {
+        self.members
+            .iter()
+            .filter_map(|m| m.failed_until)
+            .filter(|&t| t > now)
+            .min()
+    }
+
     /// Whether a member is in its failure window.
     pub fn is_failed(&self, i: usize, now: Instant) -> bool {
         self.members[i].failed_until.is_some_and(|t| t > now)

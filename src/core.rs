@@ -46,8 +46,8 @@ pub struct Core {
     pub config: Arc<Config>,
     pub router: Router,
     pub upstreams: RefCell<Vec<Upstream>>,
-    /// Per balancer: fires when a member at its `max_conns` share ends a request (requests
-    /// queued for a member wait on it).
+    /// Per balancer: fires when a member at its `max_conns` share ends a request, and when admin
+    /// changes or health results are applied (requests queued for a member wait on it).
     pub freed: Vec<Notify>,
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,

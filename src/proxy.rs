@@ -312,7 +312,8 @@ impl Tries {
     /// it on the member (a connect failure was counted when it happened).
     fn after(&mut self, failed: &Failed, req: &Request, tracked: &Tracked<'_>) -> Next {
         let maxattempts = tracked.core.config.balancers[tracked.bal].maxattempts;
-        let next = match retry(failed, req, self.retried) {
+        match retry(failed, req, self.retried) {
+            // A stale pooled connection: a retry, not a failure of the member.
             Retry::FreshConnection => {
                 self.retried = true;
                 self.fresh = Some(tracked.member);
@@ -324,20 +325,20 @@ impl Tries {
                 self.retried = false;
                 self.exclude |= 1 << tracked.member;
                 tracked.with(|m| m.counters.failovers += 1);
+                // A connect failure was counted when it happened.
+                if failed.reached != Reached::NoConnection {
+                    tracked.fail(failed.failure);
+                    let url =
+                        &tracked.core.config.balancers[tracked.bal].members[tracked.member].url;
+                    tracing::debug!(member = %url, failure = ?failed.failure,
+                        "member failed a request that moves to another member");
+                }
                 Next::Again
             }
             Retry::OtherMember if failed.reached == Reached::NoConnection => Next::Unavailable,
+            // `fail` counts the failure that answers the client.
             Retry::OtherMember | Retry::No => Next::Answer,
-        };
-        // `fail` counts the failure that answers the client; a connect failure was counted when
-        // it happened.
-        if matches!(next, Next::Again) && failed.reached != Reached::NoConnection {
-            tracked.fail(failed.failure);
-            let url = &tracked.core.config.balancers[tracked.bal].members[tracked.member].url;
-            tracing::debug!(member = %url, failure = ?failed.failure,
-                "member failed a request that goes again");
         }
-        next
     }
 }
 

@@ -50,14 +50,16 @@ pub async fn choose(core: &Core, bal: usize, sticky: Option<usize>, exclude: u64
         match pick {
             Pick::Member(m) => return Some(m),
             Pick::None => return None,
-            Pick::Full if now >= deadline || core.is_stopping() => return None,
+            Pick::Full if now >= deadline => return None,
             Pick::Full => {
-                // Woken when a slot frees or members change (`core::apply_changes`), at the
-                // deadline, or at shutdown; then the pick runs again.
+                // Woken when a slot frees or members change (`core::apply_changes`), when a
+                // failure window ends, or at the deadline; then the pick runs again. (During a
+                // shutdown it keeps waiting: requests in flight finish, within `shutdown_grace`.)
+                let expiry = core.upstreams.borrow()[bal].balancer.next_expiry(now);
+                let until = expiry.map_or(deadline, |e| e.min(deadline));
                 let freed = std::pin::pin!(core.freed[bal].notified());
-                let timer = std::pin::pin!(compio::time::sleep(deadline - now));
-                let stop = std::pin::pin!(core.shutdown.notified());
-                either(freed, either(timer, stop)).await;
+                let timer = std::pin::pin!(compio::time::sleep(until - now));
+                either(freed, timer).await;
             }
         }
     }

@@ -203,10 +203,11 @@ fn warn_uneven_max_conns(config: &Config) {
     for b in &config.balancers {
         for m in &b.members {
             if let Some(max) = m.max_conns.filter(|max| max % workers != 0) {
+                let each = u64::from(max.div_ceil(workers));
                 tracing::warn!(balancer = %b.name, member = %m.url,
-                    "max_conns = {max} is shared by {workers} workers as {} each: up to {} requests \
-                     may reach the member at once (use a multiple of the worker count)",
-                    max.div_ceil(workers), max.div_ceil(workers) * workers);
+                    "max_conns = {max} is shared by {workers} workers as {each} each: up to {} \
+                     requests may reach the member at once (use a multiple of the worker count)",
+                    each * u64::from(workers));
             }
         }
     }

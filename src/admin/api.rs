@@ -1,6 +1,6 @@
 //! The admin API: `GET`/`POST /api/balancers/{balancer}/members/{member}`, the balancer-manager
-//! of ringlb. A change is recorded on the board and applied by every core at its next tick
-//! (within a second).
+//! of ringlb. A change is recorded on the board and applied by every core within about 100 ms
+//! (`Board::changed`).
 //!
 //! Must never: change anything on a request it rejects. Invariant: `{member}` is the member's
 //! 0-based index or its `host:port`, exactly as `/status.json` reports them.

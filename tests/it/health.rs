@@ -1,7 +1,7 @@
 //! Active health checks against the real binary: a failing check takes a member out and
 //! `hcpasses` passes bring it back, `tcp`, `hcbody_excludes`, `hcexpect`, `cping`, a passing
-//! check ending a passive failure, one checker per box, what the status endpoints show, and a
-//! check in progress not holding up shutdown.
+//! check ending a passive failure, a hung member taken out by `hctimeout`, one checker per box,
+//! what the status endpoints show, and a check in progress not holding up shutdown.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -378,5 +378,52 @@ fn promtool_accepts(body: &[u8]) {
         "promtool: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_hung_member_is_taken_out_by_hctimeout_and_returns() {
+    // Like a JVM in a long GC pause (or `kill -STOP`): connections are accepted, nothing answers.
+    let hung = Arc::new(AtomicBool::new(false));
+    let flag = hung.clone();
+    let a = Backend::start(move |_| {
+        let reply = Reply::Full {
+            status: 200,
+            headers: vec![("X-Backend".into(), "A".into())],
+            body: b"A".to_vec(),
+            chunked: false,
+        };
+        if flag.load(Ordering::SeqCst) {
+            Reply::Delay(Duration::from_secs(30), Box::new(reply))
+        } else {
+            reply
+        }
+    });
+    let b = Backend::named("B");
+    let p = Ringlb::start(
+        &checked(
+            &[member(a.addr), member(b.addr)],
+            "hcfails = 2\nhctimeout = \"300ms\"\nresponse_timeout = \"5s\"",
+        ),
+        2,
+    );
+    let admin = p.admin_addr();
+    assert!(settled(
+        &report_when(admin, |r| settled(r, 0, "up")),
+        0,
+        "up"
+    ));
+    hung.store(true, Ordering::SeqCst);
+    let r = report_when(admin, |r| settled(r, 0, "down"));
+    assert!(settled(&r, 0, "down"), "{r:?}");
+    assert_eq!(health(&r, 0).last_result, "timeout");
+    // Every request is answered 200 by B: none went to the hung member (it would get a 504).
+    assert!(backends(&p, 10).iter().all(|b| b == "B"));
+    hung.store(false, Ordering::SeqCst);
+    let r = report_when(admin, |r| settled(r, 0, "up"));
+    assert!(settled(&r, 0, "up"), "{r:?}");
+    assert!(
+        backends(&p, 10).iter().any(|b| b == "A"),
+        "back in rotation"
     );
 }
