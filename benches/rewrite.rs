@@ -18,7 +18,10 @@ fn rewrite(c: &mut Criterion) {
     parse_request(REQUEST, 16384, 100, &mut req).unwrap();
     let mut resp = ResponseHead::default();
     parse_response(RESPONSE, 65536, &mut resp).unwrap();
-    let ip = "10.1.2.3".parse().unwrap();
+    let ip = ringlb::http::rewrite::Origin {
+        ip: "10.1.2.3".parse().unwrap(),
+        trusted: false,
+    };
     let mut out = Vec::with_capacity(1024);
     c.bench_function("rewrite request head for a member", |b| {
         b.iter(|| {

@@ -17,7 +17,8 @@
 //! - `ajp/`: AJP13 members: codec, FORWARD_REQUEST and response mapping, the exchange.
 //! - `route` (host + longest prefix), `select` (the member for one attempt: sticky session, pick,
 //!   queue; passive marking), `sticky` (the session's route), `balance` (one core's choice:
-//!   tiers, spares, failures, methods, slow start), `pool` (idle conns).
+//!   tiers, spares, failures, methods, slow start), `pool` (idle conns), `trust` (trusted proxies:
+//!   whose X-Forwarded-* ringlb believes).
 //! - `io`: the socket calls; `deadline`: the per-core timer wheel; `notify`: a wake-up signal;
 //!   `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
@@ -62,4 +63,5 @@ pub mod server;
 pub mod stats;
 pub mod status_cli;
 pub mod sticky;
+pub mod trust;
 pub mod worker;

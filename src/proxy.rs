@@ -277,6 +277,7 @@ async fn attempt(
         response_timeout: bcfg.response_timeout,
         client_timeout: core.config.limits.body_timeout,
         stopping: core.is_stopping(),
+        trusted: crate::trust::trusted(&core.config.server.trusted_proxies, c.peer.ip()),
     };
     match run_exchange(core, c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),
@@ -372,6 +373,7 @@ async fn run_exchange(
                 response: params.response_timeout,
                 client: params.client_timeout,
                 stopping: params.stopping,
+                trusted: params.trusted,
             };
             ajp::exchange::run(c, up, mcfg, req, body.clone(), &limits).await
         }

@@ -26,6 +26,9 @@ use crate::http::rewrite::{end_response_head, push_content_length, push_header};
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
     pub client: SocketAddr,
+    /// The client is a trusted proxy (`[server] trusted_proxies`): its X-Forwarded-* reach the
+    /// container, and its `X-Forwarded-Proto: https` sets `is_ssl`.
+    pub trusted: bool,
     /// The secret Tomcat's connector requires (`secret` on the member).
     pub secret: Option<&'a str>,
     pub packet_size: usize,
@@ -33,8 +36,18 @@ pub struct Forward<'a> {
 
 /// Writes the request headers `http::policy` forwards to a container, Content-Length once with
 /// its parsed value. Counted, then written: no list is built for it.
-fn write_headers(w: &mut Writer<'_>, buf: &[u8], head: &RequestHead) -> Result<(), AjpError> {
-    let policy = Policy::new(buf, &head.headers, Direction::Request, Wire::Ajp);
+fn write_headers(
+    w: &mut Writer<'_>,
+    buf: &[u8],
+    head: &RequestHead,
+    trusted: bool,
+) -> Result<(), AjpError> {
+    let policy = Policy::new(
+        buf,
+        &head.headers,
+        Direction::Request,
+        Wire::Ajp { trusted },
+    );
     let forwarded = || {
         head.headers
             .iter()
@@ -132,8 +145,10 @@ pub fn forward_request(
     let (server_name, server_port) = host_and_port(head.routing_host(buf));
     w.string(server_name);
     w.int(server_port);
-    w.boolean(false); // is_ssl
-    write_headers(&mut w, buf, head)?;
+    // is_ssl: this listener speaks plain HTTP; a trusted proxy in front may have terminated TLS.
+    let https = f.trusted && head.forwarded_proto(buf) == Some("https");
+    w.boolean(https);
+    write_headers(&mut w, buf, head, f.trusted)?;
     if let Some(q) = query {
         w.byte(attr::QUERY_STRING);
         w.string(q);
@@ -284,7 +299,8 @@ pub fn response_head(
     for (name, value) in headers {
         let name = header_name(pkt, name);
         let named = lists && named(connection_values(), name);
-        let action = action_by_name(classify(name), name, Direction::Response, Wire::Ajp, named);
+        let wire = Wire::Ajp { trusted: false };
+        let action = action_by_name(classify(name), name, Direction::Response, wire, named);
         if action == Action::Forward {
             push_header(out, name, &pkt[value.clone()]);
         }
@@ -309,6 +325,7 @@ mod tests {
         let mut out = Vec::new();
         let f = Forward {
             client: "10.0.0.7:50000".parse().unwrap(),
+            trusted: false,
             secret,
             packet_size: 8192,
         };
@@ -377,6 +394,7 @@ mod tests {
         parse_request(raw.as_bytes(), 65536, 100, &mut head).unwrap();
         let f = Forward {
             client: "10.0.0.7:1".parse().unwrap(),
+            trusted: false,
             secret: None,
             packet_size: 8192,
         };

@@ -120,6 +120,7 @@ struct RawServer {
     workers: usize,
     driver: Driver,
     shutdown_grace: Dur,
+    trusted_proxies: Spanned<Vec<String>>,
 }
 
 impl Default for RawServer {
@@ -128,6 +129,7 @@ impl Default for RawServer {
             workers: 0,
             driver: Driver::Auto,
             shutdown_grace: Dur(Duration::from_secs(10)),
+            trusted_proxies: Spanned::new(0..0, Vec::new()),
         }
     }
 }
@@ -228,6 +230,8 @@ pub struct ServerConfig {
     pub workers: usize,
     pub driver: Driver,
     pub shutdown_grace: Duration,
+    /// Peers whose X-Forwarded-For / X-Forwarded-Proto are kept (`crate::trust`).
+    pub trusted_proxies: Vec<crate::trust::Net>,
 }
 
 #[derive(Debug, Clone)]
@@ -379,6 +383,19 @@ impl Validator<'_> {
                 format!("must be between 1 and {MAX_HEADERS_CAP}"),
             );
         }
+        let mut trusted_proxies = Vec::new();
+        for text in raw.server.trusted_proxies.get_ref() {
+            match crate::trust::Net::parse(text) {
+                Ok(n) => trusted_proxies.push(n),
+                Err(message) => {
+                    return self.err(
+                        raw.server.trusted_proxies.span(),
+                        "server.trusted_proxies".into(),
+                        message,
+                    )
+                }
+            }
+        }
         let mut listen = Vec::new();
         for (i, l) in raw.listen.iter().enumerate() {
             match l.address.get_ref().parse::<SocketAddr>() {
@@ -470,6 +487,7 @@ impl Validator<'_> {
                 workers,
                 driver: raw.server.driver,
                 shutdown_grace: raw.server.shutdown_grace.0,
+                trusted_proxies,
             },
             limits: Limits {
                 max_request_header_bytes: *mrhb.get_ref(),

@@ -38,6 +38,8 @@ pub struct Params<'a> {
     /// The client's limit for each read and write (`limits.body_timeout`).
     pub client_timeout: Duration,
     pub stopping: bool,
+    /// The client is a trusted proxy: its X-Forwarded-For/-Proto are kept (`crate::trust`).
+    pub trusted: bool,
 }
 
 /// Runs the exchange for the request parsed in `c` on `up`. `body` has counted the body bytes
@@ -58,7 +60,10 @@ pub async fn run(
         path,
         p.host_port,
         p.preserve_host,
-        c.peer.ip(),
+        rewrite::Origin {
+            ip: c.peer.ip(),
+            trusted: p.trusted,
+        },
     );
     let mut sent = (c.out.len() + req.request_end - req.head_len) as u64;
     let range = req.head_len..req.request_end;
@@ -488,6 +493,7 @@ mod tests {
                 response_timeout: Duration::from_millis(300),
                 client_timeout: Duration::from_secs(2),
                 stopping: false,
+                trusted: false,
             };
             let outcome = run(&mut c, &mut up, &req, &mut body, &params).await;
             drop(c);

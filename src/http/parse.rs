@@ -88,6 +88,28 @@ impl RequestHead {
     pub fn is_head(&self, buf: &[u8]) -> bool {
         self.method(buf) == b"HEAD"
     }
+
+    /// The scheme an `X-Forwarded-Proto` says the client used: the last element of the last one
+    /// (what the nearest proxy wrote), when it is `http` or `https`. Believed only from a trusted
+    /// proxy (`crate::trust`).
+    pub fn forwarded_proto(&self, buf: &[u8]) -> Option<&'static str> {
+        let h = self
+            .headers
+            .iter()
+            .rev()
+            .find(|h| h.kind == HeaderKind::XForwardedProto)?;
+        let last = buf[h.value.clone()]
+            .rsplit(|&b| b == b',')
+            .next()?
+            .trim_ascii();
+        if last.eq_ignore_ascii_case(b"https") {
+            Some("https")
+        } else if last.eq_ignore_ascii_case(b"http") {
+            Some("http")
+        } else {
+            None
+        }
+    }
 }
 
 /// Where `part`, a slice httparse returned from `base`, lies in `base`. A slice that does not
@@ -471,6 +493,24 @@ fn response_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nearest_proxys_scheme_counts() {
+        let proto = |raw: &[u8]| {
+            let mut head = RequestHead::default();
+            parse_request(raw, 16384, 100, &mut head).unwrap();
+            head.forwarded_proto(raw)
+        };
+        let p = |v: &str| {
+            proto(format!("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: {v}\r\n\r\n").as_bytes())
+        };
+        assert_eq!(p("https"), Some("https"));
+        assert_eq!(p("HTTPS"), Some("https"));
+        assert_eq!(p("http, https"), Some("https"));
+        assert_eq!(p("https, http"), Some("http"));
+        assert_eq!(p("gopher"), None);
+        assert_eq!(proto(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    }
 
     fn req(raw: &[u8]) -> Result<RequestHead, HeadError> {
         let mut h = RequestHead::default();

@@ -20,11 +20,12 @@ pub enum Direction {
     Response,
 }
 
-/// The protocol spoken with the member.
+/// The protocol spoken with the member (and, for AJP, whether the client is a trusted proxy,
+/// whose forwarding headers the container may read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     Http,
-    Ajp,
+    Ajp { trusted: bool },
 }
 
 /// What happens to one header.
@@ -51,13 +52,19 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
         // The Host a member sees is ringlb's: the one it routed on (or the member's own, for HTTP
         // members without `preserve_host`).
         (K::Host, Direction::Request, _) => Action::Own,
-        // The forwarding trail is written by ringlb for HTTP members; an AJP container reads the
-        // client from the packet itself.
+        // The forwarding trail is written by ringlb for HTTP members. An AJP container reads the
+        // client from the packet itself; it sees a trail only from a trusted proxy (for Tomcat's
+        // RemoteIpValve), never one a client made up.
         (
             K::XForwardedFor | K::XForwardedHost | K::XForwardedProto,
             Direction::Request,
             Wire::Http,
         ) => Action::Own,
+        (
+            K::XForwardedFor | K::XForwardedHost | K::XForwardedProto,
+            Direction::Request,
+            Wire::Ajp { trusted: false },
+        ) => Action::Drop,
         _ if named_by_connection => Action::Drop,
         _ => Action::Forward,
     }
@@ -153,7 +160,11 @@ mod tests {
     #[test]
     fn framing_is_never_named_away() {
         for dir in [Direction::Request, Direction::Response] {
-            for wire in [Wire::Http, Wire::Ajp] {
+            for wire in [
+                Wire::Http,
+                Wire::Ajp { trusted: false },
+                Wire::Ajp { trusted: true },
+            ] {
                 for kind in [K::ContentLength, K::TransferEncoding] {
                     assert_eq!(action(kind, dir, wire, true), Action::Own);
                     assert_eq!(action(kind, dir, wire, false), Action::Own);
@@ -165,7 +176,12 @@ mod tests {
             Action::Own
         );
         assert_eq!(
-            action(K::Host, Direction::Request, Wire::Ajp, false),
+            action(
+                K::Host,
+                Direction::Request,
+                Wire::Ajp { trusted: false },
+                false
+            ),
             Action::Own
         );
     }
@@ -173,7 +189,11 @@ mod tests {
     #[test]
     fn hop_by_hop_and_named_headers_are_dropped() {
         for dir in [Direction::Request, Direction::Response] {
-            for wire in [Wire::Http, Wire::Ajp] {
+            for wire in [
+                Wire::Http,
+                Wire::Ajp { trusted: false },
+                Wire::Ajp { trusted: true },
+            ] {
                 assert_eq!(action(K::Connection, dir, wire, false), Action::Drop);
                 assert_eq!(action(K::HopByHop, dir, wire, false), Action::Drop);
                 assert_eq!(action(K::Other, dir, wire, true), Action::Drop);
@@ -181,7 +201,12 @@ mod tests {
             }
         }
         assert_eq!(
-            action(K::Expect, Direction::Request, Wire::Ajp, false),
+            action(
+                K::Expect,
+                Direction::Request,
+                Wire::Ajp { trusted: false },
+                false
+            ),
             Action::Drop
         );
     }
@@ -226,8 +251,15 @@ mod tests {
     fn forwarding_trail() {
         let own = action(K::XForwardedFor, Direction::Request, Wire::Http, false);
         assert_eq!(own, Action::Own);
-        let ajp = action(K::XForwardedFor, Direction::Request, Wire::Ajp, false);
-        assert_eq!(ajp, Action::Forward);
+        let untrusted = Wire::Ajp { trusted: false };
+        for kind in [K::XForwardedFor, K::XForwardedHost, K::XForwardedProto] {
+            assert_eq!(
+                action(kind, Direction::Request, untrusted, false),
+                Action::Drop
+            );
+            let trusted = action(kind, Direction::Request, Wire::Ajp { trusted: true }, false);
+            assert_eq!(trusted, Action::Forward);
+        }
         let resp = action(K::XForwardedFor, Direction::Response, Wire::Http, false);
         assert_eq!(resp, Action::Forward);
     }

@@ -4,7 +4,8 @@
 //! Owns: writing heads: the Host a member sees, X-Forwarded-*, the framing headers ringlb uses,
 //! the Connection header a client sees. Which headers are copied is `http::policy`'s decision
 //! alone. Must never: allocate (it writes into the caller's reused buffer), copy a framing header
-//! as it came, or forward a header a Connection header names. Invariant: the framing headers
+//! as it came, forward a header a Connection header names, or keep a client's X-Forwarded-For or
+//! -Proto unless the client is a trusted proxy (`crate::trust`). Invariant: the framing headers
 //! written are exactly the framing ringlb uses for the body that follows.
 
 use std::io::Write;
@@ -49,6 +50,13 @@ fn forward_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], dir: Di
     }
 }
 
+/// Who sent the request: its address, and whether it is a trusted proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub ip: IpAddr,
+    pub trusted: bool,
+}
+
 /// Writes the head to send to an HTTP member; `target` is the path and query to send.
 pub fn request_head(
     out: &mut Vec<u8>,
@@ -57,7 +65,7 @@ pub fn request_head(
     target: &[u8],
     member_host_port: &str,
     preserve_host: bool,
-    client_ip: IpAddr,
+    from: Origin,
 ) {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
@@ -75,18 +83,24 @@ pub fn request_head(
     }
     out.extend_from_slice(b"\r\n");
     forward_headers(out, buf, &head.headers, Direction::Request);
+    // The trail a trusted proxy sent is kept and extended; anyone else's is replaced.
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for h in head.headers.iter() {
+    for h in head.headers.iter().filter(|_| from.trusted) {
         if h.kind == HeaderKind::XForwardedFor {
             out.extend_from_slice(buf[h.value.clone()].trim_ascii());
             out.extend_from_slice(b", ");
         }
     }
-    let _ = write!(out, "{client_ip}\r\n");
+    let _ = write!(out, "{}\r\n", from.ip);
     if !client_host.is_empty() {
         push_header(out, b"X-Forwarded-Host", client_host);
     }
-    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    let proto = if from.trusted {
+        head.forwarded_proto(buf).unwrap_or("http")
+    } else {
+        "http"
+    };
+    let _ = write!(out, "X-Forwarded-Proto: {proto}\r\n");
     match head.body {
         BodyKind::Length(n) => push_content_length(out, n),
         BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -176,30 +190,44 @@ X-Drop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: 
 X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\nContent-Length: 3\r\nAccept: */*\r\n\r\n";
         let mut h = RequestHead::default();
         parse_request(raw, 16384, 100, &mut h).unwrap();
-        let mut out = Vec::new();
-        request_head(
-            &mut out,
-            raw,
-            &h,
-            &raw[h.path.clone()],
-            "127.0.0.1:9001",
-            false,
-            "10.0.0.9".parse().unwrap(),
-        );
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
-            "POST /x HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nAccept: */*\r\n\
-X-Forwarded-For: 1.2.3.4, 10.0.0.9\r\nX-Forwarded-Host: front.example\r\n\
-X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
-        );
+        for (trusted, xff, xfp) in [
+            (false, "10.0.0.9", "http"),
+            (true, "1.2.3.4, 10.0.0.9", "https"),
+        ] {
+            let mut out = Vec::new();
+            let from = Origin {
+                ip: "10.0.0.9".parse().unwrap(),
+                trusted,
+            };
+            request_head(
+                &mut out,
+                raw,
+                &h,
+                &raw[h.path.clone()],
+                "127.0.0.1:9001",
+                false,
+                from,
+            );
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(
+                text,
+                format!(
+                    "POST /x HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nAccept: */*\r\n\
+X-Forwarded-For: {xff}\r\nX-Forwarded-Host: front.example\r\n\
+X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
+                )
+            );
+        }
     }
 
     fn forwarded(raw: &[u8]) -> String {
         let mut h = RequestHead::default();
         parse_request(raw, 16384, 100, &mut h).unwrap();
         let mut out = Vec::new();
-        let ip = "10.0.0.9".parse().unwrap();
+        let ip = Origin {
+            ip: "10.0.0.9".parse().unwrap(),
+            trusted: false,
+        };
         request_head(&mut out, raw, &h, &raw[h.path.clone()], "m:1", false, ip);
         String::from_utf8(out).unwrap()
     }
@@ -276,7 +304,10 @@ X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
             path,
             "m:1",
             true,
-            "127.0.0.1".parse().unwrap(),
+            Origin {
+                ip: "127.0.0.1".parse().unwrap(),
+                trusted: false,
+            },
         );
         assert!(out.starts_with(b"GET / HTTP/1.1\r\nHost: front.example\r\n"));
     }

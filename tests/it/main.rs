@@ -7,6 +7,7 @@ mod basics;
 mod bodies;
 mod differential;
 mod failover;
+mod forwarding;
 mod framing;
 mod health;
 mod idle;

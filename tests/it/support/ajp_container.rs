@@ -22,10 +22,22 @@ pub enum AjpName {
 pub struct Forward {
     pub method: u8,
     pub uri: Vec<u8>,
+    pub is_ssl: bool,
     pub headers: Vec<(AjpName, Vec<u8>)>,
 }
 
 impl Forward {
+    /// The values of a header sent by name (any case).
+    pub fn named(&self, name: &str) -> Vec<&[u8]> {
+        self.headers
+            .iter()
+            .filter(
+                |(n, _)| matches!(n, AjpName::Named(n) if n.eq_ignore_ascii_case(name.as_bytes())),
+            )
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
     /// The values of a coded header (e.g. 0xA008, content-length).
     pub fn coded(&self, code: u16) -> Vec<&[u8]> {
         self.headers
@@ -78,7 +90,7 @@ pub fn decode_forward(payload: &[u8]) -> Option<Forward> {
     let _remote_host = c.string()?;
     let _server_name = c.string()?;
     let _port = c.int()?;
-    let _ssl = c.byte()?;
+    let is_ssl = c.byte()? != 0;
     let n = c.int()?;
     let mut headers = Vec::new();
     for _ in 0..n {
@@ -92,6 +104,7 @@ pub fn decode_forward(payload: &[u8]) -> Option<Forward> {
     Some(Forward {
         method,
         uri,
+        is_ssl,
         headers,
     })
 }

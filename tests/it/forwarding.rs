@@ -1,0 +1,103 @@
+//! What members learn about the client (`[server] trusted_proxies`): from an untrusted client,
+//! X-Forwarded-For / X-Forwarded-Proto are replaced by ringlb's own (and AJP containers see none
+//! of the client's); from a trusted proxy, its trail is extended and its scheme kept, and an AJP
+//! container gets `is_ssl` when that scheme is https.
+
+use crate::support::ajp_container::{
+    body_chunk, end_response, send_headers, AjpContainer, RespName,
+};
+use crate::support::backend::Req;
+use crate::support::*;
+
+const TRAIL: &[u8] = b"GET /f HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.7\r\n\
+X-Forwarded-Proto: https\r\nX-Forwarded-Host: front.example\r\n\r\n";
+
+fn trusting(ranges: &str, body: &str) -> String {
+    format!("[server]\ntrusted_proxies = [{ranges}]\n{body}")
+}
+
+fn ajp_ok() -> Vec<u8> {
+    [
+        send_headers(200, b"OK", &[(RespName::Coded(0xA003), b"2")]),
+        body_chunk(b"ok"),
+        end_response(true),
+    ]
+    .concat()
+}
+
+/// Sends `TRAIL` and returns what the HTTP member saw.
+fn http_member_sees(config_of: impl Fn(&str) -> String) -> Req {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&config_of(&simple_config(&[member(a.addr)], "")), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(TRAIL);
+    assert_eq!(c.read_response().unwrap().status, 200);
+    a.requests().pop().unwrap()
+}
+
+#[test]
+fn an_untrusted_clients_forwarding_headers_are_replaced() {
+    let r = http_member_sees(|b| b.to_string());
+    assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(r.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(r.count("x-forwarded-for"), 1);
+    // A range that does not hold the client changes nothing.
+    let r = http_member_sees(|b| trusting("\"10.0.0.0/8\"", b));
+    assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(r.header("x-forwarded-proto"), Some("http"));
+}
+
+#[test]
+fn a_trusted_proxys_trail_is_extended_and_its_scheme_kept() {
+    let r = http_member_sees(|b| trusting("\"127.0.0.0/8\", \"::1\"", b));
+    assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(r.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(r.count("x-forwarded-proto"), 1);
+    // The Host it forwarded is still the Host ringlb routed on.
+    assert_eq!(r.header("x-forwarded-host"), Some("t"));
+}
+
+#[test]
+fn ajp_containers_see_a_trail_and_is_ssl_only_from_a_trusted_proxy() {
+    let m = AjpContainer::start(|_| ajp_ok());
+    for (trusted, config) in [
+        (false, simple_config(&[m.member()], "")),
+        (
+            true,
+            trusting("\"127.0.0.1\"", &simple_config(&[m.member()], "")),
+        ),
+    ] {
+        let p = Ringlb::start(&config, 1);
+        let mut c = Client::connect(p.addr);
+        c.send(TRAIL);
+        assert_eq!(c.read_response().unwrap().status, 200);
+        let f = m.forwards().pop().unwrap();
+        assert_eq!(f.is_ssl, trusted, "is_ssl");
+        let proto = f.named("x-forwarded-proto");
+        let xff = f.named("x-forwarded-for");
+        if trusted {
+            assert_eq!(
+                (proto, xff),
+                (vec![&b"https"[..]], vec![&b"203.0.113.7"[..]])
+            );
+        } else {
+            assert!(proto.is_empty() && xff.is_empty(), "{:?}", f.headers);
+            assert!(f.named("x-forwarded-host").is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_bad_range_names_the_key_and_line() {
+    let Err(err) = Ringlb::try_start(
+        &trusting(
+            "\"10.0.0.0/33\"",
+            &simple_config(&[member(closed_port())], ""),
+        ),
+        1,
+    ) else {
+        panic!("accepted");
+    };
+    assert!(err.contains("server.trusted_proxies"), "{err}");
+    assert!(err.contains("line "), "{err}");
+}
