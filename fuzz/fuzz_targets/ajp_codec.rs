@@ -218,11 +218,21 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
     };
     let secret: String = secret.iter().map(|&b| char::from(b'a' + b % 26)).collect();
     let secret = (flags & 4 != 0).then_some(secret.as_str());
+    let trusted = flags & 8 != 0;
     let mut out = vec![0xEE];
     let Some(target) = forward_target(raw, &head) else {
         return;
     };
-    match ajp_forward_request(&mut out, raw, &head, &target, client, secret, packet_size) {
+    match ajp_forward_request(
+        &mut out,
+        raw,
+        &head,
+        &target,
+        client,
+        trusted,
+        secret,
+        packet_size,
+    ) {
         Err(AjpError::TooLarge) => {
             assert_eq!(out, [0xEE], "a refused packet left bytes behind");
             return;
@@ -291,7 +301,21 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
     );
     need(r.string(), "server_name", &ctx);
     need(r.int(), "server_port", &ctx);
-    assert_eq!(need(r.byte(), "is_ssl", &ctx), 0);
+    // is_ssl only from a trusted proxy whose last X-Forwarded-Proto ends in "https".
+    let https = trusted
+        && head
+            .headers
+            .iter()
+            .rev()
+            .find(|h| h.kind == HeaderKind::XForwardedProto)
+            .and_then(|h| raw[h.value.clone()].split(|&b| b == b',').next_back())
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
+    assert_eq!(
+        need(r.byte(), "is_ssl", &ctx),
+        u8::from(https),
+        "is_ssl{}",
+        ctx()
+    );
 
     // Headers: first ringlb's own, Host (the host it routed on) and one Content-Length with the
     // parsed value whatever a Connection header names (the container frames the body by it); then
@@ -313,7 +337,14 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
                     | HeaderKind::TransferEncoding
                     | HeaderKind::ContentLength
                     | HeaderKind::Host
-            ) && !named_by_connection(raw, &head.headers, h)
+            ) && (trusted
+                || !matches!(
+                    h.kind,
+                    HeaderKind::XForwardedFor
+                        | HeaderKind::XForwardedHost
+                        | HeaderKind::XForwardedProto
+                ))
+                && !named_by_connection(raw, &head.headers, h)
                 && !special_alias(&raw[h.name.clone()])
         })
         .collect();

@@ -3,7 +3,7 @@
 //! exactly where ringlb wrote its end.
 //!
 //! Input: max_headers (1 byte), max head bytes (2 bytes), flags (1 byte: preserve_host, IPv6
-//! client, prefix to re-parse), then the bytes a client sent.
+//! client, trusted proxy), then the bytes a client sent.
 
 #![no_main]
 
@@ -62,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             "10.0.0.7:50000".parse().unwrap()
         },
+        trusted: flags & 4 != 0,
     };
     // ringlb refuses a path above the root; any other goes out in normal form.
     let Some(target) = forward_target(raw, &head) else {

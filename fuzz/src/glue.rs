@@ -85,6 +85,8 @@ pub struct Member {
     pub host_port: &'static str,
     pub preserve_host: bool,
     pub client: SocketAddr,
+    /// The client is a trusted proxy (`[server] trusted_proxies`).
+    pub trusted: bool,
 }
 
 /// The target ringlb routes on and forwards (`http::path::normalize`); `None` when it refuses
@@ -111,7 +113,10 @@ pub fn rewrite_request(
         target,
         m.host_port,
         m.preserve_host,
-        m.client.ip(),
+        rewrite::Origin {
+            ip: m.client.ip(),
+            trusted: m.trusted,
+        },
     );
 }
 
@@ -216,18 +221,22 @@ pub fn ajp_decode(buf: &[u8], max_packet: usize) -> Result<Option<(Packet, usize
     codec::decode(buf, max_packet)
 }
 
-/// `request::forward_request`: appends the FORWARD_REQUEST packet for a parsed request.
+/// `request::forward_request`: appends the FORWARD_REQUEST packet for a parsed request
+/// (`trusted`: the client is a trusted proxy).
+#[allow(clippy::too_many_arguments)]
 pub fn ajp_forward_request(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &RequestHead,
     target: &[u8],
     client: SocketAddr,
+    trusted: bool,
     secret: Option<&str>,
     packet_size: usize,
 ) -> Result<(), AjpError> {
     let f = ajp_request::Forward {
         client,
+        trusted,
         secret,
         packet_size,
     };
