@@ -301,21 +301,41 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
     );
     need(r.string(), "server_name", &ctx);
     need(r.int(), "server_port", &ctx);
-    // is_ssl only from a trusted proxy whose last X-Forwarded-Proto ends in "https".
-    let https = trusted
-        && head
-            .headers
-            .iter()
-            .rev()
-            .find(|h| h.kind == HeaderKind::XForwardedProto)
-            .and_then(|h| raw[h.value.clone()].split(|&b| b == b',').next_back())
-            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"));
+    // A trusted proxy's scheme: the last element of its last X-Forwarded-Proto, http or https;
+    // is_ssl only when it is https.
+    let proto: Option<&[u8]> = head
+        .headers
+        .iter()
+        .rev()
+        .find(|h| trusted && h.kind == HeaderKind::XForwardedProto)
+        .and_then(|h| raw[h.value.clone()].split(|&b| b == b',').next_back())
+        .map(|v| v.trim_ascii())
+        .and_then(|v| {
+            if v.eq_ignore_ascii_case(b"https") {
+                Some(&b"https"[..])
+            } else if v.eq_ignore_ascii_case(b"http") {
+                Some(&b"http"[..])
+            } else {
+                None
+            }
+        });
+    let https = proto == Some(&b"https"[..]);
     assert_eq!(
         need(r.byte(), "is_ssl", &ctx),
         u8::from(https),
         "is_ssl{}",
         ctx()
     );
+    // A trusted proxy's X-Forwarded-For values, joined; nothing from anyone else.
+    let trail: Vec<u8> = head
+        .headers
+        .iter()
+        .filter(|h| trusted && h.kind == HeaderKind::XForwardedFor)
+        .map(|h| raw[h.value.clone()].trim_ascii())
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join(&b", "[..]);
+    let trail = &trail[..trail.len().min(0xFFFE)];
 
     // Headers: first ringlb's own, Host (the host it routed on) and one Content-Length with the
     // parsed value whatever a Connection header names (the container frames the body by it); then
@@ -337,18 +357,19 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
                     | HeaderKind::TransferEncoding
                     | HeaderKind::ContentLength
                     | HeaderKind::Host
-            ) && (trusted
-                || !matches!(
-                    h.kind,
-                    HeaderKind::XForwardedFor
-                        | HeaderKind::XForwardedHost
-                        | HeaderKind::XForwardedProto
-                ))
-                && !named_by_connection(raw, &head.headers, h)
+            ) && !matches!(
+                h.kind,
+                HeaderKind::XForwardedFor
+                    | HeaderKind::XForwardedHost
+                    | HeaderKind::XForwardedProto
+            ) && !named_by_connection(raw, &head.headers, h)
                 && !special_alias(&raw[h.name.clone()])
         })
         .collect();
-    let own = usize::from(!host.is_empty()) + usize::from(length.is_some());
+    let own = usize::from(!host.is_empty())
+        + usize::from(length.is_some())
+        + usize::from(!trail.is_empty())
+        + usize::from(proto.is_some());
     let count = usize::from(need(r.int(), "num_headers", &ctx));
     assert_eq!(count, forwarded.len() + own, "num_headers{}", ctx());
     if !host.is_empty() {
@@ -369,6 +390,34 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
         );
         let value = need(r.string(), "Content-Length", &ctx);
         assert_eq!(value, n.to_string().as_bytes(), "Content-Length{}", ctx());
+    }
+    if !trail.is_empty() {
+        assert_eq!(
+            need(r.string(), "xff name", &ctx),
+            b"X-Forwarded-For",
+            "{}",
+            ctx()
+        );
+        assert_eq!(
+            need(r.string(), "xff", &ctx),
+            trail,
+            "X-Forwarded-For{}",
+            ctx()
+        );
+    }
+    if let Some(p) = proto {
+        assert_eq!(
+            need(r.string(), "xfp name", &ctx),
+            b"X-Forwarded-Proto",
+            "{}",
+            ctx()
+        );
+        assert_eq!(
+            need(r.string(), "xfp", &ctx),
+            p,
+            "X-Forwarded-Proto{}",
+            ctx()
+        );
     }
     for h in forwarded {
         let name = &raw[h.name.clone()];

@@ -3,7 +3,7 @@
 //! exactly where ringlb wrote its end.
 //!
 //! Input: max_headers (1 byte), max head bytes (2 bytes), flags (1 byte: preserve_host, IPv6
-//! client, trusted proxy), then the bytes a client sent.
+//! client, trusted proxy), a cut (2 bytes), then the bytes a client sent.
 
 #![no_main]
 
@@ -160,6 +160,43 @@ fuzz_target!(|data: &[u8]| {
         let have = again.headers.iter().filter(|h| h.kind == kind).count();
         assert_eq!(have, want, "{kind:?} headers{}", ctx());
     }
+
+    // The trail: a trusted proxy's X-Forwarded-For values (trimmed, empty ones left out) then the
+    // client's address; anyone else's address alone. The scheme: a trusted proxy's last
+    // X-Forwarded-Proto element when it is http or https, else http.
+    let value_of = |kind: HeaderKind| {
+        let h = again.headers.iter().find(|h| h.kind == kind).unwrap();
+        out[h.value.clone()].to_vec()
+    };
+    let mut trail: Vec<Vec<u8>> = head
+        .headers
+        .iter()
+        .filter(|h| member.trusted && h.kind == HeaderKind::XForwardedFor)
+        .map(|h| raw[h.value.clone()].trim_ascii().to_vec())
+        .filter(|v| !v.is_empty())
+        .collect();
+    trail.push(member.client.ip().to_canonical().to_string().into_bytes());
+    assert_eq!(
+        value_of(HeaderKind::XForwardedFor),
+        trail.join(&b", "[..]),
+        "X-Forwarded-For{}",
+        ctx()
+    );
+    let proto = head
+        .headers
+        .iter()
+        .rev()
+        .find(|h| member.trusted && h.kind == HeaderKind::XForwardedProto)
+        .and_then(|h| raw[h.value.clone()].split(|&b| b == b',').next_back())
+        .map(|v| v.trim_ascii().to_ascii_lowercase())
+        .filter(|v| v == b"http" || v == b"https")
+        .unwrap_or(b"http".to_vec());
+    assert_eq!(
+        value_of(HeaderKind::XForwardedProto),
+        proto,
+        "X-Forwarded-Proto{}",
+        ctx()
+    );
 
     // The member finds the same body end as ringlb did.
     if body.is_ok() {

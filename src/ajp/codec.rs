@@ -152,6 +152,25 @@ impl<'a> Writer<'a> {
         self.out.push(0);
     }
 
+    /// One string made of `parts` with `sep` between them (no list is built); cut at 0xFFFE bytes
+    /// like `string`.
+    pub fn joined<'s>(&mut self, parts: impl Iterator<Item = &'s [u8]> + Clone, sep: &[u8]) {
+        let n = parts.clone().count();
+        let total: usize =
+            parts.clone().map(<[u8]>::len).sum::<usize>() + sep.len() * n.saturating_sub(1);
+        let total = total.min(0xFFFE);
+        self.int(total as u16);
+        let mut left = total;
+        for (i, p) in parts.enumerate() {
+            for piece in [if i > 0 { sep } else { &[][..] }, p] {
+                let take = piece.len().min(left);
+                self.out.extend_from_slice(&piece[..take]);
+                left -= take;
+            }
+        }
+        self.out.push(0);
+    }
+
     /// The null string (length 0xFFFF, no bytes).
     pub fn null_string(&mut self) {
         self.int(0xFFFF);

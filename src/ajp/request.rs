@@ -42,12 +42,7 @@ fn write_headers(
     head: &RequestHead,
     trusted: bool,
 ) -> Result<(), AjpError> {
-    let policy = Policy::new(
-        buf,
-        &head.headers,
-        Direction::Request,
-        Wire::Ajp { trusted },
-    );
+    let policy = Policy::new(buf, &head.headers, Direction::Request, Wire::Ajp);
     let forwarded = || {
         head.headers
             .iter()
@@ -61,7 +56,21 @@ fn write_headers(
         BodyKind::Length(n) => Some(n),
         _ => head.content_length.map(|_| 0),
     };
-    let own = usize::from(!host.is_empty()) + usize::from(length.is_some());
+    // From a trusted proxy, its trail (for Tomcat's RemoteIpValve, which takes the container's
+    // remote address as the proxy): one X-Forwarded-For with its values, and one
+    // X-Forwarded-Proto with the scheme `is_ssl` also says. From anyone else, none.
+    let trail = || {
+        head.headers
+            .iter()
+            .filter(move |h| trusted && h.kind == HeaderKind::XForwardedFor)
+            .map(|h| buf[h.value.clone()].trim_ascii())
+            .filter(|v| !v.is_empty())
+    };
+    let proto = head.forwarded_proto(buf).filter(|_| trusted);
+    let own = usize::from(!host.is_empty())
+        + usize::from(length.is_some())
+        + usize::from(trail().next().is_some())
+        + usize::from(proto.is_some());
     w.int((forwarded().count() + own) as u16);
     if !host.is_empty() {
         w.int(request_header_code(b"host").unwrap_or(0xA00B));
@@ -74,6 +83,14 @@ fn write_headers(
         let _ = write!(cur, "{n}");
         let len = cur.position() as usize;
         w.string(&digits[..len]);
+    }
+    if trail().next().is_some() {
+        w.string(b"X-Forwarded-For");
+        w.joined(trail(), b", ");
+    }
+    if let Some(p) = proto {
+        w.string(b"X-Forwarded-Proto");
+        w.string(p.as_bytes());
     }
     for h in forwarded() {
         let name = &buf[h.name.clone()];
@@ -137,7 +154,8 @@ pub fn forward_request(
     let mut ip = [0u8; 48];
     let ip_len = {
         let mut cur = std::io::Cursor::new(&mut ip[..]);
-        let _ = write!(cur, "{}", f.client.ip());
+        // An IPv4 client on an IPv6 listener is written as the IPv4 address it is.
+        let _ = write!(cur, "{}", f.client.ip().to_canonical());
         cur.position() as usize
     };
     w.string(&ip[..ip_len]); // remote_addr
@@ -299,8 +317,7 @@ pub fn response_head(
     for (name, value) in headers {
         let name = header_name(pkt, name);
         let named = lists && named(connection_values(), name);
-        let wire = Wire::Ajp { trusted: false };
-        let action = action_by_name(classify(name), name, Direction::Response, wire, named);
+        let action = action_by_name(classify(name), name, Direction::Response, Wire::Ajp, named);
         if action == Action::Forward {
             push_header(out, name, &pkt[value.clone()]);
         }

@@ -20,12 +20,11 @@ pub enum Direction {
     Response,
 }
 
-/// The protocol spoken with the member (and, for AJP, whether the client is a trusted proxy,
-/// whose forwarding headers the container may read).
+/// The protocol spoken with the member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     Http,
-    Ajp { trusted: bool },
+    Ajp,
 }
 
 /// What happens to one header.
@@ -52,19 +51,11 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
         // The Host a member sees is ringlb's: the one it routed on (or the member's own, for HTTP
         // members without `preserve_host`).
         (K::Host, Direction::Request, _) => Action::Own,
-        // The forwarding trail is written by ringlb for HTTP members. An AJP container reads the
-        // client from the packet itself; it sees a trail only from a trusted proxy (for Tomcat's
-        // RemoteIpValve), never one a client made up.
-        (
-            K::XForwardedFor | K::XForwardedHost | K::XForwardedProto,
-            Direction::Request,
-            Wire::Http,
-        ) => Action::Own,
-        (
-            K::XForwardedFor | K::XForwardedHost | K::XForwardedProto,
-            Direction::Request,
-            Wire::Ajp { trusted: false },
-        ) => Action::Drop,
+        // The forwarding trail is ringlb's own, for both wires: from a trusted proxy it carries
+        // what that proxy said (`[server] trusted_proxies`), never what a client made up.
+        (K::XForwardedFor | K::XForwardedHost | K::XForwardedProto, Direction::Request, _) => {
+            Action::Own
+        }
         _ if named_by_connection => Action::Drop,
         _ => Action::Forward,
     }
@@ -160,11 +151,7 @@ mod tests {
     #[test]
     fn framing_is_never_named_away() {
         for dir in [Direction::Request, Direction::Response] {
-            for wire in [
-                Wire::Http,
-                Wire::Ajp { trusted: false },
-                Wire::Ajp { trusted: true },
-            ] {
+            for wire in [Wire::Http, Wire::Ajp] {
                 for kind in [K::ContentLength, K::TransferEncoding] {
                     assert_eq!(action(kind, dir, wire, true), Action::Own);
                     assert_eq!(action(kind, dir, wire, false), Action::Own);
@@ -176,12 +163,7 @@ mod tests {
             Action::Own
         );
         assert_eq!(
-            action(
-                K::Host,
-                Direction::Request,
-                Wire::Ajp { trusted: false },
-                false
-            ),
+            action(K::Host, Direction::Request, Wire::Ajp, false),
             Action::Own
         );
     }
@@ -189,11 +171,7 @@ mod tests {
     #[test]
     fn hop_by_hop_and_named_headers_are_dropped() {
         for dir in [Direction::Request, Direction::Response] {
-            for wire in [
-                Wire::Http,
-                Wire::Ajp { trusted: false },
-                Wire::Ajp { trusted: true },
-            ] {
+            for wire in [Wire::Http, Wire::Ajp] {
                 assert_eq!(action(K::Connection, dir, wire, false), Action::Drop);
                 assert_eq!(action(K::HopByHop, dir, wire, false), Action::Drop);
                 assert_eq!(action(K::Other, dir, wire, true), Action::Drop);
@@ -201,12 +179,7 @@ mod tests {
             }
         }
         assert_eq!(
-            action(
-                K::Expect,
-                Direction::Request,
-                Wire::Ajp { trusted: false },
-                false
-            ),
+            action(K::Expect, Direction::Request, Wire::Ajp, false),
             Action::Drop
         );
     }
@@ -251,14 +224,11 @@ mod tests {
     fn forwarding_trail() {
         let own = action(K::XForwardedFor, Direction::Request, Wire::Http, false);
         assert_eq!(own, Action::Own);
-        let untrusted = Wire::Ajp { trusted: false };
         for kind in [K::XForwardedFor, K::XForwardedHost, K::XForwardedProto] {
             assert_eq!(
-                action(kind, Direction::Request, untrusted, false),
-                Action::Drop
+                action(kind, Direction::Request, Wire::Ajp, false),
+                Action::Own
             );
-            let trusted = action(kind, Direction::Request, Wire::Ajp { trusted: true }, false);
-            assert_eq!(trusted, Action::Forward);
         }
         let resp = action(K::XForwardedFor, Direction::Response, Wire::Http, false);
         assert_eq!(resp, Action::Forward);

@@ -86,12 +86,14 @@ pub fn request_head(
     // The trail a trusted proxy sent is kept and extended; anyone else's is replaced.
     out.extend_from_slice(b"X-Forwarded-For: ");
     for h in head.headers.iter().filter(|_| from.trusted) {
-        if h.kind == HeaderKind::XForwardedFor {
-            out.extend_from_slice(buf[h.value.clone()].trim_ascii());
+        let v = buf[h.value.clone()].trim_ascii();
+        if h.kind == HeaderKind::XForwardedFor && !v.is_empty() {
+            out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
     }
-    let _ = write!(out, "{}\r\n", from.ip);
+    // An IPv4 client on an IPv6 listener is written as the IPv4 address it is.
+    let _ = write!(out, "{}\r\n", from.ip.to_canonical());
     if !client_host.is_empty() {
         push_header(out, b"X-Forwarded-Host", client_host);
     }

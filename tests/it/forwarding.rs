@@ -82,9 +82,34 @@ fn ajp_containers_see_a_trail_and_is_ssl_only_from_a_trusted_proxy() {
             );
         } else {
             assert!(proto.is_empty() && xff.is_empty(), "{:?}", f.headers);
-            assert!(f.named("x-forwarded-host").is_empty());
         }
+        // The Host the container sees is the one ringlb routed on; no client's X-Forwarded-Host.
+        assert!(f.named("x-forwarded-host").is_empty());
     }
+}
+
+#[test]
+fn an_ajp_container_reads_the_same_scheme_as_is_ssl() {
+    // A trusted proxy that appends its scheme after a client's own: one X-Forwarded-Proto, the
+    // proxy's, and is_ssl agrees with it; empty X-Forwarded-For values leave no empty entry.
+    let m = AjpContainer::start(|_| ajp_ok());
+    let p = Ringlb::start(
+        &trusting("\"127.0.0.1\"", &simple_config(&[m.member()], "")),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    c.send(
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\
+X-Forwarded-For: \r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n\r\n",
+    );
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let f = m.forwards().pop().unwrap();
+    assert!(!f.is_ssl);
+    assert_eq!(f.named("x-forwarded-proto"), vec![&b"http"[..]]);
+    assert_eq!(
+        f.named("x-forwarded-for"),
+        vec![&b"198.51.100.1, 203.0.113.7"[..]]
+    );
 }
 
 #[test]
