@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use compio::net::TcpStream;
 
 use crate::ajp;
+use crate::balance::Pick;
 use crate::client::{refuse, target, Client};
 use crate::config::{BalancerConfig, MemberConfig, Protocol};
 use crate::core::Core;
@@ -187,7 +188,7 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
     loop {
         let picked = match tries.fresh.take() {
             Some(m) => Some((m, true)),
-            None => select::choose(core, bal, sticky, tries.exclude)
+            None => next_member(core, bal, sticky, tries.exclude)
                 .await
                 .map(|m| (m, false)),
         };
@@ -198,16 +199,18 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
         let tracked = Tracked::start(core, bal, member);
         c.rec.member = Some((bal, member));
         c.rec.sticky = sticky == Some(member);
-        let attempt = attempt(
+        let preserve_host = route.preserve_host;
+        let failed = match attempt(
             core,
             c,
             &tracked,
             fresh_only,
             &mut req,
             &mut body,
-            route.preserve_host,
-        );
-        let failed = match attempt.await {
+            preserve_host,
+        )
+        .await
+        {
             Ok((up, outcome)) => {
                 return finish(core, c, &tracked, up, outcome, &req, started).await
             }
@@ -226,6 +229,34 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
                     select::mark_failed(core, bal, member, Mark::Timeout);
                 }
                 return fail(c, &tracked, &failed, started).await;
+            }
+        }
+    }
+}
+
+/// The member for the next attempt (`select::choose`); while all candidates are at their
+/// `max_conns` share, waits for a slot up to the balancer's `queue_timeout`. `None`: 503. The wait
+/// is a boxed future of its own, so that the common case (a member at once) carries no timer in
+/// the request's state.
+async fn next_member(
+    core: &Core,
+    bal: usize,
+    sticky: Option<usize>,
+    exclude: u64,
+) -> Option<usize> {
+    let first = Instant::now();
+    let mut now = first;
+    loop {
+        match select::choose(core, bal, sticky, exclude, now) {
+            Pick::Member(m) => return Some(m),
+            Pick::None => return None,
+            Pick::Full => {
+                let deadline = first + core.config.balancers[bal].queue_timeout;
+                if now >= deadline {
+                    return None;
+                }
+                Box::pin(select::wait_for_slot(core, bal, deadline)).await;
+                now = Instant::now();
             }
         }
     }

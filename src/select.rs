@@ -1,13 +1,13 @@
 //! Which member takes a request, and what a member's failure does to it on this core: the sticky
-//! session's member first (`sticky`), else the balancer's pick (`balance`), waiting up to
-//! `queue_timeout` while every candidate is at its `max_conns` share; passive marking
-//! (connect failures, `failontimeout`, `failonstatus`).
+//! session's member first (`sticky`), else the balancer's pick (`balance`); waiting for a slot
+//! while every candidate is at its `max_conns` share (`wait_for_slot`; `proxy::next_member` bounds
+//! it by `queue_timeout`); passive marking (connect failures, `failontimeout`, `failonstatus`).
 //!
 //! Owns: the choice of member for one attempt, and passive marking with its log line and
 //! counter. Must never: hold the upstreams' borrow across an await, or log a marking more than
-//! once per failure window on a core. Invariant: `None` means 503: no member can take the request,
-//! or its sticky member cannot (unusable with `nofailover`, or still at its share when
-//! `queue_timeout` ends: a busy member's sessions never move).
+//! once per failure window on a core. Invariant: `Pick::None` means 503: no member can take the
+//! request, or its sticky member cannot (unusable with `nofailover`; and a busy member's sessions
+//! never move: they wait like any request at `Pick::Full`).
 
 use std::time::Instant;
 
@@ -28,41 +28,34 @@ pub fn sticky_member(core: &Core, c: &Client, bal: usize) -> Option<usize> {
         .position(|m| m.route.as_deref().is_some_and(|r| r.as_bytes() == route))
 }
 
-/// Chooses the member for the next attempt, skipping those in `exclude`. Waits (up to the
-/// balancer's `queue_timeout`) while members could take it but are all at their share.
-pub async fn choose(core: &Core, bal: usize, sticky: Option<usize>, exclude: u64) -> Option<usize> {
-    let bcfg = &core.config.balancers[bal];
-    let nofailover = bcfg.sticky.as_ref().is_some_and(|s| s.nofailover);
-    let deadline = Instant::now() + bcfg.queue_timeout;
-    loop {
-        let now = Instant::now();
-        let pick = {
-            let mut ups = core.upstreams.borrow_mut();
-            let b = &mut ups[bal].balancer;
-            match sticky {
-                Some(m) => match b.can_take(m, now, exclude) {
-                    Pick::None if !nofailover => b.pick(now, exclude),
-                    other => other,
-                },
-                None => b.pick(now, exclude),
-            }
-        };
-        match pick {
-            Pick::Member(m) => return Some(m),
-            Pick::None => return None,
-            Pick::Full if now >= deadline => return None,
-            Pick::Full => {
-                // Woken when a slot frees or members change (`core::apply_changes`), when a
-                // failure window ends, or at the deadline; then the pick runs again. (During a
-                // shutdown it keeps waiting: requests in flight finish, within `shutdown_grace`.)
-                let expiry = core.upstreams.borrow()[bal].balancer.next_expiry(now);
-                let until = expiry.map_or(deadline, |e| e.min(deadline));
-                let freed = std::pin::pin!(core.freed[bal].notified());
-                let timer = std::pin::pin!(compio::time::sleep(until - now));
-                either(freed, timer).await;
-            }
-        }
+/// Chooses the member for the next attempt, skipping those in `exclude`: `Pick::Full` when
+/// members could take it but are all at their share (then `wait_for_slot`, and choose again).
+pub fn choose(core: &Core, bal: usize, sticky: Option<usize>, exclude: u64, now: Instant) -> Pick {
+    let nofailover = core.config.balancers[bal]
+        .sticky
+        .as_ref()
+        .is_some_and(|s| s.nofailover);
+    let mut ups = core.upstreams.borrow_mut();
+    let b = &mut ups[bal].balancer;
+    match sticky {
+        Some(m) => match b.can_take(m, now, exclude) {
+            Pick::None if !nofailover => b.pick(now, exclude),
+            other => other,
+        },
+        None => b.pick(now, exclude),
     }
+}
+
+/// Waits for a `max_conns` slot of balancer `bal` to be worth another `choose`: a slot freed or
+/// members changed (`core::apply_changes`), a failure window ended, or `deadline` came. (During a
+/// shutdown it keeps waiting: requests in flight finish, within `shutdown_grace`.)
+pub async fn wait_for_slot(core: &Core, bal: usize, deadline: Instant) {
+    let now = Instant::now();
+    let expiry = core.upstreams.borrow()[bal].balancer.next_expiry(now);
+    let until = expiry.map_or(deadline, |e| e.min(deadline));
+    let freed = std::pin::pin!(core.freed[bal].notified());
+    let timer = std::pin::pin!(compio::time::sleep(until.saturating_duration_since(now)));
+    either(freed, timer).await;
 }
 
 /// Why a member is marked failed.
