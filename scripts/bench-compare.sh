@@ -7,24 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-for pair in nginx:nginx haproxy:haproxy apache2:apache2 wrk:wrk curl:curl; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]} (Debian)"
-  export DEBIAN_FRONTEND=noninteractive
-  # Debian starts the services it installs where it can; the benchmark runs its own, so the
-  # install is told not to start any (policy-rc.d, removed again after the install).
-  policy=/usr/sbin/policy-rc.d
-  made_policy=
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-  fi
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
-  [ -n "$made_policy" ] && rm -f "$policy"
-fi
+bash scripts/bench/install-peers.sh nginx:nginx haproxy:haproxy apache2:apache2 wrk:wrk curl:curl
 cargo build --release --workspace
 # Scenario (e) holds 10,000 connections open: the proxies and the holder need the descriptors.
 ulimit -n 200000 2>/dev/null || ulimit -n 65536 2>/dev/null || true

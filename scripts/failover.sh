@@ -7,22 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-for tool in nginx haproxy; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]} (Debian)"
-  export DEBIAN_FRONTEND=noninteractive
-  # The script runs its own proxies: Debian is told not to start the services it installs.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-  fi
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
-  [ -n "$made_policy" ] && rm -f "$policy"
-fi
+bash scripts/bench/install-peers.sh nginx:nginx haproxy:haproxy
 cargo build --release --workspace
 exec python3 scripts/bench/failover.py "$@"

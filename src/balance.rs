@@ -23,10 +23,9 @@ struct Member {
     current: i64,
     status: MemberStatus,
     lbset: u32,
-    /// Passive failure window (connect failure, `failontimeout`, `failonstatus`).
+    /// Passive failure window (connect failure, `failontimeout`, `failonstatus`); it was marked
+    /// `retry` before its end.
     failed_until: Option<Instant>,
-    /// When it was last marked failed.
-    failed_at: Option<Instant>,
     /// Taken out by its health check.
     down: bool,
     /// When it last came back (slow start ramps from here).
@@ -86,7 +85,6 @@ impl Balancer {
                     status: m.status,
                     lbset: m.lbset,
                     failed_until: None,
-                    failed_at: None,
                     down: false,
                     returned: None,
                     in_flight: 0,
@@ -330,6 +328,11 @@ impl Balancer {
         }
     }
 
+    /// Requests in flight to member `i` on this core.
+    pub fn in_flight(&self, i: usize) -> u32 {
+        self.members[i].in_flight
+    }
+
     /// A request starts on member `i` on this core.
     pub fn begin(&mut self, i: usize) {
         self.members[i].in_flight += 1;
@@ -349,7 +352,6 @@ impl Balancer {
         let m = &mut self.members[i];
         let new = m.failed_until.is_none_or(|t| t <= now);
         m.failed_until = Some(now + self.retry);
-        m.failed_at = Some(now);
         new
     }
 
@@ -370,9 +372,10 @@ impl Balancer {
     /// Applies a health-check state: `down` takes it out; coming back, or a check that passed
     /// (`passed_at`) after it was marked failed, ends its failure window and starts its slow start.
     pub fn set_health(&mut self, i: usize, down: bool, passed_at: Option<Instant>, now: Instant) {
+        let retry = self.retry;
         let m = &mut self.members[i];
-        let cleared = m.failed_until.is_some()
-            && passed_at.is_some_and(|p| m.failed_at.is_none_or(|f| p > f));
+        let marked = m.failed_until.map(|t| t - retry);
+        let cleared = marked.is_some_and(|f| passed_at.is_some_and(|p| p > f));
         let back = (m.down && !down) || cleared;
         m.down = down;
         if cleared {

@@ -25,6 +25,8 @@ const DRAIN_BYTES: usize = 1 << 20;
 pub struct Client {
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// The peer is a trusted proxy (`[server] trusted_proxies`): its X-Forwarded-* count.
+    pub trusted: bool,
     /// Bytes from the client not yet consumed; starts at the current request.
     pub buf: Vec<u8>,
     /// Heads ringlb writes (to a member or to the client).
@@ -59,10 +61,11 @@ pub struct Spare {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Client {
+    pub fn new(stream: TcpStream, peer: SocketAddr, trusted: bool) -> Client {
         Client {
             stream,
             peer,
+            trusted,
             buf: Vec::new(),
             out: Vec::new(),
             rbuf: Vec::new(),

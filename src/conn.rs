@@ -37,7 +37,8 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, guard: C
     // TCP_NODELAY is inherited from the listener (`server::bind_reuseport`): no syscall here.
     // The first request's head must be complete within header_timeout of the accept.
     let head_deadline = Instant::now() + core.config.limits.header_timeout;
-    keep_serving(core, Client::new(stream, peer), Some(head_deadline), guard).await
+    let c = client(&core, stream, peer);
+    keep_serving(core, c, Some(head_deadline), guard).await
 }
 
 /// Serves a parked connection again: its next request (or its close) has arrived.
@@ -48,7 +49,14 @@ pub async fn resume(
     head_deadline: Option<Instant>,
     guard: ConnGuard,
 ) {
-    keep_serving(core, Client::new(stream, peer), head_deadline, guard).await
+    let c = client(&core, stream, peer);
+    keep_serving(core, c, head_deadline, guard).await
+}
+
+/// The connection's `Client`; whether its peer is a trusted proxy is decided once, here.
+fn client(core: &Core, stream: TcpStream, peer: SocketAddr) -> Client {
+    let trusted = crate::trust::trusted(&core.config.server.trusted_proxies, peer.ip());
+    Client::new(stream, peer, trusted)
 }
 
 /// Answers requests on `c` while it is kept alive; parks it when it idles past `PARK_AFTER`.

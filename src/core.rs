@@ -264,6 +264,7 @@ pub fn publish(core: &Core, now: Instant) {
     for (b, u) in upstreams.iter().enumerate() {
         for (m, ms) in stats.members[b].iter_mut().enumerate() {
             ms.counters.failed_cores = u64::from(u.balancer.is_failed(m, now));
+            ms.counters.in_flight = u64::from(u.balancer.in_flight(m));
         }
     }
     board.publish(core.id, &mut stats, core.applied.get());

@@ -42,10 +42,7 @@ impl<'a> Tracked<'a> {
     fn start(core: &'a Core, bal: usize, member: usize) -> Tracked<'a> {
         core.upstreams.borrow_mut()[bal].balancer.begin(member);
         let t = Tracked { core, bal, member };
-        t.with(|m| {
-            m.counters.selected += 1;
-            m.counters.in_flight += 1;
-        });
+        t.with(|m| m.counters.selected += 1);
         t
     }
 
@@ -68,7 +65,6 @@ impl<'a> Tracked<'a> {
 
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
-        self.with(|m| m.counters.in_flight -= 1);
         let was_full = self.core.upstreams.borrow_mut()[self.bal]
             .balancer
             .end(self.member);
@@ -174,9 +170,8 @@ async fn gather_body(
 
 /// Routes the request and runs exchanges until one answers the client. Fills `c.rec`.
 async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool {
-    let (mut req, mut body) = match prepare(core, c).await {
-        Ok(r) => r,
-        Err(keep) => return keep,
+    let Some((mut req, mut body)) = prepare(core, c).await else {
+        return false;
     };
     let Some(route) = find_route(core, c) else {
         core.stats.borrow_mut().core.not_found += 1;
@@ -262,9 +257,9 @@ async fn next_member(
     }
 }
 
-/// Gathers a small body and describes the request. `Err(keep)`: it was answered (refused) or the
-/// client left; `keep` says whether the client connection may stay.
-async fn prepare(core: &Core, c: &mut Client) -> Result<(Request, BodyTracker), bool> {
+/// Gathers a small body and describes the request. `None`: the client broke the framing (it was
+/// refused) or left; its connection closes.
+async fn prepare(core: &Core, c: &mut Client) -> Option<(Request, BodyTracker)> {
     let mut body = BodyTracker::new(c.head.body);
     let initial = match gather_body(core, c, &mut body).await {
         Ok(n) => n,
@@ -272,9 +267,9 @@ async fn prepare(core: &Core, c: &mut Client) -> Result<(Request, BodyTracker), 
             core.stats.borrow_mut().refused(status);
             c.rec.status = status;
             refuse(c, status).await;
-            return Err(false);
+            return None;
         }
-        Err(None) => return Err(false),
+        Err(None) => return None,
     };
     let head_len = c.head.head_len;
     let req = Request {
@@ -285,7 +280,7 @@ async fn prepare(core: &Core, c: &mut Client) -> Result<(Request, BodyTracker), 
         replayable: body.is_done(),
         idempotent: c.head.is_idempotent(&c.buf),
     };
-    Ok((req, body))
+    Some((req, body))
 }
 
 /// One attempt with the tracked member: a connection (pooled or new), then the exchange.
@@ -308,7 +303,6 @@ async fn attempt(
         response_timeout: bcfg.response_timeout,
         client_timeout: core.config.limits.body_timeout,
         stopping: core.is_stopping(),
-        trusted: crate::trust::trusted(&core.config.server.trusted_proxies, c.peer.ip()),
     };
     match run_exchange(core, c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),
@@ -404,7 +398,6 @@ async fn run_exchange(
                 response: params.response_timeout,
                 client: params.client_timeout,
                 stopping: params.stopping,
-                trusted: params.trusted,
             };
             ajp::exchange::run(c, up, mcfg, req, body.clone(), &limits).await
         }

@@ -54,7 +54,7 @@ pub const FAILURE_NAMES: [&str; 5] = [
 pub struct MemberCounters {
     /// Times the balancer picked this member.
     pub selected: u64,
-    /// Requests now being served by this member (a gauge).
+    /// Requests now being served by this member (a gauge, read from the balancer at publication).
     pub in_flight: u64,
     /// Responses sent to clients for this member, by status class 1xx..5xx.
     pub responses: [u64; 5],

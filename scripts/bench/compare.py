@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from procs import wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RINGLB = ROOT / "target/release/ringlb"
@@ -60,15 +61,6 @@ AJP_PORT, TOMCAT_HTTP = 19121, 19122
 AJP_SECRET = "bench-secret"
 
 
-def wait_port(port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def tree(pid):

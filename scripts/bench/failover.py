@@ -36,6 +36,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from procs import wait_port
+
 ROOT = Path(__file__).resolve().parents[2]
 RINGLB = ROOT / "target/release/ringlb"
 LOAD = ROOT / "target/release/ringlb-load"
@@ -51,15 +53,6 @@ PORTS = {"ringlb": 18100, "nginx": 18101, "haproxy": 18102}
 ADMIN = 18190
 
 
-def wait_port(port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def start_origin(port):

@@ -12,13 +12,14 @@ interleaved. Run it through scripts/bench-methods.sh. Prints a Markdown table.
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from procs import wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RINGLB = ROOT / "target/release/ringlb"
@@ -31,15 +32,6 @@ FAST, SLOW = 19301, 19302
 PORT, ADMIN = 18200, 18290
 
 
-def wait_port(port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def start(cmd, port):

@@ -36,8 +36,6 @@ pub struct Limits {
     pub client: Duration,
     /// The server is stopping: the client connection is not kept.
     pub stopping: bool,
-    /// The client is a trusted proxy (`ajp::request::Forward::trusted`).
-    pub trusted: bool,
 }
 
 /// Sends CPING and waits for CPONG (Tomcat answers a CPING by closing while it shuts down).
@@ -312,7 +310,7 @@ async fn send_forward(
     c.out.clear();
     let forward = Forward {
         client: c.peer,
-        trusted: limits.trusted,
+        trusted: c.trusted,
         secret: member.secret.as_deref(),
         packet_size: max,
     };

@@ -38,8 +38,6 @@ pub struct Params<'a> {
     /// The client's limit for each read and write (`limits.body_timeout`).
     pub client_timeout: Duration,
     pub stopping: bool,
-    /// The client is a trusted proxy: its X-Forwarded-For/-Proto are kept (`crate::trust`).
-    pub trusted: bool,
 }
 
 /// Runs the exchange for the request parsed in `c` on `up`. `body` has counted the body bytes
@@ -62,7 +60,7 @@ pub async fn run(
         p.preserve_host,
         rewrite::Origin {
             ip: c.peer.ip(),
-            trusted: p.trusted,
+            trusted: c.trusted,
         },
     );
     let mut sent = (c.out.len() + req.request_end - req.head_len) as u64;
@@ -474,7 +472,7 @@ mod tests {
                 let _ = s.read_to_end(&mut sink);
             });
             let (stream, peer) = front.accept().await.unwrap();
-            let mut c = Client::new(stream, peer);
+            let mut c = Client::new(stream, peer, false);
             c.buf.extend_from_slice(request);
             parse_request(&c.buf, 16384, 100, &mut c.head).unwrap();
             let mut body = BodyTracker::new(c.head.body);
@@ -493,7 +491,6 @@ mod tests {
                 response_timeout: Duration::from_millis(300),
                 client_timeout: Duration::from_secs(2),
                 stopping: false,
-                trusted: false,
             };
             let outcome = run(&mut c, &mut up, &req, &mut body, &params).await;
             drop(c);

@@ -359,28 +359,6 @@ fn a_check_in_progress_does_not_hold_up_shutdown() {
     assert!(p.wait_log("stopped"));
 }
 
-fn promtool_accepts(body: &[u8]) {
-    if !tool("promtool") {
-        return;
-    }
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_hung_member_is_taken_out_by_hctimeout_and_returns() {
     // Like a JVM in a long GC pause (or `kill -STOP`): connections are accepted, nothing answers.

@@ -79,3 +79,26 @@ pub fn tool(name: &str) -> bool {
     }
     found
 }
+
+/// `promtool check metrics` accepts this exposition (skipped, as `tool` says, without promtool).
+pub fn promtool_accepts(body: &[u8]) {
+    use std::io::Write;
+    if !tool("promtool") {
+        return;
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,7 +8,9 @@ pub mod lenient;
 pub mod proxy;
 pub mod raw_member;
 
-pub use admin::{admin, report, report_when, set_member_status, tool, with_admin};
+pub use admin::{
+    admin, promtool_accepts, report, report_when, set_member_status, tool, with_admin,
+};
 pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
 pub use client::{get, Client, Resp};
 pub use proxy::{member, public_and_admin, run_cli, simple_config, Ringlb};

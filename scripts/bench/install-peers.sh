@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs, from Debian, the peers a measuring script runs beside ringlb, where their commands are
+# missing: arguments are `command:package` pairs (e.g. `nginx:nginx wrk:wrk`). Debian starts the
+# services it installs where it can; the scripts run their own, so the install is told not to
+# start any (policy-rc.d, removed again after the install).
+set -euo pipefail
+need=()
+for pair in "$@"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+[ ${#need[@]} -gt 0 ] || exit 0
+echo "installing ${need[*]} (Debian)"
+export DEBIAN_FRONTEND=noninteractive
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+fi
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+[ -n "$made_policy" ] && rm -f "$policy"
+exit 0
