@@ -374,7 +374,7 @@ impl Balancer {
     pub fn set_health(&mut self, i: usize, down: bool, passed_at: Option<Instant>, now: Instant) {
         let retry = self.retry;
         let m = &mut self.members[i];
-        let marked = m.failed_until.map(|t| t - retry);
+        let marked = m.failed_until.and_then(|t| t.checked_sub(retry));
         let cleared = marked.is_some_and(|f| passed_at.is_some_and(|p| p > f));
         let back = (m.down && !down) || cleared;
         m.down = down;

@@ -138,8 +138,9 @@ pub enum Retry {
     OtherMember,
 }
 
-/// The retry rule. `retried`: this request was already sent again once to the current member on
-/// a fresh connection.
+/// The retry rule. `retried`: this request was already sent again on a fresh connection (once
+/// per request, whatever the member: a request that breaks every member it reaches goes to at
+/// most `maxattempts + 2` of them, not twice to each).
 pub fn retry(f: &Failed, req: &Request, retried: bool) -> Retry {
     // After a pooled connection failed, a fresh one to the same member first (it most likely
     // closed the idle connection); after that, or on a fresh connection, another member.

@@ -317,7 +317,7 @@ struct Tries {
     exclude: u64,
     /// Times the request moved to another member (at most `maxattempts`).
     moved: usize,
-    /// The request was sent again on a fresh connection to the current member.
+    /// The request was already sent again on a fresh connection (once per request).
     retried: bool,
     /// Send it again to this member on a fresh connection.
     fresh: Option<usize>,
@@ -348,7 +348,6 @@ impl Tries {
             }
             Retry::OtherMember if self.moved < maxattempts => {
                 self.moved += 1;
-                self.retried = false;
                 self.exclude |= 1 << tracked.member;
                 tracked.with(|m| m.counters.failovers += 1);
                 // A connect failure was counted when it happened.
