@@ -21,6 +21,7 @@ fn rewrite(c: &mut Criterion) {
     let ip = ringlb::http::rewrite::Origin {
         ip: "10.1.2.3".parse().unwrap(),
         trusted: false,
+        https: false,
     };
     let mut out = Vec::with_capacity(1024);
     c.bench_function("rewrite request head for a member", |b| {

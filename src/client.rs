@@ -9,12 +9,10 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use compio::net::TcpStream;
-
 use crate::access_log::Record;
+use crate::front::{read_more, shutdown_write, write_range, write_static, Front};
 use crate::http::parse::{RequestHead, ResponseHead};
 use crate::http::reply;
-use crate::io::{read_more, shutdown_write, write_range, write_static};
 
 /// How long a refused connection is drained before it closes, so the client reads the status.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
@@ -23,10 +21,13 @@ const DRAIN_BYTES: usize = 1 << 20;
 
 /// A client connection and its reused buffers.
 pub struct Client {
-    pub stream: TcpStream,
+    /// The socket, with its TLS session on a TLS listener.
+    pub stream: Front,
     pub peer: SocketAddr,
     /// The peer is a trusted proxy (`[server] trusted_proxies`): its X-Forwarded-* count.
     pub trusted: bool,
+    /// Which `[[listen]]` accepted it (index into `Config::listen`).
+    pub listener: usize,
     /// Bytes from the client not yet consumed; starts at the current request.
     pub buf: Vec<u8>,
     /// Heads ringlb writes (to a member or to the client).
@@ -58,14 +59,17 @@ pub struct Spare {
     resp_headers: Vec<crate::http::header::HeaderPos>,
     log_fields: [Vec<u8>; 3],
     path: Vec<u8>,
+    /// A TLS connection's ciphertext buffers (empty when lent by a plain one).
+    tls: (Vec<u8>, Vec<u8>),
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, peer: SocketAddr, trusted: bool) -> Client {
+    pub fn new(stream: Front, peer: SocketAddr, trusted: bool, listener: usize) -> Client {
         Client {
             stream,
             peer,
             trusted,
+            listener,
             buf: Vec::new(),
             out: Vec::new(),
             rbuf: Vec::new(),
@@ -82,7 +86,8 @@ impl Client {
     /// request (`None`: it holds none).
     pub fn lend_buffers(&mut self) -> Option<Spare> {
         self.buf.clear();
-        if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 {
+        let tls = self.stream.lend();
+        if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 && tls.is_none() {
             return None;
         }
         let take = |v: &mut Vec<u8>| {
@@ -99,6 +104,7 @@ impl Client {
             resp_headers: std::mem::take(&mut self.resp.headers),
             log_fields: std::mem::take(&mut self.log_fields),
             path: take(&mut self.path),
+            tls: tls.unwrap_or_default(),
         };
         Some(spare)
     }
@@ -113,6 +119,7 @@ impl Client {
         self.resp.headers = s.resp_headers;
         self.log_fields = s.log_fields;
         self.path = s.path;
+        self.stream.take(s.tls);
     }
 }
 

@@ -19,11 +19,13 @@ use futures_util::future::{select, Either};
 
 use crate::client::{refuse, Client};
 use crate::core::{ConnGuard, Core};
+use crate::front::{self, read_more, Front};
 use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
-use crate::io::{read_more, IoFail};
+use crate::io::IoFail;
 use crate::park::PARK_AFTER;
-use crate::proxy;
+use crate::tls::session::{self, TlsSession};
+use crate::{proxy, redirect};
 
 enum Stop {
     /// Close without a word: the client went away, idled out or the server is stopping.
@@ -32,31 +34,74 @@ enum Stop {
     Refuse(u16),
 }
 
-/// Serves one newly accepted client connection until it closes or parks.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+/// Serves one newly accepted client connection of listener `listener` until it closes or parks.
+pub async fn serve(
+    core: Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    guard: ConnGuard,
+) {
     // TCP_NODELAY is inherited from the listener (`server::bind_reuseport`): no syscall here.
-    // The first request's head must be complete within header_timeout of the accept.
+    // The TLS handshake and the first request's head must be complete within header_timeout of
+    // the accept.
     let head_deadline = Instant::now() + core.config.limits.header_timeout;
-    let c = client(&core, stream, peer);
+    let mut c = client(&core, Front::plain(stream), peer, listener);
+    if let Some(config) = core.tls_config(listener) {
+        if !Box::pin(start_tls(&core, &mut c, config, head_deadline)).await {
+            return;
+        }
+    }
     keep_serving(core, c, Some(head_deadline), guard).await
 }
 
 /// Serves a parked connection again: its next request (or its close) has arrived.
 pub async fn resume(
     core: Rc<Core>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    p: crate::park::Parked,
     head_deadline: Option<Instant>,
     guard: ConnGuard,
 ) {
-    let c = client(&core, stream, peer);
+    let c = client(&core, p.stream, p.peer, p.listener);
     keep_serving(core, c, head_deadline, guard).await
 }
 
 /// The connection's `Client`; whether its peer is a trusted proxy is decided once, here.
-fn client(core: &Core, stream: TcpStream, peer: SocketAddr) -> Client {
+fn client(core: &Core, stream: Front, peer: SocketAddr, listener: usize) -> Client {
     let trusted = crate::trust::trusted(&core.config.server.trusted_proxies, peer.ip());
-    Client::new(stream, peer, trusted)
+    Client::new(stream, peer, trusted, listener)
+}
+
+/// The TLS handshake of a new connection, by `deadline`, counted by outcome. Application data
+/// sent with the client's last handshake flight lands in `c.buf`. `false`: it failed (the
+/// connection closes).
+async fn start_tls(
+    core: &Core,
+    c: &mut Client,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    deadline: Instant,
+) -> bool {
+    let mut s = match TlsSession::new(config) {
+        Ok(s) => Box::new(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a TLS session");
+            return false;
+        }
+    };
+    let done = session::handshake(&mut c.stream.tcp, &mut s, &mut c.buf, deadline).await;
+    let mut stats = core.stats.borrow_mut();
+    match done {
+        Ok(()) => {
+            stats.core.tls_handshakes[usize::from(s.resumed())] += 1;
+            c.stream.tls = Some(s);
+            true
+        }
+        Err(reason) => {
+            stats.core.tls_failed[reason as usize] += 1;
+            tracing::debug!(peer = %c.peer, reason = reason.name(), "TLS handshake failed");
+            false
+        }
+    }
 }
 
 /// Answers requests on `c` while it is kept alive; parks it when it idles past `PARK_AFTER`.
@@ -76,7 +121,14 @@ async fn keep_serving(
                 Wait::Close => return,
                 Wait::Park => {
                     let first_request = head_deadline.is_some();
-                    core.park(c.stream, c.peer, deadline, first_request, guard);
+                    let parked = crate::park::Parked {
+                        stream: c.stream,
+                        peer: c.peer,
+                        listener: c.listener,
+                        deadline,
+                        first_request,
+                    };
+                    core.park(parked, guard);
                     return;
                 }
             }
@@ -111,11 +163,27 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         if core.is_stopping() {
             return Wait::Close;
         }
+        if c.stream.has_buffered() {
+            // Plaintext a TLS session already holds: no wait for the socket.
+            match front::recv_ready(&mut c.stream, &mut c.buf) {
+                Ok(0) => return Wait::Close,
+                Ok(_) => return Wait::Data,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Wait::Close,
+            }
+        }
+        // Records a TLS session owes the client (an answer to a KeyUpdate) go out first.
+        if let Some(s) = c.stream.tls.as_mut() {
+            let left = deadline.saturating_duration_since(now);
+            if session::flush(&mut c.stream.tcp, s, left).await.is_err() {
+                return Wait::Close;
+            }
+        }
         if let Some(spare) = c.lend_buffers() {
             core.keep_spare(spare);
         }
         {
-            let poll = PollOnce::new(c.stream.to_shared_fd(), Interest::Readable);
+            let poll = PollOnce::new(c.stream.tcp.to_shared_fd(), Interest::Readable);
             let ready = std::pin::pin!(compio::runtime::submit(poll));
             let timer = std::pin::pin!(crate::deadline::sleep(
                 park_at.saturating_duration_since(now)
@@ -132,7 +200,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
             }
         }
         c.take_buffers(core.take_spare());
-        match recv_ready(c) {
+        match front::recv_ready(&mut c.stream, &mut c.buf) {
             Ok(0) => return Wait::Close,
             Ok(_) => return Wait::Data,
             // Readiness without data (rare): wait again.
@@ -145,19 +213,14 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
     }
 }
 
-/// Reads what the client has sent (the socket is readable) into `c.buf`, without blocking.
-fn recv_ready(c: &mut Client) -> std::io::Result<usize> {
-    c.buf.reserve(4096);
-    let spare = rustix::buffer::spare_capacity(&mut c.buf);
-    let (n, _) = rustix::net::recv(&c.stream, spare, rustix::net::RecvFlags::DONTWAIT)?;
-    Ok(n)
-}
-
 /// One request: the rest of its head, then the exchange. Returns whether to keep the connection.
 async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     // Only an access-logged refusal needs the time (no clock read per request otherwise).
     let started = core.access_log.as_ref().map(|_| Instant::now());
     match read_head(core, c, deadline).await {
+        Ok(()) if core.config.listen[c.listener].redirect_https => {
+            redirect::to_https(core, c).await
+        }
         Ok(()) => proxy::forward(core, c).await,
         Err(Stop::Quiet) => false,
         Err(Stop::Refuse(status)) => {

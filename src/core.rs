@@ -9,7 +9,6 @@
 //! this core's thread.
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +26,7 @@ use crate::park::Parking;
 use crate::pool::Pool;
 use crate::route::Router;
 use crate::stats::CoreStats;
+use crate::tls::{Generation, TlsState};
 
 /// Admin connections one core serves at once; more wait in the kernel's backlog.
 pub const ADMIN_CONNECTIONS_PER_CORE: usize = 8;
@@ -75,6 +75,10 @@ pub struct Core {
     pub admin_limit: usize,
     /// Connections idle past `park::PARK_AFTER`: no task, no buffers, a slot and an epoll entry.
     pub parking: Parking,
+    /// The TLS listeners' state (`None`: no TLS listener).
+    pub tls: Option<Arc<TlsState>>,
+    /// The certificate generation this core hands to new TLS connections, and its version.
+    tls_generation: RefCell<Option<(u64, Arc<Generation>)>>,
 }
 
 impl Core {
@@ -84,7 +88,9 @@ impl Core {
         board: Arc<Board>,
         access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
         parking: Parking,
+        tls: Option<Arc<TlsState>>,
     ) -> Core {
+        let tls_generation = tls.as_ref().map(|t| (t.version(), t.current()));
         let upstreams = config
             .balancers
             .iter()
@@ -116,6 +122,26 @@ impl Core {
             admin_active: Cell::new(0),
             admin_limit: ADMIN_CONNECTIONS_PER_CORE,
             parking,
+            tls,
+            tls_generation: RefCell::new(tls_generation),
+        }
+    }
+
+    /// The rustls configuration of listener `listener`, if it speaks TLS: the newest generation
+    /// (a reload is seen by the next handshake; one atomic load when there was none).
+    pub fn tls_config(&self, listener: usize) -> Option<Arc<rustls::ServerConfig>> {
+        self.refresh_tls();
+        let generation = self.tls_generation.borrow();
+        generation.as_ref()?.1.configs.get(listener)?.clone()
+    }
+
+    /// Takes the newest certificate generation if a reload made one (one atomic load if not).
+    pub fn refresh_tls(&self) {
+        let Some(tls) = &self.tls else { return };
+        let version = tls.version();
+        let mut generation = self.tls_generation.borrow_mut();
+        if generation.as_ref().is_some_and(|(v, _)| *v != version) {
+            *generation = Some((version, tls.current()));
         }
     }
 
@@ -159,21 +185,14 @@ impl Core {
         self.shutdown.notify_all();
     }
 
-    /// Parks a connection that has nothing read and not served, until `deadline` (see `park`).
-    /// `first_request`: it has not sent its first request (its head must then be complete by
-    /// `deadline`). While the server stops, the connection closes instead.
-    pub fn park(
-        self: &Rc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        deadline: Instant,
-        first_request: bool,
-        guard: ConnGuard,
-    ) {
+    /// Parks a connection that has nothing read and not served, until its deadline (see
+    /// `park`). While the server stops, the connection closes instead.
+    pub fn park(self: &Rc<Self>, parked: crate::park::Parked, guard: ConnGuard) {
         if self.is_stopping() {
             return;
         }
-        if let Err(e) = self.parking.insert(stream, peer, deadline, first_request) {
+        let peer = parked.peer;
+        if let Err(e) = self.parking.insert(parked) {
             // Cannot watch it: it closes (the client reconnects, as after a keep-alive timeout).
             tracing::warn!(peer = %peer, error = %e, "cannot park an idle connection; closing it");
             return;

@@ -69,10 +69,22 @@ fn main() -> ExitCode {
             serve(cfg)
         }
         Command::Check { config } => match Config::load(&config) {
-            Ok(c) => {
-                print!("{} is valid\n{}", config.display(), c.summary());
-                ExitCode::SUCCESS
-            }
+            Ok(c) => match ringlb::tls::check::check(&c) {
+                Ok((lines, warnings)) => {
+                    print!("{} is valid\n{}", config.display(), c.summary());
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    for w in warnings {
+                        println!("warning: {w}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ringlb: {}: certificate error: {e}", config.display());
+                    ExitCode::from(1)
+                }
+            },
             Err(e) => {
                 eprintln!("ringlb: config error: {e}");
                 ExitCode::from(1)

@@ -17,7 +17,6 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use compio::driver::SharedFd;
-use compio::net::TcpStream;
 use compio::runtime::fd::PollFd;
 use rustix::event::epoll;
 use rustix::time::Timespec;
@@ -40,8 +39,11 @@ pub const EVENTS_PER_WAKE: usize = 64;
 
 /// A parked connection.
 pub struct Parked {
-    pub stream: TcpStream,
+    /// Its socket, and its TLS session (with no buffered bytes) on a TLS listener.
+    pub stream: crate::front::Front,
     pub peer: SocketAddr,
+    /// Which `[[listen]]` accepted it.
+    pub listener: usize,
     /// Closed when this passes: the keep-alive limit, or the first request's header limit.
     pub deadline: Instant,
     /// Whether it has not sent its first request yet (then `deadline` is the head's deadline).
@@ -77,13 +79,7 @@ impl Parking {
     }
 
     /// Puts a connection in a slot and in the epoll set.
-    pub fn insert(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        deadline: Instant,
-        first_request: bool,
-    ) -> io::Result<()> {
+    pub fn insert(&self, parked: Parked) -> io::Result<()> {
         let slot = self.free.borrow_mut().pop().unwrap_or_else(|| {
             let mut slots = self.slots.borrow_mut();
             slots.push(None);
@@ -91,16 +87,11 @@ impl Parking {
         });
         let interest = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
         let data = epoll::EventData::new_u64(slot as u64);
-        if let Err(e) = epoll::add(&self.epoll, &stream, data, interest) {
+        if let Err(e) = epoll::add(&self.epoll, &parked.stream.tcp, data, interest) {
             self.free.borrow_mut().push(slot);
             return Err(e.into());
         }
-        self.slots.borrow_mut()[slot] = Some(Parked {
-            stream,
-            peer,
-            deadline,
-            first_request,
-        });
+        self.slots.borrow_mut()[slot] = Some(parked);
         self.since_release.set(self.since_release.get() + 1);
         Ok(())
     }
@@ -109,7 +100,7 @@ impl Parking {
     pub fn take(&self, slot: usize) -> Option<Parked> {
         let parked = self.slots.borrow_mut().get_mut(slot)?.take()?;
         self.free.borrow_mut().push(slot);
-        let _ = epoll::delete(&self.epoll, &parked.stream);
+        let _ = epoll::delete(&self.epoll, &parked.stream.tcp);
         Some(parked)
     }
 

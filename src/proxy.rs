@@ -18,11 +18,12 @@ use crate::balance::Pick;
 use crate::client::{refuse, target, Client};
 use crate::config::{BalancerConfig, MemberConfig, Protocol};
 use crate::core::Core;
+use crate::front;
 use crate::http::exchange::{self, Params};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::path::route_key;
 use crate::http::reply;
-use crate::io::{self, read_more, write_range, IoFail};
+use crate::io::{self, IoFail};
 use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
 use crate::select::{self, Mark};
 use crate::stats::{status_class, Failure, MemberStats, Phase};
@@ -157,7 +158,7 @@ async fn gather_body(
             _ => 16384,
         };
         let limit = core.config.limits.body_timeout;
-        if read_more(&mut c.stream, &mut c.buf, want, limit)
+        if front::read_more(&mut c.stream, &mut c.buf, want, limit)
             .await
             .is_err()
         {
@@ -303,6 +304,10 @@ async fn attempt(
         response_timeout: bcfg.response_timeout,
         client_timeout: core.config.limits.body_timeout,
         stopping: core.is_stopping(),
+        hsts: core.config.listen[c.listener]
+            .tls
+            .as_ref()
+            .map_or(&[][..], |t| t.hsts_header.as_bytes()),
     };
     match run_exchange(core, c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),
@@ -397,6 +402,7 @@ async fn run_exchange(
                 response: params.response_timeout,
                 client: params.client_timeout,
                 stopping: params.stopping,
+                hsts: params.hsts,
             };
             ajp::exchange::run(c, up, mcfg, req, body.clone(), &limits).await
         }
@@ -588,7 +594,7 @@ async fn local_reply(c: &mut Client, status: u16, req: &Request) -> bool {
     c.out.clear();
     reply::error(&mut c.out, status, !keep);
     let n = c.out.len();
-    write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
+    front::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
         .await
         .is_ok()
         && keep
@@ -602,7 +608,7 @@ async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool 
         c.out.clear();
         reply::error(&mut c.out, status, true);
         let n = c.out.len();
-        let _ = write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
+        let _ = front::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
     } else {
         refuse(c, status).await;
     }

@@ -25,6 +25,8 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     access_log: Option<access_log::Writer>,
     health: Option<Checker>,
+    /// The TLS listeners' certificates (`None`: no TLS listener), reloaded on SIGHUP.
+    tls: Option<Arc<crate::tls::TlsState>>,
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
@@ -48,27 +50,31 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 impl Server {
     /// Binds the listeners and starts the workers; returns once every worker is serving.
-    pub fn start(config: Config) -> anyhow::Result<Server> {
+    pub fn start(mut config: Config) -> anyhow::Result<Server> {
         // Transparent huge pages keep memory resident in 2 MiB units: the pages freed by a burst of
         // connections stayed resident (about 0.4 KiB more per idle connection in scenario (e)),
         // and khugepaged's compaction can stall a worker. Opt out, for this process only.
         if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
             tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
         }
-        let config = Arc::new(config);
         let workers = config.server.workers;
         let mut per_worker: Vec<Vec<(std::net::TcpListener, Role)>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
         let admin = config.admin.as_ref().map(|a| (a.address, Role::Admin));
-        let all = config.listen.iter().map(|&a| (a, Role::Proxy)).chain(admin);
+        let all = config
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.address, Role::Proxy(i)))
+            .chain(admin);
         for (addr, role) in all {
             let first = bind_reuseport(addr)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
             // Port 0 means "any": the other workers join the port the first one got.
             let bound = first.local_addr()?;
             match role {
-                Role::Proxy => addrs.push(bound),
+                Role::Proxy(_) => addrs.push(bound),
                 Role::Admin => tracing::info!("admin endpoint on http://{bound}/status"),
             }
             per_worker[0].push((first, role));
@@ -78,6 +84,12 @@ impl Server {
                 list.push((l, role));
             }
         }
+        // Port 0 resolved: `redirect_https` names the TLS listener's real port.
+        for (l, bound) in config.listen.iter_mut().zip(&addrs) {
+            l.address = *bound;
+        }
+        let config = Arc::new(config);
+        let tls = crate::tls::TlsState::start(&config).map_err(|e| anyhow::anyhow!(e))?;
         let board = Arc::new(Board::new(&config));
         let access_log = match &config.access_log {
             Some(path) => Some(access_log::Writer::start(path).map_err(|e| {
@@ -94,6 +106,7 @@ impl Server {
             stops.push(stop_tx);
             let config = config.clone();
             let board = board.clone();
+            let tls = tls.clone();
             let log_tx = access_log.as_ref().map(access_log::Writer::sender);
             let ready = ready_tx.clone();
             let pin_to = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -124,7 +137,7 @@ impl Server {
                     };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = crate::core::Core::new(id, config, board, log_tx, parking);
+                        let core = crate::core::Core::new(id, config, board, log_tx, parking, tls);
                         let core = std::rc::Rc::new(core);
                         worker::run(core, listeners, stop_rx).await;
                     });
@@ -153,14 +166,23 @@ impl Server {
             addrs,
             access_log,
             health,
+            tls,
         })
     }
 
-    /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate).
+    /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate), SIGHUP
+    /// re-reads the TLS certificates.
     pub fn wait_for_signal(&self) -> anyhow::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])?;
         for sig in signals.forever() {
+            if sig == SIGHUP {
+                match &self.tls {
+                    Some(tls) => reload_certificates(tls),
+                    None => tracing::info!("SIGHUP: no TLS listener, nothing to reload"),
+                }
+                continue;
+            }
             if sig == SIGUSR1 {
                 if let Some(log) = &self.access_log {
                     log.reopen();
@@ -193,6 +215,16 @@ impl Server {
             log.finish();
         }
         tracing::info!("stopped");
+    }
+}
+
+/// Re-reads the certificate files; on failure the loaded ones stay in use.
+pub fn reload_certificates(tls: &crate::tls::TlsState) {
+    match tls.reload() {
+        Ok(n) => tracing::info!(certificates = n, "TLS certificates reloaded"),
+        Err(e) => {
+            tracing::error!("TLS certificates NOT reloaded, the loaded ones stay in use: {e}")
+        }
     }
 }
 

@@ -115,6 +115,12 @@ pub struct CoreCounters {
     pub not_found: u64,
     /// Per balancer: requests answered 503 because no member was usable.
     pub unavailable: Vec<u64>,
+    /// TLS handshakes completed: `[full, resumed]`.
+    pub tls_handshakes: [u64; 2],
+    /// TLS handshakes failed, by `tls::session::HandshakeFail` (in `HandshakeFail::ALL` order).
+    pub tls_failed: [u64; 6],
+    /// Requests answered with a redirect to https (`redirect_https`).
+    pub redirected: u64,
 }
 
 pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];

@@ -52,7 +52,8 @@ pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    Proxy,
+    /// A `[[listen]]` address: its index in `Config::listen`.
+    Proxy(usize),
     Admin,
 }
 
@@ -96,7 +97,7 @@ pub async fn run(
 
 async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
     let (active, limit) = match role {
-        Role::Proxy => (&core.active, core.conn_limit),
+        Role::Proxy(_) => (&core.active, core.conn_limit),
         Role::Admin => (&core.admin_active, core.admin_limit),
     };
     loop {
@@ -114,11 +115,12 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
         let stop = std::pin::pin!(core.shutdown.notified());
         match select(accept, stop).await {
             Either::Left((Ok((stream, peer)), _)) => match role {
-                Role::Proxy => {
+                Role::Proxy(listener) => {
                     core.active.set(core.active.get() + 1);
                     core.stats.borrow_mut().core.connections_total += 1;
                     let guard = ConnGuard::new(core.clone());
-                    compio::runtime::spawn(conn::serve(core.clone(), stream, peer, guard)).detach()
+                    let task = conn::serve(core.clone(), stream, peer, listener, guard);
+                    compio::runtime::spawn(task).detach()
                 }
                 Role::Admin => {
                     let guard = AdminGuard::new(core.clone());
@@ -171,7 +173,7 @@ async fn watch_parked(core: Rc<Core>) {
             if let Some(p) = core.parking.take(ev.data.u64() as usize) {
                 let guard = ConnGuard::adopt(core.clone());
                 let head_deadline = p.first_request.then_some(p.deadline);
-                let task = conn::resume(core.clone(), p.stream, p.peer, head_deadline, guard);
+                let task = conn::resume(core.clone(), p, head_deadline, guard);
                 compio::runtime::spawn(task).detach();
             }
         }

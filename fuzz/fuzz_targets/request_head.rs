@@ -3,7 +3,7 @@
 //! exactly where ringlb wrote its end.
 //!
 //! Input: max_headers (1 byte), max head bytes (2 bytes), flags (1 byte: preserve_host, IPv6
-//! client, trusted proxy), a cut (2 bytes), then the bytes a client sent.
+//! client, trusted proxy, TLS client), a cut (2 bytes), then the bytes a client sent.
 
 #![no_main]
 
@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
             "10.0.0.7:50000".parse().unwrap()
         },
         trusted: flags & 4 != 0,
+        https: flags & 8 != 0,
     };
     // ringlb refuses a path above the root; any other goes out in normal form.
     let Some(target) = forward_target(raw, &head) else {
@@ -163,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The trail: a trusted proxy's X-Forwarded-For values (trimmed, empty ones left out) then the
     // client's address; anyone else's address alone. The scheme: a trusted proxy's last
-    // X-Forwarded-Proto element when it is http or https, else http.
+    // X-Forwarded-Proto element when it is http or https, else the client's own (https over TLS).
     let value_of = |kind: HeaderKind| {
         let h = again.headers.iter().find(|h| h.kind == kind).unwrap();
         out[h.value.clone()].to_vec()
@@ -190,7 +191,7 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|h| raw[h.value.clone()].split(|&b| b == b',').next_back())
         .map(|v| v.trim_ascii().to_ascii_lowercase())
         .filter(|v| v == b"http" || v == b"https")
-        .unwrap_or(b"http".to_vec());
+        .unwrap_or(if member.https { b"https".to_vec() } else { b"http".to_vec() });
     assert_eq!(
         value_of(HeaderKind::XForwardedProto),
         proto,

@@ -87,6 +87,8 @@ pub struct Member {
     pub client: SocketAddr,
     /// The client is a trusted proxy (`[server] trusted_proxies`).
     pub trusted: bool,
+    /// The client's connection with ringlb is TLS.
+    pub https: bool,
 }
 
 /// The target ringlb routes on and forwards (`http::path::normalize`); `None` when it refuses
@@ -116,6 +118,7 @@ pub fn rewrite_request(
         rewrite::Origin {
             ip: m.client.ip(),
             trusted: m.trusted,
+            https: m.https,
         },
     );
 }
@@ -239,6 +242,7 @@ pub fn ajp_forward_request(
         trusted,
         secret,
         packet_size,
+        tls: None,
     };
     ajp_request::forward_request(out, buf, head, target, &f)
 }

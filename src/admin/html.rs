@@ -141,6 +141,9 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
         let _ = writeln!(out, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
     }
     out.push_str("</dl>\n");
+    if let Some(t) = &r.tls {
+        tls_section(&mut out, t);
+    }
     for b in &r.balancers {
         let _ = writeln!(
             out,
@@ -190,6 +193,37 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
 Data refreshes once a second. <a href=\"/status.json\">JSON</a> · <a href=\"/metrics\">Prometheus</a></p>\n</body></html>\n",
     );
     out
+}
+
+/// The TLS section: handshakes, failures by reason, each listener's certificates.
+fn tls_section(out: &mut String, t: &super::tls_report::TlsReport) {
+    let join = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "<h2>TLS</h2>\n<dl>\n<dt>Handshakes</dt><dd>{}</dd>\n<dt>Failed handshakes</dt><dd>{}</dd>\n<dt>Certificate reloads</dt><dd>{}</dd>\n</dl>",
+        esc(&join(&t.handshakes)),
+        esc(&join(&t.failures)),
+        t.reloads
+    );
+    out.push_str("<table>\n<tr><th>Listener</th><th>Certificate</th><th>Names</th><th>Expires in</th></tr>\n");
+    for l in &t.listeners {
+        for c in &l.certificates {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} days</td></tr>",
+                esc(&l.address),
+                esc(&c.file),
+                esc(&c.names.join(", ")),
+                c.days_left
+            );
+        }
+    }
+    out.push_str("</table>\n");
 }
 
 #[cfg(test)]

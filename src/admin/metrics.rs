@@ -40,7 +40,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders the whole exposition.
-pub fn render(config: &Config, b: &BoardData) -> String {
+pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let sum_cores =
         |f: &dyn Fn(&crate::stats::CoreCounters) -> u64| -> u64 { b.cores.iter().map(f).sum() };
@@ -107,6 +107,20 @@ pub fn render(config: &Config, b: &BoardData) -> String {
             "ringlb_refused_requests_total{{status=\"{s}\"}} {}",
             sum_cores(&|c| c.refused[i])
         );
+    }
+    family(
+        &mut out,
+        "ringlb_redirected_requests_total",
+        "counter",
+        "Requests answered with a redirect to https (redirect_https).",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_redirected_requests_total {}",
+        sum_cores(&|c| c.redirected)
+    );
+    if let Some(t) = tls {
+        super::tls_report::TlsReport::build(config, b, t).metrics(&mut out);
     }
     family(
         &mut out,

@@ -11,6 +11,7 @@ pub mod api;
 pub mod html;
 pub mod metrics;
 pub mod report;
+pub mod tls_report;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -102,6 +103,7 @@ fn status_reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         401 => "Unauthorized",
+        422 => "Unprocessable Content",
         _ => crate::http::reply::reason(status),
     }
 }
@@ -159,7 +161,8 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
                 .find_map(|kv| kv.strip_prefix("refresh="))
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|&n| n > 0);
-            let report = report::StatusReport::build(config, &core.board.lock());
+            let report =
+                report::StatusReport::build(config, &core.board.lock(), core.tls.as_deref());
             Reply::new(
                 200,
                 "text/html; charset=utf-8",
@@ -167,7 +170,8 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             )
         }
         ("GET", ["status.json"]) => {
-            let report = report::StatusReport::build(config, &core.board.lock());
+            let report =
+                report::StatusReport::build(config, &core.board.lock(), core.tls.as_deref());
             Reply::new(
                 200,
                 "application/json",
@@ -177,7 +181,7 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
         ("GET", ["metrics"]) => Reply::new(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(config, &core.board.lock()),
+            metrics::render(config, &core.board.lock(), core.tls.as_deref()),
         ),
         (_, ["api", "balancers", b, "members", m]) => {
             let (status, json) = api::member(config, &mut core.board.lock(), method, b, m, body);
@@ -186,6 +190,26 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             }
             Reply::new(status, "application/json", json)
         }
+        ("POST", ["api", "tls", "reload"]) => match &core.tls {
+            None => Reply::new(
+                404,
+                "application/json",
+                "{\"error\":\"no TLS listener\"}\n".into(),
+            ),
+            Some(tls) => match tls.reload() {
+                Ok(n) => {
+                    tracing::info!(certificates = n, "TLS certificates reloaded (admin API)");
+                    Reply::new(200, "application/json", format!("{{\"reloaded\":{n}}}\n"))
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
+                    );
+                    let body = serde_json::json!({ "error": e }).to_string();
+                    Reply::new(422, "application/json", body + "\n")
+                }
+            },
+        },
         (_, ["status"] | ["status.json"] | ["metrics"]) => {
             Reply::new(405, "text/plain", "use GET\n".into())
         }

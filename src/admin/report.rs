@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::board::{BoardData, WINDOW_SECS};
 use crate::config::Config;
 use crate::stats::{FAILURE_NAMES, REFUSED_STATUSES};
+use crate::tls::TlsState;
 
 /// Version of this schema.
 pub const SCHEMA: u32 = 1;
@@ -30,6 +31,12 @@ pub struct StatusReport {
     pub not_found: u64,
     pub window_seconds: u64,
     pub balancers: Vec<BalancerReport>,
+    /// Requests answered with a redirect to https (`redirect_https`).
+    #[serde(default)]
+    pub redirected: u64,
+    /// TLS handshakes and certificates; absent when no listener speaks TLS.
+    #[serde(default)]
+    pub tls: Option<super::tls_report::TlsReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,7 +172,7 @@ impl Percentiles {
 
 impl StatusReport {
     /// Builds the report from the board (taken under its lock).
-    pub fn build(config: &Config, b: &BoardData) -> StatusReport {
+    pub fn build(config: &Config, b: &BoardData, tls: Option<&TlsState>) -> StatusReport {
         let now_sec = b.now_sec();
         let mut window_requests = 0;
         let balancers = config
@@ -248,6 +255,8 @@ impl StatusReport {
             not_found: b.cores.iter().map(|c| c.not_found).sum(),
             window_seconds: WINDOW_SECS,
             balancers,
+            redirected: b.cores.iter().map(|c| c.redirected).sum(),
+            tls: tls.map(|t| super::tls_report::TlsReport::build(config, b, t)),
         }
     }
 }

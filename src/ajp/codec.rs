@@ -31,6 +31,9 @@ pub mod attr {
     pub const REMOTE_USER: u8 = 0x03;
     pub const QUERY_STRING: u8 = 0x05;
     pub const JVM_ROUTE: u8 = 0x06;
+    pub const SSL_CIPHER: u8 = 0x08;
+    pub const SSL_SESSION: u8 = 0x09;
+    pub const SSL_KEY_SIZE: u8 = 0x0B;
     pub const REQ_ATTRIBUTE: u8 = 0x0A;
     pub const SECRET: u8 = 0x0C;
     pub const STORED_METHOD: u8 = 0x0D;

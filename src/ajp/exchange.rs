@@ -20,22 +20,25 @@ use compio::net::TcpStream;
 use super::codec::{
     body_packet_header, decode, max_body_chunk, HeaderName, Packet, CPING_PACKET, EMPTY_BODY,
 };
-use super::request::{check_response, forward_request, response_head, Forward, Framing};
+use super::request::{check_response, forward_request, response_head, Forward, Framing, SslFacts};
 use crate::client::{send_continue, target, Client};
 use crate::config::MemberConfig;
+use crate::front;
 use crate::http::framing::{no_body, BodyKind, BodyTracker};
 use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
 
 /// The limits an exchange runs under.
-pub struct Limits {
+pub struct Limits<'a> {
     /// For the container's answers.
     pub response: Duration,
     /// For each read from and write to the client.
     pub client: Duration,
     /// The server is stopping: the client connection is not kept.
     pub stopping: bool,
+    /// Header lines added after the status line of the client's response (HSTS), or empty.
+    pub hsts: &'a [u8],
 }
 
 /// Sends CPING and waits for CPONG (Tomcat answers a CPING by closing while it shuts down).
@@ -107,7 +110,7 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     }
     if body.chunked {
         let had = c.buf.len();
-        read_more(&mut c.stream, &mut c.buf, 16384, limit)
+        front::read_more(&mut c.stream, &mut c.buf, 16384, limit)
             .await
             .map_err(|_| ())?;
         return stage_chunked(c, body, had);
@@ -116,7 +119,7 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     c.buf.drain(..body.pending.start);
     body.pending = 0..0;
     let had = c.buf.len();
-    read_more(&mut c.stream, &mut c.buf, 16384, limit)
+    front::read_more(&mut c.stream, &mut c.buf, 16384, limit)
         .await
         .map_err(|_| ())?;
     let n = body.tracker.advance(&c.buf[had..]).map_err(|_| ())?;
@@ -184,7 +187,7 @@ pub async fn run(
     member: &MemberConfig,
     req: &Request,
     tracker: BodyTracker,
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> Outcome {
     let (mut body, sent) = match send_forward(c, up, member, req, tracker, limits).await {
         Ok(sent) => sent,
@@ -304,7 +307,7 @@ async fn send_forward(
     member: &MemberConfig,
     req: &Request,
     tracker: BodyTracker,
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> Result<(Body, u64), Outcome> {
     let max = member.packet_size;
     c.out.clear();
@@ -313,6 +316,15 @@ async fn send_forward(
         trusted: c.trusted,
         secret: member.secret.as_deref(),
         packet_size: max,
+        tls: c.stream.tls.as_ref().and_then(|s| {
+            let (cipher, key_bits) = s.cipher()?;
+            Some(SslFacts {
+                cipher,
+                key_bits,
+                session: s.session_id(),
+                protocol: s.version(),
+            })
+        }),
     };
     let path = target(&c.buf, &c.head, &c.path);
     if forward_request(&mut c.out, &c.buf, &c.head, path, &forward).is_err() {
@@ -361,7 +373,7 @@ async fn first_body_packet(
     c: &mut Client,
     body: &mut Body,
     chunk_max: usize,
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> Result<Range<usize>, Outcome> {
     let BodyKind::Length(n) = c.head.body else {
         return Ok(0..0);
@@ -390,7 +402,7 @@ async fn send_body_chunk(
     asked: u16,
     member: &MemberConfig,
     r: &mut Response,
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> Result<(), Outcome> {
     let want = usize::from(asked).min(max_body_chunk(member.packet_size));
     while !body.tracker.is_done() && body.pending.is_empty() && body.stage.is_empty() {
@@ -435,7 +447,7 @@ async fn send_headers(
     req: &Request,
     body: &mut Body,
     r: &mut Response,
-    limits: &Limits,
+    limits: &Limits<'_>,
     member: &MemberConfig,
 ) -> Result<(), Outcome> {
     // The response starts: a later read of the body must not send `100 Continue`.
@@ -470,6 +482,7 @@ async fn send_headers(
     };
     c.out.clear();
     response_head(&mut c.out, &c.rbuf, status, &reason, &headers, &framing);
+    crate::http::rewrite::insert_after_status_line(&mut c.out, limits.hsts);
     let n = c.out.len();
     r.started = Some(Started {
         status,
@@ -478,7 +491,7 @@ async fn send_headers(
         keep,
         length: length.filter(|_| !no_body),
     });
-    match write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
+    match front::write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
         Ok(()) => Ok(()),
         Err(_) => Err(r.broken()),
     }
@@ -491,7 +504,7 @@ async fn send_data(
     base: usize,
     body: &Body,
     r: &mut Response,
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> Result<(), Outcome> {
     let Some(s) = r.started else {
         return Err(invalid(body));
@@ -515,7 +528,7 @@ async fn send_data(
         r.crlf_pending = true;
     }
     r.body_sent += data.len() as u64;
-    match write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, limits.client).await {
+    match front::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, limits.client).await {
         Ok(()) => Ok(()),
         Err(_) => Err(r.broken()),
     }
@@ -527,7 +540,7 @@ async fn end_response(
     c: &mut Client,
     body: &mut Body,
     r: &mut Response,
-    limits: &Limits,
+    limits: &Limits<'_>,
 ) -> Result<(Started, bool), Outcome> {
     let Some(s) = r.started else {
         return Err(invalid(body));
@@ -543,7 +556,7 @@ async fn end_response(
         }
         c.out.extend_from_slice(b"0\r\n\r\n");
         let n = c.out.len();
-        if write_range(&mut c.stream, &mut c.out, 0..n, limits.client)
+        if front::write_range(&mut c.stream, &mut c.out, 0..n, limits.client)
             .await
             .is_err()
         {

@@ -32,6 +32,21 @@ pub struct Forward<'a> {
     /// The secret Tomcat's connector requires (`secret` on the member).
     pub secret: Option<&'a str>,
     pub packet_size: usize,
+    /// The client's TLS connection with ringlb, if it used one.
+    pub tls: Option<SslFacts>,
+}
+
+/// What mod_proxy_ajp tells a container of the client's TLS connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SslFacts {
+    /// The cipher suite's IANA name.
+    pub cipher: &'static str,
+    /// Its key size in bits.
+    pub key_bits: u16,
+    /// The session id, in hex.
+    pub session: [u8; 32],
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
 }
 
 /// Writes the request headers `http::policy` forwards to a container, Content-Length once with
@@ -163,8 +178,8 @@ pub fn forward_request(
     let (server_name, server_port) = host_and_port(head.routing_host(buf));
     w.string(server_name);
     w.int(server_port);
-    // is_ssl: this listener speaks plain HTTP; a trusted proxy in front may have terminated TLS.
-    let https = f.trusted && head.forwarded_proto(buf) == Some("https");
+    // is_ssl: the client's connection is TLS, or a trusted proxy in front terminated TLS.
+    let https = f.tls.is_some() || (f.trusted && head.forwarded_proto(buf) == Some("https"));
     w.boolean(https);
     write_headers(&mut w, buf, head, f.trusted)?;
     if let Some(q) = query {
@@ -178,6 +193,17 @@ pub fn forward_request(
     let _ = write!(cur, "{}", f.client.port());
     let plen = cur.position() as usize;
     w.string(&port[..plen]);
+    if let Some(t) = &f.tls {
+        w.byte(attr::SSL_CIPHER);
+        w.string(t.cipher.as_bytes());
+        w.byte(attr::SSL_SESSION);
+        w.string(&t.session);
+        w.byte(attr::SSL_KEY_SIZE);
+        w.int(t.key_bits);
+        w.byte(attr::REQ_ATTRIBUTE);
+        w.string(b"AJP_SSL_PROTOCOL");
+        w.string(t.protocol.as_bytes());
+    }
     if code.is_none() {
         w.byte(attr::STORED_METHOD);
         w.string(method);
@@ -345,9 +371,48 @@ mod tests {
             trusted: false,
             secret,
             packet_size: 8192,
+            tls: None,
         };
         forward_request(&mut out, raw, &head, &raw[head.path.clone()], &f).unwrap();
         out
+    }
+
+    #[test]
+    fn a_tls_client_sets_is_ssl_and_the_ssl_attributes() {
+        let raw = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut head = RequestHead::default();
+        parse_request(raw, 16384, 100, &mut head).unwrap();
+        let f = Forward {
+            client: "10.0.0.7:50000".parse().unwrap(),
+            trusted: false,
+            secret: None,
+            packet_size: 8192,
+            tls: Some(SslFacts {
+                cipher: "TLS_AES_128_GCM_SHA256",
+                key_bits: 128,
+                session: *b"00112233445566778899aabbccddeeff",
+                protocol: "TLSv1.3",
+            }),
+        };
+        let mut out = Vec::new();
+        forward_request(&mut out, raw, &head, b"/x", &f).unwrap();
+        let s = |code: Option<u8>, b: &[u8]| {
+            let mut v: Vec<u8> = code.into_iter().collect();
+            v.extend_from_slice(&(b.len() as u16).to_be_bytes());
+            v.extend_from_slice(b);
+            v.push(0);
+            v
+        };
+        let find = |needle: &[u8]| out.windows(needle.len()).position(|w| w == needle);
+        // server_name "h", port 80, is_ssl 1
+        assert!(find(&[b'h', 0, 0, 80, 1]).is_some(), "{out:?}");
+        let cipher = s(Some(0x08), b"TLS_AES_128_GCM_SHA256");
+        let session = s(Some(0x09), b"00112233445566778899aabbccddeeff");
+        let mut attrs = [cipher, session, vec![0x0B, 0, 128], vec![0x0A]].concat();
+        attrs.extend(s(None, b"AJP_SSL_PROTOCOL"));
+        attrs.extend(s(None, b"TLSv1.3"));
+        assert!(find(&attrs).is_some(), "{out:?}");
+        assert_eq!(out.last(), Some(&0xFF));
     }
 
     #[test]
@@ -414,6 +479,7 @@ mod tests {
             trusted: false,
             secret: None,
             packet_size: 8192,
+            tls: None,
         };
         let mut out = Vec::new();
         let path = &raw.as_bytes()[head.path.clone()];

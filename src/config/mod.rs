@@ -13,12 +13,15 @@ use toml::Spanned;
 
 mod balancer;
 mod health;
+mod listen;
 
 use balancer::RawBalancer;
 pub use balancer::{
     AllFailed, BalanceMethod, BalancerConfig, MemberConfig, MemberStatus, Protocol, Sticky,
 };
 pub use health::{HcMethod, HealthCheck};
+use listen::RawListen;
+pub use listen::{CertFiles, ListenConfig, TlsConfig, TlsVersion};
 
 /// The largest `max_headers` ringlb accepts (headers are parsed into a fixed stack array).
 pub const MAX_HEADERS_CAP: usize = 256;
@@ -183,12 +186,6 @@ struct RawAdmin {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawListen {
-    address: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     host: Option<String>,
     #[serde(default = "default_path")]
@@ -210,7 +207,7 @@ pub struct Config {
     pub log_level: String,
     /// Access log path (`[log] access`).
     pub access_log: Option<std::path::PathBuf>,
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<ListenConfig>,
     pub admin: Option<AdminConfig>,
     pub balancers: Vec<BalancerConfig>,
     pub routes: Vec<RouteConfig>,
@@ -297,7 +294,10 @@ impl Config {
             self.server.driver,
             self.listen
                 .iter()
-                .map(|a| a.to_string())
+                .map(|l| match &l.tls {
+                    Some(_) => format!("{} (tls)", l.address),
+                    None => l.address.to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -396,29 +396,7 @@ impl Validator<'_> {
                 }
             }
         }
-        let mut listen = Vec::new();
-        for (i, l) in raw.listen.iter().enumerate() {
-            match l.address.get_ref().parse::<SocketAddr>() {
-                Ok(a) => listen.push(a),
-                Err(_) => {
-                    return self.err(
-                        l.address.span(),
-                        format!("listen[{i}].address"),
-                        format!(
-                            "\"{}\" is not an ip:port address (e.g. \"127.0.0.1:8080\")",
-                            l.address.get_ref()
-                        ),
-                    )
-                }
-            }
-        }
-        if listen.is_empty() {
-            return self.err(
-                0..0,
-                "listen".into(),
-                "at least one [[listen]] address is required".into(),
-            );
-        }
+        let listen = self.listeners(&raw.listen)?;
         let admin = match &raw.admin {
             None => None,
             Some(a) => {
@@ -508,7 +486,7 @@ impl Validator<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const GOOD: &str = r#"
@@ -543,7 +521,7 @@ balancer = "app"
         assert_eq!(c.limits.max_headers, 100);
     }
 
-    fn error_of(text: &str) -> (usize, String, String) {
+    pub(super) fn error_of(text: &str) -> (usize, String, String) {
         match Config::parse(text) {
             Err(ConfigError::Invalid {
                 line, key, message, ..

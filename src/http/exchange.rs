@@ -19,7 +19,8 @@ use super::parse::{parse_response, HeadError};
 use super::reply;
 use super::rewrite::{self, ClientBody};
 use crate::client::{refuse, send_continue, target, Client};
-use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
+use crate::front;
+use crate::io::{read_more, send_request, write_range, IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
 
@@ -38,6 +39,8 @@ pub struct Params<'a> {
     /// The client's limit for each read and write (`limits.body_timeout`).
     pub client_timeout: Duration,
     pub stopping: bool,
+    /// Header lines added after the status line of the client's response (HSTS), or empty.
+    pub hsts: &'a [u8],
 }
 
 /// Runs the exchange for the request parsed in `c` on `up`. `body` has counted the body bytes
@@ -61,6 +64,7 @@ pub async fn run(
         rewrite::Origin {
             ip: c.peer.ip(),
             trusted: c.trusted,
+            https: c.stream.tls.is_some(),
         },
     );
     let mut sent = (c.out.len() + req.request_end - req.head_len) as u64;
@@ -195,7 +199,7 @@ async fn stream_request_body(
     let mut streamed = 0u64;
     while !body.is_done() {
         let start = c.buf.len();
-        if read_more(&mut c.stream, &mut c.buf, BODY_READ, p.client_timeout)
+        if front::read_more(&mut c.stream, &mut c.buf, BODY_READ, p.client_timeout)
             .await
             .is_err()
         {
@@ -259,7 +263,7 @@ async fn relay_interim(c: &mut Client, limit: Duration) -> Result<(), HeadFail> 
         c.out.clear();
         rewrite::interim_head(&mut c.out, &c.rbuf, &c.resp);
         let len = c.out.len();
-        if write_range(&mut c.stream, &mut c.out, 0..len, limit)
+        if front::write_range(&mut c.stream, &mut c.out, 0..len, limit)
             .await
             .is_err()
         {
@@ -314,6 +318,7 @@ async fn relay_response(
     c.out.clear();
     let minor = c.head.minor_version;
     rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, mode, minor, keep_client);
+    rewrite::insert_after_status_line(&mut c.out, p.hsts);
     let mut body = BodyTracker::new(kind);
     if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
         return r;
@@ -348,18 +353,18 @@ async fn relay_first(
         c.out.clear();
         reply::error(&mut c.out, 502, true);
         let len = c.out.len();
-        let _ = write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
+        let _ = front::write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
         return false;
     };
     if mode == ClientBody::Dechunk {
         let len = c.out.len();
-        write_range(&mut c.stream, &mut c.out, 0..len, limit)
+        front::write_range(&mut c.stream, &mut c.out, 0..len, limit)
             .await
             .is_ok()
             && write_ranges(c, limit).await
     } else {
         let range = head_len..end;
-        write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
+        front::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
             .await
             .is_ok()
     }
@@ -379,7 +384,7 @@ async fn relay_more(
     if mode == ClientBody::Dechunk {
         write_ranges(c, limit).await
     } else {
-        write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
+        front::write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
             .await
             .is_ok()
     }
@@ -416,7 +421,7 @@ fn data_len(mode: ClientBody, framed: usize, ranges: &[std::ops::Range<usize>]) 
 async fn write_ranges(c: &mut Client, limit: Duration) -> bool {
     for i in 0..c.ranges.len() {
         let r = c.ranges[i].clone();
-        if write_range(&mut c.stream, &mut c.rbuf, r, limit)
+        if front::write_range(&mut c.stream, &mut c.rbuf, r, limit)
             .await
             .is_err()
         {
@@ -472,7 +477,7 @@ mod tests {
                 let _ = s.read_to_end(&mut sink);
             });
             let (stream, peer) = front.accept().await.unwrap();
-            let mut c = Client::new(stream, peer, false);
+            let mut c = Client::new(crate::front::Front::plain(stream), peer, false, 0);
             c.buf.extend_from_slice(request);
             parse_request(&c.buf, 16384, 100, &mut c.head).unwrap();
             let mut body = BodyTracker::new(c.head.body);
@@ -491,6 +496,7 @@ mod tests {
                 response_timeout: Duration::from_millis(300),
                 client_timeout: Duration::from_secs(2),
                 stopping: false,
+                hsts: b"",
             };
             let outcome = run(&mut c, &mut up, &req, &mut body, &params).await;
             drop(c);

@@ -50,11 +50,13 @@ fn forward_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], dir: Di
     }
 }
 
-/// Who sent the request: its address, and whether it is a trusted proxy.
+/// Who sent the request: its address, whether it is a trusted proxy, and whether it came over
+/// TLS.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin {
     pub ip: IpAddr,
     pub trusted: bool,
+    pub https: bool,
 }
 
 /// Writes the head to send to an HTTP member; `target` is the path and query to send.
@@ -97,10 +99,12 @@ pub fn request_head(
     if !client_host.is_empty() {
         push_header(out, b"X-Forwarded-Host", client_host);
     }
+    // The scheme the client used with ringlb, unless a trusted proxy says what it used.
+    let own = if from.https { "https" } else { "http" };
     let proto = if from.trusted {
-        head.forwarded_proto(buf).unwrap_or("http")
+        head.forwarded_proto(buf).unwrap_or(own)
     } else {
-        "http"
+        own
     };
     let _ = write!(out, "X-Forwarded-Proto: {proto}\r\n");
     match head.body {
@@ -149,6 +153,18 @@ pub fn interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
     out.extend_from_slice(b"\r\n");
     forward_headers(out, buf, &head.headers, Direction::Response);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Inserts header lines (`lines`, each ending in CRLF) right after the status line of the head
+/// that starts `out`: before the member's headers, so that a client reading only the first of a
+/// header (HSTS) reads ringlb's.
+pub fn insert_after_status_line(out: &mut Vec<u8>, lines: &[u8]) {
+    if lines.is_empty() {
+        return;
+    }
+    if let Some(pos) = out.windows(2).position(|w| w == b"\r\n") {
+        out.splice(pos + 2..pos + 2, lines.iter().copied());
+    }
 }
 
 /// Writes the head to send to the client.
@@ -200,6 +216,7 @@ X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n
             let from = Origin {
                 ip: "10.0.0.9".parse().unwrap(),
                 trusted,
+                https: false,
             };
             request_head(
                 &mut out,
@@ -229,6 +246,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
         let ip = Origin {
             ip: "10.0.0.9".parse().unwrap(),
             trusted: false,
+            https: false,
         };
         request_head(&mut out, raw, &h, &raw[h.path.clone()], "m:1", false, ip);
         String::from_utf8(out).unwrap()
@@ -309,6 +327,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
             Origin {
                 ip: "127.0.0.1".parse().unwrap(),
                 trusted: false,
+                https: false,
             },
         );
         assert!(out.starts_with(b"GET / HTTP/1.1\r\nHost: front.example\r\n"));

@@ -17,4 +17,5 @@ mod review;
 mod status;
 mod sticky;
 mod support;
+mod tls;
 mod tomcat;

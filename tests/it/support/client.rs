@@ -26,6 +26,8 @@ impl Resp {
 
 pub struct Client {
     pub s: TcpStream,
+    /// The TLS session, for a client made by `connect_tls`.
+    pub tls: Option<Box<rustls::ClientConnection>>,
     buf: Vec<u8>,
 }
 
@@ -34,22 +36,58 @@ impl Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_nodelay(true).unwrap();
-        Client { s, buf: Vec::new() }
+        Client {
+            s,
+            tls: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects and completes a TLS handshake, naming `sni` (an IP address: no SNI is sent).
+    pub fn connect_tls(
+        addr: SocketAddr,
+        sni: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Client> {
+        let name = rustls::pki_types::ServerName::try_from(sni.to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        let mut c = Client::connect(addr);
+        c.tls = Some(Box::new(conn));
+        let tls = c.tls.as_mut().unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut c.s)?;
+        }
+        Ok(c)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.tls.as_mut() {
+            None => self.s.write_all(bytes),
+            Some(t) => rustls::Stream::new(t.as_mut(), &mut self.s).write_all(bytes),
+        }
+    }
+
+    fn read_some(&mut self, chunk: &mut [u8]) -> std::io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.s.read(chunk),
+            Some(t) => rustls::Stream::new(t.as_mut(), &mut self.s).read(chunk),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
+        self.write_all(bytes).unwrap();
     }
 
     /// Sends, ignoring errors (the proxy may already have closed).
     pub fn try_send(&mut self, bytes: &[u8]) -> bool {
-        self.s.write_all(bytes).is_ok()
+        self.write_all(bytes).is_ok()
     }
 
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 65536];
         loop {
-            match self.s.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return false,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
@@ -170,7 +208,7 @@ impl Client {
     pub fn is_closed(&mut self) -> bool {
         let mut chunk = [0u8; 1024];
         loop {
-            match self.s.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

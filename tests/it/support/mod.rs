@@ -5,6 +5,7 @@ pub mod ajp_container;
 pub mod backend;
 pub mod client;
 pub mod lenient;
+pub mod pki;
 pub mod proxy;
 pub mod raw_member;
 
@@ -13,6 +14,7 @@ pub use admin::{
 };
 pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
 pub use client::{get, Client, Resp};
+pub use pki::Pki;
 pub use proxy::{member, public_and_admin, run_cli, simple_config, Ringlb};
 
 /// Polls `cond` every 10 ms for at most 10 s.

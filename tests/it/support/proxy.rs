@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Ringlb {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Every proxy listener's address, in `[[listen]]` order (`addr` is the first).
+    pub addrs: Vec<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
 }
@@ -116,13 +118,13 @@ impl Ringlb {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(15);
-        let mut addr = None;
+        let mut addrs = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(a) = line.split("listening on ").nth(1) {
-                        addr = a.trim().parse().ok();
+                        addrs.extend(a.trim().parse::<SocketAddr>().ok());
                     }
                     if line.contains("ringlb ready") {
                         break;
@@ -137,7 +139,8 @@ impl Ringlb {
         }
         Ok(Ringlb {
             child: Some(child),
-            addr: addr.ok_or("no listening line")?,
+            addr: *addrs.first().ok_or("no listening line")?,
+            addrs,
             logs,
             _dir: dir,
         })

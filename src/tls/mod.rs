@@ -1,0 +1,178 @@
+//! TLS on the listeners: the crypto provider, one rustls `ServerConfig` per TLS listener, and the
+//! process-wide `TlsState` that certificate reloads replace.
+//!
+//! Files: `certs` (reading and checking a certificate pair), `store` (the certificate for a
+//! client's server name), `session` (one connection's rustls state over ringlb's buffers).
+//!
+//! Owns: building server configs and swapping certificate generations. Must never: let a reload
+//! that failed replace the working certificates, or change the ticket keys at a reload (tickets
+//! issued before a reload still resume after it). Invariant: a `Generation` is immutable; cores
+//! pick a new one up at their tick (`TlsState::version`), so no lock is taken per connection.
+
+pub mod certs;
+pub mod check;
+pub mod session;
+pub mod store;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::ProducesTickets;
+use rustls::ServerConfig;
+
+use crate::config::{Config, TlsConfig, TlsVersion};
+use certs::LoadedCert;
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!("enable the `aws-lc-rs` (default) or the `ring` feature: TLS needs a provider");
+
+/// The crypto provider: aws-lc-rs (post-quantum hybrid key exchange first), or ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    return Arc::new(rustls::crypto::ring::default_provider());
+}
+
+fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
+    #[cfg(feature = "aws-lc-rs")]
+    return rustls::crypto::aws_lc_rs::Ticketer::new();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    return rustls::crypto::ring::Ticketer::new();
+}
+
+/// What the status page shows of a certificate.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    pub file: String,
+    pub names: Vec<String>,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// One set of loaded certificates: a server config per listener (`None`: a plain listener).
+pub struct Generation {
+    pub configs: Vec<Option<Arc<ServerConfig>>>,
+    /// Per listener, its certificates (empty for a plain listener).
+    pub certs: Vec<Vec<CertInfo>>,
+}
+
+/// The TLS state shared by the workers, the admin API and the signal handler.
+pub struct TlsState {
+    listeners: Vec<Option<TlsConfig>>,
+    provider: Arc<CryptoProvider>,
+    /// Made once per process: every generation issues and accepts the same tickets.
+    ticketer: Arc<dyn ProducesTickets>,
+    version: AtomicU64,
+    // Taken at a reload and when a core sees a new version (at most once per reload), never per
+    // connection.
+    #[allow(clippy::disallowed_types)]
+    current: std::sync::Mutex<Arc<Generation>>,
+}
+
+impl TlsState {
+    /// Loads every TLS listener's certificates; `None` when no listener speaks TLS.
+    pub fn start(config: &Config) -> Result<Option<Arc<TlsState>>, String> {
+        if config.listen.iter().all(|l| l.tls.is_none()) {
+            return Ok(None);
+        }
+        let provider = provider();
+        let ticketer = ticketer().map_err(|e| format!("cannot make TLS ticket keys: {e}"))?;
+        let listeners: Vec<_> = config.listen.iter().map(|l| l.tls.clone()).collect();
+        let first = load_generation(&listeners, &provider, &ticketer)
+            .map_err(|e| format!("certificate error: {e}"))?;
+        #[allow(clippy::disallowed_types)]
+        let current = std::sync::Mutex::new(Arc::new(first));
+        Ok(Some(Arc::new(TlsState {
+            listeners,
+            provider,
+            ticketer,
+            version: AtomicU64::new(1),
+            current,
+        })))
+    }
+
+    /// Counts reloads: a core whose copy is older takes `current()`.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        match self.current.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads every certificate file. On any error the loaded certificates stay in use and the
+    /// error says which file and why; on success new handshakes use the new ones (established
+    /// connections keep theirs). Returns how many certificates were loaded.
+    pub fn reload(&self) -> Result<usize, String> {
+        let next = load_generation(&self.listeners, &self.provider, &self.ticketer)?;
+        let count = next.certs.iter().map(Vec::len).sum();
+        match self.current.lock() {
+            Ok(mut g) => *g = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(count)
+    }
+}
+
+fn load_generation(
+    listeners: &[Option<TlsConfig>],
+    provider: &Arc<CryptoProvider>,
+    ticketer: &Arc<dyn ProducesTickets>,
+) -> Result<Generation, String> {
+    let mut configs = Vec::new();
+    let mut certs = Vec::new();
+    for l in listeners {
+        let Some(t) = l else {
+            configs.push(None);
+            certs.push(Vec::new());
+            continue;
+        };
+        let loaded = load_certs(t, provider)?;
+        certs.push(
+            loaded
+                .iter()
+                .map(|c| CertInfo {
+                    file: c.files.cert.display().to_string(),
+                    names: c.names.clone(),
+                    not_after: c.not_after,
+                })
+                .collect(),
+        );
+        configs.push(Some(server_config(t, &loaded, provider, ticketer)?));
+    }
+    Ok(Generation { configs, certs })
+}
+
+/// Loads and checks a listener's certificate pairs.
+pub fn load_certs(t: &TlsConfig, provider: &CryptoProvider) -> Result<Vec<LoadedCert>, String> {
+    t.certs.iter().map(|f| certs::load(f, provider)).collect()
+}
+
+/// The rustls configuration of one TLS listener.
+pub fn server_config(
+    t: &TlsConfig,
+    loaded: &[LoadedCert],
+    provider: &Arc<CryptoProvider>,
+    ticketer: &Arc<dyn ProducesTickets>,
+) -> Result<Arc<ServerConfig>, String> {
+    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version {
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    };
+    let mut c = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(store::CertStore::new(loaded)));
+    c.alpn_protocols = t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // Stateless tickets for both versions: nothing shared between cores to look up.
+    c.ticketer = ticketer.clone();
+    c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(Arc::new(c))
+}

@@ -1,0 +1,538 @@
+//! One TLS connection's rustls state, driven over ringlb's own buffers with rustls' unbuffered
+//! API: ciphertext read from the socket goes into `tin`, rustls decrypts it and hands over
+//! plaintext, which is appended to the caller's buffer (the client's `buf`); plaintext to send is
+//! encrypted straight into `tout`, which is written to the socket.
+//!
+//! Owns: the record pump (`process`, `encrypt`), the handshake and the I/O that needs TLS state
+//! (`read_more`, `write`, `flush`, `close`). Must never: lose plaintext rustls produced (what
+//! arrives while ringlb writes is kept in `early` and read first), leave a complete record in
+//! `tin` after a read (an idle wait would then wait for bytes that already came), or hold buffers
+//! while idle that it could lend (`lend`). Invariant: between calls `tin` holds at most one partial
+//! record; `tout[..pending]` is ciphertext not yet written, in order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compio::net::TcpStream;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+use crate::io::{read_more as tcp_read_more, write_range, IoFail};
+
+/// Ciphertext read per receive.
+const READ_CHUNK: usize = 16 * 1024 + 64;
+/// Plaintext encrypted per write: larger writes go out in pieces of this size.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Room for record headers, tags and padding per 16 KiB record (and one more record).
+const RECORD_OVERHEAD: usize = 64;
+
+/// One TLS connection's state.
+pub struct TlsSession {
+    conn: UnbufferedServerConnection,
+    /// Ciphertext received and not yet processed.
+    tin: Vec<u8>,
+    /// Ciphertext to send is `tout[..pending]`; the rest is zeroed room kept for the next record.
+    tout: Vec<u8>,
+    pending: usize,
+    /// Plaintext that arrived while ringlb was writing: read before anything else.
+    early: Vec<u8>,
+    /// The client sent close_notify.
+    peer_closed: bool,
+    /// Random, made at the handshake: the session id AJP containers are told.
+    id: [u8; 16],
+}
+
+/// Where the record pump stopped.
+enum Progress {
+    /// Handshake done; every complete record has been processed.
+    Ready,
+    /// The handshake needs more bytes from the client.
+    NeedMore,
+    /// Both sides have closed.
+    Closed,
+}
+
+/// Why a handshake failed (the status page counts them by this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFail {
+    /// Not done within `header_timeout`.
+    Timeout,
+    /// The client closed or reset the connection.
+    Closed,
+    /// Not TLS, or a malformed or unexpected message.
+    Protocol,
+    /// No version, cipher suite or group in common.
+    Incompatible,
+    /// The client refused the certificate (an alert such as unknown_ca or bad_certificate).
+    CertRejected,
+    /// Another alert from the client, or another error.
+    Other,
+}
+
+impl HandshakeFail {
+    pub const ALL: [HandshakeFail; 6] = [
+        HandshakeFail::Timeout,
+        HandshakeFail::Closed,
+        HandshakeFail::Protocol,
+        HandshakeFail::Incompatible,
+        HandshakeFail::CertRejected,
+        HandshakeFail::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeFail::Timeout => "timeout",
+            HandshakeFail::Closed => "closed",
+            HandshakeFail::Protocol => "protocol",
+            HandshakeFail::Incompatible => "incompatible",
+            HandshakeFail::CertRejected => "cert_rejected",
+            HandshakeFail::Other => "other",
+        }
+    }
+
+    fn of(e: &rustls::Error) -> HandshakeFail {
+        use rustls::AlertDescription as A;
+        match e {
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. }
+            | rustls::Error::DecryptError
+            | rustls::Error::PeerMisbehaved(_) => HandshakeFail::Protocol,
+            rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+                HandshakeFail::Incompatible
+            }
+            rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied,
+            ) => HandshakeFail::CertRejected,
+            rustls::Error::AlertReceived(A::ProtocolVersion | A::HandshakeFailure) => {
+                HandshakeFail::Incompatible
+            }
+            _ => HandshakeFail::Other,
+        }
+    }
+}
+
+/// What a failed TLS read or write came to, for the I/O layer.
+fn io_fail(e: rustls::Error) -> IoFail {
+    IoFail::Error(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+impl TlsSession {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsSession, rustls::Error> {
+        let mut id = [0u8; 16];
+        config.crypto_provider().secure_random.fill(&mut id)?;
+        Ok(TlsSession {
+            id,
+            conn: UnbufferedServerConnection::new(config)?,
+            tin: Vec::new(),
+            tout: Vec::new(),
+            pending: 0,
+            early: Vec::new(),
+            peer_closed: false,
+        })
+    }
+
+    /// Runs rustls over `tin` until it needs more bytes, appending any plaintext to `plain` and
+    /// any ciphertext to send to `tout`.
+    fn process(&mut self, plain: &mut Vec<u8>) -> Result<Progress, rustls::Error> {
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.tin);
+            let step = match state {
+                Err(e) => Err(e),
+                Ok(ConnectionState::ReadTraffic(mut r)) => loop {
+                    match r.next_record() {
+                        Some(Ok(rec)) => {
+                            discard += rec.discard;
+                            plain.extend_from_slice(rec.payload);
+                        }
+                        Some(Err(e)) => break Err(e),
+                        None => break Ok(None),
+                    }
+                },
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode(&mut e, &mut self.tout, &mut self.pending).map(|_| None)
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    // Sent with the next flush, before anything encrypted after it.
+                    t.done();
+                    Ok(None)
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    Ok(None)
+                }
+                Ok(ConnectionState::BlockedHandshake) => Ok(Some(Progress::NeedMore)),
+                Ok(ConnectionState::WriteTraffic(_)) => Ok(Some(Progress::Ready)),
+                Ok(ConnectionState::Closed) => Ok(Some(Progress::Closed)),
+                // Early data is never enabled (max_early_data_size is 0); anything else is new.
+                Ok(_) => Err(rustls::Error::General("unexpected TLS state".into())),
+            };
+            self.tin.drain(..discard.min(self.tin.len()));
+            if let Some(p) = step? {
+                return Ok(p);
+            }
+        }
+    }
+
+    /// Encrypts `data` into `tout` (after what is pending). Plaintext that arrives meanwhile goes
+    /// to `early`.
+    fn encrypt(&mut self, data: &[u8]) -> Result<(), rustls::Error> {
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.tin);
+            let step = match state {
+                Err(e) => Err(e),
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    let room = data.len() + RECORD_OVERHEAD * (data.len() / 16384 + 2);
+                    grow(&mut self.tout, self.pending + room);
+                    match w.encrypt(data, &mut self.tout[self.pending..]) {
+                        Ok(n) => {
+                            self.pending += n;
+                            Ok(true)
+                        }
+                        Err(EncryptError::InsufficientSize(s)) => {
+                            grow(&mut self.tout, self.pending + s.required_size);
+                            Ok(false)
+                        }
+                        Err(e) => Err(rustls::Error::General(e.to_string())),
+                    }
+                }
+                Ok(ConnectionState::ReadTraffic(mut r)) => loop {
+                    match r.next_record() {
+                        Some(Ok(rec)) => {
+                            discard += rec.discard;
+                            self.early.extend_from_slice(rec.payload);
+                        }
+                        Some(Err(e)) => break Err(e),
+                        None => break Ok(false),
+                    }
+                },
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode(&mut e, &mut self.tout, &mut self.pending).map(|_| false)
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    Ok(false)
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    Ok(false)
+                }
+                Ok(_) => Err(rustls::Error::General(
+                    "cannot write on this connection".into(),
+                )),
+            };
+            self.tin.drain(..discard.min(self.tin.len()));
+            if step? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queues a close_notify alert (best effort).
+    fn queue_close(&mut self) {
+        for _ in 0..8 {
+            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.tin);
+            let done = match state {
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    grow(&mut self.tout, self.pending + RECORD_OVERHEAD);
+                    if let Ok(n) = w.queue_close_notify(&mut self.tout[self.pending..]) {
+                        self.pending += n;
+                    }
+                    true
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode(&mut e, &mut self.tout, &mut self.pending).is_err()
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    false
+                }
+                Ok(ConnectionState::ReadTraffic(mut r)) => {
+                    while let Some(Ok(_)) = r.next_record() {}
+                    false
+                }
+                _ => true,
+            };
+            self.tin.drain(..discard.min(self.tin.len()));
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// After a failed handshake: encodes the alert rustls queued for the client, if any.
+    fn queue_alert(&mut self) {
+        for _ in 0..4 {
+            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.tin);
+            let more = match state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode(&mut e, &mut self.tout, &mut self.pending).is_ok()
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    true
+                }
+                _ => false,
+            };
+            self.tin.drain(..discard.min(self.tin.len()));
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Whether plaintext has already arrived that a reader has not taken: an idle wait must not
+    /// poll the socket for it.
+    pub fn has_buffered(&self) -> bool {
+        !self.early.is_empty() || complete_record(&self.tin)
+    }
+
+    /// The negotiated cipher suite's IANA name (`TLS_AES_128_GCM_SHA256`) and its key size in
+    /// bits, for AJP's SSL attributes.
+    pub fn cipher(&self) -> Option<(&'static str, u16)> {
+        let suite = self.conn.negotiated_cipher_suite()?;
+        let name = iana_name(suite.suite().as_str()?);
+        let bits = if name.contains("AES_128") { 128 } else { 256 };
+        Some((name, bits))
+    }
+
+    /// The session id AJP containers are told, in hex: random per TLS connection (rustls does
+    /// not expose the protocol's session id, and TLS 1.3 has none).
+    pub fn session_id(&self) -> [u8; 32] {
+        let mut hex = [0u8; 32];
+        for (i, b) in self.id.iter().enumerate() {
+            hex[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
+            hex[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+        }
+        hex
+    }
+
+    /// Whether this connection resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        matches!(
+            self.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        )
+    }
+
+    /// The negotiated protocol version, as AJP's `AJP_SSL_PROTOCOL` names it (`TLSv1.3`).
+    pub fn version(&self) -> &'static str {
+        match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        }
+    }
+
+    /// Takes the (empty) buffers while the connection idles; `None` when they hold bytes.
+    pub fn lend(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        if !self.tin.is_empty() || self.pending > 0 || !self.early.is_empty() {
+            return None;
+        }
+        if self.tin.capacity() == 0 && self.tout.capacity() == 0 {
+            return None;
+        }
+        self.early = Vec::new();
+        Some((
+            std::mem::take(&mut self.tin),
+            std::mem::take(&mut self.tout),
+        ))
+    }
+
+    /// Takes buffers (lent by some connection) again; they must be empty.
+    pub fn take(&mut self, (tin, tout): (Vec<u8>, Vec<u8>)) {
+        if self.tin.capacity() == 0 && tin.is_empty() {
+            self.tin = tin;
+        }
+        if self.tout.capacity() == 0 && self.pending == 0 {
+            self.tout = tout;
+        }
+    }
+}
+
+/// rustls calls TLS 1.3 suites `TLS13_AES_128_GCM_SHA256`; their IANA names start with `TLS_`.
+fn iana_name(name: &'static str) -> &'static str {
+    match name {
+        "TLS13_AES_128_GCM_SHA256" => "TLS_AES_128_GCM_SHA256",
+        "TLS13_AES_256_GCM_SHA384" => "TLS_AES_256_GCM_SHA384",
+        "TLS13_CHACHA20_POLY1305_SHA256" => "TLS_CHACHA20_POLY1305_SHA256",
+        other => other,
+    }
+}
+
+/// Makes `buf` at least `len` long (zeroed once; its length is kept as room).
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+}
+
+fn encode(
+    e: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+    tout: &mut Vec<u8>,
+    pending: &mut usize,
+) -> Result<(), rustls::Error> {
+    loop {
+        grow(tout, *pending + 4096);
+        match e.encode(&mut tout[*pending..]) {
+            Ok(n) => {
+                *pending += n;
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(s)) => grow(tout, *pending + s.required_size),
+            Err(e) => return Err(rustls::Error::General(e.to_string())),
+        }
+    }
+}
+
+/// Whether `tin` starts with a whole TLS record.
+fn complete_record(tin: &[u8]) -> bool {
+    tin.len() >= 5 && tin.len() >= 5 + usize::from(u16::from_be_bytes([tin[3], tin[4]]))
+}
+
+/// Writes what is pending in `s.tout` (records rustls owes the client).
+pub async fn flush(tcp: &mut TcpStream, s: &mut TlsSession, limit: Duration) -> Result<(), IoFail> {
+    if s.pending == 0 {
+        return Ok(());
+    }
+    let n = s.pending;
+    s.pending = 0;
+    write_range(tcp, &mut s.tout, 0..n, limit).await
+}
+
+/// Runs the handshake until the connection can carry requests, by `deadline`. Application data
+/// the client sent along (a request right after its Finished) goes to `plain`.
+pub async fn handshake(
+    tcp: &mut TcpStream,
+    s: &mut TlsSession,
+    plain: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), HandshakeFail> {
+    loop {
+        let progress = match s.process(plain) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = HandshakeFail::of(&e);
+                tracing::debug!(error = %e, "TLS handshake failed");
+                s.queue_alert();
+                let _ = flush(tcp, s, Duration::from_millis(100)).await;
+                return Err(reason);
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if flush(tcp, s, left).await.is_err() {
+            return Err(HandshakeFail::Closed);
+        }
+        match progress {
+            Progress::Ready => return Ok(()),
+            Progress::Closed => return Err(HandshakeFail::Closed),
+            Progress::NeedMore => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await {
+            Ok(_) => {}
+            Err(IoFail::Timeout) => return Err(HandshakeFail::Timeout),
+            Err(_) => return Err(HandshakeFail::Closed),
+        }
+    }
+}
+
+/// Appends at least one byte of plaintext to `buf`, waiting at most `limit`.
+pub async fn read_more(
+    tcp: &mut TcpStream,
+    s: &mut TlsSession,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<usize, IoFail> {
+    let deadline = Instant::now() + limit;
+    let before = buf.len();
+    if !s.early.is_empty() {
+        buf.append(&mut s.early);
+    }
+    loop {
+        let progress = s.process(buf).map_err(io_fail)?;
+        // Answers rustls owes the client (a KeyUpdate) go out before we wait for more.
+        flush(tcp, s, deadline.saturating_duration_since(Instant::now())).await?;
+        if buf.len() > before {
+            return Ok(buf.len() - before);
+        }
+        if s.peer_closed || matches!(progress, Progress::Closed) {
+            return Err(IoFail::Closed);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await?;
+    }
+}
+
+/// Reads what the client has sent (the socket is readable) without blocking and processes it;
+/// returns how many plaintext bytes were appended to `buf` (0 with bytes taken: a partial record
+/// or a message without data; `WouldBlock`: nothing there; `Ok(0)` with nothing taken: closed).
+pub fn recv_ready(
+    tcp: &TcpStream,
+    s: &mut TlsSession,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let before = buf.len();
+    if !s.early.is_empty() {
+        buf.append(&mut s.early);
+        return Ok(buf.len() - before);
+    }
+    if !complete_record(&s.tin) {
+        s.tin.reserve(READ_CHUNK);
+        let spare = rustix::buffer::spare_capacity(&mut s.tin);
+        let (n, _) = rustix::net::recv(tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
+        if n == 0 {
+            return Ok(0);
+        }
+    }
+    s.process(buf)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    match buf.len() - before {
+        0 if s.peer_closed => Ok(0),
+        0 => Err(std::io::ErrorKind::WouldBlock.into()),
+        got => Ok(got),
+    }
+}
+
+/// Encrypts and writes `data`, at most `WRITE_CHUNK` at a time, each piece within `limit`.
+pub async fn write(
+    tcp: &mut TcpStream,
+    s: &mut TlsSession,
+    data: &[u8],
+    limit: Duration,
+) -> Result<(), IoFail> {
+    for piece in data.chunks(WRITE_CHUNK) {
+        s.encrypt(piece).map_err(io_fail)?;
+        flush(tcp, s, limit).await?;
+    }
+    Ok(())
+}
+
+/// Encrypts `a` and `b` and writes them, `a` with the first piece of `b` in one write.
+pub async fn write_two(
+    tcp: &mut TcpStream,
+    s: &mut TlsSession,
+    a: &[u8],
+    b: &[u8],
+    limit: Duration,
+) -> Result<(), IoFail> {
+    s.encrypt(a).map_err(io_fail)?;
+    let first = b.len().min(WRITE_CHUNK - a.len().min(WRITE_CHUNK / 2));
+    s.encrypt(&b[..first]).map_err(io_fail)?;
+    flush(tcp, s, limit).await?;
+    write(tcp, s, &b[first..], limit).await
+}
+
+/// Sends close_notify (best effort, briefly).
+pub async fn close(tcp: &mut TcpStream, s: &mut TlsSession) {
+    s.queue_close();
+    let _ = flush(tcp, s, Duration::from_millis(500)).await;
+}

@@ -1,0 +1,108 @@
+//! Certificates made at test time (rcgen): a test CA and leaf certificates it signs, written as
+//! PEM files into a temporary directory. No key is ever committed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use super::proxy::TempDir;
+
+pub struct Pki {
+    pub dir: TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ringlb test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pki = Pki {
+            dir: TempDir::new(),
+            ca,
+        };
+        std::fs::write(pki.ca_path(), pki.ca.pem()).unwrap();
+        pki
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.0.join("ca.pem")
+    }
+
+    /// Issues a certificate for `names` valid until `days` from now (negative: expired), written
+    /// to `<stem>.pem` and `<stem>.key`; returns both paths.
+    pub fn issue(&self, stem: &str, names: &[&str], days: i64) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now + time::Duration::days(days);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = (
+            self.dir.0.join(format!("{stem}.pem")),
+            self.dir.0.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// A `[listen.tls]` table (to start a config body with) over `(cert, key)` pairs.
+    pub fn listen_tls(pairs: &[(PathBuf, PathBuf)], extra: &str) -> String {
+        let certs: Vec<String> = pairs
+            .iter()
+            .map(|(c, k)| {
+                format!(
+                    "{{ cert = \"{}\", key = \"{}\" }}",
+                    c.display(),
+                    k.display()
+                )
+            })
+            .collect();
+        format!("[listen.tls]\ncerts = [{}]\n{extra}\n", certs.join(", "))
+    }
+
+    /// A rustls client config trusting this CA (and resuming sessions, rustls' default).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.client_config_for(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, limited to `versions`.
+    pub fn client_config_for(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+}
+
+/// The DNS names of the certificate a TLS client was given.
+pub fn served_names(c: &super::Client) -> Vec<String> {
+    let tls = c.tls.as_ref().expect("a TLS client");
+    let der = &tls.peer_certificates().expect("a certificate")[0];
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
