@@ -1,4 +1,5 @@
-//! Command line of `ringlb-load`: the load run (default) and the `origin` server.
+//! Command line of `ringlb-load`: the load run (default, http:// or https:// targets, with the
+//! TLS options) and the `origin` server. It only declares options; it never acts on them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// Target URL (http://host:port/path); or use --urls.
+    /// Target URL (http://host:port/path or https://…); or use --urls.
     pub url: Option<String>,
     /// Keep-alive connections.
     #[arg(short = 'c', long, default_value_t = 64)]
@@ -67,6 +68,24 @@ pub struct LoadArgs {
     /// A request not answered within this counts as a timeout error.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub timeout: Duration,
+    /// https: accept any server certificate (handshake signatures are still checked).
+    #[arg(long, conflicts_with = "cacert")]
+    pub insecure: bool,
+    /// https: verify the server against the PEM certificates in this file (default: the system
+    /// roots).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// https: resume TLS sessions on new connections (with --connect-per-request); without it
+    /// every connection makes a full handshake.
+    #[arg(long)]
+    pub tls_resume: bool,
+    /// https: allow only this TLS version.
+    #[arg(long, value_name = "1.2|1.3", value_parser = ["1.2", "1.3"])]
+    pub tls_version: Option<String>,
+    /// https: the server name to send (SNI) and verify (default: the URL's host; an IP host sends
+    /// no SNI).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
     /// Write the results, with the merged latency histogram, as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -1,12 +1,16 @@
 //! One load connection: closed loop (send, wait, repeat; optionally pipelined) or open loop (send
-//! on a fixed schedule, latency from the intended send time), and the response reader.
+//! on a fixed schedule, latency from the intended send time), and the response reader, over plain
+//! TCP or TLS (https targets; the TLS layer is `tls.rs`).
 //!
-//! Owns: the socket, its read buffer and its share of the thread's statistics. Must never: count a
-//! latency from the actual send time in open loop (that would hide a stalled server: coordinated
-//! omission). Invariant: a response is consumed exactly, so pipelined responses stay in step.
+//! Owns: the socket (with its TLS state, if any), its read buffer and its share of the thread's
+//! statistics (handshakes included). Must never: count a latency from the actual send time in open
+//! loop (that would hide a stalled server: coordinated omission); let a TLS handshake outlast
+//! `--timeout`; add a copy or an allocation to the plain path. Invariant: a response is consumed
+//! exactly, so pipelined responses stay in step.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compio::buf::BufResult;
@@ -15,12 +19,16 @@ use compio::net::TcpStream;
 use hdrhistogram::Histogram;
 
 use crate::target::{Picker, Target};
+use crate::tls::Tls;
 
 /// Requests up to this size are written without a timer.
 const SMALL_WRITE: usize = 64 * 1024;
 
-/// Error kinds, in report order.
-pub const ERROR_KINDS: [&str; 6] = ["connect", "read", "write", "timeout", "parse", "closed"];
+/// Error kinds, in report order. "tls": a handshake that failed or outlasted `--timeout`
+/// (certificate rejected, say), or a TLS protocol error on an established connection.
+pub const ERROR_KINDS: [&str; 7] = [
+    "connect", "read", "write", "timeout", "parse", "closed", "tls",
+];
 
 #[derive(Debug, Clone, Copy)]
 pub enum Fail {
@@ -30,14 +38,17 @@ pub enum Fail {
     Timeout = 3,
     Parse = 4,
     Closed = 5,
+    Tls = 6,
 }
 
 /// One thread's statistics (its connections share it; single-threaded).
 pub struct Stats {
     pub hist: Histogram<u64>,
     pub requests: u64,
-    pub errors: [u64; 6],
+    pub errors: [u64; ERROR_KINDS.len()],
     pub status: [u64; 5],
+    /// TLS handshakes: [full, resumed].
+    pub handshakes: [u64; 2],
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -49,8 +60,9 @@ impl Stats {
         Stats {
             hist: new_histogram(),
             requests: 0,
-            errors: [0; 6],
+            errors: [0; ERROR_KINDS.len()],
             status: [0; 5],
+            handshakes: [0; 2],
         }
     }
 
@@ -64,6 +76,10 @@ impl Stats {
     fn fail(&mut self, f: Fail) {
         self.errors[f as usize] += 1;
     }
+
+    fn handshake(&mut self, resumed: bool) {
+        self.handshakes[usize::from(resumed)] += 1;
+    }
 }
 
 /// What every connection of a thread shares.
@@ -76,7 +92,40 @@ pub struct Shared {
     pub connect_per_request: bool,
     /// Open loop: the interval between one connection's requests.
     pub interval: Option<Duration>,
+    /// The TLS configuration, when some target is https.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub stats: RefCell<Stats>,
+}
+
+/// A connection: the socket and, for an https target, its TLS state (boxed: plain connections
+/// carry only the empty option).
+struct Conn {
+    s: TcpStream,
+    tls: Option<Box<Tls>>,
+}
+
+/// Connects to `target` (and runs the TLS handshake, if it is https), all within `--timeout`.
+async fn connect(shared: &Shared, target: &Target) -> Result<Conn, Fail> {
+    let begin = Instant::now();
+    let mut s = match compio::time::timeout(shared.timeout, TcpStream::connect(target.addr)).await {
+        Ok(Ok(s)) => s,
+        _ => return Err(Fail::Connect),
+    };
+    let _ = s.set_nodelay(true);
+    let tls = match (&target.tls, &shared.tls) {
+        (Some(name), Some(config)) => {
+            let left = shared.timeout.saturating_sub(begin.elapsed());
+            let hs = Tls::handshake(&mut s, config.clone(), name.clone());
+            let tls = compio::time::timeout(left, hs).await.map_err(|_| {
+                crate::tls::note_first("handshake", &"not done within --timeout");
+                Fail::Tls
+            })??;
+            shared.stats.borrow_mut().handshake(tls.resumed());
+            Some(tls)
+        }
+        _ => None,
+    };
+    Ok(Conn { s, tls })
 }
 
 /// Reads responses; keeps bytes that belong to the next one.
@@ -102,16 +151,19 @@ impl Reader {
         &self.buf[self.start..]
     }
 
-    async fn fill(&mut self, s: &mut TcpStream) -> Result<(), Fail> {
+    async fn fill(&mut self, c: &mut Conn) -> Result<(), Fail> {
         if self.start == self.buf.len() {
             self.reset();
         } else if self.start > 32 * 1024 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        if let Some(tls) = c.tls.as_mut() {
+            return tls.append(&mut c.s, &mut self.buf).await.map(|_| ());
+        }
         self.buf.reserve(64 * 1024);
         let owned = std::mem::take(&mut self.buf);
-        let BufResult(res, owned) = s.append(owned).await;
+        let BufResult(res, owned) = c.s.append(owned).await;
         self.buf = owned;
         match res {
             Ok(0) => Err(Fail::Closed),
@@ -121,7 +173,7 @@ impl Reader {
     }
 
     /// Discards `n` body bytes.
-    async fn skip(&mut self, s: &mut TcpStream, mut n: u64) -> Result<(), Fail> {
+    async fn skip(&mut self, s: &mut Conn, mut n: u64) -> Result<(), Fail> {
         loop {
             let take = n.min(self.avail().len() as u64) as usize;
             self.start += take;
@@ -134,7 +186,7 @@ impl Reader {
     }
 
     /// Consumes one line ending in CRLF; returns it without the CRLF.
-    async fn line(&mut self, s: &mut TcpStream) -> Result<Vec<u8>, Fail> {
+    async fn line(&mut self, s: &mut Conn) -> Result<Vec<u8>, Fail> {
         loop {
             if let Some(i) = self.avail().windows(2).position(|w| w == b"\r\n") {
                 let line = self.avail()[..i].to_vec();
@@ -149,7 +201,7 @@ impl Reader {
     }
 
     /// Reads one whole response; returns (status, server closes after it).
-    async fn response(&mut self, s: &mut TcpStream, is_head: bool) -> Result<(u16, bool), Fail> {
+    async fn response(&mut self, s: &mut Conn, is_head: bool) -> Result<(u16, bool), Fail> {
         let (status, head_len, length, chunked, close) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut headers);
@@ -225,7 +277,7 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
     let mut reader = Reader::new();
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut heads: Vec<bool> = Vec::with_capacity(shared.pipeline);
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<Conn> = None;
     // Open loop: this connection's schedule, staggered over the interval.
     let mut next = shared
         .interval
@@ -245,14 +297,13 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
         let t = picker.next();
         let target = &shared.targets[t];
         if stream.is_none() {
-            match compio::time::timeout(shared.timeout, TcpStream::connect(target.addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
+            match connect(&shared, target).await {
+                Ok(c) => {
                     reader.reset();
-                    stream = Some(s);
+                    stream = Some(c);
                 }
-                _ => {
-                    shared.stats.borrow_mut().fail(Fail::Connect);
+                Err(f) => {
+                    shared.stats.borrow_mut().fail(f);
                     advance(&shared, &mut next);
                     compio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -270,21 +321,33 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
             heads.push(t.is_head);
         }
         let sent = next.unwrap_or_else(Instant::now);
-        let owned = std::mem::take(&mut out);
         // A small request is taken by the socket buffer at once: no timer is armed for it (a timer
         // per request costs the generator about 6 % of its rate). A large one may wait on a stalled
         // server, so it is bounded.
-        let ok = if owned.len() <= SMALL_WRITE {
-            let BufResult(res, owned) = s.write_all(owned).await;
-            out = owned;
-            res.is_ok()
+        let ok = if let Some(tls) = s.tls.as_mut() {
+            let write = tls.write_all(&mut s.s, &out);
+            if out.len() <= SMALL_WRITE {
+                write.await.is_ok()
+            } else {
+                matches!(
+                    compio::time::timeout(shared.timeout, write).await,
+                    Ok(Ok(()))
+                )
+            }
         } else {
-            match compio::time::timeout(shared.timeout, s.write_all(owned)).await {
-                Ok(BufResult(res, owned)) => {
-                    out = owned;
-                    res.is_ok()
+            let owned = std::mem::take(&mut out);
+            if owned.len() <= SMALL_WRITE {
+                let BufResult(res, owned) = s.s.write_all(owned).await;
+                out = owned;
+                res.is_ok()
+            } else {
+                match compio::time::timeout(shared.timeout, s.s.write_all(owned)).await {
+                    Ok(BufResult(res, owned)) => {
+                        out = owned;
+                        res.is_ok()
+                    }
+                    Err(_) => false,
                 }
-                Err(_) => false,
             }
         };
         if !ok {

@@ -1,6 +1,7 @@
 //! `ringlb-load`: ringlb's load generator. Closed loop (`-c`, `-d`, `--pipeline`) or open loop
-//! (`--rate`, coordinated omission corrected), thread-per-core on compio, plus `origin`, a fast
-//! HTTP/1.1 origin for benchmarks. It does not depend on the proxy's internals.
+//! (`--rate`, coordinated omission corrected), over HTTP/1.1 or HTTPS (rustls), thread-per-core on
+//! compio, plus `origin`, a fast plain HTTP/1.1 origin for benchmarks. It does not depend on the
+//! proxy's internals.
 
 mod cli;
 mod client;
@@ -9,6 +10,7 @@ mod plot;
 mod report;
 mod run;
 mod target;
+mod tls;
 
 use std::process::ExitCode;
 

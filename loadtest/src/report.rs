@@ -1,4 +1,5 @@
-//! The end-of-run table and the JSON results (with the merged histogram).
+//! The end-of-run table and the JSON results (with the merged histogram and, for https, the TLS
+//! handshake counts). It formats an `Outcome`; it never measures anything itself.
 
 use serde::Serialize;
 
@@ -36,12 +37,36 @@ pub struct JsonReport {
     pub status: std::collections::BTreeMap<String, u64>,
     pub latency_us: std::collections::BTreeMap<&'static str, u64>,
     pub latency_mean_us: f64,
+    /// TLS handshakes (zero when no target is https).
+    pub handshakes: Handshakes,
+    pub handshakes_per_second: f64,
+    /// Resumed handshakes over all handshakes (0 when there were none).
+    pub resumed_share: f64,
     /// The merged histogram: [value_us, count] for every recorded value bucket.
     pub histogram: Vec<[u64; 2]>,
 }
 
+#[derive(Serialize)]
+pub struct Handshakes {
+    pub full: u64,
+    pub resumed: u64,
+}
+
+/// (handshakes per second, resumed share).
+fn handshake_rates(o: &Outcome, secs: f64) -> (f64, f64) {
+    let [full, resumed] = o.handshakes;
+    let total = full + resumed;
+    let share = if total == 0 {
+        0.0
+    } else {
+        resumed as f64 / total as f64
+    };
+    (total as f64 / secs, share)
+}
+
 pub fn json(args: &LoadArgs, o: &Outcome) -> JsonReport {
     let secs = o.elapsed.as_secs_f64().max(1e-9);
+    let (handshakes_per_second, resumed_share) = handshake_rates(o, secs);
     let mut latency: std::collections::BTreeMap<&'static str, u64> = QUANTILES
         .iter()
         .map(|(n, q)| (*n, quantile(o, *q)))
@@ -74,6 +99,12 @@ pub fn json(args: &LoadArgs, o: &Outcome) -> JsonReport {
         } else {
             o.hist.mean()
         },
+        handshakes: Handshakes {
+            full: o.handshakes[0],
+            resumed: o.handshakes[1],
+        },
+        handshakes_per_second,
+        resumed_share,
         histogram: o
             .hist
             .iter_recorded()
@@ -129,6 +160,16 @@ pub fn table(args: &LoadArgs, o: &Outcome) -> String {
         o.errors.iter().sum::<u64>(),
         errors.join(", ")
     ));
+    if o.tls {
+        let (rate, share) = handshake_rates(o, secs);
+        s.push_str(&format!(
+            "  handshakes {:>12}   {rate:.0}/s, resumed {:.1}% (full {}, resumed {})\n",
+            o.handshakes[0] + o.handshakes[1],
+            share * 100.0,
+            o.handshakes[0],
+            o.handshakes[1]
+        ));
+    }
     s.push_str(&format!(
         "  status     1xx {} 2xx {} 3xx {} 4xx {} 5xx {}\n  latency   ",
         o.status[0], o.status[1], o.status[2], o.status[3], o.status[4]

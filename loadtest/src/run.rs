@@ -1,5 +1,6 @@
-//! A load run: one compio runtime per thread, connections spread over them, a live line every
-//! second, the threads' histograms merged at the end.
+//! A load run: one compio runtime per thread, connections spread over them (sharing one TLS
+//! configuration, hence one session cache), a live line every second, the threads' histograms
+//! and counts merged at the end.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::cli::{parse_cpus, LoadArgs};
-use crate::client::{self, new_histogram, Shared, Stats};
+use crate::client::{self, new_histogram, Shared, Stats, ERROR_KINDS};
 use crate::target::Target;
 
 /// A thread's figures, sent each second (cumulative) and at the end.
@@ -17,8 +18,9 @@ pub struct Progress {
     pub thread: usize,
     pub hist: Histogram<u64>,
     pub requests: u64,
-    pub errors: [u64; 6],
+    pub errors: [u64; ERROR_KINDS.len()],
     pub status: [u64; 5],
+    pub handshakes: [u64; 2],
     pub done: bool,
 }
 
@@ -26,10 +28,14 @@ pub struct Progress {
 pub struct Outcome {
     pub hist: Histogram<u64>,
     pub requests: u64,
-    pub errors: [u64; 6],
+    pub errors: [u64; ERROR_KINDS.len()],
     pub status: [u64; 5],
+    /// TLS handshakes: [full, resumed].
+    pub handshakes: [u64; 2],
     pub elapsed: Duration,
     pub threads: usize,
+    /// Some target was https.
+    pub tls: bool,
 }
 
 fn snapshot(thread: usize, s: &Stats, done: bool) -> Progress {
@@ -39,6 +45,7 @@ fn snapshot(thread: usize, s: &Stats, done: bool) -> Progress {
         requests: s.requests,
         errors: s.errors,
         status: s.status,
+        handshakes: s.handshakes,
         done,
     }
 }
@@ -52,6 +59,11 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
     if args.rate.is_some_and(|r| r <= 0.0) {
         anyhow::bail!("--rate must be positive");
     }
+    let tls = if targets.iter().any(|t| t.tls.is_some()) {
+        Some(crate::tls::config(args)?)
+    } else {
+        None
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -68,6 +80,7 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
         let conns: Vec<usize> = (0..args.connections).filter(|c| c % threads == t).collect();
         let tx = tx.clone();
         let targets = targets.clone();
+        let tls = tls.clone();
         let cpu = (!cpus.is_empty()).then(|| cpus[t % cpus.len()]);
         let interval = args
             .rate
@@ -92,6 +105,7 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
                     pipeline,
                     connect_per_request: cpr,
                     interval,
+                    tls,
                     stats: RefCell::new(Stats::new()),
                 });
                 let now = Instant::now();
@@ -163,19 +177,24 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
     let mut out = Outcome {
         hist: new_histogram(),
         requests: 0,
-        errors: [0; 6],
+        errors: [0; ERROR_KINDS.len()],
         status: [0; 5],
+        handshakes: [0; 2],
         elapsed: deadline.saturating_duration_since(start),
         threads,
+        tls: tls.is_some(),
     };
     for p in latest.into_iter().flatten() {
         let _ = out.hist.add(&p.hist);
         out.requests += p.requests;
-        for i in 0..6 {
-            out.errors[i] += p.errors[i];
+        for (o, e) in out.errors.iter_mut().zip(p.errors) {
+            *o += e;
         }
-        for i in 0..5 {
-            out.status[i] += p.status[i];
+        for (o, s) in out.status.iter_mut().zip(p.status) {
+            *o += s;
+        }
+        for (o, h) in out.handshakes.iter_mut().zip(p.handshakes) {
+            *o += h;
         }
     }
     Ok(out)

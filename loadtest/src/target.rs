@@ -1,8 +1,13 @@
-//! What to send: target URLs (with weights), and the request bytes built once per URL.
+//! What to send: target URLs (http:// or https://, with weights), and the request bytes built
+//! once per URL.
+//!
+//! Owns: URL parsing (scheme, address, Host header, TLS server name) and request building. Must
+//! never: do I/O beyond resolving the host and reading the files named on the command line.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::{bail, Context};
+use rustls::pki_types::ServerName;
 
 use crate::cli::LoadArgs;
 
@@ -14,31 +19,58 @@ pub struct Target {
     /// The whole request (head and body), ready to write.
     pub request: Vec<u8>,
     pub is_head: bool,
+    /// https: the server name to verify (and send as SNI, unless it is an IP address).
+    pub tls: Option<ServerName<'static>>,
 }
 
-/// Parses `http://host[:port][/path]` into (socket address, host header, path).
-pub fn parse_url(url: &str) -> anyhow::Result<(SocketAddr, String, String)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("\"{url}\": only http:// URLs are supported");
+/// A parsed URL.
+#[derive(Debug)]
+pub struct Url {
+    pub addr: SocketAddr,
+    /// The authority as written (the Host header).
+    pub authority: String,
+    /// The host without port or IPv6 brackets.
+    pub host: String,
+    pub path: String,
+    pub https: bool,
+}
+
+/// Parses `http[s]://host[:port][/path]` (default port 80, or 443 for https).
+pub fn parse_url(url: &str) -> anyhow::Result<Url> {
+    let (rest, https) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, true)
+    } else {
+        bail!("\"{url}\": only http:// and https:// URLs are supported");
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let with_port = if authority
+    let (with_port, host) = match authority
         .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        .filter(|(_, p)| p.parse::<u16>().is_ok())
     {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+        Some((host, _)) => (authority.to_string(), host),
+        None => (
+            format!("{authority}:{}", if https { 443 } else { 80 }),
+            authority,
+        ),
     };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let addr = with_port
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {authority}"))?
         .next()
         .with_context(|| format!("no address for {authority}"))?;
-    Ok((addr, authority.to_string(), path.to_string()))
+    Ok(Url {
+        addr,
+        authority: authority.to_string(),
+        host: host.to_string(),
+        path: path.to_string(),
+        https,
+    })
 }
 
 /// Builds every target from the arguments.
@@ -60,9 +92,11 @@ pub fn targets(args: &LoadArgs) -> anyhow::Result<Vec<Target>> {
                 Some((w, url)) if w.parse::<u32>().is_ok() => {
                     list.push((w.parse()?, url.trim().to_string()))
                 }
-                _ if line.starts_with("http://") => list.push((1, line.to_string())),
+                _ if line.starts_with("http://") || line.starts_with("https://") => {
+                    list.push((1, line.to_string()))
+                }
                 _ => bail!(
-                    "{} line {}: expected \"[weight] http://…\"",
+                    "{} line {}: expected \"[weight] http[s]://…\"",
                     file.display(),
                     n + 1
                 ),
@@ -75,10 +109,23 @@ pub fn targets(args: &LoadArgs) -> anyhow::Result<Vec<Target>> {
     if list.is_empty() {
         bail!("give a URL or --urls FILE");
     }
-    list.into_iter()
+    let targets = list
+        .into_iter()
         .map(|(weight, url)| {
-            let (addr, host, path) = parse_url(&url)?;
-            let mut req = format!("{} {path} HTTP/1.1\r\nHost: {host}\r\n", args.method);
+            let u = parse_url(&url)?;
+            let tls = if u.https {
+                let name = args.sni.as_deref().unwrap_or(&u.host);
+                Some(
+                    ServerName::try_from(name.to_string())
+                        .with_context(|| format!("\"{name}\" is not a valid TLS server name"))?,
+                )
+            } else {
+                None
+            };
+            let mut req = format!(
+                "{} {} HTTP/1.1\r\nHost: {}\r\n",
+                args.method, u.path, u.authority
+            );
             for h in &args.headers {
                 if !h.contains(':') {
                     bail!("header \"{h}\" is not \"Name: value\"");
@@ -96,13 +143,19 @@ pub fn targets(args: &LoadArgs) -> anyhow::Result<Vec<Target>> {
             let mut request = req.into_bytes();
             request.extend_from_slice(&body);
             Ok(Target {
-                addr,
+                addr: u.addr,
                 weight: weight.max(1),
                 request,
                 is_head: args.method == "HEAD",
+                tls,
             })
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<Target>>>()?;
+    // A connection carries requests for any target, so all must agree on TLS.
+    if targets.iter().any(|t| t.tls.is_some()) && targets.iter().any(|t| t.tls.is_none()) {
+        bail!("http:// and https:// URLs cannot be mixed in one run");
+    }
+    Ok(targets)
 }
 
 /// Picks targets by weight with a cheap per-connection generator.
@@ -148,13 +201,49 @@ mod tests {
 
     #[test]
     fn urls_parse() {
-        let (a, h, p) = parse_url("http://127.0.0.1:8080/x?y=1").unwrap();
+        let u = parse_url("http://127.0.0.1:8080/x?y=1").unwrap();
         assert_eq!(
-            (a.port(), h.as_str(), p.as_str()),
-            (8080, "127.0.0.1:8080", "/x?y=1")
+            (
+                u.addr.port(),
+                u.authority.as_str(),
+                u.path.as_str(),
+                u.https
+            ),
+            (8080, "127.0.0.1:8080", "/x?y=1", false)
         );
-        assert_eq!(parse_url("http://127.0.0.1").unwrap().2, "/");
-        assert!(parse_url("https://x").is_err());
+        let u = parse_url("http://127.0.0.1").unwrap();
+        assert_eq!((u.addr.port(), u.path.as_str()), (80, "/"));
+        assert!(parse_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn https_urls_parse() {
+        let u = parse_url("https://127.0.0.1/p").unwrap();
+        assert_eq!(
+            (
+                u.addr.port(),
+                u.authority.as_str(),
+                u.host.as_str(),
+                u.https
+            ),
+            (443, "127.0.0.1", "127.0.0.1", true)
+        );
+        let u = parse_url("https://[::1]:8443").unwrap();
+        assert_eq!(
+            (u.addr.port(), u.host.as_str(), u.path.as_str()),
+            (8443, "::1", "/")
+        );
+        let u = parse_url("https://localhost:8443/").unwrap();
+        assert_eq!(u.host, "localhost");
+        // An IP host verifies against the certificate's IP names (and sends no SNI).
+        assert!(matches!(
+            ServerName::try_from(u.host.clone()),
+            Ok(ServerName::DnsName(_))
+        ));
+        assert!(matches!(
+            ServerName::try_from("::1".to_string()),
+            Ok(ServerName::IpAddress(_))
+        ));
     }
 
     #[test]
@@ -164,6 +253,7 @@ mod tests {
             weight: w,
             request: vec![],
             is_head: false,
+            tls: None,
         };
         let mut p = Picker::new(&[t(3), t(1)], 7);
         let mut counts = [0; 2];
