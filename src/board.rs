@@ -50,7 +50,9 @@ impl MemberBoard {
             sum.in_flight += c.in_flight;
             for i in 0..5 {
                 sum.responses[i] += c.responses[i];
-                sum.failures[i] += c.failures[i];
+            }
+            for (sum, n) in sum.failures.iter_mut().zip(c.failures) {
+                *sum += n;
             }
             sum.retries += c.retries;
             sum.failovers += c.failovers;

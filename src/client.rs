@@ -10,9 +10,9 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::access_log::Record;
-use crate::front::{read_more, shutdown_write, write_range, write_static, Front};
 use crate::http::parse::{RequestHead, ResponseHead};
 use crate::http::reply;
+use crate::stream::{read_more, shutdown_write, write_range, write_static, Stream};
 
 /// How long a refused connection is drained before it closes, so the client reads the status.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
@@ -22,7 +22,7 @@ const DRAIN_BYTES: usize = 1 << 20;
 /// A client connection and its reused buffers.
 pub struct Client {
     /// The socket, with its TLS session on a TLS listener.
-    pub stream: Front,
+    pub stream: Stream,
     pub peer: SocketAddr,
     /// The peer is a trusted proxy (`[server] trusted_proxies`): its X-Forwarded-* count.
     pub trusted: bool,
@@ -64,7 +64,7 @@ pub struct Spare {
 }
 
 impl Client {
-    pub fn new(stream: Front, peer: SocketAddr, trusted: bool, listener: usize) -> Client {
+    pub fn new(stream: Stream, peer: SocketAddr, trusted: bool, listener: usize) -> Client {
         Client {
             stream,
             peer,

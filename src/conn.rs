@@ -19,11 +19,11 @@ use futures_util::future::{select, Either};
 
 use crate::client::{refuse, Client};
 use crate::core::{ConnGuard, Core};
-use crate::front::{self, read_more, Front};
 use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
+use crate::stream::{self, read_more, Stream};
 use crate::tls::session::{self, TlsSession};
 use crate::{proxy, redirect};
 
@@ -46,7 +46,7 @@ pub async fn serve(
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
     let head_deadline = Instant::now() + core.config.limits.header_timeout;
-    let mut c = client(&core, Front::plain(stream), peer, listener);
+    let mut c = client(&core, Stream::plain(stream), peer, listener);
     if let Some(config) = core.tls_config(listener) {
         if !Box::pin(start_tls(&core, &mut c, config, head_deadline)).await {
             return;
@@ -67,7 +67,7 @@ pub async fn resume(
 }
 
 /// The connection's `Client`; whether its peer is a trusted proxy is decided once, here.
-fn client(core: &Core, stream: Front, peer: SocketAddr, listener: usize) -> Client {
+fn client(core: &Core, stream: Stream, peer: SocketAddr, listener: usize) -> Client {
     let trusted = crate::trust::trusted(&core.config.server.trusted_proxies, peer.ip());
     Client::new(stream, peer, trusted, listener)
 }
@@ -81,7 +81,7 @@ async fn start_tls(
     config: std::sync::Arc<rustls::ServerConfig>,
     deadline: Instant,
 ) -> bool {
-    let mut s = match TlsSession::new(config) {
+    let mut s = match TlsSession::server(config) {
         Ok(s) => Box::new(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a TLS session");
@@ -96,9 +96,9 @@ async fn start_tls(
             c.stream.tls = Some(s);
             true
         }
-        Err(reason) => {
-            stats.core.tls_failed[reason as usize] += 1;
-            tracing::debug!(peer = %c.peer, reason = reason.name(), "TLS handshake failed");
+        Err(e) => {
+            stats.core.tls_failed[e.reason as usize] += 1;
+            tracing::debug!(peer = %c.peer, error = %e, "TLS handshake failed");
             false
         }
     }
@@ -165,7 +165,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         }
         if c.stream.has_buffered() {
             // Plaintext a TLS session already holds: no wait for the socket.
-            match front::recv_ready(&mut c.stream, &mut c.buf) {
+            match stream::recv_ready(&mut c.stream, &mut c.buf) {
                 Ok(0) => return Wait::Close,
                 Ok(_) => return Wait::Data,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -200,7 +200,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
             }
         }
         c.take_buffers(core.take_spare());
-        match front::recv_ready(&mut c.stream, &mut c.buf) {
+        match stream::recv_ready(&mut c.stream, &mut c.buf) {
             Ok(0) => return Wait::Close,
             Ok(_) => return Wait::Data,
             // Readiness without data (rare): wait again.

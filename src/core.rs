@@ -13,8 +13,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use compio::net::TcpStream;
-
 use crate::access_log::CoreLog;
 use crate::balance::Balancer;
 use crate::board::{Board, BoardData};
@@ -26,6 +24,7 @@ use crate::park::Parking;
 use crate::pool::Pool;
 use crate::route::Router;
 use crate::stats::CoreStats;
+use crate::tls::upstream::MemberConfigs;
 use crate::tls::{Generation, TlsState};
 
 /// Admin connections one core serves at once; more wait in the kernel's backlog.
@@ -37,7 +36,7 @@ const MAX_SPARES: usize = 64;
 /// A balancer's per-core state: its cursor and its idle connections.
 pub struct Upstream {
     pub balancer: Balancer,
-    pub pool: Pool<TcpStream>,
+    pub pool: Pool<crate::stream::Stream>,
 }
 
 /// Everything one core owns.
@@ -79,6 +78,9 @@ pub struct Core {
     pub tls: Option<Arc<TlsState>>,
     /// The certificate generation this core hands to new TLS connections, and its version.
     tls_generation: RefCell<Option<(u64, Arc<Generation>)>>,
+    /// `[balancer][member]`: how this core speaks TLS to `https://` members (its own session
+    /// caches).
+    pub member_tls: MemberConfigs,
 }
 
 impl Core {
@@ -89,6 +91,7 @@ impl Core {
         access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
         parking: Parking,
         tls: Option<Arc<TlsState>>,
+        member_tls: MemberConfigs,
     ) -> Core {
         let tls_generation = tls.as_ref().map(|t| (t.version(), t.current()));
         let upstreams = config
@@ -124,6 +127,7 @@ impl Core {
             parking,
             tls,
             tls_generation: RefCell::new(tls_generation),
+            member_tls,
         }
     }
 

@@ -40,7 +40,7 @@ pub const EVENTS_PER_WAKE: usize = 64;
 /// A parked connection.
 pub struct Parked {
     /// Its socket, and its TLS session (with no buffered bytes) on a TLS listener.
-    pub stream: crate::front::Front,
+    pub stream: crate::stream::Stream,
     pub peer: SocketAddr,
     /// Which `[[listen]]` accepted it.
     pub listener: usize,

@@ -11,22 +11,20 @@
 
 use std::time::{Duration, Instant};
 
-use compio::net::TcpStream;
-
 use crate::ajp;
 use crate::balance::Pick;
 use crate::client::{refuse, target, Client};
 use crate::config::{BalancerConfig, MemberConfig, Protocol};
 use crate::core::Core;
-use crate::front;
 use crate::http::exchange::{self, Params};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::path::route_key;
 use crate::http::reply;
-use crate::io::{self, IoFail};
+use crate::io::IoFail;
 use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
 use crate::select::{self, Mark};
 use crate::stats::{status_class, Failure, MemberStats, Phase};
+use crate::stream::{self, ConnectFail, Stream};
 
 /// Request bodies up to this size are gathered before anything is sent to the member.
 const GATHER_BODY: u64 = 64 * 1024;
@@ -158,7 +156,7 @@ async fn gather_body(
             _ => 16384,
         };
         let limit = core.config.limits.body_timeout;
-        if front::read_more(&mut c.stream, &mut c.buf, want, limit)
+        if stream::read_more(&mut c.stream, &mut c.buf, want, limit)
             .await
             .is_err()
         {
@@ -294,7 +292,7 @@ async fn attempt(
     req: &mut Request,
     body: &mut BodyTracker,
     preserve_host: bool,
-) -> Result<(TcpStream, Outcome), Failed> {
+) -> Result<(Stream, Outcome), Failed> {
     let (mut up, reused) = member_connection(core, c, tracked, fresh_only).await?;
     req.reused = reused;
     let bcfg = &core.config.balancers[tracked.bal];
@@ -388,7 +386,7 @@ fn find_route<'a>(core: &'a Core, c: &mut Client) -> Option<&'a crate::config::R
 async fn run_exchange(
     core: &Core,
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     req: &Request,
     body: &mut BodyTracker,
     params: &Params<'_>,
@@ -417,7 +415,7 @@ async fn member_connection(
     c: &mut Client,
     tracked: &Tracked<'_>,
     fresh_only: bool,
-) -> Result<(TcpStream, bool), Failed> {
+) -> Result<(Stream, bool), Failed> {
     let bcfg = &core.config.balancers[tracked.bal];
     let mcfg = &bcfg.members[tracked.member];
     if !fresh_only {
@@ -428,7 +426,8 @@ async fn member_connection(
     }
     tracked.with(|m| m.counters.pool_misses += 1);
     let connect_start = Instant::now();
-    match io::connect(mcfg.addr, bcfg.connect_timeout).await {
+    let tls = core.member_tls[tracked.bal][tracked.member].as_ref();
+    match stream::connect(mcfg.addr, tls, bcfg.connect_timeout).await {
         Ok(s) => {
             let took = connect_start.elapsed();
             c.rec.connect_us = Some(took.as_micros() as u64);
@@ -436,12 +435,16 @@ async fn member_connection(
             Ok((s, false))
         }
         Err(e) => {
-            tracing::debug!(member = %mcfg.url, error = ?e, "connect failed");
-            let failure = if matches!(e, IoFail::Timeout) {
-                Failure::ConnectTimeout
-            } else {
-                Failure::ConnectRefused
+            let failure = match e {
+                ConnectFail::Tcp(IoFail::Timeout) => Failure::ConnectTimeout,
+                ConnectFail::Tcp(_) => Failure::ConnectRefused,
+                ConnectFail::Tls(why) => {
+                    // Logged each time: a certificate problem needs the operator, not a retry.
+                    tracing::warn!(member = %mcfg.url, error = %why, "TLS handshake with the member failed");
+                    Failure::Tls
+                }
             };
+            tracing::debug!(member = %mcfg.url, ?failure, "connect failed");
             tracked.fail(failure);
             select::mark_failed(core, tracked.bal, tracked.member, Mark::Connect);
             Err(Failed::no_connection(failure))
@@ -457,12 +460,12 @@ async fn pooled_connection(
     tracked: &Tracked<'_>,
     bcfg: &BalancerConfig,
     mcfg: &MemberConfig,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     loop {
         let (mut s, idle) = core.upstreams.borrow_mut()[tracked.bal]
             .pool
             .checkout_aged(tracked.member, Instant::now())?;
-        if !io::idle_and_open(&s) {
+        if !stream::idle_and_open(&mut s) {
             tracing::debug!(member = %mcfg.url, "pooled connection closed or readable; dropped");
             continue;
         }
@@ -482,7 +485,7 @@ async fn finish(
     core: &Core,
     c: &mut Client,
     tracked: &Tracked<'_>,
-    up: TcpStream,
+    up: Stream,
     outcome: Outcome,
     req: &Request,
     started: Instant,
@@ -594,7 +597,7 @@ async fn local_reply(c: &mut Client, status: u16, req: &Request) -> bool {
     c.out.clear();
     reply::error(&mut c.out, status, !keep);
     let n = c.out.len();
-    front::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
+    stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
         .await
         .is_ok()
         && keep
@@ -608,7 +611,7 @@ async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool 
         c.out.clear();
         reply::error(&mut c.out, status, true);
         let n = c.out.len();
-        let _ = front::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
+        let _ = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
     } else {
         refuse(c, status).await;
     }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::client::{refuse, target, Client};
 use crate::core::Core;
-use crate::front::write_range;
 use crate::http::framing::BodyKind;
+use crate::stream::write_range;
 
 /// How long the client gets to take the answer.
 const WRITE_LIMIT: Duration = Duration::from_secs(10);

@@ -90,6 +90,8 @@ impl Server {
         }
         let config = Arc::new(config);
         let tls = crate::tls::TlsState::start(&config).map_err(|e| anyhow::anyhow!(e))?;
+        let upstream_tls = crate::tls::upstream::Upstreams::load(&config)
+            .map_err(|e| anyhow::anyhow!("member TLS: {e}"))?;
         let board = Arc::new(Board::new(&config));
         let access_log = match &config.access_log {
             Some(path) => Some(access_log::Writer::start(path).map_err(|e| {
@@ -107,6 +109,7 @@ impl Server {
             let config = config.clone();
             let board = board.clone();
             let tls = tls.clone();
+            let member_tls = upstream_tls.for_core();
             let log_tx = access_log.as_ref().map(access_log::Writer::sender);
             let ready = ready_tx.clone();
             let pin_to = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -137,7 +140,9 @@ impl Server {
                     };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = crate::core::Core::new(id, config, board, log_tx, parking, tls);
+                        let core = crate::core::Core::new(
+                            id, config, board, log_tx, parking, tls, member_tls,
+                        );
                         let core = std::rc::Rc::new(core);
                         worker::run(core, listeners, stop_rx).await;
                     });
@@ -154,7 +159,7 @@ impl Server {
             }
         }
         board.lock().driver = driver;
-        let health = Checker::start(config.clone(), board.clone())?;
+        let health = Checker::start(config.clone(), board.clone(), upstream_tls.for_core())?;
         for a in &addrs {
             tracing::info!("listening on {a}");
         }

@@ -39,14 +39,18 @@ pub enum Failure {
     /// Closed or reset without a response, or while sending the request.
     Reset = 3,
     InvalidResponse = 4,
+    /// The TLS handshake with an `https://` member failed (its certificate, or no common
+    /// parameters).
+    Tls = 5,
 }
 
-pub const FAILURE_NAMES: [&str; 5] = [
+pub const FAILURE_NAMES: [&str; 6] = [
     "connect_refused",
     "connect_timeout",
     "response_timeout",
     "reset",
     "invalid_response",
+    "tls",
 ];
 
 /// One member's cumulative counters on one core.
@@ -58,7 +62,7 @@ pub struct MemberCounters {
     pub in_flight: u64,
     /// Responses sent to clients for this member, by status class 1xx..5xx.
     pub responses: [u64; 5],
-    pub failures: [u64; 5],
+    pub failures: [u64; FAILURE_NAMES.len()],
     /// Requests sent again on a fresh connection after a reused one died.
     pub retries: u64,
     /// Requests moved from this member to another after it failed.

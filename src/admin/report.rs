@@ -73,7 +73,8 @@ pub struct MemberReport {
     pub drained: bool,
     /// Responses by class: "1xx" … "5xx".
     pub responses: std::collections::BTreeMap<String, u64>,
-    /// Failures by kind: connect_refused, connect_timeout, response_timeout, reset, invalid_response.
+    /// Failures by kind: connect_refused, connect_timeout, response_timeout, reset,
+    /// invalid_response, tls.
     pub failures: std::collections::BTreeMap<String, u64>,
     pub retries: u64,
     pub failovers: u64,
@@ -213,8 +214,10 @@ impl StatusReport {
                             responses: (0..5)
                                 .map(|i| (format!("{}xx", i + 1), c.responses[i]))
                                 .collect(),
-                            failures: (0..5)
-                                .map(|i| (FAILURE_NAMES[i].to_string(), c.failures[i]))
+                            failures: FAILURE_NAMES
+                                .iter()
+                                .zip(c.failures)
+                                .map(|(name, n)| (name.to_string(), n))
                                 .collect(),
                             retries: c.retries,
                             failovers: c.failovers,

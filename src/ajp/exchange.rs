@@ -15,19 +15,18 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use compio::net::TcpStream;
-
 use super::codec::{
     body_packet_header, decode, max_body_chunk, HeaderName, Packet, CPING_PACKET, EMPTY_BODY,
 };
 use super::request::{check_response, forward_request, response_head, Forward, Framing, SslFacts};
 use crate::client::{send_continue, target, Client};
 use crate::config::MemberConfig;
-use crate::front;
 use crate::http::framing::{no_body, BodyKind, BodyTracker};
-use crate::io::{read_more, send_request, write_head_and, write_range, IoFail, Unsent};
+use crate::io::{IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
+use crate::stream;
+use crate::stream::{read_more, send_request, write_head_and, write_range, Stream};
 
 /// The limits an exchange runs under.
 pub struct Limits<'a> {
@@ -42,7 +41,7 @@ pub struct Limits<'a> {
 }
 
 /// Sends CPING and waits for CPONG (Tomcat answers a CPING by closing while it shuts down).
-pub async fn cping(up: &mut TcpStream, rbuf: &mut Vec<u8>, limit: Duration) -> bool {
+pub async fn cping(up: &mut Stream, rbuf: &mut Vec<u8>, limit: Duration) -> bool {
     let mut ping = CPING_PACKET.to_vec();
     if write_range(up, &mut ping, 0..CPING_PACKET.len(), limit)
         .await
@@ -110,7 +109,7 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     }
     if body.chunked {
         let had = c.buf.len();
-        front::read_more(&mut c.stream, &mut c.buf, 16384, limit)
+        stream::read_more(&mut c.stream, &mut c.buf, 16384, limit)
             .await
             .map_err(|_| ())?;
         return stage_chunked(c, body, had);
@@ -119,7 +118,7 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     c.buf.drain(..body.pending.start);
     body.pending = 0..0;
     let had = c.buf.len();
-    front::read_more(&mut c.stream, &mut c.buf, 16384, limit)
+    stream::read_more(&mut c.stream, &mut c.buf, 16384, limit)
         .await
         .map_err(|_| ())?;
     let n = body.tracker.advance(&c.buf[had..]).map_err(|_| ())?;
@@ -183,7 +182,7 @@ impl Response {
 /// Runs the exchange on `up` for the request parsed in `c`.
 pub async fn run(
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     member: &MemberConfig,
     req: &Request,
     tracker: BodyTracker,
@@ -303,7 +302,7 @@ fn read_failed(r: &Response, body: &Body, e: IoFail, got_any: bool) -> Outcome {
 /// Encodes FORWARD_REQUEST (and the first body packet, when the length is known) and sends it.
 async fn send_forward(
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     member: &MemberConfig,
     req: &Request,
     tracker: BodyTracker,
@@ -397,7 +396,7 @@ async fn first_body_packet(
 /// Answers a GET_BODY_CHUNK with the next body packet (empty once the body is all sent).
 async fn send_body_chunk(
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     body: &mut Body,
     asked: u16,
     member: &MemberConfig,
@@ -491,7 +490,7 @@ async fn send_headers(
         keep,
         length: length.filter(|_| !no_body),
     });
-    match front::write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
+    match stream::write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
         Ok(()) => Ok(()),
         Err(_) => Err(r.broken()),
     }
@@ -528,7 +527,8 @@ async fn send_data(
         r.crlf_pending = true;
     }
     r.body_sent += data.len() as u64;
-    match front::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, limits.client).await {
+    match stream::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, limits.client).await
+    {
         Ok(()) => Ok(()),
         Err(_) => Err(r.broken()),
     }
@@ -556,7 +556,7 @@ async fn end_response(
         }
         c.out.extend_from_slice(b"0\r\n\r\n");
         let n = c.out.len();
-        if front::write_range(&mut c.stream, &mut c.out, 0..n, limits.client)
+        if stream::write_range(&mut c.stream, &mut c.out, 0..n, limits.client)
             .await
             .is_err()
         {

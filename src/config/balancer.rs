@@ -196,6 +196,12 @@ struct RawMember {
     packet_size: Option<Spanned<usize>>,
     /// AJP: CPING a connection idle longer than this before reusing it.
     ping: Option<Dur>,
+    /// https: the CA certificates (PEM) to verify the member's certificate against.
+    ca: Option<Spanned<String>>,
+    /// https: `false` turns certificate verification off.
+    verify: Option<Spanned<bool>>,
+    /// https: the name sent (SNI) and verified, instead of the url's host.
+    sni: Option<Spanned<String>>,
     hcmethod: Option<Spanned<String>>,
     hcuri: Option<Spanned<String>>,
     hcinterval: Option<Spanned<Dur>>,
@@ -282,6 +288,23 @@ pub struct MemberConfig {
     /// The sticky-session route (Tomcat's `jvmRoute`).
     pub route: Option<String>,
     pub health: HealthCheck,
+    /// `https://` members: how ringlb speaks TLS to it.
+    pub tls: Option<MemberTls>,
+}
+
+/// TLS to an `https://` member.
+#[derive(Debug, Clone)]
+pub struct MemberTls {
+    /// The name sent as SNI and verified in the member's certificate (`sni`, else the url's
+    /// host; an IP address is verified against the certificate's IP entries and sends no SNI).
+    pub name: String,
+    /// Verify the member's certificate (`verify = false` turns it off, with a warning at start).
+    pub verify: bool,
+    /// The CA certificates to verify against (`ca`); `None`: the system's roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// The member's key (`balancer[0].members[1]`) and line, for errors found reading `ca`.
+    pub key: String,
+    pub line: usize,
 }
 
 impl Validator<'_> {
@@ -410,7 +433,8 @@ impl Validator<'_> {
         key: &str,
         hc_defaults: &health::RawHealth,
     ) -> Result<MemberConfig, ConfigError> {
-        let (protocol, host_port, addr) = self.member_url(m, key)?;
+        let (protocol, https, host_port, addr) = self.member_url(m, key)?;
+        let tls = self.member_tls(m, key, https, &host_port)?;
         let packet_size = match &m.packet_size {
             Some(p) if !(8192..=65536).contains(p.get_ref()) => {
                 return self.err(
@@ -480,25 +504,75 @@ impl Validator<'_> {
             max_conns: m.max_conns.as_ref().map(|c| *c.get_ref()),
             route: m.route.as_ref().map(|r| r.get_ref().clone()),
             health,
+            tls,
         })
+    }
+
+    /// The TLS settings of an `https://` member (`ca`, `verify`, `sni` belong to those only).
+    fn member_tls(
+        &self,
+        m: &RawMember,
+        key: &str,
+        https: bool,
+        host_port: &str,
+    ) -> Result<Option<MemberTls>, ConfigError> {
+        if !https {
+            if m.ca.is_some() || m.verify.is_some() || m.sni.is_some() {
+                return self.err(
+                    m.url.span(),
+                    format!("{key}.url"),
+                    "ca, verify and sni apply to https:// members only".into(),
+                );
+            }
+            return Ok(None);
+        }
+        let host = match host_port.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h,
+            _ => host_port,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = match &m.sni {
+            Some(s) if s.get_ref().is_empty() => {
+                return self.err(s.span(), format!("{key}.sni"), "must be a host name".into())
+            }
+            Some(s) => s.get_ref().clone(),
+            None => host.to_string(),
+        };
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return self.err(
+                m.sni.as_ref().map_or(m.url.span(), |s| s.span()),
+                format!("{key}.sni"),
+                format!("\"{name}\" is not a DNS name or IP address"),
+            );
+        }
+        Ok(Some(MemberTls {
+            name,
+            verify: m.verify.as_ref().is_none_or(|v| *v.get_ref()),
+            ca: m.ca.as_ref().map(|c| std::path::PathBuf::from(c.get_ref())),
+            key: key.to_string(),
+            line: super::line_of(self.text, m.url.span().start),
+        }))
     }
 
     fn member_url(
         &self,
         m: &RawMember,
         key: &str,
-    ) -> Result<(Protocol, String, SocketAddr), ConfigError> {
+    ) -> Result<(Protocol, bool, String, SocketAddr), ConfigError> {
         let url = m.url.get_ref();
         let key = format!("{key}.url");
-        let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
-            (Protocol::Http, rest, 80)
+        let (protocol, https, rest, default_port) = if let Some(rest) = url.strip_prefix("http://")
+        {
+            (Protocol::Http, false, rest, 80)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Protocol::Http, true, rest, 443)
         } else if let Some(rest) = url.strip_prefix("ajp://") {
-            (Protocol::Ajp, rest, 8009)
+            (Protocol::Ajp, false, rest, 8009)
         } else {
             return self.err(
                 m.url.span(),
                 key,
-                format!("\"{url}\": members are http://host:port or ajp://host:port"),
+                format!("\"{url}\": members are http://, https:// or ajp://host:port"),
             );
         };
         let host_port = rest.strip_suffix('/').unwrap_or(rest);
@@ -518,7 +592,7 @@ impl Validator<'_> {
             format!("{host_port}:{default_port}")
         };
         match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
-            Some(addr) => Ok((protocol, host_port.to_string(), addr)),
+            Some(addr) => Ok((protocol, https, host_port.to_string(), addr)),
             None => self.err(m.url.span(), key, format!("\"{url}\": cannot resolve host")),
         }
     }

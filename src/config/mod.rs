@@ -17,7 +17,8 @@ mod listen;
 
 use balancer::RawBalancer;
 pub use balancer::{
-    AllFailed, BalanceMethod, BalancerConfig, MemberConfig, MemberStatus, Protocol, Sticky,
+    AllFailed, BalanceMethod, BalancerConfig, MemberConfig, MemberStatus, MemberTls, Protocol,
+    Sticky,
 };
 pub use health::{HcMethod, HealthCheck};
 use listen::RawListen;

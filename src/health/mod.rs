@@ -15,6 +15,7 @@ pub mod probe;
 pub mod state;
 pub mod verdict;
 
+use crate::tls::upstream::{MemberConfigs, MemberTlsConfig};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,7 +35,11 @@ pub struct Checker {
 impl Checker {
     /// Starts the checker when some member is checked (`Ok(None)` when none is); returns once its
     /// runtime is up.
-    pub fn start(config: Arc<Config>, board: Arc<Board>) -> anyhow::Result<Option<Checker>> {
+    pub fn start(
+        config: Arc<Config>,
+        board: Arc<Board>,
+        tls: MemberConfigs,
+    ) -> anyhow::Result<Option<Checker>> {
         let checked = config
             .balancers
             .iter()
@@ -60,7 +65,7 @@ impl Checker {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                rt.block_on(run(&config, &board, stopped));
+                rt.block_on(run(&config, &board, &tls, stopped));
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -79,13 +84,18 @@ impl Checker {
 }
 
 /// Every checked member's loop, until `stopped` fires (dropping the loops cancels their I/O).
-async fn run(config: &Config, board: &Board, stopped: futures_channel::oneshot::Receiver<()>) {
+async fn run(
+    config: &Config,
+    board: &Board,
+    tls: &MemberConfigs,
+    stopped: futures_channel::oneshot::Receiver<()>,
+) {
     let loops = config.balancers.iter().enumerate().flat_map(|(b, bc)| {
         bc.members
             .iter()
             .enumerate()
             .filter(|(_, mc)| mc.health.method != HcMethod::None)
-            .map(move |(m, _)| check_member(config, board, b, m))
+            .map(move |(m, _)| check_member(config, board, tls[b][m].as_ref(), b, m))
     });
     let work = join(join_all(loops), crate::deadline::turn_wheel());
     select(std::pin::pin!(work), stopped).await;
@@ -93,13 +103,19 @@ async fn run(config: &Config, board: &Board, stopped: futures_channel::oneshot::
 
 /// Checks one member every `hcinterval` (the first check at once), on a fixed grid: a check that
 /// ran past its slot is followed by the next at once, never by an extra one.
-async fn check_member(config: &Config, board: &Board, b: usize, m: usize) {
+async fn check_member(
+    config: &Config,
+    board: &Board,
+    tls: Option<&MemberTlsConfig>,
+    b: usize,
+    m: usize,
+) {
     let member = &config.balancers[b].members[m];
     let hc = &member.health;
     let request = verdict::request(member);
     let mut next = Instant::now();
     loop {
-        let probe = probe::probe(member, request.as_deref()).await;
+        let probe = probe::probe(member, tls, request.as_deref()).await;
         tracing::debug!(
             member = %member.url,
             passed = probe.passed,

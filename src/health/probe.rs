@@ -9,8 +9,6 @@
 
 use std::time::Instant;
 
-use compio::net::TcpStream;
-
 use super::state::Probe;
 use super::verdict;
 use crate::ajp::exchange::cping;
@@ -18,7 +16,9 @@ use crate::config::{HcMethod, HealthCheck, MemberConfig};
 use crate::deadline;
 use crate::http::framing::{no_body, BodyTracker};
 use crate::http::parse::{parse_response, HeadError, ResponseHead};
-use crate::io::{connect, read_more, write_range, IoFail};
+use crate::io::IoFail;
+use crate::stream::{connect, read_more, write_range, ConnectFail, Stream};
+use crate::tls::upstream::MemberTlsConfig;
 
 /// The most of a response head a check reads.
 const MAX_HEAD: usize = 16 * 1024;
@@ -26,10 +26,14 @@ const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Checks `member` once; `request` is its HTTP check request (`verdict::request`).
-pub async fn probe(member: &MemberConfig, request: Option<&[u8]>) -> Probe {
+pub async fn probe(
+    member: &MemberConfig,
+    tls: Option<&MemberTlsConfig>,
+    request: Option<&[u8]>,
+) -> Probe {
     let hc = &member.health;
     let started = Instant::now();
-    let verdict = match deadline::timeout(hc.timeout, run(member, request)).await {
+    let verdict = match deadline::timeout(hc.timeout, run(member, tls, request)).await {
         Ok(v) => v,
         Err(_) => Err("timeout".into()),
     };
@@ -48,11 +52,19 @@ pub async fn probe(member: &MemberConfig, request: Option<&[u8]>) -> Probe {
     }
 }
 
-async fn run(member: &MemberConfig, request: Option<&[u8]>) -> Result<String, String> {
+async fn run(
+    member: &MemberConfig,
+    tls: Option<&MemberTlsConfig>,
+    request: Option<&[u8]>,
+) -> Result<String, String> {
     let hc = &member.health;
-    let mut s = connect(member.addr, hc.timeout)
+    // An https:// member's check includes the TLS handshake (and its certificate's verification).
+    let mut s = connect(member.addr, tls, hc.timeout)
         .await
-        .map_err(|e| fail_text("connect", e))?;
+        .map_err(|e| match e {
+            ConnectFail::Tcp(e) => fail_text("connect", e),
+            ConnectFail::Tls(e) => format!("tls: {e}"),
+        })?;
     match (hc.method, request) {
         (HcMethod::Cping, _) => {
             let mut rbuf = Vec::with_capacity(64);
@@ -83,7 +95,7 @@ fn fail_text(step: &str, e: IoFail) -> String {
 
 /// Sends the check request, reads the head, judges the status and (GET with `body_excludes`)
 /// the body.
-async fn http(s: &mut TcpStream, hc: &HealthCheck, req: &[u8]) -> Result<String, String> {
+async fn http(s: &mut Stream, hc: &HealthCheck, req: &[u8]) -> Result<String, String> {
     let mut out = req.to_vec();
     let len = out.len();
     write_range(s, &mut out, 0..len, hc.timeout)
@@ -105,7 +117,7 @@ async fn http(s: &mut TcpStream, hc: &HealthCheck, req: &[u8]) -> Result<String,
 
 /// Reads until a final response head (1xx heads other than 101 are skipped) is parsed into `head`.
 async fn read_head(
-    s: &mut TcpStream,
+    s: &mut Stream,
     buf: &mut Vec<u8>,
     head: &mut ResponseHead,
     hc: &HealthCheck,
@@ -133,7 +145,7 @@ async fn read_head(
 /// The body's data (chunk framing removed), up to `MAX_BODY` bytes; `buf` holds the head and
 /// what followed it.
 async fn read_body(
-    s: &mut TcpStream,
+    s: &mut Stream,
     mut buf: Vec<u8>,
     head: &ResponseHead,
     hc: &HealthCheck,

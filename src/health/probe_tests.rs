@@ -53,7 +53,7 @@ fn run_probe(m: &MemberConfig) -> Probe {
     rt.block_on(async {
         compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
         let req = crate::health::verdict::request(m);
-        probe(m, req.as_deref()).await
+        probe(m, None, req.as_deref()).await
     })
 }
 

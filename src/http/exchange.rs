@@ -11,18 +11,17 @@
 
 use std::time::{Duration, Instant};
 
-use compio::net::TcpStream;
-
 use super::chunked::ChunkError;
 use super::framing::{no_body, BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
 use super::reply;
 use super::rewrite::{self, ClientBody};
 use crate::client::{refuse, send_continue, target, Client};
-use crate::front;
-use crate::io::{read_more, send_request, write_range, IoFail, Unsent};
+use crate::io::{IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
+use crate::stream;
+use crate::stream::{read_more, send_request, write_range, Stream};
 
 /// Largest response head accepted from a member.
 const MAX_RESPONSE_HEAD: usize = 65536;
@@ -47,7 +46,7 @@ pub struct Params<'a> {
 /// already in `c.buf` (up to `req.request_end`).
 pub async fn run(
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     req: &Request,
     body: &mut BodyTracker,
     p: &Params<'_>,
@@ -192,14 +191,14 @@ enum BodyOutcome {
 /// pipelined request) stay in `c.buf`.
 async fn stream_request_body(
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     body: &mut BodyTracker,
     p: &Params<'_>,
 ) -> BodyOutcome {
     let mut streamed = 0u64;
     while !body.is_done() {
         let start = c.buf.len();
-        if front::read_more(&mut c.stream, &mut c.buf, BODY_READ, p.client_timeout)
+        if stream::read_more(&mut c.stream, &mut c.buf, BODY_READ, p.client_timeout)
             .await
             .is_err()
         {
@@ -221,7 +220,7 @@ async fn stream_request_body(
 /// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses.
 async fn read_response_head(
     c: &mut Client,
-    up: &mut TcpStream,
+    up: &mut Stream,
     limit: Duration,
 ) -> Result<(), HeadFail> {
     let deadline = Instant::now() + limit;
@@ -263,7 +262,7 @@ async fn relay_interim(c: &mut Client, limit: Duration) -> Result<(), HeadFail> 
         c.out.clear();
         rewrite::interim_head(&mut c.out, &c.rbuf, &c.resp);
         let len = c.out.len();
-        if front::write_range(&mut c.stream, &mut c.out, 0..len, limit)
+        if stream::write_range(&mut c.stream, &mut c.out, 0..len, limit)
             .await
             .is_err()
         {
@@ -287,12 +286,7 @@ struct Relayed {
 }
 
 /// Sends the response head and body to the client.
-async fn relay_response(
-    c: &mut Client,
-    up: &mut TcpStream,
-    is_head: bool,
-    p: &Params<'_>,
-) -> Relayed {
+async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Params<'_>) -> Relayed {
     let status = c.resp.status;
     let kind = if no_body(is_head, status) {
         BodyKind::Empty
@@ -353,18 +347,18 @@ async fn relay_first(
         c.out.clear();
         reply::error(&mut c.out, 502, true);
         let len = c.out.len();
-        let _ = front::write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
+        let _ = stream::write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
         return false;
     };
     if mode == ClientBody::Dechunk {
         let len = c.out.len();
-        front::write_range(&mut c.stream, &mut c.out, 0..len, limit)
+        stream::write_range(&mut c.stream, &mut c.out, 0..len, limit)
             .await
             .is_ok()
             && write_ranges(c, limit).await
     } else {
         let range = head_len..end;
-        front::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
+        stream::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
             .await
             .is_ok()
     }
@@ -384,7 +378,7 @@ async fn relay_more(
     if mode == ClientBody::Dechunk {
         write_ranges(c, limit).await
     } else {
-        front::write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
+        stream::write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
             .await
             .is_ok()
     }
@@ -421,7 +415,7 @@ fn data_len(mode: ClientBody, framed: usize, ranges: &[std::ops::Range<usize>]) 
 async fn write_ranges(c: &mut Client, limit: Duration) -> bool {
     for i in 0..c.ranges.len() {
         let r = c.ranges[i].clone();
-        if front::write_range(&mut c.stream, &mut c.rbuf, r, limit)
+        if stream::write_range(&mut c.stream, &mut c.rbuf, r, limit)
             .await
             .is_err()
         {
@@ -465,7 +459,7 @@ mod tests {
                 }
                 member(&mut s);
             });
-            let mut up = crate::io::connect(addr, Duration::from_secs(2))
+            let mut up = crate::stream::connect(addr, None, Duration::from_secs(2))
                 .await
                 .unwrap();
             let front = compio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -477,7 +471,7 @@ mod tests {
                 let _ = s.read_to_end(&mut sink);
             });
             let (stream, peer) = front.accept().await.unwrap();
-            let mut c = Client::new(crate::front::Front::plain(stream), peer, false, 0);
+            let mut c = Client::new(crate::stream::Stream::plain(stream), peer, false, 0);
             c.buf.extend_from_slice(request);
             parse_request(&c.buf, 16384, 100, &mut c.head).unwrap();
             let mut body = BodyTracker::new(c.head.body);

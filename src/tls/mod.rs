@@ -13,6 +13,7 @@ pub mod certs;
 pub mod check;
 pub mod session;
 pub mod store;
+pub mod upstream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,11 +29,11 @@ use certs::LoadedCert;
 compile_error!("enable the `aws-lc-rs` (default) or the `ring` feature: TLS needs a provider");
 
 /// The crypto provider: aws-lc-rs (post-quantum hybrid key exchange first), or ring.
-pub fn provider() -> Arc<CryptoProvider> {
+pub fn provider() -> CryptoProvider {
     #[cfg(feature = "aws-lc-rs")]
-    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    return rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    return Arc::new(rustls::crypto::ring::default_provider());
+    return rustls::crypto::ring::default_provider();
 }
 
 fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
@@ -77,7 +78,7 @@ impl TlsState {
         if config.listen.iter().all(|l| l.tls.is_none()) {
             return Ok(None);
         }
-        let provider = provider();
+        let provider = Arc::new(provider());
         let ticketer = ticketer().map_err(|e| format!("cannot make TLS ticket keys: {e}"))?;
         let listeners: Vec<_> = config.listen.iter().map(|l| l.tls.clone()).collect();
         let first = load_generation(&listeners, &provider, &ticketer)

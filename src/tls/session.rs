@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
+use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 
-use crate::io::{read_more as tcp_read_more, write_range, IoFail};
+use crate::io::{read_more as tcp_read_more, send_request, write_range, IoFail, Unsent};
 
 /// Ciphertext read per receive.
 const READ_CHUNK: usize = 16 * 1024 + 64;
@@ -28,7 +29,7 @@ const RECORD_OVERHEAD: usize = 64;
 
 /// One TLS connection's state.
 pub struct TlsSession {
-    conn: UnbufferedServerConnection,
+    conn: Conn,
     /// Ciphertext received and not yet processed.
     tin: Vec<u8>,
     /// Ciphertext to send is `tout[..pending]`; the rest is zeroed room kept for the next record.
@@ -118,174 +119,259 @@ impl HandshakeFail {
     }
 }
 
+/// A failed handshake: why (counted), and rustls' words for it (logged).
+#[derive(Debug)]
+pub struct HandshakeError {
+    pub reason: HandshakeFail,
+    pub detail: Option<rustls::Error>,
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(e) => write!(f, "{}: {e}", self.reason.name()),
+            None => f.write_str(self.reason.name()),
+        }
+    }
+}
+
+fn failed(reason: HandshakeFail) -> HandshakeError {
+    HandshakeError {
+        reason,
+        detail: None,
+    }
+}
+
 /// What a failed TLS read or write came to, for the I/O layer.
 fn io_fail(e: rustls::Error) -> IoFail {
     IoFail::Error(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// The two sides ringlb plays: server to clients, client to `https://` members.
+enum Conn {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+/// The session's buffers a step of the record pump writes to.
+struct Out<'a> {
+    tout: &'a mut Vec<u8>,
+    pending: &'a mut usize,
+    early: &'a mut Vec<u8>,
+    peer_closed: &'a mut bool,
+}
+
+/// One step of rustls over `tin` for either side: `$handle(state, &mut discard, &mut out, args..)`
+/// (generic over the side), then the processed bytes leave `tin`.
+macro_rules! step {
+    ($s:expr, $handle:ident $(, $arg:expr)*) => {{
+        let TlsSession { conn, tin, tout, pending, early, peer_closed, .. } = &mut *$s;
+        let mut out = Out { tout, pending, early, peer_closed };
+        let (discard, result) = match conn {
+            Conn::Server(c) => {
+                let UnbufferedStatus { mut discard, state } = c.process_tls_records(tin);
+                let r = $handle(state, &mut discard, &mut out $(, $arg)*);
+                (discard, r)
+            }
+            Conn::Client(c) => {
+                let UnbufferedStatus { mut discard, state } = c.process_tls_records(tin);
+                let r = $handle(state, &mut discard, &mut out $(, $arg)*);
+                (discard, r)
+            }
+        };
+        tin.drain(..discard.min(tin.len()));
+        result
+    }};
+}
+
+type State<'c, 'i, D> = Result<ConnectionState<'c, 'i, D>, rustls::Error>;
+
+/// Reading: plaintext to `plain`; `Some` when the pump should stop.
+fn on_read<D>(
+    state: State<'_, '_, D>,
+    discard: &mut usize,
+    out: &mut Out<'_>,
+    plain: &mut Vec<u8>,
+) -> Result<Option<Progress>, rustls::Error> {
+    match state? {
+        ConnectionState::ReadTraffic(mut r) => {
+            while let Some(rec) = r.next_record() {
+                let rec = rec?;
+                *discard += rec.discard;
+                plain.extend_from_slice(rec.payload);
+            }
+            Ok(None)
+        }
+        ConnectionState::EncodeTlsData(mut e) => encode(&mut e, out).map(|_| None),
+        ConnectionState::TransmitTlsData(t) => {
+            // Sent with the next flush, before anything encrypted after it.
+            t.done();
+            Ok(None)
+        }
+        ConnectionState::PeerClosed => {
+            *out.peer_closed = true;
+            Ok(None)
+        }
+        ConnectionState::BlockedHandshake => Ok(Some(Progress::NeedMore)),
+        ConnectionState::WriteTraffic(_) => Ok(Some(Progress::Ready)),
+        ConnectionState::Closed => Ok(Some(Progress::Closed)),
+        // Early data is never enabled (max_early_data_size is 0); anything else is new.
+        _ => Err(rustls::Error::General("unexpected TLS state".into())),
+    }
+}
+
+/// Writing: `data` encrypted into `tout`; `true` once it is. Plaintext that arrives meanwhile
+/// goes to `early`.
+fn on_write<D>(
+    state: State<'_, '_, D>,
+    discard: &mut usize,
+    out: &mut Out<'_>,
+    data: &[u8],
+) -> Result<bool, rustls::Error> {
+    match state? {
+        ConnectionState::WriteTraffic(mut w) => {
+            let room = data.len() + RECORD_OVERHEAD * (data.len() / 16384 + 2);
+            grow(out.tout, *out.pending + room);
+            match w.encrypt(data, &mut out.tout[*out.pending..]) {
+                Ok(n) => {
+                    *out.pending += n;
+                    Ok(true)
+                }
+                Err(EncryptError::InsufficientSize(s)) => {
+                    grow(out.tout, *out.pending + s.required_size);
+                    Ok(false)
+                }
+                Err(e) => Err(rustls::Error::General(e.to_string())),
+            }
+        }
+        ConnectionState::ReadTraffic(mut r) => {
+            while let Some(rec) = r.next_record() {
+                let rec = rec?;
+                *discard += rec.discard;
+                out.early.extend_from_slice(rec.payload);
+            }
+            Ok(false)
+        }
+        ConnectionState::EncodeTlsData(mut e) => encode(&mut e, out).map(|_| false),
+        ConnectionState::TransmitTlsData(t) => {
+            t.done();
+            Ok(false)
+        }
+        ConnectionState::PeerClosed => {
+            *out.peer_closed = true;
+            Ok(false)
+        }
+        _ => Err(rustls::Error::General(
+            "cannot write on this connection".into(),
+        )),
+    }
+}
+
+/// Closing: a close_notify alert into `tout`; `true` when done (or impossible).
+fn on_close<D>(state: State<'_, '_, D>, _: &mut usize, out: &mut Out<'_>) -> bool {
+    match state {
+        Ok(ConnectionState::WriteTraffic(mut w)) => {
+            grow(out.tout, *out.pending + RECORD_OVERHEAD);
+            if let Ok(n) = w.queue_close_notify(&mut out.tout[*out.pending..]) {
+                *out.pending += n;
+            }
+            true
+        }
+        Ok(ConnectionState::EncodeTlsData(mut e)) => encode(&mut e, out).is_err(),
+        Ok(ConnectionState::TransmitTlsData(t)) => {
+            t.done();
+            false
+        }
+        Ok(ConnectionState::ReadTraffic(mut r)) => {
+            while let Some(Ok(_)) = r.next_record() {}
+            false
+        }
+        _ => true,
+    }
+}
+
+/// After a failed handshake: the alert rustls queued for the peer; `true` while there is more.
+fn on_alert<D>(state: State<'_, '_, D>, _: &mut usize, out: &mut Out<'_>) -> bool {
+    match state {
+        Ok(ConnectionState::EncodeTlsData(mut e)) => encode(&mut e, out).is_ok(),
+        Ok(ConnectionState::TransmitTlsData(t)) => {
+            t.done();
+            true
+        }
+        _ => false,
+    }
+}
+
 impl TlsSession {
-    pub fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsSession, rustls::Error> {
+    /// A server session for a client that just connected.
+    pub fn server(config: Arc<rustls::ServerConfig>) -> Result<TlsSession, rustls::Error> {
         let mut id = [0u8; 16];
         config.crypto_provider().secure_random.fill(&mut id)?;
-        Ok(TlsSession {
+        Ok(TlsSession::with(
+            Conn::Server(UnbufferedServerConnection::new(config)?),
             id,
-            conn: UnbufferedServerConnection::new(config)?,
+        ))
+    }
+
+    /// A client session to a member named `name` (SNI and certificate verification).
+    pub fn client(
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<TlsSession, rustls::Error> {
+        let conn = UnbufferedClientConnection::new(config, name)?;
+        Ok(TlsSession::with(Conn::Client(conn), [0; 16]))
+    }
+
+    fn with(conn: Conn, id: [u8; 16]) -> TlsSession {
+        TlsSession {
+            id,
+            conn,
             tin: Vec::new(),
             tout: Vec::new(),
             pending: 0,
             early: Vec::new(),
             peer_closed: false,
-        })
+        }
     }
 
     /// Runs rustls over `tin` until it needs more bytes, appending any plaintext to `plain` and
     /// any ciphertext to send to `tout`.
     fn process(&mut self, plain: &mut Vec<u8>) -> Result<Progress, rustls::Error> {
         loop {
-            let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut self.tin);
-            let step = match state {
-                Err(e) => Err(e),
-                Ok(ConnectionState::ReadTraffic(mut r)) => loop {
-                    match r.next_record() {
-                        Some(Ok(rec)) => {
-                            discard += rec.discard;
-                            plain.extend_from_slice(rec.payload);
-                        }
-                        Some(Err(e)) => break Err(e),
-                        None => break Ok(None),
-                    }
-                },
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    encode(&mut e, &mut self.tout, &mut self.pending).map(|_| None)
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    // Sent with the next flush, before anything encrypted after it.
-                    t.done();
-                    Ok(None)
-                }
-                Ok(ConnectionState::PeerClosed) => {
-                    self.peer_closed = true;
-                    Ok(None)
-                }
-                Ok(ConnectionState::BlockedHandshake) => Ok(Some(Progress::NeedMore)),
-                Ok(ConnectionState::WriteTraffic(_)) => Ok(Some(Progress::Ready)),
-                Ok(ConnectionState::Closed) => Ok(Some(Progress::Closed)),
-                // Early data is never enabled (max_early_data_size is 0); anything else is new.
-                Ok(_) => Err(rustls::Error::General("unexpected TLS state".into())),
-            };
-            self.tin.drain(..discard.min(self.tin.len()));
-            if let Some(p) = step? {
+            if let Some(p) = step!(self, on_read, plain)? {
                 return Ok(p);
             }
         }
     }
 
-    /// Encrypts `data` into `tout` (after what is pending). Plaintext that arrives meanwhile goes
-    /// to `early`.
+    /// Encrypts `data` into `tout` (after what is pending).
     fn encrypt(&mut self, data: &[u8]) -> Result<(), rustls::Error> {
-        loop {
-            let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut self.tin);
-            let step = match state {
-                Err(e) => Err(e),
-                Ok(ConnectionState::WriteTraffic(mut w)) => {
-                    let room = data.len() + RECORD_OVERHEAD * (data.len() / 16384 + 2);
-                    grow(&mut self.tout, self.pending + room);
-                    match w.encrypt(data, &mut self.tout[self.pending..]) {
-                        Ok(n) => {
-                            self.pending += n;
-                            Ok(true)
-                        }
-                        Err(EncryptError::InsufficientSize(s)) => {
-                            grow(&mut self.tout, self.pending + s.required_size);
-                            Ok(false)
-                        }
-                        Err(e) => Err(rustls::Error::General(e.to_string())),
-                    }
-                }
-                Ok(ConnectionState::ReadTraffic(mut r)) => loop {
-                    match r.next_record() {
-                        Some(Ok(rec)) => {
-                            discard += rec.discard;
-                            self.early.extend_from_slice(rec.payload);
-                        }
-                        Some(Err(e)) => break Err(e),
-                        None => break Ok(false),
-                    }
-                },
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    encode(&mut e, &mut self.tout, &mut self.pending).map(|_| false)
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    Ok(false)
-                }
-                Ok(ConnectionState::PeerClosed) => {
-                    self.peer_closed = true;
-                    Ok(false)
-                }
-                Ok(_) => Err(rustls::Error::General(
-                    "cannot write on this connection".into(),
-                )),
-            };
-            self.tin.drain(..discard.min(self.tin.len()));
-            if step? {
-                return Ok(());
-            }
-        }
+        while !step!(self, on_write, data)? {}
+        Ok(())
     }
 
     /// Queues a close_notify alert (best effort).
     fn queue_close(&mut self) {
         for _ in 0..8 {
-            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.tin);
-            let done = match state {
-                Ok(ConnectionState::WriteTraffic(mut w)) => {
-                    grow(&mut self.tout, self.pending + RECORD_OVERHEAD);
-                    if let Ok(n) = w.queue_close_notify(&mut self.tout[self.pending..]) {
-                        self.pending += n;
-                    }
-                    true
-                }
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    encode(&mut e, &mut self.tout, &mut self.pending).is_err()
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    false
-                }
-                Ok(ConnectionState::ReadTraffic(mut r)) => {
-                    while let Some(Ok(_)) = r.next_record() {}
-                    false
-                }
-                _ => true,
-            };
-            self.tin.drain(..discard.min(self.tin.len()));
-            if done {
+            if step!(self, on_close) {
                 return;
             }
         }
     }
 
-    /// After a failed handshake: encodes the alert rustls queued for the client, if any.
+    /// After a failed handshake: encodes the alert rustls queued for the peer, if any.
     fn queue_alert(&mut self) {
         for _ in 0..4 {
-            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.tin);
-            let more = match state {
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    encode(&mut e, &mut self.tout, &mut self.pending).is_ok()
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    true
-                }
-                _ => false,
-            };
-            self.tin.drain(..discard.min(self.tin.len()));
-            if !more {
+            if !step!(self, on_alert) {
                 return;
             }
+        }
+    }
+
+    fn common(&self) -> &rustls::CommonState {
+        match &self.conn {
+            Conn::Server(c) => c,
+            Conn::Client(c) => c,
         }
     }
 
@@ -298,7 +384,7 @@ impl TlsSession {
     /// The negotiated cipher suite's IANA name (`TLS_AES_128_GCM_SHA256`) and its key size in
     /// bits, for AJP's SSL attributes.
     pub fn cipher(&self) -> Option<(&'static str, u16)> {
-        let suite = self.conn.negotiated_cipher_suite()?;
+        let suite = self.common().negotiated_cipher_suite()?;
         let name = iana_name(suite.suite().as_str()?);
         let bits = if name.contains("AES_128") { 128 } else { 256 };
         Some((name, bits))
@@ -318,14 +404,14 @@ impl TlsSession {
     /// Whether this connection resumed an earlier session.
     pub fn resumed(&self) -> bool {
         matches!(
-            self.conn.handshake_kind(),
+            self.common().handshake_kind(),
             Some(rustls::HandshakeKind::Resumed)
         )
     }
 
     /// The negotiated protocol version, as AJP's `AJP_SSL_PROTOCOL` names it (`TLSv1.3`).
     pub fn version(&self) -> &'static str {
-        match self.conn.protocol_version() {
+        match self.common().protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "",
@@ -375,19 +461,18 @@ fn grow(buf: &mut Vec<u8>, len: usize) {
     }
 }
 
-fn encode(
-    e: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
-    tout: &mut Vec<u8>,
-    pending: &mut usize,
+fn encode<D>(
+    e: &mut rustls::unbuffered::EncodeTlsData<'_, D>,
+    out: &mut Out<'_>,
 ) -> Result<(), rustls::Error> {
     loop {
-        grow(tout, *pending + 4096);
-        match e.encode(&mut tout[*pending..]) {
+        grow(out.tout, *out.pending + 4096);
+        match e.encode(&mut out.tout[*out.pending..]) {
             Ok(n) => {
-                *pending += n;
+                *out.pending += n;
                 return Ok(());
             }
-            Err(EncodeError::InsufficientSize(s)) => grow(tout, *pending + s.required_size),
+            Err(EncodeError::InsufficientSize(s)) => grow(out.tout, *out.pending + s.required_size),
             Err(e) => return Err(rustls::Error::General(e.to_string())),
         }
     }
@@ -415,32 +500,36 @@ pub async fn handshake(
     s: &mut TlsSession,
     plain: &mut Vec<u8>,
     deadline: Instant,
-) -> Result<(), HandshakeFail> {
+) -> Result<(), HandshakeError> {
     loop {
         let progress = match s.process(plain) {
             Ok(p) => p,
             Err(e) => {
                 let reason = HandshakeFail::of(&e);
-                tracing::debug!(error = %e, "TLS handshake failed");
                 s.queue_alert();
                 let _ = flush(tcp, s, Duration::from_millis(100)).await;
-                return Err(reason);
+                return Err(HandshakeError {
+                    reason,
+                    detail: Some(e),
+                });
             }
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        if flush(tcp, s, left).await.is_err() {
-            return Err(HandshakeFail::Closed);
+        match flush(tcp, s, left).await {
+            Ok(()) => {}
+            Err(IoFail::Timeout) => return Err(failed(HandshakeFail::Timeout)),
+            Err(_) => return Err(failed(HandshakeFail::Closed)),
         }
         match progress {
             Progress::Ready => return Ok(()),
-            Progress::Closed => return Err(HandshakeFail::Closed),
+            Progress::Closed => return Err(failed(HandshakeFail::Closed)),
             Progress::NeedMore => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());
         match tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await {
             Ok(_) => {}
-            Err(IoFail::Timeout) => return Err(HandshakeFail::Timeout),
-            Err(_) => return Err(HandshakeFail::Closed),
+            Err(IoFail::Timeout) => return Err(failed(HandshakeFail::Timeout)),
+            Err(_) => return Err(failed(HandshakeFail::Closed)),
         }
     }
 }
@@ -535,4 +624,35 @@ pub async fn write_two(
 pub async fn close(tcp: &mut TcpStream, s: &mut TlsSession) {
     s.queue_close();
     let _ = flush(tcp, s, Duration::from_millis(500)).await;
+}
+
+/// Encrypts a request (`head`, then `body`) and writes it, telling "nothing written" (the first
+/// write failed) from "maybe written", as `io::send_request` does.
+pub async fn send(
+    tcp: &mut TcpStream,
+    s: &mut TlsSession,
+    head: &[u8],
+    body: &[u8],
+    limit: Duration,
+) -> Result<(), Unsent> {
+    let encrypted = s.encrypt(head).and_then(|_| s.encrypt(body));
+    encrypted.map_err(|e| Unsent::Nothing(io_fail(e)))?;
+    let n = std::mem::take(&mut s.pending);
+    let mut records = std::mem::take(&mut s.tout);
+    records.truncate(n);
+    let sent = send_request(tcp, &mut records, &mut Vec::new(), 0..0, limit).await;
+    records.clear();
+    s.tout = records;
+    sent
+}
+
+/// A pooled connection that is readable: takes what arrived without blocking. Fit (`true`) when
+/// that was only records without data (a session ticket); not when it held data, a close or an
+/// error.
+pub fn idle_check(tcp: &TcpStream, s: &mut TlsSession) -> bool {
+    let mut plain = Vec::new();
+    match recv_ready(tcp, s, &mut plain) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock && s.pending == 0,
+        Ok(_) => false,
+    }
 }

@@ -18,4 +18,5 @@ mod status;
 mod sticky;
 mod support;
 mod tls;
+mod tls_members;
 mod tomcat;

@@ -1,0 +1,179 @@
+//! A connection as the request path reads and writes it: a TCP socket, with a TLS session on TLS
+//! listeners and to `https://` members. Clients and members are read and written through these
+//! calls only, so plain and TLS connections run the same code; plain ones go straight to `io`,
+//! TLS ones through `tls::session`.
+//!
+//! Owns: choosing between the two per call, and connecting to a member (TCP, then TLS when it is
+//! `https://`). Must never: add a copy or a buffer to a plain connection. Invariant: the same
+//! contract as `io` (bytes are appended to the caller's buffer; after a timeout the connection is
+//! not used again).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use compio::net::TcpStream;
+
+use crate::io::{self, IoFail, Unsent};
+use crate::tls::session::{self, TlsSession};
+use crate::tls::upstream::MemberTlsConfig;
+
+/// A connection's transport.
+pub struct Stream {
+    pub tcp: TcpStream,
+    /// Present on TLS listeners (boxed: a plain connection pays one pointer).
+    pub tls: Option<Box<TlsSession>>,
+}
+
+impl Stream {
+    pub fn plain(tcp: TcpStream) -> Stream {
+        Stream { tcp, tls: None }
+    }
+
+    /// Whether plaintext has already arrived that no reader took (TLS only): an idle wait must
+    /// not wait for the socket then.
+    pub fn has_buffered(&self) -> bool {
+        self.tls.as_ref().is_some_and(|s| s.has_buffered())
+    }
+
+    /// The TLS buffers, while the connection idles (`None`: plain, or they hold bytes).
+    pub fn lend(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.tls.as_mut().and_then(|s| s.lend())
+    }
+
+    /// Takes TLS buffers again (a plain connection lets them go).
+    pub fn take(&mut self, bufs: (Vec<u8>, Vec<u8>)) {
+        if let Some(s) = self.tls.as_mut() {
+            s.take(bufs);
+        }
+    }
+}
+
+/// Appends at least one byte from the client to `buf`, waiting at most `limit`.
+pub async fn read_more(
+    f: &mut Stream,
+    buf: &mut Vec<u8>,
+    spare: usize,
+    limit: Duration,
+) -> Result<usize, IoFail> {
+    match f.tls.as_mut() {
+        None => io::read_more(&mut f.tcp, buf, spare, limit).await,
+        Some(s) => session::read_more(&mut f.tcp, s, buf, limit).await,
+    }
+}
+
+/// Reads without blocking what the client sent (its socket is readable) into `buf`.
+/// `WouldBlock`: nothing to hand over yet; `Ok(0)`: the client closed.
+pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    match f.tls.as_mut() {
+        None => {
+            buf.reserve(4096);
+            let spare = rustix::buffer::spare_capacity(buf);
+            let (n, _) = rustix::net::recv(&f.tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
+            Ok(n)
+        }
+        Some(s) => session::recv_ready(&f.tcp, s, buf),
+    }
+}
+
+/// Writes `buf[range]` to the client.
+pub async fn write_range(
+    f: &mut Stream,
+    buf: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), IoFail> {
+    match f.tls.as_mut() {
+        None => io::write_range(&mut f.tcp, buf, range, limit).await,
+        Some(s) => session::write(&mut f.tcp, s, &buf[range], limit).await,
+    }
+}
+
+/// Writes bytes that live for the whole program.
+pub async fn write_static(
+    f: &mut Stream,
+    bytes: &'static [u8],
+    limit: Duration,
+) -> Result<(), IoFail> {
+    match f.tls.as_mut() {
+        None => io::write_static(&mut f.tcp, bytes, limit).await,
+        Some(s) => session::write(&mut f.tcp, s, bytes, limit).await,
+    }
+}
+
+/// Writes all of `head` and then `body[range]`.
+pub async fn write_head_and(
+    f: &mut Stream,
+    head: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), IoFail> {
+    match f.tls.as_mut() {
+        None => io::write_head_and(&mut f.tcp, head, body, range, limit).await,
+        Some(s) => session::write_two(&mut f.tcp, s, head, &body[range], limit).await,
+    }
+}
+
+/// Shuts down the write side: close_notify first on TLS.
+pub async fn shutdown_write(f: &mut Stream) {
+    if let Some(s) = f.tls.as_mut() {
+        session::close(&mut f.tcp, s).await;
+    }
+    io::shutdown_write(&mut f.tcp).await;
+}
+
+/// Writes a request (`head`, then `body[range]`), telling "nothing written" from "maybe
+/// written" like `io::send_request`.
+pub async fn send_request(
+    f: &mut Stream,
+    head: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), Unsent> {
+    match f.tls.as_mut() {
+        None => io::send_request(&mut f.tcp, head, body, range, limit).await,
+        Some(s) => session::send(&mut f.tcp, s, head, &body[range], limit).await,
+    }
+}
+
+/// Whether an idle pooled connection is still fit for a request (see `io::idle_and_open`; on
+/// TLS, records that carry no data, such as session tickets, are taken and do not count).
+pub fn idle_and_open(f: &mut Stream) -> bool {
+    match f.tls.as_mut() {
+        None => io::idle_and_open(&f.tcp),
+        Some(s) => io::idle_and_open(&f.tcp) || session::idle_check(&f.tcp, s),
+    }
+}
+
+/// Connects to a member; with `tls`, also completes the TLS handshake, all within `limit`.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    tls: Option<&MemberTlsConfig>,
+    limit: Duration,
+) -> Result<Stream, ConnectFail> {
+    let deadline = std::time::Instant::now() + limit;
+    let tcp = io::connect(addr, limit).await.map_err(ConnectFail::Tcp)?;
+    let mut f = Stream::plain(tcp);
+    if let Some(t) = tls {
+        let mut s = TlsSession::client(t.config.clone(), t.name.clone())
+            .map_err(|e| ConnectFail::Tls(e.to_string()))?;
+        let mut plain = Vec::new();
+        session::handshake(&mut f.tcp, &mut s, &mut plain, deadline)
+            .await
+            .map_err(|e| match e.reason {
+                session::HandshakeFail::Timeout => ConnectFail::Tcp(IoFail::Timeout),
+                _ => ConnectFail::Tls(e.to_string()),
+            })?;
+        f.tls = Some(Box::new(s));
+    }
+    Ok(f)
+}
+
+/// Why a member connection could not be made.
+#[derive(Debug)]
+pub enum ConnectFail {
+    Tcp(IoFail),
+    /// The TLS handshake failed (the member's certificate, or no common parameters).
+    Tls(String),
+}
