@@ -656,3 +656,7 @@ pub fn idle_check(tcp: &TcpStream, s: &mut TlsSession) -> bool {
         Ok(_) => false,
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
