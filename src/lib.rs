@@ -19,6 +19,10 @@
 //!   queue; passive marking), `sticky` (the session's route), `balance` (one core's choice:
 //!   tiers, spares, failures, methods, slow start), `pool` (idle conns), `trust` (trusted proxies:
 //!   whose X-Forwarded-* ringlb believes).
+//! - `stream`: a client or member connection's transport (TCP, with a TLS session on TLS listeners
+//!   and to `https://` members); `tls/`: rustls driven over ringlb's buffers (`session`), the
+//!   listeners' certificates and their reload, SNI (`store`), member TLS (`upstream`);
+//!   `redirect`: `redirect_https`.
 //! - `io`: the socket calls; `deadline`: the per-core timer wheel; `notify`: a wake-up signal;
 //!   `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
