@@ -145,8 +145,7 @@ pub async fn send_continue(c: &mut Client, limit: Duration) -> bool {
         .is_ok()
 }
 
-/// Writes an error response with `Connection: close`, shuts the write side down and drains what
-/// the client still sends for a short moment, so that it reads the status instead of a reset.
+/// Writes an error response with `Connection: close`, then closes lingering (`linger_close`).
 pub async fn refuse(c: &mut Client, status: u16) {
     c.out.clear();
     reply::error(&mut c.out, status, true);
@@ -157,6 +156,12 @@ pub async fn refuse(c: &mut Client, status: u16) {
     {
         return;
     }
+    linger_close(c).await;
+}
+
+/// After a last answer: shuts the write side down (close_notify first on TLS) and drains what the
+/// client still sends for a short moment, so that it reads the answer instead of a reset.
+pub async fn linger_close(c: &mut Client) {
     shutdown_write(&mut c.stream).await;
     let deadline = Instant::now() + DRAIN_FOR;
     let mut drained = 0;
@@ -168,4 +173,35 @@ pub async fn refuse(c: &mut Client, status: u16) {
             Err(_) => break,
         }
     }
+}
+
+/// Writes the access-log line of a request ringlb answered itself (a refusal, a redirect): its
+/// first line as received (up to a bound), the status, no member.
+pub fn log_own_answer(
+    log: &crate::access_log::CoreLog,
+    c: &mut Client,
+    status: u16,
+    started: Instant,
+) {
+    const MAX_LINE: usize = 2048;
+    let shown = &c.buf[..c.buf.len().min(MAX_LINE)];
+    let line_end = shown
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(shown.len());
+    c.rec = Record {
+        status,
+        ..Default::default()
+    };
+    let total = started.elapsed().as_micros() as u64;
+    log.append(
+        c.peer.ip(),
+        &shown[..line_end],
+        b"",
+        b"",
+        &c.rec,
+        "",
+        "",
+        total,
+    );
 }

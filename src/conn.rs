@@ -1,10 +1,14 @@
-//! One client connection's life: wait for a request, read its head, normalise its path, hand it
-//! to `proxy::forward`, repeat while the connection is kept alive; refuse malformed heads (with an
-//! access-log line); park the connection (`Core::park`) when it idles past `PARK_AFTER`.
+//! One client connection's life: on a TLS listener the handshake (`start_tls`), then wait for a
+//! request, read its head, normalise its path, hand it to `proxy::forward` (or `redirect`),
+//! repeat while the connection is kept alive; refuse malformed heads (with an access-log line);
+//! park the connection (`Core::park`) when it idles past `PARK_AFTER`; close a TLS connection
+//! with close_notify.
 //!
-//! Owns: the header and keep-alive timeouts, the idle wait and the refusal path. Must never: let
-//! a malformed request reach a member, hold a socket after its timer fired, or abandon a receive
-//! that may have taken bytes (idle waits are readiness polls). Invariant: `c.buf` always starts at
+//! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
+//! never: let a malformed request reach a member, hold a socket after its timer fired, abandon a
+//! receive that may have taken bytes (idle waits are readiness polls; the one receive after
+//! readiness is kept, and TLS bytes it took start the next request's head deadline), or let
+//! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
 //! the first unconsumed byte from the client, so pipelined requests are answered in order.
 
 use std::net::SocketAddr;
@@ -23,7 +27,7 @@ use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
-use crate::stream::{self, read_more, Stream};
+use crate::stream::{self, read_more, Received, Stream};
 use crate::tls::session::{self, TlsSession};
 use crate::{proxy, redirect};
 
@@ -118,7 +122,7 @@ async fn keep_serving(
             let deadline = head_deadline.unwrap_or(now + limits.keepalive_timeout);
             match wait_idle(&core, &mut c, now, deadline).await {
                 Wait::Data => {}
-                Wait::Close => return,
+                Wait::Close => break,
                 Wait::Park => {
                     let first_request = head_deadline.is_some();
                     let parked = crate::park::Parked {
@@ -139,8 +143,13 @@ async fn keep_serving(
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
         if !Box::pin(handle(&core, &mut c, deadline)).await || core.is_stopping() {
-            return;
+            break;
         }
+    }
+    // A TLS client learns the end was meant (close_notify): a body that ends at the close is
+    // then known to be whole.
+    if c.stream.tls.is_some() {
+        stream::shutdown_write(&mut c.stream).await;
     }
 }
 
@@ -165,14 +174,10 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         }
         if c.stream.has_buffered() {
             // Plaintext a TLS session already holds: no wait for the socket.
-            match stream::recv_ready(&mut c.stream, &mut c.buf) {
-                Ok(0) => return Wait::Close,
-                Ok(_) => return Wait::Data,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return Wait::Close,
-            }
+            let _ = stream::recv_ready(&mut c.stream, &mut c.buf);
+            return Wait::Data;
         }
-        // Records a TLS session owes the client (an answer to a KeyUpdate) go out first.
+        // Records rustls queued for the client while reading (an alert) go out first.
         if let Some(s) = c.stream.tls.as_mut() {
             let left = deadline.saturating_duration_since(now);
             if session::flush(&mut c.stream.tcp, s, left).await.is_err() {
@@ -201,8 +206,10 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         }
         c.take_buffers(core.take_spare());
         match stream::recv_ready(&mut c.stream, &mut c.buf) {
-            Ok(0) => return Wait::Close,
-            Ok(_) => return Wait::Data,
+            // TLS bytes without plaintext yet are the start of the next request too: its head
+            // deadline runs from now (a client cannot stretch the idle wait a byte at a time).
+            Ok(Received::Bytes | Received::Partial) => return Wait::Data,
+            Ok(Received::Closed) => return Wait::Close,
             // Readiness without data (rare): wait again.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => now = Instant::now(),
             Err(e) => {
@@ -232,33 +239,11 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     }
 }
 
-/// Writes the access-log line of a request refused before it had a member: its first line as
-/// received (up to a bound), the status, no member.
+/// Writes the access-log line of a request refused before it had a member.
 fn log_refusal(core: &Core, c: &mut Client, status: u16, started: Option<Instant>) {
-    let (Some(log), Some(started)) = (&core.access_log, started) else {
-        return;
-    };
-    const MAX_LINE: usize = 2048;
-    let shown = &c.buf[..c.buf.len().min(MAX_LINE)];
-    let line_end = shown
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(shown.len());
-    c.rec = crate::access_log::Record {
-        status,
-        ..Default::default()
-    };
-    let total = started.elapsed().as_micros() as u64;
-    log.append(
-        c.peer.ip(),
-        &shown[..line_end],
-        b"",
-        b"",
-        &c.rec,
-        "",
-        "",
-        total,
-    );
+    if let (Some(log), Some(started)) = (&core.access_log, started) {
+        crate::client::log_own_answer(log, c, status, started);
+    }
 }
 
 /// Normalises the parsed target's path for routing and forwarding (`http::path`); a target that
@@ -295,6 +280,8 @@ async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(),
         let left = deadline.saturating_duration_since(Instant::now());
         match read_more(&mut c.stream, &mut c.buf, 4096, left).await {
             Ok(_) => continue,
+            // Nothing of a request came (TLS records without data): close without a word.
+            Err(IoFail::Timeout) if c.buf.is_empty() => return Err(Stop::Quiet),
             Err(IoFail::Timeout) => return Err(Stop::Refuse(408)),
             Err(e) => {
                 tracing::debug!(peer = %c.peer, error = ?e, buffered = c.buf.len(), "client left mid-head");

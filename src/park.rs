@@ -1,12 +1,14 @@
 //! Parking: a keep-alive connection that has had no request for `PARK_AFTER` gives up its task,
 //! its buffers and its pending readiness poll. What is left of it is its socket, registered in
-//! this core's epoll set, and a 64-byte slot; the worker's watcher (`worker::watch_parked`, one
+//! this core's epoll set, and an 88-byte slot (with a TLS connection's session: its rustls state,
+//! no buffers); the worker's watcher (`worker::watch_parked`, one
 //! io_uring poll on the epoll descriptor) gives a connection a new task when its next request (or
 //! its client's close) arrives. The core's tick closes parked connections past their deadline.
 //!
 //! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and
-//! not yet served (the caller parks only from a readiness wait, which reads nothing), or start a
-//! task (the worker does). Invariant: a parked connection still counts as open (its place in
+//! not yet served (the caller parks only from a readiness wait, which reads nothing, and only a
+//! TLS session without unread plaintext; ciphertext it holds waits for more from the socket, which
+//! wakes it), or start a task (the worker does). Invariant: a parked connection still counts as open (its place in
 //! `Core::active` is kept; `ConnGuard::adopt` takes it back when it resumes,
 //! `Core::connection_closed` when it closes).
 

@@ -4,8 +4,10 @@
 //! line.
 //!
 //! Owns: the attempts of a request (which member next, as `select` chooses; pool checkout and
-//! checkin; `maxattempts`), and the per-member statistics of a request. Must never: send a request on a pooled connection that is readable or closed, pool a
-//! connection whose exchange did not end cleanly, retry on its own authority (only as
+//! checkin; `maxattempts`), and the per-member statistics of a request. Must never: send a
+//! request on a pooled connection that is closed or holds bytes for a reader (`stream::idle_and_open`;
+//! TLS records without data are taken and do not count), pool a connection whose exchange did
+//! not end cleanly, retry on its own authority (only as
 //! `outcome::retry` decides), or copy a body in user space. Invariant: returns whether the client
 //! connection may carry another request; when it returns false the caller closes it.
 

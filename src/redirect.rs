@@ -3,12 +3,13 @@
 //!
 //! Owns: the redirect answer and its validation of the host. Must never: send a request to a
 //! member, or write a `Location` built from a host that is not a plain host name or address
-//! (anything else gets a 400), or keep reading a connection whose request had a body (it closes).
+//! (anything else gets a 400), or keep reading a connection whose request had a body (it closes,
+//! lingering).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::client::{refuse, target, Client};
+use crate::client::{linger_close, log_own_answer, refuse, target, Client};
 use crate::core::Core;
 use crate::http::framing::BodyKind;
 use crate::stream::write_range;
@@ -49,10 +50,17 @@ pub async fn to_https(core: &Core, c: &mut Client) -> bool {
     }
     c.out.extend_from_slice(b"\r\n");
     core.stats.borrow_mut().core.redirected += 1;
-    log(core, c, started);
+    if let Some(log) = &core.access_log {
+        log_own_answer(log, c, 301, started);
+    }
     let len = c.out.len();
     let sent = write_range(&mut c.stream, &mut c.out, 0..len, WRITE_LIMIT).await;
-    if sent.is_err() || close {
+    if sent.is_err() {
+        return false;
+    }
+    if close {
+        // The body is not read: close lingering, so the client reads the 301, not a reset.
+        linger_close(c).await;
         return false;
     }
     c.buf.drain(..c.head.head_len);
@@ -86,30 +94,6 @@ fn host_name(host: &[u8]) -> Option<&[u8]> {
     let port_ok = rest.is_empty()
         || (rest[0] == b':' && rest.len() <= 6 && rest[1..].iter().all(u8::is_ascii_digit));
     port_ok.then_some(name)
-}
-
-/// The access-log line of a redirected request.
-fn log(core: &Core, c: &mut Client, started: Instant) {
-    let Some(log) = &core.access_log else { return };
-    let first_line_end = c.buf[..c.head.head_len]
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(0);
-    c.rec = crate::access_log::Record {
-        status: 301,
-        ..Default::default()
-    };
-    let total = started.elapsed().as_micros() as u64;
-    log.append(
-        c.peer.ip(),
-        &c.buf[..first_line_end],
-        b"",
-        b"",
-        &c.rec,
-        "",
-        "",
-        total,
-    );
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ pub struct CoreCounters {
     /// TLS handshakes completed: `[full, resumed]`.
     pub tls_handshakes: [u64; 2],
     /// TLS handshakes failed, by `tls::session::HandshakeFail` (in `HandshakeFail::ALL` order).
-    pub tls_failed: [u64; 6],
+    pub tls_failed: [u64; crate::tls::session::HandshakeFail::ALL.len()],
     /// Requests answered with a redirect to https (`redirect_https`).
     pub redirected: u64,
 }

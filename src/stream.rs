@@ -14,6 +14,7 @@ use std::time::Duration;
 use compio::net::TcpStream;
 
 use crate::io::{self, IoFail, Unsent};
+pub use crate::tls::session::Received;
 use crate::tls::session::{self, TlsSession};
 use crate::tls::upstream::MemberTlsConfig;
 
@@ -61,15 +62,19 @@ pub async fn read_more(
     }
 }
 
-/// Reads without blocking what the client sent (its socket is readable) into `buf`.
-/// `WouldBlock`: nothing to hand over yet; `Ok(0)`: the client closed.
-pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+/// Reads without blocking what the peer sent (its socket is readable) into `buf`.
+/// `WouldBlock`: nothing was there.
+pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<Received> {
     match f.tls.as_mut() {
         None => {
             buf.reserve(4096);
             let spare = rustix::buffer::spare_capacity(buf);
             let (n, _) = rustix::net::recv(&f.tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
-            Ok(n)
+            Ok(if n == 0 {
+                Received::Closed
+            } else {
+                Received::Bytes
+            })
         }
         Some(s) => session::recv_ready(&f.tcp, s, buf),
     }
@@ -142,7 +147,7 @@ pub async fn send_request(
 pub fn idle_and_open(f: &mut Stream) -> bool {
     match f.tls.as_mut() {
         None => io::idle_and_open(&f.tcp),
-        Some(s) => io::idle_and_open(&f.tcp) || session::idle_check(&f.tcp, s),
+        Some(s) => session::idle_check(&f.tcp, s),
     }
 }
 
@@ -165,6 +170,12 @@ pub async fn connect(
                 session::HandshakeFail::Timeout => ConnectFail::Tcp(IoFail::Timeout),
                 _ => ConnectFail::Tls(e.to_string()),
             })?;
+        // A member speaks only after a request: bytes before one mean it is out of step.
+        if !plain.is_empty() {
+            return Err(ConnectFail::Tls(
+                "the member sent data before any request".into(),
+            ));
+        }
         f.tls = Some(Box::new(s));
     }
     Ok(f)

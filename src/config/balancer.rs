@@ -545,6 +545,15 @@ impl Validator<'_> {
                 format!("\"{name}\" is not a DNS name or IP address"),
             );
         }
+        if let (Some(v), Some(_)) = (&m.verify, &m.ca) {
+            if !*v.get_ref() {
+                return self.err(
+                    v.span(),
+                    format!("{key}.verify"),
+                    "verify = false ignores `ca`: keep one of the two".into(),
+                );
+            }
+        }
         Ok(Some(MemberTls {
             name,
             verify: m.verify.as_ref().is_none_or(|v| *v.get_ref()),

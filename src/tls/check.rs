@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 
-use super::certs::{self, unix_now, LoadedCert};
+use super::certs::{self, unix_now};
 use super::{load_certs, provider};
 
 /// What `ringlb check` prints for TLS: (lines to print, warnings); `Err` when a pair does not load.
@@ -34,9 +34,10 @@ pub fn check(config: &Config) -> Result<(Vec<String>, Vec<String>), String> {
             ));
             warnings.extend(certs::warnings(c, now));
         }
+        let store = super::store::CertStore::new(&loaded);
         for r in &config.routes {
             let Some(host) = &r.host else { continue };
-            if !covers(&loaded, host) {
+            if store.covering(host).is_none() {
                 warnings.push(format!(
                     "route host {host} is not covered by any certificate of the TLS listener {} (clients get the default certificate and a name mismatch)",
                     l.address
@@ -45,14 +46,4 @@ pub fn check(config: &Config) -> Result<(Vec<String>, Vec<String>), String> {
         }
     }
     Ok((lines, warnings))
-}
-
-/// Whether one of `loaded` names `host`, exactly or by a one-label wildcard.
-fn covers(loaded: &[LoadedCert], host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let parent = host.split_once('.').map(|(_, p)| p);
-    loaded
-        .iter()
-        .flat_map(|c| &c.names)
-        .any(|n| *n == host || (n.strip_prefix("*.").is_some() && n.strip_prefix("*.") == parent))
 }

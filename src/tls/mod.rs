@@ -6,8 +6,9 @@
 //!
 //! Owns: building server configs and swapping certificate generations. Must never: let a reload
 //! that failed replace the working certificates, or change the ticket keys at a reload (tickets
-//! issued before a reload still resume after it). Invariant: a `Generation` is immutable; cores
-//! pick a new one up at their tick (`TlsState::version`), so no lock is taken per connection.
+//! issued before a reload still resume after it). Invariant: a `Generation` is immutable; a core
+//! picks a new one up at its next handshake (`Core::tls_config` compares `TlsState::version`, one
+//! atomic load), so no lock is taken per connection.
 
 pub mod certs;
 pub mod check;
@@ -34,6 +35,26 @@ pub fn provider() -> CryptoProvider {
     return rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
     return rustls::crypto::ring::default_provider();
+}
+
+/// The provider for TLS listeners: the same suites, in ringlb's order of preference, which the
+/// listeners impose (`ignore_client_order`): TLS 1.3 before 1.2, and in each AES-128-GCM, then
+/// AES-256-GCM, then ChaCha20-Poly1305 (Mozilla's "intermediate" order).
+fn server_provider() -> CryptoProvider {
+    let mut p = provider();
+    let rank = |s: &rustls::SupportedCipherSuite| {
+        let name = s.suite().as_str().unwrap_or("");
+        let cipher = if name.contains("AES_128") {
+            0
+        } else if name.contains("AES_256") {
+            1
+        } else {
+            2
+        };
+        (s.version() != &rustls::version::TLS13, cipher)
+    };
+    p.cipher_suites.sort_by_key(rank);
+    p
 }
 
 fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
@@ -78,7 +99,7 @@ impl TlsState {
         if config.listen.iter().all(|l| l.tls.is_none()) {
             return Ok(None);
         }
-        let provider = Arc::new(provider());
+        let provider = Arc::new(server_provider());
         let ticketer = ticketer().map_err(|e| format!("cannot make TLS ticket keys: {e}"))?;
         let listeners: Vec<_> = config.listen.iter().map(|l| l.tls.clone()).collect();
         let first = load_generation(&listeners, &provider, &ticketer)
@@ -135,6 +156,10 @@ fn load_generation(
             continue;
         };
         let loaded = load_certs(t, provider)?;
+        let now = certs::unix_now();
+        for w in loaded.iter().flat_map(|c| certs::warnings(c, now)) {
+            tracing::warn!("{w}");
+        }
         certs.push(
             loaded
                 .iter()
@@ -175,5 +200,32 @@ pub fn server_config(
     // Stateless tickets for both versions: nothing shared between cores to look up.
     c.ticketer = ticketer.clone();
     c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    c.ignore_client_order = true;
     Ok(Arc::new(c))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listeners_prefer_tls13_then_aes128_aes256_chacha() {
+        let names: Vec<&str> = super::server_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite().as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(
+            &names[..3],
+            [
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS13_AES_256_GCM_SHA384",
+                "TLS13_CHACHA20_POLY1305_SHA256"
+            ]
+        );
+        let tls12: Vec<&&str> = names.iter().skip(3).collect();
+        assert!(
+            tls12.iter().all(|n| n.starts_with("TLS_ECDHE_")),
+            "{tls12:?}"
+        );
+        assert!(tls12[0].contains("AES_128") && tls12.last().unwrap().contains("CHACHA20"));
+    }
 }

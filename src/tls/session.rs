@@ -1,14 +1,17 @@
-//! One TLS connection's rustls state, driven over ringlb's own buffers with rustls' unbuffered
-//! API: ciphertext read from the socket goes into `tin`, rustls decrypts it and hands over
-//! plaintext, which is appended to the caller's buffer (the client's `buf`); plaintext to send is
-//! encrypted straight into `tout`, which is written to the socket.
+//! One TLS connection's rustls state (ringlb as the server to a client, or as the client to an
+//! `https://` member), driven over ringlb's own buffers with rustls' unbuffered API: ciphertext
+//! read from the socket goes into `tin`, rustls decrypts it and hands over plaintext, which is
+//! appended to the caller's buffer (the client's `buf`); plaintext to send is encrypted straight
+//! into `tout`, which is written to the socket.
 //!
 //! Owns: the record pump (`process`, `encrypt`), the handshake and the I/O that needs TLS state
-//! (`read_more`, `write`, `flush`, `close`). Must never: lose plaintext rustls produced (what
-//! arrives while ringlb writes is kept in `early` and read first), leave a complete record in
-//! `tin` after a read (an idle wait would then wait for bytes that already came), or hold buffers
-//! while idle that it could lend (`lend`). Invariant: between calls `tin` holds at most one partial
-//! record; `tout[..pending]` is ciphertext not yet written, in order.
+//! (`read_more`, `recv_ready`, `write`, `write_two`, `send`, `flush`, `close`, `idle_check`).
+//! Must never: lose plaintext rustls produced (what arrives while ringlb writes is kept in
+//! `unread` and read first), stop processing while `tin` holds a record rustls could take (every
+//! call runs the pump until rustls asks for more bytes), or hold buffers while idle that it could
+//! lend (`lend`). Invariant: between calls `tin` holds only bytes rustls is not done with (part of
+//! a record, or records holding part of a handshake message); `tout[..pending]` is ciphertext not
+//! yet written, in order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,15 +33,19 @@ const RECORD_OVERHEAD: usize = 64;
 /// One TLS connection's state.
 pub struct TlsSession {
     conn: Conn,
-    /// Ciphertext received and not yet processed.
+    /// Ciphertext received; `tin[..taken]` is done with and dropped once per pump run (not per
+    /// record: many small records would make that quadratic).
     tin: Vec<u8>,
-    /// Ciphertext to send is `tout[..pending]`; the rest is zeroed room kept for the next record.
+    taken: usize,
+    /// Ciphertext to send is `tout[..pending]`; the rest is room kept for the next records.
     tout: Vec<u8>,
     pending: usize,
     /// Plaintext that arrived while ringlb was writing: read before anything else.
-    early: Vec<u8>,
-    /// The client sent close_notify.
+    unread: Vec<u8>,
+    /// The peer sent close_notify.
     peer_closed: bool,
+    /// ringlb sent close_notify.
+    closed: bool,
     /// Random, made at the handshake: the session id AJP containers are told.
     id: [u8; 16],
 }
@@ -157,29 +164,30 @@ enum Conn {
 struct Out<'a> {
     tout: &'a mut Vec<u8>,
     pending: &'a mut usize,
-    early: &'a mut Vec<u8>,
+    unread: &'a mut Vec<u8>,
     peer_closed: &'a mut bool,
 }
 
 /// One step of rustls over `tin` for either side: `$handle(state, &mut discard, &mut out, args..)`
-/// (generic over the side), then the processed bytes leave `tin`.
+/// (generic over the side), then the processed bytes are counted as taken.
 macro_rules! step {
     ($s:expr, $handle:ident $(, $arg:expr)*) => {{
-        let TlsSession { conn, tin, tout, pending, early, peer_closed, .. } = &mut *$s;
-        let mut out = Out { tout, pending, early, peer_closed };
+        let TlsSession { conn, tin, taken, tout, pending, unread, peer_closed, .. } = &mut *$s;
+        let mut out = Out { tout, pending, unread, peer_closed };
+        let input = &mut tin[*taken..];
         let (discard, result) = match conn {
             Conn::Server(c) => {
-                let UnbufferedStatus { mut discard, state } = c.process_tls_records(tin);
+                let UnbufferedStatus { mut discard, state } = c.process_tls_records(input);
                 let r = $handle(state, &mut discard, &mut out $(, $arg)*);
                 (discard, r)
             }
             Conn::Client(c) => {
-                let UnbufferedStatus { mut discard, state } = c.process_tls_records(tin);
+                let UnbufferedStatus { mut discard, state } = c.process_tls_records(input);
                 let r = $handle(state, &mut discard, &mut out $(, $arg)*);
                 (discard, r)
             }
         };
-        tin.drain(..discard.min(tin.len()));
+        *taken = (*taken + discard).min(tin.len());
         result
     }};
 }
@@ -221,7 +229,7 @@ fn on_read<D>(
 }
 
 /// Writing: `data` encrypted into `tout`; `true` once it is. Plaintext that arrives meanwhile
-/// goes to `early`.
+/// goes to `unread`.
 fn on_write<D>(
     state: State<'_, '_, D>,
     discard: &mut usize,
@@ -248,7 +256,7 @@ fn on_write<D>(
             while let Some(rec) = r.next_record() {
                 let rec = rec?;
                 *discard += rec.discard;
-                out.early.extend_from_slice(rec.payload);
+                out.unread.extend_from_slice(rec.payload);
             }
             Ok(false)
         }
@@ -327,45 +335,72 @@ impl TlsSession {
             id,
             conn,
             tin: Vec::new(),
+            taken: 0,
             tout: Vec::new(),
             pending: 0,
-            early: Vec::new(),
+            unread: Vec::new(),
             peer_closed: false,
+            closed: false,
         }
     }
 
     /// Runs rustls over `tin` until it needs more bytes, appending any plaintext to `plain` and
     /// any ciphertext to send to `tout`.
     fn process(&mut self, plain: &mut Vec<u8>) -> Result<Progress, rustls::Error> {
-        loop {
-            if let Some(p) = step!(self, on_read, plain)? {
-                return Ok(p);
+        let result = loop {
+            match step!(self, on_read, plain) {
+                Ok(None) => {}
+                Ok(Some(p)) => break Ok(p),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        self.compact();
+        result
     }
 
     /// Encrypts `data` into `tout` (after what is pending).
     fn encrypt(&mut self, data: &[u8]) -> Result<(), rustls::Error> {
-        while !step!(self, on_write, data)? {}
-        Ok(())
+        let result = loop {
+            match step!(self, on_write, data) {
+                Ok(false) => {}
+                Ok(true) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.compact();
+        result
     }
 
     /// Queues a close_notify alert (best effort).
     fn queue_close(&mut self) {
         for _ in 0..8 {
             if step!(self, on_close) {
-                return;
+                break;
             }
         }
+        self.compact();
     }
 
     /// After a failed handshake: encodes the alert rustls queued for the peer, if any.
     fn queue_alert(&mut self) {
         for _ in 0..4 {
             if !step!(self, on_alert) {
-                return;
+                break;
             }
         }
+        self.compact();
+    }
+
+    /// Drops the ciphertext rustls is done with.
+    fn compact(&mut self) {
+        self.tin.drain(..self.taken);
+        self.taken = 0;
+    }
+
+    /// Whether nothing waits in the session: no ciphertext rustls is not done with, no plaintext
+    /// unread, nothing to send.
+    fn is_clear(&self) -> bool {
+        self.tin.is_empty() && self.unread.is_empty() && self.pending == 0
     }
 
     fn common(&self) -> &rustls::CommonState {
@@ -378,7 +413,9 @@ impl TlsSession {
     /// Whether plaintext has already arrived that a reader has not taken: an idle wait must not
     /// poll the socket for it.
     pub fn has_buffered(&self) -> bool {
-        !self.early.is_empty() || complete_record(&self.tin)
+        // Every pump run processes all that rustls can take: what is left in `tin` needs more
+        // bytes from the socket, so only plaintext kept during a write counts.
+        !self.unread.is_empty()
     }
 
     /// The negotiated cipher suite's IANA name (`TLS_AES_128_GCM_SHA256`) and its key size in
@@ -420,13 +457,13 @@ impl TlsSession {
 
     /// Takes the (empty) buffers while the connection idles; `None` when they hold bytes.
     pub fn lend(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
-        if !self.tin.is_empty() || self.pending > 0 || !self.early.is_empty() {
+        if !self.is_clear() {
             return None;
         }
         if self.tin.capacity() == 0 && self.tout.capacity() == 0 {
             return None;
         }
-        self.early = Vec::new();
+        self.unread = Vec::new();
         Some((
             std::mem::take(&mut self.tin),
             std::mem::take(&mut self.tout),
@@ -476,11 +513,6 @@ fn encode<D>(
             Err(e) => return Err(rustls::Error::General(e.to_string())),
         }
     }
-}
-
-/// Whether `tin` starts with a whole TLS record.
-fn complete_record(tin: &[u8]) -> bool {
-    tin.len() >= 5 && tin.len() >= 5 + usize::from(u16::from_be_bytes([tin[3], tin[4]]))
 }
 
 /// Writes what is pending in `s.tout` (records rustls owes the client).
@@ -543,8 +575,8 @@ pub async fn read_more(
 ) -> Result<usize, IoFail> {
     let deadline = Instant::now() + limit;
     let before = buf.len();
-    if !s.early.is_empty() {
-        buf.append(&mut s.early);
+    if !s.unread.is_empty() {
+        buf.append(&mut s.unread);
     }
     loop {
         let progress = s.process(buf).map_err(io_fail)?;
@@ -561,34 +593,45 @@ pub async fn read_more(
     }
 }
 
-/// Reads what the client has sent (the socket is readable) without blocking and processes it;
-/// returns how many plaintext bytes were appended to `buf` (0 with bytes taken: a partial record
-/// or a message without data; `WouldBlock`: nothing there; `Ok(0)` with nothing taken: closed).
+/// Reads what the peer has sent (the socket is readable) without blocking and processes it,
+/// appending plaintext to `buf`. `WouldBlock`: nothing was there.
 pub fn recv_ready(
     tcp: &TcpStream,
     s: &mut TlsSession,
     buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
+) -> std::io::Result<Received> {
+    if !s.unread.is_empty() {
+        buf.append(&mut s.unread);
+        return Ok(Received::Bytes);
+    }
+    s.tin.reserve(READ_CHUNK);
+    let spare = rustix::buffer::spare_capacity(&mut s.tin);
+    let (n, _) = rustix::net::recv(tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
+    if n == 0 {
+        return Ok(Received::Closed);
+    }
     let before = buf.len();
-    if !s.early.is_empty() {
-        buf.append(&mut s.early);
-        return Ok(buf.len() - before);
-    }
-    if !complete_record(&s.tin) {
-        s.tin.reserve(READ_CHUNK);
-        let spare = rustix::buffer::spare_capacity(&mut s.tin);
-        let (n, _) = rustix::net::recv(tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
-        if n == 0 {
-            return Ok(0);
-        }
-    }
     s.process(buf)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    match buf.len() - before {
-        0 if s.peer_closed => Ok(0),
-        0 => Err(std::io::ErrorKind::WouldBlock.into()),
-        got => Ok(got),
-    }
+    Ok(if buf.len() > before {
+        Received::Bytes
+    } else if s.peer_closed {
+        Received::Closed
+    } else {
+        Received::Partial
+    })
+}
+
+/// What a non-blocking receive on a readable connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Bytes for the reader were appended.
+    Bytes,
+    /// TLS: bytes were taken, but they make no plaintext yet (part of a record, or a record
+    /// without data).
+    Partial,
+    /// The peer closed (FIN, or close_notify).
+    Closed,
 }
 
 /// Encrypts and writes `data`, at most `WRITE_CHUNK` at a time, each piece within `limit`.
@@ -620,8 +663,11 @@ pub async fn write_two(
     write(tcp, s, &b[first..], limit).await
 }
 
-/// Sends close_notify (best effort, briefly).
+/// Sends close_notify once (best effort, briefly).
 pub async fn close(tcp: &mut TcpStream, s: &mut TlsSession) {
+    if std::mem::replace(&mut s.closed, true) {
+        return;
+    }
     s.queue_close();
     let _ = flush(tcp, s, Duration::from_millis(500)).await;
 }
@@ -641,20 +687,24 @@ pub async fn send(
     let mut records = std::mem::take(&mut s.tout);
     records.truncate(n);
     let sent = send_request(tcp, &mut records, &mut Vec::new(), 0..0, limit).await;
-    records.clear();
+    // Its length stays as room (no zero-filling again for the next request).
     s.tout = records;
     sent
 }
 
-/// A pooled connection that is readable: takes what arrived without blocking. Fit (`true`) when
-/// that was only records without data (a session ticket); not when it held data, a close or an
-/// error.
+/// Whether an idle pooled connection is fit for a request: nothing waits in the session, and
+/// what the socket holds, if anything, is whole records without data (a late session ticket),
+/// taken now; not when they held data, a close, part of a record, or an error.
 pub fn idle_check(tcp: &TcpStream, s: &mut TlsSession) -> bool {
-    let mut plain = Vec::new();
-    match recv_ready(tcp, s, &mut plain) {
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock && s.pending == 0,
-        Ok(_) => false,
+    if !s.is_clear() {
+        return false;
     }
+    if crate::io::idle_and_open(tcp) {
+        return true;
+    }
+    let mut plain = Vec::new();
+    let quiet = matches!(recv_ready(tcp, s, &mut plain), Ok(Received::Partial));
+    quiet && s.is_clear() && crate::io::idle_and_open(tcp)
 }
 
 #[cfg(test)]

@@ -30,46 +30,53 @@ pub struct CertStore {
 impl CertStore {
     /// Indexes the certificates by the names each covers; `loaded[0]` is the default.
     pub fn new(loaded: &[LoadedCert]) -> CertStore {
+        let mut store = CertStore::from_names(loaded.iter().map(|c| c.names.as_slice()));
+        store.certs = loaded.iter().map(|c| c.key.clone()).collect();
+        store
+    }
+
+    /// The index alone (no keys): each certificate's names, in order.
+    pub fn from_names<'a>(names: impl Iterator<Item = &'a [String]>) -> CertStore {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for (i, c) in loaded.iter().enumerate() {
-            for name in &c.names {
-                let name = name.trim_end_matches('.');
+        for (i, list) in names.enumerate() {
+            for name in list {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
                 match name.strip_prefix("*.") {
                     Some(suffix) => wildcard.entry(suffix.to_string()).or_insert(i),
-                    None => exact.entry(name.to_string()).or_insert(i),
+                    None => exact.entry(name).or_insert(i),
                 };
             }
         }
         CertStore {
-            certs: loaded.iter().map(|c| c.key.clone()).collect(),
+            certs: Vec::new(),
             exact,
             wildcard,
         }
     }
 
-    /// The index of the certificate for `sni` (none: the default, 0).
+    /// The index of the certificate for `sni` (none, or no certificate covers it: the default, 0).
     pub fn find(&self, sni: Option<&str>) -> usize {
-        let Some(sni) = sni else { return 0 };
+        sni.and_then(|n| self.covering(n)).unwrap_or(0)
+    }
+
+    /// The index of the certificate that covers `sni`, exactly or by a wildcard; `None` when none
+    /// does.
+    pub fn covering(&self, sni: &str) -> Option<usize> {
         let sni = sni.strip_suffix('.').unwrap_or(sni);
         if sni.is_empty() || sni.len() > MAX_NAME {
-            return 0;
+            return None;
         }
         let mut lower = [0u8; MAX_NAME];
         let lower = &mut lower[..sni.len()];
         lower.copy_from_slice(sni.as_bytes());
         lower.make_ascii_lowercase();
-        let Ok(name) = std::str::from_utf8(lower) else {
-            return 0;
-        };
+        let name = std::str::from_utf8(lower).ok()?;
         if let Some(&i) = self.exact.get(name) {
-            return i;
+            return Some(i);
         }
-        let parent = name.split_once('.').map(|(_, rest)| rest);
-        match parent.and_then(|p| self.wildcard.get(p)) {
-            Some(&i) => i,
-            None => 0,
-        }
+        let parent = name.split_once('.').map(|(_, rest)| rest)?;
+        self.wildcard.get(parent).copied()
     }
 }
 
@@ -85,26 +92,16 @@ mod tests {
 
     /// A store over names only: `find` never looks at the keys.
     fn store(names: &[&[&str]]) -> CertStore {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
-        for (i, list) in names.iter().enumerate() {
-            for n in list.iter() {
-                match n.strip_prefix("*.") {
-                    Some(s) => wildcard.entry(s.to_string()).or_insert(i),
-                    None => exact.entry(n.to_string()).or_insert(i),
-                };
-            }
-        }
-        CertStore {
-            certs: Vec::new(),
-            exact,
-            wildcard,
-        }
+        let lists: Vec<Vec<String>> = names
+            .iter()
+            .map(|l| l.iter().map(|n| n.to_string()).collect())
+            .collect();
+        CertStore::from_names(lists.iter().map(Vec::as_slice))
     }
 
     #[test]
     fn exact_before_wildcard_before_default() {
-        let s = store(&[&["default.test"], &["*.example.org"], &["www.example.org"]]);
+        let s = store(&[&["default.test"], &["*.example.org"], &["WWW.example.org."]]);
         assert_eq!(s.find(Some("www.example.org")), 2);
         assert_eq!(s.find(Some("WWW.Example.ORG.")), 2);
         assert_eq!(s.find(Some("api.example.org")), 1);

@@ -504,3 +504,68 @@ fn check_validates_certificate_files() {
     assert_eq!(code, 1);
     assert!(err.contains("none.pem"), "{err}");
 }
+
+#[test]
+fn a_tls_connection_ends_with_close_notify() {
+    let pki = Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    let a = Backend::named("A");
+    let p = tls_proxy(&pki, &[site], "", &a);
+    // HTTP/1.0: the response ends with the connection; the client must see a clean TLS end.
+    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    c.send(b"GET /old HTTP/1.0\r\nHost: site.test\r\n\r\n");
+    let all = c
+        .read_until_close()
+        .expect("close_notify before the TCP close");
+    assert!(
+        all.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
+    // A refused request too.
+    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    c.send(b"GET /x HTTP/1.1\r\nHost: site.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    let all = c.read_until_close().expect("close_notify after a refusal");
+    assert!(
+        all.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
+}
+
+#[test]
+fn bytes_that_make_no_request_do_not_stretch_the_idle_wait() {
+    use std::io::Write;
+    let pki = Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    let a = Backend::named("A");
+    let body = format!(
+        "{}[limits]\nheader_timeout = \"1s\"\nkeepalive_timeout = \"6s\"\n{}",
+        Pki::listen_tls(&[site], ""),
+        simple_config(&[member(a.addr)], "")
+    );
+    let p = Ringlb::start(&body, 1);
+    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    assert_eq!(get_over(&mut c, "/a", "site.test").status, 200);
+    // Idle past the parking delay, then a TLS record header dribbled a byte at a time.
+    std::thread::sleep(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let mut closed_after = None;
+    for b in [0x17u8, 0x03, 0x03, 0x40, 0x00, 1, 2, 3, 4, 5] {
+        if c.s.write_all(&[b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let closed_after = closed_after.unwrap_or_else(|| {
+        c.set_timeout(Duration::from_secs(10));
+        assert!(c.is_closed());
+        started.elapsed()
+    });
+    // Closed by the head deadline (1 s from the first byte), not the keep-alive one (6 s).
+    assert!(
+        closed_after < Duration::from_millis(3500),
+        "{closed_after:?}"
+    );
+}

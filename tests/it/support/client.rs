@@ -222,6 +222,21 @@ impl Client {
         }
     }
 
+    /// Reads until the peer closes; on TLS, an end without close_notify is an error
+    /// (`UnexpectedEof`), as a strict client sees it.
+    pub fn read_until_close(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut all = std::mem::take(&mut self.buf);
+        let mut chunk = [0u8; 16384];
+        loop {
+            match self.read_some(&mut chunk) {
+                Ok(0) => return Ok(all),
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub fn set_timeout(&self, d: Duration) {
         self.s.set_read_timeout(Some(d)).unwrap();
     }
