@@ -82,6 +82,11 @@ pub struct LoadArgs {
     /// https: allow only this TLS version.
     #[arg(long, value_name = "1.2|1.3", value_parser = ["1.2", "1.3"])]
     pub tls_version: Option<String>,
+    /// https: offer only this key exchange (x25519: X25519; p256: secp256r1; mlkem: the
+    /// X25519MLKEM768 hybrid, TLS 1.3 only). Default: aws-lc-rs's list (the hybrid first in
+    /// workspace builds, where ringlb turns on rustls's prefer-post-quantum).
+    #[arg(long, value_name = "x25519|p256|mlkem", value_parser = ["x25519", "p256", "mlkem"])]
+    pub tls_kx: Option<String>,
     /// https: the server name to send (SNI) and verify (default: the URL's host; an IP host sends
     /// no SNI).
     #[arg(long, value_name = "NAME")]

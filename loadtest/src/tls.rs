@@ -1,16 +1,20 @@
 //! TLS for load connections: the client configuration built from the command line (roots,
-//! `--insecure`, resumption, version) and a rustls `ClientConnection` driven over a compio
-//! `TcpStream` with the buffered API (socket bytes in through `read_tls`, records out through
-//! `write_tls`).
+//! `--insecure`, resumption, version, `--tls-kx` key exchange group) and a rustls
+//! `ClientConnection` driven over a compio `TcpStream` with the buffered API (socket bytes in
+//! through `read_tls`, records out through `write_tls`).
 //!
-//! Owns: the run's shared client configuration, the `--insecure` verifier, one connection's TLS
-//! state and socket buffers, and the one stderr line naming the run's first TLS error (the report
-//! counts them all). Must never: touch plain connections (they keep their zero-extra-copy path in
-//! `client.rs`), time the handshake itself (the caller bounds it with `--timeout`), or block:
-//! every socket operation is a compio await. Invariant: socket bytes not yet given to rustls stay
-//! in `rbuf[pos..]` and are fed before the socket is read again, so nothing is lost between the
-//! handshake and the first response.
+//! Owns: the run's shared client configuration (its crypto provider: aws-lc-rs's default key
+//! exchange groups, or only the one `--tls-kx` names, so that a benchmark against a server without
+//! ML-KEM and one with it measures the same key exchange), the `--tls-resume` ticket store (room
+//! for every connection's ticket, where rustls's cache keeps 8), the `--insecure` verifier, one
+//! connection's TLS state and socket buffers, and the one stderr line naming the run's first TLS
+//! error (the report counts them all). Must never: touch plain connections (they keep their
+//! zero-extra-copy path in `client.rs`), time the handshake itself (the caller bounds it with
+//! `--timeout`), or block: every socket operation is a compio await. Invariant: socket bytes not
+//! yet given to rustls stay in `rbuf[pos..]` and are fed before the socket is read again, so
+//! nothing is lost between the handshake and the first response.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,13 +24,18 @@ use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue,
+};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, SupportedKxGroup,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore,
-    SignatureScheme,
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, NamedGroup,
+    RootCertStore, SignatureScheme,
 };
 
 use crate::cli::LoadArgs;
@@ -46,7 +55,10 @@ pub fn note_first(what: &str, e: &dyn std::fmt::Display) {
 /// Builds the one client configuration every TLS connection of the run shares (so that, with
 /// `--tls-resume`, a session from one connection resumes on another, on any thread).
 pub fn config(args: &LoadArgs) -> anyhow::Result<Arc<ClientConfig>> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    if args.tls_kx.as_deref() == Some("mlkem") && args.tls_version.as_deref() == Some("1.2") {
+        bail!("--tls-kx mlkem needs TLS 1.3 (give --tls-version 1.3 or none)");
+    }
+    let provider = Arc::new(provider(args.tls_kx.as_deref())?);
     let versions: &[&rustls::SupportedProtocolVersion] = match args.tls_version.as_deref() {
         None => rustls::DEFAULT_VERSIONS,
         Some("1.2") => &[&rustls::version::TLS12],
@@ -88,10 +100,106 @@ pub fn config(args: &LoadArgs) -> anyhow::Result<Arc<ClientConfig>> {
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if !args.tls_resume {
-        config.resumption = Resumption::disabled();
-    }
+    config.resumption = if args.tls_resume {
+        Resumption::store(Arc::new(TicketStore::new(args.connections)))
+    } else {
+        Resumption::disabled()
+    };
     Ok(Arc::new(config))
+}
+
+/// aws-lc-rs with `--tls-kx`'s one key exchange group, or with its default list (X25519MLKEM768
+/// first where rustls prefers post-quantum, then X25519, P-256, P-384). One group only, so a
+/// server can pick nothing else: benchmarks against OpenSSL 3.0 peers (no ML-KEM) compare the
+/// same key exchange.
+fn provider(kx: Option<&str>) -> anyhow::Result<CryptoProvider> {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    let mut provider = default_provider();
+    let group: &'static dyn SupportedKxGroup = match kx {
+        None => return Ok(provider),
+        Some("x25519") => kx_group::X25519,
+        Some("p256") => kx_group::SECP256R1,
+        Some("mlkem") => kx_group::X25519MLKEM768,
+        Some(g) => bail!("--tls-kx {g}: give x25519, p256 or mlkem"),
+    };
+    provider.kx_groups = vec![group];
+    Ok(provider)
+}
+
+/// `--tls-resume`'s session store. rustls's memory cache keeps at most 8 TLS 1.3 tickets per
+/// server: with more connections than that reconnecting together (a batch of responses read, then
+/// a batch of connects), the tickets run out and the rest make full handshakes, in a share that
+/// depends on the server's timing, so two servers would not be measured alike. This one keeps up
+/// to two tickets per connection of the run (a ticket is used once; servers send one or two per
+/// handshake), newest taken first; the key exchange hints and TLS 1.2 sessions stay in rustls's
+/// cache.
+#[derive(Debug)]
+struct TicketStore {
+    inner: ClientSessionMemoryCache,
+    cap: usize,
+    // Taken once per handshake and once per ticket received, never per request.
+    #[allow(clippy::disallowed_types)]
+    tickets: std::sync::Mutex<HashMap<ServerName<'static>, VecDeque<Tls13ClientSessionValue>>>,
+}
+
+impl TicketStore {
+    fn new(connections: usize) -> TicketStore {
+        TicketStore {
+            inner: ClientSessionMemoryCache::new(256),
+            cap: connections.saturating_mul(2).max(8),
+            tickets: Default::default(),
+        }
+    }
+
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<ServerName<'static>, VecDeque<Tls13ClientSessionValue>>) -> R,
+    ) -> R {
+        f(&mut self.tickets.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl ClientSessionStore for TicketStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.with(|map| {
+            let tickets = map.entry(server_name).or_default();
+            if tickets.len() >= self.cap {
+                tickets.pop_front();
+            }
+            tickets.push_back(value);
+        });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.with(|map| map.get_mut(server_name)?.pop_back())
+    }
 }
 
 /// `--insecure`: accepts any certificate and name, but still checks that the handshake was

@@ -3,15 +3,26 @@
 the same two origins, each proxy pinned to one core with one worker, the load generator and the
 origins on the other core, scenarios interleaved over several rounds, medians and ratios reported.
 
+Scenarios a-h speak plain HTTP/1.1 to the proxies and run by default. Scenarios i-l put a TLS
+listener (HTTPS) on ringlb, nginx and HAProxy (not Apache) in front of the same plain origins, with
+one ECDSA P-256 certificate made for the run (a CA and a leaf it signs, by `openssl`); they run only
+when asked: BENCH_SCENARIOS=i,j,k,l. The client offers TLS 1.3 and X25519 only (ringlb-load
+`--tls-version 1.3 --tls-kx x25519`): Debian's OpenSSL 3.0 has no ML-KEM, and rustls would
+otherwise pick the costlier X25519MLKEM768 hybrid with ringlb.
+
 Run it through scripts/bench-compare.sh (which installs the peers and builds ringlb). Environment:
-  BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_SCENARIOS (e.g. "a,b,f"),
-  BENCH_PROXIES (e.g. "ringlb,nginx"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_OUT (docs),
-  BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy "ringlb-base", run with
-  the same configuration, to compare a change with the code before it side by side).
+  BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_SCENARIOS ("a,...,h"; e.g. "a,b,f" or
+  "i,j,k,l"), BENCH_PROXIES (e.g. "ringlb,nginx"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1),
+  BENCH_OUT (the folder benchmarks.md/.svg/.json are written to; docs), BENCH_IDLE_CONNS (e: 9000),
+  BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
+  target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
+  "ringlb-base", run with the same configuration, to compare a change with the code before it side
+  by side).
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -24,9 +35,10 @@ from pathlib import Path
 from procs import wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
-RINGLB = ROOT / "target/release/ringlb"
+TARGET = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target")  # an absolute path stays as it is
+RINGLB = TARGET / "release/ringlb"
 BASE_BIN = os.environ.get("BENCH_BASE_BIN")
-LOAD = ROOT / "target/release/ringlb-load"
+LOAD = TARGET / "release/ringlb-load"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
 PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "0")
@@ -40,10 +52,17 @@ SMALL = [19101, 19102]  # origins with small responses
 BIG = [19111, 19112]  # origins with 1 MiB responses
 PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003, "ringlb-base": 18004}
 ADMIN_PORTS = {"ringlb": 18900, "ringlb-base": 18901}
+# The TLS scenarios: the proxies that speak them and their HTTPS listeners.
+TLS_SCENARIOS = ("i", "j", "k", "l")
+TLS_PORTS = {"ringlb": 18100, "nginx": 18101, "haproxy": 18102, "ringlb-base": 18104}
 ADMIN_PORT = ADMIN_PORTS["ringlb"]
 # 10,000 in the issue; this machine caps a process at 20,000 descriptors and HAProxy reserves two per
 # connection, so 9,000 is the most all four proxies can hold.
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "9000"))
+# Idle TLS connections in (k): HAProxy gets maxconn above them with `no strict-limits` (an idle
+# client connection takes one descriptor, not the two HAProxy reserves per connection).
+IDLE_TLS_CONNS = int(os.environ.get("BENCH_IDLE_TLS_CONNS", "10000"))
+HOLDER_THREADS = 8  # (k)'s handshakes in flight
 
 SCENARIO_TEXT = {
     "a": "small responses, 64 keep-alive connections",
@@ -54,6 +73,10 @@ SCENARIO_TEXT = {
     "f": "open loop at half of nginx's (a) rate, 64 connections",
     "g": "(a) while /metrics is scraped once a second (ringlb only)",
     "h": "Tomcat 10 behind AJP13: ringlb against Apache mod_proxy_ajp, 64 connections",
+    "i": "HTTPS, small responses, 64 keep-alive connections",
+    "j": "HTTPS, a new TLS connection per request (full handshakes, then resumed), 64 connections",
+    "k": f"HTTPS, {IDLE_TLS_CONNS} idle keep-alive TLS client connections",
+    "l": "HTTPS, 1 MiB responses, 16 connections",
 }
 KEEP = "\n<!-- Below: written by scripts/failover.sh and scripts/bench-methods.sh, kept by compare.py -->\n"
 TOMCAT_HOME = "/usr/share/tomcat10"
@@ -95,10 +118,60 @@ def rss_kib(pids):
     return total
 
 
+PKI_CNF = """
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = ringlb bench CA
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:bench.test,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def make_pki(tmp):
+    """The TLS scenarios' certificates, made with openssl: an ECDSA P-256 CA (ca.pem, which the
+    clients verify against) and a leaf it signs for bench.test and 127.0.0.1 (leaf.pem, leaf.key),
+    served by every proxy; haproxy.pem is the leaf and its key in one file, as HAProxy reads them.
+    Not one self-signed certificate: rustls refuses a CA certificate as the server's own
+    (CaUsedAsEndEntity)."""
+    d = Path(tmp) / "pki"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "pki.cnf").write_text(PKI_CNF)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for cmd in (["req", "-x509", "-new", "-config", "pki.cnf", "-extensions", "ca", *ec,
+                 "-keyout", "ca.key", "-out", "ca.pem", "-days", "30"],
+                ["req", "-new", "-config", "pki.cnf", "-subj", "/CN=bench.test", *ec,
+                 "-keyout", "leaf.key", "-out", "leaf.csr"],
+                ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2",
+                 "-days", "30", "-sha256", "-extfile", "pki.cnf", "-extensions", "leaf", "-out", "leaf.pem"]):
+        subprocess.run(["openssl", *cmd], cwd=d, check=True, capture_output=True)
+    (d / "haproxy.pem").write_text((d / "leaf.pem").read_text() + (d / "leaf.key").read_text())
+    return d
+
+
+def tls_client_args(pki):
+    """ringlb-load's TLS options in every TLS scenario: verify against the run's CA; TLS 1.3 with
+    X25519 only, so that all three proxies make the same key exchange."""
+    return ["--cacert", str(pki / "ca.pem"), "--tls-version", "1.3", "--tls-kx", "x25519"]
+
+
 class Proxy:
-    def __init__(self, name, workdir):
+    def __init__(self, name, workdir, pki=None):
+        """With `pki` (the TLS scenarios) the proxy's one listener speaks HTTPS with the run's
+        certificate, on its TLS port; the rest of its configuration is the same."""
         self.name = name
-        self.port = PORTS[name]
+        self.pki = pki
+        self.port = (TLS_PORTS if pki else PORTS)[name]
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = None
@@ -107,8 +180,11 @@ class Proxy:
         d = self.dir
         s1, s2 = SMALL
         b1, b2 = BIG
+        pki = self.pki
         if self.name in ("ringlb", "ringlb-base"):
             binary = RINGLB if self.name == "ringlb" else Path(BASE_BIN)
+            tls = (f'[listen.tls]\ncerts = [ {{ cert = "{pki / "leaf.pem"}", key = "{pki / "leaf.key"}" }} ]'
+                   if pki else "")
             (d / "ringlb.toml").write_text(f"""
 [server]
 workers = 1
@@ -118,6 +194,7 @@ max_connections = 100000
 address = "127.0.0.1:{ADMIN_PORTS[self.name]}"
 [[listen]]
 address = "127.0.0.1:{self.port}"
+{tls}
 [[balancer]]
 name = "small"
 max_idle_per_member = 512
@@ -143,6 +220,12 @@ balancer = "tomcat"
             return [str(binary), "run", "--config", str(d / "ringlb.toml"), "--log-level", "warn"]
         if self.name == "nginx":
             (d / "logs").mkdir(exist_ok=True)
+            # TLS 1.3 resumption by stateless tickets (on by default), as ringlb and HAProxy do it;
+            # no server-side session cache.
+            listen = (f"listen 127.0.0.1:{self.port} ssl reuseport;\n"
+                      f"    ssl_certificate {pki / 'leaf.pem'};\n    ssl_certificate_key {pki / 'leaf.key'};\n"
+                      "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets on;\n    ssl_session_cache off;"
+                      if pki else f"listen 127.0.0.1:{self.port} reuseport;")
             (d / "nginx.conf").write_text(f"""
 worker_processes 1;
 worker_rlimit_nofile 100000;
@@ -155,7 +238,7 @@ http {{
   upstream big {{ server 127.0.0.1:{b1}; server 127.0.0.1:{b2}; keepalive 512; }}
   keepalive_requests 1000000;
   server {{
-    listen 127.0.0.1:{self.port} reuseport;
+    {listen}
     location / {{ proxy_pass http://small; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     location /big {{ proxy_pass http://big; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
@@ -163,10 +246,12 @@ http {{
 """)
             return ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"]
         if self.name == "haproxy":
+            maxconn = f"maxconn {max(9900, IDLE_TLS_CONNS + 100)}\n  no strict-limits" if pki else "maxconn 9900"
+            bind = f" ssl crt {pki / 'haproxy.pem'} alpn http/1.1" if pki else ""
             (d / "haproxy.cfg").write_text(f"""
 global
   nbthread 1
-  maxconn 9900
+  {maxconn}
 defaults
   mode http
   timeout connect 5s
@@ -175,7 +260,7 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{self.port}
+  bind 127.0.0.1:{self.port}{bind}
   acl big path_beg /big
   use_backend big if big
   default_backend small
@@ -282,7 +367,7 @@ def measure(proxy, load_args, tmp, scrape=False):
     t1 = cpu_ticks(pids)
     requests = max(r["requests"], 1)
     errors = sum(r["errors"].values())
-    return {
+    fig = {
         "rps": r["requests_per_second"],
         "p50": r["latency_us"]["p50"],
         "p99": r["latency_us"]["p99"],
@@ -292,6 +377,33 @@ def measure(proxy, load_args, tmp, scrape=False):
         "errors": errors,
         "non2xx": requests - r["status"]["2xx"] if r["requests"] else 0,
     }
+    hs = r.get("handshakes", {"full": 0, "resumed": 0})
+    handshakes = hs["full"] + hs["resumed"]
+    if handshakes and "--connect-per-request" in load_args:  # (j): handshakes, the proxy's CPU per handshake
+        fig.update(hs_per_s=r["handshakes_per_second"], resumed_share=r["resumed_share"],
+                   cpu_us_hs=(t1 - t0) / CLK_TCK * 1e6 / handshakes)
+    return fig
+
+
+def wrk_check(proxy, url):
+    """A second client against the same listener: wrk (OpenSSL), one thread, 64 connections, for
+    as long as ringlb-load ran; its req/s and the proxy's CPU per request meanwhile."""
+    pids = proxy.pids()
+    t0 = cpu_ticks(pids)
+    w = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t", "1", "-c", "64", "-d", f"{DURATION}s", url],
+                       capture_output=True, text=True).stdout
+    t1 = cpu_ticks(pids)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", w, re.M)
+    total = re.search(r"^\s*(\d+) requests in", w, re.M)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", w)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", w)
+    if not rps or not total:
+        print(f"!!! wrk cross-check gave no figures: {w.strip()[-300:]}", flush=True)
+        return {}
+    return {"wrk_rps": float(rps.group(1)),
+            "wrk_cpu_us": (t1 - t0) / CLK_TCK * 1e6 / max(int(total.group(1)), 1),
+            "wrk_errors": (sum(int(x) for x in errors.groups()) if errors else 0)
+            + (int(non2xx.group(1)) if non2xx else 0)}
 
 
 def idle_connections(proxy):
@@ -327,6 +439,58 @@ sys.stdin.read()
     holder.stdin.close()
     holder.wait()
     return {"ok": ok, "rss_kib": after, "kib_per_conn": (after - before) / IDLE_CONNS}
+
+
+def idle_tls_connections(proxy, pki):
+    """(k): IDLE_TLS_CONNS TLS connections, each with a full handshake (TLS 1.3, the client's
+    default group: X25519 with all three proxies) and one request answered, then left idle; RSS per
+    connection as in (e). The holder (Python's ssl, OpenSSL) keeps HOLDER_THREADS handshakes in
+    flight (more only contend for the GIL) so that 10,000 take seconds, not minutes; they also bound
+    the requests in flight to the origins."""
+    pids = proxy.pids()
+    before = rss_kib(pids)
+    script = f"""
+import socket, ssl, sys, time
+from concurrent.futures import ThreadPoolExecutor
+ctx = ssl.create_default_context(cafile={str(pki / "ca.pem")!r})
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.set_alpn_protocols(["http/1.1"])
+req = b"GET / HTTP/1.1\\r\\nHost: bench.test\\r\\n\\r\\n"
+def one(_):
+    try:
+        raw = socket.create_connection(("127.0.0.1", {proxy.port}), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(req)
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return s, data.startswith(b"HTTP/1.1 200")
+    except OSError as e:
+        return e, False
+start = time.monotonic()
+with ThreadPoolExecutor({HOLDER_THREADS}) as pool:
+    held = list(pool.map(one, range({IDLE_TLS_CONNS})))
+fails = [h for h, ok in held if isinstance(h, Exception)]
+if fails:
+    print(f"{{len(fails)}} connections failed, first: {{fails[0]!r}}", file=sys.stderr, flush=True)
+import resource
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(sum(ok for _, ok in held), time.monotonic() - start, ru.ru_utime + ru.ru_stime, flush=True)
+sys.stdin.read()
+"""
+    holder = subprocess.Popen(["taskset", "-c", LOAD_CPU, sys.executable, "-c", script],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = (holder.stdout.readline() or "0 0 0").split()
+    ok, open_s, holder_cpu_s = int(line[0]), float(line[1]), float(line[2])
+    time.sleep(1.0)
+    after = rss_kib(proxy.pids())
+    holder.stdin.close()
+    holder.wait()
+    return {"ok": ok, "open_s": open_s, "holder_cpu_s": holder_cpu_s, "rss_kib": after,
+            "kib_per_conn": (after - before) / IDLE_TLS_CONNS}
 
 
 SERVLET = """
@@ -393,6 +557,7 @@ def run():
                 raise RuntimeError(f"origin on {port} did not start")
         body = Path(tmp) / "1k.bin"
         body.write_bytes(b"b" * 1024)
+        pki = make_pki(tmp) if any(s in TLS_SCENARIOS for s in SCENARIOS) else None
         results = {}  # (scenario, proxy) -> list of dicts
         nginx_a = []
         # wrk beside ringlb-load, against the same origin on the same core: is the load generator
@@ -415,10 +580,14 @@ def run():
                         continue
                     if scenario == "f" and not nginx_a and "nginx" in PROXIES:
                         continue
-                    proxy = Proxy(name, tmp)
+                    tls = scenario in TLS_SCENARIOS
+                    if tls and name not in TLS_PORTS:
+                        continue
+                    proxy = Proxy(name, tmp, pki if tls else None)
                     proxy.start()
                     try:
-                        url = f"http://127.0.0.1:{proxy.port}/"
+                        url = f"{'https' if tls else 'http'}://127.0.0.1:{proxy.port}/"
+                        targs = tls_client_args(pki) if tls else []
                         if scenario == "a":
                             fig = measure(proxy, ["-c", "64", url], tmp)
                             if name == "nginx":
@@ -444,6 +613,25 @@ def run():
                             fig = {"rps": scraped["rps"], "base_rps": base["rps"],
                                    "change_pct": (scraped["rps"] / base["rps"] - 1) * 100,
                                    "cpu_us": scraped["cpu_us"], "base_cpu_us": base["cpu_us"]}
+                        elif scenario == "i":
+                            fig = measure(proxy, ["-c", "64", *targs, url], tmp)
+                            if name == "ringlb" and shutil.which("wrk"):
+                                fig.update(wrk_check(proxy, url))
+                        elif scenario == "j":
+                            full = measure(proxy, ["-c", "64", "--connect-per-request", *targs, url], tmp)
+                            res = measure(proxy, ["-c", "64", "--connect-per-request", "--tls-resume", *targs, url],
+                                          tmp)
+                            fig = {"hs_per_s": full.get("hs_per_s", 0.0), "cpu_us_hs": full.get("cpu_us_hs"),
+                                   "resumed_share": full.get("resumed_share", 0.0),
+                                   "errors": full["errors"] + full["non2xx"],
+                                   "r_hs_per_s": res.get("hs_per_s", 0.0), "r_cpu_us_hs": res.get("cpu_us_hs"),
+                                   "r_resumed_share": res.get("resumed_share", 0.0),
+                                   "r_errors": res["errors"] + res["non2xx"], "rss_kib": res["rss_kib"]}
+                        elif scenario == "k":
+                            fig = idle_tls_connections(proxy, pki)
+                        elif scenario == "l":
+                            fig = measure(proxy, ["-c", "16", *targs, url + "big"], tmp)
+                            fig["gbps"] = fig["rps"] * (1 << 20) / 1e9
                         results.setdefault((scenario, name), []).append(fig)
                         print(f"round {rnd + 1} {scenario} {name}: {summary(fig)}", flush=True)
                     finally:
@@ -498,12 +686,16 @@ def write_report(results, gen, machine):
                   f"Same origin, same core, 64 connections: wrk {w:,.0f} req/s, ringlb-load {r:,.0f} req/s "
                   f"(ratio {r / w:.2f}).", ""]
     nginx = {s: results.get((s, "nginx")) for s in SCENARIOS}
+    tls_said = False
     for s in SCENARIOS:
         rows = [(p, results.get((s, p))) for p in PROXIES if results.get((s, p))]
         if not rows:
             continue
+        if s in TLS_SCENARIOS and not tls_said:
+            lines += tls_preface(results)
+            tls_said = True
         lines += [f"## ({s}) {SCENARIO_TEXT[s]}", ""]
-        if s == "e":
+        if s in ("e", "k"):
             lines += ["| proxy | connections answered | RSS with them | KiB per idle connection | × nginx |",
                       "|---|---|---|---|---|"]
             base = med(nginx[s], "kib_per_conn") if nginx[s] else None
@@ -511,6 +703,32 @@ def write_report(results, gen, machine):
                 k = med(figs, "kib_per_conn")
                 ratio = f"{k / base:.2f}" if base else "–"
                 lines.append(f"| {p} | {med(figs, 'ok'):.0f} | {med(figs, 'rss_kib') / 1024:.1f} MiB | {k:.2f} | {ratio} |")
+            if s == "k":
+                opened = ", ".join(f"{p} {med(figs, 'open_s'):.1f} s (holder CPU {med(figs, 'holder_cpu_s'):.1f} s)"
+                                   for p, figs in rows)
+                lines += ["", "Each connection: a full TLS 1.3 handshake (Python's `ssl`, OpenSSL; X25519 with all "
+                          f"three) and one request answered, then idle; {HOLDER_THREADS} opened at a time. RSS of all "
+                          "the proxy's processes before and 1 s after the last was answered, as in (e). Time to open "
+                          f"them all: {opened}."]
+        elif s == "j":
+            lines += ["| proxy | full handshakes/s | CPU µs per full handshake | CPU × nginx | resumed handshakes/s "
+                      "| resumed share | CPU µs per resumed handshake | CPU × nginx | errors |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            base = nginx[s]
+            base_full = med(base, "cpu_us_hs") if base else None
+            base_res = med(base, "r_cpu_us_hs") if base else None
+            for p, figs in rows:
+                full, res = med(figs, "cpu_us_hs"), med(figs, "r_cpu_us_hs")
+                lines.append(f"| {p} | {med(figs, 'hs_per_s'):,.0f} | {fmt_num(full)} | {fmt_ratio(full, base_full)} | "
+                             f"{med(figs, 'r_hs_per_s'):,.0f} | {med(figs, 'r_resumed_share') * 100:.0f} % | "
+                             f"{fmt_num(res)} | {fmt_ratio(res, base_res)} | "
+                             f"{sum(f['errors'] + f['r_errors'] for f in figs)} |")
+            lines += ["", "`--connect-per-request`: one request per connection (`Connection: close`), TLS 1.3, "
+                      "X25519. Full: no session resumed; resumed: `--tls-resume` (TLS 1.3 tickets, PSK with an "
+                      "X25519 exchange, no certificate signature; each client connection's first handshake is "
+                      "full, hence a share below 100 %). CPU per handshake: all the proxy's CPU over the "
+                      "run divided by the handshakes, so it includes the TCP accept and close and the one request "
+                      "proxied (compare with (d), the same churn in plain HTTP)."]
         elif s == "g":
             for p, figs in rows:
                 per_round = ", ".join("%+.2f %%" % f["change_pct"] for f in figs)
@@ -518,10 +736,11 @@ def write_report(results, gen, machine):
                              f"with `/metrics` scraped once a second: median change {med(figs, 'change_pct'):+.2f} % "
                              f"(per round: {per_round}).")
         else:
-            extra = " GB/s |" if s == "c" else ""
+            big = s in ("c", "l")
+            extra = " GB/s |" if big else ""
             ref = "Apache" if s == "h" else "nginx"
             lines += [f"| proxy | req/s | p50 | p99 | p99.9 | CPU µs/req | RSS | req/s × {ref} | CPU × {ref} | errors |" + extra,
-                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if s == "c" else "")]
+                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if big else "")]
             ref = "apache" if s == "h" else "nginx"
             base = results.get((s, ref))
             base_rps = med(base, "rps") if base else None
@@ -535,18 +754,109 @@ def write_report(results, gen, machine):
                        f"| {p} | {rps:,.0f} | {fmt_us(med(figs, 'p50'))} | {fmt_us(med(figs, 'p99'))} | "
                        f"{fmt_us(med(figs, 'p999'))} | {cpu:.1f} | {med(figs, 'rss_kib') / 1024:.1f} MiB | – | – | "
                        f"{sum(f['errors'] + f['non2xx'] for f in figs)} |")
-                if s == "c":
+                if big:
                     row += f" {med(figs, 'gbps'):.2f} |"
                 lines.append(row)
+            if s == "i":
+                lines += wrk_cross_check(results)
             if s == "f":
                 lines.append("")
                 lines.append(f"Rate: {med(rows[0][1], 'rate'):,.0f} req/s (half of nginx's median in (a)); latency "
                              "measured from each request's intended send time.")
         lines.append("")
     lines += ["![CPU per request relative to nginx](benchmarks.svg)", "",
-              "## Reproduce", "", "```sh", "bash scripts/bench-compare.sh            # all scenarios, 3 rounds",
-              "BENCH_SCENARIOS=a,f BENCH_ROUNDS=5 bash scripts/bench-compare.sh", "```", ""]
+              "## Reproduce", "", "```sh", "bash scripts/bench-compare.sh            # scenarios a-h, 3 rounds",
+              "BENCH_SCENARIOS=a,f BENCH_ROUNDS=5 bash scripts/bench-compare.sh",
+              "BENCH_SCENARIOS=i,j,k,l bash scripts/bench-compare.sh   # the HTTPS scenarios", "```", ""]
     return "\n".join(lines)
+
+
+def fmt_num(v):
+    return "–" if v is None else f"{v:.1f}"
+
+
+def fmt_ratio(v, base):
+    return f"{v / base:.2f}" if v is not None and base else "–"
+
+
+def tool_versions():
+    """(nginx, HAProxy, OpenSSL, rustls) versions, for the TLS section."""
+    def first_line(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            return ((r.stdout + r.stderr).strip().splitlines() or ["?"])[0]
+        except OSError:
+            return "?"
+    nginx = first_line(["nginx", "-v"]).rsplit("/", 1)[-1]
+    haproxy = (first_line(["haproxy", "-v"]).split() + ["?"] * 3)[2]
+    openssl = (first_line(["openssl", "version"]).split() + ["?"] * 2)[1]
+    lock = (ROOT / "Cargo.lock").read_text() if (ROOT / "Cargo.lock").exists() else ""
+    m = re.search(r'name = "rustls"\nversion = "([^"]+)"', lock)
+    return nginx, haproxy, openssl, m.group(1) if m else "?"
+
+
+def tls_preface(results):
+    """The HTTPS part's setup and its summary table (each proxy's figures in (i)-(l), × nginx)."""
+    nginx, haproxy, openssl, rustls = tool_versions()
+    lines = ["## HTTPS: ringlb (rustls) against nginx and HAProxy (OpenSSL)", "",
+             f"Scenarios (i)-(l): ringlb (rustls {rustls}, aws-lc-rs), nginx {nginx} and HAProxy {haproxy} "
+             f"(both on Debian's OpenSSL {openssl}) terminate TLS, one core and one worker each as above, in front of "
+             "the same plain-HTTP origins; Apache is not in them.",
+             "",
+             "- Certificate: the same for all three, an ECDSA P-256 leaf for `bench.test` and 127.0.0.1 signed by "
+             "a CA made for the run with `openssl` (the leaf alone is served); the clients verify it against that "
+             "CA (ringlb-load `--cacert`).",
+             "- Client: `ringlb-load --tls-version 1.3 --tls-kx x25519`: TLS 1.3 and the X25519 key exchange only. "
+             "Debian's OpenSSL 3.0 has no ML-KEM, and rustls (ringlb) would otherwise choose the costlier "
+             "X25519MLKEM768 hybrid with our client; with X25519 only, all three make the same key exchange. "
+             "Cipher suite TLS_AES_256_GCM_SHA384 (the client's first choice, and HAProxy's).",
+             "- Resumption: TLS 1.3 stateless session tickets in all three: ringlb's rustls ticketer; nginx "
+             "`ssl_session_tickets on; ssl_session_cache off;` (tickets only, no server-side session cache); "
+             "HAProxy's defaults (tickets on).",
+             f"- HAProxy: `maxconn {max(9900, IDLE_TLS_CONNS + 100)}` with `no strict-limits` in these "
+             "scenarios, for the idle connections of (k) under this machine's 20,000-descriptor cap.",
+             ""]
+    tls = [s for s in SCENARIOS if s in TLS_SCENARIOS]
+    head, cols = ["proxy"], []
+    for s in tls:
+        if s == "i":
+            cols += [("(i) req/s", "i", "rps", "{:,.0f}", False), ("(i) CPU µs/req", "i", "cpu_us", "{:.1f}", True)]
+        elif s == "j":
+            cols += [("(j) full handshakes/s", "j", "hs_per_s", "{:,.0f}", False),
+                     ("(j) CPU µs/full handshake", "j", "cpu_us_hs", "{:.1f}", True),
+                     ("(j) resumed/s", "j", "r_hs_per_s", "{:,.0f}", False),
+                     ("(j) CPU µs/resumed", "j", "r_cpu_us_hs", "{:.1f}", True)]
+        elif s == "k":
+            cols += [("(k) KiB/idle connection", "k", "kib_per_conn", "{:.2f}", True)]
+        elif s == "l":
+            cols += [("(l) GB/s", "l", "gbps", "{:.2f}", False), ("(l) CPU µs/MiB", "l", "cpu_us", "{:.1f}", True)]
+    head += [c[0] for c in cols]
+    lines += ["Summary, medians (× nginx in brackets; for the CPU and memory columns lower is better):", "",
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in PROXIES:
+        if not any(results.get((s, p)) for s in tls):
+            continue
+        cells = [p]
+        for _, s, key, form, _ in cols:
+            figs, base = results.get((s, p)), results.get((s, "nginx"))
+            v = med(figs, key) if figs else None
+            b = med(base, key) if base else None
+            cells.append("–" if v is None else form.format(v) + (f" ({v / b:.2f})" if b else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def wrk_cross_check(results):
+    """(i)'s line comparing ringlb-load with wrk against ringlb's TLS listener."""
+    figs = results.get(("i", "ringlb"))
+    if not figs or med(figs, "wrk_rps") is None:
+        return []
+    w, r = med(figs, "wrk_rps"), med(figs, "rps")
+    wc, rc = med(figs, "wrk_cpu_us"), med(figs, "cpu_us")
+    return ["", f"Cross-check with a second client against ringlb's TLS listener, right after ringlb-load in each "
+            f"round: wrk (OpenSSL, `-t 1 -c 64`, TLS 1.3 and X25519 by OpenSSL's defaults) {w:,.0f} req/s at "
+            f"{wc:.1f} CPU µs/req, ringlb-load {r:,.0f} req/s at {rc:.1f} CPU µs/req (ringlb-load / wrk "
+            f"{r / w:.2f}); wrk errors {sum(f.get('wrk_errors', 0) for f in figs)}."]
 
 
 def write_chart(results):
