@@ -121,14 +121,14 @@ fn write_headers(
     Ok(())
 }
 
-/// Splits a Host value into (name, port); port 80 when absent.
-fn host_and_port(host: &[u8]) -> (&[u8], u16) {
+/// Splits a Host value into (name, port); `default` when absent (443 for https, else 80).
+fn host_and_port(host: &[u8], default: u16) -> (&[u8], u16) {
     if host.first() == Some(&b'[') {
         if let Some(end) = host.iter().position(|&b| b == b']') {
             let port = host
                 .get(end + 2..)
                 .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
-            return (&host[..=end], port.unwrap_or(80));
+            return (&host[..=end], port.unwrap_or(default));
         }
     }
     match host.iter().rposition(|&b| b == b':') {
@@ -137,9 +137,9 @@ fn host_and_port(host: &[u8]) -> (&[u8], u16) {
             .and_then(|p| p.parse().ok())
         {
             Some(port) => (&host[..i], port),
-            None => (host, 80),
+            None => (host, default),
         },
-        None => (host, 80),
+        None => (host, default),
     }
 }
 
@@ -175,11 +175,12 @@ pub fn forward_request(
     };
     w.string(&ip[..ip_len]); // remote_addr
     w.string(&ip[..ip_len]); // remote_host
-    let (server_name, server_port) = host_and_port(head.routing_host(buf));
+                             // is_ssl: the client's connection is TLS, or a trusted proxy in front terminated TLS.
+    let https = f.tls.is_some() || (f.trusted && head.forwarded_proto(buf) == Some("https"));
+    let default_port = if https { 443 } else { 80 };
+    let (server_name, server_port) = host_and_port(head.routing_host(buf), default_port);
     w.string(server_name);
     w.int(server_port);
-    // is_ssl: the client's connection is TLS, or a trusted proxy in front terminated TLS.
-    let https = f.tls.is_some() || (f.trusted && head.forwarded_proto(buf) == Some("https"));
     w.boolean(https);
     write_headers(&mut w, buf, head, f.trusted)?;
     if let Some(q) = query {
@@ -404,8 +405,8 @@ mod tests {
             v
         };
         let find = |needle: &[u8]| out.windows(needle.len()).position(|w| w == needle);
-        // server_name "h", port 80, is_ssl 1
-        assert!(find(&[b'h', 0, 0, 80, 1]).is_some(), "{out:?}");
+        // server_name "h", port 443 (https, no port in Host), is_ssl 1
+        assert!(find(&[b'h', 0, 0x01, 0xBB, 1]).is_some(), "{out:?}");
         let cipher = s(Some(0x08), b"TLS_AES_128_GCM_SHA256");
         let session = s(Some(0x09), b"00112233445566778899aabbccddeeff");
         let mut attrs = [cipher, session, vec![0x0B, 0, 128], vec![0x0A]].concat();

@@ -19,4 +19,5 @@ mod sticky;
 mod support;
 mod tls;
 mod tls_members;
+mod tls_peers;
 mod tomcat;

@@ -3,7 +3,9 @@
 //! missing secret gets Tomcat's own 403, passed through, and a warning in ringlb's log. Sticky
 //! sessions over two Tomcats (jvmRoute node1 and node2), over HTTP and over AJP: a session Tomcat
 //! made stays on its node by cookie and by `;jsessionid=` URL, and moves (or gets 503 with
-//! `nofailover`) when its node is disabled or stopped.
+//! `nofailover`) when its node is disabled or stopped. Behind a TLS listener Tomcat sees https:
+//! `isSecure`, the SSL attributes AJP carries (cipher, key size, session id, protocol), Secure
+//! session cookies and https redirects; behind a plain one, none of them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +35,10 @@ public class EchoServlet extends HttpServlet {
       while (left > 0) { int k = Math.min(left, b.length); o.write(b, 0, k); left -= k; }
       return;
     }
+    if ("/redirect".equals(req.getPathInfo())) {
+      resp.sendRedirect("/echo/target");
+      return;
+    }
     HttpSession session = req.getSession(true);
     MessageDigest md;
     try { md = MessageDigest.getInstance("SHA-256"); } catch (Exception e) { throw new IOException(e); }
@@ -54,7 +60,13 @@ public class EchoServlet extends HttpServlet {
       + "length=" + total + "\n"
       + "sha256=" + hex + "\n"
       + "node=" + System.getProperty("ringlb.node") + "\n"
-      + "session-new=" + session.isNew() + "\n";
+      + "session-new=" + session.isNew() + "\n"
+      + "secure=" + req.isSecure() + "\n"
+      + "scheme=" + req.getScheme() + "\n"
+      + "cipher=" + req.getAttribute("jakarta.servlet.request.cipher_suite") + "\n"
+      + "key-size=" + req.getAttribute("jakarta.servlet.request.key_size") + "\n"
+      + "ssl-session=" + req.getAttribute("jakarta.servlet.request.ssl_session_id") + "\n"
+      + "ssl-protocol=" + req.getAttribute("org.apache.tomcat.util.net.secure_protocol_version") + "\n";
     resp.setContentType("text/plain; charset=UTF-8");
     resp.getWriter().write(s);
   }
@@ -147,6 +159,12 @@ impl Tomcat {
         )
         .unwrap();
         std::fs::write(base.join("conf/web.xml"), CONF_WEB_XML).unwrap();
+        // Absolute `Location`s from sendRedirect (made of the request's scheme, name and port).
+        std::fs::write(
+            base.join("conf/context.xml"),
+            "<Context useRelativeRedirects=\"false\" />\n",
+        )
+        .unwrap();
         std::fs::write(base.join("webapps/ROOT/WEB-INF/web.xml"), WEB_XML).unwrap();
         let src = base.join("EchoServlet.java");
         std::fs::write(&src, SERVLET).unwrap();
@@ -309,6 +327,112 @@ fn ajp_and_http_to_the_same_tomcat_answer_alike() {
         assert_eq!(r.status, 200);
         assert!(r.text().contains(&format!("uri=/echo/k{i}\n")));
     }
+}
+
+#[test]
+fn tomcat_behind_a_tls_listener_sees_https_and_the_ssl_attributes() {
+    let Some(tomcat) = Tomcat::start("node1") else {
+        return;
+    };
+    let pki = Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    // The TLS listener first, then a plain one, both in front of the AJP connector.
+    let p = Ringlb::start(
+        &format!(
+            "{}[[listen]]\naddress = \"127.0.0.1:0\"\n\n{}",
+            Pki::listen_tls(&[site], ""),
+            simple_config(&[ajp_member(tomcat.ajp, Some(SECRET))], "")
+        ),
+        1,
+    );
+    let (tls, plain) = (p.addrs[0], p.addrs[1]);
+    let mut c = Client::connect_tls(tls, "site.test", pki.client_config()).expect("handshake");
+    let host = format!("site.test:{}", tls.port());
+    c.send(format!("GET /echo/tls HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    let r = c.read_response().expect("a response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(field(&r, "secure"), "true", "{}", r.text());
+    assert_eq!(field(&r, "scheme"), "https");
+    let cipher = field(&r, "cipher");
+    assert!(cipher.starts_with("TLS_AES_"), "{cipher}");
+    let key_size = field(&r, "key-size");
+    let want = if cipher.contains("AES_128") {
+        "128"
+    } else {
+        "256"
+    };
+    assert_eq!(key_size, want, "{cipher}");
+    let session = field(&r, "ssl-session");
+    assert!(
+        session.len() == 32 && session.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{session}"
+    );
+    assert_eq!(field(&r, "ssl-protocol"), "TLSv1.3");
+    // The session cookie Tomcat sets over https is Secure.
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // The same TLS connection: the same session id; another connection: another.
+    c.send(format!("GET /echo/again HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    assert_eq!(field(&c.read_response().unwrap(), "ssl-session"), session);
+    let mut other = Client::connect_tls(tls, "site.test", pki.client_config()).unwrap();
+    other.send(format!("GET /echo/other HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    let r = other.read_response().unwrap();
+    assert_ne!(field(&r, "ssl-session"), session);
+    // A TLS 1.2 client: the protocol and an ECDHE suite, by their IANA names.
+    let tls12 = pki.client_config_for(&[&rustls::version::TLS12]);
+    let mut old = Client::connect_tls(tls, "site.test", tls12).unwrap();
+    old.send(format!("GET /echo/old HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    let r = old.read_response().unwrap();
+    assert_eq!(field(&r, "ssl-protocol"), "TLSv1.2", "{}", r.text());
+    let cipher = field(&r, "cipher");
+    assert!(cipher.starts_with("TLS_ECDHE_"), "{cipher}");
+    let want = if cipher.contains("AES_128") {
+        "128"
+    } else {
+        "256"
+    };
+    assert_eq!(field(&r, "key-size"), want, "{cipher}");
+    assert_eq!(field(&r, "secure"), "true");
+    // Absolute redirects Tomcat makes are https, to the name and port the client asked for.
+    c.send(format!("GET /echo/redirect HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://{host}/echo/target").as_str())
+    );
+    // Without a port in Host: the https default (443), which Tomcat leaves out.
+    c.send(b"GET /echo/redirect HTTP/1.1\r\nHost: site.test\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.header("location"), Some("https://site.test/echo/target"));
+    // The same requests over the plain listener: not secure, no SSL attributes, http redirects.
+    let plain_host = format!("site.test:{}", plain.port());
+    let r = ask(
+        plain,
+        format!("GET /echo/tls HTTP/1.1\r\nHost: {plain_host}\r\n\r\n").as_bytes(),
+        false,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (key, value) in [
+        ("secure", "false"),
+        ("scheme", "http"),
+        ("cipher", "null"),
+        ("key-size", "null"),
+        ("ssl-session", "null"),
+        ("ssl-protocol", "null"),
+    ] {
+        assert_eq!(field(&r, key), value, "plain: {}", r.text());
+    }
+    assert!(!r.header("set-cookie").unwrap().contains("Secure"));
+    let r = ask(
+        plain,
+        format!("GET /echo/redirect HTTP/1.1\r\nHost: {plain_host}\r\n\r\n").as_bytes(),
+        false,
+    );
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{plain_host}/echo/target").as_str())
+    );
 }
 
 #[test]
