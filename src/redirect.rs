@@ -69,7 +69,7 @@ pub async fn to_https(core: &Core, c: &mut Client) -> bool {
 
 /// The host name of a Host value without its port: letters, digits, `-` and `.`, or a bracketed
 /// IPv6 address; `None` for anything else (or an empty host).
-fn host_name(host: &[u8]) -> Option<&[u8]> {
+pub fn host_name(host: &[u8]) -> Option<&[u8]> {
     let name = if host.first() == Some(&b'[') {
         let end = host.iter().position(|&b| b == b']')?;
         let name = &host[..=end];

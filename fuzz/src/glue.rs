@@ -322,3 +322,16 @@ pub fn head_with_headers(headers: Vec<HeaderPos>) -> RequestHead {
         ..Default::default()
     }
 }
+
+// ---------------------------------------------------------------- TLS names and redirects
+
+/// `CertStore::covering` over certificates that hold these DNS names (in order): the index of
+/// the certificate that covers `sni`, exactly or by a one-label wildcard.
+pub fn cert_covering(names: &[Vec<String>], sni: &str) -> Option<usize> {
+    ringlb::tls::store::CertStore::from_names(names.iter().map(Vec::as_slice)).covering(sni)
+}
+
+/// `redirect::host_name`: the host a redirect to https may name, from a Host value.
+pub fn redirect_host(host: &[u8]) -> Option<&[u8]> {
+    ringlb::redirect::host_name(host)
+}

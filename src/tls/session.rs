@@ -46,6 +46,9 @@ pub struct TlsSession {
     peer_closed: bool,
     /// ringlb sent close_notify.
     closed: bool,
+    /// rustls reported an error: the session takes no more input (it only sends its alert; the
+    /// input that failed would fail again).
+    failed: bool,
     /// Random, made at the handshake: the session id AJP containers are told.
     id: [u8; 16],
 }
@@ -341,12 +344,16 @@ impl TlsSession {
             unread: Vec::new(),
             peer_closed: false,
             closed: false,
+            failed: false,
         }
     }
 
     /// Runs rustls over `tin` until it needs more bytes, appending any plaintext to `plain` and
     /// any ciphertext to send to `tout`.
     fn process(&mut self, plain: &mut Vec<u8>) -> Result<Progress, rustls::Error> {
+        if self.failed {
+            return Err(rustls::Error::General("the TLS session failed".into()));
+        }
         let result = loop {
             match step!(self, on_read, plain) {
                 Ok(None) => {}
@@ -355,11 +362,15 @@ impl TlsSession {
             }
         };
         self.compact();
+        self.failed |= result.is_err();
         result
     }
 
     /// Encrypts `data` into `tout` (after what is pending).
     fn encrypt(&mut self, data: &[u8]) -> Result<(), rustls::Error> {
+        if self.failed {
+            return Err(rustls::Error::General("the TLS session failed".into()));
+        }
         let result = loop {
             match step!(self, on_write, data) {
                 Ok(false) => {}
@@ -368,11 +379,15 @@ impl TlsSession {
             }
         };
         self.compact();
+        self.failed |= result.is_err();
         result
     }
 
-    /// Queues a close_notify alert (best effort).
+    /// Queues a close_notify alert (best effort); after an error, the alert rustls made instead.
     fn queue_close(&mut self) {
+        if self.failed {
+            return self.queue_alert();
+        }
         for _ in 0..8 {
             if step!(self, on_close) {
                 break;
@@ -381,10 +396,13 @@ impl TlsSession {
         self.compact();
     }
 
-    /// After a failed handshake: encodes the alert rustls queued for the peer, if any.
+    /// After an error: encodes the alerts rustls queued for the peer. Only while it has some: a
+    /// call with none would process the input again, and fail (and alert) again. The input stays
+    /// as it is (rustls keeps offsets into it).
     fn queue_alert(&mut self) {
+        self.failed = true;
         for _ in 0..4 {
-            if !step!(self, on_alert) {
+            if !self.common().wants_write() || !step!(self, on_alert) {
                 break;
             }
         }

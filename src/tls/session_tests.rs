@@ -162,5 +162,29 @@ fn bytes_that_are_not_tls_end_in_an_error() {
         let _ = server.process(&mut plain);
         assert!(plain.is_empty());
         server.queue_alert();
+        server.queue_close();
+    }
+}
+
+#[test]
+fn a_damaged_record_mid_connection_fails_once_and_closes_with_its_alert() {
+    let mut rng = Rng(11);
+    // The content type, and bytes of the sealed payload (the length bytes would only make it wait).
+    for flip in [0usize, 9, 20, 30] {
+        let (mut client, mut server) = handshake(&mut rng, None);
+        client.encrypt(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut bytes = client.tout[..client.pending].to_vec();
+        client.pending = 0;
+        let at = flip.min(bytes.len() - 1);
+        bytes[at] ^= 0x5a;
+        server.tin.extend_from_slice(&bytes);
+        let mut plain = Vec::new();
+        assert!(server.process(&mut plain).is_err());
+        assert!(plain.is_empty(), "a damaged record yields nothing");
+        // Closing after the error sends the alert once (rustls asserts that in debug builds), and
+        // the session takes nothing more.
+        server.queue_close();
+        assert!(server.pending > 0, "the alert");
+        assert!(server.process(&mut plain).is_err() && server.encrypt(b"x").is_err());
     }
 }
