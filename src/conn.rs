@@ -50,13 +50,26 @@ pub async fn serve(
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
     let head_deadline = Instant::now() + core.config.limits.header_timeout;
-    let mut c = client(&core, Stream::plain(stream), peer, listener);
-    if let Some(config) = core.tls_config(listener) {
-        if !Box::pin(start_tls(&core, &mut c, config, head_deadline)).await {
-            return;
-        }
+    let c = client(&core, Stream::plain(stream), peer, listener);
+    match core.tls_config(listener) {
+        // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
+        // copy of its `Client` held across the handshake).
+        Some(config) => Box::pin(serve_tls(core, c, config, head_deadline, guard)).await,
+        None => keep_serving(core, c, Some(head_deadline), guard).await,
     }
-    keep_serving(core, c, Some(head_deadline), guard).await
+}
+
+/// A new connection on a TLS listener: the handshake, then requests as on any other.
+async fn serve_tls(
+    core: Rc<Core>,
+    mut c: Client,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    head_deadline: Instant,
+    guard: ConnGuard,
+) {
+    if start_tls(&core, &mut c, config, head_deadline).await {
+        keep_serving(core, c, Some(head_deadline), guard).await
+    }
 }
 
 /// Serves a parked connection again: its next request (or its close) has arrived.
