@@ -140,7 +140,7 @@ impl Core {
     }
 
     /// Takes the newest certificate generation if a reload made one (one atomic load if not).
-    pub fn refresh_tls(&self) {
+    fn refresh_tls(&self) {
         let Some(tls) = &self.tls else { return };
         let version = tls.version();
         let mut generation = self.tls_generation.borrow_mut();

@@ -29,7 +29,7 @@ pub const BUCKETS: [f64; 19] = [
     2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-fn escape(v: &str) -> String {
+pub(super) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

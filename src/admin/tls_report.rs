@@ -10,9 +10,10 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use super::metrics::escape;
 use crate::board::BoardData;
 use crate::config::Config;
-use crate::tls::certs::unix_now;
+use crate::tls::certs::{days_left, unix_now};
 use crate::tls::session::HandshakeFail;
 use crate::tls::TlsState;
 
@@ -63,7 +64,7 @@ impl TlsReport {
                         file: c.file.clone(),
                         names: c.names.clone(),
                         not_after: c.not_after,
-                        days_left: (c.not_after - now).div_euclid(86_400),
+                        days_left: days_left(c.not_after, now),
                     })
                     .collect(),
             })
@@ -123,10 +124,4 @@ impl TlsReport {
             }
         }
     }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

@@ -35,8 +35,13 @@ pub struct LoadedCert {
 impl LoadedCert {
     /// Days left until it expires (negative once expired), from `now` (Unix seconds).
     pub fn days_left(&self, now: i64) -> i64 {
-        (self.not_after - now).div_euclid(86_400)
+        days_left(self.not_after, now)
     }
+}
+
+/// Whole days from `now` until `not_after` (Unix seconds; negative once past).
+pub fn days_left(not_after: i64, now: i64) -> i64 {
+    (not_after - now).div_euclid(86_400)
 }
 
 /// Seconds since the Unix epoch now.

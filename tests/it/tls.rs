@@ -14,7 +14,6 @@ use crate::support::*;
 
 /// A TLS listener (with `extra` in `[listen.tls]`) in front of `member`, with an admin listener.
 fn tls_proxy(
-    pki: &Pki,
     pairs: &[(std::path::PathBuf, std::path::PathBuf)],
     extra: &str,
     a: &Backend,
@@ -24,7 +23,6 @@ fn tls_proxy(
         Pki::listen_tls(pairs, extra),
         with_admin(&simple_config(&[member(a.addr)], ""), "")
     );
-    let _ = pki;
     Ringlb::start(&body, 1)
 }
 
@@ -40,7 +38,7 @@ fn the_certificate_follows_the_server_name() {
     let wild = pki.issue("wild", &["*.example.org"], 90);
     let www = pki.issue("www", &["www.example.org"], 90);
     let a = Backend::named("A");
-    let p = tls_proxy(&pki, &[default, wild, www], "", &a);
+    let p = tls_proxy(&[default, wild, www], "", &a);
     let cfg = pki.client_config();
     let names = |sni: &str| {
         let c = Client::connect_tls(p.addr, sni, cfg.clone()).expect("handshake");
@@ -160,7 +158,7 @@ fn requests_over_tls_keep_alive_pipeline_and_carry_large_bodies() {
             }
         }
     });
-    let p = tls_proxy(&pki, &[site], "hsts = \"max-age=31536000\"", &a);
+    let p = tls_proxy(&[site], "hsts = \"max-age=31536000\"", &a);
     let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
     // Keep-alive: several requests on one connection.
     for i in 0..3 {
@@ -263,7 +261,7 @@ fn an_idle_tls_connection_parks_and_serves_again() {
     let pki = Pki::new();
     let site = pki.issue("site", &["site.test"], 90);
     let a = Backend::named("A");
-    let p = tls_proxy(&pki, &[site], "", &a);
+    let p = tls_proxy(&[site], "", &a);
     let mut conns: Vec<Client> = (0..20)
         .map(|_| Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap())
         .collect();
@@ -298,7 +296,7 @@ fn certificates_reload_on_sighup_and_by_the_admin_api_and_tickets_survive() {
     let pki = Pki::new();
     let pair = pki.issue("site", &["one.test", "two.test"], 90);
     let a = Backend::named("A");
-    let mut p = tls_proxy(&pki, std::slice::from_ref(&pair), "", &a);
+    let mut p = tls_proxy(std::slice::from_ref(&pair), "", &a);
     let admin = p.admin_addr();
     let cfg = pki.client_config();
     // A connection made before the reload, and a session to resume after it.
@@ -351,7 +349,7 @@ fn reloading_under_load_fails_no_handshake() {
     let pki = Pki::new();
     let pair = pki.issue("site", &["site.test"], 90);
     let a = Backend::named("A");
-    let p = Arc::new(tls_proxy(&pki, std::slice::from_ref(&pair), "", &a));
+    let p = Arc::new(tls_proxy(std::slice::from_ref(&pair), "", &a));
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -510,7 +508,7 @@ fn a_tls_connection_ends_with_close_notify() {
     let pki = Pki::new();
     let site = pki.issue("site", &["site.test"], 90);
     let a = Backend::named("A");
-    let p = tls_proxy(&pki, &[site], "", &a);
+    let p = tls_proxy(&[site], "", &a);
     // HTTP/1.0: the response ends with the connection; the client must see a clean TLS end.
     let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
     c.send(b"GET /old HTTP/1.0\r\nHost: site.test\r\n\r\n");
