@@ -9,22 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::pki::served_names;
+use crate::support::pki::tls_proxy;
 use crate::support::proxy::{unsafe_kill, TempDir};
 use crate::support::*;
-
-/// A TLS listener (with `extra` in `[listen.tls]`) in front of `member`, with an admin listener.
-fn tls_proxy(
-    pairs: &[(std::path::PathBuf, std::path::PathBuf)],
-    extra: &str,
-    a: &Backend,
-) -> Ringlb {
-    let body = format!(
-        "{}{}",
-        Pki::listen_tls(pairs, extra),
-        with_admin(&simple_config(&[member(a.addr)], ""), "")
-    );
-    Ringlb::start(&body, 1)
-}
 
 fn get_over(c: &mut Client, path: &str, host: &str) -> Resp {
     c.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());

@@ -6,12 +6,13 @@
 //! test that needs it skips loudly (fails with RINGLB_REQUIRE_TOOLS=1, as scripts/test.sh sets).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::pki::tls_proxy;
 use crate::support::proxy::TempDir;
 use crate::support::*;
 
@@ -22,17 +23,6 @@ const REQUEST: &[u8] = b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n";
 
 /// The member's answer to [`REQUEST`], its last bytes.
 const ANSWER: &str = "A /peer";
-
-/// A TLS listener over `pairs` (the first is the default certificate), with `extra` in
-/// `[listen.tls]`, in front of `a`, with an admin listener.
-fn tls_proxy(pairs: &[(PathBuf, PathBuf)], extra: &str, a: &Backend) -> Ringlb {
-    let body = format!(
-        "{}{}",
-        Pki::listen_tls(pairs, extra),
-        with_admin(&simple_config(&[member(a.addr)], ""), "")
-    );
-    Ringlb::start(&body, 1)
-}
 
 /// What a peer tool did.
 struct Ran {

@@ -91,6 +91,17 @@ impl Pki {
     }
 }
 
+/// A ringlb with a TLS listener over `pairs` (the first is the default certificate), with
+/// `extra` in `[listen.tls]`, in front of `a`, with an admin listener.
+pub fn tls_proxy(pairs: &[(PathBuf, PathBuf)], extra: &str, a: &super::Backend) -> super::Ringlb {
+    let body = format!(
+        "{}{}",
+        Pki::listen_tls(pairs, extra),
+        super::with_admin(&super::simple_config(&[super::member(a.addr)], ""), "")
+    );
+    super::Ringlb::start(&body, 1)
+}
+
 /// The DNS names of the certificate a TLS client was given.
 pub fn served_names(c: &super::Client) -> Vec<String> {
     let tls = c.tls.as_ref().expect("a TLS client");
