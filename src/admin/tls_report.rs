@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::escape;
+use super::metrics::{escape, family};
 use crate::board::BoardData;
 use crate::config::Config;
 use crate::tls::certs::{days_left, unix_now};
@@ -85,16 +85,20 @@ impl TlsReport {
 
     /// The Prometheus families.
     pub fn metrics(&self, out: &mut String) {
-        let _ = writeln!(
+        family(
             out,
-            "# HELP ringlb_tls_handshakes_total Completed TLS handshakes, full or resumed.\n# TYPE ringlb_tls_handshakes_total counter"
+            "ringlb_tls_handshakes_total",
+            "counter",
+            "Completed TLS handshakes, full or resumed.",
         );
         for (kind, n) in &self.handshakes {
             let _ = writeln!(out, "ringlb_tls_handshakes_total{{kind=\"{kind}\"}} {n}");
         }
-        let _ = writeln!(
+        family(
             out,
-            "# HELP ringlb_tls_handshake_failures_total Failed TLS handshakes, by reason.\n# TYPE ringlb_tls_handshake_failures_total counter"
+            "ringlb_tls_handshake_failures_total",
+            "counter",
+            "Failed TLS handshakes, by reason.",
         );
         for (reason, n) in &self.failures {
             let _ = writeln!(
@@ -102,14 +106,18 @@ impl TlsReport {
                 "ringlb_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
             );
         }
-        let _ = writeln!(
+        family(
             out,
-            "# HELP ringlb_tls_certificate_reloads_total Successful certificate reloads.\n# TYPE ringlb_tls_certificate_reloads_total counter\nringlb_tls_certificate_reloads_total {}",
-            self.reloads
+            "ringlb_tls_certificate_reloads_total",
+            "counter",
+            "Successful certificate reloads.",
         );
-        let _ = writeln!(
+        let _ = writeln!(out, "ringlb_tls_certificate_reloads_total {}", self.reloads);
+        family(
             out,
-            "# HELP ringlb_tls_certificate_expiry_seconds When each certificate expires (Unix time).\n# TYPE ringlb_tls_certificate_expiry_seconds gauge"
+            "ringlb_tls_certificate_expiry_seconds",
+            "gauge",
+            "When each certificate expires (Unix time).",
         );
         for l in &self.listeners {
             for c in &l.certificates {
