@@ -291,11 +291,12 @@ async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(),
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        // (A timed-out read leaves the buffer empty: whether a request had begun is known now.)
+        // A plain read that times out leaves the buffer empty (a TLS one may have added
+        // plaintext first): a request had begun if there were bytes before or after.
         let begun = !c.buf.is_empty();
         match read_more(&mut c.stream, &mut c.buf, 4096, left).await {
             Ok(_) => continue,
-            Err(IoFail::Timeout) if begun => return Err(Stop::Refuse(408)),
+            Err(IoFail::Timeout) if begun || !c.buf.is_empty() => return Err(Stop::Refuse(408)),
             // Nothing of a request came (TLS records without data): close without a word.
             Err(IoFail::Timeout) => return Err(Stop::Quiet),
             Err(e) => {

@@ -124,12 +124,15 @@ fn write_headers(
 /// Splits a Host value into (name, port); `default` when absent (443 for https, else 80).
 fn host_and_port(host: &[u8], default: u16) -> (&[u8], u16) {
     if host.first() == Some(&b'[') {
-        if let Some(end) = host.iter().position(|&b| b == b']') {
-            let port = host
-                .get(end + 2..)
-                .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
-            return (&host[..=end], port.unwrap_or(default));
-        }
+        // A bracketed IPv6 address; a port only after `]:`. An unclosed `[` is a name as it is.
+        let Some(end) = host.iter().position(|&b| b == b']') else {
+            return (host, default);
+        };
+        let port = host
+            .get(end + 1..)
+            .and_then(|rest| rest.strip_prefix(b":"))
+            .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
+        return (&host[..=end], port.unwrap_or(default));
     }
     match host.iter().rposition(|&b| b == b':') {
         Some(i) => match std::str::from_utf8(&host[i + 1..])
@@ -376,6 +379,16 @@ mod tests {
         };
         forward_request(&mut out, raw, &head, &raw[head.path.clone()], &f).unwrap();
         out
+    }
+
+    #[test]
+    fn host_and_port_reads_a_port_only_after_the_address() {
+        assert_eq!(host_and_port(b"[::1]:8443", 80), (&b"[::1]"[..], 8443));
+        assert_eq!(host_and_port(b"[::1]", 443), (&b"[::1]"[..], 443));
+        assert_eq!(host_and_port(b"[::1]x8080", 80), (&b"[::1]"[..], 80));
+        assert_eq!(host_and_port(b"[::1", 80), (&b"[::1"[..], 80));
+        assert_eq!(host_and_port(b"h:81", 80), (&b"h"[..], 81));
+        assert_eq!(host_and_port(b"h", 443), (&b"h"[..], 443));
     }
 
     #[test]
