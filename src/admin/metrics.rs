@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
+use super::prom::{escape, family};
 use crate::board::BoardData;
 use crate::config::{Config, HcMethod};
 use crate::health::state::MemberHealth;
@@ -28,16 +29,6 @@ pub const BUCKETS: [f64; 19] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-
-pub(super) fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
 
 /// Renders the whole exposition.
 pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>) -> String {

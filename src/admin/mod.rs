@@ -10,6 +10,7 @@
 pub mod api;
 pub mod html;
 pub mod metrics;
+pub mod prom;
 pub mod report;
 pub mod tls_report;
 

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{escape, family};
+use super::prom::{escape, family};
 use crate::board::BoardData;
 use crate::config::Config;
 use crate::tls::certs::{days_left, unix_now};
