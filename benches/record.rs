@@ -7,12 +7,12 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ringlb::stats::{CoreStats, Phase};
 
 fn record_one_request(c: &mut Criterion) {
-    let mut stats = CoreStats::new(&[2]);
+    let mut stats = CoreStats::new(2, 1);
     let mut i = 0u64;
     c.bench_function("record one request (counters + 3 histograms)", |b| {
         b.iter(|| {
             i = i.wrapping_add(7919);
-            let m = stats.member(0, (i & 1) as usize);
+            let m = stats.member((i & 1) as usize);
             m.counters.selected += 1;
             m.counters.in_flight += 1;
             m.counters.pool_hits += 1;

@@ -108,6 +108,15 @@ impl Balancer {
         b
     }
 
+    /// Member `i` continues member `from` of `old` (a reload kept it): its failure window, health
+    /// verdict and slow start carry over. Requests in flight stay counted on `old`, where they end.
+    pub fn carry(&mut self, i: usize, old: &Balancer, from: usize) {
+        let (m, o) = (&mut self.members[i], &old.members[from]);
+        m.failed_until = o.failed_until;
+        m.down = o.down;
+        m.returned = o.returned;
+    }
+
     /// Whether a member may take this request at all: its status takes traffic and it was not
     /// already tried for it (it may still be failed, or at its share).
     fn enabled(&self, i: usize, exclude: u64) -> bool {

@@ -8,13 +8,17 @@
 //! when `Board::changes` moved), by admin requests and by the health checker after each check.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
 use crate::config::{Config, HealthCheck, MemberStatus};
+use crate::generation::Generation;
 use crate::health::state::{Change, MemberHealth, Probe};
+use crate::layout::Registry;
 use crate::stats::{new_histogram, CoreCounters, CoreStats, MemberCounters, PHASES};
+use crate::tls::upstream::Upstreams;
 
 /// Seconds in the recent window.
 pub const WINDOW_SECS: u64 = 60;
@@ -90,7 +94,8 @@ pub struct MemberAdmin {
     pub since_version: u64,
 }
 
-/// Everything on the board.
+/// Everything on the board. Members are kept by place (`layout`): the current generation's
+/// `layout` maps `[balancer][member]` to places; `(b, m)` accessors below use it.
 pub struct BoardData {
     pub started: Instant,
     pub driver: &'static str,
@@ -98,85 +103,144 @@ pub struct BoardData {
     pub cores: Vec<CoreCounters>,
     /// The admin version each core has applied.
     pub applied: Vec<u64>,
-    /// `[balancer][member]`.
-    pub members: Vec<Vec<MemberBoard>>,
+    /// By member place.
+    pub members: Vec<MemberBoard>,
     /// Incremented by every admin change.
     pub admin_version: u64,
-    pub admin: Vec<Vec<MemberAdmin>>,
+    /// By member place.
+    pub admin: Vec<MemberAdmin>,
     /// Incremented by every health-check result that changes what a core applies.
     pub health_version: u64,
-    /// `[balancer][member]`, written by the health checker.
-    pub health: Vec<Vec<MemberHealth>>,
+    /// By member place, written by the health checker.
+    pub health: Vec<MemberHealth>,
     /// The health version each core has applied.
     pub health_applied: Vec<u64>,
+    /// Identities → places, extended when a generation is published.
+    registry: Registry,
+    /// The configuration in effect: what the reports show and what the cores adopt.
+    pub generation: Arc<Generation>,
+    /// The generation number each core runs.
+    pub core_generation: Vec<u64>,
+    /// Reloads that failed (the file did not load; the running configuration stayed).
+    pub reload_failures: u64,
 }
 
 impl BoardData {
-    pub fn new(config: &Config) -> BoardData {
+    pub fn new(config: Arc<Config>, member_tls: Upstreams) -> BoardData {
         let workers = config.server.workers;
-        BoardData {
+        let mut registry = Registry::default();
+        let layout = registry.assign(&config);
+        let mut board = BoardData {
             started: Instant::now(),
             driver: "",
             workers,
             cores: vec![CoreCounters::default(); workers],
             applied: vec![0; workers],
-            members: config
-                .balancers
-                .iter()
-                .map(|b| {
-                    b.members
-                        .iter()
-                        .map(|_| MemberBoard::new(workers))
-                        .collect()
-                })
-                .collect(),
+            members: Vec::new(),
             admin_version: 0,
-            admin: config
-                .balancers
-                .iter()
-                .map(|b| {
-                    b.members
-                        .iter()
-                        .map(|m| MemberAdmin {
-                            status: m.status,
-                            weight: m.weight,
-                            since_version: 0,
-                        })
-                        .collect()
-                })
-                .collect(),
+            admin: Vec::new(),
             health_version: 0,
-            health: config
-                .balancers
-                .iter()
-                .map(|b| {
-                    b.members
-                        .iter()
-                        .map(|m| MemberHealth::new(m.health.method))
-                        .collect()
-                })
-                .collect(),
+            health: Vec::new(),
             health_applied: vec![0; workers],
+            registry,
+            generation: Arc::new(Generation::new(1, config, layout, member_tls)),
+            core_generation: vec![1; workers],
+            reload_failures: 0,
+        };
+        board.add_places();
+        board
+    }
+
+    /// A board for `config` (plain members only), for unit tests.
+    #[cfg(test)]
+    pub fn for_tests(config: Config) -> BoardData {
+        let tls = Upstreams::load(&config).expect("plain members");
+        BoardData::new(Arc::new(config), tls)
+    }
+
+    /// Publishes a new generation: unchanged members keep their place and everything kept there
+    /// (statistics, histograms, admin changes, health state); new members start as the file
+    /// says. The cores adopt it at their next turn (`Board::changed`).
+    pub fn publish_generation(&mut self, config: Arc<Config>, member_tls: Upstreams) -> u64 {
+        let layout = self.registry.assign(&config);
+        let number = self.generation.number + 1;
+        self.generation = Arc::new(Generation::new(number, config, layout, member_tls));
+        self.add_places();
+        number
+    }
+
+    /// Board entries for places the registry gave out since the last call.
+    fn add_places(&mut self) {
+        let generation = self.generation.clone();
+        for (b, bc) in generation.config.balancers.iter().enumerate() {
+            for (m, mc) in bc.members.iter().enumerate() {
+                let place = generation.layout.member(b, m);
+                if place < self.members.len() {
+                    continue;
+                }
+                debug_assert_eq!(place, self.members.len(), "places are given in order");
+                self.members.push(MemberBoard::new(self.workers));
+                self.admin.push(MemberAdmin {
+                    status: mc.status,
+                    weight: mc.weight,
+                    since_version: 0,
+                });
+                self.health.push(MemberHealth::new(mc.health.method));
+            }
         }
+        debug_assert_eq!(self.members.len(), self.registry.member_places());
+    }
+
+    /// How many balancer places exist.
+    pub fn balancer_places(&self) -> usize {
+        self.registry.balancer_places()
+    }
+
+    /// The place of member `m` of balancer `b` in the generation in effect.
+    pub fn place(&self, b: usize, m: usize) -> usize {
+        self.generation.layout.member(b, m)
+    }
+
+    /// The place of balancer `b` in the generation in effect.
+    pub fn balancer_place(&self, b: usize) -> usize {
+        self.generation.layout.balancers[b]
+    }
+
+    /// Member `m` of balancer `b` of the generation in effect.
+    pub fn member(&self, b: usize, m: usize) -> &MemberBoard {
+        &self.members[self.place(b, m)]
+    }
+
+    pub fn admin_of(&self, b: usize, m: usize) -> MemberAdmin {
+        self.admin[self.place(b, m)]
+    }
+
+    pub fn health_of(&self, b: usize, m: usize) -> &MemberHealth {
+        &self.health[self.place(b, m)]
+    }
+
+    /// Whether every core runs the generation in effect.
+    pub fn all_cores_adopted(&self) -> bool {
+        let n = self.generation.number;
+        self.core_generation.iter().all(|&g| g == n)
     }
 
     /// Whether every core has applied member `m`'s latest health state (up or down).
     pub fn health_in_effect(&self, b: usize, m: usize) -> bool {
-        let since = self.health[b][m].since_version;
+        let since = self.health_of(b, m).since_version;
         self.health_applied.iter().all(|&v| v >= since)
     }
 
-    /// Records a health check of member `m`; the version moves when the cores have something to
-    /// apply (a state change, or a pass that ends a passive failure window).
+    /// Records a health check of the member at `place`; the version moves when the cores have
+    /// something to apply (a state change, or a pass that ends a passive failure window).
     pub fn record_health(
         &mut self,
-        b: usize,
-        m: usize,
+        place: usize,
         hc: &HealthCheck,
         probe: Probe,
         now: Instant,
     ) -> Change {
-        let h = &mut self.health[b][m];
+        let h = &mut self.health[place];
         let passes = h.pass_seq;
         let change = h.record(hc, probe, now);
         if change != Change::None || h.pass_seq != passes {
@@ -200,27 +264,27 @@ impl BoardData {
         let slot_index = (now_sec % WINDOW_SECS) as usize;
         self.cores[core] = stats.core.clone();
         self.applied[core] = applied_version;
-        for (b, members) in stats.members.iter_mut().enumerate() {
-            for (m, ms) in members.iter_mut().enumerate() {
-                let board = &mut self.members[b][m];
-                board.per_core[core] = ms.counters.clone();
-                if ms.hist.iter().all(|h| h.is_empty()) {
-                    continue;
-                }
-                let slot = board.ring[slot_index].get_or_insert_with(|| Slot {
-                    second: now_sec,
-                    hist: [new_histogram(), new_histogram(), new_histogram()],
-                });
-                if slot.second != now_sec {
-                    slot.second = now_sec;
-                    slot.hist.iter_mut().for_each(Histogram::reset);
-                }
-                for p in PHASES {
-                    let i = p as usize;
-                    let _ = board.lifetime[i].add(&ms.hist[i]);
-                    let _ = slot.hist[i].add(&ms.hist[i]);
-                    ms.hist[i].reset();
-                }
+        for (place, ms) in stats.members.iter_mut().enumerate() {
+            let Some(board) = self.members.get_mut(place) else {
+                continue;
+            };
+            board.per_core[core] = ms.counters.clone();
+            if ms.hist.iter().all(|h| h.is_empty()) {
+                continue;
+            }
+            let slot = board.ring[slot_index].get_or_insert_with(|| Slot {
+                second: now_sec,
+                hist: [new_histogram(), new_histogram(), new_histogram()],
+            });
+            if slot.second != now_sec {
+                slot.second = now_sec;
+                slot.hist.iter_mut().for_each(Histogram::reset);
+            }
+            for p in PHASES {
+                let i = p as usize;
+                let _ = board.lifetime[i].add(&ms.hist[i]);
+                let _ = slot.hist[i].add(&ms.hist[i]);
+                ms.hist[i].reset();
             }
         }
     }
@@ -228,10 +292,10 @@ impl BoardData {
     /// Whether a draining member has no request in flight on any core, counted after every core
     /// applied the change (so no new request can have started since).
     pub fn drained(&self, b: usize, m: usize) -> bool {
-        let admin = self.admin[b][m];
+        let admin = self.admin_of(b, m);
         admin.status == MemberStatus::Draining
             && self.applied.iter().all(|&v| v >= admin.since_version)
-            && self.members[b][m].counters().in_flight == 0
+            && self.member(b, m).counters().in_flight == 0
     }
 
     /// Records an operator's change; the cores apply it within about 100 ms (`Board::changed`).
@@ -243,7 +307,8 @@ impl BoardData {
         weight: Option<u32>,
     ) {
         self.admin_version += 1;
-        let a = &mut self.admin[b][m];
+        let place = self.place(b, m);
+        let a = &mut self.admin[place];
         if let Some(s) = status {
             a.status = s;
             a.since_version = self.admin_version;
@@ -264,9 +329,9 @@ pub struct Board {
 }
 
 impl Board {
-    pub fn new(config: &Config) -> Board {
+    pub fn new(config: Arc<Config>, member_tls: Upstreams) -> Board {
         #[allow(clippy::disallowed_types)]
-        let inner = std::sync::Mutex::new(BoardData::new(config));
+        let inner = std::sync::Mutex::new(BoardData::new(config, member_tls));
         Board {
             inner,
             changes: std::sync::atomic::AtomicU64::new(0),
@@ -307,23 +372,20 @@ mod tests {
 
     #[test]
     fn merging_two_cores_gives_the_sum() {
-        let cfg = config(2);
-        let mut board = BoardData::new(&cfg);
-        let mut a = CoreStats::new(&[1]);
-        let mut b = CoreStats::new(&[1]);
+        let mut board = BoardData::for_tests(config(2));
+        let mut a = CoreStats::new(1, 1);
+        let mut b = CoreStats::new(1, 1);
         for _ in 0..100 {
-            a.member(0, 0)
-                .record(Phase::Total, Duration::from_millis(1));
+            a.member(0).record(Phase::Total, Duration::from_millis(1));
         }
         for _ in 0..300 {
-            b.member(0, 0)
-                .record(Phase::Total, Duration::from_millis(100));
+            b.member(0).record(Phase::Total, Duration::from_millis(100));
         }
-        a.member(0, 0).counters.selected = 100;
-        b.member(0, 0).counters.selected = 300;
+        a.member(0).counters.selected = 100;
+        b.member(0).counters.selected = 300;
         board.publish(0, &mut a, 0);
         board.publish(1, &mut b, 0);
-        let m = &board.members[0][0];
+        let m = board.member(0, 0);
         assert_eq!(m.counters().selected, 400);
         assert_eq!(m.lifetime[0].len(), 400);
         // p50 lies in the slow core's values: merged, not averaged.
@@ -331,24 +393,23 @@ mod tests {
         assert!((99_000..=101_000).contains(&p50), "{p50}");
         assert_eq!(m.window(0, board.now_sec()).len(), 400);
         // Histograms were reset on the cores; counters stay cumulative.
-        assert!(a.member(0, 0).hist[0].is_empty());
+        assert!(a.member(0).hist[0].is_empty());
         board.publish(0, &mut a, 0);
-        assert_eq!(board.members[0][0].lifetime[0].len(), 400);
-        assert_eq!(board.members[0][0].counters().selected, 400);
+        assert_eq!(board.member(0, 0).lifetime[0].len(), 400);
+        assert_eq!(board.member(0, 0).counters().selected, 400);
     }
 
     #[test]
     fn drained_needs_every_core_and_no_flight() {
-        let cfg = config(2);
-        let mut board = BoardData::new(&cfg);
+        let mut board = BoardData::for_tests(config(2));
         board.set_member(0, 0, Some(MemberStatus::Draining), None);
         assert!(!board.drained(0, 0), "cores have not applied it yet");
-        let mut s = CoreStats::new(&[1]);
-        s.member(0, 0).counters.in_flight = 1;
+        let mut s = CoreStats::new(1, 1);
+        s.member(0).counters.in_flight = 1;
         board.publish(0, &mut s, 1);
-        board.publish(1, &mut CoreStats::new(&[1]), 1);
+        board.publish(1, &mut CoreStats::new(1, 1), 1);
         assert!(!board.drained(0, 0), "one request in flight");
-        s.member(0, 0).counters.in_flight = 0;
+        s.member(0).counters.in_flight = 0;
         board.publish(0, &mut s, 1);
         assert!(board.drained(0, 0));
     }

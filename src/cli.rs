@@ -1,4 +1,5 @@
-//! Command-line interface (clap): `run`, `check`, `demo`, and the flags that override the file.
+//! Command-line interface (clap): `run`, `check`, `status`, `reload`, `demo`, and the flags that
+//! override the file.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,25 @@ pub struct Overrides {
     pub log_level: Option<String>,
 }
 
+impl Overrides {
+    /// Applies the flags to a configuration read from the file (at start and at each reload).
+    pub fn apply(&self, config: &mut crate::config::Config) {
+        if let Some(w) = self.workers {
+            config.server.workers = if w == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                w
+            };
+        }
+        if let Some(d) = self.driver {
+            config.server.driver = d;
+        }
+        if let Some(l) = &self.log_level {
+            config.log_level = l.clone();
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the proxy with a config file.
@@ -44,6 +64,16 @@ pub enum Command {
     Check {
         #[arg(long, short, default_value = "ringlb.toml")]
         config: PathBuf,
+    },
+    /// Make a running ringlb re-read its config file (as SIGHUP does) and wait until every core
+    /// runs it; prints the new generation number, or why the running configuration stays.
+    Reload {
+        /// The admin listener's URL.
+        #[arg(long, default_value = "http://127.0.0.1:9900")]
+        admin: String,
+        /// Bearer token, when `[admin] token` is set (or RINGLB_ADMIN_TOKEN).
+        #[arg(long, env = "RINGLB_ADMIN_TOKEN")]
+        token: Option<String>,
     },
     /// Print a running ringlb's status tables (from its admin listener).
     Status {

@@ -49,7 +49,7 @@ pub async fn serve(
     // TCP_NODELAY is inherited from the listener (`server::bind_reuseport`): no syscall here.
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
-    let head_deadline = Instant::now() + core.config.limits.header_timeout;
+    let head_deadline = Instant::now() + core.gen().config.limits.header_timeout;
     let c = client(&core, Stream::plain(stream), peer, listener);
     match core.tls_config(listener) {
         // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
@@ -85,7 +85,7 @@ pub async fn resume(
 
 /// The connection's `Client`; whether its peer is a trusted proxy is decided once, here.
 fn client(core: &Core, stream: Stream, peer: SocketAddr, listener: usize) -> Client {
-    let trusted = crate::trust::trusted(&core.config.server.trusted_proxies, peer.ip());
+    let trusted = crate::trust::trusted(&core.gen().config.server.trusted_proxies, peer.ip());
     Client::new(stream, peer, trusted, listener)
 }
 
@@ -128,11 +128,13 @@ async fn keep_serving(
     mut head_deadline: Option<Instant>,
     guard: ConnGuard,
 ) {
-    let limits = &core.config.limits;
     loop {
         if c.buf.is_empty() {
             let now = Instant::now();
-            let deadline = head_deadline.unwrap_or(now + limits.keepalive_timeout);
+            // Read for each wait, never held across one: an idle connection does not keep an
+            // old configuration generation alive, and takes a reload's timeout at its next wait.
+            let keepalive = core.gen().config.limits.keepalive_timeout;
+            let deadline = head_deadline.unwrap_or(now + keepalive);
             match wait_idle(&core, &mut c, now, deadline).await {
                 Wait::Data => {}
                 Wait::Close => break,
@@ -150,7 +152,8 @@ async fn keep_serving(
                 }
             }
         }
-        let deadline = head_deadline.unwrap_or_else(|| Instant::now() + limits.header_timeout);
+        let deadline = head_deadline
+            .unwrap_or_else(|| Instant::now() + core.gen().config.limits.header_timeout);
         head_deadline = None;
         // Everything from here to the end of the response is a large state machine that lives
         // only while a request is under way: boxed, it is not part of what an idle connection
@@ -238,7 +241,7 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     // Only an access-logged refusal needs the time (no clock read per request otherwise).
     let started = core.access_log.as_ref().map(|_| Instant::now());
     match read_head(core, c, deadline).await {
-        Ok(()) if core.config.listen[c.listener].redirect_https => {
+        Ok(()) if core.gen().config.listen[c.listener].redirect_https => {
             redirect::to_https(core, c).await
         }
         Ok(()) => proxy::forward(core, c).await,
@@ -275,14 +278,12 @@ fn normalize_target(c: &mut Client) -> Result<(), Stop> {
 /// Reads until `c.buf` (not empty) starts with a complete, valid request head, parsed into
 /// `c.head`, by `deadline`.
 async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(), Stop> {
-    let limits = &core.config.limits;
+    let (max_bytes, max_headers) = {
+        let limits = &core.gen().config.limits;
+        (limits.max_request_header_bytes, limits.max_headers)
+    };
     loop {
-        match parse_request(
-            &c.buf,
-            limits.max_request_header_bytes,
-            limits.max_headers,
-            &mut c.head,
-        ) {
+        match parse_request(&c.buf, max_bytes, max_headers, &mut c.head) {
             Ok(()) => return normalize_target(c),
             Err(HeadError::Partial) => {}
             Err(e) => {

@@ -1,9 +1,10 @@
-//! What one core owns (`Core`: balancer cursors, pools, counters, parked connections, spare
-//! buffers) and the guard that counts a connection open while it lives.
+//! What one core owns (`Core`: its configuration generation with the balancer cursors and pools,
+//! counters, parked connections, spare buffers) and the guard that counts a connection open while
+//! it lives.
 //!
 //! Owns: the per-core state every part of the request path shares, its once-a-second publication
-//! to the board, and applying admin changes and health-check results from the board (at
-//! publication, or within 100 ms of a change). Must never: be shared with another thread, take a
+//! to the board, and adopting new configuration generations, admin changes and health-check
+//! results from the board (at publication, or within 100 ms of a change). Must never: be shared with another thread, take a
 //! lock on the request path (the board's lock is taken by the tick and by admin requests), or spawn
 //! a connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
 //! this core's thread.
@@ -18,14 +19,14 @@ use crate::balance::Balancer;
 use crate::board::{Board, BoardData};
 use crate::client::Spare;
 use crate::config::Config;
+use crate::core_gen::CoreGen;
 use crate::health::applied::Applied;
 use crate::notify::Notify;
 use crate::park::Parking;
 use crate::pool::Pool;
-use crate::route::Router;
+use crate::reload::ControlSender;
 use crate::stats::CoreStats;
-use crate::tls::upstream::MemberConfigs;
-use crate::tls::{Generation, TlsState};
+use crate::tls::{Generation as TlsGeneration, TlsState};
 
 /// Admin connections one core serves at once; more wait in the kernel's backlog.
 pub const ADMIN_CONNECTIONS_PER_CORE: usize = 8;
@@ -42,12 +43,8 @@ pub struct Upstream {
 /// Everything one core owns.
 pub struct Core {
     pub id: usize,
-    pub config: Arc<Config>,
-    pub router: Router,
-    pub upstreams: RefCell<Vec<Upstream>>,
-    /// Per balancer: fires when a member at its `max_conns` share ends a request, and when admin
-    /// changes or health results are applied (requests queued for a member wait on it).
-    pub freed: Vec<Notify>,
+    /// The configuration generation this core runs (`gen`); a request keeps the one it began on.
+    current: RefCell<Rc<CoreGen>>,
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,
     pub board: Arc<Board>,
@@ -67,7 +64,8 @@ pub struct Core {
     /// Fires when a connection closes and someone waits for that.
     pub conn_closed: Notify,
     pub active: Cell<usize>,
-    pub conn_limit: usize,
+    /// This core's share of `max_connections` (set by each generation).
+    pub conn_limit: Cell<usize>,
     /// Open admin connections on this core, and their own small limit (so that the operator
     /// can reach the admin listener when the proxy's connections are all taken).
     pub admin_active: Cell<usize>,
@@ -77,58 +75,57 @@ pub struct Core {
     /// The TLS listeners' state (`None`: no TLS listener).
     pub tls: Option<Arc<TlsState>>,
     /// The certificate generation this core hands to new TLS connections, and its version.
-    tls_generation: RefCell<Option<(u64, Arc<Generation>)>>,
-    /// `[balancer][member]`: how this core speaks TLS to `https://` members (its own session
-    /// caches).
-    pub member_tls: MemberConfigs,
+    tls_generation: RefCell<Option<(u64, Arc<TlsGeneration>)>>,
+    /// Where the admin API sends reload requests (`None`: started without a config file).
+    pub control: Option<ControlSender>,
 }
 
 impl Core {
     pub fn new(
         id: usize,
-        config: Arc<Config>,
         board: Arc<Board>,
         access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
         parking: Parking,
         tls: Option<Arc<TlsState>>,
-        member_tls: MemberConfigs,
+        control: Option<ControlSender>,
     ) -> Core {
         let tls_generation = tls.as_ref().map(|t| (t.version(), t.current()));
-        let upstreams = config
-            .balancers
-            .iter()
-            .map(|b| Upstream {
-                balancer: Balancer::new(b, id, config.server.workers),
-                pool: Pool::new(b.members.len(), b.max_idle_per_member, b.idle_ttl),
-            })
-            .collect();
-        let conn_limit = (config.limits.max_connections / config.server.workers).max(1);
-        let member_counts: Vec<usize> = config.balancers.iter().map(|b| b.members.len()).collect();
+        let (current, stats) = {
+            let board = board.lock();
+            let generation = &board.generation;
+            let current = CoreGen::build(id, generation, None);
+            let stats = CoreStats::new(board.members.len(), board.balancer_places());
+            (current, stats)
+        };
+        let conn_limit = conn_limit(&current.config);
+        let health = Applied::default();
         Core {
             id,
-            stats: RefCell::new(CoreStats::new(&member_counts)),
+            stats: RefCell::new(stats),
             board,
             spares: RefCell::new(Vec::new()),
             access_log: access_log.map(CoreLog::new),
             applied: Cell::new(0),
-            health: RefCell::new(Applied::new(&config)),
+            health: RefCell::new(health),
             seen_changes: Cell::new(0),
-            router: Router::new(&config.routes),
-            config,
-            upstreams: RefCell::new(upstreams),
-            freed: member_counts.iter().map(|_| Notify::default()).collect(),
+            current: RefCell::new(Rc::new(current)),
             shutdown: Notify::default(),
             stopping: Cell::new(false),
             conn_closed: Notify::default(),
             active: Cell::new(0),
-            conn_limit,
+            conn_limit: Cell::new(conn_limit),
             admin_active: Cell::new(0),
             admin_limit: ADMIN_CONNECTIONS_PER_CORE,
             parking,
             tls,
             tls_generation: RefCell::new(tls_generation),
-            member_tls,
+            control,
         }
+    }
+
+    /// The configuration generation new requests run on.
+    pub fn gen(&self) -> Rc<CoreGen> {
+        self.current.borrow().clone()
     }
 
     /// The rustls configuration of listener `listener`, if it speaks TLS: the newest generation
@@ -170,7 +167,7 @@ impl Core {
     pub fn connection_closed(&self) {
         let n = self.active.get() - 1;
         self.active.set(n);
-        if self.is_stopping() || n + 1 == self.conn_limit {
+        if self.is_stopping() || n + 1 == self.conn_limit.get() {
             self.conn_closed.notify_all();
         }
     }
@@ -274,18 +271,21 @@ impl Drop for AdminGuard {
     }
 }
 
-/// Applies pending admin changes and health-check results to this core's balancers and
-/// publishes its statistics.
+/// Adopts a newer configuration generation if one was published, applies pending admin changes
+/// and health-check results to this core's balancers and publishes its statistics.
 pub fn publish(core: &Core, now: Instant) {
     core.seen_changes.set(core.board.changes());
     let mut board = core.board.lock();
-    let mut upstreams = core.upstreams.borrow_mut();
-    apply_changes(core, &mut board, &mut upstreams, now);
+    let force = adopt_generation(core, &mut board);
+    let gen = core.gen();
+    let mut upstreams = gen.upstreams.borrow_mut();
+    apply_changes(core, &gen, &mut board, &mut upstreams, now, force);
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
     stats.core.connections_parked = core.parking.count() as u64;
     for (b, u) in upstreams.iter().enumerate() {
-        for (m, ms) in stats.members[b].iter_mut().enumerate() {
+        for (m, &place) in gen.layout.members[b].iter().enumerate() {
+            let ms = stats.member(place);
             ms.counters.failed_cores = u64::from(u.balancer.is_failed(m, now));
             ms.counters.in_flight = u64::from(u.balancer.in_flight(m));
         }
@@ -293,8 +293,8 @@ pub fn publish(core: &Core, now: Instant) {
     board.publish(core.id, &mut stats, core.applied.get());
 }
 
-/// Applies admin changes and health-check state changes soon after they are made: the worker
-/// calls this every 100 ms; it costs one atomic load when nothing changed.
+/// Applies a new generation, admin changes and health-check state changes soon after they are
+/// made: the worker calls this every 100 ms; it costs one atomic load when nothing changed.
 pub fn apply_if_changed(core: &Core, now: Instant) {
     let changes = core.board.changes();
     if changes == core.seen_changes.get() {
@@ -302,29 +302,70 @@ pub fn apply_if_changed(core: &Core, now: Instant) {
     }
     core.seen_changes.set(changes);
     let mut board = core.board.lock();
-    let mut upstreams = core.upstreams.borrow_mut();
-    apply_changes(core, &mut board, &mut upstreams, now);
+    let force = adopt_generation(core, &mut board);
+    let gen = core.gen();
+    let mut upstreams = gen.upstreams.borrow_mut();
+    apply_changes(core, &gen, &mut board, &mut upstreams, now, force);
 }
 
-/// Applies what this core has not applied yet of the admin changes and health results.
-fn apply_changes(core: &Core, board: &mut BoardData, upstreams: &mut [Upstream], now: Instant) {
+/// Moves this core to the board's generation if it is newer (`core_gen`). Returns whether it
+/// did: the admin state and health results must then be applied to the new balancers in full.
+fn adopt_generation(core: &Core, board: &mut BoardData) -> bool {
+    let old = core.gen();
+    let generation = board.generation.clone();
+    if generation.number == old.number {
+        return false;
+    }
+    let next = CoreGen::build(core.id, &generation, Some(&old));
+    core.stats
+        .borrow_mut()
+        .grow(board.members.len(), board.balancer_places());
+    core.conn_limit.set(conn_limit(&next.config));
+    *core.current.borrow_mut() = Rc::new(next);
+    board.core_generation[core.id] = generation.number;
+    // A larger connection limit lets a waiting accept loop go on.
+    core.conn_closed.notify_all();
+    tracing::debug!(
+        core = core.id,
+        generation = generation.number,
+        "configuration generation adopted"
+    );
+    true
+}
+
+/// This core's share of `max_connections`.
+fn conn_limit(config: &Config) -> usize {
+    (config.limits.max_connections / config.server.workers).max(1)
+}
+
+/// Applies what this core has not applied yet of the admin changes and health results (all of
+/// them with `force`).
+fn apply_changes(
+    core: &Core,
+    gen: &CoreGen,
+    board: &mut BoardData,
+    upstreams: &mut [Upstream],
+    now: Instant,
+    force: bool,
+) {
     let before = (core.applied.get(), core.health.borrow().version());
-    if board.admin_version != core.applied.get() {
+    if force || board.admin_version != core.applied.get() {
         for (b, u) in upstreams.iter_mut().enumerate() {
-            for (m, a) in board.admin[b].iter().enumerate() {
+            for (m, &place) in gen.layout.members[b].iter().enumerate() {
+                let a = board.admin[place];
                 u.balancer.set_status(m, a.status, a.weight, now);
             }
         }
         core.applied.set(board.admin_version);
     }
     let mut health = core.health.borrow_mut();
-    health.apply(board, |b, m, down, passed_at| {
+    health.apply(board, &gen.layout, force, |b, m, down, passed_at| {
         upstreams[b].balancer.set_health(m, down, passed_at, now)
     });
     board.health_applied[core.id] = health.version();
     // A member may take requests again: requests queued for a `max_conns` slot look again.
-    if before != (core.applied.get(), health.version()) {
-        for f in &core.freed {
+    if force || before != (core.applied.get(), health.version()) {
+        for f in &gen.freed {
             f.notify_all();
         }
     }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringlb::cli::{Cli, Command, Overrides};
+use ringlb::cli::{Cli, Command};
 use ringlb::config::Config;
 use ringlb::server::Server;
 
@@ -22,24 +22,8 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn apply(config: &mut Config, o: &Overrides) {
-    if let Some(w) = o.workers {
-        config.server.workers = if w == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            w
-        };
-    }
-    if let Some(d) = o.driver {
-        config.server.driver = d;
-    }
-    if let Some(l) = &o.log_level {
-        config.log_level = l.clone();
-    }
-}
-
-fn serve(config: Config) -> ExitCode {
-    let server = match Server::start(config) {
+fn serve(config: Config, source: Option<ringlb::reload::Source>) -> ExitCode {
+    let mut server = match Server::start(config, source) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringlb: {e}");
@@ -64,9 +48,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            apply(&mut cfg, &overrides);
+            overrides.apply(&mut cfg);
             init_logging(&cfg.log_level);
-            serve(cfg)
+            let source = ringlb::reload::Source {
+                path: config,
+                overrides,
+            };
+            serve(cfg, Some(source))
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => match ringlb::tls::check::check(&c) {
@@ -90,6 +78,18 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Reload { admin, token } => {
+            match ringlb::status_cli::reload(&admin, token.as_deref()) {
+                Ok(generation) => {
+                    println!("reloaded: every core runs generation {generation}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ringlb: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Status { admin, token } => {
             match ringlb::status_cli::fetch(&admin, token.as_deref()) {
                 Ok(report) => {
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
                 }
             };
             let mut cfg = ringlb::demo::config(listen, admin, a, b);
-            apply(&mut cfg, &overrides);
+            overrides.apply(&mut cfg);
             init_logging(&cfg.log_level);
             println!("ringlb demo: proxy on http://{listen}/ balancing over backend A (http://{a}) and B (http://{b})");
             println!("try:  for i in 1 2 3 4; do curl -s http://{listen}/hello; done");
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                 "then: open http://{admin}/status  (or: ringlb status --admin http://{admin})"
             );
             println!("stop: Ctrl-C");
-            serve(cfg)
+            serve(cfg, None)
         }
     }
 }

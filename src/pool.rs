@@ -65,6 +65,19 @@ impl<S> Pool<S> {
         self.idle[member].clear();
     }
 
+    /// Takes every idle connection to `member` with when each went idle (a reload moving them to
+    /// the new generation's pool).
+    pub fn take_member(&mut self, member: usize) -> Vec<(S, Instant)> {
+        std::mem::take(&mut self.idle[member])
+    }
+
+    /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`.
+    pub fn put_member(&mut self, member: usize, mut conns: Vec<(S, Instant)>) {
+        let extra = conns.len().saturating_sub(self.max_idle);
+        conns.drain(..extra);
+        self.idle[member] = conns;
+    }
+
     pub fn idle_count(&self, member: usize) -> usize {
         self.idle[member].len()
     }
@@ -73,6 +86,25 @@ impl<S> Pool<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_connections_move_between_pools_oldest_dropped_first() {
+        let now = Instant::now();
+        let mut old = Pool::new(2, 3, Duration::from_secs(4));
+        for i in 0..3 {
+            old.checkin(1, i, now);
+        }
+        let mut new = Pool::new(1, 2, Duration::from_secs(4));
+        new.put_member(0, old.take_member(1));
+        assert_eq!(old.idle_count(1), 0);
+        assert_eq!(new.checkout(0, now), Some(2));
+        assert_eq!(new.checkout(0, now), Some(1));
+        assert_eq!(
+            new.checkout(0, now),
+            None,
+            "the oldest was over the new max_idle"
+        );
+    }
 
     #[test]
     fn reuse_lifo_and_cap() {

@@ -18,6 +18,7 @@ use crate::balance::Pick;
 use crate::client::{refuse, target, Client};
 use crate::config::{BalancerConfig, MemberConfig, Protocol};
 use crate::core::Core;
+use crate::core_gen::CoreGen;
 use crate::http::exchange::{self, Params};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::path::route_key;
@@ -35,20 +36,31 @@ const GATHER_BODY: u64 = 64 * 1024;
 /// lives (through failover, errors and early returns alike).
 struct Tracked<'a> {
     core: &'a Core,
+    /// The generation the request runs on (it began on it and ends on it).
+    gen: &'a CoreGen,
     bal: usize,
     member: usize,
+    /// The member's place (`layout`), where its statistics are kept.
+    place: usize,
 }
 
 impl<'a> Tracked<'a> {
-    fn start(core: &'a Core, bal: usize, member: usize) -> Tracked<'a> {
-        core.upstreams.borrow_mut()[bal].balancer.begin(member);
-        let t = Tracked { core, bal, member };
+    fn start(core: &'a Core, gen: &'a CoreGen, bal: usize, member: usize) -> Tracked<'a> {
+        gen.upstreams.borrow_mut()[bal].balancer.begin(member);
+        let place = gen.place(bal, member);
+        let t = Tracked {
+            core,
+            gen,
+            bal,
+            member,
+            place,
+        };
         t.with(|m| m.counters.selected += 1);
         t
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut MemberStats) -> R) -> R {
-        f(self.core.stats.borrow_mut().member(self.bal, self.member))
+        f(self.core.stats.borrow_mut().member(self.place))
     }
 
     fn fail(&self, kind: Failure) {
@@ -66,11 +78,11 @@ impl<'a> Tracked<'a> {
 
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
-        let was_full = self.core.upstreams.borrow_mut()[self.bal]
+        let was_full = self.gen.upstreams.borrow_mut()[self.bal]
             .balancer
             .end(self.member);
         if was_full {
-            self.core.freed[self.bal].notify_all();
+            self.gen.freed[self.bal].notify_all();
         }
     }
 }
@@ -78,16 +90,19 @@ impl Drop for Tracked<'_> {
 /// Forwards the request whose head is parsed in `c.head`. Returns whether to keep the client.
 pub async fn forward(core: &Core, c: &mut Client) -> bool {
     let started = Instant::now();
+    // The request runs on the generation in effect now, whatever a reload publishes meanwhile.
+    let gen = core.gen();
+    let gen = &*gen;
     c.rec = Default::default();
     if core.access_log.is_some() {
         capture_log_fields(c);
     }
-    let keep = send_to_members(core, c, started).await;
+    let keep = send_to_members(core, gen, c, started).await;
     if let Some(log) = &core.access_log {
         let mcfg = c
             .rec
             .member
-            .map(|(b, m)| &core.config.balancers[b].members[m]);
+            .map(|(b, m)| &gen.config.balancers[b].members[m]);
         let member = mcfg.map_or("", |m| m.host_port.as_str());
         let route = mcfg
             .filter(|_| c.rec.sticky)
@@ -137,7 +152,7 @@ fn capture_log_fields(c: &mut Client) {
 /// body bytes in `c.buf`; `Err(Some(status))` when the client broke the framing, `Err(None)` when
 /// it left.
 async fn gather_body(
-    core: &Core,
+    gen: &CoreGen,
     c: &mut Client,
     body: &mut BodyTracker,
 ) -> Result<usize, Option<u16>> {
@@ -157,7 +172,7 @@ async fn gather_body(
             BodyKind::Length(n) => n as usize - initial,
             _ => 16384,
         };
-        let limit = core.config.limits.body_timeout;
+        let limit = gen.config.limits.body_timeout;
         if stream::read_more(&mut c.stream, &mut c.buf, want, limit)
             .await
             .is_err()
@@ -170,29 +185,29 @@ async fn gather_body(
 }
 
 /// Routes the request and runs exchanges until one answers the client. Fills `c.rec`.
-async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool {
-    let Some((mut req, mut body)) = prepare(core, c).await else {
+async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: Instant) -> bool {
+    let Some((mut req, mut body)) = prepare(core, gen, c).await else {
         return false;
     };
-    let Some(route) = find_route(core, c) else {
+    let Some(route) = find_route(gen, c) else {
         core.stats.borrow_mut().core.not_found += 1;
         return local_reply(c, 404, &req).await;
     };
     let bal = route.balancer;
-    let sticky = select::sticky_member(core, c, bal);
+    let sticky = select::sticky_member(gen, c, bal);
     let mut tries = Tries::default();
     loop {
         let picked = match tries.fresh.take() {
             Some(m) => Some((m, true)),
-            None => next_member(core, bal, sticky, tries.exclude)
+            None => next_member(gen, bal, sticky, tries.exclude)
                 .await
                 .map(|m| (m, false)),
         };
         let Some((member, fresh_only)) = picked else {
-            core.stats.borrow_mut().core.unavailable[bal] += 1;
+            core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
             return local_reply(c, 503, &req).await;
         };
-        let tracked = Tracked::start(core, bal, member);
+        let tracked = Tracked::start(core, gen, bal, member);
         c.rec.member = Some((bal, member));
         c.rec.sticky = sticky == Some(member);
         let preserve_host = route.preserve_host;
@@ -216,13 +231,13 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
             Next::Again => {}
             // No member could be reached: the request is whole and unsent, the client stays.
             Next::Unavailable => {
-                core.stats.borrow_mut().core.unavailable[bal] += 1;
+                core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
                 return local_reply(c, 503, &req).await;
             }
             Next::Answer => {
-                let bcfg = &core.config.balancers[bal];
+                let bcfg = &gen.config.balancers[bal];
                 if failed.failure == Failure::ResponseTimeout && bcfg.failontimeout {
-                    select::mark_failed(core, bal, member, Mark::Timeout);
+                    select::mark_failed(core, gen, bal, member, Mark::Timeout);
                 }
                 return fail(c, &tracked, &failed, started).await;
             }
@@ -235,7 +250,7 @@ async fn send_to_members(core: &Core, c: &mut Client, started: Instant) -> bool 
 /// is a boxed future of its own, so that the common case (a member at once) carries no timer in
 /// the request's state.
 async fn next_member(
-    core: &Core,
+    gen: &CoreGen,
     bal: usize,
     sticky: Option<usize>,
     exclude: u64,
@@ -243,15 +258,15 @@ async fn next_member(
     let first = Instant::now();
     let mut now = first;
     loop {
-        match select::choose(core, bal, sticky, exclude, now) {
+        match select::choose(gen, bal, sticky, exclude, now) {
             Pick::Member(m) => return Some(m),
             Pick::None => return None,
             Pick::Full => {
-                let deadline = first + core.config.balancers[bal].queue_timeout;
+                let deadline = first + gen.config.balancers[bal].queue_timeout;
                 if now >= deadline {
                     return None;
                 }
-                Box::pin(select::wait_for_slot(core, bal, deadline)).await;
+                Box::pin(select::wait_for_slot(gen, bal, deadline)).await;
                 now = Instant::now();
             }
         }
@@ -260,9 +275,9 @@ async fn next_member(
 
 /// Gathers a small body and describes the request. `None`: the client broke the framing (it was
 /// refused) or left; its connection closes.
-async fn prepare(core: &Core, c: &mut Client) -> Option<(Request, BodyTracker)> {
+async fn prepare(core: &Core, gen: &CoreGen, c: &mut Client) -> Option<(Request, BodyTracker)> {
     let mut body = BodyTracker::new(c.head.body);
-    let initial = match gather_body(core, c, &mut body).await {
+    let initial = match gather_body(gen, c, &mut body).await {
         Ok(n) => n,
         Err(Some(status)) => {
             core.stats.borrow_mut().refused(status);
@@ -295,21 +310,22 @@ async fn attempt(
     body: &mut BodyTracker,
     preserve_host: bool,
 ) -> Result<(Stream, Outcome), Failed> {
+    let gen = tracked.gen;
     let (mut up, reused) = member_connection(core, c, tracked, fresh_only).await?;
     req.reused = reused;
-    let bcfg = &core.config.balancers[tracked.bal];
+    let bcfg = &gen.config.balancers[tracked.bal];
     let params = Params {
         host_port: &bcfg.members[tracked.member].host_port,
         preserve_host,
         response_timeout: bcfg.response_timeout,
-        client_timeout: core.config.limits.body_timeout,
+        client_timeout: gen.config.limits.body_timeout,
         stopping: core.is_stopping(),
-        hsts: core.config.listen[c.listener]
+        hsts: gen.config.listen[c.listener]
             .tls
             .as_ref()
             .map_or(&[][..], |t| t.hsts_header.as_bytes()),
     };
-    match run_exchange(core, c, &mut up, req, body, &params, tracked).await {
+    match run_exchange(c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),
         other => Ok((up, other)),
     }
@@ -342,7 +358,7 @@ impl Tries {
     /// Applies the retry rule (`outcome::retry`) and `maxattempts` to a failed attempt, and counts
     /// it on the member (a connect failure was counted when it happened).
     fn after(&mut self, failed: &Failed, req: &Request, tracked: &Tracked<'_>) -> Next {
-        let maxattempts = tracked.core.config.balancers[tracked.bal].maxattempts;
+        let maxattempts = tracked.gen.config.balancers[tracked.bal].maxattempts;
         match retry(failed, req, self.retried) {
             // A stale pooled connection: a retry, not a failure of the member.
             Retry::FreshConnection => {
@@ -359,7 +375,7 @@ impl Tries {
                 if failed.reached != Reached::NoConnection {
                     tracked.fail(failed.failure);
                     let url =
-                        &tracked.core.config.balancers[tracked.bal].members[tracked.member].url;
+                        &tracked.gen.config.balancers[tracked.bal].members[tracked.member].url;
                     tracing::debug!(member = %url, failure = ?failed.failure,
                         "member failed a request that moves to another member");
                 }
@@ -375,18 +391,17 @@ impl Tries {
 /// The route of the parsed request. Routing compares the path as members resolve it: without
 /// `;parameters` (`path::route_key`, written into `c.out`, which is free until the exchange
 /// writes the member's head).
-fn find_route<'a>(core: &'a Core, c: &mut Client) -> Option<&'a crate::config::RouteConfig> {
+fn find_route<'a>(gen: &'a CoreGen, c: &mut Client) -> Option<&'a crate::config::RouteConfig> {
     let mut path = target(&c.buf, &c.head, &c.path);
     if path.contains(&b';') {
         route_key(path, &mut c.out);
         path = &c.out;
     }
-    core.router.find(c.head.routing_host(&c.buf), path)
+    gen.router.find(c.head.routing_host(&c.buf), path)
 }
 
 /// Runs the exchange of the member's protocol.
 async fn run_exchange(
-    core: &Core,
     c: &mut Client,
     up: &mut Stream,
     req: &Request,
@@ -394,7 +409,7 @@ async fn run_exchange(
     params: &Params<'_>,
     tracked: &Tracked<'_>,
 ) -> Outcome {
-    let mcfg = &core.config.balancers[tracked.bal].members[tracked.member];
+    let mcfg = &tracked.gen.config.balancers[tracked.bal].members[tracked.member];
     match mcfg.protocol {
         Protocol::Http => exchange::run(c, up, req, body, params).await,
         Protocol::Ajp => {
@@ -418,17 +433,18 @@ async fn member_connection(
     tracked: &Tracked<'_>,
     fresh_only: bool,
 ) -> Result<(Stream, bool), Failed> {
-    let bcfg = &core.config.balancers[tracked.bal];
+    let gen = tracked.gen;
+    let bcfg = &gen.config.balancers[tracked.bal];
     let mcfg = &bcfg.members[tracked.member];
     if !fresh_only {
-        if let Some(s) = pooled_connection(core, c, tracked, bcfg, mcfg).await {
+        if let Some(s) = pooled_connection(c, tracked, bcfg, mcfg).await {
             tracked.with(|m| m.counters.pool_hits += 1);
             return Ok((s, true));
         }
     }
     tracked.with(|m| m.counters.pool_misses += 1);
     let connect_start = Instant::now();
-    let tls = core.member_tls[tracked.bal][tracked.member].as_ref();
+    let tls = gen.member_tls[tracked.bal][tracked.member].as_ref();
     match stream::connect(mcfg.addr, tls, bcfg.connect_timeout).await {
         Ok(s) => {
             let took = connect_start.elapsed();
@@ -448,7 +464,7 @@ async fn member_connection(
             };
             tracing::debug!(member = %mcfg.url, ?failure, "connect failed");
             tracked.fail(failure);
-            select::mark_failed(core, tracked.bal, tracked.member, Mark::Connect);
+            select::mark_failed(core, gen, tracked.bal, tracked.member, Mark::Connect);
             Err(Failed::no_connection(failure))
         }
     }
@@ -457,14 +473,13 @@ async fn member_connection(
 /// The most recently pooled connection to the member that is neither readable nor closed (late
 /// bytes from the member would otherwise reach the next client); others are closed.
 async fn pooled_connection(
-    core: &Core,
     c: &mut Client,
     tracked: &Tracked<'_>,
     bcfg: &BalancerConfig,
     mcfg: &MemberConfig,
 ) -> Option<Stream> {
     loop {
-        let (mut s, idle) = core.upstreams.borrow_mut()[tracked.bal]
+        let (mut s, idle) = tracked.gen.upstreams.borrow_mut()[tracked.bal]
             .pool
             .checkout_aged(tracked.member, Instant::now())?;
         if !stream::idle_and_open(&mut s) {
@@ -492,24 +507,25 @@ async fn finish(
     req: &Request,
     started: Instant,
 ) -> bool {
+    let gen = tracked.gen;
     match outcome {
         Outcome::Done(d) => {
-            let ajp = core.config.balancers[tracked.bal].members[tracked.member].protocol
-                == Protocol::Ajp;
-            record_done(
-                c,
-                tracked,
-                &d,
-                ajp.then_some(mcfg_url(core, tracked)),
-                started,
-            );
-            if core.config.balancers[tracked.bal]
+            let ajp =
+                gen.config.balancers[tracked.bal].members[tracked.member].protocol == Protocol::Ajp;
+            record_done(c, tracked, &d, ajp.then_some(mcfg_url(tracked)), started);
+            if gen.config.balancers[tracked.bal]
                 .failonstatus
                 .contains(&d.status)
             {
-                select::mark_failed(core, tracked.bal, tracked.member, Mark::Status(d.status));
+                select::mark_failed(
+                    core,
+                    gen,
+                    tracked.bal,
+                    tracked.member,
+                    Mark::Status(d.status),
+                );
             } else if d.reusable {
-                core.upstreams.borrow_mut()[tracked.bal].pool.checkin(
+                gen.upstreams.borrow_mut()[tracked.bal].pool.checkin(
                     tracked.member,
                     up,
                     Instant::now(),
@@ -531,7 +547,7 @@ async fn finish(
             false
         }
         Outcome::TooLarge => {
-            let mcfg = &core.config.balancers[tracked.bal].members[tracked.member];
+            let mcfg = &gen.config.balancers[tracked.bal].members[tracked.member];
             tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
                 "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
             // Nothing was sent: the rest of an unread body is drained so the client sees the 500.
@@ -541,8 +557,8 @@ async fn finish(
     }
 }
 
-fn mcfg_url<'a>(core: &'a Core, tracked: &Tracked<'_>) -> &'a str {
-    &core.config.balancers[tracked.bal].members[tracked.member].url
+fn mcfg_url<'a>(tracked: &Tracked<'a>) -> &'a str {
+    &tracked.gen.config.balancers[tracked.bal].members[tracked.member].url
 }
 
 /// Counts a whole response and fills the access-log record. `ajp`: the AJP member's url.
@@ -575,7 +591,7 @@ fn record_done(
 
 /// Answers a failed exchange with its 502/504.
 async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instant) -> bool {
-    let mcfg = &tracked.core.config.balancers[tracked.bal].members[tracked.member];
+    let mcfg = &tracked.gen.config.balancers[tracked.bal].members[tracked.member];
     let what = match f.reached {
         Reached::NoConnection | Reached::Nothing => "before the request was sent",
         Reached::Request => "after the request was sent, before a response",

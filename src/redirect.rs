@@ -27,6 +27,7 @@ pub async fn to_https(core: &Core, c: &mut Client) -> bool {
         return false;
     };
     let port = core
+        .gen()
         .config
         .listen
         .iter()

@@ -16,11 +16,12 @@ use futures_util::future::select as either;
 use crate::balance::Pick;
 use crate::client::{target, Client};
 use crate::core::Core;
+use crate::core_gen::CoreGen;
 
 /// The member the request's sticky session names, if the balancer is sticky and a member has
 /// that route.
-pub fn sticky_member(core: &Core, c: &Client, bal: usize) -> Option<usize> {
-    let bcfg = &core.config.balancers[bal];
+pub fn sticky_member(gen: &CoreGen, c: &Client, bal: usize) -> Option<usize> {
+    let bcfg = &gen.config.balancers[bal];
     let s = bcfg.sticky.as_ref()?;
     let route = crate::sticky::route(&c.buf, &c.head, target(&c.buf, &c.head, &c.path), s)?;
     bcfg.members
@@ -30,12 +31,18 @@ pub fn sticky_member(core: &Core, c: &Client, bal: usize) -> Option<usize> {
 
 /// Chooses the member for the next attempt, skipping those in `exclude`: `Pick::Full` when
 /// members could take it but are all at their share (then `wait_for_slot`, and choose again).
-pub fn choose(core: &Core, bal: usize, sticky: Option<usize>, exclude: u64, now: Instant) -> Pick {
-    let nofailover = core.config.balancers[bal]
+pub fn choose(
+    gen: &CoreGen,
+    bal: usize,
+    sticky: Option<usize>,
+    exclude: u64,
+    now: Instant,
+) -> Pick {
+    let nofailover = gen.config.balancers[bal]
         .sticky
         .as_ref()
         .is_some_and(|s| s.nofailover);
-    let mut ups = core.upstreams.borrow_mut();
+    let mut ups = gen.upstreams.borrow_mut();
     let b = &mut ups[bal].balancer;
     match sticky {
         Some(m) => match b.can_take(m, now, exclude) {
@@ -49,11 +56,11 @@ pub fn choose(core: &Core, bal: usize, sticky: Option<usize>, exclude: u64, now:
 /// Waits for a `max_conns` slot of balancer `bal` to be worth another `choose`: a slot freed or
 /// members changed (`core::apply_changes`), a failure window ended, or `deadline` came. (During a
 /// shutdown it keeps waiting: requests in flight finish, within `shutdown_grace`.)
-pub async fn wait_for_slot(core: &Core, bal: usize, deadline: Instant) {
+pub async fn wait_for_slot(gen: &CoreGen, bal: usize, deadline: Instant) {
     let now = Instant::now();
-    let expiry = core.upstreams.borrow()[bal].balancer.next_expiry(now);
+    let expiry = gen.upstreams.borrow()[bal].balancer.next_expiry(now);
     let until = expiry.map_or(deadline, |e| e.min(deadline));
-    let freed = std::pin::pin!(core.freed[bal].notified());
+    let freed = std::pin::pin!(gen.freed[bal].notified());
     let timer = std::pin::pin!(compio::time::sleep(until.saturating_duration_since(now)));
     either(freed, timer).await;
 }
@@ -68,10 +75,10 @@ pub enum Mark {
 
 /// Marks a member failed on this core for the balancer's `retry` and closes its idle
 /// connections; a new marking is logged and counted once.
-pub fn mark_failed(core: &Core, bal: usize, member: usize, why: Mark) {
-    let bcfg = &core.config.balancers[bal];
+pub fn mark_failed(core: &Core, gen: &CoreGen, bal: usize, member: usize, why: Mark) {
+    let bcfg = &gen.config.balancers[bal];
     let new = {
-        let mut ups = core.upstreams.borrow_mut();
+        let mut ups = gen.upstreams.borrow_mut();
         ups[bal].pool.clear_member(member);
         ups[bal].balancer.mark_failed(member, Instant::now())
     };
@@ -80,7 +87,7 @@ pub fn mark_failed(core: &Core, bal: usize, member: usize, why: Mark) {
     }
     core.stats
         .borrow_mut()
-        .member(bal, member)
+        .member(gen.place(bal, member))
         .counters
         .marked_failed += 1;
     let url = &bcfg.members[member].url;

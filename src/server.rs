@@ -1,6 +1,7 @@
 //! The process: bind every listener (one SO_REUSEPORT socket per worker and address), start one
 //! pinned worker thread per core and the health checker (`health::Checker`, when a member is
-//! checked), wait for SIGTERM/SIGINT, stop them gracefully.
+//! checked), serve the main thread's control channel (signals from the signal thread, reload
+//! requests from the admin API) until SIGTERM/SIGINT, stop them gracefully.
 //!
 //! Owns: threads, listeners before they are handed over, signals. Must never: touch a worker's
 //! state. Invariant: listeners are bound before any worker starts, so a bad address is reported
@@ -15,7 +16,9 @@ use crate::access_log;
 use crate::board::Board;
 use crate::config::Config;
 use crate::health::Checker;
+use crate::reload::{self, Control, Source};
 use crate::worker::{self, Role};
+use std::sync::mpsc::Receiver;
 
 /// A running server.
 pub struct Server {
@@ -27,6 +30,11 @@ pub struct Server {
     health: Option<Checker>,
     /// The TLS listeners' certificates (`None`: no TLS listener), reloaded on SIGHUP.
     tls: Option<Arc<crate::tls::TlsState>>,
+    board: Arc<Board>,
+    /// The file SIGHUP and the admin API reload (`None`: the demo, started without one).
+    source: Option<Source>,
+    /// Signals and reload requests for the main thread.
+    control: Receiver<Control>,
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
@@ -50,7 +58,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 impl Server {
     /// Binds the listeners and starts the workers; returns once every worker is serving.
-    pub fn start(mut config: Config) -> anyhow::Result<Server> {
+    pub fn start(mut config: Config, source: Option<Source>) -> anyhow::Result<Server> {
         // Transparent huge pages keep memory resident in 2 MiB units: the pages freed by a burst of
         // connections stayed resident (about 0.4 KiB more per idle connection in scenario (e)),
         // and khugepaged's compaction can stall a worker. Opt out, for this process only.
@@ -92,7 +100,10 @@ impl Server {
         let tls = crate::tls::TlsState::start(&config).map_err(|e| anyhow::anyhow!(e))?;
         let upstream_tls = crate::tls::upstream::Upstreams::load(&config)
             .map_err(|e| anyhow::anyhow!("member TLS: {e}"))?;
-        let board = Arc::new(Board::new(&config));
+        let board = Arc::new(Board::new(config.clone(), upstream_tls));
+        let (control_tx, control) = std::sync::mpsc::channel();
+        // Only a server started from a file can reload; the admin API says so otherwise.
+        let reloads = source.as_ref().map(|_| control_tx.clone());
         let access_log = match &config.access_log {
             Some(path) => Some(access_log::Writer::start(path).map_err(|e| {
                 anyhow::anyhow!("cannot open the access log {}: {e}", path.display())
@@ -109,7 +120,7 @@ impl Server {
             let config = config.clone();
             let board = board.clone();
             let tls = tls.clone();
-            let member_tls = upstream_tls.for_core();
+            let control = reloads.clone();
             let log_tx = access_log.as_ref().map(access_log::Writer::sender);
             let ready = ready_tx.clone();
             let pin_to = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -140,9 +151,7 @@ impl Server {
                     };
                     let _ = ready.send(Ok(worker::driver_name(&rt)));
                     rt.block_on(async move {
-                        let core = crate::core::Core::new(
-                            id, config, board, log_tx, parking, tls, member_tls,
-                        );
+                        let core = crate::core::Core::new(id, board, log_tx, parking, tls, control);
                         let core = std::rc::Rc::new(core);
                         worker::run(core, listeners, stop_rx).await;
                     });
@@ -159,7 +168,9 @@ impl Server {
             }
         }
         board.lock().driver = driver;
-        let health = Checker::start(config.clone(), board.clone(), upstream_tls.for_core())?;
+        let generation = board.lock().generation.clone();
+        let health = Checker::start(&generation, board.clone())?;
+        spawn_signal_thread(control_tx)?;
         for a in &addrs {
             tracing::info!("listening on {a}");
         }
@@ -172,36 +183,90 @@ impl Server {
             access_log,
             health,
             tls,
+            board,
+            source,
+            control,
         })
     }
 
-    /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate), SIGHUP
-    /// re-reads the TLS certificates.
-    pub fn wait_for_signal(&self) -> anyhow::Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])?;
-        for sig in signals.forever() {
-            if sig == SIGHUP {
-                match &self.tls {
-                    Some(tls) => reload_certificates(tls),
-                    None => tracing::info!("SIGHUP: no TLS listener, nothing to reload"),
+    /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate), SIGHUP and
+    /// the admin API reload the configuration (`reload`; without a file, the certificates).
+    pub fn wait_for_signal(&mut self) -> anyhow::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGUSR1};
+        loop {
+            let Ok(control) = self.control.recv() else {
+                anyhow::bail!("the signal thread ended");
+            };
+            match control {
+                Control::Signal(SIGHUP) => {
+                    if let Err(e) = self.reload() {
+                        reload::failed(&self.board, &e);
+                    }
                 }
-                continue;
-            }
-            if sig == SIGUSR1 {
-                if let Some(log) = &self.access_log {
-                    log.reopen();
-                    tracing::info!("reopening the access log");
+                Control::Reload(answer) => {
+                    let result = self.reload();
+                    if let Err(e) = &result {
+                        reload::failed(&self.board, e);
+                    }
+                    let _ = answer.send(result);
                 }
-                continue;
+                Control::Signal(SIGUSR1) => {
+                    if let Some(log) = &self.access_log {
+                        log.reopen();
+                        tracing::info!("reopening the access log");
+                    }
+                }
+                Control::Signal(sig) => {
+                    tracing::info!(
+                        signal = sig,
+                        "stopping: no new connections, finishing requests in flight"
+                    );
+                    return Ok(());
+                }
             }
-            tracing::info!(
-                signal = sig,
-                "stopping: no new connections, finishing requests in flight"
-            );
-            break;
         }
-        Ok(())
+    }
+
+    /// Reloads the configuration file (and re-reads the certificates): the next generation
+    /// (`reload::reload`), then a health checker for its members. Without a file (the demo), only
+    /// the certificates.
+    fn reload(&mut self) -> Result<u64, String> {
+        let certificates = match &self.tls {
+            Some(tls) => tls.reload().map(Some),
+            None => Ok(None),
+        };
+        let Some(source) = &self.source else {
+            return match certificates {
+                Ok(Some(n)) => {
+                    tracing::info!(certificates = n, "TLS certificates reloaded");
+                    Ok(self.board.lock().generation.number)
+                }
+                Ok(None) => Err("started without a config file: nothing to reload".into()),
+                Err(e) => Err(format!(
+                    "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
+                )),
+            };
+        };
+        match certificates {
+            Ok(Some(n)) => tracing::info!(certificates = n, "TLS certificates reloaded"),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(format!(
+                    "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
+                ))
+            }
+        }
+        let number = reload::reload(source, &self.board)?;
+        // The checks follow the new members; their results stay on the board by member place.
+        if let Some(h) = self.health.take() {
+            h.stop();
+        }
+        let generation = self.board.lock().generation.clone();
+        match Checker::start(&generation, self.board.clone()) {
+            Ok(h) => self.health = h,
+            Err(e) => tracing::error!("reload: health checks NOT restarted: {e}"),
+        }
+        Ok(number)
     }
 
     /// Stops the health checks and accepting, lets requests in flight finish (up to the grace
@@ -223,14 +288,21 @@ impl Server {
     }
 }
 
-/// Re-reads the certificate files; on failure the loaded ones stay in use.
-pub fn reload_certificates(tls: &crate::tls::TlsState) {
-    match tls.reload() {
-        Ok(n) => tracing::info!(certificates = n, "TLS certificates reloaded"),
-        Err(e) => {
-            tracing::error!("TLS certificates NOT reloaded, the loaded ones stay in use: {e}")
-        }
-    }
+/// Forwards SIGTERM, SIGINT, SIGHUP and SIGUSR1 to the main thread's control channel; ends after
+/// the first SIGTERM or SIGINT.
+fn spawn_signal_thread(control: std::sync::mpsc::Sender<Control>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("ringlb-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if control.send(Control::Signal(sig)).is_err() || sig == SIGTERM || sig == SIGINT {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// `max_conns` is split among the workers (`ceil(max_conns / workers)` each): says so when that

@@ -117,7 +117,7 @@ pub struct CoreCounters {
     pub refused: [u64; 5],
     /// Requests no route matched (404).
     pub not_found: u64,
-    /// Per balancer: requests answered 503 because no member was usable.
+    /// Per balancer place (`layout`): requests answered 503 because no member was usable.
     pub unavailable: Vec<u64>,
     /// TLS handshakes completed: `[full, resumed]`.
     pub tls_handshakes: [u64; 2],
@@ -132,26 +132,34 @@ pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];
 /// All of one core's statistics.
 pub struct CoreStats {
     pub core: CoreCounters,
-    /// `[balancer][member]`.
-    pub members: Vec<Vec<MemberStats>>,
+    /// By member place (`layout`): a member a reload keeps keeps its statistics.
+    pub members: Vec<MemberStats>,
 }
 
 impl CoreStats {
-    pub fn new(member_counts: &[usize]) -> CoreStats {
-        CoreStats {
-            core: CoreCounters {
-                unavailable: vec![0; member_counts.len()],
-                ..Default::default()
-            },
-            members: member_counts
-                .iter()
-                .map(|&n| (0..n).map(|_| MemberStats::new()).collect())
-                .collect(),
+    /// Statistics for `members` member places and `balancers` balancer places.
+    pub fn new(members: usize, balancers: usize) -> CoreStats {
+        let mut s = CoreStats {
+            core: CoreCounters::default(),
+            members: Vec::new(),
+        };
+        s.grow(members, balancers);
+        s
+    }
+
+    /// Room for places a new generation gave out (adopting it; never on the request path).
+    pub fn grow(&mut self, members: usize, balancers: usize) {
+        while self.members.len() < members {
+            self.members.push(MemberStats::new());
+        }
+        if self.core.unavailable.len() < balancers {
+            self.core.unavailable.resize(balancers, 0);
         }
     }
 
-    pub fn member(&mut self, balancer: usize, member: usize) -> &mut MemberStats {
-        &mut self.members[balancer][member]
+    /// The member at `place`.
+    pub fn member(&mut self, place: usize) -> &mut MemberStats {
+        &mut self.members[place]
     }
 
     /// Counts a request ringlb refused with `status`.

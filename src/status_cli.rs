@@ -1,5 +1,6 @@
-//! `ringlb status`: fetches `/status.json` from a running ringlb's admin listener and prints the
-//! same tables as the status page, for a person's quick look in a terminal.
+//! `ringlb status` and `ringlb reload`: the admin listener's client. `status` fetches
+//! `/status.json` and prints the same tables as the status page, for a person's quick look in a
+//! terminal; `reload` posts `/api/reload` and prints the generation every core then runs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,19 +13,46 @@ use crate::admin::report::StatusReport;
 
 /// Fetches the report from `admin` (`http://host:port`).
 pub fn fetch(admin: &str, token: Option<&str>) -> anyhow::Result<StatusReport> {
+    let (code, body) = call(admin, token, "GET", "/status.json")?;
+    match code {
+        200 => Ok(serde_json::from_slice(&body)?),
+        code => bail!("the admin endpoint answered {code}"),
+    }
+}
+
+/// `ringlb reload`: asks the running ringlb to re-read its file; the generation every core runs.
+pub fn reload(admin: &str, token: Option<&str>) -> anyhow::Result<u64> {
+    let (code, body) = call(admin, token, "POST", "/api/reload")?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .with_context(|| format!("the admin endpoint answered {code} without JSON"))?;
+    match (code, v["generation"].as_u64(), v["error"].as_str()) {
+        (200, Some(g), _) => Ok(g),
+        (_, _, Some(e)) => bail!("reload failed, the running configuration stays: {e}"),
+        (code, _, _) => bail!("the admin endpoint answered {code}"),
+    }
+}
+
+/// One admin request; its status and body (401 becomes an error that says what to do).
+fn call(
+    admin: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let authority = admin
         .strip_prefix("http://")
         .context("the admin URL must start with http://")?
         .trim_end_matches('/');
     let mut s =
         TcpStream::connect(authority).with_context(|| format!("cannot connect to {authority}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A reload answers once every core runs the new generation (at most a few seconds).
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         s,
-        "GET /status.json HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -34,13 +62,12 @@ pub fn fetch(admin: &str, token: Option<&str>) -> anyhow::Result<StatusReport> {
         bail!("incomplete response from {authority}");
     };
     match resp.code {
-        Some(200) => {}
         Some(401) => {
             bail!("the admin endpoint wants a token: pass --token or set RINGLB_ADMIN_TOKEN")
         }
-        code => bail!("the admin endpoint answered {code:?}"),
+        Some(code) => Ok((code, raw[n..].to_vec())),
+        None => bail!("no status from {authority}"),
     }
-    Ok(serde_json::from_slice(&raw[n..])?)
 }
 
 /// Renders the report as text tables.

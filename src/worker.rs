@@ -74,7 +74,7 @@ pub async fn run(
     compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
     let _ = stop.await;
     core.begin_shutdown();
-    let deadline = Instant::now() + core.config.server.shutdown_grace;
+    let deadline = Instant::now() + core.gen().config.server.shutdown_grace;
     while core.active.get() > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -96,14 +96,15 @@ pub async fn run(
 }
 
 async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
-    let (active, limit) = match role {
-        Role::Proxy(_) => (&core.active, core.conn_limit),
-        Role::Admin => (&core.admin_active, core.admin_limit),
-    };
     loop {
         if core.is_stopping() {
             return;
         }
+        // The proxy's limit is read each time: a reload may change it.
+        let (active, limit) = match role {
+            Role::Proxy(_) => (&core.active, core.conn_limit.get()),
+            Role::Admin => (&core.admin_active, core.admin_limit),
+        };
         if active.get() >= limit {
             // Over the limit: new connections wait in the kernel's backlog.
             let closed = std::pin::pin!(core.conn_closed.notified());
@@ -198,7 +199,7 @@ async fn tick(core: Rc<Core>) {
             continue;
         }
         last = now;
-        for u in core.upstreams.borrow_mut().iter_mut() {
+        for u in core.gen().upstreams.borrow_mut().iter_mut() {
             u.pool.sweep(now);
         }
         core.close_parked(|p| p.deadline <= now);

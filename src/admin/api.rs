@@ -43,14 +43,14 @@ fn find(config: &Config, balancer: &str, member: &str) -> Option<(usize, usize)>
 }
 
 fn state(config: &Config, board: &BoardData, b: usize, m: usize) -> MemberState {
-    let admin = board.admin[b][m];
+    let admin = board.admin_of(b, m);
     MemberState {
         balancer: config.balancers[b].name.clone(),
         index: m,
         address: config.balancers[b].members[m].host_port.clone(),
         status: admin.status.name().into(),
         weight: admin.weight,
-        in_flight: board.members[b][m].counters().in_flight,
+        in_flight: board.member(b, m).counters().in_flight,
         drained: board.drained(b, m),
         applied: board.applied.iter().all(|&v| v >= board.admin_version),
     }
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn by_index_or_address_and_validated() {
         let cfg = config();
-        let mut board = BoardData::new(&cfg);
+        let mut board = BoardData::for_tests(cfg.clone());
         let (s, body) = member(
             &cfg,
             &mut board,
@@ -137,10 +137,10 @@ mod tests {
             br#"{"status":"draining"}"#,
         );
         assert_eq!(s, 200, "{body}");
-        assert_eq!(board.admin[0][1].status, MemberStatus::Draining);
+        assert_eq!(board.admin_of(0, 1).status, MemberStatus::Draining);
         let (s, _) = member(&cfg, &mut board, "POST", "app", "0", br#"{"weight":7}"#);
         assert_eq!(s, 200);
-        assert_eq!(board.admin[0][0].weight, 7);
+        assert_eq!(board.admin_of(0, 0).weight, 7);
         let before = board.admin_version;
         for bad in [
             &br#"{"status":"gone"}"#[..],

@@ -46,6 +46,36 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
         "ringlb_uptime_seconds {}",
         b.started.elapsed().as_secs()
     );
+    let cfg = super::report::ConfigReport::build(b);
+    family(
+        &mut out,
+        "ringlb_config_generation",
+        "gauge",
+        "The configuration generation in effect (1 at start, one more per reload).",
+    );
+    let _ = writeln!(out, "ringlb_config_generation {}", cfg.generation);
+    family(
+        &mut out,
+        "ringlb_config_loaded_timestamp_seconds",
+        "gauge",
+        "When the configuration in effect was loaded (Unix time).",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_config_loaded_timestamp_seconds {}",
+        cfg.loaded_at
+    );
+    family(
+        &mut out,
+        "ringlb_config_reload_failures_total",
+        "counter",
+        "Reloads that failed; the running configuration stayed.",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_config_reload_failures_total {}",
+        cfg.reload_failures
+    );
     family(
         &mut out,
         "ringlb_workers",
@@ -134,7 +164,12 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
         let n: u64 = b
             .cores
             .iter()
-            .map(|c| c.unavailable.get(bi).copied().unwrap_or(0))
+            .map(|c| {
+                c.unavailable
+                    .get(b.balancer_place(bi))
+                    .copied()
+                    .unwrap_or(0)
+            })
             .sum();
         let _ = writeln!(
             out,
@@ -156,7 +191,7 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
                         escape(&bc.name),
                         escape(&mc.host_port)
                     ),
-                    b.members[bi][mi].counters(),
+                    b.member(bi, mi).counters(),
                     bi,
                     mi,
                 )
@@ -241,7 +276,7 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
         let _ = writeln!(
             out,
             "ringlb_member_weight{{{labels}}} {}",
-            b.admin[*bi][*mi].weight
+            b.admin_of(*bi, *mi).weight
         );
     }
     family(
@@ -251,8 +286,8 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
         "1 when the member may take new requests (active, standby or hot spare, not failed, not down by its health check).",
     );
     for (labels, c, bi, mi) in &members {
-        let status = b.admin[*bi][*mi].status;
-        let up = status.takes_traffic() && c.failed_cores == 0 && !b.health[*bi][*mi].down;
+        let status = b.admin_of(*bi, *mi).status;
+        let up = status.takes_traffic() && c.failed_cores == 0 && !b.health_of(*bi, *mi).down;
         let _ = writeln!(
             out,
             "ringlb_member_up{{{labels},status=\"{}\"}} {}",
@@ -312,7 +347,7 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
                 &mut out,
                 name,
                 labels,
-                &b.members[*bi][*mi].lifetime[phase],
+                &b.member(*bi, *mi).lifetime[phase],
                 c.latency_sum_us[phase],
             );
         }
@@ -357,7 +392,7 @@ fn health_gauges() -> [HealthGauge; 5] {
 fn health(out: &mut String, b: &BoardData, members: &[(String, MemberCounters, usize, usize)]) {
     let checked: Vec<(&str, &MemberHealth)> = members
         .iter()
-        .map(|(labels, _, bi, mi)| (labels.as_str(), &b.health[*bi][*mi]))
+        .map(|(labels, _, bi, mi)| (labels.as_str(), b.health_of(*bi, *mi)))
         .filter(|(_, h)| h.method != HcMethod::None)
         .collect();
     for (name, help, get) in health_gauges() {

@@ -1,5 +1,6 @@
 //! The admin listener (`[admin] address`), served by the workers like any listener: `/status`
-//! (HTML), `/status.json`, `/metrics` (Prometheus) and the member API.
+//! (HTML), `/status.json`, `/metrics` (Prometheus), the member API and `/healthz` (the one path
+//! that needs no token: it says only whether the process serves).
 //!
 //! Owns: admin request handling and the bearer-token check. The worker serving an admin request
 //! publishes its own statistics first (on demand); the other workers' come from their last
@@ -51,7 +52,7 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
     let mut head = RequestHead::default();
     // The whole head (and body) must arrive within header_timeout of the accept, however slowly
     // it trickles.
-    let deadline = Instant::now() + core.config.limits.header_timeout;
+    let deadline = Instant::now() + core.gen().config.limits.header_timeout;
     let reply = loop {
         match parse_request(&buf, 16384, 100, &mut head) {
             Ok(()) => break None,
@@ -83,7 +84,11 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
                     return;
                 }
             }
-            handle(core, &buf, &head)
+            if is_reload(&buf, &head) && authorized(core, &buf, &head) {
+                reload(core).await
+            } else {
+                handle(core, &buf, &head)
+            }
         }
     };
     let mut out = format!(
@@ -110,7 +115,8 @@ fn status_reason(status: u16) -> &'static str {
 }
 
 fn authorized(core: &Core, buf: &[u8], head: &RequestHead) -> bool {
-    let Some(token) = core.config.admin.as_ref().and_then(|a| a.token.as_deref()) else {
+    let gen = core.gen();
+    let Some(token) = gen.config.admin.as_ref().and_then(|a| a.token.as_deref()) else {
         return true;
     };
     head.headers
@@ -138,6 +144,11 @@ fn same_secret(given: &[u8], want: &[u8]) -> bool {
 }
 
 fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
+    // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no token, no
+    // figures, nothing but whether this process takes new connections.
+    if &buf[head.path.clone()] == b"/healthz" {
+        return healthz(core, head.method(buf));
+    }
     if !authorized(core, buf, head) {
         let mut r = Reply::new(
             401,
@@ -151,7 +162,6 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let body = &buf[head.head_len..];
-    let config = &core.config;
     // The serving core's own figures are published now; the other cores' are at most a second old.
     crate::core::publish(core, std::time::Instant::now());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -162,8 +172,7 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
                 .find_map(|kv| kv.strip_prefix("refresh="))
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|&n| n > 0);
-            let report =
-                report::StatusReport::build(config, &core.board.lock(), core.tls.as_deref());
+            let report = status_report(core);
             Reply::new(
                 200,
                 "text/html; charset=utf-8",
@@ -171,21 +180,23 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             )
         }
         ("GET", ["status.json"]) => {
-            let report =
-                report::StatusReport::build(config, &core.board.lock(), core.tls.as_deref());
+            let report = status_report(core);
             Reply::new(
                 200,
                 "application/json",
                 serde_json::to_string_pretty(&report).unwrap_or_default(),
             )
         }
-        ("GET", ["metrics"]) => Reply::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(config, &core.board.lock(), core.tls.as_deref()),
-        ),
+        ("GET", ["metrics"]) => Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", {
+            let board = core.board.lock();
+            metrics::render(&board.generation.config, &board, core.tls.as_deref())
+        }),
         (_, ["api", "balancers", b, "members", m]) => {
-            let (status, json) = api::member(config, &mut core.board.lock(), method, b, m, body);
+            let mut board = core.board.lock();
+            // The generation in effect: the one whose members the board's `(b, m)` name.
+            let config = board.generation.config.clone();
+            let (status, json) = api::member(&config, &mut board, method, b, m, body);
+            drop(board);
             if method == "POST" && status == 200 {
                 core.board.changed();
             }
@@ -219,6 +230,49 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             "text/plain",
             "not found: try /status, /status.json or /metrics\n".into(),
         ),
+    }
+}
+
+fn is_reload(buf: &[u8], head: &RequestHead) -> bool {
+    head.method(buf) == b"POST" && &buf[head.path.clone()] == b"/api/reload"
+}
+
+/// `POST /api/reload`: asks the main thread to reload the file and waits (without holding the
+/// worker) for its answer: `200 {"generation": N}` once every core runs generation N, or `422
+/// {"error": ...}` with the running configuration unchanged.
+async fn reload(core: &Core) -> Reply {
+    let json =
+        |status, v: serde_json::Value| Reply::new(status, "application/json", v.to_string() + "\n");
+    let Some(control) = &core.control else {
+        return json(
+            404,
+            serde_json::json!({ "error": "started without a config file (demo): nothing to reload" }),
+        );
+    };
+    let (tx, rx) = futures_channel::oneshot::channel();
+    if control.send(crate::reload::Control::Reload(tx)).is_err() {
+        return json(503, serde_json::json!({ "error": "stopping" }));
+    }
+    match rx.await {
+        Ok(Ok(generation)) => json(200, serde_json::json!({ "generation": generation })),
+        Ok(Err(e)) => json(422, serde_json::json!({ "error": e })),
+        Err(_) => json(503, serde_json::json!({ "error": "stopping" })),
+    }
+}
+
+/// The status report of the generation in effect (its configuration and the board, under one
+/// lock, so that they agree).
+fn status_report(core: &Core) -> report::StatusReport {
+    let board = core.board.lock();
+    report::StatusReport::build(&board.generation.config, &board, core.tls.as_deref())
+}
+
+/// `/healthz`: 200 "ok" while serving, 503 once stopping.
+fn healthz(core: &Core, method: &[u8]) -> Reply {
+    match method {
+        b"GET" if core.is_stopping() => Reply::new(503, "text/plain", "stopping\n".into()),
+        b"GET" => Reply::new(200, "text/plain", "ok\n".into()),
+        _ => Reply::new(405, "text/plain", "use GET\n".into()),
     }
 }
 

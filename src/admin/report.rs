@@ -37,6 +37,36 @@ pub struct StatusReport {
     /// TLS handshakes and certificates; absent when no listener speaks TLS.
     #[serde(default)]
     pub tls: Option<super::tls_report::TlsReport>,
+    /// The configuration generation in effect.
+    #[serde(default)]
+    pub config: ConfigReport,
+}
+
+/// Which configuration runs: its generation (1 at start, one more per successful reload), when it
+/// was loaded, and how many reloads failed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConfigReport {
+    pub generation: u64,
+    /// Seconds since the Unix epoch.
+    pub loaded_at: u64,
+    pub reload_failures: u64,
+    /// Whether every core runs `generation` yet.
+    pub adopted: bool,
+}
+
+impl ConfigReport {
+    pub fn build(b: &BoardData) -> ConfigReport {
+        let g = &b.generation;
+        ConfigReport {
+            generation: g.number,
+            loaded_at: g
+                .loaded_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            reload_failures: b.reload_failures,
+            adopted: b.all_cores_adopted(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,7 +150,7 @@ pub struct HealthReport {
 
 impl HealthReport {
     fn of(b: &BoardData, bi: usize, mi: usize) -> HealthReport {
-        let h = &b.health[bi][mi];
+        let h = b.health_of(bi, mi);
         HealthReport {
             method: h.method.name().into(),
             state: h.state_name().into(),
@@ -185,16 +215,21 @@ impl StatusReport {
                 unavailable: b
                     .cores
                     .iter()
-                    .map(|c| c.unavailable.get(bi).copied().unwrap_or(0))
+                    .map(|c| {
+                        c.unavailable
+                            .get(b.balancer_place(bi))
+                            .copied()
+                            .unwrap_or(0)
+                    })
                     .sum(),
                 members: bc
                     .members
                     .iter()
                     .enumerate()
                     .map(|(mi, mc)| {
-                        let mb = &b.members[bi][mi];
+                        let mb = b.member(bi, mi);
                         let c = mb.counters();
-                        let admin = b.admin[bi][mi];
+                        let admin = b.admin_of(bi, mi);
                         let latency = |phase: usize| Latency {
                             window: Percentiles::of(&mb.window(phase, now_sec)),
                             lifetime: Percentiles::of(&mb.lifetime[phase]),
@@ -260,6 +295,7 @@ impl StatusReport {
             balancers,
             redirected: b.cores.iter().map(|c| c.redirected).sum(),
             tls: tls.map(|t| super::tls_report::TlsReport::build(config, b, t)),
+            config: ConfigReport::build(b),
         }
     }
 }

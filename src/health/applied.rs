@@ -9,45 +9,42 @@
 use std::time::Instant;
 
 use crate::board::BoardData;
-use crate::config::Config;
+use crate::layout::Layout;
 
 /// One core's view of the health results it applied.
+#[derive(Default)]
 pub struct Applied {
     version: u64,
-    /// `[balancer][member]`: the board's `pass_seq` when this core last looked.
-    passes: Vec<Vec<u64>>,
+    /// By member place: the board's `pass_seq` when this core last looked.
+    passes: Vec<u64>,
 }
 
 impl Applied {
-    pub fn new(config: &Config) -> Applied {
-        Applied {
-            version: 0,
-            passes: config
-                .balancers
-                .iter()
-                .map(|b| vec![0; b.members.len()])
-                .collect(),
-        }
-    }
-
     /// The board's health version this core has applied.
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    /// When the board's health version moved, calls `set(balancer, member, down, passed_at)` for
-    /// every member (`passed_at`: when the latest check passed, if one passed since the last call).
+    /// When the board's health version moved (or with `force`: a new generation's balancers),
+    /// calls `set(balancer, member, down, passed_at)` for every member of `layout` (`passed_at`:
+    /// when the latest check passed, if one passed since the last call).
     pub fn apply(
         &mut self,
         board: &BoardData,
+        layout: &Layout,
+        force: bool,
         mut set: impl FnMut(usize, usize, bool, Option<Instant>),
     ) {
-        if board.health_version == self.version {
+        if board.health_version == self.version && !force {
             return;
         }
-        for (b, members) in board.health.iter().enumerate() {
-            for (m, h) in members.iter().enumerate() {
-                let seen = &mut self.passes[b][m];
+        if self.passes.len() < board.health.len() {
+            self.passes.resize(board.health.len(), 0);
+        }
+        for (b, places) in layout.members.iter().enumerate() {
+            for (m, &place) in places.iter().enumerate() {
+                let h = &board.health[place];
+                let seen = &mut self.passes[place];
                 let passed_at = if h.pass_seq != *seen {
                     h.last_pass
                 } else {
@@ -64,6 +61,7 @@ impl Applied {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::health::state::Probe;
     use std::time::Duration;
 
@@ -76,10 +74,11 @@ members = [{ url = \"http://127.0.0.1:9\" }, { url = \"http://127.0.0.1:10\" }]\
         .unwrap();
         config.server.workers = 1;
         let hc = config.balancers[0].members[0].health.clone();
-        let mut board = BoardData::new(&config);
-        let mut applied = Applied::new(&config);
+        let mut board = BoardData::for_tests(config);
+        let layout = board.generation.layout.clone();
+        let mut applied = Applied::default();
         let mut calls = Vec::new();
-        applied.apply(&board, |b, m, down, passed| {
+        applied.apply(&board, &layout, false, |b, m, down, passed| {
             calls.push((b, m, down, passed))
         });
         assert!(calls.is_empty(), "nothing happened yet");
@@ -89,19 +88,19 @@ members = [{ url = \"http://127.0.0.1:9\" }, { url = \"http://127.0.0.1:10\" }]\
             latency: Duration::ZERO,
         };
         let now = Instant::now();
-        board.record_health(0, 0, &hc, probe(true), now);
-        applied.apply(&board, |b, m, down, passed| {
+        board.record_health(0, &hc, probe(true), now);
+        applied.apply(&board, &layout, false, |b, m, down, passed| {
             calls.push((b, m, down, passed))
         });
         assert_eq!(calls, [(0, 0, false, Some(now)), (0, 1, false, None)]);
         calls.clear();
-        applied.apply(&board, |b, m, down, passed| {
+        applied.apply(&board, &layout, false, |b, m, down, passed| {
             calls.push((b, m, down, passed))
         });
         assert!(calls.is_empty(), "the same version is applied once");
-        board.record_health(0, 1, &hc, probe(false), now);
+        board.record_health(1, &hc, probe(false), now);
         assert!(!board.health_in_effect(0, 1));
-        applied.apply(&board, |b, m, down, passed| {
+        applied.apply(&board, &layout, false, |b, m, down, passed| {
             calls.push((b, m, down, passed))
         });
         assert_eq!(calls, [(0, 0, false, None), (0, 1, true, None)]);

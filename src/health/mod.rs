@@ -23,6 +23,8 @@ use futures_util::future::{join, join_all, select};
 
 use crate::board::Board;
 use crate::config::{Config, HcMethod};
+use crate::generation::Generation;
+use crate::layout::Layout;
 use crate::worker::build_runtime;
 use state::Change;
 
@@ -33,13 +35,14 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// Starts the checker when some member is checked (`Ok(None)` when none is); returns once its
-    /// runtime is up.
-    pub fn start(
-        config: Arc<Config>,
-        board: Arc<Board>,
-        tls: MemberConfigs,
-    ) -> anyhow::Result<Option<Checker>> {
+    /// Starts the checks of `generation`'s members when some member is checked (`Ok(None)` when
+    /// none is); returns once its runtime is up. A reload stops the checker and starts one for
+    /// the new generation; results are kept on the board by member place, so a member the
+    /// reload kept keeps its health state.
+    pub fn start(generation: &Generation, board: Arc<Board>) -> anyhow::Result<Option<Checker>> {
+        let config = generation.config.clone();
+        let tls = generation.member_tls.for_core();
+        let layout = generation.layout.clone();
         let checked = config
             .balancers
             .iter()
@@ -65,7 +68,7 @@ impl Checker {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                rt.block_on(run(&config, &board, &tls, stopped));
+                rt.block_on(run(&config, &board, &tls, &layout, stopped));
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -88,6 +91,7 @@ async fn run(
     config: &Config,
     board: &Board,
     tls: &MemberConfigs,
+    layout: &Layout,
     stopped: futures_channel::oneshot::Receiver<()>,
 ) {
     let loops = config.balancers.iter().enumerate().flat_map(|(b, bc)| {
@@ -95,7 +99,10 @@ async fn run(
             .iter()
             .enumerate()
             .filter(|(_, mc)| mc.health.method != HcMethod::None)
-            .map(move |(m, _)| check_member(config, board, tls[b][m].as_ref(), b, m))
+            .map(move |(m, _)| {
+                let place = layout.member(b, m);
+                check_member(config, board, tls[b][m].as_ref(), (b, m), place)
+            })
     });
     let work = join(join_all(loops), crate::deadline::turn_wheel());
     select(std::pin::pin!(work), stopped).await;
@@ -107,8 +114,8 @@ async fn check_member(
     config: &Config,
     board: &Board,
     tls: Option<&MemberTlsConfig>,
-    b: usize,
-    m: usize,
+    (b, m): (usize, usize),
+    place: usize,
 ) {
     let member = &config.balancers[b].members[m];
     let hc = &member.health;
@@ -125,7 +132,7 @@ async fn check_member(
         );
         let text = probe.text.clone();
         let now = Instant::now();
-        let change = board.lock().record_health(b, m, hc, probe, now);
+        let change = board.lock().record_health(place, hc, probe, now);
         if change != Change::None {
             board.changed();
         }

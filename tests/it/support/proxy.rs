@@ -146,6 +146,17 @@ impl Ringlb {
         })
     }
 
+    /// Rewrites the config file with `body` (everything but `[[listen]]`, as at start), for a
+    /// reload.
+    pub fn rewrite_config(&self, body: &str) {
+        let path = self._dir.0.join("ringlb.toml");
+        std::fs::write(
+            path,
+            format!("[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}\n"),
+        )
+        .unwrap();
+    }
+
     /// The admin listener's address, when the config has `[admin]`.
     pub fn admin_addr(&self) -> SocketAddr {
         self.logs()

@@ -1,0 +1,114 @@
+//! What one core runs of one configuration generation (`CoreGen`: its routes, its balancers'
+//! cursors and pools, its members' TLS settings) and how a core moves to the next one.
+//!
+//! A request takes the core's generation when it starts (an `Rc`) and finishes on it, so a reload
+//! never changes the members or settings under a request in flight; the next request of a
+//! keep-alive connection takes the newer one. Moving to a new generation carries over, for every
+//! member whose identity (balancer name + URL, `layout`) it keeps: its failure window, health
+//! verdict and slow start, and — when how ringlb connects to it is unchanged — its idle pooled
+//! connections and TLS session cache. Removed or changed members' idle connections close.
+//!
+//! Owns: building a core's generation and the carry-over. Must never: run on the request path
+//! (a core adopts at its 100 ms turn) or touch another core's state. Invariant: requests still in
+//! flight on an older generation count against that generation's balancer (`in_flight`,
+//! `max_conns`), not the new one's.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::balance::Balancer;
+use crate::config::{Config, MemberConfig};
+use crate::core::Upstream;
+use crate::generation::Generation;
+use crate::layout::Layout;
+use crate::notify::Notify;
+use crate::pool::Pool;
+use crate::route::Router;
+use crate::tls::upstream::MemberConfigs;
+
+/// One core's state for one generation.
+pub struct CoreGen {
+    pub number: u64,
+    pub config: Arc<Config>,
+    pub layout: Layout,
+    pub router: Router,
+    pub upstreams: RefCell<Vec<Upstream>>,
+    /// Per balancer: fires when a member at its `max_conns` share ends a request, and when admin
+    /// changes or health results are applied (requests queued for a member wait on it).
+    pub freed: Vec<Notify>,
+    /// `[balancer][member]`: how this core speaks TLS to `https://` members (its own session
+    /// caches).
+    pub member_tls: MemberConfigs,
+}
+
+impl CoreGen {
+    /// Core `core_id`'s state for `generation`, continuing `old` for the members both have.
+    pub fn build(core_id: usize, generation: &Generation, old: Option<&CoreGen>) -> CoreGen {
+        let config = generation.config.clone();
+        let workers = config.server.workers;
+        let mut member_tls = generation.member_tls.for_core();
+        let mut upstreams: Vec<Upstream> = config
+            .balancers
+            .iter()
+            .map(|b| Upstream {
+                balancer: Balancer::new(b, core_id, workers),
+                pool: Pool::new(b.members.len(), b.max_idle_per_member, b.idle_ttl),
+            })
+            .collect();
+        if let Some(old) = old {
+            let mut old_ups = old.upstreams.borrow_mut();
+            for (b, bc) in config.balancers.iter().enumerate() {
+                for (m, mc) in bc.members.iter().enumerate() {
+                    let Some((ob, om)) = old.find(generation.layout.member(b, m)) else {
+                        continue;
+                    };
+                    let (new_up, old_up) = (&mut upstreams[b], &mut old_ups[ob]);
+                    new_up.balancer.carry(m, &old_up.balancer, om);
+                    if same_connection(mc, &old.config.balancers[ob].members[om]) {
+                        new_up.pool.put_member(m, old_up.pool.take_member(om));
+                        member_tls[b][m] = old.member_tls[ob][om].clone();
+                    }
+                }
+            }
+        }
+        CoreGen {
+            number: generation.number,
+            router: Router::new(&config.routes),
+            freed: config.balancers.iter().map(|_| Notify::default()).collect(),
+            layout: generation.layout.clone(),
+            upstreams: RefCell::new(upstreams),
+            member_tls,
+            config,
+        }
+    }
+
+    /// The `(balancer, member)` at `place` in this generation.
+    fn find(&self, place: usize) -> Option<(usize, usize)> {
+        self.layout
+            .members
+            .iter()
+            .enumerate()
+            .find_map(|(b, ms)| ms.iter().position(|&p| p == place).map(|m| (b, m)))
+    }
+
+    /// The place of member `m` of balancer `b`.
+    pub fn place(&self, b: usize, m: usize) -> usize {
+        self.layout.member(b, m)
+    }
+}
+
+/// Whether a connection made for `old` is one ringlb would make for `new`.
+fn same_connection(new: &MemberConfig, old: &MemberConfig) -> bool {
+    let tls = |m: &MemberConfig| {
+        m.tls
+            .as_ref()
+            .map(|t| (t.name.clone(), t.verify, t.ca.clone()))
+    };
+    new.url == old.url
+        && new.addr == old.addr
+        && new.protocol == old.protocol
+        && new.secret == old.secret
+        && new.packet_size == old.packet_size
+        && new.host_port == old.host_port
+        && tls(new) == tls(old)
+}

@@ -1,0 +1,35 @@
+//! A configuration generation: one loaded configuration, immutable once published on the board,
+//! with the places (`layout`) of its balancers and members and its members' TLS client settings.
+//! Generation 1 is the configuration ringlb started with; each successful reload publishes the
+//! next.
+//!
+//! Owns: what a generation holds. Must never: change after it is published (cores and requests
+//! in flight read it without a lock, through `Arc`s).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::tls::upstream::Upstreams;
+
+pub struct Generation {
+    pub number: u64,
+    pub config: Arc<Config>,
+    pub layout: Layout,
+    /// The `https://` members' client settings; each core takes its own copy (`for_core`).
+    pub member_tls: Upstreams,
+    pub loaded_at: SystemTime,
+}
+
+impl Generation {
+    pub fn new(number: u64, config: Arc<Config>, layout: Layout, member_tls: Upstreams) -> Self {
+        Generation {
+            number,
+            config,
+            layout,
+            member_tls,
+            loaded_at: SystemTime::now(),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Live reload of the whole configuration (SIGHUP, `POST /api/reload`, `ringlb reload`): members
+//! added, removed and re-weighted under load with no failed request; statistics and pooled
+//! connections of unchanged members carried over; a bad file keeps the running configuration,
+//! says why and is counted; settings that need a restart are reported and kept.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::admin::{admin, report, report_when, with_admin};
+use crate::support::backend::Backend;
+use crate::support::client::{get, Client};
+use crate::support::proxy::{member, run_cli, simple_config, unsafe_kill, Ringlb};
+use crate::support::wait_until;
+
+fn weighted(b: &Backend, weight: u32) -> String {
+    format!("{{ url = \"http://{}\", weight = {weight} }}", b.addr)
+}
+
+fn body(members: &[String]) -> String {
+    with_admin(&simple_config(members, ""), "")
+}
+
+fn reload_cli(p: &Ringlb) -> (i32, String, String) {
+    let url = format!("http://{}", p.admin_addr());
+    run_cli(&["reload", "--admin", &url])
+}
+
+/// Keep-alive clients sending requests until `stop`; counts answers that are not 200 and
+/// connections that broke.
+fn load(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    bad: Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..4)
+        .map(|_| {
+            let (stop, bad) = (stop.clone(), bad.clone());
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                let mut c = Client::connect(addr);
+                while !stop.load(Ordering::SeqCst) {
+                    c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+                    sent += 1;
+                    match c.read_response() {
+                        Some(r) if r.status == 200 => {}
+                        other => {
+                            bad.fetch_add(1, Ordering::SeqCst);
+                            eprintln!("failed during reloads: {:?}", other.map(|r| r.status));
+                            c = Client::connect(addr);
+                        }
+                    }
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn members_change_under_load_without_a_failed_request() {
+    let (a, b, c) = (
+        Backend::named("A"),
+        Backend::named("B"),
+        Backend::named("C"),
+    );
+    let p = Ringlb::start(&body(&[member(a.addr), member(b.addr)]), 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let clients = load(p.addr, stop.clone(), bad.clone());
+    let sets = [
+        vec![weighted(&b, 1), weighted(&c, 3)],
+        vec![weighted(&a, 2), weighted(&c, 1)],
+        vec![member(a.addr), member(b.addr), member(c.addr)],
+        vec![member(b.addr)],
+        vec![member(a.addr), member(b.addr)],
+    ];
+    let mut generation = 1;
+    for round in 0..2 {
+        for set in &sets {
+            std::thread::sleep(Duration::from_millis(150));
+            p.rewrite_config(&body(set));
+            let (code, out, err) = if round == 0 {
+                reload_cli(&p)
+            } else {
+                let r = admin(p.admin_addr(), "POST", "/api/reload", "", None);
+                (i32::from(r.status != 200), r.text(), String::new())
+            };
+            assert_eq!(code, 0, "{out} {err}");
+            generation += 1;
+            assert!(out.contains(&generation.to_string()), "{out}");
+        }
+    }
+    // Only B from here on: A and C get nothing once every core runs it.
+    p.rewrite_config(&body(&[member(b.addr)]));
+    assert_eq!(reload_cli(&p).0, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let (a_then, c_then) = (a.count(), c.count());
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let sent: u64 = clients.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(bad.load(Ordering::SeqCst), 0, "of {sent} requests");
+    assert!(sent > 100, "{sent}");
+    assert!(c_then > 0, "C took requests while it was a member");
+    assert_eq!(
+        (a.count(), c.count()),
+        (a_then, c_then),
+        "removed members get nothing"
+    );
+    let r = report_when(p.admin_addr(), |r| r.config.adopted);
+    assert_eq!(r.config.generation, generation + 1);
+    assert_eq!(r.config.reload_failures, 0);
+    assert_eq!(r.balancers[0].members.len(), 1);
+}
+
+#[test]
+fn an_unchanged_member_keeps_its_statistics_and_pooled_connections() {
+    let (a, b) = (Backend::named("A"), Backend::named("B"));
+    let p = Ringlb::start(&body(&[member(a.addr)]), 1);
+    let mut c = Client::connect(p.addr);
+    for _ in 0..20 {
+        c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    let before = report_when(p.admin_addr(), |r| r.balancers[0].members[0].selected >= 20);
+    assert_eq!(a.connections(), 1, "one pooled connection served them all");
+    // B added before A: A's index changes, its identity (balancer + URL) does not.
+    p.rewrite_config(&body(&[member(b.addr), member(a.addr)]));
+    assert_eq!(reload_cli(&p).0, 0);
+    for _ in 0..40 {
+        c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    assert!(b.count() > 0);
+    assert_eq!(
+        a.connections(),
+        1,
+        "A's idle pooled connection was carried over"
+    );
+    let r = report_when(p.admin_addr(), |r| {
+        r.balancers[0]
+            .members
+            .iter()
+            .map(|m| m.selected)
+            .sum::<u64>()
+            >= 60
+    });
+    let a_now = r.balancers[0]
+        .members
+        .iter()
+        .find(|m| m.url.contains(&a.addr.to_string()))
+        .unwrap();
+    assert!(
+        a_now.selected > before.balancers[0].members[0].selected,
+        "A's counters continued ({} then, {} now)",
+        before.balancers[0].members[0].selected,
+        a_now.selected
+    );
+}
+
+#[test]
+fn a_bad_file_keeps_the_running_configuration_and_says_why() {
+    let (a, b) = (Backend::named("A"), Backend::named("B"));
+    let good = body(&[member(a.addr)]);
+    let p = Ringlb::start(&good, 2);
+    // A misspelt key: the error names it and its line.
+    p.rewrite_config(&format!("{good}\n[limits]\nheader_timeout_typo = \"5s\"\n"));
+    let r = admin(p.admin_addr(), "POST", "/api/reload", "", None);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("line 18, key `limits.header_timeout_typo`"),
+        "{}",
+        r.text()
+    );
+    let (code, _, err) = reload_cli(&p);
+    assert_eq!(code, 1);
+    assert!(err.contains("running configuration stays"), "{err}");
+    // A member with an unusable address, through SIGHUP: logged, counted.
+    p.rewrite_config(&body(&[
+        "{ url = \"http://no-such-host.invalid:80\" }".into()
+    ]));
+    unsafe_kill(p.pid(), "HUP");
+    assert!(p.wait_log("reload failed, the running configuration stays"));
+    let r = report_when(p.admin_addr(), |r| r.config.reload_failures == 3);
+    assert_eq!((r.config.generation, r.config.reload_failures), (1, 3));
+    let m = admin(p.admin_addr(), "GET", "/metrics", "", None).text();
+    assert!(m.contains("ringlb_config_reload_failures_total 3"), "{m}");
+    assert!(m.contains("ringlb_config_generation 1"), "{m}");
+    assert_eq!(get(p.addr, "/x").header("X-Backend"), Some("A"));
+    // Settings that need a restart: reported and kept; the rest is applied. (The workers come
+    // from --workers here, which a reload applies again, as at start.)
+    let never_opened = std::env::temp_dir().join(format!("ringlb-reload-{}.log", p.pid()));
+    p.rewrite_config(&format!(
+        "[server]\nworkers = 3\n[log]\naccess = \"{}\"\n{}",
+        never_opened.display(),
+        body(&[member(b.addr)])
+    ));
+    assert_eq!(reload_cli(&p).0, 0);
+    assert!(p.wait_log("log.access changed in the file: restart needed"));
+    assert!(!never_opened.exists());
+    assert_eq!(report(p.admin_addr()).workers, 2);
+    assert!(wait_until(
+        || get(p.addr, "/x").header("X-Backend") == Some("B")
+    ));
+}
