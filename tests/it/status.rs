@@ -308,6 +308,11 @@ fn a_token_guards_every_admin_request() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["status"], "active", "a refused change changed nothing");
     assert_eq!(get(p.addr, "/").status, 200);
+    // The liveness probe needs no token and tells nothing but "ok".
+    let r = admin(admin_addr, "GET", "/healthz", "", None);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
+    assert_eq!(admin(admin_addr, "POST", "/healthz", "", None).status, 405);
+    assert_eq!(admin(admin_addr, "GET", "/healthz/x", "", None).status, 401);
 }
 
 #[test]
