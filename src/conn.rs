@@ -165,7 +165,8 @@ async fn keep_serving(
     // A TLS client learns the end was meant (close_notify): a body that ends at the close is
     // then known to be whole.
     if c.stream.tls.is_some() {
-        stream::shutdown_write(&mut c.stream).await;
+        // Boxed, like the flush in `wait_idle`: a plain connection's task does not carry it.
+        Box::pin(stream::shutdown_write(&mut c.stream)).await;
     }
 }
 
@@ -193,10 +194,15 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
             let _ = stream::recv_ready(&mut c.stream, &mut c.buf);
             return Wait::Data;
         }
-        // Records rustls queued for the client while reading (an alert) go out first.
+        // Records rustls queued for the client while reading (an alert) go out first. Boxed:
+        // unboxed, the flush's state made every connection's task 1.1 KB larger, plain ones too
+        // (scenario (d) measured it as ~3 % more CPU per connection).
         if let Some(s) = c.stream.tls.as_mut() {
             let left = deadline.saturating_duration_since(now);
-            if session::flush(&mut c.stream.tcp, s, left).await.is_err() {
+            if Box::pin(session::flush(&mut c.stream.tcp, s, left))
+                .await
+                .is_err()
+            {
                 return Wait::Close;
             }
         }
