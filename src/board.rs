@@ -5,7 +5,8 @@
 //! across cores with `Histogram::add`, never by averaging percentiles), each core's latest counters,
 //! the admin state and the health-check state of every member. Must never: be touched on the
 //! per-request path; it is the one place in ringlb with a lock, taken once a second per core (and
-//! when `Board::changes` moved), by admin requests and by the health checker after each check.
+//! when `Board::changes` moved), by admin requests, by the health checker after each check and by
+//! the main thread while it publishes a generation and waits for the cores to adopt it.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
 use std::sync::Arc;
@@ -164,9 +165,51 @@ impl BoardData {
     pub fn publish_generation(&mut self, config: Arc<Config>, member_tls: Upstreams) -> u64 {
         let layout = self.registry.assign(&config);
         let number = self.generation.number + 1;
-        self.generation = Arc::new(Generation::new(number, config, layout, member_tls));
+        let old = std::mem::replace(
+            &mut self.generation,
+            Arc::new(Generation::new(number, config, layout, member_tls)),
+        );
         self.add_places();
+        self.follow_file(&old);
         number
+    }
+
+    /// Where the new file differs from the previous one for a member, the file wins: a changed
+    /// status or weight replaces an admin change, a changed health check starts from its first
+    /// probe. A member back after a reload without it starts as the file says.
+    fn follow_file(&mut self, old: &Generation) {
+        let generation = self.generation.clone();
+        let mut admin_changed = false;
+        let mut health_changed = false;
+        for (b, bc) in generation.config.balancers.iter().enumerate() {
+            for (m, mc) in bc.members.iter().enumerate() {
+                let place = generation.layout.member(b, m);
+                let before = old.layout.members.iter().enumerate().find_map(|(ob, ms)| {
+                    let om = ms.iter().position(|&p| p == place)?;
+                    Some(&old.config.balancers[ob].members[om])
+                });
+                let file_admin = (mc.status, mc.weight);
+                if before.is_none_or(|o| (o.status, o.weight) != file_admin) {
+                    let a = &mut self.admin[place];
+                    if (a.status, a.weight) != file_admin {
+                        admin_changed = true;
+                        a.status = mc.status;
+                        a.weight = mc.weight;
+                        a.since_version = self.admin_version + 1;
+                    }
+                }
+                if before.is_none_or(|o| o.health != mc.health) {
+                    self.health[place] = MemberHealth::new(mc.health.method);
+                    health_changed = true;
+                }
+            }
+        }
+        if admin_changed {
+            self.admin_version += 1;
+        }
+        if health_changed {
+            self.health_version += 1;
+        }
     }
 
     /// Board entries for places the registry gave out since the last call.
@@ -397,6 +440,43 @@ mod tests {
         board.publish(0, &mut a, 0);
         assert_eq!(board.member(0, 0).lifetime[0].len(), 400);
         assert_eq!(board.member(0, 0).counters().selected, 400);
+    }
+
+    fn members(spec: &str) -> Arc<Config> {
+        let mut c = Config::parse(&format!(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\nmembers = [{spec}]\n"
+        ))
+        .unwrap();
+        c.server.workers = 1;
+        Arc::new(c)
+    }
+
+    #[test]
+    fn a_reload_keeps_admin_changes_unless_the_file_changed_that_member() {
+        let one = "{ url = \"http://127.0.0.1:9\" }";
+        let two = "{ url = \"http://127.0.0.1:10\" }";
+        let cfg = members(&format!("{one}, {two}"));
+        let mut board = BoardData::new(cfg.clone(), Upstreams::load(&cfg).unwrap());
+        board.set_member(0, 0, Some(MemberStatus::Disabled), None);
+        board.set_member(0, 1, Some(MemberStatus::Disabled), None);
+        // The file re-weights the second member only, and lists it first.
+        let next = members(&format!(
+            "{{ url = \"http://127.0.0.1:10\", weight = 4 }}, {one}"
+        ));
+        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap());
+        assert_eq!(board.admin_of(0, 1).status, MemberStatus::Disabled, "kept");
+        assert_eq!(
+            board.admin_of(0, 0).status,
+            MemberStatus::Active,
+            "the file changed it"
+        );
+        assert_eq!(board.admin_of(0, 0).weight, 4);
+        // Removed, then back: as the file says, not as it was left.
+        let only = members(one);
+        board.publish_generation(only.clone(), Upstreams::load(&only).unwrap());
+        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap());
+        assert_eq!(board.admin_of(0, 0).weight, 4);
+        assert_eq!(board.admin_of(0, 0).status, MemberStatus::Active);
     }
 
     #[test]

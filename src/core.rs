@@ -15,15 +15,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::access_log::CoreLog;
-use crate::balance::Balancer;
 use crate::board::{Board, BoardData};
 use crate::client::Spare;
 use crate::config::Config;
-use crate::core_gen::CoreGen;
+use crate::core_gen::{CoreGen, Upstream};
 use crate::health::applied::Applied;
 use crate::notify::Notify;
 use crate::park::Parking;
-use crate::pool::Pool;
 use crate::reload::ControlSender;
 use crate::stats::CoreStats;
 use crate::tls::{Generation as TlsGeneration, TlsState};
@@ -34,17 +32,13 @@ pub const ADMIN_CONNECTIONS_PER_CORE: usize = 8;
 /// Buffer sets lent by idle connections, kept per worker for reuse.
 const MAX_SPARES: usize = 64;
 
-/// A balancer's per-core state: its cursor and its idle connections.
-pub struct Upstream {
-    pub balancer: Balancer,
-    pub pool: Pool<crate::stream::Stream>,
-}
-
 /// Everything one core owns.
 pub struct Core {
     pub id: usize,
     /// The configuration generation this core runs (`gen`); a request keeps the one it began on.
     current: RefCell<Rc<CoreGen>>,
+    /// Older generations some request may still run on (their in-flight counts are published).
+    older: RefCell<Vec<std::rc::Weak<CoreGen>>>,
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,
     pub board: Arc<Board>,
@@ -109,6 +103,7 @@ impl Core {
             health: RefCell::new(health),
             seen_changes: Cell::new(0),
             current: RefCell::new(Rc::new(current)),
+            older: RefCell::new(Vec::new()),
             shutdown: Notify::default(),
             stopping: Cell::new(false),
             conn_closed: Notify::default(),
@@ -126,6 +121,11 @@ impl Core {
     /// The configuration generation new requests run on.
     pub fn gen(&self) -> Rc<CoreGen> {
         self.current.borrow().clone()
+    }
+
+    /// Whether `gen` is still the one new requests run on.
+    pub fn is_current(&self, gen: &CoreGen) -> bool {
+        self.current.borrow().number == gen.number
     }
 
     /// The rustls configuration of listener `listener`, if it speaks TLS: the newest generation
@@ -290,6 +290,18 @@ pub fn publish(core: &Core, now: Instant) {
             ms.counters.in_flight = u64::from(u.balancer.in_flight(m));
         }
     }
+    // Requests still running on older generations count too (a drain waits for them).
+    core.older.borrow_mut().retain(|old| {
+        let Some(old) = old.upgrade() else {
+            return false;
+        };
+        for (b, u) in old.upstreams.borrow().iter().enumerate() {
+            for (m, &place) in old.layout.members[b].iter().enumerate() {
+                stats.member(place).counters.in_flight += u64::from(u.balancer.in_flight(m));
+            }
+        }
+        true
+    });
     board.publish(core.id, &mut stats, core.applied.get());
 }
 
@@ -322,6 +334,7 @@ fn adopt_generation(core: &Core, board: &mut BoardData) -> bool {
         .grow(board.members.len(), board.balancer_places());
     core.conn_limit.set(conn_limit(&next.config));
     *core.current.borrow_mut() = Rc::new(next);
+    core.older.borrow_mut().push(Rc::downgrade(&old));
     board.core_generation[core.id] = generation.number;
     // A larger connection limit lets a waiting accept loop go on.
     core.conn_closed.notify_all();

@@ -6,25 +6,31 @@
 //! keep-alive connection takes the newer one. Moving to a new generation carries over, for every
 //! member whose identity (balancer name + URL, `layout`) it keeps: its failure window, health
 //! verdict and slow start, and — when how ringlb connects to it is unchanged — its idle pooled
-//! connections and TLS session cache. Removed or changed members' idle connections close.
+//! connections. Every other idle connection of the old generation closes at adoption, and a
+//! request finishing on an older generation does not pool its member connection.
 //!
 //! Owns: building a core's generation and the carry-over. Must never: run on the request path
 //! (a core adopts at its 100 ms turn) or touch another core's state. Invariant: requests still in
-//! flight on an older generation count against that generation's balancer (`in_flight`,
-//! `max_conns`), not the new one's.
+//! flight on an older generation count against that generation's balancer for `max_conns` (the
+//! core adds them to the member's published `in_flight`, so `drained` waits for them).
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::balance::Balancer;
 use crate::config::{Config, MemberConfig};
-use crate::core::Upstream;
 use crate::generation::Generation;
 use crate::layout::Layout;
 use crate::notify::Notify;
 use crate::pool::Pool;
 use crate::route::Router;
 use crate::tls::upstream::MemberConfigs;
+
+/// A balancer's per-core state: its cursor and its idle connections.
+pub struct Upstream {
+    pub balancer: Balancer,
+    pub pool: Pool<crate::stream::Stream>,
+}
 
 /// One core's state for one generation.
 pub struct CoreGen {
@@ -46,7 +52,9 @@ impl CoreGen {
     pub fn build(core_id: usize, generation: &Generation, old: Option<&CoreGen>) -> CoreGen {
         let config = generation.config.clone();
         let workers = config.server.workers;
-        let mut member_tls = generation.member_tls.for_core();
+        // Always the new generation's TLS settings: a CA file replaced at the same path is read
+        // again (the sessions cached for the old settings are not carried).
+        let member_tls = generation.member_tls.for_core();
         let mut upstreams: Vec<Upstream> = config
             .balancers
             .iter()
@@ -66,9 +74,12 @@ impl CoreGen {
                     new_up.balancer.carry(m, &old_up.balancer, om);
                     if same_connection(mc, &old.config.balancers[ob].members[om]) {
                         new_up.pool.put_member(m, old_up.pool.take_member(om));
-                        member_tls[b][m] = old.member_tls[ob][om].clone();
                     }
                 }
+            }
+            // What did not carry over closes now (removed or changed members' connections).
+            for up in old_ups.iter_mut() {
+                up.pool.clear_all();
             }
         }
         CoreGen {

@@ -2,10 +2,13 @@
 //!
 //! Map of the code (one concept per file):
 //! - `cli`, `config`: command line and the validated TOML configuration.
-//! - `server`: binds listeners, starts one pinned `worker` per core, handles signals.
+//! - `server`: binds listeners, starts one pinned `worker` per core, handles signals and reload
+//!   requests on the main thread; `reload`: re-reading the file into the next `generation`;
+//!   `layout`: members' stable places (identity) across generations.
 //! - `worker`: one core's runtime and the only place connection tasks start (accept loops, the
-//!   parked-connection watcher, the tick); `core`: what one core owns (`Core`: cursors, pools,
-//!   counters, parked connections) and the connection guards.
+//!   parked-connection watcher, the tick); `core`: what one core owns (`Core`: its generation,
+//!   counters, parked connections) and the connection guards; `core_gen`: one core's state of a
+//!   generation (router, cursors, pools) and the carry-over to the next.
 //! - `conn`: one client connection's life: read the head, normalise the path, refuse bad ones,
 //!   keep-alive, park when idle (`park`); `client`: the connection's buffers and parsed head.
 //! - `proxy`: one request's trip once parsed: gather a small body, route, pick, pooled (checked)
@@ -30,7 +33,7 @@
 //! - `health/`: active health checks, one checker thread per box (probe, state machine, the
 //!   results each core applies at its once-a-second publication).
 //! - `access_log`: Apache combined lines, buffered per core, written by one writer thread.
-//! - `demo`: the built-in demo backends; `status_cli`: `ringlb status`.
+//! - `demo`: the built-in demo backends; `status_cli`: `ringlb status` and `ringlb reload`.
 //!
 //! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> normalise the
 //! path (http::path) -> gather a small body, route, balancer pick (proxy) -> checked pool checkout

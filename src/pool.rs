@@ -65,6 +65,11 @@ impl<S> Pool<S> {
         self.idle[member].clear();
     }
 
+    /// Closes every idle connection.
+    pub fn clear_all(&mut self) {
+        self.idle.iter_mut().for_each(Vec::clear);
+    }
+
     /// Takes every idle connection to `member` with when each went idle (a reload moving them to
     /// the new generation's pool).
     pub fn take_member(&mut self, member: usize) -> Vec<(S, Instant)> {

@@ -524,7 +524,8 @@ async fn finish(
                     tracked.member,
                     Mark::Status(d.status),
                 );
-            } else if d.reusable {
+            } else if d.reusable && core.is_current(gen) {
+                // (A request that began before a reload does not pool into its old generation.)
                 gen.upstreams.borrow_mut()[tracked.bal].pool.checkin(
                     tracked.member,
                     up,

@@ -3,11 +3,12 @@
 //! the next generation on the board, where every core adopts it within about 100 ms
 //! (`core::publish`). SIGHUP, `POST /api/reload` and `ringlb reload` all end here.
 //!
-//! Owns: the control channel the main thread listens on (signals and reload requests from admin
-//! connections), what a reload may change, and the reload counters. Must never: run on a worker
+//! Owns: the messages of the control channel the main thread listens on (`server.rs` creates and
+//! reads it: signals, and reload requests from admin connections), what a reload may change, and
+//! counting failed reloads. Must never: run on a worker
 //! (reading and validating a file takes milliseconds), publish a configuration that did not
 //! validate, or change a setting a running process cannot apply (workers, driver, listeners, the
-//! admin address, the access log path); those stay as they are until a restart.
+//! admin address, the access log path, the log level); those stay as they are until a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,16 +115,13 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static str> {
     }
     // The listeners and their certificates stay as started (SIGHUP re-reads the same files).
     next.listen = running.listen.clone();
+    // The token may change with the address kept; with the address changed, the running admin
+    // section stays whole (a token validated for a new loopback address must not open the
+    // running public one).
     let admin_address = |c: &Config| c.admin.as_ref().map(|a| a.address);
     if admin_address(next) != admin_address(running) {
         changed.push("admin.address");
-        next.admin = match (&running.admin, next.admin.take()) {
-            (Some(r), Some(n)) => Some(crate::config::AdminConfig {
-                address: r.address,
-                token: n.token,
-            }),
-            (r, _) => r.clone(),
-        };
+        next.admin = running.admin.clone();
     }
     changed
 }
@@ -163,5 +161,16 @@ mod tests {
         assert_eq!(next.listen[0].address.port(), 40000);
         // What may change live did.
         assert_eq!(next.balancers[0].members[0].url, "http://127.0.0.1:10");
+    }
+
+    #[test]
+    fn a_moved_admin_listener_keeps_its_running_token() {
+        let running = config("[admin]\naddress = \"0.0.0.0:9900\"\ntoken = \"secret\"\n");
+        // Valid alone: loopback needs no token.
+        let mut next = config("[admin]\naddress = \"127.0.0.1:9900\"\n");
+        assert_eq!(keep_restart_only(&running, &mut next), ["admin.address"]);
+        let admin = next.admin.unwrap();
+        assert_eq!(admin.address.to_string(), "0.0.0.0:9900");
+        assert_eq!(admin.token.as_deref(), Some("secret"));
     }
 }

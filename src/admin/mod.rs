@@ -1,10 +1,11 @@
 //! The admin listener (`[admin] address`), served by the workers like any listener: `/status`
-//! (HTML), `/status.json`, `/metrics` (Prometheus), the member API and `/healthz` (the one path
-//! that needs no token: it says only whether the process serves).
+//! (HTML), `/status.json`, `/metrics` (Prometheus), the member API, `POST /api/reload` (handed to
+//! the main thread, answered without holding the worker) and `/healthz` (the one path that needs
+//! no token: it says only whether the process serves).
 //!
 //! Owns: admin request handling and the bearer-token check. The worker serving an admin request
 //! publishes its own statistics first (on demand); the other workers' come from their last
-//! once-a-second publication. Must never: serve anything, or
+//! once-a-second publication. Must never: serve anything but `/healthz`'s "ok"/"stopping", or
 //! change anything, to a request without the right token when one is configured. Invariant: the
 //! board's lock is held only while a response is built, never across an await.
 
