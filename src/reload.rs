@@ -165,12 +165,12 @@ mod tests {
 
     #[test]
     fn a_moved_admin_listener_keeps_its_running_token() {
-        let running = config("[admin]\naddress = \"0.0.0.0:9900\"\ntoken = \"secret\"\n");
+        let running = config("[admin]\naddress = \"0.0.0.0:9900\"\ntoken = \"secret-token-1\"\n");
         // Valid alone: loopback needs no token.
         let mut next = config("[admin]\naddress = \"127.0.0.1:9900\"\n");
         assert_eq!(keep_restart_only(&running, &mut next), ["admin.address"]);
         let admin = next.admin.unwrap();
         assert_eq!(admin.address.to_string(), "0.0.0.0:9900");
-        assert_eq!(admin.token.as_deref(), Some("secret"));
+        assert_eq!(admin.token.as_deref(), Some("secret-token-1"));
     }
 }
