@@ -72,6 +72,7 @@ pub mod reload;
 pub mod route;
 pub mod select;
 pub mod server;
+pub mod state_file;
 pub mod stats;
 pub mod status_cli;
 pub mod sticky;

@@ -25,6 +25,8 @@ pub enum Control {
     /// An admin request asks for a reload; the answer is the generation number every core runs,
     /// or why nothing changed.
     Reload(futures_channel::oneshot::Sender<Result<u64, String>>),
+    /// An admin change was made: write the state file (`[admin] state_file`).
+    SaveState,
 }
 
 /// Where an admin connection sends its reload request.

@@ -101,6 +101,7 @@ impl Server {
         let upstream_tls = crate::tls::upstream::Upstreams::load(&config)
             .map_err(|e| anyhow::anyhow!("member TLS: {e}"))?;
         let board = Arc::new(Board::new(config.clone(), upstream_tls));
+        restore_state(&board);
         let (control_tx, control) = std::sync::mpsc::channel();
         // Only a server started from a file can reload; the admin API says so otherwise.
         let reloads = source.as_ref().map(|_| control_tx.clone());
@@ -203,6 +204,7 @@ impl Server {
                         reload::failed(&self.board, &e);
                     }
                 }
+                Control::SaveState => save_state(&self.board),
                 Control::Reload(answer) => {
                     let result = self.reload();
                     if let Err(e) = &result {
@@ -257,6 +259,8 @@ impl Server {
             }
         }
         let number = reload::reload(source, &self.board)?;
+        // What the new file keeps of the admin changes (a changed member's file values win).
+        save_state(&self.board);
         // The checks follow the new members; their results stay on the board by member place.
         if let Some(h) = self.health.take() {
             h.stop();
@@ -285,6 +289,46 @@ impl Server {
             log.finish();
         }
         tracing::info!("stopped");
+    }
+}
+
+/// Applies the state file's admin changes at start (`state_file`). A state file that cannot be
+/// read is logged and left alone: ringlb starts with the configuration file's values.
+fn restore_state(board: &Board) {
+    let generation = board.lock().generation.clone();
+    let Some(path) = generation
+        .config
+        .admin
+        .as_ref()
+        .and_then(|a| a.state_file.as_ref())
+    else {
+        return;
+    };
+    match crate::state_file::load(path) {
+        Ok(entries) => {
+            let n = crate::state_file::apply(&mut board.lock(), &entries);
+            tracing::info!(path = %path.display(), members = n, "admin changes restored from the state file");
+        }
+        Err(e) => tracing::error!("{e}; starting with the configuration file's member states"),
+    }
+}
+
+/// Writes the admin changes in effect to the state file, when one is configured.
+fn save_state(board: &Board) {
+    let (path, entries) = {
+        let b = board.lock();
+        let path = b
+            .generation
+            .config
+            .admin
+            .as_ref()
+            .and_then(|a| a.state_file.clone());
+        (path, crate::state_file::entries(&b))
+    };
+    if let Some(path) = path {
+        if let Err(e) = crate::state_file::save(&path, entries) {
+            tracing::error!("{e}");
+        }
     }
 }
 

@@ -83,6 +83,7 @@ pub fn render(r: &StatusReport) -> String {
         r.connections.active,
         r.connections.total
     );
+    let mut overridden = false;
     for b in &r.balancers {
         out.push_str(&format!(
             "\nbalancer {} (503s: {})\n",
@@ -103,19 +104,30 @@ pub fn render(r: &StatusReport) -> String {
             "p99.9 all"
         ));
         for m in &b.members {
-            let state = if m.health.state == "down" {
-                format!("{} (check down)", m.status)
-            } else if m.failed {
-                format!("{} (failed)", m.status)
-            } else {
-                m.status.clone()
+            // `*`: set through the admin API (or the state file), not the configuration file.
+            let mark = |what: &str| {
+                if m.overridden.iter().any(|o| o == what) {
+                    "*"
+                } else {
+                    ""
+                }
             };
+            overridden |= !m.overridden.is_empty();
+            let status = format!("{}{}", m.status, mark("status"));
+            let state = if m.health.state == "down" {
+                format!("{status} (check down)")
+            } else if m.failed {
+                format!("{status} (failed)")
+            } else {
+                status
+            };
+            let weight = format!("{}{}", m.weight, mark("weight"));
             out.push_str(&format!(
                 "{:>3} {:<28} {:<18} {:>6} {:>9} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}\n",
                 m.index,
                 m.url,
                 state,
-                m.weight,
+                weight,
                 m.selected,
                 m.in_flight,
                 m.failures.values().sum::<u64>(),
@@ -125,6 +137,11 @@ pub fn render(r: &StatusReport) -> String {
                 human_us(m.total.lifetime.p999_us),
             ));
         }
+    }
+    if overridden {
+        out.push_str(
+            "\n* set through the admin API (kept in [admin] state_file when one is set), not the configuration file\n",
+        );
     }
     out
 }

@@ -63,6 +63,8 @@ pub async fn run(
     listeners: Vec<(std::net::TcpListener, Role)>,
     stop: futures_channel::oneshot::Receiver<()>,
 ) {
+    // Admin changes restored from the state file are in effect before the first request.
+    crate::core::publish(&core, Instant::now());
     for (l, role) in listeners {
         match TcpListener::from_std(l) {
             Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l, role)).detach(),

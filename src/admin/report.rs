@@ -95,6 +95,10 @@ pub struct MemberReport {
     pub address: String,
     /// active | standby | disabled | draining
     pub status: String,
+    /// The settings that differ from the configuration file's: set through the admin API (and
+    /// kept in the state file, when there is one).
+    #[serde(default)]
+    pub overridden: Vec<String>,
     /// Skipped after a connect failure on at least one core right now.
     pub failed: bool,
     pub weight: u32,
@@ -241,6 +245,14 @@ impl StatusReport {
                             url: mc.url.clone(),
                             address: mc.host_port.clone(),
                             status: admin.status.name().into(),
+                            overridden: [
+                                ("status", admin.status != mc.status),
+                                ("weight", admin.weight != mc.weight),
+                            ]
+                            .iter()
+                            .filter(|(_, differs)| *differs)
+                            .map(|(name, _)| (*name).to_string())
+                            .collect(),
                             failed: c.failed_cores > 0,
                             weight: admin.weight,
                             selected: c.selected,

@@ -183,6 +183,7 @@ impl Default for RawLog {
 struct RawAdmin {
     address: Spanned<String>,
     token: Option<Spanned<String>>,
+    state_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +221,9 @@ pub struct AdminConfig {
     pub address: SocketAddr,
     /// When set, every admin request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Where admin changes are kept across restarts (`[admin] state_file`, Apache's
+    /// `BalancerPersist`): `state_file.rs`.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +431,7 @@ impl Validator<'_> {
                 Some(AdminConfig {
                     address,
                     token: a.token.as_ref().map(|t| t.get_ref().clone()),
+                    state_file: a.state_file.as_ref().map(std::path::PathBuf::from),
                 })
             }
         };

@@ -1,16 +1,17 @@
 //! Live reload of the whole configuration (SIGHUP, `POST /api/reload`, `ringlb reload`): members
 //! added, removed and re-weighted under load with no failed request; statistics and pooled
 //! connections of unchanged members carried over; a bad file keeps the running configuration,
-//! says why and is counted; settings that need a restart are reported and kept.
+//! says why and is counted; settings that need a restart are reported and kept; admin changes
+//! kept across a restart by the state file.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::admin::{admin, report, report_when, with_admin};
+use crate::support::admin::{admin, report, report_when, set_member_status, with_admin};
 use crate::support::backend::Backend;
 use crate::support::client::{get, Client};
-use crate::support::proxy::{member, run_cli, simple_config, unsafe_kill, Ringlb};
+use crate::support::proxy::{member, run_cli, simple_config, unsafe_kill, Ringlb, TempDir};
 use crate::support::wait_until;
 
 fn weighted(b: &Backend, weight: u32) -> String {
@@ -203,4 +204,70 @@ fn a_bad_file_keeps_the_running_configuration_and_says_why() {
     assert!(wait_until(
         || get(p.addr, "/x").header("X-Backend") == Some("B")
     ));
+}
+
+#[test]
+fn admin_changes_survive_a_restart_through_the_state_file() {
+    let (a, b) = (Backend::named("A"), Backend::named("B"));
+    let dir = TempDir::new();
+    let state = dir.0.join("state.json");
+    let config = with_admin(
+        &simple_config(&[member(a.addr), member(b.addr)], ""),
+        &format!("state_file = \"{}\"", state.display()),
+    );
+    let mut p = Ringlb::start(&config, 2);
+    set_member_status(p.admin_addr(), 0, "disabled");
+    let r = admin(
+        p.admin_addr(),
+        "POST",
+        "/api/balancers/app/members/1",
+        r#"{"weight":7}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        wait_until(|| std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"weight\": 7"))),
+        "the main thread wrote the state file"
+    );
+    assert!(p.terminate().is_some_and(|s| s.success()));
+    // A new process with the same files: the changes are back before the first request.
+    let p = Ringlb::start(&config, 2);
+    for _ in 0..6 {
+        assert_eq!(get(p.addr, "/x").header("X-Backend"), Some("B"));
+    }
+    let r = report(p.admin_addr());
+    let m = &r.balancers[0].members;
+    assert_eq!(
+        (m[0].status.as_str(), m[0].overridden.clone()),
+        ("disabled", vec!["status".to_string()])
+    );
+    assert_eq!(
+        (m[1].weight, m[1].overridden.clone()),
+        (7, vec!["weight".to_string()])
+    );
+    let url = format!("http://{}", p.admin_addr());
+    let (code, out, _) = run_cli(&["status", "--admin", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains("disabled*") && out.contains("7*"), "{out}");
+    assert!(out.contains("set through the admin API"), "{out}");
+    // The file changes member 0's status itself: the file wins, and the state file follows.
+    p.rewrite_config(&with_admin(
+        &simple_config(
+            &[
+                format!("{{ url = \"http://{}\", status = \"standby\" }}", a.addr),
+                member(b.addr),
+            ],
+            "",
+        ),
+        &format!("state_file = \"{}\"", state.display()),
+    ));
+    assert_eq!(reload_cli(&p).0, 0);
+    let m = report(p.admin_addr()).balancers[0].members.clone();
+    assert_eq!(
+        (m[0].status.as_str(), m[0].overridden.len()),
+        ("standby", 0)
+    );
+    assert_eq!(m[1].weight, 7, "an unchanged member keeps its admin change");
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(!saved.contains("disabled"), "{saved}");
 }
