@@ -59,6 +59,10 @@ pub enum Command {
         config: PathBuf,
         #[command(flatten)]
         overrides: Overrides,
+        /// Take the listening sockets of the ringlb running with the same `[server]
+        /// upgrade_socket` (a binary upgrade: it stops once this one serves).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file, print a summary, exit 0 (valid) or 1 (invalid).
     Check {

@@ -135,7 +135,8 @@ async fn keep_serving(
             // old configuration generation alive, and takes a reload's timeout at its next wait.
             let keepalive = core.gen().config.limits.keepalive_timeout;
             let deadline = head_deadline.unwrap_or(now + keepalive);
-            match wait_idle(&core, &mut c, now, deadline).await {
+            let fresh = head_deadline.is_some();
+            match wait_idle(&core, &mut c, now, deadline, fresh).await {
                 Wait::Data => {}
                 Wait::Close => break,
                 Wait::Park => {
@@ -182,11 +183,20 @@ enum Wait {
 
 /// Waits (from `now`), holding no buffer, for the first bytes of the next request until
 /// `deadline`, and puts them in `c.buf`. The wait is a readiness poll, not a receive: abandoning
-/// it (to park, or at the deadline) can never lose bytes the client sent.
-async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Instant) -> Wait {
-    let park_at = deadline.min(now + PARK_AFTER);
+/// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
+/// an idle keep-alive connection closes, but a `fresh` one (accepted, no request yet: its client
+/// is about to send one) still gets until its head deadline for its first request, which is
+/// answered (with `Connection: close`).
+async fn wait_idle(
+    core: &Core,
+    c: &mut Client,
+    mut now: Instant,
+    deadline: Instant,
+    fresh: bool,
+) -> Wait {
+    let mut park_at = deadline.min(now + PARK_AFTER);
     loop {
-        if core.is_stopping() {
+        if core.is_stopping() && !fresh {
             return Wait::Close;
         }
         if c.stream.has_buffered() {
@@ -222,7 +232,17 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
                     tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
                     return Wait::Close;
                 }
-                Either::Right((Either::Left(_), _)) if park_at < deadline => return Wait::Park,
+                Either::Right((Either::Left(_), _))
+                    if park_at < deadline && !core.is_stopping() =>
+                {
+                    return Wait::Park
+                }
+                // Stopping: a fresh connection waits on for its first request, up to its head
+                // deadline (the worker's grace period bounds it too), and it is answered.
+                Either::Right((Either::Right(_), _)) if fresh => {}
+                Either::Right((Either::Left(_), _)) if fresh && park_at < deadline => {
+                    park_at = deadline
+                }
                 Either::Right(_) => return Wait::Close,
             }
         }

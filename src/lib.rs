@@ -4,6 +4,7 @@
 //! - `cli`, `config`: command line and the validated TOML configuration.
 //! - `server`: binds listeners, starts one pinned `worker` per core, handles signals and reload
 //!   requests on the main thread; `reload`: re-reading the file into the next `generation`;
+//!   `handover`: giving the listening sockets to a new binary (`ringlb run --upgrade`);
 //!   `layout`: members' stable places (identity) across generations.
 //! - `worker`: one core's runtime and the only place connection tasks start (accept loops, the
 //!   parked-connection watcher, the tick); `core`: what one core owns (`Core`: its generation,
@@ -58,6 +59,7 @@ pub mod core_gen;
 pub mod deadline;
 pub mod demo;
 pub mod generation;
+pub mod handover;
 pub mod health;
 pub mod http;
 pub mod io;

@@ -22,14 +22,39 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn serve(config: Config, source: Option<ringlb::reload::Source>) -> ExitCode {
-    let mut server = match Server::start(config, source) {
+fn serve(config: Config, source: Option<ringlb::reload::Source>, upgrade: bool) -> ExitCode {
+    // `--upgrade`: the running process's listening sockets first (it keeps serving meanwhile).
+    let (taken_from, inherited) = if upgrade {
+        let Some(path) = config.server.upgrade_socket.clone() else {
+            eprintln!("ringlb: --upgrade needs [server] upgrade_socket in the configuration");
+            return ExitCode::from(2);
+        };
+        match ringlb::handover::take(&path) {
+            Ok((conn, sockets)) => (Some(conn), sockets),
+            Err(e) => {
+                eprintln!("ringlb: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        (None, Vec::new())
+    };
+    let mut server = match Server::start(config, source, inherited) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringlb: {e}");
             return ExitCode::from(1);
         }
     };
+    if let Some(conn) = taken_from {
+        // Serving: the old process may stop now.
+        if let Err(e) = ringlb::handover::ready(&conn) {
+            eprintln!("ringlb: upgrade: {e}");
+        }
+    }
+    if let Err(e) = server.offer_upgrades() {
+        eprintln!("ringlb: {e}; a later upgrade will not find this process");
+    }
     if let Err(e) = server.wait_for_signal() {
         eprintln!("ringlb: cannot wait for signals: {e}");
     }
@@ -40,7 +65,11 @@ fn serve(config: Config, source: Option<ringlb::reload::Source>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, overrides } => {
+        Command::Run {
+            config,
+            overrides,
+            upgrade,
+        } => {
             let mut cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -54,7 +83,7 @@ fn main() -> ExitCode {
                 path: config,
                 overrides,
             };
-            serve(cfg, Some(source))
+            serve(cfg, Some(source), upgrade)
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => match ringlb::tls::check::check(&c) {
@@ -125,7 +154,7 @@ fn main() -> ExitCode {
                 "then: open http://{admin}/status  (or: ringlb status --admin http://{admin})"
             );
             println!("stop: Ctrl-C");
-            serve(cfg, None)
+            serve(cfg, None, false)
         }
     }
 }

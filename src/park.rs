@@ -122,16 +122,24 @@ impl Parking {
 
     /// Closes parked connections for which `close` is true; returns how many.
     pub fn close_where(&self, close: impl Fn(&Parked) -> bool) -> usize {
+        let taken = self.take_where(close);
+        for p in &taken {
+            tracing::debug!(peer = %p.peer, "parked connection closes");
+        }
+        taken.len()
+    }
+
+    /// Takes every parked connection for which `which` is true.
+    pub fn take_where(&self, which: impl Fn(&Parked) -> bool) -> Vec<Parked> {
         let slots = self.slots.borrow().len();
-        let mut closed = 0;
+        let mut taken = Vec::new();
         for slot in 0..slots {
-            let due = self.slots.borrow()[slot].as_ref().is_some_and(&close);
+            let due = self.slots.borrow()[slot].as_ref().is_some_and(&which);
             if let Some(p) = due.then(|| self.take(slot)).flatten() {
-                tracing::debug!(peer = %p.peer, "parked connection closes");
-                closed += 1;
+                taken.push(p);
             }
         }
-        closed
+        taken
     }
 
     /// True when the caller should start a release task (none is waiting yet).

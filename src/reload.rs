@@ -8,7 +8,8 @@
 //! counting failed reloads. Must never: run on a worker
 //! (reading and validating a file takes milliseconds), publish a configuration that did not
 //! validate, or change a setting a running process cannot apply (workers, driver, listeners, the
-//! admin address, the access log path, the log level); those stay as they are until a restart.
+//! admin address, the upgrade socket, the access log path, the log level); those stay as they are
+//! until a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub enum Control {
     Reload(futures_channel::oneshot::Sender<Result<u64, String>>),
     /// An admin change was made: write the state file (`[admin] state_file`).
     SaveState,
+    /// A new process took the listening sockets (`handover`): stop as on SIGTERM.
+    Upgraded,
 }
 
 /// Where an admin connection sends its reload request.
@@ -86,6 +89,10 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static str> {
     if next.server.driver != running.server.driver {
         changed.push("server.driver");
         next.server.driver = running.server.driver;
+    }
+    if next.server.upgrade_socket != running.server.upgrade_socket {
+        changed.push("server.upgrade_socket");
+        next.server.upgrade_socket = running.server.upgrade_socket.clone();
     }
     if next.access_log != running.access_log {
         changed.push("log.access");

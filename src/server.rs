@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::access_log;
 use crate::board::Board;
 use crate::config::Config;
+use crate::handover::{Handover, Listening};
 use crate::health::Checker;
 use crate::reload::{self, Control, Source};
 use crate::worker::{self, Role};
@@ -35,6 +36,10 @@ pub struct Server {
     source: Option<Source>,
     /// Signals and reload requests for the main thread.
     control: Receiver<Control>,
+    control_tx: std::sync::mpsc::Sender<Control>,
+    /// Duplicates of the listening sockets, until `offer_upgrades` hands them to its thread.
+    offered: Vec<Listening>,
+    handover: Option<Handover>,
 }
 
 /// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
@@ -56,9 +61,110 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// The listening sockets of every worker, in `[[listen]]` order then the admin listener: those a
+/// running process handed over (`inherited`, for addresses the configuration still has), else
+/// new ones. Fills `addrs` with the proxy listeners' bound addresses.
+type PerWorker = Vec<Vec<(std::net::TcpListener, Role)>>;
+
+fn bind_all(
+    config: &Config,
+    mut inherited: Vec<Listening>,
+    addrs: &mut Vec<SocketAddr>,
+) -> anyhow::Result<PerWorker> {
+    let workers = config.server.workers;
+    let mut per_worker: PerWorker = (0..workers).map(|_| Vec::new()).collect();
+    let admin = config.admin.as_ref().map(|a| (a.address, Role::Admin));
+    let all = config
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.address, Role::Proxy(i)))
+        .chain(admin);
+    for (addr, role) in all {
+        // Sockets handed over for this listener (the same address, or any port when the file
+        // says 0).
+        let (mine, rest): (Vec<_>, Vec<_>) = inherited.into_iter().partition(|l| {
+            l.role == role && (l.addr == addr || (addr.port() == 0 && l.addr.ip() == addr.ip()))
+        });
+        inherited = rest;
+        let mut given: Vec<std::net::TcpListener> = mine
+            .into_iter()
+            .map(|l| std::net::TcpListener::from(l.fd))
+            .collect();
+        if given.is_empty() {
+            given.push(
+                bind_reuseport(addr)
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+            );
+        } else {
+            tracing::info!(address = %addr, sockets = given.len(), "listening sockets taken over");
+        }
+        // Port 0 means "any": the other workers join the port the first one got.
+        let bound = given[0].local_addr()?;
+        match role {
+            Role::Proxy(_) => addrs.push(bound),
+            Role::Admin => tracing::info!("admin endpoint on http://{bound}/status"),
+        }
+        // Each worker takes one socket; workers beyond the handed-over ones join the group with
+        // new ones, and more handed-over sockets than workers are shared out (none is left
+        // without an accept).
+        for list in per_worker.iter_mut().skip(given.len()) {
+            let l = bind_reuseport(bound)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?;
+            list.push((l, role));
+        }
+        for (i, l) in given.drain(..).enumerate() {
+            per_worker[i % workers].push((l, role));
+        }
+    }
+    for l in inherited {
+        // A listener the new file no longer has: closed (its queued connections move to the
+        // group's other sockets when tcp_migrate_req is on).
+        tracing::info!(address = %l.addr, "a handed-over listener the configuration no longer has: closed");
+    }
+    Ok(per_worker)
+}
+
+/// Duplicates of every worker's listening sockets, described for a new process.
+fn offer(per_worker: &PerWorker) -> anyhow::Result<Vec<Listening>> {
+    let mut offered = Vec::new();
+    for (worker, list) in per_worker.iter().enumerate() {
+        for (l, role) in list {
+            offered.push(Listening {
+                role: *role,
+                worker,
+                addr: l.local_addr()?,
+                fd: l.try_clone()?.into(),
+            });
+        }
+    }
+    Ok(offered)
+}
+
+/// Connections queued on a SO_REUSEPORT listener that closes are reset unless
+/// `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14+), which moves them to another listener of the
+/// group: turned on where ringlb may, said at start where it may not.
+fn enable_migrate_req() {
+    const PATH: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+    match std::fs::read_to_string(PATH).map(|s| s.trim().to_string()) {
+        Ok(v) if v == "1" => {}
+        Ok(_) => match std::fs::write(PATH, "1") {
+            Ok(()) => tracing::info!("set net.ipv4.tcp_migrate_req = 1: connections queued on a closing listener move to another (binary upgrade, listener changes)"),
+            Err(e) => tracing::warn!("net.ipv4.tcp_migrate_req is 0 and cannot be set ({e}): connections queued on a listener that closes are reset (see docs/operations.md)"),
+        },
+        Err(e) => tracing::warn!("cannot read net.ipv4.tcp_migrate_req ({e}): connections queued on a listener that closes may be reset"),
+    }
+}
+
 impl Server {
     /// Binds the listeners and starts the workers; returns once every worker is serving.
-    pub fn start(mut config: Config, source: Option<Source>) -> anyhow::Result<Server> {
+    pub fn start(
+        mut config: Config,
+        source: Option<Source>,
+        inherited: Vec<Listening>,
+    ) -> anyhow::Result<Server> {
+        enable_migrate_req();
+        let mut addrs = Vec::new();
         // Transparent huge pages keep memory resident in 2 MiB units: the pages freed by a burst of
         // connections stayed resident (about 0.4 KiB more per idle connection in scenario (e)),
         // and khugepaged's compaction can stall a worker. Opt out, for this process only.
@@ -66,32 +172,12 @@ impl Server {
             tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
         }
         let workers = config.server.workers;
-        let mut per_worker: Vec<Vec<(std::net::TcpListener, Role)>> =
-            (0..workers).map(|_| Vec::new()).collect();
-        let mut addrs = Vec::new();
-        let admin = config.admin.as_ref().map(|a| (a.address, Role::Admin));
-        let all = config
-            .listen
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.address, Role::Proxy(i)))
-            .chain(admin);
-        for (addr, role) in all {
-            let first = bind_reuseport(addr)
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-            // Port 0 means "any": the other workers join the port the first one got.
-            let bound = first.local_addr()?;
-            match role {
-                Role::Proxy(_) => addrs.push(bound),
-                Role::Admin => tracing::info!("admin endpoint on http://{bound}/status"),
-            }
-            per_worker[0].push((first, role));
-            for list in per_worker.iter_mut().skip(1) {
-                let l = bind_reuseport(bound)
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?;
-                list.push((l, role));
-            }
-        }
+        let per_worker = bind_all(&config, inherited, &mut addrs)?;
+        // Duplicates of every listening socket, for a later binary upgrade (`handover`).
+        let offered = match &config.server.upgrade_socket {
+            Some(_) => offer(&per_worker)?,
+            None => Vec::new(),
+        };
         // Port 0 resolved: `redirect_https` names the TLS listener's real port.
         for (l, bound) in config.listen.iter_mut().zip(&addrs) {
             l.address = *bound;
@@ -171,7 +257,7 @@ impl Server {
         board.lock().driver = driver;
         let generation = board.lock().generation.clone();
         let health = Checker::start(&generation, board.clone())?;
-        spawn_signal_thread(control_tx)?;
+        spawn_signal_thread(control_tx.clone())?;
         for a in &addrs {
             tracing::info!("listening on {a}");
         }
@@ -187,7 +273,28 @@ impl Server {
             board,
             source,
             control,
+            control_tx,
+            offered,
+            handover: None,
         })
+    }
+
+    /// Listens on `[server] upgrade_socket` for a new binary to take the listening sockets
+    /// (`handover`). Called once serving (after a takeover: once the old process let go).
+    pub fn offer_upgrades(&mut self) -> anyhow::Result<()> {
+        let config = self.board.lock().generation.config.clone();
+        let Some(path) = &config.server.upgrade_socket else {
+            return Ok(());
+        };
+        let offered = std::mem::take(&mut self.offered);
+        let h = Handover::start(path, offered, self.control_tx.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on the upgrade socket {}: {e}",
+                path.display()
+            )
+        })?;
+        self.handover = Some(h);
+        Ok(())
     }
 
     /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate), SIGHUP and
@@ -205,6 +312,10 @@ impl Server {
                     }
                 }
                 Control::SaveState => save_state(&self.board),
+                Control::Upgraded => {
+                    tracing::info!("upgraded: stopping, finishing requests in flight");
+                    return Ok(());
+                }
                 Control::Reload(answer) => {
                     let result = self.reload();
                     if let Err(e) = &result {
@@ -276,6 +387,11 @@ impl Server {
     /// Stops the health checks and accepting, lets requests in flight finish (up to the grace
     /// period), joins the threads.
     pub fn stop(self) {
+        // First: its duplicates of the listening sockets must not outlive the workers' accepts.
+        if let Some(h) = self.handover {
+            h.stop();
+        }
+        drop(self.offered);
         if let Some(h) = self.health {
             h.stop();
         }

@@ -4,13 +4,18 @@
 //! Owns: starting a core's tasks (all but the memory-release task `Core::park` starts):
 //! connection tasks (`conn::serve`, `conn::resume` for parked connections, `admin::serve`), the
 //! tick, the parked-connection watcher and the wheel.
-//! Must never: share `Core` with another thread or take a lock on the request path. Invariant:
-//! everything mutable is touched only from this worker's thread; cross-core traffic is the
-//! shutdown signal and the once-a-second publication.
+//! Must never: share `Core` with another thread, take a lock on the request path, or take a
+//! connection from the accept queue once stopping (accepts are readiness polls plus `accept4`, so
+//! a stop never cancels an accept that already took one; what stays queued is served by a process
+//! that took the sockets over, `handover`). Invariant: everything mutable is touched only from
+//! this worker's thread; cross-core traffic is the shutdown signal and the once-a-second
+//! publication.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use compio::driver::op::{Interest, PollOnce};
+use compio::driver::ToSharedFd;
 use compio::driver::{DriverType, ProactorBuilder};
 use compio::net::TcpListener;
 use compio::runtime::RuntimeBuilder;
@@ -66,6 +71,11 @@ pub async fn run(
     // Admin changes restored from the state file are in effect before the first request.
     crate::core::publish(&core, Instant::now());
     for (l, role) in listeners {
+        // Non-blocking: `next_connection` accepts with a plain syscall after a readiness poll.
+        if let Err(e) = l.set_nonblocking(true) {
+            tracing::error!(worker = core.id, error = %e, "cannot use listener");
+            continue;
+        }
         match TcpListener::from_std(l) {
             Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l, role)).detach(),
             Err(e) => tracing::error!(worker = core.id, error = %e, "cannot use listener"),
@@ -114,10 +124,8 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
             select(closed, stop).await;
             continue;
         }
-        let accept = std::pin::pin!(listener.accept());
-        let stop = std::pin::pin!(core.shutdown.notified());
-        match select(accept, stop).await {
-            Either::Left((Ok((stream, peer)), _)) => match role {
+        match next_connection(&core, &listener).await {
+            Some(Ok((stream, peer))) => match role {
                 Role::Proxy(listener) => {
                     core.active.set(core.active.get() + 1);
                     core.stats.borrow_mut().core.connections_total += 1;
@@ -135,17 +143,55 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
                     .detach()
                 }
             },
-            Either::Left((Err(e), _)) => {
+            Some(Err(e)) => {
                 tracing::warn!(worker = core.id, error = %e, "accept failed");
                 compio::time::sleep(Duration::from_millis(50)).await;
             }
-            Either::Right(_) => return,
+            None => return,
+        }
+    }
+}
+
+/// The next connection on `listener` (`None`: the server stops). Accepted with a plain
+/// non-blocking `accept4` after a readiness poll, never with an io_uring accept: a stop drops the
+/// wait, and a cancelled io_uring accept may already have taken a connection from the queue,
+/// which would then be lost (the binary-upgrade test lost one in a few thousand that way). A
+/// readiness poll takes nothing.
+async fn next_connection(
+    core: &Core,
+    listener: &TcpListener,
+) -> Option<std::io::Result<(compio::net::TcpStream, std::net::SocketAddr)>> {
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    loop {
+        // Checked before every accept: a connection taken once the drain may have ended would be
+        // dropped unanswered (reset, with its request unread) — it stays queued for a process
+        // that serves (after a handover) instead.
+        if core.is_stopping() {
+            return None;
+        }
+        match acceptfrom_with(listener, SocketFlags::CLOEXEC) {
+            Ok((fd, addr)) => {
+                let peer = addr
+                    .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+                let stream = compio::net::TcpStream::from_std(std::net::TcpStream::from(fd));
+                return Some(stream.map(|s| (s, peer)));
+            }
+            Err(rustix::io::Errno::AGAIN) => {}
+            Err(e) => return Some(Err(e.into())),
+        }
+        let poll = PollOnce::new(listener.to_shared_fd(), Interest::Readable);
+        let ready = std::pin::pin!(compio::runtime::submit(poll));
+        let stop = std::pin::pin!(core.shutdown.notified());
+        if let Either::Right(_) = select(ready, stop).await {
+            return None;
         }
     }
 }
 
 /// Watches this core's parked connections until shutdown, giving a new task to each whose next
-/// request (or close) has arrived; then closes every parked connection.
+/// request (or close) has arrived; then closes every parked keep-alive connection and gives a task
+/// to each that has not sent its first request.
 async fn watch_parked(core: Rc<Core>) {
     let poll = match core.parking.poll_fd() {
         Ok(p) => p,
@@ -180,6 +226,13 @@ async fn watch_parked(core: Rc<Core>) {
                 compio::runtime::spawn(task).detach();
             }
         }
+    }
+    // Stopping: a connection that has not sent its first request yet gets it answered (its task
+    // waits for it up to its head deadline, within the grace period); idle keep-alive ones close.
+    for p in core.parking.take_where(|p| p.first_request) {
+        let guard = ConnGuard::adopt(core.clone());
+        let head_deadline = Some(p.deadline);
+        compio::runtime::spawn(conn::resume(core.clone(), p, head_deadline, guard)).detach();
     }
     core.close_parked(|_| true);
 }

@@ -125,6 +125,7 @@ struct RawServer {
     driver: Driver,
     shutdown_grace: Dur,
     trusted_proxies: Spanned<Vec<String>>,
+    upgrade_socket: Option<String>,
 }
 
 impl Default for RawServer {
@@ -134,6 +135,7 @@ impl Default for RawServer {
             driver: Driver::Auto,
             shutdown_grace: Dur(Duration::from_secs(10)),
             trusted_proxies: Spanned::new(0..0, Vec::new()),
+            upgrade_socket: None,
         }
     }
 }
@@ -234,6 +236,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Peers whose X-Forwarded-For / X-Forwarded-Proto are kept (`crate::trust`).
     pub trusted_proxies: Vec<crate::trust::Net>,
+    /// Where a new binary takes the listening sockets (`handover`, `ringlb run --upgrade`).
+    pub upgrade_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -472,6 +476,11 @@ impl Validator<'_> {
                 driver: raw.server.driver,
                 shutdown_grace: raw.server.shutdown_grace.0,
                 trusted_proxies,
+                upgrade_socket: raw
+                    .server
+                    .upgrade_socket
+                    .as_ref()
+                    .map(std::path::PathBuf::from),
             },
             limits: Limits {
                 max_request_header_bytes: *mrhb.get_ref(),

@@ -22,3 +22,4 @@ mod tls;
 mod tls_members;
 mod tls_peers;
 mod tomcat;
+mod upgrade;

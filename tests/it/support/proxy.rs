@@ -15,7 +15,11 @@ pub struct Ringlb {
     /// Every proxy listener's address, in `[[listen]]` order (`addr` is the first).
     pub addrs: Vec<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
-    _dir: TempDir,
+    /// The config file it runs with.
+    config_path: std::path::PathBuf,
+    workers: usize,
+    /// Removed on drop (`None`: a process that shares another's, see `upgrade`).
+    _dir: Option<TempDir>,
 }
 
 /// A temporary directory removed on drop.
@@ -91,9 +95,25 @@ impl Ringlb {
         let mut f = std::fs::File::create(&path).unwrap();
         writeln!(f, "[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}").unwrap();
         drop(f);
+        Self::spawn(path, workers, &[], Some(dir))
+    }
+
+    /// A new process with this one's config file and `--upgrade`: it takes this one's listening
+    /// sockets (binary upgrade); returns once it is ready.
+    pub fn upgrade(&self) -> Result<Ringlb, String> {
+        Self::spawn(self.config_path.clone(), self.workers, &["--upgrade"], None)
+    }
+
+    fn spawn(
+        path: std::path::PathBuf,
+        workers: usize,
+        extra: &[&str],
+        dir: Option<TempDir>,
+    ) -> Result<Ringlb, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringlb"))
             .args(["run", "--config"])
             .arg(&path)
+            .args(extra)
             .args([
                 "--workers",
                 &workers.to_string(),
@@ -142,6 +162,8 @@ impl Ringlb {
             addr: *addrs.first().ok_or("no listening line")?,
             addrs,
             logs,
+            config_path: path,
+            workers,
             _dir: dir,
         })
     }
@@ -149,9 +171,8 @@ impl Ringlb {
     /// Rewrites the config file with `body` (everything but `[[listen]]`, as at start), for a
     /// reload.
     pub fn rewrite_config(&self, body: &str) {
-        let path = self._dir.0.join("ringlb.toml");
         std::fs::write(
-            path,
+            &self.config_path,
             format!("[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}\n"),
         )
         .unwrap();
@@ -185,6 +206,20 @@ impl Ringlb {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits (bounded) for the process to exit on its own; its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.

@@ -1,0 +1,137 @@
+//! Binary upgrade (`ringlb run --upgrade`): a new process takes the running one's listening
+//! sockets over `[server] upgrade_socket`; under load, no connection is refused or reset and no
+//! request fails; the old process finishes and exits, the new one serves and can be upgraded in
+//! turn; without a running process, `--upgrade` fails clearly.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::admin::with_admin;
+use crate::support::backend::Backend;
+use crate::support::client::get;
+use crate::support::proxy::{member, run_cli, simple_config, Ringlb, TempDir};
+
+fn config(dir: &TempDir, members: &str) -> String {
+    let sock = dir.0.join("upgrade.sock");
+    format!(
+        "[server]\nupgrade_socket = \"{}\"\n{}",
+        sock.display(),
+        with_admin(&simple_config(&[members.to_string()], ""), "")
+    )
+}
+
+/// Clients that open a new connection for every request (each one goes through the accept
+/// queue, where a handover could lose it), counting failures of any kind (refused, reset, cut
+/// short).
+fn load(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    bad: Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..3)
+        .map(|_| {
+            let (stop, bad) = (stop.clone(), bad.clone());
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    sent += 1;
+                    let ok = one_request(addr);
+                    if !ok {
+                        bad.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
+/// One `GET /x` on a new connection; whether member A's answer came whole (else says what came).
+fn one_request(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let attempt = || -> std::io::Result<Vec<u8>> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")?;
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !got.ends_with(b"A /x") {
+            match s.read(&mut chunk)? {
+                0 => break,
+                n => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Ok(got)
+    };
+    match attempt() {
+        Ok(got) if got.starts_with(b"HTTP/1.1 200") && got.ends_with(b"A /x") => true,
+        other => {
+            eprintln!("failed during the upgrade: {other:?}");
+            false
+        }
+    }
+}
+
+#[test]
+fn a_new_binary_takes_over_under_load_without_a_failed_request() {
+    let a = Backend::named("A");
+    let dir = TempDir::new();
+    let mut old = Ringlb::start(&config(&dir, &member(a.addr)), 2);
+    let addr = old.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let clients = load(addr, stop.clone(), bad.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut new = old
+        .upgrade()
+        .expect("the new process starts on the old one's sockets");
+    assert_eq!(new.addr, addr, "the same listening address");
+    assert!(new
+        .logs()
+        .iter()
+        .any(|l| l.contains("listening sockets taken over")));
+    let status = old
+        .wait_exit(Duration::from_secs(15))
+        .expect("the old process stops");
+    assert!(status.success(), "{status:?}");
+    assert!(old
+        .logs()
+        .iter()
+        .any(|l| l.contains("a new process took the listening sockets")));
+    std::thread::sleep(Duration::from_millis(300));
+    // Again, from the new one (it offers its sockets in turn).
+    let newer = new.upgrade().expect("a second upgrade");
+    assert!(new
+        .wait_exit(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let sent: u64 = clients.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(
+        bad.load(Ordering::SeqCst),
+        0,
+        "of {sent} requests, each on a new connection"
+    );
+    assert!(sent > 100, "{sent}");
+    assert_eq!(get(newer.addr, "/x").header("X-Backend"), Some("A"));
+    drop(old);
+}
+
+#[test]
+fn upgrade_without_a_running_process_fails_clearly() {
+    let a = Backend::named("A");
+    let dir = TempDir::new();
+    let path = dir.0.join("ringlb.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n{}",
+            config(&dir, &member(a.addr))
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["run", "--config", path.to_str().unwrap(), "--upgrade"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the running ringlb"), "{err}");
+}
