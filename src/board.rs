@@ -369,15 +369,28 @@ pub struct Board {
     /// Moves after an admin change or a health-check state change, so that the cores apply it
     /// within their next 100 ms wake-up instead of their next publication.
     changes: std::sync::atomic::AtomicU64,
+    /// Set during `[server] stop_delay`: `/healthz` answers 503 while ringlb still serves.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Board {
+    /// Says (to `/healthz`) that the process is about to stop.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn new(config: Arc<Config>, member_tls: Upstreams) -> Board {
         #[allow(clippy::disallowed_types)]
         let inner = std::sync::Mutex::new(BoardData::new(config, member_tls));
         Board {
             inner,
             changes: std::sync::atomic::AtomicU64::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -294,6 +294,7 @@ impl Server {
             )
         })?;
         self.handover = Some(h);
+        tracing::info!(path = %path.display(), "a new binary may take over: ringlb run --upgrade");
         Ok(())
     }
 
@@ -330,12 +331,36 @@ impl Server {
                     }
                 }
                 Control::Signal(sig) => {
+                    self.stop_delay();
                     tracing::info!(
                         signal = sig,
                         "stopping: no new connections, finishing requests in flight"
                     );
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// `[server] stop_delay`: `/healthz` answers 503 while ringlb goes on serving, so that
+    /// keepalived or a load balancer in front moves traffic away before the listeners close. A
+    /// second SIGTERM/SIGINT ends the delay.
+    fn stop_delay(&self) {
+        let delay = self.board.lock().generation.config.server.stop_delay;
+        if delay.is_zero() {
+            return;
+        }
+        self.board.set_draining();
+        tracing::info!(
+            "draining: /healthz answers 503 for {delay:?}, then ringlb stops (SIGTERM again: now)"
+        );
+        let until = std::time::Instant::now() + delay;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.control.recv_timeout(left) {
+                Ok(Control::Signal(_)) | Err(_) => return,
+                // Reloads and the rest wait for the next process.
+                Ok(_) => {}
             }
         }
     }
@@ -448,8 +473,8 @@ fn save_state(board: &Board) {
     }
 }
 
-/// Forwards SIGTERM, SIGINT, SIGHUP and SIGUSR1 to the main thread's control channel; ends after
-/// the first SIGTERM or SIGINT.
+/// Forwards SIGTERM, SIGINT, SIGHUP and SIGUSR1 to the main thread's control channel (a second
+/// SIGTERM ends `stop_delay`); ends when the main thread no longer listens.
 fn spawn_signal_thread(control: std::sync::mpsc::Sender<Control>) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])?;
@@ -457,7 +482,7 @@ fn spawn_signal_thread(control: std::sync::mpsc::Sender<Control>) -> anyhow::Res
         .name("ringlb-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if control.send(Control::Signal(sig)).is_err() || sig == SIGTERM || sig == SIGINT {
+                if control.send(Control::Signal(sig)).is_err() {
                     break;
                 }
             }

@@ -275,10 +275,12 @@ fn status_report(core: &Core) -> report::StatusReport {
     report::StatusReport::build(&board.generation.config, &board, core.tls.as_deref())
 }
 
-/// `/healthz`: 200 "ok" while serving, 503 once stopping.
+/// `/healthz`: 200 "ok" while serving; 503 "draining" during `stop_delay` (still serving) and
+/// "stopping" once stopping.
 fn healthz(core: &Core, method: &[u8]) -> Reply {
     match method {
         b"GET" if core.is_stopping() => Reply::new(503, "text/plain", "stopping\n".into()),
+        b"GET" if core.board.is_draining() => Reply::new(503, "text/plain", "draining\n".into()),
         b"GET" => Reply::new(200, "text/plain", "ok\n".into()),
         _ => Reply::new(405, "text/plain", "use GET\n".into()),
     }

@@ -126,6 +126,7 @@ struct RawServer {
     shutdown_grace: Dur,
     trusted_proxies: Spanned<Vec<String>>,
     upgrade_socket: Option<String>,
+    stop_delay: Dur,
 }
 
 impl Default for RawServer {
@@ -136,6 +137,7 @@ impl Default for RawServer {
             shutdown_grace: Dur(Duration::from_secs(10)),
             trusted_proxies: Spanned::new(0..0, Vec::new()),
             upgrade_socket: None,
+            stop_delay: Dur(Duration::ZERO),
         }
     }
 }
@@ -238,6 +240,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<crate::trust::Net>,
     /// Where a new binary takes the listening sockets (`handover`, `ringlb run --upgrade`).
     pub upgrade_socket: Option<std::path::PathBuf>,
+    /// After SIGTERM/SIGINT, how long `/healthz` answers 503 while ringlb still serves.
+    pub stop_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -481,6 +485,7 @@ impl Validator<'_> {
                     .upgrade_socket
                     .as_ref()
                     .map(std::path::PathBuf::from),
+                stop_delay: raw.server.stop_delay.0,
             },
             limits: Limits {
                 max_request_header_bytes: *mrhb.get_ref(),

@@ -1,7 +1,8 @@
 //! Binary upgrade (`ringlb run --upgrade`): a new process takes the running one's listening
 //! sockets over `[server] upgrade_socket`; under load, no connection is refused or reset and no
 //! request fails; the old process finishes and exits, the new one serves and can be upgraded in
-//! turn; without a running process, `--upgrade` fails clearly.
+//! turn; without a running process, `--upgrade` fails clearly. `stop_delay`: after SIGTERM,
+//! `/healthz` says draining while ringlb still serves.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use crate::support::admin::with_admin;
 use crate::support::backend::Backend;
 use crate::support::client::get;
-use crate::support::proxy::{member, run_cli, simple_config, Ringlb, TempDir};
+use crate::support::proxy::{member, run_cli, simple_config, unsafe_kill, Ringlb, TempDir};
 
 fn config(dir: &TempDir, members: &str) -> String {
     let sock = dir.0.join("upgrade.sock");
@@ -83,6 +84,7 @@ fn a_new_binary_takes_over_under_load_without_a_failed_request() {
     let bad = Arc::new(AtomicU64::new(0));
     let clients = load(addr, stop.clone(), bad.clone());
     std::thread::sleep(Duration::from_millis(300));
+    assert!(old.wait_log("a new binary may take over"));
     let mut new = old
         .upgrade()
         .expect("the new process starts on the old one's sockets");
@@ -99,8 +101,8 @@ fn a_new_binary_takes_over_under_load_without_a_failed_request() {
         .logs()
         .iter()
         .any(|l| l.contains("a new process took the listening sockets")));
-    std::thread::sleep(Duration::from_millis(300));
-    // Again, from the new one (it offers its sockets in turn).
+    // Again, from the new one, once it offers its sockets in turn.
+    assert!(new.wait_log("a new binary may take over"));
     let newer = new.upgrade().expect("a second upgrade");
     assert!(new
         .wait_exit(Duration::from_secs(15))
@@ -134,4 +136,33 @@ fn upgrade_without_a_running_process_fails_clearly() {
     let (code, _, err) = run_cli(&["run", "--config", path.to_str().unwrap(), "--upgrade"]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the running ringlb"), "{err}");
+}
+
+#[test]
+fn stop_delay_keeps_serving_while_healthz_says_draining() {
+    let a = Backend::named("A");
+    let body = format!(
+        "[server]\nstop_delay = \"5s\"\n{}",
+        with_admin(&simple_config(&[member(a.addr)], ""), "")
+    );
+    let mut p = Ringlb::start(&body, 1);
+    let admin = p.admin_addr();
+    assert_eq!(
+        crate::support::admin::admin(admin, "GET", "/healthz", "", None).status,
+        200
+    );
+    unsafe_kill(p.pid(), "TERM");
+    assert!(p.wait_log("draining: /healthz answers 503"));
+    let r = crate::support::admin::admin(admin, "GET", "/healthz", "", None);
+    assert_eq!((r.status, r.text().as_str()), (503, "draining\n"));
+    // Still serving new connections meanwhile.
+    assert_eq!(get(p.addr, "/x").header("X-Backend"), Some("A"));
+    // A second SIGTERM ends the delay: it stops now, not after 5 s.
+    let second = std::time::Instant::now();
+    unsafe_kill(p.pid(), "TERM");
+    let status = p
+        .wait_exit(Duration::from_secs(4))
+        .expect("stopped on the second SIGTERM");
+    assert!(status.success());
+    assert!(second.elapsed() < Duration::from_secs(4));
 }
