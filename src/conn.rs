@@ -27,6 +27,10 @@ use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
+
+/// While stopping, how long an idle connection still waits for its next request (the client may
+/// have sent it already; closing under it would fail it) before it closes.
+const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::stream::{self, read_more, Received, Stream};
 use crate::tls::session::{self, TlsSession};
 use crate::{proxy, redirect};
@@ -135,8 +139,7 @@ async fn keep_serving(
             // old configuration generation alive, and takes a reload's timeout at its next wait.
             let keepalive = core.gen().config.limits.keepalive_timeout;
             let deadline = head_deadline.unwrap_or(now + keepalive);
-            let fresh = head_deadline.is_some();
-            match wait_idle(&core, &mut c, now, deadline, fresh).await {
+            match wait_idle(&core, &mut c, now, deadline).await {
                 Wait::Data => {}
                 Wait::Close => break,
                 Wait::Park => {
@@ -159,7 +162,9 @@ async fn keep_serving(
         // Everything from here to the end of the response is a large state machine that lives
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
-        if !Box::pin(handle(&core, &mut c, deadline)).await || core.is_stopping() {
+        // While stopping, a connection whose answer went out before the stop (without
+        // `Connection: close`) goes on: its next request is answered with it (`wait_idle`).
+        if !Box::pin(handle(&core, &mut c, deadline)).await {
             break;
         }
     }
@@ -184,20 +189,18 @@ enum Wait {
 /// Waits (from `now`), holding no buffer, for the first bytes of the next request until
 /// `deadline`, and puts them in `c.buf`. The wait is a readiness poll, not a receive: abandoning
 /// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
-/// an idle keep-alive connection closes, but a `fresh` one (accepted, no request yet: its client
-/// is about to send one) still gets until its head deadline for its first request, which is
-/// answered (with `Connection: close`).
-async fn wait_idle(
-    core: &Core,
-    c: &mut Client,
-    mut now: Instant,
-    deadline: Instant,
-    fresh: bool,
-) -> Wait {
+/// the connection's next request (often already on its way) is still answered, with `Connection:
+/// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
+/// (or its deadline) closes.
+async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Instant) -> Wait {
     let mut park_at = deadline.min(now + PARK_AFTER);
+    // Set once stopping: when the connection closes if no request came.
+    let mut close_at: Option<Instant> = None;
     loop {
-        if core.is_stopping() && !fresh {
-            return Wait::Close;
+        if close_at.is_none() && core.is_stopping() {
+            let until = deadline.min(now + STOP_LINGER);
+            close_at = Some(until);
+            park_at = until;
         }
         if c.stream.has_buffered() {
             // Plaintext a TLS session already holds: no wait for the socket.
@@ -232,18 +235,16 @@ async fn wait_idle(
                     tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
                     return Wait::Close;
                 }
-                Either::Right((Either::Left(_), _))
-                    if park_at < deadline && !core.is_stopping() =>
-                {
-                    return Wait::Park
+                Either::Right((Either::Left(_), _)) if close_at.is_some() => return Wait::Close,
+                Either::Right((Either::Left(_), _)) if !core.is_stopping() => {
+                    return if park_at < deadline {
+                        Wait::Park
+                    } else {
+                        Wait::Close
+                    };
                 }
-                // Stopping: a fresh connection waits on for its first request, up to its head
-                // deadline (the worker's grace period bounds it too), and it is answered.
-                Either::Right((Either::Right(_), _)) if fresh => {}
-                Either::Right((Either::Left(_), _)) if fresh && park_at < deadline => {
-                    park_at = deadline
-                }
-                Either::Right(_) => return Wait::Close,
+                // The stop began: the next turn sets `close_at`.
+                Either::Right(_) => {}
             }
         }
         c.take_buffers(core.take_spare());

@@ -20,7 +20,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rustix::net::{
@@ -45,7 +45,8 @@ pub struct Listening {
 
 /// The old side: a thread that answers one `takeover`.
 pub struct Handover {
-    path: PathBuf,
+    listener: std::sync::Arc<Socket>,
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -56,46 +57,95 @@ impl Handover {
         offered: Vec<Listening>,
         control: std::sync::mpsc::Sender<Control>,
     ) -> std::io::Result<Handover> {
-        let _ = std::fs::remove_file(path);
+        clear_stale(path)?;
         let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
         listener.bind(&SockAddr::unix(path)?)?;
+        // Only this user may take the sockets (checked again per connection: `same_user`).
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         listener.listen(4)?;
-        let owned = path.to_path_buf();
+        let listener = std::sync::Arc::new(listener);
+        let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, stop, owned) = (listener.clone(), stopping.clone(), path.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("ringlb-upgrade".into())
-            .spawn(move || serve(listener, offered, &owned, control))?;
+            .spawn(move || serve(&l, offered, &owned, control, &stop))?;
         Ok(Handover {
-            path: path.to_path_buf(),
+            listener,
+            stopping,
             thread: Some(thread),
         })
     }
 
-    /// Ends the thread (closing its duplicates of the listening sockets) and removes the path.
+    /// Ends the thread (closing its duplicates of the listening sockets). The path is left to
+    /// whoever binds it next.
     pub fn stop(mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Wakes a blocked accept (it fails), without connecting through the path, where a
+        // successor may already listen.
+        let _ = self.listener.shutdown(std::net::Shutdown::Both);
         if let Some(t) = self.thread.take() {
-            if !t.is_finished() {
-                // Wake its accept with a connection that says "stop".
-                if let Ok(s) = connect(&self.path) {
-                    let _ = send(&s, b"stop", None);
-                }
-            }
             let _ = t.join();
         }
     }
 }
 
+/// Removes a stale socket file at `path`; refuses when a ringlb still listens there, or when the
+/// path is something else than a socket (a typo must not delete a file).
+fn clear_stale(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(std::io::Error::other(
+            "the path exists and is not a socket; remove it or choose another upgrade_socket",
+        ));
+    }
+    if connect(path).is_ok() {
+        return Err(std::io::Error::other(
+            "another ringlb listens there (start this one with --upgrade to take over from it)",
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+/// Whether the peer runs as the user that owns the socket file (this process's user).
+fn same_user(conn: &Socket, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(owner) = std::fs::metadata(path).map(|m| m.uid()) else {
+        return false;
+    };
+    rustix::net::sockopt::socket_peercred(conn).is_ok_and(|c| c.uid.as_raw() == owner)
+}
+
 /// Answers takeovers until one succeeds or `stop` comes.
 fn serve(
-    listener: Socket,
+    listener: &Socket,
     offered: Vec<Listening>,
     path: &Path,
     control: std::sync::mpsc::Sender<Control>,
+    stopping: &std::sync::atomic::AtomicBool,
 ) {
     loop {
-        let Ok((conn, _)) = listener.accept() else {
-            continue;
+        let accepted = listener.accept();
+        if stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let conn = match accepted {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                tracing::warn!("upgrade socket: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
         };
+        if !same_user(&conn, path) {
+            tracing::warn!("upgrade socket: a process of another user connected; refused");
+            continue;
+        }
         let _ = conn.set_read_timeout(Some(WAIT));
+        let _ = conn.set_write_timeout(Some(WAIT));
         match recv(&conn).map(|(m, _)| m) {
             Ok(m) if m == "takeover" => match give(&conn, &offered) {
                 Ok(()) => {
@@ -110,7 +160,6 @@ fn serve(
                 }
                 Err(e) => tracing::warn!("upgrade abandoned, this process keeps serving: {e}"),
             },
-            Ok(m) if m == "stop" => return,
             Ok(m) => tracing::warn!("upgrade socket: unexpected message {m:?}"),
             Err(e) => tracing::warn!("upgrade socket: {e}"),
         }
@@ -144,6 +193,7 @@ pub fn take(path: &Path) -> Result<(Socket, Vec<Listening>), String> {
         )
     })?;
     conn.set_read_timeout(Some(WAIT))
+        .and_then(|()| conn.set_write_timeout(Some(WAIT)))
         .map_err(|e| e.to_string())?;
     send(&conn, b"takeover", None).map_err(|e| e.to_string())?;
     let mut taken = Vec::new();
@@ -153,7 +203,14 @@ pub fn take(path: &Path) -> Result<(Socket, Vec<Listening>), String> {
             return Ok((conn, taken));
         }
         let fd = fd.ok_or_else(|| format!("upgrade: no socket with {text:?}"))?;
-        taken.push(parse(&text, fd)?);
+        let l = parse(&text, fd)?;
+        // What came must be a listening TCP socket at the address it was described with.
+        let sock = Socket::from(l.fd.try_clone().map_err(|e| e.to_string())?);
+        let addr = sock.local_addr().ok().and_then(|a| a.as_socket());
+        if !sock.is_listener().unwrap_or(false) || addr != Some(l.addr) {
+            return Err(format!("upgrade: {text:?} is not that listening socket"));
+        }
+        taken.push(l);
     }
 }
 
@@ -252,6 +309,9 @@ mod tests {
         }];
         let (tx, rx) = std::sync::mpsc::channel();
         let h = Handover::start(&path, offered, tx).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only this user may connect");
         let (conn, taken) = take(&path).unwrap();
         assert_eq!(taken.len(), 1);
         assert_eq!(
@@ -272,13 +332,24 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_giver_releases_the_path_and_a_bad_description_is_refused() {
+    fn a_stopped_giver_answers_no_more_and_a_bad_description_is_refused() {
         let dir = std::env::temp_dir().join(format!("ringlb-handover2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("up.sock");
         let (tx, _rx) = std::sync::mpsc::channel();
-        Handover::start(&path, Vec::new(), tx).unwrap().stop();
+        let h = Handover::start(&path, Vec::new(), tx.clone()).unwrap();
+        // A second giver on the same path is refused while the first listens.
+        assert!(Handover::start(&path, Vec::new(), tx.clone()).is_err());
+        h.stop();
         assert!(take(&path).is_err());
+        // A stale socket file is replaced; anything else at the path is left alone.
+        Handover::start(&path, Vec::new(), tx.clone())
+            .unwrap()
+            .stop();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "not a socket").unwrap();
+        assert!(Handover::start(&path, Vec::new(), tx).is_err());
+        assert!(path.exists());
         let fd: OwnedFd = std::net::TcpListener::bind("127.0.0.1:0").unwrap().into();
         assert!(parse("proxy x 0 127.0.0.1:1", fd).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -47,9 +47,12 @@ fn serve(config: Config, source: Option<ringlb::reload::Source>, upgrade: bool) 
         }
     };
     if let Some(conn) = taken_from {
-        // Serving: the old process may stop now.
+        // Serving: the old process may stop now. If it does not answer, it goes on serving and
+        // this one stops (two processes must not share the sockets for good).
         if let Err(e) = ringlb::handover::ready(&conn) {
-            eprintln!("ringlb: upgrade: {e}");
+            eprintln!("ringlb: upgrade failed, the running ringlb keeps serving: {e}");
+            server.stop();
+            return ExitCode::from(1);
         }
     }
     if let Err(e) = server.offer_upgrades() {

@@ -1,7 +1,9 @@
 //! The process: bind every listener (one SO_REUSEPORT socket per worker and address), start one
 //! pinned worker thread per core and the health checker (`health::Checker`, when a member is
 //! checked), serve the main thread's control channel (signals from the signal thread, reload
-//! requests from the admin API) until SIGTERM/SIGINT, stop them gracefully.
+//! requests and state-file writes from the admin API, a finished binary upgrade) until
+//! SIGTERM/SIGINT (after `stop_delay`) or an upgrade, stop them gracefully. Listening sockets come
+//! from a running process (`handover`) where it handed them over, else are bound here.
 //!
 //! Owns: threads, listeners before they are handed over, signals. Must never: touch a worker's
 //! state. Invariant: listeners are bound before any worker starts, so a bad address is reported
@@ -81,10 +83,16 @@ fn bind_all(
         .map(|(i, l)| (l.address, Role::Proxy(i)))
         .chain(admin);
     for (addr, role) in all {
-        // Sockets handed over for this listener (the same address, or any port when the file
-        // says 0).
+        // Sockets handed over for this listener: matched by address, wherever the listener now is
+        // in the file (with port 0 in the file: by its place).
         let (mine, rest): (Vec<_>, Vec<_>) = inherited.into_iter().partition(|l| {
-            l.role == role && (l.addr == addr || (addr.port() == 0 && l.addr.ip() == addr.ip()))
+            let same_kind = matches!(
+                (l.role, role),
+                (Role::Proxy(_), Role::Proxy(_)) | (Role::Admin, Role::Admin)
+            );
+            same_kind
+                && (l.addr == addr
+                    || (addr.port() == 0 && l.role == role && l.addr.ip() == addr.ip()))
         });
         inherited = rest;
         let mut given: Vec<std::net::TcpListener> = mine
@@ -354,12 +362,22 @@ impl Server {
         tracing::info!(
             "draining: /healthz answers 503 for {delay:?}, then ringlb stops (SIGTERM again: now)"
         );
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
         let until = std::time::Instant::now() + delay;
         loop {
             let left = until.saturating_duration_since(std::time::Instant::now());
             match self.control.recv_timeout(left) {
-                Ok(Control::Signal(_)) | Err(_) => return,
-                // Reloads and the rest wait for the next process.
+                Ok(Control::Signal(SIGTERM | SIGINT)) | Err(_) => return,
+                Ok(Control::Signal(SIGUSR1)) => {
+                    if let Some(log) = &self.access_log {
+                        log.reopen();
+                    }
+                }
+                Ok(Control::SaveState) => save_state(&self.board),
+                // A reload waits for the next process; an admin caller is told so.
+                Ok(Control::Reload(answer)) => {
+                    let _ = answer.send(Err("stopping".into()));
+                }
                 Ok(_) => {}
             }
         }

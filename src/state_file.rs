@@ -2,8 +2,9 @@
 //! HAProxy's `server-state-file`): every member whose status or weight an operator changed
 //! through the admin API, with what the configuration file said for it at the time.
 //!
-//! Owns: the file's format, writing it atomically (a temporary file in the same directory,
-//! fsync, rename) and applying it to the board at start and at each reload. Must never: run on a
+//! Owns: the file's format, writing it atomically (a new temporary file of this process's own in
+//! the same directory, fsync, rename) and applying it to the board at start (a reload keeps the
+//! board's admin state itself, and the file is written again after it). Must never: run on a
 //! worker (the main thread writes it after each change; the API only asks), leave a half-written
 //! file where the state file was, or apply an entry whose member's file values changed since it
 //! was written (as at a reload, the file then wins). Invariant: an entry names a member by its
@@ -65,9 +66,16 @@ pub fn save(path: &Path, entries: Vec<Entry>) -> Result<(), String> {
         members: entries,
     })
     .map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("tmp");
+    // A name of this process's own, created anew (never through a link someone planted).
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_all()?;
@@ -77,21 +85,25 @@ pub fn save(path: &Path, entries: Vec<Entry>) -> Result<(), String> {
         }
         Ok(())
     };
-    write().map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write the state file {}: {e}", path.display())
+    })
 }
 
 /// Reads the state file (`Ok(empty)` when there is none yet).
 pub fn load(path: &Path) -> Result<Vec<Entry>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    const MAX: u64 = 16 * 1024 * 1024;
+    let why =
+        |e: &dyn std::fmt::Display| format!("cannot read the state file {}: {e}", path.display());
+    match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(format!(
-                "cannot read the state file {}: {e}",
-                path.display()
-            ))
-        }
-    };
+        Err(e) => return Err(why(&e)),
+        Ok(m) if !m.is_file() => return Err(why(&"not a regular file")),
+        Ok(m) if m.len() > MAX => return Err(why(&"larger than 16 MiB")),
+        Ok(_) => {}
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| why(&e))?;
     let file: StateFile = serde_json::from_str(&text)
         .map_err(|e| format!("the state file {} is not valid: {e}", path.display()))?;
     Ok(file.members)

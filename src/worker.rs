@@ -7,7 +7,8 @@
 //! Must never: share `Core` with another thread, take a lock on the request path, or take a
 //! connection from the accept queue once stopping (accepts are readiness polls plus `accept4`, so
 //! a stop never cancels an accept that already took one; what stays queued is served by a process
-//! that took the sockets over, `handover`). Invariant: everything mutable is touched only from
+//! that took the sockets over, `handover`, and reset at exit otherwise). Invariant: everything
+//! mutable is touched only from
 //! this worker's thread; cross-core traffic is the shutdown signal and the once-a-second
 //! publication.
 
@@ -190,8 +191,8 @@ async fn next_connection(
 }
 
 /// Watches this core's parked connections until shutdown, giving a new task to each whose next
-/// request (or close) has arrived; then closes every parked keep-alive connection and gives a task
-/// to each that has not sent its first request.
+/// request (or close) has arrived; at the stop, gives every parked connection a task again (its
+/// next request is answered, then it closes).
 async fn watch_parked(core: Rc<Core>) {
     let poll = match core.parking.poll_fd() {
         Ok(p) => p,
@@ -227,14 +228,14 @@ async fn watch_parked(core: Rc<Core>) {
             }
         }
     }
-    // Stopping: a connection that has not sent its first request yet gets it answered (its task
-    // waits for it up to its head deadline, within the grace period); idle keep-alive ones close.
-    for p in core.parking.take_where(|p| p.first_request) {
+    // Stopping: every parked connection gets a task again, so that a request it sends now is
+    // answered (with `Connection: close`) rather than cut: `conn::wait_idle` closes it when none
+    // comes (a keep-alive one after `STOP_LINGER`, a new one at its head deadline).
+    for p in core.parking.take_where(|_| true) {
         let guard = ConnGuard::adopt(core.clone());
-        let head_deadline = Some(p.deadline);
+        let head_deadline = p.first_request.then_some(p.deadline);
         compio::runtime::spawn(conn::resume(core.clone(), p, head_deadline, guard)).detach();
     }
-    core.close_parked(|_| true);
 }
 
 /// Every 100 ms: apply admin and health state changes if there are any (one atomic load when

@@ -74,6 +74,47 @@ fn one_request(addr: std::net::SocketAddr) -> bool {
     }
 }
 
+/// Keep-alive clients: each sends its next request as soon as the last answer came, on the same
+/// connection until an answer says `Connection: close`. A request sent on a connection that then
+/// closed without answering it counts as failed (the server must answer what reached it).
+fn keep_alive_load(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    bad: Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..3)
+        .map(|_| {
+            let (stop, bad) = (stop.clone(), bad.clone());
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                let mut c = crate::support::client::Client::connect(addr);
+                while !stop.load(Ordering::SeqCst) {
+                    sent += 1;
+                    c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+                    match c.read_response() {
+                        Some(r) if r.status == 200 => {
+                            if r.header("Connection")
+                                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                            {
+                                c = crate::support::client::Client::connect(addr);
+                            }
+                        }
+                        other => {
+                            eprintln!(
+                                "keep-alive request failed during the upgrade: {:?}",
+                                other.map(|r| r.status)
+                            );
+                            bad.fetch_add(1, Ordering::SeqCst);
+                            c = crate::support::client::Client::connect(addr);
+                        }
+                    }
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn a_new_binary_takes_over_under_load_without_a_failed_request() {
     let a = Backend::named("A");
@@ -82,7 +123,8 @@ fn a_new_binary_takes_over_under_load_without_a_failed_request() {
     let addr = old.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let bad = Arc::new(AtomicU64::new(0));
-    let clients = load(addr, stop.clone(), bad.clone());
+    let mut clients = load(addr, stop.clone(), bad.clone());
+    clients.extend(keep_alive_load(addr, stop.clone(), bad.clone()));
     std::thread::sleep(Duration::from_millis(300));
     assert!(old.wait_log("a new binary may take over"));
     let mut new = old
@@ -113,7 +155,7 @@ fn a_new_binary_takes_over_under_load_without_a_failed_request() {
     assert_eq!(
         bad.load(Ordering::SeqCst),
         0,
-        "of {sent} requests, each on a new connection"
+        "of {sent} requests, new connections and keep-alive"
     );
     assert!(sent > 100, "{sent}");
     assert_eq!(get(newer.addr, "/x").header("X-Backend"), Some("A"));
