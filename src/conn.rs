@@ -27,13 +27,13 @@ use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
+use crate::stream::{self, read_more, Received, Stream};
+use crate::tls::session::{self, TlsSession};
+use crate::{proxy, redirect};
 
 /// While stopping, how long an idle connection still waits for its next request (the client may
 /// have sent it already; closing under it would fail it) before it closes.
 const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-use crate::stream::{self, read_more, Received, Stream};
-use crate::tls::session::{self, TlsSession};
-use crate::{proxy, redirect};
 
 enum Stop {
     /// Close without a word: the client went away, idled out or the server is stopping.

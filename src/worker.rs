@@ -8,9 +8,8 @@
 //! connection from the accept queue once stopping (accepts are readiness polls plus `accept4`, so
 //! a stop never cancels an accept that already took one; what stays queued is served by a process
 //! that took the sockets over, `handover`, and reset at exit otherwise). Invariant: everything
-//! mutable is touched only from
-//! this worker's thread; cross-core traffic is the shutdown signal and the once-a-second
-//! publication.
+//! mutable is touched only from this worker's thread; cross-core traffic is the shutdown signal
+//! and the once-a-second publication.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
