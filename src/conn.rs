@@ -23,6 +23,7 @@ use futures_util::future::{select, Either};
 
 use crate::client::{refuse, Client};
 use crate::core::{ConnGuard, Core};
+use crate::core_gen::CoreGen;
 use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
@@ -163,8 +164,10 @@ async fn keep_serving(
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
         // While stopping, a connection whose answer went out before the stop (without
-        // `Connection: close`) goes on: its next request is answered with it (`wait_idle`).
-        if !Box::pin(handle(&core, &mut c, deadline)).await {
+        // `Connection: close`) goes on: its next request is answered with it (`wait_idle`). A
+        // request begun after the stop is the connection's last, whatever its answer said.
+        let last = core.is_stopping();
+        if !Box::pin(handle(&core, &mut c, deadline)).await || last {
             break;
         }
     }
@@ -267,11 +270,11 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
 async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     // Only an access-logged refusal needs the time (no clock read per request otherwise).
     let started = core.access_log.as_ref().map(|_| Instant::now());
-    match read_head(core, c, deadline).await {
-        Ok(()) if core.gen().config.listen[c.listener].redirect_https => {
-            redirect::to_https(core, c).await
-        }
-        Ok(()) => proxy::forward(core, c).await,
+    // The request runs on the generation in effect now, whatever a reload publishes meanwhile.
+    let gen = core.gen();
+    match read_head(&gen, c, deadline).await {
+        Ok(()) if gen.config.listen[c.listener].redirect_https => redirect::to_https(core, c).await,
+        Ok(()) => proxy::forward(core, &gen, c).await,
         Err(Stop::Quiet) => false,
         Err(Stop::Refuse(status)) => {
             core.stats.borrow_mut().refused(status);
@@ -304,13 +307,15 @@ fn normalize_target(c: &mut Client) -> Result<(), Stop> {
 
 /// Reads until `c.buf` (not empty) starts with a complete, valid request head, parsed into
 /// `c.head`, by `deadline`.
-async fn read_head(core: &Core, c: &mut Client, deadline: Instant) -> Result<(), Stop> {
-    let (max_bytes, max_headers) = {
-        let limits = &core.gen().config.limits;
-        (limits.max_request_header_bytes, limits.max_headers)
-    };
+async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(), Stop> {
+    let limits = &gen.config.limits;
     loop {
-        match parse_request(&c.buf, max_bytes, max_headers, &mut c.head) {
+        match parse_request(
+            &c.buf,
+            limits.max_request_header_bytes,
+            limits.max_headers,
+            &mut c.head,
+        ) {
             Ok(()) => return normalize_target(c),
             Err(HeadError::Partial) => {}
             Err(e) => {

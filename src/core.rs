@@ -276,10 +276,8 @@ impl Drop for AdminGuard {
 pub fn publish(core: &Core, now: Instant) {
     core.seen_changes.set(core.board.changes());
     let mut board = core.board.lock();
-    let force = adopt_generation(core, &mut board);
-    let gen = core.gen();
-    let mut upstreams = gen.upstreams.borrow_mut();
-    apply_changes(core, &gen, &mut board, &mut upstreams, now, force);
+    let gen = apply_board(core, &mut board, now);
+    let upstreams = gen.upstreams.borrow();
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
     stats.core.connections_parked = core.parking.count() as u64;
@@ -313,11 +311,23 @@ pub fn apply_if_changed(core: &Core, now: Instant) {
         return;
     }
     core.seen_changes.set(changes);
-    let mut board = core.board.lock();
-    let force = adopt_generation(core, &mut board);
+    apply_board(core, &mut core.board.lock(), now);
+}
+
+/// Adopts the board's generation if newer, then applies admin changes and health results to it;
+/// returns the generation this core now runs.
+fn apply_board(core: &Core, board: &mut BoardData, now: Instant) -> Rc<CoreGen> {
+    let force = adopt_generation(core, board);
     let gen = core.gen();
-    let mut upstreams = gen.upstreams.borrow_mut();
-    apply_changes(core, &gen, &mut board, &mut upstreams, now, force);
+    apply_changes(
+        core,
+        &gen,
+        board,
+        &mut gen.upstreams.borrow_mut(),
+        now,
+        force,
+    );
+    gen
 }
 
 /// Moves this core to the board's generation if it is newer (`core_gen`). Returns whether it

@@ -5,9 +5,9 @@
 //! never changes the members or settings under a request in flight; the next request of a
 //! keep-alive connection takes the newer one. Moving to a new generation carries over, for every
 //! member whose identity (balancer name + URL, `layout`) it keeps: its failure window, health
-//! verdict and slow start, and — when how ringlb connects to it is unchanged — its idle pooled
-//! connections. Every other idle connection of the old generation closes at adoption, and a
-//! request finishing on an older generation does not pool its member connection.
+//! verdict and slow start, and — for a plain or AJP member ringlb connects to in the same way —
+//! its idle pooled connections. Every other idle connection of the old generation closes at
+//! adoption, and a request finishing on an older generation does not pool its member connection.
 //!
 //! Owns: building a core's generation and the carry-over. Must never: run on the request path
 //! (a core adopts at its 100 ms turn) or touch another core's state. Invariant: requests still in
@@ -101,25 +101,18 @@ impl CoreGen {
             .enumerate()
             .find_map(|(b, ms)| ms.iter().position(|&p| p == place).map(|m| (b, m)))
     }
-
-    /// The place of member `m` of balancer `b`.
-    pub fn place(&self, b: usize, m: usize) -> usize {
-        self.layout.member(b, m)
-    }
 }
 
 /// Whether a connection made for `old` is one ringlb would make for `new`.
+/// `https://` members' connections never carry over: a CA file replaced at the same path may no
+/// longer vouch for what they verified.
 fn same_connection(new: &MemberConfig, old: &MemberConfig) -> bool {
-    let tls = |m: &MemberConfig| {
-        m.tls
-            .as_ref()
-            .map(|t| (t.name.clone(), t.verify, t.ca.clone()))
-    };
-    new.url == old.url
+    new.tls.is_none()
+        && old.tls.is_none()
+        && new.url == old.url
         && new.addr == old.addr
         && new.protocol == old.protocol
         && new.secret == old.secret
         && new.packet_size == old.packet_size
         && new.host_port == old.host_port
-        && tls(new) == tls(old)
 }

@@ -47,7 +47,7 @@ struct Tracked<'a> {
 impl<'a> Tracked<'a> {
     fn start(core: &'a Core, gen: &'a CoreGen, bal: usize, member: usize) -> Tracked<'a> {
         gen.upstreams.borrow_mut()[bal].balancer.begin(member);
-        let place = gen.place(bal, member);
+        let place = gen.layout.member(bal, member);
         let t = Tracked {
             core,
             gen,
@@ -88,11 +88,8 @@ impl Drop for Tracked<'_> {
 }
 
 /// Forwards the request whose head is parsed in `c.head`. Returns whether to keep the client.
-pub async fn forward(core: &Core, c: &mut Client) -> bool {
+pub async fn forward(core: &Core, gen: &CoreGen, c: &mut Client) -> bool {
     let started = Instant::now();
-    // The request runs on the generation in effect now, whatever a reload publishes meanwhile.
-    let gen = core.gen();
-    let gen = &*gen;
     c.rec = Default::default();
     if core.access_log.is_some() {
         capture_log_fields(c);
@@ -191,7 +188,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
     };
     let Some(route) = find_route(gen, c) else {
         core.stats.borrow_mut().core.not_found += 1;
-        return local_reply(c, 404, &req).await;
+        return local_reply(core, c, 404, &req).await;
     };
     let bal = route.balancer;
     let sticky = select::sticky_member(gen, c, bal);
@@ -205,7 +202,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         };
         let Some((member, fresh_only)) = picked else {
             core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-            return local_reply(c, 503, &req).await;
+            return local_reply(core, c, 503, &req).await;
         };
         let tracked = Tracked::start(core, gen, bal, member);
         c.rec.member = Some((bal, member));
@@ -232,7 +229,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
             // No member could be reached: the request is whole and unsent, the client stays.
             Next::Unavailable => {
                 core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-                return local_reply(c, 503, &req).await;
+                return local_reply(core, c, 503, &req).await;
             }
             Next::Answer => {
                 let bcfg = &gen.config.balancers[bal];
@@ -605,14 +602,15 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
 }
 
 /// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
-async fn local_reply(c: &mut Client, status: u16, req: &Request) -> bool {
+async fn local_reply(core: &Core, c: &mut Client, status: u16, req: &Request) -> bool {
     c.rec.status = status;
     if !req.replayable {
         refuse(c, status).await;
         return false;
     }
     c.buf.drain(..req.request_end);
-    let keep = c.head.keep_alive;
+    // While stopping, the answer says the connection ends, like a member's would.
+    let keep = c.head.keep_alive && !core.is_stopping();
     c.out.clear();
     reply::error(&mut c.out, status, !keep);
     let n = c.out.len();

@@ -34,7 +34,7 @@ pub async fn to_https(core: &Core, c: &mut Client) -> bool {
         .find(|l| l.tls.is_some())
         .map_or(443, |l| l.address.port());
     let has_body = !matches!(c.head.body, BodyKind::Empty | BodyKind::Length(0));
-    let close = has_body || !c.head.keep_alive;
+    let close = has_body || !c.head.keep_alive || core.is_stopping();
     c.out.clear();
     let _ = write!(
         c.out,

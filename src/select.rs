@@ -87,7 +87,7 @@ pub fn mark_failed(core: &Core, gen: &CoreGen, bal: usize, member: usize, why: M
     }
     core.stats
         .borrow_mut()
-        .member(gen.place(bal, member))
+        .member(gen.layout.member(bal, member))
         .counters
         .marked_failed += 1;
     let url = &bcfg.members[member].url;

@@ -388,30 +388,25 @@ impl Server {
     /// the certificates.
     fn reload(&mut self) -> Result<u64, String> {
         let certificates = match &self.tls {
-            Some(tls) => tls.reload().map(Some),
-            None => Ok(None),
+            Some(tls) => match tls.reload() {
+                Ok(n) => {
+                    tracing::info!(certificates = n, "TLS certificates reloaded");
+                    true
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
+                    ))
+                }
+            },
+            None => false,
         };
         let Some(source) = &self.source else {
             return match certificates {
-                Ok(Some(n)) => {
-                    tracing::info!(certificates = n, "TLS certificates reloaded");
-                    Ok(self.board.lock().generation.number)
-                }
-                Ok(None) => Err("started without a config file: nothing to reload".into()),
-                Err(e) => Err(format!(
-                    "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
-                )),
+                true => Ok(self.board.lock().generation.number),
+                false => Err("started without a config file: nothing to reload".into()),
             };
         };
-        match certificates {
-            Ok(Some(n)) => tracing::info!(certificates = n, "TLS certificates reloaded"),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(format!(
-                    "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
-                ))
-            }
-        }
         let number = reload::reload(source, &self.board)?;
         // What the new file keeps of the admin changes (a changed member's file values win).
         save_state(&self.board);
@@ -455,12 +450,7 @@ impl Server {
 /// read is logged and left alone: ringlb starts with the configuration file's values.
 fn restore_state(board: &Board) {
     let generation = board.lock().generation.clone();
-    let Some(path) = generation
-        .config
-        .admin
-        .as_ref()
-        .and_then(|a| a.state_file.as_ref())
-    else {
+    let Some(path) = generation.config.state_file() else {
         return;
     };
     match crate::state_file::load(path) {
@@ -479,9 +469,8 @@ fn save_state(board: &Board) {
         let path = b
             .generation
             .config
-            .admin
-            .as_ref()
-            .and_then(|a| a.state_file.clone());
+            .state_file()
+            .map(std::path::Path::to_path_buf);
         (path, crate::state_file::entries(&b))
     };
     if let Some(path) = path {

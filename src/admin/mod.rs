@@ -201,10 +201,7 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             if method == "POST" && status == 200 {
                 core.board.changed();
                 // The main thread writes the state file, off the workers.
-                if let (Some(control), Some(_)) = (
-                    &core.control,
-                    config.admin.as_ref().and_then(|a| a.state_file.as_ref()),
-                ) {
+                if let (Some(control), Some(_)) = (&core.control, config.state_file()) {
                     let _ = control.send(crate::reload::Control::SaveState);
                 }
             }

@@ -300,6 +300,11 @@ impl Config {
     }
 
     /// A short human summary, printed by `ringlb check`.
+    /// `[admin] state_file`, when set.
+    pub fn state_file(&self) -> Option<&Path> {
+        self.admin.as_ref()?.state_file.as_deref()
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!(
             "workers: {}, driver: {:?}, listen: {}\n",

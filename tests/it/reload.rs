@@ -4,13 +4,12 @@
 //! says why and is counted; settings that need a restart are reported and kept; admin changes
 //! kept across a restart by the state file.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::admin::{admin, report, report_when, set_member_status, with_admin};
 use crate::support::backend::Backend;
 use crate::support::client::{get, Client};
+use crate::support::load::Load;
 use crate::support::proxy::{member, run_cli, simple_config, unsafe_kill, Ringlb, TempDir};
 use crate::support::wait_until;
 
@@ -27,37 +26,6 @@ fn reload_cli(p: &Ringlb) -> (i32, String, String) {
     run_cli(&["reload", "--admin", &url])
 }
 
-/// Keep-alive clients sending requests until `stop`; counts answers that are not 200 and
-/// connections that broke.
-fn load(
-    addr: std::net::SocketAddr,
-    stop: Arc<AtomicBool>,
-    bad: Arc<AtomicU64>,
-) -> Vec<std::thread::JoinHandle<u64>> {
-    (0..4)
-        .map(|_| {
-            let (stop, bad) = (stop.clone(), bad.clone());
-            std::thread::spawn(move || {
-                let mut sent = 0;
-                let mut c = Client::connect(addr);
-                while !stop.load(Ordering::SeqCst) {
-                    c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
-                    sent += 1;
-                    match c.read_response() {
-                        Some(r) if r.status == 200 => {}
-                        other => {
-                            bad.fetch_add(1, Ordering::SeqCst);
-                            eprintln!("failed during reloads: {:?}", other.map(|r| r.status));
-                            c = Client::connect(addr);
-                        }
-                    }
-                }
-                sent
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn members_change_under_load_without_a_failed_request() {
     let (a, b, c) = (
@@ -66,9 +34,8 @@ fn members_change_under_load_without_a_failed_request() {
         Backend::named("C"),
     );
     let p = Ringlb::start(&body(&[member(a.addr), member(b.addr)]), 2);
-    let stop = Arc::new(AtomicBool::new(false));
-    let bad = Arc::new(AtomicU64::new(0));
-    let clients = load(p.addr, stop.clone(), bad.clone());
+    let load = Load::default();
+    let clients = load.keep_alive(p.addr, 4);
     let sets = [
         vec![weighted(&b, 1), weighted(&c, 3)],
         vec![weighted(&a, 2), weighted(&c, 1)],
@@ -98,9 +65,8 @@ fn members_change_under_load_without_a_failed_request() {
     std::thread::sleep(Duration::from_millis(300));
     let (a_then, c_then) = (a.count(), c.count());
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    let sent: u64 = clients.into_iter().map(|t| t.join().unwrap()).sum();
-    assert_eq!(bad.load(Ordering::SeqCst), 0, "of {sent} requests");
+    let (sent, failed) = load.finish(clients);
+    assert_eq!(failed, 0, "of {sent} requests");
     assert!(sent > 100, "{sent}");
     assert!(c_then > 0, "C took requests while it was a member");
     assert_eq!(

@@ -4,13 +4,12 @@
 //! turn; without a running process, `--upgrade` fails clearly. `stop_delay`: after SIGTERM,
 //! `/healthz` says draining while ringlb still serves.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::admin::with_admin;
 use crate::support::backend::Backend;
 use crate::support::client::get;
+use crate::support::load::Load;
 use crate::support::proxy::{member, run_cli, simple_config, unsafe_kill, Ringlb, TempDir};
 
 fn config(dir: &TempDir, members: &str) -> String {
@@ -20,32 +19,6 @@ fn config(dir: &TempDir, members: &str) -> String {
         sock.display(),
         with_admin(&simple_config(&[members.to_string()], ""), "")
     )
-}
-
-/// Clients that open a new connection for every request (each one goes through the accept
-/// queue, where a handover could lose it), counting failures of any kind (refused, reset, cut
-/// short).
-fn load(
-    addr: std::net::SocketAddr,
-    stop: Arc<AtomicBool>,
-    bad: Arc<AtomicU64>,
-) -> Vec<std::thread::JoinHandle<u64>> {
-    (0..3)
-        .map(|_| {
-            let (stop, bad) = (stop.clone(), bad.clone());
-            std::thread::spawn(move || {
-                let mut sent = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    sent += 1;
-                    let ok = one_request(addr);
-                    if !ok {
-                        bad.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                sent
-            })
-        })
-        .collect()
 }
 
 /// One `GET /x` on a new connection; whether member A's answer came whole (else says what came).
@@ -74,57 +47,15 @@ fn one_request(addr: std::net::SocketAddr) -> bool {
     }
 }
 
-/// Keep-alive clients: each sends its next request as soon as the last answer came, on the same
-/// connection until an answer says `Connection: close`. A request sent on a connection that then
-/// closed without answering it counts as failed (the server must answer what reached it).
-fn keep_alive_load(
-    addr: std::net::SocketAddr,
-    stop: Arc<AtomicBool>,
-    bad: Arc<AtomicU64>,
-) -> Vec<std::thread::JoinHandle<u64>> {
-    (0..3)
-        .map(|_| {
-            let (stop, bad) = (stop.clone(), bad.clone());
-            std::thread::spawn(move || {
-                let mut sent = 0;
-                let mut c = crate::support::client::Client::connect(addr);
-                while !stop.load(Ordering::SeqCst) {
-                    sent += 1;
-                    c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
-                    match c.read_response() {
-                        Some(r) if r.status == 200 => {
-                            if r.header("Connection")
-                                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                            {
-                                c = crate::support::client::Client::connect(addr);
-                            }
-                        }
-                        other => {
-                            eprintln!(
-                                "keep-alive request failed during the upgrade: {:?}",
-                                other.map(|r| r.status)
-                            );
-                            bad.fetch_add(1, Ordering::SeqCst);
-                            c = crate::support::client::Client::connect(addr);
-                        }
-                    }
-                }
-                sent
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn a_new_binary_takes_over_under_load_without_a_failed_request() {
     let a = Backend::named("A");
     let dir = TempDir::new();
     let mut old = Ringlb::start(&config(&dir, &member(a.addr)), 2);
     let addr = old.addr;
-    let stop = Arc::new(AtomicBool::new(false));
-    let bad = Arc::new(AtomicU64::new(0));
-    let mut clients = load(addr, stop.clone(), bad.clone());
-    clients.extend(keep_alive_load(addr, stop.clone(), bad.clone()));
+    let load = Load::default();
+    let mut clients = load.new_connections(3, move || one_request(addr));
+    clients.extend(load.keep_alive(addr, 3));
     std::thread::sleep(Duration::from_millis(300));
     assert!(old.wait_log("a new binary may take over"));
     let mut new = old
@@ -150,11 +81,9 @@ fn a_new_binary_takes_over_under_load_without_a_failed_request() {
         .wait_exit(Duration::from_secs(15))
         .is_some_and(|s| s.success()));
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::SeqCst);
-    let sent: u64 = clients.into_iter().map(|t| t.join().unwrap()).sum();
+    let (sent, failed) = load.finish(clients);
     assert_eq!(
-        bad.load(Ordering::SeqCst),
-        0,
+        failed, 0,
         "of {sent} requests, new connections and keep-alive"
     );
     assert!(sent > 100, "{sent}");
@@ -207,4 +136,34 @@ fn stop_delay_keeps_serving_while_healthz_says_draining() {
         .expect("stopped on the second SIGTERM");
     assert!(status.success());
     assert!(second.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn a_stopping_ringlb_ends_a_busy_keep_alive_connection_after_its_next_answer() {
+    // Answers ringlb makes itself (404 here) say `Connection: close` once it stops, and a request
+    // begun after the stop is the connection's last: a client that keeps asking cannot hold the
+    // stop up to `shutdown_grace`.
+    let a = Backend::named("A");
+    let body = format!(
+        "[server]\nshutdown_grace = \"20s\"\n[[balancer]]\nname = \"app\"\nmembers = [{}]\n\
+         [[route]]\npath = \"/app\"\nbalancer = \"app\"\n",
+        member(a.addr)
+    );
+    let mut p = Ringlb::start(&body, 1);
+    let mut c = crate::support::client::Client::connect(p.addr);
+    c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 404);
+    unsafe_kill(p.pid(), "TERM");
+    assert!(p.wait_log("stopping"));
+    c.send(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c
+        .read_response()
+        .expect("the request sent after the stop is answered");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.is_closed());
+    let status = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("stops without waiting out the grace");
+    assert!(status.success());
 }

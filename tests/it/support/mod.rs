@@ -5,6 +5,7 @@ pub mod ajp_container;
 pub mod backend;
 pub mod client;
 pub mod lenient;
+pub mod load;
 pub mod pki;
 pub mod proxy;
 pub mod raw_member;
