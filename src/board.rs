@@ -124,6 +124,9 @@ pub struct BoardData {
     pub core_generation: Vec<u64>,
     /// Reloads that failed (the file did not load; the running configuration stayed).
     pub reload_failures: u64,
+    /// Per worker, listening sockets a reload bound for it, by listener slot: the worker takes
+    /// them when it adopts the generation that has them (`worker`).
+    pub sockets: Vec<Vec<(usize, std::net::TcpListener)>>,
 }
 
 impl BoardData {
@@ -131,6 +134,8 @@ impl BoardData {
         let workers = config.server.workers;
         let mut registry = Registry::default();
         let layout = registry.assign(&config);
+        let listeners = (0..config.listen.len()).collect();
+        let generation = Generation::new(1, config, layout, listeners, member_tls);
         let mut board = BoardData {
             started: Instant::now(),
             driver: "",
@@ -144,9 +149,10 @@ impl BoardData {
             health: Vec::new(),
             health_applied: vec![0; workers],
             registry,
-            generation: Arc::new(Generation::new(1, config, layout, member_tls)),
+            generation: Arc::new(generation),
             core_generation: vec![1; workers],
             reload_failures: 0,
+            sockets: (0..workers).map(|_| Vec::new()).collect(),
         };
         board.add_places();
         board
@@ -161,14 +167,18 @@ impl BoardData {
 
     /// Publishes a new generation: unchanged members keep their place and everything kept there
     /// (statistics, histograms, admin changes, health state); new members start as the file
-    /// says. The cores adopt it at their next turn (`Board::changed`).
-    pub fn publish_generation(&mut self, config: Arc<Config>, member_tls: Upstreams) -> u64 {
+    /// says. `listeners`: the slot of each `[[listen]]`. The cores adopt it at their next turn
+    /// (`Board::changed`).
+    pub fn publish_generation(
+        &mut self,
+        config: Arc<Config>,
+        member_tls: Upstreams,
+        listeners: Vec<usize>,
+    ) -> u64 {
         let layout = self.registry.assign(&config);
         let number = self.generation.number + 1;
-        let old = std::mem::replace(
-            &mut self.generation,
-            Arc::new(Generation::new(number, config, layout, member_tls)),
-        );
+        let next = Generation::new(number, config, layout, listeners, member_tls);
+        let old = std::mem::replace(&mut self.generation, Arc::new(next));
         self.add_places();
         self.follow_file(&old);
         number
@@ -476,7 +486,7 @@ mod tests {
         let next = members(&format!(
             "{{ url = \"http://127.0.0.1:10\", weight = 4 }}, {one}"
         ));
-        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap());
+        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap(), vec![0]);
         assert_eq!(board.admin_of(0, 1).status, MemberStatus::Disabled, "kept");
         assert_eq!(
             board.admin_of(0, 0).status,
@@ -486,8 +496,8 @@ mod tests {
         assert_eq!(board.admin_of(0, 0).weight, 4);
         // Removed, then back: as the file says, not as it was left.
         let only = members(one);
-        board.publish_generation(only.clone(), Upstreams::load(&only).unwrap());
-        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap());
+        board.publish_generation(only.clone(), Upstreams::load(&only).unwrap(), vec![0]);
+        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap(), vec![0]);
         assert_eq!(board.admin_of(0, 0).weight, 4);
         assert_eq!(board.admin_of(0, 0).status, MemberStatus::Active);
     }

@@ -163,11 +163,7 @@ async fn keep_serving(
         // Everything from here to the end of the response is a large state machine that lives
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
-        // While stopping, a connection whose answer went out before the stop (without
-        // `Connection: close`) goes on: its next request is answered with it (`wait_idle`). A
-        // request begun after the stop is the connection's last, whatever its answer said.
-        let last = core.is_stopping();
-        if !Box::pin(handle(&core, &mut c, deadline)).await || last {
+        if !Box::pin(handle(&core, &mut c, deadline)).await {
             break;
         }
     }
@@ -272,8 +268,14 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     let started = core.access_log.as_ref().map(|_| Instant::now());
     // The request runs on the generation in effect now, whatever a reload publishes meanwhile.
     let gen = core.gen();
-    match read_head(&gen, c, deadline).await {
-        Ok(()) if gen.config.listen[c.listener].redirect_https => redirect::to_https(core, c).await,
+    // While stopping, a connection whose answer went out before the stop (without `Connection:
+    // close`) goes on: its next request is answered with it (`wait_idle`). A request begun after
+    // the stop, or on a listener a reload removed, is the connection's last, whatever its answer
+    // said.
+    let last = core.ends_connection(&gen, c.listener);
+    let redirect = gen.listen(c.listener).is_some_and(|l| l.redirect_https);
+    let keep = match read_head(&gen, c, deadline).await {
+        Ok(()) if redirect => redirect::to_https(core, c).await,
         Ok(()) => proxy::forward(core, &gen, c).await,
         Err(Stop::Quiet) => false,
         Err(Stop::Refuse(status)) => {
@@ -282,7 +284,8 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
             refuse(c, status).await;
             false
         }
-    }
+    };
+    keep && !last
 }
 
 /// Writes the access-log line of a request refused before it had a member.

@@ -66,10 +66,10 @@ pub struct Core {
     pub admin_limit: usize,
     /// Connections idle past `park::PARK_AFTER`: no task, no buffers, a slot and an epoll entry.
     pub parking: Parking,
-    /// The TLS listeners' state (`None`: no TLS listener).
-    pub tls: Option<Arc<TlsState>>,
+    /// The TLS listeners' certificates (by listener slot; empty without a TLS listener).
+    pub tls: Arc<TlsState>,
     /// The certificate generation this core hands to new TLS connections, and its version.
-    tls_generation: RefCell<Option<(u64, Arc<TlsGeneration>)>>,
+    tls_generation: RefCell<(u64, Arc<TlsGeneration>)>,
     /// Where the admin API sends reload requests (`None`: started without a config file).
     pub control: Option<ControlSender>,
 }
@@ -80,10 +80,10 @@ impl Core {
         board: Arc<Board>,
         access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
         parking: Parking,
-        tls: Option<Arc<TlsState>>,
+        tls: Arc<TlsState>,
         control: Option<ControlSender>,
     ) -> Core {
-        let tls_generation = tls.as_ref().map(|t| (t.version(), t.current()));
+        let tls_generation = (tls.version(), tls.current());
         let (current, stats) = {
             let board = board.lock();
             let generation = &board.generation;
@@ -128,21 +128,26 @@ impl Core {
         self.current.borrow().number == gen.number
     }
 
-    /// The rustls configuration of listener `listener`, if it speaks TLS: the newest generation
-    /// (a reload is seen by the next handshake; one atomic load when there was none).
-    pub fn tls_config(&self, listener: usize) -> Option<Arc<rustls::ServerConfig>> {
+    /// The rustls configuration of the listener in slot `slot`, if it speaks TLS: the newest
+    /// generation (a reload is seen by the next handshake; one atomic load when there was none).
+    pub fn tls_config(&self, slot: usize) -> Option<Arc<rustls::ServerConfig>> {
         self.refresh_tls();
         let generation = self.tls_generation.borrow();
-        generation.as_ref()?.1.configs.get(listener)?.clone()
+        generation.1.configs.get(slot)?.clone()
+    }
+
+    /// The TLS state, when `config` has a TLS listener (what the reports show).
+    pub fn tls_listening(&self, config: &Config) -> Option<&TlsState> {
+        let any = config.listen.iter().any(|l| l.tls.is_some());
+        any.then_some(&*self.tls)
     }
 
     /// Takes the newest certificate generation if a reload made one (one atomic load if not).
     fn refresh_tls(&self) {
-        let Some(tls) = &self.tls else { return };
-        let version = tls.version();
+        let version = self.tls.version();
         let mut generation = self.tls_generation.borrow_mut();
-        if generation.as_ref().is_some_and(|(v, _)| *v != version) {
-            *generation = Some((version, tls.current()));
+        if generation.0 != version {
+            *generation = (version, self.tls.current());
         }
     }
 
@@ -161,6 +166,12 @@ impl Core {
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.get()
+    }
+
+    /// Whether an answer now is its connection's last (`Connection: close`): the server stops,
+    /// or a reload removed the connection's listener (`slot`).
+    pub fn ends_connection(&self, gen: &CoreGen, slot: usize) -> bool {
+        self.is_stopping() || gen.listen(slot).is_none()
     }
 
     /// One connection fewer: wakes the accept loop held by `max_connections`, or the drain.

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::balance::Balancer;
-use crate::config::{Config, MemberConfig};
+use crate::config::{Config, ListenConfig, MemberConfig};
 use crate::generation::Generation;
 use crate::layout::Layout;
 use crate::notify::Notify;
@@ -37,6 +37,9 @@ pub struct CoreGen {
     pub number: u64,
     pub config: Arc<Config>,
     pub layout: Layout,
+    /// By listener slot, its `[[listen]]` index in `config` (`None`: a listener this generation
+    /// does not have).
+    listen_index: Vec<Option<usize>>,
     pub router: Router,
     pub upstreams: RefCell<Vec<Upstream>>,
     /// Per balancer: fires when a member at its `max_conns` share ends a request, and when admin
@@ -82,8 +85,19 @@ impl CoreGen {
                 up.pool.clear_all();
             }
         }
+        let slots = generation
+            .listeners
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| m + 1);
+        let mut listen_index = vec![None; slots];
+        for (i, &slot) in generation.listeners.iter().enumerate() {
+            listen_index[slot] = Some(i);
+        }
         CoreGen {
             number: generation.number,
+            listen_index,
             router: Router::new(&config.routes),
             freed: config.balancers.iter().map(|_| Notify::default()).collect(),
             layout: generation.layout.clone(),
@@ -91,6 +105,19 @@ impl CoreGen {
             member_tls,
             config,
         }
+    }
+
+    /// The settings of the listener in slot `slot`; `None` once a reload removed it (its
+    /// connections then end after their current request).
+    pub fn listen(&self, slot: usize) -> Option<&ListenConfig> {
+        let i = self.listen_index.get(slot).copied().flatten()?;
+        self.config.listen.get(i)
+    }
+
+    /// The listener slots this generation has.
+    pub fn listener_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        let slots = self.listen_index.iter().enumerate();
+        slots.filter_map(|(slot, i)| i.map(|_| slot))
     }
 
     /// The `(balancer, member)` at `place` in this generation.

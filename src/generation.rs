@@ -1,5 +1,6 @@
 //! A configuration generation: one loaded configuration, immutable once published on the board,
-//! with the places (`layout`) of its balancers and members and its members' TLS client settings.
+//! with the places (`layout`) of its balancers and members, the slots of its listeners and its
+//! members' TLS client settings.
 //! Generation 1 is the configuration ringlb started with; each successful reload publishes the
 //! next.
 //!
@@ -17,17 +18,27 @@ pub struct Generation {
     pub number: u64,
     pub config: Arc<Config>,
     pub layout: Layout,
+    /// The slot of each `[[listen]]` (`listeners::Listeners`): what a connection's listener is
+    /// known by.
+    pub listeners: Vec<usize>,
     /// The `https://` members' client settings; each core takes its own copy (`for_core`).
     pub member_tls: Upstreams,
     pub loaded_at: SystemTime,
 }
 
 impl Generation {
-    pub fn new(number: u64, config: Arc<Config>, layout: Layout, member_tls: Upstreams) -> Self {
+    pub fn new(
+        number: u64,
+        config: Arc<Config>,
+        layout: Layout,
+        listeners: Vec<usize>,
+        member_tls: Upstreams,
+    ) -> Self {
         Generation {
             number,
             config,
             layout,
+            listeners,
             member_tls,
             loaded_at: SystemTime::now(),
         }

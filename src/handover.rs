@@ -35,6 +35,25 @@ use crate::worker::Role;
 /// How long each side waits for the other's next message.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The sockets a new process would take: renewed by every reload that changes the listeners,
+/// read by the handover thread when a new process asks.
+#[allow(clippy::disallowed_types)]
+pub type Offered = std::sync::Arc<std::sync::Mutex<Vec<Listening>>>;
+
+/// The sockets offered to a new process.
+#[allow(clippy::disallowed_types)]
+pub fn offer(sockets: Vec<Listening>) -> Offered {
+    std::sync::Arc::new(std::sync::Mutex::new(sockets))
+}
+
+/// Locks `offered` (taken at a reload and by a takeover, never on the request path).
+#[allow(clippy::disallowed_types)]
+pub fn lock(offered: &Offered) -> std::sync::MutexGuard<'_, Vec<Listening>> {
+    offered
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One listening socket of the running process.
 pub struct Listening {
     pub role: Role,
@@ -54,7 +73,7 @@ impl Handover {
     /// Listens on `path` (replacing a stale socket file) for a new process to take `offered`.
     pub fn start(
         path: &Path,
-        offered: Vec<Listening>,
+        offered: Offered,
         control: std::sync::mpsc::Sender<Control>,
     ) -> std::io::Result<Handover> {
         clear_stale(path)?;
@@ -68,7 +87,7 @@ impl Handover {
         let (l, stop, owned) = (listener.clone(), stopping.clone(), path.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("ringlb-upgrade".into())
-            .spawn(move || serve(&l, offered, &owned, control, &stop))?;
+            .spawn(move || serve(&l, &offered, &owned, control, &stop))?;
         Ok(Handover {
             listener,
             stopping,
@@ -122,7 +141,7 @@ fn same_user(conn: &Socket, path: &Path) -> bool {
 /// Answers takeovers until one succeeds or `stop` comes.
 fn serve(
     listener: &Socket,
-    offered: Vec<Listening>,
+    offered: &Offered,
     path: &Path,
     control: std::sync::mpsc::Sender<Control>,
     stopping: &std::sync::atomic::AtomicBool,
@@ -147,7 +166,7 @@ fn serve(
         let _ = conn.set_read_timeout(Some(WAIT));
         let _ = conn.set_write_timeout(Some(WAIT));
         match recv(&conn).map(|(m, _)| m) {
-            Ok(m) if m == "takeover" => match give(&conn, &offered) {
+            Ok(m) if m == "takeover" => match give(&conn, &lock(offered)) {
                 Ok(()) => {
                     // The new process serves: the path is its now; this one stops.
                     let _ = std::fs::remove_file(path);
@@ -301,12 +320,12 @@ mod tests {
         let path = dir.join("up.sock");
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let offered = vec![Listening {
+        let offered = offer(vec![Listening {
             role: Role::Proxy(0),
             worker: 0,
             addr,
             fd: l.try_clone().unwrap().into(),
-        }];
+        }]);
         let (tx, rx) = std::sync::mpsc::channel();
         let h = Handover::start(&path, offered, tx).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -337,18 +356,18 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("up.sock");
         let (tx, _rx) = std::sync::mpsc::channel();
-        let h = Handover::start(&path, Vec::new(), tx.clone()).unwrap();
+        let h = Handover::start(&path, Offered::default(), tx.clone()).unwrap();
         // A second giver on the same path is refused while the first listens.
-        assert!(Handover::start(&path, Vec::new(), tx.clone()).is_err());
+        assert!(Handover::start(&path, Offered::default(), tx.clone()).is_err());
         h.stop();
         assert!(take(&path).is_err());
         // A stale socket file is replaced; anything else at the path is left alone.
-        Handover::start(&path, Vec::new(), tx.clone())
+        Handover::start(&path, Offered::default(), tx.clone())
             .unwrap()
             .stop();
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "not a socket").unwrap();
-        assert!(Handover::start(&path, Vec::new(), tx).is_err());
+        assert!(Handover::start(&path, Offered::default(), tx).is_err());
         assert!(path.exists());
         let fd: OwnedFd = std::net::TcpListener::bind("127.0.0.1:0").unwrap().into();
         assert!(parse("proxy x 0 127.0.0.1:1", fd).is_err());

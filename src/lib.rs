@@ -2,8 +2,9 @@
 //!
 //! Map of the code (one concept per file):
 //! - `cli`, `config`: command line and the validated TOML configuration.
-//! - `server`: binds listeners, starts one pinned `worker` per core, handles signals and reload
-//!   requests on the main thread; `reload`: re-reading the file into the next `generation`;
+//! - `server`: starts one pinned `worker` per core, handles signals and reload requests on the
+//!   main thread; `listeners`: the listening sockets (one per worker and address) and their
+//!   slots, bound at start and by reloads; `reload`: re-reading the file into the next `generation`;
 //!   `handover`: giving the listening sockets to a new binary (`ringlb run --upgrade`);
 //!   `layout`: members' stable places (identity) across generations.
 //! - `worker`: one core's runtime and the only place connection tasks start (accept loops, the
@@ -64,6 +65,7 @@ pub mod health;
 pub mod http;
 pub mod io;
 pub mod layout;
+pub mod listeners;
 pub mod notify;
 pub mod outcome;
 pub mod park;

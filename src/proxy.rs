@@ -188,7 +188,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
     };
     let Some(route) = find_route(gen, c) else {
         core.stats.borrow_mut().core.not_found += 1;
-        return local_reply(core, c, 404, &req).await;
+        return local_reply(core, gen, c, 404, &req).await;
     };
     let bal = route.balancer;
     let sticky = select::sticky_member(gen, c, bal);
@@ -202,7 +202,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         };
         let Some((member, fresh_only)) = picked else {
             core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-            return local_reply(core, c, 503, &req).await;
+            return local_reply(core, gen, c, 503, &req).await;
         };
         let tracked = Tracked::start(core, gen, bal, member);
         c.rec.member = Some((bal, member));
@@ -229,7 +229,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
             // No member could be reached: the request is whole and unsent, the client stays.
             Next::Unavailable => {
                 core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-                return local_reply(core, c, 503, &req).await;
+                return local_reply(core, gen, c, 503, &req).await;
             }
             Next::Answer => {
                 let bcfg = &gen.config.balancers[bal];
@@ -316,10 +316,10 @@ async fn attempt(
         preserve_host,
         response_timeout: bcfg.response_timeout,
         client_timeout: gen.config.limits.body_timeout,
-        stopping: core.is_stopping(),
-        hsts: gen.config.listen[c.listener]
-            .tls
-            .as_ref()
+        stopping: core.ends_connection(gen, c.listener),
+        hsts: gen
+            .listen(c.listener)
+            .and_then(|l| l.tls.as_ref())
             .map_or(&[][..], |t| t.hsts_header.as_bytes()),
     };
     match run_exchange(c, &mut up, req, body, &params, tracked).await {
@@ -602,7 +602,13 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
 }
 
 /// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
-async fn local_reply(core: &Core, c: &mut Client, status: u16, req: &Request) -> bool {
+async fn local_reply(
+    core: &Core,
+    gen: &CoreGen,
+    c: &mut Client,
+    status: u16,
+    req: &Request,
+) -> bool {
     c.rec.status = status;
     if !req.replayable {
         refuse(c, status).await;
@@ -610,7 +616,7 @@ async fn local_reply(core: &Core, c: &mut Client, status: u16, req: &Request) ->
     }
     c.buf.drain(..req.request_end);
     // While stopping, the answer says the connection ends, like a member's would.
-    let keep = c.head.keep_alive && !core.is_stopping();
+    let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener);
     c.out.clear();
     reply::error(&mut c.out, status, !keep);
     let n = c.out.len();

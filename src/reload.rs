@@ -7,9 +7,10 @@
 //! reads it: signals, and reload requests from admin connections), what a reload may change, and
 //! counting failed reloads. Must never: run on a worker
 //! (reading and validating a file takes milliseconds), publish a configuration that did not
-//! validate, or change a setting a running process cannot apply (workers, driver, listeners, the
-//! admin address, the upgrade socket, the access log path, the log level); those stay as they are
-//! until a restart.
+//! validate, or change a setting a running process cannot apply (workers, driver, the admin
+//! address, the upgrade socket, the access log path, the log level); those stay as they are until
+//! a restart. Listeners may change: the main thread binds the new ones before publishing
+//! (`listeners`), each worker closes its sockets of a removed one as it adopts the generation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::board::Board;
 use crate::cli::Overrides;
 use crate::config::Config;
+use crate::tls::upstream::Upstreams;
 
 /// What the main thread is asked to do.
 pub enum Control {
@@ -44,18 +46,35 @@ pub struct Source {
     pub overrides: Overrides,
 }
 
-/// Reads `source` and publishes it as the next generation. `Ok`: its number (once every core
-/// runs it, or after `ADOPT_WAIT`); `Err`: why the running configuration stays.
-pub fn reload(source: &Source, board: &Board) -> Result<u64, String> {
+/// Reads and validates `source` as the next configuration, with the running values of the
+/// settings that need a restart put back (each one the file changed is logged).
+pub fn read(source: &Source, board: &Board) -> Result<Config, String> {
     let running = board.lock().generation.config.clone();
     let mut next = Config::load(&source.path).map_err(|e| format!("config error: {e}"))?;
     source.overrides.apply(&mut next);
     for what in keep_restart_only(&running, &mut next) {
         tracing::warn!("reload: {what} changed in the file: restart needed (running as before)");
     }
-    let member_tls =
-        crate::tls::upstream::Upstreams::load(&next).map_err(|e| format!("member TLS: {e}"))?;
-    let number = board.lock().publish_generation(Arc::new(next), member_tls);
+    Ok(next)
+}
+
+/// Publishes `next` (its listeners in slots `listeners`, the sockets bound for each worker in
+/// `sockets`) as the next generation. Returns its number once every core runs it (or after
+/// `ADOPT_WAIT`).
+pub fn publish(
+    board: &Board,
+    next: Config,
+    member_tls: Upstreams,
+    listeners: Vec<usize>,
+    sockets: Vec<Vec<(usize, std::net::TcpListener)>>,
+) -> u64 {
+    let number = {
+        let mut b = board.lock();
+        for (mine, new) in b.sockets.iter_mut().zip(sockets) {
+            mine.extend(new);
+        }
+        b.publish_generation(Arc::new(next), member_tls, listeners)
+    };
     board.changed();
     let started = Instant::now();
     while !board.lock().all_cores_adopted() {
@@ -69,7 +88,7 @@ pub fn reload(source: &Source, board: &Board) -> Result<u64, String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     tracing::info!(generation = number, "configuration reloaded");
-    Ok(number)
+    number
 }
 
 /// Counts a failed reload and logs why.
@@ -102,28 +121,6 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static str> {
         changed.push("log.level");
         next.log_level = running.log_level.clone();
     }
-    let listeners = |c: &Config| -> Vec<String> {
-        c.listen
-            .iter()
-            .map(|l| format!("{:?}", (l.address, l.tls.is_some(), l.redirect_https)))
-            .collect()
-    };
-    // Port 0 was resolved at start: compare with what the file said then, not the bound port.
-    let mut as_written = running.listen.clone();
-    for (r, n) in as_written.iter_mut().zip(&next.listen) {
-        if n.address.port() == 0 && r.address.ip() == n.address.ip() {
-            r.address = n.address;
-        }
-    }
-    let was = Config {
-        listen: as_written,
-        ..running.clone()
-    };
-    if listeners(&was) != listeners(next) {
-        changed.push("listen (addresses, tls, redirect_https)");
-    }
-    // The listeners and their certificates stay as started (SIGHUP re-reads the same files).
-    next.listen = running.listen.clone();
     // The token may change with the address kept; with the address changed, the running admin
     // section stays whole (a token validated for a new loopback address must not open the
     // running public one).
@@ -149,12 +146,9 @@ mod tests {
 
     #[test]
     fn restart_only_settings_keep_their_running_values() {
-        let mut running = config("");
-        // As at start: port 0 resolved.
-        running.listen[0].address = "127.0.0.1:40000".parse().unwrap();
+        let running = config("");
         let mut next = config("");
         assert!(keep_restart_only(&running, &mut next).is_empty());
-        assert_eq!(next.listen[0].address.port(), 40000);
 
         let mut next = Config::parse(
             "[server]\nworkers = 3\n[[listen]]\naddress = \"127.0.0.1:8081\"\n[[balancer]]\n\
@@ -162,13 +156,10 @@ mod tests {
         )
         .unwrap();
         let changed = keep_restart_only(&running, &mut next);
-        assert_eq!(
-            changed,
-            ["server.workers", "listen (addresses, tls, redirect_https)"]
-        );
+        assert_eq!(changed, ["server.workers"]);
         assert_eq!(next.server.workers, 2);
-        assert_eq!(next.listen[0].address.port(), 40000);
-        // What may change live did.
+        // What may change live did (listeners too: `listeners::Listeners::plan` binds them).
+        assert_eq!(next.listen[0].address.port(), 8081);
         assert_eq!(next.balancers[0].members[0].url, "http://127.0.0.1:10");
     }
 

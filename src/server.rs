@@ -12,15 +12,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
 use crate::access_log;
 use crate::board::Board;
 use crate::config::Config;
-use crate::handover::{Handover, Listening};
+use crate::handover::{Handover, Listening, Offered};
 use crate::health::Checker;
+use crate::listeners::{enable_migrate_req, Listeners};
 use crate::reload::{self, Control, Source};
-use crate::worker::{self, Role};
+use crate::worker;
 use std::sync::mpsc::Receiver;
 
 /// A running server.
@@ -31,137 +30,20 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     access_log: Option<access_log::Writer>,
     health: Option<Checker>,
-    /// The TLS listeners' certificates (`None`: no TLS listener), reloaded on SIGHUP.
-    tls: Option<Arc<crate::tls::TlsState>>,
+    /// The TLS listeners' certificates, reloaded on SIGHUP.
+    tls: Arc<crate::tls::TlsState>,
     board: Arc<Board>,
     /// The file SIGHUP and the admin API reload (`None`: the demo, started without one).
     source: Option<Source>,
     /// Signals and reload requests for the main thread.
     control: Receiver<Control>,
     control_tx: std::sync::mpsc::Sender<Control>,
-    /// Duplicates of the listening sockets, until `offer_upgrades` hands them to its thread.
-    offered: Vec<Listening>,
+    /// The proxy listeners: their slots, bound by a reload or closed (`listeners`).
+    listeners: Listeners,
+    /// Duplicates of the listening sockets for a new binary (`handover`; empty without an
+    /// upgrade socket), shared with the handover thread and renewed by a reload.
+    offered: Offered,
     handover: Option<Handover>,
-}
-
-/// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
-///
-/// For port 0 the port is chosen without SO_REUSEPORT and the option set after the bind: a
-/// port-0 bind with SO_REUSEPORT may be given a port another process of the same user already
-/// listens on with SO_REUSEPORT, and the two would then share its connections.
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.port() != 0 {
-        socket.set_reuse_port(true)?;
-    }
-    // Accepted connections inherit it, so no connection needs a setsockopt of its own.
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.set_reuse_port(true)?;
-    socket.listen(4096)?;
-    Ok(socket.into())
-}
-
-/// The listening sockets of every worker, in `[[listen]]` order then the admin listener: those a
-/// running process handed over (`inherited`, for addresses the configuration still has), else
-/// new ones. Fills `addrs` with the proxy listeners' bound addresses.
-type PerWorker = Vec<Vec<(std::net::TcpListener, Role)>>;
-
-fn bind_all(
-    config: &Config,
-    mut inherited: Vec<Listening>,
-    addrs: &mut Vec<SocketAddr>,
-) -> anyhow::Result<PerWorker> {
-    let workers = config.server.workers;
-    let mut per_worker: PerWorker = (0..workers).map(|_| Vec::new()).collect();
-    let admin = config.admin.as_ref().map(|a| (a.address, Role::Admin));
-    let all = config
-        .listen
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.address, Role::Proxy(i)))
-        .chain(admin);
-    for (addr, role) in all {
-        // Sockets handed over for this listener: matched by address, wherever the listener now is
-        // in the file (with port 0 in the file: by its place).
-        let (mine, rest): (Vec<_>, Vec<_>) = inherited.into_iter().partition(|l| {
-            let same_kind = matches!(
-                (l.role, role),
-                (Role::Proxy(_), Role::Proxy(_)) | (Role::Admin, Role::Admin)
-            );
-            same_kind
-                && (l.addr == addr
-                    || (addr.port() == 0 && l.role == role && l.addr.ip() == addr.ip()))
-        });
-        inherited = rest;
-        let mut given: Vec<std::net::TcpListener> = mine
-            .into_iter()
-            .map(|l| std::net::TcpListener::from(l.fd))
-            .collect();
-        if given.is_empty() {
-            given.push(
-                bind_reuseport(addr)
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
-            );
-        } else {
-            tracing::info!(address = %addr, sockets = given.len(), "listening sockets taken over");
-        }
-        // Port 0 means "any": the other workers join the port the first one got.
-        let bound = given[0].local_addr()?;
-        match role {
-            Role::Proxy(_) => addrs.push(bound),
-            Role::Admin => tracing::info!("admin endpoint on http://{bound}/status"),
-        }
-        // Each worker takes one socket; workers beyond the handed-over ones join the group with
-        // new ones, and more handed-over sockets than workers are shared out (none is left
-        // without an accept).
-        for list in per_worker.iter_mut().skip(given.len()) {
-            let l = bind_reuseport(bound)
-                .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?;
-            list.push((l, role));
-        }
-        for (i, l) in given.drain(..).enumerate() {
-            per_worker[i % workers].push((l, role));
-        }
-    }
-    for l in inherited {
-        // A listener the new file no longer has: closed (its queued connections move to the
-        // group's other sockets when tcp_migrate_req is on).
-        tracing::info!(address = %l.addr, "a handed-over listener the configuration no longer has: closed");
-    }
-    Ok(per_worker)
-}
-
-/// Duplicates of every worker's listening sockets, described for a new process.
-fn offer(per_worker: &PerWorker) -> anyhow::Result<Vec<Listening>> {
-    let mut offered = Vec::new();
-    for (worker, list) in per_worker.iter().enumerate() {
-        for (l, role) in list {
-            offered.push(Listening {
-                role: *role,
-                worker,
-                addr: l.local_addr()?,
-                fd: l.try_clone()?.into(),
-            });
-        }
-    }
-    Ok(offered)
-}
-
-/// Connections queued on a SO_REUSEPORT listener that closes are reset unless
-/// `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14+), which moves them to another listener of the
-/// group: turned on where ringlb may, said at start where it may not.
-fn enable_migrate_req() {
-    const PATH: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
-    match std::fs::read_to_string(PATH).map(|s| s.trim().to_string()) {
-        Ok(v) if v == "1" => {}
-        Ok(_) => match std::fs::write(PATH, "1") {
-            Ok(()) => tracing::info!("set net.ipv4.tcp_migrate_req = 1: connections queued on a closing listener move to another (binary upgrade, listener changes)"),
-            Err(e) => tracing::warn!("net.ipv4.tcp_migrate_req is 0 and cannot be set ({e}): connections queued on a listener that closes are reset (see docs/operations.md)"),
-        },
-        Err(e) => tracing::warn!("cannot read net.ipv4.tcp_migrate_req ({e}): connections queued on a listener that closes may be reset"),
-    }
 }
 
 impl Server {
@@ -172,7 +54,6 @@ impl Server {
         inherited: Vec<Listening>,
     ) -> anyhow::Result<Server> {
         enable_migrate_req();
-        let mut addrs = Vec::new();
         // Transparent huge pages keep memory resident in 2 MiB units: the pages freed by a burst of
         // connections stayed resident (about 0.4 KiB more per idle connection in scenario (e)),
         // and khugepaged's compaction can stall a worker. Opt out, for this process only.
@@ -180,16 +61,11 @@ impl Server {
             tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
         }
         let workers = config.server.workers;
-        let per_worker = bind_all(&config, inherited, &mut addrs)?;
-        // Duplicates of every listening socket, for a later binary upgrade (`handover`).
-        let offered = match &config.server.upgrade_socket {
-            Some(_) => offer(&per_worker)?,
-            None => Vec::new(),
-        };
-        // Port 0 resolved: `redirect_https` names the TLS listener's real port.
-        for (l, bound) in config.listen.iter_mut().zip(&addrs) {
-            l.address = *bound;
-        }
+        // Port 0 is resolved in `config`: `redirect_https` names the TLS listener's real port.
+        let (listeners, per_worker) = Listeners::start(&mut config, inherited)?;
+        let addrs: Vec<SocketAddr> = config.listen.iter().map(|l| l.address).collect();
+        let slots: Vec<usize> = (0..addrs.len()).collect();
+        let offered = crate::handover::offer(listeners.offered(&slots));
         let config = Arc::new(config);
         let tls = crate::tls::TlsState::start(&config).map_err(|e| anyhow::anyhow!(e))?;
         let upstream_tls = crate::tls::upstream::Upstreams::load(&config)
@@ -282,6 +158,7 @@ impl Server {
             source,
             control,
             control_tx,
+            listeners,
             offered,
             handover: None,
         })
@@ -294,13 +171,13 @@ impl Server {
         let Some(path) = &config.server.upgrade_socket else {
             return Ok(());
         };
-        let offered = std::mem::take(&mut self.offered);
-        let h = Handover::start(path, offered, self.control_tx.clone()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on the upgrade socket {}: {e}",
-                path.display()
-            )
-        })?;
+        let h =
+            Handover::start(path, self.offered.clone(), self.control_tx.clone()).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on the upgrade socket {}: {e}",
+                    path.display()
+                )
+            })?;
         self.handover = Some(h);
         tracing::info!(path = %path.display(), "a new binary may take over: ringlb run --upgrade");
         Ok(())
@@ -383,31 +260,37 @@ impl Server {
         }
     }
 
-    /// Reloads the configuration file (and re-reads the certificates): the next generation
-    /// (`reload::reload`), then a health checker for its members. Without a file (the demo), only
-    /// the certificates.
+    /// Reloads the configuration file: the next generation (`reload::read`), its listeners bound
+    /// or let go (`listeners`), its certificates loaded, then published (`reload::publish`) and a
+    /// health checker started for its members. Without a file (the demo), only the certificates
+    /// are read again.
     fn reload(&mut self) -> Result<u64, String> {
-        let certificates = match &self.tls {
-            Some(tls) => match tls.reload() {
-                Ok(n) => {
-                    tracing::info!(certificates = n, "TLS certificates reloaded");
-                    true
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
-                    ))
-                }
-            },
-            None => false,
-        };
         let Some(source) = &self.source else {
-            return match certificates {
-                true => Ok(self.board.lock().generation.number),
-                false => Err("started without a config file: nothing to reload".into()),
-            };
+            let config = self.board.lock().generation.config.clone();
+            if config.listen.iter().all(|l| l.tls.is_none()) {
+                return Err("started without a config file: nothing to reload".into());
+            }
+            let n = self.tls.reload().map_err(not_reloaded)?;
+            tracing::info!(certificates = n, "TLS certificates reloaded");
+            return Ok(self.board.lock().generation.number);
         };
-        let number = reload::reload(source, &self.board)?;
+        let mut next = reload::read(source, &self.board)?;
+        let member_tls =
+            crate::tls::upstream::Upstreams::load(&next).map_err(|e| format!("member TLS: {e}"))?;
+        let plan = self.listeners.plan(&mut next)?;
+        let slots = plan.slots.clone();
+        let mut by_slot = vec![None; slots.iter().max().map_or(0, |m| m + 1)];
+        for (l, &slot) in next.listen.iter().zip(&slots) {
+            by_slot[slot] = l.tls.clone();
+        }
+        // The last step that may fail: from here the new file is put in effect whole.
+        let n = self.tls.replace(by_slot).map_err(not_reloaded)?;
+        if n > 0 {
+            tracing::info!(certificates = n, "TLS certificates reloaded");
+        }
+        let sockets = self.listeners.commit(plan);
+        let number = reload::publish(&self.board, next, member_tls, slots.clone(), sockets);
+        *crate::handover::lock(&self.offered) = self.listeners.offered(&slots);
         // What the new file keeps of the admin changes (a changed member's file values win).
         save_state(&self.board);
         // The checks follow the new members; their results stay on the board by member place.
@@ -429,7 +312,8 @@ impl Server {
         if let Some(h) = self.handover {
             h.stop();
         }
-        drop(self.offered);
+        crate::handover::lock(&self.offered).clear();
+        drop(self.listeners);
         if let Some(h) = self.health {
             h.stop();
         }
@@ -444,6 +328,10 @@ impl Server {
         }
         tracing::info!("stopped");
     }
+}
+
+fn not_reloaded(e: String) -> String {
+    format!("TLS certificates NOT reloaded, the loaded ones stay in use: {e}")
 }
 
 /// Applies the state file's admin changes at start (`state_file`). A state file that cannot be
@@ -511,18 +399,5 @@ fn warn_uneven_max_conns(config: &Config) {
                     each * u64::from(workers));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepted_connections_inherit_tcp_nodelay_from_the_listener() {
-        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert!(accepted.nodelay().unwrap());
     }
 }

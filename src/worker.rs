@@ -3,7 +3,8 @@
 //!
 //! Owns: starting a core's tasks (all but the memory-release task `Core::park` starts):
 //! connection tasks (`conn::serve`, `conn::resume` for parked connections, `admin::serve`), the
-//! tick, the parked-connection watcher and the wheel.
+//! accept loops (started, and stopped when a reload removes their listener, as the core adopts a
+//! generation), the tick, the parked-connection watcher and the wheel.
 //! Must never: share `Core` with another thread, take a lock on the request path, or take a
 //! connection from the accept queue once stopping (accepts are readiness polls plus `accept4`, so
 //! a stop never cancels an accept that already took one; what stays queued is served by a process
@@ -57,9 +58,31 @@ pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// A `[[listen]]` address: its index in `Config::listen`.
+    /// A `[[listen]]` address: its slot (`listeners`) for a worker, its index in `Config::listen`
+    /// in a binary upgrade's description (`handover`).
     Proxy(usize),
     Admin,
+}
+
+/// Tells one accept loop that a reload removed its listener.
+#[derive(Default)]
+struct Closing {
+    closed: std::cell::Cell<bool>,
+    notify: crate::notify::Notify,
+}
+
+impl Closing {
+    fn close(&self) {
+        self.closed.set(true);
+        self.notify.notify_all();
+    }
+}
+
+/// This worker's proxy accept loops, by listener slot, and the generation they were last
+/// matched with (`sync_listeners`).
+struct Accepting {
+    loops: Vec<(usize, Rc<Closing>)>,
+    generation: u64,
 }
 
 /// Runs one worker until `stop` fires and its connections have drained (or the grace ran out).
@@ -70,18 +93,14 @@ pub async fn run(
 ) {
     // Admin changes restored from the state file are in effect before the first request.
     crate::core::publish(&core, Instant::now());
+    let mut accepting = Accepting {
+        loops: Vec::new(),
+        generation: core.gen().number,
+    };
     for (l, role) in listeners {
-        // Non-blocking: `next_connection` accepts with a plain syscall after a readiness poll.
-        if let Err(e) = l.set_nonblocking(true) {
-            tracing::error!(worker = core.id, error = %e, "cannot use listener");
-            continue;
-        }
-        match TcpListener::from_std(l) {
-            Ok(l) => compio::runtime::spawn(accept_loop(core.clone(), l, role)).detach(),
-            Err(e) => tracing::error!(worker = core.id, error = %e, "cannot use listener"),
-        }
+        start_accepting(&core, &mut accepting, l, role);
     }
-    compio::runtime::spawn(tick(core.clone())).detach();
+    compio::runtime::spawn(tick(core.clone(), accepting)).detach();
     compio::runtime::spawn(watch_parked(core.clone())).detach();
     compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
     let _ = stop.await;
@@ -107,12 +126,65 @@ pub async fn run(
     }
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
+/// Starts an accept loop on `l` (a proxy one is recorded in `accepting` by its slot).
+fn start_accepting(
+    core: &Rc<Core>,
+    accepting: &mut Accepting,
+    l: std::net::TcpListener,
+    role: Role,
+) {
+    // Non-blocking: `next_connection` accepts with a plain syscall after a readiness poll.
+    let l = match l
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(l))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(worker = core.id, error = %e, "cannot use listener");
+            return;
+        }
+    };
+    let closing = Rc::new(Closing::default());
+    if let Role::Proxy(slot) = role {
+        accepting.loops.push((slot, closing.clone()));
+    }
+    compio::runtime::spawn(accept_loop(core.clone(), l, role, closing)).detach();
+}
+
+/// After this core adopted a generation: stops the accept loops of listeners it no longer has
+/// and starts loops on the sockets a reload bound for this worker (`listeners`, on the board).
+fn sync_listeners(core: &Rc<Core>, accepting: &mut Accepting) {
+    let gen = core.gen();
+    if gen.number == accepting.generation {
+        return;
+    }
+    accepting.generation = gen.number;
+    accepting.loops.retain(|(slot, closing)| {
+        let kept = gen.listen(*slot).is_some();
+        if !kept {
+            closing.close();
+        }
+        kept
+    });
+    let sockets = std::mem::take(&mut core.board.lock().sockets[core.id]);
+    for (slot, l) in sockets {
+        // Sockets of a listener a newer reload removed again close here.
+        let running = accepting.loops.iter().any(|(s, _)| *s == slot);
+        if gen.listen(slot).is_some() && !running {
+            start_accepting(core, accepting, l, Role::Proxy(slot));
+        }
+    }
+}
+
+async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role, closing: Rc<Closing>) {
     // Connections taken since the last readiness poll (`next_connection`).
     let mut taken = 0;
     loop {
         if core.is_stopping() {
             return;
+        }
+        if closing.closed.get() {
+            return take_queued(&core, &listener, role);
         }
         // The proxy's limit is read each time: a reload may change it.
         let (active, limit) = match role {
@@ -123,41 +195,71 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role) {
             // Over the limit: new connections wait in the kernel's backlog.
             let closed = std::pin::pin!(core.conn_closed.notified());
             let stop = std::pin::pin!(core.shutdown.notified());
-            select(closed, stop).await;
+            let removed = std::pin::pin!(closing.notify.notified());
+            select(closed, select(stop, removed)).await;
             continue;
         }
-        match next_connection(&core, &listener, &mut taken).await {
-            Some(Ok((stream, peer))) => match role {
-                Role::Proxy(listener) => {
-                    core.active.set(core.active.get() + 1);
-                    core.stats.borrow_mut().core.connections_total += 1;
-                    let guard = ConnGuard::new(core.clone());
-                    let task = conn::serve(core.clone(), stream, peer, listener, guard);
-                    compio::runtime::spawn(task).detach()
-                }
-                Role::Admin => {
-                    let guard = AdminGuard::new(core.clone());
-                    let core = core.clone();
-                    compio::runtime::spawn(async move {
-                        let _guard = guard;
-                        admin::serve(&core, stream, peer).await;
-                    })
-                    .detach()
-                }
-            },
+        match next_connection(&core, &listener, &mut taken, &closing).await {
+            Some(Ok((stream, peer))) => start_connection(&core, stream, peer, role),
             Some(Err(e)) => {
                 tracing::warn!(worker = core.id, error = %e, "accept failed");
                 compio::time::sleep(Duration::from_millis(50)).await;
             }
-            None => return,
+            // Stopping, or the listener was removed (the next turn serves what is queued).
+            None => {}
         }
     }
+}
+
+/// A reload removed the listener: the connections already queued on this worker's socket are
+/// served (each ends after its first answer, `CoreGen::listen`) rather than reset by its close.
+fn take_queued(core: &Rc<Core>, listener: &TcpListener, role: Role) {
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    while let Ok((fd, addr)) = acceptfrom_with(listener, SocketFlags::CLOEXEC) {
+        let peer = peer_of(addr);
+        if let Ok(stream) = compio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
+            start_connection(core, stream, peer, role);
+        }
+    }
+}
+
+/// Starts the task of a connection accepted on a listener of `role`.
+fn start_connection(
+    core: &Rc<Core>,
+    stream: compio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    role: Role,
+) {
+    match role {
+        Role::Proxy(slot) => {
+            core.active.set(core.active.get() + 1);
+            core.stats.borrow_mut().core.connections_total += 1;
+            let guard = ConnGuard::new(core.clone());
+            let task = conn::serve(core.clone(), stream, peer, slot, guard);
+            compio::runtime::spawn(task).detach()
+        }
+        Role::Admin => {
+            let guard = AdminGuard::new(core.clone());
+            let core = core.clone();
+            compio::runtime::spawn(async move {
+                let _guard = guard;
+                admin::serve(&core, stream, peer).await;
+            })
+            .detach()
+        }
+    }
+}
+
+fn peer_of(addr: Option<rustix::net::SocketAddrAny>) -> std::net::SocketAddr {
+    addr.and_then(|a| std::net::SocketAddr::try_from(a).ok())
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Connections accepted in a row before the accept loop goes through the driver again.
 const ACCEPT_BATCH: u32 = 1;
 
-/// The next connection on `listener` (`None`: the server stops). Accepted with a plain
+/// The next connection on `listener` (`None`: the server stops, or the listener was removed).
+/// Accepted with a plain
 /// non-blocking `accept4` after a readiness poll, never with an io_uring accept: a stop drops the
 /// wait, and a cancelled io_uring accept may already have taken a connection from the queue,
 /// which would then be lost (the binary-upgrade test lost one in a few thousand that way). A
@@ -166,13 +268,14 @@ async fn next_connection(
     core: &Core,
     listener: &TcpListener,
     taken: &mut u32,
+    closing: &Closing,
 ) -> Option<std::io::Result<(compio::net::TcpStream, std::net::SocketAddr)>> {
     use rustix::net::{acceptfrom_with, SocketFlags};
     loop {
         // Checked before every accept: a connection taken once the drain may have ended would be
         // dropped unanswered (reset, with its request unread) — it stays queued for a process
         // that serves (after a handover) instead.
-        if core.is_stopping() {
+        if core.is_stopping() || closing.closed.get() {
             return None;
         }
         // One connection per trip through the driver, as an io_uring accept took: a burst of
@@ -187,9 +290,7 @@ async fn next_connection(
         match result {
             Ok((fd, addr)) => {
                 *taken += 1;
-                let peer = addr
-                    .and_then(|a| std::net::SocketAddr::try_from(a).ok())
-                    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+                let peer = peer_of(addr);
                 let stream = compio::net::TcpStream::from_std(std::net::TcpStream::from(fd));
                 return Some(stream.map(|s| (s, peer)));
             }
@@ -200,7 +301,8 @@ async fn next_connection(
         let poll = PollOnce::new(listener.to_shared_fd(), Interest::Readable);
         let ready = std::pin::pin!(compio::runtime::submit(poll));
         let stop = std::pin::pin!(core.shutdown.notified());
-        if let Either::Right(_) = select(ready, stop).await {
+        let removed = std::pin::pin!(closing.notify.notified());
+        if let Either::Right(_) = select(ready, select(stop, removed)).await {
             return None;
         }
     }
@@ -257,7 +359,7 @@ async fn watch_parked(core: Rc<Core>) {
 /// Every 100 ms: apply admin and health state changes if there are any (one atomic load when
 /// not). Once a second: close idle member connections past their time to live, apply admin
 /// changes and health results, publish this core's statistics to the board.
-async fn tick(core: Rc<Core>) {
+async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let mut last = Instant::now();
     while !core.is_stopping() {
         let tick = std::pin::pin!(compio::time::sleep(Duration::from_millis(100)));
@@ -268,6 +370,7 @@ async fn tick(core: Rc<Core>) {
         let now = Instant::now();
         if now.duration_since(last) < Duration::from_secs(1) {
             apply_if_changed(&core, now);
+            sync_listeners(&core, &mut accepting);
             continue;
         }
         last = now;
@@ -276,6 +379,7 @@ async fn tick(core: Rc<Core>) {
         }
         core.close_parked(|p| p.deadline <= now);
         publish(&core, now);
+        sync_listeners(&core, &mut accepting);
         if let Some(log) = &core.access_log {
             log.flush();
         }

@@ -190,7 +190,11 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
         }
         ("GET", ["metrics"]) => Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", {
             let board = core.board.lock();
-            metrics::render(&board.generation.config, &board, core.tls.as_deref())
+            metrics::render(
+                &board.generation.config,
+                &board,
+                core.tls_listening(&board.generation.config),
+            )
         }),
         (_, ["api", "balancers", b, "members", m]) => {
             let mut board = core.board.lock();
@@ -207,7 +211,7 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             }
             Reply::new(status, "application/json", json)
         }
-        ("POST", ["api", "tls", "reload"]) => match &core.tls {
+        ("POST", ["api", "tls", "reload"]) => match core.tls_listening(&core.gen().config) {
             None => Reply::new(
                 404,
                 "application/json",
@@ -269,7 +273,11 @@ async fn reload(core: &Core) -> Reply {
 /// lock, so that they agree).
 fn status_report(core: &Core) -> report::StatusReport {
     let board = core.board.lock();
-    report::StatusReport::build(&board.generation.config, &board, core.tls.as_deref())
+    report::StatusReport::build(
+        &board.generation.config,
+        &board,
+        core.tls_listening(&board.generation.config),
+    )
 }
 
 /// `/healthz`: 200 "ok" while serving; 503 "draining" during `stop_delay` (still serving) and

@@ -51,10 +51,11 @@ impl TlsReport {
             |f: &dyn Fn(&crate::stats::CoreCounters) -> u64| -> u64 { b.cores.iter().map(f).sum() };
         let generation = tls.current();
         let now = unix_now();
+        let slots = &b.generation.listeners;
         let listeners = config
             .listen
             .iter()
-            .zip(&generation.certs)
+            .zip(slots.iter().map(|&slot| generation.certs_of(slot)))
             .filter(|(l, _)| l.tls.is_some())
             .map(|(l, certs)| TlsListenerReport {
                 address: l.address.to_string(),

@@ -86,7 +86,18 @@ impl Validator<'_> {
     pub(super) fn listeners(&self, raw: &[RawListen]) -> Result<Vec<ListenConfig>, ConfigError> {
         let mut out = Vec::new();
         for (i, l) in raw.iter().enumerate() {
-            out.push(self.listener(i, l)?);
+            let listen = self.listener(i, l)?;
+            let same = out
+                .iter()
+                .position(|o: &ListenConfig| o.address == listen.address);
+            if let Some(j) = same.filter(|_| listen.address.port() != 0) {
+                return self.err(
+                    l.address.span(),
+                    format!("listen[{i}].address"),
+                    format!("{} is already listen[{j}].address", listen.address),
+                );
+            }
+            out.push(listen);
         }
         if out.is_empty() {
             return self.err(
@@ -259,5 +270,15 @@ mod tests {
             &tls[tls.find("[listen.tls]").unwrap()..]
         )));
         assert_eq!((line, key.as_str()), (3, "listen[0].redirect_https"));
+    }
+
+    #[test]
+    fn the_same_address_twice_is_refused_unless_its_port_is_any() {
+        let twice =
+            "[[listen]]\naddress = \"127.0.0.1:8080\"\n[[listen]]\naddress = \"127.0.0.1:8080\"\n";
+        let (line, key, message) = error_of(&with(twice));
+        assert_eq!((line, key.as_str()), (4, "listen[1].address"));
+        assert!(message.contains("already listen[0].address"), "{message}");
+        assert!(Config::parse(&with(&twice.replace("8080", "0"))).is_ok());
     }
 }

@@ -1,5 +1,6 @@
-//! TLS on the listeners: the crypto provider, one rustls `ServerConfig` per TLS listener, and the
-//! process-wide `TlsState` that certificate reloads replace.
+//! TLS on the listeners: the crypto provider, one rustls `ServerConfig` per TLS listener (by the
+//! listener's slot, `listeners`), and the process-wide `TlsState` that certificate and
+//! configuration reloads replace.
 //!
 //! Files: `certs` (reading and checking a certificate pair), `store` (the certificate for a
 //! client's server name), `session` (one connection's rustls state over ringlb's buffers).
@@ -73,46 +74,53 @@ pub struct CertInfo {
     pub not_after: i64,
 }
 
-/// One set of loaded certificates: a server config per listener (`None`: a plain listener).
+/// One set of loaded certificates: a server config per listener slot (`listeners::Listeners`;
+/// `None`: a plain listener, or a slot no longer open).
 pub struct Generation {
     pub configs: Vec<Option<Arc<ServerConfig>>>,
-    /// Per listener, its certificates (empty for a plain listener).
+    /// By slot, its certificates (empty for a plain listener).
     pub certs: Vec<Vec<CertInfo>>,
 }
 
-/// The TLS state shared by the workers, the admin API and the signal handler.
+impl Generation {
+    /// The certificates of the listener in slot `slot`.
+    pub fn certs_of(&self, slot: usize) -> &[CertInfo] {
+        self.certs.get(slot).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The TLS state shared by the workers, the admin API and the main thread's reloads.
 pub struct TlsState {
-    listeners: Vec<Option<TlsConfig>>,
     provider: Arc<CryptoProvider>,
     /// Made once per process: every generation issues and accepts the same tickets.
     ticketer: Arc<dyn ProducesTickets>,
     version: AtomicU64,
-    // Taken at a reload and when a core sees a new version (at most once per reload), never per
-    // connection.
+    // Both taken only at a reload and when a core sees a new version (at most once per reload),
+    // never per connection. `reloading` holds, by slot, the settings the current generation was
+    // loaded from; it is held from reading the files to the swap, so two reloads never cross.
+    #[allow(clippy::disallowed_types)]
+    reloading: std::sync::Mutex<Vec<Option<TlsConfig>>>,
     #[allow(clippy::disallowed_types)]
     current: std::sync::Mutex<Arc<Generation>>,
 }
 
 impl TlsState {
-    /// Loads every TLS listener's certificates; `None` when no listener speaks TLS.
-    pub fn start(config: &Config) -> Result<Option<Arc<TlsState>>, String> {
-        if config.listen.iter().all(|l| l.tls.is_none()) {
-            return Ok(None);
-        }
+    /// Loads every TLS listener's certificates (the `[[listen]]` at index i is slot i). Without a
+    /// TLS listener the generation is empty, and a reload may add one.
+    pub fn start(config: &Config) -> Result<Arc<TlsState>, String> {
         let provider = Arc::new(server_provider());
         let ticketer = ticketer().map_err(|e| format!("cannot make TLS ticket keys: {e}"))?;
         let listeners: Vec<_> = config.listen.iter().map(|l| l.tls.clone()).collect();
         let first = load_generation(&listeners, &provider, &ticketer)
             .map_err(|e| format!("certificate error: {e}"))?;
         #[allow(clippy::disallowed_types)]
-        let current = std::sync::Mutex::new(Arc::new(first));
-        Ok(Some(Arc::new(TlsState {
-            listeners,
+        Ok(Arc::new(TlsState {
             provider,
             ticketer,
             version: AtomicU64::new(1),
-            current,
-        })))
+            reloading: std::sync::Mutex::new(listeners),
+            current: std::sync::Mutex::new(Arc::new(first)),
+        }))
     }
 
     /// Counts reloads: a core whose copy is older takes `current()`.
@@ -127,19 +135,40 @@ impl TlsState {
         }
     }
 
-    /// Re-reads every certificate file. On any error the loaded certificates stay in use and the
-    /// error says which file and why; on success new handshakes use the new ones (established
-    /// connections keep theirs). Returns how many certificates were loaded.
+    /// Re-reads every certificate file of the listeners in use. On any error the loaded
+    /// certificates stay in use and the error says which file and why; on success new
+    /// handshakes use the new ones (established connections keep theirs). Returns how many
+    /// certificates were loaded.
     pub fn reload(&self) -> Result<usize, String> {
-        let next = load_generation(&self.listeners, &self.provider, &self.ticketer)?;
-        let count = next.certs.iter().map(Vec::len).sum();
-        match self.current.lock() {
-            Ok(mut g) => *g = Arc::new(next),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
-        }
+        let mut listeners = lock(&self.reloading);
+        let same = listeners.clone();
+        self.load_and_swap(&mut listeners, same)
+    }
+
+    /// Loads the certificates of a reloaded file's listeners (`by_slot`: each slot's TLS
+    /// settings) and puts them in use, as `reload` does.
+    pub fn replace(&self, by_slot: Vec<Option<TlsConfig>>) -> Result<usize, String> {
+        let mut listeners = lock(&self.reloading);
+        self.load_and_swap(&mut listeners, by_slot)
+    }
+
+    fn load_and_swap(
+        &self,
+        listeners: &mut Vec<Option<TlsConfig>>,
+        next: Vec<Option<TlsConfig>>,
+    ) -> Result<usize, String> {
+        let generation = load_generation(&next, &self.provider, &self.ticketer)?;
+        let count = generation.certs.iter().map(Vec::len).sum();
+        *lock(&self.current) = Arc::new(generation);
+        *listeners = next;
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(count)
     }
+}
+
+#[allow(clippy::disallowed_types)]
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn load_generation(

@@ -13,6 +13,7 @@ mod health;
 mod idle;
 mod integrity;
 mod lifecycle;
+mod listeners;
 mod reload;
 mod review;
 mod status;

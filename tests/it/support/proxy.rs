@@ -178,6 +178,11 @@ impl Ringlb {
         .unwrap();
     }
 
+    /// Rewrites the config file with `whole` (`[[listen]]` included), for a reload.
+    pub fn write_config(&self, whole: &str) {
+        std::fs::write(&self.config_path, whole).unwrap();
+    }
+
     /// The admin listener's address, when the config has `[admin]`.
     pub fn admin_addr(&self) -> SocketAddr {
         self.logs()
