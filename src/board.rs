@@ -15,7 +15,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use crate::config::{Config, HealthCheck, MemberStatus};
-use crate::generation::Generation;
+use crate::generation::{Generation, ListenerSlots};
 use crate::health::state::{Change, MemberHealth, Probe};
 use crate::layout::Registry;
 use crate::stats::{new_histogram, CoreCounters, CoreStats, MemberCounters, PHASES};
@@ -134,7 +134,7 @@ impl BoardData {
         let workers = config.server.workers;
         let mut registry = Registry::default();
         let layout = registry.assign(&config);
-        let listeners = (0..config.listen.len()).collect();
+        let listeners = ListenerSlots::in_order(&config);
         let generation = Generation::new(1, config, layout, listeners, member_tls);
         let mut board = BoardData {
             started: Instant::now(),
@@ -173,7 +173,7 @@ impl BoardData {
         &mut self,
         config: Arc<Config>,
         member_tls: Upstreams,
-        listeners: Vec<usize>,
+        listeners: ListenerSlots,
     ) -> u64 {
         let layout = self.registry.assign(&config);
         let number = self.generation.number + 1;
@@ -486,7 +486,11 @@ mod tests {
         let next = members(&format!(
             "{{ url = \"http://127.0.0.1:10\", weight = 4 }}, {one}"
         ));
-        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap(), vec![0]);
+        board.publish_generation(
+            next.clone(),
+            Upstreams::load(&next).unwrap(),
+            ListenerSlots::in_order(&next),
+        );
         assert_eq!(board.admin_of(0, 1).status, MemberStatus::Disabled, "kept");
         assert_eq!(
             board.admin_of(0, 0).status,
@@ -496,8 +500,16 @@ mod tests {
         assert_eq!(board.admin_of(0, 0).weight, 4);
         // Removed, then back: as the file says, not as it was left.
         let only = members(one);
-        board.publish_generation(only.clone(), Upstreams::load(&only).unwrap(), vec![0]);
-        board.publish_generation(next.clone(), Upstreams::load(&next).unwrap(), vec![0]);
+        board.publish_generation(
+            only.clone(),
+            Upstreams::load(&only).unwrap(),
+            ListenerSlots::in_order(&only),
+        );
+        board.publish_generation(
+            next.clone(),
+            Upstreams::load(&next).unwrap(),
+            ListenerSlots::in_order(&next),
+        );
         assert_eq!(board.admin_of(0, 0).weight, 4);
         assert_eq!(board.admin_of(0, 0).status, MemberStatus::Active);
     }

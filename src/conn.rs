@@ -275,7 +275,7 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     let last = core.ends_connection(&gen, c.listener);
     let redirect = gen.listen(c.listener).is_some_and(|l| l.redirect_https);
     let keep = match read_head(&gen, c, deadline).await {
-        Ok(()) if redirect => redirect::to_https(core, c).await,
+        Ok(()) if redirect => redirect::to_https(core, &gen, c).await,
         Ok(()) => proxy::forward(core, &gen, c).await,
         Err(Stop::Quiet) => false,
         Err(Stop::Refuse(status)) => {

@@ -171,7 +171,7 @@ impl Core {
     /// Whether an answer now is its connection's last (`Connection: close`): the server stops,
     /// or a reload removed the connection's listener (`slot`).
     pub fn ends_connection(&self, gen: &CoreGen, slot: usize) -> bool {
-        self.is_stopping() || gen.listen(slot).is_none()
+        self.is_stopping() || !gen.is_open(slot)
     }
 
     /// One connection fewer: wakes the accept loop held by `max_connections`, or the drain.

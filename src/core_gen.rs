@@ -37,9 +37,10 @@ pub struct CoreGen {
     pub number: u64,
     pub config: Arc<Config>,
     pub layout: Layout,
-    /// By listener slot, its `[[listen]]` index in `config` (`None`: a listener this generation
-    /// does not have).
-    listen_index: Vec<Option<usize>>,
+    /// By listener slot: where its settings are (`None`: a slot this generation knows nothing of).
+    listen_index: Vec<Option<SlotAt>>,
+    /// The last settings of listeners a reload removed.
+    removed: Vec<ListenConfig>,
     pub router: Router,
     pub upstreams: RefCell<Vec<Upstream>>,
     /// Per balancer: fires when a member at its `max_conns` share ends a request, and when admin
@@ -85,19 +86,20 @@ impl CoreGen {
                 up.pool.clear_all();
             }
         }
-        let slots = generation
-            .listeners
-            .iter()
-            .copied()
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut listen_index = vec![None; slots];
-        for (i, &slot) in generation.listeners.iter().enumerate() {
-            listen_index[slot] = Some(i);
+        let listeners = &generation.listeners;
+        let removed = listeners.removed.iter().map(|(slot, _)| *slot);
+        let slots = listeners.slots.iter().copied().chain(removed);
+        let mut listen_index = vec![None; slots.max().map_or(0, |m| m + 1)];
+        for (i, &slot) in listeners.slots.iter().enumerate() {
+            listen_index[slot] = Some(SlotAt::Open(i));
+        }
+        for (i, (slot, _)) in listeners.removed.iter().enumerate() {
+            listen_index[*slot] = Some(SlotAt::Removed(i));
         }
         CoreGen {
             number: generation.number,
             listen_index,
+            removed: listeners.removed.iter().map(|(_, l)| l.clone()).collect(),
             router: Router::new(&config.routes),
             freed: config.balancers.iter().map(|_| Notify::default()).collect(),
             layout: generation.layout.clone(),
@@ -107,17 +109,19 @@ impl CoreGen {
         }
     }
 
-    /// The settings of the listener in slot `slot`; `None` once a reload removed it (its
-    /// connections then end after their current request).
+    /// The settings of the listener in slot `slot`: this generation's, or for a listener a
+    /// reload removed, its last (whose connections still get an answer).
     pub fn listen(&self, slot: usize) -> Option<&ListenConfig> {
-        let i = self.listen_index.get(slot).copied().flatten()?;
-        self.config.listen.get(i)
+        match self.listen_index.get(slot).copied().flatten()? {
+            SlotAt::Open(i) => self.config.listen.get(i),
+            SlotAt::Removed(i) => self.removed.get(i),
+        }
     }
 
-    /// The listener slots this generation has.
-    pub fn listener_slots(&self) -> impl Iterator<Item = usize> + '_ {
-        let slots = self.listen_index.iter().enumerate();
-        slots.filter_map(|(slot, i)| i.map(|_| slot))
+    /// Whether this generation has the listener in slot `slot` (if not, its connections end
+    /// after their current request, and its sockets close).
+    pub fn is_open(&self, slot: usize) -> bool {
+        matches!(self.listen_index.get(slot), Some(Some(SlotAt::Open(_))))
     }
 
     /// The `(balancer, member)` at `place` in this generation.
@@ -128,6 +132,15 @@ impl CoreGen {
             .enumerate()
             .find_map(|(b, ms)| ms.iter().position(|&p| p == place).map(|m| (b, m)))
     }
+}
+
+/// Where a listener slot's settings are in a `CoreGen`.
+#[derive(Debug, Clone, Copy)]
+enum SlotAt {
+    /// `config.listen[i]`.
+    Open(usize),
+    /// `removed[i]`.
+    Removed(usize),
 }
 
 /// Whether a connection made for `old` is one ringlb would make for `new`.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::config::{Config, ListenConfig};
 use crate::layout::Layout;
 use crate::tls::upstream::Upstreams;
 
@@ -18,9 +18,7 @@ pub struct Generation {
     pub number: u64,
     pub config: Arc<Config>,
     pub layout: Layout,
-    /// The slot of each `[[listen]]` (`listeners::Listeners`): what a connection's listener is
-    /// known by.
-    pub listeners: Vec<usize>,
+    pub listeners: ListenerSlots,
     /// The `https://` members' client settings; each core takes its own copy (`for_core`).
     pub member_tls: Upstreams,
     pub loaded_at: SystemTime,
@@ -31,7 +29,7 @@ impl Generation {
         number: u64,
         config: Arc<Config>,
         layout: Layout,
-        listeners: Vec<usize>,
+        listeners: ListenerSlots,
         member_tls: Upstreams,
     ) -> Self {
         Generation {
@@ -41,6 +39,27 @@ impl Generation {
             listeners,
             member_tls,
             loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+/// A generation's listeners by slot (`listeners::Listeners`): what a connection's listener is
+/// known by.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSlots {
+    /// The slot of each `[[listen]]`.
+    pub slots: Vec<usize>,
+    /// The last settings of each listener a reload removed: its connections' last answers are
+    /// given as it would have given them.
+    pub removed: Vec<(usize, ListenConfig)>,
+}
+
+impl ListenerSlots {
+    /// Slot i for the `[[listen]]` at index i, as at start.
+    pub fn in_order(config: &Config) -> ListenerSlots {
+        ListenerSlots {
+            slots: (0..config.listen.len()).collect(),
+            removed: Vec::new(),
         }
     }
 }

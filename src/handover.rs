@@ -12,9 +12,11 @@
 //! binds the path for the next upgrade.
 //!
 //! Owns: both sides of the exchange and the old side's thread, which holds duplicates of the
-//! listening sockets. Must never: keep those duplicates once the process stops (a socket kept open
-//! by nobody accepting would still be given connections by the kernel), or stop the old process
-//! before the new one serves.
+//! listening sockets (the list `listeners` keeps, renewed by each reload before it is published).
+//! Must never: keep those duplicates once the process stops or once a reload removed their
+//! listener (a socket kept open by nobody accepting would still be given connections by the
+//! kernel), hold the list while it talks to a new process, or stop the old process before the new
+//! one serves.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -166,7 +168,7 @@ fn serve(
         let _ = conn.set_read_timeout(Some(WAIT));
         let _ = conn.set_write_timeout(Some(WAIT));
         match recv(&conn).map(|(m, _)| m) {
-            Ok(m) if m == "takeover" => match give(&conn, &lock(offered)) {
+            Ok(m) if m == "takeover" => match give(&conn, &copies(offered)) {
                 Ok(()) => {
                     // The new process serves: the path is its now; this one stops.
                     let _ = std::fs::remove_file(path);
@@ -183,6 +185,16 @@ fn serve(
             Err(e) => tracing::warn!("upgrade socket: {e}"),
         }
     }
+}
+
+/// Duplicates of the sockets offered now: a reload does not wait for a takeover's exchange.
+fn copies(offered: &Offered) -> Vec<Listening> {
+    let list = lock(offered);
+    let copy = |l: &Listening| -> Option<Listening> {
+        let fd = l.fd.try_clone().ok()?;
+        Some(Listening { fd, ..*l })
+    };
+    list.iter().filter_map(copy).collect()
 }
 
 /// Sends every listening socket, then waits for `ready`.

@@ -5,7 +5,8 @@
 //! occurrence), so that its sockets stay open, and a connection's `Client::listener` keeps naming
 //! it, while the file changes around it.
 //!
-//! Owns: binding, the slot registry, each open slot's bound address, and (with an upgrade socket)
+//! Owns: binding, the slot registry, each open slot's bound address, the last settings of removed
+//! listeners (their last connections are answered with them), and (with an upgrade socket)
 //! duplicates of every worker's sockets for a new binary. Must never: close a socket a worker
 //! accepts on (a worker closes its own when its generation no longer has the slot, `worker`), keep
 //! a duplicate of a listener the configuration no longer has (the kernel would go on queueing
@@ -16,7 +17,7 @@ use std::os::fd::OwnedFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::config::{Config, ListenConfig};
 use crate::handover::Listening;
 use crate::worker::Role;
 
@@ -90,7 +91,11 @@ pub struct Listeners {
     ids: Vec<(SocketAddr, usize)>,
     /// By slot; `None` once closed (or never opened: a reload that failed).
     open: Vec<Option<Open>>,
+    /// By slot, the settings it was last opened with (those of a removed listener still serve
+    /// its last connections' last answers: `removed`).
+    last: Vec<Option<ListenConfig>>,
     admin: Vec<Listening>,
+    admin_bound: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -108,7 +113,9 @@ impl Listeners {
             keep_dups,
             ids: Vec::new(),
             open: Vec::new(),
+            last: config.listen.iter().cloned().map(Some).collect(),
             admin: Vec::new(),
+            admin_bound: None,
         };
         let mut per_worker: PerWorker = (0..workers).map(|_| Vec::new()).collect();
         let admin = config.admin.as_ref().map(|a| (a.address, Role::Admin));
@@ -136,6 +143,7 @@ impl Listeners {
                 }
                 Role::Admin => {
                     tracing::info!("admin endpoint on http://{bound}/status");
+                    me.admin_bound = Some(bound);
                     me.admin = dups
                         .into_iter()
                         .map(|(worker, fd)| Listening {
@@ -151,6 +159,9 @@ impl Listeners {
                 per_worker[worker].extend(list.into_iter().map(|l| (l, role)));
             }
         }
+        for (last, l) in me.last.iter_mut().zip(&config.listen) {
+            *last = Some(l.clone());
+        }
         for l in inherited {
             // A listener the new file no longer has: closed (its queued connections move to the
             // group's other sockets when tcp_migrate_req is on).
@@ -160,8 +171,9 @@ impl Listeners {
     }
 
     /// The slots of `next`'s listeners, binding the ones the running process does not have. On
-    /// error (an address that cannot be bound) nothing changes: the sockets bound so far close.
-    /// Resolves port 0 in `next.listen` (a kept listener keeps its port).
+    /// error (an address that cannot be bound, or one another listener has) no listener changes:
+    /// the sockets bound so far close (an identity seen for the first time keeps the slot it was
+    /// given). Resolves port 0 in `next.listen` (a kept listener keeps its port).
     pub fn plan(&mut self, next: &mut Config) -> Result<Plan, String> {
         let mut plan = Plan {
             slots: Vec::new(),
@@ -183,6 +195,19 @@ impl Listeners {
                 next.listen[i].address = open.bound;
                 continue;
             }
+            // SO_REUSEPORT would let a new socket join another listener's group (a port that
+            // was 0 in the file, or the admin listener's): the two would share connections.
+            let taken = self
+                .open
+                .iter()
+                .flatten()
+                .map(|o| o.bound)
+                .chain(self.admin_bound);
+            if let Some(a) = taken.into_iter().find(|a| *a == id.0) {
+                return Err(format!(
+                    "cannot listen on {a}: another ringlb listener has it"
+                ));
+            }
             let (bound, sockets) = bind_group(id.0, Vec::new(), self.workers)?;
             let dups = self.dups(&sockets).map_err(|e| e.to_string())?;
             for (worker, list) in sockets.into_iter().enumerate() {
@@ -194,10 +219,26 @@ impl Listeners {
         Ok(plan)
     }
 
-    /// Puts `plan` in effect here: its new listeners open, the ones it no longer has closed (only
-    /// this thread's duplicates: each worker closes its own sockets when it adopts the generation
-    /// without them). Returns each worker's new sockets, for the board.
-    pub fn commit(&mut self, plan: Plan) -> Vec<Vec<(usize, std::net::TcpListener)>> {
+    /// The slots open now that `plan` does not keep (their listeners close when it is committed).
+    pub fn removed_by(&self, plan: &Plan) -> Vec<usize> {
+        let open = self.open.iter().enumerate().filter(|(_, o)| o.is_some());
+        open.map(|(slot, _)| slot)
+            .filter(|slot| !plan.slots.contains(slot))
+            .collect()
+    }
+
+    /// Puts `plan` (made for `next`) in effect here: its new listeners open, the ones it no longer
+    /// has closed (only this thread's duplicates: each worker closes its own sockets when it runs
+    /// a generation without them). Returns each worker's new sockets, for the board.
+    pub fn commit(
+        &mut self,
+        plan: Plan,
+        next: &Config,
+    ) -> Vec<Vec<(usize, std::net::TcpListener)>> {
+        self.last.resize(self.ids.len(), None);
+        for (&slot, l) in plan.slots.iter().zip(&next.listen) {
+            self.last[slot] = Some(l.clone());
+        }
         for (slot, open) in self.open.iter_mut().enumerate() {
             if open.is_some() && !plan.slots.contains(&slot) {
                 let bound = open.take().map(|o| o.bound);
@@ -209,6 +250,18 @@ impl Listeners {
             self.open[slot] = Some(open);
         }
         plan.sockets
+    }
+
+    /// The last settings of every listener a reload removed, by slot: its connections still get
+    /// their last answer as it would have given it (`CoreGen::listen`).
+    pub fn removed(&self) -> Vec<(usize, ListenConfig)> {
+        let closed = self.open.iter().zip(&self.last).enumerate();
+        closed
+            .filter_map(|(slot, (open, last))| match (open, last) {
+                (None, Some(l)) => Some((slot, l.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Duplicates of every socket for a new binary (`handover`), described by `[[listen]]` index
@@ -338,14 +391,24 @@ mod tests {
             "a kept listener keeps its bound port"
         );
         assert_ne!(next.listen[1].address.port(), 0, "a new one is bound");
-        let sockets = l.commit(plan);
+        assert_eq!(l.removed_by(&plan), vec![0]);
+        let sockets = l.commit(plan, &next);
         assert!(sockets.iter().all(|w| w.len() == 1 && w[0].0 == 2));
         assert!(l.open[0].is_none(), "the removed listener's slot is closed");
+        let removed = l.removed();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(
+            (removed[0].0, removed[0].1.address),
+            (0, first.listen[0].address)
+        );
         // Back again: the same identity, its old slot, a new socket.
         let mut again = config(&["127.0.0.1:0"]);
         let plan = l.plan(&mut again).unwrap();
         assert_eq!(plan.slots, vec![0]);
-        assert_eq!(l.commit(plan).iter().map(Vec::len).sum::<usize>(), 2);
+        assert_eq!(
+            l.commit(plan, &again).iter().map(Vec::len).sum::<usize>(),
+            2
+        );
     }
 
     #[test]
@@ -359,5 +422,10 @@ mod tests {
         let e = l.plan(&mut next).err().unwrap();
         assert!(e.contains(&format!("cannot listen on {taken}")), "{e}");
         assert!(l.open[0].is_some());
+        // The port a port-0 listener got, written out: it would join that listener's group.
+        let bound = first.listen[0].address.to_string();
+        let mut next = config(&["127.0.0.1:0", &bound]);
+        let e = l.plan(&mut next).err().unwrap();
+        assert!(e.contains("another ringlb listener has it"), "{e}");
     }
 }

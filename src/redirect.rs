@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{linger_close, log_own_answer, refuse, target, Client};
 use crate::core::Core;
+use crate::core_gen::CoreGen;
 use crate::http::framing::BodyKind;
 use crate::stream::write_range;
 
@@ -18,7 +19,7 @@ use crate::stream::write_range;
 const WRITE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Answers the parsed request in `c` with a redirect. Returns whether to keep the connection.
-pub async fn to_https(core: &Core, c: &mut Client) -> bool {
+pub async fn to_https(core: &Core, gen: &CoreGen, c: &mut Client) -> bool {
     let started = Instant::now();
     let host = c.head.routing_host(&c.buf);
     let Some(name) = host_name(host) else {
@@ -26,15 +27,14 @@ pub async fn to_https(core: &Core, c: &mut Client) -> bool {
         refuse(c, 400).await;
         return false;
     };
-    let port = core
-        .gen()
+    let port = gen
         .config
         .listen
         .iter()
         .find(|l| l.tls.is_some())
         .map_or(443, |l| l.address.port());
     let has_body = !matches!(c.head.body, BodyKind::Empty | BodyKind::Length(0));
-    let close = has_body || !c.head.keep_alive || core.is_stopping();
+    let close = has_body || !c.head.keep_alive || core.ends_connection(gen, c.listener);
     c.out.clear();
     let _ = write!(
         c.out,

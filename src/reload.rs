@@ -10,7 +10,8 @@
 //! validate, or change a setting a running process cannot apply (workers, driver, the admin
 //! address, the upgrade socket, the access log path, the log level); those stay as they are until
 //! a restart. Listeners may change: the main thread binds the new ones before publishing
-//! (`listeners`), each worker closes its sockets of a removed one as it adopts the generation.
+//! (`listeners`, `server`), each worker closes its sockets of a removed one at its first tick on
+//! the generation (`worker`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::board::Board;
 use crate::cli::Overrides;
 use crate::config::Config;
+use crate::generation::ListenerSlots;
 use crate::tls::upstream::Upstreams;
 
 /// What the main thread is asked to do.
@@ -58,14 +60,14 @@ pub fn read(source: &Source, board: &Board) -> Result<Config, String> {
     Ok(next)
 }
 
-/// Publishes `next` (its listeners in slots `listeners`, the sockets bound for each worker in
+/// Publishes `next` (its listeners' slots in `listeners`, the sockets bound for each worker in
 /// `sockets`) as the next generation. Returns its number once every core runs it (or after
 /// `ADOPT_WAIT`).
 pub fn publish(
     board: &Board,
     next: Config,
     member_tls: Upstreams,
-    listeners: Vec<usize>,
+    listeners: ListenerSlots,
     sockets: Vec<Vec<(usize, std::net::TcpListener)>>,
 ) -> u64 {
     let number = {

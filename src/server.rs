@@ -1,13 +1,16 @@
-//! The process: bind every listener (one SO_REUSEPORT socket per worker and address), start one
-//! pinned worker thread per core and the health checker (`health::Checker`, when a member is
-//! checked), serve the main thread's control channel (signals from the signal thread, reload
-//! requests and state-file writes from the admin API, a finished binary upgrade) until
-//! SIGTERM/SIGINT (after `stop_delay`) or an upgrade, stop them gracefully. Listening sockets come
-//! from a running process (`handover`) where it handed them over, else are bound here.
+//! The process: have every listener bound (`listeners`: one SO_REUSEPORT socket per worker and
+//! address, taken from a running process where it handed them over), start one pinned worker
+//! thread per core and the health checker (`health::Checker`, when a member is checked), serve the
+//! main thread's control channel (signals from the signal thread, reload requests and state-file
+//! writes from the admin API, a finished binary upgrade) until SIGTERM/SIGINT (after
+//! `stop_delay`) or an upgrade, stop them gracefully. A reload's steps, in order: read the file,
+//! bind its new listeners, load its certificates, then publish (nothing before the publication is
+//! visible to a request, except the certificates of listeners it keeps).
 //!
-//! Owns: threads, listeners before they are handed over, signals. Must never: touch a worker's
-//! state. Invariant: listeners are bound before any worker starts, so a bad address is reported
-//! once, clearly, and the process exits non-zero.
+//! Owns: threads, signals, the order of a reload's steps. Must never: touch a worker's state.
+//! Invariant: the listeners of the file ringlb starts with are bound before any worker starts, so
+//! a bad address is reported once, clearly, and the process exits non-zero; a reload's are bound
+//! before it is published, and a bad one fails the reload.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use crate::access_log;
 use crate::board::Board;
 use crate::config::Config;
+use crate::generation::ListenerSlots;
 use crate::handover::{Handover, Listening, Offered};
 use crate::health::Checker;
 use crate::listeners::{enable_migrate_req, Listeners};
@@ -284,13 +288,19 @@ impl Server {
             by_slot[slot] = l.tls.clone();
         }
         // The last step that may fail: from here the new file is put in effect whole.
-        let n = self.tls.replace(by_slot).map_err(not_reloaded)?;
+        let removed = self.listeners.removed_by(&plan);
+        let n = self.tls.replace(by_slot, &removed).map_err(not_reloaded)?;
         if n > 0 {
             tracing::info!(certificates = n, "TLS certificates reloaded");
         }
-        let sockets = self.listeners.commit(plan);
-        let number = reload::publish(&self.board, next, member_tls, slots.clone(), sockets);
+        let sockets = self.listeners.commit(plan, &next);
+        // Before the workers close a removed listener's sockets: no duplicate may keep one open.
         *crate::handover::lock(&self.offered) = self.listeners.offered(&slots);
+        let listeners = ListenerSlots {
+            slots,
+            removed: self.listeners.removed(),
+        };
+        let number = reload::publish(&self.board, next, member_tls, listeners, sockets);
         // What the new file keeps of the admin changes (a changed member's file values win).
         save_state(&self.board);
         // The checks follow the new members; their results stay on the board by member place.

@@ -3,14 +3,15 @@
 //!
 //! Owns: starting a core's tasks (all but the memory-release task `Core::park` starts):
 //! connection tasks (`conn::serve`, `conn::resume` for parked connections, `admin::serve`), the
-//! accept loops (started, and stopped when a reload removes their listener, as the core adopts a
-//! generation), the tick, the parked-connection watcher and the wheel.
+//! accept loops (started on the sockets a reload bound, and stopped when a reload removes their
+//! listener, at the core's first turn of the tick on that generation), the tick, the
+//! parked-connection watcher and the wheel.
 //! Must never: share `Core` with another thread, take a lock on the request path, or take a
 //! connection from the accept queue once stopping (accepts are readiness polls plus `accept4`, so
 //! a stop never cancels an accept that already took one; what stays queued is served by a process
 //! that took the sockets over, `handover`, and reset at exit otherwise). Invariant: everything
-//! mutable is touched only from this worker's thread; cross-core traffic is the shutdown signal
-//! and the once-a-second publication.
+//! mutable is touched only from this worker's thread; cross-core traffic is the shutdown signal,
+//! the once-a-second publication and the sockets a reload leaves on the board for each worker.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -158,21 +159,33 @@ fn sync_listeners(core: &Rc<Core>, accepting: &mut Accepting) {
     if gen.number == accepting.generation {
         return;
     }
+    let sockets = {
+        let mut board = core.board.lock();
+        // Sockets of a generation published since this core adopted: taken with it, next turn.
+        if board.generation.number != gen.number {
+            return;
+        }
+        std::mem::take(&mut board.sockets[core.id])
+    };
     accepting.generation = gen.number;
     accepting.loops.retain(|(slot, closing)| {
-        let kept = gen.listen(*slot).is_some();
+        let kept = gen.is_open(*slot);
         if !kept {
             closing.close();
         }
         kept
     });
-    let sockets = std::mem::take(&mut core.board.lock().sockets[core.id]);
     for (slot, l) in sockets {
-        // Sockets of a listener a newer reload removed again close here.
-        let running = accepting.loops.iter().any(|(s, _)| *s == slot);
-        if gen.listen(slot).is_some() && !running {
-            start_accepting(core, accepting, l, Role::Proxy(slot));
+        // A listener removed again since: the main thread let go of it too; it closes here.
+        if !gen.is_open(slot) {
+            continue;
         }
+        // Removed and added again between two of this core's turns: the new socket replaces the
+        // old one (which the main thread no longer holds), after the old one's queue is served.
+        if let Some(i) = accepting.loops.iter().position(|(s, _)| *s == slot) {
+            accepting.loops.swap_remove(i).1.close();
+        }
+        start_accepting(core, accepting, l, Role::Proxy(slot));
     }
 }
 
@@ -211,16 +224,26 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role, closing:
     }
 }
 
-/// A reload removed the listener: the connections already queued on this worker's socket are
-/// served (each ends after its first answer, `CoreGen::listen`) rather than reset by its close.
+/// A reload removed the listener: the connections already queued on this worker's socket (at
+/// most its backlog, even past `max_connections`) are served, each ending after its first answer
+/// (`Core::ends_connection`), rather than reset by the close.
 fn take_queued(core: &Rc<Core>, listener: &TcpListener, role: Role) {
-    use rustix::net::{acceptfrom_with, SocketFlags};
-    while let Ok((fd, addr)) = acceptfrom_with(listener, SocketFlags::CLOEXEC) {
-        let peer = peer_of(addr);
-        if let Ok(stream) = compio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
-            start_connection(core, stream, peer, role);
-        }
+    while let Ok((stream, peer)) = accept(listener) {
+        start_connection(core, stream, peer, role);
     }
+}
+
+/// One connection from `listener`'s queue, without waiting (`EAGAIN` when there is none).
+fn accept(
+    listener: &TcpListener,
+) -> std::io::Result<(compio::net::TcpStream, std::net::SocketAddr)> {
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    let (fd, addr) = acceptfrom_with(listener, SocketFlags::CLOEXEC)?;
+    let peer = addr
+        .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let stream = compio::net::TcpStream::from_std(std::net::TcpStream::from(fd))?;
+    Ok((stream, peer))
 }
 
 /// Starts the task of a connection accepted on a listener of `role`.
@@ -250,11 +273,6 @@ fn start_connection(
     }
 }
 
-fn peer_of(addr: Option<rustix::net::SocketAddrAny>) -> std::net::SocketAddr {
-    addr.and_then(|a| std::net::SocketAddr::try_from(a).ok())
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
 /// Connections accepted in a row before the accept loop goes through the driver again.
 const ACCEPT_BATCH: u32 = 1;
 
@@ -270,7 +288,6 @@ async fn next_connection(
     taken: &mut u32,
     closing: &Closing,
 ) -> Option<std::io::Result<(compio::net::TcpStream, std::net::SocketAddr)>> {
-    use rustix::net::{acceptfrom_with, SocketFlags};
     loop {
         // Checked before every accept: a connection taken once the drain may have ended would be
         // dropped unanswered (reset, with its request unread) — it stays queued for a process
@@ -282,20 +299,15 @@ async fn next_connection(
         // thousands of connects would otherwise start thousands of tasks (each taking buffers)
         // before any of them could answer and hand its buffers on (scenario (e) measured
         // +0.35 KiB per idle connection with unbounded accepts, +0.06 with 4 in a row).
-        let result = if *taken < ACCEPT_BATCH {
-            acceptfrom_with(listener, SocketFlags::CLOEXEC)
-        } else {
-            Err(rustix::io::Errno::AGAIN)
-        };
-        match result {
-            Ok((fd, addr)) => {
-                *taken += 1;
-                let peer = peer_of(addr);
-                let stream = compio::net::TcpStream::from_std(std::net::TcpStream::from(fd));
-                return Some(stream.map(|s| (s, peer)));
+        if *taken < ACCEPT_BATCH {
+            match accept(listener) {
+                Ok(c) => {
+                    *taken += 1;
+                    return Some(Ok(c));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Some(Err(e)),
             }
-            Err(rustix::io::Errno::AGAIN) => {}
-            Err(e) => return Some(Err(e.into())),
         }
         *taken = 0;
         let poll = PollOnce::new(listener.to_shared_fd(), Interest::Readable);

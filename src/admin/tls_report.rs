@@ -51,7 +51,7 @@ impl TlsReport {
             |f: &dyn Fn(&crate::stats::CoreCounters) -> u64| -> u64 { b.cores.iter().map(f).sum() };
         let generation = tls.current();
         let now = unix_now();
-        let slots = &b.generation.listeners;
+        let slots = &b.generation.listeners.slots;
         let listeners = config
             .listen
             .iter()

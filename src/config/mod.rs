@@ -434,6 +434,13 @@ impl Validator<'_> {
                         );
                     }
                 }
+                if address.port() != 0 && listen.iter().any(|l| l.address == address) {
+                    return self.err(
+                        a.address.span(),
+                        "admin.address".into(),
+                        format!("{address} is also a [[listen]] address"),
+                    );
+                }
                 if a.token.is_none() && !address.ip().is_loopback() {
                     return self.err(
                         a.address.span(),
@@ -597,6 +604,15 @@ balancer = "app"
         assert!(Config::parse(&ok).unwrap().admin.unwrap().token.is_some());
         let lo = format!("{GOOD}\n[admin]\naddress = \"127.0.0.1:9900\"\n");
         assert!(Config::parse(&lo).unwrap().admin.is_some());
+    }
+
+    #[test]
+    fn the_admin_listener_cannot_share_a_proxy_address() {
+        let listen = Config::parse(GOOD).unwrap().listen[0].address;
+        let text = format!("{GOOD}\n[admin]\naddress = \"{listen}\"\n");
+        let (line, key, msg) = error_of(&text);
+        assert_eq!((line, key.as_str()), (21, "admin.address"));
+        assert!(msg.contains("also a [[listen]] address"), "{msg}");
     }
 
     #[test]

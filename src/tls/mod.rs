@@ -6,8 +6,10 @@
 //! client's server name), `session` (one connection's rustls state over ringlb's buffers).
 //!
 //! Owns: building server configs and swapping certificate generations. Must never: let a reload
-//! that failed replace the working certificates, or change the ticket keys at a reload (tickets
-//! issued before a reload still resume after it). Invariant: a `Generation` is immutable; a core
+//! that failed replace the working certificates, change the ticket keys at a reload (tickets
+//! issued before a reload still resume after it), or drop the configuration of a listener a
+//! reload removed (its queued connections still shake hands). A configuration reload swaps the
+//! certificates in just before it publishes the generation (`server::Server::reload`). Invariant: a `Generation` is immutable; a core
 //! picks a new one up at its next handshake (`Core::tls_config` compares `TlsState::version`, one
 //! atomic load), so no lock is taken per connection.
 
@@ -142,23 +144,43 @@ impl TlsState {
     pub fn reload(&self) -> Result<usize, String> {
         let mut listeners = lock(&self.reloading);
         let same = listeners.clone();
-        self.load_and_swap(&mut listeners, same)
+        // Slots without settings are plain listeners or removed ones: a removed one keeps the
+        // configuration its last connections were accepted with.
+        self.load_and_swap(&mut listeners, same, |_| true)
     }
 
     /// Loads the certificates of a reloaded file's listeners (`by_slot`: each slot's TLS
-    /// settings) and puts them in use, as `reload` does.
-    pub fn replace(&self, by_slot: Vec<Option<TlsConfig>>) -> Result<usize, String> {
+    /// settings) and puts them in use, as `reload` does. The slots in `removed` keep the
+    /// configuration they have (their listeners are closing; a connection already queued on one
+    /// still gets its handshake, and its files may be gone).
+    pub fn replace(
+        &self,
+        by_slot: Vec<Option<TlsConfig>>,
+        removed: &[usize],
+    ) -> Result<usize, String> {
         let mut listeners = lock(&self.reloading);
-        self.load_and_swap(&mut listeners, by_slot)
+        self.load_and_swap(&mut listeners, by_slot, |slot| removed.contains(&slot))
     }
 
+    /// Loads `next` and puts it in use; a slot `next` has no settings for keeps the current
+    /// configuration where `carry(slot)`.
     fn load_and_swap(
         &self,
         listeners: &mut Vec<Option<TlsConfig>>,
         next: Vec<Option<TlsConfig>>,
+        carry: impl Fn(usize) -> bool,
     ) -> Result<usize, String> {
-        let generation = load_generation(&next, &self.provider, &self.ticketer)?;
+        let mut generation = load_generation(&next, &self.provider, &self.ticketer)?;
         let count = generation.certs.iter().map(Vec::len).sum();
+        let current = self.current();
+        for (slot, config) in current.configs.iter().enumerate() {
+            if config.is_some() && carry(slot) && next.get(slot).is_none_or(Option::is_none) {
+                if generation.configs.len() <= slot {
+                    generation.configs.resize(slot + 1, None);
+                }
+                generation.configs[slot] = config.clone();
+            }
+        }
         *lock(&self.current) = Arc::new(generation);
         *listeners = next;
         self.version.fetch_add(1, Ordering::AcqRel);
@@ -235,6 +257,51 @@ pub fn server_config(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_listener_keeps_its_configuration_and_a_plain_one_has_none() {
+        let dir = std::env::temp_dir().join(format!("ringlb-tls-slots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("a.pem"), dir.join("a.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let tls = format!(
+            "[listen.tls]\ncerts = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+            c.display(),
+            k.display()
+        );
+        let config = Config::parse(&format!(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n{tls}[[listen]]\naddress = \"127.0.0.1:2\"\n{tls}\
+             [[balancer]]\nname = \"b\"\nmembers = [{{ url = \"http://127.0.0.1:9\" }}]\n"
+        ))
+        .unwrap();
+        let state = TlsState::start(&config).unwrap();
+        let first = state.current().configs[0].clone().unwrap();
+        let settings = config.listen[1].tls.clone();
+        // Slot 0 removed by a reload: its configuration stays (the files could be gone).
+        std::fs::remove_file(&c).unwrap();
+        let (c2, k2) = (dir.join("b.pem"), dir.join("b.key"));
+        std::fs::write(&c2, cert.pem()).unwrap();
+        std::fs::write(&k2, key.serialize_pem()).unwrap();
+        let mut kept = settings.clone().unwrap();
+        kept.certs[0].cert = c2.clone();
+        kept.certs[0].key = k2.clone();
+        assert_eq!(state.replace(vec![None, Some(kept.clone())], &[0]), Ok(1));
+        let g = state.current();
+        assert!(Arc::ptr_eq(g.configs[0].as_ref().unwrap(), &first));
+        assert!(g.configs[1].is_some());
+        // A certificate reload keeps it too; a listener turned plain has none.
+        assert_eq!(state.reload(), Ok(1));
+        assert!(state.current().configs[0].is_some());
+        assert_eq!(state.replace(vec![None, Some(kept)], &[]), Ok(1));
+        assert!(state.current().configs[0].is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn listeners_prefer_tls13_then_aes128_aes256_chacha() {
         let names: Vec<&str> = super::server_provider()

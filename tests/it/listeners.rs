@@ -107,7 +107,7 @@ fn a_tls_listener_and_redirect_https_can_be_added_live() {
     let p = Ringlb::start(&body, 1);
     assert!(report(p.admin_addr()).tls.is_none(), "no TLS listener yet");
     let secure = free_addr();
-    let tls = Pki::listen_tls(std::slice::from_ref(&pair), "");
+    let tls = Pki::listen_tls(std::slice::from_ref(&pair), "hsts = \"max-age=600\"");
     let secure_text = secure.to_string();
     p.write_config(&(listen(&[("127.0.0.1:0", ""), (&secure_text, &tls)]) + &body));
     reload(&p);
@@ -124,7 +124,9 @@ fn a_tls_listener_and_redirect_https_can_be_added_live() {
     let redirect = "redirect_https = true";
     p.write_config(&(listen(&[("127.0.0.1:0", redirect), (&secure_text, &tls)]) + &body));
     reload(&p);
-    let r = get(p.addr, "/x");
+    let mut plain = Client::connect(p.addr);
+    plain.send(GET);
+    let r = plain.read_response().unwrap();
     assert_eq!(r.status, 301);
     let port = secure.port();
     assert!(
@@ -133,6 +135,20 @@ fn a_tls_listener_and_redirect_https_can_be_added_live() {
         "{:?}",
         r.header("Location")
     );
+    assert_eq!(r.header("Connection"), None, "kept alive");
+    // Both removed (the file keeps a new one): their open connections get their last answer as
+    // their listener gave it — a redirect, and a proxied answer with the listener's HSTS.
+    p.write_config(&(listen(&[(&free_addr().to_string(), "")]) + &body));
+    reload(&p);
+    plain.send(GET);
+    let r = plain.read_response().unwrap();
+    assert_eq!((r.status, r.header("Connection")), (301, Some("close")));
+    c.send(b"GET /x HTTP/1.1\r\nHost: one.test\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.header("X-Backend"), Some("A"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert_eq!(r.header("Strict-Transport-Security"), Some("max-age=600"));
+    assert!(plain.is_closed() && c.is_closed());
 }
 
 #[test]
