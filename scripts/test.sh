@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the black-box tests with the io_uring driver, then the
-# black-box tests again with the epoll driver. Installs the real peers the tests use (promtool
+# black-box tests again with the epoll driver, then (as root) the keepalived pair of docs/ha.md in
+# network namespaces (scripts/ha-test.sh, on a release build). Installs the real peers the tests use (promtool
 # from Debian's prometheus, Debian's chromium, Tomcat 10 for AJP, curl, openssl and Python as
 # TLS clients) where they are missing and this is root; where it cannot, those checks say loudly
 # that they are skipped.
@@ -35,3 +36,9 @@ fi
 
 cargo test --workspace
 RINGLB_TEST_DRIVER=epoll cargo test --test it
+if [ "$(id -u)" = 0 ]; then
+  cargo build --release --workspace
+  bash scripts/ha-test.sh
+else
+  echo "!!! not root: the HA pair test (scripts/ha-test.sh: network namespaces, keepalived) is SKIPPED"
+fi

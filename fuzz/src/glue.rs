@@ -335,3 +335,8 @@ pub fn cert_covering(names: &[Vec<String>], sni: &str) -> Option<usize> {
 pub fn redirect_host(host: &[u8]) -> Option<&[u8]> {
     ringlb::redirect::host_name(host)
 }
+
+// ---------------------------------------------------------------- binary upgrade
+
+pub use ringlb::handover::{describe as handover_describe, read_description as handover_read};
+pub use ringlb::worker::Role;
