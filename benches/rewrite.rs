@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ringlb::http::parse::{parse_request, parse_response, RequestHead, ResponseHead};
-use ringlb::http::rewrite::{request_head, response_head, ClientBody};
+use ringlb::http::rewrite::{request_head, response_head, ClientBody, ClientHead};
 
 const REQUEST: &[u8] = b"POST /app/rest/ng/specimens HTTP/1.1\r\nHost: app.example.org\r\n\
 User-Agent: Mozilla/5.0\r\nAccept: application/json\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
@@ -41,14 +41,13 @@ fn rewrite(c: &mut Criterion) {
     c.bench_function("rewrite response head for a client", |b| {
         b.iter(|| {
             out.clear();
-            response_head(
-                &mut out,
-                black_box(RESPONSE),
-                &resp,
-                ClientBody::PassThrough,
-                1,
-                true,
-            );
+            let client = ClientHead {
+                body: ClientBody::PassThrough,
+                client_minor: 1,
+                keep_alive: true,
+                reverse: None,
+            };
+            response_head(&mut out, black_box(RESPONSE), &resp, &client);
         })
     });
 }

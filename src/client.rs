@@ -26,7 +26,7 @@ pub struct Client {
     pub peer: SocketAddr,
     /// The peer is a trusted proxy (`[server] trusted_proxies`): its X-Forwarded-* count.
     pub trusted: bool,
-    /// Which `[[listen]]` accepted it (index into `Config::listen`).
+    /// Which listener accepted it: its slot (`listeners`; `CoreGen::listen` has its settings).
     pub listener: usize,
     /// Bytes from the client not yet consumed; starts at the current request.
     pub buf: Vec<u8>,
@@ -43,8 +43,12 @@ pub struct Client {
     /// The request line, Referer and User-Agent, copied for the access log (when it is on).
     pub log_fields: [Vec<u8>; 3],
     /// The normalised path and query when the request's differ from it (`http::path`); empty when
-    /// the request's own are in normal form.
+    /// the request's own are in normal form. On a route with a `member_path`, the mapped target
+    /// (`http::reverse::map_target`).
     pub path: Vec<u8>,
+    /// The Host the client asked for, kept for a route that maps response URLs back
+    /// (`http::reverse`): the request head is gone from `buf` by the time the response comes.
+    pub public_host: Vec<u8>,
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core while it idles,
@@ -59,6 +63,7 @@ pub struct Spare {
     resp_headers: Vec<crate::http::header::HeaderPos>,
     log_fields: [Vec<u8>; 3],
     path: Vec<u8>,
+    public_host: Vec<u8>,
     /// A TLS connection's ciphertext buffers (empty when lent by a plain one).
     tls: (Vec<u8>, Vec<u8>),
 }
@@ -79,6 +84,7 @@ impl Client {
             rec: Record::default(),
             log_fields: Default::default(),
             path: Vec::new(),
+            public_host: Vec::new(),
         }
     }
 
@@ -104,6 +110,7 @@ impl Client {
             resp_headers: std::mem::take(&mut self.resp.headers),
             log_fields: std::mem::take(&mut self.log_fields),
             path: take(&mut self.path),
+            public_host: take(&mut self.public_host),
             tls: tls.unwrap_or_default(),
         };
         Some(spare)
@@ -119,6 +126,7 @@ impl Client {
         self.resp.headers = s.resp_headers;
         self.log_fields = s.log_fields;
         self.path = s.path;
+        self.public_host = s.public_host;
         self.stream.take(s.tls);
     }
 }

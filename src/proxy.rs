@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use crate::ajp;
 use crate::balance::Pick;
 use crate::client::{refuse, target, Client};
-use crate::config::{BalancerConfig, MemberConfig, Protocol};
+use crate::config::{BalancerConfig, MemberConfig, Protocol, RouteConfig};
 use crate::core::Core;
 use crate::core_gen::CoreGen;
 use crate::http::exchange::{self, Params};
 use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::path::route_key;
 use crate::http::reply;
+use crate::http::reverse::{self, Mapping};
 use crate::io::IoFail;
 use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
 use crate::select::{self, Mark};
@@ -192,6 +193,10 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
     };
     let bal = route.balancer;
     let sticky = select::sticky_member(gen, c, bal);
+    if !map_route(c, route) {
+        core.stats.borrow_mut().core.not_found += 1;
+        return local_reply(core, gen, c, 404, &req).await;
+    }
     let mut tries = Tries::default();
     loop {
         let picked = match tries.fresh.take() {
@@ -207,17 +212,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         let tracked = Tracked::start(core, gen, bal, member);
         c.rec.member = Some((bal, member));
         c.rec.sticky = sticky == Some(member);
-        let preserve_host = route.preserve_host;
-        let failed = match attempt(
-            core,
-            c,
-            &tracked,
-            fresh_only,
-            &mut req,
-            &mut body,
-            preserve_host,
-        )
-        .await
+        let failed = match attempt(core, c, &tracked, fresh_only, &mut req, &mut body, route).await
         {
             Ok((up, outcome)) => {
                 return finish(core, c, &tracked, up, outcome, &req, started).await
@@ -305,7 +300,7 @@ async fn attempt(
     fresh_only: bool,
     req: &mut Request,
     body: &mut BodyTracker,
-    preserve_host: bool,
+    route: &RouteConfig,
 ) -> Result<(Stream, Outcome), Failed> {
     let gen = tracked.gen;
     let (mut up, reused) = member_connection(core, c, tracked, fresh_only).await?;
@@ -313,7 +308,7 @@ async fn attempt(
     let bcfg = &gen.config.balancers[tracked.bal];
     let params = Params {
         host_port: &bcfg.members[tracked.member].host_port,
-        preserve_host,
+        preserve_host: route.preserve_host,
         response_timeout: bcfg.response_timeout,
         client_timeout: gen.config.limits.body_timeout,
         stopping: core.ends_connection(gen, c.listener),
@@ -321,6 +316,11 @@ async fn attempt(
             .listen(c.listener)
             .and_then(|l| l.tls.as_ref())
             .map_or(&[][..], |t| t.hsts_header.as_bytes()),
+        reverse: route.reverse.then(|| Mapping {
+            public: route.path.as_bytes(),
+            member: route.member_prefix().as_bytes(),
+            members: &bcfg.members,
+        }),
     };
     match run_exchange(c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),
@@ -385,10 +385,30 @@ impl Tries {
     }
 }
 
+/// Prepares the request for its route: the forwarded target with the route's `member_path` in
+/// place of its public prefix, and the client's Host kept for mapping response URLs back
+/// (`http::reverse`). `false`: the target does not begin with the prefix as written (a
+/// `;parameter` inside it), so it cannot be mapped.
+fn map_route(c: &mut Client, route: &RouteConfig) -> bool {
+    if route.reverse {
+        c.public_host.clear();
+        c.public_host.extend_from_slice(c.head.routing_host(&c.buf));
+    }
+    let Some(member) = &route.member_path else {
+        return true;
+    };
+    let from = target(&c.buf, &c.head, &c.path);
+    let mapped = reverse::map_target(from, route.path.as_bytes(), member.as_bytes(), &mut c.out);
+    if mapped {
+        std::mem::swap(&mut c.path, &mut c.out);
+    }
+    mapped
+}
+
 /// The route of the parsed request. Routing compares the path as members resolve it: without
 /// `;parameters` (`path::route_key`, written into `c.out`, which is free until the exchange
 /// writes the member's head).
-fn find_route<'a>(gen: &'a CoreGen, c: &mut Client) -> Option<&'a crate::config::RouteConfig> {
+fn find_route<'a>(gen: &'a CoreGen, c: &mut Client) -> Option<&'a RouteConfig> {
     let mut path = target(&c.buf, &c.head, &c.path);
     if path.contains(&b';') {
         route_key(path, &mut c.out);
@@ -415,6 +435,7 @@ async fn run_exchange(
                 client: params.client_timeout,
                 stopping: params.stopping,
                 hsts: params.hsts,
+                reverse: params.reverse,
             };
             ajp::exchange::run(c, up, mcfg, req, body.clone(), &limits).await
         }

@@ -68,6 +68,8 @@ mod tests {
             path: path.into(),
             balancer,
             preserve_host: false,
+            member_path: None,
+            reverse: false,
         }
     }
 

@@ -132,7 +132,13 @@ pub fn rewrite_response(
     client_minor: u8,
     keep_alive: bool,
 ) {
-    rewrite::response_head(out, buf, head, mode, client_minor, keep_alive);
+    let client = rewrite::ClientHead {
+        body: mode,
+        client_minor,
+        keep_alive,
+        reverse: None,
+    };
+    rewrite::response_head(out, buf, head, &client);
 }
 
 /// How ringlb relays a response body to a client.
@@ -292,7 +298,7 @@ pub fn ajp_response_head(
         keep_alive,
         client_minor,
     };
-    ajp_request::response_head(out, pkt, status, reason, headers, &framing);
+    ajp_request::response_head(out, pkt, (status, reason, headers), &framing, None);
 }
 
 /// The HTTP reason a client gets for an AJP status and reason (`request::reason_for`).

@@ -22,6 +22,7 @@ use super::request::{check_response, forward_request, response_head, Forward, Fr
 use crate::client::{send_continue, target, Client};
 use crate::config::MemberConfig;
 use crate::http::framing::{no_body, BodyKind, BodyTracker};
+use crate::http::reverse::{Mapping, Reverse};
 use crate::io::{IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
@@ -38,6 +39,8 @@ pub struct Limits<'a> {
     pub stopping: bool,
     /// Header lines added after the status line of the client's response (HSTS), or empty.
     pub hsts: &'a [u8],
+    /// The route's mapping, when response URLs and cookie paths are mapped back.
+    pub reverse: Option<Mapping<'a>>,
 }
 
 /// Sends CPING and waits for CPONG (Tomcat answers a CPING by closing while it shuts down).
@@ -479,8 +482,14 @@ async fn send_headers(
         keep_alive: keep,
         client_minor: minor,
     };
+    let reverse = limits.reverse.map(|mapping| Reverse {
+        mapping,
+        host: &c.public_host,
+        https: c.stream.tls.is_some(),
+    });
     c.out.clear();
-    response_head(&mut c.out, &c.rbuf, status, &reason, &headers, &framing);
+    let head = (status, &reason, &headers[..]);
+    response_head(&mut c.out, &c.rbuf, head, &framing, reverse.as_ref());
     crate::http::rewrite::insert_after_status_line(&mut c.out, limits.hsts);
     let n = c.out.len();
     r.started = Some(Started {

@@ -21,7 +21,8 @@ use crate::http::framing::BodyKind;
 use crate::http::header::{classify, HeaderKind};
 use crate::http::parse::{parse_content_length, RequestHead};
 use crate::http::policy::{action_by_name, lists_names, named, Action, Direction, Policy, Wire};
-use crate::http::rewrite::{end_response_head, push_content_length, push_header};
+use crate::http::reverse::{push_response_header, Reverse};
+use crate::http::rewrite::{end_response_head, push_content_length};
 
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
@@ -325,13 +326,19 @@ pub struct Framing {
 
 /// Writes the client's response head for a SEND_HEADERS packet held in `pkt` (checked by
 /// `check_response`).
+/// A SEND_HEADERS' status, reason and headers (ranges into its packet).
+pub type Head<'a> = (
+    u16,
+    &'a Option<Range<usize>>,
+    &'a [(HeaderName, Range<usize>)],
+);
+
 pub fn response_head(
     out: &mut Vec<u8>,
     pkt: &[u8],
-    status: u16,
-    reason: &Option<Range<usize>>,
-    headers: &[(HeaderName, Range<usize>)],
+    (status, reason, headers): Head,
     framing: &Framing,
+    reverse: Option<&Reverse>,
 ) {
     let given = reason.as_ref().map_or(&[][..], |r| &pkt[r.clone()]);
     let _ = write!(out, "HTTP/1.1 {status} ");
@@ -349,7 +356,7 @@ pub fn response_head(
         let named = lists && named(connection_values(), name);
         let action = action_by_name(classify(name), name, Direction::Response, Wire::Ajp, named);
         if action == Action::Forward {
-            push_header(out, name, &pkt[value.clone()]);
+            push_response_header(out, name, &pkt[value.clone()], reverse);
         }
     }
     if let Some(n) = framing.length {
@@ -517,7 +524,7 @@ mod tests {
             keep_alive: true,
             client_minor: 1,
         };
-        response_head(&mut out, pkt, 200, &None, &headers, &framing);
+        response_head(&mut out, pkt, (200, &None, &headers), &framing, None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: JSESSIONID=1.n1\r\nTransfer-Encoding: chunked\r\n\r\n"

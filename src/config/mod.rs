@@ -14,6 +14,7 @@ use toml::Spanned;
 mod balancer;
 mod health;
 mod listen;
+mod route;
 
 use balancer::RawBalancer;
 pub use balancer::{
@@ -23,6 +24,8 @@ pub use balancer::{
 pub use health::{HcMethod, HealthCheck};
 use listen::RawListen;
 pub use listen::{CertFiles, ListenConfig, TlsConfig, TlsVersion};
+use route::RawRoute;
+pub use route::RouteConfig;
 
 /// The largest `max_headers` ringlb accepts (headers are parsed into a fixed stack array).
 pub const MAX_HEADERS_CAP: usize = 256;
@@ -190,21 +193,6 @@ struct RawAdmin {
     state_file: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    host: Option<String>,
-    #[serde(default = "default_path")]
-    path: Spanned<String>,
-    balancer: Spanned<String>,
-    #[serde(default)]
-    preserve_host: bool,
-}
-
-fn default_path() -> Spanned<String> {
-    Spanned::new(0..0, "/".into())
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -253,16 +241,6 @@ pub struct Limits {
     /// Longest wait for the next body bytes from a client, or for a client to take ours.
     pub body_timeout: Duration,
     pub max_connections: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// Lower-cased host without port; `None` matches any host.
-    pub host: Option<String>,
-    pub path: String,
-    /// Index into `Config::balancers`.
-    pub balancer: usize,
-    pub preserve_host: bool,
 }
 
 impl Config {
@@ -460,32 +438,7 @@ impl Validator<'_> {
             let balancer = self.balancer(i, b, &balancers)?;
             balancers.push(balancer);
         }
-        let mut routes = Vec::new();
-        for (i, r) in raw.route.iter().enumerate() {
-            let Some(balancer) = balancers
-                .iter()
-                .position(|b| &b.name == r.balancer.get_ref())
-            else {
-                return self.err(
-                    r.balancer.span(),
-                    format!("route[{i}].balancer"),
-                    format!("no [[balancer]] is named \"{}\"", r.balancer.get_ref()),
-                );
-            };
-            if !r.path.get_ref().starts_with('/') {
-                return self.err(
-                    r.path.span(),
-                    format!("route[{i}].path"),
-                    "must start with /".into(),
-                );
-            }
-            routes.push(RouteConfig {
-                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-                path: r.path.get_ref().clone(),
-                balancer,
-                preserve_host: r.preserve_host,
-            });
-        }
+        let routes = self.routes(&raw.route, &balancers)?;
         Ok(Config {
             server: ServerConfig {
                 workers,

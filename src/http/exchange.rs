@@ -15,6 +15,7 @@ use super::chunked::ChunkError;
 use super::framing::{no_body, BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
 use super::reply;
+use super::reverse::{Mapping, Reverse};
 use super::rewrite::{self, ClientBody};
 use crate::client::{refuse, send_continue, target, Client};
 use crate::io::{IoFail, Unsent};
@@ -40,6 +41,8 @@ pub struct Params<'a> {
     pub stopping: bool,
     /// Header lines added after the status line of the client's response (HSTS), or empty.
     pub hsts: &'a [u8],
+    /// The route's mapping, when response URLs and cookie paths are mapped back.
+    pub reverse: Option<Mapping<'a>>,
 }
 
 /// Runs the exchange for the request parsed in `c` on `up`. `body` has counted the body bytes
@@ -311,7 +314,18 @@ async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Para
     };
     c.out.clear();
     let minor = c.head.minor_version;
-    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, mode, minor, keep_client);
+    let reverse = p.reverse.map(|mapping| Reverse {
+        mapping,
+        host: &c.public_host,
+        https: c.stream.tls.is_some(),
+    });
+    let head = rewrite::ClientHead {
+        body: mode,
+        client_minor: minor,
+        keep_alive: keep_client,
+        reverse: reverse.as_ref(),
+    };
+    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, &head);
     rewrite::insert_after_status_line(&mut c.out, p.hsts);
     let mut body = BodyTracker::new(kind);
     if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
@@ -491,6 +505,7 @@ mod tests {
                 client_timeout: Duration::from_secs(2),
                 stopping: false,
                 hsts: b"",
+                reverse: None,
             };
             let outcome = run(&mut c, &mut up, &req, &mut body, &params).await;
             drop(c);

@@ -15,4 +15,5 @@ pub mod parse;
 pub mod path;
 pub mod policy;
 pub mod reply;
+pub mod reverse;
 pub mod rewrite;

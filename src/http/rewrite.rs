@@ -2,7 +2,8 @@
 //! receives.
 //!
 //! Owns: writing heads: the Host a member sees, X-Forwarded-*, the framing headers ringlb uses,
-//! the Connection header a client sees. Which headers are copied is `http::policy`'s decision
+//! the Connection header a client sees (response header values a route maps back are
+//! `http::reverse`'s). Which headers are copied is `http::policy`'s decision
 //! alone. Must never: allocate (it writes into the caller's reused buffer), copy a framing header
 //! as it came, forward a header a Connection header names, or keep a client's X-Forwarded-For or
 //! -Proto unless the client is a trusted proxy (`crate::trust`). Invariant: the framing headers
@@ -15,6 +16,7 @@ use super::framing::BodyKind;
 use super::header::{tokens, HeaderKind, HeaderPos};
 use super::parse::{RequestHead, ResponseHead};
 use super::policy::{Action, Direction, Policy, Wire};
+use super::reverse::{self, Reverse};
 
 /// Writes one header line.
 pub fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -168,18 +170,33 @@ pub fn insert_after_status_line(out: &mut Vec<u8>, lines: &[u8]) {
 }
 
 /// Writes the head to send to the client.
-pub fn response_head(
-    out: &mut Vec<u8>,
-    buf: &[u8],
-    head: &ResponseHead,
-    body: ClientBody,
-    client_minor: u8,
-    keep_alive: bool,
-) {
+/// How the client's response head is framed and rewritten.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientHead<'a> {
+    pub body: ClientBody,
+    pub client_minor: u8,
+    pub keep_alive: bool,
+    /// URLs and cookie paths mapped back (`reverse`), on a route that asks for it.
+    pub reverse: Option<&'a Reverse<'a>>,
+}
+
+pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, client: &ClientHead) {
+    let ClientHead {
+        body,
+        client_minor,
+        keep_alive,
+        reverse,
+    } = *client;
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
-    forward_headers(out, buf, &head.headers, Direction::Response);
+    let policy = Policy::new(buf, &head.headers, Direction::Response, Wire::Http);
+    for h in &head.headers {
+        if policy.action(h) == Action::Forward {
+            let (name, value) = (&buf[h.name.clone()], &buf[h.value.clone()]);
+            reverse::push_response_header(out, name, value, reverse);
+        }
+    }
     if body == ClientBody::Dechunk {
         end_response_head(out, keep_alive, client_minor);
         return;
@@ -199,6 +216,15 @@ pub fn response_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(body: ClientBody, client_minor: u8, keep_alive: bool) -> ClientHead<'static> {
+        ClientHead {
+            body,
+            client_minor,
+            keep_alive,
+            reverse: None,
+        }
+    }
     use crate::http::parse::{parse_request, parse_response};
 
     #[test]
@@ -267,7 +293,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
         let mut h = ResponseHead::default();
         parse_response(raw, 65536, &mut h).unwrap();
         let mut out = Vec::new();
-        response_head(&mut out, raw, &h, ClientBody::PassThrough, 1, true);
+        response_head(&mut out, raw, &h, &client(ClientBody::PassThrough, 1, true));
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
     }
@@ -282,7 +308,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
         let mut h = ResponseHead::default();
         parse_response(raw, 65536, &mut h).unwrap();
         let mut out = Vec::new();
-        response_head(&mut out, raw, &h, ClientBody::PassThrough, 1, true);
+        response_head(&mut out, raw, &h, &client(ClientBody::PassThrough, 1, true));
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -299,14 +325,19 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
         };
         let te = b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n";
         let (h304, mut out) = (head(te), Vec::new());
-        response_head(&mut out, te, &h304, ClientBody::None, 1, true);
+        response_head(&mut out, te, &h304, &client(ClientBody::None, 1, true));
         assert!(String::from_utf8_lossy(&out).contains("Transfer-Encoding: chunked"));
         out.clear();
-        response_head(&mut out, te, &h304, ClientBody::None, 0, true);
+        response_head(&mut out, te, &h304, &client(ClientBody::None, 0, true));
         assert!(!String::from_utf8_lossy(&out).contains("Transfer-Encoding"));
         let te204 = b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
         out.clear();
-        response_head(&mut out, te204, &head(te204), ClientBody::None, 1, true);
+        response_head(
+            &mut out,
+            te204,
+            &head(te204),
+            &client(ClientBody::None, 1, true),
+        );
         assert!(!String::from_utf8_lossy(&out).contains("Transfer-Encoding"));
     }
 
@@ -339,7 +370,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
         let mut h = ResponseHead::default();
         parse_response(raw, 65536, &mut h).unwrap();
         let mut out = Vec::new();
-        response_head(&mut out, raw, &h, ClientBody::Dechunk, 0, false);
+        response_head(&mut out, raw, &h, &client(ClientBody::Dechunk, 0, false));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-B: 2\r\nConnection: close\r\n\r\n"

@@ -14,6 +14,7 @@ mod idle;
 mod integrity;
 mod lifecycle;
 mod listeners;
+mod mapping;
 mod reload;
 mod review;
 mod status;

@@ -1,0 +1,162 @@
+//! The `[[route]]` keys: which requests (host, path prefix) go to which balancer, whether the
+//! client's Host is kept, the member path the prefix maps to (Apache's `ProxyPass /os
+//! balancer://c/openspecimen`), and whether response URLs and cookie paths are mapped back
+//! (`ProxyPassReverse`, `http::reverse`).
+//!
+//! Owns: their names, defaults and rules. Must never: accept a member path that is not a plain
+//! absolute path (it is written into every forwarded request line).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{BalancerConfig, ConfigError, Validator};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    host: Option<String>,
+    #[serde(default = "default_path")]
+    path: Spanned<String>,
+    balancer: Spanned<String>,
+    #[serde(default)]
+    preserve_host: bool,
+    member_path: Option<Spanned<String>>,
+    reverse: Option<bool>,
+}
+
+fn default_path() -> Spanned<String> {
+    Spanned::new(0..0, "/".into())
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Lower-cased host without port; `None` matches any host.
+    pub host: Option<String>,
+    pub path: String,
+    /// Index into `Config::balancers`.
+    pub balancer: usize,
+    pub preserve_host: bool,
+    /// What the public `path` prefix becomes in the forwarded request (`None`: itself).
+    pub member_path: Option<String>,
+    /// Map URLs in `Location`, `Content-Location` and `URI`, and `Set-Cookie` paths, back to
+    /// what the client sees (default: on with a `member_path`, off without).
+    pub reverse: bool,
+}
+
+impl RouteConfig {
+    /// The member path the public prefix maps to (the prefix itself when not mapped).
+    pub fn member_prefix(&self) -> &str {
+        self.member_path.as_deref().unwrap_or(&self.path)
+    }
+}
+
+impl Validator<'_> {
+    pub(super) fn routes(
+        &self,
+        raw: &[RawRoute],
+        balancers: &[BalancerConfig],
+    ) -> Result<Vec<RouteConfig>, ConfigError> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, r)| self.route(i, r, balancers))
+            .collect()
+    }
+
+    fn route(
+        &self,
+        i: usize,
+        r: &RawRoute,
+        balancers: &[BalancerConfig],
+    ) -> Result<RouteConfig, ConfigError> {
+        let Some(balancer) = balancers
+            .iter()
+            .position(|b| &b.name == r.balancer.get_ref())
+        else {
+            return self.err(
+                r.balancer.span(),
+                format!("route[{i}].balancer"),
+                format!("no [[balancer]] is named \"{}\"", r.balancer.get_ref()),
+            );
+        };
+        let path = r.path.get_ref();
+        if !path.starts_with('/') {
+            return self.err(
+                r.path.span(),
+                format!("route[{i}].path"),
+                "must start with /".into(),
+            );
+        }
+        if let Some(mp) = &r.member_path {
+            self.member_path(i, path, mp)?;
+        }
+        let member_path = r.member_path.as_ref().map(|m| m.get_ref().clone());
+        Ok(RouteConfig {
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            path: path.clone(),
+            balancer,
+            preserve_host: r.preserve_host,
+            reverse: r.reverse.unwrap_or(member_path.is_some()),
+            member_path,
+        })
+    }
+
+    fn member_path(&self, i: usize, path: &str, mp: &Spanned<String>) -> Result<(), ConfigError> {
+        let key = format!("route[{i}].member_path");
+        let m = mp.get_ref();
+        let plain = |b: u8| b.is_ascii_graphic() && !b"?#\\".contains(&b);
+        if !m.starts_with('/') || m.starts_with("//") || !m.bytes().all(plain) {
+            return self.err(
+                mp.span(),
+                key,
+                format!("\"{m}\" is not an absolute path (it starts with one /, has no ?, #, \\, space or control character)"),
+            );
+        }
+        if path.ends_with('/') != m.ends_with('/') {
+            return self.err(
+                mp.span(),
+                key,
+                format!("path \"{path}\" and member_path \"{m}\" must both end with / or neither (else /a/b maps to {m}b, as in Apache)"),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::error_of;
+    use super::super::Config;
+
+    fn with(route: &str) -> String {
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\n\
+             members = [{{ url = \"http://127.0.0.1:9\" }}]\n[[route]]\nbalancer = \"b\"\n{route}"
+        )
+    }
+
+    #[test]
+    fn a_member_path_maps_and_turns_reverse_on() {
+        let c = Config::parse(&with("path = \"/os\"\nmember_path = \"/openspecimen\"\n")).unwrap();
+        let r = &c.routes[0];
+        assert_eq!((r.member_prefix(), r.reverse), ("/openspecimen", true));
+        let c = Config::parse(&with("path = \"/os\"\n")).unwrap();
+        assert_eq!(
+            (c.routes[0].member_prefix(), c.routes[0].reverse),
+            ("/os", false)
+        );
+        let off = "path = \"/os\"\nmember_path = \"/app\"\nreverse = false\n";
+        assert!(!Config::parse(&with(off)).unwrap().routes[0].reverse);
+    }
+
+    #[test]
+    fn bad_member_paths_name_key_and_line() {
+        for bad in ["app", "//evil/x", "/a b", "/a?x", "/a#x", "/a\\\\b"] {
+            let text = with(&format!("path = \"/os\"\nmember_path = \"{bad}\"\n"));
+            let (line, key, _) = error_of(&text);
+            assert_eq!((line, key.as_str()), (9, "route[0].member_path"), "{bad}");
+        }
+        let (_, key, msg) = error_of(&with("path = \"/os/\"\nmember_path = \"/app\"\n"));
+        assert_eq!(key, "route[0].member_path");
+        assert!(msg.contains("both end with /"), "{msg}");
+    }
+}

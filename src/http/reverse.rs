@@ -1,0 +1,228 @@
+//! A route's path mapping (Apache's `ProxyPass /os balancer://c/openspecimen`) and its reverse
+//! (`ProxyPassReverse`, `ProxyPassReverseCookiePath`): the forwarded target with the route's
+//! public prefix replaced by the member path, and in a response the `Location`,
+//! `Content-Location` and `URI` headers that point at a member (its own address, or the member
+//! path) turned into what the client can follow, and a `Set-Cookie` `Path` under the member path
+//! moved under the public prefix.
+//!
+//! Owns: both directions of the mapping, and which response headers it touches. Must never:
+//! change a header's name, a value it does not recognise, or anything that is not a URL or a
+//! cookie's Path; write a value that is not the input's bytes (or the client's own Host, or the
+//! two prefixes) — no CR, LF or NUL can appear that was not there; produce a path that starts with
+//! `//` (a reference to another host).
+//!
+//! Prefix matching is byte-wise, as Apache's: `/os` maps `/osx` to `/openspecimenx` (configure
+//! both with a trailing `/` to map whole segments only; the configuration requires both or
+//! neither to end with one).
+
+use crate::config::MemberConfig;
+
+/// A route's mapping, from its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapping<'a> {
+    /// The route's `path`.
+    pub public: &'a [u8],
+    /// The route's `member_path` (the same as `public` when it has none).
+    pub member: &'a [u8],
+    /// The balancer's members: a URL at one of their addresses is the member's own.
+    pub members: &'a [MemberConfig],
+}
+
+/// What a response is rewritten with: the route's mapping and the client's view.
+#[derive(Debug, Clone, Copy)]
+pub struct Reverse<'a> {
+    pub mapping: Mapping<'a>,
+    /// The Host the client asked for (empty without one: URLs are then left as they are).
+    pub host: &'a [u8],
+    pub https: bool,
+}
+
+impl Mapping<'_> {
+    fn mapped(&self) -> bool {
+        self.public != self.member
+    }
+}
+
+/// Writes `target` (path, then `?query`) with the public prefix replaced by the member path into
+/// `out`. `false`: `target` does not begin with the public prefix as written (a `;parameter`
+/// inside it): it cannot be mapped.
+pub fn map_target(target: &[u8], public: &[u8], member: &[u8], out: &mut Vec<u8>) -> bool {
+    let Some(rest) = target.strip_prefix(public) else {
+        return false;
+    };
+    out.clear();
+    join(out, member, rest);
+    true
+}
+
+/// `prefix` followed by `rest`, one `/` where both bring one.
+fn join(out: &mut Vec<u8>, prefix: &[u8], rest: &[u8]) {
+    out.extend_from_slice(prefix);
+    match (prefix.last(), rest.first()) {
+        (Some(b'/'), Some(b'/')) => out.extend_from_slice(&rest[1..]),
+        _ => out.extend_from_slice(rest),
+    }
+}
+
+/// Whether a response header is one whose value is a URL the mapping applies to.
+pub fn is_url_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"location")
+        || name.eq_ignore_ascii_case(b"content-location")
+        || name.eq_ignore_ascii_case(b"uri")
+}
+
+/// Writes one response header for the client, its value rewritten where `reverse` applies.
+pub fn push_response_header(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    value: &[u8],
+    reverse: Option<&Reverse>,
+) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    match reverse {
+        Some(r) if is_url_header(name) => url(out, value, r),
+        Some(r) if r.mapping.mapped() && name.eq_ignore_ascii_case(b"set-cookie") => {
+            cookie(out, value, &r.mapping)
+        }
+        _ => out.extend_from_slice(value),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A URL as the client should see it (`ProxyPassReverse`):
+/// - at a member's own address: the client's scheme and Host instead, its path mapped;
+/// - at the client's Host (a member that was given it, AJP's): its path mapped;
+/// - a path (`/…`): mapped;
+/// - anything else (another site, a relative reference): as it is.
+pub fn url(out: &mut Vec<u8>, value: &[u8], r: &Reverse) {
+    let m = &r.mapping;
+    if let Some((scheme, authority, rest)) = split_absolute(value) {
+        let at_member = m
+            .members
+            .iter()
+            .any(|mc| member_origin(mc, scheme, authority));
+        if at_member && !r.host.is_empty() {
+            out.extend_from_slice(if r.https { b"https://" } else { b"http://" });
+            out.extend_from_slice(r.host);
+            return path(out, rest, m);
+        }
+        let at_client = !r.host.is_empty() && same_authority(authority, r.host, scheme);
+        if at_client && m.mapped() {
+            out.extend_from_slice(&value[..value.len() - rest.len()]);
+            return path(out, rest, m);
+        }
+    } else if value.starts_with(b"/") && !value.starts_with(b"//") && m.mapped() {
+        return path(out, value, m);
+    }
+    out.extend_from_slice(value);
+}
+
+/// A URL's path (with its query), under the public prefix if it is under the member path.
+fn path(out: &mut Vec<u8>, p: &[u8], m: &Mapping) {
+    match p.strip_prefix(m.member) {
+        Some(rest) if m.mapped() => join(out, m.public, rest),
+        _ => out.extend_from_slice(p),
+    }
+}
+
+/// `scheme://authority` and the rest (path, query, fragment) of an absolute URL.
+fn split_absolute(value: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let colon = value.windows(3).position(|w| w == b"://")?;
+    let scheme = &value[..colon];
+    if scheme.is_empty()
+        || !scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+    {
+        return None;
+    }
+    let after = &value[colon + 3..];
+    let end = after
+        .iter()
+        .position(|b| b"/?#".contains(b))
+        .unwrap_or(after.len());
+    Some((scheme, &after[..end], &after[end..]))
+}
+
+/// Whether `scheme://authority` is member `mc`'s own address (its URL's scheme, host and port,
+/// a default port written or not).
+fn member_origin(mc: &MemberConfig, scheme: &[u8], authority: &[u8]) -> bool {
+    let Some((ms, ma, _)) = split_absolute(mc.url.as_bytes()) else {
+        return false;
+    };
+    ms.eq_ignore_ascii_case(scheme) && same_authority(authority, ma, scheme)
+}
+
+/// Whether two authorities name the same host and port (case-blind; a missing port is the
+/// scheme's default).
+fn same_authority(a: &[u8], b: &[u8], scheme: &[u8]) -> bool {
+    let default: &[u8] = if scheme.eq_ignore_ascii_case(b"https") {
+        b"443"
+    } else {
+        b"80"
+    };
+    let (ah, ap) = host_port(a, default);
+    let (bh, bp) = host_port(b, default);
+    ah.eq_ignore_ascii_case(bh) && ap == bp
+}
+
+/// `host:port` split, the port defaulted (`[v6]:port` understood).
+fn host_port<'a>(authority: &'a [u8], default: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    let authority = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let colon = match authority.iter().rposition(|&b| b == b':') {
+        Some(i) if !authority[i..].contains(&b']') => i,
+        _ => return (authority, default),
+    };
+    let port = &authority[colon + 1..];
+    (
+        &authority[..colon],
+        if port.is_empty() { default } else { port },
+    )
+}
+
+/// A `Set-Cookie` value with its `Path` attribute moved from under the member path to under the
+/// public prefix (`ProxyPassReverseCookiePath`); every other byte as it is.
+pub fn cookie(out: &mut Vec<u8>, value: &[u8], m: &Mapping) {
+    let member = trim_slash(m.member);
+    let public = trim_slash(m.public);
+    let mut start = 0;
+    for (i, part) in value.split(|&b| b == b';').enumerate() {
+        let at = start;
+        start += part.len() + 1;
+        let Some(eq) = part.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        if i == 0 || !part[..eq].trim_ascii().eq_ignore_ascii_case(b"path") {
+            continue;
+        }
+        let v = part[eq + 1..].trim_ascii();
+        let under = v
+            .strip_prefix(member)
+            .filter(|r| r.is_empty() || r[0] == b'/');
+        if let Some(rest) = under {
+            let v_at =
+                at + eq + 1 + (part[eq + 1..].len() - part[eq + 1..].trim_ascii_start().len());
+            out.extend_from_slice(&value[..v_at]);
+            let before = out.len();
+            join(out, public, rest);
+            if out.len() == before {
+                out.push(b'/');
+            }
+            out.extend_from_slice(&value[v_at + v.len()..]);
+            return;
+        }
+    }
+    out.extend_from_slice(value);
+}
+
+fn trim_slash(p: &[u8]) -> &[u8] {
+    p.strip_suffix(b"/").unwrap_or(p)
+}
+
+#[cfg(test)]
+#[path = "reverse_tests.rs"]
+mod tests;

@@ -1,0 +1,253 @@
+//! Examples of each rule (Apache's documented cases first), then properties over generated
+//! prefixes and paths: mapping a target and mapping the member's redirect to it back gives the
+//! target; nothing is rewritten without a mapping but a member's own address; no output begins a
+//! path with `//`; a value the rules do not recognise comes out byte for byte.
+
+use super::*;
+use crate::config::Config;
+
+fn members(urls: &[&str]) -> Vec<MemberConfig> {
+    let list: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{{ url = \"{u}\" }}"))
+        .collect();
+    let text = format!(
+        "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\nmembers = [{}]\n",
+        list.join(", ")
+    );
+    Config::parse(&text).unwrap().balancers.remove(0).members
+}
+
+fn rev<'a>(public: &'a str, member: &'a str, ms: &'a [MemberConfig], host: &'a str) -> Reverse<'a> {
+    Reverse {
+        mapping: Mapping {
+            public: public.as_bytes(),
+            member: member.as_bytes(),
+            members: ms,
+        },
+        host: host.as_bytes(),
+        https: false,
+    }
+}
+
+fn url_of(value: &str, r: &Reverse) -> String {
+    let mut out = Vec::new();
+    url(&mut out, value.as_bytes(), r);
+    String::from_utf8(out).unwrap()
+}
+
+fn cookie_of(value: &str, r: &Reverse) -> String {
+    let mut out = Vec::new();
+    cookie(&mut out, value.as_bytes(), &r.mapping);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn targets_map_the_public_prefix_onto_the_member_path() {
+    let mut out = Vec::new();
+    assert!(map_target(b"/os/x?a=1", b"/os", b"/openspecimen", &mut out));
+    assert_eq!(out, b"/openspecimen/x?a=1");
+    assert!(map_target(b"/os", b"/os", b"/openspecimen", &mut out));
+    assert_eq!(out, b"/openspecimen");
+    // Byte-wise, as Apache: /osx is under /os.
+    assert!(map_target(b"/osx", b"/os", b"/openspecimen", &mut out));
+    assert_eq!(out, b"/openspecimenx");
+    assert!(map_target(b"/x/y", b"/", b"/app/", &mut out));
+    assert_eq!(out, b"/app/x/y");
+    assert!(map_target(b"/os/x", b"/os/", b"/", &mut out));
+    assert_eq!(out, b"/x");
+    // A parameter inside the prefix: not the prefix as written.
+    assert!(!map_target(b"/o;s=1/x", b"/os", b"/app", &mut out));
+}
+
+#[test]
+fn locations_at_a_member_or_under_the_member_path_come_back_public() {
+    let ms = members(&["http://10.0.0.1:8080", "http://127.0.0.2:80"]);
+    let r = rev("/os", "/openspecimen", &ms, "www.example.org");
+    // The member's own address (Apache: ProxyPassReverse /os balancer://c/openspecimen).
+    let cases = [
+        (
+            "http://10.0.0.1:8080/openspecimen/login",
+            "http://www.example.org/os/login",
+        ),
+        (
+            "HTTP://10.0.0.1:8080/openspecimen?x=1",
+            "http://www.example.org/os?x=1",
+        ),
+        (
+            "http://127.0.0.2/openspecimen/a",
+            "http://www.example.org/os/a",
+        ),
+        // Outside the member path: the address still becomes the client's, the path stays.
+        ("http://10.0.0.1:8080/other", "http://www.example.org/other"),
+        // A path under the member path (Tomcat's relative redirects).
+        ("/openspecimen/home", "/os/home"),
+        // The client's own Host with the member path (AJP, preserve_host).
+        (
+            "https://www.example.org/openspecimen/x",
+            "https://www.example.org/os/x",
+        ),
+        // Not ours: as they are.
+        (
+            "http://10.0.0.1:8081/openspecimen/x",
+            "http://10.0.0.1:8081/openspecimen/x",
+        ),
+        (
+            "https://10.0.0.1:8080/openspecimen/x",
+            "https://10.0.0.1:8080/openspecimen/x",
+        ),
+        (
+            "http://elsewhere.example/openspecimen",
+            "http://elsewhere.example/openspecimen",
+        ),
+        ("/other/x", "/other/x"),
+        (
+            "//10.0.0.1:8080/openspecimen",
+            "//10.0.0.1:8080/openspecimen",
+        ),
+        ("relative/path", "relative/path"),
+        ("", ""),
+    ];
+    for (given, want) in cases {
+        assert_eq!(url_of(given, &r), want, "{given}");
+    }
+    let tls = Reverse { https: true, ..r };
+    assert_eq!(
+        url_of("http://10.0.0.1:8080/openspecimen/", &tls),
+        "https://www.example.org/os/"
+    );
+    // Without a Host the client's address is unknown: a member URL stays.
+    let nohost = rev("/os", "/openspecimen", &ms, "");
+    assert_eq!(
+        url_of("http://10.0.0.1:8080/openspecimen/x", &nohost),
+        "http://10.0.0.1:8080/openspecimen/x"
+    );
+}
+
+#[test]
+fn without_a_member_path_only_a_members_own_address_is_rewritten() {
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let r = rev("/", "/", &ms, "site:8443");
+    assert_eq!(url_of("http://10.0.0.1:8080/x", &r), "http://site:8443/x");
+    assert_eq!(url_of("/x", &r), "/x");
+    assert_eq!(url_of("http://site:8443/x", &r), "http://site:8443/x");
+    let mut out = Vec::new();
+    push_response_header(&mut out, b"Set-Cookie", b"a=1; Path=/", Some(&r));
+    assert_eq!(out, b"Set-Cookie: a=1; Path=/\r\n");
+}
+
+#[test]
+fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let r = rev("/os", "/openspecimen", &ms, "h");
+    let cases = [
+        (
+            "JSESSIONID=AB12; Path=/openspecimen; HttpOnly",
+            "JSESSIONID=AB12; Path=/os; HttpOnly",
+        ),
+        (
+            "JSESSIONID=AB12; path=/openspecimen/",
+            "JSESSIONID=AB12; path=/os/",
+        ),
+        (
+            "a=1;Path = /openspecimen/x ;Secure",
+            "a=1;Path = /os/x ;Secure",
+        ),
+        ("a=1; Path=/openspecimenx", "a=1; Path=/openspecimenx"),
+        ("a=1; Path=/other", "a=1; Path=/other"),
+        // The cookie's own name or value is never a Path attribute.
+        ("Path=/openspecimen; Secure", "Path=/openspecimen; Secure"),
+        ("a=1", "a=1"),
+    ];
+    for (given, want) in cases {
+        assert_eq!(cookie_of(given, &r), want, "{given}");
+    }
+    let root = rev("/", "/app/", &ms, "h");
+    assert_eq!(cookie_of("s=1; Path=/app", &root), "s=1; Path=/");
+    assert_eq!(cookie_of("s=1; Path=/app/x", &root), "s=1; Path=/x");
+    let under = rev("/os/", "/", &ms, "h");
+    assert_eq!(cookie_of("s=1; Path=/", &under), "s=1; Path=/os/");
+    assert_eq!(cookie_of("s=1; Path=/x", &under), "s=1; Path=/os/x");
+}
+
+#[test]
+fn only_url_headers_and_set_cookie_are_touched() {
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let r = rev("/os", "/openspecimen", &ms, "h");
+    let mut out = Vec::new();
+    for name in ["Location", "content-location", "URI"] {
+        out.clear();
+        push_response_header(&mut out, name.as_bytes(), b"/openspecimen/x", Some(&r));
+        assert_eq!(out, format!("{name}: /os/x\r\n").as_bytes());
+    }
+    out.clear();
+    push_response_header(&mut out, b"Refresh", b"0; url=/openspecimen/x", Some(&r));
+    assert_eq!(out, b"Refresh: 0; url=/openspecimen/x\r\n");
+    out.clear();
+    push_response_header(&mut out, b"Location", b"/openspecimen/x", None);
+    assert_eq!(out, b"Location: /openspecimen/x\r\n");
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+    /// A path of 0-3 segments from a small alphabet (collisions with the prefixes are likely).
+    fn path(&mut self) -> String {
+        let n = self.next() % 4;
+        (0..n)
+            .map(|_| {
+                format!(
+                    "/{}",
+                    self.pick(&["a", "os", "app", "x", "%41", ";j=1", ""])
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_mapped_target_redirected_to_comes_back_as_the_target() {
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let prefixes = [
+        ("/os", "/openspecimen"),
+        ("/os/", "/app/"),
+        ("/", "/app/"),
+        ("/a/b", "/a"),
+        ("/os/", "/"),
+    ];
+    for _ in 0..5000 {
+        let (public, member) = prefixes[(rng.next() % prefixes.len() as u64) as usize];
+        let query = rng.pick(&["", "?q=1", "?u=/openspecimen/x"]);
+        let target = format!("{public}{}{query}", rng.path().trim_start_matches('/'));
+        let mut forwarded = Vec::new();
+        assert!(map_target(
+            target.as_bytes(),
+            public.as_bytes(),
+            member.as_bytes(),
+            &mut forwarded
+        ));
+        assert!(forwarded.starts_with(member.as_bytes()));
+        assert!(!forwarded.starts_with(b"//"), "{target}");
+        let r = rev(public, member, &ms, "pub.example");
+        let back = url_of(std::str::from_utf8(&forwarded).unwrap(), &r);
+        assert_eq!(back, target, "{public} -> {member}");
+        let absolute = format!(
+            "http://10.0.0.1:8080{}",
+            std::str::from_utf8(&forwarded).unwrap()
+        );
+        assert_eq!(url_of(&absolute, &r), format!("http://pub.example{target}"));
+        // Any other value: byte for byte, or mapped from a path under the member path only.
+        let other = format!("http://other.example{}", rng.path());
+        assert_eq!(url_of(&other, &r), other);
+    }
+}

@@ -1,0 +1,166 @@
+//! Routes that map their public prefix onto another member path (Apache's `ProxyPass /os
+//! balancer://c/openspecimen` with `ProxyPassReverse` and `ProxyPassReverseCookiePath`), over HTTP
+//! and AJP members: the member receives the member path; its redirects (at its own address, or a
+//! path under the member path) and its cookie paths come back under the public prefix and the
+//! client's Host; a route without a member path leaves them alone unless `reverse = true`.
+
+use std::net::SocketAddr;
+
+use crate::support::ajp_container::{
+    body_chunk, end_response, send_headers, AjpContainer, RespName,
+};
+use crate::support::backend::{Backend, Reply};
+use crate::support::client::{Client, Resp};
+use crate::support::proxy::Ringlb;
+
+fn route(member: &str, extra: &str) -> String {
+    format!(
+        "[[balancer]]\nname = \"app\"\nmembers = [{member}]\n\n[[route]]\npath = \"/os\"\n\
+         balancer = \"app\"\n{extra}\n"
+    )
+}
+
+fn ask(addr: SocketAddr, path: &str) -> Resp {
+    let mut c = Client::connect(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: www.example.org\r\n\r\n").as_bytes());
+    c.read_response().expect("a response")
+}
+
+/// A member like Tomcat with an app at /openspecimen: a login that redirects to its own address
+/// and sets the session cookie on the context path, a relative redirect, and pages that say
+/// which path they were asked for.
+fn tomcat_like() -> Backend {
+    let me = std::sync::Arc::new(std::sync::OnceLock::<SocketAddr>::new());
+    let addr = me.clone();
+    let b = Backend::start(move |r| {
+        let own = addr.get().copied().unwrap();
+        let redirect = |location: String, cookie: Option<&str>| {
+            let mut headers = vec![("Location".to_string(), location)];
+            if let Some(c) = cookie {
+                headers.push(("Set-Cookie".to_string(), c.to_string()));
+            }
+            Reply::Full {
+                status: 302,
+                headers,
+                body: Vec::new(),
+                chunked: false,
+            }
+        };
+        match r.path.as_str() {
+            "/openspecimen/login" => redirect(
+                format!("http://{own}/openspecimen/home"),
+                Some("JSESSIONID=AB12; Path=/openspecimen; HttpOnly"),
+            ),
+            "/openspecimen/relative" => redirect("/openspecimen/next?x=1".into(), None),
+            "/openspecimen/away" => redirect("https://sso.example.net/openspecimen".into(), None),
+            p => Reply::Text(format!("page {p}")),
+        }
+    });
+    me.set(b.addr).unwrap();
+    b
+}
+
+#[test]
+fn a_mapped_route_forwards_the_member_path_and_maps_redirects_and_cookies_back() {
+    let m = tomcat_like();
+    let member = format!("{{ url = \"http://{}\" }}", m.addr);
+    let p = Ringlb::start(&route(&member, "member_path = \"/openspecimen\""), 1);
+    let r = ask(p.addr, "/os/page?a=1");
+    assert_eq!(r.text(), "page /openspecimen/page?a=1");
+    assert_eq!(m.requests()[0].path, "/openspecimen/page?a=1");
+    let r = ask(p.addr, "/os/login");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("Location"), Some("http://www.example.org/os/home"));
+    assert_eq!(
+        r.header("Set-Cookie"),
+        Some("JSESSIONID=AB12; Path=/os; HttpOnly")
+    );
+    assert_eq!(
+        ask(p.addr, "/os/relative").header("Location"),
+        Some("/os/next?x=1")
+    );
+    // Another site's URL is left as it is.
+    let away = ask(p.addr, "/os/away");
+    assert_eq!(
+        away.header("Location"),
+        Some("https://sso.example.net/openspecimen")
+    );
+    // Outside the route: ringlb's own 404; the member saw nothing more.
+    assert_eq!(ask(p.addr, "/openspecimen/page").status, 404);
+    assert_eq!(m.requests().len(), 4);
+}
+
+#[test]
+fn without_a_member_path_redirects_are_left_alone_unless_reverse_is_on() {
+    let m = tomcat_like();
+    let member = format!("{{ url = \"http://{}\" }}", m.addr);
+    let plain = route(&member, "").replace("path = \"/os\"", "path = \"/openspecimen\"");
+    let p = Ringlb::start(&plain, 1);
+    let r = ask(p.addr, "/openspecimen/login");
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("http://{}/openspecimen/home", m.addr).as_str())
+    );
+    drop(p);
+    let p = Ringlb::start(
+        &plain.replace(
+            "balancer = \"app\"\n",
+            "balancer = \"app\"\nreverse = true\n",
+        ),
+        1,
+    );
+    let r = ask(p.addr, "/openspecimen/login");
+    assert_eq!(
+        r.header("Location"),
+        Some("http://www.example.org/openspecimen/home")
+    );
+    assert_eq!(
+        r.header("Set-Cookie"),
+        Some("JSESSIONID=AB12; Path=/openspecimen; HttpOnly")
+    );
+}
+
+#[test]
+fn an_ajp_member_gets_the_member_path_and_its_redirects_come_back_mapped() {
+    let tomcat = AjpContainer::start(|f| {
+        let mut out = if f.uri == b"/openspecimen/login" {
+            send_headers(
+                302,
+                b"Found",
+                &[
+                    // Location and Set-Cookie as Tomcat codes them.
+                    (
+                        RespName::Coded(0xA006),
+                        b"http://www.example.org/openspecimen/home",
+                    ),
+                    (
+                        RespName::Coded(0xA007),
+                        b"JSESSIONID=CD34; Path=/openspecimen",
+                    ),
+                    (RespName::Coded(0xA003), b"0"),
+                ],
+            )
+        } else {
+            send_headers(200, b"OK", &[(RespName::Coded(0xA003), b"2")])
+        };
+        if f.uri != b"/openspecimen/login" {
+            out.extend(body_chunk(b"ok"));
+        }
+        out.extend(end_response(true));
+        out
+    });
+    let p = Ringlb::start(
+        &route(&tomcat.member(), "member_path = \"/openspecimen\""),
+        1,
+    );
+    let r = ask(p.addr, "/os/login");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("Location"), Some("http://www.example.org/os/home"));
+    assert_eq!(r.header("Set-Cookie"), Some("JSESSIONID=CD34; Path=/os"));
+    assert_eq!(ask(p.addr, "/os/x").text(), "ok");
+    let uris: Vec<Vec<u8>> = tomcat.forwards().into_iter().map(|f| f.uri).collect();
+    assert_eq!(
+        uris,
+        [b"/openspecimen/login".to_vec(), b"/openspecimen/x".to_vec()]
+    );
+}
