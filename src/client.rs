@@ -46,9 +46,10 @@ pub struct Client {
     /// the request's own are in normal form. On a route with a `member_path`, the mapped target
     /// (`http::reverse::map_target`).
     pub path: Vec<u8>,
-    /// The Host the client asked for, kept for a route that maps response URLs back
-    /// (`http::reverse`): the request head is gone from `buf` by the time the response comes.
-    pub public_host: Vec<u8>,
+    /// `http(s)://host` as the client asked, kept for a route that maps response URLs back
+    /// (`http::reverse::public_origin`): the request head is gone from `buf` by the time the
+    /// response comes.
+    pub public_origin: Vec<u8>,
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core while it idles,
@@ -63,7 +64,7 @@ pub struct Spare {
     resp_headers: Vec<crate::http::header::HeaderPos>,
     log_fields: [Vec<u8>; 3],
     path: Vec<u8>,
-    public_host: Vec<u8>,
+    public_origin: Vec<u8>,
     /// A TLS connection's ciphertext buffers (empty when lent by a plain one).
     tls: (Vec<u8>, Vec<u8>),
 }
@@ -84,7 +85,7 @@ impl Client {
             rec: Record::default(),
             log_fields: Default::default(),
             path: Vec::new(),
-            public_host: Vec::new(),
+            public_origin: Vec::new(),
         }
     }
 
@@ -110,7 +111,7 @@ impl Client {
             resp_headers: std::mem::take(&mut self.resp.headers),
             log_fields: std::mem::take(&mut self.log_fields),
             path: take(&mut self.path),
-            public_host: take(&mut self.public_host),
+            public_origin: take(&mut self.public_origin),
             tls: tls.unwrap_or_default(),
         };
         Some(spare)
@@ -126,7 +127,7 @@ impl Client {
         self.resp.headers = s.resp_headers;
         self.log_fields = s.log_fields;
         self.path = s.path;
-        self.public_host = s.public_host;
+        self.public_origin = s.public_origin;
         self.stream.take(s.tls);
     }
 }

@@ -1,4 +1,5 @@
-//! One request's trip through ringlb once its head is parsed: gather a small body, route, pick a
+//! One request's trip through ringlb once its head is parsed: gather a small body, route (and map
+//! the target onto the route's `member_path`: a target that cannot be mapped gets 404), pick a
 //! member, take a checked pooled connection or connect, run the member's exchange (HTTP or AJP),
 //! act on its `Outcome` (answer, retry as `outcome::retry` says, fail over), write the access-log
 //! line.
@@ -391,13 +392,19 @@ impl Tries {
 /// `;parameter` inside it), so it cannot be mapped.
 fn map_route(c: &mut Client, route: &RouteConfig) -> bool {
     if route.reverse {
-        c.public_host.clear();
-        c.public_host.extend_from_slice(c.head.routing_host(&c.buf));
+        // The scheme the client used, or the one a trusted proxy in front says it used.
+        let forwarded = c.trusted && c.head.forwarded_proto(&c.buf) == Some("https");
+        let https = c.stream.tls.is_some() || forwarded;
+        let host = c.head.routing_host(&c.buf);
+        reverse::public_origin(&mut c.public_origin, host, https);
     }
     let Some(member) = &route.member_path else {
         return true;
     };
     let from = target(&c.buf, &c.head, &c.path);
+    if from == b"*" {
+        return true;
+    }
     let mapped = reverse::map_target(from, route.path.as_bytes(), member.as_bytes(), &mut c.out);
     if mapped {
         std::mem::swap(&mut c.path, &mut c.out);
@@ -407,7 +414,7 @@ fn map_route(c: &mut Client, route: &RouteConfig) -> bool {
 
 /// The route of the parsed request. Routing compares the path as members resolve it: without
 /// `;parameters` (`path::route_key`, written into `c.out`, which is free until the exchange
-/// writes the member's head).
+/// writes the member's head; `map_route` uses it next, and swaps it with `c.path`).
 fn find_route<'a>(gen: &'a CoreGen, c: &mut Client) -> Option<&'a RouteConfig> {
     let mut path = target(&c.buf, &c.head, &c.path);
     if path.contains(&b';') {

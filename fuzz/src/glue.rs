@@ -346,3 +346,14 @@ pub fn redirect_host(host: &[u8]) -> Option<&[u8]> {
 
 pub use ringlb::handover::{describe as handover_describe, read_description as handover_read};
 pub use ringlb::worker::Role;
+
+// ---------------------------------------------------------------- route mapping
+
+pub use ringlb::http::reverse::{map_target, public_origin, Mapping, Reverse};
+
+/// `reverse::push_response_header` for one header, into a fresh buffer.
+pub fn reverse_header(name: &[u8], value: &[u8], r: &Reverse) -> Vec<u8> {
+    let mut out = Vec::new();
+    ringlb::http::reverse::push_response_header(&mut out, name, value, Some(r));
+    out
+}

@@ -484,8 +484,7 @@ async fn send_headers(
     };
     let reverse = limits.reverse.map(|mapping| Reverse {
         mapping,
-        host: &c.public_host,
-        https: c.stream.tls.is_some(),
+        origin: &c.public_origin,
     });
     c.out.clear();
     let head = (status, &reason, &headers[..]);

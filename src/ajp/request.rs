@@ -324,8 +324,6 @@ pub struct Framing {
     pub client_minor: u8,
 }
 
-/// Writes the client's response head for a SEND_HEADERS packet held in `pkt` (checked by
-/// `check_response`).
 /// A SEND_HEADERS' status, reason and headers (ranges into its packet).
 pub type Head<'a> = (
     u16,
@@ -333,6 +331,8 @@ pub type Head<'a> = (
     &'a [(HeaderName, Range<usize>)],
 );
 
+/// Writes the client's response head for a SEND_HEADERS packet held in `pkt` (checked by
+/// `check_response`).
 pub fn response_head(
     out: &mut Vec<u8>,
     pkt: &[u8],

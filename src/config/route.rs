@@ -79,12 +79,8 @@ impl Validator<'_> {
             );
         };
         let path = r.path.get_ref();
-        if !path.starts_with('/') {
-            return self.err(
-                r.path.span(),
-                format!("route[{i}].path"),
-                "must start with /".into(),
-            );
+        if let Err(why) = plain_path(path) {
+            return self.err(r.path.span(), format!("route[{i}].path"), why);
         }
         if let Some(mp) = &r.member_path {
             self.member_path(i, path, mp)?;
@@ -103,13 +99,8 @@ impl Validator<'_> {
     fn member_path(&self, i: usize, path: &str, mp: &Spanned<String>) -> Result<(), ConfigError> {
         let key = format!("route[{i}].member_path");
         let m = mp.get_ref();
-        let plain = |b: u8| b.is_ascii_graphic() && !b"?#\\".contains(&b);
-        if !m.starts_with('/') || m.starts_with("//") || !m.bytes().all(plain) {
-            return self.err(
-                mp.span(),
-                key,
-                format!("\"{m}\" is not an absolute path (it starts with one /, has no ?, #, \\, space or control character)"),
-            );
+        if let Err(why) = plain_path(m) {
+            return self.err(mp.span(), key, why);
         }
         if path.ends_with('/') != m.ends_with('/') {
             return self.err(
@@ -120,6 +111,27 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// A path a route may name: written into request lines, `Location` and `Set-Cookie` as it is, so
+/// it must already be in ringlb's normal form (`http::path`: no `.` or `..` segment, no `//`, no
+/// escape a member reads as a separator) and hold no `?`, `#`, space or control character.
+fn plain_path(p: &str) -> Result<(), String> {
+    let plain = |b: u8| b.is_ascii_graphic() && !b"?#".contains(&b);
+    let mut normal = Vec::new();
+    let normalised = crate::http::path::normalize(p.as_bytes(), &mut normal);
+    if !p.starts_with('/') || !p.bytes().all(plain) || normalised.is_err() || !normal.is_empty() {
+        let hint = String::from_utf8_lossy(&normal).into_owned();
+        let hint = if hint.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean \"{hint}\"?)")
+        };
+        return Err(format!(
+            "\"{p}\" is not a plain absolute path: one leading /, no . or .. segment, no //, no ?, #, \\, space, control character or escaped separator{hint}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,7 +162,19 @@ mod tests {
 
     #[test]
     fn bad_member_paths_name_key_and_line() {
-        for bad in ["app", "//evil/x", "/a b", "/a?x", "/a#x", "/a\\\\b"] {
+        for bad in [
+            "app",
+            "//evil/x",
+            "/a b",
+            "/a?x",
+            "/a#x",
+            "/a\\\\b",
+            "/a/../b",
+            "/a/.",
+            "/a//b",
+            "/a%2fb",
+            "/%2e%2e/x",
+        ] {
             let text = with(&format!("path = \"/os\"\nmember_path = \"{bad}\"\n"));
             let (line, key, _) = error_of(&text);
             assert_eq!((line, key.as_str()), (9, "route[0].member_path"), "{bad}");

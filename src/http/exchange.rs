@@ -316,8 +316,7 @@ async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Para
     let minor = c.head.minor_version;
     let reverse = p.reverse.map(|mapping| Reverse {
         mapping,
-        host: &c.public_host,
-        https: c.stream.tls.is_some(),
+        origin: &c.public_origin,
     });
     let head = rewrite::ClientHead {
         body: mode,

@@ -10,8 +10,9 @@
 //!
 //! Owns: the one normalised form of a path. Must never: touch the query, decode anything but
 //! unreserved characters, or accept a path that climbs above the root. Invariant: a member
-//! resolves the forwarded path to the path ringlb routed on, and a path already in normal form is
-//! forwarded byte for byte.
+//! resolves the forwarded path to the path ringlb routed on (with a route's `member_path` in
+//! place of its prefix, `http::reverse`: both are in this normal form, so the result is too), and
+//! a path already in normal form is forwarded byte for byte.
 
 use super::chunked::hex_value;
 

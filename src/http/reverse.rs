@@ -32,9 +32,10 @@ pub struct Mapping<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Reverse<'a> {
     pub mapping: Mapping<'a>,
-    /// The Host the client asked for (empty without one: URLs are then left as they are).
-    pub host: &'a [u8],
-    pub https: bool,
+    /// `http(s)://host[:port]` as the client asked (`public_origin`); empty when it named no
+    /// host or one that is not a plain host name or address: a member's URLs are then left as
+    /// they are.
+    pub origin: &'a [u8],
 }
 
 impl Mapping<'_> {
@@ -44,10 +45,16 @@ impl Mapping<'_> {
 }
 
 /// Writes `target` (path, then `?query`) with the public prefix replaced by the member path into
-/// `out`. `false`: `target` does not begin with the public prefix as written (a `;parameter`
-/// inside it): it cannot be mapped.
+/// `out`. A target without a path (`?q`, or empty: an absolute-form request without one) is under
+/// `/`. `false`: `target` does not begin with the public prefix as written (a `;parameter` inside
+/// it): it cannot be mapped. (`*` is not a path: the caller forwards it as it is.)
 pub fn map_target(target: &[u8], public: &[u8], member: &[u8], out: &mut Vec<u8>) -> bool {
-    let Some(rest) = target.strip_prefix(public) else {
+    let rest = match target.first() {
+        Some(b'/') => target.strip_prefix(public),
+        _ if public == b"/" => Some(target),
+        _ => None,
+    };
+    let Some(rest) = rest else {
         return false;
     };
     out.clear();
@@ -55,13 +62,56 @@ pub fn map_target(target: &[u8], public: &[u8], member: &[u8], out: &mut Vec<u8>
     true
 }
 
-/// `prefix` followed by `rest`, one `/` where both bring one.
+/// `prefix` followed by `rest`, one `/` where both bring some: a result never begins with `//`
+/// (which would name another host).
 fn join(out: &mut Vec<u8>, prefix: &[u8], rest: &[u8]) {
     out.extend_from_slice(prefix);
-    match (prefix.last(), rest.first()) {
-        (Some(b'/'), Some(b'/')) => out.extend_from_slice(&rest[1..]),
-        _ => out.extend_from_slice(rest),
+    let rest = match prefix.last() {
+        Some(b'/') => &rest[rest.iter().take_while(|&&b| b == b'/').count()..],
+        _ => rest,
+    };
+    out.extend_from_slice(rest);
+}
+
+/// The client's origin for `public_origin`: `http(s)://host`, or nothing when `host` is not a
+/// plain host name, IPv4 or bracketed IPv6 address with an optional port (a value ringlb would
+/// not put into a URL).
+pub fn public_origin(out: &mut Vec<u8>, host: &[u8], https: bool) {
+    out.clear();
+    if valid_host(host) {
+        out.extend_from_slice(if https { b"https://" } else { b"http://" });
+        out.extend_from_slice(host);
     }
+}
+
+fn valid_host(h: &[u8]) -> bool {
+    let (name, port) = match h.first() {
+        Some(b'[') => match h.iter().position(|&b| b == b']') {
+            Some(end) => h.split_at(end + 1),
+            None => return false,
+        },
+        _ => match h.iter().position(|&b| b == b':') {
+            Some(i) => h.split_at(i),
+            None => (h, &[][..]),
+        },
+    };
+    let port_ok = port.is_empty()
+        || (port.len() <= 6 && port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
+    let name_ok = match name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        }
+        None => {
+            !name.is_empty()
+                && name
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b))
+        }
+    };
+    port_ok && name_ok
 }
 
 /// Whether a response header is one whose value is a URL the mapping applies to.
@@ -97,17 +147,17 @@ pub fn push_response_header(
 /// - anything else (another site, a relative reference): as it is.
 pub fn url(out: &mut Vec<u8>, value: &[u8], r: &Reverse) {
     let m = &r.mapping;
+    let host = split_absolute(r.origin).map_or(&[][..], |(_, h, _)| h);
     if let Some((scheme, authority, rest)) = split_absolute(value) {
         let at_member = m
             .members
             .iter()
             .any(|mc| member_origin(mc, scheme, authority));
-        if at_member && !r.host.is_empty() {
-            out.extend_from_slice(if r.https { b"https://" } else { b"http://" });
-            out.extend_from_slice(r.host);
+        if at_member && !host.is_empty() {
+            out.extend_from_slice(r.origin);
             return path(out, rest, m);
         }
-        let at_client = !r.host.is_empty() && same_authority(authority, r.host, scheme);
+        let at_client = !host.is_empty() && same_authority(authority, host, scheme);
         if at_client && m.mapped() {
             out.extend_from_slice(&value[..value.len() - rest.len()]);
             return path(out, rest, m);

@@ -18,15 +18,20 @@ fn members(urls: &[&str]) -> Vec<MemberConfig> {
     Config::parse(&text).unwrap().balancers.remove(0).members
 }
 
-fn rev<'a>(public: &'a str, member: &'a str, ms: &'a [MemberConfig], host: &'a str) -> Reverse<'a> {
+/// `origin`: `http://host`, or empty for "".
+fn rev<'a>(
+    public: &'a str,
+    member: &'a str,
+    ms: &'a [MemberConfig],
+    origin: &'a str,
+) -> Reverse<'a> {
     Reverse {
         mapping: Mapping {
             public: public.as_bytes(),
             member: member.as_bytes(),
             members: ms,
         },
-        host: host.as_bytes(),
-        https: false,
+        origin: origin.as_bytes(),
     }
 }
 
@@ -63,7 +68,7 @@ fn targets_map_the_public_prefix_onto_the_member_path() {
 #[test]
 fn locations_at_a_member_or_under_the_member_path_come_back_public() {
     let ms = members(&["http://10.0.0.1:8080", "http://127.0.0.2:80"]);
-    let r = rev("/os", "/openspecimen", &ms, "www.example.org");
+    let r = rev("/os", "/openspecimen", &ms, "http://www.example.org");
     // The member's own address (Apache: ProxyPassReverse /os balancer://c/openspecimen).
     let cases = [
         (
@@ -111,7 +116,10 @@ fn locations_at_a_member_or_under_the_member_path_come_back_public() {
     for (given, want) in cases {
         assert_eq!(url_of(given, &r), want, "{given}");
     }
-    let tls = Reverse { https: true, ..r };
+    let tls = Reverse {
+        origin: b"https://www.example.org",
+        ..r
+    };
     assert_eq!(
         url_of("http://10.0.0.1:8080/openspecimen/", &tls),
         "https://www.example.org/os/"
@@ -125,9 +133,40 @@ fn locations_at_a_member_or_under_the_member_path_come_back_public() {
 }
 
 #[test]
+fn a_result_never_names_another_host_and_odd_hosts_are_not_used() {
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let r = rev("/", "/app/", &ms, "http://h");
+    assert_eq!(url_of("/app///evil.example/x", &r), "/evil.example/x");
+    assert_eq!(
+        url_of("http://10.0.0.1:8080/app//evil", &r),
+        "http://h/evil"
+    );
+    let mut out = Vec::new();
+    assert!(map_target(b"/", b"/", b"/app/", &mut out));
+    assert_eq!(out, b"/app/");
+    assert!(map_target(b"?q=1", b"/", b"/app/", &mut out));
+    assert_eq!(out, b"/app/?q=1");
+    assert!(!map_target(b"?q=1", b"/os", b"/app", &mut out));
+    for (host, https, want) in [
+        ("www.example.org:8443", true, "https://www.example.org:8443"),
+        ("10.0.0.9", false, "http://10.0.0.9"),
+        ("[::1]:80", false, "http://[::1]:80"),
+        ("x@evil.example", false, ""),
+        ("a b", false, ""),
+        ("h/x", false, ""),
+        ("h:80x", false, ""),
+        ("[::1", false, ""),
+        ("", false, ""),
+    ] {
+        public_origin(&mut out, host.as_bytes(), https);
+        assert_eq!(out, want.as_bytes(), "{host}");
+    }
+}
+
+#[test]
 fn without_a_member_path_only_a_members_own_address_is_rewritten() {
     let ms = members(&["http://10.0.0.1:8080"]);
-    let r = rev("/", "/", &ms, "site:8443");
+    let r = rev("/", "/", &ms, "http://site:8443");
     assert_eq!(url_of("http://10.0.0.1:8080/x", &r), "http://site:8443/x");
     assert_eq!(url_of("/x", &r), "/x");
     assert_eq!(url_of("http://site:8443/x", &r), "http://site:8443/x");
@@ -139,7 +178,7 @@ fn without_a_member_path_only_a_members_own_address_is_rewritten() {
 #[test]
 fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
     let ms = members(&["http://10.0.0.1:8080"]);
-    let r = rev("/os", "/openspecimen", &ms, "h");
+    let r = rev("/os", "/openspecimen", &ms, "http://h");
     let cases = [
         (
             "JSESSIONID=AB12; Path=/openspecimen; HttpOnly",
@@ -162,10 +201,10 @@ fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
     for (given, want) in cases {
         assert_eq!(cookie_of(given, &r), want, "{given}");
     }
-    let root = rev("/", "/app/", &ms, "h");
+    let root = rev("/", "/app/", &ms, "http://h");
     assert_eq!(cookie_of("s=1; Path=/app", &root), "s=1; Path=/");
     assert_eq!(cookie_of("s=1; Path=/app/x", &root), "s=1; Path=/x");
-    let under = rev("/os/", "/", &ms, "h");
+    let under = rev("/os/", "/", &ms, "http://h");
     assert_eq!(cookie_of("s=1; Path=/", &under), "s=1; Path=/os/");
     assert_eq!(cookie_of("s=1; Path=/x", &under), "s=1; Path=/os/x");
 }
@@ -173,7 +212,7 @@ fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
 #[test]
 fn only_url_headers_and_set_cookie_are_touched() {
     let ms = members(&["http://10.0.0.1:8080"]);
-    let r = rev("/os", "/openspecimen", &ms, "h");
+    let r = rev("/os", "/openspecimen", &ms, "http://h");
     let mut out = Vec::new();
     for name in ["Location", "content-location", "URI"] {
         out.clear();
@@ -238,7 +277,7 @@ fn a_mapped_target_redirected_to_comes_back_as_the_target() {
         ));
         assert!(forwarded.starts_with(member.as_bytes()));
         assert!(!forwarded.starts_with(b"//"), "{target}");
-        let r = rev(public, member, &ms, "pub.example");
+        let r = rev(public, member, &ms, "http://pub.example");
         let back = url_of(std::str::from_utf8(&forwarded).unwrap(), &r);
         assert_eq!(back, target, "{public} -> {member}");
         let absolute = format!(

@@ -43,11 +43,20 @@ pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Copies the headers the policy forwards.
-fn forward_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], dir: Direction) {
+/// Copies the headers the policy forwards; a response's through `reverse` where its route maps
+/// URLs back.
+fn forward_headers(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: &[HeaderPos],
+    dir: Direction,
+    reverse: Option<&Reverse>,
+) {
     let policy = Policy::new(buf, headers, dir, Wire::Http);
     for h in headers {
         if policy.action(h) == Action::Forward {
-            push_header(out, &buf[h.name.clone()], &buf[h.value.clone()]);
+            let (name, value) = (&buf[h.name.clone()], &buf[h.value.clone()]);
+            reverse::push_response_header(out, name, value, reverse);
         }
     }
 }
@@ -86,7 +95,7 @@ pub fn request_head(
         out.extend_from_slice(member_host_port.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-    forward_headers(out, buf, &head.headers, Direction::Request);
+    forward_headers(out, buf, &head.headers, Direction::Request, None);
     // The trail a trusted proxy sent is kept and extended; anyone else's is replaced.
     out.extend_from_slice(b"X-Forwarded-For: ");
     for h in head.headers.iter().filter(|_| from.trusted) {
@@ -153,7 +162,7 @@ pub fn interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
-    forward_headers(out, buf, &head.headers, Direction::Response);
+    forward_headers(out, buf, &head.headers, Direction::Response, None);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -169,7 +178,6 @@ pub fn insert_after_status_line(out: &mut Vec<u8>, lines: &[u8]) {
     }
 }
 
-/// Writes the head to send to the client.
 /// How the client's response head is framed and rewritten.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientHead<'a> {
@@ -180,6 +188,7 @@ pub struct ClientHead<'a> {
     pub reverse: Option<&'a Reverse<'a>>,
 }
 
+/// Writes the head to send to the client.
 pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, client: &ClientHead) {
     let ClientHead {
         body,
@@ -190,13 +199,7 @@ pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, client:
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
-    let policy = Policy::new(buf, &head.headers, Direction::Response, Wire::Http);
-    for h in &head.headers {
-        if policy.action(h) == Action::Forward {
-            let (name, value) = (&buf[h.name.clone()], &buf[h.value.clone()]);
-            reverse::push_response_header(out, name, value, reverse);
-        }
-    }
+    forward_headers(out, buf, &head.headers, Direction::Response, reverse);
     if body == ClientBody::Dechunk {
         end_response_head(out, keep_alive, client_minor);
         return;
