@@ -3,7 +3,7 @@
 # black-box tests again with the epoll driver, then (as root) the keepalived pair of docs/ha.md in
 # network namespaces (scripts/ha-test.sh, on a release build). Installs the real peers the tests use (promtool
 # from Debian's prometheus, Debian's chromium, Tomcat 10 for AJP, curl, openssl and Python as
-# TLS clients) where they are missing and this is root; where it cannot, those checks say loudly
+# TLS clients, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
 # that they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,14 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "!!! ${need[*]} missing and not root: the promtool / Chromium / Tomcat / curl / openssl / Python checks will be SKIPPED"
   fi
 fi
+# Debian's apache2: its configuration tree is one the importer is tested on (installed without
+# starting the service).
+if [ "$(id -u)" = 0 ] && ! command -v apache2ctl >/dev/null 2>&1; then
+  bash scripts/bench/install-peers.sh apache2ctl:apache2 ||
+    echo "!!! could not install apache2: the import test on Debian's tree will be SKIPPED"
+fi
 if command -v promtool >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 &&
+  command -v apache2ctl >/dev/null 2>&1 &&
   [ -x /usr/share/tomcat10/bin/catalina.sh ] && command -v javac >/dev/null 2>&1 &&
   command -v curl >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 &&
   command -v python3 >/dev/null 2>&1; then

@@ -64,6 +64,13 @@ pub enum Command {
         #[arg(long)]
         upgrade: bool,
     },
+    /// Translate an Apache httpd configuration (mod_proxy_balancer, mod_proxy_ajp, mod_ssl) into a
+    /// ringlb one on stdout; what was not carried over goes to stderr with its file and line.
+    /// Exits 0 when the result is a valid configuration, 1 when it is not.
+    ImportApache {
+        /// The Apache file to start from (a vhost file, or apache2.conf: includes are followed).
+        file: PathBuf,
+    },
     /// Validate a config file, print a summary, exit 0 (valid) or 1 (invalid).
     Check {
         #[arg(long, short, default_value = "ringlb.toml")]

@@ -63,6 +63,7 @@ pub mod generation;
 pub mod handover;
 pub mod health;
 pub mod http;
+pub mod import;
 pub mod io;
 pub mod layout;
 pub mod listeners;

@@ -88,6 +88,7 @@ fn main() -> ExitCode {
             };
             serve(cfg, Some(source), upgrade)
         }
+        Command::ImportApache { file } => import_apache(&file),
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => match ringlb::tls::check::check(&c) {
                 Ok((lines, warnings)) => {
@@ -158,6 +159,31 @@ fn main() -> ExitCode {
             );
             println!("stop: Ctrl-C");
             serve(cfg, None, false)
+        }
+    }
+}
+
+/// `ringlb import-apache FILE`: the configuration on stdout, notes and verdict on stderr.
+fn import_apache(file: &std::path::Path) -> ExitCode {
+    let imported = match ringlb::import::apache(file) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ringlb: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", imported.toml);
+    for n in &imported.notes {
+        eprintln!("{}: {}", n.at, n.text);
+    }
+    match imported.invalid {
+        None => {
+            eprintln!("ringlb: imported; check it with `ringlb check --config <file>`");
+            ExitCode::SUCCESS
+        }
+        Some(why) => {
+            eprintln!("ringlb: the result is not a valid ringlb configuration: {why}");
+            ExitCode::from(1)
         }
     }
 }

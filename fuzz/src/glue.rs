@@ -357,3 +357,8 @@ pub fn reverse_header(name: &[u8], value: &[u8], r: &Reverse) -> Vec<u8> {
     ringlb::http::reverse::push_response_header(&mut out, name, value, Some(r));
     out
 }
+
+// ---------------------------------------------------------------- Apache configuration
+
+pub use ringlb::import::apache_conf::{read_text as apache_read, split_words, Directive};
+pub use ringlb::import::apache_map::translate as apache_translate;

@@ -11,6 +11,7 @@ mod forwarding;
 mod framing;
 mod health;
 mod idle;
+mod import_apache;
 mod integrity;
 mod lifecycle;
 mod listeners;

@@ -98,6 +98,15 @@ impl Ringlb {
         Self::spawn(path, workers, &[], Some(dir))
     }
 
+    /// Starts ringlb with `whole` as its config file (`[[listen]]` included).
+    pub fn start_whole(whole: &str, workers: usize) -> Ringlb {
+        let dir = TempDir::new();
+        let path = dir.0.join("ringlb.toml");
+        std::fs::write(&path, whole).unwrap();
+        Self::spawn(path, workers, &[], Some(dir))
+            .unwrap_or_else(|e| panic!("ringlb did not start: {e}"))
+    }
+
     /// A new process with this one's config file and `--upgrade`: it takes this one's listening
     /// sockets (binary upgrade); returns once it is ready.
     pub fn upgrade(&self) -> Result<Ringlb, String> {

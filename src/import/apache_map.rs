@@ -1,0 +1,728 @@
+//! What an Apache httpd configuration means for ringlb: `Listen` and `<VirtualHost>` (ports,
+//! `ServerName`/`ServerAlias`, `SSLEngine` and its certificate, an https redirect), `<Proxy
+//! balancer://…>` with `BalancerMember` and `ProxySet`, `ProxyPass` (to a balancer or to one
+//! URL; inside `<Location>` too) with `ProxyPassReverse`, `ProxyPassReverseCookiePath`,
+//! `ProxyPreserveHost`, `ProxyTimeout`, and the `balancer-manager` / `server-status` handlers.
+//! The result is a model (`Import`) that `toml_out` writes.
+//!
+//! Owns: the translation of each directive and parameter. Must never: drop a directive without a
+//! note saying where it was and why (not needed, not supported, or translated differently).
+//! `<IfModule>`, `<IfDefine>` and `<IfVersion>` are read as if their condition held (said once).
+
+use super::apache_conf::Directive;
+
+/// A note for the operator: where, and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub at: String,
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Listener {
+    pub address: String,
+    /// Certificate and key files (TLS listener), one pair per TLS virtual host on the port.
+    pub certs: Vec<(String, String)>,
+    pub redirect_https: bool,
+    pub from: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Balancer {
+    pub name: String,
+    /// Keys of `[[balancer]]` as TOML (`key = value`), in the order they were found.
+    pub keys: Vec<(String, String)>,
+    pub members: Vec<Member>,
+    pub from: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Member {
+    pub url: String,
+    pub keys: Vec<(String, String)>,
+    pub from: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Route {
+    pub host: Option<String>,
+    pub path: String,
+    pub balancer: String,
+    pub member_path: Option<String>,
+    pub preserve_host: bool,
+    pub reverse: bool,
+    pub from: String,
+}
+
+/// The translation.
+#[derive(Debug, Default)]
+pub struct Import {
+    pub listeners: Vec<Listener>,
+    pub balancers: Vec<Balancer>,
+    pub routes: Vec<Route>,
+    /// Where a `balancer-manager` or `server-status` handler was: ringlb's admin listener.
+    pub admin: Vec<String>,
+    pub response_timeout: Option<String>,
+    pub notes: Vec<Note>,
+}
+
+/// Directives with nothing to carry over (files, logs, modules, MPM and server identity).
+const NOT_NEEDED: &[&str] = &[
+    "ServerRoot",
+    "ServerAdmin",
+    "DocumentRoot",
+    "ErrorLog",
+    "CustomLog",
+    "LogLevel",
+    "LogFormat",
+    "LoadModule",
+    "Mutex",
+    "PidFile",
+    "User",
+    "Group",
+    "HostnameLookups",
+    "AccessFileName",
+    "DefaultRuntimeDir",
+    "ServerTokens",
+    "ServerSignature",
+    "TraceEnable",
+    "Timeout",
+    "KeepAlive",
+    "MaxKeepAliveRequests",
+    "StartServers",
+    "MinSpareThreads",
+    "MaxSpareThreads",
+    "ThreadLimit",
+    "ThreadsPerChild",
+    "MaxRequestWorkers",
+    "MaxConnectionsPerChild",
+    "MinSpareServers",
+    "MaxSpareServers",
+    "AddDefaultCharset",
+    "DirectoryIndex",
+    "TypesConfig",
+    "AddType",
+    "AddOutputFilter",
+    "AddLanguage",
+    "AddCharset",
+    "AddHandler",
+    "AddIcon",
+    "AddIconByType",
+    "AddIconByEncoding",
+    "AddAlt",
+    "AddAltByEncoding",
+    "AddAltByType",
+    "DefaultIcon",
+    "ReadmeName",
+    "HeaderName",
+    "IndexIgnore",
+    "IndexOptions",
+    "LanguagePriority",
+    "ForceLanguagePriority",
+    "MIMEMagicFile",
+    "SetEnvIf",
+    "BrowserMatch",
+    "Options",
+    "AllowOverride",
+    "Require",
+    "Order",
+    "Allow",
+    "Deny",
+    "Satisfy",
+    "Define",
+    "ServerName",
+    "ServerAlias",
+    "SSLEngine",
+    "SSLCertificateFile",
+    "SSLCertificateKeyFile",
+    "SSLRandomSeed",
+    "SSLSessionCache",
+    "SSLSessionCacheTimeout",
+    "SSLPassPhraseDialog",
+    "SSLCipherSuite",
+    "SSLHonorCipherOrder",
+    "SSLCompression",
+    "SSLSessionTickets",
+    "SSLStaplingCache",
+    "SSLUseStapling",
+    "SSLOptions",
+    "ProxyRequests",
+    "ProxyVia",
+    "ProxyPreserveHost",
+    "ProxyTimeout",
+    "ProxyPass",
+    "ProxyPassReverse",
+    "BalancerMember",
+    "ProxySet",
+    "ProxyPassReverseCookiePath",
+    "SetHandler",
+    "Listen",
+    "UseCanonicalName",
+    "RewriteEngine",
+];
+
+/// Translates `tree`.
+pub fn translate(tree: &[Directive]) -> Import {
+    let mut m = Import::default();
+    let mut t = Translator {
+        out: &mut m,
+        conditions_noted: false,
+    };
+    let mut global = Vhost::default();
+    t.walk(tree, &mut global);
+    t.finish_vhost(&global, None);
+    m
+}
+
+/// What a virtual host (or the main server) says.
+#[derive(Debug, Default, Clone)]
+struct Vhost {
+    names: Vec<String>,
+    ports: Vec<String>,
+    tls: bool,
+    cert: Option<String>,
+    key: Option<String>,
+    redirect_https: bool,
+    preserve_host: bool,
+    /// (public path, target, params, the directive)
+    passes: Vec<(String, String, Vec<String>, Directive)>,
+    reverses: Vec<(String, String, String)>,
+    cookie_paths: Vec<(String, String, String)>,
+}
+
+struct Translator<'a> {
+    out: &'a mut Import,
+    conditions_noted: bool,
+}
+
+impl Translator<'_> {
+    fn note(&mut self, d: &Directive, text: impl Into<String>) {
+        self.out.notes.push(Note {
+            at: d.at(),
+            text: text.into(),
+        });
+    }
+
+    fn walk(&mut self, list: &[Directive], v: &mut Vhost) {
+        for d in list {
+            self.directive(d, v);
+        }
+    }
+
+    fn directive(&mut self, d: &Directive, v: &mut Vhost) {
+        let arg = |i: usize| d.args.get(i).map_or("", String::as_str);
+        let on = |i: usize| arg(i).eq_ignore_ascii_case("on");
+        let name = d.name.to_ascii_lowercase();
+        match name.as_str() {
+            "ifmodule" | "ifdefine" | "ifversion" => {
+                if !self.conditions_noted {
+                    self.conditions_noted = true;
+                    self.note(d, "<IfModule>/<IfDefine>/<IfVersion> are read as if their condition held");
+                }
+                if let Some(kids) = &d.children {
+                    self.walk(kids, v);
+                }
+            }
+            "virtualhost" => {
+                let mut inner = Vhost {
+                    preserve_host: v.preserve_host,
+                    ports: d.args.iter().map(|a| port_of(a)).collect(),
+                    ..Vhost::default()
+                };
+                self.walk(d.children.as_deref().unwrap_or(&[]), &mut inner);
+                self.finish_vhost(&inner, Some(d));
+            }
+            "proxy" => self.proxy_section(d),
+            "location" | "locationmatch" => self.location(d, v),
+            "listen" => {
+                let port = port_of(arg(0));
+                if !v.ports.contains(&port) {
+                    v.ports.push(port);
+                }
+            }
+            "servername" => v.names.insert(0, arg(0).to_ascii_lowercase()),
+            "serveralias" => v.names.extend(d.args.iter().map(|a| a.to_ascii_lowercase())),
+            "sslengine" => v.tls = on(0),
+            "sslcertificatefile" => v.cert = Some(arg(0).to_string()),
+            "sslcertificatekeyfile" => v.key = Some(arg(0).to_string()),
+            "sslcertificatechainfile" => self.note(
+                d,
+                "SSLCertificateChainFile: ringlb reads the chain from the certificate file; append this file to it",
+            ),
+            "proxypreservehost" => v.preserve_host = on(0),
+            "proxytimeout" => self.out.response_timeout = seconds(arg(0)),
+            "proxypass" => match d.args.len() {
+                0 | 1 => self.note(d, "ProxyPass outside <Location> needs a path and a URL: skipped"),
+                _ if arg(1) == "!" => self.note(
+                    d,
+                    format!("ProxyPass {} ! (an exclusion: Apache serves it itself) is not supported: those requests go to the route of a shorter prefix, or get 404", arg(0)),
+                ),
+                _ => v.passes.push((arg(0).into(), arg(1).into(), d.args[2..].to_vec(), d.clone())),
+            },
+            "proxypassreverse" if d.args.len() >= 2 => {
+                v.reverses.push((arg(0).into(), arg(1).into(), d.at()))
+            }
+            "proxypassreversecookiepath" if d.args.len() >= 2 => {
+                v.cookie_paths.push((arg(0).into(), arg(1).into(), d.at()))
+            }
+            "balancermember" => match d.args.first() {
+                Some(b) if b.starts_with("balancer://") => {
+                    let name = balancer_name(b);
+                    self.member(&name, &d.args[1..], d);
+                }
+                _ => self.note(d, "BalancerMember outside <Proxy balancer://…> without a balancer: skipped"),
+            },
+            "proxyset" => match d.args.first() {
+                Some(b) if b.starts_with("balancer://") => {
+                    let name = balancer_name(b);
+                    self.balancer_params(&name, &d.args[1..], d);
+                }
+                _ => self.note(d, "ProxySet outside <Proxy balancer://…>: skipped"),
+            },
+            "rewriterule" if rewrites_to_https(&d.args) => v.redirect_https = true,
+            "redirect" | "redirectpermanent" if redirects_to_https(&d.args) => v.redirect_https = true,
+            "proxypassmatch" | "proxypassreversecookiedomain" | "rewriterule" | "rewritecond"
+            | "redirect" | "redirectmatch" | "header" | "requestheader"
+            | "alias" | "errordocument" | "proxyerroroverride" | "secruleengine" => {
+                self.note(d, format!("{}: not translated (not supported by ringlb)", d.name))
+            }
+            _ if d.children.is_some() => {
+                self.note(d, format!("<{} {}> and what it holds: not translated", d.name, d.args.join(" ")))
+            }
+            _ if NOT_NEEDED.iter().any(|n| d.is(n)) => {}
+            _ => self.note(d, format!("{}: not translated", d.name)),
+        }
+    }
+
+    /// `<Location /path>`: a `ProxyPass URL` inside maps that path; the balancer-manager and
+    /// server-status handlers become the admin listener.
+    fn location(&mut self, d: &Directive, v: &mut Vhost) {
+        let path = d.args.first().cloned().unwrap_or_default();
+        for k in d.children.as_deref().unwrap_or(&[]) {
+            let handler = k.args.first().map(|a| a.to_ascii_lowercase());
+            match handler.as_deref() {
+                Some("balancer-manager" | "server-status") if k.is("SetHandler") => {
+                    self.out.admin.push(k.at());
+                }
+                _ if k.is("ProxyPass") && k.args.len() == 1 && k.args[0] != "!" => {
+                    v.passes
+                        .push((path.clone(), k.args[0].clone(), Vec::new(), k.clone()))
+                }
+                _ if k.is("ProxyPassReverse") && k.args.len() == 1 => {
+                    v.reverses.push((path.clone(), k.args[0].clone(), k.at()))
+                }
+                _ if d.is("Location") => self.directive(k, v),
+                _ => self.note(
+                    k,
+                    format!("{} inside <LocationMatch>: not translated", k.name),
+                ),
+            }
+        }
+    }
+
+    fn proxy_section(&mut self, d: &Directive) {
+        let target = d.args.first().map_or("", String::as_str);
+        if !target.starts_with("balancer://") {
+            return self.note(
+                d,
+                format!("<Proxy {target}>: only balancer sections are translated"),
+            );
+        }
+        let name = balancer_name(target);
+        self.balancer(&name, d);
+        for k in d.children.as_deref().unwrap_or(&[]) {
+            if k.is("BalancerMember") && !k.args.is_empty() {
+                self.member(&name, &k.args, k);
+            } else if k.is("ProxySet") {
+                self.balancer_params(&name, &k.args, k);
+            } else if !NOT_NEEDED.iter().any(|n| k.is(n)) || k.is("ProxyPass") {
+                self.note(k, format!("{} inside <Proxy>: not translated", k.name));
+            }
+        }
+    }
+
+    /// The balancer called `name` (made on first mention).
+    fn balancer(&mut self, name: &str, d: &Directive) -> &mut Balancer {
+        let i = match self.out.balancers.iter().position(|b| b.name == name) {
+            Some(i) => i,
+            None => {
+                self.out.balancers.push(Balancer {
+                    name: name.to_string(),
+                    ..Balancer::default()
+                });
+                self.out.balancers.len() - 1
+            }
+        };
+        let b = &mut self.out.balancers[i];
+        let at = d.at();
+        if !b.from.contains(&at) {
+            b.from.push(at);
+        }
+        b
+    }
+
+    fn member(&mut self, balancer: &str, args: &[String], d: &Directive) {
+        let url = args[0].trim_end_matches('/').to_string();
+        let mut member = Member {
+            url,
+            keys: Vec::new(),
+            from: d.at(),
+        };
+        for p in &args[1..] {
+            let (k, val) = p.split_once('=').unwrap_or((p, ""));
+            match member_key(&k.to_ascii_lowercase(), val) {
+                Param::Member(key, value) => member.keys.push((key.into(), value)),
+                Param::Balancer(key, value) => self.balancer_key(balancer, key, value, d),
+                Param::Note(text) => self.note(d, format!("BalancerMember {p}: {text}")),
+            }
+        }
+        self.balancer(balancer, d).members.push(member);
+    }
+
+    fn balancer_params(&mut self, name: &str, params: &[String], d: &Directive) {
+        self.balancer(name, d);
+        for p in params {
+            let (k, val) = p.split_once('=').unwrap_or((p, ""));
+            match balancer_key(&k.to_ascii_lowercase(), val) {
+                Param::Balancer(key, value) => self.balancer_key(name, key, value, d),
+                Param::Member(..) => {}
+                Param::Note(text) => self.note(d, format!("ProxySet {p}: {text}")),
+            }
+        }
+    }
+
+    fn balancer_key(&mut self, name: &str, key: &str, value: String, d: &Directive) {
+        let b = self.balancer(name, d);
+        match b.keys.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) if *v != value => {
+                let was = v.clone();
+                *v = value.clone();
+                let text = format!("{key}: {was} and {value} for one balancer (ringlb has one per balancer): {value} kept");
+                self.note(d, text);
+            }
+            Some(_) => {}
+            None => b.keys.push((key.to_string(), value)),
+        }
+    }
+
+    /// A virtual host's routes and listeners.
+    fn finish_vhost(&mut self, v: &Vhost, d: Option<&Directive>) {
+        let at = d.map_or_else(String::new, Directive::at);
+        for (path, target, params, d) in &v.passes {
+            let Some((balancer, member_path)) = self.pass_target(target, params, d) else {
+                continue;
+            };
+            let from = d.at();
+            let reverse = v.reverses.iter().any(|(p, ..)| same_path(p, path));
+            let (path, member_path) = slashes(path, member_path, &from, &mut self.out.notes);
+            let hosts: Vec<Option<String>> = match v.names.is_empty() {
+                true => vec![None],
+                false => v.names.iter().cloned().map(Some).collect(),
+            };
+            for host in hosts {
+                self.out.routes.push(Route {
+                    host,
+                    path: path.clone(),
+                    balancer: balancer.clone(),
+                    reverse: reverse || member_path.is_some(),
+                    member_path: member_path.clone(),
+                    preserve_host: v.preserve_host,
+                    from: from.clone(),
+                });
+            }
+        }
+        for (public, _, from) in &v.reverses {
+            if !v.passes.iter().any(|(p, ..)| same_path(p, public)) {
+                self.out.notes.push(Note { at: from.clone(), text: format!("ProxyPassReverse {public}: no ProxyPass with that path in this host: not translated") });
+            }
+        }
+        for (from_path, to_path, from) in &v.cookie_paths {
+            let covered = v.passes.iter().any(|(p, t, ..)| {
+                same_path(p, to_path)
+                    && t.trim_end_matches('/')
+                        .ends_with(from_path.trim_end_matches('/'))
+            });
+            let text = match covered {
+                true => "covered: a route with a member_path maps cookie paths back (reverse)",
+                false => "not translated: ringlb maps cookie paths only from a route's member_path to its path",
+            };
+            self.out.notes.push(Note {
+                at: from.clone(),
+                text: format!("ProxyPassReverseCookiePath {from_path} {to_path}: {text}"),
+            });
+        }
+        // A host that proxies nothing needs no listener, unless it redirects to https.
+        let redirects = v.redirect_https && !v.tls;
+        if v.passes.is_empty() && !redirects {
+            return;
+        }
+        for port in &v.ports {
+            self.listener(port, v, &at);
+        }
+    }
+
+    /// The balancer and member path a `ProxyPass` target names (a URL that is no balancer gets
+    /// a balancer of its own).
+    fn pass_target(
+        &mut self,
+        target: &str,
+        params: &[String],
+        d: &Directive,
+    ) -> Option<(String, Option<String>)> {
+        let Some((scheme, rest)) = target.split_once("://") else {
+            self.note(d, format!("ProxyPass to {target}: not a URL"));
+            return None;
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let name = match scheme.to_ascii_lowercase().as_str() {
+            "balancer" => {
+                let name = authority.to_string();
+                self.balancer_params(&name, params, d);
+                name
+            }
+            s @ ("http" | "https" | "ajp") => {
+                let name = authority.replace([':', '.', '[', ']'], "_");
+                let mut args = vec![format!("{s}://{authority}")];
+                args.extend(params.iter().cloned());
+                if !self.out.balancers.iter().any(|b| b.name == name) {
+                    self.member(&name, &args, d);
+                }
+                name
+            }
+            _ => {
+                self.note(d, format!("ProxyPass to {target}: scheme not supported"));
+                return None;
+            }
+        };
+        let member_path = (!path.is_empty()).then(|| path.to_string());
+        Some((name, member_path))
+    }
+
+    fn listener(&mut self, port: &str, v: &Vhost, at: &str) {
+        let address = if port.contains(':') {
+            port.replace('*', "0.0.0.0")
+        } else {
+            format!("0.0.0.0:{port}")
+        };
+        let i = match self.out.listeners.iter().position(|l| l.address == address) {
+            Some(i) => i,
+            None => {
+                self.out.listeners.push(Listener {
+                    address,
+                    ..Listener::default()
+                });
+                self.out.listeners.len() - 1
+            }
+        };
+        let l = &mut self.out.listeners[i];
+        if !at.is_empty() {
+            l.from.push(at.to_string());
+        }
+        l.redirect_https |= v.redirect_https && !v.tls;
+        if v.tls {
+            match (&v.cert, &v.key) {
+                (Some(c), Some(k)) => l.certs.push((c.clone(), k.clone())),
+                _ => self.out.notes.push(Note { at: at.into(), text: "SSLEngine on without SSLCertificateFile and SSLCertificateKeyFile: the listener stays plain".into() }),
+            }
+        }
+    }
+}
+
+/// `path` and `member_path` made to agree on a trailing `/` (ringlb requires both or neither).
+fn slashes(
+    path: &str,
+    member: Option<String>,
+    from: &str,
+    notes: &mut Vec<Note>,
+) -> (String, Option<String>) {
+    let Some(m) = member else {
+        return (path.to_string(), None);
+    };
+    let m = if m.is_empty() { "/".to_string() } else { m };
+    if m == path {
+        return (path.to_string(), None);
+    }
+    if path.ends_with('/') == m.ends_with('/') {
+        return (path.to_string(), Some(m));
+    }
+    let (p, mm) = (
+        format!("{}/", path.trim_end_matches('/')),
+        format!("{}/", m.trim_end_matches('/')),
+    );
+    notes.push(Note {
+        at: from.into(),
+        text: format!("ProxyPass {path} …{m}: one ends with / and the other not; translated as {p} → {mm} (a request for {} itself is not mapped)", path.trim_end_matches('/')),
+    });
+    if p == mm {
+        (p, None)
+    } else {
+        (p, Some(mm))
+    }
+}
+
+enum Param {
+    Member(&'static str, String),
+    Balancer(&'static str, String),
+    Note(String),
+}
+
+fn member_key(k: &str, v: &str) -> Param {
+    let q = |s: &str| format!("\"{}\"", s.replace(['"', '\\'], ""));
+    match k {
+        "loadfactor" => Param::Member(
+            "weight",
+            v.parse::<u32>().map_or("1".into(), |n| n.to_string()),
+        ),
+        "route" => Param::Member("route", q(v)),
+        "lbset" => Param::Member(
+            "lbset",
+            v.parse::<u32>().map_or("0".into(), |n| n.to_string()),
+        ),
+        "max" => Param::Member(
+            "max_conns",
+            v.parse::<u32>().map_or("1".into(), |n| n.to_string()),
+        ),
+        "secret" => Param::Member("secret", q(v)),
+        "ping" => seconds(v).map_or(Param::Note("not a duration".into()), |d| {
+            Param::Member("ping", d)
+        }),
+        "status" => status(v),
+        "hcmethod" => Param::Member("hcmethod", q(&v.to_ascii_lowercase())),
+        "hcuri" => Param::Member("hcuri", q(v)),
+        "hcinterval" => seconds(v).map_or(Param::Note("not a duration".into()), |d| {
+            Param::Member("hcinterval", d)
+        }),
+        "hcpasses" | "hcfails" => match v.parse::<u32>() {
+            Ok(n) => Param::Member(
+                if k == "hcpasses" {
+                    "hcpasses"
+                } else {
+                    "hcfails"
+                },
+                n.to_string(),
+            ),
+            Err(_) => Param::Note("not a number".into()),
+        },
+        _ => balancer_key(k, v),
+    }
+}
+
+fn balancer_key(k: &str, v: &str) -> Param {
+    let on = v.eq_ignore_ascii_case("on");
+    let q = |s: &str| format!("\"{}\"", s.replace(['"', '\\'], ""));
+    let dur = |key: &'static str| {
+        seconds(v).map_or(Param::Note("not a duration".into()), |d| {
+            Param::Balancer(key, d)
+        })
+    };
+    match k {
+        "lbmethod" => match v {
+            "byrequests" => Param::Balancer("method", q("round_robin")),
+            "bybusyness" => Param::Balancer("method", q("least_busy")),
+            _ => Param::Note(format!(
+                "lbmethod {v} is not supported: round robin is used"
+            )),
+        },
+        "stickysession" => Param::Balancer("sticky_session", q(v)),
+        "stickysessionsep" => Param::Balancer("sticky_session_sep", q(v)),
+        "nofailover" => Param::Balancer("nofailover", on.to_string()),
+        "failontimeout" => Param::Balancer("failontimeout", on.to_string()),
+        "maxattempts" => v
+            .parse::<usize>()
+            .map_or(Param::Note("not a number".into()), |n| {
+                Param::Balancer("maxattempts", n.to_string())
+            }),
+        "failonstatus" => {
+            let codes: Vec<String> = v
+                .split(',')
+                .filter_map(|c| c.trim().parse::<u16>().ok())
+                .map(|c| c.to_string())
+                .collect();
+            Param::Balancer("failonstatus", format!("[{}]", codes.join(", ")))
+        }
+        "timeout" => dur("response_timeout"),
+        "connectiontimeout" => dur("connect_timeout"),
+        "retry" => match seconds(v) {
+            Some(d) if d == "\"0s\"" => Param::Balancer("retry", "\"100ms\"".into()),
+            Some(d) => Param::Balancer("retry", d),
+            None => Param::Note("not a duration".into()),
+        },
+        "ttl" => dur("idle_ttl"),
+        "keepalive" | "disablereuse" | "enablereuse" | "flushpackets" | "flushwait" | "smax"
+        | "min" | "acquire" | "iobuffersize" | "receivebuffersize" | "growth" | "forcerecovery"
+        | "scolonpathdelim" | "nocanon" => {
+            Param::Note("not needed by ringlb (its pools and buffers are its own)".into())
+        }
+        _ => Param::Note("not translated".into()),
+    }
+}
+
+/// Apache's status flags: `+H` standby, `+R` hot spare, `+D`/`+S` disabled.
+fn status(v: &str) -> Param {
+    let flags = v.to_ascii_uppercase();
+    let set = |c: char| {
+        flags.contains(&format!("+{c}"))
+            || (!flags.contains('+') && !flags.contains('-') && flags.contains(c))
+    };
+    if set('D') || set('S') {
+        Param::Member("status", "\"disabled\"".into())
+    } else if set('H') {
+        Param::Member("status", "\"standby\"".into())
+    } else if set('R') {
+        Param::Member("status", "\"hot_spare\"".into())
+    } else if set('N') {
+        Param::Note("+N (drain): set it through ringlb's admin API (drain) instead".into())
+    } else {
+        Param::Note(format!("status {v}: nothing to translate"))
+    }
+}
+
+/// An Apache duration (seconds, or `…ms`) as a TOML string.
+fn seconds(v: &str) -> Option<String> {
+    let v = v.trim();
+    if let Some(ms) = v.strip_suffix("ms") {
+        return ms.parse::<u64>().ok().map(|n| format!("\"{n}ms\""));
+    }
+    v.parse::<u64>().ok().map(|n| format!("\"{n}s\""))
+}
+
+/// Two paths the same but for a trailing `/`.
+fn same_path(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// `balancer://name/…` → `name`.
+fn balancer_name(url: &str) -> String {
+    let rest = url.trim_start_matches("balancer://");
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// The port (or `address:port`) of a `<VirtualHost>` or `Listen` argument.
+fn port_of(a: &str) -> String {
+    match a.rsplit_once(':') {
+        Some(("*" | "_default_" | "0.0.0.0", port)) => port.to_string(),
+        Some((host, port)) if !host.is_empty() => format!("{host}:{port}"),
+        _ if a.chars().all(|c| c.is_ascii_digit()) => a.to_string(),
+        _ => "80".to_string(),
+    }
+}
+
+fn rewrites_to_https(args: &[String]) -> bool {
+    args.get(1).is_some_and(|t| {
+        t.starts_with("https://%{HTTP_HOST}") || t.starts_with("https://%{SERVER_NAME}")
+    }) && args.get(2).is_some_and(|f| {
+        f.contains("R=301") || f.contains("R=302") || f.contains("R]") || f.contains("R,")
+    })
+}
+
+fn redirects_to_https(args: &[String]) -> bool {
+    let (path, url) = match args.len() {
+        2 => (&args[0], &args[1]),
+        3 => (&args[1], &args[2]),
+        _ => return false,
+    };
+    path == "/" && url.starts_with("https://")
+}

@@ -1,0 +1,242 @@
+//! `ringlb import-apache`: an OpenSpecimen-style Apache site (two AJP members, round robin, a
+//! mapped path, balancer-manager, server-status, TLS, an https redirect) becomes a configuration
+//! that `ringlb check` accepts and that the real binary serves the same way (the member gets the
+//! mapped path, its redirect comes back mapped); the balancer examples of the Apache 2.4
+//! mod_proxy_balancer documentation; Debian's own apache2 tree (includes followed, nothing to
+//! proxy: said, exit 1). Everything not carried over is listed with file and line.
+
+use std::path::Path;
+
+use crate::support::admin::tool;
+use crate::support::ajp_container::{
+    body_chunk, end_response, send_headers, AjpContainer, RespName,
+};
+use crate::support::client::Client;
+use crate::support::pki::Pki;
+use crate::support::proxy::{run_cli, Ringlb, TempDir};
+
+fn import(dir: &TempDir, name: &str, apache: &str) -> (i32, String, String) {
+    let file = dir.0.join(name);
+    std::fs::write(&file, apache).unwrap();
+    run_cli(&["import-apache", &file.display().to_string()])
+}
+
+fn checks(dir: &TempDir, toml: &str) -> String {
+    let file = dir.0.join("imported.toml");
+    std::fs::write(&file, toml).unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", &file.display().to_string()]);
+    assert_eq!(code, 0, "ringlb check refused the import:\n{toml}\n{err}");
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_openspecimen_site_imports_checks_and_serves_the_same_way() {
+    let dir = TempDir::new();
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("os", &["os.example.org"], 90);
+    let tomcat = |name: &'static str| {
+        AjpContainer::start(move |f| {
+            let mut out = if f.uri.ends_with(b"/login") {
+                let to: &[u8] = b"/openspecimen/home";
+                send_headers(
+                    302,
+                    b"Found",
+                    &[
+                        (RespName::Coded(0xA006), to),
+                        (RespName::Coded(0xA003), b"0"),
+                    ],
+                )
+            } else {
+                send_headers(200, b"OK", &[(RespName::Coded(0xA003), b"2")])
+            };
+            if !f.uri.ends_with(b"/login") {
+                out.extend(body_chunk(name.as_bytes()));
+            }
+            out.extend(end_response(true));
+            out
+        })
+    };
+    let (one, two) = (tomcat("t1"), tomcat("t2"));
+    let (http, https) = (free_port(), free_port());
+    let apache = format!(
+        r#"# An OpenSpecimen site as its admins run it.
+Listen {http}
+Listen {https}
+<VirtualHost *:{http}>
+    ServerName os.example.org
+    RewriteEngine On
+    RewriteRule ^(.*)$ https://%{{HTTP_HOST}}$1 [R=301,L]
+</VirtualHost>
+<VirtualHost *:{https}>
+    ServerName os.example.org
+    ServerAlias openspecimen.example.org
+    SSLEngine on
+    SSLCertificateFile "{cert}"
+    SSLCertificateKeyFile "{key}"
+    Header always set X-Frame-Options SAMEORIGIN
+    ProxyPreserveHost On
+    ProxyTimeout 300
+    <Proxy "balancer://os">
+        BalancerMember ajp://{one} route=t1 loadfactor=1 retry=30 ping=5
+        BalancerMember ajp://{two} route=t2 loadfactor=1 retry=30 ping=5
+        ProxySet lbmethod=byrequests stickysession=JSESSIONID|jsessionid
+    </Proxy>
+    ProxyPass /os balancer://os/openspecimen
+    ProxyPassReverse /os balancer://os/openspecimen
+    ProxyPassReverseCookiePath /openspecimen /os
+    <Location /balancer-manager>
+        SetHandler balancer-manager
+        Require ip 10.0.0.0/8
+    </Location>
+    <Location /server-status>
+        SetHandler server-status
+    </Location>
+</VirtualHost>
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        one = one.addr,
+        two = two.addr,
+    );
+    let (code, toml, notes) = import(&dir, "openspecimen.conf", &apache);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    let summary = checks(&dir, &toml);
+    assert!(summary.contains("listen"), "{summary}");
+    for want in [
+        "member_path = \"/openspecimen\"",
+        "sticky_session = \"JSESSIONID|jsessionid\"",
+        "route = \"t1\"",
+        "retry = \"30s\"",
+        "ping = \"5s\"",
+        "response_timeout = \"300s\"",
+        "redirect_https = true",
+        "host = \"openspecimen.example.org\"",
+        "preserve_host = true",
+        "[admin]",
+        "# from ",
+    ] {
+        assert!(toml.contains(want), "{want} missing from\n{toml}");
+    }
+    // Not carried over: named with file and line.
+    let file = dir.0.join("openspecimen.conf").display().to_string();
+    let line = apache
+        .lines()
+        .position(|l| l.contains("Header always"))
+        .unwrap()
+        + 1;
+    assert!(
+        notes.contains(&format!("{file}:{line}: Header: not translated")),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("ProxyPassReverseCookiePath /openspecimen /os: covered"),
+        "{notes}"
+    );
+    // The real binary on the import (admin on a free port): the member gets the mapped path, the
+    // redirect comes back mapped, the plain port redirects to https.
+    let p = Ringlb::start_whole(&toml.replace("127.0.0.1:9900", "127.0.0.1:0"), 1);
+    let secure: std::net::SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
+    let mut c = Client::connect_tls(secure, "os.example.org", pki.client_config()).unwrap();
+    c.send(b"GET /os/page HTTP/1.1\r\nHost: os.example.org\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert!(r.text() == "t1" || r.text() == "t2", "{}", r.text());
+    c.send(b"GET /os/login HTTP/1.1\r\nHost: os.example.org\r\n\r\n");
+    assert_eq!(
+        c.read_response().unwrap().header("Location"),
+        Some("/os/home")
+    );
+    let uris: Vec<Vec<u8>> = [one.forwards(), two.forwards()]
+        .concat()
+        .into_iter()
+        .map(|f| f.uri)
+        .collect();
+    assert!(uris.contains(&b"/openspecimen/page".to_vec()), "{uris:?}");
+    let plain: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let mut c = Client::connect(plain);
+    c.send(b"GET /os/page HTTP/1.1\r\nHost: os.example.org\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 301);
+    drop(p);
+}
+
+#[test]
+fn the_apache_documentation_balancer_examples_import() {
+    let dir = TempDir::new();
+    // mod_proxy_balancer's first example, and its sticky one (members renamed to loopback).
+    let first = r#"<Proxy balancer://mycluster>
+    BalancerMember http://127.0.0.1:8001
+    BalancerMember http://127.0.0.1:8002
+</Proxy>
+ProxyPass        "/test" "balancer://mycluster"
+ProxyPassReverse "/test" "balancer://mycluster"
+Listen 8080
+"#;
+    let (code, toml, notes) = import(&dir, "first.conf", first);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    assert!(
+        toml.contains("path = \"/test\"") && toml.contains("reverse = true"),
+        "{toml}"
+    );
+    let sticky = r#"Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
+<Proxy "balancer://mycluster">
+    BalancerMember "http://127.0.0.1:8001" route=1
+    BalancerMember "http://127.0.0.1:8002" route=2
+    ProxySet stickysession=ROUTEID
+</Proxy>
+ProxyPass "/test" "balancer://mycluster"
+ProxyPassReverse "/test" "balancer://mycluster"
+Listen 8080
+"#;
+    let (code, toml, notes) = import(&dir, "sticky.conf", sticky);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    assert!(toml.contains("sticky_session = \"ROUTEID\""), "{toml}");
+    assert!(
+        notes.contains("sticky.conf:1: Header: not translated"),
+        "{notes}"
+    );
+    // A hot standby, a direct URL and an exclusion (not supported: said).
+    let more = "Listen 8080\n<Proxy balancer://b>\nBalancerMember http://127.0.0.1:8001 status=+H lbset=1 max=20\n</Proxy>\n\
+                ProxyPass /static !\nProxyPass /api http://127.0.0.1:9000/v1\nProxyPass / balancer://b/\n";
+    let (code, toml, notes) = import(&dir, "more.conf", more);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    assert!(
+        toml.contains("status = \"standby\"") && toml.contains("max_conns = 20"),
+        "{toml}"
+    );
+    assert!(toml.contains("member_path = \"/v1\""), "{toml}");
+    assert!(
+        notes.contains("more.conf:5: ProxyPass /static ! (an exclusion"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn debians_own_apache2_tree_is_read_whole_and_has_nothing_to_proxy() {
+    let root = Path::new("/etc/apache2/apache2.conf");
+    if !root.exists() {
+        // The same rule as for tools: scripts/test.sh installs Debian's apache2.
+        assert!(
+            tool("apache2ctl"),
+            "apache2ctl is installed but {} is missing",
+            root.display()
+        );
+        return;
+    }
+    let (code, toml, notes) = run_cli(&["import-apache", "/etc/apache2/apache2.conf"]);
+    assert_eq!(code, 1, "{notes}\n{toml}");
+    assert!(notes.contains("there is nothing to proxy"), "{notes}");
+    // Its includes were followed: directives of the enabled modules, sites and ports are named.
+    assert!(notes.contains("/etc/apache2/mods-enabled/"), "{notes}");
+    assert!(notes.contains("/etc/apache2/apache2.conf:"), "{notes}");
+}
