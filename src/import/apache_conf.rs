@@ -4,8 +4,9 @@
 //! `IncludeOptional` followed (relative to `ServerRoot`, or the first file's directory; a
 //! wildcard in the file name part), each directive kept with its file and line.
 //!
-//! Owns: the syntax. Must never: interpret a directive (that is `apache_map`), read a file twice
-//! through an include loop, or give up on the whole tree for one bad line (it becomes a note).
+//! Owns: the syntax. Must never: interpret a directive (that is `apache_map`), follow an include
+//! loop, or give up on the whole tree for one bad line or missing file (it becomes a problem,
+//! which the importer lists); only a section never closed ends the reading.
 
 use std::path::{Path, PathBuf};
 
@@ -72,7 +73,7 @@ pub fn read_text(text: &str) -> Result<(Vec<Directive>, Vec<Problem>), String> {
 struct Reader {
     /// `ServerRoot`: where relative includes are found.
     root: PathBuf,
-    /// Files read so far (an include loop stops at the second visit).
+    /// The files being read, outermost first (an include loop stops where it closes).
     seen: Vec<PathBuf>,
     problems: Vec<Problem>,
     /// Whether `Include` reads files.
@@ -99,7 +100,11 @@ impl Reader {
                         d.children = Some(kids);
                         push(&mut top, &mut open, d);
                     }
-                    _ => return Err(format!("{at}: </{name}> closes no open <{name}>")),
+                    other => {
+                        open.extend(other);
+                        let why = format!("</{name}> closes no open <{name}>: ignored");
+                        self.problems.push(Problem { at, why });
+                    }
                 }
                 continue;
             }
@@ -143,10 +148,14 @@ impl Reader {
     }
 
     /// The directives of the files an `Include` names (in name order, as httpd reads them).
+    /// The directives of the files an `Include` names (in name order, as httpd reads them; a
+    /// directory: every file in it). A file missing or unreadable, or one that includes itself
+    /// (through any chain), becomes a problem, not an error.
     fn include(&mut self, d: &Directive) -> Result<Vec<Directive>, String> {
         let optional = d.is("IncludeOptional");
         let Some(pattern) = d.args.first() else {
-            return Err(format!("{}: {} names no file", d.at(), d.name));
+            self.problem(d, format!("{} names no file", d.name));
+            return Ok(Vec::new());
         };
         let full = if Path::new(pattern).is_absolute() {
             PathBuf::from(pattern)
@@ -154,38 +163,60 @@ impl Reader {
             self.root.join(pattern)
         };
         let mut files: Vec<PathBuf> = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => paths.filter_map(Result::ok).collect(),
-            Err(e) => return Err(format!("{}: {}: {e}", d.at(), full.display())),
+            Ok(paths) => paths.filter_map(Result::ok).flat_map(files_in).collect(),
+            Err(e) => {
+                self.problem(d, format!("{}: {e}", full.display()));
+                return Ok(Vec::new());
+            }
         };
         files.sort();
         let wildcard = pattern.contains(['*', '?', '[']);
         if files.is_empty() && !optional && !wildcard {
-            return Err(format!(
-                "{}: Include {}: no such file",
-                d.at(),
-                full.display()
-            ));
+            self.problem(
+                d,
+                format!("Include {}: no such file: skipped", full.display()),
+            );
         }
         let mut out = Vec::new();
-        for f in files.into_iter().filter(|f| f.is_file()) {
+        for f in files {
             if self.seen.contains(&f) {
-                self.problems.push(Problem {
-                    at: d.at(),
-                    why: format!("{} is included again (a loop?): skipped", f.display()),
-                });
+                let why = format!(
+                    "{} includes itself (through {}): skipped",
+                    f.display(),
+                    d.file
+                );
+                self.problem(d, why);
                 continue;
             }
-            self.seen.push(f.clone());
             match std::fs::read_to_string(&f) {
-                Ok(text) => out.extend(self.parse(&text, &f.display().to_string())?),
-                Err(e) => self.problems.push(Problem {
-                    at: d.at(),
-                    why: format!("cannot read {}: {e}", f.display()),
-                }),
+                Ok(text) => {
+                    self.seen.push(f.clone());
+                    let read = self.parse(&text, &f.display().to_string());
+                    self.seen.pop();
+                    out.extend(read?);
+                }
+                Err(e) => self.problem(d, format!("cannot read {}: {e}", f.display())),
             }
         }
         Ok(out)
     }
+
+    fn problem(&mut self, d: &Directive, why: String) {
+        self.problems.push(Problem { at: d.at(), why });
+    }
+}
+
+/// `path` if it is a file; the files in it (sorted, at any depth) if it is a directory.
+fn files_in(path: PathBuf) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path];
+    }
+    let Ok(entries) = std::fs::read_dir(&path) else {
+        return Vec::new();
+    };
+    let mut inside: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    inside.sort();
+    inside.into_iter().flat_map(files_in).collect()
 }
 
 fn push(top: &mut Vec<Directive>, open: &mut Open, d: Directive) {

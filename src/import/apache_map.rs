@@ -10,6 +10,7 @@
 //! `<IfModule>`, `<IfDefine>` and `<IfVersion>` are read as if their condition held (said once).
 
 use super::apache_conf::Directive;
+use super::params::{self, seconds, Param};
 
 /// A note for the operator: where, and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct Import {
     pub admin: Vec<String>,
     pub response_timeout: Option<String>,
     pub notes: Vec<Note>,
+    /// Every `Listen` (port or address, where): one no proxying host uses is noted.
+    pub listens: Vec<(String, String)>,
 }
 
 /// Directives with nothing to carry over (files, logs, modules, MPM and server identity).
@@ -86,7 +89,6 @@ const NOT_NEEDED: &[&str] = &[
     "ServerTokens",
     "ServerSignature",
     "TraceEnable",
-    "Timeout",
     "KeepAlive",
     "MaxKeepAliveRequests",
     "StartServers",
@@ -124,11 +126,6 @@ const NOT_NEEDED: &[&str] = &[
     "BrowserMatch",
     "Options",
     "AllowOverride",
-    "Require",
-    "Order",
-    "Allow",
-    "Deny",
-    "Satisfy",
     "Define",
     "ServerName",
     "ServerAlias",
@@ -167,10 +164,24 @@ pub fn translate(tree: &[Directive]) -> Import {
     let mut t = Translator {
         out: &mut m,
         conditions_noted: false,
+        timeout: None,
+        proxying_vhosts: count_proxying(tree),
     };
-    let mut global = Vhost::default();
+    // Apache merges the main server's settings into every vhost, wherever they are written.
+    let preserve = |d: &Directive| {
+        d.is("ProxyPreserveHost") && d.args.first().is_some_and(|a| a.eq_ignore_ascii_case("on"))
+    };
+    let mut global = Vhost {
+        preserve_host: tree.iter().any(preserve),
+        global: true,
+        ..Vhost::default()
+    };
     t.walk(tree, &mut global);
     t.finish_vhost(&global, None);
+    if t.out.response_timeout.is_none() {
+        t.out.response_timeout = t.timeout.take();
+    }
+    t.note_unused_listens();
     m
 }
 
@@ -188,11 +199,17 @@ struct Vhost {
     passes: Vec<(String, String, Vec<String>, Directive)>,
     reverses: Vec<(String, String, String)>,
     cookie_paths: Vec<(String, String, String)>,
+    /// The main server (not a `<VirtualHost>`): its `ServerName` does not limit its routes.
+    global: bool,
 }
 
 struct Translator<'a> {
     out: &'a mut Import,
+    /// Virtual hosts with a `ProxyPass` (`count_proxying`).
+    proxying_vhosts: usize,
     conditions_noted: bool,
+    /// `Timeout`: the default of `ProxyTimeout`.
+    timeout: Option<String>,
 }
 
 impl Translator<'_> {
@@ -237,11 +254,21 @@ impl Translator<'_> {
             "listen" => {
                 let port = port_of(arg(0));
                 if !v.ports.contains(&port) {
-                    v.ports.push(port);
+                    v.ports.push(port.clone());
+                }
+                self.out.listens.push((port, d.at()));
+            }
+            "servername" if !v.global => v.names.insert(0, host_name(arg(0))),
+            "serveralias" => {
+                for a in &d.args {
+                    if a.contains(['*', '?']) {
+                        let text = format!("ServerAlias {a}: wildcard names are not supported (a route matches one host exactly): not translated");
+                        self.note(d, text);
+                    } else {
+                        v.names.push(host_name(a));
+                    }
                 }
             }
-            "servername" => v.names.insert(0, arg(0).to_ascii_lowercase()),
-            "serveralias" => v.names.extend(d.args.iter().map(|a| a.to_ascii_lowercase())),
             "sslengine" => v.tls = on(0),
             "sslcertificatefile" => v.cert = Some(arg(0).to_string()),
             "sslcertificatekeyfile" => v.key = Some(arg(0).to_string()),
@@ -250,7 +277,20 @@ impl Translator<'_> {
                 "SSLCertificateChainFile: ringlb reads the chain from the certificate file; append this file to it",
             ),
             "proxypreservehost" => v.preserve_host = on(0),
-            "proxytimeout" => self.out.response_timeout = seconds(arg(0)),
+            "proxytimeout" | "timeout" => match seconds(arg(0)) {
+                Some(t) if d.is("Timeout") => self.timeout = Some(t),
+                Some(t) => {
+                    if self.out.response_timeout.as_ref().is_some_and(|was| *was != t) {
+                        self.note(d, format!("ProxyTimeout {}: ringlb has one response_timeout per balancer; this value is used for all of them", arg(0)));
+                    }
+                    self.out.response_timeout = Some(t);
+                }
+                None => self.note(d, format!("{} {}: not a duration: not translated", d.name, arg(0))),
+            },
+            "require" | "order" | "allow" | "deny" | "satisfy" => self.note(
+                d,
+                format!("{}: access control is not translated (ringlb has no per-path access rules: restrict with a firewall, or use the admin listener and its token)", d.name),
+            ),
             "proxypass" => match d.args.len() {
                 0 | 1 => self.note(d, "ProxyPass outside <Location> needs a path and a URL: skipped"),
                 _ if arg(1) == "!" => self.note(
@@ -265,7 +305,13 @@ impl Translator<'_> {
             "proxypassreversecookiepath" if d.args.len() >= 2 => {
                 v.cookie_paths.push((arg(0).into(), arg(1).into(), d.at()))
             }
+            "proxypassreverse" | "proxypassreversecookiepath" => {
+                self.note(d, format!("{} needs a path and a URL here: skipped", d.name))
+            }
             "balancermember" => match d.args.first() {
+                Some(b) if b.starts_with("balancer://") && d.args.len() < 2 => {
+                    self.note(d, "BalancerMember names a balancer but no member URL: skipped")
+                }
                 Some(b) if b.starts_with("balancer://") => {
                     let name = balancer_name(b);
                     self.member(&name, &d.args[1..], d);
@@ -279,7 +325,11 @@ impl Translator<'_> {
                 }
                 _ => self.note(d, "ProxySet outside <Proxy balancer://…>: skipped"),
             },
-            "rewriterule" if rewrites_to_https(&d.args) => v.redirect_https = true,
+            "rewriterule" if rewrites_to_https(&d.args) => {
+                v.redirect_https = true;
+                let text = "RewriteRule to https for every path: translated as redirect_https on this host's listener (RewriteCond lines are not)";
+                self.note(d, text);
+            }
             "redirect" | "redirectpermanent" if redirects_to_https(&d.args) => v.redirect_https = true,
             "proxypassmatch" | "proxypassreversecookiedomain" | "rewriterule" | "rewritecond"
             | "redirect" | "redirectmatch" | "header" | "requestheader"
@@ -304,10 +354,27 @@ impl Translator<'_> {
                 Some("balancer-manager" | "server-status") if k.is("SetHandler") => {
                     self.out.admin.push(k.at());
                 }
-                _ if k.is("ProxyPass") && k.args.len() == 1 && k.args[0] != "!" => {
-                    v.passes
-                        .push((path.clone(), k.args[0].clone(), Vec::new(), k.clone()))
+                _ if d.is("LocationMatch") => self.note(
+                    k,
+                    format!(
+                        "{} inside <LocationMatch> (a regular expression): not translated",
+                        k.name
+                    ),
+                ),
+                _ if k.is("ProxyPass") && k.args.first().is_some_and(|a| a != "!") => {
+                    v.passes.push((
+                        path.clone(),
+                        k.args[0].clone(),
+                        k.args[1..].to_vec(),
+                        k.clone(),
+                    ))
                 }
+                _ if k.is("ProxyPass") => self.note(
+                    k,
+                    format!(
+                        "ProxyPass in <Location {path}>: an exclusion or no URL: not translated"
+                    ),
+                ),
                 _ if k.is("ProxyPassReverse") && k.args.len() == 1 => {
                     v.reverses.push((path.clone(), k.args[0].clone(), k.at()))
                 }
@@ -331,11 +398,19 @@ impl Translator<'_> {
         let name = balancer_name(target);
         self.balancer(&name, d);
         for k in d.children.as_deref().unwrap_or(&[]) {
-            if k.is("BalancerMember") && !k.args.is_empty() {
-                self.member(&name, &k.args, k);
+            if k.is("BalancerMember") {
+                // The balancer's URL may come first here too.
+                let named = k.args.first().is_some_and(|a| a.starts_with("balancer://"));
+                match &k.args[usize::from(named)..] {
+                    [] => self.note(
+                        k,
+                        "BalancerMember names a balancer but no member URL: skipped",
+                    ),
+                    args => self.member(&name, args, k),
+                }
             } else if k.is("ProxySet") {
                 self.balancer_params(&name, &k.args, k);
-            } else if !NOT_NEEDED.iter().any(|n| k.is(n)) || k.is("ProxyPass") {
+            } else {
                 self.note(k, format!("{} inside <Proxy>: not translated", k.name));
             }
         }
@@ -362,7 +437,12 @@ impl Translator<'_> {
     }
 
     fn member(&mut self, balancer: &str, args: &[String], d: &Directive) {
-        let url = args[0].trim_end_matches('/').to_string();
+        let (url, path) = split_member_url(&args[0]);
+        if !path.is_empty() {
+            let text = format!("BalancerMember {}: a member URL has no path in ringlb; the path {path} is dropped (give the route a member_path instead)", args[0]);
+            self.note(d, text);
+        }
+        let ajp = url.to_ascii_lowercase().starts_with("ajp://");
         let mut member = Member {
             url,
             keys: Vec::new(),
@@ -370,7 +450,7 @@ impl Translator<'_> {
         };
         for p in &args[1..] {
             let (k, val) = p.split_once('=').unwrap_or((p, ""));
-            match member_key(&k.to_ascii_lowercase(), val) {
+            match params::member(&k.to_ascii_lowercase(), val, ajp) {
                 Param::Member(key, value) => member.keys.push((key.into(), value)),
                 Param::Balancer(key, value) => self.balancer_key(balancer, key, value, d),
                 Param::Note(text) => self.note(d, format!("BalancerMember {p}: {text}")),
@@ -383,7 +463,7 @@ impl Translator<'_> {
         self.balancer(name, d);
         for p in params {
             let (k, val) = p.split_once('=').unwrap_or((p, ""));
-            match balancer_key(&k.to_ascii_lowercase(), val) {
+            match params::balancer(&k.to_ascii_lowercase(), val) {
                 Param::Balancer(key, value) => self.balancer_key(name, key, value, d),
                 Param::Member(..) => {}
                 Param::Note(text) => self.note(d, format!("ProxySet {p}: {text}")),
@@ -405,6 +485,19 @@ impl Translator<'_> {
         }
     }
 
+    /// `Listen` ports no proxying host uses: said, not carried over.
+    fn note_unused_listens(&mut self) {
+        let listens = std::mem::take(&mut self.out.listens);
+        for (port, at) in listens {
+            let address = listen_address(&port);
+            if !self.out.listeners.iter().any(|l| l.address == address) {
+                let text =
+                    format!("Listen {port}: no host on it proxies anything: not carried over");
+                self.out.notes.push(Note { at, text });
+            }
+        }
+    }
+
     /// A virtual host's routes and listeners.
     fn finish_vhost(&mut self, v: &Vhost, d: Option<&Directive>) {
         let at = d.map_or_else(String::new, Directive::at);
@@ -415,16 +508,26 @@ impl Translator<'_> {
             let from = d.at();
             let reverse = v.reverses.iter().any(|(p, ..)| same_path(p, path));
             let (path, member_path) = slashes(path, member_path, &from, &mut self.out.notes);
-            let hosts: Vec<Option<String>> = match v.names.is_empty() {
+            // With one proxying virtual host, Apache gives it every request on its address (the
+            // first vhost answers unknown names): so do routes without a host.
+            let one = self.proxying_vhosts <= 1;
+            let hosts: Vec<Option<String>> = match v.names.is_empty() || one {
                 true => vec![None],
                 false => v.names.iter().cloned().map(Some).collect(),
             };
+            if member_path.is_some() && !reverse {
+                let text = format!("ProxyPass {path}: no ProxyPassReverse: responses are not mapped back, as in Apache (reverse = false; remove that line to map them)");
+                self.out.notes.push(Note {
+                    at: from.clone(),
+                    text,
+                });
+            }
             for host in hosts {
                 self.out.routes.push(Route {
                     host,
                     path: path.clone(),
                     balancer: balancer.clone(),
-                    reverse: reverse || member_path.is_some(),
+                    reverse,
                     member_path: member_path.clone(),
                     preserve_host: v.preserve_host,
                     from: from.clone(),
@@ -484,7 +587,7 @@ impl Translator<'_> {
                 name
             }
             s @ ("http" | "https" | "ajp") => {
-                let name = authority.replace([':', '.', '[', ']'], "_");
+                let name = format!("{s}_{}", authority.replace([':', '.', '[', ']'], "_"));
                 let mut args = vec![format!("{s}://{authority}")];
                 args.extend(params.iter().cloned());
                 if !self.out.balancers.iter().any(|b| b.name == name) {
@@ -497,16 +600,12 @@ impl Translator<'_> {
                 return None;
             }
         };
-        let member_path = (!path.is_empty()).then(|| path.to_string());
+        let member_path = Some(path.to_string());
         Some((name, member_path))
     }
 
     fn listener(&mut self, port: &str, v: &Vhost, at: &str) {
-        let address = if port.contains(':') {
-            port.replace('*', "0.0.0.0")
-        } else {
-            format!("0.0.0.0:{port}")
-        };
+        let address = listen_address(port);
         let i = match self.out.listeners.iter().position(|l| l.address == address) {
             Some(i) => i,
             None => {
@@ -563,130 +662,54 @@ fn slashes(
     }
 }
 
-enum Param {
-    Member(&'static str, String),
-    Balancer(&'static str, String),
-    Note(String),
-}
-
-fn member_key(k: &str, v: &str) -> Param {
-    let q = |s: &str| format!("\"{}\"", s.replace(['"', '\\'], ""));
-    match k {
-        "loadfactor" => Param::Member(
-            "weight",
-            v.parse::<u32>().map_or("1".into(), |n| n.to_string()),
-        ),
-        "route" => Param::Member("route", q(v)),
-        "lbset" => Param::Member(
-            "lbset",
-            v.parse::<u32>().map_or("0".into(), |n| n.to_string()),
-        ),
-        "max" => Param::Member(
-            "max_conns",
-            v.parse::<u32>().map_or("1".into(), |n| n.to_string()),
-        ),
-        "secret" => Param::Member("secret", q(v)),
-        "ping" => seconds(v).map_or(Param::Note("not a duration".into()), |d| {
-            Param::Member("ping", d)
-        }),
-        "status" => status(v),
-        "hcmethod" => Param::Member("hcmethod", q(&v.to_ascii_lowercase())),
-        "hcuri" => Param::Member("hcuri", q(v)),
-        "hcinterval" => seconds(v).map_or(Param::Note("not a duration".into()), |d| {
-            Param::Member("hcinterval", d)
-        }),
-        "hcpasses" | "hcfails" => match v.parse::<u32>() {
-            Ok(n) => Param::Member(
-                if k == "hcpasses" {
-                    "hcpasses"
-                } else {
-                    "hcfails"
-                },
-                n.to_string(),
-            ),
-            Err(_) => Param::Note("not a number".into()),
-        },
-        _ => balancer_key(k, v),
+/// How many `<VirtualHost>` sections hold a `ProxyPass` (at any depth).
+fn count_proxying(tree: &[Directive]) -> usize {
+    fn proxies(list: &[Directive]) -> bool {
+        list.iter()
+            .any(|d| d.is("ProxyPass") || d.children.as_deref().is_some_and(proxies))
     }
-}
-
-fn balancer_key(k: &str, v: &str) -> Param {
-    let on = v.eq_ignore_ascii_case("on");
-    let q = |s: &str| format!("\"{}\"", s.replace(['"', '\\'], ""));
-    let dur = |key: &'static str| {
-        seconds(v).map_or(Param::Note("not a duration".into()), |d| {
-            Param::Balancer(key, d)
-        })
-    };
-    match k {
-        "lbmethod" => match v {
-            "byrequests" => Param::Balancer("method", q("round_robin")),
-            "bybusyness" => Param::Balancer("method", q("least_busy")),
-            _ => Param::Note(format!(
-                "lbmethod {v} is not supported: round robin is used"
-            )),
-        },
-        "stickysession" => Param::Balancer("sticky_session", q(v)),
-        "stickysessionsep" => Param::Balancer("sticky_session_sep", q(v)),
-        "nofailover" => Param::Balancer("nofailover", on.to_string()),
-        "failontimeout" => Param::Balancer("failontimeout", on.to_string()),
-        "maxattempts" => v
-            .parse::<usize>()
-            .map_or(Param::Note("not a number".into()), |n| {
-                Param::Balancer("maxattempts", n.to_string())
-            }),
-        "failonstatus" => {
-            let codes: Vec<String> = v
-                .split(',')
-                .filter_map(|c| c.trim().parse::<u16>().ok())
-                .map(|c| c.to_string())
-                .collect();
-            Param::Balancer("failonstatus", format!("[{}]", codes.join(", ")))
+    let mut n = 0;
+    for d in tree {
+        match &d.children {
+            Some(kids) if d.is("VirtualHost") => n += usize::from(proxies(kids)),
+            Some(kids) => n += count_proxying(kids),
+            None => {}
         }
-        "timeout" => dur("response_timeout"),
-        "connectiontimeout" => dur("connect_timeout"),
-        "retry" => match seconds(v) {
-            Some(d) if d == "\"0s\"" => Param::Balancer("retry", "\"100ms\"".into()),
-            Some(d) => Param::Balancer("retry", d),
-            None => Param::Note("not a duration".into()),
-        },
-        "ttl" => dur("idle_ttl"),
-        "keepalive" | "disablereuse" | "enablereuse" | "flushpackets" | "flushwait" | "smax"
-        | "min" | "acquire" | "iobuffersize" | "receivebuffersize" | "growth" | "forcerecovery"
-        | "scolonpathdelim" | "nocanon" => {
-            Param::Note("not needed by ringlb (its pools and buffers are its own)".into())
+    }
+    n
+}
+
+/// A `ServerName`/`ServerAlias` value as a route's host: lower case, without a scheme or port.
+fn host_name(v: &str) -> String {
+    let v = v.split_once("://").map_or(v, |(_, rest)| rest);
+    let v = match v.strip_prefix('[') {
+        Some(rest) => {
+            return format!("[{}", rest.split(']').next().unwrap_or("")).to_ascii_lowercase() + "]"
         }
-        _ => Param::Note("not translated".into()),
-    }
-}
-
-/// Apache's status flags: `+H` standby, `+R` hot spare, `+D`/`+S` disabled.
-fn status(v: &str) -> Param {
-    let flags = v.to_ascii_uppercase();
-    let set = |c: char| {
-        flags.contains(&format!("+{c}"))
-            || (!flags.contains('+') && !flags.contains('-') && flags.contains(c))
+        None => v.split(':').next().unwrap_or(v),
     };
-    if set('D') || set('S') {
-        Param::Member("status", "\"disabled\"".into())
-    } else if set('H') {
-        Param::Member("status", "\"standby\"".into())
-    } else if set('R') {
-        Param::Member("status", "\"hot_spare\"".into())
-    } else if set('N') {
-        Param::Note("+N (drain): set it through ringlb's admin API (drain) instead".into())
-    } else {
-        Param::Note(format!("status {v}: nothing to translate"))
+    v.to_ascii_lowercase()
+}
+
+/// A member URL without its path (ringlb members have none), and the path.
+fn split_member_url(url: &str) -> (String, String) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find('/') {
+        Some(i) => {
+            let (base, path) = url.split_at(start + i);
+            let path = path.trim_end_matches('/');
+            (base.to_string(), path.to_string())
+        }
+        None => (url.to_string(), String::new()),
     }
 }
 
-/// An Apache duration (seconds, or `…ms`) as a TOML string.
-fn seconds(v: &str) -> Option<String> {
-    let v = v.trim();
-    if let Some(ms) = v.strip_suffix("ms") {
-        return ms.parse::<u64>().ok().map(|n| format!("\"{n}ms\""));
+/// The `[[listen]]` address of a port (`80`) or address (`192.0.2.1:80`, `[::]:80`).
+fn listen_address(port: &str) -> String {
+    match port.contains(':') {
+        true => port.replace('*', "0.0.0.0"),
+        false => format!("0.0.0.0:{port}"),
     }
-    v.parse::<u64>().ok().map(|n| format!("\"{n}s\""))
 }
 
 /// Two paths the same but for a trailing `/`.
@@ -710,12 +733,18 @@ fn port_of(a: &str) -> String {
     }
 }
 
+/// A `RewriteRule` that sends every path to https on the same host.
 fn rewrites_to_https(args: &[String]) -> bool {
-    args.get(1).is_some_and(|t| {
-        t.starts_with("https://%{HTTP_HOST}") || t.starts_with("https://%{SERVER_NAME}")
-    }) && args.get(2).is_some_and(|f| {
-        f.contains("R=301") || f.contains("R=302") || f.contains("R]") || f.contains("R,")
-    })
+    let every = [
+        "^", "^/", "^(.*)$", "^/(.*)$", "(.*)", "^/?(.*)$", ".*", "^.*$",
+    ];
+    every.contains(&args.first().map_or("", String::as_str))
+        && args.get(1).is_some_and(|t| {
+            t.starts_with("https://%{HTTP_HOST}") || t.starts_with("https://%{SERVER_NAME}")
+        })
+        && args.get(2).is_some_and(|f| {
+            f.contains("R=301") || f.contains("R=302") || f.contains("R]") || f.contains("R,")
+        })
 }
 
 fn redirects_to_https(args: &[String]) -> bool {

@@ -1,7 +1,8 @@
 //! `ringlb import-apache`: an Apache httpd configuration (mod_proxy, mod_proxy_balancer,
 //! mod_proxy_ajp, mod_ssl, mod_status) turned into a ringlb configuration, with a note for
 //! everything that was not carried over. Files: `apache_conf` (reading httpd's syntax and its
-//! includes), `apache_map` (what each directive means for ringlb), `toml_out` (the output text).
+//! includes), `apache_map` (what each directive means for ringlb), `params` (worker and balancer
+//! parameters), `toml_out` (the output text).
 //!
 //! Owns: the command's result: the text, the notes, and whether the text is a configuration
 //! ringlb accepts. Must never: write a file (the caller prints), or call a result good that
@@ -9,6 +10,7 @@
 
 pub mod apache_conf;
 pub mod apache_map;
+pub mod params;
 pub mod toml_out;
 
 use std::path::Path;

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use super::apache_map::Import;
 
 /// A TOML basic string.
-fn q(s: &str) -> String {
+pub fn q(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -25,9 +25,12 @@ fn q(s: &str) -> String {
     out
 }
 
+/// A comment naming where a table came from (a file name's control characters shown as `?`:
+/// a newline in one must not end the comment).
 fn from(out: &mut String, places: &[String]) {
     if !places.is_empty() {
-        let _ = writeln!(out, "# from {}", places.join(", "));
+        let text = places.join(", ").replace(|c: char| c.is_control(), "?");
+        let _ = writeln!(out, "# from {text}");
     }
 }
 
@@ -35,6 +38,7 @@ fn from(out: &mut String, places: &[String]) {
 pub fn write(m: &Import, header: &str) -> String {
     let mut out = String::new();
     for line in header.lines() {
+        let line = line.replace(|c: char| c.is_control(), "?");
         let _ = writeln!(out, "# {line}");
     }
     out.push('\n');
@@ -76,7 +80,8 @@ pub fn write(m: &Import, header: &str) -> String {
         for mb in &b.members {
             let mut fields = vec![format!("url = {}", q(&mb.url))];
             fields.extend(mb.keys.iter().map(|(k, v)| format!("{k} = {v}")));
-            let _ = writeln!(out, "  {{ {} }}, # {}", fields.join(", "), mb.from);
+            let from = mb.from.replace(|c: char| c.is_control(), "?");
+            let _ = writeln!(out, "  {{ {} }}, # {from}", fields.join(", "));
         }
         out.push_str("]\n\n");
     }
@@ -90,8 +95,10 @@ pub fn write(m: &Import, header: &str) -> String {
         if let Some(mp) = &r.member_path {
             let _ = writeln!(out, "member_path = {}", q(mp));
         }
-        if r.reverse && r.member_path.is_none() {
-            out.push_str("reverse = true\n");
+        match (r.reverse, r.member_path.is_some()) {
+            (true, false) => out.push_str("reverse = true\n"),
+            (false, true) => out.push_str("reverse = false\n"),
+            _ => {}
         }
         if r.preserve_host {
             out.push_str("preserve_host = true\n");
