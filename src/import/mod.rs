@@ -2,7 +2,7 @@
 //! mod_proxy_ajp, mod_ssl, mod_status) turned into a ringlb configuration, with a note for
 //! everything that was not carried over. Files: `apache_conf` (reading httpd's syntax and its
 //! includes), `apache_map` (what each directive means for ringlb), `params` (worker and balancer
-//! parameters), `toml_out` (the output text).
+//! parameters), `quote` (TOML strings), `toml_out` (the output text).
 //!
 //! Owns: the command's result: the text, the notes, and whether the text is a configuration
 //! ringlb accepts. Must never: write a file (the caller prints), or call a result good that
@@ -11,6 +11,7 @@
 pub mod apache_conf;
 pub mod apache_map;
 pub mod params;
+pub mod quote;
 pub mod toml_out;
 
 use std::path::Path;

@@ -2,10 +2,10 @@
 //! key=value…`, the parameters after a `ProxyPass` URL) as ringlb keys, with TOML values.
 //!
 //! Owns: each parameter's meaning, unit and value check. Must never: write a value into the
-//! output without `toml_out::q` quoting or a number/duration check, or turn a value it cannot
+//! output without `quote::q` or a number/duration check, or turn a value it cannot
 //! read into a default without a note.
 
-use super::toml_out::q;
+use super::quote::q;
 
 /// Where a parameter goes.
 pub enum Param {

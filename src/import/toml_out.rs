@@ -7,23 +7,7 @@
 use std::fmt::Write as _;
 
 use super::apache_map::Import;
-
-/// A TOML basic string.
-pub fn q(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use super::quote::q;
 
 /// A comment naming where a table came from (a file name's control characters shown as `?`:
 /// a newline in one must not end the comment).
