@@ -706,7 +706,9 @@ fn cping_before_reusing_an_idle_ajp_connection() {
                 (200, "ok"),
                 "refuse_cping={refuse}"
             );
-            std::thread::sleep(Duration::from_millis(5));
+            // Idle past `ping` (1 ms), and long enough for the connection to be back in the pool
+            // on a loaded machine (5 ms was not: the next request then opened a new one).
+            std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(
             m.cpings.load(Ordering::SeqCst),
