@@ -407,13 +407,8 @@ mod tests {
     fn descriptions_read_back_as_written_and_nothing_else_is_read() {
         // Property: for generated roles, workers and addresses (v4 and v6), reading what was
         // written gives the same; the text with a field dropped, added or changed is refused.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         for _ in 0..2000 {
             let role = match next() % 3 {
                 0 => Role::Admin,

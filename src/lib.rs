@@ -82,6 +82,8 @@ pub mod stats;
 pub mod status_cli;
 pub mod sticky;
 pub mod stream;
+#[cfg(test)]
+pub mod test_rng;
 pub mod tls;
 pub mod trust;
 pub mod worker;

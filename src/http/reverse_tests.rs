@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::test_rng::Rng;
 
 fn members(urls: &[&str]) -> Vec<MemberConfig> {
     let list: Vec<String> = urls
@@ -227,30 +228,13 @@ fn only_url_headers_and_set_cookie_are_touched() {
     assert_eq!(out, b"Location: /openspecimen/x\r\n");
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-    /// A path of 0-3 segments from a small alphabet (collisions with the prefixes are likely).
-    fn path(&mut self) -> String {
-        let n = self.next() % 4;
-        (0..n)
-            .map(|_| {
-                format!(
-                    "/{}",
-                    self.pick(&["a", "os", "app", "x", "%41", ";j=1", ""])
-                )
-            })
-            .collect()
-    }
+/// A path of 0-3 segments from a small alphabet (collisions with the prefixes are likely).
+fn path(rng: &mut Rng) -> String {
+    let n = rng.next() % 4;
+    let segments = ["a", "os", "app", "x", "%41", ";j=1", ""];
+    (0..n)
+        .map(|_| format!("/{}", rng.pick(&segments)))
+        .collect()
 }
 
 #[test]
@@ -267,7 +251,7 @@ fn a_mapped_target_redirected_to_comes_back_as_the_target() {
     for _ in 0..5000 {
         let (public, member) = prefixes[(rng.next() % prefixes.len() as u64) as usize];
         let query = rng.pick(&["", "?q=1", "?u=/openspecimen/x"]);
-        let target = format!("{public}{}{query}", rng.path().trim_start_matches('/'));
+        let target = format!("{public}{}{query}", path(&mut rng).trim_start_matches('/'));
         let mut forwarded = Vec::new();
         assert!(map_target(
             target.as_bytes(),
@@ -286,7 +270,7 @@ fn a_mapped_target_redirected_to_comes_back_as_the_target() {
         );
         assert_eq!(url_of(&absolute, &r), format!("http://pub.example{target}"));
         // Any other value: byte for byte, or mapped from a path under the member path only.
-        let other = format!("http://other.example{}", rng.path());
+        let other = format!("http://other.example{}", path(&mut rng));
         assert_eq!(url_of(&other, &r), other);
     }
 }
