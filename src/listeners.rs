@@ -219,14 +219,6 @@ impl Listeners {
         Ok(plan)
     }
 
-    /// The slots open now that `plan` does not keep (their listeners close when it is committed).
-    pub fn removed_by(&self, plan: &Plan) -> Vec<usize> {
-        let open = self.open.iter().enumerate().filter(|(_, o)| o.is_some());
-        open.map(|(slot, _)| slot)
-            .filter(|slot| !plan.slots.contains(slot))
-            .collect()
-    }
-
     /// Puts `plan` (made for `next`) in effect here: its new listeners open, the ones it no longer
     /// has closed (only this thread's duplicates: each worker closes its own sockets when it runs
     /// a generation without them). Returns each worker's new sockets, for the board.
@@ -391,7 +383,6 @@ mod tests {
             "a kept listener keeps its bound port"
         );
         assert_ne!(next.listen[1].address.port(), 0, "a new one is bound");
-        assert_eq!(l.removed_by(&plan), vec![0]);
         let sockets = l.commit(plan, &next);
         assert!(sockets.iter().all(|w| w.len() == 1 && w[0].0 == 2));
         assert!(l.open[0].is_none(), "the removed listener's slot is closed");

@@ -288,8 +288,7 @@ impl Server {
             by_slot[slot] = l.tls.clone();
         }
         // The last step that may fail: from here the new file is put in effect whole.
-        let removed = self.listeners.removed_by(&plan);
-        let n = self.tls.replace(by_slot, &removed).map_err(not_reloaded)?;
+        let n = self.tls.replace(by_slot, &slots).map_err(not_reloaded)?;
         if n > 0 {
             tracing::info!(certificates = n, "TLS certificates reloaded");
         }

@@ -96,7 +96,9 @@ pub async fn run(
     crate::core::publish(&core, Instant::now());
     let mut accepting = Accepting {
         loops: Vec::new(),
-        generation: core.gen().number,
+        // 0: the first tick takes whatever a reload published before this core was built (the
+        // sockets here are generation 1's; a reload right after start may already be newer).
+        generation: 0,
     };
     for (l, role) in listeners {
         start_accepting(&core, &mut accepting, l, role);

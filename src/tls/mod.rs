@@ -150,16 +150,17 @@ impl TlsState {
     }
 
     /// Loads the certificates of a reloaded file's listeners (`by_slot`: each slot's TLS
-    /// settings) and puts them in use, as `reload` does. The slots in `removed` keep the
-    /// configuration they have (their listeners are closing; a connection already queued on one
-    /// still gets its handshake, and its files may be gone).
+    /// settings) and puts them in use, as `reload` does. Every slot the file does not have
+    /// (`in_file`: the slots it has) keeps the configuration it has: a listener removed by this or
+    /// an earlier reload may still be closing on a core that has not caught up, and a connection
+    /// queued on it still gets its handshake (its files may be gone).
     pub fn replace(
         &self,
         by_slot: Vec<Option<TlsConfig>>,
-        removed: &[usize],
+        in_file: &[usize],
     ) -> Result<usize, String> {
         let mut listeners = lock(&self.reloading);
-        self.load_and_swap(&mut listeners, by_slot, |slot| removed.contains(&slot))
+        self.load_and_swap(&mut listeners, by_slot, |slot| !in_file.contains(&slot))
     }
 
     /// Loads `next` and puts it in use; a slot `next` has no settings for keeps the current
@@ -290,14 +291,20 @@ mod tests {
         let mut kept = settings.clone().unwrap();
         kept.certs[0].cert = c2.clone();
         kept.certs[0].key = k2.clone();
-        assert_eq!(state.replace(vec![None, Some(kept.clone())], &[0]), Ok(1));
+        assert_eq!(state.replace(vec![None, Some(kept.clone())], &[1]), Ok(1));
         let g = state.current();
         assert!(Arc::ptr_eq(g.configs[0].as_ref().unwrap(), &first));
         assert!(g.configs[1].is_some());
+        // A later reload without it keeps it too (a core may still be closing it).
+        assert_eq!(state.replace(vec![None, Some(kept.clone())], &[1]), Ok(1));
+        assert!(Arc::ptr_eq(
+            state.current().configs[0].as_ref().unwrap(),
+            &first
+        ));
         // A certificate reload keeps it too; a listener turned plain has none.
         assert_eq!(state.reload(), Ok(1));
         assert!(state.current().configs[0].is_some());
-        assert_eq!(state.replace(vec![None, Some(kept)], &[]), Ok(1));
+        assert_eq!(state.replace(vec![None, Some(kept)], &[0, 1]), Ok(1));
         assert!(state.current().configs[0].is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
