@@ -2,7 +2,7 @@
 # The whole test suite: unit tests and the black-box tests with the io_uring driver, then the
 # black-box tests again with the epoll driver, then (as root) the keepalived pair of docs/ha.md in
 # network namespaces (scripts/ha-test.sh, on a release build). Installs the real peers the tests use (promtool
-# from Debian's prometheus, Debian's chromium, Tomcat 10 for AJP, curl, openssl and Python as
+# from Debian's prometheus, Debian's chromium and chromedriver, Apache's htpasswd, Tomcat 10 for AJP, curl, openssl and Python as
 # TLS clients, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
 # that they are skipped.
 set -euo pipefail
@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 [ -x /usr/share/tomcat10/bin/catalina.sh ] || need+=(libtomcat10-java tomcat10-common)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -34,6 +36,7 @@ if [ "$(id -u)" = 0 ] && ! command -v apache2ctl >/dev/null 2>&1; then
     echo "!!! could not install apache2: the import test on Debian's tree will be SKIPPED"
 fi
 if command -v promtool >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 &&
+  command -v chromedriver >/dev/null 2>&1 && command -v htpasswd >/dev/null 2>&1 &&
   command -v apache2ctl >/dev/null 2>&1 &&
   [ -x /usr/share/tomcat10/bin/catalina.sh ] && command -v javac >/dev/null 2>&1 &&
   command -v curl >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 &&

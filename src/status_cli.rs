@@ -47,12 +47,15 @@ fn call(
         TcpStream::connect(authority).with_context(|| format!("cannot connect to {authority}"))?;
     // A reload answers once every core runs the new generation (at most a few seconds).
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    // The address connected to, not the name: the admin listener answers only to the names in
+    // `[admin] hosts` (DNS rebinding), and this is no browser.
+    let host = s.peer_addr()?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

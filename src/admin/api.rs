@@ -31,8 +31,8 @@ pub struct MemberState {
     pub applied: bool,
 }
 
-/// Finds `(balancer, member)` indexes from the path segments.
-fn find(config: &Config, balancer: &str, member: &str) -> Option<(usize, usize)> {
+/// Finds `(balancer, member)` indexes from a balancer name and a member index or `host:port`.
+pub fn find(config: &Config, balancer: &str, member: &str) -> Option<(usize, usize)> {
     let b = config.balancers.iter().position(|b| b.name == balancer)?;
     let members = &config.balancers[b].members;
     let m = match member.parse::<usize>() {
@@ -54,6 +54,36 @@ fn state(config: &Config, board: &BoardData, b: usize, m: usize) -> MemberState 
         drained: board.drained(b, m),
         applied: board.applied.iter().all(|&v| v >= board.admin_version),
     }
+}
+
+/// Validates a change of member `(b, m)` and records it on the board; on a bad value, says why
+/// and changes nothing.
+pub fn apply(
+    config: &Config,
+    board: &mut BoardData,
+    b: usize,
+    m: usize,
+    status: Option<&str>,
+    weight: Option<u32>,
+) -> Result<(), String> {
+    let status = match status.map(|s| (s, MemberStatus::parse(s))) {
+        None => None,
+        Some((_, Some(s))) => Some(s),
+        Some((s, None)) => {
+            return Err(format!(
+                "unknown status \"{s}\": use active, standby, hot_spare, disabled or draining"
+            ))
+        }
+    };
+    if weight.is_some_and(|w| w == 0 || w > 1000) {
+        return Err("weight must be between 1 and 1000".into());
+    }
+    board.set_member(b, m, status, weight);
+    tracing::info!(
+        balancer = %config.balancers[b].name, member = %config.balancers[b].members[m].url,
+        status = ?status, weight = ?weight, "admin change"
+    );
+    Ok(())
 }
 
 /// Handles a member request: returns (status, JSON body).
@@ -80,28 +110,9 @@ pub fn member(
                     )
                 }
             };
-            let status = match change.status.as_deref().map(|s| (s, MemberStatus::parse(s))) {
-                None => None,
-                Some((_, Some(s))) => Some(s),
-                Some((s, None)) => {
-                    return (
-                        400,
-                        serde_json::json!({ "error": format!("unknown status \"{s}\": use active, standby, hot_spare, disabled or draining") })
-                            .to_string(),
-                    )
-                }
-            };
-            if change.weight.is_some_and(|w| w == 0 || w > 1000) {
-                return (
-                    400,
-                    r#"{"error":"weight must be between 1 and 1000"}"#.into(),
-                );
+            if let Err(e) = apply(config, board, b, m, change.status.as_deref(), change.weight) {
+                return (400, serde_json::json!({ "error": e }).to_string());
             }
-            board.set_member(b, m, status, change.weight);
-            tracing::info!(
-                balancer, member = %config.balancers[b].members[m].url,
-                status = ?status, weight = ?change.weight, "admin change"
-            );
         }
         _ => return (405, r#"{"error":"use GET or POST"}"#.into()),
     }

@@ -1,6 +1,7 @@
 //! `/status`: the HTML page an Apache admin recognises from mod_status and the balancer-manager:
 //! server facts at the top, then one table of members per balancer with state, traffic and
-//! latency percentiles (recent window and since start).
+//! latency percentiles (recent window and since start), and per member the balancer-manager's
+//! form (state and weight, posted to `/status` with the form token).
 //!
 //! Must never: put unescaped configuration text into the page. Invariant: every figure shown comes
 //! from the `StatusReport`, so the page and `/status.json` always agree.
@@ -90,8 +91,37 @@ fn state_of(m: &MemberReport) -> (String, &str) {
     (state, class)
 }
 
-/// Renders the page; `refresh` adds a reload every N seconds.
-pub fn render(r: &StatusReport, refresh: Option<u32>) -> String {
+/// The states an administrator can set from the page, as the member API names them.
+const STATES: [&str; 5] = ["active", "standby", "hot_spare", "disabled", "draining"];
+
+/// The member's form cell: its state and weight, applied with one button.
+fn form_cell(out: &mut String, balancer: &str, m: &MemberReport, csrf: &str) {
+    let _ = write!(
+        out,
+        "<td><form method=post action=\"/status\" class=change data-member=\"{}/{}\">\
+<input type=hidden name=csrf value=\"{csrf}\"><input type=hidden name=balancer value=\"{}\">\
+<input type=hidden name=member value=\"{}\"><select name=status aria-label=\"state of member {}\">",
+        esc(balancer),
+        m.index,
+        esc(balancer),
+        m.index,
+        m.index
+    );
+    for s in STATES {
+        let selected = if s == m.status { " selected" } else { "" };
+        let _ = write!(out, "<option{selected}>{s}</option>");
+    }
+    let _ = write!(
+        out,
+        "</select> <input name=weight type=number min=1 max=1000 value=\"{}\" aria-label=\"weight of member {}\" style=\"width:5em\"> \
+<button>Apply</button></form></td>",
+        m.weight, m.index
+    );
+}
+
+/// Renders the page; `refresh` adds a reload every N seconds; `csrf` (this process's form token)
+/// adds the forms that change members.
+pub fn render(r: &StatusReport, refresh: Option<u32>, csrf: Option<&str>) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str(
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>\n<title>ringlb status</title>\n",
@@ -151,12 +181,18 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
             esc(&b.name),
             b.unavailable
         );
-        out.push_str(
+        let change = if csrf.is_some() {
+            "<th rowspan=2>Change</th>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
             "<table class=members>\n<thead><tr><th rowspan=2>#</th><th rowspan=2>Member</th><th rowspan=2>State</th>\
 <th rowspan=2>Health check</th><th rowspan=2>Weight</th><th rowspan=2>Selected</th><th rowspan=2>In flight</th>\
 <th rowspan=2>Failures</th><th rowspan=2>Marked failed</th>\
 <th rowspan=2>2xx / 4xx / 5xx</th><th rowspan=2>Sent</th><th rowspan=2>Received</th>\
-<th colspan=5>Last 60 s</th><th colspan=5>Since start</th></tr>\n\
+<th colspan=5>Last 60 s</th><th colspan=5>Since start</th>{change}</tr>\n\
 <tr><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr></thead>\n<tbody>\n",
         );
         for m in &b.members {
@@ -184,6 +220,9 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
             );
             pct_cells(&mut out, &m.total.window);
             pct_cells(&mut out, &m.total.lifetime);
+            if let Some(token) = csrf {
+                form_cell(&mut out, &b.name, m, token);
+            }
             out.push_str("</tr>\n");
         }
         out.push_str("</tbody></table>\n");

@@ -1,15 +1,20 @@
 //! The admin listener (`[admin] address`), served by the workers like any listener: `/status`
-//! (HTML), `/status.json`, `/metrics` (Prometheus), the member API, `POST /api/reload` (handed to
-//! the main thread, answered without holding the worker) and `/healthz` (the one path that needs
-//! no token: it says only whether the process serves).
+//! (HTML, with the balancer-manager's forms), `/status.json`, `/metrics` (Prometheus), the member
+//! API, `POST /api/reload` (handed to the main thread, answered without holding the worker) and
+//! `/healthz` (the one path that needs no credentials: it says only whether the process serves).
 //!
-//! Owns: admin request handling and the bearer-token check. The worker serving an admin request
-//! publishes its own statistics first (on demand); the other workers' come from their last
-//! once-a-second publication. Must never: serve anything but `/healthz`'s "ok"/"stopping", or
-//! change anything, to a request without the right token when one is configured. Invariant: the
-//! board's lock is held only while a response is built, never across an await.
+//! Owns: admin request handling, in this order: `Host` check, credentials, cross-site check for
+//! changes (`auth`), the form token for the page's forms (`csrf`), then the request. The worker
+//! serving an admin request publishes its own statistics first (on demand); the other workers'
+//! come from their last once-a-second publication. Must never: serve anything but `/healthz`'s
+//! answer, or change anything, to a request without the right credentials when some are
+//! configured, to a `Host` it does not answer to, or (a change) to another site's page.
+//! Invariant: the board's lock is held only while a response is built, never across an await.
 
 pub mod api;
+pub mod auth;
+pub mod csrf;
+pub mod form;
 pub mod html;
 pub mod metrics;
 pub mod prom;
@@ -33,7 +38,7 @@ struct Reply {
     status: u16,
     content_type: &'static str,
     body: String,
-    extra: &'static str,
+    extra: String,
 }
 
 impl Reply {
@@ -42,7 +47,7 @@ impl Reply {
             status,
             content_type,
             body,
-            extra: "",
+            extra: String::new(),
         }
     }
 }
@@ -85,11 +90,7 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
                     return;
                 }
             }
-            if is_reload(&buf, &head) && authorized(core, &buf, &head) {
-                reload(core).await
-            } else {
-                handle(core, &buf, &head)
-            }
+            respond(core, &buf, &head).await
         }
     };
     let mut out = format!(
@@ -115,50 +116,61 @@ fn status_reason(status: u16) -> &'static str {
     }
 }
 
-fn authorized(core: &Core, buf: &[u8], head: &RequestHead) -> bool {
-    let gen = core.gen();
-    let Some(token) = gen.config.admin.as_ref().and_then(|a| a.token.as_deref()) else {
-        return true;
-    };
-    head.headers
-        .iter()
-        .filter(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"authorization"))
-        .any(|h| {
-            let v = buf[h.value.clone()].trim_ascii();
-            v.len() > 7
-                && v[..7].eq_ignore_ascii_case(b"bearer ")
-                && same_secret(v[7..].trim_ascii(), token.as_bytes())
-        })
-}
-
-/// Compares a presented token with the configured one in time that depends only on their
-/// lengths, not on where they first differ.
-fn same_secret(given: &[u8], want: &[u8]) -> bool {
-    if given.len() != want.len() {
-        return false;
-    }
-    let diff = given
-        .iter()
-        .zip(want)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(diff) == 0
-}
-
-fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
-    // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no token, no
-    // figures, nothing but whether this process takes new connections.
+/// Lets the request through `auth`'s checks, then answers it.
+async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
+    // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no credentials,
+    // no figures, nothing but whether this process takes new connections.
     if &buf[head.path.clone()] == b"/healthz" {
         return healthz(core, head.method(buf));
     }
-    if !authorized(core, buf, head) {
-        let mut r = Reply::new(
-            401,
+    let gen = core.gen();
+    let admin = gen.config.admin.as_ref();
+    let host = head.host.clone().map(|h| &buf[h]);
+    if admin.is_some_and(|a| !auth::host_allowed(a, host)) {
+        return Reply::new(
+            403,
             "text/plain",
-            "a valid Authorization: Bearer token is required\n".into(),
+            "this admin listener does not answer to that Host: add the name to [admin] hosts\n"
+                .into(),
         );
-        r.extra = "WWW-Authenticate: Bearer realm=\"ringlb\"\r\n";
-        return r;
     }
+    let via = match auth::authenticate(admin, buf, head).await {
+        Ok(via) => via,
+        Err(auth::Refusal::Busy) => {
+            return Reply::new(503, "text/plain", "busy checking passwords\n".into())
+        }
+        Err(auth::Refusal::Credentials) => {
+            let mut r = Reply::new(
+                401,
+                "text/plain",
+                "credentials are required: Authorization: Bearer <token>, or log in (HTTP Basic)\n"
+                    .into(),
+            );
+            r.extra = "WWW-Authenticate: Basic realm=\"ringlb admin\", charset=\"UTF-8\"\r\n\
+WWW-Authenticate: Bearer realm=\"ringlb admin\"\r\n"
+                .into();
+            return r;
+        }
+    };
+    let method = head.method(buf);
+    if method != b"GET"
+        && method != b"HEAD"
+        && via != auth::Via::Bearer
+        && !auth::same_origin(buf, head)
+    {
+        return Reply::new(
+            403,
+            "text/plain",
+            "refused: a change from another site's page (Origin / Sec-Fetch-Site)\n".into(),
+        );
+    }
+    if is_reload(buf, head) {
+        return reload(core).await;
+    }
+    handle(core, buf, head)
+}
+
+fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
     let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -177,9 +189,10 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             Reply::new(
                 200,
                 "text/html; charset=utf-8",
-                html::render(&report, refresh),
+                html::render(&report, refresh, csrf::token()),
             )
         }
+        ("POST", ["status"]) => form::change(core, body),
         ("GET", ["status.json"]) => {
             let report = status_report(core);
             Reply::new(
@@ -203,11 +216,7 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             let (status, json) = api::member(&config, &mut board, method, b, m, body);
             drop(board);
             if method == "POST" && status == 200 {
-                core.board.changed();
-                // The main thread writes the state file, off the workers.
-                if let (Some(control), Some(_)) = (&core.control, config.state_file()) {
-                    let _ = control.send(crate::reload::Control::SaveState);
-                }
+                members_changed(core, &config);
             }
             Reply::new(status, "application/json", json)
         }
@@ -239,6 +248,15 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             "text/plain",
             "not found: try /status, /status.json or /metrics\n".into(),
         ),
+    }
+}
+
+/// After an admin change on the board: every core applies it, and the main thread writes the
+/// state file (off the workers).
+fn members_changed(core: &Core, config: &crate::config::Config) {
+    core.board.changed();
+    if let (Some(control), Some(_)) = (&core.control, config.state_file()) {
+        let _ = control.send(crate::reload::Control::SaveState);
     }
 }
 
@@ -288,16 +306,5 @@ fn healthz(core: &Core, method: &[u8]) -> Reply {
         b"GET" if core.board.is_draining() => Reply::new(503, "text/plain", "draining\n".into()),
         b"GET" => Reply::new(200, "text/plain", "ok\n".into()),
         _ => Reply::new(405, "text/plain", "use GET\n".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn token_comparison() {
-        assert!(super::same_secret(b"s3cret", b"s3cret"));
-        assert!(!super::same_secret(b"s3creT", b"s3cret"));
-        assert!(!super::same_secret(b"s3cre", b"s3cret"));
-        assert!(!super::same_secret(b"", b"s3cret"));
     }
 }

@@ -4,18 +4,20 @@
 //! print a Rust debug dump. Invariant: a `Config` that exists is valid; every `ConfigError` names
 //! the key and the line it came from, so an operator can fix the file without guessing.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+mod admin;
 mod balancer;
 mod health;
 mod listen;
 mod route;
 
+pub use admin::AdminConfig;
+use admin::RawAdmin;
 use balancer::RawBalancer;
 pub use balancer::{
     AllFailed, BalanceMethod, BalancerConfig, MemberConfig, MemberStatus, MemberTls, Protocol,
@@ -185,14 +187,6 @@ impl Default for RawLog {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    address: Spanned<String>,
-    token: Option<Spanned<String>>,
-    state_file: Option<String>,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -205,17 +199,6 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub balancers: Vec<BalancerConfig>,
     pub routes: Vec<RouteConfig>,
-}
-
-/// The admin listener (`[admin]`).
-#[derive(Debug, Clone)]
-pub struct AdminConfig {
-    pub address: SocketAddr,
-    /// When set, every admin request needs `Authorization: Bearer <token>`.
-    pub token: Option<String>,
-    /// Where admin changes are kept across restarts (`[admin] state_file`, Apache's
-    /// `BalancerPersist`): `state_file.rs`.
-    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -395,43 +378,7 @@ impl Validator<'_> {
         let listen = self.listeners(&raw.listen)?;
         let admin = match &raw.admin {
             None => None,
-            Some(a) => {
-                let Ok(address) = a.address.get_ref().parse::<SocketAddr>() else {
-                    return self.err(
-                        a.address.span(),
-                        "admin.address".into(),
-                        format!("\"{}\" is not an ip:port address", a.address.get_ref()),
-                    );
-                };
-                if let Some(t) = &a.token {
-                    if t.get_ref().len() < 8 {
-                        return self.err(
-                            t.span(),
-                            "admin.token".into(),
-                            "use at least 8 characters".into(),
-                        );
-                    }
-                }
-                if address.port() != 0 && listen.iter().any(|l| l.address == address) {
-                    return self.err(
-                        a.address.span(),
-                        "admin.address".into(),
-                        format!("{address} is also a [[listen]] address"),
-                    );
-                }
-                if a.token.is_none() && !address.ip().is_loopback() {
-                    return self.err(
-                        a.address.span(),
-                        "admin.address".into(),
-                        "an admin listener on a non-loopback address needs [admin] token".into(),
-                    );
-                }
-                Some(AdminConfig {
-                    address,
-                    token: a.token.as_ref().map(|t| t.get_ref().clone()),
-                    state_file: a.state_file.as_ref().map(std::path::PathBuf::from),
-                })
-            }
+            Some(a) => Some(self.admin(a, &listen)?),
         };
         let mut balancers: Vec<BalancerConfig> = Vec::new();
         for (i, b) in raw.balancer.iter().enumerate() {

@@ -936,7 +936,7 @@ fn admin_listener_answers_when_the_proxy_connection_limit_is_reached() {
     for i in 0..3 {
         let mut c = Client::connect(p.admin_addr());
         c.set_timeout(Duration::from_secs(3));
-        c.send(b"GET /status.json HTTP/1.1\r\nHost: admin\r\n\r\n");
+        c.send(b"GET /status.json HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let r = c.read_response();
         assert_eq!(
             r.map(|r| r.status),

@@ -15,6 +15,7 @@ mod import_apache;
 mod integrity;
 mod lifecycle;
 mod listeners;
+mod manager;
 mod mapping;
 mod reload;
 mod review;

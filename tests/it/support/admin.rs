@@ -15,7 +15,7 @@ pub fn admin(addr: SocketAddr, method: &str, path: &str, body: &str, token: Opti
         .unwrap_or_default();
     c.send(
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
