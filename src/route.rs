@@ -1,4 +1,6 @@
-//! Router: host + longest path prefix -> route (and its balancer).
+//! Router: host + longest path prefix -> route (and its balancer). A prefix matches whole path
+//! segments, as Apache's `ProxyPass` does: `/os` matches `/os`, `/os/…` and `/os?…`, never `/osx`
+//! or `/os;p` (a prefix ending in `/` needs nothing more).
 //!
 //! Shared read-only by every core. Must never: allocate per request. Invariant: routes are
 //! ordered so that the first match is the right one (host-specific before any-host, then longer
@@ -39,9 +41,23 @@ impl Router {
             r.host
                 .as_ref()
                 .is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(host))
-                && path.starts_with(r.path.as_bytes())
+                && prefix_matches(r.path.as_bytes(), path)
         })
     }
+}
+
+fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
+    strip_prefix(path, prefix).is_some()
+}
+
+/// `path` after route prefix `prefix`, when `prefix` covers it at a segment boundary: what
+/// follows is nothing, or begins with `/`, `?` or `#` (or `prefix` ends with `/`). The one
+/// rule for routing and for `member_path` mapping in both directions (`http::reverse`).
+pub fn strip_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let rest = path.strip_prefix(prefix)?;
+    let boundary =
+        prefix.ends_with(b"/") || matches!(rest.first(), None | Some(b'/' | b'?' | b'#'));
+    boundary.then_some(rest)
 }
 
 /// `example.org:8080` -> `example.org`; `[::1]:80` -> `[::1]`.
@@ -90,6 +106,31 @@ mod tests {
         assert_eq!(r.find(b"app.example.org.", b"/x").unwrap().balancer, 2);
         assert_eq!(r.find(b"app.example.org.:80", b"/x").unwrap().balancer, 2);
         assert_eq!(r.find(b"other", b"?q").unwrap().balancer, 0);
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let r = Router::new(&[route(None, "/", 0), route(None, "/os", 1)]);
+        for (path, want) in [
+            (&b"/os"[..], 1),
+            (b"/os/", 1),
+            (b"/os/x", 1),
+            (b"/os?q=1", 1),
+            (b"/os;jsessionid=1", 0),
+            (b"/osx", 0),
+            (b"/os.html", 0),
+            (b"/o", 0),
+        ] {
+            assert_eq!(
+                r.find(b"h", path).unwrap().balancer,
+                want,
+                "{}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        let r = Router::new(&[route(None, "/os/", 1)]);
+        assert!(r.find(b"h", b"/os").is_none());
+        assert_eq!(r.find(b"h", b"/os/x").unwrap().balancer, 1);
     }
 
     #[test]

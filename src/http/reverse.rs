@@ -11,9 +11,9 @@
 //! two prefixes) — no CR, LF or NUL can appear that was not there; produce a path that starts with
 //! `//` (a reference to another host).
 //!
-//! Prefix matching is byte-wise, as Apache's: `/os` maps `/osx` to `/openspecimenx` (configure
-//! both with a trailing `/` to map whole segments only; the configuration requires both or
-//! neither to end with one).
+//! Prefixes match whole segments (`route::strip_prefix`, the router's rule too): `/os` maps
+//! `/os/x` and `/os?q`, never `/osx` or `/os;p`; a Location under `/openspecimenx` is not under
+//! `/openspecimen`.
 
 use crate::config::MemberConfig;
 
@@ -50,7 +50,7 @@ impl Mapping<'_> {
 /// it): it cannot be mapped. (`*` is not a path: the caller forwards it as it is.)
 pub fn map_target(target: &[u8], public: &[u8], member: &[u8], out: &mut Vec<u8>) -> bool {
     let rest = match target.first() {
-        Some(b'/') => target.strip_prefix(public),
+        Some(b'/') => crate::route::strip_prefix(target, public),
         _ if public == b"/" => Some(target),
         _ => None,
     };
@@ -170,7 +170,7 @@ pub fn url(out: &mut Vec<u8>, value: &[u8], r: &Reverse) {
 
 /// A URL's path (with its query), under the public prefix if it is under the member path.
 fn path(out: &mut Vec<u8>, p: &[u8], m: &Mapping) {
-    match p.strip_prefix(m.member) {
+    match crate::route::strip_prefix(p, m.member) {
         Some(rest) if m.mapped() => join(out, m.public, rest),
         _ => out.extend_from_slice(p),
     }

@@ -55,9 +55,16 @@ fn targets_map_the_public_prefix_onto_the_member_path() {
     assert_eq!(out, b"/openspecimen/x?a=1");
     assert!(map_target(b"/os", b"/os", b"/openspecimen", &mut out));
     assert_eq!(out, b"/openspecimen");
-    // Byte-wise, as Apache: /osx is under /os.
-    assert!(map_target(b"/osx", b"/os", b"/openspecimen", &mut out));
-    assert_eq!(out, b"/openspecimenx");
+    // Whole segments, as Apache: /osx and /os;p are not under /os; /os?q is.
+    assert!(!map_target(b"/osx", b"/os", b"/openspecimen", &mut out));
+    assert!(!map_target(
+        b"/os;jsessionid=1",
+        b"/os",
+        b"/openspecimen",
+        &mut out
+    ));
+    assert!(map_target(b"/os?q", b"/os", b"/openspecimen", &mut out));
+    assert_eq!(out, b"/openspecimen?q");
     assert!(map_target(b"/x/y", b"/", b"/app/", &mut out));
     assert_eq!(out, b"/app/x/y");
     assert!(map_target(b"/os/x", b"/os/", b"/", &mut out));

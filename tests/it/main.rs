@@ -2,6 +2,7 @@
 //! The harness (not ringlb) shares request records between threads with a Mutex.
 #![allow(clippy::disallowed_types)]
 
+mod apache_diff;
 mod balancing;
 mod basics;
 mod bodies;
