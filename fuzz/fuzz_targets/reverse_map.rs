@@ -59,7 +59,14 @@ fuzz_target!(|data: &[u8]| {
     let mut target = public.as_bytes().to_vec();
     target.extend_from_slice(rest.strip_prefix(b"/").filter(|_| public.ends_with('/')).unwrap_or(&rest));
     let mut mapped = Vec::new();
-    assert!(map_target(&target, public.as_bytes(), member.as_bytes(), &mut mapped));
+    // Whole segments only: `/os` followed by `x` is another path, never mapped.
+    let after = &target[public.len()..];
+    let boundary = public.ends_with('/') || matches!(after.first(), None | Some(b'/' | b'?'));
+    let ok = map_target(&target, public.as_bytes(), member.as_bytes(), &mut mapped);
+    assert_eq!(ok, boundary, "{target:?} under {public:?}");
+    if !ok {
+        return;
+    }
     assert!(mapped.starts_with(member.as_bytes()));
     assert!(!mapped.starts_with(b"//"), "{mapped:?}");
     if !rest.starts_with(b"/") && !target.windows(2).any(|w| w == b"//") {
