@@ -156,8 +156,13 @@ pub async fn send_continue(c: &mut Client, limit: Duration) -> bool {
 
 /// Writes an error response with `Connection: close`, then closes lingering (`linger_close`).
 pub async fn refuse(c: &mut Client, status: u16) {
+    refuse_with(c, status, None).await
+}
+
+/// `refuse` with a balancer's page for the status (`error_pages`).
+pub async fn refuse_with(c: &mut Client, status: u16, page: Option<&crate::config::ErrorPage>) {
     c.out.clear();
-    reply::error(&mut c.out, status, true);
+    reply::error_page(&mut c.out, status, true, page);
     let len = c.out.len();
     if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR)
         .await

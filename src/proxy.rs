@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::ajp;
 use crate::balance::Pick;
-use crate::client::{refuse, target, Client};
-use crate::config::{BalancerConfig, MemberConfig, Protocol, RouteConfig};
+use crate::client::{refuse, refuse_with, target, Client};
+use crate::config::{BalancerConfig, ErrorPage, MemberConfig, Protocol, RouteConfig};
 use crate::core::Core;
 use crate::core_gen::CoreGen;
 use crate::http::exchange::{self, Params};
@@ -190,13 +190,13 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
     };
     let Some(route) = find_route(gen, c) else {
         core.stats.borrow_mut().core.not_found += 1;
-        return local_reply(core, gen, c, 404, &req).await;
+        return local_reply(core, gen, c, 404, &req, None).await;
     };
     let bal = route.balancer;
     let sticky = select::sticky_member(gen, c, bal);
     if !map_route(c, route) {
         core.stats.borrow_mut().core.not_found += 1;
-        return local_reply(core, gen, c, 404, &req).await;
+        return local_reply(core, gen, c, 404, &req, None).await;
     }
     let mut tries = Tries::default();
     loop {
@@ -208,7 +208,8 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         };
         let Some((member, fresh_only)) = picked else {
             core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-            return local_reply(core, gen, c, 503, &req).await;
+            let page = gen.config.balancers[bal].error_pages.get(503);
+            return local_reply(core, gen, c, 503, &req, page).await;
         };
         let tracked = Tracked::start(core, gen, bal, member);
         c.rec.member = Some((bal, member));
@@ -225,7 +226,8 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
             // No member could be reached: the request is whole and unsent, the client stays.
             Next::Unavailable => {
                 core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-                return local_reply(core, gen, c, 503, &req).await;
+                let page = gen.config.balancers[bal].error_pages.get(503);
+                return local_reply(core, gen, c, 503, &req, page).await;
             }
             Next::Answer => {
                 let bcfg = &gen.config.balancers[bal];
@@ -577,7 +579,7 @@ async fn finish(
             tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
                 "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
             // Nothing was sent: the rest of an unread body is drained so the client sees the 500.
-            gateway_error(c, 500, req.replayable).await
+            gateway_error(c, 500, req.replayable, None).await
         }
         Outcome::Failed(f) => fail(c, tracked, &f, started).await,
     }
@@ -626,27 +628,32 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
     tracing::warn!(member = %mcfg.url, failure = ?f.failure, "member failed {what}");
     tracked.fail(f.failure);
     tracked.respond(f.status, started);
-    gateway_error(c, f.status, f.request_read).await
+    let page = tracked.gen.config.balancers[tracked.bal]
+        .error_pages
+        .get(f.status);
+    gateway_error(c, f.status, f.request_read, page).await
 }
 
-/// Answers from ringlb itself (404, 503) and keeps the connection when the request was whole.
+/// Answers from ringlb itself (404, 503, with the balancer's `page` for it) and keeps the
+/// connection when the request was whole.
 async fn local_reply(
     core: &Core,
     gen: &CoreGen,
     c: &mut Client,
     status: u16,
     req: &Request,
+    page: Option<&ErrorPage>,
 ) -> bool {
     c.rec.status = status;
     if !req.replayable {
-        refuse(c, status).await;
+        refuse_with(c, status, page).await;
         return false;
     }
     c.buf.drain(..req.request_end);
     // While stopping, the answer says the connection ends, like a member's would.
     let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener);
     c.out.clear();
-    reply::error(&mut c.out, status, !keep);
+    reply::error_page(&mut c.out, status, !keep, page);
     let n = c.out.len();
     stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
         .await
@@ -656,15 +663,20 @@ async fn local_reply(
 
 /// A 502, 504 (or 500) with `Connection: close`. `request_read` says whether the client's request
 /// was read to its end (if not, the rest is drained briefly so the client sees the status).
-async fn gateway_error(c: &mut Client, status: u16, request_read: bool) -> bool {
+async fn gateway_error(
+    c: &mut Client,
+    status: u16,
+    request_read: bool,
+    page: Option<&ErrorPage>,
+) -> bool {
     c.rec.status = status;
     if request_read {
         c.out.clear();
-        reply::error(&mut c.out, status, true);
+        reply::error_page(&mut c.out, status, true, page);
         let n = c.out.len();
         let _ = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
     } else {
-        refuse(c, status).await;
+        refuse_with(c, status, page).await;
     }
     false
 }

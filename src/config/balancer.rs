@@ -147,6 +147,7 @@ pub(super) struct RawBalancer {
     hctimeout: Option<Spanned<Dur>>,
     hcexpect: Option<Spanned<String>>,
     hcbody_excludes: Option<Spanned<String>>,
+    error_pages: Option<super::error_pages::RawErrorPages>,
     members: Spanned<Vec<RawMember>>,
 }
 
@@ -255,6 +256,8 @@ pub struct BalancerConfig {
     /// How long a request waits for a member under `max_conns` (zero: 503 at once).
     pub queue_timeout: Duration,
     pub sticky: Option<Sticky>,
+    /// Local pages for the 502/503/504 that ringlb answers itself (`error_pages`).
+    pub error_pages: super::error_pages::ErrorPages,
     pub members: Vec<MemberConfig>,
 }
 
@@ -378,6 +381,7 @@ impl Validator<'_> {
             slow_start: b.slow_start.map_or(Duration::ZERO, |d| d.0),
             queue_timeout: b.queue_timeout.map_or(Duration::ZERO, |d| d.0),
             sticky: self.sticky(b, &key)?,
+            error_pages: self.error_pages(b.error_pages.as_ref(), &key)?,
             members,
         })
     }

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 mod admin;
 mod balancer;
+mod error_pages;
 mod health;
 mod listen;
 mod route;
@@ -23,6 +24,7 @@ pub use balancer::{
     AllFailed, BalanceMethod, BalancerConfig, MemberConfig, MemberStatus, MemberTls, Protocol,
     Sticky,
 };
+pub use error_pages::{ErrorPage, ErrorPages};
 pub use health::{HcMethod, HealthCheck};
 use listen::RawListen;
 pub use listen::{CertFiles, ListenConfig, TlsConfig, TlsVersion};

@@ -1,5 +1,6 @@
 //! The responses ringlb writes itself: refusals (400/405/408/414/431/501), 404, and the gateway errors
-//! (502/503/504), each with a short text body.
+//! (502/503/504), each with a short text body, or for a gateway error the balancer's configured
+//! page (`error_pages`).
 //!
 //! Must never: allocate (writes into the caller's reused buffer). Invariant: `close` responses carry
 //! `Connection: close` and the caller closes the connection after writing them.
@@ -27,7 +28,29 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Writes a complete error response with a one-line body.
 pub fn error(out: &mut Vec<u8>, status: u16, close: bool) {
+    error_page(out, status, close, None);
+}
+
+/// Writes a complete error response with `page` as its body when there is one, else a one-line
+/// text body.
+pub fn error_page(
+    out: &mut Vec<u8>,
+    status: u16,
+    close: bool,
+    page: Option<&crate::config::ErrorPage>,
+) {
     let reason = reason(status);
+    if let Some(p) = page {
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status} {reason}\r\nServer: ringlb\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n",
+            p.content_type,
+            p.body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        out.extend_from_slice(&p.body);
+        return;
+    }
     let _ = write!(
         out,
         "HTTP/1.1 {status} {reason}\r\nServer: ringlb\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{reason}\n",
@@ -50,5 +73,24 @@ mod tests {
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nService Unavailable\n"));
         assert!(text.contains("Content-Length: 20\r\n"));
+    }
+
+    #[test]
+    fn a_page_is_the_body_with_its_type_and_the_status_kept() {
+        let page = crate::config::ErrorPage {
+            content_type: "text/html; charset=utf-8",
+            body: b"<h1>Back soon</h1>".to_vec(),
+        };
+        let mut out = Vec::new();
+        super::error_page(&mut out, 503, false, Some(&page));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert!(text.contains("Content-Length: 18\r\n"));
+        assert!(!text.contains("Connection: close"));
+        assert!(text.ends_with("\r\n\r\n<h1>Back soon</h1>"));
     }
 }

@@ -199,6 +199,10 @@ struct Vhost {
     passes: Vec<(String, String, Vec<String>, Directive)>,
     reverses: Vec<(String, String, String)>,
     cookie_paths: Vec<(String, String, String)>,
+    /// `DocumentRoot`: where an `ErrorDocument` path is a file.
+    document_root: Option<String>,
+    /// `ErrorDocument 502|503|504 /path` (status, path, the directive).
+    error_docs: Vec<(String, String, Directive)>,
     /// The main server (not a `<VirtualHost>`): its `ServerName` does not limit its routes.
     global: bool,
 }
@@ -243,6 +247,8 @@ impl Translator<'_> {
             "virtualhost" => {
                 let mut inner = Vhost {
                     preserve_host: v.preserve_host,
+                    document_root: v.document_root.clone(),
+                    error_docs: v.error_docs.clone(),
                     ports: d.args.iter().map(|a| port_of(a)).collect(),
                     ..Vhost::default()
                 };
@@ -277,6 +283,17 @@ impl Translator<'_> {
                 "SSLCertificateChainFile: ringlb reads the chain from the certificate file; append this file to it",
             ),
             "proxypreservehost" => v.preserve_host = on(0),
+            "documentroot" => v.document_root = Some(arg(0).trim_end_matches('/').to_string()),
+            "errordocument" => match arg(0) {
+                "502" | "503" | "504" if arg(1).starts_with('/') => {
+                    v.error_docs.retain(|(status, ..)| status != arg(0));
+                    v.error_docs.push((arg(0).into(), arg(1).into(), d.clone()));
+                }
+                "502" | "503" | "504" => self.note(d, format!("ErrorDocument {} {}: only a local page (a path under DocumentRoot) is translated: not translated", arg(0), arg(1))),
+                _ => self.note(d, format!("ErrorDocument {}: ringlb has pages for the 502, 503 and 504 it answers itself: not translated", arg(0))),
+            },
+            "proxyerroroverride" if on(0) => self.note(d, "ProxyErrorOverride On: not translated: a member's own error responses are relayed as they are (ringlb's pages are for the errors it answers itself)"),
+            "proxyerroroverride" => {}
             "proxytimeout" | "timeout" => match seconds(arg(0)) {
                 Some(t) if d.is("Timeout") => self.timeout = Some(t),
                 Some(t) => {
@@ -333,7 +350,7 @@ impl Translator<'_> {
             "redirect" | "redirectpermanent" if redirects_to_https(&d.args) => v.redirect_https = true,
             "proxypassmatch" | "proxypassreversecookiedomain" | "rewriterule" | "rewritecond"
             | "redirect" | "redirectmatch" | "header" | "requestheader"
-            | "alias" | "errordocument" | "proxyerroroverride" | "secruleengine" => {
+            | "alias" | "secruleengine" => {
                 self.note(d, format!("{}: not translated (not supported by ringlb)", d.name))
             }
             _ if d.children.is_some() => {
@@ -501,10 +518,14 @@ impl Translator<'_> {
     /// A virtual host's routes and listeners.
     fn finish_vhost(&mut self, v: &Vhost, d: Option<&Directive>) {
         let at = d.map_or_else(String::new, Directive::at);
+        let mut used = Vec::new();
         for (path, target, params, d) in &v.passes {
             let Some((balancer, member_path)) = self.pass_target(target, params, d) else {
                 continue;
             };
+            if !used.contains(&balancer) {
+                used.push(balancer.clone());
+            }
             let from = d.at();
             let reverse = v.reverses.iter().any(|(p, ..)| same_path(p, path));
             let (path, member_path) = slashes(path, member_path, &from, &mut self.out.notes);
@@ -534,6 +555,7 @@ impl Translator<'_> {
                 });
             }
         }
+        self.error_pages(v, &used);
         for (public, _, from) in &v.reverses {
             if !v.passes.iter().any(|(p, ..)| same_path(p, public)) {
                 self.out.notes.push(Note { at: from.clone(), text: format!("ProxyPassReverse {public}: no ProxyPass with that path in this host: not translated") });
@@ -561,6 +583,40 @@ impl Translator<'_> {
         }
         for port in &v.ports {
             self.listener(port, v, &at);
+        }
+    }
+
+    /// A host's `ErrorDocument 502|503|504 /page` become `error_pages` of the balancers its
+    /// routes use, with the file under `DocumentRoot` (when it is there to be read).
+    fn error_pages(&mut self, v: &Vhost, balancers: &[String]) {
+        if v.error_docs.is_empty() || balancers.is_empty() {
+            return;
+        }
+        let mut pages = Vec::new();
+        for (status, path, d) in &v.error_docs {
+            let Some(root) = &v.document_root else {
+                self.note(d, format!("ErrorDocument {status} {path}: no DocumentRoot to find the page in: not translated"));
+                continue;
+            };
+            let file = format!("{root}{path}");
+            if std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+                pages.push(format!("{status} = {}", super::quote::q(&file)));
+            } else {
+                self.note(
+                    d,
+                    format!(
+                        "ErrorDocument {status} {path}: {file} is not a file here: not translated"
+                    ),
+                );
+            }
+        }
+        if pages.is_empty() {
+            return;
+        }
+        let value = format!("{{ {} }}", pages.join(", "));
+        let d = &v.error_docs[0].2;
+        for name in balancers {
+            self.balancer_key(name, "error_pages", value.clone(), d);
         }
     }
 

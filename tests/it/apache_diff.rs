@@ -1,9 +1,10 @@
 //! Differential test against Apache: Debian's apache2 (mod_proxy_balancer) runs a site
 //! configuration, ringlb runs `ringlb import-apache` of the same file, both in front of the same
 //! mock members. The same requests (paths inside and outside the mapped prefixes, redirects from
-//! members, a cookie path, a disabled member, a hot standby) must reach the same members with the
-//! same forwarded path and give the same status, Location and Set-Cookie. The differences that are
-//! deliberate are in docs/migration.md; this test holds ringlb to everything else.
+//! members, a cookie path, a disabled member, a hot standby, a balancer with no live member and
+//! an `ErrorDocument 503`) must reach the same members with the same forwarded path and give the
+//! same status, Location, Set-Cookie and error page. The differences that are deliberate are in
+//! docs/migration.md; this test holds ringlb to everything else.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -137,6 +138,8 @@ struct Seen {
     forwarded_path: Option<String>,
     location: Option<String>,
     cookie: Option<String>,
+    /// The body of a 5xx (an `ErrorDocument` page).
+    page: Option<String>,
 }
 
 /// Sends `path` on a fresh connection with `Host: site.example` and reads what it did.
@@ -160,6 +163,7 @@ fn send(addr: SocketAddr, path: &str, members: &[&Backend]) -> Seen {
         forwarded_path: forwarded,
         location: r.header("location").map(str::to_string),
         cookie: r.header("set-cookie").map(str::to_string),
+        page: (r.status >= 500).then(|| r.text()),
     }
 }
 
@@ -173,10 +177,19 @@ fn apache_and_the_import_of_its_configuration_answer_alike() {
     let spare = member_at("H");
     let (down1, down2) = (closed_port(), closed_port());
     let site = dir.0.join("site.conf");
+    let (dead1, dead2) = (closed_port(), closed_port());
+    std::fs::create_dir_all(dir.0.join("htdocs")).unwrap();
+    std::fs::write(dir.0.join("htdocs/503.html"), "<h1>Back soon</h1>\n").unwrap();
     std::fs::write(
         &site,
         format!(
-            r#"<Proxy "balancer://app">
+            r#"DocumentRoot {root}/htdocs
+ErrorDocument 503 /503.html
+<Proxy "balancer://dead">
+    BalancerMember http://{dead1}
+    BalancerMember http://{dead2}
+</Proxy>
+<Proxy "balancer://app">
     BalancerMember http://{a} retry=60
     BalancerMember http://{b} retry=60
     BalancerMember http://{disabled} status=+D
@@ -192,7 +205,9 @@ ProxyPassReverse /os balancer://app/app
 ProxyPassReverseCookiePath /app /os
 ProxyPass /fallback/ balancer://spare/
 ProxyPass /plain/ balancer://app/
+ProxyPass /dead/ balancer://dead/
 "#,
+            root = dir.0.display(),
             a = a.addr,
             b = b.addr,
             disabled = disabled.addr,
@@ -239,6 +254,8 @@ ProxyPass /plain/ balancer://app/
         "/",
         "/fallback/one",
         "/fallback/two",
+        "/dead/one",
+        "/dead/two",
     ];
     // The deliberate differences of docs/migration.md, held to exactly what it says: (path,
     // Apache's Location, ringlb's Location given the member that answered).
@@ -271,6 +288,11 @@ ProxyPass /plain/ balancer://app/
                 Some(ringlb_location),
                 "ringlb on {path}"
             );
+        }
+        if path.starts_with("/dead/") {
+            // ErrorDocument 503 became the balancer's error page.
+            assert_eq!(from_ringlb.status, 503);
+            assert_eq!(from_ringlb.page.as_deref(), Some("<h1>Back soon</h1>\n"));
         }
         if from_apache != from_ringlb {
             differ.push(format!(

@@ -198,3 +198,56 @@ fn connect_timeout_fails_over_and_marks_the_member() {
         "no request waited for a connect timeout"
     );
 }
+
+#[test]
+fn a_balancers_error_pages_answer_its_gateway_errors_with_their_status() {
+    let dir = crate::support::proxy::TempDir::new();
+    let page = |name: &str, text: &str| {
+        let p = dir.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let pages = format!(
+        "error_pages = {{ 502 = \"{}\", 503 = \"{}\", 504 = \"{}\" }}\nresponse_timeout = \"300ms\"",
+        page("502.html", "<h1>broken</h1>"),
+        page("503.html", "<h1>back soon</h1>"),
+        page("504.txt", "too slow"),
+    );
+    // 503: no member can be reached; the connection stays, as for the plain 503.
+    let p = Ringlb::start(&simple_config(&[member(closed_port())], &pages), 1);
+    let mut c = Client::connect(p.addr);
+    for _ in 0..2 {
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "<h1>back soon</h1>");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    }
+    drop(p);
+    // 502: the member closed without answering.
+    let a = Backend::start(|_| Reply::Close);
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], &pages), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (502, "<h1>broken</h1>"));
+    drop(p);
+    // 504: the member did not answer in time.
+    let slow = Backend::start(|_| {
+        Reply::Delay(Duration::from_secs(3), Box::new(Reply::Text("late".into())))
+    });
+    let p = Ringlb::start(&simple_config(&[member(slow.addr)], &pages), 1);
+    let r = get(p.addr, "/");
+    assert_eq!((r.status, r.text().as_str()), (504, "too slow"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    // A member's own 503 is its answer, relayed as it is (Apache's ProxyErrorOverride Off).
+    let own = Backend::start(|_| Reply::Full {
+        status: 503,
+        headers: vec![],
+        body: b"member says".to_vec(),
+        chunked: false,
+    });
+    let q = Ringlb::start(&simple_config(&[member(own.addr)], &pages), 1);
+    let r = get(q.addr, "/");
+    assert_eq!((r.status, r.text().as_str()), (503, "member says"));
+}

@@ -261,3 +261,33 @@ fn debians_own_apache2_tree_is_read_whole_and_has_nothing_to_proxy() {
         "{notes}"
     );
 }
+
+#[test]
+fn error_documents_become_error_pages_where_the_page_is_there() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("www/errors")).unwrap();
+    std::fs::write(dir.0.join("www/errors/502.html"), "<h1>broken</h1>").unwrap();
+    let apache = format!(
+        "Listen {port}\n<VirtualHost *:{port}>\nDocumentRoot {root}/www/\nErrorDocument 502 /errors/502.html\nErrorDocument 503 /errors/missing.html\nErrorDocument 504 \"Too slow\"\nErrorDocument 404 /errors/404.html\nProxyErrorOverride On\nProxyPass / balancer://app/\n<Proxy balancer://app>\nBalancerMember http://127.0.0.1:8080\n</Proxy>\n</VirtualHost>\n",
+        port = free_port(),
+        root = dir.0.display(),
+    );
+    let (code, toml, notes) = import(&dir, "site.conf", &apache);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    let page = dir.0.join("www/errors/502.html").display().to_string();
+    assert!(
+        toml.contains(&format!("error_pages = {{ 502 = \"{page}\" }}")),
+        "{toml}"
+    );
+    let file = dir.0.join("site.conf").display().to_string();
+    for (line, why) in [
+        (5, "missing.html is not a file here"),
+        (6, "only a local page"),
+        (7, "ringlb has pages for the 502, 503 and 504"),
+        (8, "ProxyErrorOverride On: not translated"),
+    ] {
+        assert!(notes.contains(&format!("{file}:{line}: ")), "{notes}");
+        assert!(notes.contains(why), "{why}: {notes}");
+    }
+}
