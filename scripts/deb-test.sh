@@ -3,7 +3,9 @@
 # release build scripts/test.sh just made), installs it on this machine with dpkg (CI is a fresh
 # machine; a ringlb package already installed here is refused, never touched), checks what
 # landed (binaries, unit, conffiles, logrotate, man pages, the ringlb system user, the config's
-# owner and mode), that `ringlb check` accepts the default config as the ringlb user, that
+# owner and mode), that `ringlb check` accepts the default config as the ringlb user, that it
+# serves, reloads (the unit's ExecReload), reopens its access log and stops as the ringlb user
+# with systemd's notifications (a smoke run: there is no systemd as PID 1 here), that
 # `systemd-analyze verify` accepts the unit (and, to show it would catch one, rejects three
 # broken copies), that logrotate accepts its file, then purges the package and checks that
 # everything is gone. Root only. Every failure says what and exits non-zero; nothing is skipped.
@@ -20,7 +22,7 @@ fail() {
 ok() { echo "deb-test: ok: $*"; }
 
 [ "$(id -u)" = 0 ] || fail "must run as root (it installs a package)"
-for tool in dpkg dpkg-query systemd-analyze runuser readelf zcat man; do
+for tool in dpkg dpkg-query systemd-analyze runuser setpriv readelf zcat man python3; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing"
 done
 if dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null | grep -qv '^not-installed$'; then
@@ -41,8 +43,13 @@ installed=0
 user_before=0
 id ringlb >/dev/null 2>&1 && user_before=1
 policy_made=0
+pids=()
 cleanup() {
   local rc=$?
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   if [ "$installed" = 1 ] && dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null | grep -qv '^not-installed$'; then
     echo "deb-test: cleaning up: dpkg --purge ringlb"
     dpkg --purge ringlb >/dev/null || echo "!!! deb-test: could not purge ringlb" >&2
@@ -155,9 +162,90 @@ fi
 grep -q '/var/log/ringlb/\*.log' "$tmp/logrotate.txt" || fail "logrotate -d did not consider /var/log/ringlb/*.log"
 ok "logrotate -d accepts the logrotate file"
 
-# Purge: every file gone, and what ringlb wrote at run time.
-mkdir -p /var/log/ringlb /var/lib/ringlb
-echo x >/var/log/ringlb/access.log
+# A smoke run as the unit starts it. There is no systemd as PID 1 here, so: the installed binary
+# as the ringlb user, the directories systemd would create for it (LogsDirectory,
+# StateDirectory), NOTIFY_SOCKET naming a datagram socket this script reads, the default config
+# with only its listener moved to a free loopback port (port 80 may be taken). Checks READY=1,
+# an access log line in /var/log/ringlb, the logrotate way (rename, SIGUSR1, a new file), the
+# unit's ExecReload command verbatim (RELOADING=1 then READY=1), STOPPING=1 and exit 0 on SIGTERM.
+smoke="$tmp/smoke"
+mkdir -p "$smoke"
+chmod 755 "$tmp" "$smoke"
+install -d -o ringlb -g ringlb -m 755 /var/log/ringlb /var/lib/ringlb
+sed 's|^address = "0.0.0.0:80"$|address = "127.0.0.1:0"|' /etc/ringlb/ringlb.toml >"$smoke/ringlb.toml"
+grep -q '^address = "127.0.0.1:0"$' "$smoke/ringlb.toml" || fail "the default config's listener line changed: update this test"
+chgrp ringlb "$smoke/ringlb.toml"
+chmod 640 "$smoke/ringlb.toml"
+python3 -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+with open(sys.argv[2], "a") as out:
+    while True:
+        msg = s.recv(4096).decode(errors="replace")
+        out.write(msg.replace("\n", " ") + "\n")
+        out.flush()
+' "$smoke/notify.sock" "$smoke/notify.txt" &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$smoke/notify.sock" ] && break; sleep 0.05; done
+[ -S "$smoke/notify.sock" ] || fail "the notify socket reader did not start"
+# setpriv and env exec: the pid is ringlb's own, as the unit's main process (signals reach it).
+setpriv --reuid=ringlb --regid=ringlb --init-groups \
+  env NOTIFY_SOCKET="$smoke/notify.sock" WATCHDOG_USEC=2000000 \
+  /usr/bin/ringlb run --config "$smoke/ringlb.toml" 2>"$smoke/stderr.txt" &
+ringlb_pid=$!
+pids+=("$ringlb_pid")
+wait_for() { # file pattern what
+  for _ in $(seq 300); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$ringlb_pid" 2>/dev/null || { cat "$smoke/stderr.txt" >&2; fail "ringlb exited while waiting for $3"; }
+    sleep 0.05
+  done
+  tail -n 20 "$smoke/stderr.txt" "$smoke/notify.txt" >&2 || true
+  fail "no $3 within 15 s"
+}
+wait_for "$smoke/notify.txt" '^READY=1' "READY=1"
+wait_for "$smoke/notify.txt" '^WATCHDOG=1' "WATCHDOG=1"
+port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$smoke/stderr.txt" | head -n1)
+[ -n "$port" ] || fail "no listening line: $(cat "$smoke/stderr.txt")"
+request() {
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect to ringlb on $port"
+  printf 'GET /smoke HTTP/1.1\r\nHost: smoke\r\nConnection: close\r\n\r\n' >&3
+  head -n1 <&3 | grep -q '^HTTP/1.1 ' || fail "no HTTP answer from ringlb"
+  exec 3<&-
+}
+request
+wait_for /var/log/ringlb/access.log 'GET /smoke' "an access log line in /var/log/ringlb/access.log"
+[ "$(stat -c %U /var/log/ringlb/access.log)" = ringlb ] || fail "the access log is not the ringlb user's"
+mv /var/log/ringlb/access.log /var/log/ringlb/access.log.1
+[ "$(stat -c %U "/proc/$ringlb_pid")" = ringlb ] || fail "pid $ringlb_pid is not ringlb running as the ringlb user"
+kill -USR1 "$ringlb_pid"
+wait_for "$smoke/stderr.txt" 'reopening the access log' "the reopen after SIGUSR1"
+request
+wait_for /var/log/ringlb/access.log 'GET /smoke' "a line in the new access log after SIGUSR1"
+reload_cmd=$(sed -n 's/^ExecReload=//p' "$unit")
+[ -n "$reload_cmd" ] || fail "the unit has no ExecReload"
+# shellcheck disable=SC2086 # the unit's command line, split as systemd splits it (no quotes in it)
+runuser -u ringlb -- $reload_cmd >"$smoke/reload.txt" 2>&1 ||
+  { cat "$smoke/reload.txt" "$smoke/stderr.txt" >&2; fail "the unit's ExecReload ($reload_cmd) failed"; }
+grep -q 'generation 2' "$smoke/reload.txt" || fail "ExecReload said: $(cat "$smoke/reload.txt")"
+wait_for "$smoke/notify.txt" '^RELOADING=1 MONOTONIC_USEC=' "RELOADING=1"
+wait_for "$smoke/notify.txt" '^READY=1 .*generation 2' "READY=1 after the reload"
+kill -TERM "$ringlb_pid"
+rc=0
+wait "$ringlb_pid" || rc=$?
+[ "$rc" = 0 ] || { cat "$smoke/stderr.txt" >&2; fail "ringlb exited $rc on SIGTERM"; }
+grep -q '^STOPPING=1' "$smoke/notify.txt" || fail "no STOPPING=1: $(cat "$smoke/notify.txt")"
+# (tcp_migrate_req is root's to set: its warning is expected as the ringlb user.)
+if grep -v 'tcp_migrate_req' "$smoke/stderr.txt" | grep -qi 'permission denied\|read-only'; then
+  cat "$smoke/stderr.txt" >&2
+  fail "ringlb met a permission problem as the ringlb user"
+fi
+ok "smoke run as the ringlb user: READY=1, WATCHDOG=1, access log + SIGUSR1 reopen, ExecReload, STOPPING=1, exit 0"
+
+# Purge: every file gone, and what ringlb wrote at run time (the smoke run's logs and state).
+[ -s /var/log/ringlb/access.log.1 ] || fail "the smoke run left no rotated access log to purge"
 dpkg --purge ringlb >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log" >&2; fail "dpkg --purge ringlb"; }
 installed=0
 [ "$(dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null || echo not-installed)" = not-installed ] ||
