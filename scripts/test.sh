@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and the black-box tests with the io_uring driver, then the
 # black-box tests again with the epoll driver, then (as root) the keepalived pair of docs/ha.md in
-# network namespaces (scripts/ha-test.sh, on a release build). Installs the real peers the tests use (promtool
-# from Debian's prometheus, Debian's chromium and chromedriver, Apache's htpasswd, Tomcat 10 for AJP, curl, openssl and Python as
+# network namespaces (scripts/ha-test.sh, on a release build), and the Debian package built,
+# installed, checked and purged (scripts/deb-test.sh). Installs the real peers the tests use (promtool
+# from Debian's prometheus, Debian's chromium and chromedriver, Apache's htpasswd, Tomcat 10 for AJP,
+# curl, openssl and Python as
 # TLS clients, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
 # that they are skipped.
 set -euo pipefail
@@ -49,6 +51,8 @@ RINGLB_TEST_DRIVER=epoll cargo test --test it
 if [ "$(id -u)" = 0 ]; then
   cargo build --release --workspace
   bash scripts/ha-test.sh
+  bash scripts/deb-test.sh
 else
   echo "!!! not root: the HA pair test (scripts/ha-test.sh: network namespaces, keepalived) is SKIPPED"
+  echo "!!! not root: the Debian package test (scripts/deb-test.sh: dpkg -i, checks, purge) is SKIPPED"
 fi

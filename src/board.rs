@@ -104,6 +104,9 @@ pub struct BoardData {
     pub cores: Vec<CoreCounters>,
     /// The admin version each core has applied.
     pub applied: Vec<u64>,
+    /// When each core last published (its heartbeat: once a second while its tick runs). The
+    /// main thread feeds systemd's watchdog only while every one is recent (`sd_notify`).
+    pub heartbeat: Vec<Instant>,
     /// By member place.
     pub members: Vec<MemberBoard>,
     /// Incremented by every admin change.
@@ -142,6 +145,7 @@ impl BoardData {
             workers,
             cores: vec![CoreCounters::default(); workers],
             applied: vec![0; workers],
+            heartbeat: vec![Instant::now(); workers],
             members: Vec::new(),
             admin_version: 0,
             admin: Vec::new(),
@@ -317,6 +321,7 @@ impl BoardData {
         let slot_index = (now_sec % WINDOW_SECS) as usize;
         self.cores[core] = stats.core.clone();
         self.applied[core] = applied_version;
+        self.heartbeat[core] = Instant::now();
         for (place, ms) in stats.members.iter_mut().enumerate() {
             let Some(board) = self.members.get_mut(place) else {
                 continue;
@@ -340,6 +345,14 @@ impl BoardData {
                 ms.hist[i].reset();
             }
         }
+    }
+
+    /// Whether every core published within `stale` of `now` (a core whose tick stopped, a worker
+    /// stuck in a loop, makes this false).
+    pub fn heartbeats_fresh(&self, now: Instant, stale: std::time::Duration) -> bool {
+        self.heartbeat
+            .iter()
+            .all(|&beat| now.saturating_duration_since(beat) <= stale)
     }
 
     /// Whether a draining member has no request in flight on any core, counted after every core
@@ -512,6 +525,25 @@ mod tests {
         );
         assert_eq!(board.admin_of(0, 0).weight, 4);
         assert_eq!(board.admin_of(0, 0).status, MemberStatus::Active);
+    }
+
+    #[test]
+    fn heartbeats_are_fresh_only_while_every_core_publishes() {
+        let mut board = BoardData::for_tests(config(2));
+        let stale = Duration::from_secs(5);
+        let start = Instant::now();
+        assert!(board.heartbeats_fresh(start, stale), "fresh at start");
+        let later = start + Duration::from_secs(6);
+        assert!(!board.heartbeats_fresh(later, stale), "nobody published");
+        // Only core 0 publishes: core 1 is stuck.
+        board.heartbeat[0] = later;
+        assert!(!board.heartbeats_fresh(later, stale));
+        board.heartbeat[1] = later - Duration::from_secs(1);
+        assert!(board.heartbeats_fresh(later, stale));
+        // A publication stamps the core's heartbeat with the current time.
+        board.heartbeat[1] = start;
+        board.publish(1, &mut CoreStats::new(1, 1), 0);
+        assert!(board.heartbeat[1] > start);
     }
 
     #[test]

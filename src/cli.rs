@@ -1,5 +1,6 @@
-//! Command-line interface (clap): `run`, `check`, `status`, `reload`, `demo`, and the flags that
-//! override the file.
+//! Command-line interface (clap): `run`, `check`, `status`, `reload`, `demo`, the hidden `man`
+//! (packaging), and the flags that override the file. The man pages are generated from these
+//! definitions (`man`): what `--help` says is what `man ringlb` says.
 
 use std::path::PathBuf;
 
@@ -94,6 +95,12 @@ pub enum Command {
         /// Bearer token, when `[admin] token` is set (or RINGLB_ADMIN_TOKEN).
         #[arg(long, env = "RINGLB_ADMIN_TOKEN")]
         token: Option<String>,
+    },
+    /// Write the manual pages (ringlb.1, ringlb-<command>.1) into DIR (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// The directory to write them into (created if missing).
+        dir: PathBuf,
     },
     /// Start the proxy in front of two built-in demo backends.
     Demo {

@@ -6,7 +6,9 @@
 //!   main thread; `listeners`: the listening sockets (one per worker and address) and their
 //!   slots, bound at start and by reloads; `reload`: re-reading the file into the next `generation`;
 //!   `handover`: giving the listening sockets to a new binary (`ringlb run --upgrade`);
-//!   `layout`: members' stable places (identity) across generations.
+//!   `layout`: members' stable places (identity) across generations; `sd_notify`: telling systemd
+//!   (readiness, reloads, stop, the watchdog fed from the cores' heartbeats on the board);
+//!   `logging`: log lines for a terminal, or for the journal when stderr is the journal.
 //! - `worker`: one core's runtime and the only place connection tasks start (accept loops, the
 //!   parked-connection watcher, the tick); `core`: what one core owns (`Core`: its generation,
 //!   counters, parked connections) and the connection guards; `core_gen`: one core's state of a
@@ -67,6 +69,8 @@ pub mod import;
 pub mod io;
 pub mod layout;
 pub mod listeners;
+pub mod logging;
+pub mod man;
 pub mod notify;
 pub mod outcome;
 pub mod park;
@@ -75,6 +79,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod reload;
 pub mod route;
+pub mod sd_notify;
 pub mod select;
 pub mod server;
 pub mod state_file;

@@ -11,18 +11,12 @@ use ringlb::server::Server;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("ringlb={level}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("ringlb=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
+use ringlb::logging::init as init_logging;
+use ringlb::sd_notify::SdNotify;
 
 fn serve(config: Config, source: Option<ringlb::reload::Source>, upgrade: bool) -> ExitCode {
+    // systemd (Type=notify): told once serving, around reloads, at the stop; nothing without it.
+    let sd = SdNotify::from_env();
     // `--upgrade`: the running process's listening sockets first (it keeps serving meanwhile).
     let (taken_from, inherited) = if upgrade {
         let Some(path) = config.server.upgrade_socket.clone() else {
@@ -58,8 +52,11 @@ fn serve(config: Config, source: Option<ringlb::reload::Source>, upgrade: bool) 
     if let Err(e) = server.offer_upgrades() {
         eprintln!("ringlb: {e}; a later upgrade will not find this process");
     }
-    if let Err(e) = server.wait_for_signal() {
+    // The listeners are bound and every worker runs (`Server::start` returned).
+    sd.ready(&server.status_line());
+    if let Err(e) = server.wait_for_signal(&sd) {
         eprintln!("ringlb: cannot wait for signals: {e}");
+        sd.stopping();
     }
     server.stop();
     ExitCode::SUCCESS
@@ -89,6 +86,21 @@ fn main() -> ExitCode {
             serve(cfg, Some(source), upgrade)
         }
         Command::ImportApache { file } => import_apache(&file),
+        Command::Man { dir } => match ringlb::man::write_pages(&dir) {
+            Ok(pages) => {
+                for p in pages {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "ringlb: cannot write the man pages into {}: {e}",
+                    dir.display()
+                );
+                ExitCode::from(1)
+            }
+        },
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => match ringlb::tls::check::check(&c) {
                 Ok((lines, warnings)) => {

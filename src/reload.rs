@@ -1,7 +1,9 @@
 //! Live configuration reload, on the main thread: re-read and validate the whole file, keep the
 //! settings that cannot change while running (saying "restart needed"), and publish the result as
 //! the next generation on the board, where every core adopts it within about 100 ms
-//! (`core::publish`). SIGHUP, `POST /api/reload` and `ringlb reload` all end here.
+//! (`core::publish`). SIGHUP, `POST /api/reload` and `ringlb reload` all end here; the main thread
+//! tells systemd `RELOADING=1` before and `READY=1` after each one (`Server::reload_notified`,
+//! `sd_notify`).
 //!
 //! Owns: the messages of the control channel the main thread listens on (`server.rs` creates and
 //! reads it: signals, and reload requests from admin connections), what a reload may change, and

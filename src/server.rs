@@ -23,6 +23,7 @@ use crate::handover::{Handover, Listening, Offered};
 use crate::health::Checker;
 use crate::listeners::{enable_migrate_req, Listeners};
 use crate::reload::{self, Control, Source};
+use crate::sd_notify::{SdNotify, Watchdog, HEARTBEAT_STALE};
 use crate::worker;
 use std::sync::mpsc::Receiver;
 
@@ -187,30 +188,52 @@ impl Server {
         Ok(())
     }
 
+    /// What systemd's `STATUS=` says while serving.
+    pub fn status_line(&self) -> String {
+        let b = self.board.lock();
+        format!(
+            "serving: {} workers ({}), configuration generation {}",
+            b.workers, b.driver, b.generation.number
+        )
+    }
+
     /// Blocks until SIGTERM or SIGINT; SIGUSR1 reopens the access log (logrotate), SIGHUP and
     /// the admin API reload the configuration (`reload`; without a file, the certificates).
-    pub fn wait_for_signal(&mut self) -> anyhow::Result<()> {
+    /// Meanwhile feeds systemd's watchdog while every core publishes (`sd_notify::Watchdog`) and
+    /// tells systemd about reloads and the stop.
+    pub fn wait_for_signal(&mut self, sd: &SdNotify) -> anyhow::Result<()> {
         use signal_hook::consts::{SIGHUP, SIGUSR1};
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut watchdog = Watchdog::new(sd);
         loop {
-            let Ok(control) = self.control.recv() else {
+            let control = match &mut watchdog {
+                None => self.control.recv().ok(),
+                Some(w) => {
+                    w.feed_if_due(sd, |now| {
+                        self.board.lock().heartbeats_fresh(now, HEARTBEAT_STALE)
+                    });
+                    match self.control.recv_timeout(w.left()) {
+                        Ok(c) => Some(c),
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                }
+            };
+            let Some(control) = control else {
                 anyhow::bail!("the signal thread ended");
             };
             match control {
                 Control::Signal(SIGHUP) => {
-                    if let Err(e) = self.reload() {
-                        reload::failed(&self.board, &e);
-                    }
+                    let _ = self.reload_notified(sd);
                 }
                 Control::SaveState => save_state(&self.board),
                 Control::Upgraded => {
+                    sd.stopping();
                     tracing::info!("upgraded: stopping, finishing requests in flight");
                     return Ok(());
                 }
                 Control::Reload(answer) => {
-                    let result = self.reload();
-                    if let Err(e) = &result {
-                        reload::failed(&self.board, e);
-                    }
+                    let result = self.reload_notified(sd);
                     let _ = answer.send(result);
                 }
                 Control::Signal(SIGUSR1) => {
@@ -220,6 +243,7 @@ impl Server {
                     }
                 }
                 Control::Signal(sig) => {
+                    sd.stopping();
                     self.stop_delay();
                     tracing::info!(
                         signal = sig,
@@ -262,6 +286,18 @@ impl Server {
                 Ok(_) => {}
             }
         }
+    }
+
+    /// A reload (`reload`) with systemd told: `RELOADING=1` before, `READY=1` after, whatever
+    /// the result (a failed reload leaves the running configuration serving); a failure counted.
+    fn reload_notified(&mut self, sd: &SdNotify) -> Result<u64, String> {
+        sd.reloading();
+        let result = self.reload();
+        if let Err(e) = &result {
+            reload::failed(&self.board, e);
+        }
+        sd.ready(&self.status_line());
+        result
     }
 
     /// Reloads the configuration file: the next generation (`reload::read`), its listeners bound

@@ -23,6 +23,7 @@ mod review;
 mod status;
 mod sticky;
 mod support;
+mod systemd;
 mod tls;
 mod tls_members;
 mod tls_peers;
