@@ -48,8 +48,11 @@ pub fn write(m: &Import, header: &str) -> String {
         out.push_str(
             "# are on this separate listener; give it a token before it listens beyond loopback.\n",
         );
-        out.push_str("[admin]\naddress = \"127.0.0.1:9900\"\n\n");
+    } else {
+        out.push_str("# The admin listener (status page, metrics, member API); `systemctl reload ringlb`\n");
+        out.push_str("# and `ringlb reload` talk to it. Apache had no balancer-manager here: loopback only.\n");
     }
+    out.push_str("[admin]\naddress = \"127.0.0.1:9900\"\n\n");
     for b in &m.balancers {
         from(&mut out, &b.from);
         let _ = writeln!(out, "[[balancer]]\nname = {}", q(&b.name));

@@ -229,7 +229,7 @@ ProxyPass /dead/ balancer://dead/
     .unwrap();
     let (code, toml, notes) = run_cli(&["import-apache", &wrapper.display().to_string()]);
     assert_eq!(code, 0, "{notes}\n{toml}");
-    let p = Ringlb::start_whole(&toml, 1);
+    let p = Ringlb::start_whole(&toml.replace("127.0.0.1:9900", "127.0.0.1:0"), 1);
     let apache_addr: SocketAddr = format!("127.0.0.1:{apache_port}").parse().unwrap();
     let ringlb_addr = p.addr;
     let members = [&a, &b, &disabled, &spare];
