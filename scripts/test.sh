@@ -2,7 +2,8 @@
 # The whole test suite: unit tests and the black-box tests with the io_uring driver, then the
 # black-box tests again with the epoll driver, then (as root) the keepalived pair of docs/ha.md in
 # network namespaces (scripts/ha-test.sh, on a release build), and the Debian package built,
-# installed, checked and purged (scripts/deb-test.sh). Installs the real peers the tests use (promtool
+# installed, checked and purged (scripts/deb-test.sh), and docs/migration.md's walk-through run
+# command by command under a real systemd in namespaces (scripts/migration-test.sh). Installs the real peers the tests use (promtool
 # from Debian's prometheus, Debian's chromium and chromedriver, Apache's htpasswd, Tomcat 10 for AJP,
 # curl, openssl and Python as
 # TLS clients, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
@@ -52,7 +53,9 @@ if [ "$(id -u)" = 0 ]; then
   cargo build --release --workspace
   bash scripts/ha-test.sh
   bash scripts/deb-test.sh
+  bash scripts/migration-test.sh
 else
   echo "!!! not root: the HA pair test (scripts/ha-test.sh: network namespaces, keepalived) is SKIPPED"
   echo "!!! not root: the Debian package test (scripts/deb-test.sh: dpkg -i, checks, purge) is SKIPPED"
+  echo "!!! not root: docs/migration.md's walk-through (scripts/migration-test.sh: systemd in namespaces) is SKIPPED"
 fi

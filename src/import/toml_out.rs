@@ -49,7 +49,9 @@ pub fn write(m: &Import, header: &str) -> String {
             "# are on this separate listener; give it a token before it listens beyond loopback.\n",
         );
     } else {
-        out.push_str("# The admin listener (status page, metrics, member API); `systemctl reload ringlb`\n");
+        out.push_str(
+            "# The admin listener (status page, metrics, member API); `systemctl reload ringlb`\n",
+        );
         out.push_str("# and `ringlb reload` talk to it. Apache had no balancer-manager here: loopback only.\n");
     }
     out.push_str("[admin]\naddress = \"127.0.0.1:9900\"\n\n");
