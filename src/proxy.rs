@@ -188,11 +188,11 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
     let Some((mut req, mut body)) = prepare(core, gen, c).await else {
         return false;
     };
-    let Some(route) = find_route(gen, c) else {
+    // No route, or an exclusion (Apache's `ProxyPass /path !`): nothing is forwarded.
+    let Some((route, bal)) = find_route(gen, c).and_then(|r| Some((r, r.balancer?))) else {
         core.stats.borrow_mut().core.not_found += 1;
         return local_reply(core, gen, c, 404, &req, None).await;
     };
-    let bal = route.balancer;
     let sticky = select::sticky_member(gen, c, bal);
     if !map_route(c, route) {
         core.stats.borrow_mut().core.not_found += 1;

@@ -82,7 +82,7 @@ mod tests {
         RouteConfig {
             host: host.map(str::to_string),
             path: path.into(),
-            balancer,
+            balancer: Some(balancer),
             preserve_host: false,
             member_path: None,
             reverse: false,
@@ -96,16 +96,31 @@ mod tests {
             route(None, "/api", 1),
             route(Some("app.example.org"), "/", 2),
         ]);
-        assert_eq!(r.find(b"other", b"/x").unwrap().balancer, 0);
-        assert_eq!(r.find(b"other", b"/api/v1").unwrap().balancer, 1);
+        assert_eq!(r.find(b"other", b"/x").unwrap().balancer.unwrap(), 0);
+        assert_eq!(r.find(b"other", b"/api/v1").unwrap().balancer.unwrap(), 1);
         assert_eq!(
-            r.find(b"APP.example.org:8080", b"/api").unwrap().balancer,
+            r.find(b"APP.example.org:8080", b"/api")
+                .unwrap()
+                .balancer
+                .unwrap(),
             2
         );
-        assert_eq!(r.find(b"", b"").unwrap().balancer, 0);
-        assert_eq!(r.find(b"app.example.org.", b"/x").unwrap().balancer, 2);
-        assert_eq!(r.find(b"app.example.org.:80", b"/x").unwrap().balancer, 2);
-        assert_eq!(r.find(b"other", b"?q").unwrap().balancer, 0);
+        assert_eq!(r.find(b"", b"").unwrap().balancer.unwrap(), 0);
+        assert_eq!(
+            r.find(b"app.example.org.", b"/x")
+                .unwrap()
+                .balancer
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            r.find(b"app.example.org.:80", b"/x")
+                .unwrap()
+                .balancer
+                .unwrap(),
+            2
+        );
+        assert_eq!(r.find(b"other", b"?q").unwrap().balancer.unwrap(), 0);
     }
 
     #[test]
@@ -122,7 +137,7 @@ mod tests {
             (b"/o", 0),
         ] {
             assert_eq!(
-                r.find(b"h", path).unwrap().balancer,
+                r.find(b"h", path).unwrap().balancer.unwrap(),
                 want,
                 "{}",
                 String::from_utf8_lossy(path)
@@ -130,7 +145,7 @@ mod tests {
         }
         let r = Router::new(&[route(None, "/os/", 1)]);
         assert!(r.find(b"h", b"/os").is_none());
-        assert_eq!(r.find(b"h", b"/os/x").unwrap().balancer, 1);
+        assert_eq!(r.find(b"h", b"/os/x").unwrap().balancer.unwrap(), 1);
     }
 
     #[test]

@@ -297,7 +297,8 @@ impl Config {
                 "route host {} path {} -> {}\n",
                 r.host.as_deref().unwrap_or("*"),
                 r.path,
-                self.balancers[r.balancer].name
+                r.balancer
+                    .map_or("404 (exclude)", |b| self.balancers[b].name.as_str())
             ));
         }
         s

@@ -1,4 +1,5 @@
-//! The `[[route]]` keys: which requests (host, path prefix) go to which balancer, whether the
+//! The `[[route]]` keys: which requests (host, path prefix) go to which balancer (or to none:
+//! `exclude = true`, Apache's `ProxyPass /path !`, answered 404), whether the
 //! client's Host is kept, the member path the prefix maps to (Apache's `ProxyPass /os
 //! balancer://c/openspecimen`), and whether response URLs and cookie paths are mapped back
 //! (`ProxyPassReverse`, `http::reverse`).
@@ -17,7 +18,8 @@ pub(super) struct RawRoute {
     host: Option<String>,
     #[serde(default = "default_path")]
     path: Spanned<String>,
-    balancer: Spanned<String>,
+    balancer: Option<Spanned<String>>,
+    exclude: Option<Spanned<bool>>,
     #[serde(default)]
     preserve_host: bool,
     member_path: Option<Spanned<String>>,
@@ -33,8 +35,9 @@ pub struct RouteConfig {
     /// Lower-cased host without port; `None` matches any host.
     pub host: Option<String>,
     pub path: String,
-    /// Index into `Config::balancers`.
-    pub balancer: usize,
+    /// Index into `Config::balancers`; `None`: an exclusion (`exclude = true`, Apache's
+    /// `ProxyPass /path !`): ringlb answers 404 and forwards nothing.
+    pub balancer: Option<usize>,
     pub preserve_host: bool,
     /// What the public `path` prefix becomes in the forwarded request (`None`: itself).
     pub member_path: Option<String>,
@@ -68,15 +71,48 @@ impl Validator<'_> {
         r: &RawRoute,
         balancers: &[BalancerConfig],
     ) -> Result<RouteConfig, ConfigError> {
-        let Some(balancer) = balancers
-            .iter()
-            .position(|b| &b.name == r.balancer.get_ref())
-        else {
-            return self.err(
-                r.balancer.span(),
-                format!("route[{i}].balancer"),
-                format!("no [[balancer]] is named \"{}\"", r.balancer.get_ref()),
-            );
+        let balancer = match (&r.balancer, &r.exclude) {
+            (Some(b), None) => match balancers.iter().position(|x| &x.name == b.get_ref()) {
+                Some(i) => Some(i),
+                None => {
+                    return self.err(
+                        b.span(),
+                        format!("route[{i}].balancer"),
+                        format!("no [[balancer]] is named \"{}\"", b.get_ref()),
+                    )
+                }
+            },
+            (None, Some(x)) if *x.get_ref() => {
+                if let Some(mp) = &r.member_path {
+                    return self.err(
+                        mp.span(),
+                        format!("route[{i}].member_path"),
+                        "an excluded path forwards nothing: remove member_path".into(),
+                    );
+                }
+                None
+            }
+            (None, Some(x)) => {
+                return self.err(
+                    x.span(),
+                    format!("route[{i}].exclude"),
+                    "exclude = false: name a balancer instead".into(),
+                )
+            }
+            (Some(b), Some(_)) => {
+                return self.err(
+                    b.span(),
+                    format!("route[{i}].balancer"),
+                    "a route has a balancer or exclude = true, not both".into(),
+                )
+            }
+            (None, None) => {
+                return self.err(
+                    r.path.span(),
+                    format!("route[{i}].balancer"),
+                    "missing: name a [[balancer]] (or exclude = true to answer 404)".into(),
+                )
+            }
         };
         let path = r.path.get_ref();
         if let Err(why) = plain_path(path) {
@@ -158,6 +194,30 @@ mod tests {
         );
         let off = "path = \"/os\"\nmember_path = \"/app\"\nreverse = false\n";
         assert!(!Config::parse(&with(off)).unwrap().routes[0].reverse);
+    }
+
+    #[test]
+    fn an_exclusion_has_no_balancer() {
+        let base = "[[listen]]\naddress = \"127.0.0.1:1\"\n[[balancer]]\nname = \"b\"\n\
+             members = [{ url = \"http://127.0.0.1:9\" }]\n[[route]]\n";
+        let c = Config::parse(&format!("{base}path = \"/static\"\nexclude = true\n")).unwrap();
+        assert_eq!(c.routes[0].balancer, None);
+        for (bad, key) in [
+            ("path = \"/s\"\n", "route[0].balancer"),
+            ("path = \"/s\"\nexclude = false\n", "route[0].exclude"),
+            (
+                "path = \"/s\"\nexclude = true\nbalancer = \"b\"\n",
+                "route[0].balancer",
+            ),
+            (
+                "path = \"/s\"\nexclude = true\nmember_path = \"/x\"\n",
+                "route[0].member_path",
+            ),
+        ] {
+            let (line, k, _) = error_of(&format!("{base}{bad}"));
+            assert_eq!(k, key, "{bad}");
+            assert!(line >= 6, "{bad}: line {line}");
+        }
     }
 
     #[test]

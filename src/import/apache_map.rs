@@ -49,6 +49,8 @@ pub struct Route {
     pub host: Option<String>,
     pub path: String,
     pub balancer: String,
+    /// `ProxyPass /path !`: `exclude = true`, no balancer.
+    pub exclude: bool,
     pub member_path: Option<String>,
     pub preserve_host: bool,
     pub reverse: bool,
@@ -310,10 +312,6 @@ impl Translator<'_> {
             ),
             "proxypass" => match d.args.len() {
                 0 | 1 => self.note(d, "ProxyPass outside <Location> needs a path and a URL: skipped"),
-                _ if arg(1) == "!" => self.note(
-                    d,
-                    format!("ProxyPass {} ! (an exclusion: Apache serves it itself) is not supported: those requests go to the route of a shorter prefix, or get 404", arg(0)),
-                ),
                 _ => v.passes.push((arg(0).into(), arg(1).into(), d.args[2..].to_vec(), d.clone())),
             },
             "proxypassreverse" if d.args.len() >= 2 => {
@@ -378,19 +376,15 @@ impl Translator<'_> {
                         k.name
                     ),
                 ),
-                _ if k.is("ProxyPass") && k.args.first().is_some_and(|a| a != "!") => {
-                    v.passes.push((
-                        path.clone(),
-                        k.args[0].clone(),
-                        k.args[1..].to_vec(),
-                        k.clone(),
-                    ))
-                }
+                _ if k.is("ProxyPass") && !k.args.is_empty() => v.passes.push((
+                    path.clone(),
+                    k.args[0].clone(),
+                    k.args[1..].to_vec(),
+                    k.clone(),
+                )),
                 _ if k.is("ProxyPass") => self.note(
                     k,
-                    format!(
-                        "ProxyPass in <Location {path}>: an exclusion or no URL: not translated"
-                    ),
+                    format!("ProxyPass in <Location {path}> without a URL: not translated"),
                 ),
                 _ if k.is("ProxyPassReverse") && k.args.len() == 1 => {
                     v.reverses.push((path.clone(), k.args[0].clone(), k.at()))
@@ -520,6 +514,10 @@ impl Translator<'_> {
         let at = d.map_or_else(String::new, Directive::at);
         let mut used = Vec::new();
         for (path, target, params, d) in &v.passes {
+            if target == "!" {
+                self.exclusion(v, path, d);
+                continue;
+            }
             let Some((balancer, member_path)) = self.pass_target(target, params, d) else {
                 continue;
             };
@@ -529,13 +527,7 @@ impl Translator<'_> {
             let from = d.at();
             let reverse = v.reverses.iter().any(|(p, ..)| same_path(p, path));
             let (path, member_path) = slashes(path, member_path, &from, &mut self.out.notes);
-            // With one proxying virtual host, Apache gives it every request on its address (the
-            // first vhost answers unknown names): so do routes without a host.
-            let one = self.proxying_vhosts <= 1;
-            let hosts: Vec<Option<String>> = match v.names.is_empty() || one {
-                true => vec![None],
-                false => v.names.iter().cloned().map(Some).collect(),
-            };
+            let hosts = self.route_hosts(v);
             if member_path.is_some() && !reverse {
                 let text = format!("ProxyPass {path}: no ProxyPassReverse: responses are not mapped back, as in Apache (reverse = false; remove that line to map them)");
                 self.out.notes.push(Note {
@@ -552,6 +544,7 @@ impl Translator<'_> {
                     member_path: member_path.clone(),
                     preserve_host: v.preserve_host,
                     from: from.clone(),
+                    exclude: false,
                 });
             }
         }
@@ -617,6 +610,41 @@ impl Translator<'_> {
         let d = &v.error_docs[0].2;
         for name in balancers {
             self.balancer_key(name, "error_pages", value.clone(), d);
+        }
+    }
+
+    /// The hosts a virtual host's routes take: its names; with one proxying virtual host, Apache
+    /// gives it every request on its address (the first vhost answers unknown names), so do
+    /// routes without a host.
+    fn route_hosts(&self, v: &Vhost) -> Vec<Option<String>> {
+        match v.names.is_empty() || self.proxying_vhosts <= 1 {
+            true => vec![None],
+            false => v.names.iter().cloned().map(Some).collect(),
+        }
+    }
+
+    /// `ProxyPass /path !`: a route that forwards nothing (404 from ringlb, which serves no
+    /// files where Apache would serve its own). Apache takes the first `ProxyPass` that matches,
+    /// ringlb the longest prefix: an exclusion written after a `ProxyPass` that covers it never
+    /// applied in Apache, and does in ringlb; that is said.
+    fn exclusion(&mut self, v: &Vhost, path: &str, d: &Directive) {
+        let position = v.passes.iter().position(|(_, _, _, x)| x.at() == d.at());
+        let shadowed = v.passes[..position.unwrap_or(0)].iter().find(|(p, t, ..)| {
+            t != "!" && crate::route::strip_prefix(path.as_bytes(), p.as_bytes()).is_some()
+        });
+        let text = match shadowed {
+            Some((p, ..)) => format!("ProxyPass {path} !: an exclusion: 404 from ringlb, which serves no files. Apache never applied it (ProxyPass {p}, written before it, takes these requests first); ringlb does (the longest prefix wins): move it up in Apache or remove the route"),
+            None => format!("ProxyPass {path} !: an exclusion: ringlb answers 404 and forwards nothing (it serves no files: serve what Apache served here from the application or another server)"),
+        };
+        self.note(d, text);
+        for host in self.route_hosts(v) {
+            self.out.routes.push(Route {
+                host,
+                path: path.to_string(),
+                exclude: true,
+                from: d.at(),
+                ..Route::default()
+            });
         }
     }
 

@@ -80,6 +80,10 @@ pub fn write(m: &Import, header: &str) -> String {
         if let Some(h) = &r.host {
             let _ = writeln!(out, "host = {}", q(h));
         }
+        if r.exclude {
+            let _ = writeln!(out, "path = {}\nexclude = true\n", q(&r.path));
+            continue;
+        }
         let _ = writeln!(out, "path = {}\nbalancer = {}", q(&r.path), q(&r.balancer));
         if let Some(mp) = &r.member_path {
             let _ = writeln!(out, "member_path = {}", q(mp));

@@ -1,8 +1,8 @@
 //! Differential test against Apache: Debian's apache2 (mod_proxy_balancer) runs a site
 //! configuration, ringlb runs `ringlb import-apache` of the same file, both in front of the same
 //! mock members. The same requests (paths inside and outside the mapped prefixes, redirects from
-//! members, a cookie path, a disabled member, a hot standby, a balancer with no live member and
-//! an `ErrorDocument 503`) must reach the same members with the same forwarded path and give the
+//! members, a cookie path, an exclusion, a disabled member, a hot standby, a balancer with no live
+//! member and an `ErrorDocument 503`) must reach the same members with the same forwarded path and give the
 //! same status, Location, Set-Cookie and error page. The differences that are deliberate are in
 //! docs/migration.md; this test holds ringlb to everything else.
 
@@ -204,6 +204,7 @@ ProxyPass /os balancer://app/app
 ProxyPassReverse /os balancer://app/app
 ProxyPassReverseCookiePath /app /os
 ProxyPass /fallback/ balancer://spare/
+ProxyPass /plain/hidden !
 ProxyPass /plain/ balancer://app/
 ProxyPass /dead/ balancer://dead/
 "#,
@@ -250,6 +251,9 @@ ProxyPass /dead/ balancer://dead/
         "/osx",
         "/plain/x",
         "/plain/redirect",
+        "/plain/hidden",
+        "/plain/hidden/x",
+        "/plain/hiddenx",
         "/nothing",
         "/",
         "/fallback/one",

@@ -205,7 +205,7 @@ Listen 8080
         notes.contains("sticky.conf:1: Header: not translated"),
         "{notes}"
     );
-    // A hot standby, a direct URL and an exclusion (not supported: said).
+    // A hot standby, a direct URL and an exclusion (404, nothing forwarded: said).
     let more = "Listen 8080\nListen 9999\n<Proxy balancer://b>\nBalancerMember http://127.0.0.1:8001/app status=+H lbset=1 max=20\n\
                 BalancerMember balancer://b\n</Proxy>\nProxyPass /static !\nProxyPass /api http://127.0.0.1:9000/v1 timeout=7\n\
                 ProxyPass / balancer://b/\n<Location /admin>\nProxyPass balancer://b/admin timeout=5\nRequire ip 10.0.0.0/8\n</Location>\n";
@@ -221,11 +221,12 @@ Listen 8080
         "response_timeout = \"7s\"",
         "queue_timeout = \"5s\"",
         "path = \"/admin\"",
+        "path = \"/static\"\nexclude = true",
     ] {
         assert!(toml.contains(want), "{want} missing from\n{toml}");
     }
     for want in [
-        "more.conf:7: ProxyPass /static ! (an exclusion",
+        "more.conf:7: ProxyPass /static !: an exclusion: ringlb answers 404",
         "more.conf:4: BalancerMember http://127.0.0.1:8001/app: a member URL has no path",
         "more.conf:5: BalancerMember names a balancer but no member URL",
         "more.conf:12: Require: access control is not translated",
