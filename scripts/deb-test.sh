@@ -28,7 +28,8 @@ done
 if dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null | grep -qv '^not-installed$'; then
   fail "a ringlb package is already on this machine ($(dpkg-query -W -f='${Version} ${db:Status-Abbrev}' ringlb)); refusing to touch it (dpkg --purge ringlb first if it is a leftover)"
 fi
-for p in /usr/bin/ringlb /etc/ringlb /usr/lib/systemd/system/ringlb.service /lib/systemd/system/ringlb.service; do
+for p in /usr/bin/ringlb /usr/bin/ringlb-load /etc/ringlb /usr/lib/systemd/system/ringlb.service /lib/systemd/system/ringlb.service \
+  /var/lib/ringlb /var/log/ringlb; do
   [ ! -e "$p" ] || fail "$p exists without the package; refusing to overwrite it"
 done
 if ! command -v logrotate >/dev/null 2>&1; then
@@ -47,6 +48,7 @@ pids=()
 cleanup() {
   local rc=$?
   for pid in "${pids[@]}"; do
+    [ -n "$pid" ] || continue
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -237,6 +239,10 @@ wait_for "$smoke/notify.txt" '^READY=1 .*generation 2' "READY=1 after the reload
 kill -TERM "$ringlb_pid"
 rc=0
 wait "$ringlb_pid" || rc=$?
+# Reaped: its pid may belong to another process now; cleanup must not signal it.
+keep=()
+for pid in "${pids[@]}"; do [ "$pid" = "$ringlb_pid" ] || keep+=("$pid"); done
+pids=("${keep[@]}")
 [ "$rc" = 0 ] || { cat "$smoke/stderr.txt" >&2; fail "ringlb exited $rc on SIGTERM"; }
 grep -q '^STOPPING=1' "$smoke/notify.txt" || fail "no STOPPING=1: $(cat "$smoke/notify.txt")"
 # (tcp_migrate_req is root's to set: its warning is expected as the ringlb user.)

@@ -7,12 +7,15 @@
 # package installed but not enabled, ringlb serving on 8000 beside Apache on 80 with io_uring under
 # the unit's sandbox, port 80 switched over by a reload, and Apache back after the roll-back.
 #
-# Root only. Nothing it does reaches the machine's own network or services: systemd, Apache,
-# ringlb and the members live in the namespaces, and /etc/systemd/system (where the units that
-# would touch the machine at boot are masked), /etc/rc?.d, Apache's enabled sites and modules,
-# /var/lib/apache2, /var/log/apache2, /run, /tmp, /var/tmp and the journal are private there.
-# What it does change on the machine, it undoes: the package (dpkg --purge) and the ringlb user
-# if it made it. It stops only what it started (its systemd, by pid; the namespace goes with it).
+# Root only. Nothing it does reaches the machine: the namespace's root file system is an overlay
+# of the machine's with a tmpfs on top (every write, `dpkg -i` and the `ringlb` user included,
+# lands in the tmpfs and is gone with the namespace), its network is its own (loopback only), its
+# systemd knows it runs in a container (`container=`, so units meant for real hardware do not
+# start) and has the boot-time units that would act on the shared kernel (modules, sysctl, swap,
+# the clock, devices) or wait for a network masked. The test stops only what it started: its
+# `unshare` (our own child; with --kill-child the namespace's systemd, and everything in its PID
+# namespace, dies with it). It checks at the end that the machine has no ringlb package, user or
+# files, and removes the cgroups the namespace's systemd left (empty ones it made).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,43 +25,42 @@ fail() {
 }
 ok() { echo "migration-test: ok: $*"; }
 
-[ "$(id -u)" = 0 ] || fail "must run as root (namespaces, a package, systemd)"
+[ "$(id -u)" = 0 ] || fail "must run as root (namespaces, an overlay, systemd)"
 for tool in unshare nsenter systemctl journalctl systemd-run apache2ctl a2enmod curl python3 dpkg dpkg-query runuser ss; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing"
 done
 [ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd is missing"
 if dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null | grep -qv '^not-installed$'; then
-  fail "a ringlb package is already on this machine; refusing to touch it"
+  fail "a ringlb package is already on this machine: the end check could not tell a leak from it"
 fi
 
 deb=$(bash scripts/deb.sh | tail -n1)
 [ -f "$deb" ] || fail "scripts/deb.sh printed no package path (got '$deb')"
 
-# Not under /tmp: the namespace gets a /tmp of its own (systemd empties /tmp when it boots).
+user_before=0
+id ringlb >/dev/null 2>&1 && user_before=1
+for p in /usr/bin/ringlb /etc/ringlb /lib/systemd/system/ringlb.service /var/lib/ringlb /var/log/ringlb; do
+  [ ! -e "$p" ] || fail "$p exists on this machine: the end check could not tell a leak from it"
+done
+# Not under /tmp: the namespace gets a /tmp of its own.
 mkdir -p target
 tmp=$(mktemp -d "$PWD/target/migration-test.XXXXXX")
 chmod 755 "$tmp"
-user_before=0
-id ringlb >/dev/null 2>&1 && user_before=1
+cgroups_before="$tmp/cgroups-before"
+find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d 2>/dev/null | sort >"$cgroups_before"
 unshare_pid=
-sd=
 cleanup() {
   local rc=$?
-  if [ -n "$sd" ]; then
-    # The namespace's init: when it dies, the kernel kills everything in its PID namespace.
-    kill -KILL "$sd" 2>/dev/null || true
-  fi
   if [ -n "$unshare_pid" ]; then
+    # Our own child (it ignores SIGTERM while it waits); --kill-child takes the namespace's
+    # systemd, and its PID namespace, with it.
+    kill -KILL "$unshare_pid" 2>/dev/null || true
     wait "$unshare_pid" 2>/dev/null || true
   fi
-  if dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null | grep -qv '^not-installed$'; then
-    echo "migration-test: cleaning up: dpkg --purge ringlb"
-    dpkg --purge ringlb >/dev/null || echo "!!! migration-test: could not purge ringlb" >&2
-  fi
-  if [ "$user_before" = 0 ] && id ringlb >/dev/null 2>&1; then
-    userdel ringlb 2>/dev/null || echo "!!! migration-test: could not remove the ringlb user" >&2
-    getent group ringlb >/dev/null && { groupdel ringlb 2>/dev/null || true; }
-  fi
+  sleep 1
+  # Empty cgroups the namespace's systemd made (rmdir refuses anything in use).
+  find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d 2>/dev/null | sort |
+    comm -13 "$cgroups_before" - | sort -r | while read -r d; do rmdir "$d" 2>/dev/null || true; done
   if [ "$rc" != 0 ] && [ -f "$tmp/systemd.log" ]; then
     echo "--- the namespace's systemd (last lines) ---" >&2
     tail -n 20 "$tmp/systemd.log" >&2 || true
@@ -90,57 +92,61 @@ cp "$deb" "$tmp/work/"
 grep -qF "$(basename "$deb")" "$tmp/steps/1.sh" ||
   fail "docs/migration.md's install step does not name the package scripts/deb.sh built ($(basename "$deb"))"
 
-# Private copies of what the walk-through changes, mounted over the real ones in the namespace.
-cp -a /etc/systemd/system "$tmp/etc-systemd-system"
-# Boot-time units that would act on what the namespaces share with the machine (the kernel's
-# settings, the root file system's mount flags, kernel modules, devices) or run jobs on a timer:
-# masked in the namespace's copy.
-for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
-  systemd-tmpfiles-clean.timer systemd-sysctl.service systemd-modules-load.service \
-  systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service \
-  systemd-udev-settle.service systemd-binfmt.service systemd-random-seed.service \
-  systemd-update-utmp.service apparmor.service timers.target kmod-static-nodes.service \
-  systemd-hwdb-update.service ldconfig.service systemd-firstboot.service \
-  systemd-machine-id-commit.service systemd-journal-catalog-update.service \
-  systemd-update-done.service systemd-pstore.service; do
-  ln -sf /dev/null "$tmp/etc-systemd-system/$unit"
-done
-cp -a /etc/apache2/mods-enabled "$tmp/mods-enabled"
-cp -a /var/lib/apache2 "$tmp/var-lib-apache2"
-# `systemctl enable/disable apache2` also runs update-rc.d on the SysV links.
-for d in /etc/rc?.d; do
-  cp -a "$d" "$tmp/$(basename "$d")"
-done
-mkdir -p "$tmp/sites-enabled"
-cp "$tmp/site.conf" "$tmp/sites-enabled/openspecimen.conf"
 for m in t1 t2; do
   mkdir -p "$tmp/$m/openspecimen"
   echo "$m" >"$tmp/$m/openspecimen/index.html"
 done
+mkdir -p "$tmp/ov"
+# Units that would act on what the namespace shares with the machine (kernel modules and
+# settings, swap, the clock, devices, the root file system's mount flags), wait for a network
+# that is not there, or run jobs on a timer: masked in the overlay.
+masked="systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service
+  systemd-tmpfiles-clean.timer systemd-sysctl.service systemd-modules-load.service
+  systemd-remount-fs.service systemd-udevd.service systemd-udev-trigger.service
+  systemd-udev-settle.service systemd-binfmt.service systemd-random-seed.service
+  systemd-update-utmp.service apparmor.service timers.target kmod-static-nodes.service
+  systemd-hwdb-update.service ldconfig.service systemd-firstboot.service
+  systemd-machine-id-commit.service systemd-journal-catalog-update.service
+  systemd-update-done.service systemd-pstore.service swap.target cryptsetup.target
+  remote-fs.target systemd-timesyncd.service systemd-networkd.service
+  systemd-networkd-wait-online.service systemd-resolved.service NetworkManager.service
+  NetworkManager-wait-online.service keyboard-setup.service console-setup.service
+  lvm2-monitor.service getty.target console-getty.service"
 cat >"$tmp/init.sh" <<EOF
 set -e
 mount --make-rprivate /
-mount --bind $tmp/etc-systemd-system /etc/systemd/system
-mount --bind $tmp/sites-enabled /etc/apache2/sites-enabled
-mount --bind $tmp/mods-enabled /etc/apache2/mods-enabled
-mount --bind $tmp/var-lib-apache2 /var/lib/apache2
-for d in /etc/rc?.d; do mount --bind "$tmp/\$(basename "\$d")" "\$d"; done
-mount -t tmpfs tmpfs /var/log/apache2
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /var/tmp
-if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
-exec /lib/systemd/systemd --system --unit=basic.target
+mount -t tmpfs -o mode=755 tmpfs $tmp/ov
+mkdir $tmp/ov/upper $tmp/ov/work $tmp/ov/root
+mount -t overlay overlay -o lowerdir=/,upperdir=$tmp/ov/upper,workdir=$tmp/ov/work $tmp/ov/root
+cd $tmp/ov/root
+mount -t proc proc proc
+mount --rbind /sys sys
+mount --rbind /dev dev
+mount -t tmpfs tmpfs run
+mount -t tmpfs tmpfs tmp
+mkdir -p .oldroot
+pivot_root . .oldroot
+umount -l /.oldroot
+for u in $(echo $masked); do ln -sf /dev/null /etc/systemd/system/\$u; done
+# The page's starting point: Apache with the example site only.
+rm -f /etc/apache2/sites-enabled/*
+cp $tmp/site.conf /etc/apache2/sites-enabled/openspecimen.conf
+exec env container=ringlb-migration-test /lib/systemd/systemd --system --unit=basic.target
 EOF
-unshare --pid --fork --mount --mount-proc --net --uts --ipc bash "$tmp/init.sh" >"$tmp/systemd.log" 2>&1 &
+unshare --pid --fork --kill-child --mount --net --uts --ipc bash "$tmp/init.sh" >"$tmp/systemd.log" 2>&1 &
 unshare_pid=$!
+sd=
 for _ in $(seq 100); do
   sd=$(pgrep -P "$unshare_pid" -x systemd || true)
+  kill -0 "$unshare_pid" 2>/dev/null || fail "the namespace's init exited: $(tail -n 5 "$tmp/systemd.log")"
   [ -n "$sd" ] && break
   sleep 0.1
 done
 [ -n "$sd" ] || fail "systemd did not start in the namespace"
-inns() { nsenter -t "$sd" -m -p -n -u -i --wd="$tmp/work" -- "$@"; }
+# A command in the namespace (its root is the overlay); `inwork`: from the folder with the .deb
+# (entered in there: a directory opened outside would be the machine's, not the overlay's).
+inns() { nsenter -t "$sd" -m -p -n -u -i -- "$@"; }
+inwork() { inns bash -c 'cd "$0" && exec "$@"' "$tmp/work" "$@"; }
 state=
 for _ in $(seq 300); do
   state=$(inns systemctl is-system-running 2>/dev/null || true)
@@ -164,7 +170,7 @@ case "$(served 80)" in t1 | t2) ok "Apache serves the site on port 80" ;; *) fai
 listener() { inns ss -Htlnp "sport = :$1" | grep -o 'users:(("[a-z0-9]*"' | head -n1 | cut -d'"' -f2; }
 for i in $(seq "$steps"); do
   echo "=== docs/migration.md, sh block $i ==="
-  inns bash -euo pipefail -x "$tmp/steps/$i.sh" || fail "sh block $i of docs/migration.md failed"
+  inwork bash -euo pipefail -x "$tmp/steps/$i.sh" || fail "sh block $i of docs/migration.md failed"
   case "$i" in
   1)
     [ "$(inns systemctl is-enabled ringlb 2>/dev/null || true)" = disabled ] || fail "the package enabled ringlb"
@@ -172,7 +178,7 @@ for i in $(seq "$steps"); do
     ok "installed, neither enabled nor started"
     ;;
   2)
-    grep -q 'member_path\|path = "/openspecimen"' "$tmp/work/ringlb.toml" || fail "the import has no /openspecimen route"
+    inwork grep -q 'path = "/openspecimen"' ringlb.toml || fail "the import has no /openspecimen route"
     ok "imported"
     ;;
   3)
@@ -196,4 +202,16 @@ done
 [ "$(inns systemctl is-active ringlb || true)" = inactive ] || fail "after the roll-back, ringlb still runs"
 [ "$(inns systemctl is-enabled ringlb || true)" = disabled ] || fail "after the roll-back, ringlb is still enabled"
 case "$(served 80)" in t1 | t2) ok "rolled back: Apache serves port 80 again" ;; *) fail "Apache does not serve after the roll-back" ;; esac
+kill -KILL "$unshare_pid"
+wait "$unshare_pid" 2>/dev/null || true
+unshare_pid=
+# The overlay kept every write: nothing of the walk-through is on the machine.
+if dpkg-query -W -f='${db:Status-Status}' ringlb 2>/dev/null | grep -qv '^not-installed$'; then
+  fail "the package is installed on the machine itself: the overlay leaked"
+fi
+[ "$user_before" = 1 ] || ! id ringlb >/dev/null 2>&1 || fail "the ringlb user exists on the machine: the overlay leaked"
+for p in /usr/bin/ringlb /etc/ringlb /lib/systemd/system/ringlb.service /var/lib/ringlb /var/log/ringlb; do
+  [ ! -e "$p" ] || fail "$p is on the machine: the overlay leaked"
+done
+ok "the machine is as it was (no package, user or files of ringlb)"
 echo "migration-test: every command of docs/migration.md ran ($steps sh blocks)"

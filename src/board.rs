@@ -104,7 +104,7 @@ pub struct BoardData {
     pub cores: Vec<CoreCounters>,
     /// The admin version each core has applied.
     pub applied: Vec<u64>,
-    /// When each core last published (its heartbeat: once a second while its tick runs). The
+    /// When each core's tick last ran (its heartbeat: once a second, `beat`). The
     /// main thread feeds systemd's watchdog only while every one is recent (`sd_notify`).
     pub heartbeat: Vec<Instant>,
     /// By member place.
@@ -314,6 +314,12 @@ impl BoardData {
         self.started.elapsed().as_secs()
     }
 
+    /// A core's once-a-second heartbeat, from its tick only (an admin request that makes a core
+    /// publish early proves its loop runs, not that its tick does).
+    pub fn beat(&mut self, core: usize) {
+        self.heartbeat[core] = Instant::now();
+    }
+
     /// Takes one core's statistics: counters replace that core's previous ones, histograms are
     /// added to the lifetime and to the current second, then reset on the core.
     pub fn publish(&mut self, core: usize, stats: &mut CoreStats, applied_version: u64) {
@@ -321,7 +327,6 @@ impl BoardData {
         let slot_index = (now_sec % WINDOW_SECS) as usize;
         self.cores[core] = stats.core.clone();
         self.applied[core] = applied_version;
-        self.heartbeat[core] = Instant::now();
         for (place, ms) in stats.members.iter_mut().enumerate() {
             let Some(board) = self.members.get_mut(place) else {
                 continue;
@@ -540,9 +545,12 @@ mod tests {
         assert!(!board.heartbeats_fresh(later, stale));
         board.heartbeat[1] = later - Duration::from_secs(1);
         assert!(board.heartbeats_fresh(later, stale));
-        // A publication stamps the core's heartbeat with the current time.
+        // The tick's beat stamps the core's heartbeat with the current time; a publication alone
+        // (an admin request's) does not.
         board.heartbeat[1] = start;
         board.publish(1, &mut CoreStats::new(1, 1), 0);
+        assert_eq!(board.heartbeat[1], start);
+        board.beat(1);
         assert!(board.heartbeat[1] > start);
     }
 

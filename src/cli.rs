@@ -80,12 +80,17 @@ pub enum Command {
     /// Make a running ringlb re-read its config file (as SIGHUP does) and wait until every core
     /// runs it; prints the new generation number, or why the running configuration stays.
     Reload {
-        /// The admin listener's URL.
-        #[arg(long, default_value = "http://127.0.0.1:9900")]
-        admin: String,
-        /// Bearer token, when `[admin] token` is set (or RINGLB_ADMIN_TOKEN).
+        /// The admin listener's URL (default: from --config, else http://127.0.0.1:9900).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Bearer token, when `[admin] token` is set (or RINGLB_ADMIN_TOKEN; default: from
+        /// --config).
         #[arg(long, env = "RINGLB_ADMIN_TOKEN")]
         token: Option<String>,
+        /// The configuration file being reloaded: its `[admin]` address and token are used
+        /// (what systemd's ExecReload passes, so no token needs to be in the unit).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Print a running ringlb's status tables (from its admin listener).
     Status {

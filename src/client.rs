@@ -162,7 +162,7 @@ pub async fn refuse(c: &mut Client, status: u16) {
 /// `refuse` with a balancer's page for the status (`error_pages`).
 pub async fn refuse_with(c: &mut Client, status: u16, page: Option<&crate::config::ErrorPage>) {
     c.out.clear();
-    reply::error_page(&mut c.out, status, true, page);
+    reply::error_page(&mut c.out, status, true, page, false);
     let len = c.out.len();
     if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR)
         .await

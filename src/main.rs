@@ -123,7 +123,12 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Reload { admin, token } => {
+        Command::Reload {
+            admin,
+            token,
+            config,
+        } => {
+            let (admin, token) = ringlb::status_cli::admin_of(admin, token, config.as_deref());
             match ringlb::status_cli::reload(&admin, token.as_deref()) {
                 Ok(generation) => {
                     println!("reloaded: every core runs generation {generation}");

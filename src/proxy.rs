@@ -653,7 +653,7 @@ async fn local_reply(
     // While stopping, the answer says the connection ends, like a member's would.
     let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener);
     c.out.clear();
-    reply::error_page(&mut c.out, status, !keep, page);
+    reply::error_page(&mut c.out, status, !keep, page, req.is_head);
     let n = c.out.len();
     stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
         .await
@@ -672,7 +672,8 @@ async fn gateway_error(
     c.rec.status = status;
     if request_read {
         c.out.clear();
-        reply::error_page(&mut c.out, status, true, page);
+        // The connection closes after it: a body a HEAD client does not expect is not read.
+        reply::error_page(&mut c.out, status, true, page, false);
         let n = c.out.len();
         let _ = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
     } else {

@@ -1,6 +1,7 @@
 //! Router: host + longest path prefix -> route (and its balancer). A prefix matches whole path
 //! segments, as Apache's `ProxyPass` does: `/os` matches `/os`, `/os/…` and `/os?…`, never `/osx`
-//! or `/os;p` (a prefix ending in `/` needs nothing more).
+//! (a prefix ending in `/` needs nothing more); and `/os;p` (Tomcat's `;jsessionid=`), which
+//! Apache does not match.
 //!
 //! Shared read-only by every core. Must never: allocate per request. Invariant: routes are
 //! ordered so that the first match is the right one (host-specific before any-host, then longer
@@ -51,12 +52,12 @@ fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
 }
 
 /// `path` after route prefix `prefix`, when `prefix` covers it at a segment boundary: what
-/// follows is nothing, or begins with `/`, `?` or `#` (or `prefix` ends with `/`). The one
+/// follows is nothing, or begins with `/`, `?`, `;` or `#` (or `prefix` ends with `/`). The one
 /// rule for routing and for `member_path` mapping in both directions (`http::reverse`).
 pub fn strip_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let rest = path.strip_prefix(prefix)?;
     let boundary =
-        prefix.ends_with(b"/") || matches!(rest.first(), None | Some(b'/' | b'?' | b'#'));
+        prefix.ends_with(b"/") || matches!(rest.first(), None | Some(b'/' | b'?' | b';' | b'#'));
     boundary.then_some(rest)
 }
 
@@ -131,7 +132,7 @@ mod tests {
             (b"/os/", 1),
             (b"/os/x", 1),
             (b"/os?q=1", 1),
-            (b"/os;jsessionid=1", 0),
+            (b"/os;jsessionid=1", 1),
             (b"/osx", 0),
             (b"/os.html", 0),
             (b"/o", 0),

@@ -5,7 +5,7 @@
 //! status line, and feeds the watchdog (`WATCHDOG=1`, `WATCHDOG_USEC`/`WATCHDOG_PID`).
 //!
 //! Owns: reading those variables (once, on the main thread at start) and the wire format. Must
-//! never: block or fail the process (a send that fails is logged once at debug level and
+//! never: block or fail the process (a send that fails is logged at debug level and
 //! forgotten: ringlb serves the same with or without systemd), do anything when `NOTIFY_SOCKET`
 //! is unset, or be used from a worker (the main thread decides when to feed the watchdog, from the
 //! cores' once-a-second heartbeats on the board: `Board::heartbeats_fresh`).
@@ -158,7 +158,8 @@ impl Watchdog {
         } else if !self.starving {
             self.starving = true;
             tracing::error!(
-                "a worker core has not published for {HEARTBEAT_STALE:?}: not feeding the systemd                  watchdog (systemd restarts ringlb when WatchdogSec passes)"
+                "a worker core has not published for {HEARTBEAT_STALE:?}: not feeding the systemd \
+                 watchdog (systemd restarts ringlb when WatchdogSec passes)"
             );
         }
     }

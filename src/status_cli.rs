@@ -3,7 +3,7 @@
 //! terminal; `reload` posts `/api/reload` and prints the generation every core then runs.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -30,6 +30,50 @@ pub fn reload(admin: &str, token: Option<&str>) -> anyhow::Result<u64> {
         (_, _, Some(e)) => bail!("reload failed, the running configuration stays: {e}"),
         (code, _, _) => bail!("the admin endpoint answered {code}"),
     }
+}
+
+/// The admin URL and token for `ringlb reload`: the flags, else the `[admin]` table of `config`
+/// (read without validating the rest: the file may be the bad one the reload is to report), else
+/// `http://127.0.0.1:9900` without a token. A wildcard address is reached on loopback.
+pub fn admin_of(
+    admin: Option<String>,
+    token: Option<String>,
+    config: Option<&std::path::Path>,
+) -> (String, Option<String>) {
+    let from_file = config.and_then(|path| {
+        let read = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                t.parse::<toml::Table>()
+                    .map_err(|e| e.message().to_string())
+            });
+        match read {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("ringlb: cannot read [admin] from {}: {e}", path.display());
+                None
+            }
+        }
+    });
+    let table = from_file.as_ref().and_then(|t| t.get("admin")?.as_table());
+    let address = table.and_then(|a| a.get("address")?.as_str()?.parse::<SocketAddr>().ok());
+    let admin = admin.unwrap_or_else(|| match address {
+        Some(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = match a {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            format!("http://{}", SocketAddr::new(ip, a.port()))
+        }
+        Some(a) => format!("http://{a}"),
+        None => "http://127.0.0.1:9900".into(),
+    });
+    let token = token.or_else(|| {
+        table
+            .and_then(|a| a.get("token")?.as_str())
+            .map(str::to_string)
+    });
+    (admin, token)
 }
 
 /// One admin request; its status and body (401 becomes an error that says what to do).

@@ -393,6 +393,7 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
         }
         core.close_parked(|p| p.deadline <= now);
         publish(&core, now);
+        core.board.lock().beat(core.id);
         sync_listeners(&core, &mut accepting);
         if let Some(log) = &core.access_log {
             log.flush();

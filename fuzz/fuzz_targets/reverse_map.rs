@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let mut mapped = Vec::new();
     // Whole segments only: `/os` followed by `x` is another path, never mapped.
     let after = &target[public.len()..];
-    let boundary = public.ends_with('/') || matches!(after.first(), None | Some(b'/' | b'?'));
+    let boundary = public.ends_with('/') || matches!(after.first(), None | Some(b'/' | b'?' | b';'));
     let ok = map_target(&target, public.as_bytes(), member.as_bytes(), &mut mapped);
     assert_eq!(ok, boundary, "{target:?} under {public:?}");
     if !ok {

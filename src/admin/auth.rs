@@ -3,25 +3,27 @@
 //! password or `[admin] user` with its bcrypt `password_hash`), and the cross-site check for
 //! requests that change something.
 //!
-//! Owns: those three decisions. Must never: run a bcrypt verification on the worker's loop (it
-//! takes milliseconds by design: it runs on compio's blocking pool, at most `MAX_VERIFYING` at a
-//! time per core, and a verified pair is remembered so that a browser's every request does not
+//! Owns: those three decisions. Must never: run a bcrypt verification on the worker's loop or its
+//! core (it takes milliseconds by design: it runs on compio's blocking pool, on a thread that
+//! first leaves the worker's pinned core for all of them, at most `MAX_VERIFYING` at a time in the
+//! whole process, and a verified pair is remembered so that a browser's every request does not
 //! pay it again); compare a secret in time that depends on where it differs.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 
 use crate::config::AdminConfig;
 use crate::http::parse::RequestHead;
 
-/// Verifications in flight on one core; more are answered 503 rather than queued.
+/// Verifications in flight in the process; more are answered 503 rather than queued.
 const MAX_VERIFYING: usize = 2;
+static VERIFYING: AtomicUsize = AtomicUsize::new(0);
 /// Verified `(hash, user:password)` pairs remembered per core.
 const REMEMBERED: usize = 4;
 
 thread_local! {
-    static VERIFYING: Cell<usize> = const { Cell::new(0) };
     static VERIFIED: RefCell<Vec<(String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -154,13 +156,26 @@ async fn verify(hash: &str, pair: &[u8], password: &[u8]) -> Result<(), Refusal>
     if known {
         return Ok(());
     }
-    if VERIFYING.get() >= MAX_VERIFYING {
+    let taken = VERIFYING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n < MAX_VERIFYING).then_some(n + 1)
+    });
+    if taken.is_err() {
         return Err(Refusal::Busy);
     }
-    VERIFYING.set(VERIFYING.get() + 1);
+    // Given back however this future ends (answered, or dropped at a stop).
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            VERIFYING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _slot = Slot;
     let (h, p) = (hash.to_string(), password.to_vec());
-    let ok = compio::runtime::spawn_blocking(move || bcrypt::verify(p, &h).unwrap_or(false)).await;
-    VERIFYING.set(VERIFYING.get() - 1);
+    let ok = compio::runtime::spawn_blocking(move || {
+        unpin();
+        bcrypt::verify(p, &h).unwrap_or(false)
+    })
+    .await;
     if !matches!(ok, Ok(true)) {
         return Err(Refusal::Credentials);
     }
@@ -171,6 +186,18 @@ async fn verify(hash: &str, pair: &[u8], password: &[u8]) -> Result<(), Refusal>
         v.push((hash.to_string(), pair.to_vec()));
     });
     Ok(())
+}
+
+/// Lets the calling thread (a blocking-pool thread, which inherited the worker's pinning) run on
+/// every core, so that a password check takes no time from the worker's own.
+fn unpin() {
+    let mut all = rustix::thread::CpuSet::new();
+    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
+        all.set(cpu);
+    }
+    if let Err(e) = rustix::thread::sched_setaffinity(None, &all) {
+        tracing::debug!("password check thread stays on its core: {e}");
+    }
 }
 
 /// Compares a presented secret with the expected one in time that depends only on their

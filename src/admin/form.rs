@@ -1,6 +1,7 @@
 //! `POST /status`: the status page's per-member form (the balancer-manager's "Edit" of Apache),
-//! as `application/x-www-form-urlencoded` fields `csrf`, `balancer`, `member`, `status`,
-//! `weight`. A change has the same effect as the member API's; the answer is a 303 back to the
+//! as `application/x-www-form-urlencoded` fields `csrf`, `balancer`, `member` (the index),
+//! `address` (its `host:port`, so that a page from before a reload that moved members changes
+//! nothing rather than another member), `status`, `weight`. A change has the same effect as the member API's; the answer is a 303 back to the
 //! page.
 //!
 //! Must never: change anything without this process's form token (`csrf`), or record a value the
@@ -14,6 +15,7 @@ struct Fields {
     csrf: String,
     balancer: String,
     member: String,
+    address: String,
     status: String,
     weight: String,
 }
@@ -25,6 +27,7 @@ fn fields(body: &[u8]) -> Fields {
             "csrf" => &mut f.csrf,
             "balancer" => &mut f.balancer,
             "member" => &mut f.member,
+            "address" => &mut f.address,
             "status" => &mut f.status,
             "weight" => &mut f.weight,
             _ => continue,
@@ -59,14 +62,20 @@ pub(super) fn change(core: &Core, body: &[u8]) -> Reply {
     let Some((b, m)) = api::find(&config, &f.balancer, &f.member) else {
         return text(404, "no such balancer or member".into());
     };
+    if config.balancers[b].members[m].host_port != f.address {
+        return text(
+            409,
+            "the configuration changed since this page was loaded: reload the page".into(),
+        );
+    }
     let now = board.admin_of(b, m);
     let status = Some(f.status.trim()).filter(|s| !s.is_empty() && *s != now.status.name());
     let weight = weight.filter(|&w| w != now.weight);
-    if let Err(e) = api::apply(&config, &mut board, b, m, status, weight) {
-        return text(400, e);
-    }
-    drop(board);
     if status.is_some() || weight.is_some() {
+        if let Err(e) = api::apply(&config, &mut board, b, m, status, weight) {
+            return text(400, e);
+        }
+        drop(board);
         super::members_changed(core, &config);
     }
     let mut r = Reply::new(303, "text/plain", "changed: back to /status\n".into());
@@ -78,11 +87,14 @@ pub(super) fn change(core: &Core, body: &[u8]) -> Reply {
 mod tests {
     #[test]
     fn reads_the_fields_a_browser_sends() {
-        let f = super::fields(b"csrf=ab12&balancer=my+app&member=1&status=draining&weight=&x=y");
-        assert_eq!(
-            (&*f.csrf, &*f.balancer, &*f.member, &*f.status, &*f.weight),
-            ("ab12", "my app", "1", "draining", "")
+        let f = super::fields(
+            b"csrf=ab12&balancer=my+app&member=1&address=h%3A1&status=draining&weight=&x=y",
         );
+        assert_eq!(
+            (&*f.csrf, &*f.balancer, &*f.member, &*f.address),
+            ("ab12", "my app", "1", "h:1")
+        );
+        assert_eq!((&*f.status, &*f.weight), ("draining", ""));
         let f = super::fields(b"balancer=a%26b&member=127.0.0.1%3A9001");
         assert_eq!((&*f.balancer, &*f.member), ("a&b", "127.0.0.1:9001"));
     }

@@ -100,11 +100,13 @@ fn form_cell(out: &mut String, balancer: &str, m: &MemberReport, csrf: &str) {
         out,
         "<td><form method=post action=\"/status\" class=change data-member=\"{}/{}\">\
 <input type=hidden name=csrf value=\"{csrf}\"><input type=hidden name=balancer value=\"{}\">\
-<input type=hidden name=member value=\"{}\"><select name=status aria-label=\"state of member {}\">",
+<input type=hidden name=member value=\"{}\"><input type=hidden name=address value=\"{}\">\
+<select name=status aria-label=\"state of member {}\">",
         esc(balancer),
         m.index,
         esc(balancer),
         m.index,
+        esc(&m.address),
         m.index
     );
     for s in STATES {

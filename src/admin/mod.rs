@@ -94,7 +94,7 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
         }
     };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nServer: ringlb\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}Connection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nServer: ringlb\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n{}Connection: close\r\n\r\n",
         reply.status,
         status_reason(reply.status),
         reply.content_type,
@@ -123,6 +123,14 @@ async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     if &buf[head.path.clone()] == b"/healthz" {
         return healthz(core, head.method(buf));
     }
+    // An absolute-form target names a host of its own, which the Host check would not see.
+    if head.authority.is_some() {
+        return Reply::new(
+            400,
+            "text/plain",
+            "use a path, not a URL, as the target\n".into(),
+        );
+    }
     let gen = core.gen();
     let admin = gen.config.admin.as_ref();
     let host = head.host.clone().map(|h| &buf[h]);
@@ -140,6 +148,8 @@ async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             return Reply::new(503, "text/plain", "busy checking passwords\n".into())
         }
         Err(auth::Refusal::Credentials) => {
+            // Each wrong guess costs the guesser a quarter of a second (this connection only).
+            compio::time::sleep(Duration::from_millis(250)).await;
             let mut r = Reply::new(
                 401,
                 "text/plain",

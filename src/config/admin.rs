@@ -61,10 +61,8 @@ pub fn is_bcrypt_hash(hash: &str) -> bool {
         && matches!(b[2], b'a' | b'b' | b'x' | b'y')
         && b[3] == b'$'
         && b[6] == b'$'
-        && std::str::from_utf8(&b[4..6])
-            .ok()
-            .and_then(|c| c.parse::<u32>().ok())
-            .is_some_and(|c| (4..=31).contains(&c))
+        && b[4..6].iter().all(u8::is_ascii_digit)
+        && (4..=31).contains(&((b[4] - b'0') * 10 + (b[5] - b'0')))
         && b[7..]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
@@ -211,6 +209,8 @@ mod tests {
         assert!(is_bcrypt_hash(good));
         assert!(!is_bcrypt_hash(&good[..59]));
         assert!(!is_bcrypt_hash(&good.replace("$2y$05", "$2y$03")));
+        assert!(!is_bcrypt_hash(&good.replace("$2y$05", "$2y$+5")));
+        assert!(!is_bcrypt_hash(&good.replace("$2y$05", "$2y$32")));
         assert!(!is_bcrypt_hash(&good.replace("$2y", "$1y")));
         assert!(!is_bcrypt_hash(&good.replace('K', "!")));
         assert!(!is_bcrypt_hash("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="));

@@ -52,6 +52,16 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// The first `limit` bytes of `file` (a device like /dev/zero never ends).
+fn read_at_most(file: &str, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(file)?
+        .take(limit as u64)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
 impl Validator<'_> {
     pub(super) fn error_pages(
         &self,
@@ -84,13 +94,13 @@ impl Validator<'_> {
                     format!("\"{file}\": use an absolute path"),
                 );
             }
-            let body = match std::fs::read(file) {
+            let body = match read_at_most(file, MAX_PAGE + 1) {
                 Ok(b) if b.len() <= MAX_PAGE => b,
-                Ok(b) => {
+                Ok(_) => {
                     return self.err(
                         path.span(),
                         name,
-                        format!("{file} is {} bytes: at most {MAX_PAGE}", b.len()),
+                        format!("{file} is larger than {MAX_PAGE} bytes"),
                     )
                 }
                 Err(e) => return self.err(path.span(), name, format!("cannot read {file}: {e}")),
@@ -145,7 +155,9 @@ mod tests {
             "error_pages = {{ 503 = \"{}\" }}",
             page.display()
         )));
-        assert!(msg.contains("at most"), "{msg}");
+        assert!(msg.contains("larger than"), "{msg}");
+        let (_, _, msg) = error_of(&with("error_pages = { 503 = \"/dev/zero\" }"));
+        assert!(msg.contains("larger than"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -153,7 +153,9 @@ impl Validator<'_> {
 /// it must already be in ringlb's normal form (`http::path`: no `.` or `..` segment, no `//`, no
 /// escape a member reads as a separator) and hold no `?`, `#`, space or control character.
 fn plain_path(p: &str) -> Result<(), String> {
-    let plain = |b: u8| b.is_ascii_graphic() && !b"?#".contains(&b);
+    // `;` too: routing looks at paths without their `;parameters` (`http::path::route_key`), so a
+    // prefix holding one could never match.
+    let plain = |b: u8| b.is_ascii_graphic() && !b"?#;".contains(&b);
     let mut normal = Vec::new();
     let normalised = crate::http::path::normalize(p.as_bytes(), &mut normal);
     if !p.starts_with('/') || !p.bytes().all(plain) || normalised.is_err() || !normal.is_empty() {
@@ -164,7 +166,7 @@ fn plain_path(p: &str) -> Result<(), String> {
             format!(" (did you mean \"{hint}\"?)")
         };
         return Err(format!(
-            "\"{p}\" is not a plain absolute path: one leading /, no . or .. segment, no //, no ?, #, \\, space, control character or escaped separator{hint}"
+            "\"{p}\" is not a plain absolute path: one leading /, no . or .. segment, no //, no ?, #, ;, \\, space, control character or escaped separator{hint}"
         ));
     }
     Ok(())

@@ -28,16 +28,18 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Writes a complete error response with a one-line body.
 pub fn error(out: &mut Vec<u8>, status: u16, close: bool) {
-    error_page(out, status, close, None);
+    error_page(out, status, close, None, false);
 }
 
 /// Writes a complete error response with `page` as its body when there is one, else a one-line
-/// text body.
+/// text body. `head`: the answer to a HEAD request, the same head without the body (a body there
+/// would be read as the start of the next response on a kept connection).
 pub fn error_page(
     out: &mut Vec<u8>,
     status: u16,
     close: bool,
     page: Option<&crate::config::ErrorPage>,
+    head: bool,
 ) {
     let reason = reason(status);
     if let Some(p) = page {
@@ -48,7 +50,9 @@ pub fn error_page(
             p.body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        out.extend_from_slice(&p.body);
+        if !head {
+            out.extend_from_slice(&p.body);
+        }
         return;
     }
     let _ = write!(
@@ -57,6 +61,9 @@ pub fn error_page(
         reason.len() + 1,
         if close { "Connection: close\r\n" } else { "" }
     );
+    if head {
+        out.truncate(out.len() - reason.len() - 1);
+    }
 }
 
 /// The interim response sent to a client that asked `Expect: 100-continue`.
@@ -82,7 +89,7 @@ mod tests {
             body: b"<h1>Back soon</h1>".to_vec(),
         };
         let mut out = Vec::new();
-        super::error_page(&mut out, 503, false, Some(&page));
+        super::error_page(&mut out, 503, false, Some(&page), false);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -92,5 +99,13 @@ mod tests {
         assert!(text.contains("Content-Length: 18\r\n"));
         assert!(!text.contains("Connection: close"));
         assert!(text.ends_with("\r\n\r\n<h1>Back soon</h1>"));
+        // HEAD: the same head, no body.
+        for page in [Some(&page), None] {
+            let (mut get, mut head) = (Vec::new(), Vec::new());
+            super::error_page(&mut get, 503, false, page, false);
+            super::error_page(&mut head, 503, false, page, true);
+            let end = get.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert_eq!(head, &get[..end]);
+        }
     }
 }

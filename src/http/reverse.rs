@@ -12,7 +12,7 @@
 //! `//` (a reference to another host).
 //!
 //! Prefixes match whole segments (`route::strip_prefix`, the router's rule too): `/os` maps
-//! `/os/x` and `/os?q`, never `/osx` or `/os;p`; a Location under `/openspecimenx` is not under
+//! `/os/x`, `/os?q` and `/os;p`, never `/osx`; a Location under `/openspecimenx` is not under
 //! `/openspecimen`.
 
 use crate::config::MemberConfig;

@@ -55,14 +55,15 @@ fn targets_map_the_public_prefix_onto_the_member_path() {
     assert_eq!(out, b"/openspecimen/x?a=1");
     assert!(map_target(b"/os", b"/os", b"/openspecimen", &mut out));
     assert_eq!(out, b"/openspecimen");
-    // Whole segments, as Apache: /osx and /os;p are not under /os; /os?q is.
+    // Whole segments: /osx is not under /os; /os;p (Tomcat's ;jsessionid=) and /os?q are.
     assert!(!map_target(b"/osx", b"/os", b"/openspecimen", &mut out));
-    assert!(!map_target(
+    assert!(map_target(
         b"/os;jsessionid=1",
         b"/os",
         b"/openspecimen",
         &mut out
     ));
+    assert_eq!(out, b"/openspecimen;jsessionid=1");
     assert!(map_target(b"/os?q", b"/os", b"/openspecimen", &mut out));
     assert_eq!(out, b"/openspecimen?q");
     assert!(map_target(b"/x/y", b"/", b"/app/", &mut out));
@@ -269,7 +270,8 @@ fn a_mapped_target_redirected_to_comes_back_as_the_target() {
         let mut forwarded = Vec::new();
         // Whole segments only: `/os` followed by `x` is another path, never mapped.
         let after = &target[public.len()..];
-        let boundary = public.ends_with('/') || after.is_empty() || after.starts_with(['/', '?']);
+        let boundary =
+            public.ends_with('/') || after.is_empty() || after.starts_with(['/', '?', ';']);
         let ok = map_target(
             target.as_bytes(),
             public.as_bytes(),

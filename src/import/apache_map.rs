@@ -44,13 +44,15 @@ pub struct Member {
     pub from: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Route {
     pub host: Option<String>,
     pub path: String,
     pub balancer: String,
     /// `ProxyPass /path !`: `exclude = true`, no balancer.
     pub exclude: bool,
+    /// From the main server (outside any `<VirtualHost>`).
+    pub main_server: bool,
     pub member_path: Option<String>,
     pub preserve_host: bool,
     pub reverse: bool,
@@ -180,11 +182,37 @@ pub fn translate(tree: &[Directive]) -> Import {
     };
     t.walk(tree, &mut global);
     t.finish_vhost(&global, None);
+    inherit_main_server_routes(&mut t.out.routes);
     if t.out.response_timeout.is_none() {
         t.out.response_timeout = t.timeout.take();
     }
     t.note_unused_listens();
     m
+}
+
+/// Apache puts the main server's `ProxyPass` lines first in every virtual host
+/// (`ProxyPassInherit On`, the default). ringlb tries a host's routes before any-host ones, so a
+/// main-server route (an exclusion above all) is given to every host that has routes of its own,
+/// unless that host has a route with the same path.
+fn inherit_main_server_routes(routes: &mut Vec<Route>) {
+    let mut hosts: Vec<String> = routes.iter().filter_map(|r| r.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut copies = Vec::new();
+    for r in routes.iter().filter(|r| r.main_server && r.host.is_none()) {
+        for h in &hosts {
+            let own = routes
+                .iter()
+                .any(|o| o.host.as_deref() == Some(h.as_str()) && o.path == r.path);
+            if !own {
+                copies.push(Route {
+                    host: Some(h.clone()),
+                    ..r.clone()
+                });
+            }
+        }
+    }
+    routes.extend(copies);
 }
 
 /// What a virtual host (or the main server) says.
@@ -545,6 +573,7 @@ impl Translator<'_> {
                     preserve_host: v.preserve_host,
                     from: from.clone(),
                     exclude: false,
+                    main_server: v.global,
                 });
             }
         }
@@ -632,6 +661,19 @@ impl Translator<'_> {
         let shadowed = v.passes[..position.unwrap_or(0)].iter().find(|(p, t, ..)| {
             t != "!" && crate::route::strip_prefix(path.as_bytes(), p.as_bytes()).is_some()
         });
+        let hidden: Vec<&str> = v.passes[position.map_or(0, |p| p + 1)..]
+            .iter()
+            .filter(|(p, t, ..)| {
+                t != "!"
+                    && p.len() > path.len()
+                    && crate::route::strip_prefix(p.as_bytes(), path.as_bytes()).is_some()
+            })
+            .map(|(p, ..)| p.as_str())
+            .collect();
+        if !hidden.is_empty() {
+            let text = format!("ProxyPass {path} !: Apache never forwarded {} (this exclusion, written before, takes those requests first); ringlb does (the longest prefix wins): move the exclusion below them in Apache, or remove those routes", hidden.join(", "));
+            self.note(d, text);
+        }
         let text = match shadowed {
             Some((p, ..)) => format!("ProxyPass {path} !: an exclusion: 404 from ringlb, which serves no files. Apache never applied it (ProxyPass {p}, written before it, takes these requests first); ringlb does (the longest prefix wins): move it up in Apache or remove the route"),
             None => format!("ProxyPass {path} !: an exclusion: ringlb answers 404 and forwards nothing (it serves no files: serve what Apache served here from the application or another server)"),
@@ -642,6 +684,7 @@ impl Translator<'_> {
                 host,
                 path: path.to_string(),
                 exclude: true,
+                main_server: v.global,
                 from: d.at(),
                 ..Route::default()
             });

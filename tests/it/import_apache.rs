@@ -288,7 +288,40 @@ fn error_documents_become_error_pages_where_the_page_is_there() {
         (7, "ringlb has pages for the 502, 503 and 504"),
         (8, "ProxyErrorOverride On: not translated"),
     ] {
-        assert!(notes.contains(&format!("{file}:{line}: ")), "{notes}");
-        assert!(notes.contains(why), "{why}: {notes}");
+        let at = format!("{file}:{line}: ");
+        assert!(
+            notes.lines().any(|l| l.starts_with(&at) && l.contains(why)),
+            "{at}{why}: {notes}"
+        );
     }
+}
+
+#[test]
+fn main_server_exclusions_reach_every_virtual_host_and_order_is_said() {
+    let dir = TempDir::new();
+    let apache = format!(
+        "Listen {port}\nProxyPass /manager !\n<Proxy balancer://app>\nBalancerMember http://127.0.0.1:8080\n</Proxy>\n\
+         <VirtualHost *:{port}>\nServerName a.example\nProxyPass /app !\nProxyPass /app/api balancer://app/api\nProxyPass / balancer://app/\n</VirtualHost>\n\
+         <VirtualHost *:{port}>\nServerName b.example\nProxyPass / balancer://app/\n</VirtualHost>\n",
+        port = free_port()
+    );
+    let (code, toml, notes) = import(&dir, "vhosts.conf", &apache);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    // Apache puts the main server's ProxyPass first in each vhost: so does the import, per host.
+    for host in ["a.example", "b.example"] {
+        assert!(
+            toml.contains(&format!(
+                "host = \"{host}\"\npath = \"/manager\"\nexclude = true"
+            )),
+            "{host}: {toml}"
+        );
+    }
+    let file = dir.0.join("vhosts.conf").display().to_string();
+    assert!(
+        notes.contains(&format!(
+            "{file}:8: ProxyPass /app !: Apache never forwarded /app/api"
+        )),
+        "{notes}"
+    );
 }

@@ -1048,3 +1048,29 @@ fn post_on_a_pooled_connection_the_member_closed_is_sent_once() {
     let posts = m.requests().iter().filter(|r| r.method == "POST").count();
     assert_eq!(posts, 6, "{}", describe(&m.requests()));
 }
+
+#[test]
+fn a_local_answer_to_head_has_no_body_on_a_kept_connection() {
+    let dir = crate::support::proxy::TempDir::new();
+    let page = dir.0.join("503.html");
+    std::fs::write(&page, "<h1>back soon</h1>").unwrap();
+    let p = Ringlb::start(
+        &simple_config(
+            &[member(closed_port())],
+            &format!("error_pages = {{ 503 = \"{}\" }}", page.display()),
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    for _ in 0..2 {
+        c.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.read_response_to(true).expect("an answer to HEAD");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("content-length"), Some("18"));
+        assert!(r.body.is_empty());
+    }
+    // Had a body followed the HEAD answers, this would read it as its status line.
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().expect("an answer to GET");
+    assert_eq!((r.status, r.text().as_str()), (503, "<h1>back soon</h1>"));
+}

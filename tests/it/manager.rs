@@ -179,7 +179,10 @@ fn forms_need_the_page_token_and_changes_need_the_same_origin() {
     );
     let csrf = csrf_of(&page);
     let form = |token: &str, status: &str| {
-        format!("csrf={token}&balancer=app&member=1&status={status}&weight=1")
+        format!(
+            "csrf={token}&balancer=app&member=1&address={}&status={status}&weight=1",
+            b.addr
+        )
     };
     let form_headers = format!("{login}Content-Type: application/x-www-form-urlencoded\r\n");
     // Without the page's token, or from another site's page: refused, nothing changes.
@@ -251,6 +254,47 @@ fn forms_need_the_page_token_and_changes_need_the_same_origin() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(status_of(admin, 1), "active");
+    // A page from before a reload that moved members: its form names another address, 409.
+    let stale = format!("csrf={csrf}&balancer=app&member=1&address=10.9.9.9%3A1&status=disabled");
+    let r = raw(admin, "POST", "/status", &form_headers, &stale);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(status_of(admin, 1), "active");
+    // Not to be framed by another site; no absolute-form target past the Host check.
+    assert_eq!(
+        raw(admin, "GET", "/status", &login, "").header("x-frame-options"),
+        Some("DENY")
+    );
+    let r = raw(admin, "GET", "http://attacker.example/status", &login, "");
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
+fn ringlb_reload_takes_the_admin_token_from_the_file() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &with_admin(
+            &simple_config(&[member(a.addr)], ""),
+            &format!("token = \"{TOKEN}\""),
+        ),
+        1,
+    );
+    let dir = TempDir::new();
+    let file = dir.0.join("ringlb.toml");
+    // The admin listener at a wildcard address is reached on loopback.
+    let wildcard = format!("0.0.0.0:{}", p.admin_addr().port());
+    std::fs::write(
+        &file,
+        format!("[admin]\naddress = \"{wildcard}\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(&["reload", "--config", &file.display().to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("generation 2"), "{out}");
+    // Without it, no token: refused, and said why.
+    let url = format!("http://{}", p.admin_addr());
+    let (code, _, err) = run_cli(&["reload", "--admin", &url]);
+    assert_eq!(code, 1);
+    assert!(err.contains("token"), "{err}");
 }
 
 /// chromedriver on a free port, stopped (by pid) when dropped.
@@ -399,7 +443,12 @@ fn an_operator_drains_a_member_from_headless_chromium() {
     // Member 1: choose "draining" (the fifth state) and apply.
     browser.click("form[data-member=\"app/1\"] select option:nth-child(5)");
     browser.click("form[data-member=\"app/1\"] button");
-    assert_eq!(status_of(admin, 1), "draining");
+    // The click returns once the browser has sent the form, not once ringlb answered it.
+    assert!(
+        wait_until(|| status_of(admin, 1) == "draining"),
+        "not drained: {}",
+        browser.source()
+    );
     // The page the browser was sent back to shows it; once its requests are done, drained.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

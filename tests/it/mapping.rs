@@ -164,3 +164,46 @@ fn an_ajp_member_gets_the_member_path_and_its_redirects_come_back_mapped() {
         [b"/openspecimen/login".to_vec(), b"/openspecimen/x".to_vec()]
     );
 }
+
+#[test]
+fn an_exclusion_answers_404_and_forwards_nothing_on_a_kept_connection() {
+    let member = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "[[balancer]]\nname = \"app\"\nmembers = [{{ url = \"http://{}\" }}]\n\n\
+             [[route]]\npath = \"/\"\nbalancer = \"app\"\n\n[[route]]\npath = \"/app/private\"\nexclude = true\n",
+            member.addr
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    // Every spelling of the excluded subtree, one connection: 404s, then a request that passes.
+    for path in [
+        "/app/private",
+        "/app/private/x",
+        "/app/private?q=1",
+        "/app/private;jsessionid=1/x",
+        "/app/%70rivate/x",
+        "/app//private/x",
+        "/app/./private/x",
+        "/app/x/../private/x",
+    ] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.read_response().expect("an answer");
+        assert_eq!(r.status, 404, "{path}");
+    }
+    // HEAD: the same head, no body (a body would be read as the next response).
+    c.send(b"HEAD /app/private/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response_to(true).expect("an answer to HEAD");
+    assert_eq!(r.status, 404);
+    assert!(r.body.is_empty());
+    // A body on an excluded path is read whole; the connection goes on.
+    c.send(b"POST /app/private/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(c.read_response().expect("an answer to POST").status, 404);
+    c.send(b"GET /app/privatex HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c
+        .read_response()
+        .expect("the next answer on the same connection");
+    assert_eq!(r.status, 200, "/app/privatex is not under /app/private");
+    assert_eq!(member.count(), 1, "only /app/privatex reached the member");
+}
