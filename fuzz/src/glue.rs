@@ -362,3 +362,20 @@ pub fn reverse_header(name: &[u8], value: &[u8], r: &Reverse) -> Vec<u8> {
 
 pub use ringlb::import::apache_conf::{read_text as apache_read, split_words, Directive};
 pub use ringlb::import::apache_map::translate as apache_translate;
+
+// ---------------------------------------------------------------- admin listener
+
+pub use ringlb::admin::auth::{host_allowed, same_origin};
+pub use ringlb::config::AdminConfig;
+
+/// An admin listener's configuration with `hosts` as its extra names.
+pub fn admin_config(hosts: &[&str]) -> AdminConfig {
+    AdminConfig {
+        address: "127.0.0.1:9900".parse().expect("an address"),
+        token: Some("s3cret-token".into()),
+        user: None,
+        password_hash: None,
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        state_file: None,
+    }
+}
