@@ -323,6 +323,7 @@ async fn attempt(
             public: route.path.as_bytes(),
             member: route.member_prefix().as_bytes(),
             members: &bcfg.members,
+            cookie_domains: &route.cookie_domains,
         }),
     };
     match run_exchange(c, &mut up, req, body, &params, tracked).await {

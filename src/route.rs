@@ -87,6 +87,7 @@ mod tests {
             preserve_host: false,
             member_path: None,
             reverse: false,
+            cookie_domains: Vec::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! A route's mapping (`http::reverse`) on any target and any response header value: no panic; a
 //! mapped target begins with the member path and never with `//`; a rewritten header is one line
 //! (`name: value\r\n`) whose value has no CR, LF or NUL the input did not have, and is the input
-//! itself unless it is a URL header or a Set-Cookie; mapping a target and then the member's
+//! itself unless it is a URL header or a Set-Cookie (whose Domain may become a configured one); mapping a target and then the member's
 //! redirect to it gives the target back.
 //!
 //! Input: a selector byte (bits 0-2 the prefix pair, bit 3 https, bits 4-5 the header name), a
@@ -33,11 +33,16 @@ fuzz_target!(|data: &[u8]| {
     let mut origin = Vec::new();
     public_origin(&mut origin, &host, sel & 8 != 0);
     let (public, member) = PAIRS[usize::from(sel & 7) % PAIRS.len()];
+    let domains = [CookieDomain {
+        from: "backend.internal".into(),
+        to: "www.example.org".into(),
+    }];
     let r = Reverse {
         mapping: Mapping {
             public: public.as_bytes(),
             member: member.as_bytes(),
             members: &[],
+            cookie_domains: &domains,
         },
         origin: &origin,
     };

@@ -366,7 +366,7 @@ pub use ringlb::import::apache_map::translate as apache_translate;
 // ---------------------------------------------------------------- admin listener
 
 pub use ringlb::admin::auth::{host_allowed, same_origin};
-pub use ringlb::config::AdminConfig;
+pub use ringlb::config::{AdminConfig, CookieDomain};
 
 /// An admin listener's configuration with `hosts` as its extra names.
 pub fn admin_config(hosts: &[&str]) -> AdminConfig {

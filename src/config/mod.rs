@@ -29,7 +29,7 @@ pub use health::{HcMethod, HealthCheck};
 use listen::RawListen;
 pub use listen::{CertFiles, ListenConfig, TlsConfig, TlsVersion};
 use route::RawRoute;
-pub use route::RouteConfig;
+pub use route::{CookieDomain, RouteConfig};
 
 /// The largest `max_headers` ringlb accepts (headers are parsed into a fixed stack array).
 pub const MAX_HEADERS_CAP: usize = 256;

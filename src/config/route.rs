@@ -23,7 +23,25 @@ pub(super) struct RawRoute {
     #[serde(default)]
     preserve_host: bool,
     member_path: Option<Spanned<String>>,
-    reverse: Option<bool>,
+    reverse: Option<Spanned<bool>>,
+    #[serde(default)]
+    cookie_domains: Vec<Spanned<RawCookieDomain>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCookieDomain {
+    from: String,
+    to: String,
+}
+
+/// One `cookie_domains` pair (Apache's `ProxyPassReverseCookieDomain from to`): a `Set-Cookie`
+/// `Domain` equal to `from` (any case, a leading dot kept) becomes `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieDomain {
+    /// Lower case, without a leading dot.
+    pub from: String,
+    pub to: String,
 }
 
 fn default_path() -> Spanned<String> {
@@ -42,8 +60,10 @@ pub struct RouteConfig {
     /// What the public `path` prefix becomes in the forwarded request (`None`: itself).
     pub member_path: Option<String>,
     /// Map URLs in `Location`, `Content-Location` and `URI`, and `Set-Cookie` paths, back to
-    /// what the client sees (default: on with a `member_path`, off without).
+    /// what the client sees (default: on with a `member_path` or `cookie_domains`, off without).
     pub reverse: bool,
+    /// `Set-Cookie` domains to rewrite (with `reverse`).
+    pub cookie_domains: Vec<CookieDomain>,
 }
 
 impl RouteConfig {
@@ -122,14 +142,59 @@ impl Validator<'_> {
             self.member_path(i, path, mp)?;
         }
         let member_path = r.member_path.as_ref().map(|m| m.get_ref().clone());
+        let cookie_domains = self.cookie_domains(i, r)?;
         Ok(RouteConfig {
             host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
             path: path.clone(),
             balancer,
             preserve_host: r.preserve_host,
-            reverse: r.reverse.unwrap_or(member_path.is_some()),
+            reverse: r
+                .reverse
+                .as_ref()
+                .map_or(member_path.is_some() || !cookie_domains.is_empty(), |v| {
+                    *v.get_ref()
+                }),
             member_path,
+            cookie_domains,
         })
+    }
+
+    fn cookie_domains(&self, i: usize, r: &RawRoute) -> Result<Vec<CookieDomain>, ConfigError> {
+        if let (Some(rev), false) = (&r.reverse, r.cookie_domains.is_empty()) {
+            if !*rev.get_ref() {
+                return self.err(
+                    rev.span(),
+                    format!("route[{i}].reverse"),
+                    "cookie_domains are rewritten only with reverse = true".into(),
+                );
+            }
+        }
+        let domain = |d: &str| {
+            !d.is_empty()
+                && d.len() <= 253
+                && d.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        };
+        let mut out = Vec::new();
+        for (j, pair) in r.cookie_domains.iter().enumerate() {
+            let p = pair.get_ref();
+            let from = p.from.trim_start_matches('.').to_ascii_lowercase();
+            if !domain(&from) || !domain(&p.to) {
+                return self.err(
+                    pair.span(),
+                    format!("route[{i}].cookie_domains[{j}]"),
+                    format!(
+                        "\"{}\" -> \"{}\": both must be domain names (letters, digits, '-', '.')",
+                        p.from, p.to
+                    ),
+                );
+            }
+            out.push(CookieDomain {
+                from,
+                to: p.to.trim_start_matches('.').to_string(),
+            });
+        }
+        Ok(out)
     }
 
     fn member_path(&self, i: usize, path: &str, mp: &Spanned<String>) -> Result<(), ConfigError> {
@@ -196,6 +261,34 @@ mod tests {
         );
         let off = "path = \"/os\"\nmember_path = \"/app\"\nreverse = false\n";
         assert!(!Config::parse(&with(off)).unwrap().routes[0].reverse);
+    }
+
+    #[test]
+    fn cookie_domains_turn_reverse_on_and_are_domain_names() {
+        let c = Config::parse(&with(
+            "path = \"/os\"\ncookie_domains = [{ from = \".Backend.Internal\", to = \"www.example.org\" }]\n",
+        ))
+        .unwrap();
+        let r = &c.routes[0];
+        assert!(r.reverse);
+        assert_eq!(r.cookie_domains[0].from, "backend.internal");
+        for (bad, key) in [
+            (
+                "cookie_domains = [{ from = \"a b\", to = \"x\" }]\n",
+                "route[0].cookie_domains[0]",
+            ),
+            (
+                "cookie_domains = [{ from = \"a\", to = \"x\\r\\nSet-Cookie: y\" }]\n",
+                "route[0].cookie_domains[0]",
+            ),
+            (
+                "cookie_domains = [{ from = \"a\", to = \"b\" }]\nreverse = false\n",
+                "route[0].reverse",
+            ),
+        ] {
+            let (_, k, _) = error_of(&with(bad));
+            assert_eq!(k, key, "{bad}");
+        }
     }
 
     #[test]

@@ -1,21 +1,23 @@
 //! A route's path mapping (Apache's `ProxyPass /os balancer://c/openspecimen`) and its reverse
-//! (`ProxyPassReverse`, `ProxyPassReverseCookiePath`): the forwarded target with the route's
-//! public prefix replaced by the member path, and in a response the `Location`,
-//! `Content-Location` and `URI` headers that point at a member (its own address, or the member
-//! path) turned into what the client can follow, and a `Set-Cookie` `Path` under the member path
-//! moved under the public prefix.
+//! (`ProxyPassReverse`, `ProxyPassReverseCookiePath`, `ProxyPassReverseCookieDomain`): the
+//! forwarded target with the route's public prefix replaced by the member path, and in a response
+//! the `Location`, `Content-Location` and `URI` headers that point at a member (its own address,
+//! or the member path) turned into what the client can follow, a `Set-Cookie` `Path` under the
+//! member path moved under the public prefix, and a `Set-Cookie` `Domain` named in the route's
+//! `cookie_domains` replaced.
 //!
 //! Owns: both directions of the mapping, and which response headers it touches. Must never:
 //! change a header's name, a value it does not recognise, or anything that is not a URL or a
-//! cookie's Path; write a value that is not the input's bytes (or the client's own Host, or the
-//! two prefixes) — no CR, LF or NUL can appear that was not there; produce a path that starts with
-//! `//` (a reference to another host).
+//! cookie's Path or Domain; write a value that is not the input's bytes (or the client's own Host,
+//! the two prefixes, or a configured cookie domain, which the configuration holds to letters,
+//! digits, `-` and `.`) — no CR, LF or NUL can appear that was not there; produce a path that
+//! starts with `//` (a reference to another host).
 //!
 //! Prefixes match whole segments (`route::strip_prefix`, the router's rule too): `/os` maps
 //! `/os/x`, `/os?q` and `/os;p`, never `/osx`; a Location under `/openspecimenx` is not under
 //! `/openspecimen`.
 
-use crate::config::MemberConfig;
+use crate::config::{CookieDomain, MemberConfig};
 
 /// A route's mapping, from its configuration.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,8 @@ pub struct Mapping<'a> {
     pub member: &'a [u8],
     /// The balancer's members: a URL at one of their addresses is the member's own.
     pub members: &'a [MemberConfig],
+    /// The route's `cookie_domains`.
+    pub cookie_domains: &'a [CookieDomain],
 }
 
 /// What a response is rewritten with: the route's mapping and the client's view.
@@ -132,7 +136,10 @@ pub fn push_response_header(
     out.extend_from_slice(b": ");
     match reverse {
         Some(r) if is_url_header(name) => url(out, value, r),
-        Some(r) if r.mapping.mapped() && name.eq_ignore_ascii_case(b"set-cookie") => {
+        Some(r)
+            if (r.mapping.mapped() || !r.mapping.cookie_domains.is_empty())
+                && name.eq_ignore_ascii_case(b"set-cookie") =>
+        {
             cookie(out, value, &r.mapping)
         }
         _ => out.extend_from_slice(value),
@@ -234,39 +241,74 @@ fn host_port<'a>(authority: &'a [u8], default: &'a [u8]) -> (&'a [u8], &'a [u8])
     )
 }
 
-/// A `Set-Cookie` value with its `Path` attribute moved from under the member path to under the
-/// public prefix (`ProxyPassReverseCookiePath`); every other byte as it is.
+/// A `Set-Cookie` value with a `Path` attribute under the member path moved under the public
+/// prefix (`ProxyPassReverseCookiePath`) and a `Domain` attribute named in `cookie_domains`
+/// replaced (`ProxyPassReverseCookieDomain`, a leading dot kept); every other byte as it is.
 pub fn cookie(out: &mut Vec<u8>, value: &[u8], m: &Mapping) {
-    let member = trim_slash(m.member);
-    let public = trim_slash(m.public);
+    let mut copied = 0;
     let mut start = 0;
     for (i, part) in value.split(|&b| b == b';').enumerate() {
         let at = start;
         start += part.len() + 1;
-        let Some(eq) = part.iter().position(|&b| b == b'=') else {
+        let Some(eq) = part.iter().position(|&b| b == b'=').filter(|_| i > 0) else {
             continue;
         };
-        if i == 0 || !part[..eq].trim_ascii().eq_ignore_ascii_case(b"path") {
-            continue;
-        }
-        let v = part[eq + 1..].trim_ascii();
-        let under = v
-            .strip_prefix(member)
-            .filter(|r| r.is_empty() || r[0] == b'/');
-        if let Some(rest) = under {
-            let v_at =
-                at + eq + 1 + (part[eq + 1..].len() - part[eq + 1..].trim_ascii_start().len());
-            out.extend_from_slice(&value[..v_at]);
-            let before = out.len();
-            join(out, public, rest);
-            if out.len() == before {
-                out.push(b'/');
-            }
-            out.extend_from_slice(&value[v_at + v.len()..]);
-            return;
+        let name = part[..eq].trim_ascii();
+        let raw = &part[eq + 1..];
+        let v = raw.trim_ascii();
+        let v_at = at + eq + 1 + (raw.len() - raw.trim_ascii_start().len());
+        let before = out.len();
+        out.extend_from_slice(&value[copied..v_at]);
+        let replaced = if name.eq_ignore_ascii_case(b"path") {
+            cookie_path(out, v, m)
+        } else if name.eq_ignore_ascii_case(b"domain") {
+            cookie_domain(out, v, m)
+        } else {
+            false
+        };
+        if replaced {
+            copied = v_at + v.len();
+        } else {
+            out.truncate(before);
         }
     }
-    out.extend_from_slice(value);
+    out.extend_from_slice(&value[copied..]);
+}
+
+/// Writes the public path for a cookie path under the member path; `false`: not under it.
+fn cookie_path(out: &mut Vec<u8>, v: &[u8], m: &Mapping) -> bool {
+    let under = v
+        .strip_prefix(trim_slash(m.member))
+        .filter(|r| m.mapped() && (r.is_empty() || r[0] == b'/'));
+    let Some(rest) = under else {
+        return false;
+    };
+    let before = out.len();
+    join(out, trim_slash(m.public), rest);
+    if out.len() == before {
+        out.push(b'/');
+    }
+    true
+}
+
+/// Writes the configured domain for a cookie domain in `cookie_domains`; `false`: not there.
+fn cookie_domain(out: &mut Vec<u8>, v: &[u8], m: &Mapping) -> bool {
+    let (dot, d) = match v.strip_prefix(b".") {
+        Some(d) => (true, d),
+        None => (false, v),
+    };
+    let Some(pair) = m
+        .cookie_domains
+        .iter()
+        .find(|p| p.from.as_bytes().eq_ignore_ascii_case(d))
+    else {
+        return false;
+    };
+    if dot {
+        out.push(b'.');
+    }
+    out.extend_from_slice(pair.to.as_bytes());
+    true
 }
 
 fn trim_slash(p: &[u8]) -> &[u8] {

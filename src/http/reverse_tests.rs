@@ -31,6 +31,7 @@ fn rev<'a>(
             public: public.as_bytes(),
             member: member.as_bytes(),
             members: ms,
+            cookie_domains: &[],
         },
         origin: origin.as_bytes(),
     }
@@ -216,6 +217,51 @@ fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
     let under = rev("/os/", "/", &ms, "http://h");
     assert_eq!(cookie_of("s=1; Path=/", &under), "s=1; Path=/os/");
     assert_eq!(cookie_of("s=1; Path=/x", &under), "s=1; Path=/os/x");
+}
+
+#[test]
+fn cookie_domains_named_by_the_route_are_replaced() {
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let domains = [crate::config::CookieDomain {
+        from: "backend.internal".into(),
+        to: "www.example.org".into(),
+    }];
+    let mut r = rev("/os", "/openspecimen", &ms, "http://h");
+    r.mapping.cookie_domains = &domains;
+    let cases = [
+        (
+            "a=1; Domain=backend.internal; Path=/openspecimen/x; HttpOnly",
+            "a=1; Domain=www.example.org; Path=/os/x; HttpOnly",
+        ),
+        (
+            "a=1; domain=.Backend.Internal",
+            "a=1; domain=.www.example.org",
+        ),
+        (
+            "a=1;Domain = backend.internal ;Secure",
+            "a=1;Domain = www.example.org ;Secure",
+        ),
+        ("a=1; Domain=other.internal", "a=1; Domain=other.internal"),
+        (
+            "a=1; Domain=xbackend.internal",
+            "a=1; Domain=xbackend.internal",
+        ),
+        // The cookie's own name or value is never an attribute.
+        (
+            "Domain=backend.internal; Secure",
+            "Domain=backend.internal; Secure",
+        ),
+    ];
+    for (given, want) in cases {
+        assert_eq!(cookie_of(given, &r), want, "{given}");
+    }
+    // Without a member path, domains alone.
+    let mut same = rev("/os", "/os", &ms, "http://h");
+    same.mapping.cookie_domains = &domains;
+    assert_eq!(
+        cookie_of("a=1; Domain=backend.internal; Path=/os", &same),
+        "a=1; Domain=www.example.org; Path=/os"
+    );
 }
 
 #[test]

@@ -53,6 +53,8 @@ pub struct Route {
     pub exclude: bool,
     /// From the main server (outside any `<VirtualHost>`).
     pub main_server: bool,
+    /// `ProxyPassReverseCookieDomain from to` pairs (routes with `reverse` only).
+    pub cookie_domains: Vec<(String, String)>,
     pub member_path: Option<String>,
     pub preserve_host: bool,
     pub reverse: bool,
@@ -229,6 +231,8 @@ struct Vhost {
     passes: Vec<(String, String, Vec<String>, Directive)>,
     reverses: Vec<(String, String, String)>,
     cookie_paths: Vec<(String, String, String)>,
+    /// `ProxyPassReverseCookieDomain` (from, to, where).
+    cookie_domains: Vec<(String, String, String)>,
     /// `DocumentRoot`: where an `ErrorDocument` path is a file.
     document_root: Option<String>,
     /// `ErrorDocument 502|503|504 /path` (status, path, the directive).
@@ -348,7 +352,10 @@ impl Translator<'_> {
             "proxypassreversecookiepath" if d.args.len() >= 2 => {
                 v.cookie_paths.push((arg(0).into(), arg(1).into(), d.at()))
             }
-            "proxypassreverse" | "proxypassreversecookiepath" => {
+            "proxypassreversecookiedomain" if d.args.len() >= 2 => {
+                v.cookie_domains.push((arg(0).into(), arg(1).into(), d.at()))
+            }
+            "proxypassreverse" | "proxypassreversecookiepath" | "proxypassreversecookiedomain" => {
                 self.note(d, format!("{} needs a path and a URL here: skipped", d.name))
             }
             "balancermember" => match d.args.first() {
@@ -374,7 +381,7 @@ impl Translator<'_> {
                 self.note(d, text);
             }
             "redirect" | "redirectpermanent" if redirects_to_https(&d.args) => v.redirect_https = true,
-            "proxypassmatch" | "proxypassreversecookiedomain" | "rewriterule" | "rewritecond"
+            "proxypassmatch" | "rewriterule" | "rewritecond"
             | "redirect" | "redirectmatch" | "header" | "requestheader"
             | "alias" | "secruleengine" => {
                 self.note(d, format!("{}: not translated (not supported by ringlb)", d.name))
@@ -574,6 +581,14 @@ impl Translator<'_> {
                     from: from.clone(),
                     exclude: false,
                     main_server: v.global,
+                    cookie_domains: match reverse {
+                        true => v
+                            .cookie_domains
+                            .iter()
+                            .map(|(f, t, _)| (f.clone(), t.clone()))
+                            .collect(),
+                        false => Vec::new(),
+                    },
                 });
             }
         }
@@ -582,6 +597,20 @@ impl Translator<'_> {
             if !v.passes.iter().any(|(p, ..)| same_path(p, public)) {
                 self.out.notes.push(Note { at: from.clone(), text: format!("ProxyPassReverse {public}: no ProxyPass with that path in this host: not translated") });
             }
+        }
+        for (from_domain, to_domain, at) in &v.cookie_domains {
+            let reversed = v
+                .passes
+                .iter()
+                .any(|(p, t, ..)| t != "!" && v.reverses.iter().any(|(rp, ..)| same_path(rp, p)));
+            let text = match reversed {
+                true => "translated as cookie_domains on this host's routes with ProxyPassReverse",
+                false => "not translated: no ProxyPass with a ProxyPassReverse in this host",
+            };
+            self.out.notes.push(Note {
+                at: at.clone(),
+                text: format!("ProxyPassReverseCookieDomain {from_domain} {to_domain}: {text}"),
+            });
         }
         for (from_path, to_path, from) in &v.cookie_paths {
             let covered = v.passes.iter().any(|(p, t, ..)| {

@@ -88,6 +88,14 @@ pub fn write(m: &Import, header: &str) -> String {
         if let Some(mp) = &r.member_path {
             let _ = writeln!(out, "member_path = {}", q(mp));
         }
+        if !r.cookie_domains.is_empty() {
+            let pairs: Vec<String> = r
+                .cookie_domains
+                .iter()
+                .map(|(f, t)| format!("{{ from = {}, to = {} }}", q(f), q(t)))
+                .collect();
+            let _ = writeln!(out, "cookie_domains = [{}]", pairs.join(", "));
+        }
         match (r.reverse, r.member_path.is_some()) {
             (true, false) => out.push_str("reverse = true\n"),
             (false, true) => out.push_str("reverse = false\n"),

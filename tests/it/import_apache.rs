@@ -325,3 +325,30 @@ fn main_server_exclusions_reach_every_virtual_host_and_order_is_said() {
         "{notes}"
     );
 }
+
+#[test]
+fn cookie_domains_come_with_proxy_pass_reverse() {
+    let dir = TempDir::new();
+    let apache = format!(
+        "Listen {port}\n<VirtualHost *:{port}>\nProxyPass /os balancer://c/openspecimen\n\
+         ProxyPassReverse /os balancer://c/openspecimen\nProxyPassReverseCookieDomain tomcat.internal www.example.org\n\
+         <Proxy balancer://c>\nBalancerMember ajp://127.0.0.1:8009\n</Proxy>\n</VirtualHost>\n",
+        port = free_port()
+    );
+    let (code, toml, notes) = import(&dir, "cd.conf", &apache);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    assert!(
+        toml.contains(
+            "cookie_domains = [{ from = \"tomcat.internal\", to = \"www.example.org\" }]"
+        ),
+        "{toml}"
+    );
+    let file = dir.0.join("cd.conf").display().to_string();
+    assert!(
+        notes.contains(&format!(
+            "{file}:5: ProxyPassReverseCookieDomain tomcat.internal www.example.org: translated"
+        )),
+        "{notes}"
+    );
+}

@@ -135,7 +135,7 @@ fn an_ajp_member_gets_the_member_path_and_its_redirects_come_back_mapped() {
                     ),
                     (
                         RespName::Coded(0xA007),
-                        b"JSESSIONID=CD34; Path=/openspecimen",
+                        b"JSESSIONID=CD34; Path=/openspecimen; Domain=tomcat.internal",
                     ),
                     (RespName::Coded(0xA003), b"0"),
                 ],
@@ -150,13 +150,20 @@ fn an_ajp_member_gets_the_member_path_and_its_redirects_come_back_mapped() {
         out
     });
     let p = Ringlb::start(
-        &route(&tomcat.member(), "member_path = \"/openspecimen\""),
+        &route(
+            &tomcat.member(),
+            "member_path = \"/openspecimen\"\n\
+             cookie_domains = [{ from = \"tomcat.internal\", to = \"www.example.org\" }]",
+        ),
         1,
     );
     let r = ask(p.addr, "/os/login");
     assert_eq!(r.status, 302);
     assert_eq!(r.header("Location"), Some("http://www.example.org/os/home"));
-    assert_eq!(r.header("Set-Cookie"), Some("JSESSIONID=CD34; Path=/os"));
+    assert_eq!(
+        r.header("Set-Cookie"),
+        Some("JSESSIONID=CD34; Path=/os; Domain=www.example.org")
+    );
     assert_eq!(ask(p.addr, "/os/x").text(), "ok");
     let uris: Vec<Vec<u8>> = tomcat.forwards().into_iter().map(|f| f.uri).collect();
     assert_eq!(
@@ -206,4 +213,46 @@ fn an_exclusion_answers_404_and_forwards_nothing_on_a_kept_connection() {
         .expect("the next answer on the same connection");
     assert_eq!(r.status, 200, "/app/privatex is not under /app/private");
     assert_eq!(member.count(), 1, "only /app/privatex reached the member");
+}
+
+#[test]
+fn cookie_domains_alone_rewrite_an_http_members_cookie_domain() {
+    let member = Backend::start(|_| Reply::Full {
+        status: 200,
+        headers: vec![
+            (
+                "Set-Cookie".into(),
+                "SSO=1; Domain=.Backend.Internal; Path=/os".into(),
+            ),
+            ("Set-Cookie".into(), "OTHER=2; Domain=elsewhere.org".into()),
+        ],
+        body: b"ok".to_vec(),
+        chunked: false,
+    });
+    let p = Ringlb::start(
+        &route(
+            &format!("{{ url = \"http://{}\" }}", member.addr),
+            "cookie_domains = [{ from = \"backend.internal\", to = \"example.org\" }]",
+        ),
+        1,
+    );
+    let r = ask(p.addr, "/os/x");
+    let cookies: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        cookies,
+        [
+            "SSO=1; Domain=.example.org; Path=/os",
+            "OTHER=2; Domain=elsewhere.org"
+        ]
+    );
+    assert_eq!(
+        member.requests()[0].path,
+        "/os/x",
+        "no member path: forwarded as it is"
+    );
 }
