@@ -7,9 +7,11 @@
 # package installed but not enabled, ringlb serving on 8000 beside Apache on 80 with io_uring under
 # the unit's sandbox, port 80 switched over by a reload, and Apache back after the roll-back.
 #
-# Root only. Nothing it does reaches the machine: the namespace's root file system is an overlay
-# of the machine's with a tmpfs on top (every write, `dpkg -i` and the `ringlb` user included,
-# lands in the tmpfs and is gone with the namespace), its network is its own (loopback only), its
+# Root only. What it does stays off the machine's files: the namespace's root file system is an
+# overlay of the machine's with a tmpfs on top (every write, `dpkg -i` and the `ringlb` user
+# included, lands in the tmpfs and is gone with the namespace); /sys is read-only there, but /dev
+# and the cgroup file systems are the machine's (systemd needs them). Its network is its own
+# (loopback only), its
 # systemd knows it runs in a container (`container=`, so units meant for real hardware do not
 # start) and has the boot-time units that would act on the shared kernel (modules, sysctl, swap,
 # the clock, devices) or wait for a network masked. The test stops only what it started: its
@@ -26,7 +28,7 @@ fail() {
 ok() { echo "migration-test: ok: $*"; }
 
 [ "$(id -u)" = 0 ] || fail "must run as root (namespaces, an overlay, systemd)"
-for tool in unshare nsenter systemctl journalctl systemd-run apache2ctl a2enmod curl python3 dpkg dpkg-query runuser ss; do
+for tool in unshare nsenter systemctl journalctl systemd-run apache2ctl a2enmod curl python3 dpkg dpkg-query runuser ss setpriv; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing"
 done
 [ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd is missing"
@@ -47,7 +49,7 @@ mkdir -p target
 tmp=$(mktemp -d "$PWD/target/migration-test.XXXXXX")
 chmod 755 "$tmp"
 cgroups_before="$tmp/cgroups-before"
-find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d 2>/dev/null | sort >"$cgroups_before"
+find /sys/fs/cgroup -mindepth 2 -type d 2>/dev/null | sort >"$cgroups_before"
 unshare_pid=
 cleanup() {
   local rc=$?
@@ -57,10 +59,17 @@ cleanup() {
     kill -KILL "$unshare_pid" 2>/dev/null || true
     wait "$unshare_pid" 2>/dev/null || true
   fi
-  sleep 1
-  # Empty cgroups the namespace's systemd made (rmdir refuses anything in use).
-  find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d 2>/dev/null | sort |
-    comm -13 "$cgroups_before" - | sort -r | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+  # Empty cgroups the namespace's systemd made: new since the start, named as systemd names its
+  # units' (rmdir refuses anything in use; deepest first).
+  # Retried a few times: the namespace's last processes may still be exiting.
+  for _ in 1 2 3 4 5; do
+    left=$(find /sys/fs/cgroup -mindepth 2 -type d 2>/dev/null | sort |
+      comm -13 "$cgroups_before" - | grep -E '\.(slice|scope|service|mount|socket|swap)(/|$)' |
+      sort -r || true)
+    [ -n "$left" ] || break
+    echo "$left" | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+    sleep 0.5
+  done
   if [ "$rc" != 0 ] && [ -f "$tmp/systemd.log" ]; then
     echo "--- the namespace's systemd (last lines) ---" >&2
     tail -n 20 "$tmp/systemd.log" >&2 || true
@@ -121,6 +130,7 @@ mount -t overlay overlay -o lowerdir=/,upperdir=$tmp/ov/upper,workdir=$tmp/ov/wo
 cd $tmp/ov/root
 mount -t proc proc proc
 mount --rbind /sys sys
+mount -o remount,bind,ro sys
 mount --rbind /dev dev
 mount -t tmpfs tmpfs run
 mount -t tmpfs tmpfs tmp
@@ -133,7 +143,9 @@ rm -f /etc/apache2/sites-enabled/*
 cp $tmp/site.conf /etc/apache2/sites-enabled/openspecimen.conf
 exec env container=ringlb-migration-test /lib/systemd/systemd --system --unit=basic.target
 EOF
-unshare --pid --fork --kill-child --mount --net --uts --ipc bash "$tmp/init.sh" >"$tmp/systemd.log" 2>&1 &
+# --pdeathsig: should this script be killed, unshare (and with it the namespace) goes too.
+setpriv --pdeathsig KILL unshare --pid --fork --kill-child --mount --net --uts --ipc \
+  bash "$tmp/init.sh" >"$tmp/systemd.log" 2>&1 &
 unshare_pid=$!
 sd=
 for _ in $(seq 100); do

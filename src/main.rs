@@ -136,6 +136,14 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("ringlb: {e:#}");
+                    if let Some(file) = config {
+                        eprintln!(
+                            "ringlb: {admin} and its token were read from {}: a running ringlb keeps \
+                             the [admin] address it started with and checks the token of the \
+                             configuration it runs, so after changing either there, restart it",
+                            file.display()
+                        );
+                    }
                     ExitCode::from(1)
                 }
             }

@@ -140,7 +140,7 @@ impl Watchdog {
             .saturating_duration_since(std::time::Instant::now())
     }
 
-    /// Sends `WATCHDOG=1` when due and `alive(now)` says every core published recently; when a
+    /// Sends `WATCHDOG=1` when due and `alive(now)` says every core's tick beat recently; when a
     /// core did not, says so and sends nothing (systemd then restarts the service once
     /// `WatchdogSec` passes).
     pub fn feed_if_due(&mut self, sd: &SdNotify, alive: impl FnOnce(std::time::Instant) -> bool) {
@@ -158,7 +158,7 @@ impl Watchdog {
         } else if !self.starving {
             self.starving = true;
             tracing::error!(
-                "a worker core has not published for {HEARTBEAT_STALE:?}: not feeding the systemd \
+                "a worker core's tick has not run for {HEARTBEAT_STALE:?}: not feeding the systemd \
                  watchdog (systemd restarts ringlb when WatchdogSec passes)"
             );
         }

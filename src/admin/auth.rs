@@ -156,11 +156,20 @@ async fn verify(hash: &str, pair: &[u8], password: &[u8]) -> Result<(), Refusal>
     if known {
         return Ok(());
     }
-    let taken = VERIFYING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-        (n < MAX_VERIFYING).then_some(n + 1)
-    });
-    if taken.is_err() {
-        return Err(Refusal::Busy);
+    // A slot, waited for up to a second (a flood of wrong guesses must not lock the operator out
+    // at once).
+    let mut tries = 0;
+    while VERIFYING
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_VERIFYING).then_some(n + 1)
+        })
+        .is_err()
+    {
+        tries += 1;
+        if tries > 20 {
+            return Err(Refusal::Busy);
+        }
+        compio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // Given back however this future ends (answered, or dropped at a stop).
     struct Slot;
@@ -188,14 +197,15 @@ async fn verify(hash: &str, pair: &[u8], password: &[u8]) -> Result<(), Refusal>
     Ok(())
 }
 
-/// Lets the calling thread (a blocking-pool thread, which inherited the worker's pinning) run on
-/// every core, so that a password check takes no time from the worker's own.
+/// Lets the calling thread (a blocking-pool thread, which inherited the worker's pinning) run
+/// where the process may run (the main thread's CPUs: it is never pinned, so `CPUAffinity=` or
+/// `taskset` still hold), so that a password check takes no time from the worker's own core.
 fn unpin() {
-    let mut all = rustix::thread::CpuSet::new();
-    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
-        all.set(cpu);
-    }
-    if let Err(e) = rustix::thread::sched_setaffinity(None, &all) {
+    let main = rustix::process::getpid();
+    let Ok(allowed) = rustix::thread::sched_getaffinity(Some(main)) else {
+        return;
+    };
+    if let Err(e) = rustix::thread::sched_setaffinity(None, &allowed) {
         tracing::debug!("password check thread stays on its core: {e}");
     }
 }

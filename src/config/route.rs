@@ -103,6 +103,13 @@ impl Validator<'_> {
                 }
             },
             (None, Some(x)) if *x.get_ref() => {
+                if let Some(c) = r.cookie_domains.first() {
+                    return self.err(
+                        c.span(),
+                        format!("route[{i}].cookie_domains"),
+                        "an excluded path forwards nothing: remove cookie_domains".into(),
+                    );
+                }
                 if let Some(mp) = &r.member_path {
                     return self.err(
                         mp.span(),
@@ -179,7 +186,8 @@ impl Validator<'_> {
         for (j, pair) in r.cookie_domains.iter().enumerate() {
             let p = pair.get_ref();
             let from = p.from.trim_start_matches('.').to_ascii_lowercase();
-            if !domain(&from) || !domain(&p.to) {
+            let to = p.to.trim_start_matches('.');
+            if !domain(&from) || !domain(to) {
                 return self.err(
                     pair.span(),
                     format!("route[{i}].cookie_domains[{j}]"),
@@ -191,7 +199,7 @@ impl Validator<'_> {
             }
             out.push(CookieDomain {
                 from,
-                to: p.to.trim_start_matches('.').to_string(),
+                to: to.to_string(),
             });
         }
         Ok(out)
@@ -284,6 +292,10 @@ mod tests {
             (
                 "cookie_domains = [{ from = \"a\", to = \"b\" }]\nreverse = false\n",
                 "route[0].reverse",
+            ),
+            (
+                "cookie_domains = [{ from = \"a\", to = \".\" }]\n",
+                "route[0].cookie_domains[0]",
             ),
         ] {
             let (_, k, _) = error_of(&with(bad));

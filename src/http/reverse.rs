@@ -256,59 +256,65 @@ pub fn cookie(out: &mut Vec<u8>, value: &[u8], m: &Mapping) {
         let name = part[..eq].trim_ascii();
         let raw = &part[eq + 1..];
         let v = raw.trim_ascii();
-        let v_at = at + eq + 1 + (raw.len() - raw.trim_ascii_start().len());
-        let before = out.len();
-        out.extend_from_slice(&value[copied..v_at]);
-        let replaced = if name.eq_ignore_ascii_case(b"path") {
-            cookie_path(out, v, m)
+        // Decided before anything is written: bytes are copied once, up to a replacement.
+        let new = if name.eq_ignore_ascii_case(b"path") {
+            cookie_path(v, m)
         } else if name.eq_ignore_ascii_case(b"domain") {
-            cookie_domain(out, v, m)
+            cookie_domain(v, m)
         } else {
-            false
+            None
         };
-        if replaced {
-            copied = v_at + v.len();
-        } else {
-            out.truncate(before);
+        let Some(new) = new else {
+            continue;
+        };
+        let v_at = at + eq + 1 + (raw.len() - raw.trim_ascii_start().len());
+        out.extend_from_slice(&value[copied..v_at]);
+        match new {
+            Attr::Path(rest) => {
+                let before = out.len();
+                join(out, trim_slash(m.public), rest);
+                if out.len() == before {
+                    out.push(b'/');
+                }
+            }
+            Attr::Domain(dot, to) => {
+                if dot {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(to);
+            }
         }
+        copied = v_at + v.len();
     }
     out.extend_from_slice(&value[copied..]);
 }
 
-/// Writes the public path for a cookie path under the member path; `false`: not under it.
-fn cookie_path(out: &mut Vec<u8>, v: &[u8], m: &Mapping) -> bool {
-    let under = v
-        .strip_prefix(trim_slash(m.member))
-        .filter(|r| m.mapped() && (r.is_empty() || r[0] == b'/'));
-    let Some(rest) = under else {
-        return false;
-    };
-    let before = out.len();
-    join(out, trim_slash(m.public), rest);
-    if out.len() == before {
-        out.push(b'/');
-    }
-    true
+/// A cookie attribute's new value: a path's rest under the public prefix, or a domain (with its
+/// leading dot or not).
+enum Attr<'a> {
+    Path(&'a [u8]),
+    Domain(bool, &'a [u8]),
 }
 
-/// Writes the configured domain for a cookie domain in `cookie_domains`; `false`: not there.
-fn cookie_domain(out: &mut Vec<u8>, v: &[u8], m: &Mapping) -> bool {
+/// A cookie path under the member path: what follows the member path.
+fn cookie_path<'a>(v: &'a [u8], m: &Mapping) -> Option<Attr<'a>> {
+    let rest = v
+        .strip_prefix(trim_slash(m.member))
+        .filter(|r| m.mapped() && (r.is_empty() || r[0] == b'/'))?;
+    Some(Attr::Path(rest))
+}
+
+/// A cookie domain named in `cookie_domains`: the domain it becomes.
+fn cookie_domain<'a>(v: &[u8], m: &Mapping<'a>) -> Option<Attr<'a>> {
     let (dot, d) = match v.strip_prefix(b".") {
         Some(d) => (true, d),
         None => (false, v),
     };
-    let Some(pair) = m
+    let pair = m
         .cookie_domains
         .iter()
-        .find(|p| p.from.as_bytes().eq_ignore_ascii_case(d))
-    else {
-        return false;
-    };
-    if dot {
-        out.push(b'.');
-    }
-    out.extend_from_slice(pair.to.as_bytes());
-    true
+        .find(|p| p.from.as_bytes().eq_ignore_ascii_case(d))?;
+    Some(Attr::Domain(dot, pair.to.as_bytes()))
 }
 
 fn trim_slash(p: &[u8]) -> &[u8] {

@@ -251,6 +251,12 @@ fn cookie_domains_named_by_the_route_are_replaced() {
             "Domain=backend.internal; Secure",
             "Domain=backend.internal; Secure",
         ),
+        // Every matching attribute, empty ones and stray separators as they are.
+        (
+            "a=1; Path=/openspecimen; Domain=; Path=; ;Domain=backend.internal;",
+            "a=1; Path=/os; Domain=; Path=; ;Domain=www.example.org;",
+        ),
+        (";;", ";;"),
     ];
     for (given, want) in cases {
         assert_eq!(cookie_of(given, &r), want, "{given}");

@@ -283,6 +283,7 @@ impl Translator<'_> {
                     preserve_host: v.preserve_host,
                     document_root: v.document_root.clone(),
                     error_docs: v.error_docs.clone(),
+                    cookie_domains: v.cookie_domains.clone(),
                     ports: d.args.iter().map(|a| port_of(a)).collect(),
                     ..Vhost::default()
                 };
