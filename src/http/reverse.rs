@@ -273,6 +273,9 @@ pub fn cookie(out: &mut Vec<u8>, value: &[u8], m: &Mapping) {
             Attr::Path(rest) => {
                 let before = out.len();
                 join(out, trim_slash(m.public), rest);
+                // Never a path beginning with `//` (`/app//x` under a public `/`): one slash.
+                let run = out[before..].iter().take_while(|&&b| b == b'/').count();
+                out.drain(before..before + run.saturating_sub(1));
                 if out.len() == before {
                     out.push(b'/');
                 }

@@ -214,6 +214,7 @@ fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
     let root = rev("/", "/app/", &ms, "http://h");
     assert_eq!(cookie_of("s=1; Path=/app", &root), "s=1; Path=/");
     assert_eq!(cookie_of("s=1; Path=/app/x", &root), "s=1; Path=/x");
+    assert_eq!(cookie_of("s=1; Path=/app//x", &root), "s=1; Path=/x");
     let under = rev("/os/", "/", &ms, "http://h");
     assert_eq!(cookie_of("s=1; Path=/", &under), "s=1; Path=/os/");
     assert_eq!(cookie_of("s=1; Path=/x", &under), "s=1; Path=/os/x");
