@@ -207,9 +207,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
                 .map(|m| (m, false)),
         };
         let Some((member, fresh_only)) = picked else {
-            core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-            let page = gen.config.balancers[bal].error_pages.get(503);
-            return local_reply(core, gen, c, 503, &req, page).await;
+            return unavailable(core, gen, c, bal, &req).await;
         };
         let tracked = Tracked::start(core, gen, bal, member);
         c.rec.member = Some((bal, member));
@@ -224,11 +222,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         match tries.after(&failed, &req, &tracked) {
             Next::Again => {}
             // No member could be reached: the request is whole and unsent, the client stays.
-            Next::Unavailable => {
-                core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
-                let page = gen.config.balancers[bal].error_pages.get(503);
-                return local_reply(core, gen, c, 503, &req, page).await;
-            }
+            Next::Unavailable => return unavailable(core, gen, c, bal, &req).await,
             Next::Answer => {
                 let bcfg = &gen.config.balancers[bal];
                 if failed.failure == Failure::ResponseTimeout && bcfg.failontimeout {
@@ -633,6 +627,19 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
         .error_pages
         .get(f.status);
     gateway_error(c, f.status, f.request_read, page).await
+}
+
+/// The 503 of a balancer with no usable member (counted, with its error page).
+async fn unavailable(
+    core: &Core,
+    gen: &CoreGen,
+    c: &mut Client,
+    bal: usize,
+    req: &Request,
+) -> bool {
+    core.stats.borrow_mut().core.unavailable[gen.layout.balancers[bal]] += 1;
+    let page = gen.config.balancers[bal].error_pages.get(503);
+    local_reply(core, gen, c, 503, req, page).await
 }
 
 /// Answers from ringlb itself (404, 503, with the balancer's `page` for it) and keeps the
