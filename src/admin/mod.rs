@@ -90,6 +90,8 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
                     return;
                 }
             }
+            // One request per connection: bytes past its body are not part of it.
+            buf.truncate(head.head_len + body_len);
             respond(core, &buf, &head).await
         }
     };
