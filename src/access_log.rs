@@ -1,5 +1,6 @@
 //! The access log (`[log] access = "PATH"`): one line per request in Apache's combined format,
-//! followed by the member, its status, the sticky route taken and the three durations.
+//! followed by the member, its status, the sticky route taken and the three durations; a tunnel's
+//! line (status 101, written when it closes) also has the bytes it carried up.
 //!
 //! Owns: each core's line buffer and the writer thread. Must never: write to the file on the
 //! request path (lines are appended to the core's buffer; the worker's once-a-second tick hands the
@@ -30,6 +31,9 @@ pub struct Record {
     pub upstream_status: Option<u16>,
     pub connect_us: Option<u64>,
     pub response_head_us: Option<u64>,
+    /// After a 101: the bytes the tunnel carried from the client to the member (those the other
+    /// way are `body_bytes`).
+    pub tunnel_up: Option<u64>,
 }
 
 /// The shared writer: a thread that owns the file.
@@ -156,6 +160,9 @@ impl CoreLog {
         opt(&mut b, rec.connect_us);
         b.extend_from_slice(b" response_head_us=");
         opt(&mut b, rec.response_head_us);
+        if let Some(n) = rec.tunnel_up {
+            let _ = write!(b, " tunnel_up_bytes={n}");
+        }
         b.push(b'\n');
     }
 
@@ -238,6 +245,7 @@ mod tests {
             upstream_status: Some(200),
             connect_us: None,
             response_head_us: Some(120),
+            tunnel_up: None,
         };
         log.append(
             "10.0.0.1".parse().unwrap(),

@@ -203,7 +203,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         }
         if c.stream.has_buffered() {
             // Plaintext a TLS session already holds: no wait for the socket.
-            let _ = stream::recv_ready(&mut c.stream, &mut c.buf);
+            let _ = stream::recv_ready(&mut c.stream, &mut c.buf, 4096);
             return Wait::Data;
         }
         // Records rustls queued for the client while reading (an alert) go out first. Boxed:
@@ -247,7 +247,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
             }
         }
         c.take_buffers(core.take_spare());
-        match stream::recv_ready(&mut c.stream, &mut c.buf) {
+        match stream::recv_ready(&mut c.stream, &mut c.buf, 4096) {
             // TLS bytes without plaintext yet are the start of the next request too: its head
             // deadline runs from now (a client cannot stretch the idle wait a byte at a time).
             Ok(Received::Bytes | Received::Partial) => return Wait::Data,

@@ -55,6 +55,8 @@ pub struct Core {
     /// Fires once, when the server starts shutting down.
     pub shutdown: Notify,
     stopping: Cell<bool>,
+    /// When the shutdown grace ends (set when the shutdown begins).
+    stop_deadline: Cell<Option<Instant>>,
     /// Fires when a connection closes and someone waits for that.
     pub conn_closed: Notify,
     pub active: Cell<usize>,
@@ -106,6 +108,7 @@ impl Core {
             older: RefCell::new(Vec::new()),
             shutdown: Notify::default(),
             stopping: Cell::new(false),
+            stop_deadline: Cell::new(None),
             conn_closed: Notify::default(),
             active: Cell::new(0),
             conn_limit: Cell::new(conn_limit),
@@ -164,6 +167,12 @@ impl Core {
         self.spares.borrow_mut().pop().unwrap_or_default()
     }
 
+    /// When the shutdown grace ends, once the shutdown began: what is still open then is closed
+    /// (tunnels close just before, `tunnel`).
+    pub fn stop_deadline(&self) -> Option<Instant> {
+        self.stop_deadline.get()
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.get()
     }
@@ -192,7 +201,9 @@ impl Core {
         }
     }
 
-    pub fn begin_shutdown(&self) {
+    /// Begins the shutdown, whose grace ends at `deadline`.
+    pub fn begin_shutdown(&self, deadline: Instant) {
+        self.stop_deadline.set(Some(deadline));
         self.stopping.set(true);
         self.shutdown.notify_all();
     }

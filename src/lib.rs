@@ -18,6 +18,7 @@
 //! - `proxy`: one request's trip once parsed: gather a small body, route, pick, pooled (checked)
 //!   or new member connection, run the exchange, act on its `outcome` (answer, retry, fail over).
 //! - `outcome`: the result type both exchanges return, and the one retry rule.
+//! - `tunnel`: after a member's 101 on a route with `upgrade`, bytes copied both ways (WebSocket).
 //! - `http/`: parse (httparse), framing and chunked (body ends), path (normal form), policy (which
 //!   headers go where), rewrite (heads), reply (ringlb's own answers), exchange (the HTTP member
 //!   exchange).
@@ -43,7 +44,8 @@
 //! path (http::path) -> gather a small body, route, balancer pick (proxy) -> checked pool checkout
 //! or connect -> exchange (http::exchange or ajp::exchange: write the rewritten head and body, read
 //! the response head, write the rewritten head, stream the body) -> outcome: pool checkin, or a
-//! retry as outcome::retry allows, or a 502/504 -> next request on the same connection, or close.
+//! retry as outcome::retry allows, or a 502/504 -> next request on the same connection, or close;
+//! after a 101 to an upgrade its route allows, a tunnel (tunnel) until either side ends it.
 
 #![deny(unsafe_code)]
 
@@ -91,4 +93,5 @@ pub mod stream;
 pub mod test_rng;
 pub mod tls;
 pub mod trust;
+pub mod tunnel;
 pub mod worker;

@@ -22,6 +22,8 @@ pub struct Request {
     /// The whole body is in the buffer: the request can be sent again.
     pub replayable: bool,
     pub idempotent: bool,
+    /// It asks for a protocol switch its route tunnels (`http::upgrade::wanted`).
+    pub upgrade: bool,
 }
 
 /// How far a failed exchange got.
@@ -56,6 +58,9 @@ pub enum Outcome {
     },
     /// The request head does not fit in one AJP packet (AJP has no continuation).
     TooLarge,
+    /// The member switched protocols: its 101 went to the client, and both connections now
+    /// carry a tunnel (`tunnel`); neither is used for HTTP again.
+    Switched(Done),
 }
 
 /// A response relayed whole.
@@ -174,6 +179,7 @@ mod tests {
             reused,
             replayable,
             idempotent,
+            upgrade: false,
         }
     }
 

@@ -25,11 +25,13 @@ use crate::http::framing::{BodyKind, BodyTracker};
 use crate::http::path::route_key;
 use crate::http::reply;
 use crate::http::reverse::{self, Mapping};
+use crate::http::upgrade;
 use crate::io::IoFail;
 use crate::outcome::{retry, Done, Failed, Outcome, Reached, Request, Retry};
 use crate::select::{self, Mark};
 use crate::stats::{status_class, Failure, MemberStats, Phase};
 use crate::stream::{self, ConnectFail, Stream};
+use crate::tunnel;
 
 /// Request bodies up to this size are gathered before anything is sent to the member.
 const GATHER_BODY: u64 = 64 * 1024;
@@ -44,10 +46,18 @@ struct Tracked<'a> {
     member: usize,
     /// The member's place (`layout`), where its statistics are kept.
     place: usize,
+    /// When the request began.
+    started: Instant,
 }
 
 impl<'a> Tracked<'a> {
-    fn start(core: &'a Core, gen: &'a CoreGen, bal: usize, member: usize) -> Tracked<'a> {
+    fn start(
+        core: &'a Core,
+        gen: &'a CoreGen,
+        bal: usize,
+        member: usize,
+        started: Instant,
+    ) -> Tracked<'a> {
         gen.upstreams.borrow_mut()[bal].balancer.begin(member);
         let place = gen.layout.member(bal, member);
         let t = Tracked {
@@ -56,6 +66,7 @@ impl<'a> Tracked<'a> {
             bal,
             member,
             place,
+            started,
         };
         t.with(|m| m.counters.selected += 1);
         t
@@ -70,10 +81,10 @@ impl<'a> Tracked<'a> {
     }
 
     /// Counts a response sent to the client for this member, and its total time.
-    fn respond(&self, status: u16, started: Instant) {
+    fn respond(&self, status: u16) {
         self.with(|m| {
             m.counters.responses[status_class(status)] += 1;
-            m.record(Phase::Total, started.elapsed());
+            m.record(Phase::Total, self.started.elapsed());
         });
     }
 }
@@ -199,6 +210,14 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         return local_reply(core, gen, c, 404, &req, None).await;
     }
     let mut tries = Tries::default();
+    req.upgrade = route
+        .upgrade
+        .as_ref()
+        .is_some_and(|rule| upgrade::wanted(&c.buf, &c.head, rule));
+    if req.upgrade {
+        // AJP cannot carry a tunnel: an upgrade goes to the balancer's HTTP members only.
+        tries.exclude = ajp_members(&gen.config.balancers[bal]);
+    }
     loop {
         let picked = match tries.fresh.take() {
             Some(m) => Some((m, true)),
@@ -209,14 +228,12 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         let Some((member, fresh_only)) = picked else {
             return unavailable(core, gen, c, bal, &req).await;
         };
-        let tracked = Tracked::start(core, gen, bal, member);
+        let tracked = Tracked::start(core, gen, bal, member, started);
         c.rec.member = Some((bal, member));
         c.rec.sticky = sticky == Some(member);
         let failed = match attempt(core, c, &tracked, fresh_only, &mut req, &mut body, route).await
         {
-            Ok((up, outcome)) => {
-                return finish(core, c, &tracked, up, outcome, &req, started).await
-            }
+            Ok((up, outcome)) => return finish(core, c, &tracked, up, outcome, &req, route).await,
             Err(f) => f,
         };
         match tries.after(&failed, &req, &tracked) {
@@ -228,7 +245,7 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
                 if failed.failure == Failure::ResponseTimeout && bcfg.failontimeout {
                     select::mark_failed(core, gen, bal, member, Mark::Timeout);
                 }
-                return fail(c, &tracked, &failed, started).await;
+                return fail(c, &tracked, &failed).await;
             }
         }
     }
@@ -284,6 +301,7 @@ async fn prepare(core: &Core, gen: &CoreGen, c: &mut Client) -> Option<(Request,
         reused: false,
         replayable: body.is_done(),
         idempotent: c.head.is_idempotent(&c.buf),
+        upgrade: false,
     };
     Some((req, body))
 }
@@ -319,11 +337,21 @@ async fn attempt(
             members: &bcfg.members,
             cookie_domains: &route.cookie_domains,
         }),
+        upgrade: route.upgrade.as_ref().filter(|_| req.upgrade),
     };
     match run_exchange(c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),
         other => Ok((up, other)),
     }
+}
+
+/// The balancer's AJP members, as a set of member bits.
+fn ajp_members(bcfg: &BalancerConfig) -> u64 {
+    bcfg.members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.protocol == Protocol::Ajp)
+        .fold(0, |set, (i, _)| set | 1 << i)
 }
 
 /// Where a request's attempts stand.
@@ -524,17 +552,17 @@ async fn finish(
     core: &Core,
     c: &mut Client,
     tracked: &Tracked<'_>,
-    up: Stream,
+    mut up: Stream,
     outcome: Outcome,
     req: &Request,
-    started: Instant,
+    route: &RouteConfig,
 ) -> bool {
     let gen = tracked.gen;
     match outcome {
         Outcome::Done(d) => {
             let ajp =
                 gen.config.balancers[tracked.bal].members[tracked.member].protocol == Protocol::Ajp;
-            record_done(c, tracked, &d, ajp.then_some(mcfg_url(tracked)), started);
+            record_done(c, tracked, &d, ajp.then_some(mcfg_url(tracked)));
             if gen.config.balancers[tracked.bal]
                 .failonstatus
                 .contains(&d.status)
@@ -565,7 +593,7 @@ async fn finish(
             c.rec.status = status;
             c.rec.body_bytes = body_sent;
             if status != 0 {
-                tracked.respond(status, started);
+                tracked.respond(status);
             }
             false
         }
@@ -576,7 +604,19 @@ async fn finish(
             // Nothing was sent: the rest of an unread body is drained so the client sees the 500.
             gateway_error(c, 500, req.replayable, None).await
         }
-        Outcome::Failed(f) => fail(c, tracked, &f, started).await,
+        Outcome::Failed(f) => fail(c, tracked, &f).await,
+        Outcome::Switched(d) => {
+            record_done(c, tracked, &d, None);
+            let (carried, end) = tunnel::run(core, c, &mut up, route.tunnel_timeout).await;
+            tracing::debug!(peer = %c.peer, ?end, up = carried.up, down = carried.down, "tunnel closed");
+            tracked.with(|m| {
+                m.counters.bytes_sent += carried.up;
+                m.counters.bytes_received += carried.down;
+            });
+            c.rec.body_bytes = carried.down;
+            c.rec.tunnel_up = Some(carried.up);
+            false
+        }
     }
 }
 
@@ -585,13 +625,7 @@ fn mcfg_url<'a>(tracked: &Tracked<'a>) -> &'a str {
 }
 
 /// Counts a whole response and fills the access-log record. `ajp`: the AJP member's url.
-fn record_done(
-    c: &mut Client,
-    tracked: &Tracked<'_>,
-    d: &Done,
-    ajp: Option<&str>,
-    started: Instant,
-) {
+fn record_done(c: &mut Client, tracked: &Tracked<'_>, d: &Done, ajp: Option<&str>) {
     let status = d.status;
     tracked.with(|m| {
         m.counters.bytes_sent += d.sent;
@@ -609,11 +643,11 @@ fn record_done(
     c.rec.upstream_status = Some(status);
     c.rec.response_head_us = Some(d.head_time.as_micros() as u64);
     c.rec.body_bytes = d.body_sent;
-    tracked.respond(status, started);
+    tracked.respond(status);
 }
 
 /// Answers a failed exchange with its 502/504.
-async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instant) -> bool {
+async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed) -> bool {
     let mcfg = &tracked.gen.config.balancers[tracked.bal].members[tracked.member];
     let what = match f.reached {
         Reached::NoConnection | Reached::Nothing => "before the request was sent",
@@ -622,7 +656,7 @@ async fn fail(c: &mut Client, tracked: &Tracked<'_>, f: &Failed, started: Instan
     };
     tracing::warn!(member = %mcfg.url, failure = ?f.failure, "member failed {what}");
     tracked.fail(f.failure);
-    tracked.respond(f.status, started);
+    tracked.respond(f.status);
     let page = tracked.gen.config.balancers[tracked.bal]
         .error_pages
         .get(f.status);

@@ -88,6 +88,8 @@ mod tests {
             member_path: None,
             reverse: false,
             cookie_domains: Vec::new(),
+            upgrade: None,
+            tunnel_timeout: crate::config::DEFAULT_TUNNEL_TIMEOUT,
         }
     }
 

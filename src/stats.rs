@@ -125,6 +125,9 @@ pub struct CoreCounters {
     pub tls_failed: [u64; crate::tls::session::HandshakeFail::ALL.len()],
     /// Requests answered with a redirect to https (`redirect_https`).
     pub redirected: u64,
+    /// Tunnels (after a 101) open now, and opened since start.
+    pub tunnels_open: u64,
+    pub tunnels_total: u64,
 }
 
 pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];

@@ -62,12 +62,12 @@ pub async fn read_more(
     }
 }
 
-/// Reads without blocking what the peer sent (its socket is readable) into `buf`.
-/// `WouldBlock`: nothing was there.
-pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<Received> {
+/// Reads without blocking what the peer sent (its socket is readable) into `buf`, up to `spare`
+/// bytes on a plain connection. `WouldBlock`: nothing was there.
+pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>, spare: usize) -> std::io::Result<Received> {
     match f.tls.as_mut() {
         None => {
-            buf.reserve(4096);
+            buf.reserve(spare);
             let spare = rustix::buffer::spare_capacity(buf);
             let (n, _) = rustix::net::recv(&f.tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
             Ok(if n == 0 {
@@ -78,6 +78,29 @@ pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<Received
         }
         Some(s) => session::recv_ready(&f.tcp, s, buf),
     }
+}
+
+/// Sends without blocking (the socket may be writable) from `data`: returns how much of it was
+/// taken, 0 when the socket takes nothing now. On TLS, what was taken is encrypted and may still
+/// wait in the session (`unsent`); records waiting there go out first, also with `data` empty.
+pub fn send_ready(f: &mut Stream, data: &[u8]) -> std::io::Result<usize> {
+    match f.tls.as_mut() {
+        None if data.is_empty() => Ok(0),
+        None => {
+            let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+            match rustix::net::send(&f.tcp, data, flags) {
+                Ok(n) => Ok(n),
+                Err(rustix::io::Errno::AGAIN) => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Some(s) => session::send_ready(&f.tcp, s, data),
+    }
+}
+
+/// Whether bytes taken by `send_ready` still wait in the TLS session (never on a plain one).
+pub fn unsent(f: &Stream) -> bool {
+    f.tls.as_ref().is_some_and(|s| s.has_unsent())
 }
 
 /// Writes `buf[range]` to the client.

@@ -107,8 +107,8 @@ pub async fn run(
     compio::runtime::spawn(watch_parked(core.clone())).detach();
     compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
     let _ = stop.await;
-    core.begin_shutdown();
     let deadline = Instant::now() + core.gen().config.server.shutdown_grace;
+    core.begin_shutdown(deadline);
     while core.active.get() > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

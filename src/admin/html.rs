@@ -155,8 +155,11 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
         (
             "Connections",
             format!(
-                "{} active ({} idle), {} since start",
-                r.connections.active, r.connections.idle, r.connections.total
+                "{} active ({} idle, {} tunnels), {} since start",
+                r.connections.active,
+                r.connections.idle,
+                r.connections.tunnels,
+                r.connections.total
             ),
         ),
         (

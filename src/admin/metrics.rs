@@ -107,6 +107,28 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
     );
     family(
         &mut out,
+        "ringlb_tunnels_open",
+        "gauge",
+        "Open client connections carrying a tunnel after a 101 Switching Protocols (WebSocket).",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_tunnels_open {}",
+        sum_cores(&|c| c.tunnels_open)
+    );
+    family(
+        &mut out,
+        "ringlb_tunnels_total",
+        "counter",
+        "Tunnels opened (101 Switching Protocols relayed to a client).",
+    );
+    let _ = writeln!(
+        out,
+        "ringlb_tunnels_total {}",
+        sum_cores(&|c| c.tunnels_total)
+    );
+    family(
+        &mut out,
         "ringlb_connections_total",
         "counter",
         "Client connections accepted.",

@@ -77,6 +77,12 @@ pub struct Connections {
     pub total: u64,
     /// Connections accepted by each worker (the kernel spreads them over the workers' listeners).
     pub per_worker: Vec<u64>,
+    /// Of the active ones, those carrying a tunnel after a 101 (a WebSocket).
+    #[serde(default)]
+    pub tunnels: u64,
+    /// Tunnels opened since start.
+    #[serde(default)]
+    pub tunnels_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,6 +301,8 @@ impl StatusReport {
                 idle: b.cores.iter().map(|c| c.connections_parked).sum(),
                 total: b.cores.iter().map(|c| c.connections_total).sum(),
                 per_worker: b.cores.iter().map(|c| c.connections_total).collect(),
+                tunnels: b.cores.iter().map(|c| c.tunnels_open).sum(),
+                tunnels_total: b.cores.iter().map(|c| c.tunnels_total).sum(),
             },
             requests_per_second: (window_requests as f64 / span * 10.0).round() / 10.0,
             refused: REFUSED_STATUSES

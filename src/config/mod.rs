@@ -16,6 +16,7 @@ mod error_pages;
 mod health;
 mod listen;
 mod route;
+mod upgrade;
 
 pub use admin::AdminConfig;
 use admin::RawAdmin;
@@ -30,6 +31,7 @@ use listen::RawListen;
 pub use listen::{CertFiles, ListenConfig, TlsConfig, TlsVersion};
 use route::RawRoute;
 pub use route::{CookieDomain, RouteConfig};
+pub use upgrade::{Upgrades, DEFAULT_TUNNEL_TIMEOUT};
 
 /// The largest `max_headers` ringlb accepts (headers are parsed into a fixed stack array).
 pub const MAX_HEADERS_CAP: usize = 256;

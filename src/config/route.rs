@@ -2,7 +2,8 @@
 //! `exclude = true`, Apache's `ProxyPass /path !`, answered 404), whether the
 //! client's Host is kept, the member path the prefix maps to (Apache's `ProxyPass /os
 //! balancer://c/openspecimen`), and whether response URLs and cookie paths are mapped back
-//! (`ProxyPassReverse`, `http::reverse`).
+//! (`ProxyPassReverse`, `http::reverse`); which protocol switches it tunnels is
+//! `config::upgrade`'s.
 //!
 //! Owns: their names, defaults and rules. Must never: accept a member path that is not a plain
 //! absolute path (it is written into every forwarded request line).
@@ -10,7 +11,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{BalancerConfig, ConfigError, Validator};
+use super::{BalancerConfig, ConfigError, Dur, Upgrades, Validator};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,8 @@ pub(super) struct RawRoute {
     reverse: Option<Spanned<bool>>,
     #[serde(default)]
     cookie_domains: Vec<Spanned<RawCookieDomain>>,
+    upgrade: Option<Spanned<Vec<String>>>,
+    tunnel_timeout: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +67,11 @@ pub struct RouteConfig {
     pub reverse: bool,
     /// `Set-Cookie` domains to rewrite (with `reverse`).
     pub cookie_domains: Vec<CookieDomain>,
+    /// The protocols a request may switch to (`101`) and then tunnel (`None`: an `Upgrade` is
+    /// not forwarded; `config::upgrade`).
+    pub upgrade: Option<Upgrades>,
+    /// A tunnel idle this long in both directions closes.
+    pub tunnel_timeout: std::time::Duration,
 }
 
 impl RouteConfig {
@@ -150,6 +158,12 @@ impl Validator<'_> {
         }
         let member_path = r.member_path.as_ref().map(|m| m.get_ref().clone());
         let cookie_domains = self.cookie_domains(i, r)?;
+        let (upgrade, tunnel_timeout) = self.upgrades(
+            i,
+            &r.upgrade,
+            &r.tunnel_timeout,
+            balancer.map(|b| &balancers[b]),
+        )?;
         Ok(RouteConfig {
             host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
             path: path.clone(),
@@ -163,6 +177,8 @@ impl Validator<'_> {
                 }),
             member_path,
             cookie_domains,
+            upgrade,
+            tunnel_timeout,
         })
     }
 

@@ -1,6 +1,7 @@
 //! One request's exchange with an HTTP member on a connection the caller provides: write the
 //! rewritten head and the body, read the response head (relaying interim 1xx), write the response
-//! head, stream the body.
+//! head, stream the body; or, for a request forwarded as an upgrade, relay the member's 101 (the
+//! tunnel that follows is `tunnel`'s).
 //!
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
@@ -17,7 +18,9 @@ use super::parse::{parse_response, HeadError};
 use super::reply;
 use super::reverse::{Mapping, Reverse};
 use super::rewrite::{self, ClientBody};
+use super::upgrade;
 use crate::client::{refuse, send_continue, target, Client};
+use crate::config::Upgrades;
 use crate::io::{IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
@@ -43,6 +46,10 @@ pub struct Params<'a> {
     pub hsts: &'a [u8],
     /// The route's mapping, when response URLs and cookie paths are mapped back.
     pub reverse: Option<Mapping<'a>>,
+    /// The request asks for a protocol switch its route tunnels (`http::upgrade::wanted`): it
+    /// goes with its `Upgrade`, a 101 naming one of these protocols is accepted, and any other
+    /// answer is the connection's last.
+    pub upgrade: Option<&'a Upgrades>,
 }
 
 /// Runs the exchange for the request parsed in `c` on `up`. `body` has counted the body bytes
@@ -68,6 +75,7 @@ pub async fn run(
             trusted: c.trusted,
             https: c.stream.tls.is_some(),
         },
+        p.upgrade.is_some(),
     );
     let mut sent = (c.out.len() + req.request_end - req.head_len) as u64;
     let range = req.head_len..req.request_end;
@@ -105,12 +113,23 @@ pub async fn run(
         }
     }
     let sent_at = Instant::now();
-    if let Err(fail) = read_response_head(c, up, limit).await {
+    let mut head = read_response_head(c, up, limit, p.upgrade.is_some()).await;
+    if let (Ok(()), Some(rule)) = (&head, p.upgrade) {
+        if c.resp.status == 101 && upgrade::switched_to(&c.rbuf, &c.resp.headers, rule).is_none() {
+            tracing::debug!("member switched to a protocol the route does not tunnel");
+            head = Err(HeadFail::Invalid);
+        }
+    }
+    if let Err(fail) = head {
         // The request stays in `c.buf` unless its body was streamed (then `consumed` is 0).
         return head_failed(fail, consumed == 0 || req.replayable, consumed != 0);
     }
     let head_time = sent_at.elapsed();
+    // What follows the request in `c.buf` is the next request's, or, after a 101, the tunnel's.
     c.buf.drain(..consumed);
+    if c.resp.status == 101 {
+        return switch(c, p, sent, head_time).await;
+    }
     let status = c.resp.status;
     let relayed = relay_response(c, up, req.is_head, p).await;
     if relayed.complete {
@@ -134,6 +153,41 @@ fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
         body_sent,
         received,
     }
+}
+
+/// Relays the member's 101 (checked by `run`) to the client. The bytes after its head in
+/// `c.rbuf`, and those after the request in `c.buf`, are the tunnel's first.
+async fn switch(c: &mut Client, p: &Params<'_>, sent: u64, head_time: Duration) -> Outcome {
+    let Some(protocol) = p
+        .upgrade
+        .and_then(|rule| upgrade::switched_to(&c.rbuf, &c.resp.headers, rule))
+    else {
+        return broken(0, 0, 0);
+    };
+    let reverse = p.reverse.map(|mapping| Reverse {
+        mapping,
+        origin: &c.public_origin,
+    });
+    c.out.clear();
+    rewrite::switching_head(&mut c.out, &c.rbuf, &c.resp, protocol, reverse.as_ref());
+    let received = c.resp.head_len as u64;
+    let len = c.out.len();
+    if stream::write_range(&mut c.stream, &mut c.out, 0..len, p.client_timeout)
+        .await
+        .is_err()
+    {
+        return broken(0, 0, received);
+    }
+    c.rbuf.drain(..c.resp.head_len);
+    Outcome::Switched(Done {
+        keep_client: false,
+        reusable: false,
+        status: 101,
+        body_sent: 0,
+        sent,
+        received,
+        head_time,
+    })
 }
 
 /// How reading a response head ended badly.
@@ -220,11 +274,14 @@ async fn stream_request_body(
     BodyOutcome::Done(streamed)
 }
 
-/// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses.
+/// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses. A 101 is
+/// final when the request was forwarded as an upgrade (`upgrading`), and a member's error
+/// otherwise.
 async fn read_response_head(
     c: &mut Client,
     up: &mut Stream,
     limit: Duration,
+    upgrading: bool,
 ) -> Result<(), HeadFail> {
     let deadline = Instant::now() + limit;
     c.rbuf.clear();
@@ -234,7 +291,8 @@ async fn read_response_head(
     loop {
         if !c.rbuf.is_empty() {
             match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
-                // ringlb never forwards Upgrade: a 101 is a member's error.
+                Ok(()) if c.resp.status == 101 && upgrading => return Ok(()),
+                // Unasked for (no Upgrade was forwarded): a member's error.
                 Ok(()) if c.resp.status == 101 => return Err(HeadFail::Invalid),
                 Ok(()) if (100..200).contains(&c.resp.status) => {
                     interim = true;
@@ -301,14 +359,18 @@ async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Para
         BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
         _ => ClientBody::PassThrough,
     };
+    // An upgrade request the member did not switch: bytes the client sent after it (early tunnel
+    // data) must not be read as a next request, nor the member's connection reused.
+    let upgrade_refused = p.upgrade.is_some();
     let keep_client = c.head.keep_alive
         && kind != BodyKind::UntilClose
         && mode != ClientBody::Dechunk
-        && !p.stopping;
+        && !p.stopping
+        && !upgrade_refused;
     let mut r = Relayed {
         complete: false,
         keep_client,
-        member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose,
+        member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
         received: c.rbuf.len() as u64,
         body_sent: 0,
     };
@@ -496,6 +558,7 @@ mod tests {
                 reused: true,
                 replayable: body.is_done(),
                 idempotent: c.head.is_idempotent(&c.buf),
+                upgrade: false,
             };
             let params = Params {
                 host_port: "m:1",
@@ -505,6 +568,7 @@ mod tests {
                 stopping: false,
                 hsts: b"",
                 reverse: None,
+                upgrade: None,
             };
             let outcome = run(&mut c, &mut up, &req, &mut body, &params).await;
             drop(c);

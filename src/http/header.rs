@@ -11,8 +11,11 @@ pub enum HeaderKind {
     ContentLength,
     TransferEncoding,
     Connection,
-    /// Keep-Alive, TE, Trailer, Upgrade, Proxy-Connection: never forwarded.
+    /// Keep-Alive, TE, Trailer, Proxy-Connection: never forwarded.
     HopByHop,
+    /// Upgrade: hop-by-hop too; ringlb writes its own on a route that tunnels the protocol
+    /// (`http::upgrade`).
+    Upgrade,
     Expect,
     XForwardedFor,
     XForwardedHost,
@@ -38,7 +41,7 @@ pub fn classify(name: &[u8]) -> HeaderKind {
         10 if eq("keep-alive") => HeaderKind::HopByHop,
         2 if eq("te") => HeaderKind::HopByHop,
         7 if eq("trailer") => HeaderKind::HopByHop,
-        7 if eq("upgrade") => HeaderKind::HopByHop,
+        7 if eq("upgrade") => HeaderKind::Upgrade,
         16 if eq("proxy-connection") => HeaderKind::HopByHop,
         6 if eq("expect") => HeaderKind::Expect,
         15 if eq("x-forwarded-for") => HeaderKind::XForwardedFor,

@@ -1,7 +1,7 @@
 //! HTTP/1.1 as ringlb speaks it: head parsing (`parse`), header classes (`header`), body framing
 //! (`framing`, `chunked`), the normal form of paths (`path`), which headers go where (`policy`),
-//! head rewriting (`rewrite`), the fixed responses ringlb writes itself (`reply`), and the
-//! exchange with an HTTP member (`exchange`).
+//! head rewriting (`rewrite`), the fixed responses ringlb writes itself (`reply`), protocol
+//! switches (`upgrade`), and the exchange with an HTTP member (`exchange`).
 //!
 //! Everything but `exchange` is synchronous and allocation-free on the per-request path: heads
 //! are kept as offsets into the connection's read buffer and rewritten into a reused output
@@ -17,3 +17,4 @@ pub mod policy;
 pub mod reply;
 pub mod reverse;
 pub mod rewrite;
+pub mod upgrade;

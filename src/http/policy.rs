@@ -46,6 +46,8 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
         // Framing is always ringlb's own: it writes what it uses, whatever Connection names.
         (K::ContentLength | K::TransferEncoding, _, _) => Action::Own,
         (K::Connection | K::HopByHop, _, _) => Action::Drop,
+        // A protocol switch is ringlb's to allow (`http::upgrade`): it writes its own Upgrade.
+        (K::Upgrade, _, _) => Action::Own,
         // ringlb answered the expectation itself.
         (K::Expect, Direction::Request, _) => Action::Drop,
         // The Host a member sees is ringlb's: the one it routed on (or the member's own, for HTTP

@@ -70,7 +70,10 @@ pub struct Origin {
     pub https: bool,
 }
 
-/// Writes the head to send to an HTTP member; `target` is the path and query to send.
+/// Writes the head to send to an HTTP member; `target` is the path and query to send. `upgrade`:
+/// the request asks for a protocol switch its route tunnels (`http::upgrade::wanted`), and goes
+/// with its `Upgrade` and `Connection: upgrade`.
+#[allow(clippy::too_many_arguments)]
 pub fn request_head(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -79,6 +82,7 @@ pub fn request_head(
     member_host_port: &str,
     preserve_host: bool,
     from: Origin,
+    upgrade: bool,
 ) {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
@@ -118,6 +122,16 @@ pub fn request_head(
         own
     };
     let _ = write!(out, "X-Forwarded-Proto: {proto}\r\n");
+    if upgrade {
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| h.kind == HeaderKind::Upgrade)
+        {
+            push_header(out, b"Upgrade", buf[h.value.clone()].trim_ascii());
+        }
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
     match head.body {
         BodyKind::Length(n) => push_content_length(out, n),
         BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -164,6 +178,24 @@ pub fn interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
     out.extend_from_slice(b"\r\n");
     forward_headers(out, buf, &head.headers, Direction::Response, None);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a member's `101 Switching Protocols` for the client: its status line, the headers the
+/// policy forwards (mapped back where the route says so), then `Connection: upgrade` and the
+/// protocol switched to (`http::upgrade::switched_to`). No framing: the tunnel follows.
+pub fn switching_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    protocol: &[u8],
+    reverse: Option<&Reverse>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 101 ");
+    out.extend_from_slice(&buf[head.reason.clone()]);
+    out.extend_from_slice(b"\r\n");
+    forward_headers(out, buf, &head.headers, Direction::Response, reverse);
+    push_header(out, b"Upgrade", protocol);
+    out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
 }
 
 /// Inserts header lines (`lines`, each ending in CRLF) right after the status line of the head
@@ -255,6 +287,7 @@ X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n
                 "127.0.0.1:9001",
                 false,
                 from,
+                false,
             );
             let text = String::from_utf8(out).unwrap();
             assert_eq!(
@@ -277,7 +310,16 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
             trusted: false,
             https: false,
         };
-        request_head(&mut out, raw, &h, &raw[h.path.clone()], "m:1", false, ip);
+        request_head(
+            &mut out,
+            raw,
+            &h,
+            &raw[h.path.clone()],
+            "m:1",
+            false,
+            ip,
+            false,
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -345,6 +387,49 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
     }
 
     #[test]
+    fn an_upgrade_goes_with_exactly_its_two_headers_and_a_101_comes_back_with_them() {
+        let raw =
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n\
+X-Hop: 1\r\nSec-WebSocket-Key: k\r\n\r\n";
+        let mut h = RequestHead::default();
+        parse_request(raw, 16384, 100, &mut h).unwrap();
+        let from = Origin {
+            ip: "10.0.0.9".parse().unwrap(),
+            trusted: false,
+            https: false,
+        };
+        let mut out = Vec::new();
+        request_head(&mut out, raw, &h, b"/ws", "m:1", false, from, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Key: k\r\n"), "{text}");
+        assert!(
+            text.ends_with("Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("X-Hop") && text.matches("Upgrade").count() == 2,
+            "{text}"
+        );
+        // Not an upgrade: neither header goes.
+        let mut out = Vec::new();
+        request_head(&mut out, raw, &h, b"/ws", "m:1", false, from, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.to_ascii_lowercase().contains("upgrade"), "{text}");
+        let raw =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s\r\nContent-Length: 5\r\n\r\n";
+        let mut r = ResponseHead::default();
+        parse_response(raw, 65536, &mut r).unwrap();
+        let mut out = Vec::new();
+        switching_head(&mut out, raw, &r, b"websocket", None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s\r\n\
+Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn preserve_host_keeps_client_host() {
         let raw = b"GET / HTTP/1.1\r\nHost: front.example\r\n\r\n";
         let mut h = RequestHead::default();
@@ -363,6 +448,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
                 trusted: false,
                 https: false,
             },
+            false,
         );
         assert!(out.starts_with(b"GET / HTTP/1.1\r\nHost: front.example\r\n"));
     }

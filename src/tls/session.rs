@@ -428,6 +428,11 @@ impl TlsSession {
         }
     }
 
+    /// Whether encrypted records wait to be sent (`send_ready` could not send them all).
+    pub fn has_unsent(&self) -> bool {
+        self.pending > 0
+    }
+
     /// Whether plaintext has already arrived that a reader has not taken: an idle wait must not
     /// poll the socket for it.
     pub fn has_buffered(&self) -> bool {
@@ -638,6 +643,37 @@ pub fn recv_ready(
     } else {
         Received::Partial
     })
+}
+
+/// Sends without blocking: first the records waiting in the session, then, once they are all
+/// out, up to `WRITE_CHUNK` of `data`, encrypted (and sent as far as the socket takes it).
+/// Returns how much of `data` was taken (0: the socket takes nothing now, or `data` is empty).
+pub fn send_ready(tcp: &TcpStream, s: &mut TlsSession, data: &[u8]) -> std::io::Result<usize> {
+    if !send_pending(tcp, s)? || data.is_empty() {
+        return Ok(0);
+    }
+    let n = data.len().min(WRITE_CHUNK);
+    s.encrypt(&data[..n])
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    send_pending(tcp, s)?;
+    Ok(n)
+}
+
+/// Sends the waiting records without blocking, as far as the socket takes them. `true`: all are
+/// out.
+fn send_pending(tcp: &TcpStream, s: &mut TlsSession) -> std::io::Result<bool> {
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    while s.pending > 0 {
+        match rustix::net::send(tcp, &s.tout[..s.pending], flags) {
+            Ok(n) => {
+                s.tout.copy_within(n..s.pending, 0);
+                s.pending -= n;
+            }
+            Err(rustix::io::Errno::AGAIN) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// What a non-blocking receive on a readable connection came to.

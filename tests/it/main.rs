@@ -28,4 +28,5 @@ mod tls;
 mod tls_members;
 mod tls_peers;
 mod tomcat;
+mod tunnels;
 mod upgrade;

@@ -1,0 +1,158 @@
+//! Protocol switches (RFC 9110 §7.8): whether a request asks for one that its route tunnels, and
+//! whether a member's `101 Switching Protocols` answers it acceptably.
+//!
+//! Owns: both decisions, made on the parsed heads only (no I/O). Must never: call a request an
+//! upgrade unless it is HTTP/1.1 with exactly one `Upgrade` header, whose every protocol the route
+//! allows (never `h2c`), and a `Connection` header listing `upgrade`; or accept a 101 to a request
+//! that was not forwarded as an upgrade, or one naming a protocol the route does not allow.
+//! Invariant: a request that is not an upgrade by this rule goes to the member without `Upgrade`
+//! (`http::policy` drops it), exactly as before upgrades existed.
+
+use super::header::{connection_lists, tokens, HeaderKind, HeaderPos};
+use super::parse::RequestHead;
+use crate::config::Upgrades;
+
+/// Whether the request in `buf` asks to switch to protocols the route allows: then it is
+/// forwarded with its `Upgrade` and `Connection: upgrade`, and a 101 opens a tunnel.
+pub fn wanted(buf: &[u8], head: &RequestHead, rule: &Upgrades) -> bool {
+    if head.minor_version != 1 {
+        // RFC 9110 §7.8: an Upgrade in an HTTP/1.0 request is ignored.
+        return false;
+    }
+    let Some(value) = only_upgrade(buf, &head.headers) else {
+        return false;
+    };
+    let connection = head
+        .headers
+        .iter()
+        .filter(|h| h.kind == HeaderKind::Connection)
+        .any(|h| connection_lists(&buf[h.value.clone()], b"upgrade"));
+    connection && protocols_allowed(value, rule)
+}
+
+/// The protocol a 101 switches to, when the member's answer is acceptable: exactly one `Upgrade`
+/// header naming protocols the route allows. `None`: the 101 is a member's error.
+pub fn switched_to<'a>(buf: &'a [u8], headers: &[HeaderPos], rule: &Upgrades) -> Option<&'a [u8]> {
+    let value = only_upgrade(buf, headers)?;
+    protocols_allowed(value, rule).then_some(value)
+}
+
+/// The value of the one `Upgrade` header (`None`: none, or more than one).
+fn only_upgrade<'a>(buf: &'a [u8], headers: &[HeaderPos]) -> Option<&'a [u8]> {
+    let mut found = None;
+    for h in headers.iter().filter(|h| h.kind == HeaderKind::Upgrade) {
+        if found.is_some() {
+            return None;
+        }
+        found = Some(buf[h.value.clone()].trim_ascii());
+    }
+    found
+}
+
+/// Whether a non-empty `Upgrade` list names only protocols (`name` or `name/version`, tokens) the
+/// route allows.
+fn protocols_allowed(value: &[u8], rule: &Upgrades) -> bool {
+    let mut any = false;
+    for p in tokens(value) {
+        let mut parts = p.splitn(2, |&b| b == b'/');
+        let name = parts.next().unwrap_or_default();
+        let version = parts.next();
+        if !is_token(name) || version.is_some_and(|v| !is_token(v)) || !rule.allows(name) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{parse_request, parse_response, ResponseHead};
+
+    fn websocket() -> Upgrades {
+        Upgrades {
+            any: false,
+            protocols: vec!["websocket".into()],
+        }
+    }
+
+    fn any() -> Upgrades {
+        Upgrades {
+            any: true,
+            protocols: Vec::new(),
+        }
+    }
+
+    fn asks(raw: &str, rule: &Upgrades) -> bool {
+        let mut h = RequestHead::default();
+        parse_request(raw.as_bytes(), 16384, 100, &mut h).unwrap();
+        wanted(raw.as_bytes(), &h, rule)
+    }
+
+    #[test]
+    fn a_websocket_handshake_is_an_upgrade() {
+        let ws = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
+        assert!(asks(ws, &websocket()));
+        assert!(asks(ws, &any()));
+        let cased =
+            "GET / HTTP/1.1\r\nHost: a\r\nupgrade: WebSocket\r\nconnection: UPGRADE\r\n\r\n";
+        assert!(asks(cased, &websocket()));
+    }
+
+    #[test]
+    fn anything_short_of_the_rule_is_a_plain_request() {
+        let rule = websocket();
+        for raw in [
+            // HTTP/1.0: ignored.
+            "GET / HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            // Connection does not name it.
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n",
+            // Two Upgrade headers, an empty one, one the route does not tunnel.
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: \r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+            // Every protocol listed must be allowed: h2c never is.
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket, h2c\r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket/1 2\r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket/\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            assert!(!asks(raw, &rule), "{raw}");
+        }
+        let h2c = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
+        assert!(!asks(h2c, &any()), "h2c is never tunnelled");
+        assert!(asks(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo/2, bar\r\nConnection: upgrade\r\n\r\n",
+            &any()
+        ));
+    }
+
+    #[test]
+    fn a_101_must_name_one_allowed_protocol() {
+        let check = |raw: &str| {
+            let mut h = ResponseHead::default();
+            parse_response(raw.as_bytes(), 65536, &mut h).unwrap();
+            switched_to(raw.as_bytes(), &h.headers, &websocket()).map(|v| v.to_vec())
+        };
+        assert_eq!(
+            check("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            Some(b"websocket".to_vec())
+        );
+        assert_eq!(check("HTTP/1.1 101 Switching Protocols\r\n\r\n"), None);
+        assert_eq!(
+            check("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            check("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nUpgrade: websocket\r\n\r\n"),
+            None
+        );
+    }
+}

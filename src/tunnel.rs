@@ -1,0 +1,318 @@
+//! A tunnel after a member's `101 Switching Protocols` (a WebSocket): bytes copied both ways
+//! between the client and the member connection, on the same core, until both directions have
+//! ended or either connection failed, went quiet for `tunnel_timeout`, or the shutdown grace ran
+//! out.
+//!
+//! Owns: the copy loop, its half-closes and its end. Must never: let one direction wait on the
+//! other (each waits on its own readiness, so a peer that does not read stalls only what goes to
+//! it), read more of a direction while its last bytes are unsent (at most one read of each
+//! direction is held), hold buffers while both directions are quiet (they are lent to the core
+//! like a waiting keep-alive connection's), or give either connection back to HTTP. Invariant: a
+//! direction whose sender closed (FIN or close_notify) is shut down towards its receiver
+//! (`shutdown(SHUT_WR)`, close_notify first on TLS) once all its bytes are out, and the other
+//! direction goes on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use compio::driver::op::{Interest, PollOnce};
+use compio::driver::ToSharedFd;
+
+use crate::client::Client;
+use crate::core::Core;
+use crate::stream::{self, Received, Stream};
+
+/// Bytes one non-blocking read takes at most on a plain connection.
+const READ: usize = 64 * 1024;
+/// Read and write turns without a wait before the tunnel lets the core's other tasks run.
+const BUDGET: usize = 16;
+/// Tunnels close this long before the shutdown grace ends, so that each is logged.
+const STOP_MARGIN: Duration = Duration::from_millis(200);
+
+/// What a tunnel carried.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Carried {
+    /// Client to member.
+    pub up: u64,
+    /// Member to client.
+    pub down: u64,
+}
+
+/// One direction: its bytes in flight (`c.buf` up, `c.rbuf` down) and where it stands.
+#[derive(Default)]
+struct Flow {
+    /// Bytes of the buffer already sent.
+    sent: usize,
+    /// The sender closed its side.
+    eof: bool,
+    /// The receiver was told (shutdown of its write side).
+    shut: bool,
+    /// The sender's socket may have bytes (`false` after a read found none, until it is ready).
+    readable: bool,
+    /// The receiver's socket may take bytes.
+    writable: bool,
+    /// Bytes sent to the receiver.
+    bytes: u64,
+}
+
+impl Flow {
+    fn new() -> Flow {
+        Flow {
+            readable: true,
+            writable: true,
+            ..Flow::default()
+        }
+    }
+
+    /// All bytes read were sent, and none wait in the receiver's TLS session.
+    fn drained(&self, buf: &[u8], to: &Stream) -> bool {
+        self.sent == buf.len() && !stream::unsent(to)
+    }
+
+    /// One read and one write without blocking. `Ok(true)`: bytes moved or the sender closed.
+    fn step(
+        &mut self,
+        buf: &mut Vec<u8>,
+        from: &mut Stream,
+        to: &mut Stream,
+    ) -> std::io::Result<bool> {
+        let mut moved = false;
+        if self.writable && !self.drained(buf, to) {
+            let n = stream::send_ready(to, &buf[self.sent..])?;
+            self.sent += n;
+            self.bytes += n as u64;
+            moved |= n > 0;
+            self.writable = n > 0;
+            if self.sent == buf.len() {
+                buf.clear();
+                self.sent = 0;
+            }
+        }
+        if buf.is_empty()
+            && !stream::unsent(to)
+            && !self.eof
+            && (self.readable || from.has_buffered())
+        {
+            match stream::recv_ready(from, buf, READ) {
+                Ok(Received::Bytes) => moved = true,
+                Ok(Received::Partial) => {}
+                Ok(Received::Closed) => {
+                    self.eof = true;
+                    moved = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides closed their directions.
+    Closed,
+    /// A connection failed (reset, or a TLS error).
+    Failed,
+    /// Nothing moved for `tunnel_timeout`.
+    Idle,
+    /// The server stopped and the shutdown grace ran out.
+    Stopped,
+}
+
+/// Runs the tunnel between `c` and `up` (the bytes already in `c.buf` go up first, those in
+/// `c.rbuf` down) until it ends. Both connections are finished with when it returns.
+pub async fn run(core: &Core, c: &mut Client, up: &mut Stream, idle: Duration) -> (Carried, End) {
+    let _open = Open::new(core);
+    let mut ups = Flow::new();
+    let mut downs = Flow::new();
+    let mut last = Instant::now();
+    let end = loop {
+        match pump(c, up, &mut ups, &mut downs) {
+            Ok(true) => last = Instant::now(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(peer = %c.peer, error = %e, "tunnel connection failed");
+                break End::Failed;
+            }
+        }
+        if ups.eof && !ups.shut && ups.drained(&c.buf, up) {
+            ups.shut = true;
+            stream::shutdown_write(up).await;
+        }
+        if downs.eof && !downs.shut && downs.drained(&c.rbuf, &c.stream) {
+            downs.shut = true;
+            stream::shutdown_write(&mut c.stream).await;
+        }
+        if ups.shut && downs.shut {
+            break End::Closed;
+        }
+        if let Some(end) = wait(core, c, up, &mut ups, &mut downs, last + idle).await {
+            break end;
+        }
+    };
+    let carried = Carried {
+        up: ups.bytes,
+        down: downs.bytes,
+    };
+    (carried, end)
+}
+
+/// Moves bytes both ways without blocking until nothing more moves (or `BUDGET` turns, so the
+/// core's other tasks run). `Ok(true)`: something moved.
+fn pump(
+    c: &mut Client,
+    up: &mut Stream,
+    ups: &mut Flow,
+    downs: &mut Flow,
+) -> std::io::Result<bool> {
+    let mut moved = false;
+    for _ in 0..BUDGET {
+        let a = ups.step(&mut c.buf, &mut c.stream, up)?;
+        let b = downs.step(&mut c.rbuf, up, &mut c.stream)?;
+        if !(a || b) {
+            break;
+        }
+        moved = true;
+    }
+    Ok(moved)
+}
+
+/// Waits until a socket one of the flows waits on is ready (setting its flag), or a shutdown
+/// begins (`None` either way); `Some`: the tunnel ends, quiet until `quiet_until` or at the end
+/// of the shutdown grace.
+async fn wait(
+    core: &Core,
+    c: &mut Client,
+    up: &mut Stream,
+    ups: &mut Flow,
+    downs: &mut Flow,
+    quiet_until: Instant,
+) -> Option<End> {
+    let now = Instant::now();
+    let stop_at = core
+        .stop_deadline()
+        .map(|d| d.checked_sub(STOP_MARGIN).unwrap_or(d));
+    let until = stop_at.map_or(quiet_until, |s| s.min(quiet_until));
+    let ended = |now: Instant| {
+        if stop_at.is_some_and(|s| s <= now) {
+            End::Stopped
+        } else {
+            End::Idle
+        }
+    };
+    if now >= until {
+        return Some(ended(now));
+    }
+    // A direction with bytes to send waits for its receiver; else for its sender, unless that
+    // closed. Plaintext already in a sender's TLS session needs no wait (`Flow::step` takes it).
+    let up_pending = !ups.drained(&c.buf, up);
+    let down_pending = !downs.drained(&c.rbuf, &c.stream);
+    let read_client = !up_pending && !ups.eof;
+    let read_member = !down_pending && !downs.eof;
+    if (read_client && c.stream.has_buffered()) || (read_member && up.has_buffered()) {
+        return None;
+    }
+    // Quiet both ways: the buffers go back to the core while the tunnel waits.
+    let lend = !up_pending && !down_pending;
+    if lend {
+        if let Some(spare) = c.lend_buffers() {
+            core.keep_spare(spare);
+        }
+    }
+    let hit = readiness(
+        core,
+        c,
+        up,
+        [read_client, down_pending, read_member, up_pending],
+        until - now,
+    )
+    .await;
+    if lend {
+        c.take_buffers(core.take_spare());
+    }
+    let hit = match hit {
+        Some(hit) => hit,
+        None => return Some(ended(Instant::now())),
+    };
+    ups.readable |= hit[0];
+    downs.writable |= hit[1];
+    downs.readable |= hit[2];
+    ups.writable |= hit[3];
+    None
+}
+
+/// Waits for the readiness asked for in `want` (client readable, client writable, member
+/// readable, member writable) and returns which came; `None` after `limit`. A shutdown that
+/// begins meanwhile returns at once (nothing ready): the caller waits again with the grace's end.
+async fn readiness(
+    core: &Core,
+    c: &Client,
+    up: &Stream,
+    want: [bool; 4],
+    limit: Duration,
+) -> Option<[bool; 4]> {
+    let cfd = c.stream.tcp.to_shared_fd();
+    let mfd = up.tcp.to_shared_fd();
+    let mut client_read =
+        std::pin::pin!(want[0]
+            .then(|| compio::runtime::submit(PollOnce::new(cfd.clone(), Interest::Readable))));
+    let mut client_write =
+        std::pin::pin!(want[1]
+            .then(|| compio::runtime::submit(PollOnce::new(cfd.clone(), Interest::Writable))));
+    let mut member_read =
+        std::pin::pin!(want[2]
+            .then(|| compio::runtime::submit(PollOnce::new(mfd.clone(), Interest::Readable))));
+    let mut member_write =
+        std::pin::pin!(want[3]
+            .then(|| compio::runtime::submit(PollOnce::new(mfd.clone(), Interest::Writable))));
+    let mut timer = std::pin::pin!(crate::deadline::sleep(limit));
+    let stopping = core.is_stopping();
+    let mut stop = std::pin::pin!(core.shutdown.notified());
+    std::future::poll_fn(|cx| {
+        let hit = [
+            ready(client_read.as_mut(), cx),
+            ready(client_write.as_mut(), cx),
+            ready(member_read.as_mut(), cx),
+            ready(member_write.as_mut(), cx),
+        ];
+        if hit.iter().any(|&h| h) {
+            return Poll::Ready(Some(hit));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        if !stopping && stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some([false; 4]));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Polls an optional readiness wait; `true` once it completed (with an error too: the read or
+/// write that follows reports it).
+fn ready<F: Future>(f: Pin<&mut Option<F>>, cx: &mut Context<'_>) -> bool {
+    f.as_pin_mut().is_some_and(|f| f.poll(cx).is_ready())
+}
+
+/// Counts the tunnel as open on this core while it lives.
+struct Open<'a>(&'a Core);
+
+impl<'a> Open<'a> {
+    fn new(core: &'a Core) -> Open<'a> {
+        let mut s = core.stats.borrow_mut();
+        s.core.tunnels_open += 1;
+        s.core.tunnels_total += 1;
+        Open(core)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.stats.borrow_mut().core.tunnels_open -= 1;
+    }
+}
