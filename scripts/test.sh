@@ -6,7 +6,7 @@
 # command by command under a real systemd in namespaces (scripts/migration-test.sh). Installs the real peers the tests use (promtool
 # from Debian's prometheus, Debian's chromium and chromedriver, Apache's htpasswd, Tomcat 10 for AJP,
 # curl, openssl and Python as
-# TLS clients, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
+# TLS clients, Debian's python3-websockets as the WebSocket peer, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
 # that they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,7 @@ command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} (Debian) for the status, Tomcat and TLS peer tests"
@@ -43,7 +44,7 @@ if command -v promtool >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 &&
   command -v apache2ctl >/dev/null 2>&1 &&
   [ -x /usr/share/tomcat10/bin/catalina.sh ] && command -v javac >/dev/null 2>&1 &&
   command -v curl >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 &&
-  command -v python3 >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 && /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1; then
   export RINGLB_REQUIRE_TOOLS=1
 fi
 

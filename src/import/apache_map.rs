@@ -58,6 +58,9 @@ pub struct Route {
     pub member_path: Option<String>,
     pub preserve_host: bool,
     pub reverse: bool,
+    /// `upgrade=websocket` on the `ProxyPass`, or a `ws://`/`wss://` target (mod_proxy_wstunnel):
+    /// the protocol the route tunnels (`"any"` for Apache's `ANY`).
+    pub upgrade: Option<String>,
     pub from: String,
 }
 
@@ -554,7 +557,8 @@ impl Translator<'_> {
                 self.exclusion(v, path, d);
                 continue;
             }
-            let Some((balancer, member_path)) = self.pass_target(target, params, d) else {
+            let (target, params, upgrade) = upgrade_of(target, params);
+            let Some((balancer, member_path)) = self.pass_target(&target, &params, d) else {
                 continue;
             };
             if !used.contains(&balancer) {
@@ -582,6 +586,7 @@ impl Translator<'_> {
                     from: from.clone(),
                     exclude: false,
                     main_server: v.global,
+                    upgrade: upgrade.clone(),
                     cookie_domains: match reverse {
                         true => v
                             .cookie_domains
@@ -785,6 +790,35 @@ impl Translator<'_> {
             }
         }
     }
+}
+
+/// A `ProxyPass` target and parameters without what says the route tunnels a protocol: the
+/// `upgrade=` parameter (Apache's `ANY` is ringlb's `"any"`), and a `ws://`/`wss://` scheme
+/// (mod_proxy_wstunnel), which becomes `http://`/`https://` with `upgrade = ["websocket"]`.
+fn upgrade_of(target: &str, params: &[String]) -> (String, Vec<String>, Option<String>) {
+    let mut upgrade = None;
+    let mut rest = Vec::new();
+    for p in params {
+        match p.split_once('=') {
+            Some((k, v))
+                if k.eq_ignore_ascii_case("upgrade") && !v.eq_ignore_ascii_case("none") =>
+            {
+                upgrade = Some(v.to_ascii_lowercase());
+            }
+            _ => rest.push(p.clone()),
+        }
+    }
+    let lower = target.to_ascii_lowercase();
+    let target = if let Some(r) = lower.strip_prefix("ws://").map(|_| &target[5..]) {
+        upgrade.get_or_insert_with(|| "websocket".into());
+        format!("http://{r}")
+    } else if let Some(r) = lower.strip_prefix("wss://").map(|_| &target[6..]) {
+        upgrade.get_or_insert_with(|| "websocket".into());
+        format!("https://{r}")
+    } else {
+        target.to_string()
+    };
+    (target, rest, upgrade)
 }
 
 /// `path` and `member_path` made to agree on a trailing `/` (ringlb requires both or neither).

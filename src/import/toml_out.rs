@@ -104,6 +104,9 @@ pub fn write(m: &Import, header: &str) -> String {
         if r.preserve_host {
             out.push_str("preserve_host = true\n");
         }
+        if let Some(u) = &r.upgrade {
+            let _ = writeln!(out, "upgrade = [{}]", q(u));
+        }
         out.push('\n');
     }
     out

@@ -352,3 +352,36 @@ fn cookie_domains_come_with_proxy_pass_reverse() {
         "{notes}"
     );
 }
+
+#[test]
+fn websocket_passes_become_routes_that_tunnel() {
+    let dir = TempDir::new();
+    let apache = format!(
+        "Listen {port}\n<VirtualHost *:{port}>\n\
+         ProxyPass /ws/ ws://127.0.0.1:8080/ws/\n\
+         ProxyPass /live balancer://c/live upgrade=websocket\n\
+         ProxyPass / balancer://c/ upgrade=ANY\n\
+         <Proxy balancer://c>\nBalancerMember http://127.0.0.1:8081\n</Proxy>\n</VirtualHost>\n",
+        port = free_port()
+    );
+    let (code, toml, notes) = import(&dir, "ws.conf", &apache);
+    assert_eq!(code, 0, "{notes}\n{toml}");
+    checks(&dir, &toml);
+    // mod_proxy_wstunnel's ws:// is an http:// member on a route that tunnels WebSockets.
+    assert!(toml.contains("url = \"http://127.0.0.1:8080\""), "{toml}");
+    let route = |path: &str| {
+        let start = toml.find(&format!("path = \"{path}\"")).unwrap();
+        let end = toml[start..].find("\n\n").map_or(toml.len(), |e| start + e);
+        toml[start..end].to_string()
+    };
+    assert!(
+        route("/ws/").contains("upgrade = [\"websocket\"]"),
+        "{toml}"
+    );
+    assert!(
+        route("/live").contains("upgrade = [\"websocket\"]"),
+        "{toml}"
+    );
+    assert!(route("/").contains("upgrade = [\"any\"]"), "{toml}");
+    assert!(!notes.contains("upgrade"), "translated, not noted: {notes}");
+}

@@ -510,3 +510,32 @@ fn two_hundred_websockets_stay_open_together() {
     assert!(text.contains("held 200\n"), "{text}");
     assert_eq!(watcher.join().unwrap(), 200, "the status page counted them");
 }
+
+#[test]
+fn an_upgrade_with_expect_gets_100_continue_before_the_101() {
+    let m = Member::start(SWITCH);
+    let p = Ringlb::start(
+        &tunnel_route(&member(m.addr), "upgrade = [\"websocket\"]"),
+        1,
+    );
+    let mut s = connect(p.addr);
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: upgrade\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, b"\r\n\r\n");
+    assert_eq!(got, b"HTTP/1.1 100 Continue\r\n\r\n");
+    // The body goes to the member as the request's; what follows it is the tunnel's.
+    s.write_all(b"bodyafter").unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, b"after");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
+    let head = &m.seen()[0].head;
+    assert!(
+        head.contains("\r\nContent-Length: 4\r\n") && !head.contains("Expect"),
+        "{head}"
+    );
+}
