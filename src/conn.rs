@@ -1,4 +1,5 @@
-//! One client connection's life: on a TLS listener the handshake (`start_tls`), then wait for a
+//! One client connection's life: on a `proxy_protocol` listener the PROXY header first (only from
+//! the listener's `trusted_proxies`), on a TLS listener the handshake (`start_tls`), then wait for a
 //! request, read its head, normalise its path, hand it to `proxy::forward` (or `redirect`),
 //! repeat while the connection is kept alive; refuse malformed heads (with an access-log line);
 //! park the connection (`Core::park`) when it idles past `PARK_AFTER`; close a TLS connection
@@ -30,7 +31,7 @@ use crate::io::IoFail;
 use crate::park::PARK_AFTER;
 use crate::stream::{self, read_more, Received, Stream};
 use crate::tls::session::{self, TlsSession};
-use crate::{proxy, redirect};
+use crate::{proxy, proxy_protocol, redirect};
 
 /// While stopping, how long an idle connection still waits for its next request (the client may
 /// have sent it already; closing under it would fail it) before it closes.
@@ -55,12 +56,69 @@ pub async fn serve(
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
     let head_deadline = Instant::now() + core.gen().config.limits.header_timeout;
-    let c = client(&core, Stream::plain(stream), peer, listener);
+    let mut c = client(&core, Stream::plain(stream), peer, listener);
+    let gen = core.gen();
+    if let Some(from) = gen
+        .listen(listener)
+        .and_then(|l| l.proxy_protocol.as_deref())
+    {
+        // Boxed: connections on other listeners do not carry its state.
+        if !Box::pin(take_proxy_header(&core, &mut c, from, head_deadline)).await {
+            return;
+        }
+    }
+    drop(gen);
     match core.tls_config(listener) {
         // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
         // copy of its `Client` held across the handshake).
         Some(config) => Box::pin(serve_tls(core, c, config, head_deadline, guard)).await,
         None => keep_serving(core, c, Some(head_deadline), guard).await,
+    }
+}
+
+/// Which way a connection on a `proxy_protocol` listener was refused (`CoreCounters::proxy_rejected`).
+pub const PROXY_REJECTED: [&str; 3] = ["untrusted", "invalid", "incomplete"];
+
+/// A connection on a `proxy_protocol` listener: from one of its `trusted_proxies`, with a whole,
+/// valid PROXY header by `deadline`; the client's address is then the header's source (and
+/// whether it is a trusted proxy for X-Forwarded-* is decided on that address). `false`: the
+/// connection closes, counted.
+async fn take_proxy_header(
+    core: &Core,
+    c: &mut Client,
+    from: &[crate::trust::Net],
+    deadline: Instant,
+) -> bool {
+    let rejected = |why: usize| {
+        core.stats.borrow_mut().core.proxy_rejected[why] += 1;
+        false
+    };
+    if !from.iter().any(|n| n.contains(c.peer.ip())) {
+        tracing::debug!(peer = %c.peer, "connection on a proxy_protocol listener from outside its trusted_proxies; closed");
+        return rejected(0);
+    }
+    loop {
+        match proxy_protocol::parse(&c.buf) {
+            Ok(Some(h)) => {
+                c.buf.drain(..h.len);
+                if let Some(source) = h.source {
+                    c.peer = source;
+                    let trusted = &core.gen().config.server.trusted_proxies;
+                    c.trusted = crate::trust::trusted(trusted, source.ip());
+                }
+                return true;
+            }
+            Ok(None) => {}
+            Err(why) => {
+                tracing::debug!(peer = %c.peer, error = why.as_str(), "closed");
+                return rejected(1);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = read_more(&mut c.stream, &mut c.buf, 512, left).await {
+            tracing::debug!(peer = %c.peer, error = ?e, "no whole PROXY header; closed");
+            return rejected(2);
+        }
     }
 }
 
@@ -110,6 +168,9 @@ async fn start_tls(
             return false;
         }
     };
+    // Bytes read with a PROXY header are the start of the handshake.
+    s.feed(&c.buf);
+    c.buf.clear();
     let done = session::handshake(&mut c.stream.tcp, &mut s, &mut c.buf, deadline).await;
     let mut stats = core.stats.borrow_mut();
     match done {

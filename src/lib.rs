@@ -78,6 +78,7 @@ pub mod outcome;
 pub mod park;
 pub mod pool;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod redirect;
 pub mod reload;
 pub mod route;

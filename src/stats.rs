@@ -128,6 +128,9 @@ pub struct CoreCounters {
     /// Tunnels (after a 101) open now, and opened since start.
     pub tunnels_open: u64,
     pub tunnels_total: u64,
+    /// Connections a `proxy_protocol` listener closed, by `conn::PROXY_REJECTED`: from outside its
+    /// `trusted_proxies`, with an invalid header, without a whole header in time.
+    pub proxy_rejected: [u64; 3],
 }
 
 pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];

@@ -153,6 +153,19 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
     }
     family(
         &mut out,
+        "ringlb_proxy_protocol_rejected_total",
+        "counter",
+        "Connections a proxy_protocol listener closed, by reason.",
+    );
+    for (i, r) in crate::conn::PROXY_REJECTED.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "ringlb_proxy_protocol_rejected_total{{reason=\"{r}\"}} {}",
+            sum_cores(&|c| c.proxy_rejected[i])
+        );
+    }
+    family(
+        &mut out,
         "ringlb_redirected_requests_total",
         "counter",
         "Requests answered with a redirect to https (redirect_https).",

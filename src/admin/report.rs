@@ -34,6 +34,10 @@ pub struct StatusReport {
     /// Requests answered with a redirect to https (`redirect_https`).
     #[serde(default)]
     pub redirected: u64,
+    /// Connections a `proxy_protocol` listener closed, by reason ("untrusted", "invalid",
+    /// "incomplete").
+    #[serde(default)]
+    pub proxy_rejected: std::collections::BTreeMap<String, u64>,
     /// TLS handshakes and certificates; absent when no listener speaks TLS.
     #[serde(default)]
     pub tls: Option<super::tls_report::TlsReport>,
@@ -314,6 +318,16 @@ impl StatusReport {
             window_seconds: WINDOW_SECS,
             balancers,
             redirected: b.cores.iter().map(|c| c.redirected).sum(),
+            proxy_rejected: crate::conn::PROXY_REJECTED
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    (
+                        r.to_string(),
+                        b.cores.iter().map(|c| c.proxy_rejected[i]).sum(),
+                    )
+                })
+                .collect(),
             tls: tls.map(|t| super::tls_report::TlsReport::build(config, b, t)),
             config: ConfigReport::build(b),
         }

@@ -1,5 +1,6 @@
-//! The `[[listen]]` keys: the address, `redirect_https` for a plain listener, and `[listen.tls]`
-//! (certificate files, `min_version`, `alpn`, `hsts`) for a TLS one.
+//! The `[[listen]]` keys: the address, `redirect_https` for a plain listener, `proxy_protocol`
+//! with the `trusted_proxies` that may send it, and `[listen.tls]` (certificate files,
+//! `min_version`, `alpn`, `hsts`) for a TLS one.
 //!
 //! Owns: their names, defaults and shape rules. Must never: read a certificate file (that is
 //! `tls::certs`, at start and at reload); it keeps each pair's line so that those errors can name
@@ -19,6 +20,9 @@ pub(super) struct RawListen {
     address: Spanned<String>,
     #[serde(default = "no")]
     redirect_https: Spanned<bool>,
+    #[serde(default = "no")]
+    proxy_protocol: Spanned<bool>,
+    trusted_proxies: Option<Spanned<Vec<String>>>,
     tls: Option<RawTls>,
 }
 
@@ -49,6 +53,9 @@ pub struct ListenConfig {
     /// Answer every request with a 301 to the same host and target on https.
     pub redirect_https: bool,
     pub tls: Option<TlsConfig>,
+    /// `proxy_protocol = true`: every connection must begin with a PROXY header
+    /// (`proxy_protocol`), sent from one of these addresses (the listener's `trusted_proxies`).
+    pub proxy_protocol: Option<Vec<crate::trust::Net>>,
 }
 
 /// The lowest TLS version a listener accepts (Apache's `SSLProtocol`).
@@ -136,7 +143,33 @@ impl Validator<'_> {
             address,
             redirect_https,
             tls,
+            proxy_protocol: self.proxy_protocol(i, l)?,
         })
+    }
+
+    /// `proxy_protocol` and the listener's `trusted_proxies`: one needs the other.
+    fn proxy_protocol(
+        &self,
+        i: usize,
+        l: &RawListen,
+    ) -> Result<Option<Vec<crate::trust::Net>>, ConfigError> {
+        let key = format!("listen[{i}].trusted_proxies");
+        match (*l.proxy_protocol.get_ref(), &l.trusted_proxies) {
+            (false, None) => Ok(None),
+            (false, Some(t)) => self.err(t.span(), key, "only a listener with proxy_protocol = true takes trusted_proxies (who may send the PROXY header); X-Forwarded-* senders are [server] trusted_proxies".into()),
+            (true, None) => self.err(l.proxy_protocol.span(), format!("listen[{i}].proxy_protocol"), "name who may send the PROXY header: trusted_proxies = [\"10.0.0.0/24\"] on this listener (the balancer in front)".into()),
+            (true, Some(t)) if t.get_ref().is_empty() => self.err(t.span(), key, "empty: no connection could be accepted; name the balancer in front".into()),
+            (true, Some(t)) => {
+                let mut nets = Vec::new();
+                for text in t.get_ref() {
+                    match crate::trust::Net::parse(text) {
+                        Ok(n) => nets.push(n),
+                        Err(why) => return self.err(t.span(), key, why),
+                    }
+                }
+                Ok(Some(nets))
+            }
+        }
     }
 
     fn tls(&self, i: usize, t: &RawTls) -> Result<TlsConfig, ConfigError> {
@@ -248,6 +281,48 @@ mod tests {
         assert_eq!(tls.alpn, vec!["http/1.1".to_string()]);
         assert_eq!(tls.hsts, None);
         assert!(c.listen[1].redirect_https && c.listen[1].tls.is_none());
+    }
+
+    #[test]
+    fn proxy_protocol_needs_the_senders_and_they_need_it() {
+        let l = "[[listen]]\naddress = \"127.0.0.1:8080\"\n";
+        let c = Config::parse(&with(&format!(
+            "{l}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/24\", \"::1\"]\n"
+        )))
+        .unwrap();
+        let from = c.listen[0].proxy_protocol.as_ref().unwrap();
+        assert!(from[0].contains("10.0.0.9".parse().unwrap()));
+        assert!(!from[0].contains("10.0.1.9".parse().unwrap()));
+        assert!(Config::parse(&with(l)).unwrap().listen[0]
+            .proxy_protocol
+            .is_none());
+        for (extra, key, says) in [
+            (
+                "proxy_protocol = true\n",
+                "listen[0].proxy_protocol",
+                "trusted_proxies",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.1\"]\n",
+                "listen[0].trusted_proxies",
+                "proxy_protocol = true",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = []\n",
+                "listen[0].trusted_proxies",
+                "empty",
+            ),
+            (
+                "proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "listen[0].trusted_proxies",
+                "prefix",
+            ),
+        ] {
+            let (line, k, msg) = error_of(&with(&format!("{l}{extra}")));
+            assert_eq!(k, key, "{extra}");
+            assert!(msg.contains(says), "{extra}: {msg}");
+            assert!(line >= 3, "{extra}: {line}");
+        }
     }
 
     #[test]

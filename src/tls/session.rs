@@ -428,6 +428,11 @@ impl TlsSession {
         }
     }
 
+    /// Takes bytes already read from the socket (after a PROXY header) as the first it processes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.tin.extend_from_slice(bytes);
+    }
+
     /// Whether encrypted records wait to be sent (`send_ready` could not send them all).
     pub fn has_unsent(&self) -> bool {
         self.pending > 0

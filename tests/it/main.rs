@@ -18,6 +18,7 @@ mod lifecycle;
 mod listeners;
 mod manager;
 mod mapping;
+mod proxy_protocol;
 mod reload;
 mod review;
 mod status;

@@ -22,6 +22,8 @@ pub enum AjpName {
 pub struct Forward {
     pub method: u8,
     pub uri: Vec<u8>,
+    /// The client address the container is told.
+    pub remote_addr: Vec<u8>,
     pub is_ssl: bool,
     pub headers: Vec<(AjpName, Vec<u8>)>,
 }
@@ -86,7 +88,7 @@ pub fn decode_forward(payload: &[u8]) -> Option<Forward> {
     let method = c.byte()?;
     let _protocol = c.string()?;
     let uri = c.string()?;
-    let _remote_addr = c.string()?;
+    let remote_addr = c.string()?;
     let _remote_host = c.string()?;
     let _server_name = c.string()?;
     let _port = c.int()?;
@@ -104,6 +106,7 @@ pub fn decode_forward(payload: &[u8]) -> Option<Forward> {
     Some(Forward {
         method,
         uri,
+        remote_addr,
         is_ssl,
         headers,
     })
