@@ -35,7 +35,7 @@ fn rewrite(c: &mut Criterion) {
                 "10.0.0.2:8080",
                 false,
                 ip,
-                false,
+                None,
             );
         })
     });

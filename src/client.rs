@@ -50,6 +50,10 @@ pub struct Client {
     /// (`http::reverse::public_origin`): the request head is gone from `buf` by the time the
     /// response comes.
     pub public_origin: Vec<u8>,
+    /// The `Upgrade` value of the request under way when it asks for a protocol switch its route
+    /// tunnels (`http::upgrade::offer`): a 101 must name what it offered. Empty otherwise (and
+    /// never allocated on a connection that does not upgrade).
+    pub upgrade_offer: Vec<u8>,
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core while it idles,
@@ -86,6 +90,7 @@ impl Client {
             log_fields: Default::default(),
             path: Vec::new(),
             public_origin: Vec::new(),
+            upgrade_offer: Vec::new(),
         }
     }
 

@@ -22,7 +22,7 @@ pub struct Request {
     /// The whole body is in the buffer: the request can be sent again.
     pub replayable: bool,
     pub idempotent: bool,
-    /// It asks for a protocol switch its route tunnels (`http::upgrade::wanted`).
+    /// It asks for a protocol switch its route tunnels (`http::upgrade::offer`).
     pub upgrade: bool,
 }
 

@@ -5,11 +5,13 @@
 //! line.
 //!
 //! Owns: the attempts of a request (which member next, as `select` chooses; pool checkout and
-//! checkin; `maxattempts`), and the per-member statistics of a request. Must never: send a
+//! checkin; `maxattempts`; an upgrade goes to `http://`/`https://` members only), the
+//! per-member statistics of a request, and handing a switched exchange to `tunnel`. Must never: send a
 //! request on a pooled connection that is closed or holds bytes for a reader (`stream::idle_and_open`;
 //! TLS records without data are taken and do not count), pool a connection whose exchange did
 //! not end cleanly, retry on its own authority (only as
-//! `outcome::retry` decides), or copy a body in user space. Invariant: returns whether the client
+//! `outcome::retry` decides), or copy a body in user space (a tunnel's bytes pass through the
+//! client's buffers: `tunnel`). Invariant: returns whether the client
 //! connection may carry another request; when it returns false the caller closes it.
 
 use std::time::{Duration, Instant};
@@ -210,11 +212,14 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         return local_reply(core, gen, c, 404, &req, None).await;
     }
     let mut tries = Tries::default();
-    req.upgrade = route
+    let offer = route
         .upgrade
         .as_ref()
-        .is_some_and(|rule| upgrade::wanted(&c.buf, &c.head, rule));
-    if req.upgrade {
+        .and_then(|rule| upgrade::offer(&c.buf, &c.head, rule));
+    c.upgrade_offer.clear();
+    if let Some(offer) = offer {
+        req.upgrade = true;
+        c.upgrade_offer.extend_from_slice(&c.buf[offer]);
         // AJP cannot carry a tunnel: an upgrade goes to the balancer's HTTP members only.
         tries.exclude = ajp_members(&gen.config.balancers[bal]);
     }
@@ -607,17 +612,30 @@ async fn finish(
         Outcome::Failed(f) => fail(c, tracked, &f).await,
         Outcome::Switched(d) => {
             record_done(c, tracked, &d, None);
-            let (carried, end) = tunnel::run(core, c, &mut up, route.tunnel_timeout).await;
-            tracing::debug!(peer = %c.peer, ?end, up = carried.up, down = carried.down, "tunnel closed");
-            tracked.with(|m| {
-                m.counters.bytes_sent += carried.up;
-                m.counters.bytes_received += carried.down;
-            });
-            c.rec.body_bytes = carried.down;
-            c.rec.tunnel_up = Some(carried.up);
-            false
+            tunnel(core, c, tracked, &mut up, route).await
         }
     }
+}
+
+/// Runs the tunnel that follows a relayed 101 and fills the access-log record with what it
+/// carried. The member still counts the request in flight until it ends. Returns `false`: both
+/// connections close.
+async fn tunnel(
+    core: &Core,
+    c: &mut Client,
+    tracked: &Tracked<'_>,
+    up: &mut Stream,
+    route: &RouteConfig,
+) -> bool {
+    let (carried, end) = tunnel::run(core, c, up, route.tunnel_timeout).await;
+    tracing::debug!(peer = %c.peer, ?end, up = carried.up, down = carried.down, "tunnel closed");
+    tracked.with(|m| {
+        m.counters.bytes_sent += carried.up;
+        m.counters.bytes_received += carried.down;
+    });
+    c.rec.body_bytes = carried.down;
+    c.rec.tunnel_up = Some(carried.up);
+    false
 }
 
 fn mcfg_url<'a>(tracked: &Tracked<'a>) -> &'a str {
@@ -692,8 +710,9 @@ async fn local_reply(
         return false;
     }
     c.buf.drain(..req.request_end);
-    // While stopping, the answer says the connection ends, like a member's would.
-    let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener);
+    // While stopping, the answer says the connection ends, like a member's would; and after an
+    // upgrade request, whatever the client sent next may be early tunnel bytes, not a request.
+    let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener) && !req.upgrade;
     c.out.clear();
     reply::error_page(&mut c.out, status, !keep, page, req.is_head);
     let n = c.out.len();

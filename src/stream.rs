@@ -62,8 +62,9 @@ pub async fn read_more(
     }
 }
 
-/// Reads without blocking what the peer sent (its socket is readable) into `buf`, up to `spare`
-/// bytes on a plain connection. `WouldBlock`: nothing was there.
+/// Reads without blocking what the peer sent (its socket is readable) into `buf`, making room for
+/// at least `spare` bytes on a plain connection (the read fills what room there is).
+/// `WouldBlock`: nothing was there.
 pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>, spare: usize) -> std::io::Result<Received> {
     match f.tls.as_mut() {
         None => {
@@ -98,9 +99,22 @@ pub fn send_ready(f: &mut Stream, data: &[u8]) -> std::io::Result<usize> {
     }
 }
 
-/// Whether bytes taken by `send_ready` still wait in the TLS session (never on a plain one).
-pub fn unsent(f: &Stream) -> bool {
-    f.tls.as_ref().is_some_and(|s| s.has_unsent())
+/// Encrypted bytes still waiting in the TLS session after `send_ready` (0 on a plain one).
+pub fn unsent(f: &Stream) -> usize {
+    f.tls.as_ref().map_or(0, |s| s.unsent())
+}
+
+/// Shuts down the write side without blocking: on TLS, close_notify first (queued once, sent as
+/// far as the socket takes it). `Ok(false)`: it still waits in the session; call again when the
+/// socket is writable.
+pub fn shutdown_ready(f: &mut Stream) -> std::io::Result<bool> {
+    if let Some(s) = f.tls.as_mut() {
+        if !session::close_ready(&f.tcp, s)? {
+            return Ok(false);
+        }
+    }
+    rustix::net::shutdown(&f.tcp, rustix::net::Shutdown::Write)?;
+    Ok(true)
 }
 
 /// Writes `buf[range]` to the client.

@@ -1,16 +1,17 @@
 //! A tunnel after a member's `101 Switching Protocols` (a WebSocket): bytes copied both ways
 //! between the client and the member connection, on the same core, until both directions have
-//! ended or either connection failed, went quiet for `tunnel_timeout`, or the shutdown grace ran
-//! out.
+//! ended, went quiet for `tunnel_timeout`, or the shutdown grace ran out.
 //!
 //! Owns: the copy loop, its half-closes and its end. Must never: let one direction wait on the
-//! other (each waits on its own readiness, so a peer that does not read stalls only what goes to
-//! it), read more of a direction while its last bytes are unsent (at most one read of each
-//! direction is held), hold buffers while both directions are quiet (they are lent to the core
-//! like a waiting keep-alive connection's), or give either connection back to HTTP. Invariant: a
-//! direction whose sender closed (FIN or close_notify) is shut down towards its receiver
-//! (`shutdown(SHUT_WR)`, close_notify first on TLS) once all its bytes are out, and the other
-//! direction goes on.
+//! other (each waits on its own readiness and every send, receive and shutdown is non-blocking,
+//! so a peer that does not read stalls only what goes to it), read more of a direction while its
+//! last bytes are unsent (at most one read of each direction is held), hold the client's buffers
+//! while both directions are quiet (they are lent to the core like a waiting keep-alive
+//! connection's; a TLS member's session keeps its own), or give either connection back to HTTP.
+//! Invariant: a direction whose sender closed (FIN or close_notify) is shut down towards its
+//! receiver (`shutdown(SHUT_WR)`, close_notify first on TLS) once all its bytes are out, and the
+//! other direction goes on; a direction that fails (reset, broken pipe, TLS error) is dropped,
+//! and the other still delivers what it can.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,7 +25,7 @@ use crate::client::Client;
 use crate::core::Core;
 use crate::stream::{self, Received, Stream};
 
-/// Bytes one non-blocking read takes at most on a plain connection.
+/// Room made for one non-blocking read on a plain connection.
 const READ: usize = 64 * 1024;
 /// Read and write turns without a wait before the tunnel lets the core's other tasks run.
 const BUDGET: usize = 16;
@@ -47,13 +48,15 @@ struct Flow {
     sent: usize,
     /// The sender closed its side.
     eof: bool,
-    /// The receiver was told (shutdown of its write side).
+    /// The receiver was told (its write side shut down).
     shut: bool,
+    /// A send, receive or shutdown failed: nothing more moves this way.
+    dead: bool,
     /// The sender's socket may have bytes (`false` after a read found none, until it is ready).
     readable: bool,
     /// The receiver's socket may take bytes.
     writable: bool,
-    /// Bytes sent to the receiver.
+    /// Bytes taken for the receiver.
     bytes: u64,
 }
 
@@ -66,13 +69,35 @@ impl Flow {
         }
     }
 
-    /// All bytes read were sent, and none wait in the receiver's TLS session.
-    fn drained(&self, buf: &[u8], to: &Stream) -> bool {
-        self.sent == buf.len() && !stream::unsent(to)
+    /// Nothing more will move this way.
+    fn done(&self) -> bool {
+        self.shut || self.dead
     }
 
-    /// One read and one write without blocking. `Ok(true)`: bytes moved or the sender closed.
-    fn step(
+    /// All bytes read were sent, and none wait in the receiver's TLS session.
+    fn drained(&self, buf: &[u8], to: &Stream) -> bool {
+        self.sent == buf.len() && stream::unsent(to) == 0
+    }
+
+    /// One turn without blocking: send what waits, shut the receiver down after the sender's
+    /// end, read more. `true`: something moved (or the direction ended).
+    fn step(&mut self, buf: &mut Vec<u8>, from: &mut Stream, to: &mut Stream) -> bool {
+        if self.done() {
+            return false;
+        }
+        match self.turn(buf, from, to) {
+            Ok(moved) => moved,
+            Err(e) => {
+                tracing::debug!(error = %e, "a tunnel direction failed");
+                self.dead = true;
+                buf.clear();
+                self.sent = 0;
+                true
+            }
+        }
+    }
+
+    fn turn(
         &mut self,
         buf: &mut Vec<u8>,
         from: &mut Stream,
@@ -80,18 +105,27 @@ impl Flow {
     ) -> std::io::Result<bool> {
         let mut moved = false;
         if self.writable && !self.drained(buf, to) {
+            let before = stream::unsent(to);
             let n = stream::send_ready(to, &buf[self.sent..])?;
             self.sent += n;
             self.bytes += n as u64;
-            moved |= n > 0;
-            self.writable = n > 0;
+            let flushed = stream::unsent(to) < before;
+            moved |= n > 0 || flushed;
+            self.writable = n > 0 || flushed;
             if self.sent == buf.len() {
                 buf.clear();
                 self.sent = 0;
             }
         }
+        if self.eof && self.drained(buf, to) {
+            if stream::shutdown_ready(to)? {
+                self.shut = true;
+                return Ok(true);
+            }
+            self.writable = false;
+        }
         if buf.is_empty()
-            && !stream::unsent(to)
+            && stream::unsent(to) == 0
             && !self.eof
             && (self.readable || from.has_buffered())
         {
@@ -115,7 +149,7 @@ impl Flow {
 pub enum End {
     /// Both sides closed their directions.
     Closed,
-    /// A connection failed (reset, or a TLS error).
+    /// A direction failed (reset, broken pipe, TLS error).
     Failed,
     /// Nothing moved for `tunnel_timeout`.
     Idle,
@@ -131,24 +165,15 @@ pub async fn run(core: &Core, c: &mut Client, up: &mut Stream, idle: Duration) -
     let mut downs = Flow::new();
     let mut last = Instant::now();
     let end = loop {
-        match pump(c, up, &mut ups, &mut downs) {
-            Ok(true) => last = Instant::now(),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::debug!(peer = %c.peer, error = %e, "tunnel connection failed");
-                break End::Failed;
-            }
+        if pump(c, up, &mut ups, &mut downs) {
+            last = Instant::now();
         }
-        if ups.eof && !ups.shut && ups.drained(&c.buf, up) {
-            ups.shut = true;
-            stream::shutdown_write(up).await;
-        }
-        if downs.eof && !downs.shut && downs.drained(&c.rbuf, &c.stream) {
-            downs.shut = true;
-            stream::shutdown_write(&mut c.stream).await;
-        }
-        if ups.shut && downs.shut {
-            break End::Closed;
+        if ups.done() && downs.done() {
+            break if ups.dead || downs.dead {
+                End::Failed
+            } else {
+                End::Closed
+            };
         }
         if let Some(end) = wait(core, c, up, &mut ups, &mut downs, last + idle).await {
             break end;
@@ -162,23 +187,18 @@ pub async fn run(core: &Core, c: &mut Client, up: &mut Stream, idle: Duration) -
 }
 
 /// Moves bytes both ways without blocking until nothing more moves (or `BUDGET` turns, so the
-/// core's other tasks run). `Ok(true)`: something moved.
-fn pump(
-    c: &mut Client,
-    up: &mut Stream,
-    ups: &mut Flow,
-    downs: &mut Flow,
-) -> std::io::Result<bool> {
+/// core's other tasks run). `true`: something moved.
+fn pump(c: &mut Client, up: &mut Stream, ups: &mut Flow, downs: &mut Flow) -> bool {
     let mut moved = false;
     for _ in 0..BUDGET {
-        let a = ups.step(&mut c.buf, &mut c.stream, up)?;
-        let b = downs.step(&mut c.rbuf, up, &mut c.stream)?;
+        let a = ups.step(&mut c.buf, &mut c.stream, up);
+        let b = downs.step(&mut c.rbuf, up, &mut c.stream);
         if !(a || b) {
             break;
         }
         moved = true;
     }
-    Ok(moved)
+    moved
 }
 
 /// Waits until a socket one of the flows waits on is ready (setting its flag), or a shutdown
@@ -209,15 +229,17 @@ async fn wait(
     }
     // A direction with bytes to send waits for its receiver; else for its sender, unless that
     // closed. Plaintext already in a sender's TLS session needs no wait (`Flow::step` takes it).
-    let up_pending = !ups.drained(&c.buf, up);
-    let down_pending = !downs.drained(&c.rbuf, &c.stream);
-    let read_client = !up_pending && !ups.eof;
-    let read_member = !down_pending && !downs.eof;
+    let up_pending = !ups.done() && !ups.drained(&c.buf, up);
+    let down_pending = !downs.done() && !downs.drained(&c.rbuf, &c.stream);
+    let read_client = !ups.done() && !up_pending && !ups.eof;
+    let read_member = !downs.done() && !down_pending && !downs.eof;
     if (read_client && c.stream.has_buffered()) || (read_member && up.has_buffered()) {
         return None;
     }
-    // Quiet both ways: the buffers go back to the core while the tunnel waits.
+    // Quiet both ways: the buffers go back to the core while the tunnel waits (not the access
+    // log's fields of this request: the set taken back is another connection's).
     let lend = !up_pending && !down_pending;
+    let log_fields = std::mem::take(&mut c.log_fields);
     if lend {
         if let Some(spare) = c.lend_buffers() {
             core.keep_spare(spare);
@@ -234,6 +256,7 @@ async fn wait(
     if lend {
         c.take_buffers(core.take_spare());
     }
+    c.log_fields = log_fields;
     let hit = match hit {
         Some(hit) => hit,
         None => return Some(ended(Instant::now())),

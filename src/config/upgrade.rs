@@ -2,16 +2,20 @@
 //! upgrade=websocket`) and how long a tunnel may idle (`tunnel_timeout`, HAProxy's `timeout
 //! tunnel`).
 //!
-//! Owns: the names a route may tunnel and their rules. Must never: let `h2c` be tunnelled (an
-//! HTTP/2 connection to a member would carry requests ringlb never parsed or routed: h2c
-//! smuggling), not even with `"any"`; or accept upgrades on a route whose balancer has no
-//! `http://`/`https://` member (AJP cannot carry a tunnel).
+//! Owns: the names a route may tunnel and their rules. Must never: let a protocol that carries
+//! HTTP be tunnelled (`h2c`, `h2`, `HTTP/…`, `TLS/…` of RFC 2817: a connection to a member would
+//! carry requests ringlb never parsed or routed: h2c smuggling), not even with `"any"`; or accept
+//! upgrades on a route whose balancer has no `http://`/`https://` member (AJP cannot carry a
+//! tunnel).
 
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::{BalancerConfig, ConfigError, Dur, Protocol, Validator};
+
+/// Protocol names never tunnelled: after the switch they carry HTTP requests ringlb never sees.
+pub const NEVER: [&str; 4] = ["h2c", "h2", "http", "tls"];
 
 /// A tunnel idle this long in both directions closes, unless the route says otherwise.
 pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -28,7 +32,10 @@ pub struct Upgrades {
 impl Upgrades {
     /// Whether a protocol name (without its `/version`, any case) may be tunnelled.
     pub fn allows(&self, name: &[u8]) -> bool {
-        if name.eq_ignore_ascii_case(b"h2c") {
+        if NEVER
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        {
             return false;
         }
         self.any
@@ -37,13 +44,6 @@ impl Upgrades {
                 .iter()
                 .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
     }
-}
-
-/// A protocol name as RFC 9110 writes it: a token.
-fn token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Validator<'_> {
@@ -79,10 +79,10 @@ impl Validator<'_> {
         };
         for name in list.get_ref() {
             let lower = name.to_ascii_lowercase();
-            if lower == "h2c" {
-                return self.err(list.span(), key, "h2c is never tunnelled: an HTTP/2 connection to a member would carry requests ringlb never checked (h2c smuggling)".into());
+            if NEVER.contains(&lower.as_str()) {
+                return self.err(list.span(), key, format!("{name} is never tunnelled: after the switch the connection would carry HTTP requests ringlb never checked (h2c smuggling)"));
             }
-            if !token(name) {
+            if !crate::http::upgrade::is_token(name.as_bytes()) {
                 return self.err(
                     list.span(),
                     key,
@@ -145,6 +145,7 @@ mod tests {
         let r = &c.routes[0];
         let u = r.upgrade.as_ref().unwrap();
         assert!(u.allows(b"foo") && !u.allows(b"h2c") && !u.allows(b"H2C"));
+        assert!(!u.allows(b"HTTP") && !u.allows(b"TLS") && !u.allows(b"h2"));
         assert_eq!(r.tunnel_timeout.as_secs(), 90);
         assert!(Config::parse(&with(HTTP, "")).unwrap().routes[0]
             .upgrade
@@ -156,6 +157,7 @@ mod tests {
         let ajp = "{ url = \"ajp://127.0.0.1:9\" }";
         for (members, route, key, says) in [
             (HTTP, "upgrade = [\"h2c\"]\n", "route[0].upgrade", "h2c"),
+            (HTTP, "upgrade = [\"TLS\"]\n", "route[0].upgrade", "never"),
             (HTTP, "upgrade = [\"a b\"]\n", "route[0].upgrade", "token"),
             (HTTP, "upgrade = []\n", "route[0].upgrade", "empty"),
             (

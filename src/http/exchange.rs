@@ -8,7 +8,8 @@
 //! body in user space, or report a member connection reusable when anything of its exchange was
 //! left unread or broke a rule. Invariant: the client sees a whole response, or no byte of a final
 //! one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504), or a response cut
-//! short followed by a close (`Broken`).
+//! short followed by a close (`Broken`), or a whole 101 after which neither connection carries
+//! HTTP again (`Switched`).
 
 use std::time::{Duration, Instant};
 
@@ -46,9 +47,9 @@ pub struct Params<'a> {
     pub hsts: &'a [u8],
     /// The route's mapping, when response URLs and cookie paths are mapped back.
     pub reverse: Option<Mapping<'a>>,
-    /// The request asks for a protocol switch its route tunnels (`http::upgrade::wanted`): it
-    /// goes with its `Upgrade`, a 101 naming one of these protocols is accepted, and any other
-    /// answer is the connection's last.
+    /// The request asks for a protocol switch its route tunnels (`http::upgrade::offer`; the
+    /// offer is in `c.upgrade_offer`): it goes with its `Upgrade`, a 101 naming protocols it
+    /// offered and these allow is accepted, and any other answer is the connection's last.
     pub upgrade: Option<&'a Upgrades>,
 }
 
@@ -61,74 +62,30 @@ pub async fn run(
     body: &mut BodyTracker,
     p: &Params<'_>,
 ) -> Outcome {
-    c.out.clear();
-    let path = target(&c.buf, &c.head, &c.path);
-    rewrite::request_head(
-        &mut c.out,
-        &c.buf,
-        &c.head,
-        path,
-        p.host_port,
-        p.preserve_host,
-        rewrite::Origin {
-            ip: c.peer.ip(),
-            trusted: c.trusted,
-            https: c.stream.tls.is_some(),
-        },
-        p.upgrade.is_some(),
-    );
-    let mut sent = (c.out.len() + req.request_end - req.head_len) as u64;
-    let range = req.head_len..req.request_end;
-    let limit = p.response_timeout;
-    match send_request(up, &mut c.out, &mut c.buf, range, limit).await {
-        Ok(()) => {}
-        Err(Unsent::Nothing(_)) => {
-            let f = Failed::reset(Reached::Nothing, req.replayable, true);
-            return Outcome::Failed(f);
-        }
-        Err(Unsent::Partly(e)) => {
-            return Outcome::Failed(Failed::partly_sent(&e, req.replayable, true));
-        }
-    }
+    let mut sent = match send_head(c, up, req, p).await {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
     let mut consumed = req.request_end;
     if !body.is_done() {
         c.buf.drain(..req.request_end);
         consumed = 0;
-        if !send_continue(c, p.client_timeout).await {
-            return broken(0, 0, 0);
-        }
-        match stream_request_body(c, up, body, p).await {
-            BodyOutcome::Done(n) => sent += n,
-            BodyOutcome::ClientGone => return broken(0, 0, 0),
-            BodyOutcome::Malformed => {
-                // No response byte has gone to the client: it learns why. The member saw an
-                // unfinished request and its connection closes.
-                refuse(c, 400).await;
-                return broken(400, 0, 0);
-            }
-            BodyOutcome::MemberFailed(e) => {
-                tracing::warn!("member failed while receiving a request body");
-                return Outcome::Failed(Failed::partly_sent(&e, false, false));
-            }
+        match send_body(c, up, body, p).await {
+            Ok(n) => sent += n,
+            Err(o) => return o,
         }
     }
     let sent_at = Instant::now();
-    let mut head = read_response_head(c, up, limit, p.upgrade.is_some()).await;
-    if let (Ok(()), Some(rule)) = (&head, p.upgrade) {
-        if c.resp.status == 101 && upgrade::switched_to(&c.rbuf, &c.resp.headers, rule).is_none() {
-            tracing::debug!("member switched to a protocol the route does not tunnel");
-            head = Err(HeadFail::Invalid);
-        }
-    }
-    if let Err(fail) = head {
+    let switched = match read_response_head(c, up, p.response_timeout, p.upgrade).await {
+        Ok(s) => s,
         // The request stays in `c.buf` unless its body was streamed (then `consumed` is 0).
-        return head_failed(fail, consumed == 0 || req.replayable, consumed != 0);
-    }
+        Err(fail) => return head_failed(fail, consumed == 0 || req.replayable, consumed != 0),
+    };
     let head_time = sent_at.elapsed();
     // What follows the request in `c.buf` is the next request's, or, after a 101, the tunnel's.
     c.buf.drain(..consumed);
-    if c.resp.status == 101 {
-        return switch(c, p, sent, head_time).await;
+    if let Some(protocol) = switched {
+        return switch(c, p, protocol, sent, head_time).await;
     }
     let status = c.resp.status;
     let relayed = relay_response(c, up, req.is_head, p).await;
@@ -147,6 +104,73 @@ pub async fn run(
     }
 }
 
+/// Writes the member's head with the body bytes already in `c.buf`. Returns the bytes written.
+async fn send_head(
+    c: &mut Client,
+    up: &mut Stream,
+    req: &Request,
+    p: &Params<'_>,
+) -> Result<u64, Outcome> {
+    c.out.clear();
+    let path = target(&c.buf, &c.head, &c.path);
+    rewrite::request_head(
+        &mut c.out,
+        &c.buf,
+        &c.head,
+        path,
+        p.host_port,
+        p.preserve_host,
+        rewrite::Origin {
+            ip: c.peer.ip(),
+            trusted: c.trusted,
+            https: c.stream.tls.is_some(),
+        },
+        p.upgrade.map(|_| &c.upgrade_offer[..]),
+    );
+    let sent = (c.out.len() + req.request_end - req.head_len) as u64;
+    let range = req.head_len..req.request_end;
+    match send_request(up, &mut c.out, &mut c.buf, range, p.response_timeout).await {
+        Ok(()) => Ok(sent),
+        Err(Unsent::Nothing(_)) => Err(Outcome::Failed(Failed::reset(
+            Reached::Nothing,
+            req.replayable,
+            true,
+        ))),
+        Err(Unsent::Partly(e)) => Err(Outcome::Failed(Failed::partly_sent(
+            &e,
+            req.replayable,
+            true,
+        ))),
+    }
+}
+
+/// After the head: 100 Continue to a client that waits for it, then the rest of the body.
+/// Returns the bytes streamed.
+async fn send_body(
+    c: &mut Client,
+    up: &mut Stream,
+    body: &mut BodyTracker,
+    p: &Params<'_>,
+) -> Result<u64, Outcome> {
+    if !send_continue(c, p.client_timeout).await {
+        return Err(broken(0, 0, 0));
+    }
+    match stream_request_body(c, up, body, p).await {
+        BodyOutcome::Done(n) => Ok(n),
+        BodyOutcome::ClientGone => Err(broken(0, 0, 0)),
+        BodyOutcome::Malformed => {
+            // No response byte has gone to the client: it learns why. The member saw an
+            // unfinished request and its connection closes.
+            refuse(c, 400).await;
+            Err(broken(400, 0, 0))
+        }
+        BodyOutcome::MemberFailed(e) => {
+            tracing::warn!("member failed while receiving a request body");
+            Err(Outcome::Failed(Failed::partly_sent(&e, false, false)))
+        }
+    }
+}
+
 fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
     Outcome::Broken {
         status,
@@ -155,20 +179,22 @@ fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
     }
 }
 
-/// Relays the member's 101 (checked by `run`) to the client. The bytes after its head in
-/// `c.rbuf`, and those after the request in `c.buf`, are the tunnel's first.
-async fn switch(c: &mut Client, p: &Params<'_>, sent: u64, head_time: Duration) -> Outcome {
-    let Some(protocol) = p
-        .upgrade
-        .and_then(|rule| upgrade::switched_to(&c.rbuf, &c.resp.headers, rule))
-    else {
-        return broken(0, 0, 0);
-    };
+/// Relays the member's 101 (accepted by `read_response_head`; `protocol`: where in `c.rbuf` it
+/// names the protocol) to the client. The bytes after its head in `c.rbuf`, and those after the
+/// request in `c.buf`, are the tunnel's first.
+async fn switch(
+    c: &mut Client,
+    p: &Params<'_>,
+    protocol: std::ops::Range<usize>,
+    sent: u64,
+    head_time: Duration,
+) -> Outcome {
     let reverse = p.reverse.map(|mapping| Reverse {
         mapping,
         origin: &c.public_origin,
     });
     c.out.clear();
+    let protocol = &c.rbuf[protocol];
     rewrite::switching_head(&mut c.out, &c.rbuf, &c.resp, protocol, reverse.as_ref());
     let received = c.resp.head_len as u64;
     let len = c.out.len();
@@ -275,14 +301,15 @@ async fn stream_request_body(
 }
 
 /// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses. A 101 is
-/// final when the request was forwarded as an upgrade (`upgrading`), and a member's error
-/// otherwise.
+/// final when the request was forwarded as an upgrade (`tunnels`: its route's rule) and names a
+/// protocol the client offered and the route allows (`http::upgrade::switched_to`): then `Some`
+/// says where in `c.rbuf`. Any other 101 is a member's error.
 async fn read_response_head(
     c: &mut Client,
     up: &mut Stream,
     limit: Duration,
-    upgrading: bool,
-) -> Result<(), HeadFail> {
+    tunnels: Option<&Upgrades>,
+) -> Result<Option<std::ops::Range<usize>>, HeadFail> {
     let deadline = Instant::now() + limit;
     c.rbuf.clear();
     // Once an interim response was read, the member has answered: a close after it is a broken
@@ -291,15 +318,20 @@ async fn read_response_head(
     loop {
         if !c.rbuf.is_empty() {
             match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
-                Ok(()) if c.resp.status == 101 && upgrading => return Ok(()),
-                // Unasked for (no Upgrade was forwarded): a member's error.
-                Ok(()) if c.resp.status == 101 => return Err(HeadFail::Invalid),
+                Ok(()) if c.resp.status == 101 => {
+                    // Unasked for (no Upgrade was forwarded) or not as asked: a member's error.
+                    let offered = &c.upgrade_offer;
+                    let protocol = tunnels.and_then(|rule| {
+                        upgrade::switched_to(&c.rbuf, &c.resp.headers, rule, offered)
+                    });
+                    return protocol.map(Some).ok_or(HeadFail::Invalid);
+                }
                 Ok(()) if (100..200).contains(&c.resp.status) => {
                     interim = true;
                     relay_interim(c, limit).await?;
                     continue;
                 }
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(None),
                 Err(HeadError::Partial) => {}
                 Err(_) => return Err(HeadFail::Invalid),
             }

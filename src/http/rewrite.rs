@@ -71,8 +71,8 @@ pub struct Origin {
 }
 
 /// Writes the head to send to an HTTP member; `target` is the path and query to send. `upgrade`:
-/// the request asks for a protocol switch its route tunnels (`http::upgrade::wanted`), and goes
-/// with its `Upgrade` and `Connection: upgrade`.
+/// the request asks for a protocol switch its route tunnels (`http::upgrade::offer`), and goes
+/// with this `Upgrade` value and `Connection: upgrade`.
 #[allow(clippy::too_many_arguments)]
 pub fn request_head(
     out: &mut Vec<u8>,
@@ -82,7 +82,7 @@ pub fn request_head(
     member_host_port: &str,
     preserve_host: bool,
     from: Origin,
-    upgrade: bool,
+    upgrade: Option<&[u8]>,
 ) {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
@@ -122,14 +122,8 @@ pub fn request_head(
         own
     };
     let _ = write!(out, "X-Forwarded-Proto: {proto}\r\n");
-    if upgrade {
-        for h in head
-            .headers
-            .iter()
-            .filter(|h| h.kind == HeaderKind::Upgrade)
-        {
-            push_header(out, b"Upgrade", buf[h.value.clone()].trim_ascii());
-        }
+    if let Some(protocols) = upgrade {
+        push_header(out, b"Upgrade", protocols);
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
     match head.body {
@@ -287,7 +281,7 @@ X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n
                 "127.0.0.1:9001",
                 false,
                 from,
-                false,
+                None,
             );
             let text = String::from_utf8(out).unwrap();
             assert_eq!(
@@ -318,7 +312,7 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
             "m:1",
             false,
             ip,
-            false,
+            None,
         );
         String::from_utf8(out).unwrap()
     }
@@ -399,7 +393,16 @@ X-Hop: 1\r\nSec-WebSocket-Key: k\r\n\r\n";
             https: false,
         };
         let mut out = Vec::new();
-        request_head(&mut out, raw, &h, b"/ws", "m:1", false, from, true);
+        request_head(
+            &mut out,
+            raw,
+            &h,
+            b"/ws",
+            "m:1",
+            false,
+            from,
+            Some(b"websocket"),
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\r\nSec-WebSocket-Key: k\r\n"), "{text}");
         assert!(
@@ -407,12 +410,12 @@ X-Hop: 1\r\nSec-WebSocket-Key: k\r\n\r\n";
             "{text}"
         );
         assert!(
-            !text.contains("X-Hop") && text.matches("Upgrade").count() == 2,
+            !text.contains("X-Hop") && text.matches("Upgrade:").count() == 1,
             "{text}"
         );
         // Not an upgrade: neither header goes.
         let mut out = Vec::new();
-        request_head(&mut out, raw, &h, b"/ws", "m:1", false, from, false);
+        request_head(&mut out, raw, &h, b"/ws", "m:1", false, from, None);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.to_ascii_lowercase().contains("upgrade"), "{text}");
         let raw =
@@ -448,7 +451,7 @@ Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"
                 trusted: false,
                 https: false,
             },
-            false,
+            None,
         );
         assert!(out.starts_with(b"GET / HTTP/1.1\r\nHost: front.example\r\n"));
     }

@@ -3,55 +3,67 @@
 //!
 //! Owns: both decisions, made on the parsed heads only (no I/O). Must never: call a request an
 //! upgrade unless it is HTTP/1.1 with exactly one `Upgrade` header, whose every protocol the route
-//! allows (never `h2c`), and a `Connection` header listing `upgrade`; or accept a 101 to a request
-//! that was not forwarded as an upgrade, or one naming a protocol the route does not allow.
-//! Invariant: a request that is not an upgrade by this rule goes to the member without `Upgrade`
-//! (`http::policy` drops it), exactly as before upgrades existed.
+//! allows (never one that carries HTTP: `config::upgrade::NEVER`), and a `Connection` header
+//! listing `upgrade`; or accept a 101 naming anything but protocols the request offered and the
+//! route allows. (A 101 to a request that was not forwarded as an upgrade is refused by
+//! `http::exchange` before it gets here.) Invariant: a request that is not an upgrade by this rule
+//! goes to the member without `Upgrade` (`http::policy` leaves it to ringlb, which writes none),
+//! exactly as before upgrades existed.
+
+use std::ops::Range;
 
 use super::header::{connection_lists, tokens, HeaderKind, HeaderPos};
 use super::parse::RequestHead;
 use crate::config::Upgrades;
 
-/// Whether the request in `buf` asks to switch to protocols the route allows: then it is
-/// forwarded with its `Upgrade` and `Connection: upgrade`, and a 101 opens a tunnel.
-pub fn wanted(buf: &[u8], head: &RequestHead, rule: &Upgrades) -> bool {
+/// What the request in `buf` offers to switch to (where its `Upgrade` value is in `buf`), when it
+/// asks for protocols the route allows: then it is forwarded with that `Upgrade` and `Connection:
+/// upgrade`, and a 101 opens a tunnel. `None`: a plain request.
+pub fn offer(buf: &[u8], head: &RequestHead, rule: &Upgrades) -> Option<Range<usize>> {
     if head.minor_version != 1 {
         // RFC 9110 §7.8: an Upgrade in an HTTP/1.0 request is ignored.
-        return false;
+        return None;
     }
-    let Some(value) = only_upgrade(buf, &head.headers) else {
-        return false;
-    };
+    let value = only_upgrade(buf, &head.headers)?;
     let connection = head
         .headers
         .iter()
         .filter(|h| h.kind == HeaderKind::Connection)
         .any(|h| connection_lists(&buf[h.value.clone()], b"upgrade"));
-    connection && protocols_allowed(value, rule)
+    (connection && protocols_allowed(&buf[value.clone()], rule, None)).then_some(value)
 }
 
-/// The protocol a 101 switches to, when the member's answer is acceptable: exactly one `Upgrade`
-/// header naming protocols the route allows. `None`: the 101 is a member's error.
-pub fn switched_to<'a>(buf: &'a [u8], headers: &[HeaderPos], rule: &Upgrades) -> Option<&'a [u8]> {
+/// Where in `buf` the protocol a 101 switches to is named, when the member's answer is
+/// acceptable: exactly one `Upgrade` header, naming only protocols the route allows that the
+/// client offered (`offered`: the request's `Upgrade` value). `None`: the 101 is a member's error.
+pub fn switched_to(
+    buf: &[u8],
+    headers: &[HeaderPos],
+    rule: &Upgrades,
+    offered: &[u8],
+) -> Option<Range<usize>> {
     let value = only_upgrade(buf, headers)?;
-    protocols_allowed(value, rule).then_some(value)
+    protocols_allowed(&buf[value.clone()], rule, Some(offered)).then_some(value)
 }
 
-/// The value of the one `Upgrade` header (`None`: none, or more than one).
-fn only_upgrade<'a>(buf: &'a [u8], headers: &[HeaderPos]) -> Option<&'a [u8]> {
+/// Where the value of the one `Upgrade` header is, trimmed (`None`: none, or more than one).
+fn only_upgrade(buf: &[u8], headers: &[HeaderPos]) -> Option<Range<usize>> {
     let mut found = None;
     for h in headers.iter().filter(|h| h.kind == HeaderKind::Upgrade) {
         if found.is_some() {
             return None;
         }
-        found = Some(buf[h.value.clone()].trim_ascii());
+        let v = &buf[h.value.clone()];
+        let start = h.value.start + (v.len() - v.trim_ascii_start().len());
+        let end = h.value.end - (v.len() - v.trim_ascii_end().len());
+        found = Some(start..end.max(start));
     }
     found
 }
 
 /// Whether a non-empty `Upgrade` list names only protocols (`name` or `name/version`, tokens) the
-/// route allows.
-fn protocols_allowed(value: &[u8], rule: &Upgrades) -> bool {
+/// route allows and, with `offered`, that appear in that list too.
+fn protocols_allowed(value: &[u8], rule: &Upgrades, offered: Option<&[u8]>) -> bool {
     let mut any = false;
     for p in tokens(value) {
         let mut parts = p.splitn(2, |&b| b == b'/');
@@ -60,12 +72,16 @@ fn protocols_allowed(value: &[u8], rule: &Upgrades) -> bool {
         if !is_token(name) || version.is_some_and(|v| !is_token(v)) || !rule.allows(name) {
             return false;
         }
+        if offered.is_some_and(|o| !tokens(o).any(|t| t.eq_ignore_ascii_case(p))) {
+            return false;
+        }
         any = true;
     }
     any
 }
 
-fn is_token(s: &[u8]) -> bool {
+/// A token as RFC 9110 writes one (protocol names and versions).
+pub fn is_token(s: &[u8]) -> bool {
     !s.is_empty()
         && s.iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -93,7 +109,12 @@ mod tests {
     fn asks(raw: &str, rule: &Upgrades) -> bool {
         let mut h = RequestHead::default();
         parse_request(raw.as_bytes(), 16384, 100, &mut h).unwrap();
-        wanted(raw.as_bytes(), &h, rule)
+        let offered = offer(raw.as_bytes(), &h, rule);
+        if let Some(r) = &offered {
+            let v = &raw.as_bytes()[r.clone()];
+            assert!(!v.is_empty() && v.trim_ascii() == v, "{v:?}");
+        }
+        offered.is_some()
     }
 
     #[test]
@@ -135,12 +156,40 @@ mod tests {
     }
 
     #[test]
-    fn a_101_must_name_one_allowed_protocol() {
-        let check = |raw: &str| {
+    fn a_101_must_name_an_allowed_protocol_the_client_offered() {
+        let check_offered = |raw: &str, offered: &[u8], rule: &Upgrades| {
             let mut h = ResponseHead::default();
             parse_response(raw.as_bytes(), 65536, &mut h).unwrap();
-            switched_to(raw.as_bytes(), &h.headers, &websocket()).map(|v| v.to_vec())
+            switched_to(raw.as_bytes(), &h.headers, rule, offered)
+                .map(|r| raw.as_bytes()[r].to_vec())
         };
+        let check = |raw: &str| check_offered(raw, b"websocket", &websocket());
+        assert_eq!(
+            check_offered(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: bar\r\n\r\n",
+                b"foo",
+                &any()
+            ),
+            None,
+            "not what the client offered"
+        );
+        assert_eq!(
+            check_offered(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: TLS/1.0\r\n\r\n",
+                b"TLS/1.0",
+                &any()
+            ),
+            None,
+            "HTTP inside TLS (RFC 2817) is never tunnelled"
+        );
+        assert_eq!(
+            check_offered(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade:  Foo/2 \r\n\r\n",
+                b"bar, foo/2",
+                &any()
+            ),
+            Some(b"Foo/2".to_vec())
+        );
         assert_eq!(
             check("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
             Some(b"websocket".to_vec())

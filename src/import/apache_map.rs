@@ -35,6 +35,8 @@ pub struct Balancer {
     pub keys: Vec<(String, String)>,
     pub members: Vec<Member>,
     pub from: Vec<String>,
+    /// A member was `ws://`/`wss://` (mod_proxy_wstunnel): its routes tunnel WebSockets.
+    pub websocket: bool,
 }
 
 #[derive(Debug, Default)]
@@ -58,9 +60,9 @@ pub struct Route {
     pub member_path: Option<String>,
     pub preserve_host: bool,
     pub reverse: bool,
-    /// `upgrade=websocket` on the `ProxyPass`, or a `ws://`/`wss://` target (mod_proxy_wstunnel):
-    /// the protocol the route tunnels (`"any"` for Apache's `ANY`).
-    pub upgrade: Option<String>,
+    /// `upgrade=websocket` on the `ProxyPass`, or a `ws://`/`wss://` target or member
+    /// (mod_proxy_wstunnel): the protocols the route tunnels (`"any"` for Apache's `ANY` or `*`).
+    pub upgrade: Vec<String>,
     pub from: String,
 }
 
@@ -493,6 +495,10 @@ impl Translator<'_> {
             self.note(d, text);
         }
         let ajp = url.to_ascii_lowercase().starts_with("ajp://");
+        let (url, ws) = ws_as_http(&url);
+        if ws {
+            self.balancer(balancer, d).websocket = true;
+        }
         let mut member = Member {
             url,
             keys: Vec::new(),
@@ -557,10 +563,18 @@ impl Translator<'_> {
                 self.exclusion(v, path, d);
                 continue;
             }
-            let (target, params, upgrade) = upgrade_of(target, params);
+            let (target, params, mut upgrade) = upgrade_of(target, params);
             let Some((balancer, member_path)) = self.pass_target(&target, &params, d) else {
                 continue;
             };
+            let ws = self
+                .out
+                .balancers
+                .iter()
+                .any(|b| b.name == balancer && b.websocket);
+            if upgrade.is_empty() && ws {
+                upgrade.push("websocket".into());
+            }
             if !used.contains(&balancer) {
                 used.push(balancer.clone());
             }
@@ -792,33 +806,46 @@ impl Translator<'_> {
     }
 }
 
-/// A `ProxyPass` target and parameters without what says the route tunnels a protocol: the
-/// `upgrade=` parameter (Apache's `ANY` is ringlb's `"any"`), and a `ws://`/`wss://` scheme
-/// (mod_proxy_wstunnel), which becomes `http://`/`https://` with `upgrade = ["websocket"]`.
-fn upgrade_of(target: &str, params: &[String]) -> (String, Vec<String>, Option<String>) {
-    let mut upgrade = None;
+/// A `ProxyPass` target and parameters without what says the route tunnels protocols: the
+/// `upgrade=` parameter (a comma list; Apache's `ANY` and `*` are ringlb's `"any"`), and a
+/// `ws://`/`wss://` scheme (mod_proxy_wstunnel), which becomes `http://`/`https://` with
+/// `upgrade = ["websocket"]`.
+fn upgrade_of(target: &str, params: &[String]) -> (String, Vec<String>, Vec<String>) {
+    let mut upgrade = Vec::new();
     let mut rest = Vec::new();
     for p in params {
         match p.split_once('=') {
-            Some((k, v))
-                if k.eq_ignore_ascii_case("upgrade") && !v.eq_ignore_ascii_case("none") =>
-            {
-                upgrade = Some(v.to_ascii_lowercase());
+            Some((k, v)) if k.eq_ignore_ascii_case("upgrade") => {
+                for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let name = match name.to_ascii_lowercase() {
+                        n if n == "*" => "any".to_string(),
+                        n => n,
+                    };
+                    if name != "none" && !upgrade.contains(&name) {
+                        upgrade.push(name);
+                    }
+                }
             }
             _ => rest.push(p.clone()),
         }
     }
-    let lower = target.to_ascii_lowercase();
-    let target = if let Some(r) = lower.strip_prefix("ws://").map(|_| &target[5..]) {
-        upgrade.get_or_insert_with(|| "websocket".into());
-        format!("http://{r}")
-    } else if let Some(r) = lower.strip_prefix("wss://").map(|_| &target[6..]) {
-        upgrade.get_or_insert_with(|| "websocket".into());
-        format!("https://{r}")
-    } else {
-        target.to_string()
-    };
+    let (target, ws) = ws_as_http(target);
+    if ws && upgrade.is_empty() {
+        upgrade.push("websocket".into());
+    }
     (target, rest, upgrade)
+}
+
+/// A `ws://`/`wss://` URL as the `http://`/`https://` one it is for ringlb, and whether it was one.
+fn ws_as_http(url: &str) -> (String, bool) {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("ws://") {
+        (format!("http://{}", &url[5..]), true)
+    } else if lower.starts_with("wss://") {
+        (format!("https://{}", &url[6..]), true)
+    } else {
+        (url.to_string(), false)
+    }
 }
 
 /// `path` and `member_path` made to agree on a trailing `/` (ringlb requires both or neither).

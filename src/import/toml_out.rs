@@ -104,8 +104,9 @@ pub fn write(m: &Import, header: &str) -> String {
         if r.preserve_host {
             out.push_str("preserve_host = true\n");
         }
-        if let Some(u) = &r.upgrade {
-            let _ = writeln!(out, "upgrade = [{}]", q(u));
+        if !r.upgrade.is_empty() {
+            let names: Vec<String> = r.upgrade.iter().map(|u| q(u)).collect();
+            let _ = writeln!(out, "upgrade = [{}]", names.join(", "));
         }
         out.push('\n');
     }

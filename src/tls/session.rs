@@ -433,9 +433,9 @@ impl TlsSession {
         self.tin.extend_from_slice(bytes);
     }
 
-    /// Whether encrypted records wait to be sent (`send_ready` could not send them all).
-    pub fn has_unsent(&self) -> bool {
-        self.pending > 0
+    /// Encrypted bytes waiting to be sent (`send_ready` could not send them all).
+    pub fn unsent(&self) -> usize {
+        self.pending
     }
 
     /// Whether plaintext has already arrived that a reader has not taken: an idle wait must not
@@ -632,6 +632,10 @@ pub fn recv_ready(
         buf.append(&mut s.unread);
         return Ok(Received::Bytes);
     }
+    // A close_notify that came with the last plaintext: the peer has closed, whatever TCP says.
+    if s.peer_closed {
+        return Ok(Received::Closed);
+    }
     s.tin.reserve(READ_CHUNK);
     let spare = rustix::buffer::spare_capacity(&mut s.tin);
     let (n, _) = rustix::net::recv(tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
@@ -662,6 +666,15 @@ pub fn send_ready(tcp: &TcpStream, s: &mut TlsSession, data: &[u8]) -> std::io::
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     send_pending(tcp, s)?;
     Ok(n)
+}
+
+/// Queues close_notify (once) and sends what waits without blocking. `true`: all is out (the
+/// caller then shuts down the socket's write side); `false`: call again when it is writable.
+pub fn close_ready(tcp: &TcpStream, s: &mut TlsSession) -> std::io::Result<bool> {
+    if !std::mem::replace(&mut s.closed, true) {
+        s.queue_close();
+    }
+    send_pending(tcp, s)
 }
 
 /// Sends the waiting records without blocking, as far as the socket takes them. `true`: all are

@@ -359,9 +359,12 @@ fn websocket_passes_become_routes_that_tunnel() {
     let apache = format!(
         "Listen {port}\n<VirtualHost *:{port}>\n\
          ProxyPass /ws/ ws://127.0.0.1:8080/ws/\n\
-         ProxyPass /live balancer://c/live upgrade=websocket\n\
+         ProxyPass /live balancer://c/live upgrade=websocket,Foo\n\
+         ProxyPass /star balancer://c/star upgrade=*\n\
+         ProxyPass /chat balancer://w/chat\n\
          ProxyPass / balancer://c/ upgrade=ANY\n\
-         <Proxy balancer://c>\nBalancerMember http://127.0.0.1:8081\n</Proxy>\n</VirtualHost>\n",
+         <Proxy balancer://c>\nBalancerMember http://127.0.0.1:8081\n</Proxy>\n\
+         <Proxy balancer://w>\nBalancerMember ws://127.0.0.1:8082\n</Proxy>\n</VirtualHost>\n",
         port = free_port()
     );
     let (code, toml, notes) = import(&dir, "ws.conf", &apache);
@@ -379,9 +382,16 @@ fn websocket_passes_become_routes_that_tunnel() {
         "{toml}"
     );
     assert!(
-        route("/live").contains("upgrade = [\"websocket\"]"),
+        route("/live").contains("upgrade = [\"websocket\", \"foo\"]"),
         "{toml}"
     );
+    assert!(route("/star").contains("upgrade = [\"any\"]"), "{toml}");
     assert!(route("/").contains("upgrade = [\"any\"]"), "{toml}");
+    // A ws:// balancer member is an http:// one, and its balancer's routes tunnel WebSockets.
+    assert!(toml.contains("url = \"http://127.0.0.1:8082\""), "{toml}");
+    assert!(
+        route("/chat").contains("upgrade = [\"websocket\"]"),
+        "{toml}"
+    );
     assert!(!notes.contains("upgrade"), "translated, not noted: {notes}");
 }

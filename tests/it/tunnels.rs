@@ -301,6 +301,24 @@ fn a_refused_upgrade_is_an_ordinary_answer_and_the_last_on_its_connection() {
 }
 
 #[test]
+fn ringlbs_own_answer_to_an_upgrade_ends_the_connection() {
+    let closed = crate::support::backend::closed_port();
+    let p = Ringlb::start(
+        &tunnel_route(&member(closed), "upgrade = [\"websocket\"]"),
+        1,
+    );
+    let mut s = connect(p.addr);
+    s.write_all(&[HANDSHAKE, b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"].concat())
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+}
+
+#[test]
 fn an_idle_tunnel_closes_after_tunnel_timeout() {
     let m = Member::start(SWITCH);
     let p = Ringlb::start(
