@@ -29,9 +29,10 @@ use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
+use crate::proxy_protocol::{self, Source};
 use crate::stream::{self, read_more, Received, Stream};
 use crate::tls::session::{self, TlsSession};
-use crate::{proxy, proxy_protocol, redirect};
+use crate::{proxy, redirect};
 
 /// While stopping, how long an idle connection still waits for its next request (the client may
 /// have sent it already; closing under it would fail it) before it closes.
@@ -57,17 +58,21 @@ pub async fn serve(
     // the accept.
     let head_deadline = Instant::now() + core.gen().config.limits.header_timeout;
     let mut c = client(&core, Stream::plain(stream), peer, listener);
-    let gen = core.gen();
-    if let Some(from) = gen
+    // A listener this generation does not know (removed by a reload before last): its settings
+    // are gone, so nothing is served on it.
+    let Some(from) = core
+        .gen()
         .listen(listener)
-        .and_then(|l| l.proxy_protocol.as_deref())
-    {
+        .map(|l| l.proxy_protocol.clone())
+    else {
+        return;
+    };
+    if let Some(from) = from {
         // Boxed: connections on other listeners do not carry its state.
-        if !Box::pin(take_proxy_header(&core, &mut c, from, head_deadline)).await {
+        if !Box::pin(take_proxy_header(&core, &mut c, &from, head_deadline)).await {
             return;
         }
     }
-    drop(gen);
     match core.tls_config(listener) {
         // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
         // copy of its `Client` held across the handshake).
@@ -76,48 +81,72 @@ pub async fn serve(
     }
 }
 
-/// Which way a connection on a `proxy_protocol` listener was refused (`CoreCounters::proxy_rejected`).
-pub const PROXY_REJECTED: [&str; 3] = ["untrusted", "invalid", "incomplete"];
+/// Why a `proxy_protocol` listener closed a connection (`CoreCounters::proxy_rejected`, by
+/// index; `PROXY_REJECTED` names them).
+#[derive(Debug, Clone, Copy)]
+enum ProxyRejected {
+    /// From outside the listener's `trusted_proxies`.
+    Untrusted,
+    /// Its first bytes are no PROXY header (a balancer not set up to send one).
+    Missing,
+    /// A malformed, oversized or unsupported header.
+    Invalid,
+    /// Part of a header, then nothing within `header_timeout` (or a close).
+    Incomplete,
+}
+
+/// The names of `ProxyRejected`, as reported.
+pub const PROXY_REJECTED: [&str; 4] = ["untrusted", "missing", "invalid", "incomplete"];
 
 /// A connection on a `proxy_protocol` listener: from one of its `trusted_proxies`, with a whole,
-/// valid PROXY header by `deadline`; the client's address is then the header's source (and
-/// whether it is a trusted proxy for X-Forwarded-* is decided on that address). `false`: the
-/// connection closes, counted.
+/// valid PROXY header by `deadline`. The client's address is then the header's source, and
+/// whether the client is a trusted proxy for X-Forwarded-* is decided on that address (a client
+/// the header cannot name is not one; `LOCAL` keeps the sender's own). `false`: the connection
+/// closes, counted (a sender that connects and closes without a byte, as TCP health checks do,
+/// is not).
 async fn take_proxy_header(
     core: &Core,
     c: &mut Client,
     from: &[crate::trust::Net],
     deadline: Instant,
 ) -> bool {
-    let rejected = |why: usize| {
-        core.stats.borrow_mut().core.proxy_rejected[why] += 1;
+    let rejected = |why: ProxyRejected| {
+        tracing::debug!(peer = %c.peer, ?why, "closed a connection on a proxy_protocol listener");
+        core.stats.borrow_mut().core.proxy_rejected[why as usize] += 1;
         false
     };
     if !from.iter().any(|n| n.contains(c.peer.ip())) {
-        tracing::debug!(peer = %c.peer, "connection on a proxy_protocol listener from outside its trusted_proxies; closed");
-        return rejected(0);
+        return rejected(ProxyRejected::Untrusted);
     }
     loop {
         match proxy_protocol::parse(&c.buf) {
             Ok(Some(h)) => {
                 c.buf.drain(..h.len);
-                if let Some(source) = h.source {
-                    c.peer = source;
-                    let trusted = &core.gen().config.server.trusted_proxies;
-                    c.trusted = crate::trust::trusted(trusted, source.ip());
+                match h.source {
+                    Source::Addr(addr) => {
+                        c.peer = addr;
+                        let trusted = &core.gen().config.server.trusted_proxies;
+                        c.trusted = crate::trust::trusted(trusted, addr.ip());
+                    }
+                    Source::Unknown => c.trusted = false,
+                    Source::Local => {}
                 }
                 return true;
             }
             Ok(None) => {}
-            Err(why) => {
-                tracing::debug!(peer = %c.peer, error = why.as_str(), "closed");
-                return rejected(1);
-            }
+            Err(proxy_protocol::Invalid::NotAHeader) => return rejected(ProxyRejected::Missing),
+            Err(_) => return rejected(ProxyRejected::Invalid),
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if let Err(e) = read_more(&mut c.stream, &mut c.buf, 512, left).await {
-            tracing::debug!(peer = %c.peer, error = ?e, "no whole PROXY header; closed");
-            return rejected(2);
+        let had = c.buf.len();
+        if read_more(&mut c.stream, &mut c.buf, 512, left)
+            .await
+            .is_err()
+        {
+            if had == 0 {
+                return false;
+            }
+            return rejected(ProxyRejected::Incomplete);
         }
     }
 }

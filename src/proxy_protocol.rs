@@ -2,8 +2,8 @@
 //! or a proxy in front of ringlb sends first on each connection, saying whose connection it is:
 //! parsed by hand over the connection's read buffer.
 //!
-//! Owns: the header's grammar and what ringlb takes from it (the source address; `LOCAL` and
-//! `UNKNOWN` headers carry none). Must never: panic or read outside the buffer on any input, wait
+//! Owns: the header's grammar and what ringlb takes from it (`Source`: the client's address, or
+//! `LOCAL`, or a client the sender cannot name). Must never: panic or read outside the buffer on any input, wait
 //! for more than `V1_MAX` bytes of a text header or `16 + V2_MAX_BODY` of a binary one, take part of a header
 //! for a whole one, or accept a connection that does not begin with a header. Invariant: `len` of
 //! a parsed header is exactly the header's length: what follows it in the buffer is the client's.
@@ -23,9 +23,28 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 pub struct Header {
     /// Its length in bytes.
     pub len: usize,
-    /// The client's address (`None`: `LOCAL`, `UNKNOWN` or `UNSPEC`: the connection's own
-    /// address stands).
-    pub source: Option<SocketAddr>,
+    pub source: Source,
+}
+
+/// Whose connection the header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The client at this address.
+    Addr(SocketAddr),
+    /// The sender's own (v2 `LOCAL`: a health check): the connection's address stands.
+    Local,
+    /// A client the sender could not name (v1 `UNKNOWN`, v2 `PROXY` with `UNSPEC`).
+    Unknown,
+}
+
+impl Source {
+    /// The client's address, when the header names one.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Source::Addr(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 /// Why a connection's first bytes are not an acceptable header.
@@ -63,7 +82,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Header>, Invalid> {
     }
 }
 
-/// Whether `buf` begins like `prefix` (as far as it goes): `Some(true)` when it holds all of it.
+/// Whether `buf` begins like `prefix` (as far as it goes): `Ok(true)` when it holds all of it.
 fn begins(buf: &[u8], prefix: &[u8]) -> Result<bool, Invalid> {
     let n = buf.len().min(prefix.len());
     if buf[..n] != prefix[..n] {
@@ -104,11 +123,11 @@ fn v1(buf: &[u8]) -> Result<Option<Header>, Invalid> {
     }))
 }
 
-/// The source address of a version 1 line (after `PROXY `): `Some(None)` for `UNKNOWN`.
-fn v1_source(line: &[u8]) -> Option<Option<SocketAddr>> {
+/// The source of a version 1 line (after `PROXY `).
+fn v1_source(line: &[u8]) -> Option<Source> {
     let text = std::str::from_utf8(line).ok()?;
     if text == "UNKNOWN" || text.starts_with("UNKNOWN ") {
-        return Some(None);
+        return Some(Source::Unknown);
     }
     let mut parts = text.split(' ');
     let family = parts.next()?;
@@ -129,7 +148,7 @@ fn v1_source(line: &[u8]) -> Option<Option<SocketAddr>> {
     };
     let sport = port(sport)?;
     port(dport)?;
-    Some(Some(SocketAddr::new(src, sport)))
+    Some(Source::Addr(SocketAddr::new(src, sport)))
 }
 
 /// A decimal port, 0 to 65535, without leading zeros.
@@ -161,21 +180,26 @@ fn v2(buf: &[u8]) -> Result<Option<Header>, Invalid> {
     };
     // LOCAL (the sender's own connection, a health check): the addresses are not read.
     if command == 0 {
-        return Ok(Some(Header { len, source: None }));
+        return Ok(Some(Header {
+            len,
+            source: Source::Local,
+        }));
     }
+    // UDP and UNIX sockets are refused (the specification allows using the connection's address
+    // instead; a balancer speaking for clients ringlb cannot name is closed, not trusted).
     let (source, addresses) = match buf[13] {
-        0x00 => (None, 0),
+        0x00 => (Source::Unknown, 0),
         0x11 if body.len() >= 12 => {
             let ip = Ipv4Addr::new(body[0], body[1], body[2], body[3]);
             let port = u16::from_be_bytes([body[8], body[9]]);
-            (Some(SocketAddr::new(ip.into(), port)), 12)
+            (Source::Addr(SocketAddr::new(ip.into(), port)), 12)
         }
         0x21 if body.len() >= 36 => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&body[..16]);
             let port = u16::from_be_bytes([body[32], body[33]]);
             (
-                Some(SocketAddr::new(Ipv6Addr::from(octets).into(), port)),
+                Source::Addr(SocketAddr::new(Ipv6Addr::from(octets).into(), port)),
                 36,
             )
         }

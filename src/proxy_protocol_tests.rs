@@ -20,11 +20,17 @@ fn done(buf: &[u8]) -> Header {
 fn version_1_forms() {
     let h = done(b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\nGET / HTTP/1.1\r\n");
     assert_eq!(h.len, 41);
-    assert_eq!(h.source, Some("192.0.2.7:56324".parse().unwrap()));
+    assert_eq!(h.source.addr(), Some("192.0.2.7:56324".parse().unwrap()));
     let h = done(b"PROXY TCP6 2001:db8::7 2001:db8::1 65535 80\r\n");
-    assert_eq!(h.source, Some("[2001:db8::7]:65535".parse().unwrap()));
-    assert_eq!(done(b"PROXY UNKNOWN\r\n").source, None);
-    assert_eq!(done(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n").source, None);
+    assert_eq!(
+        h.source.addr(),
+        Some("[2001:db8::7]:65535".parse().unwrap())
+    );
+    assert_eq!(done(b"PROXY UNKNOWN\r\n").source, Source::Unknown);
+    assert_eq!(
+        done(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n").source,
+        Source::Unknown
+    );
 }
 
 #[test]
@@ -83,7 +89,7 @@ fn version_2_forms_and_refusals() {
     let v4 = [192, 0, 2, 7, 10, 0, 0, 1, 0xdc, 0x04, 0x01, 0xbb];
     let h = done(&v2_bytes(1, 0x11, &v4));
     assert_eq!(
-        (h.len, h.source),
+        (h.len, h.source.addr()),
         (28, Some("192.0.2.7:56324".parse().unwrap()))
     );
     // TLVs after the addresses are skipped when whole.
@@ -94,13 +100,13 @@ fn version_2_forms_and_refusals() {
     v6[..16].copy_from_slice(&"2001:db8::7".parse::<Ipv6Addr>().unwrap().octets());
     v6[32..34].copy_from_slice(&80u16.to_be_bytes());
     assert_eq!(
-        done(&v2_bytes(1, 0x21, &v6)).source,
+        done(&v2_bytes(1, 0x21, &v6)).source.addr(),
         Some("[2001:db8::7]:80".parse().unwrap())
     );
     // LOCAL (a health check from the balancer) and UNSPEC: the connection's own address.
-    assert_eq!(done(&v2_bytes(0, 0x11, &v4)).source, None);
-    assert_eq!(done(&v2_bytes(0, 0x00, &[])).source, None);
-    assert_eq!(done(&v2_bytes(1, 0x00, &[])).source, None);
+    assert_eq!(done(&v2_bytes(0, 0x11, &v4)).source, Source::Local);
+    assert_eq!(done(&v2_bytes(0, 0x00, &[])).source, Source::Local);
+    assert_eq!(done(&v2_bytes(1, 0x00, &[])).source, Source::Unknown);
     // Refusals.
     assert_eq!(
         parse(&v2_bytes(1, 0x11, &v4[..11])),
@@ -215,7 +221,7 @@ fn generated_headers_read_as_ppp_reads_them_and_prefixes_wait_for_more() {
         let with_request = [&header[..], b"GET / HTTP/1.1\r\n\r\n"].concat();
         let ours = done(&with_request);
         let theirs = oracle(&header).expect("ppp reads the generated header");
-        assert_eq!((ours.len, ours.source), theirs, "{header:?}");
+        assert_eq!((ours.len, ours.source.addr()), theirs, "{header:?}");
         assert_eq!(ours.len, header.len());
         let cut = rng.below(header.len());
         assert_eq!(parse(&header[..cut]), Ok(None), "{:?}", &header[..cut]);
@@ -242,7 +248,7 @@ fn what_ringlb_accepts_after_mutation_ppp_accepts_the_same_way() {
             accepted += 1;
             assert!(ours.len <= header.len());
             let theirs = oracle(&header[..ours.len]);
-            assert_eq!(Some((ours.len, ours.source)), theirs, "{header:?}");
+            assert_eq!(Some((ours.len, ours.source.addr())), theirs, "{header:?}");
         }
     }
     assert!(

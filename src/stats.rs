@@ -129,8 +129,8 @@ pub struct CoreCounters {
     pub tunnels_open: u64,
     pub tunnels_total: u64,
     /// Connections a `proxy_protocol` listener closed, by `conn::PROXY_REJECTED`: from outside its
-    /// `trusted_proxies`, with an invalid header, without a whole header in time.
-    pub proxy_rejected: [u64; 3],
+    /// `trusted_proxies`, without a header, with an invalid one, without a whole one in time.
+    pub proxy_rejected: [u64; 4],
 }
 
 pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];

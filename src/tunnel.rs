@@ -52,6 +52,9 @@ struct Flow {
     shut: bool,
     /// A send, receive or shutdown failed: nothing more moves this way.
     dead: bool,
+    /// It was the receive that failed: the sender's connection is broken (so nothing can be
+    /// written to it either).
+    sender_broke: bool,
     /// The sender's socket may have bytes (`false` after a read found none, until it is ready).
     readable: bool,
     /// The receiver's socket may take bytes.
@@ -87,9 +90,14 @@ impl Flow {
         }
         match self.turn(buf, from, to) {
             Ok(moved) => moved,
-            Err(e) => {
-                tracing::debug!(error = %e, "a tunnel direction failed");
+            Err((e, sender)) => {
+                tracing::debug!(error = %e, sender, "a tunnel direction failed");
                 self.dead = true;
+                self.sender_broke = sender;
+                if sender {
+                    // The receiver learns that nothing more comes (best effort).
+                    let _ = stream::shutdown_ready(to);
+                }
                 buf.clear();
                 self.sent = 0;
                 true
@@ -97,16 +105,18 @@ impl Flow {
         }
     }
 
+    /// `Err((e, true))`: receiving failed; `Err((e, false))`: sending or shutting down did.
     fn turn(
         &mut self,
         buf: &mut Vec<u8>,
         from: &mut Stream,
         to: &mut Stream,
-    ) -> std::io::Result<bool> {
+    ) -> Result<bool, (std::io::Error, bool)> {
+        let to_receiver = |e| (e, false);
         let mut moved = false;
         if self.writable && !self.drained(buf, to) {
             let before = stream::unsent(to);
-            let n = stream::send_ready(to, &buf[self.sent..])?;
+            let n = stream::send_ready(to, &buf[self.sent..]).map_err(to_receiver)?;
             self.sent += n;
             self.bytes += n as u64;
             let flushed = stream::unsent(to) < before;
@@ -118,7 +128,7 @@ impl Flow {
             }
         }
         if self.eof && self.drained(buf, to) {
-            if stream::shutdown_ready(to)? {
+            if stream::shutdown_ready(to).map_err(to_receiver)? {
                 self.shut = true;
                 return Ok(true);
             }
@@ -137,7 +147,7 @@ impl Flow {
                     moved = true;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) => return Err(e),
+                Err(e) => return Err((e, true)),
             }
         }
         Ok(moved)
@@ -193,6 +203,9 @@ fn pump(c: &mut Client, up: &mut Stream, ups: &mut Flow, downs: &mut Flow) -> bo
     for _ in 0..BUDGET {
         let a = ups.step(&mut c.buf, &mut c.stream, up);
         let b = downs.step(&mut c.rbuf, up, &mut c.stream);
+        // A connection that failed to receive takes nothing more either.
+        downs.dead |= ups.sender_broke;
+        ups.dead |= downs.sender_broke;
         if !(a || b) {
             break;
         }
@@ -229,8 +242,10 @@ async fn wait(
     }
     // A direction with bytes to send waits for its receiver; else for its sender, unless that
     // closed. Plaintext already in a sender's TLS session needs no wait (`Flow::step` takes it).
-    let up_pending = !ups.done() && !ups.drained(&c.buf, up);
-    let down_pending = !downs.done() && !downs.drained(&c.rbuf, &c.stream);
+    // (A direction whose sender closed is pending until its receiver is shut down: if the turn
+    // budget ran out first, the receiver's writability brings it back.)
+    let up_pending = !ups.done() && (ups.eof || !ups.drained(&c.buf, up));
+    let down_pending = !downs.done() && (downs.eof || !downs.drained(&c.rbuf, &c.stream));
     let read_client = !ups.done() && !up_pending && !ups.eof;
     let read_member = !downs.done() && !down_pending && !downs.eof;
     if (read_client && c.stream.has_buffered()) || (read_member && up.has_buffered()) {

@@ -34,8 +34,8 @@ pub struct StatusReport {
     /// Requests answered with a redirect to https (`redirect_https`).
     #[serde(default)]
     pub redirected: u64,
-    /// Connections a `proxy_protocol` listener closed, by reason ("untrusted", "invalid",
-    /// "incomplete").
+    /// Connections a `proxy_protocol` listener closed, by reason ("untrusted", "missing",
+    /// "invalid", "incomplete").
     #[serde(default)]
     pub proxy_rejected: std::collections::BTreeMap<String, u64>,
     /// TLS handshakes and certificates; absent when no listener speaks TLS.

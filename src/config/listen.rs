@@ -55,7 +55,7 @@ pub struct ListenConfig {
     pub tls: Option<TlsConfig>,
     /// `proxy_protocol = true`: every connection must begin with a PROXY header
     /// (`proxy_protocol`), sent from one of these addresses (the listener's `trusted_proxies`).
-    pub proxy_protocol: Option<Vec<crate::trust::Net>>,
+    pub proxy_protocol: Option<std::sync::Arc<[crate::trust::Net]>>,
 }
 
 /// The lowest TLS version a listener accepts (Apache's `SSLProtocol`).
@@ -152,7 +152,7 @@ impl Validator<'_> {
         &self,
         i: usize,
         l: &RawListen,
-    ) -> Result<Option<Vec<crate::trust::Net>>, ConfigError> {
+    ) -> Result<Option<std::sync::Arc<[crate::trust::Net]>>, ConfigError> {
         let key = format!("listen[{i}].trusted_proxies");
         match (*l.proxy_protocol.get_ref(), &l.trusted_proxies) {
             (false, None) => Ok(None),
@@ -167,7 +167,7 @@ impl Validator<'_> {
                         Err(why) => return self.err(t.span(), key, why),
                     }
                 }
-                Ok(Some(nets))
+                Ok(Some(nets.into()))
             }
         }
     }

@@ -189,12 +189,27 @@ pub fn translate(tree: &[Directive]) -> Import {
     };
     t.walk(tree, &mut global);
     t.finish_vhost(&global, None);
+    websocket_balancer_routes(t.out);
     inherit_main_server_routes(&mut t.out.routes);
     if t.out.response_timeout.is_none() {
         t.out.response_timeout = t.timeout.take();
     }
     t.note_unused_listens();
     m
+}
+
+/// Routes to a balancer with a `ws://`/`wss://` member tunnel WebSockets (mod_proxy_wstunnel),
+/// wherever in the files the balancer was defined.
+fn websocket_balancer_routes(out: &mut Import) {
+    for r in out.routes.iter_mut().filter(|r| r.upgrade.is_empty()) {
+        if out
+            .balancers
+            .iter()
+            .any(|b| b.name == r.balancer && b.websocket)
+        {
+            r.upgrade.push("websocket".into());
+        }
+    }
 }
 
 /// Apache puts the main server's `ProxyPass` lines first in every virtual host
@@ -563,18 +578,10 @@ impl Translator<'_> {
                 self.exclusion(v, path, d);
                 continue;
             }
-            let (target, params, mut upgrade) = upgrade_of(target, params);
+            let (target, params, upgrade) = upgrade_of(target, params);
             let Some((balancer, member_path)) = self.pass_target(&target, &params, d) else {
                 continue;
             };
-            let ws = self
-                .out
-                .balancers
-                .iter()
-                .any(|b| b.name == balancer && b.websocket);
-            if upgrade.is_empty() && ws {
-                upgrade.push("websocket".into());
-            }
             if !used.contains(&balancer) {
                 used.push(balancer.clone());
             }

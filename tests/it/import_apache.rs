@@ -363,8 +363,8 @@ fn websocket_passes_become_routes_that_tunnel() {
          ProxyPass /star balancer://c/star upgrade=*\n\
          ProxyPass /chat balancer://w/chat\n\
          ProxyPass / balancer://c/ upgrade=ANY\n\
-         <Proxy balancer://c>\nBalancerMember http://127.0.0.1:8081\n</Proxy>\n\
-         <Proxy balancer://w>\nBalancerMember ws://127.0.0.1:8082\n</Proxy>\n</VirtualHost>\n",
+         <Proxy balancer://c>\nBalancerMember http://127.0.0.1:8081\n</Proxy>\n</VirtualHost>\n\
+         <Proxy balancer://w>\nBalancerMember ws://127.0.0.1:8082\n</Proxy>\n",
         port = free_port()
     );
     let (code, toml, notes) = import(&dir, "ws.conf", &apache);
@@ -387,7 +387,8 @@ fn websocket_passes_become_routes_that_tunnel() {
     );
     assert!(route("/star").contains("upgrade = [\"any\"]"), "{toml}");
     assert!(route("/").contains("upgrade = [\"any\"]"), "{toml}");
-    // A ws:// balancer member is an http:// one, and its balancer's routes tunnel WebSockets.
+    // A ws:// balancer member is an http:// one, and its balancer's routes tunnel WebSockets
+    // (defined after the host that routes to it, as Apache allows).
     assert!(toml.contains("url = \"http://127.0.0.1:8082\""), "{toml}");
     assert!(
         route("/chat").contains("upgrade = [\"websocket\"]"),

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::support::admin::{report_when, tool, with_admin};
+use crate::support::admin::{report, report_when, tool, with_admin};
 use crate::support::ajp_container::{end_response, send_headers, AjpContainer};
 use crate::support::backend::Backend;
 use crate::support::pki::Pki;
@@ -173,18 +173,58 @@ fn anything_but_a_whole_header_from_a_trusted_sender_is_closed_and_counted() {
         "{:?}",
         started.elapsed()
     );
+    // A sender's TCP check (connect, close) is not a rejection.
+    drop(connect_from("127.0.0.2", p.addr));
+    // A second header after the first is request bytes like any others: a bad request.
+    let mut s = connect_from("127.0.0.2", p.addr);
+    let text = exchange(&mut s, &[header, header, GET].concat());
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
     assert_eq!(a.count(), 0, "nothing reached the member");
-    let r = report_when(p.admin_addr(), |r| {
-        r.proxy_rejected.values().sum::<u64>() == 5
+    report_when(p.admin_addr(), |r| {
+        r.proxy_rejected.values().sum::<u64>() >= 5
     });
+    // One more publication, so that a miscount would show.
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = report(p.admin_addr());
     let count = |k: &str| r.proxy_rejected.get(k).copied().unwrap_or(0);
     assert_eq!(
-        (count("untrusted"), count("invalid"), count("incomplete")),
-        (1, 3, 1)
+        [
+            count("untrusted"),
+            count("missing"),
+            count("invalid"),
+            count("incomplete")
+        ],
+        [1, 1, 2, 1]
     );
     // And a trusted sender with a header gets its answer.
     let mut s = connect_from("127.0.0.2", p.addr);
     assert!(exchange(&mut s, &[header, GET].concat()).ends_with("A /x"));
+}
+
+#[test]
+fn a_client_the_header_cannot_name_is_not_a_trusted_proxy() {
+    let a = Backend::named("A");
+    let whole = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n{}{}",
+        listener("127.0.0.1"),
+        simple_config(&[member(a.addr)], "")
+    );
+    let p = Ringlb::start_whole(&whole, 1);
+    let spoof =
+        &b"GET /x HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n"[..];
+    // UNKNOWN from the balancer (itself a trusted proxy): the client's own X-Forwarded-For is
+    // not believed. LOCAL (the balancer's own request) keeps the balancer's trust.
+    let mut s = connect_from("127.0.0.1", p.addr);
+    assert!(exchange(&mut s, &[&b"PROXY UNKNOWN\r\n"[..], spoof].concat()).ends_with("A /x"));
+    let mut s = connect_from("127.0.0.1", p.addr);
+    let local = v2_tcp4([0, 0, 0, 0], 0, 0, &[]);
+    assert!(exchange(&mut s, &[&local[..], spoof].concat()).ends_with("A /x"));
+    let xff: Vec<String> = a
+        .requests()
+        .iter()
+        .map(|r| r.header("x-forwarded-for").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(xff, ["127.0.0.1", "6.6.6.6, 127.0.0.1"]);
 }
 
 #[test]

@@ -557,3 +557,28 @@ fn an_upgrade_with_expect_gets_100_continue_before_the_101() {
         "{head}"
     );
 }
+
+#[test]
+fn a_client_that_resets_ends_the_tunnel_at_once() {
+    let m = Member::start(SWITCH);
+    let p = Ringlb::start(
+        &with_admin(
+            &tunnel_route(&member(m.addr), "upgrade = [\"websocket\"]"),
+            "",
+        ),
+        1,
+    );
+    let mut s = connect(p.addr);
+    s.write_all(HANDSHAKE).unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, b"\r\n\r\n");
+    report_when(p.admin_addr(), |r| r.connections.tunnels == 1);
+    // A reset (linger 0), not a close: the quiet member must still learn of it.
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    eventually("the member's side closed", || m.seen()[0].eof);
+    let r = report_when(p.admin_addr(), |r| r.connections.tunnels == 0);
+    assert_eq!(r.connections.tunnels, 0);
+}
