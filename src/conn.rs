@@ -57,7 +57,6 @@ pub async fn serve(
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
     let head_deadline = Instant::now() + core.gen().config.limits.header_timeout;
-    let mut c = client(&core, Stream::plain(stream), peer, listener);
     // A listener this generation does not know (removed by a reload before last): its settings
     // are gone, so nothing is served on it.
     let Some(from) = core
@@ -67,13 +66,31 @@ pub async fn serve(
     else {
         return;
     };
-    if let Some(from) = from {
-        // Boxed: connections on other listeners do not carry its state.
-        if !Box::pin(take_proxy_header(&core, &mut c, &from, head_deadline)).await {
-            return;
-        }
+    let c = client(&core, Stream::plain(stream), peer, listener);
+    match from {
+        // Boxed: a connection on another listener does not carry its state (nor a second copy
+        // of its `Client` held across the header's wait).
+        Some(from) => Box::pin(serve_proxied(core, c, from, head_deadline, guard)).await,
+        None => serve_client(core, c, head_deadline, guard).await,
     }
-    match core.tls_config(listener) {
+}
+
+/// A new connection on a `proxy_protocol` listener: its PROXY header, then as on any other.
+async fn serve_proxied(
+    core: Rc<Core>,
+    mut c: Client,
+    from: std::sync::Arc<[crate::trust::Net]>,
+    head_deadline: Instant,
+    guard: ConnGuard,
+) {
+    if take_proxy_header(&core, &mut c, &from, head_deadline).await {
+        serve_client(core, c, head_deadline, guard).await
+    }
+}
+
+/// A new connection, ready for its TLS handshake or its first request.
+async fn serve_client(core: Rc<Core>, c: Client, head_deadline: Instant, guard: ConnGuard) {
+    match core.tls_config(c.listener) {
         // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
         // copy of its `Client` held across the handshake).
         Some(config) => Box::pin(serve_tls(core, c, config, head_deadline, guard)).await,

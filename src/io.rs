@@ -3,7 +3,8 @@
 //! connection without blocking, shut down the write side, connect.
 //!
 //! Keeping them here means a runtime upgrade or switch touches few files (the idle wait in
-//! `conn.rs` also polls and receives directly, to abandon a wait without losing bytes). Must never: read into a
+//! `conn.rs` also polls and receives directly, to abandon a wait without losing bytes, and so do
+//! `tunnel`'s readiness waits with `stream`'s non-blocking send, receive and shutdown). Must never: read into a
 //! buffer without spare capacity (compio reports 0 bytes, which looks like EOF). Invariant: the
 //! buffer's ownership goes to the kernel for the operation and comes back in the same `Vec`; after
 //! a timeout (`IoFail::Timeout`) the operation is cancelled and the buffer is gone: it is left

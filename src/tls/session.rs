@@ -5,7 +5,8 @@
 //! into `tout`, which is written to the socket.
 //!
 //! Owns: the record pump (`process`, `encrypt`), the handshake and the I/O that needs TLS state
-//! (`read_more`, `recv_ready`, `write`, `write_two`, `send`, `flush`, `close`, `idle_check`).
+//! (`read_more`, `recv_ready`, `write`, `write_two`, `send`, `flush`, `close`, `idle_check`, and
+//! the non-blocking `send_ready` and `close_ready` of a tunnel).
 //! Must never: lose plaintext rustls produced (what arrives while ringlb writes is kept in
 //! `unread` and read first), stop processing while `tin` holds a record rustls could take (every
 //! call runs the pump until rustls asks for more bytes), or hold buffers while idle that it could
