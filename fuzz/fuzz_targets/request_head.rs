@@ -147,6 +147,18 @@ fuzz_target!(|data: &[u8]| {
         "end-to-end headers changed{}",
         ctx()
     );
+    // An upgrade (on a route tunnelling any protocol, as `rewrite_request` assumes) goes with
+    // exactly its offer and `Connection: upgrade`; nothing else carries either header.
+    let any = ringlb::config::Upgrades {
+        any: true,
+        protocols: Vec::new(),
+    };
+    let offer = ringlb::http::upgrade::offer(raw, &head, &any);
+    let upgrading = usize::from(offer.is_some());
+    if let Some(r) = &offer {
+        let h = again.headers.iter().find(|h| h.kind == HeaderKind::Upgrade).unwrap();
+        assert_eq!(&out[h.value.clone()], &raw[r.clone()], "the Upgrade offer{}", ctx());
+    }
     for (kind, want) in [
         (HeaderKind::XForwardedFor, 1),
         (
@@ -154,7 +166,8 @@ fuzz_target!(|data: &[u8]| {
             usize::from(!client_host.is_empty()),
         ),
         (HeaderKind::XForwardedProto, 1),
-        (HeaderKind::Connection, 0),
+        (HeaderKind::Connection, upgrading),
+        (HeaderKind::Upgrade, upgrading),
         (HeaderKind::HopByHop, 0),
         (HeaderKind::Expect, 0),
     ] {

@@ -125,6 +125,7 @@ fuzz_target!(|data: &[u8]| {
             h.kind,
             HeaderKind::Connection
                 | HeaderKind::HopByHop
+                | HeaderKind::Upgrade
                 | HeaderKind::ContentLength
                 | HeaderKind::TransferEncoding
         )

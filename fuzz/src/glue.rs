@@ -100,7 +100,9 @@ pub fn forward_target(buf: &[u8], head: &RequestHead) -> Option<Vec<u8>> {
     Some(if out.is_empty() { raw.to_vec() } else { out })
 }
 
-/// `rewrite::request_head`: appends the head ringlb sends to a member for `target`.
+/// `rewrite::request_head`: appends the head ringlb sends to a member for `target`, with the
+/// request's `Upgrade` offer when it makes one (`http::upgrade::offer`, on a route tunnelling
+/// any protocol).
 pub fn rewrite_request(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -108,6 +110,11 @@ pub fn rewrite_request(
     target: &[u8],
     m: &Member,
 ) {
+    let any = ringlb::config::Upgrades {
+        any: true,
+        protocols: Vec::new(),
+    };
+    let offer = ringlb::http::upgrade::offer(buf, head, &any).map(|r| &buf[r]);
     rewrite::request_head(
         out,
         buf,
@@ -120,6 +127,7 @@ pub fn rewrite_request(
             trusted: m.trusted,
             https: m.https,
         },
+        offer,
     );
 }
 

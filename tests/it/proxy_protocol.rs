@@ -41,6 +41,14 @@ fn exchange(s: &mut TcpStream, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// The `X-Forwarded-For` of each request the member got, in order.
+fn forwarded_for(a: &Backend) -> Vec<String> {
+    a.requests()
+        .iter()
+        .map(|r| r.header("x-forwarded-for").unwrap_or_default().to_string())
+        .collect()
+}
+
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
 fn v2_tcp4(src: [u8; 4], port: u16, command: u8, tlvs: &[u8]) -> Vec<u8> {
@@ -106,11 +114,7 @@ fn the_headers_source_is_the_client_for_the_member_and_the_log() {
     .ends_with("A /x"));
     let mut s = connect_from("127.0.0.1", p.addr);
     assert!(exchange(&mut s, &[&b"PROXY UNKNOWN\r\n"[..], GET].concat()).ends_with("A /x"));
-    let xff: Vec<String> = a
-        .requests()
-        .iter()
-        .map(|r| r.header("x-forwarded-for").unwrap_or_default().to_string())
-        .collect();
+    let xff = forwarded_for(&a);
     assert_eq!(
         xff,
         [
@@ -219,11 +223,7 @@ fn a_client_the_header_cannot_name_is_not_a_trusted_proxy() {
     let mut s = connect_from("127.0.0.1", p.addr);
     let local = v2_tcp4([0, 0, 0, 0], 0, 0, &[]);
     assert!(exchange(&mut s, &[&local[..], spoof].concat()).ends_with("A /x"));
-    let xff: Vec<String> = a
-        .requests()
-        .iter()
-        .map(|r| r.header("x-forwarded-for").unwrap_or_default().to_string())
-        .collect();
+    let xff = forwarded_for(&a);
     assert_eq!(xff, ["127.0.0.1", "6.6.6.6, 127.0.0.1"]);
 }
 
@@ -251,18 +251,9 @@ fn an_ajp_member_is_told_the_headers_source() {
     assert_eq!(f.remote_addr, b"198.51.100.7", "{f:?}");
 }
 
-/// A port for HAProxy to listen on, below the kernel's ephemeral range (HAProxy binds it a moment
-/// later; a port the kernel could hand out meanwhile could be another test's).
+/// A port for HAProxy to listen on (`port_below_ephemeral`: HAProxy binds it a moment later).
 fn haproxy_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 30000 + (std::process::id() % 100) as u16 * 10;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 700;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    crate::support::backend::port_below_ephemeral(30000)
 }
 
 /// HAProxy in TCP mode in front of `to`, from source address 127.0.0.3: one frontend with
@@ -364,10 +355,6 @@ fn haproxy_send_proxy_v1_and_v2_give_the_member_the_real_client() {
         let mut s = connect_from("127.0.0.1", ringlb.addr);
         assert_eq!(exchange(&mut s, GET), "");
     }
-    let xff: Vec<String> = a
-        .requests()
-        .iter()
-        .map(|r| r.header("x-forwarded-for").unwrap_or_default().to_string())
-        .collect();
+    let xff = forwarded_for(&a);
     assert_eq!(xff, ["127.0.0.5"; 4]);
 }

@@ -95,19 +95,9 @@ struct Tomcat {
     _dir: TempDir,
 }
 
-/// A free port for a Tomcat connector, below the kernel's ephemeral range (32768 and up): the JVM
-/// binds it seconds later, and a port the kernel could hand to another test's `bind(…:0)` in the
-/// meantime would put ringlb in front of that test's server instead.
+/// A free port for a Tomcat connector (`port_below_ephemeral`: the JVM binds it seconds later).
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 1000) as u16 * 10;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2700;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    crate::support::backend::port_below_ephemeral(20000)
 }
 
 fn wait_http_ok(port: u16, deadline: Instant) -> bool {

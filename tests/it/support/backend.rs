@@ -144,6 +144,22 @@ impl Drop for Backend {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768 and up), for a server another
+/// program binds a moment later (Tomcat, HAProxy): a port the kernel could hand to another test's
+/// `bind(…:0)` in the meantime would put ringlb in front of that test's server instead. Each
+/// caller passes its own `base`, so that two callers do not race for the same ports.
+pub fn port_below_ephemeral(base: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = base + (std::process::id() % 100) as u16 * 10;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// An address where nothing listens (connections are refused) for the rest of the test run: the
 /// port stays bound (without listening), so no other test's listener can be given it.
 pub fn closed_port() -> SocketAddr {
