@@ -114,7 +114,8 @@ impl Client {
             ranges: std::mem::take(&mut self.ranges),
             headers: std::mem::take(&mut self.head.headers),
             resp_headers: std::mem::take(&mut self.resp.headers),
-            log_fields: std::mem::take(&mut self.log_fields),
+            // Cleared like the rest: a set taken back never holds another request's fields.
+            log_fields: self.log_fields.each_mut().map(take),
             path: take(&mut self.path),
             public_origin: take(&mut self.public_origin),
             tls: tls.unwrap_or_default(),

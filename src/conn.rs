@@ -29,7 +29,7 @@ use crate::http::parse::{parse_request, HeadError};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
-use crate::proxy_protocol::{self, Source};
+use crate::proxy_protocol::{self, Rejected, Source};
 use crate::stream::{self, read_more, Received, Stream};
 use crate::tls::session::{self, TlsSession};
 use crate::{proxy, redirect};
@@ -56,16 +56,14 @@ pub async fn serve(
     // TCP_NODELAY is inherited from the listener (`server::bind_reuseport`): no syscall here.
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
-    let head_deadline = Instant::now() + core.gen().config.limits.header_timeout;
+    let gen = core.gen();
+    let head_deadline = Instant::now() + gen.config.limits.header_timeout;
     // A listener this generation does not know (removed by a reload before last): its settings
     // are gone, so nothing is served on it.
-    let Some(from) = core
-        .gen()
-        .listen(listener)
-        .map(|l| l.proxy_protocol.clone())
-    else {
+    let Some(from) = gen.listen(listener).map(|l| l.proxy_protocol.clone()) else {
         return;
     };
+    drop(gen);
     let c = client(&core, Stream::plain(stream), peer, listener);
     match from {
         // Boxed: a connection on another listener does not carry its state (nor a second copy
@@ -98,23 +96,6 @@ async fn serve_client(core: Rc<Core>, c: Client, head_deadline: Instant, guard: 
     }
 }
 
-/// Why a `proxy_protocol` listener closed a connection (`CoreCounters::proxy_rejected`, by
-/// index; `PROXY_REJECTED` names them).
-#[derive(Debug, Clone, Copy)]
-enum ProxyRejected {
-    /// From outside the listener's `trusted_proxies`.
-    Untrusted,
-    /// Its first bytes are no PROXY header (a balancer not set up to send one).
-    Missing,
-    /// A malformed, oversized or unsupported header.
-    Invalid,
-    /// Part of a header, then nothing within `header_timeout` (or a close).
-    Incomplete,
-}
-
-/// The names of `ProxyRejected`, as reported.
-pub const PROXY_REJECTED: [&str; 4] = ["untrusted", "missing", "invalid", "incomplete"];
-
 /// A connection on a `proxy_protocol` listener: from one of its `trusted_proxies`, with a whole,
 /// valid PROXY header by `deadline`. The client's address is then the header's source, and
 /// whether the client is a trusted proxy for X-Forwarded-* is decided on that address (a client
@@ -127,13 +108,13 @@ async fn take_proxy_header(
     from: &[crate::trust::Net],
     deadline: Instant,
 ) -> bool {
-    let rejected = |why: ProxyRejected| {
+    let rejected = |why: Rejected| {
         tracing::debug!(peer = %c.peer, ?why, "closed a connection on a proxy_protocol listener");
         core.stats.borrow_mut().core.proxy_rejected[why as usize] += 1;
         false
     };
     if !from.iter().any(|n| n.contains(c.peer.ip())) {
-        return rejected(ProxyRejected::Untrusted);
+        return rejected(Rejected::Untrusted);
     }
     loop {
         match proxy_protocol::parse(&c.buf) {
@@ -151,8 +132,8 @@ async fn take_proxy_header(
                 return true;
             }
             Ok(None) => {}
-            Err(proxy_protocol::Invalid::NotAHeader) => return rejected(ProxyRejected::Missing),
-            Err(_) => return rejected(ProxyRejected::Invalid),
+            Err(proxy_protocol::Invalid::NotAHeader) => return rejected(Rejected::Missing),
+            Err(_) => return rejected(Rejected::Invalid),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let had = c.buf.len();
@@ -163,7 +144,7 @@ async fn take_proxy_header(
             if had == 0 {
                 return false;
             }
-            return rejected(ProxyRejected::Incomplete);
+            return rejected(Rejected::Incomplete);
         }
     }
 }

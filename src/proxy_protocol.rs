@@ -2,8 +2,9 @@
 //! or a proxy in front of ringlb sends first on each connection, saying whose connection it is:
 //! parsed by hand over the connection's read buffer.
 //!
-//! Owns: the header's grammar and what ringlb takes from it (`Source`: the client's address, or
-//! `LOCAL`, or a client the sender cannot name). Must never: panic or read outside the buffer on any input, wait
+//! Owns: the header's grammar, what ringlb takes from it (`Source`: the client's address, or
+//! `LOCAL`, or a client the sender cannot name), and the reasons a connection is refused for
+//! (`Rejected`; the refusing is `conn`'s). Must never: panic or read outside the buffer on any input, wait
 //! for more than `V1_MAX` bytes of a text header or `16 + V2_MAX_BODY` of a binary one, take part of a header
 //! for a whole one, or accept a connection that does not begin with a header. Invariant: `len` of
 //! a parsed header is exactly the header's length: what follows it in the buffer is the client's.
@@ -69,6 +70,25 @@ impl Invalid {
             Invalid::Unsupported => "PROXY header for an unsupported address family",
         }
     }
+}
+
+/// Why a `proxy_protocol` listener closed a connection (`CoreCounters::proxy_rejected`, by
+/// index; `Rejected::NAMES` names them).
+#[derive(Debug, Clone, Copy)]
+pub enum Rejected {
+    /// From outside the listener's `trusted_proxies`.
+    Untrusted,
+    /// Its first bytes are no PROXY header (a balancer not set up to send one).
+    Missing,
+    /// A malformed, oversized or unsupported header.
+    Invalid,
+    /// Part of a header, then nothing within `header_timeout` (or a close).
+    Incomplete,
+}
+
+impl Rejected {
+    /// The names, in index order, as `/status.json` and `/metrics` report them.
+    pub const NAMES: [&'static str; 4] = ["untrusted", "missing", "invalid", "incomplete"];
 }
 
 /// Parses the header at the start of `buf`. `Ok(None)`: what is there is a valid beginning, and

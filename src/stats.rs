@@ -128,9 +128,9 @@ pub struct CoreCounters {
     /// Tunnels (after a 101) open now, and opened since start.
     pub tunnels_open: u64,
     pub tunnels_total: u64,
-    /// Connections a `proxy_protocol` listener closed, by `conn::PROXY_REJECTED`: from outside its
+    /// Connections a `proxy_protocol` listener closed, by `proxy_protocol::Rejected`: from outside its
     /// `trusted_proxies`, without a header, with an invalid one, without a whole one in time.
-    pub proxy_rejected: [u64; 4],
+    pub proxy_rejected: [u64; crate::proxy_protocol::Rejected::NAMES.len()],
 }
 
 pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];

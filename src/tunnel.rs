@@ -252,7 +252,7 @@ async fn wait(
         return None;
     }
     // Quiet both ways: the buffers go back to the core while the tunnel waits (not the access
-    // log's fields of this request: the set taken back is another connection's).
+    // log's fields of this request, written when the tunnel closes: lent buffers go back empty).
     let lend = !up_pending && !down_pending;
     let log_fields = std::mem::take(&mut c.log_fields);
     if lend {

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::prom::{escape, family};
+use super::prom::{escape, family, scalar};
 use crate::board::BoardData;
 use crate::config::{Config, HcMethod};
 use crate::health::state::MemberHealth;
@@ -35,108 +35,76 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
     let mut out = String::with_capacity(16 * 1024);
     let sum_cores =
         |f: &dyn Fn(&crate::stats::CoreCounters) -> u64| -> u64 { b.cores.iter().map(f).sum() };
-    family(
+    scalar(
         &mut out,
         "ringlb_uptime_seconds",
         "gauge",
         "Seconds since ringlb started.",
-    );
-    let _ = writeln!(
-        out,
-        "ringlb_uptime_seconds {}",
-        b.started.elapsed().as_secs()
+        b.started.elapsed().as_secs(),
     );
     let cfg = super::report::ConfigReport::build(b);
-    family(
+    scalar(
         &mut out,
         "ringlb_config_generation",
         "gauge",
         "The configuration generation in effect (1 at start, one more per reload).",
+        cfg.generation,
     );
-    let _ = writeln!(out, "ringlb_config_generation {}", cfg.generation);
-    family(
+    scalar(
         &mut out,
         "ringlb_config_loaded_timestamp_seconds",
         "gauge",
         "When the configuration in effect was loaded (Unix time).",
+        cfg.loaded_at,
     );
-    let _ = writeln!(
-        out,
-        "ringlb_config_loaded_timestamp_seconds {}",
-        cfg.loaded_at
-    );
-    family(
+    scalar(
         &mut out,
         "ringlb_config_reload_failures_total",
         "counter",
         "Reloads that failed; the running configuration stayed.",
+        cfg.reload_failures,
     );
-    let _ = writeln!(
-        out,
-        "ringlb_config_reload_failures_total {}",
-        cfg.reload_failures
-    );
-    family(
+    scalar(
         &mut out,
         "ringlb_workers",
         "gauge",
         "Worker threads (one per core).",
+        b.workers,
     );
-    let _ = writeln!(out, "ringlb_workers {}", b.workers);
-    family(
+    scalar(
         &mut out,
         "ringlb_connections_active",
         "gauge",
         "Open client connections.",
+        sum_cores(&|c| c.connections_active),
     );
-    let _ = writeln!(
-        out,
-        "ringlb_connections_active {}",
-        sum_cores(&|c| c.connections_active)
-    );
-    family(
+    scalar(
         &mut out,
         "ringlb_connections_idle",
         "gauge",
         "Open client connections parked idle (no request for 250 ms or more).",
+        sum_cores(&|c| c.connections_parked),
     );
-    let _ = writeln!(
-        out,
-        "ringlb_connections_idle {}",
-        sum_cores(&|c| c.connections_parked)
-    );
-    family(
+    scalar(
         &mut out,
         "ringlb_tunnels_open",
         "gauge",
         "Open client connections carrying a tunnel after a 101 Switching Protocols (WebSocket).",
+        sum_cores(&|c| c.tunnels_open),
     );
-    let _ = writeln!(
-        out,
-        "ringlb_tunnels_open {}",
-        sum_cores(&|c| c.tunnels_open)
-    );
-    family(
+    scalar(
         &mut out,
         "ringlb_tunnels_total",
         "counter",
         "Tunnels opened (101 Switching Protocols relayed to a client).",
+        sum_cores(&|c| c.tunnels_total),
     );
-    let _ = writeln!(
-        out,
-        "ringlb_tunnels_total {}",
-        sum_cores(&|c| c.tunnels_total)
-    );
-    family(
+    scalar(
         &mut out,
         "ringlb_connections_total",
         "counter",
         "Client connections accepted.",
-    );
-    let _ = writeln!(
-        out,
-        "ringlb_connections_total {}",
-        sum_cores(&|c| c.connections_total)
+        sum_cores(&|c| c.connections_total),
     );
     family(
         &mut out,
@@ -157,37 +125,29 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
         "counter",
         "Connections a proxy_protocol listener closed, by reason.",
     );
-    for (i, r) in crate::conn::PROXY_REJECTED.iter().enumerate() {
+    for (i, r) in crate::proxy_protocol::Rejected::NAMES.iter().enumerate() {
         let _ = writeln!(
             out,
             "ringlb_proxy_protocol_rejected_total{{reason=\"{r}\"}} {}",
             sum_cores(&|c| c.proxy_rejected[i])
         );
     }
-    family(
+    scalar(
         &mut out,
         "ringlb_redirected_requests_total",
         "counter",
         "Requests answered with a redirect to https (redirect_https).",
-    );
-    let _ = writeln!(
-        out,
-        "ringlb_redirected_requests_total {}",
-        sum_cores(&|c| c.redirected)
+        sum_cores(&|c| c.redirected),
     );
     if let Some(t) = tls {
         super::tls_report::TlsReport::build(config, b, t).metrics(&mut out);
     }
-    family(
+    scalar(
         &mut out,
         "ringlb_not_found_requests_total",
         "counter",
         "Requests no route matched (404).",
-    );
-    let _ = writeln!(
-        out,
-        "ringlb_not_found_requests_total {}",
-        sum_cores(&|c| c.not_found)
+        sum_cores(&|c| c.not_found),
     );
     family(
         &mut out,

@@ -318,7 +318,7 @@ impl StatusReport {
             window_seconds: WINDOW_SECS,
             balancers,
             redirected: b.cores.iter().map(|c| c.redirected).sum(),
-            proxy_rejected: crate::conn::PROXY_REJECTED
+            proxy_rejected: crate::proxy_protocol::Rejected::NAMES
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {

@@ -23,7 +23,7 @@ pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The protocols a route tunnels after a `101 Switching Protocols`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upgrades {
-    /// `"any"`: every protocol but `h2c`.
+    /// `"any"`: every protocol but those in `NEVER`.
     pub any: bool,
     /// Lower-case protocol names (without a `/version`).
     pub protocols: Vec<String>,

@@ -49,6 +49,9 @@ fn forwarded_for(a: &Backend) -> Vec<String> {
         .collect()
 }
 
+/// A version 1 header for client 198.51.100.7:40000.
+const V1_TCP4: &[u8] = b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 8080\r\n";
+
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
 fn v2_tcp4(src: [u8; 4], port: u16, command: u8, tlvs: &[u8]) -> Vec<u8> {
@@ -78,14 +81,7 @@ fn the_headers_source_is_the_client_for_the_member_and_the_log() {
     let p = Ringlb::start_whole(&whole, 1);
     // v1, with the request in the same segment.
     let mut s = connect_from("127.0.0.1", p.addr);
-    let text = exchange(
-        &mut s,
-        &[
-            &b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 8080\r\n"[..],
-            GET,
-        ]
-        .concat(),
-    );
+    let text = exchange(&mut s, &[V1_TCP4, GET].concat());
     assert!(
         text.starts_with("HTTP/1.1 200 ") && text.ends_with("A /x"),
         "{text}"
@@ -153,7 +149,7 @@ fn anything_but_a_whole_header_from_a_trusted_sender_is_closed_and_counted() {
         with_admin(&simple_config(&[member(a.addr)], ""), "")
     );
     let p = Ringlb::start_whole(&whole, 1);
-    let header = &b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 8080\r\n"[..];
+    let header = V1_TCP4;
     // Not a trusted sender, even with a header.
     let mut s = connect_from("127.0.0.1", p.addr);
     assert_eq!(exchange(&mut s, &[header, GET].concat()), "");
@@ -238,14 +234,7 @@ fn an_ajp_member_is_told_the_headers_source() {
     );
     let p = Ringlb::start_whole(&whole, 1);
     let mut s = connect_from("127.0.0.1", p.addr);
-    let text = exchange(
-        &mut s,
-        &[
-            &b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 8080\r\n"[..],
-            GET,
-        ]
-        .concat(),
-    );
+    let text = exchange(&mut s, &[V1_TCP4, GET].concat());
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
     let f = &ajp.forwards()[0];
     assert_eq!(f.remote_addr, b"198.51.100.7", "{f:?}");
