@@ -26,6 +26,9 @@ pub struct Client {
     pub peer: SocketAddr,
     /// The peer is a trusted proxy (`[server] trusted_proxies`): its X-Forwarded-* count.
     pub trusted: bool,
+    /// A PROXY header said the client is one it cannot name (`UNKNOWN`, `UNSPEC`): `peer` is the
+    /// sender's address, and the client is never a trusted proxy (kept across parking).
+    pub unnamed: bool,
     /// Which listener accepted it: its slot (`listeners`; `CoreGen::listen` has its settings).
     pub listener: usize,
     /// Bytes from the client not yet consumed; starts at the current request.
@@ -79,6 +82,7 @@ impl Client {
             stream,
             peer,
             trusted,
+            unnamed: false,
             listener,
             buf: Vec::new(),
             out: Vec::new(),

@@ -126,7 +126,10 @@ async fn take_proxy_header(
                         let trusted = &core.gen().config.server.trusted_proxies;
                         c.trusted = crate::trust::trusted(trusted, addr.ip());
                     }
-                    Source::Unknown => c.trusted = false,
+                    Source::Unknown => {
+                        c.unnamed = true;
+                        c.trusted = false;
+                    }
                     Source::Local => {}
                 }
                 return true;
@@ -169,7 +172,11 @@ pub async fn resume(
     head_deadline: Option<Instant>,
     guard: ConnGuard,
 ) {
-    let c = client(&core, p.stream, p.peer, p.listener);
+    let mut c = client(&core, p.stream, p.peer, p.listener);
+    if p.unnamed {
+        c.unnamed = true;
+        c.trusted = false;
+    }
     keep_serving(core, c, head_deadline, guard).await
 }
 
@@ -239,6 +246,7 @@ async fn keep_serving(
                         listener: c.listener,
                         deadline,
                         first_request,
+                        unnamed: c.unnamed,
                     };
                     core.park(parked, guard);
                     return;

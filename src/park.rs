@@ -50,6 +50,8 @@ pub struct Parked {
     pub deadline: Instant,
     /// Whether it has not sent its first request yet (then `deadline` is the head's deadline).
     pub first_request: bool,
+    /// Its PROXY header could not name the client (`Client::unnamed`).
+    pub unnamed: bool,
 }
 
 /// One core's parked connections.

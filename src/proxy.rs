@@ -709,10 +709,12 @@ async fn local_reply(
         refuse_with(c, status, page).await;
         return false;
     }
+    // While stopping, the answer says the connection ends, like a member's would; and after a
+    // request asking to switch protocols (allowed or not), what the client sent next may be early
+    // tunnel bytes, not a request.
+    let asked = upgrade::asked(&c.buf, &c.head);
     c.buf.drain(..req.request_end);
-    // While stopping, the answer says the connection ends, like a member's would; and after an
-    // upgrade request, whatever the client sent next may be early tunnel bytes, not a request.
-    let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener) && !req.upgrade;
+    let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener) && !asked;
     c.out.clear();
     reply::error_page(&mut c.out, status, !keep, page, req.is_head);
     let n = c.out.len();

@@ -6,8 +6,8 @@
 //! other (each waits on its own readiness and every send, receive and shutdown is non-blocking,
 //! so a peer that does not read stalls only what goes to it), read more of a direction while its
 //! last bytes are unsent (at most one read of each direction is held), hold the client's buffers
-//! while both directions are quiet (they are lent to the core like a waiting keep-alive
-//! connection's; a TLS member's session keeps its own), or give either connection back to HTTP.
+//! while both directions stay quiet past `PARK_AFTER` (they are lent to the core like a waiting
+//! keep-alive connection's; a TLS member's session keeps its own), or give either connection back to HTTP.
 //! Invariant: a direction whose sender closed (FIN or close_notify) is shut down towards its
 //! receiver (`shutdown(SHUT_WR)`, close_notify first on TLS) once all its bytes are out, and the
 //! other direction goes on; a direction that fails (reset, broken pipe, TLS error) is dropped,
@@ -23,6 +23,7 @@ use compio::driver::ToSharedFd;
 
 use crate::client::Client;
 use crate::core::Core;
+use crate::park::PARK_AFTER;
 use crate::stream::{self, Received, Stream};
 
 /// Room made for one non-blocking read on a plain connection.
@@ -251,27 +252,28 @@ async fn wait(
     if (read_client && c.stream.has_buffered()) || (read_member && up.has_buffered()) {
         return None;
     }
-    // Quiet both ways: the buffers go back to the core while the tunnel waits (not the access
-    // log's fields of this request, written when the tunnel closes: lent buffers go back empty).
-    let lend = !up_pending && !down_pending;
-    let log_fields = std::mem::take(&mut c.log_fields);
-    if lend {
+    let want = [read_client, down_pending, read_member, up_pending];
+    let quiet = !up_pending && !down_pending;
+    // Quiet both ways: the buffers are kept through a short spell (between two messages), then
+    // go back to the core for the rest of the wait, like a waiting keep-alive connection's.
+    let first = if quiet {
+        until.min(now + PARK_AFTER)
+    } else {
+        until
+    };
+    let mut hit = readiness(core, c, up, want, first - now).await;
+    let now = Instant::now();
+    if quiet && hit.is_none() && now < until {
+        // (Not the access log's fields of this request, written when the tunnel closes: lent
+        // buffers go back empty.)
+        let log_fields = std::mem::take(&mut c.log_fields);
         if let Some(spare) = c.lend_buffers() {
             core.keep_spare(spare);
         }
-    }
-    let hit = readiness(
-        core,
-        c,
-        up,
-        [read_client, down_pending, read_member, up_pending],
-        until - now,
-    )
-    .await;
-    if lend {
+        hit = readiness(core, c, up, want, until - now).await;
         c.take_buffers(core.take_spare());
+        c.log_fields = log_fields;
     }
-    c.log_fields = log_fields;
     let hit = match hit {
         Some(hit) => hit,
         None => return Some(ended(Instant::now())),

@@ -1,7 +1,8 @@
 //! Protocol switches (RFC 9110 §7.8): whether a request asks for one that its route tunnels, and
 //! whether a member's `101 Switching Protocols` answers it acceptably.
 //!
-//! Owns: both decisions, made on the parsed heads only (no I/O). Must never: call a request an
+//! Owns: both decisions, and whether a request asks for a switch at all (`asked`), made on the
+//! parsed heads only (no I/O). Must never: call a request an
 //! upgrade unless it is HTTP/1.1 with exactly one `Upgrade` header, whose every protocol the route
 //! allows (never one that carries HTTP: `config::upgrade::NEVER`), and a `Connection` header
 //! listing `upgrade`; or accept a 101 naming anything but protocols the request offered and the
@@ -20,17 +21,29 @@ use crate::config::Upgrades;
 /// asks for protocols the route allows: then it is forwarded with that `Upgrade` and `Connection:
 /// upgrade`, and a 101 opens a tunnel. `None`: a plain request.
 pub fn offer(buf: &[u8], head: &RequestHead, rule: &Upgrades) -> Option<Range<usize>> {
-    if head.minor_version != 1 {
-        // RFC 9110 §7.8: an Upgrade in an HTTP/1.0 request is ignored.
+    // RFC 9110 §7.8: an Upgrade in an HTTP/1.0 request is ignored.
+    if head.minor_version != 1 || !connection_upgrade(buf, &head.headers) {
         return None;
     }
     let value = only_upgrade(buf, &head.headers)?;
-    let connection = head
-        .headers
+    protocols_allowed(&buf[value.clone()], rule, None).then_some(value)
+}
+
+/// Whether the request asks for a protocol switch at all (HTTP/1.1, an `Upgrade` header and
+/// `Connection: upgrade`), whatever its route allows: ringlb's own answer to one ends the
+/// connection, as what the client sent after it may be early tunnel bytes.
+pub fn asked(buf: &[u8], head: &RequestHead) -> bool {
+    head.minor_version == 1
+        && head.headers.iter().any(|h| h.kind == HeaderKind::Upgrade)
+        && connection_upgrade(buf, &head.headers)
+}
+
+/// Whether a `Connection` header lists `upgrade`.
+fn connection_upgrade(buf: &[u8], headers: &[HeaderPos]) -> bool {
+    headers
         .iter()
         .filter(|h| h.kind == HeaderKind::Connection)
-        .any(|h| connection_lists(&buf[h.value.clone()], b"upgrade"));
-    (connection && protocols_allowed(&buf[value.clone()], rule, None)).then_some(value)
+        .any(|h| connection_lists(&buf[h.value.clone()], b"upgrade"))
 }
 
 /// Where in `buf` the protocol a 101 switches to is named, when the member's answer is
@@ -125,6 +138,27 @@ mod tests {
         let cased =
             "GET / HTTP/1.1\r\nHost: a\r\nupgrade: WebSocket\r\nconnection: UPGRADE\r\n\r\n";
         assert!(asks(cased, &websocket()));
+    }
+
+    #[test]
+    fn asking_is_told_apart_from_being_allowed() {
+        let asked_by = |raw: &str| {
+            let mut h = RequestHead::default();
+            parse_request(raw.as_bytes(), 16384, 100, &mut h).unwrap();
+            asked(raw.as_bytes(), &h)
+        };
+        assert!(asked_by(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n"
+        ));
+        assert!(!asked_by(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: foo\r\n\r\n"
+        ));
+        assert!(!asked_by(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n"
+        ));
+        assert!(!asked_by(
+            "GET / HTTP/1.0\r\nHost: a\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n"
+        ));
     }
 
     #[test]

@@ -736,12 +736,12 @@ pub async fn write_two(
     write(tcp, s, &b[first..], limit).await
 }
 
-/// Sends close_notify once (best effort, briefly).
+/// Queues close_notify once and sends what waits (best effort, briefly): also a close_notify
+/// `close_ready` queued but could not send.
 pub async fn close(tcp: &mut TcpStream, s: &mut TlsSession) {
-    if std::mem::replace(&mut s.closed, true) {
-        return;
+    if !std::mem::replace(&mut s.closed, true) {
+        s.queue_close();
     }
-    s.queue_close();
     let _ = flush(tcp, s, Duration::from_millis(500)).await;
 }
 

@@ -219,8 +219,21 @@ fn a_client_the_header_cannot_name_is_not_a_trusted_proxy() {
     let mut s = connect_from("127.0.0.1", p.addr);
     let local = v2_tcp4([0, 0, 0, 0], 0, 0, &[]);
     assert!(exchange(&mut s, &[&local[..], spoof].concat()).ends_with("A /x"));
+    // UNKNOWN on a kept connection that parks (idle past 250 ms) and wakes: still not trusted.
+    let mut c = crate::support::client::Client::connect(p.addr);
+    c.send(&[&b"PROXY UNKNOWN\r\nGET /x HTTP/1.1\r\nHost: t\r\n\r\n"[..]].concat());
+    assert_eq!(c.read_response().expect("the first answer").status, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    c.send(spoof);
+    assert_eq!(
+        c.read_response().expect("the answer after parking").status,
+        200
+    );
     let xff = forwarded_for(&a);
-    assert_eq!(xff, ["127.0.0.1", "6.6.6.6, 127.0.0.1"]);
+    assert_eq!(
+        xff,
+        ["127.0.0.1", "6.6.6.6, 127.0.0.1", "127.0.0.1", "127.0.0.1"]
+    );
 }
 
 #[test]

@@ -303,19 +303,30 @@ fn a_refused_upgrade_is_an_ordinary_answer_and_the_last_on_its_connection() {
 #[test]
 fn ringlbs_own_answer_to_an_upgrade_ends_the_connection() {
     let closed = crate::support::backend::closed_port();
-    let p = Ringlb::start(
-        &tunnel_route(&member(closed), "upgrade = [\"websocket\"]"),
-        1,
+    // No usable member (503), and an excluded path (404: asked, though the route never allowed it).
+    let body = format!(
+        "{}[[route]]\npath = \"/chat\"\nexclude = true\n",
+        tunnel_route(&member(closed), "upgrade = [\"websocket\"]")
     );
-    let mut s = connect(p.addr);
-    s.write_all(&[HANDSHAKE, b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"].concat())
+    let p = Ringlb::start(&body, 1);
+    for (target, status) in [("/ws", "503"), ("/chat", "404")] {
+        let mut s = connect(p.addr);
+        let handshake = String::from_utf8_lossy(HANDSHAKE).replace("/chat", target);
+        s.write_all(
+            &[
+                handshake.as_bytes(),
+                b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n",
+            ]
+            .concat(),
+        )
         .unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap();
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
-    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    }
 }
 
 #[test]
