@@ -1,10 +1,11 @@
 //! The calls into the socket API: read more, write a range, write static bytes, write head + body,
-//! send a request telling "nothing written" from "maybe written", check an idle pooled
-//! connection without blocking, shut down the write side, connect.
+//! send a request telling "nothing written" from "maybe written", send what the socket takes now
+//! (a tunnel's non-blocking send), check an idle pooled connection without blocking, shut down
+//! the write side, connect.
 //!
 //! Keeping them here means a runtime upgrade or switch touches few files (the idle wait in
 //! `conn.rs` also polls and receives directly, to abandon a wait without losing bytes, and so do
-//! `tunnel`'s readiness waits with `stream`'s non-blocking send, receive and shutdown). Must never: read into a
+//! `tunnel`'s readiness waits with `stream`'s non-blocking receive and shutdown). Must never: read into a
 //! buffer without spare capacity (compio reports 0 bytes, which looks like EOF). Invariant: the
 //! buffer's ownership goes to the kernel for the operation and comes back in the same `Vec`; after
 //! a timeout (`IoFail::Timeout`) the operation is cancelled and the buffer is gone: it is left
@@ -160,6 +161,20 @@ pub async fn send_request(
     match rest {
         Ok(r) => write_range(s, body, r, limit).await.map_err(Unsent::Partly),
         Err(e) => Err(Unsent::Partly(e)),
+    }
+}
+
+/// Sends what the socket takes of `data` now, without blocking: 0 when it takes nothing (or
+/// `data` is empty).
+pub fn send_now(s: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    match rustix::net::send(s, data, flags) {
+        Ok(n) => Ok(n),
+        Err(rustix::io::Errno::AGAIN) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 

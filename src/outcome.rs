@@ -22,8 +22,6 @@ pub struct Request {
     /// The whole body is in the buffer: the request can be sent again.
     pub replayable: bool,
     pub idempotent: bool,
-    /// It asks for a protocol switch its route tunnels (`http::upgrade::offer`).
-    pub upgrade: bool,
 }
 
 /// How far a failed exchange got.
@@ -179,7 +177,6 @@ mod tests {
             reused,
             replayable,
             idempotent,
-            upgrade: false,
         }
     }
 

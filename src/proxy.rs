@@ -216,9 +216,9 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
         .upgrade
         .as_ref()
         .and_then(|rule| upgrade::offer(&c.buf, &c.head, rule));
+    // Empty unless this request is an upgrade (an offer names at least one protocol).
     c.upgrade_offer.clear();
     if let Some(offer) = offer {
-        req.upgrade = true;
         c.upgrade_offer.extend_from_slice(&c.buf[offer]);
         // AJP cannot carry a tunnel: an upgrade goes to the balancer's HTTP members only.
         tries.exclude = ajp_members(&gen.config.balancers[bal]);
@@ -306,7 +306,6 @@ async fn prepare(core: &Core, gen: &CoreGen, c: &mut Client) -> Option<(Request,
         reused: false,
         replayable: body.is_done(),
         idempotent: c.head.is_idempotent(&c.buf),
-        upgrade: false,
     };
     Some((req, body))
 }
@@ -342,7 +341,10 @@ async fn attempt(
             members: &bcfg.members,
             cookie_domains: &route.cookie_domains,
         }),
-        upgrade: route.upgrade.as_ref().filter(|_| req.upgrade),
+        upgrade: route
+            .upgrade
+            .as_ref()
+            .filter(|_| !c.upgrade_offer.is_empty()),
     };
     match run_exchange(c, &mut up, req, body, &params, tracked).await {
         Outcome::Failed(f) => Err(f),

@@ -86,15 +86,7 @@ pub fn recv_ready(f: &mut Stream, buf: &mut Vec<u8>, spare: usize) -> std::io::R
 /// wait in the session (`unsent`); records waiting there go out first, also with `data` empty.
 pub fn send_ready(f: &mut Stream, data: &[u8]) -> std::io::Result<usize> {
     match f.tls.as_mut() {
-        None if data.is_empty() => Ok(0),
-        None => {
-            let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-            match rustix::net::send(&f.tcp, data, flags) {
-                Ok(n) => Ok(n),
-                Err(rustix::io::Errno::AGAIN) => Ok(0),
-                Err(e) => Err(e.into()),
-            }
-        }
+        None => io::send_now(&f.tcp, data),
         Some(s) => session::send_ready(&f.tcp, s, data),
     }
 }

@@ -590,7 +590,6 @@ mod tests {
                 reused: true,
                 replayable: body.is_done(),
                 idempotent: c.head.is_idempotent(&c.buf),
-                upgrade: false,
             };
             let params = Params {
                 host_port: "m:1",

@@ -57,12 +57,12 @@ pub fn error_page(
     }
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {reason}\r\nServer: ringlb\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{reason}\n",
+        "HTTP/1.1 {status} {reason}\r\nServer: ringlb\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
         reason.len() + 1,
         if close { "Connection: close\r\n" } else { "" }
     );
-    if head {
-        out.truncate(out.len() - reason.len() - 1);
+    if !head {
+        let _ = writeln!(out, "{reason}");
     }
 }
 

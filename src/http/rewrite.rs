@@ -164,12 +164,17 @@ fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
     }
 }
 
-/// Writes an interim (1xx) response for the client: its status line and the headers the policy
-/// forwards, no framing (an interim response has no body).
-pub fn interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+/// Writes the status line of a member's response for the client (as HTTP/1.1, its reason kept).
+fn status_line(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an interim (1xx) response for the client: its status line and the headers the policy
+/// forwards, no framing (an interim response has no body).
+pub fn interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    status_line(out, buf, head);
     forward_headers(out, buf, &head.headers, Direction::Response, None);
     out.extend_from_slice(b"\r\n");
 }
@@ -184,9 +189,7 @@ pub fn switching_head(
     protocol: &[u8],
     reverse: Option<&Reverse>,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 101 ");
-    out.extend_from_slice(&buf[head.reason.clone()]);
-    out.extend_from_slice(b"\r\n");
+    status_line(out, buf, head);
     forward_headers(out, buf, &head.headers, Direction::Response, reverse);
     push_header(out, b"Upgrade", protocol);
     out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
@@ -222,9 +225,7 @@ pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, client:
         keep_alive,
         reverse,
     } = *client;
-    let _ = write!(out, "HTTP/1.1 {} ", head.status);
-    out.extend_from_slice(&buf[head.reason.clone()]);
-    out.extend_from_slice(b"\r\n");
+    status_line(out, buf, head);
     forward_headers(out, buf, &head.headers, Direction::Response, reverse);
     if body == ClientBody::Dechunk {
         end_response_head(out, keep_alive, client_minor);

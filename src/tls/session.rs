@@ -681,16 +681,13 @@ pub fn close_ready(tcp: &TcpStream, s: &mut TlsSession) -> std::io::Result<bool>
 /// Sends the waiting records without blocking, as far as the socket takes them. `true`: all are
 /// out.
 fn send_pending(tcp: &TcpStream, s: &mut TlsSession) -> std::io::Result<bool> {
-    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
     while s.pending > 0 {
-        match rustix::net::send(tcp, &s.tout[..s.pending], flags) {
-            Ok(n) => {
-                s.tout.copy_within(n..s.pending, 0);
-                s.pending -= n;
-            }
-            Err(rustix::io::Errno::AGAIN) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        let n = crate::io::send_now(tcp, &s.tout[..s.pending])?;
+        if n == 0 {
+            return Ok(false);
         }
+        s.tout.copy_within(n..s.pending, 0);
+        s.pending -= n;
     }
     Ok(true)
 }
