@@ -49,6 +49,12 @@ pub struct Stats {
     pub status: [u64; 5],
     /// TLS handshakes: [full, resumed].
     pub handshakes: [u64; 2],
+    /// Open loop: how late each timed wake-up sent its request against the intended send time
+    /// (µs; 1 = on time). Large values mean the generator, not the server, set the pace.
+    pub lag: Histogram<u64>,
+    /// Open loop: requests whose send time came while their connection still waited for the
+    /// previous response (sent late through no fault of the timer: more `-c` spreads them).
+    pub behind: u64,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -63,6 +69,8 @@ impl Stats {
             errors: [0; ERROR_KINDS.len()],
             status: [0; 5],
             handshakes: [0; 2],
+            lag: new_histogram(),
+            behind: 0,
         }
     }
 
@@ -287,10 +295,7 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
             if at >= shared.deadline {
                 return;
             }
-            let now = Instant::now();
-            if now < at {
-                compio::time::sleep(at - now).await;
-            }
+            wait_until(&shared, at).await;
         } else if Instant::now() >= shared.deadline {
             return;
         }
@@ -388,6 +393,21 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
         }
         advance(&shared, &mut next);
     }
+}
+
+/// Open loop: waits for the send time `at` on an io_uring timeout (absolute precision: the
+/// thread's timer slack is 1 ns, see `run.rs`), and records how late the wake-up came; a
+/// connection already past `at` (its previous response came late) is counted as behind.
+async fn wait_until(shared: &Shared, at: Instant) {
+    let now = Instant::now();
+    if now >= at {
+        shared.stats.borrow_mut().behind += 1;
+        return;
+    }
+    compio::time::sleep(at - now).await;
+    let late = Instant::now().saturating_duration_since(at);
+    let late_us = (late.as_micros() as u64).max(1);
+    shared.stats.borrow_mut().lag.saturating_record(late_us);
 }
 
 fn advance(shared: &Shared, next: &mut Option<Instant>) {

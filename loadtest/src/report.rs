@@ -44,6 +44,58 @@ pub struct JsonReport {
     pub resumed_share: f64,
     /// The merged histogram: [value_us, count] for every recorded value bucket.
     pub histogram: Vec<[u64; 2]>,
+    /// Open loop only: how late the generator sent.
+    pub schedule: Option<Schedule>,
+}
+
+/// The open loop's own lateness: timed wake-ups (percentiles in µs) and requests that found
+/// their connection still busy with the previous one.
+#[derive(Serialize)]
+pub struct Schedule {
+    pub wakeup_lag_us: std::collections::BTreeMap<&'static str, u64>,
+    pub behind: u64,
+    pub behind_share: f64,
+    /// The generator's lateness may have inflated the latencies (see `lag_warning`).
+    pub warning: Option<String>,
+}
+
+/// Open loop: the schedule summary.
+pub fn schedule(o: &Outcome) -> Schedule {
+    let q = |x: f64| {
+        if o.lag.is_empty() {
+            0
+        } else {
+            o.lag.value_at_quantile(x)
+        }
+    };
+    let sent = o.lag.len() + o.behind;
+    Schedule {
+        wakeup_lag_us: [("p50", q(0.5)), ("p99", q(0.99)), ("max", q(1.0))]
+            .into_iter()
+            .collect(),
+        behind: o.behind,
+        behind_share: o.behind as f64 / sent.max(1) as f64,
+        warning: lag_warning(o),
+    }
+}
+
+/// A wake-up p99 over 1 ms and over a tenth of the measured p99 means the generator's own
+/// lateness is a real part of what it reports.
+pub fn lag_warning(o: &Outcome) -> Option<String> {
+    if o.lag.is_empty() {
+        return None;
+    }
+    let lag99 = o.lag.value_at_quantile(0.99);
+    let p99 = quantile(o, 0.99);
+    (lag99 > 1000 && lag99 * 10 > p99).then(|| {
+        format!(
+            "the generator's wake-ups were late (p99 {}) against a latency p99 of {}: part of \
+             what is reported is the generator, not the server (give it a core of its own, or \
+             fewer connections)",
+            human_us(lag99),
+            human_us(p99)
+        )
+    })
 }
 
 #[derive(Serialize)]
@@ -110,6 +162,7 @@ pub fn json(args: &LoadArgs, o: &Outcome) -> JsonReport {
             .iter_recorded()
             .map(|v| [v.value_iterated_to(), v.count_at_value()])
             .collect(),
+        schedule: args.rate.map(|_| schedule(o)),
     }
 }
 
@@ -181,5 +234,19 @@ pub fn table(args: &LoadArgs, o: &Outcome) -> String {
         " max {}\n",
         human_us(if o.hist.is_empty() { 0 } else { o.hist.max() })
     ));
+    if args.rate.is_some() {
+        let sc = schedule(o);
+        s.push_str(&format!(
+            "  schedule   wake-up lag p50 {} p99 {} max {}; {} sent behind a busy connection ({:.2}%)\n",
+            human_us(sc.wakeup_lag_us["p50"]),
+            human_us(sc.wakeup_lag_us["p99"]),
+            human_us(sc.wakeup_lag_us["max"]),
+            sc.behind,
+            sc.behind_share * 100.0
+        ));
+        if let Some(w) = sc.warning {
+            s.push_str(&format!("  warning    {w}\n"));
+        }
+    }
     s
 }

@@ -21,6 +21,8 @@ pub struct Progress {
     pub errors: [u64; ERROR_KINDS.len()],
     pub status: [u64; 5],
     pub handshakes: [u64; 2],
+    pub lag: Histogram<u64>,
+    pub behind: u64,
     pub done: bool,
 }
 
@@ -32,6 +34,10 @@ pub struct Outcome {
     pub status: [u64; 5],
     /// TLS handshakes: [full, resumed].
     pub handshakes: [u64; 2],
+    /// Open loop: the schedule lag (see `Stats::lag`).
+    pub lag: Histogram<u64>,
+    /// Open loop: requests sent late because their connection was still busy.
+    pub behind: u64,
     pub elapsed: Duration,
     pub threads: usize,
     /// Some target was https.
@@ -46,6 +52,8 @@ fn snapshot(thread: usize, s: &Stats, done: bool) -> Progress {
         errors: s.errors,
         status: s.status,
         handshakes: s.handshakes,
+        lag: s.lag.clone(),
+        behind: s.behind,
         done,
     }
 }
@@ -95,6 +103,8 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
             if let Some(c) = cpu {
                 core_affinity::set_for_current(core_affinity::CoreId { id: c });
             }
+            // Timed sends wake when asked, not up to the default 50 µs later.
+            let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
             let rt = crate::runtime().expect("a compio runtime");
             rt.block_on(async move {
                 let shared = Rc::new(Shared {
@@ -180,12 +190,16 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
         errors: [0; ERROR_KINDS.len()],
         status: [0; 5],
         handshakes: [0; 2],
+        lag: new_histogram(),
+        behind: 0,
         elapsed: deadline.saturating_duration_since(start),
         threads,
         tls: tls.is_some(),
     };
     for p in latest.into_iter().flatten() {
         let _ = out.hist.add(&p.hist);
+        let _ = out.lag.add(&p.lag);
+        out.behind += p.behind;
         out.requests += p.requests;
         for (o, e) in out.errors.iter_mut().zip(p.errors) {
             *o += e;
