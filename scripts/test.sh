@@ -6,7 +6,8 @@
 # command by command under a real systemd in namespaces (scripts/migration-test.sh). Installs the real peers the tests use (promtool
 # from Debian's prometheus, Debian's chromium and chromedriver, Apache's htpasswd, Tomcat 10 for AJP,
 # curl, openssl and Python as
-# TLS clients, Debian's python3-websockets as the WebSocket peer, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
+# TLS clients, Debian's python3-websockets as the WebSocket peer, python3-yaml for the capacity
+# rules' check, Debian's apache2 for its configuration tree) where they are missing and this is root; where it cannot, those checks say loudly
 # that they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} (Debian) for the status, Tomcat and TLS peer tests"
@@ -49,6 +51,8 @@ if command -v promtool >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 &&
 fi
 
 cargo test --workspace
+# docs/capacity: the Prometheus rules under promtool test rules, the Grafana panels' queries.
+bash scripts/capacity-rules-test.sh
 RINGLB_TEST_DRIVER=epoll cargo test --test it
 if [ "$(id -u)" = 0 ]; then
   cargo build --release --workspace

@@ -74,6 +74,21 @@ impl MemberBoard {
         sum
     }
 
+    /// The last `WINDOW_SECS` whole seconds before `now_sec` (the one in progress is still
+    /// filling), oldest first: each second and its histogram of `phase`, or `None` for a second
+    /// with nothing recorded.
+    pub fn seconds(&self, phase: usize, now_sec: u64) -> Vec<(u64, Option<&Histogram<u32>>)> {
+        (now_sec.saturating_sub(WINDOW_SECS)..now_sec)
+            .map(|sec| {
+                let slot = self.ring[(sec % WINDOW_SECS) as usize].as_ref();
+                (
+                    sec,
+                    slot.filter(|s| s.second == sec).map(|s| &s.hist[phase]),
+                )
+            })
+            .collect()
+    }
+
     /// The merged histogram of `phase` over the last `WINDOW_SECS` seconds up to `now_sec`.
     pub fn window(&self, phase: usize, now_sec: u64) -> Histogram<u32> {
         let mut h = new_histogram();

@@ -10,6 +10,13 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write it like \"10s\" or \"500ms\")"))
 }
 
+fn capacity(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n >= 1.0 && n.is_finite() => Ok(n),
+        _ => Err("a rate of at least 1 (requests per second)".into()),
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ringlb-load",
@@ -28,6 +35,56 @@ pub struct Cli {
 pub enum Command {
     /// A fast HTTP/1.1 origin server for benchmarks and demos.
     Origin(OriginArgs),
+    /// Capacity sweep: open-loop steps at rising rates until an SLO breaks or errors appear, then
+    /// a bisection to the highest rate that meets every SLO; with --admin, per-member figures
+    /// from ringlb's status.json at every step.
+    Sweep(Box<SweepArgs>),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// A latency objective, "p99=200ms" (p50, p90, p99, p99.9, p99.99; repeatable). At least one.
+    #[arg(long = "slo", required = true)]
+    pub slos: Vec<String>,
+    /// The first rate (requests per second).
+    #[arg(long, default_value_t = 100.0)]
+    pub from: f64,
+    /// How the rate rises: "x1.25" (multiply) or "+500" (add); with --ramp, the rise per window.
+    #[arg(long, default_value = "x1.25")]
+    pub step: String,
+    /// The highest rate to try.
+    #[arg(long, default_value_t = 200_000.0)]
+    pub max: f64,
+    /// Bisect until the last good and first bad rates are this close ("5%").
+    #[arg(long, default_value = "5%")]
+    pub precision: String,
+    /// A step fails when errors and 5xx answers exceed this share of its requests ("0.1%").
+    #[arg(long, default_value = "0.1%")]
+    pub max_errors: String,
+    /// Instead of steps with warm-ups and a bisection: one slow staircase of back-to-back
+    /// --duration windows, rising by --step, that stops at the first breach and never goes back
+    /// above it (for boxes that must not be hammered).
+    #[arg(long)]
+    pub ramp: bool,
+    /// ringlb's admin listener ("http://127.0.0.1:9900"): scrape /status.json around every step
+    /// for per-member rates, latencies, in-flight, pool hits, errors and ringlb's CPU.
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// The admin token (default: $RINGLB_ADMIN_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Write the report as HTML with its SVG charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the charts as one SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Write the maximum rate per SLO for node_exporter's textfile collector
+    /// (`ringlb_sweep_max_rate{slo,target}`).
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -37,9 +94,13 @@ pub struct LoadArgs {
     /// Keep-alive connections.
     #[arg(short = 'c', long, default_value_t = 64)]
     pub connections: usize,
-    /// How long to run.
+    /// How long to measure (after the warm-up).
     #[arg(short = 'd', long, default_value = "10s", value_parser = duration)]
     pub duration: Duration,
+    /// Run this long first without counting anything (connections open, caches warm, the rate
+    /// settles). In a sweep, every step has one (2 s when not given; none with --ramp).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub warmup: Duration,
     /// Worker threads (default: one per core).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -119,6 +180,11 @@ pub struct OriginArgs {
     /// Wait this long before answering each request.
     #[arg(long, value_parser = duration)]
     pub delay: Option<Duration>,
+    /// Serve at most this many requests per second per thread: each thread is one first-come
+    /// first-served server taking 1/N s per request (by timer, no CPU), so a faster arrival rate
+    /// queues. For capacity tests (a member that saturates).
+    #[arg(long, value_parser = capacity)]
+    pub capacity: Option<f64>,
     /// Worker threads (default 1).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,

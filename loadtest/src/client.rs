@@ -8,7 +8,7 @@
 //! `--timeout`; add a copy or an allocation to the plain path. Invariant: a response is consumed
 //! exactly, so pipelined responses stay in step.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,6 +103,15 @@ pub struct Shared {
     /// The TLS configuration, when some target is https.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub stats: RefCell<Stats>,
+    /// Nothing before this is counted (the warm-up: `--warmup`).
+    pub measure_from: Instant,
+}
+
+impl Shared {
+    /// The statistics, for an event at `t`; none during the warm-up.
+    fn stats_at(&self, t: Instant) -> Option<RefMut<'_, Stats>> {
+        (t >= self.measure_from).then(|| self.stats.borrow_mut())
+    }
 }
 
 /// A connection: the socket and, for an https target, its TLS state (boxed: plain connections
@@ -128,7 +137,9 @@ async fn connect(shared: &Shared, target: &Target) -> Result<Conn, Fail> {
                 crate::tls::note_first("handshake", &"not done within --timeout");
                 Fail::Tls
             })??;
-            shared.stats.borrow_mut().handshake(tls.resumed());
+            if let Some(mut st) = shared.stats_at(Instant::now()) {
+                st.handshake(tls.resumed());
+            }
             Some(tls)
         }
         _ => None,
@@ -308,7 +319,9 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
                     stream = Some(c);
                 }
                 Err(f) => {
-                    shared.stats.borrow_mut().fail(f);
+                    if let Some(mut st) = shared.stats_at(Instant::now()) {
+                        st.fail(f);
+                    }
                     advance(&shared, &mut next);
                     compio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -356,7 +369,9 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
             }
         };
         if !ok {
-            shared.stats.borrow_mut().fail(Fail::Write);
+            if let Some(mut st) = shared.stats_at(Instant::now()) {
+                st.fail(Fail::Write);
+            }
             stream = None;
             advance(&shared, &mut next);
             continue;
@@ -369,19 +384,25 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
             match compio::time::timeout(shared.timeout.min(left), reader.response(s, is_head)).await
             {
                 Ok(Ok((status, close))) => {
-                    shared.stats.borrow_mut().ok(status, sent.elapsed());
+                    if let Some(mut st) = shared.stats_at(sent) {
+                        st.ok(status, sent.elapsed());
+                    }
                     keep &= !close;
                 }
                 Ok(Err(f)) => {
                     if Instant::now() < shared.deadline {
-                        shared.stats.borrow_mut().fail(f);
+                        if let Some(mut st) = shared.stats_at(Instant::now()) {
+                            st.fail(f);
+                        }
                     }
                     keep = false;
                     break;
                 }
                 Err(_) => {
                     if Instant::now() < shared.deadline {
-                        shared.stats.borrow_mut().fail(Fail::Timeout);
+                        if let Some(mut st) = shared.stats_at(Instant::now()) {
+                            st.fail(Fail::Timeout);
+                        }
                     }
                     keep = false;
                     break;
@@ -401,13 +422,17 @@ pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
 async fn wait_until(shared: &Shared, at: Instant) {
     let now = Instant::now();
     if now >= at {
-        shared.stats.borrow_mut().behind += 1;
+        if let Some(mut st) = shared.stats_at(at) {
+            st.behind += 1;
+        }
         return;
     }
     compio::time::sleep(at - now).await;
     let late = Instant::now().saturating_duration_since(at);
     let late_us = (late.as_micros() as u64).max(1);
-    shared.stats.borrow_mut().lag.saturating_record(late_us);
+    if let Some(mut st) = shared.stats_at(at) {
+        st.lag.saturating_record(late_us);
+    }
 }
 
 fn advance(shared: &Shared, next: &mut Option<Instant>) {

@@ -5,10 +5,16 @@
 
 mod cli;
 mod client;
+mod knee;
 mod origin;
 mod plot;
 mod report;
 mod run;
+mod scrape;
+mod slo;
+mod sweep;
+mod sweep_plot;
+mod sweep_report;
 mod target;
 mod tls;
 
@@ -46,10 +52,48 @@ fn load(args: cli::LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sweep(mut a: cli::SweepArgs) -> anyhow::Result<()> {
+    if a.token.is_none() {
+        a.token = std::env::var("RINGLB_ADMIN_TOKEN").ok();
+    }
+    let plan = sweep::Plan::of(&a)?;
+    let targets = target::targets(&a.load)?;
+    let target = a.load.url.clone().unwrap_or_else(|| "--urls".to_string());
+    if let Some(base) = &a.admin {
+        scrape::read(base, a.token.as_deref())?;
+    }
+    let search = sweep::search(&a, &plan, &targets)?;
+    let summary = knee::summarise(&plan.slos, &search);
+    print!("{}", sweep_report::summary(&summary, a.max));
+    let title = format!("ringlb-load sweep of {target}");
+    if let Some(path) = &a.load.json {
+        let j = sweep_report::JsonReport {
+            target: &target,
+            slos: plan.slos.iter().map(|s| s.label()).collect(),
+            mode: if a.ramp { "ramp" } else { "steps" },
+            summary: &summary,
+            steps: &search.steps,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)?;
+    }
+    if let Some(path) = &a.svg {
+        std::fs::write(path, sweep_plot::svg(&plan, &search.steps, &title)?)?;
+    }
+    if let Some(path) = &a.html {
+        let h = sweep_plot::html(&plan, &search.steps, &summary, a.max, &title)?;
+        std::fs::write(path, h)?;
+    }
+    if let Some(path) = &a.textfile {
+        std::fs::write(path, sweep_report::textfile(&summary, &target))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         Some(cli::Command::Origin(o)) => origin::run(o),
+        Some(cli::Command::Sweep(a)) => sweep(*a),
         None => load(cli.load),
     };
     match result {

@@ -1,9 +1,13 @@
 //! `ringlb-load origin`: a fast HTTP/1.1 origin for benchmarks and demos. Thread-per-core, one
 //! SO_REUSEPORT listener per thread, keep-alive, pipelining (answers batched into one write),
-//! request bodies skipped, a fixed response of `--body-bytes` bytes, optionally after `--delay`.
+//! request bodies skipped, a fixed response of `--body-bytes` bytes, optionally after `--delay`,
+//! and optionally with a limited capacity (`--capacity N`: each thread is one FIFO server taking
+//! 1/N s per request, by timer, so requests beyond N/s queue without burning CPU).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use compio::buf::BufResult;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,6 +47,7 @@ pub fn run(args: OriginArgs) -> anyhow::Result<()> {
         let l = listener(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
         let delay = args.delay;
+        let service = args.capacity.map(|n| Duration::from_secs_f64(1.0 / n));
         threads.push(std::thread::spawn(move || {
             if let Some(c) = cpu {
                 core_affinity::set_for_current(core_affinity::CoreId { id: c });
@@ -50,9 +55,13 @@ pub fn run(args: OriginArgs) -> anyhow::Result<()> {
             let rt = crate::runtime().expect("a compio runtime");
             rt.block_on(async move {
                 let l = TcpListener::from_std(l).expect("listener");
+                let queue = service.map(|d| Queue {
+                    free_at: Rc::new(Cell::new(Instant::now())),
+                    service: d,
+                });
                 loop {
                     if let Ok((s, _)) = l.accept().await {
-                        compio::runtime::spawn(serve(s, resp, delay)).detach();
+                        compio::runtime::spawn(serve(s, resp, delay, queue.clone())).detach();
                     }
                 }
             });
@@ -109,7 +118,29 @@ fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool), ()> {
     Ok((n, pos, close))
 }
 
-async fn serve(mut s: TcpStream, resp: &'static [u8], delay: Option<Duration>) {
+/// `--capacity`: the thread's one server, free again at `free_at`.
+#[derive(Clone)]
+struct Queue {
+    free_at: Rc<Cell<Instant>>,
+    service: Duration,
+}
+
+impl Queue {
+    /// Waits in line for `n` requests' service, first come first served.
+    async fn serve(&self, n: usize) {
+        let start = self.free_at.get().max(Instant::now());
+        let done = start + self.service * n as u32;
+        self.free_at.set(done);
+        compio::time::sleep(done.saturating_duration_since(Instant::now())).await;
+    }
+}
+
+async fn serve(
+    mut s: TcpStream,
+    resp: &'static [u8],
+    delay: Option<Duration>,
+    queue: Option<Queue>,
+) {
     let _ = s.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::new();
@@ -130,6 +161,9 @@ async fn serve(mut s: TcpStream, resp: &'static [u8], delay: Option<Duration>) {
         buf.drain(..used);
         if let Some(d) = delay {
             compio::time::sleep(d).await;
+        }
+        if let Some(q) = &queue {
+            q.serve(n).await;
         }
         let ok = if n == 1 {
             s.write_all(resp).await.0.is_ok()

@@ -81,7 +81,8 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
         None => Vec::new(),
     };
     let start = Instant::now() + Duration::from_millis(50);
-    let deadline = start + args.duration;
+    let measure_from = start + args.warmup;
+    let deadline = measure_from + args.duration;
     let (tx, rx) = mpsc::channel::<Progress>();
     let mut handles = Vec::new();
     for t in 0..threads {
@@ -117,6 +118,7 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
                     interval,
                     tls,
                     stats: RefCell::new(Stats::new()),
+                    measure_from,
                 });
                 let now = Instant::now();
                 if now < start {
@@ -192,7 +194,7 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
         handshakes: [0; 2],
         lag: new_histogram(),
         behind: 0,
-        elapsed: deadline.saturating_duration_since(start),
+        elapsed: deadline.saturating_duration_since(measure_from),
         threads,
         tls: tls.is_some(),
     };

@@ -1,5 +1,9 @@
 //! ringlb-load against its own origin on loopback: closed loop counts, open-loop schedule, and the
-//! coordinated-omission correction.
+//! coordinated-omission correction, the reference-client agreement, and the sweep (through a real
+//! ringlb with two members of different capacity, and as a ramp against a plain server).
+
+// The one lock here serialises the tests (a harness matter, not a request path).
+#![allow(clippy::disallowed_types)]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -214,4 +218,249 @@ fn open_loop_agrees_with_an_independent_reference_client() {
         p99.abs_diff(ref_p99) <= 500,
         "p99: {p99} µs against {ref_p99} µs"
     );
+}
+
+/// The ringlb binary beside ringlb-load (`cargo test --workspace` builds both).
+fn ringlb_bin() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_ringlb-load")).with_file_name("ringlb");
+    assert!(
+        p.exists(),
+        "{} missing: run the tests with --workspace",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// ringlb with one worker (strict round robin) over `members`, and its admin listener.
+struct Lb(Child, u16, u16);
+
+impl Lb {
+    fn start(members: &[u16], dir: &std::path::Path) -> Lb {
+        let (port, admin) = (free_port(), free_port());
+        let members: Vec<String> = members
+            .iter()
+            .map(|p| format!("{{ url = \"http://127.0.0.1:{p}\" }}"))
+            .collect();
+        let config = dir.join("ringlb.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\
+                 [[listen]]\naddress = \"127.0.0.1:{port}\"\n\
+                 [[balancer]]\nname = \"app\"\nmembers = [{}]\n\
+                 [[route]]\npath = \"/\"\nbalancer = \"app\"\n",
+                members.join(", ")
+            ),
+        )
+        .unwrap();
+        let child = Command::new(ringlb_bin())
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+            assert!(Instant::now() < deadline, "ringlb did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Lb(child, port, admin)
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether one open-loop run at `rate` against `port` meets p99 <= `slo_us` without errors.
+fn meets(port: u16, rate: f64, slo_us: u64, secs: &str) -> bool {
+    let url = format!("http://127.0.0.1:{port}/");
+    let r = rate.to_string();
+    let v = load(&[
+        "-c", "32", "-t", "1", "-d", secs, "--warmup", "1s", "--rate", &r, &url,
+    ]);
+    let errors: u64 = v["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| e.as_u64().unwrap())
+        .sum();
+    errors == 0 && v["latency_us"]["p99"].as_u64().unwrap() <= slo_us
+}
+
+fn sweep(args: &[&str], dir: &std::path::Path) -> serde_json::Value {
+    let json = dir.join("sweep.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringlb-load"))
+        .arg("sweep")
+        .args(args)
+        .args(["-q", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("summary"), "{text}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn sweep_finds_the_slow_members_knee_and_the_rate_found_by_hand() {
+    // Two members behind ringlb: A fast, B a single FIFO server of `cap` requests/s. Found by
+    // hand, from each member measured alone: the highest rate B meets the SLO at (bisected),
+    // and A meeting it at twice B's capacity; round robin gives each half, so the pair holds
+    // twice B's rate. The sweep through ringlb must agree within 15 % and name B.
+    // RINGLB_SWEEP_FULL=1: higher rates and longer steps.
+    let full = std::env::var("RINGLB_SWEEP_FULL").as_deref() == Ok("1");
+    let (cap, secs) = if full { (2000.0, "5s") } else { (400.0, "2s") };
+    let slo_us = 50_000;
+    let a = Origin::start(&[]);
+    // B's lock is taken by `a`: start it by hand.
+    let b_port = free_port();
+    let mut b = Command::new(env!("CARGO_BIN_EXE_ringlb-load"))
+        .args([
+            "origin",
+            "--port",
+            &b_port.to_string(),
+            "--capacity",
+            &cap.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", b_port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut lo, mut hi) = (cap / 4.0, cap * 1.5);
+    assert!(meets(b_port, lo, slo_us, secs) && !meets(b_port, hi, slo_us, secs));
+    while (hi - lo) / lo > 0.05 {
+        let mid = (lo + hi) / 2.0;
+        if meets(b_port, mid, slo_us, secs) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    assert!(
+        meets(a.1, 2.0 * cap, slo_us, secs),
+        "the fast member alone at {}",
+        2.0 * cap
+    );
+    let by_hand = 2.0 * lo;
+
+    let dir = std::env::temp_dir().join(format!("ringlb-sweep-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lb = Lb::start(&[a.1, b_port], &dir);
+    let (svg, html) = (dir.join("s.svg"), dir.join("s.html"));
+    let from = (cap / 2.0).to_string();
+    let max = (cap * 4.0).to_string();
+    let admin = format!("http://127.0.0.1:{}", lb.2);
+    let url = format!("http://127.0.0.1:{}/", lb.1);
+    let v = sweep(
+        &[
+            "--slo",
+            "p99=50ms",
+            "--from",
+            &from,
+            "--step",
+            "x1.5",
+            "--max",
+            &max,
+            "-d",
+            secs,
+            "--warmup",
+            "1s",
+            "-c",
+            "32",
+            "-t",
+            "1",
+            "--admin",
+            &admin,
+            "--svg",
+            svg.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+            &url,
+        ],
+        &dir,
+    );
+    let _ = b.kill();
+    let _ = b.wait();
+    let found = v["summary"]["max_rate"].as_f64().unwrap();
+    eprintln!("sweep: {found:.0}/s; by hand: {by_hand:.0}/s");
+    assert!(v["summary"]["bounded"].as_bool().unwrap(), "{v}");
+    assert!(
+        (found - by_hand).abs() <= 0.15 * by_hand,
+        "the sweep found {found:.0}/s, by hand {by_hand:.0}/s"
+    );
+    let knee = &v["summary"]["first_knee"];
+    assert!(
+        knee["who"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{b_port}")),
+        "the slow member saturates first: {knee}"
+    );
+    let step = &v["steps"][0]["server"];
+    assert_eq!(step["members"].as_array().unwrap().len(), 2, "{step}");
+    assert!(step["cpu_us_per_request"].as_f64().unwrap() > 0.0, "{step}");
+    let share = step["members"][0]["share"].as_f64().unwrap();
+    assert!(
+        (0.45..=0.55).contains(&share),
+        "round robin halves the requests: {share}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_ramp_stops_at_the_first_breach_against_any_http_server() {
+    // No --admin, no ringlb: the origin itself (capacity 400/s), ramped by +100/s.
+    let o = Origin::start(&["--capacity", "400"]);
+    let dir = std::env::temp_dir().join(format!("ringlb-ramp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("http://127.0.0.1:{}/", o.1);
+    let v = sweep(
+        &[
+            "--ramp", "--slo", "p99=50ms", "--from", "100", "--step", "+100", "--max", "2000",
+            "-d", "2s", "-c", "32", "-t", "1", &url,
+        ],
+        &dir,
+    );
+    let steps = v["steps"].as_array().unwrap();
+    let rates: Vec<f64> = steps
+        .iter()
+        .map(|s| s["offered_rate"].as_f64().unwrap())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["phase"] == "ramp" && s["server"].is_null()),
+        "{v}"
+    );
+    assert!(
+        rates.windows(2).all(|w| w[1] > w[0]),
+        "only upwards: {rates:?}"
+    );
+    assert!(
+        !steps.last().unwrap()["good"].as_bool().unwrap(),
+        "it stopped at a breach: {v}"
+    );
+    assert!(
+        steps[..steps.len() - 1].iter().all(|s| s["good"] == true),
+        "{v}"
+    );
+    let max = v["summary"]["max_rate"].as_f64().unwrap();
+    assert!((300.0..=500.0).contains(&max), "a 400/s server: {max}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,6 +42,13 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
         "Seconds since ringlb started.",
         b.started.elapsed().as_secs(),
     );
+    scalar(
+        &mut out,
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        super::report::process_cpu_seconds(),
+    );
     let cfg = super::report::ConfigReport::build(b);
     scalar(
         &mut out,

@@ -44,6 +44,54 @@ pub struct StatusReport {
     /// The configuration generation in effect.
     #[serde(default)]
     pub config: ConfigReport,
+    /// CPU time the ringlb process has used since start (user + system, every thread), seconds.
+    /// Diff two readings over the requests between them for ringlb's CPU per request.
+    #[serde(default)]
+    pub process_cpu_seconds: f64,
+}
+
+/// CPU seconds this process has used (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// One whole second of a member's recent traffic (the last `window_seconds`, oldest first).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SecondPoint {
+    /// Seconds since ringlb started.
+    pub second: u64,
+    pub requests: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+/// A histogram since start as it stands: every recorded value bucket as
+/// `[highest value in the bucket (µs), count]`. Each count only grows, so two readings diffed
+/// bucket by bucket give the exact histogram of the requests between them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Buckets {
+    pub count: u64,
+    pub sum_us: u64,
+    pub buckets: Vec<[u64; 2]>,
+}
+
+impl Buckets {
+    fn of(h: &Histogram<u32>, sum_us: u64) -> Buckets {
+        Buckets {
+            count: h.len(),
+            sum_us,
+            buckets: h
+                .iter_recorded()
+                .map(|v| {
+                    [
+                        h.highest_equivalent(v.value_iterated_to()),
+                        u64::from(v.count_at_value()),
+                    ]
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Which configuration runs: its generation (1 at start, one more per successful reload), when it
@@ -138,6 +186,18 @@ pub struct MemberReport {
     pub connect: Latency,
     /// Request sent → response head received.
     pub response_head: Latency,
+    /// Per second over the last `window_seconds` (of `total`).
+    #[serde(default)]
+    pub series: Vec<SecondPoint>,
+    /// `total` and `response_head` since start, bucket by bucket (monotonic counts).
+    #[serde(default)]
+    pub histograms: MemberHistograms,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MemberHistograms {
+    pub total: Buckets,
+    pub response_head: Buckets,
 }
 
 /// A member's active health check.
@@ -287,6 +347,11 @@ impl StatusReport {
                             total,
                             connect: latency(1),
                             response_head: latency(2),
+                            series: series(mb, now_sec),
+                            histograms: MemberHistograms {
+                                total: Buckets::of(&mb.lifetime[0], c.latency_sum_us[0]),
+                                response_head: Buckets::of(&mb.lifetime[2], c.latency_sum_us[2]),
+                            },
                         }
                     })
                     .collect(),
@@ -330,6 +395,23 @@ impl StatusReport {
                 .collect(),
             tls: tls.map(|t| super::tls_report::TlsReport::build(config, b, t)),
             config: ConfigReport::build(b),
+            process_cpu_seconds: process_cpu_seconds(),
         }
     }
+}
+
+/// A member's last whole seconds: requests and percentiles of each.
+fn series(mb: &crate::board::MemberBoard, now_sec: u64) -> Vec<SecondPoint> {
+    mb.seconds(0, now_sec)
+        .into_iter()
+        .map(|(second, h)| {
+            let p = h.map(Percentiles::of).unwrap_or_default();
+            SecondPoint {
+                second,
+                requests: p.count,
+                p50_us: p.p50_us,
+                p99_us: p.p99_us,
+            }
+        })
+        .collect()
 }
