@@ -24,6 +24,9 @@ use crate::tls::upstream::Upstreams;
 /// Seconds in the recent window.
 pub const WINDOW_SECS: u64 = 60;
 
+/// Ring slots: the window's whole seconds plus the one in progress.
+const RING_SLOTS: u64 = WINDOW_SECS + 1;
+
 /// One second of merged latencies.
 struct Slot {
     second: u64,
@@ -43,7 +46,7 @@ impl MemberBoard {
         MemberBoard {
             per_core: vec![MemberCounters::default(); workers],
             lifetime: [new_histogram(), new_histogram(), new_histogram()],
-            ring: (0..WINDOW_SECS).map(|_| None).collect(),
+            ring: (0..RING_SLOTS).map(|_| None).collect(),
         }
     }
 
@@ -80,7 +83,7 @@ impl MemberBoard {
     pub fn seconds(&self, phase: usize, now_sec: u64) -> Vec<(u64, Option<&Histogram<u32>>)> {
         (now_sec.saturating_sub(WINDOW_SECS)..now_sec)
             .map(|sec| {
-                let slot = self.ring[(sec % WINDOW_SECS) as usize].as_ref();
+                let slot = self.ring[(sec % RING_SLOTS) as usize].as_ref();
                 (
                     sec,
                     slot.filter(|s| s.second == sec).map(|s| &s.hist[phase]),
@@ -339,7 +342,7 @@ impl BoardData {
     /// added to the lifetime and to the current second, then reset on the core.
     pub fn publish(&mut self, core: usize, stats: &mut CoreStats, applied_version: u64) {
         let now_sec = self.now_sec();
-        let slot_index = (now_sec % WINDOW_SECS) as usize;
+        let slot_index = (now_sec % RING_SLOTS) as usize;
         self.cores[core] = stats.core.clone();
         self.applied[core] = applied_version;
         for (place, ms) in stats.members.iter_mut().enumerate() {
@@ -496,6 +499,36 @@ mod tests {
         board.publish(0, &mut a, 0);
         assert_eq!(board.member(0, 0).lifetime[0].len(), 400);
         assert_eq!(board.member(0, 0).counters().selected, 400);
+    }
+
+    #[test]
+    fn the_oldest_whole_second_survives_the_one_in_progress() {
+        let mut board = BoardData::for_tests(config(1));
+        let mut core = CoreStats::new(1, 1);
+        let publish_at = |board: &mut BoardData, core: &mut CoreStats, sec: u64, n: usize| {
+            board.started = Instant::now() - Duration::from_secs(sec);
+            for _ in 0..n {
+                core.member(0)
+                    .record(Phase::Total, Duration::from_millis(1));
+            }
+            board.publish(0, core, 0);
+        };
+        publish_at(&mut board, &mut core, 5, 10);
+        publish_at(&mut board, &mut core, 65, 20);
+        let seconds = board.member(0, 0).seconds(0, 65);
+        assert_eq!(seconds.len(), WINDOW_SECS as usize);
+        assert_eq!(seconds[0].0, 5);
+        assert_eq!(
+            seconds[0].1.map(|h| h.len()),
+            Some(10),
+            "second 5 is still whole"
+        );
+        assert!(seconds[1..].iter().all(|(_, h)| h.is_none()));
+        assert_eq!(
+            board.member(0, 0).window(0, 65).len(),
+            20,
+            "the window ends at 65"
+        );
     }
 
     fn members(spec: &str) -> Arc<Config> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::admin::html::{human_bytes, human_us};
 use crate::admin::report::StatusReport;
+use crate::admin::text::{human_bytes, human_us};
 
 /// Fetches the report from `admin` (`http://host:port`).
 pub fn fetch(admin: &str, token: Option<&str>) -> anyhow::Result<StatusReport> {

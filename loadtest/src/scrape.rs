@@ -106,7 +106,10 @@ fn sum(v: &Value) -> u64 {
 
 /// Reads ringlb's status now.
 pub fn read(base: &str, token: Option<&str>) -> anyhow::Result<Reading> {
-    let v: Value = serde_json::from_str(&get(base, token, "/status.json")?)?;
+    let body = get(base, token, "/status.json")
+        .map_err(|e| anyhow::anyhow!("--admin: reading {base}/status.json: {e}"))?;
+    let v: Value = serde_json::from_str(&body)
+        .map_err(|e| anyhow::anyhow!("--admin: {base}/status.json is not JSON: {e}"))?;
     let mut members = Vec::new();
     for b in v["balancers"].as_array().into_iter().flatten() {
         for m in b["members"].as_array().into_iter().flatten() {

@@ -1,47 +1,17 @@
 //! `/status`: the HTML page an Apache admin recognises from mod_status and the balancer-manager:
 //! server facts at the top, then one table of members per balancer with state, traffic and
 //! latency percentiles (recent window and since start), and per member the balancer-manager's
-//! form (state and weight, posted to `/status` with the form token).
+//! form (state and weight, posted to `/status` with the form token); under each table, per member,
+//! a row of inline SVG charts drawn by `charts` (no JavaScript).
 //!
 //! Must never: put unescaped configuration text into the page. Invariant: every figure shown comes
 //! from the `StatusReport`, so the page and `/status.json` always agree.
 
 use std::fmt::Write;
 
-use super::report::{HealthReport, MemberReport, Percentiles, StatusReport};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A duration in µs as people read it.
-pub fn human_us(us: u64) -> String {
-    match us {
-        0 => "–".into(),
-        1..=999 => format!("{us} µs"),
-        1_000..=999_999 => format!("{:.1} ms", us as f64 / 1e3),
-        _ => format!("{:.2} s", us as f64 / 1e6),
-    }
-}
-
-/// A byte count as people read it.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
+use super::charts;
+use super::report::{BalancerReport, HealthReport, MemberReport, Percentiles, StatusReport};
+use super::text::{esc, human_bytes, human_us};
 
 fn pct_cells(out: &mut String, p: &Percentiles) {
     for v in [p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us] {
@@ -138,7 +108,9 @@ table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #bbb;paddin
 th{background:#e8eef6}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}\
 tr.active td.state{color:#176117}tr.standby td.state{color:#7a5d00}\
 tr.disabled td.state,tr.draining td.state,tr.failed td.state{color:#a11}\
-dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}</style>\n</head><body>\n",
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}\
+figure.member{margin:.8em 0 0}figure.member figcaption{font-size:.85em;margin-bottom:.2em}\
+div.charts{display:flex;flex-wrap:wrap;gap:.8em;align-items:flex-start}svg.chart{background:#fff}</style>\n</head><body>\n",
     );
     let _ = writeln!(out, "<h1>ringlb status</h1>\n<dl>");
     let facts = [
@@ -231,12 +203,32 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
             out.push_str("</tr>\n");
         }
         out.push_str("</tbody></table>\n");
+        charts_section(&mut out, b);
     }
     out.push_str(
         "<p>Latency: request head received to last response byte written, merged over all cores. \
+Charts: requests and p50/p99 latency of each whole second of the last 60 s (a gap: a second \
+without requests); latency by percentile since start. \
 Data refreshes once a second. <a href=\"/status.json\">JSON</a> · <a href=\"/metrics\">Prometheus</a></p>\n</body></html>\n",
     );
     out
+}
+
+/// Under a balancer's table, one row of charts per member: requests/s and p50/p99 latency over
+/// the last 60 s, and the latency spectrum since start (`charts`), captioned with the member.
+fn charts_section(out: &mut String, b: &BalancerReport) {
+    for m in &b.members {
+        let label = format!("member {} ({})", m.index, m.url);
+        let _ = writeln!(
+            out,
+            "<figure class=member><figcaption>#{} <code>{}</code></figcaption><div class=charts>{}{}{}</div></figure>",
+            m.index,
+            esc(&m.url),
+            charts::requests(&m.series, &label),
+            charts::latency(&m.series, &label),
+            charts::spectrum(&m.histograms.total, &label),
+        );
+    }
 }
 
 /// The TLS section: handshakes, failures by reason, each listener's certificates.

@@ -13,12 +13,14 @@
 
 pub mod api;
 pub mod auth;
+mod charts;
 pub mod csrf;
 pub mod form;
 pub mod html;
 pub mod metrics;
 pub mod prom;
 pub mod report;
+pub mod text;
 pub mod tls_report;
 
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! The status and admin endpoint: counts, percentiles, merging across workers, draining, admin
-//! changes on every core, tokens, Prometheus format (promtool), the HTML page (headless Chromium)
-//! and `ringlb status`.
+//! changes on every core, tokens, Prometheus format (promtool), the HTML page and its SVG charts
+//! (headless Chromium) and `ringlb status`.
 
 use std::time::Duration;
 
@@ -97,6 +97,37 @@ fn percentiles_land_in_the_right_range() {
         "connecting on loopback is fast: {:?}",
         m.connect.lifetime
     );
+    // The monotonic histograms: every request in a bucket, the 50 ms ones at 50 ms or more.
+    for h in [&m.histograms.total, &m.histograms.response_head] {
+        assert_eq!(h.count, 20);
+        assert_eq!(h.buckets.iter().map(|b| b[1]).sum::<u64>(), 20, "{h:?}");
+        assert!(h.buckets.iter().all(|b| b[0] >= 49_000), "{h:?}");
+        assert!(h.sum_us >= 20 * 49_000, "{h:?}");
+    }
+    assert!(r.process_cpu_seconds > 0.0);
+    // Once the requests' second is whole, the series holds them.
+    let r = report_when(p.admin_addr(), |r| {
+        r.balancers[0].members[0]
+            .series
+            .iter()
+            .map(|s| s.requests)
+            .sum::<u64>()
+            == 20
+    });
+    let series = &r.balancers[0].members[0].series;
+    assert_eq!(
+        series.iter().map(|s| s.requests).sum::<u64>(),
+        20,
+        "{series:?}"
+    );
+    assert!(!series.is_empty() && series.len() <= 60, "{series:?}");
+    assert!(series.windows(2).all(|w| w[1].second == w[0].second + 1));
+    assert!(series
+        .iter()
+        .filter(|s| s.requests > 0)
+        .all(|s| s.p50_us >= 49_000));
+    let later = report(p.admin_addr());
+    assert!(later.process_cpu_seconds >= r.process_cpu_seconds);
 }
 
 #[test]
@@ -410,6 +441,157 @@ fn status_page_renders_in_headless_chromium() {
     assert!(dom.contains(&format!("http://{}", a.addr)), "{dom}");
     assert!(dom.contains("<td class=\"state\">active</td>"), "{dom}");
     assert!(dom.contains("<th>p99.9</th>"), "{dom}");
+}
+
+/// The `<figure>` of the member at `addr` on the status page (its charts).
+fn member_figure(page: &str, addr: std::net::SocketAddr) -> &str {
+    let caption = format!("<code>http://{addr}</code>");
+    let at = page
+        .find(&caption)
+        .unwrap_or_else(|| panic!("no chart figure captioned {caption}: {page}"));
+    let start = page[..at]
+        .rfind("<figure")
+        .expect("a <figure> around the caption");
+    &page[start..at + page[at..].find("</figure>").expect("</figure>")]
+}
+
+/// The (x, y) pairs of the `points` attribute of the first `<polyline class="{class}"`.
+fn polyline_points(svg: &str, class: &str) -> Vec<(f64, f64)> {
+    let marker = format!("<polyline class=\"{class}\" points=\"");
+    let Some(at) = svg.find(&marker) else {
+        panic!("no {marker} in {svg}")
+    };
+    let rest = &svg[at + marker.len()..];
+    rest[..rest.find('"').unwrap()]
+        .split_whitespace()
+        .map(|xy| {
+            let (x, y) = xy.split_once(',').expect("x,y");
+            (x.parse().expect("x"), y.parse().expect("y"))
+        })
+        .collect()
+}
+
+#[test]
+fn status_page_draws_charts_per_member() {
+    let a = Backend::named("A");
+    let b = Backend::start(|_| {
+        Reply::Delay(Duration::from_millis(2), Box::new(Reply::Text("B".into())))
+    });
+    let p = Ringlb::start(
+        &with_admin(&simple_config(&[member(a.addr), member(b.addr)], ""), ""),
+        2,
+    );
+    // Traffic for about 3 s: whole seconds with requests for both members.
+    let load = crate::support::load::Load::default();
+    let clients = load.keep_alive(p.addr, 4);
+    std::thread::sleep(Duration::from_secs(3));
+    let (sent, failed) = load.finish(clients);
+    assert!(sent > 100 && failed == 0, "sent {sent}, failed {failed}");
+    let busy_seconds = |m: &ringlb::admin::report::MemberReport| {
+        m.series.iter().filter(|s| s.requests > 0).count()
+    };
+    let r = report_when(p.admin_addr(), |r| {
+        r.balancers[0].members.iter().all(|m| busy_seconds(m) >= 2)
+    });
+    for m in &r.balancers[0].members {
+        assert!(busy_seconds(m) >= 2, "{:?}", m.series);
+        assert_eq!(m.histograms.total.count, m.total.lifetime.count);
+    }
+    let page = admin(p.admin_addr(), "GET", "/status", "", None).text();
+    assert!(!page.contains("<script"), "no JavaScript on the page");
+    for addr in [a.addr, b.addr] {
+        let fig = member_figure(&page, addr);
+        for class in ["chart requests", "chart latency", "chart spectrum"] {
+            assert!(
+                fig.contains(&format!(
+                    "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"{class}\""
+                )),
+                "{class} for {addr}: {fig}"
+            );
+        }
+        let line = polyline_points(fig, "requests");
+        assert!(line.len() >= 2, "{line:?}");
+        let bottom = line.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        assert!(
+            line.iter().any(|p| p.1 < bottom),
+            "the requests line rises above 0: {line:?}"
+        );
+        for class in ["p50", "p99"] {
+            assert!(
+                fig.contains(&format!("<path class=\"{class}\" d=\"M")),
+                "{class} line for {addr}: {fig}"
+            );
+        }
+        let spectrum = polyline_points(fig, "spectrum");
+        assert!(spectrum.len() >= 2, "{spectrum:?}");
+        assert!(
+            !fig.contains("no requests yet") && !fig.contains("NaN"),
+            "{fig}"
+        );
+    }
+
+    // As a browser draws it: the SVGs are in the rendered DOM, and a screenshot is made.
+    assert!(
+        tool("chromium"),
+        "this test needs chromium (headless) to render /status: install it (scripts/test.sh does)"
+    );
+    let dir = crate::support::proxy::TempDir::new();
+    let shot = dir.0.join("status.png");
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+            "--window-size=1400,1800",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.0.join("profile").display()
+        ))
+        .arg(format!("http://{}/status", p.admin_addr()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for class in ["chart requests", "chart latency", "chart spectrum"] {
+        assert_eq!(
+            dom.matches(&format!("class=\"{class}\"")).count(),
+            2,
+            "one {class} per member in the rendered DOM: {dom}"
+        );
+    }
+    assert_eq!(
+        dom.matches("<polyline class=\"requests\" points=\"")
+            .count(),
+        2,
+        "{dom}"
+    );
+    assert_eq!(
+        dom.matches("<polyline class=\"spectrum\" points=\"")
+            .count(),
+        2,
+        "{dom}"
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert_eq!(
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        1400,
+        "the screenshot is the window's width"
+    );
 }
 
 #[test]
