@@ -65,13 +65,32 @@ fn ms(us: u64) -> Option<f64> {
     (us > 0).then_some(us as f64 / 1000.0)
 }
 
+/// How a chart is drawn: its y scale and where its legend goes (away from the lines).
+struct Style {
+    log: bool,
+    legend: SeriesLabelPosition,
+}
+
+const LOG_UPPER_LEFT: Style = Style {
+    log: true,
+    legend: SeriesLabelPosition::UpperLeft,
+};
+const LINEAR_LOWER_RIGHT: Style = Style {
+    log: false,
+    legend: SeriesLabelPosition::LowerRight,
+};
+const LINEAR_UPPER_LEFT: Style = Style {
+    log: false,
+    legend: SeriesLabelPosition::UpperLeft,
+};
+
 fn chart(
     area: &Area,
     title: &str,
     y: &str,
     lines: &[Line],
     hlines: &[(String, f64)],
-    log: bool,
+    style: Style,
 ) -> anyhow::Result<()> {
     let pts = lines.iter().flat_map(|l| l.points.iter());
     let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max) * 1.05;
@@ -88,6 +107,7 @@ fn chart(
             let mut c = $c;
             c.configure_mesh()
                 .x_desc("offered rate (requests/s)")
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .y_desc(y)
                 .draw()?;
             for (i, l) in lines.iter().enumerate() {
@@ -111,12 +131,12 @@ fn chart(
                 c.configure_series_labels()
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK.mix(0.3))
-                    .position(SeriesLabelPosition::UpperLeft)
+                    .position(style.legend)
                     .draw()?;
             }
         }};
     }
-    if log {
+    if style.log {
         draw!(b.build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())?);
     } else {
         draw!(b.build_cartesian_2d(0.0..x_max, 0.0..y_max)?);
@@ -163,7 +183,7 @@ pub fn svg(plan: &Plan, steps: &[StepResult], title: &str) -> anyhow::Result<Str
             "latency (ms)",
             &lines,
             &slos,
-            true,
+            LOG_UPPER_LEFT,
         )?;
         let (left, right) = middle.split_horizontally(500);
         chart(
@@ -172,7 +192,7 @@ pub fn svg(plan: &Plan, steps: &[StepResult], title: &str) -> anyhow::Result<Str
             "share (%)",
             &member_lines(&steps, |m| Some(m.share * 100.0)),
             &[],
-            false,
+            LINEAR_LOWER_RIGHT,
         )?;
         chart(
             &right,
@@ -180,7 +200,7 @@ pub fn svg(plan: &Plan, steps: &[StepResult], title: &str) -> anyhow::Result<Str
             "ms",
             &member_lines(&steps, |m| ms(m.member_p50_us)),
             &[],
-            false,
+            LINEAR_UPPER_LEFT,
         )?;
         let cpu = Line {
             name: "ringlb".into(),
@@ -200,7 +220,7 @@ pub fn svg(plan: &Plan, steps: &[StepResult], title: &str) -> anyhow::Result<Str
             "CPU µs per request",
             &cpu,
             &[],
-            false,
+            LINEAR_LOWER_RIGHT,
         )?;
         root.present()?;
     }

@@ -4,7 +4,8 @@ members — a fast `ringlb-load origin`, a second origin limited to SWEEP_SLOW_C
 (`--capacity`), and a real Tomcat 10 over AJP13 — driven by `ringlb-load sweep --admin` from CPU 1.
 
 Writes docs/capacity-sweep.svg and docs/capacity-sweep.json (SWEEP_OUT to write elsewhere) and
-prints the sweep's table and summary. Needs a release build (cargo build --release --workspace),
+prints the sweep's table and summary. SWEEP_SLOS ("p99=20ms"; comma-separated) and SWEEP_SLOW_CAP
+(1500) change the objective and the slow member. Needs a release build (cargo build --release --workspace),
 Tomcat 10 and javac (scripts/test.sh installs them). Stops only the processes it started.
 
 usage: python3 scripts/bench/sweep-real.py
@@ -21,6 +22,7 @@ import compare  # noqa: E402  (its Tomcat set-up, ports and paths)
 
 OUT = Path(os.environ.get("SWEEP_OUT", compare.ROOT / "docs"))
 SLOW_CAP = os.environ.get("SWEEP_SLOW_CAP", "1500")
+SLOS = os.environ.get("SWEEP_SLOS", "p99=20ms").split(",")
 FAST, SLOW, LISTEN, ADMIN = 19301, 19302, 19380, 19390
 
 
@@ -60,7 +62,8 @@ balancer = "app"
         if not compare.wait_port(ADMIN, 10):
             sys.exit("ringlb did not start")
         OUT.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(compare.LOAD), "sweep", "--slo", "p99=20ms", "--slo", "p99.9=50ms",
+        slos = [a for s in SLOS for a in ("--slo", s)]
+        subprocess.run([str(compare.LOAD), "sweep"] + slos + [
                         "--from", "500", "--step", "x1.4", "--max", "50000", "-d", "8s", "--warmup", "3s",
                         "-c", "64", "-t", "1", "--cpus", compare.LOAD_CPU,
                         "--admin", f"http://127.0.0.1:{ADMIN}",
