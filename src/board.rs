@@ -18,7 +18,10 @@ use crate::config::{Config, HealthCheck, MemberStatus};
 use crate::generation::{Generation, ListenerSlots};
 use crate::health::state::{Change, MemberHealth, Probe};
 use crate::layout::Registry;
-use crate::stats::{new_histogram, CoreCounters, CoreStats, MemberCounters, PHASES};
+use crate::stats::{
+    add_to_lifetime, new_histogram, new_lifetime_histogram, CoreCounters, CoreStats,
+    MemberCounters, PHASES,
+};
 use crate::tls::upstream::Upstreams;
 
 /// Seconds in the recent window.
@@ -37,7 +40,7 @@ struct Slot {
 pub struct MemberBoard {
     /// Latest cumulative counters from each core.
     pub per_core: Vec<MemberCounters>,
-    pub lifetime: [Histogram<u32>; 3],
+    pub lifetime: [Histogram<u64>; 3],
     ring: Vec<Option<Slot>>,
 }
 
@@ -45,7 +48,11 @@ impl MemberBoard {
     fn new(workers: usize) -> MemberBoard {
         MemberBoard {
             per_core: vec![MemberCounters::default(); workers],
-            lifetime: [new_histogram(), new_histogram(), new_histogram()],
+            lifetime: [
+                new_lifetime_histogram(),
+                new_lifetime_histogram(),
+                new_lifetime_histogram(),
+            ],
             ring: (0..RING_SLOTS).map(|_| None).collect(),
         }
     }
@@ -363,7 +370,7 @@ impl BoardData {
             }
             for p in PHASES {
                 let i = p as usize;
-                let _ = board.lifetime[i].add(&ms.hist[i]);
+                add_to_lifetime(&mut board.lifetime[i], &ms.hist[i]);
                 let _ = slot.hist[i].add(&ms.hist[i]);
                 ms.hist[i].reset();
             }

@@ -1,5 +1,6 @@
 //! Command line of `ringlb-load`: the load run (default, http:// or https:// targets, with the
-//! TLS options) and the `origin` server. It only declares options; it never acts on them.
+//! TLS options), the capacity `sweep` (which takes the load run's options too) and the `origin`
+//! server. It only declares options; it never acts on them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,9 +99,9 @@ pub struct LoadArgs {
     #[arg(short = 'd', long, default_value = "10s", value_parser = duration)]
     pub duration: Duration,
     /// Run this long first without counting anything (connections open, caches warm, the rate
-    /// settles). In a sweep, every step has one (2 s when not given; none with --ramp).
-    #[arg(long, default_value = "0s", value_parser = duration)]
-    pub warmup: Duration,
+    /// settles). Default: none; in a sweep, 2 s before every step (a ramp has none).
+    #[arg(long, value_parser = duration)]
+    pub warmup: Option<Duration>,
     /// Worker threads (default: one per core).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,

@@ -290,129 +290,122 @@ impl Reader {
     }
 }
 
-/// Runs one connection until the deadline.
+/// One connection's state between requests.
+struct Loop {
+    picker: Picker,
+    reader: Reader,
+    out: Vec<u8>,
+    heads: Vec<bool>,
+    stream: Option<Conn>,
+}
+
+/// Runs one connection until the deadline. Every request sent before the deadline is waited for
+/// (up to `--timeout`) and counted by its send time, so the slowest answers at the end of a run
+/// are not dropped.
 pub async fn run(shared: Rc<Shared>, id: usize, connections: usize) {
-    let mut picker = Picker::new(&shared.targets, id as u64 + 1);
-    let mut reader = Reader::new();
-    let mut out: Vec<u8> = Vec::with_capacity(4096);
-    let mut heads: Vec<bool> = Vec::with_capacity(shared.pipeline);
-    let mut stream: Option<Conn> = None;
+    let mut l = Loop {
+        picker: Picker::new(&shared.targets, id as u64 + 1),
+        reader: Reader::new(),
+        out: Vec::with_capacity(4096),
+        heads: Vec::with_capacity(shared.pipeline),
+        stream: None,
+    };
     // Open loop: this connection's schedule, staggered over the interval.
     let mut next = shared
         .interval
         .map(|iv| shared.start + iv.mul_f64(id as f64 / connections.max(1) as f64));
     loop {
-        if let Some(at) = next {
-            if at >= shared.deadline {
-                return;
-            }
-            wait_until(&shared, at).await;
-        } else if Instant::now() >= shared.deadline {
-            return;
+        match next {
+            Some(at) if at >= shared.deadline => return,
+            Some(at) => wait_until(&shared, at).await,
+            None if Instant::now() >= shared.deadline => return,
+            None => {}
         }
-        let t = picker.next();
-        let target = &shared.targets[t];
-        if stream.is_none() {
-            match connect(&shared, target).await {
-                Ok(c) => {
-                    reader.reset();
-                    stream = Some(c);
-                }
-                Err(f) => {
-                    if let Some(mut st) = shared.stats_at(Instant::now()) {
-                        st.fail(f);
-                    }
-                    advance(&shared, &mut next);
-                    compio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
+        if let Err(f) = l.once(&shared, next).await {
+            if let Some(mut st) = shared.stats_at(next.unwrap_or_else(Instant::now)) {
+                st.fail(f);
             }
-        }
-        let s = stream.as_mut().expect("connected");
-        out.clear();
-        heads.clear();
-        out.extend_from_slice(&target.request);
-        heads.push(target.is_head);
-        for _ in 1..shared.pipeline {
-            let t = &shared.targets[picker.next()];
-            out.extend_from_slice(&t.request);
-            heads.push(t.is_head);
-        }
-        let sent = next.unwrap_or_else(Instant::now);
-        // A small request is taken by the socket buffer at once: no timer is armed for it (a timer
-        // per request costs the generator about 6 % of its rate). A large one may wait on a stalled
-        // server, so it is bounded.
-        let ok = if let Some(tls) = s.tls.as_mut() {
-            let write = tls.write_all(&mut s.s, &out);
-            if out.len() <= SMALL_WRITE {
-                write.await.is_ok()
-            } else {
-                matches!(
-                    compio::time::timeout(shared.timeout, write).await,
-                    Ok(Ok(()))
-                )
+            l.stream = None;
+            if matches!(f, Fail::Connect | Fail::Tls) {
+                compio::time::sleep(Duration::from_millis(10)).await;
             }
-        } else {
-            let owned = std::mem::take(&mut out);
-            if owned.len() <= SMALL_WRITE {
-                let BufResult(res, owned) = s.s.write_all(owned).await;
-                out = owned;
-                res.is_ok()
-            } else {
-                match compio::time::timeout(shared.timeout, s.s.write_all(owned)).await {
-                    Ok(BufResult(res, owned)) => {
-                        out = owned;
-                        res.is_ok()
-                    }
-                    Err(_) => false,
-                }
-            }
-        };
-        if !ok {
-            if let Some(mut st) = shared.stats_at(Instant::now()) {
-                st.fail(Fail::Write);
-            }
-            stream = None;
-            advance(&shared, &mut next);
-            continue;
-        }
-        let mut keep = !shared.connect_per_request;
-        for &is_head in &heads {
-            // Past the deadline a response is not waited for (nor counted).
-            let left = shared.deadline.saturating_duration_since(Instant::now())
-                + Duration::from_millis(100);
-            match compio::time::timeout(shared.timeout.min(left), reader.response(s, is_head)).await
-            {
-                Ok(Ok((status, close))) => {
-                    if let Some(mut st) = shared.stats_at(sent) {
-                        st.ok(status, sent.elapsed());
-                    }
-                    keep &= !close;
-                }
-                Ok(Err(f)) => {
-                    if Instant::now() < shared.deadline {
-                        if let Some(mut st) = shared.stats_at(Instant::now()) {
-                            st.fail(f);
-                        }
-                    }
-                    keep = false;
-                    break;
-                }
-                Err(_) => {
-                    if Instant::now() < shared.deadline {
-                        if let Some(mut st) = shared.stats_at(Instant::now()) {
-                            st.fail(Fail::Timeout);
-                        }
-                    }
-                    keep = false;
-                    break;
-                }
-            }
-        }
-        if !keep {
-            stream = None;
         }
         advance(&shared, &mut next);
+    }
+}
+
+impl Loop {
+    /// Sends the next request (a batch with `--pipeline`), connecting first if needed, and reads
+    /// the answers. `at`: the open loop's intended send time (latency counts from it).
+    async fn once(&mut self, shared: &Shared, at: Option<Instant>) -> Result<(), Fail> {
+        let target = &shared.targets[self.picker.next()];
+        if self.stream.is_none() {
+            let c = connect(shared, target).await?;
+            self.reader.reset();
+            self.stream = Some(c);
+        }
+        self.out.clear();
+        self.heads.clear();
+        self.out.extend_from_slice(&target.request);
+        self.heads.push(target.is_head);
+        for _ in 1..shared.pipeline {
+            let t = &shared.targets[self.picker.next()];
+            self.out.extend_from_slice(&t.request);
+            self.heads.push(t.is_head);
+        }
+        let sent = at.unwrap_or_else(Instant::now);
+        let s = self.stream.as_mut().expect("connected");
+        write(shared, s, &mut self.out).await?;
+        let mut keep = !shared.connect_per_request;
+        for &is_head in &self.heads {
+            let answer = compio::time::timeout(shared.timeout, self.reader.response(s, is_head));
+            let (status, close) = answer.await.map_err(|_| Fail::Timeout)??;
+            if let Some(mut st) = shared.stats_at(sent) {
+                st.ok(status, sent.elapsed());
+            }
+            keep &= !close;
+        }
+        if !keep {
+            self.stream = None;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a request batch. A small one is taken by the socket buffer at once: no timer is armed
+/// for it (a timer per request costs the generator about 6 % of its rate). A large one may wait
+/// on a stalled server, so it is bounded by `--timeout`.
+async fn write(shared: &Shared, s: &mut Conn, out: &mut Vec<u8>) -> Result<(), Fail> {
+    let ok = if let Some(tls) = s.tls.as_mut() {
+        let write = tls.write_all(&mut s.s, out);
+        if out.len() <= SMALL_WRITE {
+            write.await.is_ok()
+        } else {
+            matches!(
+                compio::time::timeout(shared.timeout, write).await,
+                Ok(Ok(()))
+            )
+        }
+    } else {
+        let owned = std::mem::take(out);
+        if owned.len() <= SMALL_WRITE {
+            let BufResult(res, owned) = s.s.write_all(owned).await;
+            *out = owned;
+            res.is_ok()
+        } else {
+            match compio::time::timeout(shared.timeout, s.s.write_all(owned)).await {
+                Ok(BufResult(res, owned)) => {
+                    *out = owned;
+                    res.is_ok()
+                }
+                Err(_) => false,
+            }
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Fail::Write)
     }
 }
 

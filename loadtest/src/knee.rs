@@ -2,14 +2,15 @@
 //! member (or ringlb itself) whose latency knee comes at the lowest rate, with the evidence.
 //!
 //! Owns: the knee rule: a series knees at the lowest rate from which on its p99 stays above twice
-//! its baseline (the least of its three lowest rates) plus 1 ms, or its errors pass 0.1 %. Must never: name a member
+//! its baseline (the least of its three lowest rates) plus 1 ms, or its errors pass
+//! `--max-errors`. Must never: name a member
 //! without a measured rise (or errors) to show for it.
 
 use serde::Serialize;
 
 use crate::report::human_us;
 use crate::slo::Slo;
-use crate::sweep::{Search, StepResult};
+use crate::sweep::{by_rate, member_names, Search, StepResult};
 
 #[derive(Serialize, Debug)]
 pub struct Summary {
@@ -27,6 +28,9 @@ pub struct SloMax {
     pub slo: String,
     /// The highest rate where this SLO held and errors stayed under the limit.
     pub max_rate: Option<f64>,
+    /// Some step broke this SLO; when none did (the sweep stopped on another SLO, on errors or at
+    /// `--max`), `max_rate` is only a lower bound.
+    pub bounded: bool,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -50,22 +54,18 @@ fn knee(series: &Series) -> Option<(f64, u64, u64)> {
     series.get(from).map(|(r, v, _)| (*r, baseline, *v))
 }
 
-fn sorted(steps: &[StepResult]) -> Vec<&StepResult> {
-    let mut v: Vec<&StepResult> = steps.iter().collect();
-    v.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
-    v
+/// Errors over `share` of `requests`.
+fn errored(errors: u64, requests: u64, share: f64) -> bool {
+    errors as f64 > share * requests as f64
 }
 
-fn member_series(steps: &[&StepResult], i: usize) -> Series {
+fn member_series(steps: &[&StepResult], i: usize, max_errors: f64) -> Series {
     steps
         .iter()
         .filter_map(|s| {
             let m = s.server.as_ref()?.members.get(i)?;
-            (m.requests > 0).then_some((
-                s.offered_rate,
-                m.member_p99_us,
-                m.errors * 1000 > m.requests,
-            ))
+            let err = errored(m.errors, m.requests, max_errors);
+            (m.requests > 0).then_some((s.offered_rate, m.member_p99_us, err))
         })
         .collect()
 }
@@ -73,79 +73,67 @@ fn member_series(steps: &[&StepResult], i: usize) -> Series {
 fn client_series(steps: &[&StepResult]) -> Series {
     steps
         .iter()
-        .map(|s| {
-            (
-                s.offered_rate,
-                s.latency_us["p99"],
-                s.errors * 1000 > s.requests,
-            )
-        })
+        .map(|s| (s.offered_rate, s.latency_us["p99"], !s.errors_ok))
         .collect()
 }
 
-/// The first knee: the member's, else ringlb's (or the target's without --admin).
-fn first_knee(steps: &[&StepResult]) -> Option<Knee> {
-    let names: Vec<String> = steps
-        .iter()
-        .find_map(|s| s.server.as_ref())
-        .map(|s| s.members.iter().map(|m| m.name.clone()).collect())
-        .unwrap_or_default();
-    let knees: Vec<(usize, (f64, u64, u64))> = (0..names.len())
-        .filter_map(|i| Some((i, knee(&member_series(steps, i))?)))
+/// The member whose own p99 knees at the lowest rate, with the others' for contrast.
+fn member_knee(steps: &[&StepResult], names: &[String], max_errors: f64) -> Option<Knee> {
+    let series: Vec<Series> = (0..names.len())
+        .map(|i| member_series(steps, i, max_errors))
         .collect();
-    if let Some(&(i, (rate, base, at))) = knees.iter().min_by(|a, b| a.1 .0.total_cmp(&b.1 .0)) {
-        let others: Vec<String> = (0..names.len())
-            .filter(|j| *j != i)
-            .filter_map(|j| {
-                let s = member_series(steps, j);
-                let at = s.iter().find(|p| p.0 >= rate)?.1;
-                Some(format!(
-                    "{} {} → {}",
-                    names[j],
-                    human_us(s.first()?.1),
-                    human_us(at)
-                ))
-            })
-            .collect();
-        return Some(Knee {
-            who: names[i].clone(),
-            rate,
-            evidence: format!(
-                "its own p99 went from {} to {} at {rate:.0}/s{}",
-                human_us(base),
-                human_us(at),
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format!(" while the others stayed flat ({})", others.join("; "))
-                }
-            ),
-        });
+    let (i, (rate, base, at)) = (0..names.len())
+        .filter_map(|i| Some((i, knee(&series[i])?)))
+        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
+    let others: Vec<String> = (0..names.len())
+        .filter(|j| *j != i)
+        .filter_map(|j| {
+            let (first, then) = (series[j].first()?, series[j].iter().find(|p| p.0 >= rate)?);
+            let (from, to) = (human_us(first.1), human_us(then.1));
+            Some(format!("{} {from} → {to}", names[j]))
+        })
+        .collect();
+    let contrast = if others.is_empty() {
+        String::new()
+    } else {
+        format!(" while the others stayed flat ({})", others.join("; "))
+    };
+    Some(Knee {
+        who: names[i].clone(),
+        rate,
+        evidence: format!(
+            "its own p99 went from {} to {} at {rate:.0}/s{contrast}",
+            human_us(base),
+            human_us(at)
+        ),
+    })
+}
+
+/// The first knee: a member's, else ringlb's (or the target's, without --admin).
+fn first_knee(steps: &[&StepResult], max_errors: f64) -> Option<Knee> {
+    let names = member_names(steps);
+    if let Some(k) = member_knee(steps, &names, max_errors) {
+        return Some(k);
     }
     let (rate, base, at) = knee(&client_series(steps))?;
-    let who = if names.is_empty() {
-        "the target"
+    let (who, contrast) = if names.is_empty() {
+        ("the target", "")
     } else {
-        "ringlb"
+        ("ringlb", " while every member's own p99 stayed flat")
     };
     Some(Knee {
         who: who.into(),
         rate,
         evidence: format!(
-            "the client's p99 went from {} to {} at {rate:.0}/s{}",
+            "the client's p99 went from {} to {} at {rate:.0}/s{contrast}",
             human_us(base),
-            human_us(at),
-            if names.is_empty() {
-                ""
-            } else {
-                " while every member's own p99 stayed flat"
-            }
+            human_us(at)
         ),
     })
 }
 
-pub fn summarise(slos: &[Slo], s: &Search) -> Summary {
-    let steps = sorted(&s.steps);
+pub fn summarise(slos: &[Slo], s: &Search, max_errors: f64) -> Summary {
+    let steps = by_rate(&s.steps);
     let per_slo = slos
         .iter()
         .enumerate()
@@ -156,13 +144,16 @@ pub fn summarise(slos: &[Slo], s: &Search) -> Summary {
                 .filter(|st| st.errors_ok && st.slo_us[i] <= slo.limit_us())
                 .map(|st| st.offered_rate)
                 .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r)))),
+            bounded: steps
+                .iter()
+                .any(|st| st.errors_ok && st.slo_us[i] > slo.limit_us()),
         })
         .collect();
     Summary {
         max_rate: s.max_good,
         bounded: s.min_bad.is_some(),
         per_slo,
-        first_knee: first_knee(&steps),
+        first_knee: first_knee(&steps, max_errors),
     }
 }
 

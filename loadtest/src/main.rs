@@ -1,7 +1,8 @@
 //! `ringlb-load`: ringlb's load generator. Closed loop (`-c`, `-d`, `--pipeline`) or open loop
 //! (`--rate`, coordinated omission corrected), over HTTP/1.1 or HTTPS (rustls), thread-per-core on
-//! compio, plus `origin`, a fast plain HTTP/1.1 origin for benchmarks. It does not depend on the
-//! proxy's internals.
+//! compio; `sweep`, the capacity search (open-loop steps, bisection, ringlb's status read around
+//! each step); and `origin`, a fast plain HTTP/1.1 origin for benchmarks. It reads ringlb only
+//! through its documented `/status.json`, never its internals.
 
 mod cli;
 mod client;
@@ -63,7 +64,7 @@ fn sweep(mut a: cli::SweepArgs) -> anyhow::Result<()> {
         scrape::read(base, a.token.as_deref())?;
     }
     let search = sweep::search(&a, &plan, &targets)?;
-    let summary = knee::summarise(&plan.slos, &search);
+    let summary = knee::summarise(&plan.slos, &search, plan.max_errors);
     print!("{}", sweep_report::summary(&summary, a.max));
     let title = format!("ringlb-load sweep of {target}");
     if let Some(path) = &a.load.json {

@@ -1,5 +1,6 @@
-//! The end-of-run table and the JSON results (with the merged histogram and, for https, the TLS
-//! handshake counts). It formats an `Outcome`; it never measures anything itself.
+//! The end-of-run table and the JSON results (with the merged histogram, for https the TLS
+//! handshake counts, and in open loop the generator's schedule lag with its warning). It formats
+//! an `Outcome`; it never measures anything itself.
 
 use serde::Serialize;
 
@@ -249,4 +250,44 @@ pub fn table(args: &LoadArgs, o: &Outcome) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::new_histogram;
+
+    fn outcome(latency_us: u64, lag_us: u64) -> Outcome {
+        let (mut hist, mut lag) = (new_histogram(), new_histogram());
+        for _ in 0..1000 {
+            hist.record(latency_us).unwrap();
+            lag.record(lag_us).unwrap();
+        }
+        Outcome {
+            hist,
+            requests: 1000,
+            errors: [0; ERROR_KINDS.len()],
+            status: [0, 1000, 0, 0, 0],
+            handshakes: [0; 2],
+            lag,
+            behind: 10,
+            elapsed: std::time::Duration::from_secs(1),
+            threads: 1,
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn the_generator_warns_when_its_own_lateness_shows() {
+        // Late by 2 ms on a 5 ms p99: a real part of it.
+        assert!(lag_warning(&outcome(5_000, 2_000)).is_some());
+        // Late by 2 ms on a 2 s p99: noise.
+        assert!(lag_warning(&outcome(2_000_000, 2_000)).is_none());
+        // Late by 200 µs: under a millisecond, whatever the p99.
+        assert!(lag_warning(&outcome(300, 200)).is_none());
+        let s = schedule(&outcome(300, 200));
+        assert_eq!(s.behind, 10);
+        assert!((s.behind_share - 10.0 / 1010.0).abs() < 1e-12);
+        assert!((199..=201).contains(&s.wakeup_lag_us["p99"]));
+    }
 }

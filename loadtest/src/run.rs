@@ -1,6 +1,6 @@
 //! A load run: one compio runtime per thread, connections spread over them (sharing one TLS
-//! configuration, hence one session cache), a live line every second, the threads' histograms
-//! and counts merged at the end.
+//! configuration, hence one session cache), an uncounted warm-up (`--warmup`), a live line every
+//! second, the threads' histograms, counts and schedule lag merged at the end.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -64,8 +64,12 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
             "--rate (open loop) sends one request at a time per connection: drop --pipeline"
         );
     }
-    if args.rate.is_some_and(|r| r <= 0.0) {
-        anyhow::bail!("--rate must be positive");
+    if args.rate.is_some_and(|r| !(r >= 0.001 && r.is_finite())) {
+        anyhow::bail!("--rate must be a number of requests per second, at least 0.001");
+    }
+    let month = Duration::from_secs(30 * 24 * 3600);
+    if args.duration + args.warmup.unwrap_or_default() > month || args.timeout > month {
+        anyhow::bail!("--duration, --warmup and --timeout: at most 30 days");
     }
     let tls = if targets.iter().any(|t| t.tls.is_some()) {
         Some(crate::tls::config(args)?)
@@ -81,7 +85,7 @@ pub fn run(args: &LoadArgs, targets: Vec<Target>) -> anyhow::Result<Outcome> {
         None => Vec::new(),
     };
     let start = Instant::now() + Duration::from_millis(50);
-    let measure_from = start + args.warmup;
+    let measure_from = start + args.warmup.unwrap_or_default();
     let deadline = measure_from + args.duration;
     let (tx, rx) = mpsc::channel::<Progress>();
     let mut handles = Vec::new();

@@ -1,4 +1,5 @@
-//! `sweep --admin`: ringlb's `/status.json` read before and after a step, and the difference as
+//! `sweep --admin`: ringlb's `/status.json` read at the start, middle and end of a step's measured
+//! part, and the difference of the first and last as
 //! per-member figures for that step (requests, share, percentiles from the diffed histograms,
 //! in-flight, pool hits, errors) and ringlb's CPU per request.
 //!
@@ -21,6 +22,9 @@ pub struct Reading {
 }
 
 struct MemberReading {
+    /// (balancer, member index): a member's identity across readings (two members may share a
+    /// URL).
+    key: (String, u64),
     name: String,
     total: BTreeMap<u64, u64>,
     head: BTreeMap<u64, u64>,
@@ -114,6 +118,10 @@ pub fn read(base: &str, token: Option<&str>) -> anyhow::Result<Reading> {
     for b in v["balancers"].as_array().into_iter().flatten() {
         for m in b["members"].as_array().into_iter().flatten() {
             members.push(MemberReading {
+                key: (
+                    b["name"].as_str().unwrap_or("?").to_string(),
+                    m["index"].as_u64().unwrap_or(u64::MAX),
+                ),
                 name: format!(
                     "{}/{}",
                     b["name"].as_str().unwrap_or("?"),
@@ -172,7 +180,7 @@ pub fn step(before: &Reading, middle: &Reading, after: &Reading) -> ServerStep {
         .members
         .iter()
         .map(|a| {
-            let b = before.members.iter().find(|b| b.name == a.name);
+            let b = before.members.iter().find(|b| b.key == a.key);
             let empty = BTreeMap::new();
             let total = diff(&a.total, b.map_or(&empty, |b| &b.total));
             let head = diff(&a.head, b.map_or(&empty, |b| &b.head));
@@ -189,7 +197,7 @@ pub fn step(before: &Reading, middle: &Reading, after: &Reading) -> ServerStep {
                 in_flight: middle
                     .members
                     .iter()
-                    .find(|m| m.name == a.name)
+                    .find(|m| m.key == a.key)
                     .map_or(0, |m| m.in_flight),
                 pool_hit_rate: hits as f64 / (hits + misses).max(1) as f64,
                 errors: a.errors.saturating_sub(b.map_or(0, |b| b.errors)),
@@ -222,5 +230,37 @@ mod tests {
         assert_eq!(quantile(&d, 0.91), 5000);
         assert_eq!(quantile(&d, 0.99), 5000);
         assert_eq!(quantile(&BTreeMap::new(), 0.99), 0);
+    }
+
+    #[test]
+    fn diffing_two_readings_gives_the_histogram_of_what_came_between() {
+        // Property, over many random cases: readings taken before and after a batch of values
+        // differ by exactly that batch, and the diff's quantiles are the batch's own (nearest
+        // rank), whatever came before.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..300 {
+            let mut reading: BTreeMap<u64, u64> = BTreeMap::new();
+            for _ in 0..rand(50) {
+                *reading.entry(1 + rand(20)).or_default() += 1;
+            }
+            let before = reading.clone();
+            let mut batch: Vec<u64> = (0..1 + rand(200)).map(|_| 1 + rand(20)).collect();
+            for v in &batch {
+                *reading.entry(*v).or_default() += 1;
+            }
+            let d = diff(&reading, &before);
+            assert_eq!(d.values().sum::<u64>(), batch.len() as u64);
+            batch.sort_unstable();
+            for q in [0.5, 0.9, 0.99, 1.0] {
+                let rank = ((q * batch.len() as f64).ceil() as usize).clamp(1, batch.len());
+                assert_eq!(quantile(&d, q), batch[rank - 1], "q {q} of {batch:?}");
+            }
+        }
     }
 }

@@ -52,12 +52,19 @@ impl Plan {
         if a.load.rate.is_some() || a.load.plot.is_some() || a.load.pipeline > 1 {
             anyhow::bail!("sweep sets the rate itself: drop --rate, --plot and --pipeline");
         }
-        if !(a.from > 0.0 && a.from <= a.max) {
+        if a.ramp && a.load.warmup.is_some() {
+            anyhow::bail!("--ramp has no warm-ups (its windows follow one another): drop --warmup");
+        }
+        if !(a.from >= 0.001 && a.from <= a.max && a.max.is_finite()) {
             anyhow::bail!(
-                "--from {} must be positive and at most --max {}",
+                "--from {} and --max {}: rates of at least 0.001/s, --from at most --max",
                 a.from,
                 a.max
             );
+        }
+        let precision = share("--precision", &a.precision)?;
+        if precision < 0.005 {
+            anyhow::bail!("--precision {}: at least 0.5%", a.precision);
         }
         Ok(Plan {
             slos: a
@@ -66,7 +73,7 @@ impl Plan {
                 .map(|s| Slo::parse(s))
                 .collect::<Result<_, _>>()?,
             step: Step::parse(&a.step)?,
-            precision: share("--precision", &a.precision)?,
+            precision,
             max_errors: share("--max-errors", &a.max_errors)?,
         })
     }
@@ -74,6 +81,12 @@ impl Plan {
 
 /// A step's uncounted start when `--warmup` is not given.
 const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
+
+/// How long ringlb may take to publish what its cores counted (they do once a second).
+const PUBLISHED: Duration = Duration::from_millis(1100);
+
+/// The most bisection steps (each halves the interval: 2^-12 of it is far below any precision).
+const MAX_BISECTIONS: usize = 12;
 
 const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
@@ -88,24 +101,28 @@ pub fn step(
     let mut load = a.load.clone();
     load.rate = Some(rate);
     load.quiet = true;
-    load.warmup = match phase {
+    let warmup = match phase {
         "ramp" => Duration::ZERO,
-        _ if load.warmup.is_zero() => DEFAULT_WARMUP,
-        _ => load.warmup,
+        _ => load.warmup.unwrap_or(DEFAULT_WARMUP),
     };
+    load.warmup = Some(warmup);
     let began = Instant::now();
-    let (warmup, runner_targets) = (load.warmup, targets.to_vec());
+    let runner_targets = targets.to_vec();
     let runner = std::thread::spawn(move || crate::run::run(&load, runner_targets));
     let at = |t: Duration| {
         std::thread::sleep(
             (began + Duration::from_millis(50) + t).saturating_duration_since(Instant::now()),
         )
     };
+    // ringlb's cores publish once a second, so a reading holds what they counted up to a second
+    // before it: the first reading is taken PUBLISHED into the measured part (all it adds is then
+    // measured traffic), the last one twice PUBLISHED after the step's last answer.
+    let d = a.load.duration;
     let (before, middle) = match &a.admin {
         Some(base) => {
-            at(warmup);
+            at(warmup + PUBLISHED.min(d / 2));
             let before = scrape::read(base, a.token.as_deref())?;
-            at(warmup + a.load.duration / 2);
+            at(warmup + d / 2);
             (Some(before), Some(scrape::read(base, a.token.as_deref())?))
         }
         None => (None, None),
@@ -115,8 +132,7 @@ pub fn step(
         .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
     let server = match (&a.admin, before, middle) {
         (Some(base), Some(before), Some(middle)) => {
-            // ringlb's cores publish once a second: wait for the step's last requests to land.
-            std::thread::sleep(Duration::from_millis(1200));
+            std::thread::sleep(PUBLISHED + PUBLISHED);
             let after = scrape::read(base, a.token.as_deref())?;
             Some(scrape::step(&before, &middle, &after))
         }
@@ -188,6 +204,22 @@ fn verdict(
     }
 }
 
+/// The steps by rising offered rate.
+pub fn by_rate(steps: &[StepResult]) -> Vec<&StepResult> {
+    let mut v: Vec<&StepResult> = steps.iter().collect();
+    v.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
+    v
+}
+
+/// The members ringlb reported (by position, the same in every step), when it was read.
+pub fn member_names(steps: &[&StepResult]) -> Vec<String> {
+    steps
+        .iter()
+        .find_map(|s| s.server.as_ref())
+        .map(|s| s.members.iter().map(|m| m.name.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// The whole search: every step in the order run, and the highest rate found good.
 pub struct Search {
     pub steps: Vec<StepResult>,
@@ -215,7 +247,10 @@ pub fn search(a: &SweepArgs, plan: &Plan, targets: &[Target]) -> anyhow::Result<
     if a.ramp {
         return Ok(s);
     }
-    while let (Some(lo), Some(hi)) = (s.max_good, s.min_bad) {
+    for _ in 0..MAX_BISECTIONS {
+        let (Some(lo), Some(hi)) = (s.max_good, s.min_bad) else {
+            break;
+        };
         if (hi - lo) / lo <= plan.precision {
             break;
         }

@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::knee::Summary;
-use crate::sweep::{Plan, StepResult};
+use crate::sweep::{by_rate, member_names, Plan, StepResult};
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
@@ -27,20 +27,6 @@ const COLOURS: [RGBColor; 6] = [
 struct Line {
     name: String,
     points: Vec<(f64, f64)>,
-}
-
-fn sorted(steps: &[StepResult]) -> Vec<&StepResult> {
-    let mut v: Vec<&StepResult> = steps.iter().collect();
-    v.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
-    v
-}
-
-fn member_names(steps: &[&StepResult]) -> Vec<String> {
-    steps
-        .iter()
-        .find_map(|s| s.server.as_ref())
-        .map(|s| s.members.iter().map(|m| m.name.clone()).collect())
-        .unwrap_or_default()
 }
 
 /// Per member, `f` of each step that has that member's figures.
@@ -146,7 +132,7 @@ fn chart(
 
 /// The three panels as one SVG document.
 pub fn svg(plan: &Plan, steps: &[StepResult], title: &str) -> anyhow::Result<String> {
-    let steps = sorted(steps);
+    let steps = by_rate(steps);
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (1000, 1150)).into_drawing_area();

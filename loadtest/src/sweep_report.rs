@@ -88,10 +88,15 @@ pub fn summary(sum: &Summary, max: f64) -> String {
     for p in &sum.per_slo {
         let _ = writeln!(
             s,
-            "  {:<14} max {}",
+            "  {:<14} max {}{}",
             p.slo,
             p.max_rate
-                .map_or("none of the rates tried".into(), |r| format!("{r:.0}/s"))
+                .map_or("none of the rates tried".into(), |r| format!("{r:.0}/s")),
+            if p.bounded || p.max_rate.is_none() {
+                ""
+            } else {
+                " or more (it never broke before the sweep stopped)"
+            }
         );
     }
     match &sum.first_knee {
@@ -116,7 +121,8 @@ pub struct JsonReport<'a> {
     pub steps: &'a [StepResult],
 }
 
-/// Prometheus text for node_exporter's textfile collector: the max rate per SLO.
+/// Prometheus text for node_exporter's textfile collector: the max rate per SLO (for an SLO that
+/// never broke, the highest rate tried: a lower bound, so the headroom it gives errs low).
 pub fn textfile(sum: &Summary, target: &str) -> String {
     let mut s = String::from(
         "# HELP ringlb_sweep_max_rate The highest request rate that met the SLO in the last sweep.\n\

@@ -295,8 +295,31 @@ fn spectrum_points(b: &Buckets) -> Vec<(f64, f64)> {
         below += n;
         points.push((decades(below), value as f64));
     }
-    points
+    thin(points)
 }
+
+/// At most one point per pixel column (the column's last, highest one), once there are more
+/// points than columns: a member with a thousand buckets still draws a few hundred points. Fewer
+/// points are kept as they are, every step's corners exact.
+fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if points.len() <= 2 * SPECTRUM_COLUMNS {
+        return points;
+    }
+    let column = |x: f64| (x / DECADES * SPECTRUM_COLUMNS as f64) as usize;
+    let mut kept: Vec<(f64, f64)> = Vec::with_capacity(SPECTRUM_COLUMNS + 2);
+    for p in points {
+        let n = kept.len();
+        if n > 1 && column(kept[n - 1].0) == column(p.0) {
+            kept[n - 1] = p;
+        } else {
+            kept.push(p);
+        }
+    }
+    kept
+}
+
+/// The spectrum's resolution along x: about one point per pixel column.
+const SPECTRUM_COLUMNS: usize = 280;
 
 /// Latency by percentile since start (HdrHistogram's plot): x is log10(1/(1-q)), ticks at 0 %,
 /// 90 %, 99 %, 99.9 %, 99.99 %; y is linear from 0 to a round value above the max.
@@ -489,6 +512,22 @@ mod tests {
                 "{svg}"
             );
         }
+    }
+
+    #[test]
+    fn a_spectrum_of_many_buckets_is_thinned_to_the_columns() {
+        // 3,000 buckets, one request each: 6,000 step corners before thinning.
+        let b = Buckets {
+            count: 3000,
+            sum_us: 0,
+            buckets: (1..=3000).map(|v| [v * 10, 1]).collect(),
+        };
+        let pts = spectrum_points(&b);
+        assert!(pts.len() <= 2 * SPECTRUM_COLUMNS + 2, "{}", pts.len());
+        assert!(pts.len() > SPECTRUM_COLUMNS / 4, "{}", pts.len());
+        assert_eq!(pts.first(), Some(&(0.0, 10.0)));
+        assert_eq!(pts.last(), Some(&(DECADES, 30_000.0)));
+        assert!(pts.windows(2).all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1));
     }
 
     #[test]

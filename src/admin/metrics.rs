@@ -426,7 +426,13 @@ fn health(out: &mut String, b: &BoardData, members: &[(String, MemberCounters, u
     }
 }
 
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u32>, sum_us: u64) {
+fn histogram<T: hdrhistogram::Counter>(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &Histogram<T>,
+    sum_us: u64,
+) {
     for le in BUCKETS {
         let le_us = (le * 1e6) as u64;
         let n = if h.is_empty() {

@@ -212,7 +212,8 @@ fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
             Reply::new(
                 200,
                 "application/json",
-                serde_json::to_string_pretty(&report).unwrap_or_default(),
+                // Compact: the per-member histograms and series make it large (`jq .` to read).
+                serde_json::to_string(&report).unwrap_or_default(),
             )
         }
         ("GET", ["metrics"]) => Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", {
