@@ -415,24 +415,7 @@ fn status_page_renders_in_headless_chromium() {
         return;
     }
     let dir = crate::support::proxy::TempDir::new();
-    let out = std::process::Command::new("timeout")
-        .arg("60")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", dir.0.display()))
-        .arg(format!("http://{}/status", p.admin_addr()))
-        .output()
-        .unwrap();
+    let out = headless_chromium(&dir.0, &format!("http://{}/status", p.admin_addr()), &[]);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains("<table class=\"members\">"),
@@ -537,29 +520,14 @@ fn status_page_draws_charts_per_member() {
     );
     let dir = crate::support::proxy::TempDir::new();
     let shot = dir.0.join("status.png");
-    let out = std::process::Command::new("timeout")
-        .arg("60")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
+    let out = headless_chromium(
+        &dir.0.join("profile"),
+        &format!("http://{}/status", p.admin_addr()),
+        &[
             "--window-size=1400,1800",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.0.join("profile").display()
-        ))
-        .arg(format!("http://{}/status", p.admin_addr()))
-        .output()
-        .unwrap();
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     for class in ["chart requests", "chart latency", "chart spectrum"] {
         assert_eq!(
@@ -675,4 +643,28 @@ fn access_log_lines_and_reopen_on_sigusr1() {
         "{:?}",
         lines(&path)
     );
+}
+
+/// Headless Chromium's rendering of `url` (`--dump-dom`, and `extra`), with its profile in
+/// `profile`, bounded to a minute.
+fn headless_chromium(profile: &std::path::Path, url: &str, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .arg("60")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .args(extra)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .unwrap()
 }
