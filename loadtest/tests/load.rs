@@ -374,7 +374,7 @@ fn sweep_finds_the_slow_members_knee_and_the_rate_found_by_hand() {
 
     let tmp = TempDir::new("sweep");
     let dir = &tmp.0;
-    let lb = Lb::start(&[a.1, b_port], &dir);
+    let lb = Lb::start(&[a.1, b_port], dir);
     let (svg, html) = (dir.join("s.svg"), dir.join("s.html"));
     let from = (cap / 2.0).to_string();
     let max = (cap * 4.0).to_string();
@@ -406,7 +406,7 @@ fn sweep_finds_the_slow_members_knee_and_the_rate_found_by_hand() {
             html.to_str().unwrap(),
             &url,
         ],
-        &dir,
+        dir,
     );
     drop(b);
     let found = v["summary"]["max_rate"].as_f64().unwrap();
@@ -448,7 +448,7 @@ fn a_ramp_stops_at_the_first_breach_against_any_http_server() {
             "--ramp", "--slo", "p99=50ms", "--from", "100", "--step", "+100", "--max", "2000",
             "-d", "2s", "-c", "32", "-t", "1", &url,
         ],
-        &dir,
+        dir,
     );
     let steps = v["steps"].as_array().unwrap();
     let rates: Vec<f64> = steps
