@@ -12,6 +12,7 @@ usage: python3 scripts/bench/sweep-real.py
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ balancer = "app"
         for p in procs:
             p.kill()
             p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
