@@ -62,13 +62,7 @@ pub struct Schedule {
 
 /// Open loop: the schedule summary.
 pub fn schedule(o: &Outcome) -> Schedule {
-    let q = |x: f64| {
-        if o.lag.is_empty() {
-            0
-        } else {
-            o.lag.value_at_quantile(x)
-        }
-    };
+    let q = |x: f64| at_quantile(&o.lag, x);
     let sent = o.lag.len() + o.behind;
     Schedule {
         wakeup_lag_us: [("p50", q(0.5)), ("p99", q(0.99)), ("max", q(1.0))]
@@ -168,10 +162,15 @@ pub fn json(args: &LoadArgs, o: &Outcome) -> JsonReport {
 }
 
 fn quantile(o: &Outcome, q: f64) -> u64 {
-    if o.hist.is_empty() {
+    at_quantile(&o.hist, q)
+}
+
+/// The value at quantile `q` of `h`, 0 for an empty histogram.
+pub fn at_quantile(h: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
         0
     } else {
-        o.hist.value_at_quantile(q)
+        h.value_at_quantile(q)
     }
 }
 

@@ -184,8 +184,8 @@ pub fn step(before: &Reading, middle: &Reading, after: &Reading) -> ServerStep {
             let empty = BTreeMap::new();
             let total = diff(&a.total, b.map_or(&empty, |b| &b.total));
             let head = diff(&a.head, b.map_or(&empty, |b| &b.head));
-            let hits = a.pool[0] - b.map_or(0, |b| b.pool[0]).min(a.pool[0]);
-            let misses = a.pool[1] - b.map_or(0, |b| b.pool[1]).min(a.pool[1]);
+            let hits = a.pool[0].saturating_sub(b.map_or(0, |b| b.pool[0]));
+            let misses = a.pool[1].saturating_sub(b.map_or(0, |b| b.pool[1]));
             MemberStep {
                 name: a.name.clone(),
                 requests: total.values().sum(),

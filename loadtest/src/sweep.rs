@@ -148,13 +148,7 @@ fn verdict(
     phase: &'static str,
     server: Option<ServerStep>,
 ) -> StepResult {
-    let q = |x: f64| {
-        if o.hist.is_empty() {
-            0
-        } else {
-            o.hist.value_at_quantile(x)
-        }
-    };
+    let q = |x: f64| crate::report::at_quantile(&o.hist, x);
     let errors = o.errors.iter().sum::<u64>() + o.status[4];
     let share = errors as f64 / (o.requests + o.errors.iter().sum::<u64>()).max(1) as f64;
     let slo_us: Vec<u64> = plan.slos.iter().map(|s| q(s.q)).collect();

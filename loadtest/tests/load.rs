@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// An origin and, while it lives, this file's lock: the tests run one at a time, so the
 /// latency comparison is not measuring the other tests' load.
 struct Origin(
-    Child,
+    #[allow(dead_code)] Started,
     u16,
     #[allow(dead_code)] Option<MutexGuard<'static, ()>>,
 );
@@ -30,29 +30,35 @@ impl Origin {
     }
 
     fn spawn(extra: &[&str], quiet: Option<MutexGuard<'static, ()>>) -> Origin {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_ringlb-load"))
             .args(["origin", "--port", &port.to_string()])
             .args(extra)
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "origin did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = Started(child);
+        wait_for_port(port, "origin");
         Origin(child, port, quiet)
     }
 }
 
-impl Drop for Origin {
+/// A process this file started: killed and reaped when dropped.
+struct Started(Child);
+
+impl Drop for Started {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most 10 s) until something listens on `port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -212,8 +218,8 @@ fn open_loop_agrees_with_an_independent_reference_client() {
         ours.1.push(v["latency_us"]["p99"].as_u64().unwrap());
         let lag = &v["schedule"]["wakeup_lag_us"];
         assert!(
-            lag["p50"].as_u64().unwrap() <= lag["p99"].as_u64().unwrap(),
-            "{v}"
+            lag["p50"].as_u64().unwrap() >= 1,
+            "the wake-ups were timed: {v}"
         );
         let (p50, p99) = reference(o.1, 1000, 2);
         theirs.0.push(p50);
@@ -266,7 +272,7 @@ fn free_port() -> u16 {
 }
 
 /// ringlb with one worker (strict round robin) over `members`, and its admin listener.
-struct Lb(Child, u16, u16);
+struct Lb(#[allow(dead_code)] Started, u16, u16);
 
 impl Lb {
     fn start(members: &[u16], dir: &std::path::Path) -> Lb {
@@ -292,19 +298,9 @@ impl Lb {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
-            assert!(Instant::now() < deadline, "ringlb did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = Started(child);
+        wait_for_port(admin, "ringlb");
         Lb(child, port, admin)
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
