@@ -347,8 +347,16 @@ impl BoardData {
 
     /// Takes one core's statistics: counters replace that core's previous ones, histograms are
     /// added to the lifetime and to the current second, then reset on the core.
-    pub fn publish(&mut self, core: usize, stats: &mut CoreStats, applied_version: u64) {
-        let now_sec = self.now_sec();
+    /// `now`: the worker's clock when it decided to publish, which names the second (the lock may
+    /// have been waited for).
+    pub fn publish(
+        &mut self,
+        core: usize,
+        stats: &mut CoreStats,
+        applied_version: u64,
+        now: Instant,
+    ) {
+        let now_sec = now.saturating_duration_since(self.started).as_secs();
         let slot_index = (now_sec % RING_SLOTS) as usize;
         self.cores[core] = stats.core.clone();
         self.applied[core] = applied_version;
@@ -492,8 +500,8 @@ mod tests {
         }
         a.member(0).counters.selected = 100;
         b.member(0).counters.selected = 300;
-        board.publish(0, &mut a, 0);
-        board.publish(1, &mut b, 0);
+        board.publish(0, &mut a, 0, Instant::now());
+        board.publish(1, &mut b, 0, Instant::now());
         let m = board.member(0, 0);
         assert_eq!(m.counters().selected, 400);
         assert_eq!(m.lifetime[0].len(), 400);
@@ -503,7 +511,7 @@ mod tests {
         assert_eq!(m.window(0, board.now_sec()).len(), 400);
         // Histograms were reset on the cores; counters stay cumulative.
         assert!(a.member(0).hist[0].is_empty());
-        board.publish(0, &mut a, 0);
+        board.publish(0, &mut a, 0, Instant::now());
         assert_eq!(board.member(0, 0).lifetime[0].len(), 400);
         assert_eq!(board.member(0, 0).counters().selected, 400);
     }
@@ -518,7 +526,7 @@ mod tests {
                 core.member(0)
                     .record(Phase::Total, Duration::from_millis(1));
             }
-            board.publish(0, core, 0);
+            board.publish(0, core, 0, Instant::now());
         };
         publish_at(&mut board, &mut core, 5, 10);
         publish_at(&mut board, &mut core, 65, 20);
@@ -603,7 +611,7 @@ mod tests {
         // The tick's beat stamps the core's heartbeat with the current time; a publication alone
         // (an admin request's) does not.
         board.heartbeat[1] = start;
-        board.publish(1, &mut CoreStats::new(1, 1), 0);
+        board.publish(1, &mut CoreStats::new(1, 1), 0, Instant::now());
         assert_eq!(board.heartbeat[1], start);
         board.beat(1);
         assert!(board.heartbeat[1] > start);
@@ -616,11 +624,11 @@ mod tests {
         assert!(!board.drained(0, 0), "cores have not applied it yet");
         let mut s = CoreStats::new(1, 1);
         s.member(0).counters.in_flight = 1;
-        board.publish(0, &mut s, 1);
-        board.publish(1, &mut CoreStats::new(1, 1), 1);
+        board.publish(0, &mut s, 1, Instant::now());
+        board.publish(1, &mut CoreStats::new(1, 1), 1, Instant::now());
         assert!(!board.drained(0, 0), "one request in flight");
         s.member(0).counters.in_flight = 0;
-        board.publish(0, &mut s, 1);
+        board.publish(0, &mut s, 1, Instant::now());
         assert!(board.drained(0, 0));
     }
 }

@@ -322,7 +322,7 @@ pub fn publish(core: &Core, now: Instant) {
         }
         true
     });
-    board.publish(core.id, &mut stats, core.applied.get());
+    board.publish(core.id, &mut stats, core.applied.get(), now);
 }
 
 /// Applies a new generation, admin changes and health-check state changes soon after they are

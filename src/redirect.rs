@@ -34,7 +34,12 @@ pub async fn to_https(core: &Core, gen: &CoreGen, c: &mut Client) -> bool {
         .find(|l| l.tls.is_some())
         .map_or(443, |l| l.address.port());
     let has_body = !matches!(c.head.body, BodyKind::Empty | BodyKind::Length(0));
-    let close = has_body || !c.head.keep_alive || core.ends_connection(gen, c.listener);
+    // ringlb's own answer to a request asking to switch protocols ends the connection (as every
+    // local answer does: `upgrade::asked`).
+    let close = has_body
+        || !c.head.keep_alive
+        || crate::http::upgrade::asked(&c.buf, &c.head)
+        || core.ends_connection(gen, c.listener);
     c.out.clear();
     let _ = write!(
         c.out,

@@ -3,7 +3,8 @@
 //! tunnel`).
 //!
 //! Owns: the names a route may tunnel and their rules. Must never: let a protocol that carries
-//! HTTP be tunnelled (`h2c`, `h2`, `HTTP/…`, `TLS/…` of RFC 2817: a connection to a member would
+//! HTTP be tunnelled (`h2c`, `h2`, `HTTP/…`, `TLS/…` of RFC 2817, and any name starting with
+//! `h2`, `http` or `spdy`: a connection to a member would
 //! carry requests ringlb never parsed or routed: h2c smuggling), not even with `"any"`; or accept
 //! upgrades on a route whose balancer has no `http://`/`https://` member (AJP cannot carry a
 //! tunnel).
@@ -17,13 +18,27 @@ use super::{BalancerConfig, ConfigError, Dur, Protocol, Validator};
 /// Protocol names never tunnelled: after the switch they carry HTTP requests ringlb never sees.
 pub const NEVER: [&str; 4] = ["h2c", "h2", "http", "tls"];
 
+/// Name prefixes never tunnelled either: drafts and variants of HTTP/2 (`h2-14`, `h2c-14`),
+/// `HTTP2`, `HTTPS`, and SPDY carry HTTP too.
+const NEVER_PREFIXES: [&str; 3] = ["h2", "http", "spdy"];
+
+/// Whether a protocol name (without its `/version`, any case) is one that carries HTTP.
+pub fn carries_http(name: &[u8]) -> bool {
+    NEVER
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        || NEVER_PREFIXES
+            .iter()
+            .any(|p| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+}
+
 /// A tunnel idle this long in both directions closes, unless the route says otherwise.
 pub const DEFAULT_TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The protocols a route tunnels after a `101 Switching Protocols`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upgrades {
-    /// `"any"`: every protocol but those in `NEVER`.
+    /// `"any"`: every protocol but those that carry HTTP (`carries_http`).
     pub any: bool,
     /// Lower-case protocol names (without a `/version`).
     pub protocols: Vec<String>,
@@ -32,10 +47,7 @@ pub struct Upgrades {
 impl Upgrades {
     /// Whether a protocol name (without its `/version`, any case) may be tunnelled.
     pub fn allows(&self, name: &[u8]) -> bool {
-        if NEVER
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-        {
+        if carries_http(name) {
             return false;
         }
         self.any
@@ -79,7 +91,7 @@ impl Validator<'_> {
         };
         for name in list.get_ref() {
             let lower = name.to_ascii_lowercase();
-            if NEVER.contains(&lower.as_str()) {
+            if carries_http(lower.as_bytes()) {
                 return self.err(list.span(), key, format!("{name} is never tunnelled: after the switch the connection would carry HTTP requests ringlb never checked (h2c smuggling)"));
             }
             if !crate::http::upgrade::is_token(name.as_bytes()) {
@@ -146,6 +158,11 @@ mod tests {
         let u = r.upgrade.as_ref().unwrap();
         assert!(u.allows(b"foo") && !u.allows(b"h2c") && !u.allows(b"H2C"));
         assert!(!u.allows(b"HTTP") && !u.allows(b"TLS") && !u.allows(b"h2"));
+        // Drafts and variants of what carries HTTP, whatever the case.
+        for name in ["h2-14", "H2C-14", "HTTP2", "https", "spdy", "SPDY-3.1"] {
+            assert!(!u.allows(name.as_bytes()), "{name}");
+        }
+        assert!(u.allows(b"websocket") && u.allows(b"mqtt") && u.allows(b"h"));
         assert_eq!(r.tunnel_timeout.as_secs(), 90);
         assert!(Config::parse(&with(HTTP, "")).unwrap().routes[0]
             .upgrade
@@ -158,6 +175,12 @@ mod tests {
         for (members, route, key, says) in [
             (HTTP, "upgrade = [\"h2c\"]\n", "route[0].upgrade", "h2c"),
             (HTTP, "upgrade = [\"TLS\"]\n", "route[0].upgrade", "never"),
+            (
+                HTTP,
+                "upgrade = [\"h2c-14\"]\n",
+                "route[0].upgrade",
+                "never",
+            ),
             (HTTP, "upgrade = [\"a b\"]\n", "route[0].upgrade", "token"),
             (HTTP, "upgrade = []\n", "route[0].upgrade", "empty"),
             (

@@ -4,7 +4,7 @@
 //! Owns: both decisions, and whether a request asks for a switch at all (`asked`), made on the
 //! parsed heads only (no I/O). Must never: call a request an
 //! upgrade unless it is HTTP/1.1 with exactly one `Upgrade` header, whose every protocol the route
-//! allows (never one that carries HTTP: `config::upgrade::NEVER`), and a `Connection` header
+//! allows (never one that carries HTTP: `config::upgrade::carries_http`), and a `Connection` header
 //! listing `upgrade`; or accept a 101 naming anything but protocols the request offered and the
 //! route allows. (A 101 to a request that was not forwarded as an upgrade is refused by
 //! `http::exchange` before it gets here.) Invariant: a request that is not an upgrade by this rule

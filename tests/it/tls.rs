@@ -411,17 +411,26 @@ fn a_plain_listener_can_redirect_to_https() {
     let r = c.read_response().unwrap();
     assert_eq!((r.status, r.header("connection")), (301, Some("close")));
     assert!(c.is_closed());
+    // So is a request asking to switch protocols: what follows it is never read as a request.
+    let mut c = Client::connect(plain);
+    c.send(
+        b"GET /ws HTTP/1.1\r\nHost: site.test\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+GET /next HTTP/1.1\r\nHost: site.test\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.header("connection")), (301, Some("close")));
+    assert!(c.is_closed());
     // A Host that is not a plain name is refused, not echoed.
     let mut c = Client::connect(plain);
     c.send(b"GET / HTTP/1.1\r\nHost: evil.example/x\r\n\r\n");
     assert_eq!(c.read_response().unwrap().status, 400);
     assert_eq!(a.count(), 0, "redirected requests never reach a member");
     let r = report(p.admin_addr());
-    assert_eq!(r.redirected, 2);
+    assert_eq!(r.redirected, 3);
     let m = admin(p.admin_addr(), "GET", "/metrics", "", None);
     let text = m.text();
     assert!(
-        text.contains("ringlb_redirected_requests_total 2"),
+        text.contains("ringlb_redirected_requests_total 3"),
         "{text}"
     );
     assert!(
