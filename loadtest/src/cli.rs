@@ -1,6 +1,6 @@
 //! Command line of `ringlb-load`: the load run (default, http:// or https:// targets, with the
-//! TLS options), the capacity `sweep` (which takes the load run's options too) and the `origin`
-//! server. It only declares options; it never acts on them.
+//! TLS options), the capacity `sweep` (which takes the load run's options too), the `origin`
+//! server and the `relay` (the benchmark's floor). It only declares options; it never acts on them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +40,20 @@ pub enum Command {
     /// a bisection to the highest rate that meets every SLO; with --admin, per-member figures
     /// from ringlb's status.json at every step.
     Sweep(Box<SweepArgs>),
+    /// The benchmark's floor: a byte relay with one member connection per client connection, one
+    /// receive and one send per message each way, no HTTP parsing (not a proxy).
+    Relay(RelayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    /// "PORT=MEMBER,MEMBER…": listen on 127.0.0.1:PORT and pair each client connection with a
+    /// member, in turn (a member is "PORT" on 127.0.0.1 or "ADDR:PORT"; repeatable).
+    #[arg(long = "route", required = true)]
+    pub routes: Vec<String>,
+    /// Pin the relay's one thread to this core.
+    #[arg(long)]
+    pub cpu: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -9,6 +9,7 @@ mod client;
 mod knee;
 mod origin;
 mod plot;
+mod relay;
 mod report;
 mod run;
 mod scrape;
@@ -95,6 +96,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(cli::Command::Origin(o)) => origin::run(o),
         Some(cli::Command::Sweep(a)) => sweep(*a),
+        Some(cli::Command::Relay(a)) => relay::run(a),
         None => load(cli.load),
     };
     match result {

@@ -45,12 +45,21 @@ PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "0")
 LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "1")
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "docs"))
 SCENARIOS = os.environ.get("BENCH_SCENARIOS", "a,b,c,d,e,f,g,h").split(",")
-PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,nginx,haproxy,apache").split(",")
+PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,nginx,haproxy,apache,floor").split(",")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 SMALL = [19101, 19102]  # origins with small responses
 BIG = [19111, 19112]  # origins with 1 MiB responses
-PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003, "ringlb-base": 18004}
+PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003, "ringlb-base": 18004, "floor": 18005}
+# The floor (`ringlb-load relay`): a byte relay, one member connection per client connection, one
+# receive and one send per message each way, no HTTP parsing. What the kernel's TCP work alone
+# costs per request here. It cannot route by path, so (c) gets a second listener paired with the
+# 1 MiB origins; it runs only where a relay is a fair floor: keep-alive scenarios (a new connection
+# per request would cost it a member connection per request, which the proxies pool).
+FLOOR_BIG_PORT = 18006
+FLOOR_SCENARIOS = ("a", "b", "c", "f")
+# (g): how often /metrics is scraped while (a) and (f) run.
+SCRAPE_EVERY_S = float(os.environ.get("BENCH_SCRAPE_EVERY", "0.1"))
 ADMIN_PORTS = {"ringlb": 18900, "ringlb-base": 18901}
 # The TLS scenarios: the proxies that speak them and their HTTPS listeners.
 TLS_SCENARIOS = ("i", "j", "k", "l")
@@ -71,7 +80,7 @@ SCENARIO_TEXT = {
     "d": "a new connection per request, 64 connections",
     "e": f"{IDLE_CONNS} idle keep-alive client connections",
     "f": "open loop at half of nginx's (a) rate, 64 connections",
-    "g": "(a) while /metrics is scraped once a second (ringlb only)",
+    "g": "(a) and (f) while /metrics is scraped every 100 ms (ringlb only)",
     "h": "Tomcat 10 behind AJP13: ringlb against Apache mod_proxy_ajp, 64 connections",
     "i": "HTTPS, small responses, 64 keep-alive connections",
     "j": "HTTPS, a new TLS connection per request (full handshakes, then resumed), 64 connections",
@@ -315,6 +324,8 @@ ProxyPass /big balancer://big/big
 ProxyPass / balancer://small/
 """)
             return ["apache2", "-d", str(d), "-f", str(d / "httpd.conf"), "-DFOREGROUND"]
+        if self.name == "floor":
+            return [str(LOAD), "relay", "--route", f"{self.port}={s1},{s2}", "--route", f"{FLOOR_BIG_PORT}={b1},{b2}"]
         raise ValueError(self.name)
 
     def start(self):
@@ -357,7 +368,7 @@ def measure(proxy, load_args, tmp, scrape=False):
     if scrape:
         scraper = subprocess.Popen(
             ["taskset", "-c", LOAD_CPU, "sh", "-c",
-             f"while :; do curl -s -o /dev/null http://127.0.0.1:{ADMIN_PORT}/metrics; sleep 1; done"])
+             f"while :; do curl -s -o /dev/null http://127.0.0.1:{ADMIN_PORT}/metrics; sleep {SCRAPE_EVERY_S}; done"])
     try:
         r = load(load_args, Path(tmp) / "load.json")
     finally:
@@ -382,6 +393,16 @@ def measure(proxy, load_args, tmp, scrape=False):
     if handshakes and "--connect-per-request" in load_args:  # (j): handshakes, the proxy's CPU per handshake
         fig.update(hs_per_s=r["handshakes_per_second"], resumed_share=r["resumed_share"],
                    cpu_us_hs=(t1 - t0) / CLK_TCK * 1e6 / handshakes)
+    return fig
+
+
+def scraped_pair(proxy, load_args, tmp, tag):
+    """(g): one run without scraping, one with /metrics scraped every SCRAPE_EVERY_S; the figures of
+    both, keyed `{tag}_{figure}` and `{tag}_scraped_{figure}`."""
+    fig = {}
+    for key, scrape in ((tag, False), (f"{tag}_scraped", True)):
+        r = measure(proxy, load_args, tmp, scrape=scrape)
+        fig.update({f"{key}_{k}": r[k] for k in ("rps", "cpu_us", "p99", "p999")})
     return fig
 
 
@@ -576,6 +597,8 @@ def run():
                 for name in PROXIES:
                     if scenario == "g" and name != "ringlb":
                         continue
+                    if name == "floor" and scenario not in FLOOR_SCENARIOS:
+                        continue
                     if scenario == "h" and (name not in ("ringlb", "apache") or tomcat is None):
                         continue
                     if scenario == "f" and not nginx_a and "nginx" in PROXIES:
@@ -595,7 +618,8 @@ def run():
                         elif scenario == "b":
                             fig = measure(proxy, ["-c", "64", "-m", "POST", "--body-file", str(body), url], tmp)
                         elif scenario == "c":
-                            fig = measure(proxy, ["-c", "16", url + "big"], tmp)
+                            big = f"http://127.0.0.1:{FLOOR_BIG_PORT}/" if name == "floor" else url
+                            fig = measure(proxy, ["-c", "16", big + "big"], tmp)
                             fig["gbps"] = fig["rps"] * (1 << 20) / 1e9
                         elif scenario == "d":
                             fig = measure(proxy, ["-c", "64", "--connect-per-request", url], tmp)
@@ -608,11 +632,10 @@ def run():
                         elif scenario == "h":
                             fig = measure(proxy, ["-c", "64", url + "tc/hello"], tmp)
                         elif scenario == "g":
-                            base = measure(proxy, ["-c", "64", url], tmp)
-                            scraped = measure(proxy, ["-c", "64", url], tmp, scrape=True)
-                            fig = {"rps": scraped["rps"], "base_rps": base["rps"],
-                                   "change_pct": (scraped["rps"] / base["rps"] - 1) * 100,
-                                   "cpu_us": scraped["cpu_us"], "base_cpu_us": base["cpu_us"]}
+                            fig = scraped_pair(proxy, ["-c", "64", url], tmp, "a")
+                            if nginx_a:
+                                rate = str(int(0.5 * statistics.median(nginx_a)))
+                                fig.update(scraped_pair(proxy, ["-c", "64", "--rate", rate, url], tmp, "f"))
                         elif scenario == "i":
                             fig = measure(proxy, ["-c", "64", *targs, url], tmp)
                             if name == "ringlb" and shutil.which("wrk"):
@@ -730,17 +753,17 @@ def write_report(results, gen, machine):
                       "run divided by the handshakes, so it includes the TCP accept and close and the one request "
                       "proxied (compare with (d), the same churn in plain HTTP)."]
         elif s == "g":
-            for p, figs in rows:
-                per_round = ", ".join("%+.2f %%" % f["change_pct"] for f in figs)
-                lines.append(f"ringlb {med(figs, 'base_rps'):,.0f} req/s without scraping, {med(figs, 'rps'):,.0f} "
-                             f"with `/metrics` scraped once a second: median change {med(figs, 'change_pct'):+.2f} % "
-                             f"(per round: {per_round}).")
+            lines += scraped_table(rows[0][1])
         else:
             big = s in ("c", "l")
             extra = " GB/s |" if big else ""
             ref = "Apache" if s == "h" else "nginx"
-            lines += [f"| proxy | req/s | p50 | p99 | p99.9 | CPU µs/req | RSS | req/s × {ref} | CPU × {ref} | errors |" + extra,
-                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if big else "")]
+            floor = results.get((s, "floor"))
+            floor_cpu = med(floor, "cpu_us") if floor else None
+            fcol = " CPU × floor |" if floor_cpu else ""
+            lines += [f"| proxy | req/s | p50 | p99 | p99.9 | CPU µs/req | RSS | req/s × {ref} | CPU × {ref} | errors |"
+                      + extra + fcol,
+                      "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if big else "") + ("---|" if fcol else "")]
             ref = "apache" if s == "h" else "nginx"
             base = results.get((s, ref))
             base_rps = med(base, "rps") if base else None
@@ -756,6 +779,8 @@ def write_report(results, gen, machine):
                        f"{sum(f['errors'] + f['non2xx'] for f in figs)} |")
                 if big:
                     row += f" {med(figs, 'gbps'):.2f} |"
+                if floor_cpu:
+                    row += f" {cpu / floor_cpu:.2f} |"
                 lines.append(row)
             if s == "i":
                 lines += wrk_cross_check(results)
@@ -769,6 +794,31 @@ def write_report(results, gen, machine):
               "BENCH_SCENARIOS=a,f BENCH_ROUNDS=5 bash scripts/bench-compare.sh",
               "BENCH_SCENARIOS=i,j,k,l bash scripts/bench-compare.sh   # the HTTPS scenarios", "```", ""]
     return "\n".join(lines)
+
+
+def scraped_table(figs):
+    """(g)'s table: for (a) and (f), the medians without and with scraping, the change of the
+    medians, and the spread (lowest to highest) of each over the rounds."""
+    lines = [f"`/metrics` fetched by curl every {SCRAPE_EVERY_S * 1000:.0f} ms during the second run of each pair "
+             "(same proxy process, back to back). Change = median with scraping / median without − 1; the "
+             "spreads are each figure's lowest and highest round.", "",
+             "| figure | without scraping (median, spread) | with scraping (median, spread) | change of medians |",
+             "|---|---|---|---|"]
+    names = [("rps", "req/s", "{:,.0f}"), ("cpu_us", "CPU µs/req", "{:.1f}"), ("p99", "p99", None),
+             ("p999", "p99.9", None)]
+    for tag, title in (("a", "(a)"), ("f", "(f)")):
+        for key, label, form in names:
+            if tag == "a" and key in ("p99", "p999"):
+                continue
+            plain, scraped = [f[f"{tag}_{key}"] for f in figs if f"{tag}_{key}" in f], \
+                [f[f"{tag}_scraped_{key}"] for f in figs if f"{tag}_scraped_{key}" in f]
+            if not plain or not scraped:
+                continue
+            show = (lambda v: form.format(v)) if form else fmt_us
+            cell = lambda vs: f"{show(statistics.median(vs))} ({show(min(vs))} – {show(max(vs))})"
+            change = (statistics.median(scraped) / statistics.median(plain) - 1) * 100
+            lines.append(f"| {title} {label} | {cell(plain)} | {cell(scraped)} | {change:+.1f} % |")
+    return lines
 
 
 def fmt_num(v):
@@ -862,7 +912,7 @@ def wrk_cross_check(results):
 def write_chart(results):
     """A bar chart of each proxy's CPU per request relative to nginx's, per scenario."""
     scen = [s for s in SCENARIOS if s in "abcdf" and (s, "nginx") in results]
-    colors = {"ringlb": "#1f77b4", "nginx": "#2ca02c", "haproxy": "#ff7f0e", "apache": "#d62728"}
+    colors = {"ringlb": "#1f77b4", "nginx": "#2ca02c", "haproxy": "#ff7f0e", "apache": "#d62728", "floor": "#7f7f7f"}
     vals = {}
     for s in scen:
         base = med(results[(s, "nginx")], "cpu_us")

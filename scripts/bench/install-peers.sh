@@ -2,7 +2,9 @@
 # Installs, from Debian, the peers a measuring script runs beside ringlb, where their commands are
 # missing: arguments are `command:package` pairs (e.g. `nginx:nginx wrk:wrk`). Debian starts the
 # services it installs where it can; the scripts run their own, so the install is told not to
-# start any (policy-rc.d, removed again after the install).
+# start any (policy-rc.d, removed again after the install). Where the machine already has a
+# policy-rc.d that lets Debian start them, a unit of a package this run installed that is running
+# afterwards is stopped, by its name; nothing this run did not install is ever touched.
 set -euo pipefail
 need=()
 for pair in "$@"; do
@@ -19,4 +21,12 @@ fi
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
   { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
 [ -n "$made_policy" ] && rm -f "$policy"
+if [ -z "$made_policy" ] && command -v systemctl >/dev/null 2>&1; then
+  for pkg in "${need[@]}"; do
+    if systemctl is-active --quiet "$pkg" 2>/dev/null; then
+      echo "stopping $pkg.service, started by its installation in this run"
+      systemctl stop "$pkg" || true
+    fi
+  done
+fi
 exit 0
