@@ -6,7 +6,8 @@
 //! the admin state and the health-check state of every member. Must never: be touched on the
 //! per-request path; it is the one place in ringlb with a lock, taken once a second per core (and
 //! when `Board::changes` moved), by admin requests, by the health checker after each check and by
-//! the main thread while it publishes a generation and waits for the cores to adopt it.
+//! the main thread while it publishes a generation and waits for the cores to adopt it. A worker's
+//! loop only ever `try_lock`s it (and tries again at its next tick), so no reader stalls a worker.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
 use std::sync::Arc;
@@ -470,6 +471,17 @@ impl Board {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, BoardData> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Locks the board if nobody holds it: what a worker's loop uses, so that no reader (an admin
+    /// page being built, the health checker, a reload) ever makes it wait; it tries again on its
+    /// next 100 ms tick.
+    pub fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, BoardData>> {
+        match self.inner.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -615,6 +627,19 @@ mod tests {
         assert_eq!(board.heartbeat[1], start);
         board.beat(1);
         assert!(board.heartbeat[1] > start);
+    }
+
+    #[test]
+    fn a_worker_never_waits_for_a_reader() {
+        let cfg = config(1);
+        let tls = Upstreams::load(&cfg).expect("plain members");
+        let board = Board::new(cfg.into(), tls);
+        let reader = board.lock();
+        // What a worker's tick does while a page is being built: nothing, at once.
+        assert!(board.try_lock().is_none());
+        drop(reader);
+        let mut worker = board.try_lock().expect("free again");
+        worker.publish(0, &mut CoreStats::new(1, 1), 0, Instant::now());
     }
 
     #[test]

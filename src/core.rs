@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use crate::access_log::CoreLog;
@@ -141,8 +141,7 @@ impl Core {
 
     /// The TLS state, when `config` has a TLS listener (what the reports show).
     pub fn tls_listening(&self, config: &Config) -> Option<&TlsState> {
-        let any = config.listen.iter().any(|l| l.tls.is_some());
-        any.then_some(&*self.tls)
+        tls_listening(config, &self.tls)
     }
 
     /// Takes the newest certificate generation if a reload made one (one atomic load if not).
@@ -294,11 +293,26 @@ impl Drop for AdminGuard {
 }
 
 /// Adopts a newer configuration generation if one was published, applies pending admin changes
-/// and health-check results to this core's balancers and publishes its statistics.
+/// and health-check results to this core's balancers and publishes its statistics, waiting for
+/// the board if it must (at start and at the end only).
 pub fn publish(core: &Core, now: Instant) {
-    core.seen_changes.set(core.board.changes());
-    let mut board = core.board.lock();
-    let gen = apply_board(core, &mut board, now);
+    let changes = core.board.changes();
+    publish_locked(core, &mut core.board.lock(), changes, now);
+}
+
+/// `publish` if the board is free, handing back the board still locked (the tick adds its
+/// heartbeat); `None` (nothing done) when a reader holds the board: the worker's loop then tries
+/// again at its next tick instead of waiting.
+pub fn try_publish(core: &Core, now: Instant) -> Option<MutexGuard<'_, BoardData>> {
+    let changes = core.board.changes();
+    let mut board = core.board.try_lock()?;
+    publish_locked(core, &mut board, changes, now);
+    Some(board)
+}
+
+fn publish_locked(core: &Core, board: &mut BoardData, changes: u64, now: Instant) {
+    core.seen_changes.set(changes);
+    let gen = apply_board(core, board, now);
     let upstreams = gen.upstreams.borrow();
     let mut stats = core.stats.borrow_mut();
     stats.core.connections_active = core.active.get() as u64;
@@ -332,8 +346,12 @@ pub fn apply_if_changed(core: &Core, now: Instant) {
     if changes == core.seen_changes.get() {
         return;
     }
+    // Held by a reader: the next tick tries again (`seen_changes` has not moved).
+    let Some(mut board) = core.board.try_lock() else {
+        return;
+    };
     core.seen_changes.set(changes);
-    apply_board(core, &mut core.board.lock(), now);
+    apply_board(core, &mut board, now);
 }
 
 /// Adopts the board's generation if newer, then applies admin changes and health results to it;
@@ -414,4 +432,10 @@ fn apply_changes(
             f.notify_all();
         }
     }
+}
+
+/// `tls` if `config` has a TLS listener (what the status pages report on), else `None`.
+pub fn tls_listening<'a>(config: &Config, tls: &'a TlsState) -> Option<&'a TlsState> {
+    let any = config.listen.iter().any(|l| l.tls.is_some());
+    any.then_some(tls)
 }

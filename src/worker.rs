@@ -24,7 +24,7 @@ use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
 use crate::config::Driver;
-use crate::core::{apply_if_changed, publish, AdminGuard, ConnGuard, Core};
+use crate::core::{apply_if_changed, publish, try_publish, AdminGuard, ConnGuard, Core};
 use crate::park::EVENTS_PER_WAKE;
 use crate::{admin, conn};
 
@@ -154,6 +154,17 @@ fn start_accepting(
     compio::runtime::spawn(accept_loop(core.clone(), l, role, closing)).detach();
 }
 
+/// The tick's publication and heartbeat; `Some(now)` back when the board was busy (to retry).
+fn publish_and_beat(core: &Core, now: Instant) -> Option<Instant> {
+    match try_publish(core, now) {
+        Some(mut board) => {
+            board.beat(core.id);
+            None
+        }
+        None => Some(now),
+    }
+}
+
 /// After this core adopted a generation: stops the accept loops of listeners it no longer has
 /// and starts loops on the sockets a reload bound for this worker (`listeners`, on the board).
 fn sync_listeners(core: &Rc<Core>, accepting: &mut Accepting) {
@@ -162,7 +173,10 @@ fn sync_listeners(core: &Rc<Core>, accepting: &mut Accepting) {
         return;
     }
     let sockets = {
-        let mut board = core.board.lock();
+        // Held by a reader: the next tick tries again.
+        let Some(mut board) = core.board.try_lock() else {
+            return;
+        };
         // Sockets of a generation published since this core adopted: taken with it, next turn.
         if board.generation.number != gen.number {
             return;
@@ -374,11 +388,13 @@ async fn watch_parked(core: Rc<Core>) {
 /// not). Once a second, at the first tick of each of the board's seconds (so every second of its
 /// ring gets this core's figures once, however the 100 ms sleeps drift): close idle member
 /// connections past their time to live, apply admin changes and health results, publish this
-/// core's statistics to the board.
+/// core's statistics to the board. Never waits for the board: when a reader holds it, each of
+/// these tries again at the next tick.
 async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let started = core.board.lock().started;
     let second = |t: Instant| t.saturating_duration_since(started).as_secs();
     let mut last = second(Instant::now());
+    let mut unpublished: Option<Instant> = None;
     while !core.is_stopping() {
         let tick = std::pin::pin!(compio::time::sleep(Duration::from_millis(100)));
         let stop = std::pin::pin!(core.shutdown.notified());
@@ -387,6 +403,11 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
         }
         let now = Instant::now();
         if second(now) == last {
+            // A publication the board was busy for (a reader held it) goes out now, filed
+            // under the second its tick chose.
+            if let Some(at) = unpublished {
+                unpublished = publish_and_beat(&core, at);
+            }
             apply_if_changed(&core, now);
             sync_listeners(&core, &mut accepting);
             continue;
@@ -396,8 +417,7 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
             u.pool.sweep(now);
         }
         core.close_parked(|p| p.deadline <= now);
-        publish(&core, now);
-        core.board.lock().beat(core.id);
+        unpublished = publish_and_beat(&core, now);
         sync_listeners(&core, &mut accepting);
         if let Some(log) = &core.access_log {
             log.flush();

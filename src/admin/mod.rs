@@ -6,9 +6,11 @@
 //! Owns: admin request handling, in this order: `Host` check, credentials, cross-site check for
 //! changes (`auth`), the form token for the page's forms (`csrf`), then the request. The worker
 //! serving an admin request publishes its own statistics first (on demand); the other workers'
-//! come from their last once-a-second publication. Must never: serve anything but `/healthz`'s
-//! answer, or change anything, to a request without the right credentials when some are
-//! configured, to a `Host` it does not answer to, or (a change) to another site's page.
+//! come from their last once-a-second publication (unless a page being built holds the board).
+//! The pages built from the whole board are built off the worker (`offload`). Must never: serve
+//! anything but `/healthz`'s answer, or change anything, to a request without the right
+//! credentials when some are configured, to a `Host` it does not answer to, or (a change) to
+//! another site's page.
 //! Invariant: the board's lock is held only while a response is built, never across an await.
 
 pub mod api;
@@ -18,6 +20,7 @@ pub mod csrf;
 pub mod form;
 pub mod html;
 pub mod metrics;
+mod offload;
 pub mod prom;
 pub mod report;
 pub mod text;
@@ -181,49 +184,28 @@ WWW-Authenticate: Bearer realm=\"ringlb admin\"\r\n"
     if is_reload(buf, head) {
         return reload(core).await;
     }
+    let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
+    let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if let Some(page) = offload::Page::of(method, path, query) {
+        // As in `handle`: this core's own figures first, if the board is free.
+        drop(crate::core::try_publish(core, Instant::now()));
+        return offload::build(core.board.clone(), core.tls.clone(), page).await;
+    }
     handle(core, buf, head)
 }
 
 fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
     let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
     let body = &buf[head.head_len..];
-    // The serving core's own figures are published now; the other cores' are at most a second old.
-    crate::core::publish(core, std::time::Instant::now());
+    // The serving core's own figures are published now (unless a page being built holds the
+    // board); the other cores' are at most a second old.
+    drop(crate::core::try_publish(core, Instant::now()));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        ("GET", ["status"]) | ("GET", [""]) => {
-            let refresh = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("refresh="))
-                .and_then(|v| v.parse::<u32>().ok())
-                .filter(|&n| n > 0);
-            let report = status_report(core);
-            Reply::new(
-                200,
-                "text/html; charset=utf-8",
-                html::render(&report, refresh, csrf::token()),
-            )
-        }
         ("POST", ["status"]) => form::change(core, body),
-        ("GET", ["status.json"]) => {
-            let report = status_report(core);
-            Reply::new(
-                200,
-                "application/json",
-                // Compact: the per-member histograms and series make it large (`jq .` to read).
-                serde_json::to_string(&report).unwrap_or_default(),
-            )
-        }
-        ("GET", ["metrics"]) => Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", {
-            let board = core.board.lock();
-            metrics::render(
-                &board.generation.config,
-                &board,
-                core.tls_listening(&board.generation.config),
-            )
-        }),
         (_, ["api", "balancers", b, "members", m]) => {
             let mut board = core.board.lock();
             // The generation in effect: the one whose members the board's `(b, m)` name.
@@ -300,17 +282,6 @@ async fn reload(core: &Core) -> Reply {
         Ok(Err(e)) => json(422, serde_json::json!({ "error": e })),
         Err(_) => json(503, serde_json::json!({ "error": "stopping" })),
     }
-}
-
-/// The status report of the generation in effect (its configuration and the board, under one
-/// lock, so that they agree).
-fn status_report(core: &Core) -> report::StatusReport {
-    let board = core.board.lock();
-    report::StatusReport::build(
-        &board.generation.config,
-        &board,
-        core.tls_listening(&board.generation.config),
-    )
 }
 
 /// `/healthz`: 200 "ok" while serving; 503 "draining" during `stop_delay` (still serving) and
