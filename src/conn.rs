@@ -235,11 +235,13 @@ async fn keep_serving(
             // old configuration generation alive, and takes a reload's timeout at its next wait.
             let keepalive = core.gen().config.limits.keepalive_timeout;
             let deadline = head_deadline.unwrap_or(now + keepalive);
-            match wait_idle(&core, &mut c, now, deadline).await {
+            // A new connection's request is usually there already: read it before any poll.
+            let first = head_deadline.is_some();
+            match wait_idle(&core, &mut c, now, deadline, first).await {
                 Wait::Data => {}
                 Wait::Close => break,
                 Wait::Park => {
-                    let first_request = head_deadline.is_some();
+                    let first_request = first;
                     let parked = crate::park::Parked {
                         stream: c.stream,
                         peer: c.peer,
@@ -286,8 +288,15 @@ enum Wait {
 /// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
 /// the connection's next request (often already on its way) is still answered, with `Connection:
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
-/// (or its deadline) closes.
-async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Instant) -> Wait {
+/// (or its deadline) closes. `read_first`: try a receive before the first poll (a new
+/// connection, whose request has usually arrived with it; that saves the poll).
+async fn wait_idle(
+    core: &Core,
+    c: &mut Client,
+    mut now: Instant,
+    deadline: Instant,
+    mut read_first: bool,
+) -> Wait {
     let mut park_at = deadline.min(now + PARK_AFTER);
     // Set once stopping: when the connection closes if no request came.
     let mut close_at: Option<Instant> = None;
@@ -317,7 +326,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
         if let Some(spare) = c.lend_buffers() {
             core.keep_spare(spare);
         }
-        {
+        if !read_first {
             let poll = PollOnce::new(c.stream.tcp.to_shared_fd(), Interest::Readable);
             let ready = std::pin::pin!(compio::runtime::submit(poll));
             let timer = std::pin::pin!(crate::deadline::sleep(
@@ -342,6 +351,7 @@ async fn wait_idle(core: &Core, c: &mut Client, mut now: Instant, deadline: Inst
                 Either::Right(_) => {}
             }
         }
+        read_first = false;
         c.take_buffers(core.take_spare());
         match stream::recv_ready(&mut c.stream, &mut c.buf, 4096) {
             // TLS bytes without plaintext yet are the start of the next request too: its head
