@@ -7,7 +7,8 @@
 //! per-request path; it is the one place in ringlb with a lock, taken once a second per core (and
 //! when `Board::changes` moved), by admin requests, by the health checker after each check and by
 //! the main thread while it publishes a generation and waits for the cores to adopt it. A worker's
-//! loop only ever `try_lock`s it (and tries again at its next tick), so no reader stalls a worker.
+//! tick `try_lock`s it (and tries again at its next tick, waiting at most once a second), so a
+//! reader (a page being built) does not stall a worker; admin changes lock it briefly.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
 use std::sync::Arc;
@@ -472,8 +473,8 @@ impl Board {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Locks the board if nobody holds it: what a worker's loop uses, so that no reader (an admin
-    /// page being built, the health checker, a reload) ever makes it wait; it tries again on its
+    /// Locks the board if nobody holds it: what a worker's tick uses, so that a reader (a page
+    /// being built, the health checker, a reload) does not make it wait; it tries again at its
     /// next 100 ms tick.
     pub fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, BoardData>> {
         match self.inner.try_lock() {

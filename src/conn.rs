@@ -7,8 +7,9 @@
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired, abandon a
-//! receive that may have taken bytes (idle waits are readiness polls; the one receive after
-//! readiness is kept, and TLS bytes it took start the next request's head deadline), or let
+//! receive that may have taken bytes (idle waits are readiness polls, and the receives are
+//! non-blocking and kept: the one after readiness, and a new connection's one before its first
+//! poll; TLS bytes they took start the next request's head deadline), or let
 //! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
 //! the first unconsumed byte from the client, so pipelined requests are answered in order.
 
@@ -241,13 +242,12 @@ async fn keep_serving(
                 Wait::Data => {}
                 Wait::Close => break,
                 Wait::Park => {
-                    let first_request = first;
                     let parked = crate::park::Parked {
                         stream: c.stream,
                         peer: c.peer,
                         listener: c.listener,
                         deadline,
-                        first_request,
+                        first_request: first,
                         unnamed: c.unnamed,
                     };
                     core.park(parked, guard);

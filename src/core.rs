@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::access_log::CoreLog;
@@ -139,7 +139,7 @@ impl Core {
         generation.1.configs.get(slot)?.clone()
     }
 
-    /// The TLS state, when `config` has a TLS listener (what the reports show).
+    /// The TLS state, when `config` has a TLS listener (`tls_listening`).
     pub fn tls_listening(&self, config: &Config) -> Option<&TlsState> {
         tls_listening(config, &self.tls)
     }
@@ -296,22 +296,26 @@ impl Drop for AdminGuard {
 /// and health-check results to this core's balancers and publishes its statistics, waiting for
 /// the board if it must (at start and at the end only).
 pub fn publish(core: &Core, now: Instant) {
-    let changes = core.board.changes();
-    publish_locked(core, &mut core.board.lock(), changes, now);
+    publish_on(core, &mut core.board.lock(), now);
 }
 
-/// `publish` if the board is free, handing back the board still locked (the tick adds its
-/// heartbeat); `None` (nothing done) when a reader holds the board: the worker's loop then tries
-/// again at its next tick instead of waiting.
-pub fn try_publish(core: &Core, now: Instant) -> Option<MutexGuard<'_, BoardData>> {
-    let changes = core.board.changes();
-    let mut board = core.board.try_lock()?;
-    publish_locked(core, &mut board, changes, now);
-    Some(board)
+/// `publish` if nobody holds the board (an admin request's own figures, which must not wait for
+/// a page being built); false, nothing done, when someone does.
+pub fn try_publish(core: &Core, now: Instant) -> bool {
+    match core.board.try_lock() {
+        Some(mut board) => {
+            publish_on(core, &mut board, now);
+            true
+        }
+        None => false,
+    }
 }
 
-fn publish_locked(core: &Core, board: &mut BoardData, changes: u64, now: Instant) {
-    core.seen_changes.set(changes);
+/// `publish` on the locked board. `filed_at` names the second the figures are filed under (the
+/// moment a tick decided to publish, which may be earlier than now); changes apply as of now.
+pub fn publish_on(core: &Core, board: &mut BoardData, filed_at: Instant) {
+    core.seen_changes.set(core.board.changes());
+    let now = Instant::now();
     let gen = apply_board(core, board, now);
     let upstreams = gen.upstreams.borrow();
     let mut stats = core.stats.borrow_mut();
@@ -336,7 +340,7 @@ fn publish_locked(core: &Core, board: &mut BoardData, changes: u64, now: Instant
         }
         true
     });
-    board.publish(core.id, &mut stats, core.applied.get(), now);
+    board.publish(core.id, &mut stats, core.applied.get(), filed_at);
 }
 
 /// Applies a new generation, admin changes and health-check state changes soon after they are

@@ -24,7 +24,7 @@ use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
 use crate::config::Driver;
-use crate::core::{apply_if_changed, publish, try_publish, AdminGuard, ConnGuard, Core};
+use crate::core::{apply_if_changed, publish, AdminGuard, ConnGuard, Core};
 use crate::park::EVENTS_PER_WAKE;
 use crate::{admin, conn};
 
@@ -154,15 +154,20 @@ fn start_accepting(
     compio::runtime::spawn(accept_loop(core.clone(), l, role, closing)).detach();
 }
 
-/// The tick's publication and heartbeat; `Some(now)` back when the board was busy (to retry).
-fn publish_and_beat(core: &Core, now: Instant) -> Option<Instant> {
-    match try_publish(core, now) {
-        Some(mut board) => {
-            board.beat(core.id);
-            None
-        }
-        None => Some(now),
-    }
+/// The tick's publication (filed under `at`'s second) and heartbeat, waiting for the board only
+/// if `wait`; `Some(at)` back when the board was busy (to retry at the next tick).
+fn publish_and_beat(core: &Core, at: Instant, wait: bool) -> Option<Instant> {
+    let board = if wait {
+        Some(core.board.lock())
+    } else {
+        core.board.try_lock()
+    };
+    let Some(mut board) = board else {
+        return Some(at);
+    };
+    crate::core::publish_on(core, &mut board, at);
+    board.beat(core.id);
+    None
 }
 
 /// After this core adopted a generation: stops the accept loops of listeners it no longer has
@@ -388,8 +393,9 @@ async fn watch_parked(core: Rc<Core>) {
 /// not). Once a second, at the first tick of each of the board's seconds (so every second of its
 /// ring gets this core's figures once, however the 100 ms sleeps drift): close idle member
 /// connections past their time to live, apply admin changes and health results, publish this
-/// core's statistics to the board. Never waits for the board: when a reader holds it, each of
-/// these tries again at the next tick.
+/// core's statistics to the board. These take the board only if it is free (`try_lock`): when a
+/// reader holds it they try again at the next tick, and a publication still waiting at the next
+/// second waits for the board then (at most one page build, once a second).
 async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let started = core.board.lock().started;
     let second = |t: Instant| t.saturating_duration_since(started).as_secs();
@@ -406,18 +412,24 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
             // A publication the board was busy for (a reader held it) goes out now, filed
             // under the second its tick chose.
             if let Some(at) = unpublished {
-                unpublished = publish_and_beat(&core, at);
+                unpublished = publish_and_beat(&core, at, false);
             }
             apply_if_changed(&core, now);
             sync_listeners(&core, &mut accepting);
             continue;
         }
         last = second(now);
+        // Still unpublished from the second before: readers held the board for a whole second.
+        // This once the tick waits for it (one page build at most), so that the heartbeat stays
+        // fresh, reloads and admin changes are taken, and that second gets this core's figures.
+        if let Some(at) = unpublished {
+            publish_and_beat(&core, at, true);
+        }
         for u in core.gen().upstreams.borrow_mut().iter_mut() {
             u.pool.sweep(now);
         }
         core.close_parked(|p| p.deadline <= now);
-        unpublished = publish_and_beat(&core, now);
+        unpublished = publish_and_beat(&core, now, false);
         sync_listeners(&core, &mut accepting);
         if let Some(log) = &core.access_log {
             log.flush();

@@ -181,7 +181,7 @@ async fn verify(hash: &str, pair: &[u8], password: &[u8]) -> Result<(), Refusal>
     let _slot = Slot;
     let (h, p) = (hash.to_string(), password.to_vec());
     let ok = compio::runtime::spawn_blocking(move || {
-        unpin();
+        super::unpin();
         bcrypt::verify(p, &h).unwrap_or(false)
     })
     .await;
@@ -195,19 +195,6 @@ async fn verify(hash: &str, pair: &[u8], password: &[u8]) -> Result<(), Refusal>
         v.push((hash.to_string(), pair.to_vec()));
     });
     Ok(())
-}
-
-/// Lets the calling thread (a blocking-pool thread, which inherited the worker's pinning) run
-/// where the process may run (the main thread's CPUs: it is never pinned, so `CPUAffinity=` or
-/// `taskset` still hold), so that a password check takes no time from the worker's own core.
-fn unpin() {
-    let main = rustix::process::getpid();
-    let Ok(allowed) = rustix::thread::sched_getaffinity(Some(main)) else {
-        return;
-    };
-    if let Err(e) = rustix::thread::sched_setaffinity(None, &allowed) {
-        tracing::debug!("password check thread stays on its core: {e}");
-    }
 }
 
 /// Compares a presented secret with the expected one in time that depends only on their

@@ -5,9 +5,10 @@
 //!
 //! Owns: admin request handling, in this order: `Host` check, credentials, cross-site check for
 //! changes (`auth`), the form token for the page's forms (`csrf`), then the request. The worker
-//! serving an admin request publishes its own statistics first (on demand); the other workers'
-//! come from their last once-a-second publication (unless a page being built holds the board).
-//! The pages built from the whole board are built off the worker (`offload`). Must never: serve
+//! serving an admin request publishes its own statistics first (on demand, unless a page being
+//! built holds the board); the other workers' come from their last once-a-second publication.
+//! The pages built from the whole board are built off the worker (`offload`); the member API and
+//! the page's form change the board under its lock on the worker (briefly). Must never: serve
 //! anything but `/healthz`'s answer, or change anything, to a request without the right
 //! credentials when some are configured, to a `Host` it does not answer to, or (a change) to
 //! another site's page.
@@ -123,6 +124,20 @@ fn status_reason(status: u16) -> &'static str {
     }
 }
 
+/// Lets the calling thread (one started from a worker, which inherited its pinning: a blocking-pool
+/// thread checking a password, the page thread) run where the process may run (the main thread's
+/// CPUs: it is never pinned, so `CPUAffinity=` or `taskset` still hold), so that its work takes no
+/// time from the worker's own core.
+fn unpin() {
+    let main = rustix::process::getpid();
+    let Ok(allowed) = rustix::thread::sched_getaffinity(Some(main)) else {
+        return;
+    };
+    if let Err(e) = rustix::thread::sched_setaffinity(None, &allowed) {
+        tracing::debug!("a helper thread stays on its worker's core: {e}");
+    }
+}
+
 /// Lets the request through `auth`'s checks, then answers it.
 async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no credentials,
@@ -187,22 +202,18 @@ WWW-Authenticate: Bearer realm=\"ringlb admin\"\r\n"
     let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
     let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if let Some(page) = offload::Page::of(method, path, query) {
-        // As in `handle`: this core's own figures first, if the board is free.
-        drop(crate::core::try_publish(core, Instant::now()));
-        return offload::build(core.board.clone(), core.tls.clone(), page).await;
-    }
-    handle(core, buf, head)
-}
-
-fn handle(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
-    let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
-    let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let body = &buf[head.head_len..];
     // The serving core's own figures are published now (unless a page being built holds the
     // board); the other cores' are at most a second old.
-    drop(crate::core::try_publish(core, Instant::now()));
+    crate::core::try_publish(core, Instant::now());
+    if let Some(page) = offload::Page::of(method, path, query) {
+        return offload::build(core.board.clone(), core.tls.clone(), page).await;
+    }
+    handle(core, method, path, &buf[head.head_len..])
+}
+
+/// The requests that are not a page built from the whole board: the member API, the form, TLS
+/// reload, 404 and 405. `path` is the target without its query.
+fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("POST", ["status"]) => form::change(core, body),

@@ -1,15 +1,18 @@
 //! The admin pages that read the whole board (`/status`, `/status.json`, `/metrics`), built on
-//! a thread of their own while the worker that took the request goes on serving.
+//! the page thread while the worker that took the request goes on serving.
 //!
-//! Owns: choosing those pages, and building each on a short-lived thread, not pinned to any
-//! core, which takes the board's lock, builds the page and hands it back. Building one merges
-//! every member's histograms (milliseconds with many members); on the worker it would stall that
-//! worker's connections meanwhile, and a worker's own publication only ever `try_lock`s the
-//! board, so it never waits for this thread either. Must never: touch anything of the worker's
-//! (it has only the board, the TLS state and the page's options), or hold the lock across
-//! anything but building the page.
+//! Owns: choosing those pages, and the page thread (`ringlb-pages`, started at the first such
+//! request, on the CPUs the process may use, not a worker's core), which builds them one at a
+//! time under the board's lock and hands each back. Building one merges every member's
+//! histograms (milliseconds with many members); on the worker it would stall that worker's
+//! connections meanwhile. One at a time, so however many scrapers ask, the board is held by one
+//! build at a time and a worker's tick (which only `try_lock`s it, and waits at most once a
+//! second) gets it between two. Must never: touch anything of a worker's (a build has only the
+//! board, the TLS state and the page's options), or hold the lock across anything but building
+//! the page.
 
-use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, OnceLock};
 
 use crate::admin::{html, metrics, report, Reply};
 use crate::board::Board;
@@ -43,18 +46,44 @@ impl Page {
     }
 }
 
-/// Builds `page` on a new thread and waits for it without holding the worker; 503 if no thread
-/// could be started, 500 if building failed.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The page thread's queue (`None`: it could not be started).
+fn page_thread() -> Option<&'static Sender<Job>> {
+    static PAGES: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+    PAGES
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let thread = std::thread::Builder::new()
+                .name("ringlb-pages".into())
+                .spawn(move || {
+                    super::unpin();
+                    for job in rx {
+                        // A build that panics answers 500 (its sender is dropped); the thread
+                        // goes on with the next.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            match thread {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::error!("cannot start the status page thread: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Builds `page` on the page thread and waits for it without holding the worker; 503 if there
+/// is no page thread, 500 if building failed.
 pub async fn build(board: Arc<Board>, tls: Arc<TlsState>, page: Page) -> Reply {
     let (tx, rx) = futures_channel::oneshot::channel();
-    let started = std::thread::Builder::new()
-        .name("ringlb-admin-page".into())
-        .spawn(move || {
-            unpin();
-            let _ = tx.send(render(&board, &tls, page));
-        });
-    if started.is_err() {
-        return Reply::new(503, "text/plain", "busy: no thread for the page\n".into());
+    let job: Job = Box::new(move || {
+        let _ = tx.send(render(&board, &tls, page));
+    });
+    if page_thread().is_none_or(|q| q.send(job).is_err()) {
+        return Reply::new(503, "text/plain", "no thread to build the page\n".into());
     }
     rx.await.unwrap_or_else(|_| {
         Reply::new(
@@ -96,12 +125,37 @@ fn render(board: &Board, tls: &TlsState, page: Page) -> Reply {
     }
 }
 
-/// Lets this thread run on any CPU: it was started by a worker pinned to one, and must not take
-/// that worker's core when another is idle.
-fn unpin() {
-    let mut all = rustix::thread::CpuSet::new();
-    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
-        all.set(cpu);
+#[cfg(test)]
+mod tests {
+    use super::Page;
+
+    fn of(method: &str, target: &str) -> Option<&'static str> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Page::of(method, path, query).map(|p| match p {
+            Page::Html { refresh: None } => "html",
+            Page::Html { refresh: Some(5) } => "html refresh 5",
+            Page::Html { .. } => "html other refresh",
+            Page::Json => "json",
+            Page::Metrics => "metrics",
+        })
     }
-    let _ = rustix::thread::sched_setaffinity(None, &all);
+
+    /// The same requests the worker answered with these pages before they moved here.
+    #[test]
+    fn the_pages_built_from_the_board() {
+        assert_eq!(of("GET", "/status"), Some("html"));
+        assert_eq!(of("GET", "/"), Some("html"));
+        assert_eq!(of("GET", "//status/"), Some("html"));
+        assert_eq!(of("GET", "/status?x=1&refresh=5"), Some("html refresh 5"));
+        assert_eq!(of("GET", "/status?refresh=0"), Some("html"));
+        assert_eq!(of("GET", "/status?refresh=x"), Some("html"));
+        assert_eq!(of("GET", "/status.json"), Some("json"));
+        assert_eq!(of("GET", "/metrics"), Some("metrics"));
+        assert_eq!(of("GET", "/metrics?name[]=x"), Some("metrics"));
+        // The form, other methods and other paths stay with the worker (`handle`).
+        assert_eq!(of("POST", "/status"), None);
+        assert_eq!(of("HEAD", "/metrics"), None);
+        assert_eq!(of("GET", "/api/balancers"), None);
+        assert_eq!(of("GET", "/status/x"), None);
+    }
 }

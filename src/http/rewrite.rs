@@ -157,9 +157,7 @@ pub fn request_head(
     } else {
         own
     };
-    out.extend_from_slice(b"X-Forwarded-Proto: ");
-    out.extend_from_slice(proto.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    push_header(out, b"X-Forwarded-Proto", proto.as_bytes());
     if let Some(protocols) = upgrade {
         push_header(out, b"Upgrade", protocols);
         out.extend_from_slice(b"Connection: upgrade\r\n");
@@ -359,6 +357,32 @@ X-Forwarded-For: {xff}\r\nX-Forwarded-Host: front.example\r\n\
 X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
                 )
             );
+        }
+    }
+
+    /// An IPv4 client on an IPv6 listener is named by its IPv4 address; an IPv6 one as written.
+    #[test]
+    fn mapped_and_ipv6_clients_in_x_forwarded_for() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut h = RequestHead::default();
+        parse_request(raw, 16384, 100, &mut h).unwrap();
+        for (ip, xff) in [
+            ("::ffff:192.0.2.7", "192.0.2.7"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            let mut out = Vec::new();
+            let from = Origin {
+                ip: ip.parse().unwrap(),
+                trusted: false,
+                https: true,
+            };
+            request_head(&mut out, raw, &h, b"/", "m:1", false, from, None);
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                text.contains(&format!("\r\nX-Forwarded-For: {xff}\r\n")),
+                "{text}"
+            );
+            assert!(text.contains("\r\nX-Forwarded-Proto: https\r\n"), "{text}");
         }
     }
 
