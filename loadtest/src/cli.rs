@@ -22,7 +22,7 @@ fn capacity(s: &str) -> Result<f64, String> {
 #[command(
     name = "ringlb-load",
     version,
-    about = "HTTP/1.1 load generator and benchmark origin"
+    about = "HTTP/1.1 load generator, benchmark origin and floor relay"
 )]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -47,8 +47,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct RelayArgs {
-    /// "PORT=MEMBER,MEMBER…": listen on 127.0.0.1:PORT and pair each client connection with a
-    /// member, in turn (a member is "PORT" on 127.0.0.1 or "ADDR:PORT"; repeatable).
+    /// "LISTEN=MEMBER,MEMBER…": listen on LISTEN and pair each client connection with a member, in
+    /// turn (each is "PORT", on 127.0.0.1, or "ADDR:PORT"; repeatable).
     #[arg(long = "route", required = true)]
     pub routes: Vec<String>,
     /// Pin the relay's one thread to this core.

@@ -1,7 +1,8 @@
 //! `ringlb-load`: ringlb's load generator. Closed loop (`-c`, `-d`, `--pipeline`) or open loop
 //! (`--rate`, coordinated omission corrected), over HTTP/1.1 or HTTPS (rustls), thread-per-core on
 //! compio; `sweep`, the capacity search (open-loop steps, bisection, ringlb's status read around
-//! each step); and `origin`, a fast plain HTTP/1.1 origin for benchmarks. It reads ringlb only
+//! each step); `origin`, a fast plain HTTP/1.1 origin for benchmarks; and `relay`, the
+//! benchmark's floor (a byte relay, no HTTP). It reads ringlb only
 //! through its documented `/status.json`, never its internals.
 
 mod cli;

@@ -1,6 +1,6 @@
 //! `ringlb-load relay`: the benchmark's "floor", the least work any proxy can do per request. Each
-//! client connection gets one keep-alive connection of its own to a member (round robin over
-//! `--to`, chosen once, when the client connects), and two pumps move the bytes: one receive and
+//! client connection gets one keep-alive connection of its own to a member (round robin over its
+//! `--route`'s members, chosen once, when the client connects), and two pumps move the bytes: one receive and
 //! one send per message in each direction, into and out of one buffer, with no parsing at all
 //! (with one request in flight per connection, a message is whatever one receive returns). What a
 //! proxy costs above it is its own work; what the floor costs is the kernel's TCP work on this
@@ -74,6 +74,8 @@ async fn accept_loop(l: TcpListener, members: Vec<SocketAddr>) {
     let mut next = 0;
     loop {
         let Ok((client, _)) = l.accept().await else {
+            // Out of descriptors, say: wait rather than spin (the floor's CPU is the measure).
+            compio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let member = members[next % members.len()];
@@ -130,6 +132,7 @@ mod tests {
             ]
         );
         assert!(route("18005").is_err());
+        assert!(route("18005=").is_err());
         assert!(route("x=1").is_err());
     }
 }

@@ -3,7 +3,9 @@
 the same two origins, each proxy pinned to one core with one worker, the load generator and the
 origins on the other core, scenarios interleaved over several rounds, medians and ratios reported.
 
-Scenarios a-h speak plain HTTP/1.1 to the proxies and run by default. Scenarios i-l put a TLS
+Scenarios a-h speak plain HTTP/1.1 to the proxies and run by default. Beside the proxies runs the
+"floor" (`ringlb-load relay`: a byte relay, one member connection per client connection, no HTTP),
+in (a), (b), (c) and (f): what the kernel's TCP work alone costs per request on this machine. Scenarios i-l put a TLS
 listener (HTTPS) on ringlb, nginx and HAProxy (not Apache) in front of the same plain origins, with
 one ECDSA P-256 certificate made for the run (a CA and a leaf it signs, by `openssl`); they run only
 when asked: BENCH_SCENARIOS=i,j,k,l. The client offers TLS 1.3 and X25519 only (ringlb-load
@@ -12,7 +14,7 @@ otherwise pick the costlier X25519MLKEM768 hybrid with ringlb.
 
 Run it through scripts/bench-compare.sh (which installs the peers and builds ringlb). Environment:
   BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_SCENARIOS ("a,...,h"; e.g. "a,b,f" or
-  "i,j,k,l"), BENCH_PROXIES (e.g. "ringlb,nginx"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1),
+  "i,j,k,l"), BENCH_PROXIES (e.g. "ringlb,nginx,floor"), BENCH_SCRAPE_EVERY ((g)'s scrape interval, 0.1 s), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1),
   BENCH_OUT (the folder benchmarks.md/.svg/.json are written to; docs), BENCH_IDLE_CONNS (e: 9000),
   BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
   target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
@@ -366,15 +368,17 @@ def measure(proxy, load_args, tmp, scrape=False):
     t0 = cpu_ticks(pids)
     scraper = None
     if scrape:
-        scraper = subprocess.Popen(
-            ["taskset", "-c", LOAD_CPU, "sh", "-c",
-             f"while :; do curl -s -o /dev/null http://127.0.0.1:{ADMIN_PORT}/metrics; sleep {SCRAPE_EVERY_S}; done"])
+        # One process for the whole run (no fork per scrape), on the load generator's core.
+        scraper = subprocess.Popen(["taskset", "-c", LOAD_CPU, sys.executable, "-c", SCRAPER,
+                                    f"http://127.0.0.1:{ADMIN_PORT}/metrics", str(SCRAPE_EVERY_S)],
+                                   stdout=subprocess.PIPE, text=True)
     try:
         r = load(load_args, Path(tmp) / "load.json")
     finally:
+        scraped = None
         if scraper:
-            scraper.kill()
-            scraper.wait()
+            scraper.send_signal(signal.SIGTERM)
+            scraped = (scraper.communicate(timeout=10)[0].split() + ["0", "0"])[:2]
     t1 = cpu_ticks(pids)
     requests = max(r["requests"], 1)
     errors = sum(r["errors"].values())
@@ -388,6 +392,8 @@ def measure(proxy, load_args, tmp, scrape=False):
         "errors": errors,
         "non2xx": requests - r["status"]["2xx"] if r["requests"] else 0,
     }
+    if scraped:
+        fig.update(scrapes=int(scraped[0]), scrape_errors=int(scraped[1]))
     hs = r.get("handshakes", {"full": 0, "resumed": 0})
     handshakes = hs["full"] + hs["resumed"]
     if handshakes and "--connect-per-request" in load_args:  # (j): handshakes, the proxy's CPU per handshake
@@ -396,13 +402,37 @@ def measure(proxy, load_args, tmp, scrape=False):
     return fig
 
 
-def scraped_pair(proxy, load_args, tmp, tag):
-    """(g): one run without scraping, one with /metrics scraped every SCRAPE_EVERY_S; the figures of
-    both, keyed `{tag}_{figure}` and `{tag}_scraped_{figure}`."""
+SCRAPER = """
+import signal, sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+done = bad = 0
+def stop(*_):
+    print(done, bad, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            r.read()
+            done += 1
+    except Exception:
+        bad += 1
+    time.sleep(every)
+"""
+
+
+def scraped_pair(proxy, load_args, tmp, tag, scraped_first):
+    """(g): one run without scraping and one with /metrics scraped every SCRAPE_EVERY_S, in the
+    order given (alternated by round); the figures of both, keyed `{tag}_{figure}` and
+    `{tag}_scraped_{figure}`, with the requests that failed and the scrapes made."""
     fig = {}
-    for key, scrape in ((tag, False), (f"{tag}_scraped", True)):
+    runs = [(tag, False), (f"{tag}_scraped", True)]
+    for key, scrape in (reversed(runs) if scraped_first else runs):
         r = measure(proxy, load_args, tmp, scrape=scrape)
         fig.update({f"{key}_{k}": r[k] for k in ("rps", "cpu_us", "p99", "p999")})
+        fig[f"{key}_errors"] = r["errors"] + r["non2xx"]
+        if scrape:
+            fig[f"{tag}_scrapes"], fig[f"{tag}_scrape_errors"] = r["scrapes"], r["scrape_errors"]
     return fig
 
 
@@ -632,10 +662,11 @@ def run():
                         elif scenario == "h":
                             fig = measure(proxy, ["-c", "64", url + "tc/hello"], tmp)
                         elif scenario == "g":
-                            fig = scraped_pair(proxy, ["-c", "64", url], tmp, "a")
+                            first = rnd % 2 == 1
+                            fig = scraped_pair(proxy, ["-c", "64", url], tmp, "a", first)
                             if nginx_a:
                                 rate = str(int(0.5 * statistics.median(nginx_a)))
-                                fig.update(scraped_pair(proxy, ["-c", "64", "--rate", rate, url], tmp, "f"))
+                                fig.update(scraped_pair(proxy, ["-c", "64", "--rate", rate, url], tmp, "f", first))
                         elif scenario == "i":
                             fig = measure(proxy, ["-c", "64", *targs, url], tmp)
                             if name == "ringlb" and shutil.which("wrk"):
@@ -700,6 +731,10 @@ def write_report(results, gen, machine):
              f"- {ROUNDS} rounds, scenarios and proxies interleaved, {DURATION} s per run; figures are medians "
              "over the rounds. CPU µs/request = user+system CPU of all the proxy's processes over the run "
              "(from /proc/PID/stat) divided by the requests answered.",
+             "- The floor (`ringlb-load relay`, in (a), (b), (c) and (f)): not a proxy but the least any proxy must "
+             "do here, a byte relay with one member connection per client connection and one receive and one "
+             "send per message each way, no HTTP parsing, on the same core; what it costs is the kernel's TCP "
+             "work on this machine. \"CPU × floor\" is each proxy's CPU per request over the floor's.",
              "- Absolute numbers drift on a shared machine; ratios measured in the same run are the figures "
              "to read. Where ringlb's time goes, and why it still loses where it does: "
              "[performance.md](performance.md).", ""]
@@ -799,9 +834,14 @@ def write_report(results, gen, machine):
 def scraped_table(figs):
     """(g)'s table: for (a) and (f), the medians without and with scraping, the change of the
     medians, and the spread (lowest to highest) of each over the rounds."""
-    lines = [f"`/metrics` fetched by curl every {SCRAPE_EVERY_S * 1000:.0f} ms during the second run of each pair "
-             "(same proxy process, back to back). Change = median with scraping / median without − 1; the "
-             "spreads are each figure's lowest and highest round.", "",
+    scrapes = sum(f.get(f"{t}_scrapes", 0) for f in figs for t in ("a", "f"))
+    failed = sum(f.get(f"{t}_scrape_errors", 0) for f in figs for t in ("a", "f"))
+    errors = sum(v for f in figs for k, v in f.items() if k.endswith("_errors") and "scrape" not in k)
+    lines = [f"`/metrics` fetched every {SCRAPE_EVERY_S * 1000:.0f} ms (one Python client on the load generator's "
+             "core) during one run of each pair (same proxy process, back to back, which run goes first "
+             "alternating by round). Change = median with scraping / median without − 1; the spreads are each "
+             f"figure's lowest and highest round. Scrapes answered: {scrapes:,} ({failed} failed); requests "
+             f"failed in these runs: {errors}.", "",
              "| figure | without scraping (median, spread) | with scraping (median, spread) | change of medians |",
              "|---|---|---|---|"]
     names = [("rps", "req/s", "{:,.0f}"), ("cpu_us", "CPU µs/req", "{:.1f}"), ("p99", "p99", None),
