@@ -139,11 +139,6 @@ impl Core {
         generation.1.configs.get(slot)?.clone()
     }
 
-    /// The TLS state, when `config` has a TLS listener (`tls_listening`).
-    pub fn tls_listening(&self, config: &Config) -> Option<&TlsState> {
-        tls_listening(config, &self.tls)
-    }
-
     /// Takes the newest certificate generation if a reload made one (one atomic load if not).
     fn refresh_tls(&self) {
         let version = self.tls.version();
@@ -438,7 +433,8 @@ fn apply_changes(
     }
 }
 
-/// `tls` if `config` has a TLS listener (what the status pages report on), else `None`.
+/// `tls` if `config` has a TLS listener (what the status pages report on, what a TLS reload
+/// needs), else `None`.
 pub fn tls_listening<'a>(config: &Config, tls: &'a TlsState) -> Option<&'a TlsState> {
     let any = config.listen.iter().any(|l| l.tls.is_some());
     any.then_some(tls)

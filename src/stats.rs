@@ -15,7 +15,7 @@ pub const HIST_MAX_US: u64 = 3_600_000_000;
 /// A histogram since start (on the board): 64-bit counts, since a 32-bit bucket of a busy
 /// member fills within a day (about 100,000 requests a second in one bucket: 12 hours).
 pub fn new_lifetime_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("valid histogram bounds")
+    bounded()
 }
 
 /// Adds a core's histogram of the second to a histogram since start, bucket by bucket.
@@ -27,6 +27,11 @@ pub fn add_to_lifetime(lifetime: &mut Histogram<u64>, second: &Histogram<u32>) {
 
 /// A fixed-bounds latency histogram (no allocation when recording).
 pub fn new_histogram() -> Histogram<u32> {
+    bounded()
+}
+
+/// The one set of bounds, whatever the counter's width.
+fn bounded<T: hdrhistogram::Counter>() -> Histogram<T> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("valid histogram bounds")
 }
 

@@ -228,26 +228,28 @@ fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
             }
             Reply::new(status, "application/json", json)
         }
-        ("POST", ["api", "tls", "reload"]) => match core.tls_listening(&core.gen().config) {
-            None => Reply::new(
-                404,
-                "application/json",
-                "{\"error\":\"no TLS listener\"}\n".into(),
-            ),
-            Some(tls) => match tls.reload() {
-                Ok(n) => {
-                    tracing::info!(certificates = n, "TLS certificates reloaded (admin API)");
-                    Reply::new(200, "application/json", format!("{{\"reloaded\":{n}}}\n"))
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
-                    );
-                    let body = serde_json::json!({ "error": e }).to_string();
-                    Reply::new(422, "application/json", body + "\n")
-                }
-            },
-        },
+        ("POST", ["api", "tls", "reload"]) => {
+            match crate::core::tls_listening(&core.gen().config, &core.tls) {
+                None => Reply::new(
+                    404,
+                    "application/json",
+                    "{\"error\":\"no TLS listener\"}\n".into(),
+                ),
+                Some(tls) => match tls.reload() {
+                    Ok(n) => {
+                        tracing::info!(certificates = n, "TLS certificates reloaded (admin API)");
+                        Reply::new(200, "application/json", format!("{{\"reloaded\":{n}}}\n"))
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "TLS certificates NOT reloaded, the loaded ones stay in use: {e}"
+                        );
+                        let body = serde_json::json!({ "error": e }).to_string();
+                        Reply::new(422, "application/json", body + "\n")
+                    }
+                },
+            }
+        }
         (_, ["status"] | ["status.json"] | ["metrics"]) => {
             Reply::new(405, "text/plain", "use GET\n".into())
         }

@@ -8,7 +8,6 @@
 //! conflicting lengths: `check_response` refuses them). Invariant: the request fits in one packet
 //! or `forward_request` fails with `TooLarge` (AJP has no continuation packets).
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -16,13 +15,14 @@ use super::codec::{
     attr, method_code, request_header_code, AjpError, HeaderName, Writer, FORWARD_REQUEST,
     RESPONSE_HEADERS,
 };
+use crate::http::ascii;
 use crate::http::chunked::{is_field_byte, is_tchar};
 use crate::http::framing::BodyKind;
 use crate::http::header::{classify, HeaderKind};
 use crate::http::parse::{parse_content_length, RequestHead};
 use crate::http::policy::{action_by_name, lists_names, named, Action, Direction, Policy, Wire};
 use crate::http::reverse::{push_response_header, Reverse};
-use crate::http::rewrite::{end_response_head, push_content_length};
+use crate::http::rewrite::{end_response_head, push_content_length, push_status_line_start};
 
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
@@ -94,11 +94,7 @@ fn write_headers(
     }
     if let Some(n) = length {
         w.int(request_header_code(b"content-length").unwrap_or(0xA008));
-        let mut digits = [0u8; 20];
-        let mut cur = std::io::Cursor::new(&mut digits[..]);
-        let _ = write!(cur, "{n}");
-        let len = cur.position() as usize;
-        w.string(&digits[..len]);
+        w.string(ascii::decimal(n).as_bytes());
     }
     if trail().next().is_some() {
         w.string(b"X-Forwarded-For");
@@ -170,15 +166,10 @@ pub fn forward_request(
         None => (target, None),
     };
     w.string(if path.is_empty() { b"/" } else { path });
-    let mut ip = [0u8; 48];
-    let ip_len = {
-        let mut cur = std::io::Cursor::new(&mut ip[..]);
-        // An IPv4 client on an IPv6 listener is written as the IPv4 address it is.
-        let _ = write!(cur, "{}", f.client.ip().to_canonical());
-        cur.position() as usize
-    };
-    w.string(&ip[..ip_len]); // remote_addr
-    w.string(&ip[..ip_len]); // remote_host
+    // An IPv4 client on an IPv6 listener is written as the IPv4 address it is.
+    let ip = ascii::address(f.client.ip().to_canonical());
+    w.string(ip.as_bytes()); // remote_addr
+    w.string(ip.as_bytes()); // remote_host
                              // is_ssl: the client's connection is TLS, or a trusted proxy in front terminated TLS.
     let https = f.tls.is_some() || (f.trusted && head.forwarded_proto(buf) == Some("https"));
     let default_port = if https { 443 } else { 80 };
@@ -193,11 +184,7 @@ pub fn forward_request(
     }
     w.byte(attr::REQ_ATTRIBUTE);
     w.string(b"AJP_REMOTE_PORT");
-    let mut port = [0u8; 5];
-    let mut cur = std::io::Cursor::new(&mut port[..]);
-    let _ = write!(cur, "{}", f.client.port());
-    let plen = cur.position() as usize;
-    w.string(&port[..plen]);
+    w.string(ascii::decimal(u64::from(f.client.port())).as_bytes());
     if let Some(t) = &f.tls {
         w.byte(attr::SSL_CIPHER);
         w.string(t.cipher.as_bytes());
@@ -341,7 +328,7 @@ pub fn response_head(
     reverse: Option<&Reverse>,
 ) {
     let given = reason.as_ref().map_or(&[][..], |r| &pkt[r.clone()]);
-    let _ = write!(out, "HTTP/1.1 {status} ");
+    push_status_line_start(out, status);
     out.extend_from_slice(reason_for(status, given));
     out.extend_from_slice(b"\r\n");
     let connection_values = || {

@@ -9,9 +9,9 @@
 //! -Proto unless the client is a trusted proxy (`crate::trust`). Invariant: the framing headers
 //! written are exactly the framing ringlb uses for the body that follows.
 
-use std::io::Write;
 use std::net::IpAddr;
 
+use super::ascii;
 use super::framing::BodyKind;
 use super::header::{tokens, HeaderKind, HeaderPos};
 use super::parse::{RequestHead, ResponseHead};
@@ -39,42 +39,7 @@ pub fn end_response_head(out: &mut Vec<u8>, keep_alive: bool, client_minor: u8) 
 
 /// Writes `Content-Length: n`.
 pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, n);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes `n` in decimal (what `write!` does, without the formatting machinery: this runs for
-/// every request and response).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// Writes an address as `Display` does; an IPv4 one (the common case) without `write!`.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_decimal(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
+    push_header(out, b"Content-Length", ascii::decimal(n).as_bytes());
 }
 
 /// Copies the headers the policy forwards.
@@ -145,7 +110,7 @@ pub fn request_head(
         }
     }
     // An IPv4 client on an IPv6 listener is written as the IPv4 address it is.
-    push_ip(out, from.ip.to_canonical());
+    out.extend_from_slice(ascii::address(from.ip.to_canonical()).as_bytes());
     out.extend_from_slice(b"\r\n");
     if !client_host.is_empty() {
         push_header(out, b"X-Forwarded-Host", client_host);
@@ -200,11 +165,16 @@ fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
     }
 }
 
+/// Writes `HTTP/1.1 <status> ` (the reason and line end follow).
+pub fn push_status_line_start(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(ascii::decimal(u64::from(status)).as_bytes());
+    out.push(b' ');
+}
+
 /// Writes the status line of a member's response for the client (as HTTP/1.1, its reason kept).
 fn status_line(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(head.status));
-    out.push(b' ');
+    push_status_line_start(out, head.status);
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
 }
@@ -294,32 +264,6 @@ mod tests {
         }
     }
     use crate::http::parse::{parse_request, parse_response};
-
-    #[test]
-    fn numbers_and_addresses_are_written_as_display_writes_them() {
-        let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
-        let edges = [0, 9, 10, 99, 100, 65_535, u64::from(u32::MAX), u64::MAX];
-        for n in edges
-            .into_iter()
-            .chain((0..2000).map(|_| rng.next() >> rng.below(64)))
-        {
-            let mut out = Vec::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-        }
-        for _ in 0..2000 {
-            let bits = rng.next();
-            let v4 = IpAddr::from((bits as u32).to_be_bytes());
-            let v6 = IpAddr::from(std::net::Ipv6Addr::from(
-                u128::from(bits) << rng.below(64) | u128::from(rng.next()),
-            ));
-            for ip in [v4, v6] {
-                let mut out = Vec::new();
-                push_ip(&mut out, ip);
-                assert_eq!(out, ip.to_string().into_bytes());
-            }
-        }
-    }
 
     #[test]
     fn request_rewrite_removes_hop_by_hop_and_sets_forwarded() {
