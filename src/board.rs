@@ -8,7 +8,8 @@
 //! when `Board::changes` moved), by admin requests, by the health checker after each check and by
 //! the main thread while it publishes a generation and waits for the cores to adopt it. A worker's
 //! tick `try_lock`s it (and tries again at its next tick, waiting at most once a second), so a
-//! reader (a page being built) does not stall a worker; admin changes lock it briefly.
+//! reader (a page being built) does not stall a worker; admin changes lock it briefly; the page
+//! thread gives way to anyone waiting (`lock_after_waiters`), so a wait lasts one page build.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 
 use std::sync::Arc;
@@ -434,6 +435,8 @@ pub struct Board {
     changes: std::sync::atomic::AtomicU64,
     /// Set during `[server] stop_delay`: `/healthz` answers 503 while ringlb still serves.
     draining: std::sync::atomic::AtomicBool,
+    /// Threads blocked in `lock` now (`lock_after_waiters` lets them go first).
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Board {
@@ -454,6 +457,7 @@ impl Board {
             inner,
             changes: std::sync::atomic::AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -470,7 +474,27 @@ impl Board {
 
     /// Locks the board (never on the per-request path).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, BoardData> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        guard
+    }
+
+    /// Locks the board once nobody else is waiting in `lock` (giving way for at most `patience`):
+    /// what the page thread uses, so that the lock it releases goes to a waiting worker or the
+    /// main thread instead of to its own next page.
+    pub fn lock_after_waiters(
+        &self,
+        patience: std::time::Duration,
+    ) -> std::sync::MutexGuard<'_, BoardData> {
+        let until = Instant::now() + patience;
+        while self.waiting.load(std::sync::atomic::Ordering::Acquire) > 0 && Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        self.lock()
     }
 
     /// Locks the board if nobody holds it: what a worker's tick uses, so that a reader (a page
@@ -641,6 +665,38 @@ mod tests {
         drop(reader);
         let mut worker = board.try_lock().expect("free again");
         worker.publish(0, &mut CoreStats::new(1, 1), 0, Instant::now());
+    }
+
+    #[test]
+    fn a_page_build_gives_way_to_whoever_waits_for_the_board() {
+        let cfg = config(1);
+        let tls = Upstreams::load(&cfg).expect("plain members");
+        let board = Arc::new(Board::new(cfg.into(), tls));
+        let order = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let held = board.lock();
+        // A worker blocks in `lock` (say its tick's once-a-second wait)…
+        let (b, o) = (board.clone(), order.clone());
+        let worker = std::thread::spawn(move || {
+            let _g = b.lock();
+            o.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        });
+        while board.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // …and the page thread's next build asks after it, then the board is released.
+        let (b, o) = (board.clone(), order.clone());
+        let page = std::thread::spawn(move || {
+            let _g = b.lock_after_waiters(Duration::from_secs(5));
+            o.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        assert_eq!(
+            worker.join().unwrap(),
+            0,
+            "the waiting worker got the board first"
+        );
+        assert_eq!(page.join().unwrap(), 1);
     }
 
     #[test]

@@ -3,16 +3,19 @@
 //!
 //! Owns: choosing those pages, and the page thread (`ringlb-pages`, started at the first such
 //! request, on the CPUs the process may use, not a worker's core), which builds them one at a
-//! time under the board's lock and hands each back. Building one merges every member's
-//! histograms (milliseconds with many members); on the worker it would stall that worker's
-//! connections meanwhile. One at a time, so however many scrapers ask, the board is held by one
-//! build at a time and a worker's tick (which only `try_lock`s it, and waits at most once a
-//! second) gets it between two. Must never: touch anything of a worker's (a build has only the
+//! time and hands each back. Reading the board merges every member's histograms (milliseconds
+//! with many members); on the worker it would stall that worker's connections meanwhile. One at a
+//! time, and each after whoever already waits for the board (`Board::lock_after_waiters`): a
+//! mutex lets a thread that just released it take it again before a woken waiter does, and a
+//! queue of scrapes would otherwise keep a waiting worker (its tick's once-a-second wait, an admin
+//! change) or the main thread out for as long as the queue lasts. Pages are written after the
+//! lock is released; only `/metrics` is written under it. Must never: touch anything of a worker's (a build has only the
 //! board, the TLS state and the page's options), or hold the lock across anything but building
 //! the page.
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::admin::{html, metrics, report, Reply};
 use crate::board::Board;
@@ -94,33 +97,37 @@ pub async fn build(board: Arc<Board>, tls: Arc<TlsState>, page: Page) -> Reply {
     })
 }
 
-/// The page, built under the board's lock: the generation in effect and the figures agree.
+/// How long a page build gives way to those waiting for the board (a worker's tick, an admin
+/// change, the main thread) before it takes the board anyway.
+const GIVE_WAY: Duration = Duration::from_millis(10);
+
+/// The page. Its figures are read under the board's lock (the generation in effect and the
+/// figures agree), after anyone already waiting for the board; the HTML and JSON are written
+/// after the lock is released (`StatusReport` owns its data).
 fn render(board: &Board, tls: &TlsState, page: Page) -> Reply {
-    let board = board.lock();
-    let config = &board.generation.config;
+    let guard = board.lock_after_waiters(GIVE_WAY);
+    let config = &guard.generation.config;
     let tls = crate::core::tls_listening(config, tls);
-    match page {
-        Page::Html { refresh } => {
-            let report = report::StatusReport::build(config, &board, tls);
-            Reply::new(
-                200,
-                "text/html; charset=utf-8",
-                html::render(&report, refresh, super::csrf::token()),
-            )
-        }
-        Page::Json => {
-            let report = report::StatusReport::build(config, &board, tls);
-            // Compact: the per-member histograms and series make it large (`jq .` to read).
-            Reply::new(
-                200,
-                "application/json",
-                serde_json::to_string(&report).unwrap_or_default(),
-            )
-        }
-        Page::Metrics => Reply::new(
+    if let Page::Metrics = page {
+        return Reply::new(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(config, &board, tls),
+            metrics::render(config, &guard, tls),
+        );
+    }
+    let report = report::StatusReport::build(config, &guard, tls);
+    drop(guard);
+    match page {
+        Page::Html { refresh } => Reply::new(
+            200,
+            "text/html; charset=utf-8",
+            html::render(&report, refresh, super::csrf::token()),
+        ),
+        _ => Reply::new(
+            200,
+            "application/json",
+            // Compact: the per-member histograms and series make it large (`jq .` to read).
+            serde_json::to_string(&report).unwrap_or_default(),
         ),
     }
 }
