@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from procs import wait_port
+from procs import ports_in_use, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target")  # an absolute path stays as it is
@@ -989,6 +989,10 @@ def main():
     for tool in (RINGLB, LOAD):
         if not tool.exists():
             sys.exit(f"{tool} is missing: run scripts/bench-compare.sh (it builds it)")
+    ours = [*SMALL, *BIG, *PORTS.values(), FLOOR_BIG_PORT, *ADMIN_PORTS.values(), *TLS_PORTS.values()]
+    busy = ports_in_use(ours)
+    if busy:
+        sys.exit(f"ports {busy} on 127.0.0.1 are in use by processes this run did not start: stop them first")
     machine = f"{os.cpu_count()} CPUs, {subprocess.run(['uname', '-r'], capture_output=True, text=True).stdout.strip()}, " \
               f"{Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}"
     results, gen = run()
@@ -1003,4 +1007,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # A stop (SIGTERM, or SIGINT where a background job ignores it) unwinds like an error, so the
+    # `finally` blocks stop the origins and proxies this run started instead of orphaning them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

@@ -14,3 +14,17 @@ def wait_port(port, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def ports_in_use(ports):
+    """Which of `ports` something on 127.0.0.1 already accepts connections on. A run must not start
+    then: a proxy binding with SO_REUSEPORT (ringlb does) shares its port silently with a stray one,
+    which takes part of the load and makes the figures wrong."""
+    busy = []
+    for port in ports:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                busy.append(port)
+        except OSError:
+            pass
+    return busy
