@@ -327,28 +327,9 @@ async fn wait_idle(
             core.keep_spare(spare);
         }
         if !read_first {
-            let poll = PollOnce::new(c.stream.tcp.to_shared_fd(), Interest::Readable);
-            let ready = std::pin::pin!(compio::runtime::submit(poll));
-            let timer = std::pin::pin!(crate::deadline::sleep(
-                park_at.saturating_duration_since(now)
-            ));
-            let stop = std::pin::pin!(core.shutdown.notified());
-            match select(ready, select(timer, stop)).await {
-                Either::Left((BufResult(Ok(_), _), _)) => {}
-                Either::Left((BufResult(Err(e), _), _)) => {
-                    tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
-                    return Wait::Close;
-                }
-                Either::Right((Either::Left(_), _)) if close_at.is_some() => return Wait::Close,
-                Either::Right((Either::Left(_), _)) if !core.is_stopping() => {
-                    return if park_at < deadline {
-                        Wait::Park
-                    } else {
-                        Wait::Close
-                    };
-                }
-                // The stop began: the next turn sets `close_at`.
-                Either::Right(_) => {}
+            let closing = close_at.is_some();
+            if let Some(end) = wait_readable(core, c, now, park_at, deadline, closing).await {
+                return end;
             }
         }
         read_first = false;
@@ -365,6 +346,40 @@ async fn wait_idle(
                 return Wait::Close;
             }
         }
+    }
+}
+
+/// One wait for the client's socket to become readable, until `park_at`. `None`: it may have
+/// bytes, or a stop began (the caller's next turn sees it); otherwise how the wait ends: `Park`
+/// at `park_at` when the deadline is later, else `Close` (at once when `closing`, or on an error).
+async fn wait_readable(
+    core: &Core,
+    c: &Client,
+    now: Instant,
+    park_at: Instant,
+    deadline: Instant,
+    closing: bool,
+) -> Option<Wait> {
+    let poll = PollOnce::new(c.stream.tcp.to_shared_fd(), Interest::Readable);
+    let ready = std::pin::pin!(compio::runtime::submit(poll));
+    let timer = std::pin::pin!(crate::deadline::sleep(
+        park_at.saturating_duration_since(now)
+    ));
+    let stop = std::pin::pin!(core.shutdown.notified());
+    match select(ready, select(timer, stop)).await {
+        Either::Left((BufResult(Ok(_), _), _)) => None,
+        Either::Left((BufResult(Err(e), _), _)) => {
+            tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
+            Some(Wait::Close)
+        }
+        Either::Right((Either::Left(_), _)) if closing => Some(Wait::Close),
+        Either::Right((Either::Left(_), _)) if !core.is_stopping() => Some(if park_at < deadline {
+            Wait::Park
+        } else {
+            Wait::Close
+        }),
+        // The stop began: the next turn sets `close_at`.
+        Either::Right(_) => None,
     }
 }
 
