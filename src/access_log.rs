@@ -31,6 +31,8 @@ pub struct Record {
     pub upstream_status: Option<u16>,
     pub connect_us: Option<u64>,
     pub response_head_us: Option<u64>,
+    /// Of `body_bytes`, those `splice` moved (counted in the core's statistics, not logged).
+    pub spliced: u64,
     /// After a 101: the bytes the tunnel carried from the client to the member (those the other
     /// way are `body_bytes`).
     pub tunnel_up: Option<u64>,
@@ -245,6 +247,7 @@ mod tests {
             upstream_status: Some(200),
             connect_us: None,
             response_head_us: Some(120),
+            spliced: 0,
             tunnel_up: None,
         };
         log.append(

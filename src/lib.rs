@@ -31,8 +31,9 @@
 //!   and to `https://` members); `tls/`: rustls driven over ringlb's buffers (`session`), the
 //!   listeners' certificates and their reload, SNI (`store`), member TLS (`upstream`);
 //!   `redirect`: `redirect_https`.
-//! - `io`: the socket calls; `deadline`: the per-core timer wheel; `notify`: a wake-up signal;
-//!   `allocator`: returning freed memory to the OS.
+//! - `io`: the socket calls; `splice`: a large `Content-Length` response body moved from member
+//!   to client through a pipe, inside the kernel; `deadline`: the per-core timer wheel; `notify`:
+//!   a wake-up signal; `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
 //!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
 //! - `health/`: active health checks, one checker thread per box (probe, state machine, the
@@ -43,9 +44,10 @@
 //! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> normalise the
 //! path (http::path) -> gather a small body, route, balancer pick (proxy) -> checked pool checkout
 //! or connect -> exchange (http::exchange or ajp::exchange: write the rewritten head and body, read
-//! the response head, write the rewritten head, stream the body) -> outcome: pool checkin, or a
-//! retry as outcome::retry allows, or a 502/504 -> next request on the same connection, or close;
-//! after a 101 to an upgrade its route allows, a tunnel (tunnel) until either side ends it.
+//! the response head, write the rewritten head, stream the body, or splice it) -> outcome: pool
+//! checkin, or a retry as outcome::retry allows, or a 502/504 -> next request on the same
+//! connection, or close; after a 101 to an upgrade its route allows, a tunnel (tunnel) until
+//! either side ends it.
 
 #![deny(unsafe_code)]
 
@@ -85,6 +87,7 @@ pub mod route;
 pub mod sd_notify;
 pub mod select;
 pub mod server;
+pub mod splice;
 pub mod state_file;
 pub mod stats;
 pub mod status_cli;

@@ -565,6 +565,9 @@ async fn finish(
     route: &RouteConfig,
 ) -> bool {
     let gen = tracked.gen;
+    if c.rec.spliced > 0 {
+        core.stats.borrow_mut().core.spliced_bytes += c.rec.spliced;
+    }
     match outcome {
         Outcome::Done(d) => {
             let ajp =

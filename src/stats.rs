@@ -143,6 +143,8 @@ pub struct CoreCounters {
     pub tls_failed: [u64; crate::tls::session::HandshakeFail::ALL.len()],
     /// Requests answered with a redirect to https (`redirect_https`).
     pub redirected: u64,
+    /// Response body bytes moved by `splice` (not through user space).
+    pub spliced_bytes: u64,
     /// Tunnels (after a 101) open now, and opened since start.
     pub tunnels_open: u64,
     pub tunnels_total: u64,

@@ -94,6 +94,13 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
     );
     scalar(
         &mut out,
+        "ringlb_response_bytes_spliced_total",
+        "counter",
+        "Response body bytes moved from member to client inside the kernel (splice), not through user space.",
+        sum_cores(&|c| c.spliced_bytes),
+    );
+    scalar(
+        &mut out,
         "ringlb_tunnels_open",
         "gauge",
         "Open client connections carrying a tunnel after a 101 Switching Protocols (WebSocket).",

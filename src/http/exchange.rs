@@ -5,7 +5,8 @@
 //!
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
-//! body in user space, or report a member connection reusable when anything of its exchange was
+//! body between buffers (it is read into one buffer and written from it; see `splice` for the
+//! bodies that skip user space), or report a member connection reusable when anything of its exchange was
 //! left unread or broke a rule. Invariant: the client sees a whole response, or no byte of a final
 //! one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504), or a response cut
 //! short followed by a close (`Broken`), or a whole 101 after which neither connection carries
@@ -24,6 +25,7 @@ use crate::client::{refuse, send_continue, target, Client};
 use crate::config::Upgrades;
 use crate::io::{IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
+use crate::splice;
 use crate::stats::Failure;
 use crate::stream;
 use crate::stream::{read_more, send_request, write_range, Stream};
@@ -424,6 +426,12 @@ async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Para
     if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
         return r;
     }
+    if mode == ClientBody::PassThrough {
+        if let Some(complete) = relay_spliced(c, up, &mut body, &mut r, p).await {
+            r.complete = complete;
+            return r;
+        }
+    }
     while !body.is_done() {
         c.rbuf.clear();
         match read_more(up, &mut c.rbuf, BODY_READ, p.response_timeout).await {
@@ -489,6 +497,42 @@ async fn relay_more(
             .await
             .is_ok()
     }
+}
+
+/// Moves the rest of a large `Content-Length` body between two plain connections with
+/// `splice` (the bytes that came with the head are already out). `None`: not this body, and
+/// nothing was done (the caller copies it); `Some(complete)` otherwise.
+async fn relay_spliced(
+    c: &mut Client,
+    up: &Stream,
+    body: &mut BodyTracker,
+    r: &mut Relayed,
+    p: &Params<'_>,
+) -> Option<bool> {
+    let left = body.length_left().filter(|&n| n >= splice::FROM)?;
+    if c.stream.tls.is_some() || up.tls.is_some() {
+        return None;
+    }
+    let splicer = splice::ready(&c.stream.tcp, &up.tcp)?;
+    c.rbuf.clear();
+    let (moved, res) = splicer
+        .run(
+            &c.stream.tcp,
+            &up.tcp,
+            left,
+            p.response_timeout,
+            p.client_timeout,
+        )
+        .await;
+    r.received += moved.received;
+    r.body_sent += moved.sent;
+    c.rec.spliced = moved.sent;
+    let counted = body.advance_moved(moved.received);
+    debug_assert_eq!(
+        counted, moved.received,
+        "splice moved at most what was left"
+    );
+    Some(res.is_ok() && body.is_done())
 }
 
 /// Advances the body over `c.rbuf[from..]`: its data ranges (in `c.rbuf`) go to `c.ranges`, and

@@ -2,7 +2,8 @@
 //! how many bytes still belong to the body.
 //!
 //! Owns: the end-of-body decision for Content-Length, chunked and close-delimited bodies. Must
-//! never: copy body bytes. Invariant: `advance` never counts bytes past the body's end.
+//! never: copy body bytes. Invariant: neither `advance` nor `advance_moved` counts bytes past the
+//! body's end.
 
 use super::chunked::{ChunkError, ChunkedDecoder};
 
@@ -84,6 +85,27 @@ impl BodyTracker {
         }
     }
 
+    /// The bytes a `Content-Length` body still has to come (`None` for other framings, and once
+    /// done): what may be moved without passing through a buffer (`splice`).
+    pub fn length_left(&self) -> Option<u64> {
+        match self.kind {
+            BodyKind::Length(_) if !self.done => Some(self.remaining),
+            _ => None,
+        }
+    }
+
+    /// Counts `n` bytes of a `Content-Length` body that were moved without passing through a
+    /// buffer; never past the end. Returns how many of them were body.
+    pub fn advance_moved(&mut self, n: u64) -> u64 {
+        if !matches!(self.kind, BodyKind::Length(_)) || self.done {
+            return 0;
+        }
+        let take = self.remaining.min(n);
+        self.remaining -= take;
+        self.done = self.remaining == 0;
+        take
+    }
+
     /// Marks a close-delimited body as finished (the sender closed).
     pub fn finish_at_close(&mut self) -> bool {
         if self.kind == BodyKind::UntilClose {
@@ -104,6 +126,23 @@ mod tests {
         assert!(!t.is_done());
         assert_eq!(t.advance(b"deGET").unwrap(), 2);
         assert!(t.is_done());
+    }
+
+    #[test]
+    fn moved_bytes_count_only_for_a_length_and_never_past_its_end() {
+        let mut t = BodyTracker::new(BodyKind::Length(10));
+        assert_eq!(t.advance(b"abc").unwrap(), 3);
+        assert_eq!(t.length_left(), Some(7));
+        assert_eq!(t.advance_moved(5), 5);
+        assert_eq!(t.advance_moved(9), 2);
+        assert!(t.is_done());
+        assert_eq!(t.length_left(), None);
+        assert_eq!(t.advance_moved(1), 0);
+        for kind in [BodyKind::Chunked, BodyKind::UntilClose, BodyKind::Empty] {
+            let mut t = BodyTracker::new(kind);
+            assert_eq!(t.length_left(), None);
+            assert_eq!(t.advance_moved(4), 0);
+        }
     }
 
     #[test]

@@ -1,0 +1,407 @@
+//! A response body of known length moved from a plain member connection to a plain client
+//! connection inside the kernel: splice(2) from the member's socket into a pipe, then from the
+//! pipe to the client's socket, so that no body byte is copied into or out of user space.
+//!
+//! Owns: the pipes (each worker thread keeps a few empty ones) and the fill-and-drain loop. Must
+//! never: take from the member more than the caller's count (the body's remaining length, which
+//! `http::framing::BodyTracker` decides: a byte of the member's next response must not enter the
+//! pipe), keep a pipe that may still hold bytes (after any failure it is closed, not kept),
+//! block the worker, or spin on it. Every splice is non-blocking: both sockets are switched to
+//! `O_NONBLOCK` first, which compio's operations on them do not mind (its io_uring receives and
+//! sends take their non-blocking attempt from their own flags and wait for readiness on
+//! `EAGAIN`; under epoll the sockets are non-blocking already). Every wait is a readiness poll
+//! bounded by the caller's limit, like the copy path's reads and writes, and a few wake-ups in a
+//! row that move nothing end the body as an error: a member's urgent (out-of-band) byte stops a
+//! socket-to-pipe splice while the socket stays readable. io_uring's own splice operation is not
+//! used: the kernel always hands it to a worker thread of its own.
+//!
+//! A splice into a socket whose peer is gone raises SIGPIPE (it cannot be told `MSG_NOSIGNAL`);
+//! the Rust runtime ignores SIGPIPE before `main`, and ringlb never restores it.
+//!
+//! Invariant: what `Moved` reports is exact: `received` bytes left the member's socket and
+//! `sent` of them reached the client's, in order, with nothing added.
+
+use std::cell::RefCell;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use compio::buf::BufResult;
+use compio::driver::op::{Interest, PollOnce};
+use compio::driver::ToSharedFd;
+use compio::net::TcpStream;
+use rustix::io::Errno;
+use rustix::pipe::SpliceFlags;
+
+use crate::deadline;
+use crate::io::IoFail;
+
+/// Bodies with at least this much left after the bytes that came with the head are spliced;
+/// smaller ones are copied (a pipe's turn costs two system calls more than one copy).
+pub const FROM: u64 = 64 * 1024;
+/// Empty pipes a worker thread keeps for the next body.
+const KEEP: usize = 8;
+/// Wake-ups in a row after which a side that is ready but moves nothing is given up on.
+const IDLE_WAKES: u32 = 3;
+
+/// A pipe known to be empty while it is not in use.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes it holds at most (what one turn moves at most: it bounds the page references one
+    /// body pins, as the copy path's buffer bounds its bytes).
+    size: usize,
+}
+
+thread_local! {
+    static SPARE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How far a body got.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// Bytes taken from the member.
+    pub received: u64,
+    /// Bytes the client's socket took.
+    pub sent: u64,
+}
+
+/// Prepares to splice between `client` and `member`: a pipe, and both sockets non-blocking.
+/// `None`: not possible now (no descriptor left, say): the caller copies instead, having lost
+/// nothing.
+pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
+    let pipe = SPARE
+        .with(|s| s.borrow_mut().pop())
+        .or_else(|| new_pipe().ok())?;
+    let splicer = Splicer { pipe };
+    let switched = rustix::io::ioctl_fionbio(client, true)
+        .and_then(|()| rustix::io::ioctl_fionbio(member, true));
+    match switched {
+        Ok(()) => Some(splicer),
+        Err(_) => {
+            splicer.keep();
+            None
+        }
+    }
+}
+
+fn new_pipe() -> std::io::Result<Pipe> {
+    use rustix::pipe::{fcntl_getpipe_size, pipe_with, PipeFlags};
+    let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    // The kernel's default (64 KiB), as much as one read of the copy path; smaller for a user
+    // over its pipe quota (`pipe-user-pages-soft`), which still works.
+    let size = fcntl_getpipe_size(&write)?;
+    Ok(Pipe { read, write, size })
+}
+
+/// A pipe taken for one body.
+pub struct Splicer {
+    pipe: Pipe,
+}
+
+impl Splicer {
+    /// Moves `len` bytes from `member` to `client`: each turn fills the pipe with what the member
+    /// has (waiting at most `member_limit` for it) and drains it to the client (waiting at most
+    /// `client_limit` each time its socket is full). The pipe is kept for the next body only
+    /// when all of them went through.
+    pub async fn run(
+        self,
+        client: &TcpStream,
+        member: &TcpStream,
+        len: u64,
+        member_limit: Duration,
+        client_limit: Duration,
+    ) -> (Moved, Result<(), IoFail>) {
+        let mut moved = Moved::default();
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(self.pipe.size as u64) as usize;
+            let n = match fill(&self.pipe, member, want, member_limit).await {
+                Ok(n) => n,
+                Err(e) => return (moved, Err(e)),
+            };
+            moved.received += n as u64;
+            left -= n as u64;
+            if let Err(e) = drain(&self.pipe, client, n, client_limit, &mut moved).await {
+                return (moved, Err(e));
+            }
+        }
+        self.keep();
+        (moved, Ok(()))
+    }
+
+    /// Keeps the (empty) pipe for the next body, if the thread has room for it.
+    fn keep(self) {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEEP {
+                s.push(self.pipe);
+            }
+        });
+    }
+}
+
+/// Splices at least one and at most `want` bytes from `member` into the (empty) pipe.
+async fn fill(
+    pipe: &Pipe,
+    member: &TcpStream,
+    want: usize,
+    limit: Duration,
+) -> Result<usize, IoFail> {
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut wakes = 0;
+    loop {
+        match rustix::pipe::splice(member, None, &pipe.write, None, want, flags) {
+            Ok(0) => return Err(IoFail::Closed),
+            Ok(n) => return Ok(n),
+            Err(Errno::AGAIN) => wait(member, Interest::Readable, limit, &mut wakes).await?,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(IoFail::Error(e.into())),
+        }
+    }
+}
+
+/// Splices the pipe's `n` bytes to `client`, counting each step in `moved.sent`.
+async fn drain(
+    pipe: &Pipe,
+    client: &TcpStream,
+    mut n: usize,
+    limit: Duration,
+    moved: &mut Moved,
+) -> Result<(), IoFail> {
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut wakes = 0;
+    while n > 0 {
+        match rustix::pipe::splice(&pipe.read, None, client, None, n, flags) {
+            // The pipe holds `n` bytes: nothing taken and no error is a socket that broke.
+            Ok(0) => return Err(IoFail::Closed),
+            Ok(k) => {
+                n -= k;
+                moved.sent += k as u64;
+                wakes = 0;
+            }
+            Err(Errno::AGAIN) => wait(client, Interest::Writable, limit, &mut wakes).await?,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(IoFail::Error(e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `s` is ready for `interest`, at most `limit`; `wakes` counts the waits since the
+/// side last moved bytes, and one more than `IDLE_WAKES` is an error.
+async fn wait(
+    s: &TcpStream,
+    interest: Interest,
+    limit: Duration,
+    wakes: &mut u32,
+) -> Result<(), IoFail> {
+    *wakes += 1;
+    if *wakes > IDLE_WAKES {
+        return Err(IoFail::Error(std::io::Error::other(
+            "ready but moving nothing (urgent data?)",
+        )));
+    }
+    let poll = PollOnce::new(s.to_shared_fd(), interest);
+    match deadline::timeout(limit, compio::runtime::submit(poll)).await {
+        Ok(BufResult(Ok(_), _)) => Ok(()),
+        Ok(BufResult(Err(e), _)) => Err(IoFail::Error(e)),
+        Err(_) => Err(IoFail::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The splicer between loopback sockets on a compio runtime of its own, the member and the
+    //! client played by plain threads.
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::config::Driver;
+    use crate::test_rng::Rng;
+
+    /// Connects a compio stream to a thread that runs `peer` on the other end.
+    async fn pair<T: Send + 'static>(
+        peer: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
+    ) -> (TcpStream, std::thread::JoinHandle<T>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || peer(listener.accept().unwrap().0));
+        (TcpStream::connect(addr).await.unwrap(), t)
+    }
+
+    /// A member that writes `body` then `next` in pieces of random sizes; a client that reads
+    /// until the proxy's side closes. Returns what was moved, what the client got and what was
+    /// left unread on the member's connection.
+    fn splice_case(
+        driver: Driver,
+        body: Vec<u8>,
+        next: Vec<u8>,
+        seed: u64,
+    ) -> (Moved, Vec<u8>, Vec<u8>) {
+        let rt = crate::worker::build_runtime(driver).unwrap();
+        rt.block_on(async move {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            let len = body.len() as u64;
+            let sent: Vec<u8> = body.iter().chain(next.iter()).copied().collect();
+            let (member, m) = pair(move |mut s| {
+                let mut rng = Rng(seed);
+                let mut at = 0;
+                while at < sent.len() {
+                    let n = (1 + rng.below(200_000)).min(sent.len() - at);
+                    s.write_all(&sent[at..at + n]).unwrap();
+                    at += n;
+                }
+                // Keep the connection open until the splicer is done with it.
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+            })
+            .await;
+            let (client, c) = pair(|mut s| {
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                got
+            })
+            .await;
+            let splicer = ready(&client, &member).expect("a pipe");
+            let limit = Duration::from_secs(5);
+            let (moved, res) = splicer.run(&client, &member, len, limit, limit).await;
+            res.unwrap();
+            // What the member sent after the body must still be on its connection.
+            let mut left = Vec::new();
+            let mut buf = [0u8; 4096];
+            while left.len() < next.len() {
+                wait(&member, Interest::Readable, limit, &mut 0)
+                    .await
+                    .unwrap();
+                match rustix::net::recv(&member, &mut buf, rustix::net::RecvFlags::DONTWAIT) {
+                    Ok((n, _)) if n > 0 => left.extend_from_slice(&buf[..n]),
+                    Ok(_) => break,
+                    Err(Errno::AGAIN) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            drop(client);
+            drop(member);
+            let got = c.join().unwrap();
+            m.join().unwrap();
+            (moved, got, left)
+        })
+    }
+
+    #[test]
+    fn exactly_the_body_moves_and_what_follows_it_stays_on_the_member_connection() {
+        let mut rng = Rng(0x005e_ed50_11ce);
+        for case in 0..16 {
+            let driver = [Driver::IoUring, Driver::Epoll][case % 2];
+            let len = 1 + rng.below(600_000);
+            let body: Vec<u8> = (0..len).map(|i| (i * 7 + case) as u8).collect();
+            let next = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..rng.below(38)].to_vec();
+            let (moved, got, left) = splice_case(driver, body.clone(), next.clone(), rng.next());
+            let whole = Moved {
+                received: len as u64,
+                sent: len as u64,
+            };
+            assert_eq!(moved, whole, "case {case} ({driver:?})");
+            assert!(got == body, "case {case}: the client got other bytes");
+            assert_eq!(left, next, "case {case}");
+        }
+    }
+
+    #[test]
+    fn a_member_that_closes_early_is_reported_with_what_got_through() {
+        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+        rt.block_on(async {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            let (member, m) = pair(|mut s| s.write_all(&[b'x'; 100_000]).unwrap()).await;
+            let (client, c) = pair(|mut s| {
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                got.len()
+            })
+            .await;
+            let limit = Duration::from_secs(5);
+            let splicer = ready(&client, &member).unwrap();
+            let (moved, res) = splicer.run(&client, &member, 200_000, limit, limit).await;
+            assert!(matches!(res, Err(IoFail::Closed)), "{res:?}");
+            assert_eq!(
+                moved,
+                Moved {
+                    received: 100_000,
+                    sent: 100_000
+                }
+            );
+            drop(client);
+            assert_eq!(c.join().unwrap(), 100_000);
+            m.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_member_s_urgent_byte_ends_the_body_instead_of_spinning() {
+        let rt = crate::worker::build_runtime(crate::config::Driver::IoUring).unwrap();
+        rt.block_on(async {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            let (member, m) = pair(|mut s| {
+                s.write_all(&[b'a'; 50_000]).unwrap();
+                socket2::SockRef::from(&s).send_out_of_band(b"!").unwrap();
+                s.write_all(&[b'b'; 50_000]).unwrap();
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+            })
+            .await;
+            let (client, c) = pair(|mut s| {
+                let mut got = Vec::new();
+                let _ = s.read_to_end(&mut got);
+                got.len()
+            })
+            .await;
+            let limit = Duration::from_secs(5);
+            let splicer = ready(&client, &member).unwrap();
+            let started = std::time::Instant::now();
+            let (moved, res) = splicer.run(&client, &member, 100_001, limit, limit).await;
+            assert!(matches!(res, Err(IoFail::Error(_))), "{res:?}");
+            assert!(
+                started.elapsed() < limit,
+                "it gave up without waiting out the limit"
+            );
+            assert_eq!(
+                moved.received, 50_000,
+                "the bytes before the urgent one went"
+            );
+            drop(client);
+            drop(member);
+            assert_eq!(c.join().unwrap(), 50_000);
+            m.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_silent_member_times_out() {
+        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+        rt.block_on(async {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (member, m) = pair(move |_s| {
+                let _ = rx.recv();
+            })
+            .await;
+            let (client, c) = pair(|mut s| {
+                let mut got = Vec::new();
+                let _ = s.read_to_end(&mut got);
+            })
+            .await;
+            let splicer = ready(&client, &member).unwrap();
+            let started = std::time::Instant::now();
+            let limit = Duration::from_millis(200);
+            let (moved, res) = splicer.run(&client, &member, 1000, limit, limit).await;
+            assert!(matches!(res, Err(IoFail::Timeout)), "{res:?}");
+            assert!(started.elapsed() >= limit);
+            assert_eq!(moved, Moved::default());
+            tx.send(()).unwrap();
+            drop(client);
+            c.join().unwrap();
+            m.join().unwrap();
+        });
+    }
+}
