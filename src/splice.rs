@@ -10,10 +10,13 @@
 //! `O_NONBLOCK` first, which compio's operations on them do not mind (its io_uring receives and
 //! sends take their non-blocking attempt from their own flags and wait for readiness on
 //! `EAGAIN`; under epoll the sockets are non-blocking already). Every wait is a readiness poll
-//! bounded by the caller's limit, like the copy path's reads and writes, and a few wake-ups in a
-//! row that move nothing end the body as an error: a member's urgent (out-of-band) byte stops a
-//! socket-to-pipe splice while the socket stays readable. io_uring's own splice operation is not
-//! used: the kernel always hands it to a worker thread of its own.
+//! bounded like the copy path's: a fill (one pipe's worth from the member, like one read) by the
+//! response timeout, a drain (that pipe's worth to the client, like one write) by the client's
+//! limit. A fill woken a few times without a byte ends the body as an error: a member's urgent
+//! (out-of-band) byte stops a socket-to-pipe splice while the socket stays readable. Where the
+//! kernel refuses splice itself (a seccomp filter's `EPERM`), the body is copied instead and the
+//! thread does not try again. io_uring's own splice operation is not used: the kernel always
+//! hands it to a worker thread of its own.
 //!
 //! A splice into a socket whose peer is gone raises SIGPIPE (it cannot be told `MSG_NOSIGNAL`);
 //! the Rust runtime ignores SIGPIPE before `main`, and ringlb never restores it.
@@ -21,9 +24,9 @@
 //! Invariant: what `Moved` reports is exact: `received` bytes left the member's socket and
 //! `sent` of them reached the client's, in order, with nothing added.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use compio::buf::BufResult;
 use compio::driver::op::{Interest, PollOnce};
@@ -40,7 +43,8 @@ use crate::io::IoFail;
 pub const FROM: u64 = 64 * 1024;
 /// Empty pipes a worker thread keeps for the next body.
 const KEEP: usize = 8;
-/// Wake-ups in a row after which a side that is ready but moves nothing is given up on.
+/// Waits in one fill after which a member socket that is readable but gives nothing is given up
+/// on (the first wait is the ordinary one, for bytes not there yet).
 const IDLE_WAKES: u32 = 3;
 
 /// A pipe known to be empty while it is not in use.
@@ -54,6 +58,20 @@ struct Pipe {
 
 thread_local! {
     static SPARE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    /// The kernel refused a splice on this thread (see `refused`): it is not tried again.
+    static REFUSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// How a body's splice ended.
+#[derive(Debug)]
+pub enum End {
+    /// All of it went through.
+    Whole,
+    /// A peer closed, failed or took too long; `Moved` says how far the body got.
+    Broken(IoFail),
+    /// The kernel refuses splice here and nothing moved: the caller copies the body instead
+    /// (and this thread does not try splice again).
+    Refused,
 }
 
 /// How far a body got.
@@ -69,6 +87,9 @@ pub struct Moved {
 /// `None`: not possible now (no descriptor left, say): the caller copies instead, having lost
 /// nothing.
 pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
+    if REFUSED.with(Cell::get) {
+        return None;
+    }
     let pipe = SPARE
         .with(|s| s.borrow_mut().pop())
         .or_else(|| new_pipe().ok())?;
@@ -99,9 +120,10 @@ pub struct Splicer {
 }
 
 impl Splicer {
-    /// Moves `len` bytes from `member` to `client`: each turn fills the pipe with what the member
-    /// has (waiting at most `member_limit` for it) and drains it to the client (waiting at most
-    /// `client_limit` each time its socket is full). The pipe is kept for the next body only
+    /// Moves `len` bytes from `member` to `client`, a pipe's worth at a time: each turn fills the
+    /// pipe with what the member has (the wait for it bounded by `member_limit`, like one read of
+    /// the copy path) and drains it to the client (bounded by `client_limit` from the drain's
+    /// first wait, like one write of the copy path). The pipe is kept for the next body only
     /// when all of them went through.
     pub async fn run(
         self,
@@ -110,23 +132,28 @@ impl Splicer {
         len: u64,
         member_limit: Duration,
         client_limit: Duration,
-    ) -> (Moved, Result<(), IoFail>) {
+    ) -> (Moved, End) {
         let mut moved = Moved::default();
         let mut left = len;
         while left > 0 {
             let want = left.min(self.pipe.size as u64) as usize;
             let n = match fill(&self.pipe, member, want, member_limit).await {
                 Ok(n) => n,
-                Err(e) => return (moved, Err(e)),
+                Err(IoFail::Error(e)) if moved.received == 0 && refused(&e) => {
+                    REFUSED.with(|r| r.set(true));
+                    tracing::warn!(error = %e, "splice is refused here: large bodies are copied");
+                    return (moved, End::Refused);
+                }
+                Err(e) => return (moved, End::Broken(e)),
             };
             moved.received += n as u64;
             left -= n as u64;
             if let Err(e) = drain(&self.pipe, client, n, client_limit, &mut moved).await {
-                return (moved, Err(e));
+                return (moved, End::Broken(e));
             }
         }
         self.keep();
-        (moved, Ok(()))
+        (moved, End::Whole)
     }
 
     /// Keeps the (empty) pipe for the next body, if the thread has room for it.
@@ -140,6 +167,16 @@ impl Splicer {
     }
 }
 
+/// Whether the kernel refuses the call as such (a seccomp filter answering `EPERM`, a kernel or
+/// socket without splice), rather than this connection failing.
+fn refused(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| {
+        [Errno::NOSYS, Errno::PERM, Errno::INVAL, Errno::OPNOTSUPP]
+            .iter()
+            .any(|r| r.raw_os_error() == code)
+    })
+}
+
 /// Splices at least one and at most `want` bytes from `member` into the (empty) pipe.
 async fn fill(
     pipe: &Pipe,
@@ -148,12 +185,22 @@ async fn fill(
     limit: Duration,
 ) -> Result<usize, IoFail> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut until = None;
     let mut wakes = 0;
     loop {
         match rustix::pipe::splice(member, None, &pipe.write, None, want, flags) {
             Ok(0) => return Err(IoFail::Closed),
             Ok(n) => return Ok(n),
-            Err(Errno::AGAIN) => wait(member, Interest::Readable, limit, &mut wakes).await?,
+            Err(Errno::AGAIN) => {
+                // Readable, yet nothing to move: the urgent-data mark (see the header).
+                wakes += 1;
+                if wakes > IDLE_WAKES {
+                    return Err(IoFail::Error(std::io::Error::other(
+                        "the member's socket is readable but gives nothing (urgent data?)",
+                    )));
+                }
+                wait(member, Interest::Readable, &mut until, limit).await?;
+            }
             Err(Errno::INTR) => {}
             Err(e) => return Err(IoFail::Error(e.into())),
         }
@@ -169,7 +216,7 @@ async fn drain(
     moved: &mut Moved,
 ) -> Result<(), IoFail> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
-    let mut wakes = 0;
+    let mut until = None;
     while n > 0 {
         match rustix::pipe::splice(&pipe.read, None, client, None, n, flags) {
             // The pipe holds `n` bytes: nothing taken and no error is a socket that broke.
@@ -177,9 +224,8 @@ async fn drain(
             Ok(k) => {
                 n -= k;
                 moved.sent += k as u64;
-                wakes = 0;
             }
-            Err(Errno::AGAIN) => wait(client, Interest::Writable, limit, &mut wakes).await?,
+            Err(Errno::AGAIN) => wait(client, Interest::Writable, &mut until, limit).await?,
             Err(Errno::INTR) => {}
             Err(e) => return Err(IoFail::Error(e.into())),
         }
@@ -187,22 +233,18 @@ async fn drain(
     Ok(())
 }
 
-/// Waits until `s` is ready for `interest`, at most `limit`; `wakes` counts the waits since the
-/// side last moved bytes, and one more than `IDLE_WAKES` is an error.
+/// Waits until `s` is ready for `interest`, at most until `until`, which the first wait of a
+/// fill or drain sets to `limit` from now.
 async fn wait(
     s: &TcpStream,
     interest: Interest,
+    until: &mut Option<Instant>,
     limit: Duration,
-    wakes: &mut u32,
 ) -> Result<(), IoFail> {
-    *wakes += 1;
-    if *wakes > IDLE_WAKES {
-        return Err(IoFail::Error(std::io::Error::other(
-            "ready but moving nothing (urgent data?)",
-        )));
-    }
+    let until = *until.get_or_insert_with(|| Instant::now() + limit);
+    let left = until.saturating_duration_since(Instant::now());
     let poll = PollOnce::new(s.to_shared_fd(), interest);
-    match deadline::timeout(limit, compio::runtime::submit(poll)).await {
+    match deadline::timeout(left, compio::runtime::submit(poll)).await {
         Ok(BufResult(Ok(_), _)) => Ok(()),
         Ok(BufResult(Err(e), _)) => Err(IoFail::Error(e)),
         Err(_) => Err(IoFail::Timeout),
@@ -265,13 +307,13 @@ mod tests {
             .await;
             let splicer = ready(&client, &member).expect("a pipe");
             let limit = Duration::from_secs(5);
-            let (moved, res) = splicer.run(&client, &member, len, limit, limit).await;
-            res.unwrap();
+            let (moved, end) = splicer.run(&client, &member, len, limit, limit).await;
+            assert!(matches!(end, End::Whole), "{end:?}");
             // What the member sent after the body must still be on its connection.
             let mut left = Vec::new();
             let mut buf = [0u8; 4096];
             while left.len() < next.len() {
-                wait(&member, Interest::Readable, limit, &mut 0)
+                wait(&member, Interest::Readable, &mut None, limit)
                     .await
                     .unwrap();
                 match rustix::net::recv(&member, &mut buf, rustix::net::RecvFlags::DONTWAIT) {
@@ -322,8 +364,8 @@ mod tests {
             .await;
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
-            let (moved, res) = splicer.run(&client, &member, 200_000, limit, limit).await;
-            assert!(matches!(res, Err(IoFail::Closed)), "{res:?}");
+            let (moved, end) = splicer.run(&client, &member, 200_000, limit, limit).await;
+            assert!(matches!(end, End::Broken(IoFail::Closed)), "{end:?}");
             assert_eq!(
                 moved,
                 Moved {
@@ -359,8 +401,8 @@ mod tests {
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
-            let (moved, res) = splicer.run(&client, &member, 100_001, limit, limit).await;
-            assert!(matches!(res, Err(IoFail::Error(_))), "{res:?}");
+            let (moved, end) = splicer.run(&client, &member, 100_001, limit, limit).await;
+            assert!(matches!(end, End::Broken(IoFail::Error(_))), "{end:?}");
             assert!(
                 started.elapsed() < limit,
                 "it gave up without waiting out the limit"
@@ -394,8 +436,8 @@ mod tests {
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
             let limit = Duration::from_millis(200);
-            let (moved, res) = splicer.run(&client, &member, 1000, limit, limit).await;
-            assert!(matches!(res, Err(IoFail::Timeout)), "{res:?}");
+            let (moved, end) = splicer.run(&client, &member, 1000, limit, limit).await;
+            assert!(matches!(end, End::Broken(IoFail::Timeout)), "{end:?}");
             assert!(started.elapsed() >= limit);
             assert_eq!(moved, Moved::default());
             tx.send(()).unwrap();
@@ -403,5 +445,17 @@ mod tests {
             c.join().unwrap();
             m.join().unwrap();
         });
+    }
+
+    #[test]
+    fn only_the_kernel_refusing_splice_itself_counts_as_refused() {
+        let err = |e: Errno| std::io::Error::from_raw_os_error(e.raw_os_error());
+        for e in [Errno::NOSYS, Errno::PERM, Errno::INVAL, Errno::OPNOTSUPP] {
+            assert!(refused(&err(e)), "{e:?}");
+        }
+        for e in [Errno::CONNRESET, Errno::PIPE, Errno::AGAIN, Errno::NOMEM] {
+            assert!(!refused(&err(e)), "{e:?}");
+        }
+        assert!(!refused(&std::io::Error::other("not an errno")));
     }
 }

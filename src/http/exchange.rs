@@ -500,8 +500,9 @@ async fn relay_more(
 }
 
 /// Moves the rest of a large `Content-Length` body between two plain connections with
-/// `splice` (the bytes that came with the head are already out). `None`: not this body, and
-/// nothing was done (the caller copies it); `Some(complete)` otherwise.
+/// `splice` (the bytes that came with the head are already out). `None`: not this body, or the
+/// kernel refused splice, and nothing of it moved (the caller copies it); `Some(complete)`
+/// otherwise.
 async fn relay_spliced(
     c: &mut Client,
     up: &Stream,
@@ -515,7 +516,7 @@ async fn relay_spliced(
     }
     let splicer = splice::ready(&c.stream.tcp, &up.tcp)?;
     c.rbuf.clear();
-    let (moved, res) = splicer
+    let (moved, end) = splicer
         .run(
             &c.stream.tcp,
             &up.tcp,
@@ -524,6 +525,9 @@ async fn relay_spliced(
             p.client_timeout,
         )
         .await;
+    if matches!(end, splice::End::Refused) {
+        return None;
+    }
     r.received += moved.received;
     r.body_sent += moved.sent;
     c.rec.spliced = moved.sent;
@@ -532,7 +536,7 @@ async fn relay_spliced(
         counted, moved.received,
         "splice moved at most what was left"
     );
-    Some(res.is_ok() && body.is_done())
+    Some(matches!(end, splice::End::Whole) && body.is_done())
 }
 
 /// Advances the body over `c.rbuf[from..]`: its data ranges (in `c.rbuf`) go to `c.ranges`, and
