@@ -262,6 +262,22 @@ mod tests {
     use crate::config::Driver;
     use crate::test_rng::Rng;
 
+    /// Runs `test` on a compio runtime of `driver`, with this thread's timer wheel turning.
+    fn on_runtime<F: std::future::Future>(driver: Driver, test: F) -> F::Output {
+        let rt = crate::worker::build_runtime(driver).unwrap();
+        rt.block_on(async {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            test.await
+        })
+    }
+
+    /// A client that reads until the proxy's side closes (or fails); how many bytes it got.
+    fn read_all(mut s: std::net::TcpStream) -> usize {
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got.len()
+    }
+
     /// Connects a compio stream to a thread that runs `peer` on the other end.
     async fn pair<T: Send + 'static>(
         peer: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
@@ -281,9 +297,7 @@ mod tests {
         next: Vec<u8>,
         seed: u64,
     ) -> (Moved, Vec<u8>, Vec<u8>) {
-        let rt = crate::worker::build_runtime(driver).unwrap();
-        rt.block_on(async move {
-            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+        on_runtime(driver, async move {
             let len = body.len() as u64;
             let sent: Vec<u8> = body.iter().chain(next.iter()).copied().collect();
             let (member, m) = pair(move |mut s| {
@@ -352,16 +366,9 @@ mod tests {
 
     #[test]
     fn a_member_that_closes_early_is_reported_with_what_got_through() {
-        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
-        rt.block_on(async {
-            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+        on_runtime(Driver::Auto, async {
             let (member, m) = pair(|mut s| s.write_all(&[b'x'; 100_000]).unwrap()).await;
-            let (client, c) = pair(|mut s| {
-                let mut got = Vec::new();
-                s.read_to_end(&mut got).unwrap();
-                got.len()
-            })
-            .await;
+            let (client, c) = pair(read_all).await;
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
             let (moved, end) = splicer.run(&client, &member, 200_000, limit, limit).await;
@@ -381,9 +388,7 @@ mod tests {
 
     #[test]
     fn a_member_s_urgent_byte_ends_the_body_instead_of_spinning() {
-        let rt = crate::worker::build_runtime(crate::config::Driver::IoUring).unwrap();
-        rt.block_on(async {
-            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+        on_runtime(Driver::IoUring, async {
             let (member, m) = pair(|mut s| {
                 s.write_all(&[b'a'; 50_000]).unwrap();
                 socket2::SockRef::from(&s).send_out_of_band(b"!").unwrap();
@@ -392,12 +397,7 @@ mod tests {
                 let _ = s.read_to_end(&mut rest);
             })
             .await;
-            let (client, c) = pair(|mut s| {
-                let mut got = Vec::new();
-                let _ = s.read_to_end(&mut got);
-                got.len()
-            })
-            .await;
+            let (client, c) = pair(read_all).await;
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
@@ -420,19 +420,13 @@ mod tests {
 
     #[test]
     fn a_silent_member_times_out() {
-        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
-        rt.block_on(async {
-            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+        on_runtime(Driver::Auto, async {
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let (member, m) = pair(move |_s| {
                 let _ = rx.recv();
             })
             .await;
-            let (client, c) = pair(|mut s| {
-                let mut got = Vec::new();
-                let _ = s.read_to_end(&mut got);
-            })
-            .await;
+            let (client, c) = pair(read_all).await;
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
             let limit = Duration::from_millis(200);

@@ -6,11 +6,11 @@
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
 //! body between buffers (it is read into one buffer and written from it; see `splice` for the
-//! bodies that skip user space), or report a member connection reusable when anything of its exchange was
-//! left unread or broke a rule. Invariant: the client sees a whole response, or no byte of a final
-//! one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504), or a response cut
-//! short followed by a close (`Broken`), or a whole 101 after which neither connection carries
-//! HTTP again (`Switched`).
+//! bodies that skip user space), or report a member connection reusable when anything of its
+//! exchange was left unread or broke a rule. Invariant: the client sees a whole response, or no
+//! byte of a final one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504),
+//! or a response cut short followed by a close (`Broken`), or a whole 101 after which neither
+//! connection carries HTTP again (`Switched`).
 
 use std::time::{Duration, Instant};
 
@@ -516,15 +516,16 @@ async fn relay_spliced(
     }
     let splicer = splice::ready(&c.stream.tcp, &up.tcp)?;
     c.rbuf.clear();
-    let (moved, end) = splicer
-        .run(
-            &c.stream.tcp,
-            &up.tcp,
-            left,
-            p.response_timeout,
-            p.client_timeout,
-        )
-        .await;
+    // Boxed, like the TLS flush in `conn::wait_idle`: the splice's state stays out of every
+    // connection's task, which would otherwise carry it for its small responses too.
+    let (moved, end) = Box::pin(splicer.run(
+        &c.stream.tcp,
+        &up.tcp,
+        left,
+        p.response_timeout,
+        p.client_timeout,
+    ))
+    .await;
     if matches!(end, splice::End::Refused) {
         return None;
     }
