@@ -170,7 +170,8 @@ pub fn forward_request(
     let ip = ascii::address(f.client.ip().to_canonical());
     w.string(ip.as_bytes()); // remote_addr
     w.string(ip.as_bytes()); // remote_host
-                             // is_ssl: the client's connection is TLS, or a trusted proxy in front terminated TLS.
+
+    // is_ssl: the client's connection is TLS, or a trusted proxy in front terminated TLS.
     let https = f.tls.is_some() || (f.trusted && head.forwarded_proto(buf) == Some("https"));
     let default_port = if https { 443 } else { 80 };
     let (server_name, server_port) = host_and_port(head.routing_host(buf), default_port);
