@@ -192,7 +192,8 @@ async fn fill(
             Ok(0) => return Err(IoFail::Closed),
             Ok(n) => return Ok(n),
             Err(Errno::AGAIN) => {
-                // Readable, yet nothing to move: the urgent-data mark (see the header).
+                // Nothing there yet (the first time), or readable yet nothing to move: the
+                // urgent-data mark (see the header).
                 wakes += 1;
                 if wakes > IDLE_WAKES {
                     return Err(IoFail::Error(std::io::Error::other(
@@ -436,7 +437,7 @@ mod tests {
             assert_eq!(moved, Moved::default());
             tx.send(()).unwrap();
             drop(client);
-            c.join().unwrap();
+            assert_eq!(c.join().unwrap(), 0, "no body byte reached the client");
             m.join().unwrap();
         });
     }
