@@ -236,7 +236,8 @@ async fn keep_serving(
             // old configuration generation alive, and takes a reload's timeout at its next wait.
             let keepalive = core.gen().config.limits.keepalive_timeout;
             let deadline = head_deadline.unwrap_or(now + keepalive);
-            // A new connection's request is usually there already: read it before any poll.
+            // A new connection's first bytes are there already (the listener defers the accept
+            // until they arrive, `listeners::defer_accept`): read them before any poll.
             let first = head_deadline.is_some();
             match wait_idle(&core, &mut c, now, deadline, first).await {
                 Wait::Data => {}
@@ -289,7 +290,7 @@ enum Wait {
 /// the connection's next request (often already on its way) is still answered, with `Connection:
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
 /// (or its deadline) closes. `read_first`: try a receive before the first poll (a new
-/// connection, whose request has usually arrived with it; that saves the poll).
+/// connection, whose first bytes were there before it was accepted; that saves the poll).
 async fn wait_idle(
     core: &Core,
     c: &mut Client,

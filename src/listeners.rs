@@ -24,7 +24,8 @@ use crate::worker::Role;
 /// Each worker's listening sockets: `Role::Proxy(slot)`, then the admin listener.
 pub type PerWorker = Vec<Vec<(std::net::TcpListener, Role)>>;
 
-/// Binds one listening socket with SO_REUSEPORT, so each worker can have its own.
+/// Binds one listening socket with SO_REUSEPORT, so each worker can have its own, and with
+/// TCP_NODELAY (inherited by what it accepts) and `TCP_DEFER_ACCEPT` (`defer_accept`).
 ///
 /// For port 0 the port is chosen without SO_REUSEPORT and the option set after the bind: a
 /// port-0 bind with SO_REUSEPORT may be given a port another process of the same user already
@@ -37,10 +38,42 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     }
     // Accepted connections inherit it, so no connection needs a setsockopt of its own.
     socket.set_tcp_nodelay(true)?;
+    defer_accept(&socket)?;
     socket.bind(&addr.into())?;
     socket.set_reuse_port(true)?;
     socket.listen(4096)?;
     Ok(socket.into())
+}
+
+/// How long the kernel holds a new connection that has sent nothing before handing it over
+/// anyway (`TCP_DEFER_ACCEPT`, in seconds; Linux rounds it to one SYN-ACK retransmission, so a
+/// silent client is accepted after about a second and `header_timeout` then applies).
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Sets `TCP_DEFER_ACCEPT`: a connection is queued for `accept` only once its first bytes arrived
+/// (every protocol ringlb listens for, HTTP, TLS and the PROXY header, starts with the client), so
+/// the connection's first receive finds them, and a connection that stays silent takes no task
+/// until it sends, closes, or `DEFER_ACCEPT_SECS` pass. Apache's default `AcceptFilter http data` and nginx's
+/// `listen … deferred` set the same option.
+#[allow(unsafe_code)]
+fn defer_accept(socket: impl std::os::fd::AsFd) -> std::io::Result<()> {
+    let secs = DEFER_ACCEPT_SECS;
+    // SAFETY: a valid descriptor (borrowed for the call), and a pointer to a live c_int with its
+    // true length; the kernel only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd()),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            std::mem::size_of_val(&secs) as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// One socket per worker at `addr`: those `given` (handed over), then new ones in the same group
@@ -54,6 +87,10 @@ fn bind_group(
     let cannot = |a: SocketAddr, e: std::io::Error| format!("cannot listen on {a}: {e}");
     if given.is_empty() {
         given.push(bind_reuseport(addr).map_err(|e| cannot(addr, e))?);
+    }
+    // Handed over by a ringlb that may not have set it.
+    for l in &given {
+        defer_accept(l).map_err(|e| cannot(addr, e))?;
     }
     let bound = given[0].local_addr().map_err(|e| cannot(addr, e))?;
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
@@ -346,6 +383,7 @@ pub fn enable_migrate_req() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn config(addresses: &[&str]) -> Config {
         let mut text = String::from("[server]\nworkers = 2\n");
@@ -359,9 +397,40 @@ mod tests {
     #[test]
     fn accepted_connections_inherit_tcp_nodelay_from_the_listener() {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(b"G").unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_connection_is_accepted_only_once_its_first_bytes_arrived() {
+        use std::io::{ErrorKind, Read};
+        use std::time::{Duration, Instant};
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        // The handshake is done, but a silent connection is not queued for accept (the kernel
+        // would hand it over after about a second anyway).
+        std::thread::sleep(Duration::from_millis(200));
+        let silent = listener.accept().map(|_| ()).unwrap_err();
+        assert_eq!(silent.kind(), ErrorKind::WouldBlock, "{silent}");
+        client.write_all(b"G").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut accepted = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("not accepted: {e}"),
+            }
+        };
+        // Its first bytes are there for the first receive.
+        accepted.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(accepted.read(&mut byte).unwrap(), 1);
+        assert_eq!(&byte, b"G");
     }
 
     #[test]
