@@ -50,6 +50,8 @@ struct Tracked<'a> {
     place: usize,
     /// When the request began.
     started: Instant,
+    /// When this member was picked (the clock read once for the pick and the pool's checkout).
+    picked: Instant,
 }
 
 impl<'a> Tracked<'a> {
@@ -59,6 +61,7 @@ impl<'a> Tracked<'a> {
         bal: usize,
         member: usize,
         started: Instant,
+        picked: Instant,
     ) -> Tracked<'a> {
         gen.upstreams.borrow_mut()[bal].balancer.begin(member);
         let place = gen.layout.member(bal, member);
@@ -69,6 +72,7 @@ impl<'a> Tracked<'a> {
             member,
             place,
             started,
+            picked,
         };
         t.with(|m| m.counters.selected += 1);
         t
@@ -82,12 +86,15 @@ impl<'a> Tracked<'a> {
         self.with(|m| m.counters.failures[kind as usize] += 1);
     }
 
-    /// Counts a response sent to the client for this member, and its total time.
-    fn respond(&self, status: u16) {
+    /// Counts a response sent to the client for this member, and its total time. Returns when
+    /// that was (the clock's reading, for whoever needs the time next).
+    fn respond(&self, status: u16) -> Instant {
+        let now = Instant::now();
         self.with(|m| {
             m.counters.responses[status_class(status)] += 1;
-            m.record(Phase::Total, self.started.elapsed());
+            m.record(Phase::Total, now.saturating_duration_since(self.started));
         });
+        now
     }
 }
 
@@ -225,15 +232,15 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
     }
     loop {
         let picked = match tries.fresh.take() {
-            Some(m) => Some((m, true)),
+            Some(m) => Some((m, Instant::now(), true)),
             None => next_member(gen, bal, sticky, tries.exclude)
                 .await
-                .map(|m| (m, false)),
+                .map(|(m, at)| (m, at, false)),
         };
-        let Some((member, fresh_only)) = picked else {
+        let Some((member, at, fresh_only)) = picked else {
             return unavailable(core, gen, c, bal, &req).await;
         };
-        let tracked = Tracked::start(core, gen, bal, member, started);
+        let tracked = Tracked::start(core, gen, bal, member, started, at);
         c.rec.member = Some((bal, member));
         c.rec.sticky = sticky == Some(member);
         let failed = match attempt(core, c, &tracked, fresh_only, &mut req, &mut body, route).await
@@ -259,18 +266,18 @@ async fn send_to_members(core: &Core, gen: &CoreGen, c: &mut Client, started: In
 /// The member for the next attempt (`select::choose`); while all candidates are at their
 /// `max_conns` share, waits for a slot up to the balancer's `queue_timeout`. `None`: 503. The wait
 /// is a boxed future of its own, so that the common case (a member at once) carries no timer in
-/// the request's state.
+/// the request's state. With the member, when it was picked.
 async fn next_member(
     gen: &CoreGen,
     bal: usize,
     sticky: Option<usize>,
     exclude: u64,
-) -> Option<usize> {
+) -> Option<(usize, Instant)> {
     let first = Instant::now();
     let mut now = first;
     loop {
         match select::choose(gen, bal, sticky, exclude, now) {
-            Pick::Member(m) => return Some(m),
+            Pick::Member(m) => return Some((m, now)),
             Pick::None => return None,
             Pick::Full => {
                 let deadline = first + gen.config.balancers[bal].queue_timeout;
@@ -538,7 +545,7 @@ async fn pooled_connection(
     loop {
         let (mut s, idle) = tracked.gen.upstreams.borrow_mut()[tracked.bal]
             .pool
-            .checkout_aged(tracked.member, Instant::now())?;
+            .checkout_aged(tracked.member, tracked.picked)?;
         if !stream::idle_and_open(&mut s) {
             tracing::debug!(member = %mcfg.url, "pooled connection closed or readable; dropped");
             continue;
@@ -572,7 +579,7 @@ async fn finish(
         Outcome::Done(d) => {
             let ajp =
                 gen.config.balancers[tracked.bal].members[tracked.member].protocol == Protocol::Ajp;
-            record_done(c, tracked, &d, ajp.then_some(mcfg_url(tracked)));
+            let now = record_done(c, tracked, &d, ajp.then_some(mcfg_url(tracked)));
             if gen.config.balancers[tracked.bal]
                 .failonstatus
                 .contains(&d.status)
@@ -586,11 +593,9 @@ async fn finish(
                 );
             } else if d.reusable && core.is_current(gen) {
                 // (A request that began before a reload does not pool into its old generation.)
-                gen.upstreams.borrow_mut()[tracked.bal].pool.checkin(
-                    tracked.member,
-                    up,
-                    Instant::now(),
-                );
+                gen.upstreams.borrow_mut()[tracked.bal]
+                    .pool
+                    .checkin(tracked.member, up, now);
             }
             d.keep_client
         }
@@ -647,8 +652,9 @@ fn mcfg_url<'a>(tracked: &Tracked<'a>) -> &'a str {
     &tracked.gen.config.balancers[tracked.bal].members[tracked.member].url
 }
 
-/// Counts a whole response and fills the access-log record. `ajp`: the AJP member's url.
-fn record_done(c: &mut Client, tracked: &Tracked<'_>, d: &Done, ajp: Option<&str>) {
+/// Counts a whole response and fills the access-log record. `ajp`: the AJP member's url. Returns
+/// when it was counted (`Tracked::respond`).
+fn record_done(c: &mut Client, tracked: &Tracked<'_>, d: &Done, ajp: Option<&str>) -> Instant {
     let status = d.status;
     tracked.with(|m| {
         m.counters.bytes_sent += d.sent;
@@ -666,7 +672,7 @@ fn record_done(c: &mut Client, tracked: &Tracked<'_>, d: &Done, ajp: Option<&str
     c.rec.upstream_status = Some(status);
     c.rec.response_head_us = Some(d.head_time.as_micros() as u64);
     c.rec.body_bytes = d.body_sent;
-    tracked.respond(status);
+    tracked.respond(status)
 }
 
 /// Answers a failed exchange with its 502/504.

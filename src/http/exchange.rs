@@ -78,7 +78,7 @@ pub async fn run(
         }
     }
     let sent_at = Instant::now();
-    let switched = match read_response_head(c, up, p.response_timeout, p.upgrade).await {
+    let switched = match read_response_head(c, up, sent_at, p.response_timeout, p.upgrade).await {
         Ok(s) => s,
         // The request stays in `c.buf` unless its body was streamed (then `consumed` is 0).
         Err(fail) => return head_failed(fail, consumed == 0 || req.replayable, consumed != 0),
@@ -305,14 +305,18 @@ async fn stream_request_body(
 /// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses. A 101 is
 /// final when the request was forwarded as an upgrade (`tunnels`: its route's rule) and names a
 /// protocol the client offered and the route allows (`http::upgrade::switched_to`): then `Some`
-/// says where in `c.rbuf`. Any other 101 is a member's error.
+/// says where in `c.rbuf`. Any other 101 is a member's error. The head must come within `limit`
+/// of `sent_at` (when the request was sent: the clock is read once for both).
 async fn read_response_head(
     c: &mut Client,
     up: &mut Stream,
+    sent_at: Instant,
     limit: Duration,
     tunnels: Option<&Upgrades>,
 ) -> Result<Option<std::ops::Range<usize>>, HeadFail> {
-    let deadline = Instant::now() + limit;
+    let deadline = sent_at + limit;
+    // The first read gets the whole limit without another clock read; later ones what is left.
+    let mut first = true;
     c.rbuf.clear();
     // Once an interim response was read, the member has answered: a close after it is a broken
     // response, not "no response" (which may be retried).
@@ -338,7 +342,10 @@ async fn read_response_head(
                 Err(_) => return Err(HeadFail::Invalid),
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = match std::mem::replace(&mut first, false) {
+            true => limit,
+            false => deadline.saturating_duration_since(Instant::now()),
+        };
         let had = c.rbuf.len();
         match read_more(up, &mut c.rbuf, HEAD_READ, left).await {
             Ok(_) => {}
