@@ -54,7 +54,7 @@ pub async fn serve(
     listener: usize,
     guard: ConnGuard,
 ) {
-    // TCP_NODELAY is inherited from the listener (`server::bind_reuseport`): no syscall here.
+    // TCP_NODELAY is inherited from the listener (`listeners::bind_reuseport`): no syscall here.
     // The TLS handshake and the first request's head must be complete within header_timeout of
     // the accept.
     let gen = core.gen();
@@ -236,8 +236,10 @@ async fn keep_serving(
             // old configuration generation alive, and takes a reload's timeout at its next wait.
             let keepalive = core.gen().config.limits.keepalive_timeout;
             let deadline = head_deadline.unwrap_or(now + keepalive);
-            // A new connection's first bytes are there already (the listener defers the accept
-            // until they arrive, `listeners::defer_accept`): read them before any poll.
+            // A new plain connection's request has usually arrived with it (the listener defers
+            // the accept until its first bytes do, `listeners::defer_accept`), and a resumed one
+            // was readable: read before any poll. (After a TLS handshake or a PROXY header, the
+            // bytes the accept waited for were taken; the request usually follows at once.)
             let first = head_deadline.is_some();
             match wait_idle(&core, &mut c, now, deadline, first).await {
                 Wait::Data => {}
@@ -289,8 +291,8 @@ enum Wait {
 /// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
 /// the connection's next request (often already on its way) is still answered, with `Connection:
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
-/// (or its deadline) closes. `read_first`: try a receive before the first poll (a new
-/// connection, whose first bytes were there before it was accepted; that saves the poll).
+/// (or its deadline) closes. `read_first`: try a receive before the first poll (a connection's
+/// first request, usually there already; that saves the poll).
 async fn wait_idle(
     core: &Core,
     c: &mut Client,

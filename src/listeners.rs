@@ -5,7 +5,8 @@
 //! occurrence), so that its sockets stay open, and a connection's `Client::listener` keeps naming
 //! it, while the file changes around it.
 //!
-//! Owns: binding, the slot registry, each open slot's bound address, the last settings of removed
+//! Owns: binding, the listening sockets' options (SO_REUSEPORT, TCP_NODELAY for what they accept,
+//! TCP_DEFER_ACCEPT), the slot registry, each open slot's bound address, the last settings of removed
 //! listeners (their last connections are answered with them), and (with an upgrade socket)
 //! duplicates of every worker's sockets for a new binary. Must never: close a socket a worker
 //! accepts on (a worker closes its own when its generation no longer has the slot, `worker`), keep
@@ -53,8 +54,8 @@ const DEFER_ACCEPT_SECS: libc::c_int = 1;
 /// Sets `TCP_DEFER_ACCEPT`: a connection is queued for `accept` only once its first bytes arrived
 /// (every protocol ringlb listens for, HTTP, TLS and the PROXY header, starts with the client), so
 /// the connection's first receive finds them, and a connection that stays silent takes no task
-/// until it sends, closes, or `DEFER_ACCEPT_SECS` pass. Apache's default `AcceptFilter http data` and nginx's
-/// `listen … deferred` set the same option.
+/// until it sends, closes, or `DEFER_ACCEPT_SECS` pass. Apache's default `AcceptFilter http data`
+/// and nginx's `listen … deferred` set the same option.
 #[allow(unsafe_code)]
 fn defer_accept(socket: impl std::os::fd::AsFd) -> std::io::Result<()> {
     let secs = DEFER_ACCEPT_SECS;
@@ -85,12 +86,12 @@ fn bind_group(
     workers: usize,
 ) -> Result<(SocketAddr, Vec<Vec<std::net::TcpListener>>), String> {
     let cannot = |a: SocketAddr, e: std::io::Error| format!("cannot listen on {a}: {e}");
-    if given.is_empty() {
-        given.push(bind_reuseport(addr).map_err(|e| cannot(addr, e))?);
-    }
     // Handed over by a ringlb that may not have set it.
     for l in &given {
         defer_accept(l).map_err(|e| cannot(addr, e))?;
+    }
+    if given.is_empty() {
+        given.push(bind_reuseport(addr).map_err(|e| cannot(addr, e))?);
     }
     let bound = given[0].local_addr().map_err(|e| cannot(addr, e))?;
     let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
@@ -403,16 +404,16 @@ mod tests {
         assert!(accepted.nodelay().unwrap());
     }
 
-    #[test]
-    fn a_connection_is_accepted_only_once_its_first_bytes_arrived() {
+    /// Asserts that `listener` queues a connection for accept only once its first bytes arrived,
+    /// and that they are there for the first receive.
+    fn assert_defers(listener: &std::net::TcpListener) {
         use std::io::{ErrorKind, Read};
         use std::time::{Duration, Instant};
-        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         listener.set_nonblocking(true).unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         // The handshake is done, but a silent connection is not queued for accept (the kernel
-        // would hand it over after about a second anyway).
-        std::thread::sleep(Duration::from_millis(200));
+        // hands it over after about a second of silence anyway).
+        std::thread::sleep(Duration::from_millis(50));
         let silent = listener.accept().map(|_| ()).unwrap_err();
         assert_eq!(silent.kind(), ErrorKind::WouldBlock, "{silent}");
         client.write_all(b"G").unwrap();
@@ -426,11 +427,25 @@ mod tests {
                 Err(e) => panic!("not accepted: {e}"),
             }
         };
-        // Its first bytes are there for the first receive.
         accepted.set_nonblocking(true).unwrap();
         let mut byte = [0u8; 1];
         assert_eq!(accepted.read(&mut byte).unwrap(), 1);
         assert_eq!(&byte, b"G");
+    }
+
+    #[test]
+    fn a_connection_is_accepted_only_once_its_first_bytes_arrived() {
+        assert_defers(&bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap());
+    }
+
+    #[test]
+    fn a_handed_over_socket_defers_accepts_too() {
+        // As a ringlb that did not set the option would hand it over.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = plain.local_addr().unwrap();
+        let (bound, per_worker) = bind_group(addr, vec![plain], 1).unwrap();
+        assert_eq!(bound, addr);
+        assert_defers(&per_worker[0][0]);
     }
 
     #[test]

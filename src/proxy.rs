@@ -542,20 +542,24 @@ async fn pooled_connection(
     bcfg: &BalancerConfig,
     mcfg: &MemberConfig,
 ) -> Option<Stream> {
+    // The pick's time, until a CPING waited: then the clock again (idle times must not shrink).
+    let mut now = tracked.picked;
     loop {
         let (mut s, idle) = tracked.gen.upstreams.borrow_mut()[tracked.bal]
             .pool
-            .checkout_aged(tracked.member, tracked.picked)?;
+            .checkout_aged(tracked.member, now)?;
         if !stream::idle_and_open(&mut s) {
             tracing::debug!(member = %mcfg.url, "pooled connection closed or readable; dropped");
             continue;
         }
         // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
-        if mcfg.ping.is_some_and(|ping| idle >= ping)
-            && !ajp::exchange::cping(&mut s, &mut c.rbuf, bcfg.connect_timeout).await
-        {
-            tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
-            continue;
+        if mcfg.ping.is_some_and(|ping| idle >= ping) {
+            let answered = ajp::exchange::cping(&mut s, &mut c.rbuf, bcfg.connect_timeout).await;
+            now = Instant::now();
+            if !answered {
+                tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
+                continue;
+            }
         }
         return Some(s);
     }

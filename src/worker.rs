@@ -247,7 +247,9 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener, role: Role, closing:
 
 /// A reload removed the listener: the connections already queued on this worker's socket (at
 /// most its backlog, even past `max_connections`) are served, each ending after its first answer
-/// (`Core::ends_connection`), rather than reset by the close.
+/// (`Core::ends_connection`), rather than reset by the close. (Those the kernel still holds
+/// because they sent nothing yet, `listeners::defer_accept`, are not queued: the close resets
+/// them, with no request sent.)
 fn take_queued(core: &Rc<Core>, listener: &TcpListener, role: Role) {
     while let Ok((stream, peer)) = accept(listener) {
         start_connection(core, stream, peer, role);

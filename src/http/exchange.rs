@@ -342,9 +342,11 @@ async fn read_response_head(
                 Err(_) => return Err(HeadFail::Invalid),
             }
         }
-        let left = match std::mem::replace(&mut first, false) {
-            true => limit,
-            false => deadline.saturating_duration_since(Instant::now()),
+        let left = if first {
+            first = false;
+            limit
+        } else {
+            deadline.saturating_duration_since(Instant::now())
         };
         let had = c.rbuf.len();
         match read_more(up, &mut c.rbuf, HEAD_READ, left).await {

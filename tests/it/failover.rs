@@ -172,6 +172,24 @@ fn slow_member_is_504_after_response_timeout() {
 }
 
 #[test]
+fn a_member_trickling_its_head_is_504_at_response_timeout_not_per_read() {
+    // A status line, then a header line every 100 ms for 2 s: each read is quick, the head is not.
+    let mut parts = vec![b"HTTP/1.1 200 OK\r\n".to_vec()];
+    parts.extend((0..20).map(|i| format!("X-Trickle-{i}: 1\r\n").into_bytes()));
+    parts.push(b"Content-Length: 4\r\n\r\nlate".to_vec());
+    let a = Backend::start(move |_| Reply::RawParts(parts.clone(), Duration::from_millis(100)));
+    let p = Ringlb::start(
+        &simple_config(&[member(a.addr)], "response_timeout = \"300ms\""),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let r = get(p.addr, "/");
+    assert_eq!(r.status, 504);
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[test]
 fn connect_timeout_fails_over_and_marks_the_member() {
     let hole = Blackhole::start().expect("a full backlog drops SYNs on this kernel");
     let b = Backend::named("B");
