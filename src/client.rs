@@ -1,9 +1,11 @@
 //! A client connection as the request path sees it: its socket, its reused buffers, the parsed
 //! head, and the two answers every part may give it (`100 Continue` and a refusal).
 //!
-//! Owns: the per-connection buffers and lending them while the connection idles. Must never:
-//! know about the core, members or tasks. Invariant: `buf` starts at the first unconsumed byte
-//! from the client, so pipelined requests are answered in order.
+//! Owns: the per-connection buffers and lending them, emptied, while the connection idles or once
+//! it closes. Must never: know about the core, members or tasks, or lend a buffer holding a byte
+//! the next holder could read (a TLS session's `tout` keeps ciphertext already sent as room, never
+//! sent again: `TlsSession::lend`). Invariant: `buf` starts at the first unconsumed byte from the client, so
+//! pipelined requests are answered in order.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -60,7 +62,8 @@ pub struct Client {
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core while it idles,
-/// so that an idle keep-alive connection holds next to no memory.
+/// so that an idle keep-alive connection holds next to no memory, and once it closes, so that a
+/// new connection need not grow its own.
 #[derive(Default)]
 pub struct Spare {
     buf: Vec<u8>,
@@ -74,6 +77,26 @@ pub struct Spare {
     public_origin: Vec<u8>,
     /// A TLS connection's ciphertext buffers (empty when lent by a plain one).
     tls: (Vec<u8>, Vec<u8>),
+}
+
+impl Spare {
+    /// The capacity of all its buffers, in bytes.
+    pub fn capacity(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.buf)
+            + bytes(&self.out)
+            + bytes(&self.rbuf)
+            + bytes(&self.ranges)
+            + bytes(&self.headers)
+            + bytes(&self.resp_headers)
+            + self.log_fields.iter().map(bytes).sum::<usize>()
+            + bytes(&self.path)
+            + bytes(&self.public_origin)
+            + bytes(&self.tls.0)
+            + bytes(&self.tls.1)
+    }
 }
 
 impl Client {
@@ -98,26 +121,22 @@ impl Client {
         }
     }
 
-    /// Takes this connection's (empty) buffers, to lend them to the core while it waits for a
-    /// request (`None`: it holds none).
+    /// Takes this connection's buffers, emptied, to lend them to the core while it waits for a
+    /// request or once it closes. `None` when it has no read buffer (`buf`, `rbuf`) nor TLS buffers
+    /// to lend; whatever else it holds then stays with it.
     pub fn lend_buffers(&mut self) -> Option<Spare> {
         self.buf.clear();
         let tls = self.stream.lend();
         if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 && tls.is_none() {
             return None;
         }
-        let take = |v: &mut Vec<u8>| {
-            let mut v = std::mem::take(v);
-            v.clear();
-            v
-        };
         let spare = Spare {
             buf: take(&mut self.buf),
             out: take(&mut self.out),
             rbuf: take(&mut self.rbuf),
-            ranges: std::mem::take(&mut self.ranges),
-            headers: std::mem::take(&mut self.head.headers),
-            resp_headers: std::mem::take(&mut self.resp.headers),
+            ranges: take(&mut self.ranges),
+            headers: take(&mut self.head.headers),
+            resp_headers: take(&mut self.resp.headers),
             // Cleared like the rest: a set taken back never holds another request's fields.
             log_fields: self.log_fields.each_mut().map(take),
             path: take(&mut self.path),
@@ -151,6 +170,13 @@ pub fn target<'a>(buf: &'a [u8], head: &RequestHead, path: &'a [u8]) -> &'a [u8]
     } else {
         path
     }
+}
+
+/// The vector, emptied, with its capacity (`v` is left without one).
+fn take<T>(v: &mut Vec<T>) -> Vec<T> {
+    let mut v = std::mem::take(v);
+    v.clear();
+    v
 }
 
 /// Sends `100 Continue` when an HTTP/1.1 client asked for it (`Expect: 100-continue`) and is
@@ -228,4 +254,63 @@ pub fn log_own_answer(
         "",
         total,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::header::{HeaderKind, HeaderPos};
+
+    /// A plain client over a loopback connection (the peer is returned to keep it open).
+    fn client() -> (Client, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, addr) = l.accept().unwrap();
+        let tcp = compio::net::TcpStream::from_std(s).unwrap();
+        (Client::new(Stream::plain(tcp), addr, false, 0), peer)
+    }
+
+    #[test]
+    fn lent_buffers_carry_nothing_of_their_last_connection_but_their_capacity() {
+        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+        rt.block_on(async {
+            let (mut a, _pa) = client();
+            let header = HeaderPos {
+                name: 0..4,
+                value: 6..7,
+                kind: HeaderKind::Host,
+            };
+            a.buf.extend_from_slice(b"GET /a/../b HTTP/1.1\r\n");
+            a.out.extend_from_slice(b"GET /b HTTP/1.1\r\n");
+            a.rbuf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            a.ranges.push(0..3);
+            a.head.headers.push(header.clone());
+            a.resp.headers.push(header);
+            a.log_fields[0].extend_from_slice(b"GET /a/../b HTTP/1.1");
+            a.path.extend_from_slice(b"/b");
+            a.public_origin.extend_from_slice(b"http://site");
+            let held = a.buf.capacity()
+                + a.out.capacity()
+                + a.rbuf.capacity()
+                + a.path.capacity()
+                + a.public_origin.capacity()
+                + a.log_fields[0].capacity();
+            let spare = a.lend_buffers().expect("it holds buffers");
+            // What decides whether a closing connection's set is kept (`conn::KEEP_AT_CLOSE`).
+            assert!(spare.capacity() > held, "{} vs {held}", spare.capacity());
+            let (mut b, _pb) = client();
+            b.take_buffers(spare);
+            assert!(b.buf.is_empty() && b.buf.capacity() > 0);
+            assert!(b.out.is_empty() && b.out.capacity() > 0);
+            assert!(b.rbuf.is_empty() && b.rbuf.capacity() > 0);
+            assert!(b.ranges.is_empty() && b.ranges.capacity() > 0);
+            assert!(b.head.headers.is_empty() && b.head.headers.capacity() > 0);
+            assert!(b.resp.headers.is_empty() && b.resp.headers.capacity() > 0);
+            assert!(b.log_fields.iter().all(|f| f.is_empty()));
+            // (Each is also emptied before its next use: this is defence in depth.)
+            assert!(b.path.is_empty() && b.path.capacity() > 0);
+            assert!(b.public_origin.is_empty());
+            assert!(a.lend_buffers().is_none(), "lent once, it holds none");
+        });
+    }
 }

@@ -35,6 +35,11 @@ use crate::stream::{self, read_more, Received, Stream};
 use crate::tls::session::{self, TlsSession};
 use crate::{proxy, redirect};
 
+/// The most buffer capacity (bytes, all buffers of a set) a closing connection leaves for a later
+/// one: an ordinary request's; a set grown by a large head, a gathered body or a tunnel is freed,
+/// so that the spare sets one-shot connections keep filling stay small.
+const KEEP_AT_CLOSE: usize = 64 * 1024;
+
 /// While stopping, how long an idle connection still waits for its next request (the client may
 /// have sent it already; closing under it would fail it) before it closes.
 const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -273,6 +278,12 @@ async fn keep_serving(
     if c.stream.tls.is_some() {
         // Boxed, like the flush in `wait_idle`: a plain connection's task does not carry it.
         Box::pin(stream::shutdown_write(&mut c.stream)).await;
+    }
+    // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
+    // its first read, unless its first bytes came with a TLS handshake or a PROXY header) instead
+    // of being freed and allocated again, a dozen of them. Not a set grown past `KEEP_AT_CLOSE`.
+    if let Some(spare) = c.lend_buffers().filter(|s| s.capacity() <= KEEP_AT_CLOSE) {
+        core.keep_spare(spare);
     }
 }
 

@@ -29,7 +29,7 @@ use crate::tls::{Generation as TlsGeneration, TlsState};
 /// Admin connections one core serves at once; more wait in the kernel's backlog.
 pub const ADMIN_CONNECTIONS_PER_CORE: usize = 8;
 
-/// Buffer sets lent by idle connections, kept per worker for reuse.
+/// Buffer sets lent by idle and closed connections, kept per worker for reuse.
 const MAX_SPARES: usize = 64;
 
 /// Everything one core owns.
@@ -42,7 +42,7 @@ pub struct Core {
     /// This core's counters and histograms (published to `board` once a second).
     pub stats: RefCell<CoreStats>,
     pub board: Arc<Board>,
-    /// Buffer sets of idle connections, for the next connection that wakes up.
+    /// Buffer sets of idle and closed connections, for the next connection that has data.
     spares: RefCell<Vec<Spare>>,
     /// This core's access log buffer, when `[log] access` is set.
     pub access_log: Option<CoreLog>,
@@ -148,7 +148,8 @@ impl Core {
         }
     }
 
-    /// Keeps an idle connection's buffers for reuse (up to a bound; beyond it they are freed).
+    /// Keeps an idle or closed connection's buffers for reuse (up to a bound; beyond it they are
+    /// freed).
     pub fn keep_spare(&self, spare: Spare) {
         let mut spares = self.spares.borrow_mut();
         if spares.len() < MAX_SPARES {
@@ -156,7 +157,7 @@ impl Core {
         }
     }
 
-    /// A set of buffers for a connection that has data again.
+    /// A set of buffers for a connection that has data (again, or for the first time).
     pub fn take_spare(&self) -> Spare {
         self.spares.borrow_mut().pop().unwrap_or_default()
     }

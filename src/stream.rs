@@ -36,7 +36,8 @@ impl Stream {
         self.tls.as_ref().is_some_and(|s| s.has_buffered())
     }
 
-    /// The TLS buffers, while the connection idles (`None`: plain, or they hold bytes).
+    /// The TLS buffers, while the connection idles or once it closed (`None`: plain, or they hold
+    /// bytes still to be read or sent).
     pub fn lend(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
         self.tls.as_mut().and_then(|s| s.lend())
     }

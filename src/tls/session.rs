@@ -484,7 +484,9 @@ impl TlsSession {
         }
     }
 
-    /// Takes the (empty) buffers while the connection idles; `None` when they hold bytes.
+    /// Takes the buffers while the connection idles, or once it closed; `None` while they hold
+    /// bytes still to be read or sent. (`tout` keeps its length as room: what it holds was sent,
+    /// and only what a later record writes over it is ever sent.)
     pub fn lend(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
         if !self.is_clear() {
             return None;
