@@ -4,8 +4,8 @@
 //! Owns: the per-connection buffers and lending them, emptied, while the connection idles or once
 //! it closes. Must never: know about the core, members or tasks, or lend a buffer holding a byte
 //! the next holder could read (a TLS session's `tout` keeps ciphertext already sent as room, never
-//! sent again: `TlsSession::lend`). Invariant: `buf` starts at the first unconsumed byte from the client, so
-//! pipelined requests are answered in order.
+//! sent again: `TlsSession::lend`). Invariant: `buf` starts at the first unconsumed byte from
+//! the client, so pipelined requests are answered in order.
 
 use std::net::SocketAddr;
 use std::ops::Range;

@@ -5,10 +5,10 @@
 //! occurrence), so that its sockets stay open, and a connection's `Client::listener` keeps naming
 //! it, while the file changes around it.
 //!
-//! Owns: binding, the listening sockets' options (SO_REUSEPORT, TCP_NODELAY for what they accept,
-//! TCP_DEFER_ACCEPT), the slot registry, each open slot's bound address, the last settings of removed
-//! listeners (their last connections are answered with them), and (with an upgrade socket)
-//! duplicates of every worker's sockets for a new binary. Must never: close a socket a worker
+//! Owns: binding, the listening sockets' options (SO_REUSEPORT, TCP_NODELAY for what they
+//! accept, TCP_DEFER_ACCEPT), the slot registry, each open slot's bound address, the last settings
+//! of removed listeners (their last connections are answered with them), and (with an upgrade
+//! socket) duplicates of every worker's sockets for a new binary. Must never: close a socket a worker
 //! accepts on (a worker closes its own when its generation no longer has the slot, `worker`), keep
 //! a duplicate of a listener the configuration no longer has (the kernel would go on queueing
 //! connections on it that nobody accepts), or reuse a slot for another identity.
