@@ -85,17 +85,30 @@ impl Spare {
         fn bytes<T>(v: &Vec<T>) -> usize {
             v.capacity() * std::mem::size_of::<T>()
         }
-        bytes(&self.buf)
-            + bytes(&self.out)
-            + bytes(&self.rbuf)
-            + bytes(&self.ranges)
-            + bytes(&self.headers)
-            + bytes(&self.resp_headers)
-            + self.log_fields.iter().map(bytes).sum::<usize>()
-            + bytes(&self.path)
-            + bytes(&self.public_origin)
-            + bytes(&self.tls.0)
-            + bytes(&self.tls.1)
+        // Destructured: a field added to `Spare` must be counted here too.
+        let Spare {
+            buf,
+            out,
+            rbuf,
+            ranges,
+            headers,
+            resp_headers,
+            log_fields,
+            path,
+            public_origin,
+            tls,
+        } = self;
+        bytes(buf)
+            + bytes(out)
+            + bytes(rbuf)
+            + bytes(ranges)
+            + bytes(headers)
+            + bytes(resp_headers)
+            + log_fields.iter().map(bytes).sum::<usize>()
+            + bytes(path)
+            + bytes(public_origin)
+            + bytes(&tls.0)
+            + bytes(&tls.1)
     }
 }
 
