@@ -322,7 +322,7 @@ mod tests {
             assert!(b.log_fields.iter().all(|f| f.is_empty()));
             // (Each is also emptied before its next use: this is defence in depth.)
             assert!(b.path.is_empty() && b.path.capacity() > 0);
-            assert!(b.public_origin.is_empty());
+            assert!(b.public_origin.is_empty() && b.public_origin.capacity() > 0);
             assert!(a.lend_buffers().is_none(), "lent once, it holds none");
         });
     }
