@@ -13,7 +13,8 @@ when asked: BENCH_SCENARIOS=i,j,k,l. The client offers TLS 1.3 and X25519 only (
 otherwise pick the costlier X25519MLKEM768 hybrid with ringlb.
 
 Run it through scripts/bench-compare.sh (which installs the peers and builds ringlb). Environment:
-  BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_SCENARIOS ("a,...,h"; e.g. "a,b,f" or
+  BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_WARMUP (seconds before each measured
+  run that are not counted, 2; at least 1), BENCH_SCENARIOS ("a,...,h"; e.g. "a,b,f" or
   "i,j,k,l"), BENCH_PROXIES (e.g. "ringlb,nginx,floor"), BENCH_SCRAPE_EVERY ((g)'s scrape interval, 0.1 s), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1),
   BENCH_OUT (the folder benchmarks.md/.svg/.json are written to; docs), BENCH_IDLE_CONNS (e: 9000),
   BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
@@ -43,6 +44,9 @@ BASE_BIN = os.environ.get("BENCH_BASE_BIN")
 LOAD = TARGET / "release/ringlb-load"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
+WARMUP_S = int(os.environ.get("BENCH_WARMUP", "2"))
+if WARMUP_S < 1:
+    sys.exit("BENCH_WARMUP: at least 1 (seconds)")
 PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "0")
 LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "1")
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "docs"))
@@ -193,7 +197,7 @@ class Proxy:
         b1, b2 = BIG
         pki = self.pki
         if self.name in ("ringlb", "ringlb-base"):
-            binary = RINGLB if self.name == "ringlb" else Path(BASE_BIN)
+            binary = STAGED[self.name]
             tls = (f'[listen.tls]\ncerts = [ {{ cert = "{pki / "leaf.pem"}", key = "{pki / "leaf.key"}" }} ]'
                    if pki else "")
             (d / "ringlb.toml").write_text(f"""
@@ -356,15 +360,26 @@ ProxyPass / balancer://small/
             self.proc = None
 
 
+def load_cmd(args, json_path):
+    return ["taskset", "-c", LOAD_CPU, str(LOAD), "-q", "-t", "1", "-d", f"{DURATION}s", "--json", str(json_path)] + args
+
+
 def load(args, json_path):
-    cmd = ["taskset", "-c", LOAD_CPU, str(LOAD), "-q", "-t", "1", "-d", f"{DURATION}s", "--json", str(json_path)] + args
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(load_cmd(args, json_path), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return json.loads(Path(json_path).read_text())
 
 
 def measure(proxy, load_args, tmp, scrape=False):
-    """Runs one load against a started proxy; returns figures."""
+    """Runs one load against a started proxy; returns figures. The first WARMUP_S seconds are
+    neither counted by the load generator nor in the proxy's CPU: a run right after another
+    proxy's met that one's teardown (an A/A run: the same binary, run right after nginx, had a 2-4 x
+    worse (f) p99.9 than when it ran after itself), and a proxy's first second fills its pools."""
     pids = proxy.pids()
+    json_path = Path(tmp) / "load.json"
+    gen = subprocess.Popen(load_cmd(["--warmup", f"{WARMUP_S}s"] + load_args, json_path),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # ringlb-load starts its clock 50 ms after it starts.
+    time.sleep(0.05 + WARMUP_S)
     t0 = cpu_ticks(pids)
     scraper = None
     if scrape:
@@ -373,8 +388,14 @@ def measure(proxy, load_args, tmp, scrape=False):
                                     f"http://127.0.0.1:{ADMIN_PORT}/metrics", str(SCRAPE_EVERY_S)],
                                    stdout=subprocess.PIPE, text=True)
     try:
-        r = load(load_args, Path(tmp) / "load.json")
+        err = gen.communicate()[1]
+        if gen.returncode != 0:
+            raise RuntimeError(f"ringlb-load {' '.join(load_args)}: {err}")
+        r = json.loads(json_path.read_text())
     finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait()
         scraped = None
         if scraper:
             scraper.send_signal(signal.SIGTERM)
@@ -590,8 +611,33 @@ def start_tomcat(tmp):
     return proc
 
 
+# The ringlb binaries the slots run: copies made by `stage` at the start of a run.
+STAGED = {}
+
+
+def stage(binary, tmp, name):
+    """A copy of `binary` in the run's folder with its page cache dropped, so that it is read back
+    from disk at exec as an installed binary is, whichever way its file was written: the same
+    binary ran with 1.1 MiB more RSS as a copy made by cp than as the linker's own file (the page
+    cache's folios), and the two ringlb slots must not differ in that."""
+    dst = Path(tmp) / "bin" / name
+    dst.parent.mkdir(exist_ok=True)
+    shutil.copyfile(binary, dst)
+    dst.chmod(0o755)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return dst
+
+
 def run():
     tmp = tempfile.mkdtemp(prefix="ringlb-bench-")
+    STAGED["ringlb"] = stage(RINGLB, tmp, "ringlb")
+    if BASE_BIN:
+        STAGED["ringlb-base"] = stage(BASE_BIN, tmp, "ringlb-base")
     origins = []
     tomcat = None
     try:
