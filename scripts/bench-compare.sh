@@ -4,9 +4,10 @@
 # It stops only the processes it started, by pid; it never touches a service already running.
 # Installs the peers from Debian where missing, builds ringlb and ringlb-load in release mode, then
 # runs scripts/bench/compare.py, which writes docs/benchmarks.md, docs/benchmarks.svg and
-# docs/benchmarks.json. Knobs (environment): BENCH_ROUNDS, BENCH_DURATION, BENCH_SCENARIOS,
-# BENCH_PROXIES, BENCH_SCRAPE_EVERY, BENCH_PROXY_CPU, BENCH_LOAD_CPU, BENCH_OUT (another folder than docs/ for the
-# three files), BENCH_IDLE_CONNS, BENCH_IDLE_TLS_CONNS, CARGO_TARGET_DIR (built and read there).
+# docs/benchmarks.json. Knobs (environment): BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP (seconds
+# before each run that are not counted, 2), BENCH_SCENARIOS, BENCH_PROXIES, BENCH_SCRAPE_EVERY,
+# BENCH_PROXY_CPU, BENCH_LOAD_CPU, BENCH_OUT (another folder than docs/ for the three files),
+# BENCH_IDLE_CONNS, BENCH_IDLE_TLS_CONNS, CARGO_TARGET_DIR (built and read there).
 # Scenarios: a-h (plain HTTP) run by default; the HTTPS ones, i-l (ringlb, nginx and HAProxy with
 # TLS listeners: keep-alive, handshakes full and resumed, idle TLS connections, 1 MiB responses),
 # run only when asked: BENCH_SCENARIOS=i,j,k,l (or mixed, e.g. a,i). Not a test: it measures.

@@ -779,9 +779,10 @@ def write_report(results, gen, machine):
              "- Two origins behind every proxy, keep-alive to them on (nginx `keepalive 512`, HAProxy "
              "`http-reuse always`, Apache `keepalive=On`), access logs off.",
              f"- {ROUNDS} rounds, scenarios and proxies interleaved (the proxies' order rotating by round), "
-             f"{DURATION} s per run; figures are medians "
-             "over the rounds. CPU µs/request = user+system CPU of all the proxy's processes over the run "
-             "(from /proc/PID/stat) divided by the requests answered.",
+             f"{DURATION} s per run after {WARMUP_S} s that are not counted (the run right after another "
+             "proxy's otherwise meets that one's teardown); figures are medians "
+             "over the rounds. CPU µs/request = user+system CPU of all the proxy's processes over the counted "
+             "part of the run (from /proc/PID/stat) divided by the requests answered in it.",
              "- The floor (`ringlb-load relay`, in (a), (b), (c) and (f)): not a proxy but the least any proxy must "
              "do here, a byte relay with one member connection per client connection and one receive and one "
              "send per message each way, no HTTP parsing, on the same core; what it costs is the kernel's TCP "
