@@ -230,7 +230,9 @@ pub async fn linger_close(c: &mut Client) {
     let mut drained = 0;
     while drained < DRAIN_BYTES {
         c.buf.clear();
-        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(left) = crate::deadline::left(deadline) else {
+            break;
+        };
         match read_more(&mut c.stream, &mut c.buf, 16384, left).await {
             Ok(n) => drained += n,
             Err(_) => break,

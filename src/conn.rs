@@ -145,8 +145,14 @@ async fn take_proxy_header(
             Err(proxy_protocol::Invalid::NotAHeader) => return rejected(Rejected::Missing),
             Err(_) => return rejected(Rejected::Invalid),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
         let had = c.buf.len();
+        let Some(left) = crate::deadline::left(deadline) else {
+            return if had == 0 {
+                false
+            } else {
+                rejected(Rejected::Incomplete)
+            };
+        };
         if read_more(&mut c.stream, &mut c.buf, 512, left)
             .await
             .is_err()
@@ -462,11 +468,14 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
                 return Err(Stop::Refuse(e.status()));
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
         // A plain read that times out leaves the buffer empty (a TLS one may have added
         // plaintext first): a request had begun if there were bytes before or after.
         let begun = !c.buf.is_empty();
-        match read_more(&mut c.stream, &mut c.buf, 4096, left).await {
+        let read = match crate::deadline::left(deadline) {
+            Some(left) => read_more(&mut c.stream, &mut c.buf, 4096, left).await,
+            None => Err(IoFail::Timeout),
+        };
+        match read {
             Ok(_) => continue,
             Err(IoFail::Timeout) if begun || !c.buf.is_empty() => return Err(Stop::Refuse(408)),
             // Nothing of a request came (TLS records without data): close without a word.

@@ -12,6 +12,7 @@
 //! the turning task runs late, and a deadline armed from it would fire early at the next turn.
 //! Invariant: the buckets hold exactly the armed, unfired deadlines (disarming removes its
 //! entry), so a finished operation is never woken and memory follows the operations in flight.
+//! A loop bound by one deadline asks `left` before each step and stops once it has passed.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -208,6 +209,15 @@ pub async fn timeout<F: Future>(limit: Duration, op: F) -> Result<F::Output, Ela
         Either::Left((out, _)) => Ok(out),
         Either::Right(_) => Err(Elapsed),
     }
+}
+
+/// What is left until `until`, or `None` once it has passed: for loops that read piece by piece
+/// towards one deadline. Such a loop must stop at `None` rather than read once more with a zero
+/// limit, which this wheel rounds up to two ticks: a peer sending a piece every tick could then
+/// keep it reading for ever.
+pub fn left(until: std::time::Instant) -> Option<Duration> {
+    let left = until.saturating_duration_since(std::time::Instant::now());
+    (!left.is_zero()).then_some(left)
 }
 
 /// Completes once `limit` has passed.

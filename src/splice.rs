@@ -243,7 +243,7 @@ async fn wait(
     limit: Duration,
 ) -> Result<(), IoFail> {
     let until = *until.get_or_insert_with(|| Instant::now() + limit);
-    let left = until.saturating_duration_since(Instant::now());
+    let left = deadline::left(until).ok_or(IoFail::Timeout)?;
     let poll = PollOnce::new(s.to_shared_fd(), interest);
     match deadline::timeout(left, compio::runtime::submit(poll)).await {
         Ok(BufResult(Ok(_), _)) => Ok(()),

@@ -71,8 +71,11 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
             Err(HeadError::Partial) => {}
             Err(e) => break Some(Reply::new(e.status(), "text/plain", "bad request\n".into())),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match read_more(&mut stream, &mut buf, 4096, left).await {
+        let read = match crate::deadline::left(deadline) {
+            Some(left) => read_more(&mut stream, &mut buf, 4096, left).await,
+            None => Err(IoFail::Timeout),
+        };
+        match read {
             Ok(_) => {}
             Err(IoFail::Timeout) => {
                 break Some(Reply::new(408, "text/plain", "request timeout\n".into()))
@@ -91,7 +94,9 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
                 _ => return,
             };
             while buf.len() < head.head_len + body_len {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(left) = crate::deadline::left(deadline) else {
+                    return;
+                };
                 if read_more(&mut stream, &mut buf, 4096, left).await.is_err() {
                     return;
                 }

@@ -215,7 +215,10 @@ pub async fn run(
                 c.rbuf.drain(..rpos);
                 rpos = 0;
                 let limit = match r.started {
-                    None => deadline.saturating_duration_since(Instant::now()),
+                    None => match crate::deadline::left(deadline) {
+                        Some(left) => left,
+                        None => return read_failed(&r, &body, IoFail::Timeout, got_any),
+                    },
                     Some(_) => limits.response,
                 };
                 match read_more(up, &mut c.rbuf, 16384, limit).await {

@@ -346,7 +346,7 @@ async fn read_response_head(
             first = false;
             limit
         } else {
-            deadline.saturating_duration_since(Instant::now())
+            crate::deadline::left(deadline).ok_or(HeadFail::Timeout)?
         };
         let had = c.rbuf.len();
         match read_more(up, &mut c.rbuf, HEAD_READ, left).await {

@@ -577,7 +577,9 @@ pub async fn handshake(
                 });
             }
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(left) = crate::deadline::left(deadline) else {
+            return Err(failed(HandshakeFail::Timeout));
+        };
         match flush(tcp, s, left).await {
             Ok(()) => {}
             Err(IoFail::Timeout) => return Err(failed(HandshakeFail::Timeout)),
@@ -588,7 +590,9 @@ pub async fn handshake(
             Progress::Closed => return Err(failed(HandshakeFail::Closed)),
             Progress::NeedMore => {}
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(left) = crate::deadline::left(deadline) else {
+            return Err(failed(HandshakeFail::Timeout));
+        };
         match tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await {
             Ok(_) => {}
             Err(IoFail::Timeout) => return Err(failed(HandshakeFail::Timeout)),
@@ -619,7 +623,7 @@ pub async fn read_more(
         if s.peer_closed || matches!(progress, Progress::Closed) {
             return Err(IoFail::Closed);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = crate::deadline::left(deadline).ok_or(IoFail::Timeout)?;
         tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await?;
     }
 }

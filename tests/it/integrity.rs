@@ -845,6 +845,48 @@ fn routing_uses_the_normalised_path() {
 
 // ---- 8. The admin listener's own limits ----
 
+/// Sends `head` to `addr` one byte every `every` (for at most 4 s) and returns when the server
+/// cut the connection off (answered or closed it), and what it answered.
+fn trickle(addr: std::net::SocketAddr, head: &[u8], every: Duration) -> (Option<Duration>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    // The read timeout paces the trickle.
+    s.set_read_timeout(Some(every)).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    for &byte in head {
+        if started.elapsed() > Duration::from_secs(4) {
+            return (None, String::new());
+        }
+        if s.write_all(&[byte]).is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match s.read(&mut buf) {
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let cut = started.elapsed();
+    (Some(cut), String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// A head that never ends: 400 bytes of one header's value.
+fn endless_head(path: &str) -> Vec<u8> {
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: t\r\nX-Slow: ").into_bytes();
+    head.extend_from_slice(&[b'a'; 400]);
+    head
+}
+
 #[test]
 fn admin_listener_cuts_off_a_trickled_head_within_header_timeout() {
     let a = Backend::named("A");
@@ -858,57 +900,41 @@ fn admin_listener_cuts_off_a_trickled_head_within_header_timeout() {
         ),
         1,
     );
-    let mut s = TcpStream::connect(p.admin_addr()).unwrap();
-    // One byte every 100 ms (the read timeout paces the trickle), of a head that never ends.
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut head = b"GET /status.json HTTP/1.1\r\nHost: admin\r\nX-Slow: ".to_vec();
-    head.extend_from_slice(&[b'a'; 200]);
-    let started = Instant::now();
-    let mut answer = Vec::new();
-    let mut cut = None;
-    for &byte in &head {
-        if started.elapsed() > Duration::from_secs(4) {
-            break;
-        }
-        if s.write_all(&[byte]).is_err() {
-            cut = Some(started.elapsed());
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match s.read(&mut buf) {
-            Ok(0) => {
-                cut = Some(started.elapsed());
-                break;
-            }
-            Ok(n) => {
-                answer.extend_from_slice(&buf[..n]);
-                cut = Some(started.elapsed());
-                break;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => {
-                cut = Some(started.elapsed());
-                break;
-            }
-        }
-    }
+    // A byte every 30 ms: each read is quick (under the deadline wheel's tick), the head is not.
+    let (cut, answer) = trickle(
+        p.admin_addr(),
+        &endless_head("/status.json"),
+        Duration::from_millis(30),
+    );
     let cut = cut.expect("the admin listener kept a trickling client for 4 s");
     assert!(
         cut < Duration::from_secs(2),
         "cut off after {cut:?}, not within header_timeout + 1 s"
     );
-    let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer:?}"
     );
+}
+
+#[test]
+fn a_proxy_listener_cuts_off_a_trickled_head_at_header_timeout() {
+    // Each read gets what is left of header_timeout; once nothing is left the head has timed
+    // out, however quickly its bytes keep coming (a read with a zero limit would still wait two
+    // ticks of the deadline wheel, longer than this trickle's pace).
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nheader_timeout = \"300ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let (cut, answer) = trickle(p.addr, &endless_head("/"), Duration::from_millis(30));
+    let cut = cut.expect("ringlb kept a trickling client for 4 s");
+    assert!(cut < Duration::from_secs(1), "cut off after {cut:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert_eq!(a.count(), 0);
 }
 
 #[test]
