@@ -12,7 +12,8 @@
 //! the turning task runs late, and a deadline armed from it would fire early at the next turn.
 //! Invariant: the buckets hold exactly the armed, unfired deadlines (disarming removes its
 //! entry), so a finished operation is never woken and memory follows the operations in flight.
-//! A loop bound by one deadline asks `left` before each step and stops once it has passed.
+//! A loop that reads towards one deadline asks `left` before each read and stops once it has
+//! passed (a single write after it, such as a last flush, may still get a zero limit).
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -196,7 +196,10 @@ pub async fn run(
         Err(outcome) => return outcome,
     };
     let sent_at = Instant::now();
-    let deadline = sent_at + limits.response;
+    // The request is sent once its last body packet is: each one the container asks for
+    // (GET_BODY_CHUNK, at its pace) starts `response_timeout` again, so that a long upload is not
+    // counted against it.
+    let mut deadline = sent_at + limits.response;
     let mut r = Response {
         started: None,
         head_time: Duration::ZERO,
@@ -241,7 +244,9 @@ pub async fn run(
         rpos += used;
         let step = match packet {
             Packet::GetBodyChunk(n) => {
-                send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await
+                let sent = send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await;
+                deadline = Instant::now() + limits.response;
+                sent
             }
             Packet::SendHeaders {
                 status,

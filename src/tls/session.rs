@@ -577,9 +577,9 @@ pub async fn handshake(
                 });
             }
         };
-        let Some(left) = crate::deadline::left(deadline) else {
-            return Err(failed(HandshakeFail::Timeout));
-        };
+        // What is owed goes out even once the deadline has passed (the last flight may have come
+        // in the read's timer slack): one write, not a loop.
+        let left = crate::deadline::left(deadline).unwrap_or(crate::deadline::TICK);
         match flush(tcp, s, left).await {
             Ok(()) => {}
             Err(IoFail::Timeout) => return Err(failed(HandshakeFail::Timeout)),

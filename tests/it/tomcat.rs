@@ -330,6 +330,44 @@ fn ajp_and_http_to_the_same_tomcat_answer_alike() {
 }
 
 #[test]
+fn an_upload_slower_than_response_timeout_reaches_tomcat_whole() {
+    // response_timeout counts from the request's last body packet: Tomcat asks for each piece of
+    // a body (GET_BODY_CHUNK) as its servlet reads, and a client sending 1 MiB over ~1.6 s, a
+    // piece every 100 ms, is slower than the 500 ms limit but never idle for long.
+    let Some(tomcat) = Tomcat::start("node1") else {
+        return;
+    };
+    let p = Ringlb::start(
+        &simple_config(
+            &[ajp_member(tomcat.ajp, Some(SECRET))],
+            "response_timeout = \"500ms\"",
+        ),
+        1,
+    );
+    let body = pattern(1 << 20);
+    let mut c = Client::connect(p.addr);
+    c.send(
+        format!(
+            "POST /echo/slow HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    for piece in body.chunks(64 << 10) {
+        std::thread::sleep(Duration::from_millis(100));
+        c.send(piece);
+    }
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains(&format!("length={}\n", body.len())),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
 fn tomcat_behind_a_tls_listener_sees_https_and_the_ssl_attributes() {
     let Some(tomcat) = Tomcat::start("node1") else {
         return;
