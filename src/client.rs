@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::access_log::Record;
 use crate::http::parse::{RequestHead, ResponseHead};
 use crate::http::reply;
-use crate::stream::{read_more, shutdown_write, write_range, write_static, Stream};
+use crate::stream::{read_more_by, shutdown_write, write_range, write_static, Stream};
 
 /// How long a refused connection is drained before it closes, so the client reads the status.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
@@ -230,10 +230,7 @@ pub async fn linger_close(c: &mut Client) {
     let mut drained = 0;
     while drained < DRAIN_BYTES {
         c.buf.clear();
-        let Some(left) = crate::deadline::left(deadline) else {
-            break;
-        };
-        match read_more(&mut c.stream, &mut c.buf, 16384, left).await {
+        match read_more_by(&mut c.stream, &mut c.buf, 16384, deadline).await {
             Ok(n) => drained += n,
             Err(_) => break,
         }

@@ -31,7 +31,7 @@ use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
 use crate::proxy_protocol::{self, Rejected, Source};
-use crate::stream::{self, read_more, Received, Stream};
+use crate::stream::{self, Received, Stream};
 use crate::tls::session::{self, TlsSession};
 use crate::{proxy, redirect};
 
@@ -146,14 +146,7 @@ async fn take_proxy_header(
             Err(_) => return rejected(Rejected::Invalid),
         }
         let had = c.buf.len();
-        let Some(left) = crate::deadline::left(deadline) else {
-            return if had == 0 {
-                false
-            } else {
-                rejected(Rejected::Incomplete)
-            };
-        };
-        if read_more(&mut c.stream, &mut c.buf, 512, left)
+        if stream::read_more_by(&mut c.stream, &mut c.buf, 512, deadline)
             .await
             .is_err()
         {
@@ -471,11 +464,7 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
         // A plain read that times out leaves the buffer empty (a TLS one may have added
         // plaintext first): a request had begun if there were bytes before or after.
         let begun = !c.buf.is_empty();
-        let read = match crate::deadline::left(deadline) {
-            Some(left) => read_more(&mut c.stream, &mut c.buf, 4096, left).await,
-            None => Err(IoFail::Timeout),
-        };
-        match read {
+        match stream::read_more_by(&mut c.stream, &mut c.buf, 4096, deadline).await {
             Ok(_) => continue,
             Err(IoFail::Timeout) if begun || !c.buf.is_empty() => return Err(Stop::Refuse(408)),
             // Nothing of a request came (TLS records without data): close without a word.

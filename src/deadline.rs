@@ -12,8 +12,9 @@
 //! the turning task runs late, and a deadline armed from it would fire early at the next turn.
 //! Invariant: the buckets hold exactly the armed, unfired deadlines (disarming removes its
 //! entry), so a finished operation is never woken and memory follows the operations in flight.
-//! A loop that reads towards one deadline asks `left` before each read and stops once it has
-//! passed (a single write after it, such as a last flush, may still get a zero limit).
+//! A loop that reads towards one deadline asks `left` before each read (`stream::read_more_by`
+//! does it for a client stream) and stops once it has passed (a single write after it, such as a
+//! last flush, may still get a zero limit).
 
 use std::cell::RefCell;
 use std::future::Future;

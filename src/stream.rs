@@ -50,6 +50,20 @@ impl Stream {
     }
 }
 
+/// `read_more` for a loop that reads towards one `deadline`: `Timeout` without a read once it
+/// has passed (`deadline::left`).
+pub async fn read_more_by(
+    f: &mut Stream,
+    buf: &mut Vec<u8>,
+    spare: usize,
+    deadline: std::time::Instant,
+) -> Result<usize, IoFail> {
+    match crate::deadline::left(deadline) {
+        Some(left) => read_more(f, buf, spare, left).await,
+        None => Err(IoFail::Timeout),
+    }
+}
+
 /// Appends at least one byte from the client to `buf`, waiting at most `limit`.
 pub async fn read_more(
     f: &mut Stream,
