@@ -37,8 +37,9 @@ use crate::{proxy, redirect};
 
 /// The most buffer capacity (bytes, all buffers of a set) a closing connection leaves for a later
 /// one: an ordinary request's; a set grown by a large head, a gathered body, a body copied through
-/// user space (`BODY_READ` alone is 64 KiB) or a tunnel is freed, so that the spare sets one-shot
-/// connections keep filling stay small. (An idle connection lends its set whatever its size.)
+/// user space (`http::exchange`'s `BODY_READ` alone is 64 KiB) or a tunnel is freed, so that the
+/// spare sets one-shot connections keep filling stay small. (An idle connection lends its set
+/// whatever its size.)
 const KEEP_AT_CLOSE: usize = 64 * 1024;
 
 /// While stopping, how long an idle connection still waits for its next request (the client may

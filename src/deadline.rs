@@ -13,8 +13,8 @@
 //! Invariant: the buckets hold exactly the armed, unfired deadlines (disarming removes its
 //! entry), so a finished operation is never woken and memory follows the operations in flight.
 //! A loop that reads towards one deadline asks `left` before each read (`stream::read_more_by`
-//! does it for a client stream) and stops once it has passed (a single write after it, such as a
-//! last flush, may still get a zero limit).
+//! does it for a `Stream`) and stops once it has passed (a single write after it, such as a last
+//! flush, may still be tried).
 
 use std::cell::RefCell;
 use std::future::Future;

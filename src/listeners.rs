@@ -8,10 +8,10 @@
 //! Owns: binding, the listening sockets' options (SO_REUSEPORT, TCP_NODELAY for what they
 //! accept, TCP_DEFER_ACCEPT), the slot registry, each open slot's bound address, the last settings
 //! of removed listeners (their last connections are answered with them), and (with an upgrade
-//! socket) duplicates of every worker's sockets for a new binary. Must never: close a socket a worker
-//! accepts on (a worker closes its own when its generation no longer has the slot, `worker`), keep
-//! a duplicate of a listener the configuration no longer has (the kernel would go on queueing
-//! connections on it that nobody accepts), or reuse a slot for another identity.
+//! socket) duplicates of every worker's sockets for a new binary. Must never: close a socket a
+//! worker accepts on (a worker closes its own when its generation no longer has the slot,
+//! `worker`), keep a duplicate of a listener the configuration no longer has (the kernel would go
+//! on queueing connections on it that nobody accepts), or reuse a slot for another identity.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;

@@ -244,8 +244,14 @@ pub async fn run(
         rpos += used;
         let step = match packet {
             Packet::GetBodyChunk(n) => {
+                // Only a packet of the body restarts the limit: a container that keeps asking once
+                // the body is all sent (answered empty) does not put its 504 off.
+                let more =
+                    !(body.tracker.is_done() && body.pending.is_empty() && body.stage.is_empty());
                 let sent = send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await;
-                deadline = Instant::now() + limits.response;
+                if more {
+                    deadline = Instant::now() + limits.response;
+                }
                 sent
             }
             Packet::SendHeaders {
