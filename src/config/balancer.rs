@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::health::{self, HealthCheck};
-use super::{ConfigError, Dur, Validator, MAX_MEMBERS};
+use super::{ConfigError, Dur, Timeout, Validator, MAX_MEMBERS};
 
 /// A member's administrative state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -119,9 +119,9 @@ pub(super) struct RawBalancer {
     #[serde(default = "default_retry")]
     retry: Spanned<Dur>,
     #[serde(default = "default_connect_timeout")]
-    connect_timeout: Dur,
+    connect_timeout: Timeout,
     #[serde(default = "default_response_timeout")]
-    response_timeout: Dur,
+    response_timeout: Timeout,
     #[serde(default = "default_max_idle")]
     max_idle_per_member: usize,
     #[serde(default = "default_idle_ttl")]
@@ -157,11 +157,11 @@ fn default_method() -> BalanceMethod {
 fn default_retry() -> Spanned<Dur> {
     Spanned::new(0..0, Dur(Duration::from_secs(60)))
 }
-fn default_connect_timeout() -> Dur {
-    Dur(Duration::from_secs(3))
+fn default_connect_timeout() -> Timeout {
+    Timeout(Duration::from_secs(3))
 }
-fn default_response_timeout() -> Dur {
-    Dur(Duration::from_secs(60))
+fn default_response_timeout() -> Timeout {
+    Timeout(Duration::from_secs(60))
 }
 fn default_max_idle() -> usize {
     64

@@ -109,6 +109,23 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A timeout: a `Dur` above zero. A zero limit has no meaning on a socket operation (the
+/// timer wheel would round it up to two ticks), so the configuration refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Dur(t) = Dur::deserialize(d)?;
+        if t.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a timeout must be longer than 0s (write it like \"500ms\" or \"10s\")",
+            ));
+        }
+        Ok(Timeout(t))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -156,9 +173,9 @@ impl Default for RawServer {
 struct RawLimits {
     max_request_header_bytes: Spanned<usize>,
     max_headers: Spanned<usize>,
-    header_timeout: Dur,
-    keepalive_timeout: Dur,
-    body_timeout: Dur,
+    header_timeout: Timeout,
+    keepalive_timeout: Timeout,
+    body_timeout: Timeout,
     max_connections: usize,
 }
 
@@ -167,9 +184,9 @@ impl Default for RawLimits {
         RawLimits {
             max_request_header_bytes: Spanned::new(0..0, 16384),
             max_headers: Spanned::new(0..0, 100),
-            header_timeout: Dur(Duration::from_secs(10)),
-            keepalive_timeout: Dur(Duration::from_secs(60)),
-            body_timeout: Dur(Duration::from_secs(60)),
+            header_timeout: Timeout(Duration::from_secs(10)),
+            keepalive_timeout: Timeout(Duration::from_secs(60)),
+            body_timeout: Timeout(Duration::from_secs(60)),
             max_connections: 100_000,
         }
     }
@@ -473,6 +490,46 @@ balancer = "app"
         assert_eq!(line, 10);
         assert_eq!(key, "balancer[0].retry");
         assert!(msg.contains("invalid duration"), "{msg}");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_with_key_and_line() {
+        for (key, line, at) in [
+            ("limits.header_timeout", 5, "[limits]\nheader_timeout"),
+            ("limits.keepalive_timeout", 5, "[limits]\nkeepalive_timeout"),
+            ("limits.body_timeout", 5, "[limits]\nbody_timeout"),
+            (
+                "balancer[0].connect_timeout",
+                11,
+                "retry = \"5s\"\nconnect_timeout",
+            ),
+            (
+                "balancer[0].response_timeout",
+                11,
+                "retry = \"5s\"\nresponse_timeout",
+            ),
+        ] {
+            for zero in ["0s", "0ms"] {
+                let text = if at.starts_with("[limits]") {
+                    GOOD.replace(
+                        "workers = 2\n",
+                        &format!("workers = 2\n{at} = \"{zero}\"\n"),
+                    )
+                } else {
+                    GOOD.replace("retry = \"5s\"", &format!("{at} = \"{zero}\""))
+                };
+                let (l, k, msg) = error_of(&text);
+                assert_eq!((l, k.as_str()), (line, key), "{text}");
+                assert!(msg.contains("longer than 0s"), "{msg}");
+            }
+        }
+        // Where zero means "off", it stays accepted.
+        let c = Config::parse(&GOOD.replace(
+            "retry = \"5s\"",
+            "retry = \"5s\"\nidle_ttl = \"0s\"\nqueue_timeout = \"0s\"",
+        ))
+        .unwrap();
+        assert_eq!(c.balancers[0].idle_ttl, Duration::ZERO);
     }
 
     #[test]
