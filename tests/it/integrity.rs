@@ -1,8 +1,9 @@
 //! Message integrity between client, ringlb and member: framing that a `Connection` header cannot
 //! remove, strict chunked coding (size lines, extensions, trailers) and Transfer-Encoding lists,
 //! pooled connections that must not be reused or replayed on, AJP responses checked before they
-//! reach a client, routing on the normalised path, the admin listener's own limits, and access-log
-//! lines for refused requests. Raw mock members (support/raw_member.rs, support/ajp_container.rs)
+//! reach a client, routing on the normalised path, heads trickled faster than the timers tick
+//! (request, PROXY header, TLS handshake, AJP response), the admin listener's own limits, and
+//! access-log lines for refused requests. Raw mock members (support/raw_member.rs, support/ajp_container.rs)
 //! show exactly which bytes were forwarded.
 
 use std::io::{Read, Write};
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::ajp_container::{
-    body_chunk, end_response, send_headers, AjpContainer, RespName,
+    body_chunk, end_response, read_packet, send_headers, AjpContainer, RespName,
 };
 use crate::support::proxy::TempDir;
 use crate::support::raw_member::{read_until_close, tiny_window_client, Opts, RawMember, RawReq};
@@ -843,7 +844,7 @@ fn routing_uses_the_normalised_path() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-// ---- 8. Trickled heads, and the admin listener's own limits ----
+// ---- 8. Trickled heads (each must end at its one deadline), and the admin listener's limits ----
 
 /// Sends `head` to `addr` one byte every `every` (for at most 4 s) and returns when the server
 /// cut the connection off (answered or closed it), and what it answered.
@@ -935,6 +936,88 @@ fn a_proxy_listener_cuts_off_a_trickled_head_at_header_timeout() {
     assert!(cut < Duration::from_secs(2), "cut off after {cut:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert_eq!(a.count(), 0);
+}
+
+#[test]
+fn a_trickled_proxy_header_is_cut_off_at_header_timeout() {
+    // A PROXY v2 header announcing 1,012 bytes (under its 2 KiB limit), sent a byte every 30 ms.
+    let a = Backend::named("A");
+    let p = Ringlb::start_whole(
+        &format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = true\n\
+             trusted_proxies = [\"127.0.0.0/8\"]\n[limits]\nheader_timeout = \"300ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11".to_vec();
+    header.extend_from_slice(&(12u16 + 1000).to_be_bytes());
+    header.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1, 0x9c, 0x40, 0x1f, 0x90]);
+    header.extend_from_slice(&[0x20, 0x03, 0xe5]); // a TLV of 997 bytes, trickled
+    header.extend_from_slice(&[b'x'; 997]);
+    let (cut, answer) = trickle(p.addr, &header, Duration::from_millis(30));
+    let cut = cut.expect("ringlb kept a trickling PROXY header for 4 s");
+    assert!(cut < Duration::from_secs(2), "cut off after {cut:?}");
+    assert_eq!(answer, "", "closed without an answer");
+    assert_eq!(a.count(), 0);
+}
+
+#[test]
+fn a_trickled_tls_handshake_is_cut_off_at_header_timeout() {
+    // A handshake record announcing 16,128 bytes, sent a byte every 30 ms.
+    let pki = crate::support::pki::Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "{}[limits]\nheader_timeout = \"300ms\"\n{}",
+            crate::support::pki::Pki::listen_tls(&[site], ""),
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut record = vec![0x16, 0x03, 0x01, 0x3f, 0x00];
+    record.extend_from_slice(&[0u8; 400]);
+    let (cut, _) = trickle(p.addr, &record, Duration::from_millis(30));
+    let cut = cut.expect("ringlb kept a trickling TLS handshake for 4 s");
+    assert!(cut < Duration::from_secs(2), "cut off after {cut:?}");
+    assert_eq!(a.count(), 0);
+}
+
+#[test]
+fn an_ajp_member_trickling_its_headers_is_504_at_response_timeout() {
+    // SEND_HEADERS with a 400-byte header value, a byte every 30 ms once the request came.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let member = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        read_packet(&mut s).expect("a FORWARD_REQUEST");
+        let slow = [b'a'; 400];
+        let packet = send_headers(200, b"OK", &[(RespName::Named(b"X-Slow"), &slow)]);
+        let started = Instant::now();
+        for byte in packet {
+            if started.elapsed() > Duration::from_secs(4) || s.write_all(&[byte]).is_err() {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        started.elapsed()
+    });
+    let p = Ringlb::start(
+        &simple_config(
+            &[format!("{{ url = \"ajp://{addr}\" }}")],
+            "response_timeout = \"300ms\"",
+        ),
+        1,
+    );
+    let started = Instant::now();
+    let r = get(p.addr, "/");
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert!(took < Duration::from_secs(2), "504 after {took:?}");
+    drop(p);
+    member.join().unwrap();
 }
 
 #[test]
