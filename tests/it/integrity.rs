@@ -3,8 +3,8 @@
 //! pooled connections that must not be reused or replayed on, AJP responses checked before they
 //! reach a client, routing on the normalised path, heads trickled faster than the timers tick
 //! (request, PROXY header, TLS handshake, AJP response), the admin listener's own limits, and
-//! access-log lines for refused requests. Raw mock members (support/raw_member.rs, support/ajp_container.rs)
-//! show exactly which bytes were forwarded.
+//! access-log lines for refused requests. Raw mock members (support/raw_member.rs,
+//! support/ajp_container.rs) show exactly which bytes were forwarded.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
