@@ -179,7 +179,15 @@ pub async fn resume(
     head_deadline: Option<Instant>,
     guard: ConnGuard,
 ) {
-    let mut c = client(&core, p.stream, p.peer, p.listener);
+    let tcp = match crate::park::attach(p.fd) {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::debug!(peer = %p.peer, error = %e, "parked connection cannot resume");
+            return;
+        }
+    };
+    let stream = Stream { tcp, tls: p.tls };
+    let mut c = client(&core, stream, p.peer, p.listener);
     if p.unnamed {
         c.unnamed = true;
         c.trusted = false;
@@ -251,8 +259,13 @@ async fn keep_serving(
                 Wait::Data => {}
                 Wait::Close => break,
                 Wait::Park => {
+                    // Boxed: the wait is not part of every connection's task.
+                    let Some(fd) = Box::pin(crate::park::detach(c.stream.tcp)).await else {
+                        return;
+                    };
                     let parked = crate::park::Parked {
-                        stream: c.stream,
+                        fd,
+                        tls: c.stream.tls,
                         peer: c.peer,
                         listener: c.listener,
                         deadline,

@@ -31,6 +31,9 @@ pub const ADMIN_CONNECTIONS_PER_CORE: usize = 8;
 
 /// Buffer sets lent by idle and closed connections, kept per worker for reuse.
 const MAX_SPARES: usize = 64;
+/// Buffer sets still kept once a burst of parking has passed (`release_when_quiet`): what the
+/// next few resumed connections take; the rest (about 8 KiB a set) goes back to the system.
+const SPARES_WHEN_QUIET: usize = 8;
 
 /// Everything one core owns.
 pub struct Core {
@@ -241,7 +244,15 @@ async fn release_when_quiet(core: Rc<Core>) {
             break;
         }
     }
-    core.parking.release_done();
+    if core.parking.release_due() {
+        // What the burst grew and no one uses now: the slabs' spare slots, then the pages.
+        core.spares.borrow_mut().truncate(SPARES_WHEN_QUIET);
+        crate::deadline::trim();
+        core.shutdown.trim();
+        core.conn_closed.trim();
+        core.parking.trim();
+        crate::allocator::release_free_pages();
+    }
 }
 
 /// Decrements the active count when a connection's task ends, however it ends (`None`: the

@@ -28,6 +28,8 @@ use futures_util::future::{select, Either};
 pub const TICK: Duration = Duration::from_millis(50);
 /// Buckets in the wheel (51.2 s); longer deadlines wait for the wheel to come round again.
 const BUCKETS: usize = 1024;
+/// Capacity a bucket keeps when trimmed (`trim`): 1,024 of them.
+const BUCKET_KEEP: usize = 4;
 
 /// The operation did not finish within its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +158,14 @@ impl Wheel {
         }
     }
 
+    /// Gives back the slots and bucket capacity a burst left (`slab::trim`).
+    fn trim(&mut self) {
+        crate::slab::trim(&mut self.slots, &mut self.free, |i| i as usize);
+        for b in self.buckets.iter_mut().chain([&mut self.scratch]) {
+            crate::slab::shrink(b, BUCKET_KEEP);
+        }
+    }
+
     #[cfg(test)]
     fn armed(&self) -> usize {
         self.buckets.iter().map(Vec::len).sum()
@@ -211,6 +221,12 @@ pub async fn timeout<F: Future>(limit: Duration, op: F) -> Result<F::Output, Ela
         Either::Left((out, _)) => Ok(out),
         Either::Right(_) => Err(Elapsed),
     }
+}
+
+/// Gives back what a burst of deadlines left in this thread's wheel (O(slots + buckets): for a
+/// core that has gone quiet, never on the request path).
+pub fn trim() {
+    WHEEL.with_borrow_mut(Wheel::trim);
 }
 
 /// What is left until `until`, or `None` once it has passed: for loops that read piece by piece
@@ -299,6 +315,39 @@ mod tests {
             );
             w.disarm(index);
         });
+    }
+
+    #[test]
+    fn a_trimmed_wheel_gives_a_burst_back_and_still_fires_what_is_armed() {
+        let burst: Vec<u32> = (0..10_000).map(|_| arm(Duration::from_secs(10))).collect();
+        // One deadline armed during the burst, at a high index, outlives it.
+        let kept = arm(Duration::from_millis(120));
+        for &i in &burst {
+            disarm(i);
+        }
+        trim();
+        WHEEL.with_borrow(|w| {
+            assert_eq!(
+                w.slots.len(),
+                kept as usize + 1,
+                "only the slots up to the armed one"
+            );
+            let spare: usize = w.buckets.iter().map(|b| b.capacity()).sum();
+            assert!(
+                spare <= BUCKETS * BUCKET_KEEP + 4,
+                "buckets kept {spare} entries"
+            );
+        });
+        // The next deadline takes the lowest free slot, not one next to `kept`.
+        let next = arm(Duration::from_secs(1));
+        assert_eq!(next, burst.iter().copied().min().unwrap());
+        turn_by(Duration::from_millis(250));
+        assert!(fired(kept), "the armed deadline fired after the trim");
+        assert!(!fired(next));
+        disarm(kept);
+        disarm(next);
+        trim();
+        assert!(WHEEL.with_borrow(|w| w.slots.capacity()) <= 64);
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub mod route;
 pub mod sd_notify;
 pub mod select;
 pub mod server;
+pub mod slab;
 pub mod splice;
 pub mod state_file;
 pub mod stats;

@@ -26,6 +26,15 @@ impl Notify {
         }
     }
 
+    /// Gives back the waiter slots a burst left (`slab::trim`).
+    pub fn trim(&self) {
+        crate::slab::trim(
+            &mut self.slots.borrow_mut(),
+            &mut self.free.borrow_mut(),
+            |i| i,
+        );
+    }
+
     /// A future that completes at the next `notify_all` after this call.
     pub fn notified(&self) -> Notified<'_> {
         Notified {
@@ -92,5 +101,31 @@ mod tests {
         assert!(f.as_mut().poll(&mut cx).is_pending());
         n.notify_all();
         assert!(f.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_trim_after_a_burst_keeps_the_waiters_that_remain() {
+        let n = Notify::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut burst: Vec<_> = (0..5000).map(|_| Box::pin(n.notified())).collect();
+        for f in &mut burst {
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        let mut last = burst.pop().unwrap();
+        drop(burst);
+        n.trim();
+        assert_eq!(n.slots.borrow().len(), 5000, "the last waiter's slot stays");
+        assert!(
+            n.free.borrow().last() == Some(&0),
+            "the lowest free slot comes next"
+        );
+        n.notify_all();
+        assert!(
+            last.as_mut().poll(&mut cx).is_ready(),
+            "still woken after the trim"
+        );
+        drop(last);
+        n.trim();
+        assert!(n.slots.borrow().is_empty() && n.slots.borrow().capacity() <= 64);
     }
 }

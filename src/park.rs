@@ -1,16 +1,18 @@
 //! Parking: a keep-alive connection that has had no request for `PARK_AFTER` gives up its task,
 //! its buffers and its pending readiness poll. What is left of it is its socket, registered in
-//! this core's epoll set, and an 88-byte slot (with a TLS connection's session: its rustls state,
-//! no buffers); the worker's watcher (`worker::watch_parked`, one
-//! io_uring poll on the epoll descriptor) gives a connection a new task when its next request (or
-//! its client's close) arrives. The core's tick closes parked connections past their deadline.
+//! this core's epoll set, and a 72-byte slot holding the bare descriptor (out of compio's shared
+//! handle: `detach`, `attach`) and, on a TLS listener, the session (its rustls state, no
+//! buffers); the worker's watcher (`worker::watch_parked`, one io_uring poll on the epoll
+//! descriptor) gives a connection a new task when its next request (or its client's close)
+//! arrives. The core's tick closes parked connections past their deadline.
 //!
 //! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and
 //! not yet served (the caller parks only from a readiness wait, which reads nothing, and only a
-//! TLS session without unread plaintext; ciphertext it holds waits for more from the socket, which
-//! wakes it), or start a task (the worker does). Invariant: a parked connection still counts as open (its place in
-//! `Core::active` is kept; `ConnGuard::adopt` takes it back when it resumes,
-//! `Core::connection_closed` when it closes).
+//! TLS session without unread plaintext; ciphertext it holds waits for more from the socket,
+//! which wakes it), take a socket out of compio while an operation on it is in flight (`detach`
+//! waits for the driver to let go), or start a task (the worker does). Invariant: a parked
+//! connection still counts as open (its place in `Core::active` is kept; `ConnGuard::adopt` takes
+//! it back when it resumes, `Core::connection_closed` when it closes).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -18,7 +20,8 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use compio::driver::SharedFd;
+use compio::driver::{SharedFd, ToSharedFd};
+use compio::net::TcpStream;
 use compio::runtime::fd::PollFd;
 use rustix::event::epoll;
 use rustix::time::Timespec;
@@ -39,10 +42,32 @@ const RELEASE_MIN: usize = 64;
 /// Events taken from the epoll set per wake-up.
 pub const EVENTS_PER_WAKE: usize = 64;
 
+/// How long parking waits for the driver to let go of a connection's socket (`detach`): a poll
+/// just cancelled completes within a turn of the ring.
+const LET_GO: Duration = Duration::from_secs(1);
+
+/// A parking connection's socket, out of compio's shared handle (a 48-byte allocation a parked
+/// connection then does not hold): waits for the operations the driver still holds on it (the
+/// readiness poll just abandoned) to let go. `None`: they did not within `LET_GO`; the socket
+/// closes once they do (the caller closes the connection).
+pub async fn detach(tcp: TcpStream) -> Option<OwnedFd> {
+    let shared = tcp.to_shared_fd();
+    drop(tcp);
+    let fd = crate::deadline::timeout(LET_GO, shared.take()).await;
+    fd.ok().flatten().map(OwnedFd::from)
+}
+
+/// A parked connection's socket as a compio stream again.
+pub fn attach(fd: OwnedFd) -> io::Result<TcpStream> {
+    TcpStream::from_std(std::net::TcpStream::from(fd))
+}
+
 /// A parked connection.
 pub struct Parked {
-    /// Its socket, and its TLS session (with no buffered bytes) on a TLS listener.
-    pub stream: crate::stream::Stream,
+    /// Its socket, out of compio's shared handle (`detach`).
+    pub fd: OwnedFd,
+    /// Its TLS session (with no buffered bytes) on a TLS listener.
+    pub tls: Option<Box<crate::tls::session::TlsSession>>,
     pub peer: SocketAddr,
     /// Which `[[listen]]` accepted it.
     pub listener: usize,
@@ -91,7 +116,7 @@ impl Parking {
         });
         let interest = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
         let data = epoll::EventData::new_u64(slot as u64);
-        if let Err(e) = epoll::add(&self.epoll, &parked.stream.tcp, data, interest) {
+        if let Err(e) = epoll::add(&self.epoll, &parked.fd, data, interest) {
             self.free.borrow_mut().push(slot);
             return Err(e.into());
         }
@@ -104,7 +129,7 @@ impl Parking {
     pub fn take(&self, slot: usize) -> Option<Parked> {
         let parked = self.slots.borrow_mut().get_mut(slot)?.take()?;
         self.free.borrow_mut().push(slot);
-        let _ = epoll::delete(&self.epoll, &parked.stream.tcp);
+        let _ = epoll::delete(&self.epoll, &parked.fd);
         Some(parked)
     }
 
@@ -153,22 +178,33 @@ impl Parking {
         self.since_release.get()
     }
 
-    /// The release task's end: hands freed memory back if enough connections parked.
-    pub fn release_done(&self) {
-        if self.since_release.get() >= RELEASE_MIN {
-            self.since_release.set(0);
-            crate::allocator::release_free_pages();
-        }
+    /// The release task's end: whether enough connections parked since the last release that
+    /// freed memory should be handed back now (the caller trims and releases).
+    pub fn release_due(&self) -> bool {
         self.release_scheduled.set(false);
+        let due = self.since_release.get() >= RELEASE_MIN;
+        if due {
+            self.since_release.set(0);
+        }
+        due
+    }
+
+    /// Gives back the slots a burst of parking left (`slab::trim`).
+    pub fn trim(&self) {
+        crate::slab::trim(
+            &mut self.slots.borrow_mut(),
+            &mut self.free.borrow_mut(),
+            |i| i,
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     /// A parked connection's slot stays small (the socket, a TLS session pointer, the peer, the
-    /// listener, the deadline): the docs say 88 bytes.
+    /// listener, the deadline): the docs say 72 bytes.
     #[test]
-    fn a_slot_is_88_bytes() {
-        assert_eq!(std::mem::size_of::<Option<super::Parked>>(), 88);
+    fn a_slot_is_72_bytes() {
+        assert_eq!(std::mem::size_of::<Option<super::Parked>>(), 72);
     }
 }
