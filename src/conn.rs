@@ -6,7 +6,8 @@
 //! with close_notify.
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
-//! never: let a malformed request reach a member, hold a socket after its timer fired, abandon a
+//! never: let a malformed request reach a member, hold a socket after its timer fired (parking
+//! may wait up to `park::LET_GO` for the driver to let go of the socket), abandon a
 //! receive that may have taken bytes (idle waits are readiness polls, and the receives are
 //! non-blocking and kept: the one after readiness, and a new connection's one before its first
 //! poll; TLS bytes they took start the next request's head deadline), or let
@@ -261,8 +262,19 @@ async fn keep_serving(
                 Wait::Park => {
                     // Boxed: the wait is not part of every connection's task.
                     let Some(fd) = Box::pin(crate::park::detach(c.stream.tcp)).await else {
+                        tracing::warn!(peer = %c.peer, "the driver kept an idle connection's socket; closing it");
                         return;
                     };
+                    if core.is_stopping() {
+                        // The stop began while the driver let go: the connection is not parked
+                        // (a parked one would be closed unread); its next turn waits for a last
+                        // request, as any idle connection's does while the server stops.
+                        match crate::park::attach(fd) {
+                            Ok(tcp) => c.stream.tcp = tcp,
+                            Err(_) => return,
+                        }
+                        continue;
+                    }
                     let parked = crate::park::Parked {
                         fd,
                         tls: c.stream.tls,

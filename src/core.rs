@@ -4,7 +4,8 @@
 //!
 //! Owns: the per-core state every part of the request path shares, its once-a-second publication
 //! to the board, and adopting new configuration generations, admin changes and health-check
-//! results from the board (at publication, or within 100 ms of a change). Must never: be shared with another thread, take a
+//! results from the board (at publication, or within 100 ms of a change), and giving back what a
+//! burst of parking left (`release_when_quiet`: slabs, spare buffer sets, free pages). Must never: be shared with another thread, take a
 //! lock on the request path (the board's lock is taken by the tick and by admin requests), or spawn
 //! a connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
 //! this core's thread.

@@ -11,7 +11,8 @@
 //! is armed from the clock, not from the wheel's own count of turned ticks: that count lags when
 //! the turning task runs late, and a deadline armed from it would fire early at the next turn.
 //! Invariant: the buckets hold exactly the armed, unfired deadlines (disarming removes its
-//! entry), so a finished operation is never woken and memory follows the operations in flight.
+//! entry), so a finished operation is never woken; the slots a burst grew stay until `trim` (run
+//! when a burst of parking has passed, `core::release_when_quiet`).
 //! A loop that reads towards one deadline asks `left` before each read (`stream::read_more_by`
 //! does it for a `Stream`) and stops once it has passed (a single write after it, such as a last
 //! flush, may still be tried).

@@ -3,7 +3,8 @@
 //! Used for shutdown (idle connections and accept loops stop) and for "a connection closed"
 //! (the accept loop resumes under `max_connections`, the worker's drain finishes). Must never be
 //! shared across threads (it is `!Send`, no atomics). Invariant: a dropped waiter frees its slot,
-//! so waiting once per request does not grow memory.
+//! so waiting once per request does not grow memory; the slots a burst of waiters grew stay until
+//! `trim` (run when a burst of parking has passed, `core::release_when_quiet`).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -28,11 +29,7 @@ impl Notify {
 
     /// Gives back the waiter slots a burst left (`slab::trim`).
     pub fn trim(&self) {
-        crate::slab::trim(
-            &mut self.slots.borrow_mut(),
-            &mut self.free.borrow_mut(),
-            |i| i,
-        );
+        crate::slab::trim_cells(&self.slots, &self.free);
     }
 
     /// A future that completes at the next `notify_all` after this call.

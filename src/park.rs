@@ -44,7 +44,7 @@ pub const EVENTS_PER_WAKE: usize = 64;
 
 /// How long parking waits for the driver to let go of a connection's socket (`detach`): a poll
 /// just cancelled completes within a turn of the ring.
-const LET_GO: Duration = Duration::from_secs(1);
+pub const LET_GO: Duration = Duration::from_secs(1);
 
 /// A parking connection's socket, out of compio's shared handle (a 48-byte allocation a parked
 /// connection then does not hold): waits for the operations the driver still holds on it (the
@@ -191,11 +191,7 @@ impl Parking {
 
     /// Gives back the slots a burst of parking left (`slab::trim`).
     pub fn trim(&self) {
-        crate::slab::trim(
-            &mut self.slots.borrow_mut(),
-            &mut self.free.borrow_mut(),
-            |i| i,
-        );
+        crate::slab::trim_cells(&self.slots, &self.free);
     }
 }
 

@@ -10,6 +10,8 @@
 //! (only free slots after the last used one go), or run on the request path (it is O(slots);
 //! the callers run it once a burst has passed).
 
+use std::cell::RefCell;
+
 /// Trims `slots` and `free` (`index` turns an entry of `free` into a slot index): free slots at
 /// the end are dropped, and capacity beyond twice what is left (and beyond `KEEP`) is freed.
 pub fn trim<T, I: Copy + Ord>(slots: &mut Vec<T>, free: &mut Vec<I>, index: impl Fn(I) -> usize) {
@@ -28,6 +30,11 @@ pub fn trim<T, I: Copy + Ord>(slots: &mut Vec<T>, free: &mut Vec<I>, index: impl
     free.sort_unstable_by(|a, b| b.cmp(a));
     shrink(slots, KEEP);
     shrink(free, KEEP);
+}
+
+/// `trim` for a slab kept in two `RefCell`s, its free list by `usize` index.
+pub fn trim_cells<T>(slots: &RefCell<Vec<T>>, free: &RefCell<Vec<usize>>) {
+    trim(&mut slots.borrow_mut(), &mut free.borrow_mut(), |i| i);
 }
 
 /// Capacity a slab keeps whatever its length: a quiet core's does not reallocate at once.

@@ -164,7 +164,7 @@ impl Validator<'_> {
         let timeout = match pick(&own.timeout, &dflt.timeout, key, "hctimeout") {
             None => interval.min(Duration::from_secs(5)),
             Some((v, k)) if v.get_ref().0.is_zero() => {
-                return self.err(v.span(), k, "must be above zero".into())
+                return self.err(v.span(), k, "must be longer than 0s".into())
             }
             Some((v, _)) => v.get_ref().0,
         };

@@ -36,6 +36,46 @@ fn an_idle_connection_parks_and_wakes_for_its_next_requests() {
 }
 
 #[test]
+fn a_burst_that_parked_and_was_trimmed_serves_on_every_connection() {
+    // 300 connections park at once (more than the 64 after which a pause in parking trims the
+    // core's slabs and hands memory back); each is then woken in turn, and new ones come.
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
+    let mut held: Vec<Client> = (0..300)
+        .map(|i| {
+            let mut c = Client::connect(p.addr);
+            assert_eq!(request(&mut c, &format!("/first{i}")).status, 200);
+            c
+        })
+        .collect();
+    report_when(p.admin_addr(), |r| r.connections.idle == 300);
+    // Past the release (100 ms after the last parking).
+    std::thread::sleep(Duration::from_millis(400));
+    for (i, c) in held.iter_mut().enumerate() {
+        assert_eq!(
+            request(c, &format!("/again{i}")).text(),
+            format!("A /again{i}")
+        );
+    }
+    for i in 0..50 {
+        let mut c = Client::connect(p.addr);
+        assert_eq!(
+            request(&mut c, &format!("/new{i}")).text(),
+            format!("A /new{i}")
+        );
+    }
+    // And they park again, and wake again.
+    report_when(p.admin_addr(), |r| r.connections.idle >= 300);
+    std::thread::sleep(Duration::from_millis(400));
+    for (i, c) in held.iter_mut().enumerate().step_by(7) {
+        assert_eq!(
+            request(c, &format!("/last{i}")).text(),
+            format!("A /last{i}")
+        );
+    }
+}
+
+#[test]
 fn a_request_sent_as_the_connection_parks_is_answered() {
     let a = Backend::named("A");
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
