@@ -242,7 +242,7 @@ async fn keep_serving(
     core: Rc<Core>,
     mut c: Client,
     mut head_deadline: Option<Instant>,
-    guard: ConnGuard,
+    mut guard: ConnGuard,
 ) {
     loop {
         if c.buf.is_empty() {
@@ -259,34 +259,13 @@ async fn keep_serving(
             match wait_idle(&core, &mut c, now, deadline, first).await {
                 Wait::Data => {}
                 Wait::Close => break,
-                Wait::Park => {
-                    // Boxed: the wait is not part of every connection's task.
-                    let Some(fd) = Box::pin(crate::park::detach(c.stream.tcp)).await else {
-                        tracing::warn!(peer = %c.peer, "the driver kept an idle connection's socket; closing it");
-                        return;
-                    };
-                    if core.is_stopping() {
-                        // The stop began while the driver let go: the connection is not parked
-                        // (a parked one would be closed unread); its next turn waits for a last
-                        // request, as any idle connection's does while the server stops.
-                        match crate::park::attach(fd) {
-                            Ok(tcp) => c.stream.tcp = tcp,
-                            Err(_) => return,
-                        }
+                Wait::Park => match park(&core, c, deadline, first, guard).await {
+                    Some((back, kept)) => {
+                        (c, guard) = (back, kept);
                         continue;
                     }
-                    let parked = crate::park::Parked {
-                        fd,
-                        tls: c.stream.tls,
-                        peer: c.peer,
-                        listener: c.listener,
-                        deadline,
-                        first_request: first,
-                        unnamed: c.unnamed,
-                    };
-                    core.park(parked, guard);
-                    return;
-                }
+                    None => return,
+                },
             }
         }
         let deadline = head_deadline
@@ -311,6 +290,39 @@ async fn keep_serving(
     if let Some(spare) = c.lend_buffers().filter(|s| s.capacity() <= KEEP_AT_CLOSE) {
         core.keep_spare(spare);
     }
+}
+
+/// Parks `c` until `deadline` (`first`: its first request has not come yet), its socket out of
+/// compio's handle (`park::detach`). `Some`: a stop began while the driver let go, so it is not
+/// parked (a parked one would be closed unread) and goes on waiting for a last request, as any
+/// idle connection does while the server stops. `None`: parked, or closed.
+async fn park(
+    core: &Rc<Core>,
+    mut c: Client,
+    deadline: Instant,
+    first: bool,
+    guard: ConnGuard,
+) -> Option<(Client, ConnGuard)> {
+    // Boxed: the wait is not part of every connection's task.
+    let Some(fd) = Box::pin(crate::park::detach(c.stream.tcp)).await else {
+        tracing::warn!(peer = %c.peer, "the driver kept an idle connection's socket; closing it");
+        return None;
+    };
+    if core.is_stopping() {
+        c.stream.tcp = crate::park::attach(fd).ok()?;
+        return Some((c, guard));
+    }
+    let parked = crate::park::Parked {
+        fd,
+        tls: c.stream.tls,
+        peer: c.peer,
+        listener: c.listener,
+        deadline,
+        first_request: first,
+        unnamed: c.unnamed,
+    };
+    core.park(parked, guard);
+    None
 }
 
 /// What waiting for the next request came to.
