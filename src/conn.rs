@@ -259,7 +259,8 @@ async fn keep_serving(
             match wait_idle(&core, &mut c, now, deadline, first).await {
                 Wait::Data => {}
                 Wait::Close => break,
-                Wait::Park => match park(&core, c, deadline, first, guard).await {
+                // Boxed: parking's state (the client moved in) is not part of every task.
+                Wait::Park => match Box::pin(park(&core, c, deadline, first, guard)).await {
                     Some((back, kept)) => {
                         (c, guard) = (back, kept);
                         continue;
@@ -303,8 +304,7 @@ async fn park(
     first: bool,
     guard: ConnGuard,
 ) -> Option<(Client, ConnGuard)> {
-    // Boxed: the wait is not part of every connection's task.
-    let Some(fd) = Box::pin(crate::park::detach(c.stream.tcp)).await else {
+    let Some(fd) = crate::park::detach(c.stream.tcp).await else {
         tracing::warn!(peer = %c.peer, "the driver kept an idle connection's socket; closing it");
         return None;
     };
