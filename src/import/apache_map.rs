@@ -243,6 +243,8 @@ struct Vhost {
     names: Vec<String>,
     ports: Vec<String>,
     tls: bool,
+    /// Where `SSLEngine on` was written.
+    tls_at: String,
     cert: Option<String>,
     key: Option<String>,
     redirect_https: bool,
@@ -330,7 +332,10 @@ impl Translator<'_> {
                     }
                 }
             }
-            "sslengine" => v.tls = on(0),
+            "sslengine" => {
+                v.tls = on(0);
+                v.tls_at = d.at();
+            }
             "sslcertificatefile" => v.cert = Some(arg(0).to_string()),
             "sslcertificatekeyfile" => v.key = Some(arg(0).to_string()),
             "sslcertificatechainfile" => self.note(
@@ -807,7 +812,7 @@ impl Translator<'_> {
         if v.tls {
             match (&v.cert, &v.key) {
                 (Some(c), Some(k)) => l.certs.push((c.clone(), k.clone())),
-                _ => self.out.notes.push(Note { at: at.into(), text: "SSLEngine on without SSLCertificateFile and SSLCertificateKeyFile: the listener stays plain".into() }),
+                _ => self.out.notes.push(Note { at: v.tls_at.clone(), text: "SSLEngine on without SSLCertificateFile and SSLCertificateKeyFile: the listener stays plain".into() }),
             }
         }
     }

@@ -396,3 +396,21 @@ fn websocket_passes_become_routes_that_tunnel() {
     );
     assert!(!notes.contains("upgrade"), "translated, not noted: {notes}");
 }
+
+#[test]
+fn ssl_engine_without_certificates_is_noted_at_its_line_in_the_main_server_too() {
+    // Found by the apache_conf fuzz target: outside a <VirtualHost> the note named no place.
+    let dir = TempDir::new();
+    let apache = format!(
+        "Listen {port}\nSSLEngine on\nProxyPass /os http://127.0.0.1:8080/os\n",
+        port = free_port()
+    );
+    let (_, toml, notes) = import(&dir, "ssl.conf", &apache);
+    let file = dir.0.join("ssl.conf").display().to_string();
+    assert!(
+        notes.contains(&format!(
+            "{file}:2: SSLEngine on without SSLCertificateFile and SSLCertificateKeyFile"
+        )),
+        "{notes}\n{toml}"
+    );
+}
