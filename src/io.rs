@@ -131,20 +131,16 @@ pub async fn send_request(
     limit: Duration,
 ) -> Result<(), Unsent> {
     let total = head.len() + range.len();
-    let h = std::mem::take(head);
-    let b = std::mem::take(body);
-    let first = deadline::timeout(limit, s.write_vectored((h, (b.slice(range.clone()),)))).await;
+    let first = if range.is_empty() {
+        first_write(s, head, limit).await
+    } else {
+        first_write_vectored(s, head, body, range.clone(), limit).await
+    };
     let written = match first {
-        Ok(BufResult(res, (h, (b,)))) => {
-            *head = h;
-            *body = b.into_inner();
-            match res {
-                Ok(0) => return Err(Unsent::Nothing(IoFail::Closed)),
-                Ok(n) => n,
-                Err(e) => return Err(Unsent::Nothing(IoFail::Error(e))),
-            }
-        }
-        Err(_) => return Err(Unsent::Partly(IoFail::Timeout)),
+        Some(Ok(0)) => return Err(Unsent::Nothing(IoFail::Closed)),
+        Some(Ok(n)) => n,
+        Some(Err(e)) => return Err(Unsent::Nothing(IoFail::Error(e))),
+        None => return Err(Unsent::Partly(IoFail::Timeout)),
     };
     if written == total {
         return Ok(());
@@ -162,6 +158,40 @@ pub async fn send_request(
         Ok(r) => write_range(s, body, r, limit).await.map_err(Unsent::Partly),
         Err(e) => Err(Unsent::Partly(e)),
     }
+}
+
+/// `send_request`'s first write when there is no body: the head alone, as one plain send (a
+/// vectored one costs the kernel a message header and an iovec to copy in). `None`: it timed out
+/// (the head is gone).
+async fn first_write(
+    s: &mut TcpStream,
+    head: &mut Vec<u8>,
+    limit: Duration,
+) -> Option<io::Result<usize>> {
+    let h = std::mem::take(head);
+    let BufResult(res, h) = deadline::timeout(limit, s.write(h)).await.ok()?;
+    *head = h;
+    Some(res)
+}
+
+/// `send_request`'s first write of a head and a body: one vectored write. `None`: it timed out
+/// (both buffers are gone).
+async fn first_write_vectored(
+    s: &mut TcpStream,
+    head: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Option<io::Result<usize>> {
+    let h = std::mem::take(head);
+    let b = std::mem::take(body);
+    let pair = (h, (b.slice(range),));
+    let BufResult(res, (h, (b,))) = deadline::timeout(limit, s.write_vectored(pair))
+        .await
+        .ok()?;
+    *head = h;
+    *body = b.into_inner();
+    Some(res)
 }
 
 /// Sends what the socket takes of `data` now, without blocking: 0 when it takes nothing (or
