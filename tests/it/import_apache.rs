@@ -240,7 +240,7 @@ fn debians_own_apache2_tree_is_read_whole_and_has_nothing_to_proxy() {
     let root = Path::new("/etc/apache2/apache2.conf");
     if !root.exists() {
         // The same rule as for tools: scripts/test.sh installs Debian's apache2; without it this
-        // skips loudly (or fails, with RINGLB_REQUIRE_TOOLS=1).
+        // fails (`tool`), unless the run allows missing tools.
         assert!(
             !tool("apache2ctl"),
             "apache2 is installed but {} is missing",

@@ -3,7 +3,7 @@
 //! none: the default), TLS 1.2 and 1.3 negotiated, http/1.1 by ALPN, a name no certificate covers
 //! failing verification, session resumption by ticket (both versions), TLS 1.1 and, with
 //! `min_version = "1.3"`, TLS 1.2 refused. Certificates are made at test time. Without a tool the
-//! test that needs it skips loudly (fails with RINGLB_REQUIRE_TOOLS=1, as scripts/test.sh sets).
+//! test that needs it fails (`support::admin::unavailable`).
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::admin::{report_when, with_admin};
+use crate::support::admin::{report_when, unavailable, with_admin};
 use crate::support::ajp_container::{end_response, send_headers, AjpContainer};
 use crate::support::pki::Pki;
 use crate::support::proxy::{member, simple_config, Ringlb, TempDir};
@@ -417,7 +417,7 @@ fn ajp_members_are_never_picked_for_an_upgrade() {
 }
 
 /// The Python `websockets` peer (Debian's python3-websockets, for Debian's python3): present,
-/// or skipped loudly (a failure where scripts/test.sh installed the tools).
+/// or the test fails (`unavailable`).
 fn websockets_python() -> Option<&'static str> {
     const PYTHON: &str = "/usr/bin/python3";
     let ok = std::process::Command::new(PYTHON)
@@ -427,10 +427,7 @@ fn websockets_python() -> Option<&'static str> {
     if ok {
         return Some(PYTHON);
     }
-    if std::env::var("RINGLB_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("python3-websockets is required (scripts/test.sh installs it) but is not installed");
-    }
-    eprintln!("!!! SKIPPED: python3-websockets is not installed (scripts/test.sh installs it)");
+    unavailable("python3-websockets");
     None
 }
 

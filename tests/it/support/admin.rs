@@ -1,4 +1,5 @@
-//! Talking to ringlb's admin listener from the tests.
+//! Talking to ringlb's admin listener from the tests, and the one rule for a real peer (a tool)
+//! a test needs but cannot find: the test fails (`unavailable`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,20 +65,44 @@ pub fn with_admin(body: &str, admin_extra: &str) -> String {
     format!("[admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n\n{body}")
 }
 
-/// Whether an external tool is on PATH. When it is not, tests that need it skip loudly, unless
-/// RINGLB_REQUIRE_TOOLS=1 (set by scripts/test.sh, which installs them), where they fail.
+/// Whether an external tool is on PATH. When it is not, the test that needs it fails
+/// (`unavailable`).
 pub fn tool(name: &str) -> bool {
     let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        if std::env::var("RINGLB_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{name} is required (scripts/test.sh installs it) but is not installed");
-        }
-        eprintln!("!!! SKIPPED: {name} is not installed (scripts/test.sh installs it)");
+        unavailable(name);
     }
     found
+}
+
+/// A real peer a test needs is not here: the test fails, naming it. Only a run started with
+/// RINGLB_ALLOW_MISSING_TOOLS=1, by hand, skips what needs it instead, loudly (for a partial run
+/// on a machine where scripts/test.sh cannot install the peers).
+pub fn unavailable(what: &str) {
+    let allowed = std::env::var("RINGLB_ALLOW_MISSING_TOOLS").as_deref() == Ok("1");
+    unavailable_when(what, allowed);
+}
+
+fn unavailable_when(what: &str, allowed: bool) {
+    if !allowed {
+        panic!("{what} is required and not available here (scripts/test.sh installs the peers)");
+    }
+    eprintln!("!!! SKIPPED: {what} is not available (RINGLB_ALLOW_MISSING_TOOLS=1)");
+}
+
+#[test]
+#[should_panic(expected = "no-such-peer is required and not available here")]
+fn a_missing_peer_fails_the_test() {
+    unavailable_when("no-such-peer", false);
+}
+
+#[test]
+fn a_missing_peer_is_skipped_only_where_the_run_allows_it() {
+    // Returns (the caller then skips) instead of failing.
+    unavailable_when("no-such-peer", true);
 }
 
 /// `promtool check metrics` accepts this exposition (skipped, as `tool` says, without promtool).

@@ -11,7 +11,7 @@ pub mod proxy;
 pub mod raw_member;
 
 pub use admin::{
-    admin, promtool_accepts, report, report_when, set_member_status, tool, with_admin,
+    admin, promtool_accepts, report, report_when, set_member_status, tool, unavailable, with_admin,
 };
 pub use backend::{closed_port, hash, pattern, reserved_port, Backend, Blackhole, Reply};
 pub use client::{get, Client, Resp};

@@ -42,7 +42,8 @@ impl Drop for TempDir {
 }
 
 /// The driver the tests run ringlb with. When io_uring is asked for but this kernel (or a seccomp
-/// profile) refuses it, the tests say so loudly and run on epoll instead.
+/// profile) refuses it, the tests fail (`unavailable`); a run that allows missing tools runs
+/// them on epoll instead, saying so loudly.
 pub fn driver() -> String {
     static DRIVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DRIVER
@@ -50,7 +51,7 @@ pub fn driver() -> String {
             let wanted = std::env::var("RINGLB_TEST_DRIVER").unwrap_or_else(|_| "io_uring".into());
             if wanted == "io_uring" {
                 if let Err(e) = ringlb::worker::build_runtime(ringlb::config::Driver::IoUring) {
-                    eprintln!("!!! io_uring is unavailable here ({e}): SKIPPING the io_uring run, testing epoll");
+                    super::admin::unavailable(&format!("io_uring ({e})"));
                     return "epoll".into();
                 }
             }
