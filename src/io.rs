@@ -122,7 +122,8 @@ pub enum Unsent {
 
 /// Writes `head` and then `body[range]` like `write_head_and`, telling apart a failure that
 /// proves nothing was written (the first write failed) from one after which bytes may have
-/// reached the peer. After a timeout both buffers are gone (left empty).
+/// reached the peer. After a timeout the buffer(s) the timed-out write held are gone (left
+/// empty): the caller treats neither as usable.
 pub async fn send_request(
     s: &mut TcpStream,
     head: &mut Vec<u8>,
@@ -233,5 +234,79 @@ pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, IoF
         }
         Ok(Err(e)) => Err(IoFail::Error(e)),
         Err(_) => Err(IoFail::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `send_request` to a plain thread that starts reading late, so that the socket takes only
+    //! part of a large request at first and the rest goes by the short-write continuation.
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::config::Driver;
+    use crate::test_rng::Rng;
+
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = Rng(seed);
+        (0..n).map(|_| rng.next() as u8).collect()
+    }
+
+    /// Sends `head` and `body[range]` to a peer that waits 100 ms before reading; what it got.
+    fn sent(driver: Driver, head: Vec<u8>, body: Vec<u8>, range: Range<usize>) -> Vec<u8> {
+        let rt = crate::worker::build_runtime(driver).unwrap();
+        rt.block_on(async move {
+            compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let peer = std::thread::spawn(move || {
+                let mut s = listener.accept().unwrap().0;
+                std::thread::sleep(Duration::from_millis(100));
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                got
+            });
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let (mut head, mut body) = (head, body);
+            let limit = Duration::from_secs(10);
+            let done = send_request(&mut s, &mut head, &mut body, range, limit).await;
+            assert!(done.is_ok(), "{done:?}");
+            drop(s);
+            peer.join().unwrap()
+        })
+    }
+
+    #[test]
+    fn a_large_head_alone_arrives_whole_and_in_order() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            let head = bytes(12 << 20, 1);
+            let got = sent(driver, head.clone(), Vec::new(), 0..0);
+            assert!(
+                got == head,
+                "{driver:?}: {} of {} bytes, or reordered",
+                got.len(),
+                head.len()
+            );
+        }
+    }
+
+    /// The first write stops inside the head (a large head), or inside the body (a small one).
+    #[test]
+    fn a_head_and_a_large_body_arrive_whole_and_in_order() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            for head_len in [5 << 20, 1000] {
+                let (head, body) = (bytes(head_len, 2), bytes(9 << 20, 3));
+                let range = 1000..body.len() - 7;
+                let mut want = head.clone();
+                want.extend_from_slice(&body[range.clone()]);
+                let got = sent(driver, head, body, range);
+                let (n, of) = (got.len(), want.len());
+                assert!(
+                    got == want,
+                    "{driver:?}, head {head_len}: {n} of {of} bytes, or reordered"
+                );
+            }
+        }
     }
 }

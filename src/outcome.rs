@@ -86,13 +86,14 @@ pub struct Failed {
     /// The client's request was read to its end (the 502/504 can go out without draining).
     pub request_read: bool,
     /// The request is still in the client's buffer as it was parsed (head at its start, body up
-    /// to `Request::request_end`): nothing consumed it and no timed-out write took the buffer.
+    /// to `Request::request_end`): nothing consumed it and no timed-out write may have taken the
+    /// buffer.
     pub intact: bool,
 }
 
 impl Failed {
     /// A request write that failed after bytes may have gone out: a timeout (the member stopped
-    /// reading; the buffers went with the cancelled write) or an error.
+    /// reading; the buffers may have gone with the cancelled write) or an error.
     pub fn partly_sent(fail: &crate::io::IoFail, request_read: bool, intact: bool) -> Failed {
         match fail {
             crate::io::IoFail::Timeout => Failed {
