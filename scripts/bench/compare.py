@@ -20,7 +20,8 @@ Run it through scripts/bench-compare.sh (which installs the peers and builds rin
   BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
   target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
   "ringlb-base", run with the same configuration, to compare a change with the code before it side
-  by side).
+  by side; in the TLS scenarios too, so a base binary older than TLS support (issue 11) fails them:
+  leave i-l out with such a base).
 """
 
 import json
@@ -69,7 +70,7 @@ SCRAPE_EVERY_S = float(os.environ.get("BENCH_SCRAPE_EVERY", "0.1"))
 ADMIN_PORTS = {"ringlb": 18900, "ringlb-base": 18901}
 # The TLS scenarios: the proxies that speak them and their HTTPS listeners.
 TLS_SCENARIOS = ("i", "j", "k", "l")
-TLS_PORTS = {"ringlb": 18100, "nginx": 18101, "haproxy": 18102}  # the base binary may predate TLS
+TLS_PORTS = {"ringlb": 18100, "nginx": 18101, "haproxy": 18102, "ringlb-base": 18103}
 ADMIN_PORT = ADMIN_PORTS["ringlb"]
 # 10,000 in the issue; this machine caps a process at 20,000 descriptors and HAProxy reserves two per
 # connection, so 9,000 is the most all four proxies can hold.

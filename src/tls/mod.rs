@@ -3,15 +3,17 @@
 //! configuration reloads replace.
 //!
 //! Files: `certs` (reading and checking a certificate pair), `store` (the certificate for a
-//! client's server name), `session` (one connection's rustls state over ringlb's buffers).
+//! client's server name), `session` (one connection's rustls state over ringlb's buffers), `seal`
+//! (the listeners' TLS 1.3 AES-GCM record sealer, with aws-lc-rs).
 //!
 //! Owns: building server configs and swapping certificate generations. Must never: let a reload
 //! that failed replace the working certificates, change the ticket keys at a reload (tickets
 //! issued before a reload still resume after it), or drop the configuration of a listener a
 //! reload removed (its queued connections still shake hands). A configuration reload swaps the
-//! certificates in just before it publishes the generation (`server::Server::reload`). Invariant: a `Generation` is immutable; a core
-//! picks a new one up at its next handshake (`Core::tls_config` compares `TlsState::version`, one
-//! atomic load), so no lock is taken per connection.
+//! certificates in just before it publishes the generation (`server::Server::reload`).
+//! Invariant: a `Generation` is immutable; a core picks a new one up at its next handshake
+//! (`Core::tls_config` compares `TlsState::version`, one atomic load), so no lock is taken per
+//! connection.
 
 pub mod certs;
 pub mod check;
@@ -44,7 +46,8 @@ pub fn provider() -> CryptoProvider {
 
 /// The provider for TLS listeners: the same suites, in ringlb's order of preference, which the
 /// listeners impose (`ignore_client_order`): TLS 1.3 before 1.2, and in each AES-128-GCM, then
-/// AES-256-GCM, then ChaCha20-Poly1305 (Mozilla's "intermediate" order).
+/// AES-256-GCM, then ChaCha20-Poly1305 (Mozilla's "intermediate" order). With aws-lc-rs, the
+/// TLS 1.3 AES-GCM suites seal records with `seal`'s sealer.
 fn server_provider() -> CryptoProvider {
     let mut p = provider();
     let rank = |s: &rustls::SupportedCipherSuite| {
@@ -64,12 +67,13 @@ fn server_provider() -> CryptoProvider {
     p
 }
 
-/// The largest record a listener sends, header and all (rustls' `max_fragment_size`): 16,384
-/// bytes with a TLS 1.3 AEAD (16,362 of plaintext, a content type byte and a 16-byte tag), so that
-/// a large response's records lie in `tout` at multiples of 64 bytes and rustls' copy of each into
-/// it runs aligned (`rep movsb` between misaligned buffers was 4 × slower on the benchmark's AMD
-/// host; docs/performance.md, "HTTPS bodies").
-const MAX_RECORD: usize = 16_384 + 5 - 22;
+/// rustls' `max_fragment_size` for listeners: a record's plaintext plus its 5-byte header. 16,362
+/// bytes of plaintext make a TLS 1.3 record of 5 + 16,362 + 1 (content type) + 16 (tag) = 16,384
+/// bytes on the wire (TLS 1.2 GCM: 16,391). The full records of one write then follow each other
+/// in `tout` at multiples of 64 bytes from where the write began, which keeps rustls' copy of
+/// each record into `tout` at one relative alignment (a `rep movsb` between buffers misaligned to
+/// each other ran 4 × slower on an AMD host; docs/performance.md, "HTTPS bodies").
+const MAX_FRAGMENT_SIZE: usize = 5 + 16_384 - 5 - 1 - 16;
 
 fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
     #[cfg(feature = "aws-lc-rs")]
@@ -264,7 +268,7 @@ pub fn server_config(
     c.ticketer = ticketer.clone();
     c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     c.ignore_client_order = true;
-    c.max_fragment_size = Some(MAX_RECORD);
+    c.max_fragment_size = Some(MAX_FRAGMENT_SIZE);
     Ok(Arc::new(c))
 }
 
@@ -319,6 +323,88 @@ mod tests {
         assert_eq!(state.replace(vec![None, Some(kept)], &[0, 1]), Ok(1));
         assert!(state.current().configs[0].is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(feature = "aws-lc-rs")]
+    #[test]
+    fn listeners_seal_tls13_aes_gcm_records_directly() {
+        let p = super::server_provider();
+        for (s, ours) in p.cipher_suites[..2]
+            .iter()
+            .zip([&*seal::AES_128, &*seal::AES_256])
+        {
+            match s {
+                rustls::SupportedCipherSuite::Tls13(t) => assert!(std::ptr::eq(*t, ours)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A listener's configuration (as `TlsState` builds it) sends a large write in TLS 1.3
+    /// records of 16,384 bytes on the wire, the last one shorter.
+    #[test]
+    fn a_listener_sends_full_records_of_16384_bytes() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("ringlb-tls-records-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["r.test".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("r.pem"), dir.join("r.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let config = Config::parse(&format!(
+            "[[listen]]\naddress = \"127.0.0.1:1\"\n[listen.tls]\n\
+             certs = [{{ cert = \"{}\", key = \"{}\" }}]\n\
+             [[balancer]]\nname = \"b\"\nmembers = [{{ url = \"http://127.0.0.1:9\" }}]\n",
+            c.display(),
+            k.display()
+        ))
+        .unwrap();
+        let server = TlsState::start(&config).unwrap().current().configs[0]
+            .clone()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "r.test".try_into().unwrap();
+        let mut cl = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut sv = rustls::ServerConnection::new(server).unwrap();
+        let mut wire = Vec::new();
+        while cl.is_handshaking() || sv.is_handshaking() {
+            cl.write_tls(&mut wire).unwrap();
+            sv.read_tls(&mut wire.as_slice()).unwrap();
+            sv.process_new_packets().unwrap();
+            wire.clear();
+            sv.write_tls(&mut wire).unwrap();
+            cl.read_tls(&mut wire.as_slice()).unwrap();
+            cl.process_new_packets().unwrap();
+            wire.clear();
+        }
+        while sv.wants_write() {
+            sv.write_tls(&mut wire).unwrap(); // tickets, if any are still queued
+        }
+        wire.clear();
+        sv.writer().write_all(&vec![7u8; 60_000]).unwrap();
+        while sv.wants_write() {
+            sv.write_tls(&mut wire).unwrap();
+        }
+        let mut sizes = Vec::new();
+        let mut at = 0;
+        while at + 5 <= wire.len() {
+            let len = 5 + u16::from_be_bytes([wire[at + 3], wire[at + 4]]) as usize;
+            sizes.push(len);
+            at += len;
+        }
+        assert_eq!(at, wire.len());
+        let (last, full) = sizes.split_last().unwrap();
+        assert_eq!(full, vec![16_384; 60_000 / 16_362]);
+        assert_eq!(*last, 5 + 60_000 % 16_362 + 17);
     }
 
     #[test]

@@ -1,14 +1,21 @@
-//! TLS 1.3 AES-GCM records sealed straight from the caller's plaintext: rustls' own sealer (the
-//! aws-lc-rs provider's) copies each record's plaintext into the record's buffer and encrypts it
-//! there; this one has aws-lc-rs read the plaintext where it lies and write the ciphertext once.
+//! TLS 1.3 AES-GCM records sealed from the caller's plaintext where it lies: rustls' own sealer
+//! (the aws-lc-rs provider's) copies each record's plaintext into the record's buffer and encrypts
+//! it there, in place; this one has aws-lc-rs read the plaintext and write the ciphertext into the
+//! record's buffer (out of place), which it only zero-fills first. Plaintext that rustls hands
+//! over in several pieces is still gathered into the record and sealed in place.
 //!
-//! Owns: `direct_sealing`, which swaps the encrypter of the provider's TLS 1.3 AES-128-GCM and
-//! AES-256-GCM suites, and that encrypter. Decryption, the key schedule, TLS 1.2 and
-//! ChaCha20-Poly1305 stay rustls'.
+//! Owns: `direct_sealing`, which replaces the provider's TLS 1.3 AES-128-GCM and AES-256-GCM
+//! suites by aws-lc-rs' rustls suites with this sealer (the provider is aws-lc-rs' here), and the
+//! sealer. Decryption, the key schedule, TLS 1.2 and ChaCha20-Poly1305 stay rustls'.
 //! Must never: produce a record other than rustls' own sealer would for the same key, IV and
-//! sequence number (same nonce, AAD, inner content type and tag, no padding; the tests compare
-//! them byte for byte), or seal twice under one nonce (aws-lc-rs' TLS sealing key refuses a
-//! sequence number that does not increase).
+//! sequence number (nonce IV ^ seq, AAD, inner content type, no padding, tag; the tests compare
+//! them byte for byte with rustls' for AES-256 and with aws-lc-rs' plain AEAD for both); state a
+//! length (`encrypted_payload_len`) other than the record's, by which rustls sizes its output;
+//! fail on a well-formed record (rustls panics on a sealing error); or seal twice under one nonce
+//! (aws-lc-rs' TLS sealing key refuses a sequence number that does not increase, and rustls
+//! starts each new key, after a key update, at 0 with a new sealer). It falls back to rustls'
+//! sealer only if aws-lc-rs refused the key, which the pairing of each suite with its algorithm
+//! rules out (a test checks it).
 
 use std::sync::LazyLock;
 
@@ -25,9 +32,6 @@ use rustls::{
     Tls13CipherSuite,
 };
 
-/// The GCM tag's length.
-const TAG: usize = 16;
-
 /// Replaces the provider's TLS 1.3 AES-GCM suites by the same suites with the direct sealer,
 /// in place (the order of preference is kept).
 pub fn direct_sealing(p: &mut CryptoProvider) {
@@ -40,8 +44,10 @@ pub fn direct_sealing(p: &mut CryptoProvider) {
     }
 }
 
-static AES_128: LazyLock<Tls13CipherSuite> = LazyLock::new(|| with_sealer(&AES_128_SEALER));
-static AES_256: LazyLock<Tls13CipherSuite> = LazyLock::new(|| with_sealer(&AES_256_SEALER));
+pub(super) static AES_128: LazyLock<Tls13CipherSuite> =
+    LazyLock::new(|| with_sealer(&AES_128_SEALER));
+pub(super) static AES_256: LazyLock<Tls13CipherSuite> =
+    LazyLock::new(|| with_sealer(&AES_256_SEALER));
 
 static AES_128_SEALER: Direct = Direct {
     suite: suites::TLS13_AES_128_GCM_SHA256,
@@ -90,7 +96,7 @@ impl Tls13AeadAlgorithm for Direct {
     fn encrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageEncrypter> {
         match TlsRecordSealingKey::new(self.alg, TlsProtocolId::TLS13, key.as_ref()) {
             Ok(key) => Box::new(Sealer { key, iv }),
-            // Not reached: rustls derives `key_len()` bytes, which is the algorithm's length.
+            // Not reached: rustls derives `key_len()` bytes, the length of `alg`'s keys (tested).
             Err(_) => self.rustls().encrypter(key, iv),
         }
     }
@@ -112,7 +118,7 @@ impl Tls13AeadAlgorithm for Direct {
     }
 
     fn fips(&self) -> bool {
-        // aws-lc-rs' out-of-place seal is not one of its FIPS-approved calls.
+        // Not claimed: aws-lc-rs does not check the FIPS indicator for the out-of-place seal.
         false
     }
 }
@@ -159,7 +165,7 @@ impl MessageEncrypter for Sealer {
     }
 
     fn encrypted_payload_len(&self, payload_len: usize) -> usize {
-        payload_len + 1 + TAG
+        payload_len + 1 + self.key.algorithm().tag_len()
     }
 }
 
@@ -169,6 +175,78 @@ mod tests {
 
     use super::*;
     use crate::test_rng::Rng;
+
+    #[test]
+    fn each_sealer_takes_keys_of_its_suites_length() {
+        for d in [&AES_128_SEALER, &AES_256_SEALER] {
+            assert_eq!(d.alg.key_len(), d.key_len());
+            let zeros = vec![0u8; d.key_len()];
+            assert!(TlsRecordSealingKey::new(d.alg, TlsProtocolId::TLS13, &zeros).is_ok());
+        }
+    }
+
+    /// Records of random lengths (in one piece and in three) sealed in a row by one sealer, the
+    /// sequence number growing by one and by jumps past 2^32, against aws-lc-rs' plain AEAD over
+    /// RFC 8446's record: header and AAD 23, 3, 3, length; nonce IV ^ seq; content, then type.
+    #[test]
+    fn records_sealed_in_a_row_equal_rfc_8446s_construction() {
+        let mut rng = Rng(0x8446);
+        let data: Vec<u8> = (0..16384).map(|_| rng.below(256) as u8).collect();
+        for alg in [&aead::AES_128_GCM, &aead::AES_256_GCM] {
+            let mut key = vec![0u8; alg.key_len()];
+            let mut iv = [0u8; 12];
+            key.iter_mut()
+                .chain(iv.iter_mut())
+                .for_each(|b| *b = rng.below(256) as u8);
+            let mut sealer = Sealer {
+                key: TlsRecordSealingKey::new(alg, TlsProtocolId::TLS13, &key).unwrap(),
+                iv: Iv::new(iv),
+            };
+            let plain_aead = aead::LessSafeKey::new(aead::UnboundKey::new(alg, &key).unwrap());
+            let mut seq = 0u64;
+            for round in 0..200 {
+                let len = match round % 4 {
+                    0 => rng.below(64),
+                    1 => 16384,
+                    _ => rng.below(16385),
+                };
+                let typ = rng.pick(&[ContentType::ApplicationData, ContentType::Handshake]);
+                let plain = &data[..len];
+                let mut nonce = iv;
+                for (n, b) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+                    *n ^= b;
+                }
+                let total = len + 1 + 16;
+                let head = [23, 3, 3, (total >> 8) as u8, total as u8];
+                let mut body = [plain, &[u8::from(typ)]].concat();
+                plain_aead
+                    .seal_in_place_append_tag(
+                        aead::Nonce::assume_unique_for_key(nonce),
+                        Aad::from(head),
+                        &mut body,
+                    )
+                    .unwrap();
+                let expected = [&head[..], &body].concat();
+                let pieces = [&plain[..len / 2], &plain[len / 2..]];
+                let payload = match round % 3 {
+                    0 => OutboundChunks::new(&pieces),
+                    _ => OutboundChunks::Single(plain),
+                };
+                let msg = OutboundPlainMessage {
+                    typ,
+                    version: ProtocolVersion::TLSv1_2,
+                    payload,
+                };
+                let got = sealer.encrypt(msg, seq).unwrap().encode();
+                assert_eq!(got, expected, "record {round}: {len} bytes, seq {seq}");
+                seq += match round {
+                    99 => 1 << 32,
+                    150 => 1 << 40,
+                    _ => 1,
+                };
+            }
+        }
+    }
 
     /// Every length around block and record boundaries, three content types and random sequence
     /// numbers: AES-256-GCM records sealed directly equal rustls' own byte for byte, from
@@ -229,7 +307,8 @@ mod tests {
 
     /// A server whose provider seals directly, and a client with rustls' own provider forced to
     /// each TLS 1.3 AES-GCM suite: what the server sends (handshake, tickets, 200 KiB of data in
-    /// writes of every size) the client reads back whole, in order and authenticated.
+    /// writes of every size, a key update halfway) the client reads back whole, in order and
+    /// authenticated.
     #[test]
     fn a_client_with_rustls_own_sealer_reads_what_the_direct_sealer_wrote() {
         use std::io::{Read, Write};
@@ -287,7 +366,13 @@ mod tests {
             }
             let mut at = 0;
             let mut read = Vec::new();
+            let mut updated = false;
             while at < data.len() {
+                if at > data.len() / 2 && !updated {
+                    // A key update: a new sealer (sequence numbers from 0) for the rest.
+                    s.refresh_traffic_keys().unwrap();
+                    updated = true;
+                }
                 let n = (1 + rng.below(40_000)).min(data.len() - at);
                 s.writer().write_all(&data[at..at + n]).unwrap();
                 at += n;
