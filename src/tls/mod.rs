@@ -272,20 +272,51 @@ pub fn server_config(
     Ok(Arc::new(c))
 }
 
+/// Tests: a handshake between rustls' buffered client and server, through memory.
+#[cfg(test)]
+pub(crate) fn handshake_in_memory(
+    cl: &mut rustls::ClientConnection,
+    sv: &mut rustls::ServerConnection,
+) {
+    let mut wire = Vec::new();
+    while cl.is_handshaking() || sv.is_handshaking() {
+        cl.write_tls(&mut wire).unwrap();
+        sv.read_tls(&mut wire.as_slice()).unwrap();
+        sv.process_new_packets().unwrap();
+        wire.clear();
+        sv.write_tls(&mut wire).unwrap();
+        cl.read_tls(&mut wire.as_slice()).unwrap();
+        cl.process_new_packets().unwrap();
+        wire.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A self-signed certificate for `name`, written to `dir` as `<name>.pem` and `<name>.key`.
+    fn cert_files(
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (rcgen::Certificate, std::path::PathBuf, std::path::PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (cert, c, k)
+    }
+
     #[test]
     fn a_removed_listener_keeps_its_configuration_and_a_plain_one_has_none() {
         let dir = std::env::temp_dir().join(format!("ringlb-tls-slots-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let (c, k) = (dir.join("a.pem"), dir.join("a.key"));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let (_, c, k) = cert_files(&dir, "a.test");
         let tls = format!(
             "[listen.tls]\ncerts = [{{ cert = \"{}\", key = \"{}\" }}]\n",
             c.display(),
@@ -301,9 +332,7 @@ mod tests {
         let settings = config.listen[1].tls.clone();
         // Slot 0 removed by a reload: its configuration stays (the files could be gone).
         std::fs::remove_file(&c).unwrap();
-        let (c2, k2) = (dir.join("b.pem"), dir.join("b.key"));
-        std::fs::write(&c2, cert.pem()).unwrap();
-        std::fs::write(&k2, key.serialize_pem()).unwrap();
+        let (_, c2, k2) = cert_files(&dir, "b.test");
         let mut kept = settings.clone().unwrap();
         kept.certs[0].cert = c2.clone();
         kept.certs[0].key = k2.clone();
@@ -346,13 +375,7 @@ mod tests {
     fn a_listener_sends_full_records_of_16384_bytes() {
         use std::io::Write;
         let dir = std::env::temp_dir().join(format!("ringlb-tls-records-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["r.test".to_string()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let (c, k) = (dir.join("r.pem"), dir.join("r.key"));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let (cert, c, k) = cert_files(&dir, "r.test");
         let config = Config::parse(&format!(
             "[[listen]]\naddress = \"127.0.0.1:1\"\n[listen.tls]\n\
              certs = [{{ cert = \"{}\", key = \"{}\" }}]\n\
@@ -376,16 +399,7 @@ mod tests {
         let mut cl = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
         let mut sv = rustls::ServerConnection::new(server).unwrap();
         let mut wire = Vec::new();
-        while cl.is_handshaking() || sv.is_handshaking() {
-            cl.write_tls(&mut wire).unwrap();
-            sv.read_tls(&mut wire.as_slice()).unwrap();
-            sv.process_new_packets().unwrap();
-            wire.clear();
-            sv.write_tls(&mut wire).unwrap();
-            cl.read_tls(&mut wire.as_slice()).unwrap();
-            cl.process_new_packets().unwrap();
-            wire.clear();
-        }
+        handshake_in_memory(&mut cl, &mut sv);
         while sv.wants_write() {
             sv.write_tls(&mut wire).unwrap(); // tickets, if any are still queued
         }
