@@ -3,8 +3,9 @@
 //!
 //! Owns: the knee rule: a series knees at the lowest rate from which on its p99 stays above twice
 //! its baseline (the least of its three lowest rates) plus 1 ms, or its errors pass
-//! `--max-errors`. Must never: name a member
-//! without a measured rise (or errors) to show for it.
+//! `--max-errors`; of members kneeing at the same lowest rate, the one with the highest p99 there
+//! is named. Must never: name a member without a measured rise (or errors) to show for it, or call
+//! a member that rose too flat.
 
 use serde::Serialize;
 
@@ -77,27 +78,38 @@ fn client_series(steps: &[&StepResult]) -> Series {
         .collect()
 }
 
-/// The member whose own p99 knees at the lowest rate, with the others' for contrast.
+/// The member whose own p99 knees at the lowest rate (of several kneeing there, the one with the
+/// highest p99 at it: the others' rise is then as likely the machine's or ringlb's), with the
+/// others' for contrast: those that stayed flat, and those that rose too.
 fn member_knee(steps: &[&StepResult], names: &[String], max_errors: f64) -> Option<Knee> {
     let series: Vec<Series> = (0..names.len())
         .map(|i| member_series(steps, i, max_errors))
         .collect();
+    let knees: Vec<Option<(f64, u64, u64)>> = series.iter().map(knee).collect();
     let (i, (rate, base, at)) = (0..names.len())
-        .filter_map(|i| Some((i, knee(&series[i])?)))
-        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
-    let others: Vec<String> = (0..names.len())
-        .filter(|j| *j != i)
-        .filter_map(|j| {
-            let (first, then) = (series[j].first()?, series[j].iter().find(|p| p.0 >= rate)?);
-            let (from, to) = (human_us(first.1), human_us(then.1));
-            Some(format!("{} {from} → {to}", names[j]))
-        })
-        .collect();
-    let contrast = if others.is_empty() {
-        String::new()
-    } else {
-        format!(" while the others stayed flat ({})", others.join("; "))
-    };
+        .filter_map(|i| Some((i, knees[i]?)))
+        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.1 .2.cmp(&a.1 .2)))?;
+    let (mut flat, mut rose) = (Vec::new(), Vec::new());
+    for j in (0..names.len()).filter(|j| *j != i) {
+        let Some(first) = series[j].first() else {
+            continue;
+        };
+        let Some(then) = series[j].iter().find(|p| p.0 >= rate) else {
+            continue;
+        };
+        let line = format!("{} {} → {}", names[j], human_us(first.1), human_us(then.1));
+        match knees[j] {
+            Some(k) if k.0 <= rate => rose.push(line),
+            _ => flat.push(line),
+        }
+    }
+    let mut contrast = String::new();
+    if !flat.is_empty() {
+        contrast += &format!(" while the others stayed flat ({})", flat.join("; "));
+    }
+    if !rose.is_empty() {
+        contrast += &format!("; kneeing at the same rate, lower: {}", rose.join("; "));
+    }
     Some(Knee {
         who: names[i].clone(),
         rate,
@@ -191,5 +203,68 @@ mod tests {
         let erroring: Series = vec![(100.0, 300, false), (200.0, 300, true)];
         assert_eq!(knee(&erroring), Some((200.0, 300, 300)));
         assert_eq!(knee(&vec![]), None);
+    }
+
+    fn step(rate: f64, member_p99s: &[u64]) -> StepResult {
+        let member = |(i, p99): (usize, &u64)| crate::scrape::MemberStep {
+            name: format!("app/http://127.0.0.1:{}", 9000 + i),
+            requests: 100,
+            share: 0.5,
+            total_p50_us: 0,
+            total_p99_us: 0,
+            member_p50_us: 0,
+            member_p99_us: *p99,
+            in_flight: 0,
+            pool_hit_rate: 1.0,
+            errors: 0,
+        };
+        StepResult {
+            phase: "step",
+            offered_rate: rate,
+            achieved_rate: rate,
+            requests: 100,
+            errors: 0,
+            latency_us: [("p99", 1000)].into_iter().collect(),
+            slo_us: vec![],
+            wakeup_lag_p99_us: 0,
+            behind_share: 0.0,
+            good: true,
+            errors_ok: true,
+            broke: vec![],
+            server: Some(crate::scrape::ServerStep {
+                cpu_us_per_request: 1.0,
+                members: member_p99s.iter().enumerate().map(member).collect(),
+            }),
+        }
+    }
+
+    /// Both members knee at the sweep's last rate (a CI run: the fast one 683 µs → 6.72 ms, the
+    /// slow one 4.38 → 19.45 ms): the slow one, the higher there, is named, and the fast one's
+    /// rise is not called flat.
+    #[test]
+    fn of_two_members_kneeing_at_one_rate_the_higher_is_named() {
+        let steps = [
+            step(200.0, &[683, 4380]),
+            step(300.0, &[700, 5000]),
+            step(450.0, &[690, 6100]),
+            step(759.0, &[6720, 19_450]),
+        ];
+        let refs: Vec<&StepResult> = steps.iter().collect();
+        let names = member_names(&refs);
+        let k = member_knee(&refs, &names, 0.01).unwrap();
+        assert_eq!(k.who, "app/http://127.0.0.1:9001", "{k:?}");
+        assert_eq!(k.rate, 759.0);
+        assert!(!k.evidence.contains("stayed flat"), "{}", k.evidence);
+        assert!(k.evidence.contains("9000 683µs → 6.72ms"), "{}", k.evidence);
+        // One that stayed flat is called so.
+        let steps = [step(200.0, &[683, 4380]), step(759.0, &[700, 19_450])];
+        let refs: Vec<&StepResult> = steps.iter().collect();
+        let k = member_knee(&refs, &names, 0.01).unwrap();
+        assert!(
+            k.evidence
+                .contains("stayed flat (app/http://127.0.0.1:9000"),
+            "{}",
+            k.evidence
+        );
     }
 }
