@@ -141,12 +141,15 @@ fn a_client_that_stops_reading_a_large_body_is_cut_off_and_never_stalls_the_work
     let mut s = tiny_window_client(p.addr);
     s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    // The response has begun (ringlb is now blocked on this client's window), unread.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut peek = [0u8; 1];
+    // The body has begun to arrive, unread (ringlb is now blocked on this client's window). Not
+    // just the head: the member's body can come a second later (this test's member builds 64 MiB
+    // first), and the body timeout counts from the client's first refusal of it, so the head
+    // alone left the timeout racing the read below (CI, epoll, a slow host).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut peek = [0u8; 4096];
     s.set_nonblocking(true).unwrap();
-    while !matches!(s.peek(&mut peek), Ok(1)) {
-        assert!(Instant::now() < deadline, "no response began");
+    while !matches!(s.peek(&mut peek), Ok(n) if n >= 1024) {
+        assert!(Instant::now() < deadline, "no body began");
         std::thread::sleep(Duration::from_millis(10));
     }
     s.set_nonblocking(false).unwrap();
