@@ -212,15 +212,11 @@ fn open_loop_agrees_with_an_independent_reference_client() {
     // The same fast origin, the same schedule (1000/s on one connection), measured in turn by
     // ringlb-load and by a reference client written for this test, seven interleaved runs each:
     // the medians of their p50s agree within 0.5 ms, and each one's lowest p99 is within 0.5 ms
-    // of the other's median p99 (below). A generator
-    // that sends late counts its own lateness as the server's and fails this by milliseconds in
-    // every run. The p99 of 2,000 requests is the 20th slowest, so a few stalls of the machine
-    // (ms each) move it by more than the margin: on a busy machine both clients meet them, this
-    // debug-built generator in more runs than the reference (CI once saw medians of 1.75 against
-    // 0.55 ms). The best run of each is the one the machine left alone, and the lateness this
-    // test exists for is in every run (a generator sending 4 % of its requests 2 ms late fails
-    // it by 1.9 ms). Seven runs, not five: on a host that stalls for milliseconds now and then
-    // (CI's AMD machines), five sometimes left one client without a quiet run.
+    // of the other's median p99 (below). A generator that sends late counts its own lateness as
+    // the server's and fails this by milliseconds in every run (one sending 4 % of its requests
+    // 2 ms late fails it by 1.9 ms). The p99 of 2,000 requests is the 20th slowest, so a few
+    // stalls of the machine (ms each) move it by more than the margin, in either client's runs
+    // (CI once saw medians of 1.75 against 0.55 ms): hence seven runs and best against median.
     let o = Origin::start(&[]);
     let url = format!("http://127.0.0.1:{}/", o.1);
     let (mut ours, mut theirs) = ((vec![], vec![]), (vec![], vec![]));
