@@ -272,6 +272,23 @@ pub fn server_config(
     Ok(Arc::new(c))
 }
 
+/// Tests: a TLS 1.3 rustls client over `provider` that trusts only `cert`, for server `name`.
+#[cfg(test)]
+pub(crate) fn tls13_client(
+    provider: CryptoProvider,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    name: &'static str,
+) -> rustls::ClientConnection {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    rustls::ClientConnection::new(Arc::new(config), name.try_into().unwrap()).unwrap()
+}
+
 /// Tests: a handshake between rustls' buffered client and server, through memory.
 #[cfg(test)]
 pub(crate) fn handshake_in_memory(
@@ -388,15 +405,7 @@ mod tests {
             .clone()
             .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.der().clone()).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = "r.test".try_into().unwrap();
-        let mut cl = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut cl = tls13_client(provider(), cert.der(), "r.test");
         let mut sv = rustls::ServerConnection::new(server).unwrap();
         let mut wire = Vec::new();
         handshake_in_memory(&mut cl, &mut sv);

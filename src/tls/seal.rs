@@ -50,17 +50,25 @@ pub(super) static AES_256: LazyLock<Tls13CipherSuite> =
     LazyLock::new(|| with_sealer(&AES_256_SEALER));
 
 static AES_128_SEALER: Direct = Direct {
-    suite: suites::TLS13_AES_128_GCM_SHA256,
+    suite: tls13(&suites::TLS13_AES_128_GCM_SHA256),
     alg: &aead::AES_128_GCM,
 };
 static AES_256_SEALER: Direct = Direct {
-    suite: suites::TLS13_AES_256_GCM_SHA384,
+    suite: tls13(&suites::TLS13_AES_256_GCM_SHA384),
     alg: &aead::AES_256_GCM,
 };
 
+/// The TLS 1.3 suite in `s`, at compile time: a TLS 1.2 suite here fails the build.
+const fn tls13(s: &SupportedCipherSuite) -> &'static Tls13CipherSuite {
+    match s {
+        SupportedCipherSuite::Tls13(t) => t,
+        SupportedCipherSuite::Tls12(_) => panic!("the sealers name TLS 1.3 suites"),
+    }
+}
+
 /// rustls' suite with `d` as its AEAD (everything else is the suite's own).
 fn with_sealer(d: &'static Direct) -> Tls13CipherSuite {
-    let o = d.rustls_suite();
+    let o = d.suite;
     Tls13CipherSuite {
         common: CipherSuiteCommon {
             suite: o.common.suite,
@@ -75,20 +83,14 @@ fn with_sealer(d: &'static Direct) -> Tls13CipherSuite {
 
 /// A TLS 1.3 AES-GCM suite's AEAD: rustls' for everything but the encrypter.
 struct Direct {
-    suite: SupportedCipherSuite,
+    /// rustls' own suite (aws-lc-rs provider), whose AEAD does the rest.
+    suite: &'static Tls13CipherSuite,
     alg: &'static aead::Algorithm,
 }
 
 impl Direct {
-    fn rustls_suite(&self) -> &'static Tls13CipherSuite {
-        match self.suite {
-            SupportedCipherSuite::Tls13(s) => s,
-            SupportedCipherSuite::Tls12(_) => unreachable!("the sealers name TLS 1.3 suites"),
-        }
-    }
-
     fn rustls(&self) -> &'static dyn Tls13AeadAlgorithm {
-        self.rustls_suite().aead_alg
+        self.suite.aead_alg
     }
 }
 
@@ -335,15 +337,7 @@ mod tests {
         ] {
             let mut p = crate::tls::provider();
             p.cipher_suites = vec![suite];
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(cert.der().clone()).unwrap();
-            let client = rustls::ClientConfig::builder_with_provider(Arc::new(p))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            let name = "seal.test".try_into().unwrap();
-            let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+            let mut c = crate::tls::tls13_client(p, cert.der(), "seal.test");
             let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
             let mut wire = Vec::new();
             crate::tls::handshake_in_memory(&mut c, &mut s);
