@@ -77,7 +77,7 @@ pub async fn serve(
     match from {
         // Boxed: a connection on another listener does not carry its state (nor a second copy
         // of its `Client` held across the header's wait).
-        Some(from) => Box::pin(serve_proxied(core, c, from, head_deadline, guard)).await,
+        Some(from) => crate::boxed!(serve_proxied(core, c, from, head_deadline, guard)).await,
         None => serve_client(core, c, head_deadline, guard).await,
     }
 }
@@ -100,7 +100,7 @@ async fn serve_client(core: Rc<Core>, c: Client, head_deadline: Instant, guard: 
     match core.tls_config(c.listener) {
         // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
         // copy of its `Client` held across the handshake).
-        Some(config) => Box::pin(serve_tls(core, c, config, head_deadline, guard)).await,
+        Some(config) => crate::boxed!(serve_tls(core, c, config, head_deadline, guard)).await,
         None => keep_serving(core, c, Some(head_deadline), guard).await,
     }
 }
@@ -260,7 +260,7 @@ async fn keep_serving(
                 Wait::Data => {}
                 Wait::Close => break,
                 // Boxed: parking's state (the client moved in) is not part of every task.
-                Wait::Park => match Box::pin(park(&core, c, deadline, first, guard)).await {
+                Wait::Park => match crate::boxed!(park(&core, c, deadline, first, guard)).await {
                     Some((back, kept)) => {
                         (c, guard) = (back, kept);
                         continue;
@@ -275,7 +275,7 @@ async fn keep_serving(
         // Everything from here to the end of the response is a large state machine that lives
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
-        if !Box::pin(handle(&core, &mut c, deadline)).await {
+        if !crate::boxed!(handle(&core, &mut c, deadline)).await {
             break;
         }
     }
@@ -283,7 +283,7 @@ async fn keep_serving(
     // then known to be whole.
     if c.stream.tls.is_some() {
         // Boxed, like the flush in `wait_idle`: a plain connection's task does not carry it.
-        Box::pin(stream::shutdown_write(&mut c.stream)).await;
+        crate::boxed!(stream::shutdown_write(&mut c.stream)).await;
     }
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
     // its first read, unless its first bytes came with a TLS handshake or a PROXY header) instead
@@ -368,7 +368,7 @@ async fn wait_idle(
         // (scenario (d) measured it as ~3 % more CPU per connection).
         if let Some(s) = c.stream.tls.as_mut() {
             let left = deadline.saturating_duration_since(now);
-            if Box::pin(session::flush(&mut c.stream.tcp, s, left))
+            if crate::boxed!(session::flush(&mut c.stream.tcp, s, left))
                 .await
                 .is_err()
             {

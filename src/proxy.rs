@@ -284,7 +284,7 @@ async fn next_member(
                 if now >= deadline {
                     return None;
                 }
-                Box::pin(select::wait_for_slot(gen, bal, deadline)).await;
+                crate::boxed!(select::wait_for_slot(gen, bal, deadline)).await;
                 now = Instant::now();
             }
         }

@@ -527,7 +527,7 @@ async fn relay_spliced(
     c.rbuf.clear();
     // Boxed, like the TLS flush in `conn::wait_idle`: the splice's state stays out of every
     // connection's task, which would otherwise carry it for its small responses too.
-    let (moved, end) = Box::pin(splicer.run(
+    let (moved, end) = crate::boxed!(splicer.run(
         &c.stream.tcp,
         &up.tcp,
         left,
