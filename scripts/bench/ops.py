@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""What each proxy asks of the kernel per request, counted rather than timed: system calls,
+io_uring entries and operations, the wake-ups it causes and the times it sleeps. Counts do not
+move with a noisy or slower host the way CPU time does (a VM whose rounds differ by 20 % counts
+the same operations), so they show where a proxy's kernel work differs from another's, and from
+the floor's, on any machine.
+
+Each proxy runs the scenario once, as in scripts/bench/compare.py (same configurations, ports,
+origins and load; proxy on BENCH_PROXY_CPU, load and origins on BENCH_LOAD_CPU), while
+`perf stat` counts these tracepoints in the proxy's processes (every thread) over the measured
+seconds, divided by the requests the load generator completed in the same seconds:
+  raw_syscalls:sys_enter               system calls of any kind (io_uring_enter included)
+  syscalls:sys_enter_io_uring_enter    entries into the ring
+  io_uring:io_uring_submit_req         operations submitted to the ring
+  sched:sched_wakeup                   tasks the proxy woke (the load generator, the origins)
+  context-switches                     times the proxy's threads went to sleep (or were preempted)
+Counting tracepoints costs CPU, so these runs are not the timed ones: use compare.py for time.
+
+Not a test: it measures. Needs `perf` (linux-perf) and root (or perf_event_paranoid <= 0).
+Environment: BENCH_PROXIES (ringlb,nginx,haproxy,floor), OPS_SCENARIOS (a,b,d), BENCH_DURATION (8),
+BENCH_WARMUP (2), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
+
+usage: python3 scripts/bench/ops.py   (after `cargo build --release --workspace`)
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare as c  # noqa: E402  (the proxies' configurations and the load, shared)
+from procs import wait_port  # noqa: E402
+
+EVENTS = [
+    ("raw_syscalls:sys_enter", "system calls"),
+    ("syscalls:sys_enter_io_uring_enter", "io_uring_enter"),
+    ("io_uring:io_uring_submit_req", "ring operations"),
+    ("sched:sched_wakeup", "wake-ups caused"),
+    ("context-switches", "sleeps"),
+]
+SCENARIOS = os.environ.get("OPS_SCENARIOS", "a,b,d").split(",")
+PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,nginx,haproxy,floor").split(",")
+
+
+def load_args(scenario, url, body):
+    """The load of `scenario`, as compare.py runs it."""
+    if scenario == "a":
+        return ["-c", "64", url]
+    if scenario == "b":
+        return ["-c", "64", "-m", "POST", "--body-file", str(body), url]
+    if scenario == "d":
+        return ["-c", "64", "--connect-per-request", url]
+    raise SystemExit(f"ops.py counts scenarios a, b and d, not {scenario!r}")
+
+
+def count(proxy, args, tmp):
+    """Runs the load; returns {event: count per request} over the measured seconds."""
+    out = Path(tmp) / "load.json"
+    gen = subprocess.Popen(c.load_cmd(["--warmup", f"{c.WARMUP_S}s"] + args, out),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.05 + c.WARMUP_S)
+    pids = ",".join(str(p) for p in proxy.pids())
+    stat = subprocess.run(["perf", "stat", "-x", ",", "-e", ",".join(e for e, _ in EVENTS), "-p", pids,
+                           "--", "sleep", str(c.DURATION)], capture_output=True, text=True)
+    err = gen.communicate()[1]
+    if gen.returncode != 0:
+        raise RuntimeError(f"ringlb-load {' '.join(args)}: {err}")
+    if stat.returncode != 0:
+        raise RuntimeError(f"perf stat: {stat.stderr}")
+    requests = max(c.json.loads(out.read_text())["requests"], 1)
+    counts = {}
+    for line in stat.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in dict(EVENTS):
+            if not fields[0].strip().isdigit():
+                raise RuntimeError(f"perf could not count {fields[2]}: {line}")
+            counts[fields[2]] = int(fields[0]) / requests
+    missing = [e for e, _ in EVENTS if e not in counts]
+    if missing:
+        raise RuntimeError(f"perf stat gave no count for {missing}: {stat.stderr}")
+    return counts
+
+
+def main():
+    if shutil.which("perf") is None:
+        raise SystemExit("perf is not installed (Debian: linux-perf)")
+    tmp = tempfile.mkdtemp(prefix="ringlb-ops-")
+    c.STAGED["ringlb"] = c.stage(c.RINGLB, tmp, "ringlb")
+    origins = [subprocess.Popen([str(c.LOAD), "origin", "--port", str(p), "--cpus", c.LOAD_CPU],
+                                stderr=subprocess.DEVNULL) for p in c.SMALL]
+    body = Path(tmp) / "1k.bin"
+    body.write_bytes(b"b" * 1024)
+    rows = []
+    try:
+        for p in c.SMALL:
+            if not wait_port(p):
+                raise RuntimeError(f"origin on {p} did not start")
+        for scenario in SCENARIOS:
+            for name in PROXIES:
+                if name == "floor" and scenario not in c.FLOOR_SCENARIOS:
+                    continue
+                proxy = c.Proxy(name, tmp)
+                proxy.start()
+                try:
+                    url = f"http://127.0.0.1:{proxy.port}/"
+                    per = count(proxy, load_args(scenario, url, body), tmp)
+                finally:
+                    proxy.stop()
+                rows.append((scenario, name, per))
+                print(f"({scenario}) {name}: " + ", ".join(f"{e}={v:.2f}" for e, v in per.items()),
+                      file=sys.stderr, flush=True)
+    finally:
+        for o in origins:
+            o.kill()
+            o.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("| scenario | proxy | " + " | ".join(label for _, label in EVENTS) + " |")
+    print("|---|---|" + "---|" * len(EVENTS))
+    for scenario, name, per in rows:
+        print(f"| ({scenario}) | {name} | " + " | ".join(f"{per[e]:.2f}" for e, _ in EVENTS) + " |")
+
+
+if __name__ == "__main__":
+    main()
