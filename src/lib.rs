@@ -40,6 +40,7 @@
 //!   results each core applies at its once-a-second publication).
 //! - `access_log`: Apache combined lines, buffered per core, written by one writer thread.
 //! - `demo`: the built-in demo backends; `status_cli`: `ringlb status` and `ringlb reload`.
+//! - `boxed!` (defined here): a future boxed without first building it on the stack and copying it.
 //!
 //! One request's path: accept (worker) -> read head + parse (conn, http::parse) -> normalise the
 //! path (http::path) -> gather a small body, route, balancer pick (proxy) -> checked pool checkout
