@@ -361,6 +361,18 @@ ProxyPass / balancer://small/
             self.proc = None
 
 
+def small_load(scenario, url, body):
+    """ringlb-load's arguments for the small-request scenarios (a), (b) and (d) against `url`;
+    `body`: (b)'s 1 KiB file. Also what scripts/bench/ops.py counts."""
+    if scenario == "a":
+        return ["-c", "64", url]
+    if scenario == "b":
+        return ["-c", "64", "-m", "POST", "--body-file", str(body), url]
+    if scenario == "d":
+        return ["-c", "64", "--connect-per-request", url]
+    raise ValueError(f"not a small-request scenario: {scenario!r}")
+
+
 def load_cmd(args, json_path):
     return ["taskset", "-c", LOAD_CPU, str(LOAD), "-q", "-t", "1", "-d", f"{DURATION}s", "--json", str(json_path)] + args
 
@@ -693,17 +705,17 @@ def run():
                         url = f"{'https' if tls else 'http'}://127.0.0.1:{proxy.port}/"
                         targs = tls_client_args(pki) if tls else []
                         if scenario == "a":
-                            fig = measure(proxy, ["-c", "64", url], tmp)
+                            fig = measure(proxy, small_load(scenario, url, body), tmp)
                             if name == "nginx":
                                 nginx_a.append(fig["rps"])
                         elif scenario == "b":
-                            fig = measure(proxy, ["-c", "64", "-m", "POST", "--body-file", str(body), url], tmp)
+                            fig = measure(proxy, small_load(scenario, url, body), tmp)
                         elif scenario == "c":
                             big = f"http://127.0.0.1:{FLOOR_BIG_PORT}/" if name == "floor" else url
                             fig = measure(proxy, ["-c", "16", big + "big"], tmp)
                             fig["gbps"] = fig["rps"] * (1 << 20) / 1e9
                         elif scenario == "d":
-                            fig = measure(proxy, ["-c", "64", "--connect-per-request", url], tmp)
+                            fig = measure(proxy, small_load(scenario, url, body), tmp)
                         elif scenario == "e":
                             fig = idle_connections(proxy)
                         elif scenario == "f":

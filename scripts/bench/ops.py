@@ -29,6 +29,7 @@ BENCH_WARMUP (2), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Ma
 usage: python3 scripts/bench/ops.py   (after `cargo build --release --workspace`)
 """
 
+import json
 import os
 import shutil
 import signal
@@ -53,17 +54,6 @@ SCENARIOS = os.environ.get("OPS_SCENARIOS", "a,b,d").split(",")
 PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,nginx,haproxy,floor").split(",")
 
 
-def load_args(scenario, url, body):
-    """The load of `scenario`, as compare.py runs it."""
-    if scenario == "a":
-        return ["-c", "64", url]
-    if scenario == "b":
-        return ["-c", "64", "-m", "POST", "--body-file", str(body), url]
-    if scenario == "d":
-        return ["-c", "64", "--connect-per-request", url]
-    raise SystemExit(f"ops.py counts scenarios a, b and d, not {scenario!r}")
-
-
 def count(proxy, args, tmp):
     """Runs the load; returns {event: count per request} over the measured seconds."""
     out = Path(tmp) / "load.json"
@@ -83,7 +73,7 @@ def count(proxy, args, tmp):
         raise RuntimeError(f"ringlb-load {' '.join(args)}: {err}")
     if stat.returncode != 0:
         raise RuntimeError(f"perf stat: {stat.stderr}")
-    r = c.json.loads(out.read_text())
+    r = json.loads(out.read_text())
     requests = r["requests"]
     failed = sum(r["errors"].values())
     if requests == 0 or failed or r["status"]["2xx"] != requests:
@@ -102,6 +92,8 @@ def count(proxy, args, tmp):
 
 
 def main():
+    if not set(SCENARIOS) <= {"a", "b", "d"}:
+        raise SystemExit(f"ops.py counts scenarios a, b and d, not {SCENARIOS}")
     if shutil.which("perf") is None:
         raise SystemExit("perf is not installed (Debian: linux-perf)")
     for tool in (c.RINGLB, c.LOAD):
@@ -129,7 +121,7 @@ def main():
                 proxy.start()
                 try:
                     url = f"http://127.0.0.1:{proxy.port}/"
-                    per = count(proxy, load_args(scenario, url, body), tmp)
+                    per = count(proxy, c.small_load(scenario, url, body), tmp)
                 finally:
                     proxy.stop()
                 rows.append((scenario, name, per))
