@@ -196,10 +196,6 @@ pub async fn run(
         Err(outcome) => return outcome,
     };
     let sent_at = Instant::now();
-    // The request is sent once its last body packet is: each one the container asks for
-    // (GET_BODY_CHUNK, at its pace) starts `response_timeout` again, so that a long upload is not
-    // counted against it.
-    let mut deadline = sent_at + limits.response;
     let mut r = Response {
         started: None,
         head_time: Duration::ZERO,
@@ -208,40 +204,21 @@ pub async fn run(
         sent,
         crlf_pending: false,
     };
+    let mut inbox = Inbox {
+        pos: 0,
+        deadline: sent_at + limits.response,
+        got_any: false,
+    };
     c.rbuf.clear();
-    let mut rpos = 0usize;
-    let mut got_any = false;
     loop {
-        let (packet, used) = match decode(&c.rbuf[rpos..], member.packet_size) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                c.rbuf.drain(..rpos);
-                rpos = 0;
-                let limit = match r.started {
-                    None => match crate::deadline::left(deadline) {
-                        Some(left) => left,
-                        None => return read_failed(&r, &body, IoFail::Timeout, got_any),
-                    },
-                    Some(_) => limits.response,
-                };
-                match read_more(up, &mut c.rbuf, 16384, limit).await {
-                    Ok(n) => r.received += n as u64,
-                    Err(e) => return read_failed(&r, &body, e, got_any),
-                }
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
-                return if r.started.is_some() {
-                    r.broken()
-                } else {
-                    invalid(&body)
-                };
-            }
+        let next = next_packet(c, up, &mut inbox, &mut r, &body, member, limits).await;
+        let (packet, used) = match next {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
         };
-        got_any = true;
-        let base = rpos;
-        rpos += used;
+        inbox.got_any = true;
+        let base = inbox.pos;
+        inbox.pos += used;
         let step = match packet {
             Packet::GetBodyChunk(n) => {
                 // Only a packet of the body restarts the limit: a container that keeps asking once
@@ -250,7 +227,7 @@ pub async fn run(
                     !(body.tracker.is_done() && body.pending.is_empty() && body.stage.is_empty());
                 let sent = send_body_chunk(c, up, &mut body, n, member, &mut r, limits).await;
                 if more {
-                    deadline = Instant::now() + limits.response;
+                    inbox.deadline = Instant::now() + limits.response;
                 }
                 sent
             }
@@ -266,7 +243,9 @@ pub async fn run(
             Packet::SendBodyChunk(data) => send_data(c, data, base, &body, &mut r, limits).await,
             Packet::EndResponse { reuse } => {
                 return match end_response(c, &mut body, &mut r, limits).await {
-                    Ok((s, whole)) => done(&r, s, whole, reuse && whole && rpos == c.rbuf.len()),
+                    Ok((s, whole)) => {
+                        done(&r, s, whole, reuse && whole && inbox.pos == c.rbuf.len())
+                    }
                     Err(outcome) => outcome,
                 };
             }
@@ -274,6 +253,62 @@ pub async fn run(
         };
         if let Err(outcome) = step {
             return outcome;
+        }
+    }
+}
+
+/// Where the container's packets are read from `c.rbuf`.
+struct Inbox {
+    /// Where the next packet starts in `c.rbuf`.
+    pos: usize,
+    /// The request is sent once its last body packet is: each one the container asks for
+    /// (GET_BODY_CHUNK, at its pace) while body remains starts `response_timeout` again, so that
+    /// a long upload is not counted against it. Until the response head, the container must
+    /// answer by this.
+    deadline: Instant,
+    /// A whole packet came from the container.
+    got_any: bool,
+}
+
+/// Decodes the next packet at `inbox.pos`, reading more from `up` until one is whole: before the
+/// response head by `inbox.deadline`, after it within `limits.response` of each read. What was
+/// decoded before `inbox.pos` is dropped from `c.rbuf` when more is read (`inbox.pos` becomes 0).
+/// The packet's ranges and its length are relative to `inbox.pos` on return; the caller advances
+/// it.
+async fn next_packet(
+    c: &mut Client,
+    up: &mut Stream,
+    inbox: &mut Inbox,
+    r: &mut Response,
+    body: &Body,
+    member: &MemberConfig,
+    limits: &Limits<'_>,
+) -> Result<(Packet, usize), Outcome> {
+    loop {
+        match decode(&c.rbuf[inbox.pos..], member.packet_size) {
+            Ok(Some(p)) => return Ok(p),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
+                return Err(if r.started.is_some() {
+                    r.broken()
+                } else {
+                    invalid(body)
+                });
+            }
+        }
+        c.rbuf.drain(..inbox.pos);
+        inbox.pos = 0;
+        let limit = match r.started {
+            None => match crate::deadline::left(inbox.deadline) {
+                Some(left) => left,
+                None => return Err(read_failed(r, body, IoFail::Timeout, inbox.got_any)),
+            },
+            Some(_) => limits.response,
+        };
+        match read_more(up, &mut c.rbuf, 16384, limit).await {
+            Ok(n) => r.received += n as u64,
+            Err(e) => return Err(read_failed(r, body, e, inbox.got_any)),
         }
     }
 }
