@@ -20,7 +20,7 @@ Run it through scripts/bench-compare.sh (which installs the peers and builds rin
   BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
   target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
   "ringlb-base", run with the same configuration, to compare a change with the code before it side
-  by side; in the TLS scenarios too, so a base binary older than TLS support (issue 11) fails them:
+  by side, when BENCH_PROXIES names it; in (h) and the TLS scenarios too, so a base binary older than TLS support (issue 11) fails them:
   leave i-l out with such a base).
 """
 
@@ -692,7 +692,7 @@ def run():
                         continue
                     if name == "floor" and scenario not in FLOOR_SCENARIOS:
                         continue
-                    if scenario == "h" and (name not in ("ringlb", "apache") or tomcat is None):
+                    if scenario == "h" and (name not in ("ringlb", "ringlb-base", "apache") or tomcat is None):
                         continue
                     if scenario == "f" and not nginx_a and "nginx" in PROXIES:
                         continue
