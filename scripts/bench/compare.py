@@ -20,8 +20,8 @@ Run it through scripts/bench-compare.sh (which installs the peers and builds rin
   BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
   target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
   "ringlb-base", run with the same configuration, to compare a change with the code before it side
-  by side, when BENCH_PROXIES names it; in (h) and the TLS scenarios too, so a base binary older than TLS support (issue 11) fails them:
-  leave i-l out with such a base).
+  by side, when BENCH_PROXIES names it; in (h) and the TLS scenarios too, so a base binary older
+  than TLS support (issue 11) fails them: leave i-l out with such a base).
 """
 
 import json
@@ -361,6 +361,13 @@ ProxyPass / balancer://small/
             self.proc = None
 
 
+def small_body(tmp):
+    """(b)'s 1 KiB request body, written into the folder `tmp`; its path."""
+    body = Path(tmp) / "1k.bin"
+    body.write_bytes(b"b" * 1024)
+    return body
+
+
 def small_load(scenario, url, body):
     """ringlb-load's arguments for the small-request scenarios (a), (b) and (d) against `url`;
     `body`: (b)'s 1 KiB file. Also what scripts/bench/ops.py counts."""
@@ -665,8 +672,7 @@ def run():
         for port in SMALL + BIG:
             if not wait_port(port):
                 raise RuntimeError(f"origin on {port} did not start")
-        body = Path(tmp) / "1k.bin"
-        body.write_bytes(b"b" * 1024)
+        body = small_body(tmp)
         pki = make_pki(tmp) if any(s in TLS_SCENARIOS for s in SCENARIOS) else None
         results = {}  # (scenario, proxy) -> list of dicts
         nginx_a = []
@@ -704,18 +710,14 @@ def run():
                     try:
                         url = f"{'https' if tls else 'http'}://127.0.0.1:{proxy.port}/"
                         targs = tls_client_args(pki) if tls else []
-                        if scenario == "a":
+                        if scenario in ("a", "b", "d"):
                             fig = measure(proxy, small_load(scenario, url, body), tmp)
-                            if name == "nginx":
+                            if scenario == "a" and name == "nginx":
                                 nginx_a.append(fig["rps"])
-                        elif scenario == "b":
-                            fig = measure(proxy, small_load(scenario, url, body), tmp)
                         elif scenario == "c":
                             big = f"http://127.0.0.1:{FLOOR_BIG_PORT}/" if name == "floor" else url
                             fig = measure(proxy, ["-c", "16", big + "big"], tmp)
                             fig["gbps"] = fig["rps"] * (1 << 20) / 1e9
-                        elif scenario == "d":
-                            fig = measure(proxy, small_load(scenario, url, body), tmp)
                         elif scenario == "e":
                             fig = idle_connections(proxy)
                         elif scenario == "f":

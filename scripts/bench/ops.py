@@ -106,8 +106,7 @@ def main():
     c.STAGED["ringlb"] = c.stage(c.RINGLB, tmp, "ringlb")
     origins = [subprocess.Popen([str(c.LOAD), "origin", "--port", str(p), "--cpus", c.LOAD_CPU],
                                 stderr=subprocess.DEVNULL) for p in c.SMALL]
-    body = Path(tmp) / "1k.bin"
-    body.write_bytes(b"b" * 1024)
+    body = c.small_body(tmp)
     rows = []
     try:
         for p in c.SMALL:
