@@ -272,9 +272,9 @@ struct Inbox {
 
 /// Decodes the next packet at `inbox.pos`, reading more from `up` until one is whole: before the
 /// response head by `inbox.deadline`, after it within `limits.response` of each read. What was
-/// decoded before `inbox.pos` is dropped from `c.rbuf` when more is read (`inbox.pos` becomes 0).
-/// The packet's ranges and its length are relative to `inbox.pos` on return; the caller advances
-/// it.
+/// decoded before `inbox.pos` is dropped from `c.rbuf` once no whole packet is left there
+/// (`inbox.pos` becomes 0), before the deadline is checked and more read. The packet's ranges
+/// and its length are relative to `inbox.pos` on return; the caller advances it.
 async fn next_packet(
     c: &mut Client,
     up: &mut Stream,
