@@ -57,15 +57,21 @@ pub fn address(ip: IpAddr) -> Address {
     };
     match ip {
         IpAddr::V4(v4) => {
+            let mut push = |b: u8| {
+                a.text[a.len] = b;
+                a.len += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    a.text[a.len] = b'.';
-                    a.len += 1;
+                    push(b'.');
                 }
-                let d = decimal(u64::from(octet));
-                let d = d.as_bytes();
-                a.text[a.len..a.len + d.len()].copy_from_slice(d);
-                a.len += d.len();
+                if octet >= 100 {
+                    push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    push(b'0' + octet / 10 % 10);
+                }
+                push(b'0' + octet % 10);
             }
         }
         IpAddr::V6(v6) => {
