@@ -79,6 +79,8 @@ fn coarse_ns() -> u64 {
 
 /// `TICK` in ns.
 const TICK_NS: u64 = TICK.as_nanos() as u64;
+/// `TICK` in ms.
+const TICK_MS: u64 = TICK.as_millis() as u64;
 
 impl Wheel {
     /// The tick the clock is in at `now` (ns of the coarse clock).
@@ -93,12 +95,17 @@ impl Wheel {
 
     /// Arms a deadline `limit` after a moment in tick `now` (read from the clock).
     fn arm_at(&mut self, limit: Duration, now: u64) -> u32 {
-        // Fires once the clock reaches tick `due`: at least `ticks` whole ticks after the end of
-        // the arming tick, and one more tick of margin for the coarse clock's jitter.
-        let ticks = limit.as_millis().div_ceil(TICK.as_millis());
+        // Fires once the clock reaches tick `due`: at least the limit's whole ticks (rounded up)
+        // after the end of the arming tick, and one more tick of margin for the coarse clock's
+        // jitter. In u64 ms: `as_millis` is a u128, whose division was a third of arming's
+        // instructions.
+        let ms = limit
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(limit.subsec_millis()));
         let due = now
             .max(self.now)
-            .saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+            .saturating_add(ms.div_ceil(TICK_MS))
             .saturating_add(2);
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
