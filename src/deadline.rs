@@ -82,6 +82,17 @@ const TICK_NS: u64 = TICK.as_nanos() as u64;
 /// `TICK` in ms.
 const TICK_MS: u64 = TICK.as_millis() as u64;
 
+/// `limit` in whole ms (what is under a ms dropped, as `as_millis` does), in ticks rounded up.
+/// In u64: `as_millis` is a u128, whose division was a third of arming's instructions. Saturates
+/// only past 584 million years (configured limits are at most a year).
+fn limit_ticks(limit: Duration) -> u64 {
+    let ms = limit
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(limit.subsec_millis()));
+    ms.div_ceil(TICK_MS)
+}
+
 impl Wheel {
     /// The tick the clock is in at `now` (ns of the coarse clock).
     fn tick_of(&self, now: u64) -> u64 {
@@ -95,17 +106,11 @@ impl Wheel {
 
     /// Arms a deadline `limit` after a moment in tick `now` (read from the clock).
     fn arm_at(&mut self, limit: Duration, now: u64) -> u32 {
-        // Fires once the clock reaches tick `due`: at least the limit's whole ticks (rounded up)
-        // after the end of the arming tick, and one more tick of margin for the coarse clock's
-        // jitter. In u64 ms: `as_millis` is a u128, whose division was a third of arming's
-        // instructions.
-        let ms = limit
-            .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(limit.subsec_millis()));
+        // Fires once the clock reaches tick `due`: at least `limit_ticks` whole ticks after the
+        // end of the arming tick, and one more tick of margin for the coarse clock's jitter.
         let due = now
             .max(self.now)
-            .saturating_add(ms.div_ceil(TICK_MS))
+            .saturating_add(limit_ticks(limit))
             .saturating_add(2);
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
@@ -284,6 +289,31 @@ mod tests {
             let now = w.started + TICK_NS * w.now + d.as_nanos() as u64;
             w.turn(now)
         });
+    }
+
+    #[test]
+    fn limits_become_the_ticks_a_u128_division_gives() {
+        let old = |d: Duration| u64::try_from(d.as_millis().div_ceil(TICK.as_millis())).unwrap();
+        let edges = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+            Duration::from_nanos(49_999_999),
+            TICK,
+            TICK + Duration::from_nanos(1),
+            Duration::from_secs(365 * 24 * 3600),
+            Duration::from_secs(u64::MAX / 1000),
+        ];
+        let mut rng = crate::test_rng::Rng(0x2545_f491_4f6c_dd1d);
+        let random = (0..5000).map(|_| {
+            let secs = rng.next() >> rng.below(64);
+            Duration::new(secs % (u64::MAX / 1000), rng.below(1_000_000_000) as u32)
+        });
+        for d in edges.into_iter().chain(random) {
+            assert_eq!(limit_ticks(d), old(d), "{d:?}");
+        }
+        // Past that, it saturates (the old formula did not): never reached from a configuration.
+        assert!(limit_ticks(Duration::MAX) >= u64::MAX / 1000 / TICK_MS);
     }
 
     #[test]

@@ -3,30 +3,33 @@
 under valgrind's callgrind, which counts every user-space instruction its threads execute (the
 kernel's work is not counted: scripts/bench/ops.py counts what a proxy asks of the kernel). A
 count does not move with a noisy or slower host the way CPU time does: the same binary and
-scenario give the same count within a fraction of a per cent, with the other core busy or not,
+scenario give the same count within 0.2 %, with the other core busy or not,
 so a change of 1-2 % to the request path, which no timed run on a VM can see, shows here. It is
 not time: a cache miss costs no instruction, so compare counts alongside compare.py's CPU.
 
 Each proxy starts under callgrind with compare.py's configuration (proxy on BENCH_PROXY_CPU,
 origins and load on BENCH_LOAD_CPU), takes a warm-up run of the load (its pools and buffers
 grow), then callgrind's counters are zeroed (`callgrind_control -z`), the measured run goes, and
-the counters are dumped (`callgrind_control -d`). Both happen while no request is in flight, so
-the dump holds exactly the measured run: its requests plus its 64 connections' opening and
-closing (under 0.3 % of the count). Under callgrind a proxy runs some 30-50 x slower, so the
-load generator is never what limits it. A run with a failed or non-2xx answer is refused.
+the counters are dumped (`callgrind_control -d`). Before each, the script waits until the
+proxy has gone quiet (its CPU time all but stops moving): what the dump holds is then the
+measured run, its requests with its connections' opening and closing (64 in all in (a) and (b),
+under 0.3 % of the count; one per request in (d), which is what (d) measures), and the idle
+work of those seconds (the deadline wheel's turns, the statistics' merges). Under callgrind a
+proxy runs some 30-50 x slower, so the load generator is never what limits it. A run with a
+failed or non-2xx answer is refused. The floor has no (d) (`compare.FLOOR_SCENARIOS`).
 
-Not a test: it measures. Needs valgrind (Debian: valgrind). ringlb finds the vDSO through libc
-(rustix's `use-libc-auxv`), which is what lets it run under valgrind at all.
-Environment: BENCH_PROXIES (ringlb,floor; ringlb-base with BENCH_BASE_BIN), COUNT_SCENARIOS
-(a,b,d), BENCH_DURATION (5: seconds of the measured run), BENCH_WARMUP (3), COUNT_TOP (0: with
-N, the N functions with the most instructions of their own, per run), BENCH_PROXY_CPU,
-BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
+Not a test: it measures. Needs valgrind (Debian: valgrind). ringlb and ringlb-load find the
+vDSO through libc (rustix's `use-libc-auxv`), which is what lets them run under valgrind at all:
+a base binary built before that (commit 1f78797) dies at its first clock read, and is refused.
+Environment: BENCH_PROXIES (ringlb,floor; ringlb-base with BENCH_BASE_BIN; no other proxy),
+COUNT_SCENARIOS (a,b,d), COUNT_SECONDS (5: the measured run), COUNT_WARMUP (3: a separate run
+before it, not counted), COUNT_TOP (0: with N, the N functions with the most instructions of
+their own, per run), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
 
 usage: python3 scripts/bench/count.py   (after `cargo build --release --workspace`)
 """
 
 import collections
-import json
 import os
 import re
 import shutil
@@ -34,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,8 +46,9 @@ from procs import ports_in_use, wait_port  # noqa: E402
 
 SCENARIOS = os.environ.get("COUNT_SCENARIOS", "a,b,d").split(",")
 PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,floor").split(",")
-SECONDS = int(os.environ.get("BENCH_DURATION", "5"))
-WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
+SECONDS = int(os.environ.get("COUNT_SECONDS", "5"))
+WARMUP = int(os.environ.get("COUNT_WARMUP", "3"))
+COUNTED = ("ringlb", "ringlb-base", "floor")
 TOP = int(os.environ.get("COUNT_TOP", "0"))
 
 
@@ -71,24 +76,48 @@ def self_costs(dump):
     return costs
 
 
+def cpu_ticks(pid):
+    """The process's user and system CPU time so far, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def settle(pid):
+    """Waits (at most 20 s) until the process uses under a tenth of a core over half a second:
+    the connections of the run before are closed, and under callgrind that takes a while."""
+    quiet = os.sysconf("SC_CLK_TCK") // 20
+    before = cpu_ticks(pid)
+    for _ in range(40):
+        time.sleep(0.5)
+        now = cpu_ticks(pid)
+        if now - before <= quiet:
+            return
+        before = now
+    raise RuntimeError(f"pid {pid} did not go quiet within 20 s")
+
+
 def count(proxy, args, tmp):
     """Runs the measured load against `proxy` under callgrind; returns (instructions per request,
     requests, the dump's path)."""
     out = Path(tmp) / proxy.name / "callgrind.out"
-    vg = subprocess.Popen(["taskset", "-c", c.PROXY_CPU, "valgrind", "--tool=callgrind", "--vgdb=yes",
-                           f"--callgrind-out-file={out}"] + proxy.config(),
-                          stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / proxy.name / "valgrind.log", "w"))
+    log_path = Path(tmp) / proxy.name / "valgrind.log"
+    with open(log_path, "w") as log:
+        vg = subprocess.Popen(["taskset", "-c", c.PROXY_CPU, "valgrind", "--tool=callgrind", "--vgdb=yes",
+                               f"--callgrind-out-file={out}"] + proxy.config(),
+                              stdout=subprocess.DEVNULL, stderr=log)
     try:
         if not wait_port(proxy.port, 120):
-            raise RuntimeError(f"{proxy.name} did not start under valgrind: see {tmp}/{proxy.name}/valgrind.log")
+            raise RuntimeError(f"{proxy.name} did not start under valgrind: see {log_path}")
         c.DURATION = WARMUP
         c.load(args, Path(tmp) / "warm.json")
+        settle(vg.pid)
         subprocess.run(["callgrind_control", "-z", str(vg.pid)], check=True, stdout=subprocess.DEVNULL)
         c.DURATION = SECONDS
         r = c.load(args, Path(tmp) / "load.json")
+        settle(vg.pid)
         subprocess.run(["callgrind_control", "-d", str(vg.pid)], check=True, stdout=subprocess.DEVNULL)
         if vg.poll() is not None:
-            raise RuntimeError(f"{proxy.name} exited under valgrind: see {tmp}/{proxy.name}/valgrind.log")
+            raise RuntimeError(f"{proxy.name} exited under valgrind: see {log_path}")
     finally:
         vg.terminate()
         try:
@@ -110,6 +139,8 @@ def count(proxy, args, tmp):
 def main():
     if not set(SCENARIOS) <= {"a", "b", "d"}:
         raise SystemExit(f"count.py counts scenarios a, b and d, not {SCENARIOS}")
+    if not set(PROXIES) <= set(COUNTED):
+        raise SystemExit(f"count.py counts {', '.join(COUNTED)}, not {PROXIES}")
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: valgrind)")
@@ -118,18 +149,21 @@ def main():
             raise SystemExit(f"{tool} is missing: cargo build --release --workspace")
     if "ringlb-base" in PROXIES and not c.BASE_BIN:
         raise SystemExit("ringlb-base needs BENCH_BASE_BIN")
-    busy = ports_in_use([*c.SMALL, *(c.PORTS[p] for p in PROXIES)])
+    ours = [*c.SMALL, *(c.PORTS[p] for p in PROXIES), c.FLOOR_BIG_PORT, *c.ADMIN_PORTS.values()]
+    busy = ports_in_use(ours)
     if busy:
         raise SystemExit(f"ports {busy} on 127.0.0.1 are in use by processes this run did not start: stop them first")
     tmp = tempfile.mkdtemp(prefix="ringlb-count-")
-    c.STAGED["ringlb"] = c.stage(c.RINGLB, tmp, "ringlb")
-    if c.BASE_BIN:
-        c.STAGED["ringlb-base"] = c.stage(c.BASE_BIN, tmp, "ringlb-base")
-    origins = [subprocess.Popen([str(c.LOAD), "origin", "--port", str(p), "--cpus", c.LOAD_CPU],
-                                stderr=subprocess.DEVNULL) for p in c.SMALL]
-    body = c.small_body(tmp)
+    origins = []
     rows = []
     try:
+        c.STAGED["ringlb"] = c.stage(c.RINGLB, tmp, "ringlb")
+        if c.BASE_BIN:
+            c.STAGED["ringlb-base"] = c.stage(c.BASE_BIN, tmp, "ringlb-base")
+        body = c.small_body(tmp)
+        for p in c.SMALL:
+            origins.append(subprocess.Popen([str(c.LOAD), "origin", "--port", str(p), "--cpus", c.LOAD_CPU],
+                                            stderr=subprocess.DEVNULL))
         for p in c.SMALL:
             if not wait_port(p):
                 raise RuntimeError(f"origin on {p} did not start")

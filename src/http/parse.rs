@@ -403,6 +403,9 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
+/// The most headers a member's response may have: one more is `HeadError::TooLarge`.
+const RESPONSE_HEADERS: usize = 128;
+
 /// Parses a response head. Framing errors are `Invalid` (the client then gets a 502).
 pub fn parse_response(
     buf: &[u8],
@@ -411,9 +414,13 @@ pub fn parse_response(
 ) -> Result<(), HeadError> {
     // Uninitialised, as in `parse_request`: filling 128 empty headers (4 KiB) first was ~350
     // instructions per response, a fifth of this function's (callgrind, scenario (a)).
-    let mut raw: [MaybeUninit<httparse::Header<'_>>; 128] = [const { MaybeUninit::uninit() }; 128];
+    let mut raw: [MaybeUninit<httparse::Header<'_>>; RESPONSE_HEADERS] =
+        [const { MaybeUninit::uninit() }; RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let window = &buf[..buf.len().min(max_bytes)];
+    // The configuration `Response::parse` uses (httparse has no `Response::parse_with_uninit_
+    // headers`). Leave its leniencies off: in httparse 1.10.1, `allow_spaces_after_header_name_
+    // in_responses` also sets `ignore_invalid_headers_in_requests`.
     let config = httparse::ParserConfig::default();
     let head_len = match config.parse_response_with_uninit_headers(&mut resp, window, &mut raw) {
         Ok(httparse::Status::Complete(n)) => n,
