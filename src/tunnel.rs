@@ -241,19 +241,8 @@ async fn wait(
     if now >= until {
         return Some(ended(now));
     }
-    // A direction with bytes to send waits for its receiver; else for its sender, unless that
-    // closed. Plaintext already in a sender's TLS session needs no wait (`Flow::step` takes it).
-    // (A direction whose sender closed is pending until its receiver is shut down: if the turn
-    // budget ran out first, the receiver's writability brings it back.)
-    let up_pending = !ups.done() && (ups.eof || !ups.drained(&c.buf, up));
-    let down_pending = !downs.done() && (downs.eof || !downs.drained(&c.rbuf, &c.stream));
-    let read_client = !ups.done() && !up_pending && !ups.eof;
-    let read_member = !downs.done() && !down_pending && !downs.eof;
-    if (read_client && c.stream.has_buffered()) || (read_member && up.has_buffered()) {
-        return None;
-    }
-    let want = [read_client, down_pending, read_member, up_pending];
-    let quiet = !up_pending && !down_pending;
+    // `None`: a flow goes on at once.
+    let (want, quiet) = wanted_readiness(c, up, ups, downs)?;
     // Quiet both ways: the buffers are kept through a short spell (between two messages), then
     // go back to the core for the rest of the wait, like a waiting keep-alive connection's.
     let first = if quiet {
@@ -283,6 +272,30 @@ async fn wait(
     downs.readable |= hit[2];
     ups.writable |= hit[3];
     None
+}
+
+/// The readiness the flows wait for (client readable, client writable, member readable, member
+/// writable), and whether both directions are quiet (nothing to send, no shutdown owed); `None`
+/// when a flow can go on at once, its sender's TLS session already holding plaintext.
+fn wanted_readiness(
+    c: &Client,
+    up: &Stream,
+    ups: &Flow,
+    downs: &Flow,
+) -> Option<([bool; 4], bool)> {
+    // A direction with bytes to send waits for its receiver; else for its sender, unless that
+    // closed. Plaintext already in a sender's TLS session needs no wait (`Flow::step` takes it).
+    // (A direction whose sender closed is pending until its receiver is shut down: if the turn
+    // budget ran out first, the receiver's writability brings it back.)
+    let up_pending = !ups.done() && (ups.eof || !ups.drained(&c.buf, up));
+    let down_pending = !downs.done() && (downs.eof || !downs.drained(&c.rbuf, &c.stream));
+    let read_client = !ups.done() && !up_pending && !ups.eof;
+    let read_member = !downs.done() && !down_pending && !downs.eof;
+    if (read_client && c.stream.has_buffered()) || (read_member && up.has_buffered()) {
+        return None;
+    }
+    let want = [read_client, down_pending, read_member, up_pending];
+    Some((want, !up_pending && !down_pending))
 }
 
 /// Waits for the readiness asked for in `want` (client readable, client writable, member

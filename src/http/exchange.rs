@@ -391,46 +391,7 @@ struct Relayed {
 
 /// Sends the response head and body to the client.
 async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Params<'_>) -> Relayed {
-    let status = c.resp.status;
-    let kind = if no_body(is_head, status) {
-        BodyKind::Empty
-    } else {
-        c.resp.body
-    };
-    let mode = match kind {
-        BodyKind::Empty => ClientBody::None,
-        BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
-        _ => ClientBody::PassThrough,
-    };
-    // An upgrade request the member did not switch: bytes the client sent after it (early tunnel
-    // data) must not be read as a next request, nor the member's connection reused.
-    let upgrade_refused = p.upgrade.is_some();
-    let keep_client = c.head.keep_alive
-        && kind != BodyKind::UntilClose
-        && mode != ClientBody::Dechunk
-        && !p.stopping
-        && !upgrade_refused;
-    let mut r = Relayed {
-        complete: false,
-        keep_client,
-        member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
-        received: c.rbuf.len() as u64,
-        body_sent: 0,
-    };
-    c.out.clear();
-    let minor = c.head.minor_version;
-    let reverse = p.reverse.map(|mapping| Reverse {
-        mapping,
-        origin: &c.public_origin,
-    });
-    let head = rewrite::ClientHead {
-        body: mode,
-        client_minor: minor,
-        keep_alive: keep_client,
-        reverse: reverse.as_ref(),
-    };
-    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, &head);
-    rewrite::insert_after_status_line(&mut c.out, p.hsts);
+    let (kind, mode, mut r) = start_response(c, is_head, p);
     let mut body = BodyTracker::new(kind);
     if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
         return r;
@@ -454,6 +415,56 @@ async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Para
     }
     r.complete = true;
     r
+}
+
+/// Writes the client's response head into `c.out`, having decided how the body reaches the
+/// client (its framing as the member declared it; none after HEAD or for a 204 or 304; a chunked
+/// body decoded, and the client's connection closed, for an HTTP/1.0 client) and whether either
+/// connection is kept.
+fn start_response(
+    c: &mut Client,
+    is_head: bool,
+    p: &Params<'_>,
+) -> (BodyKind, ClientBody, Relayed) {
+    let kind = if no_body(is_head, c.resp.status) {
+        BodyKind::Empty
+    } else {
+        c.resp.body
+    };
+    let mode = match kind {
+        BodyKind::Empty => ClientBody::None,
+        BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
+        _ => ClientBody::PassThrough,
+    };
+    // An upgrade request the member did not switch: bytes the client sent after it (early tunnel
+    // data) must not be read as a next request, nor the member's connection reused.
+    let upgrade_refused = p.upgrade.is_some();
+    let keep_client = c.head.keep_alive
+        && kind != BodyKind::UntilClose
+        && mode != ClientBody::Dechunk
+        && !p.stopping
+        && !upgrade_refused;
+    let r = Relayed {
+        complete: false,
+        keep_client,
+        member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
+        received: c.rbuf.len() as u64,
+        body_sent: 0,
+    };
+    c.out.clear();
+    let reverse = p.reverse.map(|mapping| Reverse {
+        mapping,
+        origin: &c.public_origin,
+    });
+    let head = rewrite::ClientHead {
+        body: mode,
+        client_minor: c.head.minor_version,
+        keep_alive: keep_client,
+        reverse: reverse.as_ref(),
+    };
+    rewrite::response_head(&mut c.out, &c.rbuf, &c.resp, &head);
+    rewrite::insert_after_status_line(&mut c.out, p.hsts);
+    (kind, mode, r)
 }
 
 /// Writes the response head with the body bytes that came with it. `false`: the exchange broke.
