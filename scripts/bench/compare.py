@@ -380,6 +380,26 @@ def small_load(scenario, url, body):
     raise ValueError(f"not a small-request scenario: {scenario!r}")
 
 
+def start_small_origins():
+    """Starts the two small-response origins (`ringlb-load origin` on LOAD_CPU) and returns their
+    processes once both accept connections; the caller stops them."""
+    procs = [subprocess.Popen([str(LOAD), "origin", "--port", str(port), "--cpus", LOAD_CPU],
+                              stderr=subprocess.DEVNULL) for port in SMALL]
+    for port in SMALL:
+        if not wait_port(port):
+            for p in procs:
+                p.kill()
+                p.wait()
+            raise RuntimeError(f"origin on {port} did not start")
+    return procs
+
+
+def small_runs(scenarios, proxies):
+    """The (scenario, proxy) pairs of a run over small-request scenarios, in run order; the floor
+    only where it relays (FLOOR_SCENARIOS)."""
+    return [(s, n) for s in scenarios for n in proxies if n != "floor" or s in FLOOR_SCENARIOS]
+
+
 def load_cmd(args, json_path):
     return ["taskset", "-c", LOAD_CPU, str(LOAD), "-q", "-t", "1", "-d", f"{DURATION}s", "--json", str(json_path)] + args
 

@@ -161,24 +161,16 @@ def main():
         if c.BASE_BIN:
             c.STAGED["ringlb-base"] = c.stage(c.BASE_BIN, tmp, "ringlb-base")
         body = c.small_body(tmp)
-        for p in c.SMALL:
-            origins.append(subprocess.Popen([str(c.LOAD), "origin", "--port", str(p), "--cpus", c.LOAD_CPU],
-                                            stderr=subprocess.DEVNULL))
-        for p in c.SMALL:
-            if not wait_port(p):
-                raise RuntimeError(f"origin on {p} did not start")
-        for scenario in SCENARIOS:
-            for name in PROXIES:
-                if name == "floor" and scenario not in c.FLOOR_SCENARIOS:
-                    continue
-                proxy = c.Proxy(name, tmp)
-                url = f"http://127.0.0.1:{proxy.port}/"
-                per, requests, dump = count(proxy, c.small_load(scenario, url, body), tmp)
-                rows.append((scenario, name, per, requests))
-                print(f"({scenario}) {name}: {per:,.0f} instructions per request ({requests} requests)",
-                      file=sys.stderr, flush=True)
-                for fn, n in self_costs(dump).most_common(TOP):
-                    print(f"    {n / requests:8.0f}  {fn[:140]}", file=sys.stderr)
+        origins = c.start_small_origins()
+        for scenario, name in c.small_runs(SCENARIOS, PROXIES):
+            proxy = c.Proxy(name, tmp)
+            url = f"http://127.0.0.1:{proxy.port}/"
+            per, requests, dump = count(proxy, c.small_load(scenario, url, body), tmp)
+            rows.append((scenario, name, per, requests))
+            print(f"({scenario}) {name}: {per:,.0f} instructions per request ({requests} requests)",
+                  file=sys.stderr, flush=True)
+            for fn, n in self_costs(dump).most_common(TOP):
+                print(f"    {n / requests:8.0f}  {fn[:140]}", file=sys.stderr)
     finally:
         for o in origins:
             o.kill()

@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare as c  # noqa: E402  (the proxies' configurations and the load, shared)
-from procs import ports_in_use, wait_port  # noqa: E402
+from procs import ports_in_use  # noqa: E402
 
 EVENTS = [
     ("raw_syscalls:sys_enter", "system calls"),
@@ -104,28 +104,22 @@ def main():
         raise SystemExit(f"ports {busy} on 127.0.0.1 are in use by processes this run did not start: stop them first")
     tmp = tempfile.mkdtemp(prefix="ringlb-ops-")
     c.STAGED["ringlb"] = c.stage(c.RINGLB, tmp, "ringlb")
-    origins = [subprocess.Popen([str(c.LOAD), "origin", "--port", str(p), "--cpus", c.LOAD_CPU],
-                                stderr=subprocess.DEVNULL) for p in c.SMALL]
     body = c.small_body(tmp)
+    origins = []
     rows = []
     try:
-        for p in c.SMALL:
-            if not wait_port(p):
-                raise RuntimeError(f"origin on {p} did not start")
-        for scenario in SCENARIOS:
-            for name in PROXIES:
-                if name == "floor" and scenario not in c.FLOOR_SCENARIOS:
-                    continue
-                proxy = c.Proxy(name, tmp)
-                proxy.start()
-                try:
-                    url = f"http://127.0.0.1:{proxy.port}/"
-                    per = count(proxy, c.small_load(scenario, url, body), tmp)
-                finally:
-                    proxy.stop()
-                rows.append((scenario, name, per))
-                print(f"({scenario}) {name}: " + ", ".join(f"{e}={v:.2f}" for e, v in per.items()),
-                      file=sys.stderr, flush=True)
+        origins = c.start_small_origins()
+        for scenario, name in c.small_runs(SCENARIOS, PROXIES):
+            proxy = c.Proxy(name, tmp)
+            proxy.start()
+            try:
+                url = f"http://127.0.0.1:{proxy.port}/"
+                per = count(proxy, c.small_load(scenario, url, body), tmp)
+            finally:
+                proxy.stop()
+            rows.append((scenario, name, per))
+            print(f"({scenario}) {name}: " + ", ".join(f"{e}={v:.2f}" for e, v in per.items()),
+                  file=sys.stderr, flush=True)
     finally:
         for o in origins:
             o.kill()
