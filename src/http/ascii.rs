@@ -1,9 +1,10 @@
 //! Numbers and addresses as the ASCII text that heads and AJP packets carry: `Content-Length`,
 //! status codes, `X-Forwarded-For`, AJP's `remote_addr` and `AJP_REMOTE_PORT`.
 //!
-//! Owns: writing them onto the stack exactly as `Display` would, without the formatting
-//! machinery (this runs for every request and response). Must never: allocate, or write
-//! anything `Display` would not (a property test compares them).
+//! Owns: writing them onto the stack exactly as `Display` would; numbers and IPv4 addresses
+//! without the formatting machinery (this runs for every request and response), IPv6 ones
+//! through it into the stack buffer. Must never: allocate, or write anything `Display` would not
+//! (a property test compares them).
 
 use std::io::Write as _;
 use std::net::IpAddr;
