@@ -212,13 +212,10 @@ pub async fn run(
     c.rbuf.clear();
     loop {
         let next = next_packet(c, up, &mut inbox, &mut r, &body, member, limits).await;
-        let (packet, used) = match next {
+        let (packet, base) = match next {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
-        inbox.got_any = true;
-        let base = inbox.pos;
-        inbox.pos += used;
         let step = match packet {
             Packet::GetBodyChunk(n) => {
                 // Only a packet of the body restarts the limit: a container that keeps asking once
@@ -273,8 +270,8 @@ struct Inbox {
 /// Decodes the next packet at `inbox.pos`, reading more from `up` until one is whole: before the
 /// response head by `inbox.deadline`, after it within `limits.response` of each read. What was
 /// decoded before `inbox.pos` is dropped from `c.rbuf` once no whole packet is left there
-/// (`inbox.pos` becomes 0), before the deadline is checked and more read. The packet's ranges
-/// and its length are relative to `inbox.pos` on return; the caller advances it.
+/// (`inbox.pos` becomes 0), before the deadline is checked and more read. Returns the packet and
+/// where it starts in `c.rbuf` (its ranges are relative to that); `inbox.pos` is then past it.
 async fn next_packet(
     c: &mut Client,
     up: &mut Stream,
@@ -286,7 +283,12 @@ async fn next_packet(
 ) -> Result<(Packet, usize), Outcome> {
     loop {
         match decode(&c.rbuf[inbox.pos..], member.packet_size) {
-            Ok(Some(p)) => return Ok(p),
+            Ok(Some((packet, used))) => {
+                let base = inbox.pos;
+                inbox.pos += used;
+                inbox.got_any = true;
+                return Ok((packet, base));
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
