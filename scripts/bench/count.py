@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare as c  # noqa: E402  (the proxies' configurations and the load, shared)
-from procs import ports_in_use, wait_port  # noqa: E402
+from procs import ports_in_use, stop, wait_port  # noqa: E402
 
 SCENARIOS = os.environ.get("COUNT_SCENARIOS", "a,b,d").split(",")
 PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,floor").split(",")
@@ -76,20 +76,14 @@ def self_costs(dump):
     return costs
 
 
-def cpu_ticks(pid):
-    """The process's user and system CPU time so far, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
 def settle(pid):
     """Waits (at most 20 s) until the process uses under a tenth of a core over half a second:
     the connections of the run before are closed, and under callgrind that takes a while."""
-    quiet = os.sysconf("SC_CLK_TCK") // 20
-    before = cpu_ticks(pid)
+    quiet = c.CLK_TCK // 20
+    before = c.cpu_ticks([pid])
     for _ in range(40):
         time.sleep(0.5)
-        now = cpu_ticks(pid)
+        now = c.cpu_ticks([pid])
         if now - before <= quiet:
             return
         before = now
@@ -119,12 +113,7 @@ def count(proxy, args, tmp):
         if vg.poll() is not None:
             raise RuntimeError(f"{proxy.name} exited under valgrind: see {log_path}")
     finally:
-        vg.terminate()
-        try:
-            vg.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            vg.kill()
-            vg.wait()
+        stop(vg)
     requests = r["requests"]
     failed = sum(r["errors"].values())
     if requests == 0 or failed or r["status"]["2xx"] != requests:

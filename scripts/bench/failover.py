@@ -36,7 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from procs import wait_port
+from procs import stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RINGLB = ROOT / "target/release/ringlb"
@@ -61,18 +61,6 @@ def start_origin(port):
     if not wait_port(port):
         raise RuntimeError(f"origin on {port} did not start")
     return p
-
-
-def stop(p):
-    """Stops a process this script started (by its pid), continuing it first if it was stopped."""
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGCONT)
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def ringlb_config(d, checks):

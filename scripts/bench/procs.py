@@ -1,6 +1,9 @@
-"""Helpers the measuring scripts share (compare.py, failover.py, methods.py)."""
+"""Helpers the measuring scripts share (compare.py, count.py, failover.py, methods.py)."""
 
+import os
+import signal
 import socket
+import subprocess
 import time
 
 
@@ -28,3 +31,16 @@ def ports_in_use(ports):
         except OSError:
             pass
     return busy
+
+
+def stop(p, timeout=10):
+    """Stops a process this script started (by its pid), continuing it first if it was stopped:
+    SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGCONT)
+        p.terminate()
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
