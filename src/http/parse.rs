@@ -419,8 +419,7 @@ pub fn parse_response(
     let mut resp = httparse::Response::new(&mut []);
     let window = &buf[..buf.len().min(max_bytes)];
     // The configuration `Response::parse` uses (httparse has no `Response::parse_with_uninit_
-    // headers`). Leave its leniencies off: in httparse 1.10.1, `allow_spaces_after_header_name_
-    // in_responses` also sets `ignore_invalid_headers_in_requests`.
+    // headers`): every leniency off, the parse as strict as before.
     let config = httparse::ParserConfig::default();
     let head_len = match config.parse_response_with_uninit_headers(&mut resp, window, &mut raw) {
         Ok(httparse::Status::Complete(n)) => n,
