@@ -21,7 +21,9 @@ Run it through scripts/bench-compare.sh (which installs the peers and builds rin
   target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
   "ringlb-base", run with the same configuration, to compare a change with the code before it side
   by side, when BENCH_PROXIES names it; in (h) and the TLS scenarios too, so a base binary older
-  than TLS support (issue 11) fails them: leave i-l out with such a base).
+  than TLS support (issue 11) fails them: leave i-l out with such a base), BENCH_RINGLB (an
+  absolute path: the binary in the "ringlb" slot instead of CARGO_TARGET_DIR's, e.g. the
+  profile-guided build of scripts/pgo.sh; count.py and ops.py, which import this file, follow it).
 """
 
 import json
@@ -40,7 +42,9 @@ from procs import ports_in_use, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target")  # an absolute path stays as it is
-RINGLB = TARGET / "release/ringlb"
+# BENCH_RINGLB: another ringlb binary in the "ringlb" slot (scripts/pgo.sh trains and measures the
+# profile-guided build this way).
+RINGLB = Path(os.environ.get("BENCH_RINGLB") or TARGET / "release/ringlb")
 BASE_BIN = os.environ.get("BENCH_BASE_BIN")
 LOAD = TARGET / "release/ringlb-load"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

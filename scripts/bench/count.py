@@ -17,12 +17,15 @@ under 0.3 % of the count; one per request in (d), which is what (d) measures), a
 work of those seconds (the deadline wheel's turns, the statistics' merges). Under callgrind a
 proxy runs some 30-50 x slower, so the load generator is never what limits it. A run with a
 failed or non-2xx answer is refused. The floor has no (d) (`compare.FLOOR_SCENARIOS`).
+(h), Tomcat over AJP13, starts compare.py's Tomcat (Tomcat 10 and javac) and counts ringlb's
+instructions for its requests (Tomcat's own are not counted); the floor has no (h) either
+(`compare.small_runs` leaves it out).
 
 Not a test: it measures. Needs valgrind (Debian: valgrind). ringlb and ringlb-load find the
 vDSO through libc (rustix's `use-libc-auxv`), which is what lets them run under valgrind at all:
 a base binary built before that (commit 1f78797) dies at its first clock read, and is refused.
 Environment: BENCH_PROXIES (ringlb,floor; ringlb-base with BENCH_BASE_BIN; no other proxy),
-COUNT_SCENARIOS (a,b,d), COUNT_SECONDS (5: the measured run), COUNT_WARMUP (3: a separate run
+COUNT_SCENARIOS (a,b,d; or h), COUNT_SECONDS (5: the measured run), COUNT_WARMUP (3: a separate run
 before it, not counted), COUNT_TOP (0: with N, the N functions with the most instructions of
 their own, per run), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
 
@@ -126,8 +129,8 @@ def count(proxy, args, tmp):
 
 
 def main():
-    if not set(SCENARIOS) <= {"a", "b", "d"}:
-        raise SystemExit(f"count.py counts scenarios a, b and d, not {SCENARIOS}")
+    if not set(SCENARIOS) <= {"a", "b", "d", "h"}:
+        raise SystemExit(f"count.py counts scenarios a, b, d and h, not {SCENARIOS}")
     if not set(PROXIES) <= set(COUNTED):
         raise SystemExit(f"count.py counts {', '.join(COUNTED)}, not {PROXIES}")
     for tool in ("valgrind", "callgrind_control"):
@@ -139,11 +142,14 @@ def main():
     if "ringlb-base" in PROXIES and not c.BASE_BIN:
         raise SystemExit("ringlb-base needs BENCH_BASE_BIN")
     ours = [*c.SMALL, *(c.PORTS[p] for p in PROXIES), c.FLOOR_BIG_PORT, *c.ADMIN_PORTS.values()]
+    if "h" in SCENARIOS:
+        ours += [c.AJP_PORT, c.TOMCAT_HTTP]
     busy = ports_in_use(ours)
     if busy:
         raise SystemExit(f"ports {busy} on 127.0.0.1 are in use by processes this run did not start: stop them first")
     tmp = tempfile.mkdtemp(prefix="ringlb-count-")
     origins = []
+    tomcat = None
     rows = []
     try:
         c.STAGED["ringlb"] = c.stage(c.RINGLB, tmp, "ringlb")
@@ -151,10 +157,18 @@ def main():
             c.STAGED["ringlb-base"] = c.stage(c.BASE_BIN, tmp, "ringlb-base")
         body = c.small_body(tmp)
         origins = c.start_small_origins()
-        for scenario, name in c.small_runs(SCENARIOS, PROXIES):
+        if "h" in SCENARIOS:
+            tomcat = c.start_tomcat(tmp)
+            if tomcat is None:
+                raise SystemExit("(h) needs Tomcat 10 and javac")
+        runs = c.small_runs(SCENARIOS, PROXIES)
+        if not runs:
+            raise SystemExit(f"nothing to count: the floor has no {SCENARIOS}")
+        for scenario, name in runs:
             proxy = c.Proxy(name, tmp)
             url = f"http://127.0.0.1:{proxy.port}/"
-            per, requests, dump = count(proxy, c.small_load(scenario, url, body), tmp)
+            load = ["-c", "64", url + "tc/hello"] if scenario == "h" else c.small_load(scenario, url, body)
+            per, requests, dump = count(proxy, load, tmp)
             rows.append((scenario, name, per, requests))
             print(f"({scenario}) {name}: {per:,.0f} instructions per request ({requests} requests)",
                   file=sys.stderr, flush=True)
@@ -164,6 +178,8 @@ def main():
         for o in origins:
             o.kill()
             o.wait()
+        if tomcat is not None:
+            stop(tomcat)
         shutil.rmtree(tmp, ignore_errors=True)
     print("| scenario | proxy | instructions per request | requests counted |")
     print("|---|---|---|---|")
