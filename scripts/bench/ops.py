@@ -23,8 +23,10 @@ Counting tracepoints costs CPU, so these runs are not the timed ones: use compar
 A run with a failed or non-2xx answer, or none, is refused rather than counted.
 
 Not a test: it measures. Needs `perf` (linux-perf) and root (tracepoints live in tracefs).
-Environment: BENCH_PROXIES (ringlb,nginx,haproxy,floor), OPS_SCENARIOS (a,b,d), BENCH_DURATION (8),
-BENCH_WARMUP (2), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
+Environment: BENCH_PROXIES (ringlb,nginx,haproxy,floor), OPS_SCENARIOS (a,b,d; or f, (a)'s load
+in open loop at OPS_RATE requests per second, 23000 unless set: compare.py sets (f)'s rate from
+nginx's (a), which this script does not measure), BENCH_DURATION (8), BENCH_WARMUP (2),
+BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
 
 usage: python3 scripts/bench/ops.py   (after `cargo build --release --workspace`)
 """
@@ -51,6 +53,7 @@ EVENTS = [
     ("context-switches", "context switches"),
 ]
 SCENARIOS = os.environ.get("OPS_SCENARIOS", "a,b,d").split(",")
+RATE = int(os.environ.get("OPS_RATE", "23000"))
 PROXIES = os.environ.get("BENCH_PROXIES", "ringlb,nginx,haproxy,floor").split(",")
 
 
@@ -92,8 +95,8 @@ def count(proxy, args, tmp):
 
 
 def main():
-    if not set(SCENARIOS) <= {"a", "b", "d"}:
-        raise SystemExit(f"ops.py counts scenarios a, b and d, not {SCENARIOS}")
+    if not set(SCENARIOS) <= {"a", "b", "d", "f"}:
+        raise SystemExit(f"ops.py counts scenarios a, b, d and f, not {SCENARIOS}")
     if shutil.which("perf") is None:
         raise SystemExit("perf is not installed (Debian: linux-perf)")
     for tool in (c.RINGLB, c.LOAD):
@@ -114,7 +117,9 @@ def main():
             proxy.start()
             try:
                 url = f"http://127.0.0.1:{proxy.port}/"
-                per = count(proxy, c.small_load(scenario, url, body), tmp)
+                args = (["-c", "64", "--rate", str(RATE), url] if scenario == "f"
+                        else c.small_load(scenario, url, body))
+                per = count(proxy, args, tmp)
             finally:
                 proxy.stop()
             rows.append((scenario, name, per))
