@@ -11,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::proxy::{driver, unsafe_kill, TempDir};
+use super::support::proxy::{driver, ringlb_bin, unsafe_kill, TempDir};
 
 /// A ringlb process with its stderr in a file; killed on drop if still running.
 struct Proc {
@@ -25,7 +25,7 @@ impl Proc {
         std::fs::write(&path, config).unwrap();
         let log = dir.0.join("stderr.log");
         let stderr = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlb"));
+        let mut cmd = Command::new(ringlb_bin());
         cmd.args(["run", "--config"])
             .arg(&path)
             .args(["--workers", "2", "--driver", &driver()])
@@ -263,7 +263,7 @@ fn ringlb_reload_tells_systemd_and_a_watchdog_for_another_pid_is_not_fed() {
         .expect("the admin address")
         .to_string();
     // The unit's ExecReload.
-    let out = Command::new(env!("CARGO_BIN_EXE_ringlb"))
+    let out = Command::new(ringlb_bin())
         .args(["reload", "--admin", &format!("http://{admin}")])
         .output()
         .unwrap();

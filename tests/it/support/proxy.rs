@@ -1,7 +1,9 @@
 //! Starts the real `ringlb` binary on an ephemeral loopback port and stops it when dropped.
 //!
 //! The io driver comes from `RINGLB_TEST_DRIVER` (io_uring by default; the test script runs the
-//! suite once more with epoll).
+//! suite once more with epoll). The binary is cargo's build of this source, or
+//! `RINGLB_TEST_BIN` when set (the profile-guided build of `scripts/pgo.sh`, tested by hand:
+//! docs/packaging.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -20,6 +22,11 @@ pub struct Ringlb {
     workers: usize,
     /// Removed on drop (`None`: a process that shares another's, see `upgrade`).
     _dir: Option<TempDir>,
+}
+
+/// The ringlb binary the tests start: `RINGLB_TEST_BIN`, or cargo's build of it.
+pub fn ringlb_bin() -> std::ffi::OsString {
+    std::env::var_os("RINGLB_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ringlb").into())
 }
 
 /// A temporary directory removed on drop.
@@ -120,7 +127,7 @@ impl Ringlb {
         extra: &[&str],
         dir: Option<TempDir>,
     ) -> Result<Ringlb, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlb"))
+        let mut child = Command::new(ringlb_bin())
             .args(["run", "--config"])
             .arg(&path)
             .args(extra)
@@ -278,10 +285,7 @@ impl Drop for Ringlb {
 
 /// Runs the ringlb binary with arguments and returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringlb"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(ringlb_bin()).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
