@@ -372,11 +372,16 @@ def small_body(tmp):
     return body
 
 
-def small_load(scenario, url, body):
-    """ringlb-load's arguments for the small-request scenarios (a), (b) and (d) against `url`;
-    `body`: (b)'s 1 KiB file. Also what scripts/bench/ops.py counts."""
+def small_load(scenario, url, body, rate=None):
+    """ringlb-load's arguments for the small-request scenarios against `url`: (a), (b) and (d);
+    (f), (a) in open loop at `rate` requests per second; (h), Tomcat's servlet behind the proxy.
+    `body`: (b)'s 1 KiB file. Also what scripts/bench/ops.py and count.py count."""
     if scenario == "a":
         return ["-c", "64", url]
+    if scenario == "f":
+        return ["-c", "64", "--rate", str(int(rate)), url]
+    if scenario == "h":
+        return ["-c", "64", url + "tc/hello"]
     if scenario == "b":
         return ["-c", "64", "-m", "POST", "--body-file", str(body), url]
     if scenario == "d":
@@ -746,10 +751,10 @@ def run():
                             fig = idle_connections(proxy)
                         elif scenario == "f":
                             rate = 0.5 * statistics.median(nginx_a)
-                            fig = measure(proxy, ["-c", "64", "--rate", str(int(rate)), url], tmp)
+                            fig = measure(proxy, small_load("f", url, body, rate), tmp)
                             fig["rate"] = int(rate)
                         elif scenario == "h":
-                            fig = measure(proxy, ["-c", "64", url + "tc/hello"], tmp)
+                            fig = measure(proxy, small_load("h", url, body), tmp)
                         elif scenario == "g":
                             first = rnd % 2 == 1
                             fig = scraped_pair(proxy, ["-c", "64", url], tmp, "a", first)

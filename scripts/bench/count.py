@@ -167,8 +167,7 @@ def main():
         for scenario, name in runs:
             proxy = c.Proxy(name, tmp)
             url = f"http://127.0.0.1:{proxy.port}/"
-            load = ["-c", "64", url + "tc/hello"] if scenario == "h" else c.small_load(scenario, url, body)
-            per, requests, dump = count(proxy, load, tmp)
+            per, requests, dump = count(proxy, c.small_load(scenario, url, body), tmp)
             rows.append((scenario, name, per, requests))
             print(f"({scenario}) {name}: {per:,.0f} instructions per request ({requests} requests)",
                   file=sys.stderr, flush=True)

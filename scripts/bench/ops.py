@@ -117,9 +117,7 @@ def main():
             proxy.start()
             try:
                 url = f"http://127.0.0.1:{proxy.port}/"
-                args = (["-c", "64", "--rate", str(RATE), url] if scenario == "f"
-                        else c.small_load(scenario, url, body))
-                per = count(proxy, args, tmp)
+                per = count(proxy, c.small_load(scenario, url, body, RATE), tmp)
             finally:
                 proxy.stop()
             rows.append((scenario, name, per))
