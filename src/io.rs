@@ -1,16 +1,18 @@
-//! The calls into the socket API: read more, write a range, write static bytes, write head + body,
-//! send a request telling "nothing written" from "maybe written", send what the socket takes now
-//! (a tunnel's non-blocking send), check an idle pooled connection without blocking, shut down
-//! the write side, connect.
+//! The calls into the socket API: read more, write a range, write static bytes, write head + body
+//! and send a request telling "nothing written" from "maybe written" (one plain send when the
+//! body part is at most `JOIN_MAX` bytes, copied behind its head, or when there is no head; else a
+//! vectored one), send what the socket takes now (a tunnel's non-blocking send), check an idle
+//! pooled connection without blocking, shut down the write side, connect.
 //!
 //! Keeping them here means a runtime upgrade or switch touches few files (the idle wait in
 //! `conn.rs` also polls and receives directly, to abandon a wait without losing bytes, and so do
-//! `tunnel`'s readiness waits with `stream`'s non-blocking receive and shutdown). Must never: read into a
-//! buffer without spare capacity (compio reports 0 bytes, which looks like EOF). Invariant: the
-//! buffer's ownership goes to the kernel for the operation and comes back in the same `Vec`; after
-//! a timeout (`IoFail::Timeout`) the operation is cancelled and the buffer is gone: it is left
-//! empty, and the caller must not use what it held (it closes the connections concerned and
-//! replays nothing).
+//! `tunnel`'s readiness waits with `stream`'s non-blocking receive and shutdown). Must never: read
+//! into a buffer without spare capacity (compio reports 0 bytes, which looks like EOF), or copy
+//! more than `JOIN_MAX` body bytes for a write. Invariant: the buffer's ownership goes to the
+//! kernel for the operation and comes back in the same `Vec` (a head with a body part joined
+//! behind it comes back with its own bytes); after a timeout (`IoFail::Timeout`) the operation is
+//! cancelled and the buffer is gone: it is left empty, and the caller must not use what it held
+//! (it closes the connections concerned and replays nothing).
 
 use std::io;
 use std::net::SocketAddr;
@@ -87,7 +89,14 @@ pub async fn write_static(
     }
 }
 
-/// Writes all of `head` and then `body[range]` in one vectored write.
+/// Body bytes up to this many are copied behind the bytes that precede them (a response head, an
+/// AJP packet's header) and go out with them in one plain send: a vectored send costs more, in the
+/// kernel (a message header and an iovec to copy in) and in compio (an iovec array allocated per
+/// write), than copying a piece this small that is still in the cache from its read (measured:
+/// docs/performance.md, twelfth session). Larger pieces are handed to the kernel where they lie.
+pub const JOIN_MAX: usize = 4096;
+
+/// Writes all of `head` and then `body[range]`, as `send_request` does.
 pub async fn write_head_and(
     s: &mut TcpStream,
     head: &mut Vec<u8>,
@@ -95,19 +104,9 @@ pub async fn write_head_and(
     range: Range<usize>,
     limit: Duration,
 ) -> Result<(), IoFail> {
-    if range.is_empty() {
-        let len = head.len();
-        return write_range(s, head, 0..len, limit).await;
-    }
-    let h = std::mem::take(head);
-    let b = std::mem::take(body);
-    match deadline::timeout(limit, s.write_vectored_all((h, (b.slice(range),)))).await {
-        Ok(BufResult(res, (h, (b,)))) => {
-            *head = h;
-            *body = b.into_inner();
-            res.map_err(IoFail::Error)
-        }
-        Err(_) => Err(IoFail::Timeout),
+    match send_request(s, head, body, range, limit).await {
+        Ok(()) => Ok(()),
+        Err(Unsent::Nothing(e) | Unsent::Partly(e)) => Err(e),
     }
 }
 
@@ -120,10 +119,13 @@ pub enum Unsent {
     Partly(IoFail),
 }
 
-/// Writes `head` and then `body[range]` like `write_head_and`, telling apart a failure that
-/// proves nothing was written (the first write failed) from one after which bytes may have
-/// reached the peer. After a timeout the buffer(s) the timed-out write held are gone (left
-/// empty): the caller treats neither as usable.
+/// Writes `head` and then `body[range]`, telling apart a failure that proves nothing was written
+/// (the first write failed) from one after which bytes may have reached the peer. The first write
+/// is one plain send when `head` is empty (from `body`, no copy) or the body part is at most
+/// `JOIN_MAX` bytes (copied behind `head`), else one vectored write; a short write is finished by
+/// plain writes. `head` is given back with the bytes it had (its capacity may have grown), except
+/// after a timeout: then the buffer(s) the timed-out write held are gone (left empty), and the
+/// caller treats neither as usable.
 pub async fn send_request(
     s: &mut TcpStream,
     head: &mut Vec<u8>,
@@ -131,9 +133,19 @@ pub async fn send_request(
     range: Range<usize>,
     limit: Duration,
 ) -> Result<(), Unsent> {
+    debug_assert!(range.start <= range.end && range.end <= body.len());
     let total = head.len() + range.len();
-    let first = if range.is_empty() {
-        first_write(s, head, limit).await
+    if total == 0 {
+        return Ok(());
+    }
+    // `as_slice`: on `&mut Vec` itself, `is_empty` would be compio's `IoBuf::is_empty`, which
+    // exists only for a `&'static mut`.
+    let first = if head.as_slice().is_empty() {
+        first_write_body(s, body, range.clone(), limit).await
+    } else if range.len() <= JOIN_MAX {
+        let len = head.len();
+        head.extend_from_slice(&body[range.clone()]);
+        first_write_joined(s, head, len, limit).await
     } else {
         first_write_vectored(s, head, body, range.clone(), limit).await
     };
@@ -147,30 +159,60 @@ pub async fn send_request(
         return Ok(());
     }
     // A short write: finish the head, then the body.
-    let head_len = head.len();
-    let rest = if written < head_len {
-        write_range(s, head, written..head_len, limit)
-            .await
-            .map(|_| range)
-    } else {
-        Ok(range.start + written - head_len..range.end)
+    let (head_left, body_left) = left_after(written, head.len(), range);
+    let res = match write_range(s, head, head_left, limit).await {
+        Ok(()) => write_range(s, body, body_left, limit).await,
+        Err(e) => Err(e),
     };
-    match rest {
-        Ok(r) => write_range(s, body, r, limit).await.map_err(Unsent::Partly),
-        Err(e) => Err(Unsent::Partly(e)),
+    res.map_err(Unsent::Partly)
+}
+
+/// What is left to write of the head (`..head_len`) and of the body part `range` after a write
+/// that took the first `written` bytes of the two, head first.
+fn left_after(
+    written: usize,
+    head_len: usize,
+    range: Range<usize>,
+) -> (Range<usize>, Range<usize>) {
+    if written < head_len {
+        (written..head_len, range)
+    } else {
+        (
+            head_len..head_len,
+            range.start + written - head_len..range.end,
+        )
     }
 }
 
-/// `send_request`'s first write when there is no body: the head alone, as one plain send (a
-/// vectored one costs the kernel a message header and an iovec to copy in). `None`: it timed out
-/// (the head is gone).
-async fn first_write(
+/// `send_request`'s first write when there is no head: `body[range]` as one plain send from the
+/// body's own buffer. `None`: it timed out (the body is gone).
+async fn first_write_body(
+    s: &mut TcpStream,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Option<io::Result<usize>> {
+    let b = std::mem::take(body);
+    let BufResult(res, b) = deadline::timeout(limit, s.write(b.slice(range)))
+        .await
+        .ok()?;
+    *body = b.into_inner();
+    Some(res)
+}
+
+/// `send_request`'s first write when the body part is empty or at most `JOIN_MAX` bytes and has
+/// been copied behind the head's first `len` bytes: the two as one plain send; `head` is given back
+/// cut to those `len` bytes, and what was written counts the head's bytes first, then the
+/// piece's, as a vectored write's would. `None`: it timed out (the head is gone).
+async fn first_write_joined(
     s: &mut TcpStream,
     head: &mut Vec<u8>,
+    len: usize,
     limit: Duration,
 ) -> Option<io::Result<usize>> {
     let h = std::mem::take(head);
-    let BufResult(res, h) = deadline::timeout(limit, s.write(h)).await.ok()?;
+    let BufResult(res, mut h) = deadline::timeout(limit, s.write(h)).await.ok()?;
+    h.truncate(len);
     *head = h;
     Some(res)
 }
@@ -239,8 +281,9 @@ pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, IoF
 
 #[cfg(test)]
 mod tests {
-    //! `send_request` to a plain thread that starts reading late, so that the socket takes only
-    //! part of a large request at first and the rest goes by the short-write continuation.
+    //! `send_request` and `write_head_and` to a plain thread that starts reading late, so that the
+    //! socket takes only part of a large request at first and the rest goes by the short-write
+    //! continuation; and that continuation's arithmetic.
     use std::io::Read;
     use std::net::TcpListener;
 
@@ -255,6 +298,18 @@ mod tests {
 
     /// Sends `head` and `body[range]` to a peer that waits 100 ms before reading; what it got.
     fn sent(driver: Driver, head: Vec<u8>, body: Vec<u8>, range: Range<usize>) -> Vec<u8> {
+        sent_by(driver, head, body, range, false)
+    }
+
+    /// As `sent`, by `write_head_and` when `head_and`, else by `send_request`; also checks that
+    /// the head is given back as it was.
+    fn sent_by(
+        driver: Driver,
+        head: Vec<u8>,
+        body: Vec<u8>,
+        range: Range<usize>,
+        head_and: bool,
+    ) -> Vec<u8> {
         let rt = crate::worker::build_runtime(driver).unwrap();
         rt.block_on(async move {
             compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
@@ -268,10 +323,17 @@ mod tests {
                 got
             });
             let mut s = TcpStream::connect(addr).await.unwrap();
+            let want_head = head.clone();
             let (mut head, mut body) = (head, body);
             let limit = Duration::from_secs(10);
-            let done = send_request(&mut s, &mut head, &mut body, range, limit).await;
-            assert!(done.is_ok(), "{done:?}");
+            if head_and {
+                let done = write_head_and(&mut s, &mut head, &mut body, range, limit).await;
+                assert!(done.is_ok(), "{done:?}");
+            } else {
+                let done = send_request(&mut s, &mut head, &mut body, range, limit).await;
+                assert!(done.is_ok(), "{done:?}");
+            }
+            assert!(head == want_head, "the head was not given back as it was");
             drop(s);
             peer.join().unwrap()
         })
@@ -307,6 +369,50 @@ mod tests {
                     "{driver:?}, head {head_len}: {n} of {of} bytes, or reordered"
                 );
             }
+        }
+    }
+
+    /// A body part of at most `JOIN_MAX` bytes (sent joined behind its head) or larger (vectored),
+    /// with a large head (the first write stops inside it), a small one or none (the body part is
+    /// sent from its own buffer): whole and in order, and the head given back with its bytes.
+    #[test]
+    fn a_head_and_a_body_part_of_any_size_arrive_whole_and_in_order() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            for head_len in [5 << 20, 1000, 0] {
+                for part in [1, JOIN_MAX, JOIN_MAX + 1] {
+                    for head_and in [false, true] {
+                        let (head, body) = (bytes(head_len, 4), bytes(part + 10, 5));
+                        let range = 3..3 + part;
+                        let mut want = head.clone();
+                        want.extend_from_slice(&body[range.clone()]);
+                        let got = sent_by(driver, head, body, range, head_and);
+                        let (n, of) = (got.len(), want.len());
+                        assert!(
+                            got == want,
+                            "{driver:?}, head {head_len}, part {part}, write_head_and {head_and}: \
+                             {n} of {of} bytes, or reordered"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a short first write: the rest of the head and all of the body part, or none of the
+    /// head and the body part's unwritten end.
+    #[test]
+    fn a_short_write_leaves_the_unwritten_bytes_in_order() {
+        assert_eq!(left_after(0, 10, 5..9), (0..10, 5..9));
+        assert_eq!(left_after(7, 10, 5..9), (7..10, 5..9));
+        assert_eq!(left_after(10, 10, 5..9), (10..10, 5..9));
+        assert_eq!(left_after(12, 10, 5..9), (10..10, 7..9));
+        assert_eq!(left_after(3, 0, 5..9), (0..0, 8..9));
+        // Every split of a 6-byte head and a 4-byte part: head and part together, unwritten.
+        for written in 1..10 {
+            let (h, b) = left_after(written, 6, 20..24);
+            assert_eq!(h.len() + b.len(), 10 - written, "written {written}");
+            assert_eq!(b.end, 24);
+            assert!(h.is_empty() || b == (20..24));
         }
     }
 }
