@@ -11,7 +11,8 @@
 //! TLS records without data are taken and do not count), pool a connection whose exchange did
 //! not end cleanly, retry on its own authority (only as
 //! `outcome::retry` decides), or copy a body in user space (a tunnel's bytes pass through the
-//! client's buffers: `tunnel`). Invariant: returns whether the client
+//! client's buffers: `tunnel`; `io` copies a body part of at most `io::JOIN_MAX` bytes behind its
+//! head for one send). Invariant: returns whether the client
 //! connection may carry another request; when it returns false the caller closes it.
 
 use std::time::{Duration, Instant};

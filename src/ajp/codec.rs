@@ -202,7 +202,8 @@ pub fn max_body_chunk(packet_size: usize) -> usize {
 }
 
 /// Writes the header of a body packet carrying `len` data bytes (the data follows it on the wire,
-/// written from the client's buffer without a copy).
+/// written from the client's buffer: without a copy, or copied behind this header when it is at
+/// most `io::JOIN_MAX` bytes).
 pub fn body_packet_header(out: &mut Vec<u8>, len: usize) {
     let len = len as u16;
     out.extend_from_slice(&TO_CONTAINER);

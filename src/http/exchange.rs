@@ -5,11 +5,12 @@
 //!
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
-//! body between buffers (it is read into one buffer and written from it; see `splice` for the
-//! bodies that skip user space), or report a member connection reusable when anything of its
-//! exchange was left unread or broke a rule. Invariant: the client sees a whole response, or no
-//! byte of a final one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504),
-//! or a response cut short followed by a close (`Broken`), or a whole 101 after which neither
+//! body between buffers itself (it is read into one buffer and written from it; `io` copies a
+//! part of at most `io::JOIN_MAX` bytes behind its head for one send; see `splice` for the bodies
+//! that skip user space), or report a member connection reusable when anything of its exchange
+//! was left unread or broke a rule. Invariant: the client sees a whole response, or no byte of a
+//! final one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504), or a
+//! response cut short followed by a close (`Broken`), or a whole 101 after which neither
 //! connection carries HTTP again (`Switched`).
 
 use std::time::{Duration, Instant};
