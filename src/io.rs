@@ -398,6 +398,34 @@ mod tests {
         }
     }
 
+    /// A joined write that fails (the peer reset the connection) is reported as "nothing
+    /// written" and gives the head back with its own bytes, without the body part behind them.
+    #[test]
+    fn a_failed_joined_write_gives_the_head_back_as_it_was() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            let rt = crate::worker::build_runtime(driver).unwrap();
+            rt.block_on(async move {
+                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let peer = socket2::Socket::from(listener.accept().unwrap().0);
+                peer.set_linger(Some(Duration::ZERO)).unwrap();
+                drop(peer); // a reset
+                std::thread::sleep(Duration::from_millis(50));
+                let want_head = bytes(100, 6);
+                let (mut head, mut body) = (want_head.clone(), bytes(50, 7));
+                let limit = Duration::from_secs(10);
+                let done = send_request(&mut s, &mut head, &mut body, 5..15, limit).await;
+                assert!(
+                    matches!(done, Err(Unsent::Nothing(_))),
+                    "{driver:?}: {done:?}"
+                );
+                assert!(head == want_head, "{driver:?}: the head came back changed");
+            });
+        }
+    }
+
     /// After a short first write: the rest of the head and all of the body part, or none of the
     /// head and the body part's unwritten end.
     #[test]

@@ -4,9 +4,10 @@
 //! TLS ones through `tls::session`.
 //!
 //! Owns: choosing between the two per call, and connecting to a member (TCP, then TLS when it is
-//! `https://`). Must never: add a copy or a buffer to a plain connection. Invariant: the same
-//! contract as `io` (bytes are appended to the caller's buffer; after a timeout the connection is
-//! not used again).
+//! `https://`). Must never: add a copy or a buffer to a plain connection (the one copy on that
+//! path, a body part of at most `io::JOIN_MAX` bytes behind its head, is `io`'s). Invariant: the
+//! same contract as `io` (bytes are appended to the caller's buffer; after a timeout the
+//! connection is not used again).
 
 use std::ops::Range;
 use std::time::Duration;
