@@ -27,7 +27,8 @@ a base binary built before that (commit 1f78797) dies at its first clock read, a
 Environment: BENCH_PROXIES (ringlb,floor; ringlb-base with BENCH_BASE_BIN; no other proxy),
 COUNT_SCENARIOS (a,b,d; or h), COUNT_SECONDS (5: the measured run), COUNT_WARMUP (3: a separate run
 before it, not counted), COUNT_TOP (0: with N, the N functions with the most instructions of
-their own, per run), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
+their own, per run), COUNT_KEEP (a folder: each run's callgrind dump is copied there as
+SCENARIO-PROXY.callgrind, for callgrind_annotate), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
 
 usage: python3 scripts/bench/count.py   (after `cargo build --release --workspace`)
 """
@@ -53,6 +54,7 @@ SECONDS = int(os.environ.get("COUNT_SECONDS", "5"))
 WARMUP = int(os.environ.get("COUNT_WARMUP", "3"))
 COUNTED = ("ringlb", "ringlb-base", "floor")
 TOP = int(os.environ.get("COUNT_TOP", "0"))
+KEEP = os.environ.get("COUNT_KEEP")
 
 
 def self_costs(dump):
@@ -171,6 +173,9 @@ def main():
             rows.append((scenario, name, per, requests))
             print(f"({scenario}) {name}: {per:,.0f} instructions per request ({requests} requests)",
                   file=sys.stderr, flush=True)
+            if KEEP:
+                Path(KEEP).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dump, Path(KEEP) / f"{scenario}-{name}.callgrind")
             for fn, n in self_costs(dump).most_common(TOP):
                 print(f"    {n / requests:8.0f}  {fn[:140]}", file=sys.stderr)
     finally:
