@@ -28,7 +28,8 @@ Environment: BENCH_PROXIES (ringlb,floor; ringlb-base with BENCH_BASE_BIN; no ot
 COUNT_SCENARIOS (a,b,d; or h), COUNT_SECONDS (5: the measured run), COUNT_WARMUP (3: a separate run
 before it, not counted), COUNT_TOP (0: with N, the N functions with the most instructions of
 their own, per run), COUNT_KEEP (a folder: each run's callgrind dump is copied there as
-SCENARIO-PROXY.callgrind, for callgrind_annotate), BENCH_PROXY_CPU, BENCH_LOAD_CPU, CARGO_TARGET_DIR. Prints a Markdown table.
+SCENARIO-PROXY.callgrind, for callgrind_annotate), BENCH_PROXY_CPU, BENCH_LOAD_CPU,
+CARGO_TARGET_DIR. Prints a Markdown table.
 
 usage: python3 scripts/bench/count.py   (after `cargo build --release --workspace`)
 """
