@@ -129,6 +129,25 @@ fn status_reason(status: u16) -> &'static str {
     }
 }
 
+/// Puts the calling thread in `SCHED_IDLE`: it runs on a CPU only when nothing else there wants
+/// to, and a worker that wakes takes the CPU back at once instead of waiting out a time slice.
+/// For the page thread, whose builds (a fraction of a millisecond with a few members, more with
+/// many) may land on a worker's core: a scrape then costs the workers no latency, and on a core
+/// the workers keep saturated a build still gets the scheduler's minimal share (a worker blocked
+/// on the board's lock leaves its CPU idle, so the build holding it runs). Where the kernel
+/// refuses, the reason is logged and the thread keeps the normal class.
+#[allow(unsafe_code)]
+fn yield_to_workers() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a live, initialised sched_param that the kernel only reads; pid 0 names
+    // the calling thread.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("the status page thread keeps the normal scheduling class: {e}");
+    }
+}
+
 /// Lets the calling thread (one started from a worker, which inherited its pinning: a blocking-pool
 /// thread checking a password, the page thread) run where the process may run (the main thread's
 /// CPUs: it is never pinned, so `CPUAffinity=` or `taskset` still hold), so that its work takes no
@@ -146,8 +165,11 @@ fn unpin() {
 /// Lets the request through `auth`'s checks, then answers it.
 async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no credentials,
-    // no figures, nothing but whether this process takes new connections.
-    if &buf[head.path.clone()] == b"/healthz" {
+    // no figures, nothing but whether this process takes new connections. A query (a probe's
+    // cache-buster, a scraper's counter) changes nothing.
+    let target = &buf[head.path.clone()];
+    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    if path == b"/healthz" {
         return healthz(core, head.method(buf));
     }
     // An absolute-form target names a host of its own, which the Host check would not see.

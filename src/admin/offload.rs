@@ -2,7 +2,8 @@
 //! the page thread while the worker that took the request goes on serving.
 //!
 //! Owns: choosing those pages, and the page thread (`ringlb-pages`, started at the first such
-//! request, on the CPUs the process may use, not a worker's core), which builds them one at a
+//! request, on the CPUs the process may use, not a worker's core, in `SCHED_IDLE`: a worker that
+//! wakes on a CPU where a page is being built takes it back at once), which builds them one at a
 //! time and hands each back. Reading the board merges every member's histograms (milliseconds
 //! with many members); on the worker it would stall that worker's connections meanwhile. One at a
 //! time, and each after whoever already waits for the board (`Board::lock_after_waiters`): a
@@ -61,6 +62,7 @@ fn page_thread() -> Option<&'static Sender<Job>> {
                 .name("ringlb-pages".into())
                 .spawn(move || {
                     super::unpin();
+                    super::yield_to_workers();
                     for job in rx {
                         // A build that panics answers 500 (its sender is dropped); the thread
                         // goes on with the next.

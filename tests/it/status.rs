@@ -342,6 +342,12 @@ fn a_token_guards_every_admin_request() {
     // The liveness probe needs no token and tells nothing but "ok".
     let r = admin(admin_addr, "GET", "/healthz", "", None);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
+    let r = admin(admin_addr, "GET", "/healthz?probe=7", "", None);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"ok\n"[..]),
+        "a query is ignored"
+    );
     assert_eq!(admin(admin_addr, "POST", "/healthz", "", None).status, 405);
     assert_eq!(admin(admin_addr, "GET", "/healthz/x", "", None).status, 401);
 }
@@ -400,6 +406,45 @@ fn metrics_pass_promtool() {
         "the dead member's failure is counted"
     );
     promtool_accepts(&r.body);
+}
+
+/// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each of the process's threads
+/// named `name`.
+fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // The fields after the command's closing parenthesis start at field 3.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        found.push(after.split(' ').nth(41 - 3).unwrap().parse().unwrap());
+    }
+    found
+}
+
+#[test]
+fn pages_are_built_on_a_thread_that_gives_way_to_the_workers() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
+    assert!(
+        thread_policies(p.pid(), "ringlb-pages").is_empty(),
+        "the page thread starts at the first page"
+    );
+    let r = admin(p.admin_addr(), "GET", "/metrics", "", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(thread_policies(p.pid(), "ringlb-pages"), [SCHED_IDLE]);
+    assert_eq!(
+        thread_policies(p.pid(), "ringlb-w0"),
+        [SCHED_OTHER],
+        "the worker keeps the normal class"
+    );
+    assert_eq!(get(p.addr, "/").status, 200);
 }
 
 #[test]
