@@ -16,6 +16,7 @@ Run it through scripts/bench-compare.sh (which installs the peers and builds rin
   BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_WARMUP (seconds before each measured
   run that are not counted, 2; at least 1), BENCH_SCENARIOS ("a,...,h"; e.g. "a,b,f" or
   "i,j,k,l"), BENCH_PROXIES (e.g. "ringlb,nginx,floor"), BENCH_SCRAPE_EVERY ((g)'s scrape interval, 0.1 s), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1),
+  BENCH_SCRAPE_CPU ((g)'s scraper; the load generator's CPU),
   BENCH_OUT (the folder benchmarks.md/.svg/.json are written to; docs), BENCH_IDLE_CONNS (e: 9000),
   BENCH_IDLE_TLS_CONNS (k: 10000), CARGO_TARGET_DIR (where ringlb and ringlb-load were built;
   target), BENCH_BASE_BIN (a ringlb binary built from an earlier commit: adds the proxy
@@ -69,8 +70,9 @@ PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003, "ri
 # per request would cost it a member connection per request, which the proxies pool).
 FLOOR_BIG_PORT = 18006
 FLOOR_SCENARIOS = ("a", "b", "c", "f")
-# (g): how often /metrics is scraped while (a) and (f) run.
+# (g): how often /metrics is scraped while (a) and (f) run, and where the scraper runs.
 SCRAPE_EVERY_S = float(os.environ.get("BENCH_SCRAPE_EVERY", "0.1"))
+SCRAPE_CPU = os.environ.get("BENCH_SCRAPE_CPU", LOAD_CPU)
 ADMIN_PORTS = {"ringlb": 18900, "ringlb-base": 18901}
 # The TLS scenarios: the proxies that speak them and their HTTPS listeners.
 TLS_SCENARIOS = ("i", "j", "k", "l")
@@ -91,7 +93,7 @@ SCENARIO_TEXT = {
     "d": "a new connection per request, 64 connections",
     "e": f"{IDLE_CONNS} idle keep-alive client connections",
     "f": "open loop at half of nginx's (a) rate, 64 connections",
-    "g": "(a) and (f) while /metrics is scraped every 100 ms (ringlb only)",
+    "g": "(a) and (f) while /metrics is scraped every 100 ms, with a /healthz scraper as the control (ringlb only)",
     "h": "Tomcat 10 behind AJP13: ringlb against Apache mod_proxy_ajp, 64 connections",
     "i": "HTTPS, small responses, 64 keep-alive connections",
     "j": "HTTPS, a new TLS connection per request (full handshakes, then resumed), 64 connections",
@@ -418,11 +420,12 @@ def load(args, json_path):
     return json.loads(Path(json_path).read_text())
 
 
-def measure(proxy, load_args, tmp, scrape=False):
+def measure(proxy, load_args, tmp, scrape=None):
     """Runs one load against a started proxy; returns figures. The first WARMUP_S seconds are
     neither counted by the load generator nor in the proxy's CPU: a run right after another
     proxy's met that one's teardown (an A/A run: the same binary, run right after nginx, had a 2-4 x
-    worse (f) p99.9 than when it ran after itself), and a proxy's first second fills its pools."""
+    worse (f) p99.9 than when it ran after itself), and a proxy's first second fills its pools.
+    `scrape`: an admin path (`metrics`, `healthz`) fetched every SCRAPE_EVERY_S meanwhile."""
     pids = proxy.pids()
     json_path = Path(tmp) / "load.json"
     gen = subprocess.Popen(load_cmd(["--warmup", f"{WARMUP_S}s"] + load_args, json_path),
@@ -430,12 +433,7 @@ def measure(proxy, load_args, tmp, scrape=False):
     # ringlb-load starts its clock 50 ms after it starts.
     time.sleep(0.05 + WARMUP_S)
     t0 = cpu_ticks(pids)
-    scraper = None
-    if scrape:
-        # One process for the whole run (no fork per scrape), on the load generator's core.
-        scraper = subprocess.Popen(["taskset", "-c", LOAD_CPU, sys.executable, "-c", SCRAPER,
-                                    f"http://127.0.0.1:{ADMIN_PORT}/metrics", str(SCRAPE_EVERY_S)],
-                                   stdout=subprocess.PIPE, text=True)
+    scraper = start_scraper(scrape) if scrape else None
     try:
         err = gen.communicate()[1]
         if gen.returncode != 0:
@@ -445,10 +443,7 @@ def measure(proxy, load_args, tmp, scrape=False):
         if gen.poll() is None:
             gen.kill()
             gen.wait()
-        scraped = None
-        if scraper:
-            scraper.send_signal(signal.SIGTERM)
-            scraped = (scraper.communicate(timeout=10)[0].split() + ["0", "0"])[:2]
+        scraped = stop_scraper(scraper) if scraper else None
     t1 = cpu_ticks(pids)
     requests = max(r["requests"], 1)
     errors = sum(r["errors"].values())
@@ -463,7 +458,7 @@ def measure(proxy, load_args, tmp, scrape=False):
         "non2xx": requests - r["status"]["2xx"] if r["requests"] else 0,
     }
     if scraped:
-        fig.update(scrapes=int(scraped[0]), scrape_errors=int(scraped[1]))
+        fig.update(scrapes=scraped[0], scrape_errors=scraped[1])
     hs = r.get("handshakes", {"full": 0, "resumed": 0})
     handshakes = hs["full"] + hs["resumed"]
     if handshakes and "--connect-per-request" in load_args:  # (j): handshakes, the proxy's CPU per handshake
@@ -472,37 +467,47 @@ def measure(proxy, load_args, tmp, scrape=False):
     return fig
 
 
-SCRAPER = """
-import signal, sys, time, urllib.request
-url, every = sys.argv[1], float(sys.argv[2])
-done = bad = 0
-def stop(*_):
-    print(done, bad, flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, stop)
-while True:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            r.read()
-            done += 1
-    except Exception:
-        bad += 1
-    time.sleep(every)
-"""
+def start_scraper(path):
+    """(g)'s scraper: one curl process for the whole run, one keep-alive connection (as Prometheus
+    scrapes), a GET of `path` every SCRAPE_EVERY_S (`--rate`), each answer's status on stderr.
+    Compiled and idle between fetches, it takes the load generator's core for as little as a
+    client can (an earlier Python client, a new connection per fetch, took far more)."""
+    if not shutil.which("curl"):
+        raise RuntimeError("(g) needs curl (scripts/bench-compare.sh installs it)")
+    fetches = int((DURATION + 60) / SCRAPE_EVERY_S)
+    per_minute = max(1, round(60 / SCRAPE_EVERY_S))
+    return subprocess.Popen(["taskset", "-c", SCRAPE_CPU, "curl", "--silent", "--rate", f"{per_minute}/m",
+                             "--write-out", "%{stderr}%{http_code}\\n",
+                             f"http://127.0.0.1:{ADMIN_PORT}/{path}?[1-{fetches}]"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def scraped_pair(proxy, load_args, tmp, tag, scraped_first):
-    """(g): one run without scraping and one with /metrics scraped every SCRAPE_EVERY_S, in the
-    order given (alternated by round); the figures of both, keyed `{tag}_{figure}` and
-    `{tag}_scraped_{figure}`, with the requests that failed and the scrapes made."""
+def stop_scraper(scraper):
+    """Stops the scraper; (fetches answered 200, fetches that were not)."""
+    scraper.send_signal(signal.SIGTERM)
+    codes = scraper.communicate(timeout=10)[1].split()
+    ok = sum(c == "200" for c in codes)
+    return ok, len(codes) - ok
+
+
+# (g)'s runs of one load: without a scraper, with the control scraper (`/healthz`: no board, no
+# histogram; what any client on the load generator's core costs the harness) and with `/metrics`.
+SCRAPE_RUNS = [("", None), ("_healthz", "healthz"), ("_scraped", "metrics")]
+
+
+def scraped_runs(proxy, load_args, tmp, tag, rnd):
+    """(g): the load once per SCRAPE_RUNS entry on the same proxy process, back to back, the order
+    rotated by round; the figures of each, keyed `{tag}{suffix}_{figure}`, with the requests that
+    failed and the fetches made."""
     fig = {}
-    runs = [(tag, False), (f"{tag}_scraped", True)]
-    for key, scrape in (reversed(runs) if scraped_first else runs):
-        r = measure(proxy, load_args, tmp, scrape=scrape)
+    shift = rnd % len(SCRAPE_RUNS)
+    for suffix, path in SCRAPE_RUNS[shift:] + SCRAPE_RUNS[:shift]:
+        r = measure(proxy, load_args, tmp, scrape=path)
+        key = f"{tag}{suffix}"
         fig.update({f"{key}_{k}": r[k] for k in ("rps", "cpu_us", "p99", "p999")})
         fig[f"{key}_errors"] = r["errors"] + r["non2xx"]
-        if scrape:
-            fig[f"{tag}_scrapes"], fig[f"{tag}_scrape_errors"] = r["scrapes"], r["scrape_errors"]
+        if path:
+            fig[f"{key}_scrapes"], fig[f"{key}_scrape_errors"] = r["scrapes"], r["scrape_errors"]
     return fig
 
 
@@ -756,11 +761,10 @@ def run():
                         elif scenario == "h":
                             fig = measure(proxy, small_load("h", url, body), tmp)
                         elif scenario == "g":
-                            first = rnd % 2 == 1
-                            fig = scraped_pair(proxy, ["-c", "64", url], tmp, "a", first)
+                            fig = scraped_runs(proxy, ["-c", "64", url], tmp, "a", rnd)
                             if nginx_a:
                                 rate = str(int(0.5 * statistics.median(nginx_a)))
-                                fig.update(scraped_pair(proxy, ["-c", "64", "--rate", rate, url], tmp, "f", first))
+                                fig.update(scraped_runs(proxy, ["-c", "64", "--rate", rate, url], tmp, "f", rnd))
                         elif scenario == "i":
                             fig = measure(proxy, ["-c", "64", *targs, url], tmp)
                             if name == "ringlb" and shutil.which("wrk"):
@@ -928,32 +932,36 @@ def write_report(results, gen, machine):
 
 
 def scraped_table(figs):
-    """(g)'s table: for (a) and (f), the medians without and with scraping, the change of the
-    medians, and the spread (lowest to highest) of each over the rounds."""
-    scrapes = sum(f.get(f"{t}_scrapes", 0) for f in figs for t in ("a", "f"))
-    failed = sum(f.get(f"{t}_scrape_errors", 0) for f in figs for t in ("a", "f"))
+    """(g)'s table: for (a) and (f), the medians without a scraper, with the `/healthz` scraper
+    (the harness's share) and with `/metrics` scraped, each with its spread over the rounds, and
+    the change of the medians from each of the first two to the last."""
+    def total(what):
+        return sum(f.get(f"{t}{s}_{what}", 0) for f in figs for t in ("a", "f") for s, _ in SCRAPE_RUNS)
     errors = sum(v for f in figs for k, v in f.items() if k.endswith("_errors") and "scrape" not in k)
-    lines = [f"`/metrics` fetched every {SCRAPE_EVERY_S * 1000:.0f} ms (one Python client on the load generator's "
-             "core) during one run of each pair (same proxy process, back to back, which run goes first "
-             "alternating by round). Change = median with scraping / median without − 1; the spreads are each "
-             f"figure's lowest and highest round. Scrapes answered: {scrapes:,} ({failed} failed); requests "
-             f"failed in these runs: {errors}.", "",
-             "| figure | without scraping (median, spread) | with scraping (median, spread) | change of medians |",
-             "|---|---|---|---|"]
+    lines = [f"Each load three times on the same proxy process, back to back, the order rotated by round: "
+             f"without a scraper, with `/healthz` fetched every {SCRAPE_EVERY_S * 1000:.0f} ms (the control: "
+             "no board, no histogram, so what a client beside the load generator costs the harness) and with "
+             f"`/metrics` fetched as often. The scraper is one curl process on CPU {SCRAPE_CPU} over one "
+             "keep-alive connection. Change = median of one / median of the other − 1; the spreads are each "
+             f"figure's lowest and highest round. Fetches answered: {total('scrapes'):,} "
+             f"({total('scrape_errors')} failed); requests failed in these runs: {errors}.", "",
+             "| figure | no scraper | `/healthz` scraped | `/metrics` scraped | `/metrics` vs none | "
+             "`/metrics` vs `/healthz` |", "|---|---|---|---|---|---|"]
     names = [("rps", "req/s", "{:,.0f}"), ("cpu_us", "CPU µs/req", "{:.1f}"), ("p99", "p99", None),
              ("p999", "p99.9", None)]
     for tag, title in (("a", "(a)"), ("f", "(f)")):
         for key, label, form in names:
             if tag == "a" and key in ("p99", "p999"):
                 continue
-            plain, scraped = [f[f"{tag}_{key}"] for f in figs if f"{tag}_{key}" in f], \
-                [f[f"{tag}_scraped_{key}"] for f in figs if f"{tag}_scraped_{key}" in f]
-            if not plain or not scraped:
+            runs = [[f[f"{tag}{s}_{key}"] for f in figs if f"{tag}{s}_{key}" in f] for s, _ in SCRAPE_RUNS]
+            if not all(runs):
                 continue
             show = (lambda v: form.format(v)) if form else fmt_us
             cell = lambda vs: f"{show(statistics.median(vs))} ({show(min(vs))} – {show(max(vs))})"
-            change = (statistics.median(scraped) / statistics.median(plain) - 1) * 100
-            lines.append(f"| {title} {label} | {cell(plain)} | {cell(scraped)} | {change:+.1f} % |")
+            change = lambda a, b: f"{(statistics.median(a) / statistics.median(b) - 1) * 100:+.1f} %"
+            none, healthz, metrics = runs
+            lines.append(f"| {title} {label} | {cell(none)} | {cell(healthz)} | {cell(metrics)} | "
+                         f"{change(metrics, none)} | {change(metrics, healthz)} |")
     return lines
 
 
