@@ -468,22 +468,28 @@ def measure(proxy, load_args, tmp, scrape=None):
 
 
 def start_scraper(path):
-    """(g)'s scraper: one curl process for the whole run, one keep-alive connection (as Prometheus
-    scrapes), a GET of `path` every SCRAPE_EVERY_S (`--rate`), each answer's status on stderr.
-    Compiled and idle between fetches, it takes the load generator's core for as little as a
-    client can (an earlier Python client, a new connection per fetch, took far more)."""
+    """(g)'s scraper: one curl process for the whole run, a GET of `path` every SCRAPE_EVERY_S
+    (`--rate`, curl 7.84 or later), each answer's status on stderr. The admin listener answers one
+    request per connection, so each fetch is a connection of its own, as a Prometheus scrape of
+    ringlb is. Compiled and asleep between fetches, it takes less of the load generator's core
+    than the Python client it replaced (CPU per fetch in performance.md)."""
     if not shutil.which("curl"):
         raise RuntimeError("(g) needs curl (scripts/bench-compare.sh installs it)")
     fetches = int((DURATION + 60) / SCRAPE_EVERY_S)
-    per_minute = max(1, round(60 / SCRAPE_EVERY_S))
-    return subprocess.Popen(["taskset", "-c", SCRAPE_CPU, "curl", "--silent", "--rate", f"{per_minute}/m",
+    per_hour = max(1, round(3600 / SCRAPE_EVERY_S))
+    return subprocess.Popen(["taskset", "-c", SCRAPE_CPU, "curl", "--silent", "--rate", f"{per_hour}/h",
                              "--write-out", "%{stderr}%{http_code}\\n",
                              f"http://127.0.0.1:{ADMIN_PORT}/{path}?[1-{fetches}]"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def stop_scraper(scraper):
-    """Stops the scraper; (fetches answered 200, fetches that were not)."""
+    """Stops the scraper; (fetches answered 200, fetches that were not). A scraper that ended
+    before it was stopped (a curl without `--rate`, a bad option) fails the run: the figures
+    would otherwise pass for a run with scraping."""
+    if scraper.poll() is not None:
+        raise RuntimeError(f"(g)'s scraper (curl) ended early with status {scraper.returncode}: "
+                           f"{scraper.communicate()[1][-500:]}")
     scraper.send_signal(signal.SIGTERM)
     codes = scraper.communicate(timeout=10)[1].split()
     ok = sum(c == "200" for c in codes)
@@ -941,8 +947,8 @@ def scraped_table(figs):
     lines = [f"Each load three times on the same proxy process, back to back, the order rotated by round: "
              f"without a scraper, with `/healthz` fetched every {SCRAPE_EVERY_S * 1000:.0f} ms (the control: "
              "no board, no histogram, so what a client beside the load generator costs the harness) and with "
-             f"`/metrics` fetched as often. The scraper is one curl process on CPU {SCRAPE_CPU} over one "
-             "keep-alive connection. Change = median of one / median of the other − 1; the spreads are each "
+             f"`/metrics` fetched as often. The scraper is one curl process on CPU {SCRAPE_CPU}, a new "
+             "connection per fetch (the admin listener answers one request per connection). Change = median of one / median of the other − 1; the spreads are each "
              f"figure's lowest and highest round. Fetches answered: {total('scrapes'):,} "
              f"({total('scrape_errors')} failed); requests failed in these runs: {errors}.", "",
              "| figure | no scraper | `/healthz` scraped | `/metrics` scraped | `/metrics` vs none | "

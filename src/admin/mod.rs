@@ -132,10 +132,15 @@ fn status_reason(status: u16) -> &'static str {
 /// Puts the calling thread in `SCHED_IDLE`: it runs on a CPU only when nothing else there wants
 /// to, and a worker that wakes takes the CPU back at once instead of waiting out a time slice.
 /// For the page thread, whose builds (a fraction of a millisecond with a few members, more with
-/// many) may land on a worker's core: a scrape then costs the workers no latency, and on a core
-/// the workers keep saturated a build still gets the scheduler's minimal share (a worker blocked
-/// on the board's lock leaves its CPU idle, so the build holding it runs). Where the kernel
-/// refuses, the reason is logged and the thread keeps the normal class.
+/// many) may land on a worker's core: a build then takes no CPU time a worker wants, and on cores
+/// the workers keep saturated it still gets the scheduler's minimal share. The cost is borne
+/// while a build holds the board's lock: whoever blocks on it (an admin change on a worker, a
+/// worker's tick after a whole busy second, the main thread) waits for a build that runs only
+/// where a CPU is free. A worker that blocks frees its own CPU, and the scheduler moves an
+/// idle-class thread there without the usual cache-hotness delay, so the wait stays about one
+/// build; where other normal-class work keeps every CPU busy, it can last far longer (not a
+/// dedicated ringlb box). Once in this class the thread cannot leave it without `CAP_SYS_NICE`.
+/// Where the kernel refuses, the reason is logged and the thread keeps the normal class.
 #[allow(unsafe_code)]
 fn yield_to_workers() {
     let param = libc::sched_param { sched_priority: 0 };

@@ -3,8 +3,9 @@
 //!
 //! Owns: choosing those pages, and the page thread (`ringlb-pages`, started at the first such
 //! request, on the CPUs the process may use, not a worker's core, in `SCHED_IDLE`: a worker that
-//! wakes on a CPU where a page is being built takes it back at once), which builds them one at a
-//! time and hands each back. Reading the board merges every member's histograms (milliseconds
+//! wakes on a CPU where a page is being built takes it back at once; see `yield_to_workers` for
+//! what that costs whoever waits for the board meanwhile), which builds them one at a time and
+//! hands each back. Reading the board merges every member's histograms (milliseconds
 //! with many members); on the worker it would stall that worker's connections meanwhile. One at a
 //! time, and each after whoever already waits for the board (`Board::lock_after_waiters`): a
 //! mutex lets a thread that just released it take it again before a woken waiter does, and a
