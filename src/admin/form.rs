@@ -7,8 +7,11 @@
 //! Must never: change anything without this process's form token (`csrf`), or record a value the
 //! member already has as an administrator's override.
 
+use std::sync::Arc;
+
 use super::{api, csrf, Reply};
-use crate::core::Core;
+use crate::board::Board;
+use crate::config::Config;
 
 #[derive(Default)]
 struct Fields {
@@ -41,46 +44,43 @@ fn text(status: u16, message: String) -> Reply {
     Reply::new(status, "text/plain; charset=utf-8", message + "\n")
 }
 
-/// Applies one member's form.
-pub(super) fn change(core: &Core, body: &[u8]) -> Reply {
+/// Applies one member's form (on the page thread: it locks the board); with the configuration
+/// in effect when members changed (the caller then tells the cores).
+pub(super) fn change(board: &Board, body: &[u8]) -> (Reply, Option<Arc<Config>>) {
     let f = fields(body);
     if !csrf::valid(&f.csrf) {
-        return text(
-            403,
-            "this form is stale or was not sent by this status page: reload the page".into(),
-        );
+        let stale = "this form is stale or was not sent by this status page: reload the page";
+        return (text(403, stale.into()), None);
     }
     let weight = match f.weight.trim() {
         "" => None,
         w => match w.parse::<u32>() {
             Ok(w) => Some(w),
-            Err(_) => return text(400, format!("weight \"{w}\" is not a number")),
+            Err(_) => return (text(400, format!("weight \"{w}\" is not a number")), None),
         },
     };
-    let mut board = core.board.lock();
+    let mut board = board.lock();
     let config = board.generation.config.clone();
     let Some((b, m)) = api::find(&config, &f.balancer, &f.member) else {
-        return text(404, "no such balancer or member".into());
+        return (text(404, "no such balancer or member".into()), None);
     };
     if config.balancers[b].members[m].host_port != f.address {
-        return text(
-            409,
-            "the configuration changed since this page was loaded: reload the page".into(),
-        );
+        let moved = "the configuration changed since this page was loaded: reload the page";
+        return (text(409, moved.into()), None);
     }
     let now = board.admin_of(b, m);
     let status = Some(f.status.trim()).filter(|s| !s.is_empty() && *s != now.status.name());
     let weight = weight.filter(|&w| w != now.weight);
+    let mut changed = None;
     if status.is_some() || weight.is_some() {
         if let Err(e) = api::apply(&config, &mut board, b, m, status, weight) {
-            return text(400, e);
+            return (text(400, e), None);
         }
-        drop(board);
-        super::members_changed(core, &config);
+        changed = Some(config);
     }
     let mut r = Reply::new(303, "text/plain", "changed: back to /status\n".into());
     r.extra = "Location: /status\r\n".into();
-    r
+    (r, changed)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! serving an admin request publishes its own statistics first (on demand, unless a page being
 //! built holds the board); the other workers' come from their last once-a-second publication.
 //! The pages built from the whole board are built off the worker (`offload`); the member API and
-//! the page's form change the board under its lock on the worker (briefly). Must never: serve
+//! the page's form change the board under its lock on the page thread too (`offload::change`), so
+//! no worker ever blocks on the board for an admin request. Must never: serve
 //! anything but `/healthz`'s answer, or change anything, to a request without the right
 //! credentials when some are configured, to a `Host` it does not answer to, or (a change) to
 //! another site's page.
@@ -134,9 +135,9 @@ fn status_reason(status: u16) -> &'static str {
 /// For the page thread, whose builds (a fraction of a millisecond with a few members, more with
 /// many) may land on a worker's core: a build then takes no CPU time a worker wants, and on cores
 /// the workers keep saturated it still gets the scheduler's minimal share. The cost is borne
-/// while a build holds the board's lock: whoever blocks on it (an admin change on a worker, a
-/// worker's tick after a whole busy second, the main thread) waits for a build that runs only
-/// where a CPU is free. A worker that blocks frees its own CPU, and the scheduler moves an
+/// while a build holds the board's lock: whoever blocks on it (a worker's tick after a whole
+/// busy second, the main thread, the health checker; admin changes run on this thread itself)
+/// waits for a build that runs only where a CPU is free. A worker that blocks frees its own CPU, and the scheduler moves an
 /// idle-class thread there without the usual cache-hotness delay, so the wait stays about one
 /// build; where other normal-class work keeps every CPU busy, it can last far longer (not a
 /// dedicated ringlb box). Once in this class the thread cannot leave it without `CAP_SYS_NICE`.
@@ -240,22 +241,49 @@ WWW-Authenticate: Bearer realm=\"ringlb admin\"\r\n"
     if let Some(page) = offload::Page::of(method, path, query) {
         return offload::build(core.board.clone(), core.tls.clone(), page).await;
     }
-    handle(core, method, path, &buf[head.head_len..])
+    handle(core, method, path, &buf[head.head_len..]).await
 }
 
 /// The requests that are not a page built from the whole board: the member API, the form, TLS
 /// reload, 404 and 405. `path` is the target without its query.
-fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
+async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        ("POST", ["status"]) => form::change(core, body),
+        ("POST", ["status"]) => {
+            let (board, body) = (core.board.clone(), body.to_vec());
+            let Some((reply, changed)) = offload::change(move || form::change(&board, &body)).await
+            else {
+                return no_change();
+            };
+            if let Some(config) = changed {
+                members_changed(core, &config);
+            }
+            reply
+        }
         (_, ["api", "balancers", b, "members", m]) => {
-            let mut board = core.board.lock();
-            // The generation in effect: the one whose members the board's `(b, m)` name.
-            let config = board.generation.config.clone();
-            let (status, json) = api::member(&config, &mut board, method, b, m, body);
-            drop(board);
-            if method == "POST" && status == 200 {
+            let board = core.board.clone();
+            let (method, b, m, body) = (
+                method.to_owned(),
+                b.to_string(),
+                m.to_string(),
+                body.to_vec(),
+            );
+            let Some((status, json, config)) = offload::change(move || {
+                let mut board = board.lock();
+                // The generation in effect: the one whose members the board's `(b, m)` name.
+                let config = board.generation.config.clone();
+                let (status, json) = api::member(&config, &mut board, &method, &b, &m, &body);
+                (
+                    status,
+                    json,
+                    (method == "POST" && status == 200).then_some(config),
+                )
+            })
+            .await
+            else {
+                return no_change();
+            };
+            if let Some(config) = config {
                 members_changed(core, &config);
             }
             Reply::new(status, "application/json", json)
@@ -291,6 +319,15 @@ fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
             "not found: try /status, /status.json or /metrics\n".into(),
         ),
     }
+}
+
+/// An admin change that could not be run or did not finish (no page thread, or it panicked).
+fn no_change() -> Reply {
+    Reply::new(
+        503,
+        "text/plain",
+        "the change could not be run or did not finish (see the log)\n".into(),
+    )
 }
 
 /// After an admin change on the board: every core applies it, and the main thread writes the

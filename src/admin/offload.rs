@@ -1,5 +1,6 @@
 //! The admin pages that read the whole board (`/status`, `/status.json`, `/metrics`), built on
-//! the page thread while the worker that took the request goes on serving.
+//! the page thread while the worker that took the request goes on serving; and the admin
+//! changes (the member API, the page's form), made there too (`change`).
 //!
 //! Owns: choosing those pages, and the page thread (`ringlb-pages`, started at the first such
 //! request, on the CPUs the process may use, not a worker's core, in `SCHED_IDLE`: a worker that
@@ -98,6 +99,19 @@ pub async fn build(board: Arc<Board>, tls: Arc<TlsState>, page: Page) -> Reply {
             "the page could not be built (see the log)\n".into(),
         )
     })
+}
+
+/// Runs `change` (an admin change under the board's lock) on the page thread and waits for it
+/// without holding the worker: the worker never blocks on the board behind a page being built,
+/// and changes and builds, on one thread, never wait for each other's lock. `None` if there is
+/// no page thread or `change` panicked.
+pub async fn change<T: Send + 'static>(change: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(change());
+    });
+    page_thread()?.send(job).ok()?;
+    rx.await.ok()
 }
 
 /// How long a page build gives way to those waiting for the board (a worker's tick, an admin
