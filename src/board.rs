@@ -8,8 +8,8 @@
 //! when `Board::changes` moved), by admin requests, by the health checker after each check and by
 //! the main thread while it publishes a generation and waits for the cores to adopt it. A worker's
 //! tick `try_lock`s it (and tries again at its next tick, waiting at most once a second), so a
-//! reader (a page being built) does not stall a worker; admin changes lock it briefly, on the
-//! page thread (`admin::offload::change`) like the pages; the page thread gives way to anyone
+//! reader (a page being built) does not stall a worker; admin changes lock it briefly, off the
+//! workers (a blocking-pool thread, `admin::off_worker`); the page thread gives way to anyone
 //! waiting (`lock_after_waiters`), so a wait lasts one page build.
 //! Invariant: a histogram here is the exact sum of what the cores recorded.
 

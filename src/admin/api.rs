@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::board::BoardData;
+use crate::board::{Board, BoardData};
 use crate::config::{Config, MemberStatus};
+use crate::reload::ControlSender;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +85,27 @@ pub fn apply(
         status = ?status, weight = ?weight, "admin change"
     );
     Ok(())
+}
+
+/// A member request under the board's lock (off the worker: it waits for the board,
+/// `super::off_worker`), on the generation in effect (the one whose members the board's `(b, m)`
+/// name); a POST that changed the member tells the cores once the lock is released.
+pub(super) fn change(
+    board: &Board,
+    control: Option<&ControlSender>,
+    method: &str,
+    balancer: &str,
+    member_index: &str,
+    body: &[u8],
+) -> super::Reply {
+    let mut guard = board.lock();
+    let config = guard.generation.config.clone();
+    let (status, json) = member(&config, &mut guard, method, balancer, member_index, body);
+    drop(guard);
+    if method == "POST" && status == 200 {
+        super::members_changed(board, control, &config);
+    }
+    super::Reply::new(status, "application/json", json)
 }
 
 /// Handles a member request: returns (status, JSON body).

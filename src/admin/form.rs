@@ -7,11 +7,9 @@
 //! Must never: change anything without this process's form token (`csrf`), or record a value the
 //! member already has as an administrator's override.
 
-use std::sync::Arc;
-
 use super::{api, csrf, Reply};
 use crate::board::Board;
-use crate::config::Config;
+use crate::reload::ControlSender;
 
 #[derive(Default)]
 struct Fields {
@@ -44,43 +42,46 @@ fn text(status: u16, message: String) -> Reply {
     Reply::new(status, "text/plain; charset=utf-8", message + "\n")
 }
 
-/// Applies one member's form (on the page thread: it locks the board); with the configuration
-/// in effect when members changed (the caller then tells the cores).
-pub(super) fn change(board: &Board, body: &[u8]) -> (Reply, Option<Arc<Config>>) {
+/// Applies one member's form (off the worker: it waits for the board, `super::off_worker`).
+pub(super) fn change(board: &Board, control: Option<&ControlSender>, body: &[u8]) -> Reply {
     let f = fields(body);
     if !csrf::valid(&f.csrf) {
-        let stale = "this form is stale or was not sent by this status page: reload the page";
-        return (text(403, stale.into()), None);
+        return text(
+            403,
+            "this form is stale or was not sent by this status page: reload the page".into(),
+        );
     }
     let weight = match f.weight.trim() {
         "" => None,
         w => match w.parse::<u32>() {
             Ok(w) => Some(w),
-            Err(_) => return (text(400, format!("weight \"{w}\" is not a number")), None),
+            Err(_) => return text(400, format!("weight \"{w}\" is not a number")),
         },
     };
-    let mut board = board.lock();
-    let config = board.generation.config.clone();
+    let mut guard = board.lock();
+    let config = guard.generation.config.clone();
     let Some((b, m)) = api::find(&config, &f.balancer, &f.member) else {
-        return (text(404, "no such balancer or member".into()), None);
+        return text(404, "no such balancer or member".into());
     };
     if config.balancers[b].members[m].host_port != f.address {
-        let moved = "the configuration changed since this page was loaded: reload the page";
-        return (text(409, moved.into()), None);
+        return text(
+            409,
+            "the configuration changed since this page was loaded: reload the page".into(),
+        );
     }
-    let now = board.admin_of(b, m);
+    let now = guard.admin_of(b, m);
     let status = Some(f.status.trim()).filter(|s| !s.is_empty() && *s != now.status.name());
     let weight = weight.filter(|&w| w != now.weight);
-    let mut changed = None;
     if status.is_some() || weight.is_some() {
-        if let Err(e) = api::apply(&config, &mut board, b, m, status, weight) {
-            return (text(400, e), None);
+        if let Err(e) = api::apply(&config, &mut guard, b, m, status, weight) {
+            return text(400, e);
         }
-        changed = Some(config);
+        drop(guard);
+        super::members_changed(board, control, &config);
     }
     let mut r = Reply::new(303, "text/plain", "changed: back to /status\n".into());
     r.extra = "Location: /status\r\n".into();
-    (r, changed)
+    r
 }
 
 #[cfg(test)]

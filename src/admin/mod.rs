@@ -8,7 +8,7 @@
 //! serving an admin request publishes its own statistics first (on demand, unless a page being
 //! built holds the board); the other workers' come from their last once-a-second publication.
 //! The pages built from the whole board are built off the worker (`offload`); the member API and
-//! the page's form change the board under its lock on the page thread too (`offload::change`), so
+//! the page's form change the board under its lock on a blocking-pool thread (`off_worker`), so
 //! no worker ever blocks on the board for an admin request. Must never: serve
 //! anything but `/healthz`'s answer, or change anything, to a request without the right
 //! credentials when some are configured, to a `Host` it does not answer to, or (a change) to
@@ -33,9 +33,11 @@ use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 
+use crate::board::Board;
 use crate::core::Core;
 use crate::http::parse::{parse_request, HeadError, RequestHead};
 use crate::io::{read_more, write_range, IoFail};
+use crate::reload::ControlSender;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -136,11 +138,11 @@ fn status_reason(status: u16) -> &'static str {
 /// many) may land on a worker's core: a build then takes no CPU time a worker wants, and on cores
 /// the workers keep saturated it still gets the scheduler's minimal share. The cost is borne
 /// while a build holds the board's lock: whoever blocks on it (a worker's tick after a whole
-/// busy second, the main thread, the health checker; admin changes run on this thread itself)
-/// waits for a build that runs only where a CPU is free. A worker that blocks frees its own CPU, and the scheduler moves an
-/// idle-class thread there without the usual cache-hotness delay, so the wait stays about one
-/// build; where other normal-class work keeps every CPU busy, it can last far longer (not a
-/// dedicated ringlb box). Once in this class the thread cannot leave it without `CAP_SYS_NICE`.
+/// busy second, the main thread, the health checker, an admin change made off its worker)
+/// waits for a build that runs only where a CPU is free. A worker that blocks frees its own CPU,
+/// and the scheduler moves an idle-class thread there without the usual cache-hotness delay, so
+/// the wait stays about one build; where workers or other normal-class work keep every CPU busy,
+/// it can last far longer. Once in this class the thread cannot leave it without `CAP_SYS_NICE`.
 /// Where the kernel refuses, the reason is logged and the thread keeps the normal class.
 #[allow(unsafe_code)]
 fn yield_to_workers() {
@@ -250,43 +252,28 @@ async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("POST", ["status"]) => {
-            let (board, body) = (core.board.clone(), body.to_vec());
-            let Some((reply, changed)) = offload::change(move || form::change(&board, &body)).await
-            else {
-                return no_change();
-            };
-            if let Some(config) = changed {
-                members_changed(core, &config);
-            }
-            reply
+            let (board, control, body) = (core.board.clone(), core.control.clone(), body.to_vec());
+            off_worker(move || form::change(&board, control.as_ref(), &body))
+                .await
+                .unwrap_or_else(|| {
+                    no_change("text/plain", "the change could not be run (see the log)\n")
+                })
         }
         (_, ["api", "balancers", b, "members", m]) => {
-            let board = core.board.clone();
-            let (method, b, m, body) = (
-                method.to_owned(),
-                b.to_string(),
-                m.to_string(),
-                body.to_vec(),
-            );
-            let Some((status, json, config)) = offload::change(move || {
-                let mut board = board.lock();
-                // The generation in effect: the one whose members the board's `(b, m)` name.
-                let config = board.generation.config.clone();
-                let (status, json) = api::member(&config, &mut board, &method, &b, &m, &body);
-                (
-                    status,
-                    json,
-                    (method == "POST" && status == 200).then_some(config),
-                )
+            let (board, control) = (core.board.clone(), core.control.clone());
+            let request = [method, b, m].map(str::to_owned);
+            let body = body.to_vec();
+            off_worker(move || {
+                let [method, b, m] = &request;
+                api::change(&board, control.as_ref(), method, b, m, &body)
             })
             .await
-            else {
-                return no_change();
-            };
-            if let Some(config) = config {
-                members_changed(core, &config);
-            }
-            Reply::new(status, "application/json", json)
+            .unwrap_or_else(|| {
+                no_change(
+                    "application/json",
+                    "{\"error\":\"the change could not be run (see the log)\"}\n",
+                )
+            })
         }
         ("POST", ["api", "tls", "reload"]) => {
             match crate::core::tls_listening(&core.gen().config, &core.tls) {
@@ -321,20 +308,29 @@ async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     }
 }
 
-/// An admin change that could not be run or did not finish (no page thread, or it panicked).
-fn no_change() -> Reply {
-    Reply::new(
-        503,
-        "text/plain",
-        "the change could not be run or did not finish (see the log)\n".into(),
-    )
+/// Runs `change` (an admin change: it locks the board) on a blocking-pool thread, at the normal
+/// priority, on the process's CPUs, and awaits it: the worker goes on serving while the change
+/// waits for the board, and as a waiter in `Board::lock` it makes the page thread give way, so it
+/// waits at most one page build. `None` if it panicked (the board's lock survives a panic).
+async fn off_worker<T: Send + 'static>(change: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    compio::runtime::spawn_blocking(move || {
+        unpin();
+        change()
+    })
+    .await
+    .ok()
 }
 
-/// After an admin change on the board: every core applies it, and the main thread writes the
-/// state file (off the workers).
-fn members_changed(core: &Core, config: &crate::config::Config) {
-    core.board.changed();
-    if let (Some(control), Some(_)) = (&core.control, config.state_file()) {
+/// 503 for an admin change that panicked on its way (see the log).
+fn no_change(content_type: &'static str, body: &str) -> Reply {
+    Reply::new(503, content_type, body.into())
+}
+
+/// After an admin change on the board (its lock released): every core applies it, and the main
+/// thread writes the state file (off the workers).
+fn members_changed(board: &Board, control: Option<&ControlSender>, config: &crate::config::Config) {
+    board.changed();
+    if let (Some(control), Some(_)) = (control, config.state_file()) {
         let _ = control.send(crate::reload::Control::SaveState);
     }
 }

@@ -1,6 +1,5 @@
 //! The admin pages that read the whole board (`/status`, `/status.json`, `/metrics`), built on
-//! the page thread while the worker that took the request goes on serving; and the admin
-//! changes (the member API, the page's form), made there too (`change`).
+//! the page thread while the worker that took the request goes on serving.
 //!
 //! Owns: choosing those pages, and the page thread (`ringlb-pages`, started at the first such
 //! request, on the CPUs the process may use, not a worker's core, in `SCHED_IDLE`: a worker that
@@ -10,8 +9,9 @@
 //! with many members); on the worker it would stall that worker's connections meanwhile. One at a
 //! time, and each after whoever already waits for the board (`Board::lock_after_waiters`): a
 //! mutex lets a thread that just released it take it again before a woken waiter does, and a
-//! queue of scrapes would otherwise keep a waiting worker (its tick's once-a-second wait, an admin
-//! change) or the main thread out for as long as the queue lasts. Pages are written after the
+//! queue of scrapes would otherwise keep a waiting worker (its tick's once-a-second wait), an
+//! admin change (made off the worker, `super::off_worker`) or the main thread out for as long as
+//! the queue lasts. Pages are written after the
 //! lock is released; only `/metrics` is written under it. Must never: touch anything of a worker's (a build has only the
 //! board, the TLS state and the page's options), or hold the lock across anything but building
 //! the page.
@@ -101,19 +101,6 @@ pub async fn build(board: Arc<Board>, tls: Arc<TlsState>, page: Page) -> Reply {
     })
 }
 
-/// Runs `change` (an admin change under the board's lock) on the page thread and waits for it
-/// without holding the worker: the worker never blocks on the board behind a page being built,
-/// and changes and builds, on one thread, never wait for each other's lock. `None` if there is
-/// no page thread or `change` panicked.
-pub async fn change<T: Send + 'static>(change: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(change());
-    });
-    page_thread()?.send(job).ok()?;
-    rx.await.ok()
-}
-
 /// How long a page build gives way to those waiting for the board (a worker's tick, an admin
 /// change, the main thread) before it takes the board anyway.
 const GIVE_WAY: Duration = Duration::from_millis(10);
@@ -176,7 +163,7 @@ mod tests {
         assert_eq!(of("GET", "/status.json"), Some("json"));
         assert_eq!(of("GET", "/metrics"), Some("metrics"));
         assert_eq!(of("GET", "/metrics?name[]=x"), Some("metrics"));
-        // The form, other methods and other paths stay with the worker (`handle`).
+        // The form, other methods and other paths are not pages (`handle`).
         assert_eq!(of("POST", "/status"), None);
         assert_eq!(of("HEAD", "/metrics"), None);
         assert_eq!(of("GET", "/api/balancers"), None);
