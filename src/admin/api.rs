@@ -89,7 +89,7 @@ pub fn apply(
 
 /// A member request under the board's lock (off the worker: it waits for the board,
 /// `super::off_worker`), on the generation in effect (the one whose members the board's `(b, m)`
-/// name); a POST that changed the member tells the cores once the lock is released.
+/// name); a POST answered 200 tells the cores once the lock is released.
 pub(super) fn change(
     board: &Board,
     control: Option<&ControlSender>,

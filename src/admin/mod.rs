@@ -157,7 +157,7 @@ fn yield_to_workers() {
 }
 
 /// Lets the calling thread (one started from a worker, which inherited its pinning: a blocking-pool
-/// thread checking a password, the page thread) run where the process may run (the main thread's
+/// thread checking a password or making an admin change, the page thread) run where the process may run (the main thread's
 /// CPUs: it is never pinned, so `CPUAffinity=` or `taskset` still hold), so that its work takes no
 /// time from the worker's own core.
 fn unpin() {
@@ -253,27 +253,23 @@ async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     match (method, segments.as_slice()) {
         ("POST", ["status"]) => {
             let (board, control, body) = (core.board.clone(), core.control.clone(), body.to_vec());
-            off_worker(move || form::change(&board, control.as_ref(), &body))
-                .await
-                .unwrap_or_else(|| {
-                    no_change("text/plain", "the change could not be run (see the log)\n")
-                })
+            let failed = Reply::new(503, "text/plain", CHANGE_FAILED.into());
+            off_worker(failed, move || {
+                form::change(&board, control.as_ref(), &body)
+            })
+            .await
         }
         (_, ["api", "balancers", b, "members", m]) => {
             let (board, control) = (core.board.clone(), core.control.clone());
             let request = [method, b, m].map(str::to_owned);
             let body = body.to_vec();
-            off_worker(move || {
+            let error = serde_json::json!({ "error": CHANGE_FAILED.trim_end() });
+            let failed = Reply::new(503, "application/json", error.to_string() + "\n");
+            off_worker(failed, move || {
                 let [method, b, m] = &request;
                 api::change(&board, control.as_ref(), method, b, m, &body)
             })
             .await
-            .unwrap_or_else(|| {
-                no_change(
-                    "application/json",
-                    "{\"error\":\"the change could not be run (see the log)\"}\n",
-                )
-            })
         }
         ("POST", ["api", "tls", "reload"]) => {
             match crate::core::tls_listening(&core.gen().config, &core.tls) {
@@ -308,22 +304,22 @@ async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     }
 }
 
-/// Runs `change` (an admin change: it locks the board) on a blocking-pool thread, at the normal
-/// priority, on the process's CPUs, and awaits it: the worker goes on serving while the change
-/// waits for the board, and as a waiter in `Board::lock` it makes the page thread give way, so it
-/// waits at most one page build. `None` if it panicked (the board's lock survives a panic).
-async fn off_worker<T: Send + 'static>(change: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    compio::runtime::spawn_blocking(move || {
-        unpin();
-        change()
-    })
-    .await
-    .ok()
-}
+/// The answer to an admin change that panicked on its way (the panic is in the log).
+const CHANGE_FAILED: &str = "the change could not be run (see the log)\n";
 
-/// 503 for an admin change that panicked on its way (see the log).
-fn no_change(content_type: &'static str, body: &str) -> Reply {
-    Reply::new(503, content_type, body.into())
+/// Runs `change` (an admin change: it locks the board) on a blocking-pool thread, at the normal
+/// priority, on the process's CPUs, and awaits its answer: the worker goes on serving while the
+/// change waits for the board, and as a waiter in `Board::lock` it makes queued page builds give
+/// way, so it usually waits one build at most (the page thread may have read no waiter just
+/// before, and the main thread and the health checker take the board too). `failed` if it
+/// panicked (caught here, not left to the pool; the board's lock survives a panic).
+async fn off_worker(failed: Reply, change: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+    let answer = compio::runtime::spawn_blocking(move || {
+        unpin();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(change)).ok()
+    })
+    .await;
+    answer.ok().flatten().unwrap_or(failed)
 }
 
 /// After an admin change on the board (its lock released): every core applies it, and the main

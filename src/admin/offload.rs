@@ -11,10 +11,9 @@
 //! mutex lets a thread that just released it take it again before a woken waiter does, and a
 //! queue of scrapes would otherwise keep a waiting worker (its tick's once-a-second wait), an
 //! admin change (made off the worker, `super::off_worker`) or the main thread out for as long as
-//! the queue lasts. Pages are written after the
-//! lock is released; only `/metrics` is written under it. Must never: touch anything of a worker's (a build has only the
-//! board, the TLS state and the page's options), or hold the lock across anything but building
-//! the page.
+//! the queue lasts. Pages are written after the lock is released; only `/metrics` is written
+//! under it. Must never: touch anything of a worker's (a build has only the board, the TLS state
+//! and the page's options), or hold the lock across anything but building the page.
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
