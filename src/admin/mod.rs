@@ -157,9 +157,9 @@ fn yield_to_workers() {
 }
 
 /// Lets the calling thread (one started from a worker, which inherited its pinning: a blocking-pool
-/// thread checking a password or making an admin change, the page thread) run where the process may run (the main thread's
-/// CPUs: it is never pinned, so `CPUAffinity=` or `taskset` still hold), so that its work takes no
-/// time from the worker's own core.
+/// thread checking a password or making an admin change, the page thread) run where the process
+/// may run (the main thread's CPUs: it is never pinned, so `CPUAffinity=` or `taskset` still
+/// hold), so that its work takes no time from the worker's own core.
 fn unpin() {
     let main = rustix::process::getpid();
     let Ok(allowed) = rustix::thread::sched_getaffinity(Some(main)) else {
@@ -175,9 +175,9 @@ async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no credentials,
     // no figures, nothing but whether this process takes new connections. A query (a probe's
     // cache-buster, a scraper's counter) changes nothing.
-    let target = &buf[head.path.clone()];
-    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-    if path == b"/healthz" {
+    let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/healthz" {
         return healthz(core, head.method(buf));
     }
     // An absolute-form target names a host of its own, which the Host check would not see.
@@ -235,8 +235,6 @@ WWW-Authenticate: Bearer realm=\"ringlb admin\"\r\n"
         return reload(core).await;
     }
     let method = std::str::from_utf8(head.method(buf)).unwrap_or("");
-    let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     // The serving core's own figures are published now (unless a page being built holds the
     // board); the other cores' are at most a second old.
     crate::core::try_publish(core, Instant::now());
@@ -252,22 +250,21 @@ async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         ("POST", ["status"]) => {
-            let (board, control, body) = (core.board.clone(), core.control.clone(), body.to_vec());
             let failed = Reply::new(503, "text/plain", CHANGE_FAILED.into());
-            off_worker(failed, move || {
-                form::change(&board, control.as_ref(), &body)
+            let body = body.to_vec();
+            off_worker(core, failed, move |board, control| {
+                form::change(board, control, &body)
             })
             .await
         }
         (_, ["api", "balancers", b, "members", m]) => {
-            let (board, control) = (core.board.clone(), core.control.clone());
-            let request = [method, b, m].map(str::to_owned);
-            let body = body.to_vec();
             let error = serde_json::json!({ "error": CHANGE_FAILED.trim_end() });
             let failed = Reply::new(503, "application/json", error.to_string() + "\n");
-            off_worker(failed, move || {
+            let request = [method, b, m].map(str::to_owned);
+            let body = body.to_vec();
+            off_worker(core, failed, move |board, control| {
                 let [method, b, m] = &request;
-                api::change(&board, control.as_ref(), method, b, m, &body)
+                api::change(board, control, method, b, m, &body)
             })
             .await
         }
@@ -307,15 +304,22 @@ async fn handle(core: &Core, method: &str, path: &str, body: &[u8]) -> Reply {
 /// The answer to an admin change that panicked on its way (the panic is in the log).
 const CHANGE_FAILED: &str = "the change could not be run (see the log)\n";
 
-/// Runs `change` (an admin change: it locks the board) on a blocking-pool thread, at the normal
-/// priority, on the process's CPUs, and awaits its answer: the worker goes on serving while the
-/// change waits for the board, and as a waiter in `Board::lock` it makes queued page builds give
-/// way, so it usually waits one build at most (the page thread may have read no waiter just
-/// before, and the main thread and the health checker take the board too). `failed` if it
+/// Runs `change` (an admin change: it locks the board; given the core's board and its line to
+/// the main thread) on a blocking-pool thread, at the normal priority, on the process's CPUs, and
+/// awaits its answer: the worker goes on serving while the change waits for the board, and as a
+/// waiter in `Board::lock` it makes queued page builds give way, so it usually waits one build at
+/// most (the page thread may have read no waiter just before, and the main thread and the health
+/// checker take the board too). `failed` if it
 /// panicked (caught here, not left to the pool; the board's lock survives a panic).
-async fn off_worker(failed: Reply, change: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+async fn off_worker(
+    core: &Core,
+    failed: Reply,
+    change: impl FnOnce(&Board, Option<&ControlSender>) -> Reply + Send + 'static,
+) -> Reply {
+    let (board, control) = (core.board.clone(), core.control.clone());
     let answer = compio::runtime::spawn_blocking(move || {
         unpin();
+        let change = || change(&board, control.as_ref());
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(change)).ok()
     })
     .await;
