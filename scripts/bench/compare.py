@@ -109,11 +109,21 @@ AJP_SECRET = "bench-secret"
 
 
 def tree(pid):
-    """The pid and all its descendants."""
-    pids = [pid]
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    for child in out:
-        pids.extend(tree(int(child)))
+    """The pid and all its descendants, read from /proc (no pgrep: scaling.py runs this on machines
+    without procps)."""
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo.extend(children.get(p, []))
     return pids
 
 
@@ -188,11 +198,15 @@ def tls_client_args(pki):
 
 
 class Proxy:
-    def __init__(self, name, workdir, pki=None):
+    def __init__(self, name, workdir, pki=None, workers=1, cpus=PROXY_CPU):
         """With `pki` (the TLS scenarios) the proxy's one listener speaks HTTPS with the run's
-        certificate, on its TLS port; the rest of its configuration is the same."""
+        certificate, on its TLS port; the rest of its configuration is the same. `workers`: ringlb's
+        workers, nginx's worker processes, HAProxy's threads, each pinned to one of `cpus` (a
+        taskset list) when more than one (scaling.py); Apache and the floor take one."""
         self.name = name
         self.pki = pki
+        self.workers = workers
+        self.cpus = cpus
         self.port = (TLS_PORTS if pki else PORTS)[name]
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -203,13 +217,14 @@ class Proxy:
         s1, s2 = SMALL
         b1, b2 = BIG
         pki = self.pki
+        w = self.workers
         if self.name in ("ringlb", "ringlb-base"):
             binary = STAGED[self.name]
             tls = (f'[listen.tls]\ncerts = [ {{ cert = "{pki / "leaf.pem"}", key = "{pki / "leaf.key"}" }} ]'
                    if pki else "")
             (d / "ringlb.toml").write_text(f"""
 [server]
-workers = 1
+workers = {w}
 [limits]
 max_connections = 100000
 [admin]
@@ -249,7 +264,8 @@ balancer = "tomcat"
                       "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets on;\n    ssl_session_cache off;"
                       if pki else f"listen 127.0.0.1:{self.port} reuseport;")
             (d / "nginx.conf").write_text(f"""
-worker_processes 1;
+worker_processes {w};
+{"worker_cpu_affinity auto;" if w > 1 else ""}
 worker_rlimit_nofile 100000;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -272,7 +288,8 @@ http {{
             bind = f" ssl crt {pki / 'haproxy.pem'} alpn http/1.1" if pki else ""
             (d / "haproxy.cfg").write_text(f"""
 global
-  nbthread 1
+  nbthread {w}
+  {f"cpu-map auto:1/1-{w} {self.cpus}" if w > 1 else ""}
   {maxconn}
 defaults
   mode http
@@ -342,7 +359,7 @@ ProxyPass / balancer://small/
         raise ValueError(self.name)
 
     def start(self):
-        cmd = ["taskset", "-c", PROXY_CPU] + self.config()
+        cmd = ["taskset", "-c", self.cpus] + self.config()
         env = dict(os.environ, APACHE_RUN_DIR=str(self.dir), APACHE_LOCK_DIR=str(self.dir))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.dir / "stderr.log", "w"), env=env)
         if not wait_port(self.port):
