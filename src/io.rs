@@ -1,7 +1,8 @@
 //! The calls into the socket API: read more, write a range, write static bytes, write head + body
 //! and send a request telling "nothing written" from "maybe written" (one plain send when the
 //! body part is at most `JOIN_MAX` bytes, copied behind its head, or when there is no head; else a
-//! vectored one), send what the socket takes now (a tunnel's non-blocking send), check an idle
+//! vectored one), write a connection's last answer with the FIN right behind it (a small one by
+//! a non-blocking send), send what the socket takes now (a tunnel's non-blocking send), check an idle
 //! pooled connection without blocking, shut down the write side, connect.
 //!
 //! Keeping them here means a runtime upgrade or switch touches few files (the idle wait in
@@ -108,6 +109,41 @@ pub async fn write_head_and(
         Ok(()) => Ok(()),
         Err(Unsent::Nothing(e) | Unsent::Partly(e)) => Err(e),
     }
+}
+
+/// Writes a connection's last answer, `head` and then `body[range]`, and sends the FIN right
+/// behind it. A small one (a body part of at most `JOIN_MAX` bytes, joined behind the head) goes
+/// by one non-blocking send made here, not through the driver, and `shutdown(SHUT_WR)` follows at
+/// once. Through the driver the FIN would follow a trip later, once the send's completion is reaped
+/// and the connection's task ends: a nearby client reads the answer and closes first, so the
+/// TIME_WAIT is the client's, and its connects slow as its ports fill (scenario (d) on the 16-core
+/// device machine, docs/performance.md). What the socket does not take at once, and a larger
+/// answer, is written through the driver, then shut down likewise. `head` is given back as
+/// `write_head_and` gives it.
+pub async fn write_last(
+    s: &mut TcpStream,
+    head: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), IoFail> {
+    let done = if range.len() > JOIN_MAX {
+        write_head_and(s, head, body, range, limit).await
+    } else {
+        let len = head.len();
+        head.extend_from_slice(&body[range]);
+        let total = head.len();
+        let done = match send_now(s, head) {
+            Ok(n) => write_range(s, head, n..total, limit).await,
+            Err(e) => Err(IoFail::Error(e)),
+        };
+        head.truncate(len);
+        done
+    };
+    if done.is_ok() {
+        let _ = rustix::net::shutdown(&*s, rustix::net::Shutdown::Write);
+    }
+    done
 }
 
 /// How far a request write got when it failed.
@@ -394,6 +430,54 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// `write_last`: the peer reads the whole answer and then the end of the connection while the
+    /// writer still holds its socket (the FIN went with the answer, not at the close), for a small
+    /// answer (one non-blocking send) and a larger one (through the driver), and the head is given
+    /// back with its own bytes.
+    #[test]
+    fn a_last_answer_is_followed_by_the_end_before_the_close() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            for part in [0, 1, JOIN_MAX, JOIN_MAX + 1, 3 << 20] {
+                let rt = crate::worker::build_runtime(driver).unwrap();
+                rt.block_on(async move {
+                    compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+                    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                    let addr = listener.local_addr().unwrap();
+                    let peer = std::thread::spawn(move || {
+                        let mut s = listener.accept().unwrap().0;
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let mut got = Vec::new();
+                        s.read_to_end(&mut got).map(|_| got)
+                    });
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    let want_head = bytes(200, 8);
+                    let (mut head, mut body) = (want_head.clone(), bytes(part + 9, 9));
+                    let range = 9..9 + part;
+                    let mut want = want_head.clone();
+                    want.extend_from_slice(&body[range.clone()]);
+                    let limit = Duration::from_secs(10);
+                    let done = write_last(&mut s, &mut head, &mut body, range, limit).await;
+                    assert!(done.is_ok(), "{driver:?}, part {part}: {done:?}");
+                    assert!(
+                        head == want_head,
+                        "{driver:?}, part {part}: head not given back"
+                    );
+                    // `s` is still open: the peer's read ends only if the FIN came with the answer.
+                    let got = peer.join().unwrap();
+                    let got =
+                        got.unwrap_or_else(|e| panic!("{driver:?}, part {part}: no end: {e}"));
+                    assert!(
+                        got == want,
+                        "{driver:?}, part {part}: {} of {} bytes",
+                        got.len(),
+                        want.len()
+                    );
+                    drop(s);
+                });
             }
         }
     }

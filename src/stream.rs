@@ -164,6 +164,22 @@ pub async fn write_head_and(
     }
 }
 
+/// Writes a connection's last answer, `head` and then `body[range]`, and ends the write side right
+/// behind it on a plain connection (`io::write_last`); on TLS, as `write_head_and` (the
+/// close_notify follows at the close, `conn.rs`).
+pub async fn write_last(
+    f: &mut Stream,
+    head: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), IoFail> {
+    match f.tls.as_mut() {
+        None => io::write_last(&mut f.tcp, head, body, range, limit).await,
+        Some(s) => session::write_two(&mut f.tcp, s, head, &body[range], limit).await,
+    }
+}
+
 /// Shuts down the write side: close_notify first on TLS.
 pub async fn shutdown_write(f: &mut Stream) {
     if let Some(s) = f.tls.as_mut() {

@@ -492,6 +492,12 @@ async fn relay_first(
             .await
             .is_ok()
             && write_ranges(c, limit).await
+    } else if !r.keep_client && body.is_done() {
+        // The whole answer, and the connection's last: the FIN goes right behind it.
+        let range = head_len..end;
+        stream::write_last(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
+            .await
+            .is_ok()
     } else {
         let range = head_len..end;
         stream::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, range, limit)
