@@ -10,7 +10,9 @@ The proxies' configurations are compare.py's (`Proxy`, with `workers` and `cpus`
 Connections grow with the workers (SCALE_CONNS_PER_WORKER each, 64), so that every worker has the
 same work at every count.
 
-Scenarios: (a) small keep-alive GETs, closed loop; (d) a new connection per request. For each run:
+Scenarios: (a) small keep-alive GETs, closed loop; (d) a new connection per request; (f), asked
+for, (a) in open loop at half of nginx's (a) rate at the same worker count (one calibration run of
+nginx per count, not counted), for the tail (p99, p99.9) with the harness off the proxy's CPUs. For each run:
 requests/s, the proxy's CPU per request (its processes' utime+stime over the counted window), p99,
 and how busy the harness was (the load generator's and the origins' CPU over the window, as a
 share of the CPUs they were given): a run whose harness was near 100 % measured the harness, and
@@ -96,10 +98,10 @@ def cpus_arg(cpus):
     return ",".join(str(x) for x in cpus)
 
 
-def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp):
+def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp, rate=None):
     url = f"http://127.0.0.1:{proxy.port}/"
     conns = ["-c", str(CONNS * workers)]
-    mode = ["--connect-per-request"] if scenario == "d" else []
+    mode = {"d": ["--connect-per-request"], "f": ["--rate", str(rate)]}.get(scenario, [])
     out = Path(tmp) / "load.json"
     cmd = ["taskset", "-c", cpus_arg(load_cpus), str(c.LOAD), "-q", "-t", str(len(load_cpus)), "--cpus",
            cpus_arg(load_cpus), "-d", f"{DURATION}s", "--warmup", f"{WARMUP}s", "--json", str(out)] + conns + mode + [url]
@@ -121,6 +123,7 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp)
         "rps": r["requests_per_second"],
         "cpu_us": (t1 - t0) / c.CLK_TCK * 1e6 / requests,
         "p99": r["latency_us"]["p99"],
+        "p999": r["latency_us"]["p99.9"],
         "errors": sum(r["errors"].values()),
         "non2xx": requests - r["status"]["2xx"] if r["requests"] else 0,
         "harness_busy": (h1 - h0) / c.CLK_TCK / max(w1 - w0, 1e-3) / harness_cpus,
@@ -130,8 +133,8 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp)
 
 def report(results, machine):
     lines = [f"Machine: {machine}", "",
-             "| scenario | workers | proxy | req/s | vs 1 worker | CPU µs/req | p99 ms | vs nginx req/s | harness busy |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| scenario | workers | proxy | req/s | vs 1 worker | CPU µs/req | p99 ms | p99.9 ms | vs nginx req/s | harness busy |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     med = {k: {m: statistics.median(f[m] for f in v) for m in v[0]} for k, v in results.items()}
     for s in SCENARIOS:
         for w in WORKERS:
@@ -144,7 +147,7 @@ def report(results, machine):
                 vs_one = f"{m['rps'] / one['rps']:.2f}×" if one else "—"
                 vs_nginx = f"{m['rps'] / ng['rps']:.2f}×" if ng else "—"
                 lines.append(f"| {s} | {w} | {p} | {m['rps']:,.0f} | {vs_one} | {m['cpu_us']:.1f} | "
-                             f"{m['p99'] / 1000:.2f} | {vs_nginx} | {m['harness_busy']:.0%} |")
+                             f"{m['p99'] / 1000:.2f} | {m['p999'] / 1000:.2f} | {vs_nginx} | {m['harness_busy']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +189,18 @@ def main():
             run_one(prime, "a", 1, load_cpus, [o.pid for o in origins], harness, tmp)
         finally:
             prime.stop()
+        # (f)'s rate at each worker count: half of nginx's (a) rate there, from one run that is
+        # not counted (as compare.py sets it from nginx's (a) median).
+        rates = {}
+        if "f" in SCENARIOS:
+            for w in WORKERS:
+                cal = c.Proxy("nginx", tmp, workers=w, cpus=f"0-{w - 1}")
+                try:
+                    cal.start()
+                    rates[w] = int(run_one(cal, "a", w, load_cpus, [o.pid for o in origins], harness, tmp)["rps"] / 2)
+                finally:
+                    cal.stop()
+                print(f"(f) at {w} workers: {rates[w]:,} req/s", flush=True)
         for rnd in range(ROUNDS):
             for s in SCENARIOS:
                 for w in WORKERS:
@@ -194,12 +209,14 @@ def main():
                         proxy = c.Proxy(name, tmp, workers=w, cpus=f"0-{w - 1}")
                         try:
                             proxy.start()
-                            fig = run_one(proxy, s, w, load_cpus, [o.pid for o in origins], harness, tmp)
+                            fig = run_one(proxy, s, w, load_cpus, [o.pid for o in origins], harness, tmp,
+                                          rates.get(w))
                         finally:
                             proxy.stop()
                         results.setdefault(f"{s}/{w}/{name}", []).append(fig)
                         print(f"round {rnd + 1} {s} workers={w} {name}: {fig['rps']:,.0f} req/s, "
                               f"{fig['cpu_us']:.1f} µs/req, p99 {fig['p99'] / 1000:.2f} ms, "
+                              f"p99.9 {fig['p999'] / 1000:.2f} ms, "
                               f"harness {fig['harness_busy']:.0%}, TIME_WAIT on the client's side "
                               f"{fig['client_tw_share']:.0%}, errors {fig['errors']}", flush=True)
                         OUT.mkdir(parents=True, exist_ok=True)
