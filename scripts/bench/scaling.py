@@ -21,7 +21,8 @@ proxy's port) that the clients hold: who closed first.
 
 Environment: SCALE_WORKERS (1,2,4,8), SCALE_PROXIES (ringlb,nginx,haproxy), SCALE_SCENARIOS (a,d),
 SCALE_ROUNDS (2), SCALE_DURATION (seconds counted, 4), SCALE_WARMUP (seconds not counted, 1),
-SCALE_CONNS_PER_WORKER (64), BENCH_BASE_BIN (with "ringlb-base" in SCALE_PROXIES: a ringlb
+SCALE_CONNS_PER_WORKER (64), SCALE_RATE ((f)'s rate in requests per second instead of half of
+nginx's (a) rate), BENCH_BASE_BIN (with "ringlb-base" in SCALE_PROXIES: a ringlb
 built from an earlier commit, run beside the current one), SCALE_OUT (folder for scaling.json and scaling.md; the current one),
 and compare.py's CARGO_TARGET_DIR / BENCH_RINGLB for the binaries. nginx and haproxy are found on
 PATH. Results are written after every run, so a run cut short leaves what it measured.
@@ -192,7 +193,9 @@ def main():
         # (f)'s rate at each worker count: half of nginx's (a) rate there, from one run that is
         # not counted (as compare.py sets it from nginx's (a) median).
         rates = {}
-        if "f" in SCENARIOS:
+        if "f" in SCENARIOS and os.environ.get("SCALE_RATE"):
+            rates = {w: int(os.environ["SCALE_RATE"]) for w in WORKERS}
+        elif "f" in SCENARIOS:
             for w in WORKERS:
                 cal = c.Proxy("nginx", tmp, workers=w, cpus=f"0-{w - 1}")
                 try:
