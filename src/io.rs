@@ -482,6 +482,88 @@ mod tests {
         }
     }
 
+    /// `write_last` when the socket takes nothing at once (its send buffer full, the peer not
+    /// reading yet): the rest goes through the driver, and the peer still reads everything in
+    /// order and then the end, before the writer's close.
+    #[test]
+    fn a_last_answer_behind_a_full_send_buffer_is_finished_through_the_driver() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            let rt = crate::worker::build_runtime(driver).unwrap();
+            rt.block_on(async move {
+                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let peer = listener.accept().unwrap().0;
+                let mut filler = Vec::new();
+                let chunk = bytes(65536, 10);
+                loop {
+                    let n = send_now(&s, &chunk).unwrap();
+                    filler.extend_from_slice(&chunk[..n]);
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let reader = std::thread::spawn(move || {
+                    let mut peer = peer;
+                    std::thread::sleep(Duration::from_millis(100));
+                    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut got = Vec::new();
+                    peer.read_to_end(&mut got).map(|_| got)
+                });
+                let want_head = bytes(300, 11);
+                let (mut head, mut body) = (want_head.clone(), bytes(2000, 12));
+                let limit = Duration::from_secs(10);
+                let done = write_last(&mut s, &mut head, &mut body, 0..2000, limit).await;
+                assert!(done.is_ok(), "{driver:?}: {done:?}");
+                assert!(head == want_head, "{driver:?}: head not given back");
+                let mut want = filler;
+                want.extend_from_slice(&want_head);
+                want.extend_from_slice(&body);
+                let got = reader.join().unwrap();
+                let got = got.unwrap_or_else(|e| panic!("{driver:?}: no end: {e}"));
+                assert!(
+                    got == want,
+                    "{driver:?}: {} of {} bytes",
+                    got.len(),
+                    want.len()
+                );
+                drop(s);
+            });
+        }
+    }
+
+    /// `write_last` to a peer that reset the connection: an error, and the head given back with
+    /// its own bytes (not the body part joined behind them).
+    #[test]
+    fn a_last_answer_to_a_reset_peer_fails_and_gives_the_head_back() {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            let rt = crate::worker::build_runtime(driver).unwrap();
+            rt.block_on(async move {
+                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let peer = socket2::Socket::from(listener.accept().unwrap().0);
+                peer.set_linger(Some(Duration::ZERO)).unwrap();
+                drop(peer); // a reset
+                std::thread::sleep(Duration::from_millis(50));
+                let want_head = bytes(100, 13);
+                let (mut head, mut body) = (want_head.clone(), bytes(50, 14));
+                let limit = Duration::from_secs(10);
+                let done = write_last(&mut s, &mut head, &mut body, 5..15, limit).await;
+                assert!(
+                    done.is_err(),
+                    "{driver:?}: a write to a reset peer succeeded"
+                );
+                assert!(
+                    head == want_head,
+                    "{driver:?}: head not given back as it was"
+                );
+            });
+        }
+    }
+
     /// A joined write that fails (the peer reset the connection) is reported as "nothing
     /// written" and gives the head back with its own bytes, without the body part behind them.
     #[test]

@@ -2,11 +2,12 @@
 """Throughput as workers grow: ringlb, nginx and HAProxy with 1, 2, 4 and 8 workers, each worker
 pinned to its own CPU (CPUs 0..N-1), the load generator and the origins on the CPUs above them,
 scenarios interleaved over rounds, medians reported. Issue 16's "scaling past one core"; it needs a
-machine with at least max(workers) + 2 CPUs (the device machine's 16), not the 2-core CI box.
+machine with at least max(workers) + 3 CPUs (the device machine's 16), not the 2-core CI box.
 
 The proxies' configurations are compare.py's (`Proxy`, with `workers` and `cpus`): ringlb
 `workers = N` (it pins worker i to the i-th CPU it may run on), nginx `worker_processes N` with
-`worker_cpu_affinity auto` (worker i on CPU i), HAProxy `nbthread N` with `cpu-map auto:1/1-N`.
+`worker_cpu_affinity auto` (worker i on CPU i), HAProxy `nbthread N` with `cpu-map auto:1/1-N
+0-(N-1)`.
 Connections grow with the workers (SCALE_CONNS_PER_WORKER each, 64), so that every worker has the
 same work at every count.
 
@@ -58,6 +59,8 @@ def layout():
     (rounded up) to the load generator, a quarter to each origin. SCALE_LOAD_CPUS ("8,9") and
     SCALE_ORIGIN_CPUS ("10,11;12,13") set them instead (a trial run of the script on a small box)."""
     if os.environ.get("SCALE_LOAD_CPUS"):
+        if not os.environ.get("SCALE_ORIGIN_CPUS"):
+            sys.exit("SCALE_LOAD_CPUS needs SCALE_ORIGIN_CPUS too (the two origins' CPUs, e.g. \"10,11;12,13\")")
         return ([int(x) for x in os.environ["SCALE_LOAD_CPUS"].split(",")],
                 [[int(x) for x in o.split(",")] for o in os.environ["SCALE_ORIGIN_CPUS"].split(";")])
     n, top = os.cpu_count(), max(WORKERS)
@@ -83,15 +86,18 @@ def io_uring_works():
 
 
 def time_waits(port):
-    """TIME_WAIT sockets of connections to `port`: (the server's side, the clients' side). Who
-    holds them tells who closed first; a client holding them pays in its connects."""
-    server = client = 0
+    """The TIME_WAIT sockets of connections to `port`, as (local, remote) address pairs: those on
+    the server's side and those on the clients' side. Who holds them tells who closed first; a
+    client holding them pays in its connects."""
+    server, client = set(), set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         f = line.split()
         if f[3] != "06":
             continue
-        server += int(f[1].split(":")[1], 16) == port
-        client += int(f[2].split(":")[1], 16) == port
+        if int(f[1].split(":")[1], 16) == port:
+            server.add((f[1], f[2]))
+        if int(f[2].split(":")[1], 16) == port:
+            client.add((f[1], f[2]))
     return server, client
 
 
@@ -107,18 +113,26 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp,
     cmd = ["taskset", "-c", cpus_arg(load_cpus), str(c.LOAD), "-q", "-t", str(len(load_cpus)), "--cpus",
            cpus_arg(load_cpus), "-d", f"{DURATION}s", "--warmup", f"{WARMUP}s", "--json", str(out)] + conns + mode + [url]
     pids = proxy.pids()
+    # TIME_WAIT sockets last a minute, longer than a run: only those this run leaves count.
+    before_server, before_client = time_waits(proxy.port)
     gen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.05 + WARMUP)
-    t0, h0, w0 = c.cpu_ticks(pids), c.cpu_ticks([gen.pid] + origin_pids), time.time()
-    # The harness is read while the load generator still runs (once it exits, its ticks are gone).
-    time.sleep(max(DURATION - 0.3, 0.1))
-    h1, w1 = c.cpu_ticks([gen.pid] + origin_pids), time.time()
-    err = gen.communicate()[1]
+    try:
+        time.sleep(0.05 + WARMUP)
+        t0, h0, w0 = c.cpu_ticks(pids), c.cpu_ticks([gen.pid] + origin_pids), time.time()
+        # The harness is read while the load generator still runs (once it exits, its ticks are gone).
+        time.sleep(max(DURATION - 0.3, 0.1))
+        h1, w1 = c.cpu_ticks([gen.pid] + origin_pids), time.time()
+        err = gen.communicate()[1]
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait()
     t1 = c.cpu_ticks(pids)
     if gen.returncode != 0:
         raise RuntimeError(f"ringlb-load against {proxy.name}: {err}")
     r = json.loads(out.read_text())
-    tw_server, tw_client = time_waits(proxy.port)
+    after_server, after_client = time_waits(proxy.port)
+    tw_server, tw_client = len(after_server - before_server), len(after_client - before_client)
     requests = max(r["requests"], 1)
     return {
         "rps": r["requests_per_second"],
@@ -161,8 +175,9 @@ def main():
     if busy:
         sys.exit(f"ports {busy} on 127.0.0.1 are in use by processes this run did not start: stop them first")
     uring = io_uring_works()
-    machine = (f"{os.cpu_count()} CPUs, kernel {os.uname().release}, "
-               f"{Path('/proc/cpuinfo').read_text().split('model name')[1].split(':')[1].splitlines()[0].strip()}, "
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), os.uname().machine)
+    machine = (f"{os.cpu_count()} CPUs, kernel {os.uname().release}, {model}, "
                f"io_uring {'available' if uring else 'NOT available (ringlb ran on epoll)'}; "
                f"proxy workers on CPUs 0..N-1, load generator on {cpus_arg(load_cpus)}, origins on "
                f"{' and '.join(cpus_arg(o) for o in origin_cpus)}")

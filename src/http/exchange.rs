@@ -1,7 +1,8 @@
 //! One request's exchange with an HTTP member on a connection the caller provides: write the
 //! rewritten head and the body, read the response head (relaying interim 1xx), write the response
-//! head, stream the body; or, for a request forwarded as an upgrade, relay the member's 101 (the
-//! tunnel that follows is `tunnel`'s).
+//! head, stream the body (a connection's last answer, when it came whole with its head, with the
+//! FIN right behind it: `stream::write_last`); or, for a request forwarded as an upgrade, relay the
+//! member's 101 (the tunnel that follows is `tunnel`'s).
 //!
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
