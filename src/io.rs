@@ -119,7 +119,7 @@ pub async fn write_head_and(
 /// TIME_WAIT is the client's, and its connects slow as its ports fill (scenario (d) on the 16-core
 /// device machine, docs/performance.md). What the socket does not take at once, and a larger
 /// answer, is written through the driver, then shut down likewise. `head` is given back as
-/// `write_head_and` gives it.
+/// `send_request` says: with its own bytes, or left empty after a timeout.
 pub async fn write_last(
     s: &mut TcpStream,
     head: &mut Vec<u8>,
