@@ -434,52 +434,82 @@ mod tests {
         }
     }
 
+    /// Runs `test` on a runtime of each driver, its deadline wheel turning.
+    fn on_each_driver<F: std::future::Future<Output = ()>>(test: impl Fn(Driver) -> F) {
+        for driver in [Driver::IoUring, Driver::Epoll] {
+            let rt = crate::worker::build_runtime(driver).unwrap();
+            rt.block_on(async {
+                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
+                test(driver).await
+            });
+        }
+    }
+
+    /// A loopback connection: the writer's end and the peer's.
+    async fn connection() -> (TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(listener.local_addr().unwrap()).await;
+        (s.unwrap(), listener.accept().unwrap().0)
+    }
+
+    /// A connection whose peer reset it.
+    async fn reset_connection() -> TcpStream {
+        let (s, peer) = connection().await;
+        let peer = socket2::Socket::from(peer);
+        peer.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(peer);
+        std::thread::sleep(Duration::from_millis(50));
+        s
+    }
+
+    /// Reads `peer` to its end on a thread, after `delay`; an error if the end does not come
+    /// within 5 s.
+    fn read_to_end_after(
+        mut peer: std::net::TcpStream,
+        delay: Duration,
+    ) -> std::thread::JoinHandle<io::Result<Vec<u8>>> {
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            peer.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).map(|_| got)
+        })
+    }
+
     /// `write_last`: the peer reads the whole answer and then the end of the connection while the
     /// writer still holds its socket (the FIN went with the answer, not at the close), for a small
     /// answer (one non-blocking send) and a larger one (through the driver), and the head is given
     /// back with its own bytes.
     #[test]
     fn a_last_answer_is_followed_by_the_end_before_the_close() {
-        for driver in [Driver::IoUring, Driver::Epoll] {
+        on_each_driver(|driver| async move {
             for part in [0, 1, JOIN_MAX, JOIN_MAX + 1, 3 << 20] {
-                let rt = crate::worker::build_runtime(driver).unwrap();
-                rt.block_on(async move {
-                    compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
-                    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-                    let addr = listener.local_addr().unwrap();
-                    let peer = std::thread::spawn(move || {
-                        let mut s = listener.accept().unwrap().0;
-                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        let mut got = Vec::new();
-                        s.read_to_end(&mut got).map(|_| got)
-                    });
-                    let mut s = TcpStream::connect(addr).await.unwrap();
-                    let want_head = bytes(200, 8);
-                    let (mut head, mut body) = (want_head.clone(), bytes(part + 9, 9));
-                    let range = 9..9 + part;
-                    let mut want = want_head.clone();
-                    want.extend_from_slice(&body[range.clone()]);
-                    let limit = Duration::from_secs(10);
-                    let done = write_last(&mut s, &mut head, &mut body, range, limit).await;
-                    assert!(done.is_ok(), "{driver:?}, part {part}: {done:?}");
-                    assert!(
-                        head == want_head,
-                        "{driver:?}, part {part}: head not given back"
-                    );
-                    // `s` is still open: the peer's read ends only if the FIN came with the answer.
-                    let got = peer.join().unwrap();
-                    let got =
-                        got.unwrap_or_else(|e| panic!("{driver:?}, part {part}: no end: {e}"));
-                    assert!(
-                        got == want,
-                        "{driver:?}, part {part}: {} of {} bytes",
-                        got.len(),
-                        want.len()
-                    );
-                    drop(s);
-                });
+                let (mut s, peer) = connection().await;
+                let reader = read_to_end_after(peer, Duration::ZERO);
+                let want_head = bytes(200, 8);
+                let (mut head, mut body) = (want_head.clone(), bytes(part + 9, 9));
+                let range = 9..9 + part;
+                let mut want = want_head.clone();
+                want.extend_from_slice(&body[range.clone()]);
+                let limit = Duration::from_secs(10);
+                let done = write_last(&mut s, &mut head, &mut body, range, limit).await;
+                assert!(done.is_ok(), "{driver:?}, part {part}: {done:?}");
+                assert!(
+                    head == want_head,
+                    "{driver:?}, part {part}: head not given back"
+                );
+                // `s` is still open: the peer's read ends only if the FIN came with the answer.
+                let got = reader.join().unwrap();
+                let got = got.unwrap_or_else(|e| panic!("{driver:?}, part {part}: no end: {e}"));
+                assert!(
+                    got == want,
+                    "{driver:?}, part {part}: {} of {} bytes",
+                    got.len(),
+                    want.len()
+                );
+                drop(s);
             }
-        }
+        });
     }
 
     /// `write_last` when the socket takes nothing at once (its send buffer full, the peer not
@@ -487,109 +517,76 @@ mod tests {
     /// order and then the end, before the writer's close.
     #[test]
     fn a_last_answer_behind_a_full_send_buffer_is_finished_through_the_driver() {
-        for driver in [Driver::IoUring, Driver::Epoll] {
-            let rt = crate::worker::build_runtime(driver).unwrap();
-            rt.block_on(async move {
-                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
-                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = listener.local_addr().unwrap();
-                let mut s = TcpStream::connect(addr).await.unwrap();
-                let peer = listener.accept().unwrap().0;
-                let mut filler = Vec::new();
-                let chunk = bytes(65536, 10);
-                loop {
-                    let n = send_now(&s, &chunk).unwrap();
-                    filler.extend_from_slice(&chunk[..n]);
-                    if n == 0 {
-                        break;
-                    }
+        on_each_driver(|driver| async move {
+            let (mut s, peer) = connection().await;
+            let mut filler = Vec::new();
+            let chunk = bytes(65536, 10);
+            loop {
+                let n = send_now(&s, &chunk).unwrap();
+                filler.extend_from_slice(&chunk[..n]);
+                if n == 0 {
+                    break;
                 }
-                let reader = std::thread::spawn(move || {
-                    let mut peer = peer;
-                    std::thread::sleep(Duration::from_millis(100));
-                    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let mut got = Vec::new();
-                    peer.read_to_end(&mut got).map(|_| got)
-                });
-                let want_head = bytes(300, 11);
-                let (mut head, mut body) = (want_head.clone(), bytes(2000, 12));
-                let limit = Duration::from_secs(10);
-                let done = write_last(&mut s, &mut head, &mut body, 0..2000, limit).await;
-                assert!(done.is_ok(), "{driver:?}: {done:?}");
-                assert!(head == want_head, "{driver:?}: head not given back");
-                let mut want = filler;
-                want.extend_from_slice(&want_head);
-                want.extend_from_slice(&body);
-                let got = reader.join().unwrap();
-                let got = got.unwrap_or_else(|e| panic!("{driver:?}: no end: {e}"));
-                assert!(
-                    got == want,
-                    "{driver:?}: {} of {} bytes",
-                    got.len(),
-                    want.len()
-                );
-                drop(s);
-            });
-        }
+            }
+            let reader = read_to_end_after(peer, Duration::from_millis(100));
+            let want_head = bytes(300, 11);
+            let (mut head, mut body) = (want_head.clone(), bytes(2000, 12));
+            let limit = Duration::from_secs(10);
+            let done = write_last(&mut s, &mut head, &mut body, 0..2000, limit).await;
+            assert!(done.is_ok(), "{driver:?}: {done:?}");
+            assert!(head == want_head, "{driver:?}: head not given back");
+            let mut want = filler;
+            want.extend_from_slice(&want_head);
+            want.extend_from_slice(&body);
+            let got = reader.join().unwrap();
+            let got = got.unwrap_or_else(|e| panic!("{driver:?}: no end: {e}"));
+            assert!(
+                got == want,
+                "{driver:?}: {} of {} bytes",
+                got.len(),
+                want.len()
+            );
+            drop(s);
+        });
     }
 
     /// `write_last` to a peer that reset the connection: an error, and the head given back with
     /// its own bytes (not the body part joined behind them).
     #[test]
     fn a_last_answer_to_a_reset_peer_fails_and_gives_the_head_back() {
-        for driver in [Driver::IoUring, Driver::Epoll] {
-            let rt = crate::worker::build_runtime(driver).unwrap();
-            rt.block_on(async move {
-                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
-                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = listener.local_addr().unwrap();
-                let mut s = TcpStream::connect(addr).await.unwrap();
-                let peer = socket2::Socket::from(listener.accept().unwrap().0);
-                peer.set_linger(Some(Duration::ZERO)).unwrap();
-                drop(peer); // a reset
-                std::thread::sleep(Duration::from_millis(50));
-                let want_head = bytes(100, 13);
-                let (mut head, mut body) = (want_head.clone(), bytes(50, 14));
-                let limit = Duration::from_secs(10);
-                let done = write_last(&mut s, &mut head, &mut body, 5..15, limit).await;
-                assert!(
-                    done.is_err(),
-                    "{driver:?}: a write to a reset peer succeeded"
-                );
-                assert!(
-                    head == want_head,
-                    "{driver:?}: head not given back as it was"
-                );
-            });
-        }
+        on_each_driver(|driver| async move {
+            let mut s = reset_connection().await;
+            let want_head = bytes(100, 13);
+            let (mut head, mut body) = (want_head.clone(), bytes(50, 14));
+            let limit = Duration::from_secs(10);
+            let done = write_last(&mut s, &mut head, &mut body, 5..15, limit).await;
+            assert!(
+                done.is_err(),
+                "{driver:?}: a write to a reset peer succeeded"
+            );
+            assert!(
+                head == want_head,
+                "{driver:?}: head not given back as it was"
+            );
+        });
     }
 
     /// A joined write that fails (the peer reset the connection) is reported as "nothing
     /// written" and gives the head back with its own bytes, without the body part behind them.
     #[test]
     fn a_failed_joined_write_gives_the_head_back_as_it_was() {
-        for driver in [Driver::IoUring, Driver::Epoll] {
-            let rt = crate::worker::build_runtime(driver).unwrap();
-            rt.block_on(async move {
-                compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
-                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = listener.local_addr().unwrap();
-                let mut s = TcpStream::connect(addr).await.unwrap();
-                let peer = socket2::Socket::from(listener.accept().unwrap().0);
-                peer.set_linger(Some(Duration::ZERO)).unwrap();
-                drop(peer); // a reset
-                std::thread::sleep(Duration::from_millis(50));
-                let want_head = bytes(100, 6);
-                let (mut head, mut body) = (want_head.clone(), bytes(50, 7));
-                let limit = Duration::from_secs(10);
-                let done = send_request(&mut s, &mut head, &mut body, 5..15, limit).await;
-                assert!(
-                    matches!(done, Err(Unsent::Nothing(_))),
-                    "{driver:?}: {done:?}"
-                );
-                assert!(head == want_head, "{driver:?}: the head came back changed");
-            });
-        }
+        on_each_driver(|driver| async move {
+            let mut s = reset_connection().await;
+            let want_head = bytes(100, 6);
+            let (mut head, mut body) = (want_head.clone(), bytes(50, 7));
+            let limit = Duration::from_secs(10);
+            let done = send_request(&mut s, &mut head, &mut body, 5..15, limit).await;
+            assert!(
+                matches!(done, Err(Unsent::Nothing(_))),
+                "{driver:?}: {done:?}"
+            );
+            assert!(head == want_head, "{driver:?}: the head came back changed");
+        });
     }
 
     /// After a short first write: the rest of the head and all of the body part, or none of the

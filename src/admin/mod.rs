@@ -309,8 +309,8 @@ const CHANGE_FAILED: &str = "the change could not be run (see the log)\n";
 /// awaits its answer: the worker goes on serving while the change waits for the board, and as a
 /// waiter in `Board::lock` it makes queued page builds give way, so it usually waits one build at
 /// most (the page thread may have read no waiter just before, and the main thread and the health
-/// checker take the board too). `failed` if it
-/// panicked (caught here, not left to the pool; the board's lock survives a panic).
+/// checker take the board too). `failed` if it panicked (caught here, not left to the pool; the
+/// board's lock survives a panic).
 async fn off_worker(
     core: &Core,
     failed: Reply,
