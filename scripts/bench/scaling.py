@@ -148,8 +148,9 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp,
 
 def report(results, machine):
     lines = [f"Machine: {machine}", "",
-             "| scenario | workers | proxy | req/s | vs 1 worker | CPU µs/req | p99 ms | p99.9 ms | vs nginx req/s | harness busy |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| scenario | workers | proxy | req/s | vs 1 worker | CPU µs/req | p99 ms | p99.9 ms | vs nginx req/s | harness busy "
+             "| clients' TIME_WAIT |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     med = {k: {m: statistics.median(f[m] for f in v) for m in v[0]} for k, v in results.items()}
     for s in SCENARIOS:
         for w in WORKERS:
@@ -162,7 +163,8 @@ def report(results, machine):
                 vs_one = f"{m['rps'] / one['rps']:.2f}×" if one else "—"
                 vs_nginx = f"{m['rps'] / ng['rps']:.2f}×" if ng else "—"
                 lines.append(f"| {s} | {w} | {p} | {m['rps']:,.0f} | {vs_one} | {m['cpu_us']:.1f} | "
-                             f"{m['p99'] / 1000:.2f} | {m['p999'] / 1000:.2f} | {vs_nginx} | {m['harness_busy']:.0%} |")
+                             f"{m['p99'] / 1000:.2f} | {m['p999'] / 1000:.2f} | {vs_nginx} | {m['harness_busy']:.0%} | "
+                             f"{m['client_tw_share']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +194,16 @@ def main():
                                  "--cpus", cpus_arg(cpus)], stderr=subprocess.DEVNULL)
                for port, cpus in zip(c.SMALL, origin_cpus)]
     harness = len(set(load_cpus) | {x for o in origin_cpus for x in o})
+
+    def measured(name, scenario, w, rate=None):
+        """Starts proxy `name` with `w` workers, runs one load, stops it: its figures."""
+        proxy = c.Proxy(name, tmp, workers=w, cpus=f"0-{w - 1}")
+        try:
+            proxy.start()
+            return run_one(proxy, scenario, w, load_cpus, [o.pid for o in origins], harness, tmp, rate)
+        finally:
+            proxy.stop()
+
     results = {}
     try:
         for port in c.SMALL:
@@ -199,12 +211,7 @@ def main():
                 raise RuntimeError(f"origin on {port} did not start")
         # One run that is not counted: the first load after the origins start ran ~20 % slower
         # than the same one a round later, whichever proxy met it.
-        prime = c.Proxy(PROXIES[0], tmp, workers=1, cpus="0")
-        try:
-            prime.start()
-            run_one(prime, "a", 1, load_cpus, [o.pid for o in origins], harness, tmp)
-        finally:
-            prime.stop()
+        measured(PROXIES[0], "a", 1)
         # (f)'s rate at each worker count: half of nginx's (a) rate there, from one run that is
         # not counted (as compare.py sets it from nginx's (a) median).
         rates = {}
@@ -212,25 +219,14 @@ def main():
             rates = {w: int(os.environ["SCALE_RATE"]) for w in WORKERS}
         elif "f" in SCENARIOS:
             for w in WORKERS:
-                cal = c.Proxy("nginx", tmp, workers=w, cpus=f"0-{w - 1}")
-                try:
-                    cal.start()
-                    rates[w] = int(run_one(cal, "a", w, load_cpus, [o.pid for o in origins], harness, tmp)["rps"] / 2)
-                finally:
-                    cal.stop()
+                rates[w] = int(measured("nginx", "a", w)["rps"] / 2)
                 print(f"(f) at {w} workers: {rates[w]:,} req/s", flush=True)
         for rnd in range(ROUNDS):
             for s in SCENARIOS:
                 for w in WORKERS:
                     # The order of the proxies turns with the round: none always follows the same one.
                     for name in PROXIES[rnd % len(PROXIES):] + PROXIES[:rnd % len(PROXIES)]:
-                        proxy = c.Proxy(name, tmp, workers=w, cpus=f"0-{w - 1}")
-                        try:
-                            proxy.start()
-                            fig = run_one(proxy, s, w, load_cpus, [o.pid for o in origins], harness, tmp,
-                                          rates.get(w))
-                        finally:
-                            proxy.stop()
+                        fig = measured(name, s, w, rates.get(w))
                         results.setdefault(f"{s}/{w}/{name}", []).append(fig)
                         print(f"round {rnd + 1} {s} workers={w} {name}: {fig['rps']:,.0f} req/s, "
                               f"{fig['cpu_us']:.1f} µs/req, p99 {fig['p99'] / 1000:.2f} ms, "
