@@ -274,7 +274,7 @@ async fn first_write_vectored(
 }
 
 /// Sends what the socket takes of `data` now, without blocking: 0 when it takes nothing (or
-/// `data` is empty).
+/// `data` is empty, or a signal interrupted the call).
 pub fn send_now(s: &TcpStream, data: &[u8]) -> io::Result<usize> {
     if data.is_empty() {
         return Ok(0);
@@ -282,7 +282,7 @@ pub fn send_now(s: &TcpStream, data: &[u8]) -> io::Result<usize> {
     let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
     match rustix::net::send(s, data, flags) {
         Ok(n) => Ok(n),
-        Err(rustix::io::Errno::AGAIN) => Ok(0),
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(0),
         Err(e) => Err(e.into()),
     }
 }

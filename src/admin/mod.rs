@@ -175,6 +175,8 @@ async fn respond(core: &Core, buf: &[u8], head: &RequestHead) -> Reply {
     // Liveness for keepalived's `vrrp_script`, load-balancer probes and watchdogs: no credentials,
     // no figures, nothing but whether this process takes new connections. A query (a probe's
     // cache-buster, a scraper's counter) changes nothing.
+    // A target that is not UTF-8 is refused before this (400; the test of the admin token sends
+    // one), so this is the target as sent.
     let target = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if path == "/healthz" {
@@ -310,7 +312,10 @@ const CHANGE_FAILED: &str = "the change could not be run (see the log)\n";
 /// waiter in `Board::lock` it makes queued page builds give way, so it usually waits one build at
 /// most (the page thread may have read no waiter just before, and the main thread and the health
 /// checker take the board too). `failed` if it panicked (caught here, not left to the pool; the
-/// board's lock survives a panic).
+/// board's lock survives a panic). At most `ADMIN_CONNECTIONS_PER_CORE` changes per core are in
+/// flight (the admin listener's cap), far under the blocking pool's limit, so a flood of changes
+/// never makes the worker wait for a pool thread. A change whose client goes away meanwhile is
+/// still made (its answer is dropped), as a change on the worker was.
 async fn off_worker(
     core: &Core,
     failed: Reply,

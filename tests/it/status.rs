@@ -348,6 +348,13 @@ fn a_token_guards_every_admin_request() {
         (200, &b"ok\n"[..]),
         "a query is ignored"
     );
+    // A target that is not UTF-8 never reaches the admin paths (`respond` relies on it).
+    let mut c = Client::connect(admin_addr);
+    let mut raw = b"GET /healthz?\xff HTTP/1.1\r\n".to_vec();
+    raw.extend_from_slice(format!("Host: {admin_addr}\r\n\r\n").as_bytes());
+    c.send(&raw);
+    let r = c.read_response().expect("an answer");
+    assert_eq!(r.status, 400, "a target that is not UTF-8: {}", r.text());
     assert_eq!(admin(admin_addr, "POST", "/healthz", "", None).status, 405);
     for other in [
         "/healthz/x",
