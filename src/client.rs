@@ -59,6 +59,9 @@ pub struct Client {
     /// tunnels (`http::upgrade::offer`): a 101 must name what it offered. Empty otherwise (and
     /// never allocated on a connection that does not upgrade).
     pub upgrade_offer: Vec<u8>,
+    /// `linger_close` ran: the write side is shut and what the client sent after the answer was
+    /// drained; the connection only closes now.
+    pub lingered: bool,
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core while it idles,
@@ -131,6 +134,7 @@ impl Client {
             path: Vec::new(),
             public_origin: Vec::new(),
             upgrade_offer: Vec::new(),
+            lingered: false,
         }
     }
 
@@ -225,6 +229,7 @@ pub async fn refuse_with(c: &mut Client, status: u16, page: Option<&crate::confi
 /// After a last answer: shuts the write side down (close_notify first on TLS) and drains what the
 /// client still sends for a short moment, so that it reads the answer instead of a reset.
 pub async fn linger_close(c: &mut Client) {
+    c.lingered = true;
     shutdown_write(&mut c.stream).await;
     let deadline = Instant::now() + DRAIN_FOR;
     let mut drained = 0;

@@ -3,7 +3,7 @@
 //! request, read its head, normalise its path, hand it to `proxy::forward` (or `redirect`),
 //! repeat while the connection is kept alive; refuse malformed heads (with an access-log line);
 //! park the connection (`Core::park`) when it idles past `PARK_AFTER`; close a TLS connection
-//! with close_notify.
+//! with close_notify, and one whose client may still send after its last answer lingering.
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired (parking
@@ -244,6 +244,8 @@ async fn keep_serving(
     mut head_deadline: Option<Instant>,
     mut guard: ConnGuard,
 ) {
+    // The connection ends after an answer (not an idle wait, nor a request that never came).
+    let mut answered = false;
     loop {
         if c.buf.is_empty() {
             let now = Instant::now();
@@ -275,14 +277,21 @@ async fn keep_serving(
         // Everything from here to the end of the response is a large state machine that lives
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
-        if !crate::boxed!(handle(&core, &mut c, deadline)).await {
-            break;
+        match crate::boxed!(handle(&core, &mut c, deadline)).await {
+            After::Next => {}
+            After::Answered => {
+                answered = true;
+                break;
+            }
+            After::Close => break,
         }
     }
-    // A TLS client learns the end was meant (close_notify): a body that ends at the close is
-    // then known to be whole.
-    if c.stream.tls.is_some() {
-        // Boxed, like the flush in `wait_idle`: a plain connection's task does not carry it.
+    if answered && may_send_more(&c) {
+        // Boxed, like the flush in `wait_idle`: a connection's task does not carry it.
+        crate::boxed!(crate::client::linger_close(&mut c)).await;
+    } else if c.stream.tls.is_some() && !c.lingered {
+        // A TLS client learns the end was meant (close_notify): a body that ends at the close is
+        // then known to be whole.
         crate::boxed!(stream::shutdown_write(&mut c.stream)).await;
     }
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
@@ -291,6 +300,18 @@ async fn keep_serving(
     if let Some(spare) = c.lend_buffers().filter(|s| s.capacity() <= KEEP_AT_CLOSE) {
         core.keep_spare(spare);
     }
+}
+
+/// Whether a connection that ends after an answer may hold, or still receive, bytes the client
+/// sent after its request: it asked to keep the connection (ringlb ends it anyway: the member's
+/// body ran to its close, a stop, an HTTP/1.0 client's decoded body, a failed member) or it
+/// pipelined bytes already read. Closing a socket with unread input resets the connection, and
+/// the reset can overtake the answer's tail still queued for the client, so such a connection
+/// closes lingering (`client::linger_close`). Not after a tunnel (what the client sent was the
+/// tunnel's), nor twice (a refusal lingered already); nor for a client that said `Connection:
+/// close` and sent nothing more, which ends the common one-request connection at once.
+fn may_send_more(c: &Client) -> bool {
+    !c.lingered && c.rec.tunnel_up.is_none() && (c.head.keep_alive || !c.buf.is_empty())
 }
 
 /// Parks `c` until `deadline` (`first`: its first request has not come yet), its socket out of
@@ -435,8 +456,18 @@ async fn wait_readable(
     }
 }
 
-/// One request: the rest of its head, then the exchange. Returns whether to keep the connection.
-async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
+/// What a connection does after `handle`.
+enum After {
+    /// Waits for the next request.
+    Next,
+    /// Closes after an answer (or a refusal).
+    Answered,
+    /// Closes without a word: the client left, or sent nothing of a request.
+    Close,
+}
+
+/// One request: the rest of its head, then the exchange. Returns what the connection does next.
+async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> After {
     // Only an access-logged refusal needs the time (no clock read per request otherwise).
     let started = core.access_log.as_ref().map(|_| Instant::now());
     // The request runs on the generation in effect now, whatever a reload publishes meanwhile.
@@ -450,7 +481,7 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
     let keep = match read_head(&gen, c, deadline).await {
         Ok(()) if redirect => redirect::to_https(core, &gen, c).await,
         Ok(()) => proxy::forward(core, &gen, c).await,
-        Err(Stop::Quiet) => false,
+        Err(Stop::Quiet) => return After::Close,
         Err(Stop::Refuse(status)) => {
             core.stats.borrow_mut().refused(status);
             log_refusal(core, c, status, started);
@@ -458,7 +489,11 @@ async fn handle(core: &Core, c: &mut Client, deadline: Instant) -> bool {
             false
         }
     };
-    keep && !last
+    if keep && !last {
+        After::Next
+    } else {
+        After::Answered
+    }
 }
 
 /// Writes the access-log line of a request refused before it had a member.

@@ -116,6 +116,54 @@ fn a_large_body_its_member_cuts_short_reaches_the_client_cut_short_then_closed()
 }
 
 #[test]
+fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
+    // The member frames its answer by closing, so ringlb must end the client's connection after
+    // it although the client asked to keep it, and has sent its next request meanwhile. Closing
+    // a socket with that request unread would reset the connection and drop what is still queued
+    // for the client: ringlb shuts its side and drains instead (`conn::may_send_more`).
+    use crate::support::raw_member::{read_until_close, RawMember};
+    use std::io::Write;
+    use std::time::Duration;
+    const LEN: usize = 4 << 20;
+    let m = RawMember::start(|c| {
+        if c.read_request().is_some() {
+            let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+            out.extend_from_slice(&pattern(LEN));
+            let _ = c.write(&out);
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // The next request comes while the body is under way, unread by ringlb (it is relaying), and
+    // the client reads nothing for a while, so much of the body waits in ringlb's send queue.
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed, "the connection ends after the body");
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        got[end..] == pattern(LEN)[..],
+        "the client gets the whole body ({} of {LEN} bytes)",
+        got.len() - end
+    );
+    assert_eq!(
+        m.requests().len(),
+        1,
+        "the second request never reached the member"
+    );
+}
+
+#[test]
 fn a_client_that_stops_reading_a_large_body_is_cut_off_and_never_stalls_the_worker() {
     use crate::support::raw_member::{read_until_close, tiny_window_client};
     use std::io::Write;
