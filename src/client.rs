@@ -16,9 +16,10 @@ use crate::http::parse::{RequestHead, ResponseHead};
 use crate::http::reply;
 use crate::stream::{read_more_by, shutdown_write, write_range, write_static, Stream};
 
-/// How long a refused connection is drained before it closes, so the client reads the status.
+/// How long a connection closing lingering (`linger_close`: after a refusal, or a last answer to
+/// a client that may still send) is drained before it closes, so the client reads the answer.
 const DRAIN_FOR: Duration = Duration::from_millis(500);
-/// At most this much is drained from a refused client.
+/// At most this much is drained from a client closing lingering.
 const DRAIN_BYTES: usize = 1 << 20;
 
 /// A client connection and its reused buffers.
@@ -59,9 +60,24 @@ pub struct Client {
     /// tunnels (`http::upgrade::offer`): a 101 must name what it offered. Empty otherwise (and
     /// never allocated on a connection that does not upgrade).
     pub upgrade_offer: Vec<u8>,
-    /// `linger_close` ran: the write side is shut and what the client sent after the answer was
-    /// drained; the connection only closes now.
-    pub lingered: bool,
+    /// How the connection ends once its requests are over (`conn::keep_serving` acts on it).
+    pub end: End,
+}
+
+/// How a connection ends once its requests are over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum End {
+    /// As usual: lingering if the client may still send (`conn::may_send_more`), and with
+    /// close_notify on TLS.
+    #[default]
+    Usual,
+    /// Lingering whatever the request said: part of its body was never read.
+    Linger,
+    /// Nothing more to do: `linger_close` ran, or the client could not be written to.
+    Done,
+    /// An answer was cut short: no close_notify, which would tell a TLS client that a body
+    /// ending at the close is whole, and no lingering.
+    Cut,
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core while it idles,
@@ -134,7 +150,7 @@ impl Client {
             path: Vec::new(),
             public_origin: Vec::new(),
             upgrade_offer: Vec::new(),
-            lingered: false,
+            end: End::Usual,
         }
     }
 
@@ -221,6 +237,7 @@ pub async fn refuse_with(c: &mut Client, status: u16, page: Option<&crate::confi
         .await
         .is_err()
     {
+        c.end = End::Done;
         return;
     }
     linger_close(c).await;
@@ -229,7 +246,7 @@ pub async fn refuse_with(c: &mut Client, status: u16, page: Option<&crate::confi
 /// After a last answer: shuts the write side down (close_notify first on TLS) and drains what the
 /// client still sends for a short moment, so that it reads the answer instead of a reset.
 pub async fn linger_close(c: &mut Client) {
-    c.lingered = true;
+    c.end = End::Done;
     shutdown_write(&mut c.stream).await;
     let deadline = Instant::now() + DRAIN_FOR;
     let mut drained = 0;

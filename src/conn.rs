@@ -3,7 +3,8 @@
 //! request, read its head, normalise its path, hand it to `proxy::forward` (or `redirect`),
 //! repeat while the connection is kept alive; refuse malformed heads (with an access-log line);
 //! park the connection (`Core::park`) when it idles past `PARK_AFTER`; close a TLS connection
-//! with close_notify, and one whose client may still send after its last answer lingering.
+//! with close_notify (not after an answer cut short), and close lingering one whose client may
+//! still send after its last answer.
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired (parking
@@ -24,7 +25,7 @@ use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
-use crate::client::{refuse, Client};
+use crate::client::{refuse, Client, End};
 use crate::core::{ConnGuard, Core};
 use crate::core_gen::CoreGen;
 use crate::http::parse::{parse_request, HeadError};
@@ -286,13 +287,18 @@ async fn keep_serving(
             After::Close => break,
         }
     }
-    if answered && may_send_more(&c) {
+    match c.end {
+        End::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
         // Boxed, like the flush in `wait_idle`: a connection's task does not carry it.
-        crate::boxed!(crate::client::linger_close(&mut c)).await;
-    } else if c.stream.tls.is_some() && !c.lingered {
+        End::Usual if answered && may_send_more(&c) => {
+            crate::boxed!(crate::client::linger_close(&mut c)).await
+        }
         // A TLS client learns the end was meant (close_notify): a body that ends at the close is
         // then known to be whole.
-        crate::boxed!(stream::shutdown_write(&mut c.stream)).await;
+        End::Usual if c.stream.tls.is_some() => {
+            crate::boxed!(stream::shutdown_write(&mut c.stream)).await
+        }
+        End::Usual | End::Done | End::Cut => {}
     }
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
     // its first read, unless its first bytes came with a TLS handshake or a PROXY header) instead
@@ -304,14 +310,14 @@ async fn keep_serving(
 
 /// Whether a connection that ends after an answer may hold, or still receive, bytes the client
 /// sent after its request: it asked to keep the connection (ringlb ends it anyway: the member's
-/// body ran to its close, a stop, an HTTP/1.0 client's decoded body, a failed member) or it
-/// pipelined bytes already read. Closing a socket with unread input resets the connection, and
+/// body ran to its close, a stop, an HTTP/1.0 client's decoded body, a 502 or 504), or bytes
+/// are still buffered (a pipelined request; the request itself, after a 502 or 504). Closing a socket with unread input resets the connection, and
 /// the reset can overtake the answer's tail still queued for the client, so such a connection
 /// closes lingering (`client::linger_close`). Not after a tunnel (what the client sent was the
-/// tunnel's), nor twice (a refusal lingered already); nor for a client that said `Connection:
-/// close` and sent nothing more, which ends the common one-request connection at once.
+/// tunnel's); not for a client that said `Connection: close` and sent nothing more, which ends
+/// the common one-request connection at once. (An unread body says so itself: `End::Linger`.)
 fn may_send_more(c: &Client) -> bool {
-    !c.lingered && c.rec.tunnel_up.is_none() && (c.head.keep_alive || !c.buf.is_empty())
+    c.rec.tunnel_up.is_none() && (c.head.keep_alive || !c.buf.is_empty())
 }
 
 /// Parks `c` until `deadline` (`first`: its first request has not come yet), its socket out of
@@ -460,7 +466,8 @@ async fn wait_readable(
 enum After {
     /// Waits for the next request.
     Next,
-    /// Closes after an answer (or a refusal).
+    /// Closes after an answer, a refusal, or a failed attempt at one (`Client::end` says which
+    /// needs what).
     Answered,
     /// Closes without a word: the client left, or sent nothing of a request.
     Close,

@@ -65,6 +65,9 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Done {
     pub keep_client: bool,
+    /// The client's request was read to its end. Not when an AJP container answered before it
+    /// asked for the whole body: the rest is left unread, and the client closes lingering.
+    pub request_read: bool,
     /// The member connection may go back to the pool.
     pub reusable: bool,
     pub status: u16,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::ajp;
 use crate::balance::Pick;
-use crate::client::{refuse, refuse_with, target, Client};
+use crate::client::{refuse, refuse_with, target, Client, End};
 use crate::config::{BalancerConfig, ErrorPage, MemberConfig, Protocol, RouteConfig};
 use crate::core::Core;
 use crate::core_gen::CoreGen;
@@ -602,6 +602,9 @@ async fn finish(
                     .pool
                     .checkin(tracked.member, up, now);
             }
+            if !d.request_read {
+                c.end = End::Linger;
+            }
             d.keep_client
         }
         Outcome::Broken {
@@ -615,6 +618,7 @@ async fn finish(
             if status != 0 {
                 tracked.respond(status);
             }
+            c.end = End::Cut;
             false
         }
         Outcome::TooLarge => {

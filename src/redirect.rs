@@ -62,6 +62,7 @@ pub async fn to_https(core: &Core, gen: &CoreGen, c: &mut Client) -> bool {
     let len = c.out.len();
     let sent = write_range(&mut c.stream, &mut c.out, 0..len, WRITE_LIMIT).await;
     if sent.is_err() {
+        c.end = crate::client::End::Done;
         return false;
     }
     if close {

@@ -319,6 +319,7 @@ async fn next_packet(
 fn done(r: &Response, s: Started, whole: bool, reusable: bool) -> Outcome {
     Outcome::Done(Done {
         keep_client: s.keep && whole,
+        request_read: whole,
         reusable,
         status: s.status,
         body_sent: r.body_sent,

@@ -96,6 +96,7 @@ pub async fn run(
     if relayed.complete {
         Outcome::Done(Done {
             keep_client: relayed.keep_client,
+            request_read: true,
             reusable: relayed.member_reusable,
             status,
             body_sent: relayed.body_sent,
@@ -211,6 +212,7 @@ async fn switch(
     c.rbuf.drain(..c.resp.head_len);
     Outcome::Switched(Done {
         keep_client: false,
+        request_read: true,
         reusable: false,
         status: 101,
         body_sent: 0,

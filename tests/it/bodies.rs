@@ -164,6 +164,54 @@ fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
 }
 
 #[test]
+fn an_ajp_answer_that_comes_before_the_request_body_reaches_its_client_whole() {
+    // The container answers without asking for the body (as an application refusing an upload
+    // does), so the rest of the body is never read: ringlb closes lingering, and the unread bytes
+    // do not turn the close into a reset that would drop the answer still queued for the client.
+    use crate::support::ajp_container::{
+        body_chunk, end_response, send_headers, AjpContainer, RespName,
+    };
+    use crate::support::raw_member::read_until_close;
+    use std::io::Write;
+    use std::time::Duration;
+    const LEN: usize = 2 << 20;
+    let m = AjpContainer::start(|_| {
+        let len = LEN.to_string();
+        let mut out = send_headers(
+            413,
+            b"Payload Too Large",
+            &[(RespName::Coded(0xA003), len.as_bytes())],
+        );
+        for piece in pattern(LEN).chunks(8000) {
+            out.extend_from_slice(&body_chunk(piece));
+        }
+        out.extend_from_slice(&end_response(false));
+        out
+    });
+    let p = Ringlb::start(&simple_config(&[m.member()], ""), 1);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .unwrap();
+    s.write_all(&[b'x'; 300_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed, "the connection ends after the answer");
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert!(got.starts_with(b"HTTP/1.1 413"), "{:?}", &got[..end]);
+    assert!(
+        got[end..] == pattern(LEN)[..],
+        "the client gets the whole body ({} of {LEN} bytes)",
+        got.len() - end
+    );
+}
+
+#[test]
 fn a_client_that_stops_reading_a_large_body_is_cut_off_and_never_stalls_the_worker() {
     use crate::support::raw_member::{read_until_close, tiny_window_client};
     use std::io::Write;
