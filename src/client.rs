@@ -75,8 +75,8 @@ pub enum End {
     Linger,
     /// Nothing more to do: `linger_close` ran, or the client could not be written to.
     Done,
-    /// An answer was cut short: no close_notify, which would tell a TLS client that a body
-    /// ending at the close is whole, and no lingering.
+    /// The exchange broke (an answer cut short, or a tunnel neither side ended): no close_notify,
+    /// which would tell a TLS client that a body ending at the close is whole, and no lingering.
     Cut,
 }
 

@@ -279,7 +279,8 @@ async fn keep_serving(
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
         match crate::boxed!(handle(&core, &mut c, deadline)).await {
-            After::Next => {}
+            // Whatever sets `c.end` also ends the connection.
+            After::Next => debug_assert_eq!(c.end, End::Usual),
             After::Answered => {
                 answered = true;
                 break;
@@ -308,14 +309,15 @@ async fn keep_serving(
     }
 }
 
-/// Whether a connection that ends after an answer may hold, or still receive, bytes the client
-/// sent after its request: it asked to keep the connection (ringlb ends it anyway: the member's
-/// body ran to its close, a stop, an HTTP/1.0 client's decoded body, a 502 or 504), or bytes
-/// are still buffered (a pipelined request; the request itself, after a 502 or 504). Closing a socket with unread input resets the connection, and
-/// the reset can overtake the answer's tail still queued for the client, so such a connection
-/// closes lingering (`client::linger_close`). Not after a tunnel (what the client sent was the
-/// tunnel's); not for a client that said `Connection: close` and sent nothing more, which ends
-/// the common one-request connection at once. (An unread body says so itself: `End::Linger`.)
+/// Whether a connection that ends after an answer may hold, or still receive, bytes the client sent
+/// after its request: it asked to keep the connection (ringlb ends it anyway: the member's body ran
+/// to its close, a stop, an HTTP/1.0 client's decoded body, a 502 or 504), or bytes are still
+/// buffered (a pipelined request; the request itself, after a 502 or 504). Closing a socket with
+/// unread input resets the connection, and the reset can overtake the answer's tail still queued
+/// for the client, so such a connection closes lingering (`client::linger_close`). Not after a
+/// tunnel (what the client sent was the tunnel's); not for a client that said `Connection: close`
+/// and sent nothing more, which ends the common one-request connection at once. (An unread body
+/// says so itself: `End::Linger`.)
 fn may_send_more(c: &Client) -> bool {
     c.rec.tunnel_up.is_none() && (c.head.keep_alive || !c.buf.is_empty())
 }

@@ -648,6 +648,10 @@ async fn tunnel(
 ) -> bool {
     let (carried, end) = tunnel::run(core, c, up, route.tunnel_timeout).await;
     tracing::debug!(peer = %c.peer, ?end, up = carried.up, down = carried.down, "tunnel closed");
+    if !matches!(end, tunnel::End::Closed) {
+        // Not both sides' own end: a TLS client must not take it for one (no close_notify).
+        c.end = End::Cut;
+    }
     tracked.with(|m| {
         m.counters.bytes_sent += carried.up;
         m.counters.bytes_received += carried.down;
@@ -738,10 +742,11 @@ async fn local_reply(
     c.out.clear();
     reply::error_page(&mut c.out, status, !keep, page, req.is_head);
     let n = c.out.len();
-    stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10))
-        .await
-        .is_ok()
-        && keep
+    let sent = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
+    if sent.is_err() {
+        c.end = End::Done;
+    }
+    sent.is_ok() && keep
 }
 
 /// A 502, 504 (or 500) with `Connection: close`. `request_read` says whether the client's request
@@ -758,7 +763,10 @@ async fn gateway_error(
         // The connection closes after it: a body a HEAD client does not expect is not read.
         reply::error_page(&mut c.out, status, true, page, false);
         let n = c.out.len();
-        let _ = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
+        let sent = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10));
+        if sent.await.is_err() {
+            c.end = End::Done;
+        }
     } else {
         refuse_with(c, status, page).await;
     }

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use super::chunked::ChunkError;
 use super::framing::{no_body, BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
-use super::reply;
 use super::reverse::{Mapping, Reverse};
 use super::rewrite::{self, ClientBody};
 use super::upgrade;
@@ -93,6 +92,18 @@ pub async fn run(
     }
     let status = c.resp.status;
     let relayed = relay_response(c, up, req.is_head, p).await;
+    if relayed.invalid {
+        tracing::debug!("member sent a malformed chunked body");
+        // Answered as an invalid head is (the request was sent whole, and is never sent again
+        // after a response byte), so the client's connection ends as after any 502.
+        return Outcome::Failed(Failed {
+            reached: Reached::Response,
+            failure: Failure::InvalidResponse,
+            status: 502,
+            request_read: true,
+            intact: false,
+        });
+    }
     if relayed.complete {
         Outcome::Done(Done {
             keep_client: relayed.keep_client,
@@ -385,6 +396,8 @@ async fn relay_interim(c: &mut Client, limit: Duration) -> Result<(), HeadFail> 
 struct Relayed {
     /// The body went out whole.
     complete: bool,
+    /// The body's first bytes broke its framing; nothing went to the client.
+    invalid: bool,
     keep_client: bool,
     member_reusable: bool,
     /// Bytes read from the member for this response.
@@ -450,6 +463,7 @@ fn start_response(
         && !upgrade_refused;
     let r = Relayed {
         complete: false,
+        invalid: false,
         keep_client,
         member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
         received: c.rbuf.len() as u64,
@@ -481,12 +495,8 @@ async fn relay_first(
 ) -> bool {
     let head_len = c.resp.head_len;
     let Ok(end) = scan_body(c, body, mode, r, head_len) else {
-        // Nothing has gone to the client yet: it gets a 502 rather than a broken response.
-        tracing::warn!("member sent a malformed chunked body");
-        c.out.clear();
-        reply::error(&mut c.out, 502, true);
-        let len = c.out.len();
-        let _ = stream::write_range(&mut c.stream, &mut c.out, 0..len, limit).await;
+        // Nothing has gone to the client yet: it gets a 502 (`run`) rather than a broken response.
+        r.invalid = true;
         return false;
     };
     if mode == ClientBody::Dechunk {

@@ -10,7 +10,8 @@
 //! Must never: lose plaintext rustls produced (what arrives while ringlb writes is kept in
 //! `unread` and read first), stop processing while `tin` holds a record rustls could take (every
 //! call runs the pump until rustls asks for more bytes), or hold buffers while idle that it could
-//! lend (`lend`). Invariant: between calls `tin` holds only bytes rustls is not done with (part of
+//! lend (`lend`), or report a TCP close without close_notify as the peer's end (`read_more`: it is
+//! `unclean_close`, so a body framed by the close is not taken as whole). Invariant: between calls `tin` holds only bytes rustls is not done with (part of
 //! a record, or records holding part of a handshake message); `tout[..pending]` is ciphertext not
 //! yet written, in order.
 
@@ -624,8 +625,21 @@ pub async fn read_more(
             return Err(IoFail::Closed);
         }
         let left = crate::deadline::left(deadline).ok_or(IoFail::Timeout)?;
-        tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await?;
+        match tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await {
+            // The connection ended without close_notify: what came may be cut short (a body that
+            // ends at the close is not whole), so it is not the peer's own end.
+            Err(IoFail::Closed) => return Err(unclean_close()),
+            r => r?,
+        };
     }
+}
+
+/// The failure of a read whose TLS connection ended without close_notify.
+pub fn unclean_close() -> IoFail {
+    IoFail::Error(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "closed without close_notify",
+    ))
 }
 
 /// Reads what the peer has sent (the socket is readable) without blocking and processes it,

@@ -361,6 +361,28 @@ fn an_idle_tunnel_closes_after_tunnel_timeout() {
 }
 
 #[test]
+fn a_tls_client_gets_no_close_notify_from_a_tunnel_that_idled_out() {
+    // Neither side ended the tunnel: a close_notify would tell the client the stream ended as
+    // its peer meant (`client::End::Cut`).
+    let pki = Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    let m = Member::start(SWITCH);
+    let route = tunnel_route(
+        &member(m.addr),
+        "upgrade = [\"websocket\"]\ntunnel_timeout = \"300ms\"",
+    );
+    let p = Ringlb::start(&format!("{}{route}", Pki::listen_tls(&[site], "")), 1);
+    let mut c = crate::support::Client::connect_tls(p.addr, "site.test", pki.client_config())
+        .expect("a TLS connection");
+    c.set_timeout(Duration::from_secs(10));
+    c.send(HANDSHAKE);
+    let e = c
+        .read_until_close()
+        .expect_err("no close_notify after an idle tunnel");
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+}
+
+#[test]
 fn a_stop_closes_tunnels_when_the_grace_ends() {
     let m = Member::start(SWITCH);
     let body = format!(
