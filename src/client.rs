@@ -1,5 +1,6 @@
 //! A client connection as the request path sees it: its socket, its reused buffers, the parsed
-//! head, and the two answers every part may give it (`100 Continue` and a refusal).
+//! head, how it will end (`End`), the two answers every part may give it (`100 Continue` and a
+//! refusal), and the lingering close (`linger_close`).
 //!
 //! Owns: the per-connection buffers and lending them, emptied, while the connection idles or once
 //! it closes. Must never: know about the core, members or tasks, or lend a buffer holding a byte
@@ -67,15 +68,16 @@ pub struct Client {
 /// How a connection ends once its requests are over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum End {
-    /// As usual: lingering if the client may still send (`conn::may_send_more`), and with
-    /// close_notify on TLS.
+    /// As usual: lingering if, after an answer, the client may still send
+    /// (`conn::may_send_more`); else with close_notify on TLS.
     #[default]
     Usual,
     /// Lingering whatever the request said: part of its body was never read.
     Linger,
     /// Nothing more to do: `linger_close` ran, or the client could not be written to.
     Done,
-    /// The exchange broke (an answer cut short, or a tunnel neither side ended): no close_notify,
+    /// The exchange broke (an answer cut short, or a tunnel not ended by both sides' closes): no
+    /// close_notify,
     /// which would tell a TLS client that a body ending at the close is whole, and no lingering.
     Cut,
 }

@@ -288,24 +288,28 @@ async fn keep_serving(
             After::Close => break,
         }
     }
-    match c.end {
-        End::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
-        // Boxed, like the flush in `wait_idle`: a connection's task does not carry it.
-        End::Usual if answered && may_send_more(&c) => {
-            crate::boxed!(crate::client::linger_close(&mut c)).await
-        }
-        // A TLS client learns the end was meant (close_notify): a body that ends at the close is
-        // then known to be whole.
-        End::Usual if c.stream.tls.is_some() => {
-            crate::boxed!(stream::shutdown_write(&mut c.stream)).await
-        }
-        End::Usual | End::Done | End::Cut => {}
-    }
+    // Boxed, like the flush in `wait_idle`: a connection's task does not carry it.
+    crate::boxed!(end(&mut c, answered)).await;
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
     // its first read, unless its first bytes came with a TLS handshake or a PROXY header) instead
     // of being freed and allocated again, a dozen of them. Not a set grown past `KEEP_AT_CLOSE`.
     if let Some(spare) = c.lend_buffers().filter(|s| s.capacity() <= KEEP_AT_CLOSE) {
         core.keep_spare(spare);
+    }
+}
+
+/// Ends a connection whose requests are over as `c.end` says. `answered`: its last request got
+/// an answer (or a refusal), rather than never coming.
+async fn end(c: &mut Client, answered: bool) {
+    match c.end {
+        End::Linger => crate::client::linger_close(c).await,
+        End::Usual if answered && may_send_more(c) => crate::client::linger_close(c).await,
+        // A TLS client learns the end was meant (close_notify): a body that ends at the close is
+        // then known to be whole.
+        End::Usual if c.stream.tls.is_some() => stream::shutdown_write(&mut c.stream).await,
+        // After a cut, at once: a plain client that sent more gets a reset, which may drop the
+        // rest of an answer that is cut short anyway.
+        End::Usual | End::Done | End::Cut => {}
     }
 }
 

@@ -33,7 +33,8 @@ pub enum Reached {
     Nothing,
     /// Request bytes may have reached the member; no response byte came back.
     Request,
-    /// Response bytes came back, but no usable response head (invalid, or cut short).
+    /// Response bytes came back, but no usable response (a head invalid or cut short, or a body
+    /// whose first bytes broke its framing); none of it reached the client.
     Response,
 }
 
@@ -86,7 +87,8 @@ pub struct Failed {
     pub failure: Failure,
     /// What the client gets when the request is not retried.
     pub status: u16,
-    /// The client's request was read to its end (the 502/504 can go out without draining).
+    /// The client's request was read to its end: the 502/504 goes out without draining the rest
+    /// of it first (the connection may still close lingering after it: `conn::may_send_more`).
     pub request_read: bool,
     /// The request is still in the client's buffer as it was parsed (head at its start, body up
     /// to `Request::request_end`): nothing consumed it and no timed-out write may have taken the

@@ -581,32 +581,7 @@ async fn finish(
         core.stats.borrow_mut().core.spliced_bytes += c.rec.spliced;
     }
     match outcome {
-        Outcome::Done(d) => {
-            let ajp =
-                gen.config.balancers[tracked.bal].members[tracked.member].protocol == Protocol::Ajp;
-            let now = record_done(c, tracked, &d, ajp.then_some(mcfg_url(tracked)));
-            if gen.config.balancers[tracked.bal]
-                .failonstatus
-                .contains(&d.status)
-            {
-                select::mark_failed(
-                    core,
-                    gen,
-                    tracked.bal,
-                    tracked.member,
-                    Mark::Status(d.status),
-                );
-            } else if d.reusable && core.is_current(gen) {
-                // (A request that began before a reload does not pool into its old generation.)
-                gen.upstreams.borrow_mut()[tracked.bal]
-                    .pool
-                    .checkin(tracked.member, up, now);
-            }
-            if !d.request_read {
-                c.end = End::Linger;
-            }
-            d.keep_client
-        }
+        Outcome::Done(d) => finish_done(core, c, tracked, up, &d),
         Outcome::Broken {
             status,
             body_sent,
@@ -634,6 +609,35 @@ async fn finish(
             tunnel(core, c, tracked, &mut up, route).await
         }
     }
+}
+
+/// Counts a whole answer, marks its member failed for a `failonstatus` status or else pools its
+/// connection when it may be reused. Returns whether to keep the client.
+fn finish_done(core: &Core, c: &mut Client, tracked: &Tracked<'_>, up: Stream, d: &Done) -> bool {
+    let gen = tracked.gen;
+    let ajp = gen.config.balancers[tracked.bal].members[tracked.member].protocol == Protocol::Ajp;
+    let now = record_done(c, tracked, d, ajp.then_some(mcfg_url(tracked)));
+    if gen.config.balancers[tracked.bal]
+        .failonstatus
+        .contains(&d.status)
+    {
+        select::mark_failed(
+            core,
+            gen,
+            tracked.bal,
+            tracked.member,
+            Mark::Status(d.status),
+        );
+    } else if d.reusable && core.is_current(gen) {
+        // (A request that began before a reload does not pool into its old generation.)
+        gen.upstreams.borrow_mut()[tracked.bal]
+            .pool
+            .checkin(tracked.member, up, now);
+    }
+    if !d.request_read {
+        c.end = End::Linger;
+    }
+    d.keep_client
 }
 
 /// Runs the tunnel that follows a relayed 101 and fills the access-log record with what it

@@ -93,16 +93,7 @@ pub async fn run(
     let status = c.resp.status;
     let relayed = relay_response(c, up, req.is_head, p).await;
     if relayed.invalid {
-        tracing::debug!("member sent a malformed chunked body");
-        // Answered as an invalid head is (the request was sent whole, and is never sent again
-        // after a response byte), so the client's connection ends as after any 502.
-        return Outcome::Failed(Failed {
-            reached: Reached::Response,
-            failure: Failure::InvalidResponse,
-            status: 502,
-            request_read: true,
-            intact: false,
-        });
+        return invalid_body();
     }
     if relayed.complete {
         Outcome::Done(Done {
@@ -185,6 +176,20 @@ async fn send_body(
             Err(Outcome::Failed(Failed::partly_sent(&e, false, false)))
         }
     }
+}
+
+/// The member's body broke its framing in its first bytes, before any of it reached the client:
+/// answered as an invalid head is (the request was sent whole, and is never sent again after a
+/// response byte).
+fn invalid_body() -> Outcome {
+    tracing::debug!("member sent a malformed chunked body");
+    Outcome::Failed(Failed {
+        reached: Reached::Response,
+        failure: Failure::InvalidResponse,
+        status: 502,
+        request_read: true,
+        intact: false,
+    })
 }
 
 fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {

@@ -7,13 +7,13 @@
 //! Owns: the record pump (`process`, `encrypt`), the handshake and the I/O that needs TLS state
 //! (`read_more`, `recv_ready`, `write`, `write_two`, `send`, `flush`, `close`, `idle_check`, and
 //! the non-blocking `send_ready` and `close_ready` of a tunnel).
-//! Must never: lose plaintext rustls produced (what arrives while ringlb writes is kept in
-//! `unread` and read first), stop processing while `tin` holds a record rustls could take (every
-//! call runs the pump until rustls asks for more bytes), or hold buffers while idle that it could
-//! lend (`lend`), or report a TCP close without close_notify as the peer's end (`read_more`: it is
-//! `unclean_close`, so a body framed by the close is not taken as whole). Invariant: between calls `tin` holds only bytes rustls is not done with (part of
-//! a record, or records holding part of a handshake message); `tout[..pending]` is ciphertext not
-//! yet written, in order.
+//! Must never: lose plaintext rustls produced (what arrives while ringlb writes is kept in `unread`
+//! and read first), stop processing while `tin` holds a record rustls could take (every call runs
+//! the pump until rustls asks for more bytes), or hold buffers while idle that it could lend
+//! (`lend`), or report a TCP close without close_notify as the peer's end (it is an
+//! `UnexpectedEof` error, so a body framed by the close is not taken as whole). Invariant: between calls
+//! `tin` holds only bytes rustls is not done with (part of a record, or records holding part of a
+//! handshake message); `tout[..pending]` is ciphertext not yet written, in order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -636,14 +636,20 @@ pub async fn read_more(
 
 /// The failure of a read whose TLS connection ended without close_notify.
 pub fn unclean_close() -> IoFail {
-    IoFail::Error(std::io::Error::new(
+    IoFail::Error(no_close_notify())
+}
+
+fn no_close_notify() -> std::io::Error {
+    tracing::debug!("TLS peer closed the connection without close_notify");
+    std::io::Error::new(
         std::io::ErrorKind::UnexpectedEof,
         "closed without close_notify",
-    ))
+    )
 }
 
 /// Reads what the peer has sent (the socket is readable) without blocking and processes it,
-/// appending plaintext to `buf`. `WouldBlock`: nothing was there.
+/// appending plaintext to `buf`. `WouldBlock`: nothing was there; `UnexpectedEof`: the connection
+/// ended without close_notify.
 pub fn recv_ready(
     tcp: &TcpStream,
     s: &mut TlsSession,
@@ -661,7 +667,8 @@ pub fn recv_ready(
     let spare = rustix::buffer::spare_capacity(&mut s.tin);
     let (n, _) = rustix::net::recv(tcp, spare, rustix::net::RecvFlags::DONTWAIT)?;
     if n == 0 {
-        return Ok(Received::Closed);
+        // Not the peer's own end (a tunnel passes it on as a failed direction, not a close).
+        return Err(no_close_notify());
     }
     let before = buf.len();
     s.process(buf)
