@@ -288,8 +288,12 @@ async fn keep_serving(
             After::Close => break,
         }
     }
-    // Boxed, like the flush in `wait_idle`: a connection's task does not carry it.
-    crate::boxed!(end(&mut c, answered)).await;
+    // Boxed, like the flush in `wait_idle`: a connection's task does not carry them.
+    match closing(&c, answered) {
+        Closing::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
+        Closing::CloseNotify => crate::boxed!(stream::shutdown_write(&mut c.stream)).await,
+        Closing::Now => {}
+    }
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
     // its first read, unless its first bytes came with a TLS handshake or a PROXY header) instead
     // of being freed and allocated again, a dozen of them. Not a set grown past `KEEP_AT_CLOSE`.
@@ -298,18 +302,28 @@ async fn keep_serving(
     }
 }
 
-/// Ends a connection whose requests are over as `c.end` says. `answered`: its last request got
-/// an answer (or a refusal), rather than never coming.
-async fn end(c: &mut Client, answered: bool) {
+/// How a connection whose requests are over closes.
+enum Closing {
+    /// `client::linger_close`.
+    Linger,
+    /// close_notify first (TLS).
+    CloseNotify,
+    /// At once.
+    Now,
+}
+
+/// How `c` closes, as `c.end` says. `answered`: its last request got an answer (or a refusal),
+/// rather than never coming.
+fn closing(c: &Client, answered: bool) -> Closing {
     match c.end {
-        End::Linger => crate::client::linger_close(c).await,
-        End::Usual if answered && may_send_more(c) => crate::client::linger_close(c).await,
+        End::Linger => Closing::Linger,
+        End::Usual if answered && may_send_more(c) => Closing::Linger,
         // A TLS client learns the end was meant (close_notify): a body that ends at the close is
         // then known to be whole.
-        End::Usual if c.stream.tls.is_some() => stream::shutdown_write(&mut c.stream).await,
+        End::Usual if c.stream.tls.is_some() => Closing::CloseNotify,
         // After a cut, at once: a plain client that sent more gets a reset, which may drop the
         // rest of an answer that is cut short anyway.
-        End::Usual | End::Done | End::Cut => {}
+        End::Usual | End::Done | End::Cut => Closing::Now,
     }
 }
 
