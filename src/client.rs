@@ -74,11 +74,12 @@ pub enum End {
     Usual,
     /// Lingering whatever the request said: part of its body was never read.
     Linger,
-    /// Nothing more to do: `linger_close` ran, or the client could not be written to.
+    /// Nothing more to do: `linger_close` ran, a tunnel ended by both sides' closes (the client's
+    /// side is shut down), or the client could not be written to.
     Done,
     /// The exchange broke (an answer cut short, or a tunnel not ended by both sides' closes): no
-    /// close_notify,
-    /// which would tell a TLS client that a body ending at the close is whole, and no lingering.
+    /// close_notify, which would tell a TLS client that a body ending at the close is whole, and
+    /// no lingering.
     Cut,
 }
 

@@ -332,12 +332,12 @@ fn closing(c: &Client, answered: bool) -> Closing {
 /// to its close, a stop, an HTTP/1.0 client's decoded body, a 502 or 504), or bytes are still
 /// buffered (a pipelined request; the request itself, after a 502 or 504). Closing a socket with
 /// unread input resets the connection, and the reset can overtake the answer's tail still queued
-/// for the client, so such a connection closes lingering (`client::linger_close`). Not after a
-/// tunnel (what the client sent was the tunnel's); not for a client that said `Connection: close`
-/// and sent nothing more, which ends the common one-request connection at once. (An unread body
-/// says so itself: `End::Linger`.)
+/// for the client, so such a connection closes lingering (`client::linger_close`). Not for a
+/// client that said `Connection: close` and sent nothing more, which ends the common one-request
+/// connection at once. (An unread body says so itself, `End::Linger`; a tunnel's end is never
+/// `End::Usual`.)
 fn may_send_more(c: &Client) -> bool {
-    c.rec.tunnel_up.is_none() && (c.head.keep_alive || !c.buf.is_empty())
+    c.head.keep_alive || !c.buf.is_empty()
 }
 
 /// Parks `c` until `deadline` (`first`: its first request has not come yet), its socket out of

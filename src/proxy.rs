@@ -652,10 +652,12 @@ async fn tunnel(
 ) -> bool {
     let (carried, end) = tunnel::run(core, c, up, route.tunnel_timeout).await;
     tracing::debug!(peer = %c.peer, ?end, up = carried.up, down = carried.down, "tunnel closed");
-    if !matches!(end, tunnel::End::Closed) {
+    c.end = match end {
+        // Both sides closed: the client's side was shut down already (close_notify first).
+        tunnel::End::Closed => End::Done,
         // Not both sides' own end: a TLS client must not take it for one (no close_notify).
-        c.end = End::Cut;
-    }
+        _ => End::Cut,
+    };
     tracked.with(|m| {
         m.counters.bytes_sent += carried.up;
         m.counters.bytes_received += carried.down;

@@ -10,9 +10,9 @@
 //! Must never: lose plaintext rustls produced (what arrives while ringlb writes is kept in `unread`
 //! and read first), stop processing while `tin` holds a record rustls could take (every call runs
 //! the pump until rustls asks for more bytes), or hold buffers while idle that it could lend
-//! (`lend`), or report a TCP close without close_notify as the peer's end (it is an
-//! `UnexpectedEof` error, so a body framed by the close is not taken as whole). Invariant: between calls
-//! `tin` holds only bytes rustls is not done with (part of a record, or records holding part of a
+//! (`lend`), or report a TCP close without close_notify as the peer's end (it is an `UnexpectedEof`
+//! error, so a body framed by the close is not taken as whole). Invariant: between calls `tin`
+//! holds only bytes rustls is not done with (part of a record, or records holding part of a
 //! handshake message); `tout[..pending]` is ciphertext not yet written, in order.
 
 use std::sync::Arc;
@@ -628,17 +628,13 @@ pub async fn read_more(
         match tcp_read_more(tcp, &mut s.tin, READ_CHUNK, left).await {
             // The connection ended without close_notify: what came may be cut short (a body that
             // ends at the close is not whole), so it is not the peer's own end.
-            Err(IoFail::Closed) => return Err(unclean_close()),
+            Err(IoFail::Closed) => return Err(IoFail::Error(no_close_notify())),
             r => r?,
         };
     }
 }
 
 /// The failure of a read whose TLS connection ended without close_notify.
-pub fn unclean_close() -> IoFail {
-    IoFail::Error(no_close_notify())
-}
-
 fn no_close_notify() -> std::io::Error {
     tracing::debug!("TLS peer closed the connection without close_notify");
     std::io::Error::new(

@@ -77,7 +77,7 @@ fn spliced_bytes(admin_addr: std::net::SocketAddr) -> u64 {
 
 #[test]
 fn a_large_body_its_member_cuts_short_reaches_the_client_cut_short_then_closed() {
-    use crate::support::raw_member::{read_until_close, RawMember};
+    use crate::support::raw_member::{read_until_close, split_answer, RawMember};
     use std::io::Write;
     let m = RawMember::start(|c| {
         while let Some(req) = c.read_request() {
@@ -101,16 +101,12 @@ fn a_large_body_its_member_cuts_short_reaches_the_client_cut_short_then_closed()
         closed,
         "the client's connection is closed after the short body"
     );
-    let end = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 4;
+    let (end, body) = split_answer(&got);
     assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..end]);
     assert!(
-        got[end..] == pattern(300_000)[..],
+        body == &pattern(300_000)[..],
         "the client gets exactly the bytes the member sent ({} of 300000)",
-        got.len() - end
+        body.len()
     );
     assert_eq!(get(p.addr, "/next").text(), "fine");
 }
@@ -121,7 +117,7 @@ fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
     // it although the client asked to keep it, and has sent its next request meanwhile. Closing
     // a socket with that request unread would reset the connection and drop what is still queued
     // for the client: ringlb shuts its side and drains instead (`conn::may_send_more`).
-    use crate::support::raw_member::{read_until_close, RawMember};
+    use crate::support::raw_member::{read_until_close, split_answer, RawMember};
     use std::io::Write;
     use std::time::Duration;
     const LEN: usize = 4 << 20;
@@ -144,17 +140,13 @@ fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
     std::thread::sleep(Duration::from_millis(200));
     let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(closed, "the connection ends after the body");
-    let end = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 4;
+    let (end, body) = split_answer(&got);
     let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
     assert!(head.contains("connection: close"), "{head}");
     assert!(
-        got[end..] == pattern(LEN)[..],
+        body == &pattern(LEN)[..],
         "the client gets the whole body ({} of {LEN} bytes)",
-        got.len() - end
+        body.len()
     );
     assert_eq!(
         m.requests().len(),
@@ -171,7 +163,7 @@ fn an_ajp_answer_that_comes_before_the_request_body_reaches_its_client_whole() {
     use crate::support::ajp_container::{
         body_chunk, end_response, send_headers, AjpContainer, RespName,
     };
-    use crate::support::raw_member::read_until_close;
+    use crate::support::raw_member::{read_until_close, split_answer};
     use std::io::Write;
     use std::time::Duration;
     const LEN: usize = 2 << 20;
@@ -198,22 +190,18 @@ fn an_ajp_answer_that_comes_before_the_request_body_reaches_its_client_whole() {
     std::thread::sleep(Duration::from_millis(300));
     let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
     assert!(closed, "the connection ends after the answer");
-    let end = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 4;
+    let (end, body) = split_answer(&got);
     assert!(got.starts_with(b"HTTP/1.1 413"), "{:?}", &got[..end]);
     assert!(
-        got[end..] == pattern(LEN)[..],
+        body == &pattern(LEN)[..],
         "the client gets the whole body ({} of {LEN} bytes)",
-        got.len() - end
+        body.len()
     );
 }
 
 #[test]
 fn a_client_that_stops_reading_a_large_body_is_cut_off_and_never_stalls_the_worker() {
-    use crate::support::raw_member::{read_until_close, tiny_window_client};
+    use crate::support::raw_member::{read_until_close, split_answer, tiny_window_client};
     use std::io::Write;
     use std::time::{Duration, Instant};
     const BIG: usize = 64 << 20;
@@ -255,12 +243,7 @@ fn a_client_that_stops_reading_a_large_body_is_cut_off_and_never_stalls_the_work
     // what was queued for it, then the close.
     std::thread::sleep(Duration::from_millis(2500));
     let (got, closed) = read_until_close(&mut s, Duration::from_secs(5));
-    let end = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 4;
-    let body = &got[end..];
+    let (_, body) = split_answer(&got);
     assert!(
         closed && body.len() < BIG,
         "the body was cut off and the connection closed ({} body bytes reached the client, \

@@ -531,43 +531,18 @@ fn a_tls_connection_ends_with_close_notify() {
 fn a_body_its_member_cuts_short_ends_a_tls_connection_without_close_notify() {
     // A body that ends at the close is whole only if the close was meant: after the member's
     // clean close the client gets close_notify; after its reset it must not (`client::End::Cut`).
-    use crate::support::raw_member::RawMember;
+    use crate::support::pki::assert_close_notify_only_when_whole;
+    use crate::support::raw_member::close_framed;
     let pki = Pki::new();
     let site = pki.issue("site", &["site.test"], 90);
-    let m = RawMember::start(|c| {
-        if let Some(req) = c.read_request() {
-            let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-            out.extend_from_slice(&pattern(100_000));
-            let _ = c.write(&out);
-            std::thread::sleep(Duration::from_millis(100));
-            if req.path == "/cut" {
-                socket2::SockRef::from(&c.s)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
-            }
-        }
-    });
+    let m = close_framed(100_000);
     let body = format!(
         "{}{}",
         Pki::listen_tls(&[site], ""),
         simple_config(&[member(m.addr)], "")
     );
     let p = Ringlb::start(&body, 1);
-    for (path, whole) in [("/whole", true), ("/cut", false)] {
-        let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
-        c.set_timeout(Duration::from_secs(10));
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n").as_bytes());
-        match c.read_until_close() {
-            Ok(all) => {
-                assert!(whole, "{path}: close_notify after a body cut short");
-                assert!(all.ends_with(&pattern(100_000)), "{path}: the whole body");
-            }
-            Err(e) => {
-                assert!(!whole, "{path}: no close_notify after a whole body: {e}");
-                assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{path}: {e}");
-            }
-        }
-    }
+    assert_close_notify_only_when_whole(p.addr, &pki, 100_000);
 }
 
 #[test]

@@ -33,22 +33,10 @@ fn an_https_member_that_closes_without_close_notify_cuts_a_body_that_ends_at_the
     // from an https member. Here that member is a TLS ringlb in front of a raw member that ends
     // the body with a clean close, or with a reset (which it passes on without close_notify);
     // the front ringlb tells its TLS client the same way.
-    use crate::support::raw_member::RawMember;
-    use std::time::Duration;
+    use crate::support::pki::assert_close_notify_only_when_whole;
+    use crate::support::raw_member::close_framed;
     let pki = Pki::new();
-    let m = RawMember::start(|c| {
-        if let Some(req) = c.read_request() {
-            let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-            out.extend_from_slice(&pattern(100_000));
-            let _ = c.write(&out);
-            std::thread::sleep(Duration::from_millis(100));
-            if req.path == "/cut" {
-                socket2::SockRef::from(&c.s)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
-            }
-        }
-    });
+    let m = close_framed(100_000);
     let pair = pki.issue("inner", &["127.0.0.1"], 90);
     let inner = Ringlb::start(
         &format!(
@@ -68,21 +56,7 @@ fn an_https_member_that_closes_without_close_notify_cuts_a_body_that_ends_at_the
         ),
         1,
     );
-    for (path, whole) in [("/whole", true), ("/cut", false)] {
-        let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
-        c.set_timeout(Duration::from_secs(10));
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n").as_bytes());
-        match c.read_until_close() {
-            Ok(all) => {
-                assert!(whole, "{path}: close_notify after a body cut short");
-                assert!(all.ends_with(&pattern(100_000)), "{path}: the whole body");
-            }
-            Err(e) => {
-                assert!(!whole, "{path}: no close_notify after a whole body: {e}");
-                assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{path}: {e}");
-            }
-        }
-    }
+    assert_close_notify_only_when_whole(p.addr, &pki, 100_000);
 }
 
 #[test]

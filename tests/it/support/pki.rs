@@ -117,3 +117,27 @@ pub fn served_names(c: &super::Client) -> Vec<String> {
         })
         .collect()
 }
+
+/// Over TLS to `addr` (`site.test`), in front of `raw_member::close_framed(len)`: `/whole` ends
+/// with close_notify after the whole body, `/cut` without close_notify (the client sees an
+/// unexpected end).
+pub fn assert_close_notify_only_when_whole(addr: std::net::SocketAddr, pki: &Pki, len: usize) {
+    for (path, whole) in [("/whole", true), ("/cut", false)] {
+        let mut c = super::Client::connect_tls(addr, "site.test", pki.client_config()).unwrap();
+        c.set_timeout(std::time::Duration::from_secs(10));
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n").as_bytes());
+        match c.read_until_close() {
+            Ok(all) => {
+                assert!(whole, "{path}: close_notify after a body cut short");
+                assert!(
+                    all.ends_with(&super::pattern(len)),
+                    "{path}: the whole body"
+                );
+            }
+            Err(e) => {
+                assert!(!whole, "{path}: no close_notify after a whole body: {e}");
+                assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{path}: {e}");
+            }
+        }
+    }
+}

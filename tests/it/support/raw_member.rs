@@ -408,6 +408,24 @@ impl RawConn {
     }
 }
 
+/// A member that answers each connection's request with a body framed by its close: `len`
+/// bytes of `pattern`, then a clean close, or a reset when the path is `/cut`.
+pub fn close_framed(len: usize) -> RawMember {
+    RawMember::start(move |c| {
+        if let Some(req) = c.read_request() {
+            let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+            out.extend_from_slice(&super::pattern(len));
+            let _ = c.write(&out);
+            std::thread::sleep(Duration::from_millis(100));
+            if req.path == "/cut" {
+                socket2::SockRef::from(&c.s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+        }
+    })
+}
+
 /// A client connection whose receive window is as small as the kernel allows (and whose MSS makes
 /// ringlb's send buffer for it small): ringlb's writes to it block as soon as it stops reading.
 pub fn tiny_window_client(addr: SocketAddr) -> TcpStream {
@@ -419,6 +437,17 @@ pub fn tiny_window_client(addr: SocketAddr) -> TcpStream {
     let s: TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
+}
+
+/// An answer read to its close, split after its head: (the head's length, the body bytes). Panics
+/// when there is no whole head.
+pub fn split_answer(got: &[u8]) -> (usize, &[u8]) {
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    (end, &got[end..])
 }
 
 /// Reads from `s` until the peer closes or `limit` passes; returns the bytes and whether it
