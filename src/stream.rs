@@ -125,6 +125,13 @@ pub fn shutdown_ready(f: &mut Stream) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Shuts the write side down without close_notify, without blocking: the peer learns that nothing
+/// more comes, not that the stream ended as its sender meant (a tunnel whose other side broke).
+pub fn cut_ready(f: &Stream) -> std::io::Result<()> {
+    rustix::net::shutdown(&f.tcp, rustix::net::Shutdown::Write)?;
+    Ok(())
+}
+
 /// Writes `buf[range]` to the client.
 pub async fn write_range(
     f: &mut Stream,

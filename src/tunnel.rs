@@ -10,8 +10,9 @@
 //! keep-alive connection's; a TLS member's session keeps its own), or give either connection back to HTTP.
 //! Invariant: a direction whose sender closed (FIN or close_notify) is shut down towards its
 //! receiver (`shutdown(SHUT_WR)`, close_notify first on TLS) once all its bytes are out, and the
-//! other direction goes on; a direction that fails (reset, broken pipe, TLS error) is dropped,
-//! and the other still delivers what it can.
+//! other direction goes on; a direction that fails (reset, broken pipe, TLS error, a TLS close
+//! without close_notify) is dropped, its receiver shut down without close_notify, and the other
+//! still delivers what it can.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -96,8 +97,9 @@ impl Flow {
                 self.dead = true;
                 self.sender_broke = sender;
                 if sender {
-                    // The receiver learns that nothing more comes (best effort).
-                    let _ = stream::shutdown_ready(to);
+                    // The receiver learns that nothing more comes (best effort), without the
+                    // close_notify that would tell a TLS receiver the stream ended as meant.
+                    let _ = stream::cut_ready(to);
                 }
                 buf.clear();
                 self.sent = 0;

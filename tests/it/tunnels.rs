@@ -383,6 +383,32 @@ fn a_tls_client_gets_no_close_notify_from_a_tunnel_that_idled_out() {
 }
 
 #[test]
+fn a_tls_client_gets_no_close_notify_from_a_tunnel_its_member_reset() {
+    // The member's side broke: the client learns nothing more comes, not that it ended as meant.
+    use crate::support::raw_member::RawMember;
+    let pki = Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    let m = RawMember::start(|c| {
+        if c.read_head().is_some() && c.write(SWITCH) {
+            std::thread::sleep(Duration::from_millis(200));
+            socket2::SockRef::from(&c.s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    });
+    let route = tunnel_route(&member(m.addr), "upgrade = [\"websocket\"]");
+    let p = Ringlb::start(&format!("{}{route}", Pki::listen_tls(&[site], "")), 1);
+    let mut c = crate::support::Client::connect_tls(p.addr, "site.test", pki.client_config())
+        .expect("a TLS connection");
+    c.set_timeout(Duration::from_secs(10));
+    c.send(HANDSHAKE);
+    let e = c
+        .read_until_close()
+        .expect_err("no close_notify after the member's reset");
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+}
+
+#[test]
 fn a_stop_closes_tunnels_when_the_grace_ends() {
     let m = Member::start(SWITCH);
     let body = format!(
