@@ -24,7 +24,11 @@ Run it through scripts/bench-compare.sh (which installs the peers and builds rin
   by side, when BENCH_PROXIES names it; in (h) and the TLS scenarios too, so a base binary older
   than TLS support (issue 11) fails them: leave i-l out with such a base), BENCH_RINGLB (an
   absolute path: the binary in the "ringlb" slot instead of CARGO_TARGET_DIR's, e.g. the
-  profile-guided build of scripts/pgo.sh; count.py and ops.py, which import this file, follow it).
+  profile-guided build of scripts/pgo.sh; count.py and ops.py, which import this file, follow it),
+  BENCH_BASE_DRIVER (`auto`, `io_uring` or `epoll`: the "ringlb-base" slot's `[server] driver`, so
+  the same binary on the two drivers runs side by side with BENCH_BASE_BIN set to it),
+  BENCH_BASE_IDLE_TTL (e.g. "60s": the "ringlb-base" slot's balancers' `idle_ttl`; the default's
+  otherwise).
 """
 
 import json
@@ -47,6 +51,8 @@ TARGET = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target")  # an absolute 
 # profile-guided build this way).
 RINGLB = Path(os.environ.get("BENCH_RINGLB") or TARGET / "release/ringlb")
 BASE_BIN = os.environ.get("BENCH_BASE_BIN")
+BASE_DRIVER = os.environ.get("BENCH_BASE_DRIVER", "auto")
+BASE_IDLE_TTL = os.environ.get("BENCH_BASE_IDLE_TTL")
 LOAD = TARGET / "release/ringlb-load"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
@@ -222,9 +228,12 @@ class Proxy:
             binary = STAGED[self.name]
             tls = (f'[listen.tls]\ncerts = [ {{ cert = "{pki / "leaf.pem"}", key = "{pki / "leaf.key"}" }} ]'
                    if pki else "")
+            driver = BASE_DRIVER if self.name == "ringlb-base" else "auto"
+            ttl = f'idle_ttl = "{BASE_IDLE_TTL}"' if self.name == "ringlb-base" and BASE_IDLE_TTL else ""
             (d / "ringlb.toml").write_text(f"""
 [server]
 workers = {w}
+driver = "{driver}"
 [limits]
 max_connections = 100000
 [admin]
@@ -235,10 +244,12 @@ address = "127.0.0.1:{self.port}"
 [[balancer]]
 name = "small"
 max_idle_per_member = 512
+{ttl}
 members = [{{ url = "http://127.0.0.1:{s1}" }}, {{ url = "http://127.0.0.1:{s2}" }}]
 [[balancer]]
 name = "big"
 max_idle_per_member = 512
+{ttl}
 members = [{{ url = "http://127.0.0.1:{b1}" }}, {{ url = "http://127.0.0.1:{b2}" }}]
 [[route]]
 path = "/"
@@ -249,6 +260,7 @@ balancer = "big"
 [[balancer]]
 name = "tomcat"
 max_idle_per_member = 512
+{ttl}
 members = [{{ url = "ajp://127.0.0.1:{AJP_PORT}", secret = "{AJP_SECRET}" }}]
 [[route]]
 path = "/tc"

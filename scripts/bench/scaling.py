@@ -18,7 +18,14 @@ requests/s, the proxy's CPU per request (its processes' utime+stime over the cou
 and how busy the harness was (the load generator's and the origins' CPU over the window, as a
 share of the CPUs they were given): a run whose harness was near 100 % measured the harness, and
 the report says so. After each run, the share of the TIME_WAIT sockets (of connections to that
-proxy's port) that the clients hold: who closed first.
+proxy's port) that the clients hold: who closed first. For (f), where the tail is the question:
+each CPU's busy and stolen share over the counted window (the proxy's and the harness's), the
+proxy's established connections to the origins after the run, and for ringlb its own view of the
+same requests (its `/status.json` histograms read before the load starts and after it ends, so the
+reads cost no request anything): p99 and p99.9 from a request's head read to its answer's last
+byte written ("inside") and from the request sent to the member's head received ("member"), and
+how many member connections it opened. The load generator's latency less "inside" is the time a
+request spent before ringlb read it and after ringlb wrote its answer.
 
 Environment: SCALE_WORKERS (1,2,4,8), SCALE_PROXIES (ringlb,nginx,haproxy), SCALE_SCENARIOS (a,d),
 SCALE_ROUNDS (2), SCALE_DURATION (seconds counted, 4), SCALE_WARMUP (seconds not counted, 1),
@@ -39,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import compare as c
@@ -101,11 +109,82 @@ def time_waits(port):
     return server, client
 
 
+def ringlb_view(proxy):
+    """ringlb's histograms since start, summed over its members ({µs: count} for `total` and
+    `response_head`) and its member connects; None for another proxy."""
+    port = c.ADMIN_PORTS.get(proxy.name)
+    if port is None:
+        return None
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as r:
+        report = json.load(r)
+    view = {"total": {}, "response_head": {}, "connects": 0}
+    for b in report["balancers"]:
+        for m in b["members"]:
+            for k in ("total", "response_head"):
+                for v, n in m["histograms"][k]["buckets"]:
+                    view[k][v] = view[k].get(v, 0) + n
+            view["connects"] += m["connect"]["lifetime"]["count"]
+    return view
+
+
+def quantile(hist, q):
+    """The value at quantile q of a {value: count} histogram (0 when empty)."""
+    total, seen = sum(hist.values()), 0
+    for v in sorted(hist):
+        seen += hist[v]
+        if seen >= q * total:
+            return v
+    return 0
+
+
+def view_between(before, after):
+    """What ringlb saw between two `ringlb_view` readings: its quantiles, in µs."""
+    if before is None:
+        return {}
+    d = {k: {v: n - before[k].get(v, 0) for v, n in after[k].items()} for k in ("total", "response_head")}
+    return {"inside_p99": quantile(d["total"], 0.99), "inside_p999": quantile(d["total"], 0.999),
+            "member_p99": quantile(d["response_head"], 0.99), "member_p999": quantile(d["response_head"], 0.999),
+            "connects": after["connects"] - before["connects"]}
+
+
+def cpu_times():
+    """Per CPU: (busy, steal, total) jiffies from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        f = line.split()
+        if f[0].startswith("cpu") and f[0] != "cpu":
+            v = [int(x) for x in f[1:]]
+            idle = v[3] + v[4]
+            steal = v[7] if len(v) > 7 else 0
+            out[int(f[0][3:])] = (sum(v[:8]) - idle - steal, steal, sum(v[:8]))
+    return out
+
+
+def cpu_shares(before, after, cpus):
+    """Each of `cpus`' busy and stolen share of the window between two `cpu_times` readings."""
+    shares = {}
+    for x in cpus:
+        total = max(after[x][2] - before[x][2], 1)
+        shares[x] = (round((after[x][0] - before[x][0]) / total, 3), round((after[x][1] - before[x][1]) / total, 3))
+    return shares
+
+
+def established_to(ports):
+    """How many established TCP connections on 127.0.0.1 go to one of `ports` (their client side)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[3] == "01" and int(f[2].split(":")[1], 16) in ports:
+            n += 1
+    return n
+
+
 def cpus_arg(cpus):
     return ",".join(str(x) for x in cpus)
 
 
 def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp, rate=None):
+    """One load against a started proxy; `harness_cpus`: the load generator's and origins' CPUs."""
     url = f"http://127.0.0.1:{proxy.port}/"
     conns = ["-c", str(CONNS * workers)]
     mode = {"d": ["--connect-per-request"], "f": ["--rate", str(rate)]}.get(scenario, [])
@@ -115,13 +194,16 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp,
     pids = proxy.pids()
     # TIME_WAIT sockets last a minute, longer than a run: only those this run leaves count.
     before_server, before_client = time_waits(proxy.port)
+    view0 = ringlb_view(proxy) if scenario == "f" else None
     gen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.05 + WARMUP)
         t0, h0, w0 = c.cpu_ticks(pids), c.cpu_ticks([gen.pid] + origin_pids), time.time()
+        s0 = cpu_times()
         # The harness is read while the load generator still runs (once it exits, its ticks are gone).
         time.sleep(max(DURATION - 0.3, 0.1))
         h1, w1 = c.cpu_ticks([gen.pid] + origin_pids), time.time()
+        s1 = cpu_times()
         err = gen.communicate()[1]
     finally:
         if gen.poll() is None:
@@ -131,6 +213,16 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp,
     if gen.returncode != 0:
         raise RuntimeError(f"ringlb-load against {proxy.name}: {err}")
     r = json.loads(out.read_text())
+    extra = {}
+    if scenario == "f":
+        extra = view_between(view0, ringlb_view(proxy))
+        extra["upstream_conns"] = established_to(c.SMALL)
+        # The slowest requests, and whether the load generator itself fell behind its schedule.
+        extra["max"] = r["latency_us"]["max"]
+        extra["over_10ms"] = sum(n for v, n in r["histogram"] if v >= 10_000)
+        extra["gen_lag_max"] = (r.get("schedule") or {}).get("wakeup_lag_us", {}).get("max")
+        extra["sent_behind"] = (r.get("schedule") or {}).get("behind")
+        extra["cpus"] = cpu_shares(s0, s1, sorted(set(range(workers)) | set(harness_cpus)))
     after_server, after_client = time_waits(proxy.port)
     tw_server, tw_client = len(after_server - before_server), len(after_client - before_client)
     requests = max(r["requests"], 1)
@@ -141,8 +233,9 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp,
         "p999": r["latency_us"]["p99.9"],
         "errors": sum(r["errors"].values()),
         "non2xx": requests - r["status"]["2xx"] if r["requests"] else 0,
-        "harness_busy": (h1 - h0) / c.CLK_TCK / max(w1 - w0, 1e-3) / harness_cpus,
+        "harness_busy": (h1 - h0) / c.CLK_TCK / max(w1 - w0, 1e-3) / len(harness_cpus),
         "client_tw_share": tw_client / max(tw_server + tw_client, 1),
+        **extra,
     }
 
 
@@ -151,7 +244,8 @@ def report(results, machine):
              "| scenario | workers | proxy | req/s | vs 1 worker | CPU µs/req | p99 ms | p99.9 ms | vs nginx req/s | harness busy "
              "| clients' TIME_WAIT |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    med = {k: {m: statistics.median(f[m] for f in v) for m in v[0]} for k, v in results.items()}
+    med = {k: {m: statistics.median(f[m] for f in v) for m in v[0] if isinstance(v[0][m], (int, float))}
+           for k, v in results.items()}
     for s in SCENARIOS:
         for w in WORKERS:
             for p in PROXIES:
@@ -193,7 +287,7 @@ def main():
     origins = [subprocess.Popen([str(c.LOAD), "origin", "--port", str(port), "--threads", str(len(cpus)),
                                  "--cpus", cpus_arg(cpus)], stderr=subprocess.DEVNULL)
                for port, cpus in zip(c.SMALL, origin_cpus)]
-    harness = len(set(load_cpus) | {x for o in origin_cpus for x in o})
+    harness = sorted(set(load_cpus) | {x for o in origin_cpus for x in o})
 
     def measured(name, scenario, w, rate=None):
         """Starts proxy `name` with `w` workers, runs one load, stops it: its figures."""
@@ -233,6 +327,14 @@ def main():
                               f"p99.9 {fig['p999'] / 1000:.2f} ms, "
                               f"harness {fig['harness_busy']:.0%}, TIME_WAIT on the client's side "
                               f"{fig['client_tw_share']:.0%}, errors {fig['errors']}", flush=True)
+                        if s == "f":
+                            print(f"  inside p99/p99.9 {fig.get('inside_p99')}/{fig.get('inside_p999')} µs, "
+                                  f"member {fig.get('member_p99')}/{fig.get('member_p999')} µs, "
+                                  f"connects {fig.get('connects')}, upstream conns {fig['upstream_conns']}, "
+                                  f"max {fig['max']} µs, {fig['over_10ms']} requests ≥ 10 ms, "
+                                  f"generator's lag max {fig['gen_lag_max']} µs, {fig['sent_behind']} sent behind a busy "
+                                  f"connection, "
+                                  f"CPU busy/steal {fig['cpus']}", flush=True)
                         OUT.mkdir(parents=True, exist_ok=True)
                         (OUT / "scaling.json").write_text(json.dumps({"machine": machine, "runs": results}, indent=1))
                         (OUT / "scaling.md").write_text(report(results, machine))
