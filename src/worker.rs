@@ -393,13 +393,21 @@ async fn watch_parked(core: Rc<Core>) {
     }
 }
 
-/// Every 100 ms: apply admin and health state changes if there are any (one atomic load when
-/// not). Once a second, at the first tick of each of the board's seconds (so every second of its
-/// ring gets this core's figures once, however the 100 ms sleeps drift): close idle member
-/// connections past their time to live, apply admin changes and health results, publish this
-/// core's statistics to the board. These take the board only if it is free (`try_lock`): when a
+/// Every 100 ms: close up to `pool::CLOSES_PER_SWEEP` idle member connections past their time to
+/// live, and apply admin and health state changes if there are any (one atomic load when not).
+/// Once a second, at the first tick of each of the board's seconds (so every second of its ring
+/// gets this core's figures once, however the 100 ms sleeps drift): apply admin changes and
+/// health results, publish this core's statistics to the board. These take the board only if it is free (`try_lock`): when a
 /// reader holds it they try again at the next tick, and a publication still waiting at the next
 /// second waits for the board then (at most one page build, once a second).
+/// Closes this core's expired idle member connections, a few at a time (`pool`'s header says why).
+fn sweep_pools(core: &Core, now: Instant) {
+    let mut budget = crate::pool::CLOSES_PER_SWEEP;
+    for u in core.gen().upstreams.borrow_mut().iter_mut() {
+        u.pool.sweep(now, &mut budget);
+    }
+}
+
 async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let started = core.board.lock().started;
     let second = |t: Instant| t.saturating_duration_since(started).as_secs();
@@ -412,6 +420,7 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
             return;
         }
         let now = Instant::now();
+        sweep_pools(&core, now);
         if second(now) == last {
             // A publication the board was busy for (a reader held it) goes out now, filed
             // under the second its tick chose.
@@ -428,9 +437,6 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
         // fresh, reloads and admin changes are taken, and that second gets this core's figures.
         if let Some(at) = unpublished {
             publish_and_beat(&core, at, true);
-        }
-        for u in core.gen().upstreams.borrow_mut().iter_mut() {
-            u.pool.sweep(now);
         }
         core.close_parked(|p| p.deadline <= now);
         unpublished = publish_and_beat(&core, now, false);

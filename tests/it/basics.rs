@@ -1,7 +1,8 @@
 //! Balancing, routing, header rewriting, keep-alive, pipelining and the HTTP/1.1 message rules.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::support::raw_member::RawMember;
 use crate::support::*;
 
 #[test]
@@ -286,6 +287,56 @@ fn member_connections_are_pooled_and_reused() {
     }
     assert_eq!(a.count(), 10);
     assert_eq!(a.connections(), 1);
+}
+
+#[test]
+fn expired_member_connections_close_a_few_at_a_time() {
+    // Member connections that went idle together expire together. ringlb closes at most 16 a
+    // core per 100 ms tick (`pool::CLOSES_PER_SWEEP`), so the member sees more than 32 of them end
+    // over at least three ticks, not in one burst that would stall the worker; none before its
+    // idle_ttl, and all of them soon after.
+    let ends = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let e = ends.clone();
+    let m = RawMember::start(move |c| {
+        while c.read_request().is_some() {
+            // Slow enough that each client's request needs a member connection of its own.
+            std::thread::sleep(Duration::from_millis(500));
+            if !c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") {
+                return;
+            }
+        }
+        e.lock().unwrap().push(Instant::now());
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], "idle_ttl = \"1s\""), 1);
+    let clients: Vec<_> = (0..48)
+        .map(|i| {
+            let addr = p.addr;
+            std::thread::spawn(move || get(addr, &format!("/{i}")).status)
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let idle_since = Instant::now();
+    let opened = m.connections();
+    assert!(opened > 32, "only {opened} member connections opened");
+    let deadline = idle_since + Duration::from_secs(10);
+    while ends.lock().unwrap().len() < opened && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ends = ends.lock().unwrap().clone();
+    assert_eq!(ends.len(), opened, "every expired connection was closed");
+    let (first, last) = (*ends.iter().min().unwrap(), *ends.iter().max().unwrap());
+    assert!(
+        first >= idle_since + Duration::from_millis(800),
+        "one closed {:?} after going idle, before its idle_ttl",
+        first - idle_since
+    );
+    assert!(
+        last - first >= Duration::from_millis(150),
+        "{opened} closed within {:?}: at once",
+        last - first
+    );
 }
 
 #[test]
