@@ -2,14 +2,19 @@
 //!
 //! Owns: idle connections and when each went idle, and closing those past `idle_ttl` a few at a
 //! time. Must never: hand out a connection idle longer than `idle_ttl`, hold more than `max_idle`
-//! per member, or close more than the caller's budget of expired connections in one `sweep` (each
+//! per member, or close more expired connections in one sweep than the caller's budget (each
 //! close is a system call and a FIN on the worker's CPU, about 7 µs on loopback: closing the
 //! hundreds a traffic spike left idle all at once would stall every connection the worker serves).
-//! Invariant: each member's list is ordered by when its connections went idle, oldest at the
-//! front; only connections whose last exchange ended cleanly are checked in (the caller's duty). A
+//! What is closed for another reason closes at once, without a budget: a failed member's idle
+//! connections (`clear_member`), those a reload does not carry over (`clear_all`, `put_member`'s
+//! excess). Invariant: each member's list is ordered by when its connections went idle, oldest at
+//! the front, as long as callers check in with a clock that does not go back (they pass the time
+//! of the answer; if one did not, expiry could only be swept later, never handed out). Only
+//! connections whose last exchange ended cleanly are checked in (the caller's duty). A
 //! connection may still have been closed or written to by its member while it idled: the caller
 //! checks it at checkout (`io::idle_and_open`). Expired connections not yet swept stay at the
-//! front, never handed out: checkout takes from the back and stops at the first expired one.
+//! front and are never handed out: checkout looks at the newest only, and takes it only if it
+//! has not expired.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -52,8 +57,12 @@ impl<S> Pool<S> {
     }
 
     /// Returns a reusable connection. When the member's list is full, an expired connection at
-    /// its front makes room (closed); otherwise `conn` is closed.
+    /// its front makes room (closed); otherwise `conn` is closed, as it is with an `idle_ttl` of
+    /// zero (no reuse).
     pub fn checkin(&mut self, member: usize, conn: S, now: Instant) {
+        if self.ttl.is_zero() {
+            return; // no reuse: closed now rather than left for the sweep
+        }
         let list = &mut self.idle[member];
         if list.len() >= self.max_idle {
             let expired = list
@@ -67,20 +76,27 @@ impl<S> Pool<S> {
         list.push_back((conn, now));
     }
 
-    /// Closes idle connections past their time to live, the oldest first, at most `budget` of
-    /// them (taken off `budget`); the rest wait for the next sweep.
-    pub fn sweep(&mut self, now: Instant, budget: &mut usize) {
-        for list in &mut self.idle {
-            while *budget > 0 {
-                match list.front() {
-                    Some((_, since)) if now.saturating_duration_since(*since) >= self.ttl => {
-                        list.pop_front();
-                        *budget -= 1;
-                    }
-                    _ => break,
-                }
+    /// Closes at most one expired connection per member (the oldest), members in turn from
+    /// `start` (modulo their number), while `budget` lasts (taken off it); the caller repeats it,
+    /// over all its pools, for as long as it closes any. Returns whether it closed one.
+    pub fn sweep_round(&mut self, now: Instant, budget: &mut usize, start: usize) -> bool {
+        let mut closed = false;
+        let n = self.idle.len();
+        for k in 0..n {
+            if *budget == 0 {
+                break;
+            }
+            let list = &mut self.idle[(start + k) % n];
+            let expired = list
+                .front()
+                .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
+            if expired {
+                list.pop_front();
+                *budget -= 1;
+                closed = true;
             }
         }
+        closed
     }
 
     /// Closes every idle connection to `member`.
@@ -160,13 +176,13 @@ mod tests {
         p.checkin(0, 4, t0);
         p.checkin(0, 5, t0 + Duration::from_secs(3));
         let mut budget = 8;
-        p.sweep(t0 + Duration::from_secs(5), &mut budget);
+        while p.sweep_round(t0 + Duration::from_secs(5), &mut budget, 0) {}
         assert_eq!(p.idle_count(0), 1);
         assert_eq!(budget, 5, "three were closed");
     }
 
     #[test]
-    fn a_sweep_closes_at_most_its_budget_the_oldest_first() {
+    fn a_sweep_closes_at_most_its_budget_the_oldest_first_one_per_member_a_round() {
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(5);
         let mut p = Pool::new(2, 64, Duration::from_secs(4));
@@ -178,12 +194,39 @@ mod tests {
             p.checkin(1, 100 + i, t0);
         }
         let mut budget = 4;
-        p.sweep(later, &mut budget);
-        assert_eq!((budget, p.idle_count(0), p.idle_count(1)), (0, 7, 3));
-        let mut budget = 10;
-        p.sweep(later, &mut budget);
-        assert_eq!((budget, p.idle_count(0), p.idle_count(1)), (1, 1, 0));
+        assert!(p.sweep_round(later, &mut budget, 0));
+        assert_eq!((budget, p.idle_count(0), p.idle_count(1)), (2, 10, 2));
+        while p.sweep_round(later, &mut budget, 0) {}
+        assert_eq!((budget, p.idle_count(0), p.idle_count(1)), (0, 9, 1));
+        let mut budget = 20;
+        while p.sweep_round(later, &mut budget, 0) {}
+        assert_eq!((budget, p.idle_count(0), p.idle_count(1)), (11, 1, 0));
         assert_eq!(p.checkout(0, later), Some(10), "the fresh one stayed");
+        assert_eq!(p.checkout(0, later), None);
+    }
+
+    #[test]
+    fn a_round_starts_at_the_member_it_is_given() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(3, 8, Duration::from_secs(4));
+        for m in 0..3 {
+            p.checkin(m, m, t0);
+        }
+        let mut budget = 1;
+        assert!(p.sweep_round(t0 + Duration::from_secs(5), &mut budget, 4));
+        assert_eq!(
+            (p.idle_count(0), p.idle_count(1), p.idle_count(2)),
+            (1, 0, 1)
+        );
+    }
+
+    #[test]
+    fn with_an_idle_ttl_of_zero_nothing_is_kept() {
+        let now = Instant::now();
+        let mut p = Pool::new(1, 8, Duration::ZERO);
+        p.checkin(0, 1, now);
+        assert_eq!(p.idle_count(0), 0);
+        assert_eq!(p.checkout(0, now), None);
     }
 
     #[test]

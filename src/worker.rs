@@ -393,26 +393,39 @@ async fn watch_parked(core: Rc<Core>) {
     }
 }
 
+/// Closes this core's expired idle member connections, a few at a time (`pool`'s header says
+/// why): one from each member's list in turn, across every balancer, until the budget is spent or
+/// none is left. Each `turn` starts at another balancer and member, so that no balancer's or
+/// member's expiries hold back another's.
+fn sweep_pools(core: &Core, now: Instant, turn: usize) {
+    let mut budget = crate::pool::CLOSES_PER_SWEEP;
+    let gen = core.gen();
+    let mut upstreams = gen.upstreams.borrow_mut();
+    let n = upstreams.len();
+    let mut closed = true;
+    while budget > 0 && closed {
+        closed = false;
+        for k in 0..n {
+            let u = &mut upstreams[(turn + k) % n];
+            closed |= u.pool.sweep_round(now, &mut budget, turn);
+        }
+    }
+}
+
 /// Every 100 ms: close up to `pool::CLOSES_PER_SWEEP` idle member connections past their time to
 /// live, and apply admin and health state changes if there are any (one atomic load when not).
 /// Once a second, at the first tick of each of the board's seconds (so every second of its ring
 /// gets this core's figures once, however the 100 ms sleeps drift): apply admin changes and
-/// health results, publish this core's statistics to the board. These take the board only if it is free (`try_lock`): when a
-/// reader holds it they try again at the next tick, and a publication still waiting at the next
-/// second waits for the board then (at most one page build, once a second).
-/// Closes this core's expired idle member connections, a few at a time (`pool`'s header says why).
-fn sweep_pools(core: &Core, now: Instant) {
-    let mut budget = crate::pool::CLOSES_PER_SWEEP;
-    for u in core.gen().upstreams.borrow_mut().iter_mut() {
-        u.pool.sweep(now, &mut budget);
-    }
-}
-
+/// health results, publish this core's statistics to the board. These take the board only if it
+/// is free (`try_lock`): when a reader holds it they try again at the next tick, and a
+/// publication still waiting at the next second waits for the board then (at most one page
+/// build, once a second).
 async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let started = core.board.lock().started;
     let second = |t: Instant| t.saturating_duration_since(started).as_secs();
     let mut last = second(Instant::now());
     let mut unpublished: Option<Instant> = None;
+    let mut turn = 0usize;
     while !core.is_stopping() {
         let tick = std::pin::pin!(compio::time::sleep(Duration::from_millis(100)));
         let stop = std::pin::pin!(core.shutdown.notified());
@@ -420,7 +433,8 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
             return;
         }
         let now = Instant::now();
-        sweep_pools(&core, now);
+        turn = turn.wrapping_add(1);
+        sweep_pools(&core, now, turn);
         if second(now) == last {
             // A publication the board was busy for (a reader held it) goes out now, filed
             // under the second its tick chose.

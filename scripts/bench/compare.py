@@ -51,7 +51,7 @@ TARGET = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target")  # an absolute 
 # profile-guided build this way).
 RINGLB = Path(os.environ.get("BENCH_RINGLB") or TARGET / "release/ringlb")
 BASE_BIN = os.environ.get("BENCH_BASE_BIN")
-BASE_DRIVER = os.environ.get("BENCH_BASE_DRIVER", "auto")
+BASE_DRIVER = os.environ.get("BENCH_BASE_DRIVER")
 BASE_IDLE_TTL = os.environ.get("BENCH_BASE_IDLE_TTL")
 LOAD = TARGET / "release/ringlb-load"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -228,12 +228,13 @@ class Proxy:
             binary = STAGED[self.name]
             tls = (f'[listen.tls]\ncerts = [ {{ cert = "{pki / "leaf.pem"}", key = "{pki / "leaf.key"}" }} ]'
                    if pki else "")
-            driver = BASE_DRIVER if self.name == "ringlb-base" else "auto"
+            # Only when asked: a base binary older than the `driver` key rejects it.
+            driver = f'driver = "{BASE_DRIVER}"' if self.name == "ringlb-base" and BASE_DRIVER else ""
             ttl = f'idle_ttl = "{BASE_IDLE_TTL}"' if self.name == "ringlb-base" and BASE_IDLE_TTL else ""
             (d / "ringlb.toml").write_text(f"""
 [server]
 workers = {w}
-driver = "{driver}"
+{driver}
 [limits]
 max_connections = 100000
 [admin]

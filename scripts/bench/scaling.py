@@ -130,6 +130,8 @@ def ringlb_view(proxy):
 def quantile(hist, q):
     """The value at quantile q of a {value: count} histogram (0 when empty)."""
     total, seen = sum(hist.values()), 0
+    if total <= 0:
+        return 0
     for v in sorted(hist):
         seen += hist[v]
         if seen >= q * total:
@@ -215,6 +217,8 @@ def run_one(proxy, scenario, workers, load_cpus, origin_pids, harness_cpus, tmp,
     r = json.loads(out.read_text())
     extra = {}
     if scenario == "f":
+        if view0 is not None:
+            time.sleep(1.2)  # the workers publish their figures to the board once a second
         extra = view_between(view0, ringlb_view(proxy))
         extra["upstream_conns"] = established_to(c.SMALL)
         # The slowest requests, and whether the load generator itself fell behind its schedule.
@@ -244,7 +248,8 @@ def report(results, machine):
              "| scenario | workers | proxy | req/s | vs 1 worker | CPU µs/req | p99 ms | p99.9 ms | vs nginx req/s | harness busy "
              "| clients' TIME_WAIT |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    med = {k: {m: statistics.median(f[m] for f in v) for m in v[0] if isinstance(v[0][m], (int, float))}
+    med = {k: {m: statistics.median(f[m] for f in v) for m in v[0]
+               if all(isinstance(f.get(m), (int, float)) for f in v)}
            for k, v in results.items()}
     for s in SCENARIOS:
         for w in WORKERS:
