@@ -7,7 +7,8 @@
 //! hundreds a traffic spike left idle all at once would stall every connection the worker serves).
 //! What is closed for another reason closes at once, without a budget: a failed member's idle
 //! connections (`clear_member`), those a reload does not carry over (`clear_all`, `put_member`'s
-//! excess). Invariant: each member's list is ordered by when its connections went idle, oldest at
+//! excess), and at checkin one connection at most (the one checked in when the list is full of
+//! fresh ones or `idle_ttl` is zero, or the expired one that makes room). Invariant: each member's list is ordered by when its connections went idle, oldest at
 //! the front, as long as callers check in with a clock that does not go back (they pass the time
 //! of the answer; if one did not, expiry could only be swept later, never handed out). Only
 //! connections whose last exchange ended cleanly are checked in (the caller's duty). A
@@ -16,7 +17,6 @@
 //! front and are never handed out: checkout looks at the newest only, and takes it only if it
 //! has not expired.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The most expired connections one core closes per sweep (the tick sweeps every 100 ms): about
@@ -26,7 +26,7 @@ pub const CLOSES_PER_SWEEP: usize = 16;
 /// Idle connections of one balancer on one core.
 #[derive(Debug)]
 pub struct Pool<S> {
-    idle: Vec<VecDeque<(S, Instant)>>,
+    idle: Vec<Vec<(S, Instant)>>,
     max_idle: usize,
     ttl: Duration,
 }
@@ -34,7 +34,7 @@ pub struct Pool<S> {
 impl<S> Pool<S> {
     pub fn new(members: usize, max_idle: usize, ttl: Duration) -> Pool<S> {
         Pool {
-            idle: (0..members).map(|_| VecDeque::new()).collect(),
+            idle: (0..members).map(|_| Vec::new()).collect(),
             max_idle,
             ttl,
         }
@@ -49,11 +49,11 @@ impl<S> Pool<S> {
     /// expired, so have all the others: none is handed out, and `sweep` closes them.
     pub fn checkout_aged(&mut self, member: usize, now: Instant) -> Option<(S, Duration)> {
         let list = &mut self.idle[member];
-        let idle = now.saturating_duration_since(list.back()?.1);
+        let idle = now.saturating_duration_since(list.last()?.1);
         if idle >= self.ttl {
             return None;
         }
-        list.pop_back().map(|(s, _)| (s, idle))
+        list.pop().map(|(s, _)| (s, idle))
     }
 
     /// Returns a reusable connection. When the member's list is full, an expired connection at
@@ -66,14 +66,14 @@ impl<S> Pool<S> {
         let list = &mut self.idle[member];
         if list.len() >= self.max_idle {
             let expired = list
-                .front()
+                .first()
                 .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
             if !expired {
                 return;
             }
-            list.pop_front();
+            list.remove(0);
         }
-        list.push_back((conn, now));
+        list.push((conn, now));
     }
 
     /// Closes at most one expired connection per member (the oldest), members in turn from
@@ -86,12 +86,12 @@ impl<S> Pool<S> {
             if *budget == 0 {
                 break;
             }
-            let list = &mut self.idle[(start + k) % n];
+            let list = &mut self.idle[(start % n + k) % n];
             let expired = list
-                .front()
+                .first()
                 .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
             if expired {
-                list.pop_front();
+                list.remove(0);
                 *budget -= 1;
                 closed = true;
             }
@@ -106,17 +106,17 @@ impl<S> Pool<S> {
 
     /// Closes every idle connection.
     pub fn clear_all(&mut self) {
-        self.idle.iter_mut().for_each(VecDeque::clear);
+        self.idle.iter_mut().for_each(Vec::clear);
     }
 
     /// Takes every idle connection to `member` with when each went idle (a reload moving them to
     /// the new generation's pool).
-    pub fn take_member(&mut self, member: usize) -> VecDeque<(S, Instant)> {
+    pub fn take_member(&mut self, member: usize) -> Vec<(S, Instant)> {
         std::mem::take(&mut self.idle[member])
     }
 
     /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`.
-    pub fn put_member(&mut self, member: usize, mut conns: VecDeque<(S, Instant)>) {
+    pub fn put_member(&mut self, member: usize, mut conns: Vec<(S, Instant)>) {
         let extra = conns.len().saturating_sub(self.max_idle);
         conns.drain(..extra);
         self.idle[member] = conns;

@@ -406,8 +406,10 @@ fn sweep_pools(core: &Core, now: Instant, turn: usize) {
     while budget > 0 && closed {
         closed = false;
         for k in 0..n {
-            let u = &mut upstreams[(turn + k) % n];
-            closed |= u.pool.sweep_round(now, &mut budget, turn);
+            let u = &mut upstreams[(turn % n + k) % n];
+            // Members start where the balancers' order came round to, not at `turn` itself:
+            // otherwise a balancer that goes first would always start at the same members.
+            closed |= u.pool.sweep_round(now, &mut budget, turn / n);
         }
     }
 }
