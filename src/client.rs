@@ -235,15 +235,22 @@ pub async fn refuse(c: &mut Client, status: u16) {
 pub async fn refuse_with(c: &mut Client, status: u16, page: Option<&crate::config::ErrorPage>) {
     c.out.clear();
     reply::error_page(&mut c.out, status, true, page, false);
-    let len = c.out.len();
-    if write_range(&mut c.stream, &mut c.out, 0..len, DRAIN_FOR)
-        .await
-        .is_err()
-    {
-        c.end = End::Done;
-        return;
+    if send_own_answer(c, DRAIN_FOR).await {
+        linger_close(c).await;
     }
-    linger_close(c).await;
+}
+
+/// Writes ringlb's own answer, all of `c.out`, within `limit`. A failed write ends the connection
+/// (`End::Done`: the client cannot be written to). Returns whether it went out.
+pub async fn send_own_answer(c: &mut Client, limit: Duration) -> bool {
+    let len = c.out.len();
+    let sent = write_range(&mut c.stream, &mut c.out, 0..len, limit)
+        .await
+        .is_ok();
+    if !sent {
+        c.end = End::Done;
+    }
+    sent
 }
 
 /// After a last answer: shuts the write side down (close_notify first on TLS) and drains what the

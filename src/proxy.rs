@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::ajp;
 use crate::balance::Pick;
-use crate::client::{refuse, refuse_with, target, Client, End};
+use crate::client::{refuse, refuse_with, send_own_answer, target, Client, End};
 use crate::config::{BalancerConfig, ErrorPage, MemberConfig, Protocol, RouteConfig};
 use crate::core::Core;
 use crate::core_gen::CoreGen;
@@ -747,12 +747,7 @@ async fn local_reply(
     let keep = c.head.keep_alive && !core.ends_connection(gen, c.listener) && !asked;
     c.out.clear();
     reply::error_page(&mut c.out, status, !keep, page, req.is_head);
-    let n = c.out.len();
-    let sent = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10)).await;
-    if sent.is_err() {
-        c.end = End::Done;
-    }
-    sent.is_ok() && keep
+    send_own_answer(c, Duration::from_secs(10)).await && keep
 }
 
 /// A 502, 504 (or 500) with `Connection: close`. `request_read` says whether the client's request
@@ -768,11 +763,7 @@ async fn gateway_error(
         c.out.clear();
         // The connection closes after it: a body a HEAD client does not expect is not read.
         reply::error_page(&mut c.out, status, true, page, false);
-        let n = c.out.len();
-        let sent = stream::write_range(&mut c.stream, &mut c.out, 0..n, Duration::from_secs(10));
-        if sent.await.is_err() {
-            c.end = End::Done;
-        }
+        send_own_answer(c, Duration::from_secs(10)).await;
     } else {
         refuse_with(c, status, page).await;
     }

@@ -9,11 +9,10 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::client::{linger_close, log_own_answer, refuse, target, Client};
+use crate::client::{linger_close, log_own_answer, refuse, send_own_answer, target, Client};
 use crate::core::Core;
 use crate::core_gen::CoreGen;
 use crate::http::framing::BodyKind;
-use crate::stream::write_range;
 
 /// How long the client gets to take the answer.
 const WRITE_LIMIT: Duration = Duration::from_secs(10);
@@ -59,10 +58,7 @@ pub async fn to_https(core: &Core, gen: &CoreGen, c: &mut Client) -> bool {
     if let Some(log) = &core.access_log {
         log_own_answer(log, c, 301, started);
     }
-    let len = c.out.len();
-    let sent = write_range(&mut c.stream, &mut c.out, 0..len, WRITE_LIMIT).await;
-    if sent.is_err() {
-        c.end = crate::client::End::Done;
+    if !send_own_answer(c, WRITE_LIMIT).await {
         return false;
     }
     if close {

@@ -360,34 +360,36 @@ fn an_idle_tunnel_closes_after_tunnel_timeout() {
     eventually("the member's side closed", || m.seen()[0].eof);
 }
 
-#[test]
-fn a_tls_client_gets_no_close_notify_from_a_tunnel_that_idled_out() {
-    // Neither side ended the tunnel: a close_notify would tell the client the stream ended as
-    // its peer meant (`client::End::Cut`).
+/// A TLS client's tunnel to the member at `addr` (route options `extra`): the client sees its
+/// end as unexpected, without close_notify (`client::End::Cut`), which would tell it the stream
+/// ended as its peer meant.
+fn assert_tls_tunnel_ends_without_close_notify(addr: std::net::SocketAddr, extra: &str) {
     let pki = Pki::new();
     let site = pki.issue("site", &["site.test"], 90);
-    let m = Member::start(SWITCH);
-    let route = tunnel_route(
-        &member(m.addr),
-        "upgrade = [\"websocket\"]\ntunnel_timeout = \"300ms\"",
-    );
+    let route = tunnel_route(&member(addr), extra);
     let p = Ringlb::start(&format!("{}{route}", Pki::listen_tls(&[site], "")), 1);
     let mut c = crate::support::Client::connect_tls(p.addr, "site.test", pki.client_config())
         .expect("a TLS connection");
     c.set_timeout(Duration::from_secs(10));
     c.send(HANDSHAKE);
-    let e = c
-        .read_until_close()
-        .expect_err("no close_notify after an idle tunnel");
+    let e = c.read_until_close().expect_err("no close_notify");
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+}
+
+#[test]
+fn a_tls_client_gets_no_close_notify_from_a_tunnel_that_idled_out() {
+    // Neither side ended the tunnel.
+    let m = Member::start(SWITCH);
+    assert_tls_tunnel_ends_without_close_notify(
+        m.addr,
+        "upgrade = [\"websocket\"]\ntunnel_timeout = \"300ms\"",
+    );
 }
 
 #[test]
 fn a_tls_client_gets_no_close_notify_from_a_tunnel_its_member_reset() {
     // The member's side broke: the client learns nothing more comes, not that it ended as meant.
     use crate::support::raw_member::RawMember;
-    let pki = Pki::new();
-    let site = pki.issue("site", &["site.test"], 90);
     let m = RawMember::start(|c| {
         if c.read_head().is_some() && c.write(SWITCH) {
             std::thread::sleep(Duration::from_millis(200));
@@ -396,16 +398,7 @@ fn a_tls_client_gets_no_close_notify_from_a_tunnel_its_member_reset() {
                 .unwrap();
         }
     });
-    let route = tunnel_route(&member(m.addr), "upgrade = [\"websocket\"]");
-    let p = Ringlb::start(&format!("{}{route}", Pki::listen_tls(&[site], "")), 1);
-    let mut c = crate::support::Client::connect_tls(p.addr, "site.test", pki.client_config())
-        .expect("a TLS connection");
-    c.set_timeout(Duration::from_secs(10));
-    c.send(HANDSHAKE);
-    let e = c
-        .read_until_close()
-        .expect_err("no close_notify after the member's reset");
-    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    assert_tls_tunnel_ends_without_close_notify(m.addr, "upgrade = [\"websocket\"]");
 }
 
 #[test]
