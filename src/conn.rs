@@ -283,7 +283,11 @@ async fn keep_serving(
             // Whatever sets `c.end` also ends the connection; should a path not say so, the
             // connection ends here rather than read what may be the rest of a body as a request.
             After::Next => {
-                debug_assert!(false, "a request set c.end ({:?}) but kept the client", c.end);
+                debug_assert!(
+                    false,
+                    "a request set c.end ({:?}) but kept the client",
+                    c.end
+                );
                 break;
             }
             After::Answered => {
