@@ -586,6 +586,7 @@ async fn finish(
             status,
             body_sent,
             received,
+            reset_client,
         } => {
             tracked.with(|m| m.counters.bytes_received += received);
             c.rec.status = status;
@@ -593,7 +594,7 @@ async fn finish(
             if status != 0 {
                 tracked.respond(status);
             }
-            c.end = End::Cut;
+            c.end = if reset_client { End::Reset } else { End::Cut };
             false
         }
         Outcome::TooLarge => {

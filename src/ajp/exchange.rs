@@ -129,12 +129,13 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     Ok(())
 }
 
-/// The exchange broke after the response started (or the client left): both connections close.
+/// The exchange broke before a response started (or the client left): both connections close.
 fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
     Outcome::Broken {
         status,
         body_sent,
         received,
+        reset_client: false,
     }
 }
 
@@ -170,15 +171,20 @@ struct Started {
     keep: bool,
     /// The container's Content-Length: the body must be exactly this long.
     length: Option<u64>,
+    /// No length, to an HTTP/1.0 client: the body ends at the close.
+    until_close: bool,
 }
 
 impl Response {
+    /// The exchange broke; once the response started going to the client in a body it reads to
+    /// the close, a clean close would make it look whole.
     fn broken(&self) -> Outcome {
-        broken(
-            self.started.map_or(0, |s| s.status),
-            self.body_sent,
-            self.received,
-        )
+        Outcome::Broken {
+            status: self.started.map_or(0, |s| s.status),
+            body_sent: self.body_sent,
+            received: self.received,
+            reset_client: self.started.is_some_and(|s| s.until_close),
+        }
     }
 }
 
@@ -549,6 +555,7 @@ async fn send_headers(
         to_chunk,
         keep,
         length: length.filter(|_| !no_body),
+        until_close,
     });
     match stream::write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
         Ok(()) => Ok(()),

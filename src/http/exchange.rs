@@ -107,7 +107,12 @@ pub async fn run(
             head_time,
         })
     } else {
-        broken(status, relayed.body_sent, relayed.received)
+        Outcome::Broken {
+            status,
+            body_sent: relayed.body_sent,
+            received: relayed.received,
+            reset_client: relayed.close_framed,
+        }
     }
 }
 
@@ -192,11 +197,14 @@ fn invalid_body() -> Outcome {
     })
 }
 
+/// The exchange broke before any of the member's answer reached the client (`status`: ringlb's
+/// own, already sent, or 0), or the client left.
 fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
     Outcome::Broken {
         status,
         body_sent,
         received,
+        reset_client: false,
     }
 }
 
@@ -404,6 +412,9 @@ struct Relayed {
     /// The body's first bytes broke its framing; nothing went to the client.
     invalid: bool,
     keep_client: bool,
+    /// The client reads the body to the connection's close (the member framed it so, or it is
+    /// decoded for an HTTP/1.0 client).
+    close_framed: bool,
     member_reusable: bool,
     /// Bytes read from the member for this response.
     received: u64,
@@ -470,6 +481,7 @@ fn start_response(
         complete: false,
         invalid: false,
         keep_client,
+        close_framed: kind == BodyKind::UntilClose || mode == ClientBody::Dechunk,
         member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
         received: c.rbuf.len() as u64,
         body_sent: 0,
@@ -778,6 +790,16 @@ mod tests {
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
                 .unwrap()
         });
-        assert!(matches!(o, Outcome::Broken { status: 200, .. }), "{o:?}");
+        assert!(
+            matches!(
+                o,
+                Outcome::Broken {
+                    status: 200,
+                    reset_client: false,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
     }
 }

@@ -112,6 +112,67 @@ fn a_large_body_its_member_cuts_short_reaches_the_client_cut_short_then_closed()
 }
 
 #[test]
+fn a_body_framed_by_its_close_that_its_member_resets_ends_with_a_reset() {
+    // The member frames its answer by its close: a clean close ends it whole, a reset cuts it
+    // short. A plain client cannot tell a clean close of its own connection from the end of the
+    // body, so ringlb resets it after a cut.
+    use crate::support::raw_member::{assert_reset_only_when_cut, close_framed};
+    let m = close_framed(100_000);
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    assert_reset_only_when_cut(p.addr, "1.1", &pattern(100_000));
+}
+
+#[test]
+fn a_chunked_body_decoded_for_an_http_1_0_client_and_cut_short_ends_with_a_reset() {
+    // An HTTP/1.0 client gets a chunked body decoded, ended by the connection's close. The member
+    // closes in the middle of a chunk: the client must not see that as the body's end.
+    use crate::support::raw_member::{assert_reset_only_when_cut, RawMember};
+    const LEN: usize = 100_000;
+    let m = RawMember::start(|c| {
+        if let Some(req) = c.read_request() {
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            out.extend_from_slice(format!("{LEN:x}\r\n").as_bytes());
+            out.extend_from_slice(&pattern(LEN));
+            if req.path == "/whole" {
+                out.extend_from_slice(b"\r\n0\r\n\r\n");
+            }
+            let _ = c.write(&out);
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    assert_reset_only_when_cut(p.addr, "1.0", &pattern(LEN));
+}
+
+#[test]
+fn an_ajp_body_without_length_cut_short_for_an_http_1_0_client_ends_with_a_reset() {
+    // An AJP answer without Content-Length reaches an HTTP/1.0 client ended by the close. The
+    // container closes before END_RESPONSE: the client must not see that as the body's end.
+    use crate::support::ajp_container::{body_chunk, end_response, read_packet, send_headers};
+    use crate::support::raw_member::{assert_reset_only_when_cut, RawMember};
+    let m = RawMember::start(|c| {
+        // The FORWARD_REQUEST (after a CPING, should ringlb send one first).
+        let fwd = loop {
+            match read_packet(&mut c.s) {
+                Some(p) if p.first() == Some(&2) => break p,
+                Some(p) if p.first() == Some(&10) => {
+                    let _ = c.write(&[b'A', b'B', 0, 1, 9]);
+                }
+                _ => return,
+            }
+        };
+        let mut out = send_headers(200, b"OK", &[]);
+        out.extend_from_slice(&body_chunk(&pattern(8000)));
+        if String::from_utf8_lossy(&fwd).contains("/whole") {
+            out.extend_from_slice(&end_response(false));
+        }
+        let _ = c.write(&out);
+    });
+    let ajp = format!("{{ url = \"ajp://{}\" }}", m.addr);
+    let p = Ringlb::start(&simple_config(&[ajp], ""), 1);
+    assert_reset_only_when_cut(p.addr, "1.0", &pattern(8000));
+}
+
+#[test]
 fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
     // The member frames its answer by closing, so ringlb must end the client's connection after
     // it although the client asked to keep it, and has sent its next request meanwhile. Closing

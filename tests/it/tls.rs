@@ -530,7 +530,8 @@ fn a_tls_connection_ends_with_close_notify() {
 #[test]
 fn a_body_its_member_cuts_short_ends_a_tls_connection_without_close_notify() {
     // A body that ends at the close is whole only if the close was meant: after the member's
-    // clean close the client gets close_notify; after its reset it must not (`client::End::Cut`).
+    // clean close the client gets close_notify; after its reset it must not, and gets a reset
+    // (`client::End::Reset`).
     use crate::support::pki::assert_close_notify_only_when_whole;
     use crate::support::raw_member::close_framed;
     let pki = Pki::new();

@@ -30,9 +30,24 @@ fn ca(pki: &Pki) -> String {
 #[test]
 fn an_https_member_that_closes_without_close_notify_cuts_a_body_that_ends_at_the_close() {
     // A body framed by its connection's close is whole only if the close was meant: close_notify
-    // from an https member. Here that member is a TLS ringlb in front of a raw member that ends
-    // the body with a clean close, or with a reset (which it passes on without close_notify);
-    // the front ringlb tells its TLS client the same way.
+    // from an https member. This one (rustls) ends `/cut` with a bare TCP close; ringlb resets
+    // its plain client there, which would otherwise take the body for whole.
+    use crate::support::pki::close_framed_tls_member;
+    use crate::support::raw_member::assert_reset_only_when_cut;
+    let pki = Pki::new();
+    let addr = close_framed_tls_member(&pki.issue("m", &["127.0.0.1"], 90), 100_000);
+    let p = Ringlb::start(
+        &simple_config(&[format!("{{ url = \"https://{addr}\"{} }}", ca(&pki))], ""),
+        1,
+    );
+    assert_reset_only_when_cut(p.addr, "1.1", &pattern(100_000));
+}
+
+#[test]
+fn an_https_member_that_resets_cuts_a_body_that_ends_at_the_close_for_a_tls_client() {
+    // The https member is a TLS ringlb in front of a raw member that ends the body with a clean
+    // close, or with a reset (which that ringlb passes on as a reset, without close_notify); the
+    // front ringlb tells its TLS client the same way.
     use crate::support::pki::assert_close_notify_only_when_whole;
     use crate::support::raw_member::close_framed;
     let pki = Pki::new();

@@ -119,8 +119,8 @@ pub fn served_names(c: &super::Client) -> Vec<String> {
 }
 
 /// Over TLS to `addr` (`site.test`), in front of `raw_member::close_framed(len)`: `/whole` ends
-/// with close_notify after the whole body, `/cut` without close_notify (the client sees an
-/// unexpected end).
+/// with close_notify after the whole body, `/cut` with a reset and no close_notify (a body that
+/// ends at the close and is cut short: `client::End::Reset`).
 pub fn assert_close_notify_only_when_whole(addr: std::net::SocketAddr, pki: &Pki, len: usize) {
     for (path, whole) in [("/whole", true), ("/cut", false)] {
         let mut c = super::Client::connect_tls(addr, "site.test", pki.client_config()).unwrap();
@@ -136,8 +136,62 @@ pub fn assert_close_notify_only_when_whole(addr: std::net::SocketAddr, pki: &Pki
             }
             Err(e) => {
                 assert!(!whole, "{path}: no close_notify after a whole body: {e}");
-                assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{path}: {e}");
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{path}: {e}");
             }
         }
     }
+}
+
+/// An https member (rustls, certificate `pair`) that answers each connection's request with a
+/// body of `len` bytes framed by its close: `/whole` ends with close_notify, `/cut` with a bare
+/// TCP close (no close_notify), which makes the body cut short. Serves until the test ends.
+pub fn close_framed_tls_member(pair: &(PathBuf, PathBuf), len: usize) -> std::net::SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let chain = CertificateDer::pem_file_iter(&pair.0)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pair.1).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut t = rustls::StreamOwned::new(conn, s);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match t.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+                out.extend_from_slice(&super::pattern(len));
+                if t.write_all(&out).is_err() || t.flush().is_err() {
+                    return;
+                }
+                if head.starts_with(b"GET /whole ") {
+                    t.conn.send_close_notify();
+                    let _ = t.flush();
+                }
+            });
+        }
+    });
+    addr
 }

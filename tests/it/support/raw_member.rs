@@ -426,6 +426,38 @@ pub fn close_framed(len: usize) -> RawMember {
     })
 }
 
+/// A plain client asking `addr` for `/whole` and then `/cut` with `GET <path> HTTP/<version>`:
+/// the first answer ends with a clean close after its body, which is `whole`; the second, cut
+/// short in a body the client reads to the close, ends with a reset (`client::End::Reset`), not
+/// with a close that would make it look whole.
+pub fn assert_reset_only_when_cut(addr: SocketAddr, version: &str, whole: &[u8]) {
+    for path in ["/whole", "/cut"] {
+        let mut c = super::Client::connect(addr);
+        c.set_timeout(Duration::from_secs(10));
+        c.send(format!("GET {path} HTTP/{version}\r\nHost: t\r\n\r\n").as_bytes());
+        match (path, c.read_until_close()) {
+            ("/whole", Ok(all)) => {
+                let (end, body) = split_answer(&all);
+                assert!(all.starts_with(b"HTTP/1.1 200 "), "{:?}", &all[..end]);
+                assert!(
+                    body == whole,
+                    "/whole: {} of {} bytes",
+                    body.len(),
+                    whole.len()
+                );
+            }
+            ("/cut", Err(e)) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "/cut: {e}")
+            }
+            ("/whole", Err(e)) => panic!("/whole ended with {e}, not a clean close"),
+            (_, got) => panic!(
+                "{path}: a clean close after {} bytes of a body cut short: it looks whole",
+                got.map_or(0, |a| a.len())
+            ),
+        }
+    }
+}
+
 /// A client connection whose receive window is as small as the kernel allows (and whose MSS makes
 /// ringlb's send buffer for it small): ringlb's writes to it block as soon as it stops reading.
 pub fn tiny_window_client(addr: SocketAddr) -> TcpStream {
