@@ -81,6 +81,7 @@ pub mod core;
 pub mod core_gen;
 pub mod deadline;
 pub mod demo;
+pub mod fd_limit;
 pub mod generation;
 pub mod handover;
 pub mod health;

@@ -3,7 +3,8 @@
 //! thread per core and the health checker (`health::Checker`, when a member is checked), serve the
 //! main thread's control channel (signals from the signal thread, reload requests and state-file
 //! writes from the admin API, a finished binary upgrade) until SIGTERM/SIGINT (after
-//! `stop_delay`) or an upgrade, stop them gracefully. A reload's steps, in order: read the file,
+//! `stop_delay`) or an upgrade, stop them gracefully. The open-file limit is raised first and
+//! checked against the file at start and after each reload (`fd_limit`). A reload's steps, in order: read the file,
 //! bind its new listeners, load its certificates, then publish (nothing before the publication is
 //! visible to a request, except the certificates of listeners it keeps).
 //!
@@ -58,6 +59,7 @@ impl Server {
         source: Option<Source>,
         inherited: Vec<Listening>,
     ) -> anyhow::Result<Server> {
+        let nofile = crate::fd_limit::raise();
         enable_migrate_req();
         // Transparent huge pages keep memory resident in 2 MiB units: the pages freed by a burst of
         // connections stayed resident (about 0.4 KiB more per idle connection in scenario (e)),
@@ -151,6 +153,7 @@ impl Server {
             tracing::info!("listening on {a}");
         }
         warn_uneven_max_conns(&config);
+        crate::fd_limit::check(&config, nofile);
         tracing::info!(workers, driver, "ringlb ready");
         Ok(Server {
             stops,
@@ -343,6 +346,7 @@ impl Server {
             h.stop();
         }
         let generation = self.board.lock().generation.clone();
+        crate::fd_limit::check(&generation.config, crate::fd_limit::current());
         match Checker::start(&generation, self.board.clone()) {
             Ok(h) => self.health = h,
             Err(e) => tracing::error!("reload: health checks NOT restarted: {e}"),

@@ -42,7 +42,7 @@ use crate::io::IoFail;
 /// smaller ones are copied (a pipe's turn costs two system calls more than one copy).
 pub const FROM: u64 = 64 * 1024;
 /// Empty pipes a worker thread keeps for the next body.
-const KEEP: usize = 8;
+pub const KEEP: usize = 8;
 /// Waits in one fill after which a member socket that is readable but gives nothing is given up
 /// on (the first wait is the ordinary one, for bytes not there yet).
 const IDLE_WAKES: u32 = 3;

@@ -185,3 +185,69 @@ fn the_example_config_is_valid() {
         "{out}"
     );
 }
+
+/// The soft and hard open-file limits of process `pid`, from /proc.
+fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let a = Backend::named("A");
+    let body = format!(
+        "[limits]\nmax_connections = 100\n{}",
+        simple_config(&[member(a.addr)], "")
+    );
+    let p = Ringlb::start_with_nofile(&body, 1, (256, 4096));
+    assert_eq!(open_file_limits(p.pid()), (4096, 4096));
+    assert!(
+        !p.logs().iter().any(|l| l.contains("open-file limit is")),
+        "100 connections fit in 4096 descriptors: no warning"
+    );
+    assert_eq!(get(p.addr, "/").header("X-Backend"), Some("A"));
+}
+
+#[test]
+fn an_open_file_limit_below_what_max_connections_needs_is_named_at_start_and_reload() {
+    let a = Backend::named("A");
+    let config = |max: u32| {
+        with_admin(
+            &format!(
+                "[limits]\nmax_connections = {max}\n{}",
+                simple_config(&[member(a.addr)], "")
+            ),
+            "",
+        )
+    };
+    let p = Ringlb::start_with_nofile(&config(100), 1, (512, 512));
+    let warning = "the open-file limit is 512, below the";
+    assert!(
+        !p.logs().iter().any(|l| l.contains(warning)),
+        "100 connections fit in 512 descriptors"
+    );
+    p.rewrite_config(&config(100_000));
+    crate::support::proxy::unsafe_kill(p.pid(), "HUP");
+    assert!(p.wait_log("max_connections = 100000 makes two per connection"));
+    assert!(
+        p.logs().iter().any(|l| l.contains(warning)),
+        "{:?}",
+        p.logs()
+    );
+    // Named, not refused: ringlb serves on.
+    assert_eq!(get(p.addr, "/").header("X-Backend"), Some("A"));
+    let q = Ringlb::start_with_nofile(&config(100_000), 1, (512, 512));
+    assert!(
+        q.logs().iter().any(|l| l.contains(warning)),
+        "{:?}",
+        q.logs()
+    );
+}

@@ -103,7 +103,20 @@ impl Ringlb {
         let mut f = std::fs::File::create(&path).unwrap();
         writeln!(f, "[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}").unwrap();
         drop(f);
-        Self::spawn(path, workers, &[], Some(dir))
+        Self::spawn(path, workers, &[], Some(dir), None)
+    }
+
+    /// As `start`, with the open-file limit set to `(soft, hard)` for the process.
+    pub fn start_with_nofile(body: &str, workers: usize, nofile: (u64, u64)) -> Ringlb {
+        let dir = TempDir::new();
+        let path = dir.0.join("ringlb.toml");
+        std::fs::write(
+            &path,
+            format!("[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}"),
+        )
+        .unwrap();
+        Self::spawn(path, workers, &[], Some(dir), Some(nofile))
+            .unwrap_or_else(|e| panic!("ringlb did not start: {e}"))
     }
 
     /// Starts ringlb with `whole` as its config file (`[[listen]]` included).
@@ -111,14 +124,20 @@ impl Ringlb {
         let dir = TempDir::new();
         let path = dir.0.join("ringlb.toml");
         std::fs::write(&path, whole).unwrap();
-        Self::spawn(path, workers, &[], Some(dir))
+        Self::spawn(path, workers, &[], Some(dir), None)
             .unwrap_or_else(|e| panic!("ringlb did not start: {e}"))
     }
 
     /// A new process with this one's config file and `--upgrade`: it takes this one's listening
     /// sockets (binary upgrade); returns once it is ready.
     pub fn upgrade(&self) -> Result<Ringlb, String> {
-        Self::spawn(self.config_path.clone(), self.workers, &["--upgrade"], None)
+        Self::spawn(
+            self.config_path.clone(),
+            self.workers,
+            &["--upgrade"],
+            None,
+            None,
+        )
     }
 
     fn spawn(
@@ -126,8 +145,22 @@ impl Ringlb {
         workers: usize,
         extra: &[&str],
         dir: Option<TempDir>,
+        nofile: Option<(u64, u64)>,
     ) -> Result<Ringlb, String> {
-        let mut child = Command::new(ringlb_bin())
+        let mut cmd = Command::new(ringlb_bin());
+        if let Some((soft, hard)) = nofile {
+            use rustix::process::{setrlimit, Resource, Rlimit};
+            use std::os::unix::process::CommandExt;
+            let limit = Rlimit {
+                current: Some(soft),
+                maximum: Some(hard),
+            };
+            // SAFETY: between fork and exec, only a system call (no allocation, no lock).
+            unsafe {
+                cmd.pre_exec(move || setrlimit(Resource::Nofile, limit).map_err(Into::into));
+            }
+        }
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
             .args(extra)
