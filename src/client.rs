@@ -77,14 +77,15 @@ pub enum End {
     /// Nothing more to do: `linger_close` ran, a tunnel ended by both sides' closes (the client's
     /// side is shut down), or the client could not be written to.
     Done,
-    /// The exchange broke before a member's answer reached the client, or a tunnel ended not by
-    /// both sides' closes: no close_notify, which would tell a TLS client that a body ending at
-    /// the close is whole, and no lingering.
+    /// The exchange broke (before a final response reached the client, or in a body framed by
+    /// length or chunks, which the client knows to be short at any close), or a tunnel ended not
+    /// by both sides' closes: no close_notify, which would tell a TLS client that a body ending
+    /// at the close is whole, and no lingering.
     Cut,
-    /// A member's answer went to the client in part, in a body the client reads to the close (an
-    /// HTTP/1.0 client's decoded body, a body the member framed by its close): the connection is
-    /// reset (SO_LINGER 0), plain or TLS, so that the client sees an error, not an end that looks
-    /// like a whole body's.
+    /// The exchange broke in a body the client reads to the close (an HTTP/1.0 client's decoded
+    /// body, a body the member framed by its close): the connection ends with a reset, plain or
+    /// TLS, once what is queued for the client went out (`reset::close`), so that the client
+    /// sees an error, not an end that looks like a whole body's.
     Reset,
 }
 

@@ -4,7 +4,8 @@
 //! repeat while the connection is kept alive; refuse malformed heads (with an access-log line);
 //! park the connection (`Core::park`) when it idles past `PARK_AFTER`; close a TLS connection
 //! with close_notify (not after an answer cut short), close lingering one whose client may
-//! still send after its last answer, and reset one whose answer was cut short.
+//! still send after its last answer, and reset one whose answer was cut short in a body that ends
+//! at the close (`reset`).
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired (parking
@@ -302,7 +303,7 @@ async fn keep_serving(
         Closing::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
         Closing::CloseNotify => crate::boxed!(stream::shutdown_write(&mut c.stream)).await,
         Closing::Now => {}
-        Closing::Reset => reset_on_close(&c.stream.tcp),
+        Closing::Reset => crate::boxed!(crate::reset::close(&c.stream.tcp)).await,
     }
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
     // its first read, unless its first bytes came with a TLS handshake or a PROXY header) instead
@@ -320,7 +321,7 @@ enum Closing {
     CloseNotify,
     /// At once.
     Now,
-    /// At once, with a reset (`reset_on_close`).
+    /// With a reset, once what the kernel still queues for the client went out (`reset::close`).
     Reset,
 }
 
@@ -337,15 +338,6 @@ fn closing(c: &Client, answered: bool) -> Closing {
         // rest of an answer that is cut short anyway.
         End::Usual | End::Done | End::Cut => Closing::Now,
         End::Reset => Closing::Reset,
-    }
-}
-
-/// Makes the close of `tcp` a reset: what the kernel still queues for the peer is dropped, and
-/// the peer's next read fails (ECONNRESET) once it has read what it already received.
-fn reset_on_close(tcp: &TcpStream) {
-    if let Err(e) = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO)) {
-        // The close is then a plain one; nothing else can be done about it.
-        tracing::debug!(error = %e, "could not make a cut connection's close a reset");
     }
 }
 

@@ -100,6 +100,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod redirect;
 pub mod reload;
+pub mod reset;
 pub mod route;
 pub mod sd_notify;
 pub mod select;

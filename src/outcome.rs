@@ -54,11 +54,11 @@ pub enum Outcome {
         status: u16,
         body_sent: u64,
         received: u64,
-        /// The member's answer went to the client in part, in a body the client reads to the
-        /// connection's close (an HTTP/1.0 client's decoded body, a body the member framed by its
-        /// close): a clean close would make it look whole, so the connection is reset. (A body
-        /// framed by length or chunks is known to be short at any close, and keeps every byte
-        /// that was sent.)
+        /// The member's response had started to the client (its head was being written), in a
+        /// body the client reads to the connection's close (an HTTP/1.0 client's decoded body, a
+        /// body the member framed by its close): a clean close would make it look whole, so the
+        /// connection ends with a reset (`reset`). (A body framed by length or chunks is known to
+        /// be short at any close, and closes plainly.)
         reset_client: bool,
     },
     /// The request head does not fit in one AJP packet (AJP has no continuation).

@@ -129,13 +129,24 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     Ok(())
 }
 
-/// The exchange broke before a response started (or the client left): both connections close.
+/// The exchange broke before a response started (the client left, or broke its body's chunked
+/// framing): both connections close.
 fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
     Outcome::Broken {
         status,
         body_sent,
         received,
         reset_client: false,
+    }
+}
+
+/// The container broke the protocol: before the response started, a 502; after, the answer is
+/// cut (a 502 there would land in the middle of the body).
+fn broke_protocol(r: &Response, body: &Body) -> Outcome {
+    if r.started.is_some() {
+        r.broken()
+    } else {
+        invalid(body)
     }
 }
 
@@ -171,13 +182,14 @@ struct Started {
     keep: bool,
     /// The container's Content-Length: the body must be exactly this long.
     length: Option<u64>,
-    /// No length, to an HTTP/1.0 client: the body ends at the close.
+    /// No length, to an HTTP/1.0 client: the body ends at the close, and the client's socket
+    /// resets at close until it is whole (`reset`).
     until_close: bool,
 }
 
 impl Response {
-    /// The exchange broke; once the response started going to the client in a body it reads to
-    /// the close, a clean close would make it look whole.
+    /// The exchange broke; once the response head is under way to a client that reads the body to
+    /// the close, a clean close would make it look whole (`reset`).
     fn broken(&self) -> Outcome {
         Outcome::Broken {
             status: self.started.map_or(0, |s| s.status),
@@ -247,12 +259,16 @@ pub async fn run(
             Packet::EndResponse { reuse } => {
                 return match end_response(c, &mut body, &mut r, limits).await {
                     Ok((s, whole)) => {
+                        if s.until_close {
+                            // Whole: its clean close is its end (`reset`).
+                            crate::reset::disarm(&c.stream.tcp);
+                        }
                         done(&r, s, whole, reuse && whole && inbox.pos == c.rbuf.len())
                     }
                     Err(outcome) => outcome,
                 };
             }
-            Packet::CPong => Err(invalid(&body)),
+            Packet::CPong => Err(broke_protocol(&r, &body)),
         };
         if let Err(outcome) = step {
             return outcome;
@@ -298,11 +314,7 @@ async fn next_packet(
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(member = %member.url, error = ?e, "AJP protocol error");
-                return Err(if r.started.is_some() {
-                    r.broken()
-                } else {
-                    invalid(body)
-                });
+                return Err(broke_protocol(r, body));
             }
         }
         c.rbuf.drain(..inbox.pos);
@@ -549,6 +561,9 @@ async fn send_headers(
     response_head(&mut c.out, &c.rbuf, head, &framing, reverse.as_ref());
     crate::http::rewrite::insert_after_status_line(&mut c.out, limits.hsts);
     let n = c.out.len();
+    if until_close {
+        crate::reset::arm(&c.stream.tcp);
+    }
     r.started = Some(Started {
         status,
         no_body,

@@ -11,7 +11,8 @@
 //! that skip user space), or report a member connection reusable when anything of its exchange
 //! was left unread or broke a rule. Invariant: the client sees a whole response, or no byte of a
 //! final one (`Failed`: at most relayed 1xx interim responses, then ringlb's 502/504), or a
-//! response cut short followed by a close (`Broken`), or a whole 101 after which neither
+//! response cut short followed by a close (`Broken`; a reset when the body ends at the close, so
+//! that the cut cannot look like its end: `reset`), or a whole 101 after which neither
 //! connection carries HTTP again (`Switched`).
 
 use std::time::{Duration, Instant};
@@ -96,6 +97,10 @@ pub async fn run(
         return invalid_body();
     }
     if relayed.complete {
+        if relayed.until_close {
+            // Whole: its clean close is its end (`reset`).
+            crate::reset::disarm(&c.stream.tcp);
+        }
         Outcome::Done(Done {
             keep_client: relayed.keep_client,
             request_read: true,
@@ -111,7 +116,7 @@ pub async fn run(
             status,
             body_sent: relayed.body_sent,
             received: relayed.received,
-            reset_client: relayed.close_framed,
+            reset_client: relayed.until_close,
         }
     }
 }
@@ -197,8 +202,8 @@ fn invalid_body() -> Outcome {
     })
 }
 
-/// The exchange broke before any of the member's answer reached the client (`status`: ringlb's
-/// own, already sent, or 0), or the client left.
+/// The exchange broke before any byte of a final response from the member reached the client
+/// (`status`: ringlb's own, already sent, or 0), or the client left.
 fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
     Outcome::Broken {
         status,
@@ -413,8 +418,9 @@ struct Relayed {
     invalid: bool,
     keep_client: bool,
     /// The client reads the body to the connection's close (the member framed it so, or it is
-    /// decoded for an HTTP/1.0 client).
-    close_framed: bool,
+    /// decoded for an HTTP/1.0 client): its socket resets at close until the body is whole
+    /// (`reset`).
+    until_close: bool,
     member_reusable: bool,
     /// Bytes read from the member for this response.
     received: u64,
@@ -426,6 +432,10 @@ struct Relayed {
 async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Params<'_>) -> Relayed {
     let (kind, mode, mut r) = start_response(c, is_head, p);
     let mut body = BodyTracker::new(kind);
+    if r.until_close {
+        // Never the FIN-behind write of `relay_first` (that is for a body done with its head).
+        crate::reset::arm(&c.stream.tcp);
+    }
     if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
         return r;
     }
@@ -481,7 +491,7 @@ fn start_response(
         complete: false,
         invalid: false,
         keep_client,
-        close_framed: kind == BodyKind::UntilClose || mode == ClientBody::Dechunk,
+        until_close: kind == BodyKind::UntilClose || mode == ClientBody::Dechunk,
         member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
         received: c.rbuf.len() as u64,
         body_sent: 0,

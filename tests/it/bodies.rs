@@ -173,6 +173,95 @@ fn an_ajp_body_without_length_cut_short_for_an_http_1_0_client_ends_with_a_reset
 }
 
 #[test]
+fn a_chunked_body_cut_short_for_an_http_1_1_client_closes_plainly_with_every_byte_sent() {
+    // Chunked framing tells the client the body is short at any close (no last chunk): no reset,
+    // which could drop bytes still queued for it.
+    use crate::support::raw_member::RawMember;
+    let m = RawMember::start(|c| {
+        if c.read_request().is_some() {
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            out.extend_from_slice(format!("{:x}\r\n", 100_000).as_bytes());
+            out.extend_from_slice(&pattern(60_000));
+            let _ = c.write(&out);
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    let mut c = Client::connect(p.addr);
+    c.set_timeout(std::time::Duration::from_secs(10));
+    c.send(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n");
+    let all = c.read_until_close().expect("a plain close, not a reset");
+    let (_, body) = crate::support::raw_member::split_answer(&all);
+    let mut expected = format!("{:x}\r\n", 100_000).into_bytes();
+    expected.extend_from_slice(&pattern(60_000));
+    assert!(
+        body == expected.as_slice(),
+        "every byte the member sent, and no last chunk ({} of {} bytes)",
+        body.len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_out() {
+    // The first answer waits in ringlb's send queue (the client's window is tiny and it reads
+    // nothing yet) when the second, framed by its close, is cut. The reset must not drop the
+    // first answer's tail: ringlb lets the queue empty first (`reset::close`).
+    use crate::support::raw_member::{tiny_window_client, RawMember};
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let m = RawMember::start(|c| {
+        while let Some(req) = c.read_request() {
+            if req.path == "/first" {
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n".to_vec();
+                out.extend_from_slice(&pattern(8192));
+                if !c.write(&out) {
+                    return;
+                }
+            } else {
+                let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+                out.extend_from_slice(&pattern(1024));
+                let _ = c.write(&out);
+                std::thread::sleep(Duration::from_millis(100));
+                socket2::SockRef::from(&c.s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                return;
+            }
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    let mut s = tiny_window_client(p.addr);
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // The cut comes about 100 ms after the second answer starts; nothing is read until later.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break None,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    let head_end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the first head")
+        + 4;
+    assert!(
+        got.len() >= head_end + 8192 && got[head_end..head_end + 8192] == pattern(8192)[..],
+        "the first answer whole ({} bytes in all)",
+        got.len()
+    );
+    assert_eq!(
+        end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "then a reset"
+    );
+}
+
+#[test]
 fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
     // The member frames its answer by closing, so ringlb must end the client's connection after
     // it although the client asked to keep it, and has sent its next request meanwhile. Closing

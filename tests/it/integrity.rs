@@ -775,6 +775,38 @@ fn ajp_body_longer_than_content_length_is_cut_and_closed() {
 }
 
 #[test]
+fn an_ajp_cpong_inside_a_body_cuts_it_without_a_502_in_the_middle() {
+    // A CPONG (or any protocol error) after SEND_HEADERS: the head and some body went out, so a
+    // 502 would land inside the body. The answer is cut: no last chunk for HTTP/1.1, a reset for
+    // HTTP/1.0 (whose body ends at the close).
+    let cpong = vec![b'A', b'B', 0, 1, 9];
+    let m = ajp_cases(vec![[
+        send_headers(200, b"OK", &[]),
+        body_chunk(b"01234"),
+        cpong,
+        body_chunk(b"56789"),
+        end_response(true),
+    ]
+    .concat()]);
+    let p = Ringlb::start(&simple_config(&[m.member()], ""), 1);
+    let (got, closed) = ajp_case(&p, 0);
+    let text = String::from_utf8_lossy(&got);
+    assert!(closed, "{text}");
+    assert!(!text.contains("502") && !text.contains("56789"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "no last chunk: {text}");
+    let mut c = Client::connect(p.addr);
+    c.set_timeout(Duration::from_secs(5));
+    c.send(b"GET /case/0 HTTP/1.0\r\n\r\n");
+    let end = c.read_until_close();
+    assert_eq!(
+        end.as_ref().map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{:?}",
+        end.map(|a| String::from_utf8_lossy(&a).into_owned())
+    );
+}
+
+#[test]
 fn ajp_body_shorter_than_content_length_closes_the_client() {
     let m = ajp_cases(vec![[
         send_headers(200, b"OK", &[(RespName::Coded(0xA003), b"10")]),

@@ -186,6 +186,52 @@ fn the_example_config_is_valid() {
     );
 }
 
+#[test]
+fn a_body_ending_at_the_close_that_the_stop_grace_cuts_ends_with_a_reset() {
+    // The member stalls in the middle of a chunked body decoded for an HTTP/1.0 client; the stop's
+    // grace runs out. A clean close would make the cut body look whole.
+    use crate::support::raw_member::RawMember;
+    use std::io::{Read, Write};
+    let m = RawMember::start(|c| {
+        if c.read_request().is_some() {
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            out.extend_from_slice(b"10000\r\n");
+            out.extend_from_slice(&pattern(1000));
+            let _ = c.write(&out);
+            std::thread::sleep(Duration::from_secs(6));
+        }
+    });
+    let body = format!(
+        "[server]\nshutdown_grace = \"1s\"\n{}",
+        simple_config(&[member(m.addr)], "")
+    );
+    let mut p = Ringlb::start(&body, 1);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while got.len() < 1000 || !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the body started");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let status = p.terminate().expect("ringlb stops");
+    assert!(status.success(), "{status:?}");
+    let end = loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert_eq!(
+        end,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "a clean close would make the cut body look whole"
+    );
+}
+
 /// The soft and hard open-file limits of process `pid`, from /proc.
 fn open_file_limits(pid: u32) -> (u64, u64) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

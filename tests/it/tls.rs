@@ -532,7 +532,7 @@ fn a_body_its_member_cuts_short_ends_a_tls_connection_without_close_notify() {
     // A body that ends at the close is whole only if the close was meant: after the member's
     // clean close the client gets close_notify; after its reset it must not, and gets a reset
     // (`client::End::Reset`).
-    use crate::support::pki::assert_close_notify_only_when_whole;
+    use crate::support::pki::assert_close_notify_when_whole_reset_when_cut;
     use crate::support::raw_member::close_framed;
     let pki = Pki::new();
     let site = pki.issue("site", &["site.test"], 90);
@@ -543,7 +543,7 @@ fn a_body_its_member_cuts_short_ends_a_tls_connection_without_close_notify() {
         simple_config(&[member(m.addr)], "")
     );
     let p = Ringlb::start(&body, 1);
-    assert_close_notify_only_when_whole(p.addr, &pki, 100_000);
+    assert_close_notify_when_whole_reset_when_cut(p.addr, &pki, 100_000);
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn an_https_member_that_resets_cuts_a_body_that_ends_at_the_close_for_a_tls_clie
     // The https member is a TLS ringlb in front of a raw member that ends the body with a clean
     // close, or with a reset (which that ringlb passes on as a reset, without close_notify); the
     // front ringlb tells its TLS client the same way.
-    use crate::support::pki::assert_close_notify_only_when_whole;
+    use crate::support::pki::assert_close_notify_when_whole_reset_when_cut;
     use crate::support::raw_member::close_framed;
     let pki = Pki::new();
     let m = close_framed(100_000);
@@ -71,7 +71,7 @@ fn an_https_member_that_resets_cuts_a_body_that_ends_at_the_close_for_a_tls_clie
         ),
         1,
     );
-    assert_close_notify_only_when_whole(p.addr, &pki, 100_000);
+    assert_close_notify_when_whole_reset_when_cut(p.addr, &pki, 100_000);
 }
 
 #[test]

@@ -121,7 +121,11 @@ pub fn served_names(c: &super::Client) -> Vec<String> {
 /// Over TLS to `addr` (`site.test`), in front of `raw_member::close_framed(len)`: `/whole` ends
 /// with close_notify after the whole body, `/cut` with a reset and no close_notify (a body that
 /// ends at the close and is cut short: `client::End::Reset`).
-pub fn assert_close_notify_only_when_whole(addr: std::net::SocketAddr, pki: &Pki, len: usize) {
+pub fn assert_close_notify_when_whole_reset_when_cut(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    len: usize,
+) {
     for (path, whole) in [("/whole", true), ("/cut", false)] {
         let mut c = super::Client::connect_tls(addr, "site.test", pki.client_config()).unwrap();
         c.set_timeout(std::time::Duration::from_secs(10));

@@ -1,0 +1,59 @@
+//! The reset that ends an answer cut short in a body its client reads to the connection's close
+//! (a body the member framed by its close, a chunked or length-less AJP body for an HTTP/1.0
+//! client): a clean close there would make the cut body look whole, so the client's socket is
+//! set to reset at close (SO_LINGER 0) before such an answer's head goes out (`arm`), and set
+//! back once the body went out whole (`disarm`). However the connection ends in between — a
+//! member's failure, a timeout, the end of a stop's grace, the task dropped — the client sees an
+//! error. After a cut the connection closes through `close`, which first lets what the kernel
+//! still queues for the client (the tail of an earlier, whole, pipelined answer) reach it.
+//!
+//! Owns: SO_LINGER on client sockets. Must never: leave a socket armed after its answer went out
+//! whole (its clean close is the body's end), or hold a cut connection longer than `DRAIN_FOR`.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use compio::net::TcpStream;
+
+/// How long a cut connection waits for its send queue to empty before the reset.
+pub const DRAIN_FOR: Duration = Duration::from_millis(500);
+/// How often the send queue is looked at meanwhile.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+/// The socket's close becomes a reset: what the kernel still queues for the peer is dropped, and
+/// the peer's next read fails (ECONNRESET) once it has read what it already received.
+pub fn arm(tcp: &TcpStream) {
+    set(tcp, Some(Duration::ZERO));
+}
+
+/// The socket's close is a plain one again.
+pub fn disarm(tcp: &TcpStream) {
+    set(tcp, None);
+}
+
+fn set(tcp: &TcpStream, linger: Option<Duration>) {
+    if let Err(e) = socket2::SockRef::from(tcp).set_linger(linger) {
+        // Only a socket already gone fails here; its close is then whatever it was.
+        tracing::debug!(error = %e, ?linger, "cannot set SO_LINGER on a client socket");
+    }
+}
+
+/// Closes a connection whose answer was cut: waits (at most `DRAIN_FOR`) until the kernel has
+/// nothing left to send to the client, so that the bytes written before the cut reach it, then
+/// leaves the socket armed; dropping it sends the reset.
+pub async fn close(tcp: &TcpStream) {
+    let deadline = Instant::now() + DRAIN_FOR;
+    while unsent(tcp).is_some_and(|n| n > 0) && Instant::now() < deadline {
+        compio::time::sleep(POLL_EVERY).await;
+    }
+    arm(tcp);
+}
+
+/// Bytes written to the socket that its peer has not yet acknowledged (SIOCOUTQ); `None`: unknown.
+#[allow(unsafe_code)]
+fn unsent(tcp: &TcpStream) -> Option<u32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which outlives the call.
+    let r = unsafe { libc::ioctl(tcp.as_fd().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    (r == 0).then_some(n.max(0) as u32)
+}
