@@ -1,7 +1,8 @@
 //! The open-file limit (RLIMIT_NOFILE): raised at start from its soft value to its hard one, as
-//! HAProxy and Go's runtime do, so that a ringlb started from a shell (soft limit 1024) is not
-//! held to a thousand descriptors; then compared with what the configuration may need, and a
-//! warning names both when the limit falls short (at start and after each reload).
+//! Go's runtime does (HAProxy raises it to what its maxconn needs), so that a ringlb started from
+//! a shell (soft limit 1024) is not held to a thousand descriptors; then compared with what the
+//! configuration may need, and a warning names both when the limit falls short (at start and
+//! after each reload).
 //!
 //! Owns: the limit and the estimate of what a configuration needs. Must never: lower the limit,
 //! or refuse to start over it (a box may never see `max_connections` at once; the warning says
@@ -10,8 +11,9 @@
 use crate::config::Config;
 
 /// Descriptors a worker holds whatever its traffic: its ring or epoll, its eventfd and timers,
-/// and the pipes it keeps for splice (`splice::KEEP` pipes of two ends).
-const PER_WORKER: u64 = 8 + 2 * crate::splice::KEEP as u64;
+/// the pipes it keeps for splice (`splice::KEEP` pipes of two ends) and its admin connections
+/// (at most 8).
+const PER_WORKER: u64 = 8 + 2 * crate::splice::KEEP as u64 + 8;
 
 /// The process's own files beside its connections: the binary, logs, the state file, the
 /// health checker's sockets, the admin listener's connections.
@@ -41,18 +43,23 @@ pub fn current() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
-/// What `config` may need at most: one descriptor per client connection and one per member
-/// connection in use (`max_connections` of each), the idle member connections every worker may
-/// keep, each worker's listening sockets and fixed descriptors, and the process's own files.
+/// What `config` may need with every connection taken: one descriptor per client connection and
+/// one per member connection in use (`max_connections` of each), the idle member connections
+/// every worker may keep, each worker's listening sockets and fixed descriptors, and the
+/// process's own files. (A body being spliced holds a pipe of two more while it moves; those are
+/// not counted: the estimate is for small requests.)
 pub fn need(config: &Config) -> u64 {
     let workers = config.server.workers as u64;
-    let idle: u64 = config
-        .balancers
-        .iter()
-        .map(|b| (b.members.len() * b.max_idle_per_member) as u64)
-        .sum();
+    let idle = config.balancers.iter().fold(0u64, |sum, b| {
+        let each = (b.members.len() as u64).saturating_mul(b.max_idle_per_member as u64);
+        sum.saturating_add(each)
+    });
     let listeners = (config.listen.len() + usize::from(config.admin.is_some())) as u64;
-    2 * config.limits.max_connections as u64 + workers * (idle + listeners + PER_WORKER) + PROCESS
+    let per_worker = idle.saturating_add(listeners + PER_WORKER);
+    (config.limits.max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(workers.saturating_mul(per_worker))
+        .saturating_add(PROCESS)
 }
 
 /// Warns when `limit` is below what `config` may need: past the limit a new connection is not
@@ -66,8 +73,8 @@ pub fn check(config: &Config, limit: Option<u64>) {
             "the open-file limit is {limit}, below the {need} descriptors this configuration may \
              need ([limits] max_connections = {} makes two per connection, plus idle member \
              connections and listeners per worker): past it, new connections wait and member \
-             connections fail; raise LimitNOFILE (packaging/ringlb.service sets 1048576) or \
-             `ulimit -n`, or lower max_connections",
+             connections fail; raise the hard limit (LimitNOFILE in the unit; \
+             packaging/ringlb.service sets 1048576), or lower max_connections",
             config.limits.max_connections
         );
     }

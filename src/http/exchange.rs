@@ -432,10 +432,6 @@ struct Relayed {
 async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Params<'_>) -> Relayed {
     let (kind, mode, mut r) = start_response(c, is_head, p);
     let mut body = BodyTracker::new(kind);
-    if r.until_close {
-        // Never the FIN-behind write of `relay_first` (that is for a body done with its head).
-        crate::reset::arm(&c.stream.tcp);
-    }
     if !relay_first(c, &mut body, mode, &mut r, p.client_timeout).await {
         return r;
     }
@@ -526,6 +522,11 @@ async fn relay_first(
         r.invalid = true;
         return false;
     };
+    if r.until_close {
+        // The head goes out now (never by the FIN-behind write below: that is for a body done
+        // with its head, which one ending at the close never is).
+        crate::reset::arm(&c.stream.tcp);
+    }
     if mode == ClientBody::Dechunk {
         let len = c.out.len();
         stream::write_range(&mut c.stream, &mut c.out, 0..len, limit)

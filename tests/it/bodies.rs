@@ -209,7 +209,9 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
     use crate::support::raw_member::{tiny_window_client, RawMember};
     use std::io::{Read, Write};
     use std::time::Duration;
-    let m = RawMember::start(|c| {
+    let (reset_tx, reset_rx) = std::sync::mpsc::channel();
+    let reset_tx = std::sync::Mutex::new(reset_tx);
+    let m = RawMember::start(move |c| {
         while let Some(req) = c.read_request() {
             if req.path == "/first" {
                 let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n".to_vec();
@@ -225,6 +227,8 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
                 socket2::SockRef::from(&c.s)
                     .set_linger(Some(Duration::ZERO))
                     .unwrap();
+                // The reset goes out as the script returns, right after this.
+                let _ = reset_tx.lock().unwrap().send(());
                 return;
             }
         }
@@ -233,8 +237,12 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
     let mut s = tiny_window_client(p.addr);
     s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    // The cut comes about 100 ms after the second answer starts; nothing is read until later.
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing is read until ringlb has seen the cut (150 ms after the member's reset), well within
+    // the 500 ms it lets the queue drain.
+    reset_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the member cut the second answer");
+    std::thread::sleep(Duration::from_millis(150));
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {

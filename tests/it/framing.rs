@@ -195,4 +195,16 @@ fn bad_chunk_in_response_truncates_and_closes() {
         3,
         "no member connection was reused after an error"
     );
+    // For an HTTP/1.0 client (the body decoded, ended by the close): the 502 closes plainly, whole;
+    // the body cut after "hello" ends with a reset.
+    let mut c = Client::connect(p.addr);
+    c.set_timeout(std::time::Duration::from_secs(5));
+    c.send(b"GET /first HTTP/1.0\r\n\r\n");
+    let all = c.read_until_close().expect("the 502 closes plainly");
+    assert!(all.starts_with(b"HTTP/1.1 502 "), "{all:?}");
+    let mut c = Client::connect(p.addr);
+    c.set_timeout(std::time::Duration::from_secs(5));
+    c.send(b"GET /later HTTP/1.0\r\n\r\n");
+    let end = c.read_until_close().map_err(|e| e.kind());
+    assert_eq!(end.err(), Some(std::io::ErrorKind::ConnectionReset));
 }

@@ -253,11 +253,11 @@ fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
         "[limits]\nmax_connections = 100\n{}",
         simple_config(&[member(a.addr)], "")
     );
-    let p = Ringlb::start_with_nofile(&body, 1, (256, 4096));
-    assert_eq!(open_file_limits(p.pid()), (4096, 4096));
+    let p = Ringlb::start_with_nofile(&body, 1, (128, 1024));
+    assert_eq!(open_file_limits(p.pid()), (1024, 1024));
     assert!(
         !p.logs().iter().any(|l| l.contains("open-file limit is")),
-        "100 connections fit in 4096 descriptors: no warning"
+        "100 connections fit in 1024 descriptors: no warning"
     );
     assert_eq!(get(p.addr, "/").header("X-Backend"), Some("A"));
 }
