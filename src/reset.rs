@@ -17,8 +17,10 @@ use compio::net::TcpStream;
 
 /// How long a cut connection waits for its send queue to empty before the reset.
 pub const DRAIN_FOR: Duration = Duration::from_millis(500);
-/// How often the send queue is looked at meanwhile.
-const POLL_EVERY: Duration = Duration::from_millis(5);
+/// The send queue is looked at again after this, then after twice as long each time, up to
+/// `POLL_AT_MOST` (about a dozen looks in `DRAIN_FOR`).
+const POLL_FIRST: Duration = Duration::from_millis(2);
+const POLL_AT_MOST: Duration = Duration::from_millis(64);
 
 /// The socket's close becomes a reset: what the kernel still queues for the peer is dropped, and
 /// the peer's next read fails (ECONNRESET) once it has read what it already received.
@@ -43,8 +45,13 @@ fn set(tcp: &TcpStream, linger: Option<Duration>) {
 /// leaves the socket armed; dropping it sends the reset.
 pub async fn close(tcp: &TcpStream) {
     let deadline = Instant::now() + DRAIN_FOR;
-    while unsent(tcp).is_some_and(|n| n > 0) && Instant::now() < deadline {
-        compio::time::sleep(POLL_EVERY).await;
+    let mut wait = POLL_FIRST;
+    while unsent(tcp).is_some_and(|n| n > 0) {
+        let Some(left) = crate::deadline::left(deadline) else {
+            break;
+        };
+        compio::time::sleep(wait.min(left)).await;
+        wait = (wait * 2).min(POLL_AT_MOST);
     }
     arm(tcp);
 }
