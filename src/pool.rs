@@ -8,14 +8,14 @@
 //! What is closed for another reason closes at once, without a budget: a failed member's idle
 //! connections (`clear_member`), those a reload does not carry over (`clear_all`, `put_member`'s
 //! excess), and at checkin one connection at most (the one checked in when the list is full of
-//! fresh ones or `idle_ttl` is zero, or the expired one that makes room). Invariant: each member's list is ordered by when its connections went idle, oldest at
-//! the front, as long as callers check in with a clock that does not go back (they pass the time
-//! of the answer; if one did not, expiry could only be swept later, never handed out). Only
-//! connections whose last exchange ended cleanly are checked in (the caller's duty). A
-//! connection may still have been closed or written to by its member while it idled: the caller
-//! checks it at checkout (`io::idle_and_open`). Expired connections not yet swept stay at the
-//! front and are never handed out: checkout looks at the newest only, and takes it only if it
-//! has not expired.
+//! fresh ones or `idle_ttl` is zero, or the expired one that makes room). Invariant: each
+//! member's list is ordered by when its connections went idle, oldest at the front, as long as
+//! callers check in with a clock that does not go back (they pass the time of the answer; if one
+//! did not, expiry could only be swept later, never handed out). Only connections whose last
+//! exchange ended cleanly are checked in (the caller's duty). A connection may still have been
+//! closed or written to by its member while it idled: the caller checks it at checkout
+//! (`io::idle_and_open`). Expired connections not yet swept stay at the front and are never
+//! handed out: checkout looks at the newest only, and takes it only if it has not expired.
 
 use std::time::{Duration, Instant};
 

@@ -4,9 +4,10 @@
 //! main thread's control channel (signals from the signal thread, reload requests and state-file
 //! writes from the admin API, a finished binary upgrade) until SIGTERM/SIGINT (after
 //! `stop_delay`) or an upgrade, stop them gracefully. The open-file limit is raised first and
-//! checked against the file at start and after each reload (`fd_limit`). A reload's steps, in order: read the file,
-//! bind its new listeners, load its certificates, then publish (nothing before the publication is
-//! visible to a request, except the certificates of listeners it keeps).
+//! checked against the file at start and after each reload (`fd_limit`). A reload's steps, in
+//! order: read the file, bind its new listeners, load its certificates, then publish (nothing
+//! before the publication is visible to a request, except the certificates of listeners it
+//! keeps).
 //!
 //! Owns: threads, signals, the order of a reload's steps. Must never: touch a worker's state.
 //! Invariant: the listeners of the file ringlb starts with are bound before any worker starts, so

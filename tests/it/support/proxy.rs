@@ -5,7 +5,7 @@
 //! `RINGLB_TEST_BIN` when set (the profile-guided build of `scripts/pgo.sh`, tested by hand:
 //! docs/packaging.md).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -98,16 +98,20 @@ impl Ringlb {
     }
 
     pub fn try_start(body: &str, workers: usize) -> Result<Ringlb, String> {
-        let dir = TempDir::new();
-        let path = dir.0.join("ringlb.toml");
-        let mut f = std::fs::File::create(&path).unwrap();
-        writeln!(f, "[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}").unwrap();
-        drop(f);
+        let (dir, path) = Self::config_file(body);
         Self::spawn(path, workers, &[], Some(dir), None)
     }
 
     /// As `start`, with the open-file limit set to `(soft, hard)` for the process.
     pub fn start_with_nofile(body: &str, workers: usize, nofile: (u64, u64)) -> Ringlb {
+        let (dir, path) = Self::config_file(body);
+        Self::spawn(path, workers, &[], Some(dir), Some(nofile))
+            .unwrap_or_else(|e| panic!("ringlb did not start: {e}"))
+    }
+
+    /// A config file in a new temporary directory: one loopback listener on an ephemeral port,
+    /// then `body`.
+    fn config_file(body: &str) -> (TempDir, std::path::PathBuf) {
         let dir = TempDir::new();
         let path = dir.0.join("ringlb.toml");
         std::fs::write(
@@ -115,8 +119,7 @@ impl Ringlb {
             format!("[[listen]]\naddress = \"127.0.0.1:0\"\n\n{body}"),
         )
         .unwrap();
-        Self::spawn(path, workers, &[], Some(dir), Some(nofile))
-            .unwrap_or_else(|e| panic!("ringlb did not start: {e}"))
+        (dir, path)
     }
 
     /// Starts ringlb with `whole` as its config file (`[[listen]]` included).
