@@ -23,7 +23,8 @@ const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_AT_MOST: Duration = Duration::from_millis(64);
 
 /// The socket's close becomes a reset: what the kernel still queues for the peer is dropped, and
-/// the peer's next read fails (ECONNRESET) once it has read what it already received.
+/// the peer's next read fails (ECONNRESET) once it has read what it already received (on Linux;
+/// some other stacks drop received but unread bytes when the reset comes).
 pub fn arm(tcp: &TcpStream) {
     set(tcp, Some(Duration::ZERO));
 }
