@@ -14,8 +14,10 @@
 //! did not, expiry could only be swept later, never handed out). Only connections whose last
 //! exchange ended cleanly are checked in (the caller's duty). A connection may still have been
 //! closed or written to by its member while it idled: the caller checks it at checkout
-//! (`io::idle_and_open`). Expired connections not yet swept stay at the front and are never
-//! handed out: checkout looks at the newest only, and takes it only if it has not expired.
+//! (`io::idle_and_open`); when it finds them unfit, it gives up after a few and marks the rest
+//! expired (`expire_member`) rather than close them all in one request. Expired connections not
+//! yet swept stay at the front and are never handed out: checkout looks at the newest only, and
+//! takes it only if it has not expired.
 
 use std::time::{Duration, Instant};
 
@@ -97,6 +99,18 @@ impl<S> Pool<S> {
             }
         }
         closed
+    }
+
+    /// Marks every idle connection to `member` expired, as of `now`: none is handed out again, and
+    /// the sweep closes them within its budget (a checkout that found the newest ones dead: after
+    /// a member restarted, all of them are, and closing them here would be one stall).
+    pub fn expire_member(&mut self, member: usize, now: Instant) {
+        let Some(past) = now.checked_sub(self.ttl) else {
+            return;
+        };
+        for (_, since) in &mut self.idle[member] {
+            *since = (*since).min(past); // keeps the order: oldest first
+        }
     }
 
     /// Closes every idle connection to `member`.
@@ -218,6 +232,27 @@ mod tests {
             (p.idle_count(0), p.idle_count(1), p.idle_count(2)),
             (1, 0, 1)
         );
+    }
+
+    #[test]
+    fn expired_by_hand_they_are_never_handed_out_and_the_sweep_closes_them_in_order() {
+        let t0 = Instant::now();
+        let mut p = Pool::new(2, 8, Duration::from_secs(60));
+        for (i, k) in [1u32, 2, 3].into_iter().enumerate() {
+            p.checkin(0, k, t0 + Duration::from_millis(i as u64));
+        }
+        p.checkin(1, 9, t0);
+        let now = t0 + Duration::from_secs(1);
+        p.expire_member(0, now);
+        assert_eq!(p.checkout(0, now), None);
+        assert_eq!(p.idle_count(0), 3, "left for the sweep");
+        // A connection checked in afterwards is handed out; the expired ones stay behind it.
+        p.checkin(0, 4, now);
+        assert_eq!(p.checkout(0, now), Some(4));
+        let mut budget = 2;
+        while p.sweep_round(now, &mut budget, 0) {}
+        assert_eq!(p.idle[0].iter().map(|(k, _)| *k).collect::<Vec<_>>(), [3]);
+        assert_eq!(p.checkout(1, now), Some(9), "another member is untouched");
     }
 
     #[test]

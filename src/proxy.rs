@@ -535,8 +535,16 @@ async fn member_connection(
     }
 }
 
+/// How many pooled connections one checkout finds closed or readable (dropped) before it gives
+/// up on the pool. The newest go first, so older ones are dead too: after a member restarted all
+/// of them are, and walking them all would close up to `max_idle_per_member` in one request.
+const UNFIT_PER_CHECKOUT: usize = 2;
+
 /// The most recently pooled connection to the member that is neither readable nor closed (late
-/// bytes from the member would otherwise reach the next client); others are closed.
+/// bytes from the member would otherwise reach the next client); others are closed. After
+/// `UNFIT_PER_CHECKOUT` unfit ones, or one failed CPING (which waits up to `connect_timeout`),
+/// the member's other pooled connections are marked expired (for the sweep) and `None` says
+/// connect afresh.
 async fn pooled_connection(
     c: &mut Client,
     tracked: &Tracked<'_>,
@@ -545,24 +553,32 @@ async fn pooled_connection(
 ) -> Option<Stream> {
     // The pick's time, until a CPING waited: then the clock again (idle times must not shrink).
     let mut now = tracked.picked;
+    let mut unfit = 0;
     loop {
         let (mut s, idle) = tracked.gen.upstreams.borrow_mut()[tracked.bal]
             .pool
             .checkout_aged(tracked.member, now)?;
         if !stream::idle_and_open(&mut s) {
             tracing::debug!(member = %mcfg.url, "pooled connection closed or readable; dropped");
-            continue;
-        }
-        // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
-        if mcfg.ping.is_some_and(|ping| idle >= ping) {
-            let answered = ajp::exchange::cping(&mut s, &mut c.rbuf, bcfg.connect_timeout).await;
-            now = Instant::now();
-            if !answered {
-                tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
+            unfit += 1;
+            if unfit < UNFIT_PER_CHECKOUT {
                 continue;
             }
+        } else if mcfg.ping.is_some_and(|ping| idle >= ping) {
+            // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
+            let answered = ajp::exchange::cping(&mut s, &mut c.rbuf, bcfg.connect_timeout).await;
+            now = Instant::now();
+            if answered {
+                return Some(s);
+            }
+            tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
+        } else {
+            return Some(s);
         }
-        return Some(s);
+        tracing::debug!(member = %mcfg.url, "the member's other pooled connections expired; connecting afresh");
+        let mut ups = tracked.gen.upstreams.borrow_mut();
+        ups[tracked.bal].pool.expire_member(tracked.member, now);
+        return None;
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::raw_member::RawMember;
 use crate::support::*;
 
 #[test]
@@ -268,4 +269,84 @@ fn a_balancers_error_pages_answer_its_gateway_errors_with_their_status() {
     let q = Ringlb::start(&simple_config(&[member(own.addr)], &pages), 1);
     let r = get(q.addr, "/");
     assert_eq!((r.status, r.text().as_str()), (503, "member says"));
+}
+
+/// The sockets a process holds open.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+#[test]
+fn after_a_member_restart_one_request_drops_two_dead_pooled_connections_and_the_sweep_the_rest() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const HELD: usize = 6;
+    let (arrived, die) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let gone = Arc::new(AtomicUsize::new(0));
+    let (a2, d2, g2) = (arrived.clone(), die.clone(), gone.clone());
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    // The first HELD connections each answer one request once all HELD have arrived (so ringlb
+    // holds HELD at once), then close together when told: a restart. Later ones answer all.
+    let m = RawMember::start(move |c| {
+        let Some(_) = c.read_request() else { return };
+        if c.index < HELD {
+            a2.fetch_add(1, Ordering::SeqCst);
+            assert!(wait_until(|| a2.load(Ordering::SeqCst) >= HELD));
+            c.write(ok);
+            let _ = wait_until(|| d2.load(Ordering::SeqCst));
+            g2.fetch_add(1, Ordering::SeqCst);
+            return; // the connection closes as the script ends
+        }
+        while c.write(ok) && c.read_request().is_some() {}
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], "idle_ttl = \"60s\""), 1);
+    let base = sockets_of(p.pid());
+    let held: Vec<_> = (0..HELD)
+        .map(|_| std::thread::spawn(move || get(p.addr, "/").status))
+        .collect();
+    for h in held {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    assert!(
+        wait_until(|| sockets_of(p.pid()) == base + HELD),
+        "{HELD} pooled"
+    );
+    die.store(true, Ordering::SeqCst);
+    assert!(wait_until(|| gone.load(Ordering::SeqCst) == HELD));
+    std::thread::sleep(Duration::from_millis(200)); // the FINs reach ringlb's pooled sockets
+    let dropped = |p: &Ringlb| {
+        p.logs()
+            .iter()
+            .filter(|l| l.contains("pooled connection closed or readable; dropped"))
+            .count()
+    };
+    assert_eq!(get(p.addr, "/next").status, 200);
+    assert_eq!(
+        m.connections(),
+        HELD + 1,
+        "a fresh connection after two dead ones"
+    );
+    assert_eq!(dropped(&p), 2, "one request drops two, not all {HELD}");
+    // The other four never go out again; the sweep closes them (long before `idle_ttl`), and the
+    // fresh connection is the one reused.
+    assert!(
+        wait_until(|| sockets_of(p.pid()) == base + 1),
+        "ringlb holds {} sockets, expected {}",
+        sockets_of(p.pid()),
+        base + 1
+    );
+    assert_eq!(get(p.addr, "/again").status, 200);
+    assert_eq!(
+        m.connections(),
+        HELD + 1,
+        "the fresh pooled connection reused"
+    );
+    assert_eq!(dropped(&p), 2);
 }

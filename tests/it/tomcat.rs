@@ -650,6 +650,8 @@ enum Mode {
     Garbage,
     /// Answers after three seconds.
     Slow,
+    /// Answers after 300 ms, and never answers CPING (a hung container).
+    HangCping,
 }
 
 /// A minimal AJP container: answers every FORWARD_REQUEST (ignoring body packets) with "ok" and
@@ -687,6 +689,9 @@ impl MockContainer {
                                 if mode == Mode::RefuseCping {
                                     return;
                                 }
+                                if mode == Mode::HangCping {
+                                    continue;
+                                }
                                 let _ = s.write_all(&[b'A', b'B', 0, 1, 9]);
                             }
                             Some(2) if mode == Mode::CloseOnRequest => return,
@@ -696,6 +701,9 @@ impl MockContainer {
                             Some(2) => {
                                 if mode == Mode::Slow {
                                     std::thread::sleep(Duration::from_secs(3));
+                                }
+                                if mode == Mode::HangCping {
+                                    std::thread::sleep(Duration::from_millis(300));
                                 }
                                 let mut r = vec![
                                     b'A', b'B', 0, 0, 4, 0, 200, 0xFF, 0xFF, 0, 1, 0xA0, 0x03, 0,
@@ -757,6 +765,36 @@ fn cping_before_reusing_an_idle_ajp_connection() {
             "refuse_cping={refuse}: a connection whose CPING failed is dropped for a new one"
         );
     }
+}
+
+#[test]
+fn one_failed_cping_and_the_members_other_pooled_connections_are_not_tried() {
+    use std::sync::atomic::Ordering;
+    let m = MockContainer::start(Mode::HangCping);
+    let member = format!("{{ url = \"ajp://{}\", ping = \"1ms\" }}", m.addr);
+    let p = Ringlb::start(
+        &simple_config(&[member], "connect_timeout = \"300ms\"\nidle_ttl = \"60s\""),
+        1,
+    );
+    // Two requests at once (each answered after 300 ms): two pooled connections.
+    let two: Vec<_> = (0..2)
+        .map(|i| std::thread::spawn(move || get(p.addr, &format!("/{i}")).status))
+        .collect();
+    for t in two {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(m.connections.load(Ordering::SeqCst), 2);
+    std::thread::sleep(Duration::from_millis(100)); // idle past `ping`
+                                                    // The newest fails its CPING (no CPONG within connect_timeout); the other is not CPINGed
+                                                    // too (another wait): the request goes on a fresh connection.
+    let r = get(p.addr, "/third");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(
+        m.cpings.load(Ordering::SeqCst),
+        1,
+        "one CPING, not one per pooled connection"
+    );
+    assert_eq!(m.connections.load(Ordering::SeqCst), 3);
 }
 
 #[test]
