@@ -5,9 +5,10 @@
 //! per member, or close more expired connections in one sweep than the caller's budget (each
 //! close is a system call and a FIN on the worker's CPU, about 7 µs on loopback: closing the
 //! hundreds a traffic spike left idle all at once would stall every connection the worker serves).
-//! What is closed for another reason closes at once, without a budget: a failed member's idle
-//! connections (`clear_member`), those a reload does not carry over (`clear_all`, `put_member`'s
-//! excess), and at checkin one connection at most (the one checked in when the list is full of
+//! A failed member's idle connections, and those a checkout found dead, are marked expired
+//! (`expire_member`) and go the same way. What is closed for another reason closes at once,
+//! without a budget: those a reload does not carry over (`clear_all`, `put_member`'s excess, with
+//! the old generation), and at checkin one connection at most (the one checked in when the list is full of
 //! fresh ones or `idle_ttl` is zero, or the expired one that makes room). Invariant: each
 //! member's list is ordered by when its connections went idle, oldest at the front, as long as
 //! callers check in with a clock that does not go back (they pass the time of the answer; if one
@@ -102,8 +103,9 @@ impl<S> Pool<S> {
     }
 
     /// Marks every idle connection to `member` expired, as of `now`: none is handed out again, and
-    /// the sweep closes them within its budget (a checkout that found the newest ones dead: after
-    /// a member restarted, all of them are, and closing them here would be one stall).
+    /// the sweep closes them within its budget (a member marked failed, or a checkout that found
+    /// the newest ones dead: after a member restarted, all of them are, and closing up to
+    /// `max_idle` here would be one stall).
     pub fn expire_member(&mut self, member: usize, now: Instant) {
         let Some(past) = now.checked_sub(self.ttl) else {
             return;
@@ -111,11 +113,6 @@ impl<S> Pool<S> {
         for (_, since) in &mut self.idle[member] {
             *since = (*since).min(past); // keeps the order: oldest first
         }
-    }
-
-    /// Closes every idle connection to `member`.
-    pub fn clear_member(&mut self, member: usize) {
-        self.idle[member].clear();
     }
 
     /// Closes every idle connection.

@@ -73,14 +73,16 @@ pub enum Mark {
     Status(u16),
 }
 
-/// Marks a member failed on this core for the balancer's `retry` and closes its idle
-/// connections; a new marking is logged and counted once.
+/// Marks a member failed on this core for the balancer's `retry`, and its idle connections
+/// expired (never reused; the tick's sweep closes them within its budget); a new marking is
+/// logged and counted once.
 pub fn mark_failed(core: &Core, gen: &CoreGen, bal: usize, member: usize, why: Mark) {
     let bcfg = &gen.config.balancers[bal];
+    let now = Instant::now();
     let new = {
         let mut ups = gen.upstreams.borrow_mut();
-        ups[bal].pool.clear_member(member);
-        ups[bal].balancer.mark_failed(member, Instant::now())
+        ups[bal].pool.expire_member(member, now);
+        ups[bal].balancer.mark_failed(member, now)
     };
     if !new {
         return;

@@ -350,3 +350,43 @@ fn after_a_member_restart_one_request_drops_two_dead_pooled_connections_and_the_
     );
     assert_eq!(dropped(&p), 2);
 }
+
+#[test]
+fn a_member_marked_failed_never_reuses_its_pooled_connections_and_the_sweep_closes_them() {
+    let a = Backend::start(|r| match r.path.as_str() {
+        "/busy" => Reply::Full {
+            status: 503,
+            headers: vec![],
+            body: b"busy".to_vec(),
+            chunked: false,
+        },
+        "/slow" => Reply::Delay(Duration::from_millis(300), Box::new(Reply::Text("ok".into()))),
+        _ => Reply::Text("ok".into()),
+    });
+    let cfg = simple_config(
+        &[member(a.addr)],
+        "failonstatus = [503]\nretry = \"300ms\"\nidle_ttl = \"60s\"",
+    );
+    let p = Ringlb::start(&cfg, 1);
+    let base = sockets_of(p.pid());
+    // Two at once: two pooled connections.
+    let two: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(p.addr, "/slow").status))
+        .collect();
+    for t in two {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(a.connections(), 2);
+    assert!(wait_until(|| sockets_of(p.pid()) == base + 2), "two pooled");
+    // The newest answers 503 (not pooled again) and marks the member failed: the other expires.
+    assert_eq!(get(p.addr, "/busy").status, 503);
+    assert!(p.wait_log("(failonstatus)"));
+    assert!(
+        wait_until(|| sockets_of(p.pid()) == base),
+        "the sweep closes the expired one long before idle_ttl: {} sockets, expected {base}",
+        sockets_of(p.pid())
+    );
+    std::thread::sleep(Duration::from_millis(400)); // past `retry`
+    assert_eq!(get(p.addr, "/back").status, 200);
+    assert_eq!(a.connections(), 3, "a fresh connection once the member is back");
+}
