@@ -360,7 +360,10 @@ fn a_member_marked_failed_never_reuses_its_pooled_connections_and_the_sweep_clos
             body: b"busy".to_vec(),
             chunked: false,
         },
-        "/slow" => Reply::Delay(Duration::from_millis(300), Box::new(Reply::Text("ok".into()))),
+        "/slow" => Reply::Delay(
+            Duration::from_millis(300),
+            Box::new(Reply::Text("ok".into())),
+        ),
         _ => Reply::Text("ok".into()),
     });
     let cfg = simple_config(
@@ -388,5 +391,9 @@ fn a_member_marked_failed_never_reuses_its_pooled_connections_and_the_sweep_clos
     );
     std::thread::sleep(Duration::from_millis(400)); // past `retry`
     assert_eq!(get(p.addr, "/back").status, 200);
-    assert_eq!(a.connections(), 3, "a fresh connection once the member is back");
+    assert_eq!(
+        a.connections(),
+        3,
+        "a fresh connection once the member is back"
+    );
 }
