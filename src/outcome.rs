@@ -68,6 +68,19 @@ pub enum Outcome {
     Switched(Done),
 }
 
+impl Outcome {
+    /// `Broken` with a plain close: before any byte of the member's response reached the client
+    /// (`status`: ringlb's own, already sent, or 0), or the client left.
+    pub fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
+        Outcome::Broken {
+            status,
+            body_sent,
+            received,
+            reset_client: false,
+        }
+    }
+}
+
 /// A response relayed whole.
 #[derive(Debug)]
 pub struct Done {

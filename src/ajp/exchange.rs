@@ -129,17 +129,6 @@ async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(
     Ok(())
 }
 
-/// The exchange broke before a response started (the client left, or broke its body's chunked
-/// framing): both connections close.
-fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
-    Outcome::Broken {
-        status,
-        body_sent,
-        received,
-        reset_client: false,
-    }
-}
-
 /// The container broke the protocol: before the response started, a 502; after, the answer is
 /// cut (a 502 there would land in the middle of the body).
 fn broke_protocol(r: &Response, body: &Body) -> Outcome {
@@ -419,7 +408,7 @@ async fn send_forward(
         // Decode what arrived with the head (Tomcat will ask for it), then drop the head.
         body.pending = 0..0;
         if stage_chunked(c, &mut body, req.head_len).is_err() {
-            return Err(broken(0, 0, 0));
+            return Err(Outcome::broken(0, 0, 0));
         }
         c.buf.drain(..req.head_len);
     }
@@ -456,7 +445,7 @@ async fn first_body_packet(
     if body.pending.is_empty() {
         // c.out already holds the encoded FORWARD_REQUEST; the head's bytes may go.
         if read_body(c, body, limits.client).await.is_err() {
-            return Err(broken(0, 0, 0));
+            return Err(Outcome::broken(0, 0, 0));
         }
     }
     let take = body.pending.len().min(chunk_max);

@@ -170,16 +170,16 @@ async fn send_body(
     p: &Params<'_>,
 ) -> Result<u64, Outcome> {
     if !send_continue(c, p.client_timeout).await {
-        return Err(broken(0, 0, 0));
+        return Err(Outcome::broken(0, 0, 0));
     }
     match stream_request_body(c, up, body, p).await {
         BodyOutcome::Done(n) => Ok(n),
-        BodyOutcome::ClientGone => Err(broken(0, 0, 0)),
+        BodyOutcome::ClientGone => Err(Outcome::broken(0, 0, 0)),
         BodyOutcome::Malformed => {
             // No response byte has gone to the client: it learns why. The member saw an
             // unfinished request and its connection closes.
             refuse(c, 400).await;
-            Err(broken(400, 0, 0))
+            Err(Outcome::broken(400, 0, 0))
         }
         BodyOutcome::MemberFailed(e) => {
             tracing::warn!("member failed while receiving a request body");
@@ -200,17 +200,6 @@ fn invalid_body() -> Outcome {
         request_read: true,
         intact: false,
     })
-}
-
-/// The exchange broke before any byte of a final response from the member reached the client
-/// (`status`: ringlb's own, already sent, or 0), or the client left.
-fn broken(status: u16, body_sent: u64, received: u64) -> Outcome {
-    Outcome::Broken {
-        status,
-        body_sent,
-        received,
-        reset_client: false,
-    }
 }
 
 /// Relays the member's 101 (accepted by `read_response_head`; `protocol`: where in `c.rbuf` it
@@ -236,7 +225,7 @@ async fn switch(
         .await
         .is_err()
     {
-        return broken(0, 0, received);
+        return Outcome::broken(0, 0, received);
     }
     c.rbuf.drain(..c.resp.head_len);
     Outcome::Switched(Done {
@@ -283,7 +272,7 @@ fn head_failed(fail: HeadFail, request_read: bool, intact: bool) -> Outcome {
             502,
             "sent an invalid response head",
         ),
-        HeadFail::ClientGone => return broken(0, 0, 0),
+        HeadFail::ClientGone => return Outcome::broken(0, 0, 0),
     };
     tracing::debug!("member {what}");
     Outcome::Failed(Failed {
