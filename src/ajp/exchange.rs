@@ -11,7 +11,6 @@
 //! truncated response (or, when the client left or broke its body's framing, nothing) followed by
 //! a close.
 
-use std::io::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use super::codec::{
 use super::request::{check_response, forward_request, response_head, Forward, Framing, SslFacts};
 use crate::client::{send_continue, target, Client};
 use crate::config::MemberConfig;
+use crate::http::chunked::ChunkEncoder;
 use crate::http::framing::{no_body, BodyKind, BodyTracker};
 use crate::http::reverse::{Mapping, Reverse};
 use crate::io::{IoFail, Unsent};
@@ -158,8 +158,8 @@ struct Response {
     body_sent: u64,
     received: u64,
     sent: u64,
-    /// A chunk's CRLF is still to be written (chunked framing for the client).
-    crlf_pending: bool,
+    /// The chunk framing for the client, when the body has no length (`Started::to_chunk`).
+    chunks: ChunkEncoder,
 }
 
 #[derive(Clone, Copy)]
@@ -209,7 +209,7 @@ pub async fn run(
         body_sent: 0,
         received: 0,
         sent,
-        crlf_pending: false,
+        chunks: ChunkEncoder::default(),
     };
     let mut inbox = Inbox {
         pos: 0,
@@ -591,11 +591,7 @@ async fn send_data(
     }
     c.out.clear();
     if s.to_chunk {
-        if r.crlf_pending {
-            c.out.extend_from_slice(b"\r\n");
-        }
-        let _ = write!(c.out, "{:x}\r\n", data.len());
-        r.crlf_pending = true;
+        r.chunks.start(&mut c.out, data.len());
     }
     r.body_sent += data.len() as u64;
     match stream::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, data, limits.client).await
@@ -622,10 +618,7 @@ async fn end_response(
     }
     if s.to_chunk {
         c.out.clear();
-        if r.crlf_pending {
-            c.out.extend_from_slice(b"\r\n");
-        }
-        c.out.extend_from_slice(b"0\r\n\r\n");
+        r.chunks.finish(&mut c.out);
         let n = c.out.len();
         if stream::write_range(&mut c.stream, &mut c.out, 0..n, limits.client)
             .await

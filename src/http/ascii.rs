@@ -1,5 +1,6 @@
 //! Numbers and addresses as the ASCII text that heads and AJP packets carry: `Content-Length`,
-//! status codes, `X-Forwarded-For`, AJP's `remote_addr` and `AJP_REMOTE_PORT`.
+//! status codes, chunk sizes (hexadecimal), `X-Forwarded-For`, AJP's `remote_addr` and
+//! `AJP_REMOTE_PORT`.
 //!
 //! Owns: writing them onto the stack exactly as `Display` would; numbers and IPv4 addresses
 //! without the formatting machinery (this runs for every request and response), IPv6 ones
@@ -34,6 +35,14 @@ pub fn decimal(mut n: u64) -> Decimal {
         if n == 0 {
             return d;
         }
+    }
+}
+
+/// Appends `n` in lowercase hexadecimal, as `{:x}` writes it (a chunk size).
+pub fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let digits = (64 - (n | 1).leading_zeros()).div_ceil(4);
+    for k in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[(n >> (4 * k) & 0xf) as usize]);
     }
 }
 
@@ -98,6 +107,9 @@ mod tests {
             .chain((0..2000).map(|_| rng.next() >> rng.below(64)))
         {
             assert_eq!(decimal(n).as_bytes(), n.to_string().as_bytes());
+            let mut hex = b"x".to_vec();
+            push_hex(&mut hex, n);
+            assert_eq!(hex, format!("x{n:x}").as_bytes());
         }
         let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
         let widest_v4: IpAddr = "255.255.255.255".parse().unwrap();

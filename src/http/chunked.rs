@@ -1,4 +1,5 @@
-//! A streaming, strict validator and decoder of the chunked transfer coding (RFC 9112 §7.1).
+//! A streaming, strict validator and decoder of the chunked transfer coding (RFC 9112 §7.1), and
+//! the one encoder of the chunk framing ringlb writes itself (`ChunkEncoder`).
 //!
 //! Owns: finding where a chunked body ends and where its data bytes are, across reads of any size;
 //! checking the size lines (`chunk-size [ chunk-ext ] CRLF`, extensions by their grammar:
@@ -7,9 +8,13 @@
 //! that frames, routes or is hop-by-hop — Content-Length, Transfer-Encoding, Host, Connection,
 //! X-Forwarded-*…: some servers merge trailers into the header section). Chunk sizes are capped
 //! at 2^31 − 1, so that a reader holding a size in 32 bits reads the same one.
-//! Must never: buffer or copy body bytes (it reports ranges), or accept anything the grammar does
-//! not allow (a body it accepts is read the same way by every conforming reader, so it can be
-//! forwarded byte for byte). Invariant: `scan` never consumes a byte past the end of the body, so
+//! The framing ringlb writes around a body that has no length of its own (an AJP body without
+//! Content-Length, a member's close-delimited body, for an HTTP/1.1 client): each part of data as
+//! one chunk, then the last chunk. Must never: buffer or copy body bytes (it reports ranges, and
+//! the encoder writes only framing), accept anything the grammar does not allow (a body it accepts
+//! is read the same way by every conforming reader, so it can be forwarded byte for byte), or
+//! write a chunk of size 0 before the body ends (that is the last chunk: a reader would take what
+//! follows for its next message). Invariant: `scan` never consumes a byte past the end of the body, so
 //! what follows (a pipelined request) stays in the caller's buffer.
 
 use std::ops::Range;
@@ -91,6 +96,41 @@ pub struct ChunkedDecoder {
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Writes the chunk framing around parts of a body: the size line before each part, the CRLF
+/// that ends the chunk in front of the next size line (so each part goes out as one write of the
+/// framing and its data), and the last chunk with an empty trailer section.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChunkEncoder {
+    /// A chunk's data went out; its CRLF has not.
+    open: bool,
+}
+
+impl ChunkEncoder {
+    /// Writes into `out` what goes before a part of `len` data bytes: the open chunk's CRLF and
+    /// this chunk's size line. Nothing for an empty part (a chunk of size 0 would end the body).
+    pub fn start(&mut self, out: &mut Vec<u8>, len: usize) {
+        if len == 0 {
+            return;
+        }
+        if self.open {
+            out.extend_from_slice(b"\r\n");
+        }
+        super::ascii::push_hex(out, len as u64);
+        out.extend_from_slice(b"\r\n");
+        self.open = true;
+    }
+
+    /// Writes into `out` the end of the body: the open chunk's CRLF, the last chunk and an empty
+    /// trailer section.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.open {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        self.open = false;
     }
 }
 
@@ -426,6 +466,60 @@ mod tests {
                 assert!(used <= input.len());
             }
         }
+    }
+
+    /// Property: parts of any sizes (empty ones too), framed by the encoder, read back with the
+    /// decoder as the same data, ending exactly where the encoder's framing ends.
+    #[test]
+    fn what_the_encoder_frames_the_decoder_reads_back_whole() {
+        let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next();
+        for round in 0..3_000 {
+            let mut enc = ChunkEncoder::default();
+            let (mut wire, mut data) = (Vec::new(), Vec::new());
+            for _ in 0..(next() % 8) {
+                let len = match next() % 4 {
+                    0 => 0,
+                    1 => 1 + (next() % 16) as usize,
+                    _ => (next() % 70_000) as usize,
+                };
+                let part: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                enc.start(&mut wire, part.len());
+                wire.extend_from_slice(&part);
+                data.extend_from_slice(&part);
+            }
+            enc.finish(&mut wire);
+            let framed = wire.len();
+            wire.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            let step = 1 + (next() % 9000) as usize;
+            let (got, used) = decode_all(&wire, step).unwrap();
+            assert_eq!(got, data, "round {round}");
+            assert_eq!(
+                used, framed,
+                "round {round}: the body ends where its framing does"
+            );
+        }
+    }
+
+    #[test]
+    fn the_encoder_writes_no_empty_chunk_and_ends_with_one() {
+        let mut enc = ChunkEncoder::default();
+        let mut out = Vec::new();
+        enc.start(&mut out, 0);
+        assert_eq!(out, b"");
+        enc.start(&mut out, 26);
+        out.extend_from_slice(b"abcdefghijklmnopqrstuvwxyz");
+        enc.start(&mut out, 0);
+        enc.start(&mut out, 1);
+        out.push(b'!');
+        enc.finish(&mut out);
+        assert_eq!(
+            out,
+            b"1a\r\nabcdefghijklmnopqrstuvwxyz\r\n1\r\n!\r\n0\r\n\r\n"
+        );
+        let mut empty = Vec::new();
+        ChunkEncoder::default().finish(&mut empty);
+        assert_eq!(empty, b"0\r\n\r\n");
     }
 
     #[test]
