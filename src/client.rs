@@ -83,7 +83,7 @@ pub enum End {
     /// at the close is whole, and no lingering.
     Cut,
     /// The exchange broke in a body the client reads to the close (an HTTP/1.0 client's decoded
-    /// body, a body the member framed by its close): the connection ends with a reset, plain or
+    /// body, or one the member framed by its close): the connection ends with a reset, plain or
     /// TLS, once what is queued for the client went out (`reset::close`), so that the client
     /// sees an error, not an end that looks like a whole body's.
     Reset,

@@ -55,8 +55,8 @@ pub enum Outcome {
         body_sent: u64,
         received: u64,
         /// The member's response had started to the client (its head was being written), in a
-        /// body the client reads to the connection's close (an HTTP/1.0 client's decoded body, a
-        /// body the member framed by its close): a clean close would make it look whole, so the
+        /// body the client reads to the connection's close (an HTTP/1.0 client's decoded body, or
+        /// one the member framed by its close): a clean close would make it look whole, so the
         /// connection ends with a reset (`reset`). (A body framed by length or chunks is known to
         /// be short at any close, and closes plainly.)
         reset_client: bool,

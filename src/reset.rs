@@ -1,6 +1,6 @@
 //! The reset that ends an answer cut short in a body its client reads to the connection's close
-//! (a body the member framed by its close, a chunked or length-less AJP body for an HTTP/1.0
-//! client): a clean close there would make the cut body look whole, so the client's socket is
+//! (for an HTTP/1.0 client: a body the member framed by its close, a chunked or length-less AJP
+//! body; an HTTP/1.1 client gets those chunked): a clean close there would make the cut body look whole, so the client's socket is
 //! set to reset at close (SO_LINGER 0) before such an answer's head goes out (`arm`), and set
 //! back once the body went out whole (`disarm`). However the connection ends in between — a
 //! member's failure, a timeout, the end of a stop's grace, the task dropped — the client sees an

@@ -1,7 +1,9 @@
 //! Response heads: parse arbitrary bytes from a member; when ringlb accepts them, the head it
 //! writes to the client must parse again with the same status, reason, end-to-end headers and the
 //! framing ringlb relays the body with (chunked passed through, or de-chunked and close-delimited
-//! for an HTTP/1.0 client), and the client must find the body's end where ringlb does.
+//! for an HTTP/1.0 client; a close-delimited body framed as chunked for an HTTP/1.1 client), and
+//! the client must find the body's end where ringlb does (for a close-delimited body, the member
+//! closes after the input's last byte).
 //!
 //! Input: flags (1 byte: request was HEAD, client HTTP/1.0, client wants keep-alive), max head
 //! bytes (2 bytes; 0 = ringlb's own limit), then the bytes the member sent.
@@ -57,13 +59,25 @@ fuzz_target!(|data: &[u8]| {
     rewrite_response(&mut out, raw, &head, f.mode, client_minor, f.keep_client);
     let written = out.len();
 
-    // What ringlb sends after the head: the framed bytes, or the decoded data when de-chunking.
+    // What ringlb sends after the head: the framed bytes, the decoded data when de-chunking, or
+    // the data as chunks (in two reads: the first byte, then the rest) and the last chunk when the
+    // member's close ends it.
     let mut ours = Tracker::new(f.kind);
     let mut data = Vec::new();
     let body = ours.advance_with(&raw[n..], |r| data.extend_from_slice(&raw[n..][r]));
     if let Ok(used) = body {
         match f.mode {
             ClientBody::Dechunk => out.extend_from_slice(&data),
+            ClientBody::Enchunk => {
+                let mut chunks = ChunkEncoder::default();
+                let (first, rest) = data.split_at(data.len().min(1));
+                for part in [first, rest] {
+                    chunks.start(&mut out, part.len());
+                    out.extend_from_slice(part);
+                }
+                assert!(ours.finish_at_close(), "a close ends a close-delimited body");
+                chunks.finish(&mut out);
+            }
             _ => out.extend_from_slice(&raw[n..n + used]),
         }
     }
@@ -93,11 +107,13 @@ fuzz_target!(|data: &[u8]| {
         ctx()
     );
 
-    // Framing: as declared, except that a de-chunked body is close-delimited, and that the
-    // transfer codings of a bodyless answer are dropped for a 204 or an HTTP/1.0 client.
+    // Framing: as declared, except that a de-chunked body is close-delimited, a close-delimited
+    // one for an HTTP/1.1 client chunked, and that the transfer codings of a bodyless answer are
+    // dropped for a 204 or an HTTP/1.0 client.
     let codings_dropped = f.mode == ClientBody::None && (client_minor == 0 || head.status == 204);
     let want_body = match f.mode {
         ClientBody::Dechunk => BodyKind::UntilClose,
+        ClientBody::Enchunk => BodyKind::Chunked,
         _ if codings_dropped && head.body == BodyKind::Chunked => BodyKind::UntilClose,
         _ => head.body,
     };

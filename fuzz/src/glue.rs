@@ -17,6 +17,7 @@ pub use ringlb::config::MAX_HEADERS_CAP;
 pub use ringlb::http::framing::BodyKind;
 pub use ringlb::http::header::{classify, connection_lists, HeaderKind, HeaderPos};
 pub use ringlb::http::parse::{HeadError, RequestHead, ResponseHead};
+pub use ringlb::http::chunked::ChunkEncoder;
 pub use ringlb::http::rewrite::ClientBody;
 
 use ringlb::ajp::{codec, request as ajp_request};
@@ -159,7 +160,8 @@ pub struct ClientFraming {
     pub keep_client: bool,
 }
 
-/// Mirrors the choice at the top of `proxy::relay_response` (server not stopping).
+/// The choice `http::exchange::start_response` makes (through `ClientBody::choose`), for a server
+/// that is not stopping and a request that is not an upgrade.
 pub fn client_framing(
     resp: &ResponseHead,
     request_is_head: bool,
@@ -171,13 +173,8 @@ pub fn client_framing(
     } else {
         resp.body
     };
-    let mode = match kind {
-        BodyKind::Empty => ClientBody::None,
-        BodyKind::Chunked if client_minor == 0 => ClientBody::Dechunk,
-        _ => ClientBody::PassThrough,
-    };
-    let keep_client =
-        client_keep_alive && kind != BodyKind::UntilClose && mode != ClientBody::Dechunk;
+    let mode = ClientBody::choose(kind, client_minor);
+    let keep_client = client_keep_alive && !mode.ends_at_close(kind);
     ClientFraming {
         kind,
         mode,
@@ -224,6 +221,11 @@ impl Tracker {
         on_data: impl FnMut(Range<usize>),
     ) -> Result<usize, &'static str> {
         self.0.advance_with(buf, on_data).map_err(|e| e.0)
+    }
+
+    /// The sender closed: a close-delimited body ends there (`BodyTracker::finish_at_close`).
+    pub fn finish_at_close(&mut self) -> bool {
+        self.0.finish_at_close()
     }
 
     pub fn is_done(&self) -> bool {

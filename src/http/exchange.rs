@@ -1,8 +1,9 @@
 //! One request's exchange with an HTTP member on a connection the caller provides: write the
 //! rewritten head and the body, read the response head (relaying interim 1xx), write the response
 //! head, stream the body (a connection's last answer, when it came whole with its head, with the
-//! FIN right behind it: `stream::write_last`); or, for a request forwarded as an upgrade, relay the
-//! member's 101 (the tunnel that follows is `tunnel`'s).
+//! FIN right behind it: `stream::write_last`; a body the member ends by its close framed as chunked
+//! for an HTTP/1.1 client, `http::chunked::ChunkEncoder`); or, for a request forwarded as an
+//! upgrade, relay the member's 101 (the tunnel that follows is `tunnel`'s).
 //!
 //! Owns: the HTTP side of the request path and what it reports (`outcome::Outcome`). Must never:
 //! choose a member, decide a retry (it reports how far it got; `outcome::retry` decides), copy a
@@ -17,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::chunked::ChunkError;
+use super::chunked::{ChunkEncoder, ChunkError};
 use super::framing::{no_body, BodyKind, BodyTracker};
 use super::parse::{parse_response, HeadError};
 use super::reverse::{Mapping, Reverse};
@@ -406,10 +407,12 @@ struct Relayed {
     /// The body's first bytes broke its framing; nothing went to the client.
     invalid: bool,
     keep_client: bool,
-    /// The client reads the body to the connection's close (the member framed it so, or it is
-    /// decoded for an HTTP/1.0 client): its socket resets at close until the body is whole
-    /// (`reset`).
+    /// The client reads the body to the connection's close (the member framed it so, to an
+    /// HTTP/1.0 client, or it is decoded for one): its socket resets at close until the body is
+    /// whole (`reset`).
     until_close: bool,
+    /// The chunk framing of a close-delimited body for an HTTP/1.1 client (`ClientBody::Enchunk`).
+    chunks: ChunkEncoder,
     member_reusable: bool,
     /// Bytes read from the member for this response.
     received: u64,
@@ -441,14 +444,27 @@ async fn relay_response(c: &mut Client, up: &mut Stream, is_head: bool, p: &Para
             return r;
         }
     }
+    if mode == ClientBody::Enchunk && !last_chunk(c, &mut r, p.client_timeout).await {
+        return r;
+    }
     r.complete = true;
     r
 }
 
+/// Ends a body framed as chunked for the client (`ClientBody::Enchunk`) at the member's close.
+async fn last_chunk(c: &mut Client, r: &mut Relayed, limit: Duration) -> bool {
+    c.out.clear();
+    r.chunks.finish(&mut c.out);
+    let n = c.out.len();
+    stream::write_range(&mut c.stream, &mut c.out, 0..n, limit)
+        .await
+        .is_ok()
+}
+
 /// Writes the client's response head into `c.out`, having decided how the body reaches the
 /// client (its framing as the member declared it; none after HEAD or for a 204 or 304; a chunked
-/// body decoded, and the client's connection closed, for an HTTP/1.0 client) and whether either
-/// connection is kept.
+/// body decoded, and the client's connection closed, for an HTTP/1.0 client; a close-delimited
+/// one framed as chunked for an HTTP/1.1 client) and whether either connection is kept.
 fn start_response(
     c: &mut Client,
     is_head: bool,
@@ -459,24 +475,18 @@ fn start_response(
     } else {
         c.resp.body
     };
-    let mode = match kind {
-        BodyKind::Empty => ClientBody::None,
-        BodyKind::Chunked if c.head.minor_version == 0 => ClientBody::Dechunk,
-        _ => ClientBody::PassThrough,
-    };
+    let mode = ClientBody::choose(kind, c.head.minor_version);
+    let until_close = mode.ends_at_close(kind);
     // An upgrade request the member did not switch: bytes the client sent after it (early tunnel
     // data) must not be read as a next request, nor the member's connection reused.
     let upgrade_refused = p.upgrade.is_some();
-    let keep_client = c.head.keep_alive
-        && kind != BodyKind::UntilClose
-        && mode != ClientBody::Dechunk
-        && !p.stopping
-        && !upgrade_refused;
+    let keep_client = c.head.keep_alive && !until_close && !p.stopping && !upgrade_refused;
     let r = Relayed {
         complete: false,
         invalid: false,
         keep_client,
-        until_close: kind == BodyKind::UntilClose || mode == ClientBody::Dechunk,
+        until_close,
+        chunks: ChunkEncoder::default(),
         member_reusable: c.resp.keep_alive && kind != BodyKind::UntilClose && !upgrade_refused,
         received: c.rbuf.len() as u64,
         body_sent: 0,
@@ -516,6 +526,10 @@ async fn relay_first(
         // with its head, which one ending at the close never is).
         crate::reset::arm(&c.stream.tcp);
     }
+    if mode == ClientBody::Enchunk {
+        // Its first chunk goes behind the head (none when no body byte came with it).
+        r.chunks.start(&mut c.out, end - head_len);
+    }
     if mode == ClientBody::Dechunk {
         let len = c.out.len();
         stream::write_range(&mut c.stream, &mut c.out, 0..len, limit)
@@ -547,12 +561,18 @@ async fn relay_more(
     let Ok(end) = scan_body(c, body, mode, r, 0) else {
         return false;
     };
-    if mode == ClientBody::Dechunk {
-        write_ranges(c, limit).await
-    } else {
-        stream::write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
+    match mode {
+        ClientBody::Dechunk => write_ranges(c, limit).await,
+        ClientBody::Enchunk => {
+            c.out.clear();
+            r.chunks.start(&mut c.out, end);
+            stream::write_head_and(&mut c.stream, &mut c.out, &mut c.rbuf, 0..end, limit)
+                .await
+                .is_ok()
+        }
+        _ => stream::write_range(&mut c.stream, &mut c.rbuf, 0..end, limit)
             .await
-            .is_ok()
+            .is_ok(),
     }
 }
 

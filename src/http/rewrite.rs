@@ -143,12 +143,38 @@ pub enum ClientBody {
     PassThrough,
     /// The member's chunked body is decoded and the connection closed at its end (HTTP/1.0 client).
     Dechunk,
+    /// The member's close-delimited body is framed as chunked (HTTP/1.1 client): the client can
+    /// tell a body cut short from a whole one, and its connection can be kept.
+    Enchunk,
     /// No body is sent (HEAD, 204, 304).
     None,
 }
 
-/// Writes the member's transfer codings as one normalised `Transfer-Encoding` line, if any.
-fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
+impl ClientBody {
+    /// How a member's body framed as `kind` (`Empty` after HEAD or for a 204 or 304) reaches a
+    /// client speaking HTTP/1.`client_minor`: the one place this is decided.
+    pub fn choose(kind: BodyKind, client_minor: u8) -> ClientBody {
+        match kind {
+            BodyKind::Empty => ClientBody::None,
+            BodyKind::Chunked if client_minor == 0 => ClientBody::Dechunk,
+            BodyKind::UntilClose if client_minor == 1 => ClientBody::Enchunk,
+            _ => ClientBody::PassThrough,
+        }
+    }
+
+    /// The client reads the body to the connection's close: the connection cannot be kept, and a
+    /// cut must not end with a clean close (`reset`).
+    pub fn ends_at_close(self, kind: BodyKind) -> bool {
+        self == ClientBody::Dechunk
+            || (self == ClientBody::PassThrough && kind == BodyKind::UntilClose)
+    }
+}
+
+/// Writes the member's transfer codings as one normalised `Transfer-Encoding` line, if any, with
+/// `chunked` last when ringlb frames the body so (`then_chunked`; the member's codings never
+/// include it then: a response whose last coding is not chunked is read to the close, and one
+/// with chunked elsewhere is refused).
+fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], then_chunked: bool) {
     let mut first = true;
     for h in headers
         .iter()
@@ -159,6 +185,14 @@ fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos]) {
             out.extend_from_slice(t);
             first = false;
         }
+    }
+    if then_chunked {
+        out.extend_from_slice(if first {
+            b"Transfer-Encoding: chunked"
+        } else {
+            b", chunked"
+        });
+        first = false;
     }
     if !first {
         out.extend_from_slice(b"\r\n");
@@ -246,7 +280,7 @@ pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, client:
     // codings must not come with a 204 and mean nothing to an HTTP/1.0 client there.
     let bodyless = body == ClientBody::None;
     if !(bodyless && (client_minor == 0 || head.status == 204)) {
-        push_codings(out, buf, &head.headers);
+        push_codings(out, buf, &head.headers, body == ClientBody::Enchunk);
     }
     end_response_head(out, keep_alive, client_minor);
 }
@@ -502,5 +536,31 @@ Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-B: 2\r\nConnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_close_delimited_body_is_framed_as_chunked_last_after_the_members_codings() {
+        for (member, framing) in [
+            (
+                "HTTP/1.0 200 OK\r\nX-B: 2\r\n\r\n",
+                "Transfer-Encoding: chunked",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX-B: 2\r\nConnection: close\r\n\r\n",
+                "Transfer-Encoding: gzip, chunked",
+            ),
+        ] {
+            let mut h = ResponseHead::default();
+            parse_response(member.as_bytes(), 65536, &mut h).unwrap();
+            assert_eq!(h.body, BodyKind::UntilClose);
+            let mut out = Vec::new();
+            let head = client(ClientBody::Enchunk, 1, true);
+            response_head(&mut out, member.as_bytes(), &h, &head);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("HTTP/1.1 200 OK\r\nX-B: 2\r\n{framing}\r\n\r\n"),
+                "{member:?}"
+            );
+        }
     }
 }

@@ -237,12 +237,27 @@ fn chunked_and_close_delimited_responses() {
     let r = c10.read_response().unwrap();
     assert_eq!(r.header("transfer-encoding"), None);
     assert_eq!(r.body, pattern(5000));
-    // Close-delimited: passed through, then the client connection is closed.
+    // Close-delimited: framed as chunked for an HTTP/1.1 client, whose connection stays open.
     c.send(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.read_response().unwrap();
     assert_eq!(
-        (r.text().as_str(), r.header("connection")),
-        ("until close", Some("close"))
+        (
+            r.text().as_str(),
+            r.header("transfer-encoding"),
+            r.header("connection")
+        ),
+        ("until close", Some("chunked"), None)
+    );
+    c.send(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().body, pattern(5000));
+    // Passed through as it is to an HTTP/1.0 client, then its connection is closed.
+    let mut c10 = Client::connect(p.addr);
+    c10.send(b"GET /close HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let all = c10.read_until_close().unwrap();
+    assert!(
+        all.ends_with(b"\r\nConnection: close\r\n\r\nuntil close"),
+        "{:?}",
+        String::from_utf8_lossy(&all)
     );
 }
 

@@ -114,12 +114,16 @@ fn a_large_body_its_member_cuts_short_reaches_the_client_cut_short_then_closed()
 #[test]
 fn a_body_framed_by_its_close_that_its_member_resets_ends_with_a_reset() {
     // The member frames its answer by its close: a clean close ends it whole, a reset cuts it
-    // short. A plain client cannot tell a clean close of its own connection from the end of the
-    // body, so ringlb resets it after a cut.
-    use crate::support::raw_member::{assert_reset_only_when_cut, close_framed};
+    // short. An HTTP/1.0 client reads it to the close and cannot tell a clean close of its own
+    // connection from the end of the body, so ringlb resets it after a cut. An HTTP/1.1 client
+    // gets it chunked: the last chunk says it is whole, and a cut ends without one.
+    use crate::support::raw_member::{
+        assert_chunked_whole_then_cut_without_last_chunk, assert_reset_only_when_cut, close_framed,
+    };
     let m = close_framed(100_000);
     let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
-    assert_reset_only_when_cut(p.addr, "1.1", &pattern(100_000));
+    assert_reset_only_when_cut(p.addr, "1.0", &pattern(100_000));
+    assert_chunked_whole_then_cut_without_last_chunk(p.addr, &pattern(100_000));
 }
 
 #[test]
@@ -235,8 +239,15 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
     });
     let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
     let mut s = tiny_window_client(p.addr);
-    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    // HTTP/1.0 with keep-alive: the second answer is one the client reads to the close.
+    s.write_all(
+        concat!(
+            "GET /first HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "GET /cut HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     // Nothing is read until ringlb has seen the cut (150 ms after the member's reset), well within
     // the 500 ms it lets the queue drain.
     reset_rx
@@ -271,8 +282,8 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
 
 #[test]
 fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
-    // The member frames its answer by closing, so ringlb must end the client's connection after
-    // it although the client asked to keep it, and has sent its next request meanwhile. Closing
+    // The member frames its answer by closing, so ringlb must end an HTTP/1.0 client's connection
+    // after it although the client asked to keep it, and has sent its next request meanwhile. Closing
     // a socket with that request unread would reset the connection and drop what is still queued
     // for the client: ringlb shuts its side and drains instead (`conn::may_send_more`).
     use crate::support::raw_member::{read_until_close, split_answer, RawMember};
@@ -288,12 +299,12 @@ fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
     });
     let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
     let mut s = std::net::TcpStream::connect(p.addr).unwrap();
-    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.write_all(b"GET /first HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .unwrap();
     // The next request comes while the body is under way, unread by ringlb (it is relaying), and
     // the client reads nothing for a while, so much of the body waits in ringlb's send queue.
     std::thread::sleep(Duration::from_millis(100));
-    s.write_all(b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.write_all(b"GET /second HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
@@ -311,6 +322,56 @@ fn a_body_that_ends_at_its_close_reaches_a_pipelining_client_whole() {
         1,
         "the second request never reached the member"
     );
+}
+
+#[test]
+fn a_body_that_ends_at_its_close_reaches_a_pipelining_http11_client_chunked_and_the_next_is_answered(
+) {
+    // For an HTTP/1.1 client the member's close-delimited body is framed as chunked: its end is in
+    // the body, so the client's connection stays open and its pipelined request is answered.
+    use crate::support::raw_member::{dechunk, read_until_close, split_answer, RawMember};
+    use std::io::Write;
+    use std::time::Duration;
+    const LEN: usize = 4 << 20;
+    let m = RawMember::start(|c| {
+        if let Some(req) = c.read_request() {
+            let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+            out.extend_from_slice(&pattern(if req.path == "/first" { LEN } else { 10 }));
+            let _ = c.write(&out);
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"GET /second HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed, "the connection ends after the second answer");
+    let (end, rest) = split_answer(&got);
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    assert!(
+        head.contains("transfer-encoding: chunked") && !head.contains("connection:"),
+        "{head}"
+    );
+    // The first body ends with its last chunk; the second answer follows it.
+    let at = rest
+        .windows(12)
+        .position(|w| w == b"\r\n0\r\n\r\nHTTP/")
+        .expect("the first body's last chunk, then the second answer")
+        + 7;
+    let (data, ended) = dechunk(&rest[..at]);
+    assert!(
+        ended && data == pattern(LEN),
+        "the first body whole ({} of {LEN} bytes)",
+        data.len()
+    );
+    let (end2, rest2) = split_answer(&rest[at..]);
+    let head2 = String::from_utf8_lossy(&rest[at..at + end2]).to_ascii_lowercase();
+    assert!(head2.contains("connection: close"), "{head2}");
+    assert_eq!(dechunk(rest2), (pattern(10), true));
+    assert_eq!(m.connections(), 2);
 }
 
 #[test]
@@ -422,4 +483,40 @@ fn a_client_that_stops_reading_a_large_body_is_cut_off_and_never_stalls_the_work
         spliced > 0,
         "the body was being spliced when it was cut off"
     );
+}
+
+#[test]
+fn curl_takes_a_close_delimited_body_whole_and_knows_a_cut_one_over_http11_and_http10() {
+    // A real client's reading of what ringlb sends for a body its member ends by its close:
+    // chunked for HTTP/1.1 (a cut ends without the last chunk: curl's 18, partial file), read to
+    // the close for HTTP/1.0 (a cut ends with a reset: curl's 56, receive failure).
+    use crate::support::raw_member::close_framed;
+    if !tool("curl") {
+        return;
+    }
+    let m = close_framed(100_000);
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    for (version, path, code) in [
+        ("--http1.1", "/whole", 0),
+        ("--http1.1", "/cut", 18),
+        ("--http1.0", "/whole", 0),
+        ("--http1.0", "/cut", 56),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-o", "/dev/null", version])
+            .args(["-w", "%{http_code} %{size_download}"])
+            .arg(format!("http://{}{path}", p.addr))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{version} {path}: {said} {why}"
+        );
+        if code == 0 {
+            assert_eq!(said, "200 100000", "{version} {path}");
+        }
+    }
 }

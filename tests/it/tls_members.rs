@@ -31,16 +31,20 @@ fn ca(pki: &Pki) -> String {
 fn an_https_member_that_closes_without_close_notify_cuts_a_body_that_ends_at_the_close() {
     // A body framed by its connection's close is whole only if the close was meant: close_notify
     // from an https member. This one (rustls) ends `/cut` with a bare TCP close; ringlb resets
-    // its plain client there, which would otherwise take the body for whole.
+    // its plain HTTP/1.0 client there, which would otherwise take the body for whole, and ends an
+    // HTTP/1.1 client's chunked body without its last chunk.
     use crate::support::pki::close_framed_tls_member;
-    use crate::support::raw_member::assert_reset_only_when_cut;
+    use crate::support::raw_member::{
+        assert_chunked_whole_then_cut_without_last_chunk, assert_reset_only_when_cut,
+    };
     let pki = Pki::new();
     let addr = close_framed_tls_member(&pki.issue("m", &["127.0.0.1"], 90), 100_000);
     let p = Ringlb::start(
         &simple_config(&[format!("{{ url = \"https://{addr}\"{} }}", ca(&pki))], ""),
         1,
     );
-    assert_reset_only_when_cut(p.addr, "1.1", &pattern(100_000));
+    assert_reset_only_when_cut(p.addr, "1.0", &pattern(100_000));
+    assert_chunked_whole_then_cut_without_last_chunk(p.addr, &pattern(100_000));
 }
 
 #[test]

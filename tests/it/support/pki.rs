@@ -118,7 +118,8 @@ pub fn served_names(c: &super::Client) -> Vec<String> {
         .collect()
 }
 
-/// Over TLS to `addr` (`site.test`), in front of `raw_member::close_framed(len)`: `/whole` ends
+/// Over TLS to `addr` (`site.test`), in front of `raw_member::close_framed(len)`, as an HTTP/1.0
+/// client (which reads such a body to the close; an HTTP/1.1 one gets it chunked): `/whole` ends
 /// with close_notify after the whole body, `/cut` with a reset and no close_notify (a body that
 /// ends at the close and is cut short: `client::End::Reset`).
 pub fn assert_close_notify_when_whole_reset_when_cut(
@@ -129,7 +130,7 @@ pub fn assert_close_notify_when_whole_reset_when_cut(
     for (path, whole) in [("/whole", true), ("/cut", false)] {
         let mut c = super::Client::connect_tls(addr, "site.test", pki.client_config()).unwrap();
         c.set_timeout(std::time::Duration::from_secs(10));
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n").as_bytes());
+        c.send(format!("GET {path} HTTP/1.0\r\nHost: site.test\r\n\r\n").as_bytes());
         match c.read_until_close() {
             Ok(all) => {
                 assert!(whole, "{path}: close_notify after a body cut short");

@@ -458,6 +458,65 @@ pub fn assert_reset_only_when_cut(addr: SocketAddr, version: &str, whole: &[u8])
     }
 }
 
+/// A chunked body's data and whether its last chunk came (`bytes` after the head; an incomplete
+/// chunk's data counts as far as it goes). Panics on framing that is not chunked.
+pub fn dechunk(bytes: &[u8]) -> (Vec<u8>, bool) {
+    let (mut data, mut at) = (Vec::new(), 0);
+    while let Some(eol) = bytes[at..].windows(2).position(|w| w == b"\r\n") {
+        let line = std::str::from_utf8(&bytes[at..at + eol]).unwrap();
+        let size = usize::from_str_radix(line, 16).expect("a chunk size line");
+        at += eol + 2;
+        if size == 0 {
+            assert_eq!(&bytes[at..], b"\r\n", "the last chunk ends the answer");
+            return (data, true);
+        }
+        let end = (at + size).min(bytes.len());
+        data.extend_from_slice(&bytes[at..end]);
+        if end < at + size || bytes.len() < end + 2 {
+            break;
+        }
+        assert_eq!(&bytes[end..end + 2], b"\r\n", "a chunk ends with CRLF");
+        at = end + 2;
+    }
+    (data, false)
+}
+
+/// An HTTP/1.1 client asking `addr` for `/whole` and then `/cut` on one connection, in front of a
+/// member that ends its body by its close (`close_framed`): ringlb frames the body as chunked, so
+/// `/whole` ends with its last chunk and the connection stays open; `/cut` ends without one and
+/// then a plain close (a chunked body without its last chunk is known to be cut; no reset).
+pub fn assert_chunked_whole_then_cut_without_last_chunk(addr: SocketAddr, whole: &[u8]) {
+    let mut c = super::Client::connect(addr);
+    c.set_timeout(Duration::from_secs(10));
+    c.send(b"GET /whole HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().expect("/whole answered");
+    assert_eq!(
+        (
+            r.status,
+            r.header("transfer-encoding"),
+            r.header("connection")
+        ),
+        (200, Some("chunked"), None)
+    );
+    assert!(
+        r.body == whole,
+        "/whole: {} of {} bytes",
+        r.body.len(),
+        whole.len()
+    );
+    c.send(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n");
+    let all = c.read_until_close().expect("/cut ends with a plain close");
+    let (end, body) = split_answer(&all);
+    let head = String::from_utf8_lossy(&all[..end]).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let (data, ended) = dechunk(body);
+    assert!(!ended, "/cut: no last chunk after a body cut short");
+    assert!(
+        whole.starts_with(&data),
+        "/cut: what came is the body's start"
+    );
+}
+
 /// A client connection whose receive window is as small as the kernel allows (and whose MSS makes
 /// ringlb's send buffer for it small): ringlb's writes to it block as soon as it stops reading.
 pub fn tiny_window_client(addr: SocketAddr) -> TcpStream {
