@@ -80,7 +80,8 @@ pub enum End {
     /// The exchange broke (before a final response reached the client, or in a body framed by
     /// length or chunks, which the client knows to be short at any close), or a tunnel ended not
     /// by both sides' closes: no close_notify, which would tell a TLS client that a body ending
-    /// at the close is whole, and no lingering.
+    /// at the close is whole, and no lingering; the close waits (at most 500 ms) for what is
+    /// queued for the client to go out (`reset::drain`).
     Cut,
     /// The exchange broke in a body the client reads to the close (an HTTP/1.0 client's decoded
     /// body, or one the member framed by its close): the connection ends with a reset, plain or

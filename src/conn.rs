@@ -303,6 +303,7 @@ async fn keep_serving(
         Closing::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
         Closing::CloseNotify => crate::boxed!(stream::shutdown_write(&mut c.stream)).await,
         Closing::Now => {}
+        Closing::Drained => crate::boxed!(crate::reset::drain(&c.stream.tcp)).await,
         Closing::Reset => crate::boxed!(crate::reset::close(&c.stream.tcp)).await,
     }
     // Its buffers, grown to what a request needs, serve a later connection (one takes a set for
@@ -321,6 +322,8 @@ enum Closing {
     CloseNotify,
     /// At once.
     Now,
+    /// Once what the kernel still queues for the client went out (`reset::drain`), then at once.
+    Drained,
     /// With a reset, once what the kernel still queues for the client went out (`reset::close`).
     Reset,
 }
@@ -334,19 +337,21 @@ fn closing(c: &Client, answered: bool) -> Closing {
         // A TLS client learns the end was meant (close_notify): a body that ends at the close is
         // then known to be whole.
         End::Usual if c.stream.tls.is_some() => Closing::CloseNotify,
-        // After a cut, at once: a plain client that sent more gets a reset, which may drop the
-        // rest of an answer that is cut short anyway.
-        End::Usual | End::Done | End::Cut => Closing::Now,
+        End::Usual | End::Done => Closing::Now,
+        // After a cut, without close_notify or lingering, but not before what is queued for the
+        // client went out: a client that sent more gets a reset at the close, which would drop
+        // the tail of an earlier, whole, pipelined answer.
+        End::Cut => Closing::Drained,
         End::Reset => Closing::Reset,
     }
 }
 
 /// Whether a connection that ends after an answer may hold, or still receive, bytes the client sent
-/// after its request: it asked to keep the connection (ringlb ends it anyway: the member's body ran
-/// to its close, a stop, an HTTP/1.0 client's decoded body, a 502 or 504), or bytes are still
-/// buffered (a pipelined request; the request itself, after a 502 or 504). Closing a socket with
-/// unread input resets the connection, and the reset can overtake the answer's tail still queued
-/// for the client, so such a connection closes lingering (`client::linger_close`). Not for a
+/// after its request: it asked to keep the connection (ringlb ends it anyway: for an HTTP/1.0
+/// client, the member's body ran to its close or was decoded; a stop, a 502 or 504), or bytes are
+/// still buffered (a pipelined request; the request itself, after a 502 or 504). Closing a socket
+/// with unread input resets the connection, and the reset can overtake the answer's tail still
+/// queued for the client, so such a connection closes lingering (`client::linger_close`). Not for a
 /// client that said `Connection: close` and sent nothing more, which ends the common one-request
 /// connection at once. (An unread body says so itself, `End::Linger`; a tunnel's end is never
 /// `End::Usual`.)

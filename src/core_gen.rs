@@ -68,6 +68,7 @@ impl CoreGen {
             })
             .collect();
         if let Some(old) = old {
+            let now = std::time::Instant::now();
             let mut old_ups = old.upstreams.borrow_mut();
             for (b, bc) in config.balancers.iter().enumerate() {
                 for (m, mc) in bc.members.iter().enumerate() {
@@ -77,7 +78,7 @@ impl CoreGen {
                     let (new_up, old_up) = (&mut upstreams[b], &mut old_ups[ob]);
                     new_up.balancer.carry(m, &old_up.balancer, om);
                     if same_connection(mc, &old.config.balancers[ob].members[om]) {
-                        new_up.pool.put_member(m, old_up.pool.take_member(om));
+                        new_up.pool.put_member(m, old_up.pool.take_member(om, now));
                     }
                 }
             }

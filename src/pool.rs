@@ -2,23 +2,23 @@
 //!
 //! Owns: idle connections and when each went idle, and closing those past `idle_ttl` a few at a
 //! time. Must never: hand out a connection idle longer than `idle_ttl`, hold more than `max_idle`
-//! per member, or close more expired connections in one sweep than the caller's budget (each
-//! close is a system call and a FIN on the worker's CPU, about 7 µs on loopback: closing the
-//! hundreds a traffic spike left idle all at once would stall every connection the worker serves).
-//! A failed member's idle connections, and those a checkout found dead, are marked expired
-//! (`expire_member`) and go the same way. What is closed for another reason closes at once,
-//! without a budget: those a reload does not carry over (`clear_all`, `put_member`'s excess, with
-//! the old generation), and at checkin one connection at most (the one checked in when the list is full of
-//! fresh ones or `idle_ttl` is zero, or the expired one that makes room). Invariant: each
-//! member's list is ordered by when its connections went idle, oldest at the front, as long as
-//! callers check in with a clock that does not go back (they pass the time of the answer; if one
-//! did not, expiry could only be swept later, never handed out). Only connections whose last
-//! exchange ended cleanly are checked in (the caller's duty). A connection may still have been
-//! closed or written to by its member while it idled: the caller checks it at checkout
-//! (`io::idle_and_open`); when it finds them unfit, it gives up after a few and marks the rest
-//! expired (`expire_member`) rather than close them all in one request. Expired connections not
-//! yet swept stay at the front and are never handed out: checkout looks at the newest only, and
-//! takes it only if it has not expired.
+//! per member, or close more expired connections in one sweep than the caller's budget (each close
+//! is a system call and a FIN on the worker's CPU, about 7 µs on loopback: closing the hundreds a
+//! traffic spike left idle all at once would stall every connection the worker serves). A failed
+//! member's idle connections, and those left behind by a checkout that found the newest dead, are
+//! marked expired (`expire_member`) and go the same way (a reload carries over none that expired).
+//! What is closed for another reason closes at once, without a budget: those a reload does not
+//! carry over (`clear_all`, `put_member`'s excess, with the old generation), and at checkin one
+//! connection at most (the one checked in when the list is full of fresh ones or `idle_ttl` is
+//! zero, or the expired one that makes room). Invariant: each member's list is ordered by when its
+//! connections went idle, oldest at the front, as long as callers check in with a clock that does
+//! not go back (they pass the time of the answer; if one did not, expiry could only be swept later,
+//! never handed out). Only connections whose last exchange ended cleanly are checked in (the
+//! caller's duty). A connection may still have been closed or written to by its member while it
+//! idled: the caller checks it at checkout (`io::idle_and_open`); when it finds them unfit, it
+//! gives up after a few and marks the rest expired (`expire_member`) rather than close them all in
+//! one request. Expired connections not yet swept stay at the front and are never handed out:
+//! checkout looks at the newest only, and takes it only if it has not expired.
 
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,8 @@ impl<S> Pool<S> {
     /// `max_idle` here would be one stall).
     pub fn expire_member(&mut self, member: usize, now: Instant) {
         let Some(past) = now.checked_sub(self.ttl) else {
+            // Not reached on Linux for any sane `idle_ttl`; never reuse them either way.
+            self.idle[member].clear();
             return;
         };
         for (_, since) in &mut self.idle[member] {
@@ -120,10 +122,13 @@ impl<S> Pool<S> {
         self.idle.iter_mut().for_each(Vec::clear);
     }
 
-    /// Takes every idle connection to `member` with when each went idle (a reload moving them to
-    /// the new generation's pool).
-    pub fn take_member(&mut self, member: usize) -> Vec<(S, Instant)> {
-        std::mem::take(&mut self.idle[member])
+    /// Takes every idle connection to `member` that has not expired, with when each went idle (a
+    /// reload moving them to the new generation's pool); expired ones close (with a longer
+    /// `idle_ttl` there, one expired here, or marked so, would be handed out again).
+    pub fn take_member(&mut self, member: usize, now: Instant) -> Vec<(S, Instant)> {
+        let mut conns = std::mem::take(&mut self.idle[member]);
+        conns.retain(|(_, since)| now.saturating_duration_since(*since) < self.ttl);
+        conns
     }
 
     /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`.
@@ -150,7 +155,7 @@ mod tests {
             old.checkin(1, i, now);
         }
         let mut new = Pool::new(1, 2, Duration::from_secs(4));
-        new.put_member(0, old.take_member(1));
+        new.put_member(0, old.take_member(1, now));
         assert_eq!(old.idle_count(1), 0);
         assert_eq!(new.checkout(0, now), Some(2));
         assert_eq!(new.checkout(0, now), Some(1));
@@ -250,6 +255,27 @@ mod tests {
         while p.sweep_round(now, &mut budget, 0) {}
         assert_eq!(p.idle[0].iter().map(|(k, _)| *k).collect::<Vec<_>>(), [3]);
         assert_eq!(p.checkout(1, now), Some(9), "another member is untouched");
+    }
+
+    #[test]
+    fn expired_connections_are_not_carried_to_a_pool_with_a_longer_ttl() {
+        let t0 = Instant::now();
+        let mut old = Pool::new(1, 4, Duration::from_secs(4));
+        old.checkin(0, 1, t0);
+        old.checkin(0, 2, t0 + Duration::from_secs(3));
+        let now = t0 + Duration::from_secs(5);
+        let mut new = Pool::new(1, 4, Duration::from_secs(60));
+        new.put_member(0, old.take_member(0, now));
+        assert_eq!(new.checkout(0, now), Some(2));
+        assert_eq!(
+            new.checkout(0, now),
+            None,
+            "1 had expired under the old ttl"
+        );
+        old.checkin(0, 3, now);
+        old.expire_member(0, now);
+        new.put_member(0, old.take_member(0, now));
+        assert_eq!(new.checkout(0, now), None, "marked expired stays so");
     }
 
     #[test]

@@ -575,7 +575,7 @@ async fn pooled_connection(
         } else {
             return Some(s);
         }
-        tracing::debug!(member = %mcfg.url, "the member's other pooled connections expired; connecting afresh");
+        tracing::debug!(member = %mcfg.url, "other pooled connections expired; connecting afresh");
         let mut ups = tracked.gen.upstreams.borrow_mut();
         ups[tracked.bal].pool.expire_member(tracked.member, now);
         return None;

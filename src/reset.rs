@@ -1,14 +1,16 @@
 //! The reset that ends an answer cut short in a body its client reads to the connection's close
 //! (for an HTTP/1.0 client: a body the member framed by its close, a chunked or length-less AJP
-//! body; an HTTP/1.1 client gets those chunked): a clean close there would make the cut body look whole, so the client's socket is
-//! set to reset at close (SO_LINGER 0) before such an answer's head goes out (`arm`), and set
-//! back once the body went out whole (`disarm`). However the connection ends in between — a
-//! member's failure, a timeout, the end of a stop's grace, the task dropped — the client sees an
-//! error. After a cut the connection closes through `close`, which first lets what the kernel
-//! still queues for the client (the tail of an earlier, whole, pipelined answer) reach it.
+//! body; an HTTP/1.1 client gets those chunked): a clean close there would make the cut body
+//! look whole, so the client's socket is set to reset at close (SO_LINGER 0) before such an
+//! answer's head goes out (`arm`), and set back once the body went out whole (`disarm`). However
+//! the connection ends in between — a member's failure, a timeout, the end of a stop's grace, the
+//! task dropped — the client sees an error. After a cut the connection closes through `close`
+//! (or `drain` alone, for a cut the client can tell by its framing), which first lets what the
+//! kernel still queues for the client (the tail of an earlier, whole, pipelined answer) reach it.
 //!
-//! Owns: SO_LINGER on client sockets. Must never: leave a socket armed after its answer went out
-//! whole (its clean close is the body's end), or hold a cut connection longer than `DRAIN_FOR`.
+//! Owns: SO_LINGER on client sockets, and the wait for the send queue before a cut connection
+//! closes. Must never: leave a socket armed after its answer went out whole (its clean close is
+//! the body's end), or hold a cut connection longer than `DRAIN_FOR`.
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
@@ -41,10 +43,18 @@ fn set(tcp: &TcpStream, linger: Option<Duration>) {
     }
 }
 
-/// Closes a connection whose answer was cut: waits (at most `DRAIN_FOR`) until the kernel has
-/// nothing left to send to the client, so that the bytes written before the cut reach it, then
-/// leaves the socket armed; dropping it sends the reset.
+/// Closes a connection whose answer was cut in a body the client reads to the close: `drain`s,
+/// then leaves the socket armed; dropping it sends the reset.
 pub async fn close(tcp: &TcpStream) {
+    drain(tcp).await;
+    arm(tcp);
+}
+
+/// Waits (at most `DRAIN_FOR`) until the kernel has nothing left to send to the client, so that
+/// the bytes written before a cut (the tail of an earlier, whole, pipelined answer) reach it
+/// before the close: a reset, or a close with client bytes still unread (which resets too), would
+/// drop them.
+pub async fn drain(tcp: &TcpStream) {
     let deadline = Instant::now() + DRAIN_FOR;
     let mut wait = POLL_FIRST;
     while unsent(tcp).is_some_and(|n| n > 0) {
@@ -54,7 +64,6 @@ pub async fn close(tcp: &TcpStream) {
         compio::time::sleep(wait.min(left)).await;
         wait = (wait * 2).min(POLL_AT_MOST);
     }
-    arm(tcp);
 }
 
 /// Bytes written to the socket that its peer has not yet acknowledged (SIOCOUTQ); `None`: unknown.

@@ -23,6 +23,7 @@ use crate::config::MemberConfig;
 use crate::http::chunked::ChunkEncoder;
 use crate::http::framing::{no_body, BodyKind, BodyTracker};
 use crate::http::reverse::{Mapping, Reverse};
+use crate::http::rewrite::ClientBody;
 use crate::io::{IoFail, Unsent};
 use crate::outcome::{Done, Failed, Outcome, Reached, Request};
 use crate::stats::Failure;
@@ -532,8 +533,15 @@ async fn send_headers(
     };
     let no_body = no_body(req.is_head, status);
     let minor = c.head.minor_version;
-    let to_chunk = !no_body && length.is_none() && minor == 1;
-    let until_close = !no_body && length.is_none() && minor == 0;
+    // Framed for the client as an HTTP member's body with the same length (or none) would be.
+    let kind = match length {
+        _ if no_body => BodyKind::Empty,
+        Some(n) => BodyKind::Length(n),
+        None => BodyKind::UntilClose,
+    };
+    let mode = ClientBody::choose(kind, minor);
+    let to_chunk = mode == ClientBody::Enchunk;
+    let until_close = mode.ends_at_close(kind);
     let keep = c.head.keep_alive && !until_close && !limits.stopping;
     let framing = Framing {
         length,

@@ -102,7 +102,7 @@ impl Default for ChunkedDecoder {
 /// Writes the chunk framing around parts of a body: the size line before each part, the CRLF
 /// that ends the chunk in front of the next size line (so each part goes out as one write of the
 /// framing and its data), and the last chunk with an empty trailer section.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct ChunkEncoder {
     /// A chunk's data went out; its CRLF has not.
     open: bool,

@@ -484,7 +484,13 @@ fn response_headers(
                             "response: chunked is not the last coding",
                         ));
                     }
-                    f.chunked = u32::from(t.eq_ignore_ascii_case(b"chunked"));
+                    let name = t.split(|&b| b == b';').next().unwrap_or_default();
+                    let chunked = name.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                    if chunked && name.len() != t.len() {
+                        // Some readers take it for chunked, others not: no one reading.
+                        return Err(HeadError::Invalid("response: chunked with parameters"));
+                    }
+                    f.chunked = u32::from(chunked);
                 }
             }
             HeaderKind::Connection => {
@@ -675,6 +681,21 @@ mod tests {
         );
         parse_response(b"HTTP/1.1 200 OK\r\n\r\n", 65536, &mut h).unwrap();
         assert_eq!((h.body, h.keep_alive), (BodyKind::UntilClose, false));
+        // Codings without chunked last: read to the close (and chunked for an HTTP/1.1 client
+        // behind them); chunked with parameters is no framing every reader agrees on.
+        for te in ["gzip", "gzip;q=1", "x-chunked", "chunkedx"] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            parse_response(raw.as_bytes(), 65536, &mut h).unwrap();
+            assert_eq!(h.body, BodyKind::UntilClose, "{te}");
+        }
+        for te in ["chunked;x=1", "gzip, CHUNKED ; a", "chunked;"] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(
+                parse_response(raw.as_bytes(), 65536, &mut h),
+                Err(HeadError::Invalid("response: chunked with parameters")),
+                "{te}"
+            );
+        }
         for (raw, reason) in [
             (
                 &b"HTTP/1.1 200 \x80OK\r\nContent-Length: 0\r\n\r\n"[..],

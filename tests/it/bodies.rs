@@ -112,7 +112,8 @@ fn a_large_body_its_member_cuts_short_reaches_the_client_cut_short_then_closed()
 }
 
 #[test]
-fn a_body_framed_by_its_close_that_its_member_resets_ends_with_a_reset() {
+fn a_body_framed_by_its_close_that_its_member_resets_ends_with_a_reset_for_http10_and_no_last_chunk_for_http11(
+) {
     // The member frames its answer by its close: a clean close ends it whole, a reset cuts it
     // short. An HTTP/1.0 client reads it to the close and cannot tell a clean close of its own
     // connection from the end of the body, so ringlb resets it after a cut. An HTTP/1.1 client
@@ -278,6 +279,71 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
         Some(std::io::ErrorKind::ConnectionReset),
         "then a reset"
     );
+}
+
+#[test]
+fn a_chunked_cut_after_a_whole_pipelined_answer_closes_only_once_the_whole_one_went_out() {
+    // HTTP/1.1: the second answer, close-delimited at the member, goes out chunked and is cut
+    // (no last chunk). The client sent a third request meanwhile, which ringlb has not read, so
+    // the close resets the connection: it must wait until the first answer, queued behind a tiny
+    // window, went out (`reset::drain`), or the reset would drop its tail.
+    use crate::support::raw_member::{dechunk, split_answer, tiny_window_client, RawMember};
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel();
+    let cut_tx = std::sync::Mutex::new(cut_tx);
+    let m = RawMember::start(move |c| {
+        while let Some(req) = c.read_request() {
+            if req.path == "/first" {
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n".to_vec();
+                out.extend_from_slice(&pattern(8192));
+                if !c.write(&out) {
+                    return;
+                }
+            } else {
+                let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+                out.extend_from_slice(&pattern(1024));
+                let _ = c.write(&out);
+                std::thread::sleep(Duration::from_millis(100));
+                socket2::SockRef::from(&c.s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                let _ = cut_tx.lock().unwrap().send(());
+                return;
+            }
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    let mut s = tiny_window_client(p.addr);
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"GET /third HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    cut_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the member cut the second answer");
+    std::thread::sleep(Duration::from_millis(150));
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = s.read(&mut chunk) {
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let (end, rest) = split_answer(&got);
+    assert!(
+        rest.len() >= 8192 && rest[..8192] == pattern(8192)[..],
+        "the first answer whole ({} bytes in all)",
+        got.len()
+    );
+    let (end2, body2) = split_answer(&rest[8192..]);
+    let head2 = String::from_utf8_lossy(&rest[8192..8192 + end2]).to_ascii_lowercase();
+    assert!(head2.contains("transfer-encoding: chunked"), "{head2}");
+    let (data, ended) = dechunk(body2);
+    assert!(
+        !ended && pattern(1024).starts_with(&data),
+        "the second cut short, without its last chunk"
+    );
+    assert!(end > 0);
 }
 
 #[test]

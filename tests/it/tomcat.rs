@@ -784,9 +784,9 @@ fn one_failed_cping_and_the_members_other_pooled_connections_are_not_tried() {
         assert_eq!(t.join().unwrap(), 200);
     }
     assert_eq!(m.connections.load(Ordering::SeqCst), 2);
-    std::thread::sleep(Duration::from_millis(100)); // idle past `ping`
-                                                    // The newest fails its CPING (no CPONG within connect_timeout); the other is not CPINGed
-                                                    // too (another wait): the request goes on a fresh connection.
+    // Idle past `ping`. The newest then fails its CPING (no CPONG within connect_timeout); the
+    // other is not CPINGed too (another wait): the request goes on a fresh connection.
+    std::thread::sleep(Duration::from_millis(100));
     let r = get(p.addr, "/third");
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert_eq!(
