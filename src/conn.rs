@@ -299,7 +299,7 @@ async fn keep_serving(
         }
     }
     // Boxed, like the flush in `wait_idle`: a connection's task does not carry them.
-    match closing(&c, answered) {
+    match closing(&c, answered, core.is_stopping()) {
         Closing::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
         Closing::CloseNotify => crate::boxed!(stream::shutdown_write(&mut c.stream)).await,
         Closing::Now => {}
@@ -329,8 +329,9 @@ enum Closing {
 }
 
 /// How `c` closes, as `c.end` says. `answered`: its last request got an answer (or a refusal),
-/// rather than never coming.
-fn closing(c: &Client, answered: bool) -> Closing {
+/// rather than never coming. `stopping`: the server stops, and its grace is for the exchanges
+/// still running, not for waiting on send queues (tunnels end just before it runs out).
+fn closing(c: &Client, answered: bool, stopping: bool) -> Closing {
     match c.end {
         End::Linger => Closing::Linger,
         End::Usual if answered && may_send_more(c) => Closing::Linger,
@@ -341,6 +342,7 @@ fn closing(c: &Client, answered: bool) -> Closing {
         // After a cut, without close_notify or lingering, but not before what is queued for the
         // client went out: a client that sent more gets a reset at the close, which would drop
         // the tail of an earlier, whole, pipelined answer.
+        End::Cut if stopping => Closing::Now,
         End::Cut => Closing::Drained,
         End::Reset => Closing::Reset,
     }

@@ -5,14 +5,15 @@
 //! answer's head goes out (`arm`), and set back once the body went out whole (`disarm`). However
 //! the connection ends in between — a member's failure, a timeout, the end of a stop's grace, the
 //! task dropped — the client sees an error. After a cut the connection closes through `close`
-//! (or `drain` alone, for a cut the client can tell by its framing), which first lets what the
-//! kernel still queues for the client (the tail of an earlier, whole, pipelined answer) reach it.
+//! (or `drain` alone, for any other cut: a body framed by length or chunks, a tunnel's end), which
+//! first lets what the kernel still queues for a client still connected (the tail of an earlier,
+//! whole, pipelined answer) reach it.
 //!
 //! Owns: SO_LINGER on client sockets, and the wait for the send queue before a cut connection
 //! closes. Must never: leave a socket armed after its answer went out whole (its clean close is
 //! the body's end), or hold a cut connection longer than `DRAIN_FOR`.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
@@ -57,7 +58,7 @@ pub async fn close(tcp: &TcpStream) {
 pub async fn drain(tcp: &TcpStream) {
     let deadline = Instant::now() + DRAIN_FOR;
     let mut wait = POLL_FIRST;
-    while unsent(tcp).is_some_and(|n| n > 0) {
+    while unsent(tcp.as_fd()).is_some_and(|n| n > 0) && connected(tcp.as_fd()) {
         let Some(left) = crate::deadline::left(deadline) else {
             break;
         };
@@ -66,11 +67,85 @@ pub async fn drain(tcp: &TcpStream) {
     }
 }
 
+/// The connection can still deliver: established, or closed by the client's side only. After the
+/// client's reset the send queue still counts its bytes (nothing will take them): no wait then.
+/// Unknown counts as connected (the wait is bounded anyway).
+#[allow(unsafe_code)]
+fn connected(fd: BorrowedFd<'_>) -> bool {
+    const ESTABLISHED: u8 = 1;
+    const CLOSE_WAIT: u8 = 8;
+    // SAFETY: all-zero is a valid `tcp_info` (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: TCP_INFO writes at most `len` bytes into `info`, which outlives the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    r != 0 || matches!(info.tcpi_state, ESTABLISHED | CLOSE_WAIT)
+}
+
 /// Bytes written to the socket that its peer has not yet acknowledged (SIOCOUTQ); `None`: unknown.
 #[allow(unsafe_code)]
-fn unsent(tcp: &TcpStream) -> Option<u32> {
+fn unsent(fd: BorrowedFd<'_>) -> Option<u32> {
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which outlives the call.
-    let r = unsafe { libc::ioctl(tcp.as_fd().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
     (r == 0).then_some(n.max(0) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (ours, l.accept().unwrap().0)
+    }
+
+    /// Polls `f` for up to a second.
+    fn soon(mut f: impl FnMut() -> bool) -> bool {
+        (0..200).any(|_| f() || (std::thread::sleep(Duration::from_millis(5)), false).1)
+    }
+
+    #[test]
+    fn a_connection_delivers_until_its_peer_resets_it_even_with_bytes_still_counted_unsent() {
+        let (mut ours, peer) = pair();
+        assert!(connected(ours.as_fd()));
+        // The peer stops reading: what we write waits in our send queue.
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(1)
+            .unwrap();
+        ours.set_nonblocking(true).unwrap();
+        while ours.write(&[7u8; 65536]).is_ok_and(|n| n > 0) {}
+        assert!(unsent(ours.as_fd()).is_some_and(|n| n > 0));
+        assert!(connected(ours.as_fd()), "a full queue still delivers");
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        assert!(
+            soon(|| !connected(ours.as_fd())),
+            "after the peer's reset: no wait"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_only_closed_its_side_still_reads() {
+        let (ours, peer) = pair();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            connected(ours.as_fd()),
+            "CLOSE_WAIT: the peer may still read"
+        );
+    }
 }

@@ -487,7 +487,9 @@ fn response_headers(
                     let name = t.split(|&b| b == b';').next().unwrap_or_default();
                     let chunked = name.trim_ascii().eq_ignore_ascii_case(b"chunked");
                     if chunked && name.len() != t.len() {
-                        // Some readers take it for chunked, others not: no one reading.
+                        // Some readers take it for chunked, others not: no one reading. (Refused
+                        // with a bodyless answer too, HEAD or 204 or 304: a member that sends it
+                        // is broken either way.)
                         return Err(HeadError::Invalid("response: chunked with parameters"));
                     }
                     f.chunked = u32::from(chunked);
