@@ -564,7 +564,9 @@ async fn pooled_connection(
             if unfit < UNFIT_PER_CHECKOUT {
                 continue;
             }
-        } else if mcfg.ping.is_some_and(|ping| idle >= ping) {
+        } else if mcfg.ping.is_none_or(|ping| idle < ping) {
+            return Some(s);
+        } else {
             // AJP: a connection idle longer than `ping` must answer a CPING before it is used.
             let answered = ajp::exchange::cping(&mut s, &mut c.rbuf, bcfg.connect_timeout).await;
             now = Instant::now();
@@ -572,9 +574,8 @@ async fn pooled_connection(
                 return Some(s);
             }
             tracing::debug!(member = %mcfg.url, "pooled AJP connection failed its CPING");
-        } else {
-            return Some(s);
         }
+        // Given up on the pool: the rest of it is as dead, or as unanswering.
         tracing::debug!(member = %mcfg.url, "other pooled connections expired; connecting afresh");
         let mut ups = tracked.gen.upstreams.borrow_mut();
         ups[tracked.bal].pool.expire_member(tracked.member, now);

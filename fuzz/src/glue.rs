@@ -174,7 +174,7 @@ pub fn client_framing(
         resp.body
     };
     let mode = ClientBody::choose(kind, client_minor);
-    let keep_client = client_keep_alive && !mode.ends_at_close(kind);
+    let keep_client = mode.keeps_client(kind, client_keep_alive);
     ClientFraming {
         kind,
         mode,

@@ -542,7 +542,7 @@ async fn send_headers(
     let mode = ClientBody::choose(kind, minor);
     let to_chunk = mode == ClientBody::Enchunk;
     let until_close = mode.ends_at_close(kind);
-    let keep = c.head.keep_alive && !until_close && !limits.stopping;
+    let keep = mode.keeps_client(kind, c.head.keep_alive && !limits.stopping);
     let framing = Framing {
         length,
         chunked: to_chunk,

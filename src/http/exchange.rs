@@ -480,7 +480,7 @@ fn start_response(
     // An upgrade request the member did not switch: bytes the client sent after it (early tunnel
     // data) must not be read as a next request, nor the member's connection reused.
     let upgrade_refused = p.upgrade.is_some();
-    let keep_client = c.head.keep_alive && !until_close && !p.stopping && !upgrade_refused;
+    let keep_client = mode.keeps_client(kind, c.head.keep_alive && !p.stopping && !upgrade_refused);
     let r = Relayed {
         complete: false,
         invalid: false,

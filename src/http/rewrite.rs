@@ -168,6 +168,12 @@ impl ClientBody {
         self == ClientBody::Dechunk
             || (self == ClientBody::PassThrough && kind == BodyKind::UntilClose)
     }
+
+    /// Whether the client's connection goes on after this body: it may (`may`: the client asked
+    /// to keep it, and nothing else ends it) and the body does not end at the close.
+    pub fn keeps_client(self, kind: BodyKind, may: bool) -> bool {
+        may && !self.ends_at_close(kind)
+    }
 }
 
 /// Writes the member's transfer codings as one normalised `Transfer-Encoding` line, if any, with

@@ -206,17 +206,16 @@ fn a_chunked_body_cut_short_for_an_http_1_1_client_closes_plainly_with_every_byt
     );
 }
 
-#[test]
-fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_out() {
-    // The first answer waits in ringlb's send queue (the client's window is tiny and it reads
-    // nothing yet) when the second, framed by its close, is cut. The reset must not drop the
-    // first answer's tail: ringlb lets the queue empty first (`reset::close`).
-    use crate::support::raw_member::{tiny_window_client, RawMember};
-    use std::io::{Read, Write};
+/// A member that answers `/first` with 8 KiB framed by length and anything else with 1 KiB framed
+/// by its close, which it then cuts with a reset (told on the channel as it goes out).
+fn whole_then_cut_member() -> (
+    crate::support::raw_member::RawMember,
+    std::sync::mpsc::Receiver<()>,
+) {
     use std::time::Duration;
-    let (reset_tx, reset_rx) = std::sync::mpsc::channel();
-    let reset_tx = std::sync::Mutex::new(reset_tx);
-    let m = RawMember::start(move |c| {
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel();
+    let cut_tx = std::sync::Mutex::new(cut_tx);
+    let m = crate::support::raw_member::RawMember::start(move |c| {
         while let Some(req) = c.read_request() {
             if req.path == "/first" {
                 let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n".to_vec();
@@ -233,11 +232,23 @@ fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_
                     .set_linger(Some(Duration::ZERO))
                     .unwrap();
                 // The reset goes out as the script returns, right after this.
-                let _ = reset_tx.lock().unwrap().send(());
+                let _ = cut_tx.lock().unwrap().send(());
                 return;
             }
         }
     });
+    (m, cut_rx)
+}
+
+#[test]
+fn a_cut_answer_after_a_whole_pipelined_one_resets_only_once_the_whole_one_went_out() {
+    // The first answer waits in ringlb's send queue (the client's window is tiny and it reads
+    // nothing yet) when the second, framed by its close, is cut. The reset must not drop the
+    // first answer's tail: ringlb lets the queue empty first (`reset::close`).
+    use crate::support::raw_member::tiny_window_client;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let (m, reset_rx) = whole_then_cut_member();
     let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
     let mut s = tiny_window_client(p.addr);
     // HTTP/1.0 with keep-alive: the second answer is one the client reads to the close.
@@ -287,32 +298,10 @@ fn a_chunked_cut_after_a_whole_pipelined_answer_closes_only_once_the_whole_one_w
     // (no last chunk). The client sent a third request meanwhile, which ringlb has not read, so
     // the close resets the connection: it must wait until the first answer, queued behind a tiny
     // window, went out (`reset::drain`), or the reset would drop its tail.
-    use crate::support::raw_member::{dechunk, split_answer, tiny_window_client, RawMember};
+    use crate::support::raw_member::{dechunk, split_answer, tiny_window_client};
     use std::io::{Read, Write};
     use std::time::Duration;
-    let (cut_tx, cut_rx) = std::sync::mpsc::channel();
-    let cut_tx = std::sync::Mutex::new(cut_tx);
-    let m = RawMember::start(move |c| {
-        while let Some(req) = c.read_request() {
-            if req.path == "/first" {
-                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n".to_vec();
-                out.extend_from_slice(&pattern(8192));
-                if !c.write(&out) {
-                    return;
-                }
-            } else {
-                let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-                out.extend_from_slice(&pattern(1024));
-                let _ = c.write(&out);
-                std::thread::sleep(Duration::from_millis(100));
-                socket2::SockRef::from(&c.s)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
-                let _ = cut_tx.lock().unwrap().send(());
-                return;
-            }
-        }
-    });
+    let (m, cut_rx) = whole_then_cut_member();
     let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
     let mut s = tiny_window_client(p.addr);
     s.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
