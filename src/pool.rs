@@ -102,7 +102,8 @@ impl<S> Pool<S> {
         closed
     }
 
-    /// Marks every idle connection to `member` expired, as of `now`: none is handed out again, and
+    /// Marks every idle connection to `member` expired, as of `now`: none is handed out again (to a
+    /// checkout whose clock is not older than `now`: callers read it after their last await), and
     /// the sweep closes them within its budget (a member marked failed, or a checkout that found
     /// the newest ones dead: after a member restarted, all of them are, and closing up to
     /// `max_idle` here would be one stall).
