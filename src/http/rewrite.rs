@@ -176,11 +176,22 @@ impl ClientBody {
     }
 }
 
+/// Whether `push_codings` writes `chunked` after the member's codings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ThenChunked {
+    Never,
+    /// ringlb frames the body as chunked (`ClientBody::Enchunk`).
+    Always,
+    /// Only after a coding of the member's: a bodyless answer (HEAD, 304) carries the codings
+    /// the same answer with a body would, and ringlb would frame that one as chunked.
+    IfCoded,
+}
+
 /// Writes the member's transfer codings as one normalised `Transfer-Encoding` line, if any, with
-/// `chunked` last when ringlb frames the body so (`then_chunked`; the member's codings never
-/// include it then: a response whose last coding is not chunked is read to the close, and one
-/// with chunked elsewhere is refused).
-fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], then_chunked: bool) {
+/// `chunked` last when ringlb frames the body so (`then`; the member's codings never include it
+/// then: a response whose last coding is not chunked is read to the close, and one with chunked
+/// elsewhere is refused).
+fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], then: ThenChunked) {
     let mut first = true;
     for h in headers
         .iter()
@@ -192,7 +203,7 @@ fn push_codings(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderPos], then_chunk
             first = false;
         }
     }
-    if then_chunked {
+    if then == ThenChunked::Always || (then == ThenChunked::IfCoded && !first) {
         out.extend_from_slice(if first {
             b"Transfer-Encoding: chunked"
         } else {
@@ -283,10 +294,17 @@ pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, client:
         push_content_length(out, n);
     }
     // HEAD, 204, 304: the member's framing headers describe a body that is not sent; transfer
-    // codings must not come with a 204 and mean nothing to an HTTP/1.0 client there.
+    // codings must not come with a 204 and mean nothing to an HTTP/1.0 client there. To an
+    // HTTP/1.1 client they are the ones the answer with a body would carry: a member's codings
+    // without `chunked` (a body read to the close) get it, as `Enchunk` would add it.
     let bodyless = body == ClientBody::None;
+    let then = match body {
+        ClientBody::Enchunk => ThenChunked::Always,
+        ClientBody::None if head.body == BodyKind::UntilClose => ThenChunked::IfCoded,
+        _ => ThenChunked::Never,
+    };
     if !(bodyless && (client_minor == 0 || head.status == 204)) {
-        push_codings(out, buf, &head.headers, body == ClientBody::Enchunk);
+        push_codings(out, buf, &head.headers, then);
     }
     end_response_head(out, keep_alive, client_minor);
 }
@@ -453,6 +471,43 @@ X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
             &client(ClientBody::None, 1, true),
         );
         assert!(!String::from_utf8_lossy(&out).contains("Transfer-Encoding"));
+    }
+
+    #[test]
+    fn a_bodyless_answer_carries_the_codings_its_body_would_have_had() {
+        let head = |raw: &[u8]| {
+            let mut h = ResponseHead::default();
+            parse_response(raw, 65536, &mut h).unwrap();
+            h
+        };
+        let written = |raw: &[u8], body: ClientBody, minor: u8| {
+            let mut out = Vec::new();
+            response_head(&mut out, raw, &head(raw), &client(body, minor, true));
+            String::from_utf8(out).unwrap()
+        };
+        // A member's gzip without chunked: a body read to the close, chunked by ringlb for an
+        // HTTP/1.1 client; HEAD and 304 say the same.
+        for status in ["200 OK", "304 Not Modified"] {
+            let raw = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: gzip\r\n\r\n");
+            let raw = raw.as_bytes();
+            let te = "Transfer-Encoding: gzip, chunked\r\n";
+            assert!(written(raw, ClientBody::None, 1).contains(te), "{status}");
+            assert!(!written(raw, ClientBody::None, 0).contains("Transfer-Encoding"));
+        }
+        let get = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert!(
+            written(get, ClientBody::Enchunk, 1).contains("Transfer-Encoding: gzip, chunked\r\n")
+        );
+        // Codings that end in chunked stay as they are; no codings stay none.
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        let out = written(chunked, ClientBody::None, 1);
+        assert!(
+            out.contains("Transfer-Encoding: gzip, chunked\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("chunked").count(), 1);
+        let plain = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n";
+        assert!(!written(plain, ClientBody::None, 1).contains("Transfer-Encoding"));
     }
 
     #[test]

@@ -584,3 +584,41 @@ fn curl_takes_a_close_delimited_body_whole_and_knows_a_cut_one_over_http11_and_h
         }
     }
 }
+
+#[test]
+fn a_head_answer_to_an_http11_client_carries_the_transfer_codings_its_get_would() {
+    // The member's gzip without chunked means a body read to the close, which an HTTP/1.1 client
+    // gets chunked: `gzip, chunked`. Its HEAD answer says the same, and the connection goes on.
+    use crate::support::raw_member::{dechunk, read_until_close, split_answer, RawMember};
+    use std::io::Write;
+    use std::time::Duration;
+    let m = RawMember::start(|c| {
+        if let Some(req) = c.read_request() {
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec();
+            if req.method != "HEAD" {
+                out.extend_from_slice(b"zipped");
+            }
+            let _ = c.write(&out);
+        }
+    });
+    let p = Ringlb::start(&simple_config(&[member(m.addr)], ""), 1);
+    let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+    s.write_all(b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, closed) = read_until_close(&mut s, Duration::from_secs(10));
+    assert!(closed, "the connection ends after the GET's answer");
+    let coding = |head: &[u8]| {
+        let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+        text.lines()
+            .filter(|l| l.starts_with("transfer-encoding:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (end, rest) = split_answer(&got);
+    let head_answer = coding(&got[..end]);
+    assert_eq!(head_answer, ["transfer-encoding: gzip, chunked"]);
+    let (end2, body) = split_answer(rest);
+    assert_eq!(coding(&rest[..end2]), head_answer, "the GET's framing");
+    assert_eq!(dechunk(body), (b"zipped".to_vec(), true));
+    assert_eq!(m.requests().len(), 2, "both reached the member");
+}
