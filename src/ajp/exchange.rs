@@ -159,22 +159,36 @@ struct Response {
     body_sent: u64,
     received: u64,
     sent: u64,
-    /// The chunk framing for the client, when the body has no length (`Started::to_chunk`).
+    /// The chunk framing for the client, when the body has no length (`ClientBody::Enchunk`).
     chunks: ChunkEncoder,
 }
 
 #[derive(Clone, Copy)]
 struct Started {
     status: u16,
-    /// HEAD, 204, 304: body packets are not relayed.
-    no_body: bool,
-    to_chunk: bool,
     keep: bool,
-    /// The container's Content-Length: the body must be exactly this long.
-    length: Option<u64>,
-    /// No length, to an HTTP/1.0 client: the body ends at the close, and the client's socket
+    /// The body as an HTTP member's with the same length (or none) would be framed: `Empty` for
+    /// HEAD, 204 and 304 (body packets are not relayed), `Length` for the container's
+    /// Content-Length (the body must be exactly this long), else `UntilClose`.
+    kind: BodyKind,
+    /// How it reaches the client (`ClientBody::choose`).
+    mode: ClientBody,
+}
+
+impl Started {
+    /// The body ends at the close (no length, to an HTTP/1.0 client), and the client's socket
     /// resets at close until it is whole (`reset`).
-    until_close: bool,
+    fn until_close(self) -> bool {
+        self.mode.ends_at_close(self.kind)
+    }
+
+    /// The container's Content-Length, when a body is relayed.
+    fn length(self) -> Option<u64> {
+        match self.kind {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 impl Response {
@@ -185,7 +199,7 @@ impl Response {
             status: self.started.map_or(0, |s| s.status),
             body_sent: self.body_sent,
             received: self.received,
-            reset_client: self.started.is_some_and(|s| s.until_close),
+            reset_client: self.started.is_some_and(Started::until_close),
         }
     }
 }
@@ -249,7 +263,7 @@ pub async fn run(
             Packet::EndResponse { reuse } => {
                 return match end_response(c, &mut body, &mut r, limits).await {
                     Ok((s, whole)) => {
-                        if s.until_close {
+                        if s.until_close() {
                             // Whole: its clean close is its end (`reset`).
                             crate::reset::disarm(&c.stream.tcp);
                         }
@@ -540,12 +554,10 @@ async fn send_headers(
         None => BodyKind::UntilClose,
     };
     let mode = ClientBody::choose(kind, minor);
-    let to_chunk = mode == ClientBody::Enchunk;
-    let until_close = mode.ends_at_close(kind);
     let keep = mode.keeps_client(kind, c.head.keep_alive && !limits.stopping);
     let framing = Framing {
         length,
-        chunked: to_chunk,
+        chunked: mode == ClientBody::Enchunk,
         keep_alive: keep,
         client_minor: minor,
     };
@@ -558,17 +570,16 @@ async fn send_headers(
     response_head(&mut c.out, &c.rbuf, head, &framing, reverse.as_ref());
     crate::http::rewrite::insert_after_status_line(&mut c.out, limits.hsts);
     let n = c.out.len();
-    if until_close {
+    let started = Started {
+        status,
+        keep,
+        kind,
+        mode,
+    };
+    if started.until_close() {
         crate::reset::arm(&c.stream.tcp);
     }
-    r.started = Some(Started {
-        status,
-        no_body,
-        to_chunk,
-        keep,
-        length: length.filter(|_| !no_body),
-        until_close,
-    });
+    r.started = Some(started);
     match stream::write_range(&mut c.stream, &mut c.out, 0..n, limits.client).await {
         Ok(()) => Ok(()),
         Err(_) => Err(r.broken()),
@@ -588,17 +599,17 @@ async fn send_data(
         return Err(invalid(body));
     };
     let data = shift(&data, base);
-    if s.no_body || data.is_empty() {
+    if s.mode == ClientBody::None || data.is_empty() {
         return Ok(());
     }
-    if s.length
+    if s.length()
         .is_some_and(|l| r.body_sent + data.len() as u64 > l)
     {
         tracing::warn!("AJP container sent more body than its Content-Length; closing");
         return Err(r.broken());
     }
     c.out.clear();
-    if s.to_chunk {
+    if s.mode == ClientBody::Enchunk {
         r.chunks.start(&mut c.out, data.len());
     }
     r.body_sent += data.len() as u64;
@@ -620,11 +631,11 @@ async fn end_response(
     let Some(s) = r.started else {
         return Err(invalid(body));
     };
-    if s.length.is_some_and(|l| r.body_sent != l) {
+    if s.length().is_some_and(|l| r.body_sent != l) {
         tracing::warn!("AJP container ended the response short of its Content-Length; closing");
         return Err(r.broken());
     }
-    if s.to_chunk {
+    if s.mode == ClientBody::Enchunk {
         c.out.clear();
         r.chunks.finish(&mut c.out);
         let n = c.out.len();
