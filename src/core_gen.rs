@@ -6,8 +6,9 @@
 //! keep-alive connection takes the newer one. Moving to a new generation carries over, for every
 //! member whose identity (balancer name + URL, `layout`) it keeps: its failure window, health
 //! verdict and slow start, and — for a plain or AJP member ringlb connects to in the same way —
-//! its idle pooled connections. Every other idle connection of the old generation closes at
-//! adoption, and a request finishing on an older generation does not pool its member connection.
+//! its idle pooled connections. Every other idle connection of the old generation is handed to
+//! the new one's `retiring`, which the tick's sweep closes a few at a time (`pool`'s header says
+//! why), and a request finishing on an older generation does not pool its member connection.
 //!
 //! Owns: building a core's generation and the carry-over. Must never: run on the request path
 //! (a core adopts at its 100 ms turn) or touch another core's state. Invariant: requests still in
@@ -22,7 +23,7 @@ use crate::config::{Config, ListenConfig, MemberConfig};
 use crate::generation::Generation;
 use crate::layout::Layout;
 use crate::notify::Notify;
-use crate::pool::Pool;
+use crate::pool::{Pool, Retiring};
 use crate::route::Router;
 use crate::tls::upstream::MemberConfigs;
 
@@ -43,6 +44,9 @@ pub struct CoreGen {
     removed: Vec<ListenConfig>,
     pub router: Router,
     pub upstreams: RefCell<Vec<Upstream>>,
+    /// Idle connections the reload to this generation did not carry over, closed by the tick's
+    /// sweep within its budget before any expired pooled one.
+    pub retiring: RefCell<Retiring<crate::stream::Stream>>,
     /// Per balancer: fires when a member at its `max_conns` share ends a request, and when admin
     /// changes or health results are applied (requests queued for a member wait on it).
     pub freed: Vec<Notify>,
@@ -67,6 +71,7 @@ impl CoreGen {
                 pool: Pool::new(b.members.len(), b.max_idle_per_member, b.idle_ttl),
             })
             .collect();
+        let mut retiring = Retiring::default();
         if let Some(old) = old {
             let now = std::time::Instant::now();
             let mut old_ups = old.upstreams.borrow_mut();
@@ -78,14 +83,17 @@ impl CoreGen {
                     let (new_up, old_up) = (&mut upstreams[b], &mut old_ups[ob]);
                     new_up.balancer.carry(m, &old_up.balancer, om);
                     if same_connection(mc, &old.config.balancers[ob].members[om]) {
-                        new_up.pool.put_member(m, old_up.pool.take_member(om, now));
+                        let over = new_up.pool.put_member(m, old_up.pool.take_member(om, now));
+                        retiring.add(over);
                     }
                 }
             }
-            // What did not carry over closes now (removed or changed members' connections).
+            // What did not carry over (removed or changed members' connections, expired ones) is
+            // closed by the sweep, with what the old generation had not yet closed of its own.
             for up in old_ups.iter_mut() {
-                up.pool.clear_all();
+                retiring.add(up.pool.drain());
             }
+            retiring.add(std::mem::take(&mut *old.retiring.borrow_mut()).into_conns());
         }
         let listeners = &generation.listeners;
         let removed = listeners.removed.iter().map(|(slot, _)| *slot);
@@ -105,6 +113,7 @@ impl CoreGen {
             freed: config.balancers.iter().map(|_| Notify::default()).collect(),
             layout: generation.layout.clone(),
             upstreams: RefCell::new(upstreams),
+            retiring: RefCell::new(retiring),
             member_tls,
             config,
         }

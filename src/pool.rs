@@ -7,10 +7,11 @@
 //! traffic spike left idle all at once would stall every connection the worker serves). A failed
 //! member's idle connections, and those left behind by a checkout that found the newest dead, are
 //! marked expired (`expire_member`) and go the same way (a reload carries over none that expired).
-//! What is closed for another reason closes at once, without a budget: those a reload does not
-//! carry over (`clear_all`, `put_member`'s excess, with the old generation), and at checkin one
-//! connection at most (the one checked in when the list is full of fresh ones or `idle_ttl` is
-//! zero, or the expired one that makes room). Invariant: each member's list is ordered by when its
+//! Those a reload does not carry over are handed to the caller (`take_member` leaves the expired
+//! ones behind, `put_member` returns the excess, `drain` the rest), which closes them within the
+//! same budget (`Retiring`). What closes at once is at most one connection at checkin (the one
+//! checked in when the list is full of fresh ones or `idle_ttl` is zero, or the expired one that
+//! makes room). Invariant: each member's list is ordered by when its
 //! connections went idle, oldest at the front, as long as callers check in with a clock that does
 //! not go back (they pass the time of the answer; if one did not, expiry could only be swept later,
 //! never handed out). Only connections whose last exchange ended cleanly are checked in (the
@@ -118,29 +119,75 @@ impl<S> Pool<S> {
         }
     }
 
-    /// Closes every idle connection.
-    pub fn clear_all(&mut self) {
-        self.idle.iter_mut().for_each(Vec::clear);
+    /// Takes every idle connection out (a reload: those it did not carry over), for the caller to
+    /// close within its budget (`Retiring`).
+    pub fn drain(&mut self) -> impl Iterator<Item = S> + '_ {
+        self.idle
+            .iter_mut()
+            .flat_map(|list| list.drain(..).map(|(conn, _)| conn))
     }
 
     /// Takes every idle connection to `member` that has not expired, with when each went idle (a
-    /// reload moving them to the new generation's pool); expired ones close (with a longer
-    /// `idle_ttl` there, one expired here, or marked so, would be handed out again).
+    /// reload moving them to the new generation's pool); expired ones stay, for `drain` (with a
+    /// longer `idle_ttl` there, one expired here, or marked so, would be handed out again).
     pub fn take_member(&mut self, member: usize, now: Instant) -> Vec<(S, Instant)> {
-        let mut conns = std::mem::take(&mut self.idle[member]);
-        conns.retain(|(_, since)| now.saturating_duration_since(*since) < self.ttl);
-        conns
+        let list = &mut self.idle[member];
+        // Oldest first: the expired ones are a prefix.
+        let expired =
+            list.partition_point(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
+        list.split_off(expired)
     }
 
-    /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`.
-    pub fn put_member(&mut self, member: usize, mut conns: Vec<(S, Instant)>) {
+    /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`;
+    /// returns the oldest ones over it, for the caller to close (`Retiring`).
+    pub fn put_member(&mut self, member: usize, mut conns: Vec<(S, Instant)>) -> Vec<S> {
         let extra = conns.len().saturating_sub(self.max_idle);
-        conns.drain(..extra);
+        let over = conns.drain(..extra).map(|(conn, _)| conn).collect();
         self.idle[member] = conns;
+        over
     }
 
     pub fn idle_count(&self, member: usize) -> usize {
         self.idle[member].len()
+    }
+}
+
+/// Connections to close, a few at a time: those a reload took out of the old generation's pools
+/// and did not carry over. The tick's sweep closes them first, within its budget.
+#[derive(Debug)]
+pub struct Retiring<S> {
+    conns: Vec<S>,
+}
+
+impl<S> Default for Retiring<S> {
+    fn default() -> Self {
+        Retiring { conns: Vec::new() }
+    }
+}
+
+impl<S> Retiring<S> {
+    pub fn add(&mut self, conns: impl IntoIterator<Item = S>) {
+        self.conns.extend(conns);
+    }
+
+    /// Closes as many as `budget` allows (taken off it).
+    pub fn close_some(&mut self, budget: &mut usize) {
+        let n = (*budget).min(self.conns.len());
+        self.conns.truncate(self.conns.len() - n);
+        *budget -= n;
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Every connection left (moved on to a newer generation's `Retiring`).
+    pub fn into_conns(self) -> Vec<S> {
+        self.conns
     }
 }
 
@@ -156,7 +203,12 @@ mod tests {
             old.checkin(1, i, now);
         }
         let mut new = Pool::new(1, 2, Duration::from_secs(4));
-        new.put_member(0, old.take_member(1, now));
+        let over = new.put_member(0, old.take_member(1, now));
+        assert_eq!(
+            over,
+            [0],
+            "the oldest is over the new max_idle, for the caller to close"
+        );
         assert_eq!(old.idle_count(1), 0);
         assert_eq!(new.checkout(0, now), Some(2));
         assert_eq!(new.checkout(0, now), Some(1));
@@ -266,7 +318,7 @@ mod tests {
         old.checkin(0, 2, t0 + Duration::from_secs(3));
         let now = t0 + Duration::from_secs(5);
         let mut new = Pool::new(1, 4, Duration::from_secs(60));
-        new.put_member(0, old.take_member(0, now));
+        assert!(new.put_member(0, old.take_member(0, now)).is_empty());
         assert_eq!(new.checkout(0, now), Some(2));
         assert_eq!(
             new.checkout(0, now),
@@ -275,8 +327,28 @@ mod tests {
         );
         old.checkin(0, 3, now);
         old.expire_member(0, now);
-        new.put_member(0, old.take_member(0, now));
+        assert!(new.put_member(0, old.take_member(0, now)).is_empty());
         assert_eq!(new.checkout(0, now), None, "marked expired stays so");
+        // The expired ones stayed behind, for the reload to close within its budget.
+        assert_eq!(old.drain().collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(old.idle_count(0), 0);
+    }
+
+    #[test]
+    fn retiring_connections_close_within_the_budget() {
+        let mut r = Retiring::default();
+        r.add(0..20);
+        let mut budget = 16;
+        r.close_some(&mut budget);
+        assert_eq!((r.len(), budget), (4, 0));
+        let mut budget = 16;
+        r.close_some(&mut budget);
+        assert_eq!(
+            (r.len(), budget),
+            (0, 12),
+            "what is left of the budget goes on"
+        );
+        assert!(r.is_empty());
     }
 
     #[test]

@@ -394,12 +394,14 @@ async fn watch_parked(core: Rc<Core>) {
 }
 
 /// Closes this core's expired idle member connections, a few at a time (`pool`'s header says
-/// why): one from each member's list in turn, across every balancer, until the budget is spent or
+/// why): first those a reload did not carry over (`CoreGen::retiring`), then one from each
+/// member's list in turn, across every balancer, until the budget is spent or
 /// none is left. Each `turn` starts at another balancer and member, so that no balancer's or
 /// member's expiries hold back another's.
 fn sweep_pools(core: &Core, now: Instant, turn: usize) {
     let mut budget = crate::pool::CLOSES_PER_SWEEP;
     let gen = core.gen();
+    gen.retiring.borrow_mut().close_some(&mut budget);
     let mut upstreams = gen.upstreams.borrow_mut();
     let n = upstreams.len();
     let mut closed = true;

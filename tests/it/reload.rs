@@ -126,6 +126,59 @@ fn an_unchanged_member_keeps_its_statistics_and_pooled_connections() {
 }
 
 #[test]
+fn a_removed_members_pooled_connections_close_a_few_at_a_time() {
+    // Closing a removed member's idle connections is a system call and a FIN each on the
+    // worker's CPU: the tick's sweep closes them, at most 16 per 100 ms, not all at adoption.
+    use crate::support::raw_member::RawMember;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    const HELD: usize = 48;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let (a2, c2) = (arrived.clone(), closes.clone());
+    // Each of HELD connections answers once all HELD have arrived (so ringlb pools HELD), then
+    // notes when ringlb closes it.
+    let m = RawMember::start(move |c| {
+        let Some(_) = c.read_request() else { return };
+        a2.fetch_add(1, Ordering::SeqCst);
+        assert!(wait_until(|| a2.load(Ordering::SeqCst) >= HELD));
+        c.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        if c.wait_peer_close(Duration::from_secs(20)) {
+            c2.lock().unwrap().push(Instant::now());
+        }
+    });
+    let b = Backend::named("B");
+    let with_ttl =
+        |members: &[String]| with_admin(&simple_config(members, "idle_ttl = \"60s\""), "");
+    let p = Ringlb::start(&with_ttl(&[member(m.addr)]), 1);
+    let held: Vec<_> = (0..HELD)
+        .map(|_| std::thread::spawn(move || get(p.addr, "/").status))
+        .collect();
+    for h in held {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(closes.lock().unwrap().is_empty(), "all {HELD} pooled");
+    p.rewrite_config(&with_ttl(&[member(b.addr)]));
+    assert_eq!(reload_cli(&p).0, 0);
+    assert!(
+        wait_until(|| closes.lock().unwrap().len() == HELD),
+        "every one closes ({} did)",
+        closes.lock().unwrap().len()
+    );
+    let at = closes.lock().unwrap().clone();
+    let (first, last) = (at.iter().min().unwrap(), at.iter().max().unwrap());
+    // 48 at 16 a sweep: three sweeps, 200 ms apart from the first to the last.
+    assert!(
+        *last - *first >= Duration::from_millis(150),
+        "closed over {:?}, not a few at a time",
+        *last - *first
+    );
+    assert_eq!(get(p.addr, "/").status, 200, "B answers");
+}
+
+#[test]
 fn a_bad_file_keeps_the_running_configuration_and_says_why() {
     let (a, b) = (Backend::named("A"), Backend::named("B"));
     let good = body(&[member(a.addr)]);
