@@ -237,6 +237,14 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
             assert_eq!(out, [0xEE], "a refused packet left bytes behind");
             return;
         }
+        Err(AjpError::BodyTooLong) => {
+            assert!(
+                matches!(head.body, BodyKind::Length(n) if n > AJP_MAX_BODY_LENGTH),
+                "refused a body the container takes the length of"
+            );
+            assert_eq!(out, [0xEE], "a refused packet left bytes behind");
+            return;
+        }
         Err(e) => panic!("forward_request: {e:?}"),
         Ok(()) => assert_eq!(out[0], 0xEE, "bytes before the packet changed"),
     }

@@ -13,6 +13,7 @@ pub use ringlb::ajp::codec::{
     attr, method_code, request_header_code, AjpError, HeaderName, Packet, FORWARD_REQUEST,
     FROM_CONTAINER, RESPONSE_HEADERS, TO_CONTAINER,
 };
+pub use ringlb::ajp::request::MAX_BODY_LENGTH as AJP_MAX_BODY_LENGTH;
 pub use ringlb::config::MAX_HEADERS_CAP;
 pub use ringlb::http::chunked::ChunkEncoder;
 pub use ringlb::http::framing::BodyKind;

@@ -15,7 +15,8 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::codec::{
-    body_packet_header, decode, max_body_chunk, HeaderName, Packet, CPING_PACKET, EMPTY_BODY,
+    body_packet_header, decode, max_body_chunk, AjpError, HeaderName, Packet, CPING_PACKET,
+    EMPTY_BODY,
 };
 use super::request::{check_response, forward_request, response_head, Forward, Framing, SslFacts};
 use crate::client::{send_continue, target, Client};
@@ -403,8 +404,10 @@ async fn send_forward(
         }),
     };
     let path = target(&c.buf, &c.head, &c.path);
-    if forward_request(&mut c.out, &c.buf, &c.head, path, &forward).is_err() {
-        return Err(Outcome::TooLarge);
+    match forward_request(&mut c.out, &c.buf, &c.head, path, &forward) {
+        Ok(()) => {}
+        Err(AjpError::BodyTooLong) => return Err(Outcome::BodyTooLong),
+        Err(_) => return Err(Outcome::TooLarge),
     }
     let chunked = c.head.body == BodyKind::Chunked;
     let mut body = Body {

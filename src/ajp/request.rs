@@ -5,8 +5,9 @@
 //! request's Content-Length (the container frames the body packets by it), send the query inside
 //! `req_uri` (it goes in the `query_string` attribute, as Tomcat expects), or relay a response
 //! head an HTTP member could not send (CR, LF or other control bytes, a status outside 200–599,
-//! conflicting lengths: `check_response` refuses them). Invariant: the request fits in one packet
-//! or `forward_request` fails with `TooLarge` (AJP has no continuation packets).
+//! conflicting lengths: `check_response` refuses them), or a Content-Length the container would
+//! not take as one (`MAX_BODY_LENGTH`). Invariant: the request fits in one packet or
+//! `forward_request` fails with `TooLarge` (AJP has no continuation packets).
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -23,6 +24,14 @@ use crate::http::parse::{parse_content_length, RequestHead};
 use crate::http::policy::{action_by_name, lists_names, named, Action, Direction, Policy, Wire};
 use crate::http::reverse::{push_response_header, Reverse};
 use crate::http::rewrite::{end_response_head, push_content_length, push_status_line_start};
+
+/// The longest body whose length a container is told. Tomcat takes a Content-Length only below
+/// 2³¹ − 1 (`AjpProcessor.prepareRequest`) and reads a longer one as no length at all; the body
+/// packet ringlb sends unasked after the request (`ajp::exchange`) would then stay unread by an
+/// application that ignores the body, and the container would read it as its next message: the
+/// client's own bytes as a FORWARD_REQUEST of their choosing. `forward_request` refuses longer
+/// bodies (`BodyTooLong`: the client gets a 413).
+pub const MAX_BODY_LENGTH: u64 = i32::MAX as u64 - 1;
 
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
@@ -151,6 +160,9 @@ pub fn forward_request(
     target: &[u8],
     f: &Forward,
 ) -> Result<(), AjpError> {
+    if matches!(head.body, BodyKind::Length(n) if n > MAX_BODY_LENGTH) {
+        return Err(AjpError::BodyTooLong);
+    }
     let mut w = Writer::begin(out);
     w.byte(FORWARD_REQUEST);
     let method = head.method(buf);

@@ -1215,3 +1215,39 @@ fn a_local_answer_to_head_has_no_body_on_a_kept_connection() {
     let r = c.read_response().expect("an answer to GET");
     assert_eq!((r.status, r.text().as_str()), (503, "<h1>back soon</h1>"));
 }
+
+#[test]
+fn an_ajp_request_whose_length_the_container_would_not_take_is_refused_with_413() {
+    // Tomcat takes a Content-Length only below 2^31 - 1 and reads a longer one as none: the body
+    // packet ringlb sends unasked would stay unread by an application that ignores the body, and
+    // the container would read the client's bytes as its next message, a request of their choice.
+    let m = AjpContainer::start(|_| {
+        [
+            send_headers(200, b"OK", &[(RespName::Coded(0xA003), b"0")]),
+            end_response(true),
+        ]
+        .concat()
+    });
+    let p = Ringlb::start(&simple_config(&[m.member()], ""), 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2147483647\r\n\r\n");
+    c.send(&[b'A'; 514]);
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 413);
+    assert!(m.forwards().is_empty(), "nothing reached the container");
+    assert!(
+        p.logs()
+            .iter()
+            .any(|l| l.contains("request body too long for an AJP container")),
+        "the operator is told why"
+    );
+    // The longest length the container takes goes through, as its Content-Length.
+    let mut c = Client::connect(p.addr);
+    c.send(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2147483646\r\n\r\nabc");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let f = m
+        .forwards()
+        .pop()
+        .expect("the request reached the container");
+    assert_eq!(f.coded(0xA008), [&b"2147483646"[..]]);
+}
