@@ -10,8 +10,9 @@
 //! change a header's name, a value it does not recognise, or anything that is not a URL or a
 //! cookie's Path or Domain; write a value that is not the input's bytes (or the client's own Host,
 //! the two prefixes, or a configured cookie domain, which the configuration holds to letters,
-//! digits, `-` and `.`) — no CR, LF or NUL can appear that was not there; produce a path that
-//! starts with `//` (a reference to another host).
+//! digits, `-` and `.`) — no CR, LF or NUL can appear that was not there; map a URL into a path
+//! that a browser reads as naming another host (`//`, or `/\`, TAB, LF or CR between them: WHATWG
+//! URL parsing drops those three anywhere and takes `\` for `/`; `names_a_host`).
 //!
 //! Prefixes match whole segments (`route::strip_prefix`, the router's rule too): `/os` maps
 //! `/os/x`, `/os?q` and `/os;p`, never `/osx`; a Location under `/openspecimenx` is not under
@@ -175,12 +176,30 @@ pub fn url(out: &mut Vec<u8>, value: &[u8], r: &Reverse) {
     out.extend_from_slice(value);
 }
 
-/// A URL's path (with its query), under the public prefix if it is under the member path.
+/// A URL's path (with its query), under the public prefix if it is under the member path, unless
+/// mapped it would name another host (`/app/\\evil.example` under a public `/`): then as it is.
 fn path(out: &mut Vec<u8>, p: &[u8], m: &Mapping) {
+    let start = out.len();
     match crate::route::strip_prefix(p, m.member) {
-        Some(rest) if m.mapped() => join(out, m.public, rest),
+        Some(rest) if m.mapped() => {
+            join(out, m.public, rest);
+            if names_a_host(&out[start..]) {
+                out.truncate(start);
+                out.extend_from_slice(p);
+            }
+        }
         _ => out.extend_from_slice(p),
     }
+}
+
+/// Whether a browser reads `v` as a reference to another host: its first two characters, once
+/// TAB, LF and CR are dropped, are each `/` or `\` (WHATWG URL parsing, for http and https).
+fn names_a_host(v: &[u8]) -> bool {
+    let mut s = v.iter().filter(|&&b| !matches!(b, b'\t' | b'\n' | b'\r'));
+    matches!(
+        (s.next(), s.next()),
+        (Some(b'/' | b'\\'), Some(b'/' | b'\\'))
+    )
 }
 
 /// `scheme://authority` and the rest (path, query, fragment) of an absolute URL.

@@ -1,7 +1,8 @@
 //! Examples of each rule (Apache's documented cases first), then properties over generated
 //! prefixes and paths: mapping a target and mapping the member's redirect to it back gives the
 //! target; nothing is rewritten without a mapping but a member's own address; no output begins a
-//! path with `//`; a value the rules do not recognise comes out byte for byte.
+//! path with `//`, nor with anything a browser reads so (`/\\`, TAB, LF, CR); a value the rules do
+//! not recognise comes out byte for byte.
 
 use super::*;
 use crate::config::Config;
@@ -147,6 +148,26 @@ fn a_result_never_names_another_host_and_odd_hosts_are_not_used() {
     let ms = members(&["http://10.0.0.1:8080"]);
     let r = rev("/", "/app/", &ms, "http://h");
     assert_eq!(url_of("/app///evil.example/x", &r), "/evil.example/x");
+    // A browser takes `\` for `/` and drops TAB, LF and CR: mapped, these would name
+    // evil.example; they stay as the member wrote them (a path under /app/ on this host).
+    for v in [
+        "/app/\\evil.example/x",
+        "/app/\t/evil.example",
+        "/app/\t\\evil.example",
+        "/app/\\/x",
+    ] {
+        assert_eq!(url_of(v, &r), v, "{v:?}");
+    }
+    // After an origin it would name nothing else, but the path stays unmapped all the same.
+    assert_eq!(
+        url_of("http://10.0.0.1:8080/app/\\evil", &r),
+        "http://h/app/\\evil"
+    );
+    assert_eq!(
+        url_of("/app/a\\b", &r),
+        "/a\\b",
+        "a backslash later is a path's"
+    );
     assert_eq!(
         url_of("http://10.0.0.1:8080/app//evil", &r),
         "http://h/evil"
@@ -296,6 +317,45 @@ fn path(rng: &mut Rng) -> String {
     (0..n)
         .map(|_| format!("/{}", rng.pick(&segments)))
         .collect()
+}
+
+#[test]
+fn no_mapped_path_names_another_host_as_a_browser_reads_it() {
+    // Every value of up to five bytes from the characters that matter, after a member path.
+    let ms = members(&["http://10.0.0.1:8080"]);
+    let alphabet = [b'/', b'\\', b'\t', b'\r', b'\n', b'e', b'?'];
+    let browser_host = |v: &[u8]| {
+        let s: Vec<u8> = v
+            .iter()
+            .copied()
+            .filter(|b| !b"\t\r\n".contains(b))
+            .collect();
+        s.len() >= 2 && b"/\\".contains(&s[0]) && b"/\\".contains(&s[1])
+    };
+    for (public, member) in [
+        ("/", "/app/"),
+        ("/os", "/app"),
+        ("/", "/app"),
+        ("/os/", "/"),
+    ] {
+        let r = rev(public, member, &ms, "http://h");
+        for n in 0..=5u32 {
+            for k in 0..alphabet.len().pow(n) {
+                let mut v = member.as_bytes().to_vec();
+                let mut k = k;
+                for _ in 0..n {
+                    v.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                let mut out = Vec::new();
+                url(&mut out, &v, &r);
+                assert!(
+                    !browser_host(&out) || out == v,
+                    "{v:?} under {member} became {out:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -256,3 +256,33 @@ fn cookie_domains_alone_rewrite_an_http_members_cookie_domain() {
         "no member path: forwarded as it is"
     );
 }
+
+#[test]
+fn a_redirect_that_mapped_would_name_another_host_comes_back_as_the_member_wrote_it() {
+    // Under a public `/` mapped onto `/app/`, a member's `/app/\evil.example/x` (a path on its own
+    // host) would become `/\evil.example/x`, which a browser follows to evil.example.
+    let m = Backend::start(|r| Reply::Full {
+        status: 302,
+        headers: vec![(
+            "Location".to_string(),
+            if r.path == "/app/tab" {
+                "/app/\t/evil.example".to_string()
+            } else {
+                "/app/\\evil.example/x".to_string()
+            },
+        )],
+        body: Vec::new(),
+        chunked: false,
+    });
+    let config = format!(
+        "[[balancer]]\nname = \"app\"\nmembers = [{{ url = \"http://{}\" }}]\n\n[[route]]\n\
+         path = \"/\"\nmember_path = \"/app/\"\nbalancer = \"app\"\n",
+        m.addr
+    );
+    let p = Ringlb::start(&config, 1);
+    let r = ask(p.addr, "/login");
+    assert_eq!(m.requests()[0].path, "/app/login");
+    assert_eq!(r.header("Location"), Some("/app/\\evil.example/x"));
+    let r = ask(p.addr, "/tab");
+    assert_eq!(r.header("Location"), Some("/app/\t/evil.example"));
+}
