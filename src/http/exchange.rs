@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::chunked::{ChunkEncoder, ChunkError};
 use super::framing::{no_body, BodyKind, BodyTracker};
-use super::parse::{parse_response, HeadError};
+use super::parse::{parse_response, worth_parsing, HeadError};
 use super::reverse::{Mapping, Reverse};
 use super::rewrite::{self, ClientBody};
 use super::upgrade;
@@ -344,8 +344,11 @@ async fn read_response_head(
     // Once an interim response was read, the member has answered: a close after it is a broken
     // response, not "no response" (which may be retried).
     let mut interim = false;
+    // How much of `c.rbuf` was found to hold no complete head (`worth_parsing`).
+    let mut parsed = 0;
     loop {
-        if !c.rbuf.is_empty() {
+        if !c.rbuf.is_empty() && (parsed == 0 || worth_parsing(&c.rbuf, parsed, MAX_RESPONSE_HEAD))
+        {
             match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
                 Ok(()) if c.resp.status == 101 => {
                     // Unasked for (no Upgrade was forwarded) or not as asked: a member's error.
@@ -358,10 +361,11 @@ async fn read_response_head(
                 Ok(()) if (100..200).contains(&c.resp.status) => {
                     interim = true;
                     relay_interim(c, limit).await?;
+                    parsed = 0;
                     continue;
                 }
                 Ok(()) => return Ok(None),
-                Err(HeadError::Partial) => {}
+                Err(HeadError::Partial) => parsed = c.rbuf.len(),
                 Err(_) => return Err(HeadFail::Invalid),
             }
         }

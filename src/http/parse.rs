@@ -338,6 +338,14 @@ fn memchr_newline(buf: &[u8]) -> bool {
     buf.contains(&b'\n')
 }
 
+/// Whether a head read into `buf` is worth parsing again, when the parse of its first `parsed`
+/// bytes found it incomplete: a line ended since, or `buf` reached `max` (where the parse says
+/// what is wrong). Otherwise a head trickled in one byte per segment would be parsed whole once per
+/// byte, quadratic in its size; this way once per line (and the number of lines is bounded).
+pub fn worth_parsing(buf: &[u8], parsed: usize, max: usize) -> bool {
+    buf.len() >= max || memchr_newline(buf.get(parsed..).unwrap_or_default())
+}
+
 /// Splits the request target into the path to forward and, for absolute form, the authority.
 fn split_target(buf: &[u8], target: Range<usize>, head: &mut RequestHead) -> Result<(), HeadError> {
     let t = &buf[target.clone()];
@@ -527,6 +535,64 @@ mod tests {
         assert_eq!(p("https, http"), Some("http"));
         assert_eq!(p("gopher"), None);
         assert_eq!(proto(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn parsing_only_when_a_line_ended_decides_as_parsing_every_read() {
+        // Heads (whole, broken, over the limit) cut into random reads: parsing only when
+        // `worth_parsing` says so finds a whole head where parsing every read does, with the same
+        // length, decides no differently, and parses at most once per line (plus the first).
+        let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let lines: [&[u8]; 8] = [
+            b"Host: a\r\n",
+            b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            b"Bad Name: x\r\n",
+            b"Content-Length: 5\r\n",
+            b"X: \x01\r\n",
+            b"\r\n",
+            b"X-Bare: lf\n",
+            b"Y: y\r\n",
+        ];
+        const MAX: usize = 200;
+        for _ in 0..20_000 {
+            let mut raw = b"GET /x HTTP/1.1\r\n".to_vec();
+            for _ in 0..rng.below(8) {
+                raw.extend_from_slice(rng.pick(&lines));
+            }
+            if rng.below(4) > 0 {
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(&b"abcdef"[..rng.below(7)]);
+            let outcome = |buf: &[u8]| -> Option<Result<usize, u16>> {
+                let mut h = RequestHead::default();
+                match parse_request(buf, MAX, 100, &mut h) {
+                    Ok(()) => Some(Ok(h.head_len)),
+                    Err(HeadError::Partial) => None,
+                    Err(e) => Some(Err(e.status())),
+                }
+            };
+            let (mut at, mut parsed, mut parses) = (0, 0, 0);
+            let (mut every, mut gated) = (None, None);
+            while at < raw.len() && gated.is_none() {
+                at = (at + 1 + rng.below(12)).min(raw.len());
+                let buf = &raw[..at];
+                every = every.or_else(|| outcome(buf));
+                if parsed == 0 || worth_parsing(buf, parsed, MAX) {
+                    parses += 1;
+                    gated = outcome(buf);
+                    parsed = at;
+                }
+            }
+            let ctx = String::from_utf8_lossy(&raw);
+            if let Some(Ok(n)) = every {
+                assert_eq!(gated, Some(Ok(n)), "{ctx:?}");
+            }
+            if let Some(g) = gated {
+                assert_eq!(every, Some(g), "{ctx:?}");
+            }
+            let line_ends = raw[..at].iter().filter(|&&b| b == b'\n').count();
+            assert!(parses <= line_ends + 2, "{parses} parses: {ctx:?}");
+        }
     }
 
     fn req(raw: &[u8]) -> Result<RequestHead, HeadError> {
