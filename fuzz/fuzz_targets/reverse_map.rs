@@ -62,7 +62,8 @@ fuzz_target!(|data: &[u8]| {
     // A browser drops TAB, LF and CR and takes `\` for `/`: a mapped value never names a host
     // that the member's did not.
     let browser: Vec<u8> = written.iter().copied().filter(|b| !b"\t\r\n".contains(b)).collect();
-    if browser.len() >= 2 && b"/\\".contains(&browser[0]) && b"/\\".contains(&browser[1]) {
+    let url_header = name == b"Location" || name == b"Content-Location";
+    if url_header && browser.len() >= 2 && b"/\\".contains(&browser[0]) && b"/\\".contains(&browser[1]) {
         assert_eq!(written, value, "mapped into a reference to another host");
     }
     // The target: the public prefix and the value's bytes up to a space (a request line's).
