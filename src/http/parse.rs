@@ -377,7 +377,13 @@ fn split_target(buf: &[u8], target: Range<usize>, head: &mut RequestHead) -> Res
     Ok(())
 }
 
-/// Parses a Content-Length value: digits, or a comma list of identical digit strings.
+/// The longest Content-Length ringlb reads or writes. Many readers hold a length in a signed 64-bit
+/// integer (Java's `long` in Tomcat, nginx's `off_t`): a longer one is a number to some and an
+/// error to others, so it is refused (a request's with 400, a member's response with 502).
+pub const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
+
+/// Parses a Content-Length value: digits, or a comma list of identical digit strings, at most
+/// `MAX_CONTENT_LENGTH`.
 pub fn parse_content_length(v: &[u8]) -> Option<u64> {
     let mut result: Option<u64> = None;
     for t in v.split(|&b| b == b',') {
@@ -386,7 +392,7 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
             return None;
         }
         let n: u64 = std::str::from_utf8(t).ok()?.parse().ok()?;
-        if result.is_some_and(|r| r != n) {
+        if n > MAX_CONTENT_LENGTH || result.is_some_and(|r| r != n) {
             return None;
         }
         result = Some(n);
@@ -637,6 +643,9 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            // Over i64::MAX, within u64: a number to some readers, an error to others.
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -655,6 +664,14 @@ mod tests {
         }
         let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n").unwrap();
         assert_eq!(h.body, BodyKind::Length(5));
+        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n");
+        assert_eq!(h.unwrap().body, BodyKind::Length(i64::MAX as u64));
+        let mut r = ResponseHead::default();
+        let big = b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\n";
+        assert!(matches!(
+            parse_response(big, 65536, &mut r),
+            Err(HeadError::Invalid(_))
+        ));
     }
 
     #[test]
