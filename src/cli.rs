@@ -22,9 +22,9 @@ pub struct Cli {
 /// Flags shared by the commands that start a server.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Overrides {
-    /// Worker threads (0 = one per core); overrides server.workers.
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Worker threads (0 = one per core, at most 1024); overrides server.workers.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=crate::config::MAX_WORKERS as i64))]
+    pub workers: Option<u16>,
     /// io driver: auto, io_uring or epoll; overrides server.driver.
     #[arg(long)]
     pub driver: Option<Driver>,
@@ -40,7 +40,7 @@ impl Overrides {
             config.server.workers = if w == 0 {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             } else {
-                w
+                usize::from(w)
             };
         }
         if let Some(d) = self.driver {

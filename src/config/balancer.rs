@@ -596,14 +596,17 @@ impl Validator<'_> {
                 format!("\"{url}\": a member url is scheme://host:port, without a path"),
             );
         }
-        let with_port = if host_port
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            host_port.to_string()
-        } else {
-            format!("{host_port}:{default_port}")
+        let Some((host, port)) = super::host::split_port(host_port) else {
+            return self.err(
+                m.url.span(),
+                key,
+                format!("\"{url}\": the port is a number from 0 to 65535"),
+            );
         };
+        if let Err(why) = super::host::check(host) {
+            return self.err(m.url.span(), key, format!("\"{url}\": {why}"));
+        }
+        let with_port = format!("{host}:{}", port.unwrap_or(default_port));
         match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
             Some(addr) => Ok((protocol, https, host_port.to_string(), addr)),
             None => self.err(m.url.span(), key, format!("\"{url}\": cannot resolve host")),

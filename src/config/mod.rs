@@ -14,6 +14,7 @@ mod admin;
 mod balancer;
 mod error_pages;
 mod health;
+mod host;
 mod listen;
 mod route;
 mod upgrade;
@@ -37,6 +38,10 @@ pub use upgrade::{Upgrades, DEFAULT_TUNNEL_TIMEOUT};
 pub const MAX_HEADERS_CAP: usize = 256;
 /// Members per balancer are tracked in a `u64` bit set during failover.
 pub const MAX_MEMBERS: usize = 64;
+
+/// The most worker threads (`server.workers`, `--workers`): a typo's 64000 would start as many
+/// threads, each with its own ring and listening sockets.
+pub const MAX_WORKERS: usize = 1024;
 
 /// A configuration error, with the key and the line where it was found.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +152,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawServer {
-    workers: usize,
+    workers: Spanned<usize>,
     driver: Driver,
     shutdown_grace: Dur,
     trusted_proxies: Spanned<Vec<String>>,
@@ -158,7 +163,7 @@ struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         RawServer {
-            workers: 0,
+            workers: Spanned::new(0..0, 0),
             driver: Driver::Auto,
             shutdown_grace: Dur(Duration::from_secs(10)),
             trusted_proxies: Spanned::new(0..0, Vec::new()),
@@ -362,10 +367,16 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let workers = if raw.server.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            raw.server.workers
+        let workers = match *raw.server.workers.get_ref() {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n > MAX_WORKERS => {
+                return self.err(
+                    raw.server.workers.span(),
+                    "server.workers".into(),
+                    format!("{n}: at most {MAX_WORKERS} (each is a thread with its own ring and listeners; 0 is one per core)"),
+                )
+            }
+            n => n,
         };
         let limits = &raw.limits;
         let mrhb = &limits.max_request_header_bytes;
@@ -554,6 +565,54 @@ balancer = "app"
         let (line, key, _) = error_of(&GOOD.replace("http://127.0.0.1:9001", "ftp://x"));
         assert_eq!(line, 12);
         assert_eq!(key, "balancer[0].members[0].url");
+    }
+
+    #[test]
+    fn a_member_host_a_resolver_would_read_otherwise_is_reported() {
+        // `:::1` would resolve as `::` port 1; `::1` unbracketed; a space; a port that is no port.
+        for (url, why) in [
+            ("http://:::1", "a host is"),
+            ("http://::1:8080", "a host is"),
+            ("http://a b:1", "a host is"),
+            ("http://[::1:8080", "in brackets"),
+            ("http://h:x", "the port"),
+            ("http://h:65536", "the port"),
+        ] {
+            let (line, key, msg) = error_of(&GOOD.replace("http://127.0.0.1:9001", url));
+            assert_eq!(
+                (line, key.as_str()),
+                (12, "balancer[0].members[0].url"),
+                "{url}"
+            );
+            assert!(msg.contains(why), "{url}: {msg}");
+        }
+        let v6 =
+            Config::parse(&GOOD.replace("http://127.0.0.1:9001", "http://[::1]:9001")).unwrap();
+        assert_eq!(v6.balancers[0].members[0].host_port, "[::1]:9001");
+        let named =
+            Config::parse(&GOOD.replace("http://127.0.0.1:9001", "http://localhost")).unwrap();
+        assert_eq!(named.balancers[0].members[0].addr.port(), 80);
+    }
+
+    #[test]
+    fn a_route_host_that_can_never_match_is_reported() {
+        let with_host =
+            |h: &str| GOOD.replace("path = \"/\"", &format!("host = \"{h}\"\npath = \"/\""));
+        for bad in ["A B", "www.example.org:8080", "*.example.org", ""] {
+            let (line, key, msg) = error_of(&with_host(bad));
+            assert_eq!((line, key.as_str()), (17, "route[0].host"), "{bad}");
+            assert!(msg.contains("without a port"), "{msg}");
+        }
+        let c = Config::parse(&with_host("WWW.Example.org.")).unwrap();
+        assert_eq!(c.routes[0].host.as_deref(), Some("www.example.org"));
+    }
+
+    #[test]
+    fn workers_past_the_cap_are_reported() {
+        let (line, key, msg) = error_of(&GOOD.replace("workers = 2", "workers = 64000"));
+        assert_eq!((line, key.as_str()), (3, "server.workers"));
+        assert!(msg.contains("at most 1024"), "{msg}");
+        assert!(Config::parse(&GOOD.replace("workers = 2", "workers = 1024")).is_ok());
     }
 
     #[test]

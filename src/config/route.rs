@@ -16,7 +16,7 @@ use super::{BalancerConfig, ConfigError, Dur, Upgrades, Validator};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
-    host: Option<String>,
+    host: Option<Spanned<String>>,
     #[serde(default = "default_path")]
     path: Spanned<String>,
     balancer: Option<Spanned<String>>,
@@ -149,6 +149,22 @@ impl Validator<'_> {
                 )
             }
         };
+        let host = match &r.host {
+            Some(h) => {
+                // A fully qualified name's trailing dot names the same host (the router drops a
+                // request's too).
+                let name = h.get_ref().strip_suffix('.').unwrap_or(h.get_ref());
+                if let Err(why) = super::host::check(name) {
+                    return self.err(
+                        h.span(),
+                        format!("route[{i}].host"),
+                        format!("\"{}\": {why}, without a port", h.get_ref()),
+                    );
+                }
+                Some(name.to_ascii_lowercase())
+            }
+            None => None,
+        };
         let path = r.path.get_ref();
         if let Err(why) = plain_path(path) {
             return self.err(r.path.span(), format!("route[{i}].path"), why);
@@ -165,7 +181,7 @@ impl Validator<'_> {
             balancer.map(|b| &balancers[b]),
         )?;
         Ok(RouteConfig {
-            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            host,
             path: path.clone(),
             balancer,
             preserve_host: r.preserve_host,
