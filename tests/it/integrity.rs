@@ -1236,9 +1236,10 @@ fn an_ajp_request_whose_length_the_container_would_not_take_is_refused_with_413(
     assert_eq!(r.status, 413);
     assert!(m.forwards().is_empty(), "nothing reached the container");
     assert!(
-        p.logs()
+        wait_until(|| p
+            .logs()
             .iter()
-            .any(|l| l.contains("request body too long for an AJP container")),
+            .any(|l| l.contains("request body too long for an AJP container"))),
         "the operator is told why"
     );
     // The longest length the container takes goes through, as its Content-Length.
