@@ -63,9 +63,6 @@ pub enum Outcome {
     },
     /// The request head does not fit in one AJP packet (AJP has no continuation).
     TooLarge,
-    /// The request's Content-Length is longer than an AJP container takes as a length
-    /// (`ajp::request::MAX_BODY_LENGTH`). Nothing was sent.
-    BodyTooLong,
     /// The member switched protocols: its 101 went to the client, and both connections now
     /// carry a tunnel (`tunnel`); neither is used for HTTP again.
     Switched(Done),

@@ -621,13 +621,6 @@ async fn finish(
             // Nothing was sent: the rest of an unread body is drained so the client sees the 500.
             gateway_error(c, 500, req.replayable, None).await
         }
-        Outcome::BodyTooLong => {
-            let mcfg = &gen.config.balancers[tracked.bal].members[tracked.member];
-            tracing::warn!(member = %mcfg.url, length = ?c.head.content_length,
-                "request body too long for an AJP container (Tomcat takes a Content-Length only below 2^31 - 1): refused with 413");
-            // Nothing was sent; the body is not read (the connection closes after the 413).
-            gateway_error(c, 413, false, None).await
-        }
         Outcome::Failed(f) => fail(c, tracked, &f).await,
         Outcome::Switched(d) => {
             record_done(c, tracked, &d, None);

@@ -224,8 +224,6 @@ pub enum AjpError {
     UnexpectedType(u8),
     /// The request does not fit in one packet (AJP has no continuation).
     TooLarge,
-    /// The request's Content-Length is over `request::MAX_BODY_LENGTH`.
-    BodyTooLong,
 }
 
 /// A decoded container → proxy packet; ranges index the buffer it was decoded from.

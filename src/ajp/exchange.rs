@@ -15,10 +15,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::codec::{
-    body_packet_header, decode, max_body_chunk, AjpError, HeaderName, Packet, CPING_PACKET,
-    EMPTY_BODY,
+    body_packet_header, decode, max_body_chunk, HeaderName, Packet, CPING_PACKET, EMPTY_BODY,
 };
-use super::request::{check_response, forward_request, response_head, Forward, Framing, SslFacts};
+use super::request::{
+    check_response, forward_request, response_head, told_length, Forward, Framing, SslFacts,
+};
 use crate::client::{send_continue, target, Client};
 use crate::config::MemberConfig;
 use crate::http::chunked::ChunkEncoder;
@@ -404,10 +405,8 @@ async fn send_forward(
         }),
     };
     let path = target(&c.buf, &c.head, &c.path);
-    match forward_request(&mut c.out, &c.buf, &c.head, path, &forward) {
-        Ok(()) => {}
-        Err(AjpError::BodyTooLong) => return Err(Outcome::BodyTooLong),
-        Err(_) => return Err(Outcome::TooLarge),
+    if forward_request(&mut c.out, &c.buf, &c.head, path, &forward).is_err() {
+        return Err(Outcome::TooLarge);
     }
     let chunked = c.head.body == BodyKind::Chunked;
     let mut body = Body {
@@ -446,18 +445,16 @@ async fn send_forward(
     }
 }
 
-/// The first body packet goes unasked when the length is known and not zero: its header is
-/// appended to `c.out`, and the range of `c.buf` it carries is returned.
+/// The first body packet goes unasked when the container is told a length and it is not zero
+/// (`told_length`): its header is appended to `c.out`, and the range of `c.buf` it carries is
+/// returned.
 async fn first_body_packet(
     c: &mut Client,
     body: &mut Body,
     chunk_max: usize,
     limits: &Limits<'_>,
 ) -> Result<Range<usize>, Outcome> {
-    let BodyKind::Length(n) = c.head.body else {
-        return Ok(0..0);
-    };
-    if n == 0 {
+    if told_length(c.head.body, c.head.content_length).is_none_or(|n| n == 0) {
         return Ok(0..0);
     }
     if body.pending.is_empty() {

@@ -2,12 +2,12 @@
 //! client receives for the container's SEND_HEADERS.
 //!
 //! Must never: forward a header `http::policy` drops (hop-by-hop, named by Connection), lose the
-//! request's Content-Length (the container frames the body packets by it), send the query inside
+//! request's Content-Length (the container frames the body packets by it) unless it is one some
+//! containers would not read as a length (`told_length`), send the query inside
 //! `req_uri` (it goes in the `query_string` attribute, as Tomcat expects), or relay a response
 //! head an HTTP member could not send (CR, LF or other control bytes, a status outside 200–599,
-//! conflicting lengths: `check_response` refuses them), or a Content-Length the container would
-//! not take as one (`MAX_BODY_LENGTH`). Invariant: the request fits in one packet or
-//! `forward_request` fails with `TooLarge` (AJP has no continuation packets).
+//! conflicting lengths: `check_response` refuses them). Invariant: the request fits in one packet
+//! or `forward_request` fails with `TooLarge` (AJP has no continuation packets).
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -25,13 +25,24 @@ use crate::http::policy::{action_by_name, lists_names, named, Action, Direction,
 use crate::http::reverse::{push_response_header, Reverse};
 use crate::http::rewrite::{end_response_head, push_content_length, push_status_line_start};
 
-/// The longest body whose length a container is told. Tomcat takes a Content-Length only below
-/// 2³¹ − 1 (`AjpProcessor.prepareRequest`) and reads a longer one as no length at all; the body
-/// packet ringlb sends unasked after the request (`ajp::exchange`) would then stay unread by an
-/// application that ignores the body, and the container would read it as its next message: the
-/// client's own bytes as a FORWARD_REQUEST of their choosing. `forward_request` refuses longer
-/// bodies (`BodyTooLong`: the client gets a 413).
+/// The longest body whose length a container is told. Tomcat 7 takes a Content-Length only below
+/// 2³¹ − 1 and reads a longer one as no length at all, while later Tomcats read it; the first body
+/// packet, which goes unasked after a request with a length (`ajp::exchange`), would then stay
+/// unread by an application that ignores the body, and Tomcat 7 would read the client's bytes as
+/// its next message. A longer body therefore goes without its length, as a chunked upload does:
+/// every container asks for each packet and reads to the empty one.
 pub const MAX_BODY_LENGTH: u64 = i32::MAX as u64 - 1;
+
+/// The Content-Length the container is told for a request framed as `body` (`content_length`: the
+/// request's header, for a body with none): the one place this is decided. `Some(n)` with `n > 0`
+/// is also what makes the first body packet go unasked.
+pub fn told_length(body: BodyKind, content_length: Option<u64>) -> Option<u64> {
+    match body {
+        BodyKind::Length(n) if n <= MAX_BODY_LENGTH => Some(n),
+        BodyKind::Length(_) => None,
+        _ => content_length.map(|_| 0),
+    }
+}
 
 /// What the FORWARD_REQUEST says about the connection and the server.
 pub struct Forward<'a> {
@@ -75,12 +86,9 @@ fn write_headers(
     };
     // ringlb's own: the Host it routed on (the absolute-form authority wins over a Host header,
     // as for HTTP members), and one Content-Length with the parsed value (the container frames
-    // the body packets by it; a chunked body needs no header).
+    // the body packets by it; a chunked body needs no header, nor one too long: `told_length`).
     let host = head.routing_host(buf);
-    let length = match head.body {
-        BodyKind::Length(n) => Some(n),
-        _ => head.content_length.map(|_| 0),
-    };
+    let length = told_length(head.body, head.content_length);
     // From a trusted proxy, its trail (for Tomcat's RemoteIpValve, which takes the container's
     // remote address as the proxy): one X-Forwarded-For with its values, and one
     // X-Forwarded-Proto with the scheme `is_ssl` also says. From anyone else, none.
@@ -160,9 +168,6 @@ pub fn forward_request(
     target: &[u8],
     f: &Forward,
 ) -> Result<(), AjpError> {
-    if matches!(head.body, BodyKind::Length(n) if n > MAX_BODY_LENGTH) {
-        return Err(AjpError::BodyTooLong);
-    }
     let mut w = Writer::begin(out);
     w.byte(FORWARD_REQUEST);
     let method = head.method(buf);

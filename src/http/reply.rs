@@ -1,5 +1,5 @@
-//! The responses ringlb writes itself: refusals (400/405/408/413/414/431/501), 404, and the gateway
-//! errors (502/503/504), each with a short text body, or for a gateway error the balancer's configured
+//! The responses ringlb writes itself: refusals (400/405/408/414/431/501), 404, and the gateway errors
+//! (502/503/504), each with a short text body, or for a gateway error the balancer's configured
 //! page (`error_pages`).
 //!
 //! Must never: allocate (writes into the caller's reused buffer). Invariant: `close` responses carry
@@ -15,7 +15,6 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
-        413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
