@@ -29,7 +29,7 @@ use futures_util::future::{select, Either};
 use crate::client::{refuse, Client, End};
 use crate::core::{ConnGuard, Core};
 use crate::core_gen::CoreGen;
-use crate::http::parse::{parse_request, worth_parsing, HeadError};
+use crate::http::parse::{parse_request, HeadError, HeadScan};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
@@ -569,13 +569,12 @@ fn normalize_target(c: &mut Client) -> Result<(), Stop> {
 async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(), Stop> {
     let limits = &gen.config.limits;
     let max = limits.max_request_header_bytes;
-    // How much of `c.buf` was found to hold no complete head (`worth_parsing`).
-    let mut parsed = 0;
+    let mut scan = HeadScan::default();
     loop {
-        if parsed == 0 || worth_parsing(&c.buf, parsed, max) {
+        if scan.worth_parsing(&c.buf, max) {
             match parse_request(&c.buf, max, limits.max_headers, &mut c.head) {
                 Ok(()) => return normalize_target(c),
-                Err(HeadError::Partial) => parsed = c.buf.len(),
+                Err(HeadError::Partial) => {}
                 Err(e) => {
                     tracing::debug!(peer = %c.peer, error = ?e, "refused request");
                     return Err(Stop::Refuse(e.status()));

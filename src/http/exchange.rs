@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::chunked::{ChunkEncoder, ChunkError};
 use super::framing::{no_body, BodyKind, BodyTracker};
-use super::parse::{parse_response, worth_parsing, HeadError};
+use super::parse::{parse_response, HeadError, HeadScan};
 use super::reverse::{Mapping, Reverse};
 use super::rewrite::{self, ClientBody};
 use super::upgrade;
@@ -344,11 +344,9 @@ async fn read_response_head(
     // Once an interim response was read, the member has answered: a close after it is a broken
     // response, not "no response" (which may be retried).
     let mut interim = false;
-    // How much of `c.rbuf` was found to hold no complete head (`worth_parsing`).
-    let mut parsed = 0;
+    let mut scan = HeadScan::default();
     loop {
-        if !c.rbuf.is_empty() && (parsed == 0 || worth_parsing(&c.rbuf, parsed, MAX_RESPONSE_HEAD))
-        {
+        if !c.rbuf.is_empty() && scan.worth_parsing(&c.rbuf, MAX_RESPONSE_HEAD) {
             match parse_response(&c.rbuf, MAX_RESPONSE_HEAD, &mut c.resp) {
                 Ok(()) if c.resp.status == 101 => {
                     // Unasked for (no Upgrade was forwarded) or not as asked: a member's error.
@@ -361,11 +359,11 @@ async fn read_response_head(
                 Ok(()) if (100..200).contains(&c.resp.status) => {
                     interim = true;
                     relay_interim(c, limit).await?;
-                    parsed = 0;
+                    scan = HeadScan::default(); // what is left of `c.rbuf` is the next head's
                     continue;
                 }
                 Ok(()) => return Ok(None),
-                Err(HeadError::Partial) => parsed = c.rbuf.len(),
+                Err(HeadError::Partial) => {}
                 Err(_) => return Err(HeadFail::Invalid),
             }
         }
