@@ -3,37 +3,52 @@
 //!
 //! Owns: the check of member URLs' hosts and routes' `host`, and splitting a member URL's
 //! `host[:port]`. Must never: resolve anything (the caller does, with what this accepted), or
-//! accept a host that a resolver would read otherwise than it reads (`:::1` resolves as `::`
-//! port 1).
+//! accept a host that a resolver reads as something it does not look like (`:::1` resolves as
+//! `::` port 1, `127.1` as 127.0.0.1: a name whose last label is a number must be a dotted-quad
+//! IPv4 address).
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why `host` is not a DNS name (letters, digits, `-`, `_`, in dot-separated labels of at most
-/// 63), an IPv4 address or a bracketed IPv6 address.
+/// 63, a trailing dot allowed), an IPv4 address (four decimal octets) or a bracketed IPv6 address
+/// (a numeric zone allowed: `[fe80::1%2]`).
 pub fn check(host: &str) -> Result<(), &'static str> {
     if let Some(inner) = host.strip_prefix('[') {
-        return match inner.strip_suffix(']').map(str::parse::<Ipv6Addr>) {
+        let address = inner.strip_suffix(']').map(|a| match a.split_once('%') {
+            Some((a, zone)) if !zone.is_empty() && zone.bytes().all(|b| b.is_ascii_digit()) => a,
+            Some(_) => "",
+            None => a,
+        });
+        return match address.map(str::parse::<Ipv6Addr>) {
             Some(Ok(_)) => Ok(()),
-            _ => Err("an IPv6 address in brackets is [address]"),
+            _ => Err("an IPv6 address in brackets is [address] or [address%zone]"),
         };
     }
-    let labels_ok = host.len() <= 253
-        && host.split('.').all(|l| {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = name.len() <= 253
+        && name.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
-    if labels_ok {
-        Ok(())
-    } else {
-        Err("a host is a DNS name, an IPv4 address or an IPv6 address in brackets")
+    if !labels_ok {
+        return Err("a host is a DNS name, an IPv4 address or an IPv6 address in brackets");
     }
+    // Resolvers read `127.1`, `0x7f.1` or `2130706433` as 127.0.0.1.
+    let last = name.rsplit('.').next().unwrap_or_default();
+    let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
+    if numeric && name.parse::<Ipv4Addr>().is_err() {
+        return Err(
+            "an IPv4 address is four decimal numbers from 0 to 255 (a name's last label is no number)",
+        );
+    }
+    Ok(())
 }
 
 /// `host` and its port, if written, from `host[:port]` (`[v6]:port` understood; a `[` without
 /// its `]` is all host, for `check` to refuse). `None`: a port that is not a number from 0 to
-/// 65535, or text after an IPv6 address's bracket that is no port.
+/// 65535 (digits only), or text after an IPv6 address's bracket that is no port.
 pub fn split_port(host_port: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = match host_port.strip_prefix('[') {
         Some(_) => {
@@ -51,7 +66,11 @@ pub fn split_port(host_port: &str) -> Option<(&str, Option<u16>)> {
         },
     };
     match port {
-        Some(p) => Some((host, Some(p.parse().ok()?))),
+        // Digits only: `u16::from_str` would take `+80`.
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((host, Some(p.parse().ok()?)))
+        }
+        Some(_) => None,
         None => Some((host, None)),
     }
 }
@@ -65,15 +84,36 @@ mod tests {
         for ok in [
             "tomcat1",
             "app.example.org",
+            "tomcat.internal.",
             "10.0.0.7",
             "[::1]",
             "[fe80::1]",
+            "[fe80::1%2]",
             "a_b-c.d",
+            "1password.example",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "::", ":::1", "::1", "a b", "a..b", "a.", "[::1", "[x]", "h/x", "a@b", "é.org",
+            "",
+            "::",
+            ":::1",
+            "::1",
+            "a b",
+            "a..b",
+            ".",
+            "[::1",
+            "[x]",
+            "[::1%]",
+            "[::1%eth0]",
+            "h/x",
+            "a@b",
+            "é.org",
+            "127.1",
+            "0x7f.1",
+            "2130706433",
+            "10.0.0.256",
+            "01.2.3.4",
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }
@@ -90,7 +130,7 @@ mod tests {
         // `:::1` is host `::`, port 1: which `check` then refuses.
         assert_eq!(split_port(":::1"), Some(("::", Some(1))));
         assert_eq!(split_port("[::1:80"), Some(("[::1:80", None)));
-        for bad in ["h:x", "h:65536", "[::1]x", "[::1]:", "h:"] {
+        for bad in ["h:x", "h:65536", "[::1]x", "[::1]:", "h:", "h:+80"] {
             assert_eq!(split_port(bad), None, "{bad}");
         }
     }
