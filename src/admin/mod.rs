@@ -35,7 +35,7 @@ use compio::net::TcpStream;
 
 use crate::board::Board;
 use crate::core::Core;
-use crate::http::parse::{parse_request, HeadError, RequestHead};
+use crate::http::parse::{parse_request, HeadError, HeadScan, RequestHead};
 use crate::io::{read_more, write_range, IoFail};
 use crate::reload::ControlSender;
 
@@ -68,11 +68,14 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
     // The whole head (and body) must arrive within header_timeout of the accept, however slowly
     // it trickles.
     let deadline = Instant::now() + core.gen().config.limits.header_timeout;
+    let mut scan = HeadScan::default();
     let reply = loop {
-        match parse_request(&buf, 16384, 100, &mut head) {
-            Ok(()) => break None,
-            Err(HeadError::Partial) => {}
-            Err(e) => break Some(Reply::new(e.status(), "text/plain", "bad request\n".into())),
+        if scan.worth_parsing(&buf, 16384) {
+            match parse_request(&buf, 16384, 100, &mut head) {
+                Ok(()) => break None,
+                Err(HeadError::Partial) => {}
+                Err(e) => break Some(Reply::new(e.status(), "text/plain", "bad request\n".into())),
+            }
         }
         let read = match crate::deadline::left(deadline) {
             Some(left) => read_more(&mut stream, &mut buf, 4096, left).await,

@@ -1,5 +1,5 @@
 //! One request's exchange with an AJP13 container: FORWARD_REQUEST (with the first body packet
-//! when the length is known), body packets on GET_BODY_CHUNK, then SEND_HEADERS, SEND_BODY_CHUNK
+//! when the container is told the length: `request::told_length`), body packets on GET_BODY_CHUNK, then SEND_HEADERS, SEND_BODY_CHUNK
 //! and END_RESPONSE turned into an HTTP/1.1 response for the client.
 //!
 //! Owns: the AJP body rules and response framing, and what the exchange reports
@@ -378,7 +378,8 @@ fn read_failed(r: &Response, body: &Body, e: IoFail, got_any: bool) -> Outcome {
     })
 }
 
-/// Encodes FORWARD_REQUEST (and the first body packet, when the length is known) and sends it.
+/// Encodes FORWARD_REQUEST (and the first body packet, when the container is told the length) and
+/// sends it.
 async fn send_forward(
     c: &mut Client,
     up: &mut Stream,

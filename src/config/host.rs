@@ -35,10 +35,14 @@ pub fn check(host: &str) -> Result<(), &'static str> {
     if !labels_ok {
         return Err("a host is a DNS name, an IPv4 address or an IPv6 address in brackets");
     }
-    // Resolvers read `127.1`, `0x7f.1` or `2130706433` as 127.0.0.1.
-    let last = name.rsplit('.').next().unwrap_or_default();
-    let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
-    if numeric && name.parse::<Ipv4Addr>().is_err() {
+    // Resolvers (glibc's `inet_aton`) read `127.1`, `0x7f.1`, `127.0X1` or `2130706433` as
+    // 127.0.0.1, and no IPv4 address with a trailing dot.
+    let last = name.rsplit('.').next().unwrap_or_default().as_bytes();
+    let numeric = match last {
+        [b'0', b'x' | b'X', hex @ ..] => hex.iter().all(u8::is_ascii_hexdigit),
+        _ => last.iter().all(u8::is_ascii_digit),
+    };
+    if numeric && (name.parse::<Ipv4Addr>().is_err() || name.len() != host.len()) {
         return Err(
             "an IPv4 address is four decimal numbers from 0 to 255 (a name's last label is no number)",
         );
@@ -91,6 +95,7 @@ mod tests {
             "[fe80::1%2]",
             "a_b-c.d",
             "1password.example",
+            "0xapi",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
@@ -111,6 +116,10 @@ mod tests {
             "é.org",
             "127.1",
             "0x7f.1",
+            "127.0X1",
+            "0xa",
+            "10.0.0.7.",
+            "example.org..",
             "2130706433",
             "10.0.0.256",
             "01.2.3.4",

@@ -152,9 +152,9 @@ impl Validator<'_> {
         let host = match &r.host {
             Some(h) => {
                 // A fully qualified name's trailing dot names the same host (the router drops a
-                // request's too).
+                // request's too): kept without it.
                 let name = h.get_ref().strip_suffix('.').unwrap_or(h.get_ref());
-                if let Err(why) = super::host::check(name) {
+                if let Err(why) = super::host::check(h.get_ref()) {
                     return self.err(
                         h.span(),
                         format!("route[{i}].host"),
