@@ -618,6 +618,8 @@ async fn finish(
             let mcfg = &gen.config.balancers[tracked.bal].members[tracked.member];
             tracing::warn!(member = %mcfg.url, packet_size = mcfg.packet_size,
                 "request head too large for one AJP packet: raise packet_size (and the connector's packetSize)");
+            // Counted for the member, as its 502s and 504s are: the answer is about it.
+            tracked.respond(500);
             // Nothing was sent: the rest of an unread body is drained so the client sees the 500.
             gateway_error(c, 500, req.replayable, None).await
         }

@@ -1279,3 +1279,18 @@ fn an_ajp_body_too_long_for_tomcat_7_to_read_the_length_of_goes_without_it() {
         assert_eq!(c.read_response().unwrap().status, 200);
     }
 }
+
+#[test]
+fn a_request_head_too_large_for_one_ajp_packet_is_a_500_counted_for_its_member() {
+    let m = AjpContainer::start(|_| [send_headers(200, b"OK", &[]), end_response(true)].concat());
+    let p = Ringlb::start(&with_admin(&simple_config(&[m.member()], ""), ""), 1);
+    let mut c = Client::connect(p.addr);
+    let big = "x".repeat(9000);
+    c.send(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    assert_eq!(c.read_response().unwrap().status, 500);
+    assert!(m.forwards().is_empty(), "nothing reached the container");
+    let r = crate::support::admin::report_when(p.admin_addr(), |r| {
+        r.balancers[0].members[0].responses.get("5xx") == Some(&1)
+    });
+    assert_eq!(r.balancers[0].members[0].responses.get("5xx"), Some(&1));
+}
