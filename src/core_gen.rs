@@ -93,7 +93,7 @@ impl CoreGen {
             for up in old_ups.iter_mut() {
                 retiring.add(up.pool.drain());
             }
-            retiring.add(std::mem::take(&mut *old.retiring.borrow_mut()).into_conns());
+            retiring.append(old.retiring.take());
         }
         let listeners = &generation.listeners;
         let removed = listeners.removed.iter().map(|(slot, _)| *slot);

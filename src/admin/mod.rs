@@ -61,6 +61,9 @@ impl Reply {
     }
 }
 
+/// The largest admin request head.
+const MAX_HEAD: usize = 16384;
+
 /// Serves one admin connection: one request, one response, close.
 pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
     let mut buf = Vec::with_capacity(4096);
@@ -70,8 +73,8 @@ pub async fn serve(core: &Core, mut stream: TcpStream, _peer: SocketAddr) {
     let deadline = Instant::now() + core.gen().config.limits.header_timeout;
     let mut scan = HeadScan::default();
     let reply = loop {
-        if scan.worth_parsing(&buf, 16384) {
-            match parse_request(&buf, 16384, 100, &mut head) {
+        if scan.worth_parsing(&buf, MAX_HEAD) {
+            match parse_request(&buf, MAX_HEAD, 100, &mut head) {
                 Ok(()) => break None,
                 Err(HeadError::Partial) => {}
                 Err(e) => break Some(Reply::new(e.status(), "text/plain", "bad request\n".into())),

@@ -1,6 +1,7 @@
 //! One request's exchange with an AJP13 container: FORWARD_REQUEST (with the first body packet
-//! when the container is told the length: `request::told_length`), body packets on GET_BODY_CHUNK, then SEND_HEADERS, SEND_BODY_CHUNK
-//! and END_RESPONSE turned into an HTTP/1.1 response for the client.
+//! when the container is told the length: `request::told_length`), body packets on
+//! GET_BODY_CHUNK, then SEND_HEADERS, SEND_BODY_CHUNK and END_RESPONSE turned into an HTTP/1.1
+//! response for the client.
 //!
 //! Owns: the AJP body rules and response framing, and what the exchange reports
 //! (`outcome::Outcome`, the same type as HTTP's). Must never: send a first body packet for a

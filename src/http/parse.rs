@@ -359,7 +359,9 @@ impl HeadScan {
     pub fn worth_parsing(&mut self, buf: &[u8], max: usize) -> bool {
         let new = buf.get(self.seen..).unwrap_or_default();
         self.seen = buf.len();
-        self.begun |= new.iter().any(|&b| b != b'\r' && b != b'\n');
+        if !self.begun {
+            self.begun = new.iter().any(|&b| b != b'\r' && b != b'\n');
+        }
         let worth = !self.parsed || buf.len() >= max || (self.begun && memchr_newline(new));
         self.parsed |= worth;
         worth
