@@ -342,8 +342,10 @@ fn memchr_newline(buf: &[u8]) -> bool {
 /// every read would make a head trickled in one byte per segment cost a parse per byte, quadratic
 /// in its size; this way it costs one at first (a pipelined head may be whole already), then one
 /// per line that ended after something other than empty lines (which httparse skips before a
-/// start line, any number of them: they make no parse of their own), and one at `max` (where the
-/// parse says what is wrong). A head has at most `max_headers` + 2 such lines.
+/// start line, any number of them: they make no parse of their own), one at `max` (where the
+/// parse says what is wrong), and one in the read that brings a control byte no head may hold, so
+/// that `G\0` is refused at once rather than when a line ends or the head times out. A head has
+/// at most `max_headers` + 2 such lines.
 #[derive(Debug, Default)]
 pub struct HeadScan {
     /// Bytes of the buffer looked at so far.
@@ -352,6 +354,9 @@ pub struct HeadScan {
     parsed: bool,
     /// A byte other than CR or LF has arrived.
     begun: bool,
+    /// A control byte made a parse of its own already (one such parse at most: should a reader
+    /// ever take one, later ones must not cost a parse each).
+    stray: bool,
 }
 
 impl HeadScan {
@@ -362,10 +367,18 @@ impl HeadScan {
         if !self.begun {
             self.begun = new.iter().any(|&b| b != b'\r' && b != b'\n');
         }
-        let worth = !self.parsed || buf.len() >= max || (self.begun && memchr_newline(new));
+        let stray = self.parsed && !self.stray && new.iter().any(|&b| is_stray_control(b));
+        self.stray |= stray;
+        let worth =
+            !self.parsed || buf.len() >= max || stray || (self.begun && memchr_newline(new));
         self.parsed |= worth;
         worth
     }
+}
+
+/// A byte that no part of a head may hold: a control byte other than HT, CR and LF.
+fn is_stray_control(b: u8) -> bool {
+    b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n'
 }
 
 /// Splits the request target into the path to forward and, for absolute form, the authority.
@@ -572,8 +585,9 @@ mod tests {
         // same length, decides no differently, and parses at most once per line that ended after
         // something other than empty lines (plus the first parse and the one at the limit).
         let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
-        let lines: [&[u8]; 8] = [
+        let lines: [&[u8]; 9] = [
             b"Host: a\r\n",
+            b"Z: a\x00b\r\n",
             b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
             b"Bad Name: x\r\n",
             b"Content-Length: 5\r\n",
@@ -589,8 +603,10 @@ mod tests {
             for _ in 0..[0, 0, 1, 3, 120][rng.below(5)] {
                 raw.extend_from_slice(rng.pick(&[&b"\r\n"[..], b"\n"]));
             }
-            if rng.below(8) > 0 {
-                raw.extend_from_slice(b"GET /x HTTP/1.1\r\n");
+            match rng.below(10) {
+                0 => {}
+                1 => raw.extend_from_slice(b"G\x00ET /x HTTP/1.1\r\n"),
+                _ => raw.extend_from_slice(b"GET /x HTTP/1.1\r\n"),
             }
             for _ in 0..rng.below(8) {
                 raw.extend_from_slice(rng.pick(&lines));
@@ -609,6 +625,7 @@ mod tests {
             };
             let (mut at, mut parses, mut scan) = (0, 0, HeadScan::default());
             let (mut every, mut gated) = (None, None);
+            let mut stray_unanswered = false; // a control byte came in a read with no outcome
             while at < raw.len() && gated.is_none() {
                 at = (at + 1 + rng.below(12)).min(raw.len());
                 let buf = &raw[..at];
@@ -617,8 +634,10 @@ mod tests {
                     parses += 1;
                     gated = outcome(buf);
                 }
+                stray_unanswered |= gated.is_none() && buf.iter().any(|&b| is_stray_control(b));
             }
             let ctx = String::from_utf8_lossy(&raw);
+            assert!(!stray_unanswered, "a control byte waited for more: {ctx:?}");
             if let Some(Ok(n)) = every {
                 assert_eq!(gated, Some(Ok(n)), "{ctx:?}");
             }
@@ -628,8 +647,9 @@ mod tests {
             let seen = &raw[..at];
             let content = seen.iter().position(|b| !b"\r\n".contains(b));
             let lines = content.map_or(0, |c| seen[c..].iter().filter(|&&b| b == b'\n').count());
-            // The first, the read in which the start line began, one per line, the limit.
-            assert!(parses <= lines + 3, "{parses} parses: {ctx:?}");
+            // The first, the read in which the start line began, one per line, the limit, and one
+            // for a control byte.
+            assert!(parses <= lines + 4, "{parses} parses: {ctx:?}");
         }
     }
 

@@ -971,6 +971,39 @@ fn a_proxy_listener_cuts_off_a_trickled_head_at_header_timeout() {
 }
 
 #[test]
+fn a_control_byte_in_a_trickled_head_is_refused_at_once_not_at_a_line_end() {
+    // A NUL can be part of no head: the read that brings it is parsed, whatever else is pending.
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nheader_timeout = \"10s\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    // Each head's line goes on for 100 bytes (3 s at this pace) after its control byte.
+    let tail = [b'a'; 100];
+    for head in [
+        [&b"G\x00ET"[..], &tail, b" / HTTP/1.1\r\nHost: t\r\n\r\n"].concat(),
+        [
+            &b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: a\x01"[..],
+            &tail,
+            b"\r\n\r\n",
+        ]
+        .concat(),
+    ] {
+        let (cut, answer) = trickle(p.addr, &head, Duration::from_millis(30));
+        let cut = cut.expect("ringlb kept a trickling client for 4 s");
+        let sent = head.iter().position(|&b| b < 0x09).unwrap() + 1;
+        // Each byte waits 30 ms for an answer: until the control byte, and a second more.
+        let by = Duration::from_millis(30 * sent as u64 + 1000);
+        assert!(cut < by, "answered after {cut:?}, not by {by:?}");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    }
+    assert_eq!(a.count(), 0);
+}
+
+#[test]
 fn a_trickled_proxy_header_is_cut_off_at_header_timeout() {
     // A PROXY v2 header announcing 1,012 bytes (under its 2 KiB limit), sent a byte every 30 ms.
     let a = Backend::named("A");
