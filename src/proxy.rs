@@ -334,7 +334,7 @@ async fn attempt(
     req.reused = reused;
     let bcfg = &gen.config.balancers[tracked.bal];
     let params = Params {
-        host_port: &bcfg.members[tracked.member].host_port,
+        host_header: &bcfg.members[tracked.member].host_header,
         preserve_host: route.preserve_host,
         response_timeout: bcfg.response_timeout,
         client_timeout: gen.config.limits.body_timeout,

@@ -279,8 +279,11 @@ pub struct MemberConfig {
     pub packet_size: usize,
     /// AJP only: CPING before reusing a connection idle longer than this.
     pub ping: Option<Duration>,
-    /// `host:port` exactly as written in the url: the Host header a member receives.
+    /// `host:port` exactly as written in the url: the member's name on the status page, in
+    /// metrics and in the admin API.
     pub host_port: String,
+    /// `host_port` without an IPv6 address's zone: the Host header a member receives.
+    pub host_header: String,
     pub addr: SocketAddr,
     pub weight: u32,
     pub status: MemberStatus,
@@ -500,6 +503,7 @@ impl Validator<'_> {
             secret: m.secret.clone(),
             packet_size,
             ping: m.ping.map(|d| d.0),
+            host_header: super::host::without_zone(&host_port),
             host_port,
             addr,
             weight: *m.weight.get_ref(),

@@ -50,6 +50,18 @@ pub fn check(host: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `host_port` as a `Host` header carries it: an IPv6 address's zone (`[fe80::1%2]:8080`) left
+/// out, as RFC 6874 asks of a client (a zone means something only on the box that wrote it, and
+/// a `%` there is no URI syntax a member's parser need accept).
+pub fn without_zone(host_port: &str) -> String {
+    match (host_port.find('%'), host_port.find(']')) {
+        (Some(zone), Some(end)) if host_port.starts_with('[') && zone < end => {
+            format!("{}{}", &host_port[..zone], &host_port[end..])
+        }
+        _ => host_port.to_string(),
+    }
+}
+
 /// `host` and its port, if written, from `host[:port]` (`[v6]:port` understood; a `[` without
 /// its `]` is all host, for `check` to refuse). `None`: a port that is not a number from 0 to
 /// 65535 (digits only), or text after an IPv6 address's bracket that is no port.
@@ -141,6 +153,15 @@ mod tests {
         assert_eq!(split_port("[::1:80"), Some(("[::1:80", None)));
         for bad in ["h:x", "h:65536", "[::1]x", "[::1]:", "h:", "h:+80"] {
             assert_eq!(split_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_host_header_leaves_an_ipv6_zone_out() {
+        assert_eq!(without_zone("[fe80::1%2]:8080"), "[fe80::1]:8080");
+        assert_eq!(without_zone("[fe80::1%25]"), "[fe80::1]");
+        for same in ["[::1]:9", "h:80", "h", "[::1]"] {
+            assert_eq!(without_zone(same), same);
         }
     }
 }

@@ -589,6 +589,19 @@ balancer = "app"
         let v6 =
             Config::parse(&GOOD.replace("http://127.0.0.1:9001", "http://[::1]:9001")).unwrap();
         assert_eq!(v6.balancers[0].members[0].host_port, "[::1]:9001");
+        // A zone picks the interface here; the member's Host header goes without it.
+        let zoned =
+            Config::parse(&GOOD.replace("http://127.0.0.1:9001", "http://[fe80::1%1]:9001"))
+                .unwrap();
+        let m = &zoned.balancers[0].members[0];
+        assert_eq!(
+            (m.host_port.as_str(), m.host_header.as_str()),
+            ("[fe80::1%1]:9001", "[fe80::1]:9001")
+        );
+        match m.addr {
+            std::net::SocketAddr::V6(a) => assert_eq!((a.scope_id(), a.port()), (1, 9001)),
+            v4 => panic!("{v4}"),
+        }
         let named =
             Config::parse(&GOOD.replace("http://127.0.0.1:9001", "http://localhost")).unwrap();
         assert_eq!(named.balancers[0].members[0].addr.port(), 80);

@@ -14,7 +14,7 @@ pub fn request(member: &MemberConfig) -> Option<Vec<u8>> {
         format!(
             "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringlb-health-check\r\n\
 Connection: close\r\n\r\n",
-            member.health.uri, member.host_port
+            member.health.uri, member.host_header
         )
         .into_bytes(),
     )

@@ -42,7 +42,7 @@ const HEAD_READ: usize = 4096;
 
 /// What the exchange needs from the route, the member and the limits.
 pub struct Params<'a> {
-    pub host_port: &'a str,
+    pub host_header: &'a str,
     pub preserve_host: bool,
     pub response_timeout: Duration,
     /// The client's limit for each read and write (`limits.body_timeout`).
@@ -136,7 +136,7 @@ async fn send_head(
         &c.buf,
         &c.head,
         path,
-        p.host_port,
+        p.host_header,
         p.preserve_host,
         rewrite::Origin {
             ip: c.peer.ip(),
@@ -720,7 +720,7 @@ mod tests {
                 idempotent: c.head.is_idempotent(&c.buf),
             };
             let params = Params {
-                host_port: "m:1",
+                host_header: "m:1",
                 preserve_host: false,
                 response_timeout: Duration::from_millis(300),
                 client_timeout: Duration::from_secs(2),

@@ -8,6 +8,8 @@ use crate::support::ajp_container::{
 };
 use crate::support::backend::Req;
 use crate::support::*;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
 const TRAIL: &[u8] = b"GET /f HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.7\r\n\
 X-Forwarded-Proto: https\r\nX-Forwarded-Host: front.example\r\n\r\n";
@@ -125,4 +127,49 @@ fn a_bad_range_names_the_key_and_line() {
     };
     assert!(err.contains("server.trusted_proxies"), "{err}");
     assert!(err.contains("line "), "{err}");
+}
+
+#[test]
+fn a_member_on_a_zoned_ipv6_address_gets_a_host_header_without_the_zone() {
+    // The zone picks loopback's interface for the connection; RFC 6874 keeps it out of Host
+    // (Tomcat's Host parser refuses a `%`), for proxied requests and health checks alike.
+    let a = Backend::on(TcpListener::bind("[::1]:0").unwrap(), |r| Reply::Full {
+        status: 200,
+        headers: vec![],
+        body: r.path.clone().into_bytes(),
+        chunked: false,
+    });
+    let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex").unwrap();
+    let port = a.addr.port();
+    let url = format!("http://[::1%{}]:{port}", lo.trim());
+    let p = Ringlb::start(
+        &simple_config(
+            &[format!("{{ url = \"{url}\" }}")],
+            "hcmethod = \"get\"\nhcuri = \"/health\"\nhcinterval = \"1s\"",
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /z HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.text()), (200, "/z".to_string()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.requests().iter().any(|r| r.path == "/health") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let want = format!("[::1]:{port}");
+    let seen: Vec<_> = a
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.header("host").map(str::to_string)))
+        .collect();
+    assert!(
+        seen.iter().any(|(p, _)| p == "/health"),
+        "no health check: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(_, h)| h.as_deref() == Some(want.as_str())),
+        "{seen:?}"
+    );
 }
