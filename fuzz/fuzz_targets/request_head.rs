@@ -1,6 +1,8 @@
 //! Request heads: parse arbitrary bytes; when ringlb accepts them, the head it forwards to a member
 //! must parse the same way again (same method, path, body framing and end-to-end headers), and end
-//! exactly where ringlb wrote its end.
+//! exactly where ringlb wrote its end. Read in pieces (sizes drawn from the cut), parsing only
+//! when `HeadScan` says so decides as parsing every read does, and no later than the read that
+//! brings a control byte.
 //!
 //! Input: max_headers (1 byte), max head bytes (2 bytes), flags (1 byte: preserve_host, IPv6
 //! client, trusted proxy, TLS client), a cut (2 bytes), then the bytes a client sent.
@@ -21,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let flags = input.u8();
     let cut = input.u16();
     let raw = input.rest();
+    scan_decides_as_every_read(raw, max_bytes, max_headers, cut);
 
     let head = match parse_request(raw, max_bytes, max_headers) {
         Ok(h) => h,
@@ -225,3 +228,42 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+/// What parsing after every read decides (`Some`: a whole head's length, or an error's status).
+fn outcome(buf: &[u8], max_bytes: usize, max_headers: usize) -> Option<Result<usize, u16>> {
+    match parse_request(buf, max_bytes, max_headers) {
+        Ok(h) => Some(Ok(h.head_len)),
+        Err(HeadError::Partial) => None,
+        Err(e) => Some(Err(e.status())),
+    }
+}
+
+/// `raw` arrives in reads of 1 to 16 bytes (sizes from `seed`): parsing only when `HeadScan` says
+/// so comes to the same decision, in the same read as parsing every read where that read brought
+/// a control byte, else by the next line end or the limit.
+fn scan_decides_as_every_read(raw: &[u8], max_bytes: usize, max_headers: usize, seed: u16) {
+    let raw = &raw[..raw.len().min(max_bytes)];
+    let mut scan = HeadScan::default();
+    let (mut at, mut rng) = (0usize, u32::from(seed) | 1);
+    let (mut every, mut gated) = (None, None);
+    while at < raw.len() && gated.is_none() {
+        rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        at = (at + 1 + (rng >> 16) as usize % 16).min(raw.len());
+        let buf = &raw[..at];
+        let now = outcome(buf, max_bytes, max_headers);
+        every = every.or(now);
+        if scan.worth_parsing(buf, max_bytes) {
+            gated = now;
+        }
+        if gated.is_none() && every.is_some() {
+            let stray = buf.iter().any(|&b| b < 0x20 && !b"\t\r\n".contains(&b));
+            assert!(!stray, "a control byte waited for more: {}", esc(buf));
+        }
+    }
+    if let Some(Ok(n)) = every {
+        assert_eq!(gated, Some(Ok(n)), "a whole head not found: {}", esc(raw));
+    }
+    if gated.is_some() {
+        assert_eq!(every, gated, "decided otherwise: {}", esc(raw));
+    }
+}

@@ -18,7 +18,7 @@ pub use ringlb::config::MAX_HEADERS_CAP;
 pub use ringlb::http::chunked::ChunkEncoder;
 pub use ringlb::http::framing::BodyKind;
 pub use ringlb::http::header::{classify, connection_lists, tokens, HeaderKind, HeaderPos};
-pub use ringlb::http::parse::{HeadError, RequestHead, ResponseHead};
+pub use ringlb::http::parse::{HeadError, HeadScan, RequestHead, ResponseHead};
 pub use ringlb::http::rewrite::ClientBody;
 
 use ringlb::ajp::{codec, request as ajp_request};
