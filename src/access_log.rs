@@ -33,6 +33,9 @@ pub struct Record {
     pub response_head_us: Option<u64>,
     /// Of `body_bytes`, those `splice` moved (counted in the core's statistics, not logged).
     pub spliced: u64,
+    /// Request body bytes `splice` moved to the member (counted in the core's statistics, not
+    /// logged).
+    pub spliced_request: u64,
     /// After a 101: the bytes the tunnel carried from the client to the member (those the other
     /// way are `body_bytes`).
     pub tunnel_up: Option<u64>,
@@ -248,6 +251,7 @@ mod tests {
             connect_us: None,
             response_head_us: Some(120),
             spliced: 0,
+            spliced_request: 0,
             tunnel_up: None,
         };
         log.append(

@@ -594,8 +594,10 @@ async fn finish(
     route: &RouteConfig,
 ) -> bool {
     let gen = tracked.gen;
-    if c.rec.spliced > 0 {
-        core.stats.borrow_mut().core.spliced_bytes += c.rec.spliced;
+    if c.rec.spliced + c.rec.spliced_request > 0 {
+        let stats = &mut core.stats.borrow_mut().core;
+        stats.spliced_bytes += c.rec.spliced;
+        stats.spliced_request_bytes += c.rec.spliced_request;
     }
     match outcome {
         Outcome::Done(d) => finish_done(core, c, tracked, up, &d),

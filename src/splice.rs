@@ -1,19 +1,20 @@
-//! A response body of known length moved from a plain member connection to a plain client
-//! connection inside the kernel: splice(2) from the member's socket into a pipe, then from the
-//! pipe to the client's socket, so that no body byte is copied into or out of user space.
+//! A body of known length moved between two plain connections inside the kernel: splice(2) from
+//! the sending side's socket (`from`: the member's for a response, the client's for an upload)
+//! into a pipe, then from the pipe to the other side's socket (`to`), so that no body byte is
+//! copied into or out of user space.
 //!
 //! Owns: the pipes (each worker thread keeps a few empty ones) and the fill-and-drain loop. Must
-//! never: take from the member more than the caller's count (the body's remaining length, which
-//! `http::framing::BodyTracker` decides: a byte of the member's next response must not enter the
-//! pipe), keep a pipe that may still hold bytes (after any failure it is closed, not kept),
-//! block the worker, or spin on it. Every splice is non-blocking: both sockets are switched to
-//! `O_NONBLOCK` first, which compio's operations on them do not mind (its io_uring receives and
-//! sends take their non-blocking attempt from their own flags and wait for readiness on
-//! `EAGAIN`; under epoll the sockets are non-blocking already). Every wait is a readiness poll
-//! bounded like the copy path's: a fill (one pipe's worth from the member, like one read) by the
-//! response timeout, a drain (that pipe's worth to the client, like one write) by the client's
-//! limit. A fill woken a few times without a byte ends the body as an error: a member's urgent
-//! (out-of-band) byte stops a socket-to-pipe splice while the socket stays readable. Where the
+//! never: take from `from` more than the caller's count (the body's remaining length, which
+//! `http::framing::BodyTracker` decides: a byte of the member's next response, or of the client's
+//! next request, must not enter the pipe), keep a pipe that may still hold bytes (after any
+//! failure it is closed, not kept), block the worker, or spin on it. Every splice is
+//! non-blocking: both sockets are switched to `O_NONBLOCK` first, which compio's operations on
+//! them do not mind (its io_uring receives and sends take their non-blocking attempt from their
+//! own flags and wait for readiness on `EAGAIN`; under epoll the sockets are non-blocking
+//! already). Every wait is a readiness poll bounded like the copy path's: a fill (one pipe's
+//! worth from `from`, like one read) by `from`'s limit, a drain (that pipe's worth to `to`, like
+//! one write) by `to`'s. A fill woken a few times without a byte ends the body as an error: an
+//! urgent (out-of-band) byte stops a socket-to-pipe splice while the socket stays readable. Where the
 //! kernel refuses splice itself (a seccomp filter's `EPERM`), the body is copied instead and the
 //! thread does not try again. io_uring's own splice operation is not used: the kernel always
 //! hands it to a worker thread of its own.
@@ -67,8 +68,10 @@ thread_local! {
 pub enum End {
     /// All of it went through.
     Whole,
-    /// A peer closed, failed or took too long; `Moved` says how far the body got.
-    Broken(IoFail),
+    /// The sending side closed, failed or took too long; `Moved` says how far the body got.
+    FromBroken(IoFail),
+    /// The receiving side closed, failed or took too long; `Moved` says how far the body got.
+    ToBroken(IoFail),
     /// The kernel refuses splice here and nothing moved: the caller copies the body instead
     /// (and this thread does not try splice again).
     Refused,
@@ -77,15 +80,15 @@ pub enum End {
 /// How far a body got.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Moved {
-    /// Bytes taken from the member.
+    /// Bytes taken from `from`.
     pub received: u64,
-    /// Bytes the client's socket took.
+    /// Bytes `to`'s socket took.
     pub sent: u64,
 }
 
-/// Prepares to splice between `client` and `member`: a pipe, and both sockets non-blocking.
-/// `None`: not possible now (no descriptor left, say): the caller copies instead, having lost
-/// nothing.
+/// Prepares to splice between `client` and `member` (either way): a pipe, and both sockets
+/// non-blocking. `None`: not possible now (no descriptor left, say): the caller copies instead,
+/// having lost nothing.
 pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
     if REFUSED.with(Cell::get) {
         return None;
@@ -120,36 +123,36 @@ pub struct Splicer {
 }
 
 impl Splicer {
-    /// Moves `len` bytes from `member` to `client`, a pipe's worth at a time: each turn fills the
-    /// pipe with what the member has (the wait for it bounded by `member_limit`, like one read of
-    /// the copy path) and drains it to the client (bounded by `client_limit` from the drain's
-    /// first wait, like one write of the copy path). The pipe is kept for the next body only
-    /// when all of them went through.
+    /// Moves `len` bytes from `from` to `to`, a pipe's worth at a time: each turn fills the pipe
+    /// with what `from` has (the wait for it bounded by `from_limit`, like one read of the copy
+    /// path) and drains it to `to` (bounded by `to_limit` from the drain's first wait, like one
+    /// write of the copy path). The pipe is kept for the next body only when all of them went
+    /// through.
     pub async fn run(
         self,
-        client: &TcpStream,
-        member: &TcpStream,
+        from: &TcpStream,
+        to: &TcpStream,
         len: u64,
-        member_limit: Duration,
-        client_limit: Duration,
+        from_limit: Duration,
+        to_limit: Duration,
     ) -> (Moved, End) {
         let mut moved = Moved::default();
         let mut left = len;
         while left > 0 {
             let want = left.min(self.pipe.size as u64) as usize;
-            let n = match fill(&self.pipe, member, want, member_limit).await {
+            let n = match fill(&self.pipe, from, want, from_limit).await {
                 Ok(n) => n,
                 Err(IoFail::Error(e)) if moved.received == 0 && refused(&e) => {
                     REFUSED.with(|r| r.set(true));
                     tracing::warn!(error = %e, "splice is refused here: large bodies are copied");
                     return (moved, End::Refused);
                 }
-                Err(e) => return (moved, End::Broken(e)),
+                Err(e) => return (moved, End::FromBroken(e)),
             };
             moved.received += n as u64;
             left -= n as u64;
-            if let Err(e) = drain(&self.pipe, client, n, client_limit, &mut moved).await {
-                return (moved, End::Broken(e));
+            if let Err(e) = drain(&self.pipe, to, n, to_limit, &mut moved).await {
+                return (moved, End::ToBroken(e));
             }
         }
         self.keep();
@@ -177,10 +180,10 @@ fn refused(e: &std::io::Error) -> bool {
     })
 }
 
-/// Splices at least one and at most `want` bytes from `member` into the (empty) pipe.
+/// Splices at least one and at most `want` bytes from `from` into the (empty) pipe.
 async fn fill(
     pipe: &Pipe,
-    member: &TcpStream,
+    from: &TcpStream,
     want: usize,
     limit: Duration,
 ) -> Result<usize, IoFail> {
@@ -188,7 +191,7 @@ async fn fill(
     let mut until = None;
     let mut wakes = 0;
     loop {
-        match rustix::pipe::splice(member, None, &pipe.write, None, want, flags) {
+        match rustix::pipe::splice(from, None, &pipe.write, None, want, flags) {
             Ok(0) => return Err(IoFail::Closed),
             Ok(n) => return Ok(n),
             Err(Errno::AGAIN) => {
@@ -197,10 +200,10 @@ async fn fill(
                 wakes += 1;
                 if wakes > IDLE_WAKES {
                     return Err(IoFail::Error(std::io::Error::other(
-                        "the member's socket is readable but gives nothing (urgent data?)",
+                        "a socket is readable but gives nothing (urgent data?)",
                     )));
                 }
-                wait(member, Interest::Readable, &mut until, limit).await?;
+                wait(from, Interest::Readable, &mut until, limit).await?;
             }
             Err(Errno::INTR) => {}
             Err(e) => return Err(IoFail::Error(e.into())),
@@ -208,10 +211,10 @@ async fn fill(
     }
 }
 
-/// Splices the pipe's `n` bytes to `client`, counting each step in `moved.sent`.
+/// Splices the pipe's `n` bytes to `to`, counting each step in `moved.sent`.
 async fn drain(
     pipe: &Pipe,
-    client: &TcpStream,
+    to: &TcpStream,
     mut n: usize,
     limit: Duration,
     moved: &mut Moved,
@@ -219,14 +222,14 @@ async fn drain(
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut until = None;
     while n > 0 {
-        match rustix::pipe::splice(&pipe.read, None, client, None, n, flags) {
+        match rustix::pipe::splice(&pipe.read, None, to, None, n, flags) {
             // The pipe holds `n` bytes: nothing taken and no error is a socket that broke.
             Ok(0) => return Err(IoFail::Closed),
             Ok(k) => {
                 n -= k;
                 moved.sent += k as u64;
             }
-            Err(Errno::AGAIN) => wait(client, Interest::Writable, &mut until, limit).await?,
+            Err(Errno::AGAIN) => wait(to, Interest::Writable, &mut until, limit).await?,
             Err(Errno::INTR) => {}
             Err(e) => return Err(IoFail::Error(e.into())),
         }
@@ -324,7 +327,7 @@ mod tests {
             .await;
             let splicer = ready(&client, &member).expect("a pipe");
             let limit = Duration::from_secs(5);
-            let (moved, end) = splicer.run(&client, &member, len, limit, limit).await;
+            let (moved, end) = splicer.run(&member, &client, len, limit, limit).await;
             assert!(matches!(end, End::Whole), "{end:?}");
             // What the member sent after the body must still be on its connection.
             let mut left = Vec::new();
@@ -374,8 +377,8 @@ mod tests {
             let (client, c) = pair(read_all).await;
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
-            let (moved, end) = splicer.run(&client, &member, 200_000, limit, limit).await;
-            assert!(matches!(end, End::Broken(IoFail::Closed)), "{end:?}");
+            let (moved, end) = splicer.run(&member, &client, 200_000, limit, limit).await;
+            assert!(matches!(end, End::FromBroken(IoFail::Closed)), "{end:?}");
             assert_eq!(
                 moved,
                 Moved {
@@ -404,8 +407,8 @@ mod tests {
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
-            let (moved, end) = splicer.run(&client, &member, 100_001, limit, limit).await;
-            assert!(matches!(end, End::Broken(IoFail::Error(_))), "{end:?}");
+            let (moved, end) = splicer.run(&member, &client, 100_001, limit, limit).await;
+            assert!(matches!(end, End::FromBroken(IoFail::Error(_))), "{end:?}");
             assert!(
                 started.elapsed() < limit,
                 "it gave up without waiting out the limit"
@@ -433,14 +436,47 @@ mod tests {
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
             let limit = Duration::from_millis(200);
-            let (moved, end) = splicer.run(&client, &member, 1000, limit, limit).await;
-            assert!(matches!(end, End::Broken(IoFail::Timeout)), "{end:?}");
+            let (moved, end) = splicer.run(&member, &client, 1000, limit, limit).await;
+            assert!(matches!(end, End::FromBroken(IoFail::Timeout)), "{end:?}");
             assert!(started.elapsed() >= limit);
             assert_eq!(moved, Moved::default());
             tx.send(()).unwrap();
             drop(client);
             assert_eq!(c.join().unwrap(), 0, "no body byte reached the client");
             m.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_receiver_that_stops_reading_times_out_as_the_receiving_side() {
+        // The upload way round: the "member" sends, the "client" (here: the receiver) reads
+        // nothing, so the socket buffers fill and a drain waits out its limit.
+        on_runtime(Driver::Auto, async {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (from, f) = pair(|mut s| {
+                let _ = s.write_all(&[b'u'; 8 << 20]);
+            })
+            .await;
+            let (to, t) = pair(move |_s| {
+                let _ = rx.recv();
+            })
+            .await;
+            let splicer = ready(&to, &from).unwrap();
+            let limit = Duration::from_millis(300);
+            let (moved, end) = splicer.run(&from, &to, 8 << 20, limit, limit).await;
+            assert!(matches!(end, End::ToBroken(IoFail::Timeout)), "{end:?}");
+            assert!(
+                moved.sent < moved.received,
+                "{moved:?}: bytes were left in the pipe"
+            );
+            assert!(
+                moved.sent > 0,
+                "{moved:?}: the receiver's buffers took some first"
+            );
+            tx.send(()).unwrap();
+            drop((from, to));
+            f.join().unwrap();
+            t.join().unwrap();
         });
     }
 

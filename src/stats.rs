@@ -145,6 +145,8 @@ pub struct CoreCounters {
     pub redirected: u64,
     /// Response body bytes moved by `splice` (not through user space).
     pub spliced_bytes: u64,
+    /// Request body bytes moved by `splice` (not through user space).
+    pub spliced_request_bytes: u64,
     /// Tunnels (after a 101) open now, and opened since start.
     pub tunnels_open: u64,
     pub tunnels_total: u64,

@@ -101,6 +101,13 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
     );
     scalar(
         &mut out,
+        "ringlb_request_bytes_spliced_total",
+        "counter",
+        "Request body bytes moved from client to member inside the kernel (splice), not through user space.",
+        sum_cores(&|c| c.spliced_request_bytes),
+    );
+    scalar(
+        &mut out,
         "ringlb_tunnels_open",
         "gauge",
         "Open client connections carrying a tunnel after a 101 Switching Protocols (WebSocket).",

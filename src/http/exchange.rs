@@ -295,14 +295,17 @@ enum BodyOutcome {
     MemberFailed(IoFail),
 }
 
-/// Streams the rest of a request body from the client to the member. Bytes after the body (a
-/// pipelined request) stay in `c.buf`.
+/// Streams the rest of a request body from the client to the member (a large `Content-Length`
+/// one with `splice`, when it can). Bytes after the body (a pipelined request) stay in `c.buf`.
 async fn stream_request_body(
     c: &mut Client,
     up: &mut Stream,
     body: &mut BodyTracker,
     p: &Params<'_>,
 ) -> BodyOutcome {
+    if let Some(spliced) = upload_spliced(c, up, body, p).await {
+        return spliced;
+    }
     let mut streamed = 0u64;
     while !body.is_done() {
         let start = c.buf.len();
@@ -323,6 +326,46 @@ async fn stream_request_body(
         c.buf.drain(..start + n);
     }
     BodyOutcome::Done(streamed)
+}
+
+/// Moves the rest of a large `Content-Length` request body from a plain client to a plain
+/// member with `splice`, when no byte of it waits in `c.buf` (none does after the head went: every
+/// buffered byte was body, and went with it). `None`: not this body, or the kernel refused splice,
+/// and nothing of it moved (the caller copies it). The client's bytes after the body stay on its
+/// socket: `splice` takes no more than the body's length.
+async fn upload_spliced(
+    c: &mut Client,
+    up: &Stream,
+    body: &mut BodyTracker,
+    p: &Params<'_>,
+) -> Option<BodyOutcome> {
+    let left = body.length_left().filter(|&n| n >= splice::FROM)?;
+    if !c.buf.is_empty() || c.stream.tls.is_some() || up.tls.is_some() {
+        return None;
+    }
+    let splicer = splice::ready(&c.stream.tcp, &up.tcp)?;
+    // Boxed, as in `relay_spliced`.
+    let (moved, end) = crate::boxed!(splicer.run(
+        &c.stream.tcp,
+        &up.tcp,
+        left,
+        p.client_timeout,
+        p.response_timeout,
+    ))
+    .await;
+    let outcome = match end {
+        splice::End::Refused => return None,
+        splice::End::Whole => BodyOutcome::Done(moved.sent),
+        splice::End::FromBroken(_) => BodyOutcome::ClientGone,
+        splice::End::ToBroken(e) => BodyOutcome::MemberFailed(e),
+    };
+    c.rec.spliced_request = moved.sent;
+    let counted = body.advance_moved(moved.received);
+    debug_assert_eq!(
+        counted, moved.received,
+        "splice moved at most what was left"
+    );
+    Some(outcome)
 }
 
 /// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses. A 101 is
@@ -598,8 +641,8 @@ async fn relay_spliced(
     // Boxed, like the TLS flush in `conn::wait_idle`: the splice's state stays out of every
     // connection's task, which would otherwise carry it for its small responses too.
     let (moved, end) = crate::boxed!(splicer.run(
-        &c.stream.tcp,
         &up.tcp,
+        &c.stream.tcp,
         left,
         p.response_timeout,
         p.client_timeout,

@@ -1,11 +1,16 @@
 //! Large bodies in both directions, streamed and compared by hash.
 
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::raw_member::{read_until_close, RawMember};
 use crate::support::*;
 
 #[test]
 fn ten_megabyte_request_bodies_arrive_intact() {
     let a = Backend::start(|r| Reply::Text(format!("{} {:x}", r.body.len(), hash(&r.body))));
-    let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
     let body = pattern(10 << 20);
     let expected = format!("{} {:x}", body.len(), hash(&body));
     let mut c = Client::connect(p.addr);
@@ -16,9 +21,25 @@ fn ten_megabyte_request_bodies_arrive_intact() {
         )
         .as_bytes(),
     );
-    c.send(&body);
+    // The next request right behind the body: the body's end is where it stops.
+    c.send(&[&body[..], b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n"].concat());
     assert_eq!(c.read_response().unwrap().text(), expected);
-    // The same body, chunked, in uneven chunks.
+    assert_eq!(
+        c.read_response().unwrap().text(),
+        format!("0 {:x}", hash(b""))
+    );
+    assert_eq!(a.requests()[1].path, "/next");
+    // All but what came with the head (a read of at most 64 KiB) went by splice.
+    let spliced = wait_for_metric(
+        p.admin_addr(),
+        "ringlb_request_bytes_spliced_total",
+        (10 << 20) - 65536,
+    );
+    assert!(
+        spliced <= 10 << 20,
+        "{spliced} bytes spliced, more than the body"
+    );
+    // The same body, chunked, in uneven chunks: its framing is read, so it is copied.
     c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     let mut framed = Vec::new();
     for piece in body.chunks(100_003) {
@@ -29,7 +50,117 @@ fn ten_megabyte_request_bodies_arrive_intact() {
     framed.extend_from_slice(b"0\r\n\r\n");
     c.send(&framed);
     assert_eq!(c.read_response().unwrap().text(), expected);
-    assert!(a.requests()[1].chunked);
+    assert!(a.requests()[2].chunked);
+    assert_eq!(
+        metric(p.admin_addr(), "ringlb_request_bytes_spliced_total"),
+        spliced
+    );
+}
+
+/// A counter from `/metrics`.
+fn metric(admin_addr: std::net::SocketAddr, name: &str) -> u64 {
+    let text = admin(admin_addr, "GET", "/metrics", "", None).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// `metric` once it reached `least` (the core publishes its counters every 100 ms), within 5 s.
+fn wait_for_metric(admin_addr: std::net::SocketAddr, name: &str, least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = metric(admin_addr, name);
+        if seen >= least || std::time::Instant::now() > deadline {
+            assert!(seen >= least, "{name}: {seen}, at least {least} expected");
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_mid_upload_has_its_member_connection_closed_with_exactly_what_it_sent() {
+    // A 4 MiB upload of which the client sends 1 MiB, then closes: the member gets that 1 MiB,
+    // byte for byte and nothing more, then the close.
+    let m = RawMember::start(|c| {
+        if c.read_head().is_some() {
+            c.wait_peer_close(Duration::from_secs(10));
+        }
+    });
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(m.addr)], ""), ""), 1);
+    let part = pattern(1 << 20);
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.write_all(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 4194304\r\n\r\n")
+        .unwrap();
+    c.write_all(&part).unwrap();
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.peer_closed() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.peer_closed(), 1, "the member connection stayed open");
+    let got = &m.received()[0];
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        got[head_end..] == part[..],
+        "{} body bytes arrived, not the 1 MiB sent",
+        got.len() - head_end
+    );
+    // Counted once the request ended: at least what went after the head's read.
+    wait_for_metric(
+        p.admin_addr(),
+        "ringlb_request_bytes_spliced_total",
+        (1 << 20) - 65536,
+    );
+}
+
+#[test]
+fn a_member_that_stops_reading_an_upload_gets_the_same_answer_spliced_or_copied() {
+    // The member reads the head and nothing more; the client's 8 MiB fill every buffer between.
+    // A Content-Length body (spliced) and a chunked one (copied) end alike: 504 at the
+    // response timeout.
+    let m = RawMember::start(|c| {
+        if c.read_head().is_some() {
+            c.stall(Duration::from_secs(10));
+        }
+    });
+    let p = Ringlb::start(
+        &simple_config(&[member(m.addr)], "response_timeout = \"1s\""),
+        1,
+    );
+    let body = pattern(8 << 20);
+    let chunked = [
+        format!("{:x}\r\n", body.len()).as_bytes(),
+        &body[..],
+        b"\r\n0\r\n\r\n",
+    ]
+    .concat();
+    for (framing, bytes) in [
+        (format!("Content-Length: {}", body.len()), &body),
+        ("Transfer-Encoding: chunked".to_string(), &chunked),
+    ] {
+        let mut c = TcpStream::connect(p.addr).unwrap();
+        let head = format!("POST /up HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n");
+        let mut w = c.try_clone().unwrap();
+        let bytes = bytes.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = w
+                .write_all(head.as_bytes())
+                .and_then(|()| w.write_all(&bytes));
+        });
+        let started = Instant::now();
+        let (answer, _) = read_until_close(&mut c, Duration::from_secs(8));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 504"), "{framing}: {answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{framing}: {:?}",
+            started.elapsed()
+        );
+        drop(c);
+        writer.join().unwrap();
+    }
 }
 
 #[test]
@@ -64,11 +195,7 @@ fn fifty_megabyte_responses_arrive_intact() {
 
 /// `ringlb_response_bytes_spliced_total`, from `/metrics`.
 fn spliced_bytes(admin_addr: std::net::SocketAddr) -> u64 {
-    let text = admin(admin_addr, "GET", "/metrics", "", None).text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("ringlb_response_bytes_spliced_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no spliced bytes in /metrics:\n{text}"))
+    metric(admin_addr, "ringlb_response_bytes_spliced_total")
 }
 
 // Response bodies with 64 KiB or more to come after the head's read, between plain connections,
