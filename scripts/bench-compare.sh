@@ -10,7 +10,8 @@
 # BENCH_IDLE_CONNS, BENCH_IDLE_TLS_CONNS, CARGO_TARGET_DIR (built and read there).
 # Scenarios: a-h (plain HTTP) run by default; the HTTPS ones, i-l (ringlb, nginx and HAProxy with
 # TLS listeners: keep-alive, handshakes full and resumed, idle TLS connections, 1 MiB responses),
-# run only when asked: BENCH_SCENARIOS=i,j,k,l (or mixed, e.g. a,i). Not a test: it measures.
+# run only when asked: BENCH_SCENARIOS=i,j,k,l (or mixed, e.g. a,i), as does (m), 1 MiB uploads. Not a
+# test: it measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,7 +5,8 @@ origins on the other core, scenarios interleaved over several rounds, medians an
 
 Scenarios a-h speak plain HTTP/1.1 to the proxies and run by default. Beside the proxies runs the
 "floor" (`ringlb-load relay`: a byte relay, one member connection per client connection, no HTTP),
-in (a), (b), (c) and (f): what the kernel's TCP work alone costs per request on this machine. Scenarios i-l put a TLS
+in (a), (b), (c), (f) and (m): what the kernel's TCP work alone costs per request on this machine. Scenario m
+(1 MiB uploads) runs only when asked: BENCH_SCENARIOS=m (or mixed, e.g. c,m). Scenarios i-l put a TLS
 listener (HTTPS) on ringlb, nginx and HAProxy (not Apache) in front of the same plain origins, with
 one ECDSA P-256 certificate made for the run (a CA and a leaf it signs, by `openssl`); they run only
 when asked: BENCH_SCENARIOS=i,j,k,l. The client offers TLS 1.3 and X25519 only (ringlb-load
@@ -75,7 +76,7 @@ PORTS = {"ringlb": 18000, "nginx": 18001, "haproxy": 18002, "apache": 18003, "ri
 # 1 MiB origins; it runs only where a relay is a fair floor: keep-alive scenarios (a new connection
 # per request would cost it a member connection per request, which the proxies pool).
 FLOOR_BIG_PORT = 18006
-FLOOR_SCENARIOS = ("a", "b", "c", "f")
+FLOOR_SCENARIOS = ("a", "b", "c", "f", "m")
 # (g): how often /metrics is scraped while (a) and (f) run, and where the scraper runs.
 SCRAPE_EVERY_S = float(os.environ.get("BENCH_SCRAPE_EVERY", "0.1"))
 SCRAPE_CPU = os.environ.get("BENCH_SCRAPE_CPU", LOAD_CPU)
@@ -105,6 +106,7 @@ SCENARIO_TEXT = {
     "j": "HTTPS, a new TLS connection per request (full handshakes, then resumed), 64 connections",
     "k": f"HTTPS, {IDLE_TLS_CONNS} idle keep-alive TLS client connections",
     "l": "HTTPS, 1 MiB responses, 16 connections",
+    "m": "1 MiB POST bodies (uploads), 16 connections",
 }
 KEEP = "\n<!-- Below: written by scripts/failover.sh and scripts/bench-methods.sh, kept by compare.py -->\n"
 TOMCAT_HOME = "/usr/share/tomcat10"
@@ -292,6 +294,10 @@ http {{
     {listen}
     location / {{ proxy_pass http://small; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     location /big {{ proxy_pass http://big; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    # (m): uploads streamed to the member as they come, as the other proxies do (nginx's default
+    # writes a body over 16 KiB to a file first).
+    location /up {{ proxy_pass http://small; proxy_http_version 1.1; proxy_set_header Connection "";
+                   proxy_request_buffering off; client_max_body_size 2m; }}
   }}
 }}
 """)
@@ -401,6 +407,13 @@ def small_body(tmp):
     """(b)'s 1 KiB request body, written into the folder `tmp`; its path."""
     body = Path(tmp) / "1k.bin"
     body.write_bytes(b"b" * 1024)
+    return body
+
+
+def upload_body(tmp):
+    """(m)'s 1 MiB request body, written into the folder `tmp`; its path."""
+    body = Path(tmp) / "1m.bin"
+    body.write_bytes(b"u" * (1 << 20))
     return body
 
 
@@ -788,6 +801,10 @@ def run():
                             big = f"http://127.0.0.1:{FLOOR_BIG_PORT}/" if name == "floor" else url
                             fig = measure(proxy, ["-c", "16", big + "big"], tmp)
                             fig["gbps"] = fig["rps"] * (1 << 20) / 1e9
+                        elif scenario == "m":
+                            fig = measure(proxy, ["-c", "16", "-m", "POST", "--body-file", str(upload_body(tmp)),
+                                                  url + "up"], tmp)
+                            fig["gbps"] = fig["rps"] * (1 << 20) / 1e9
                         elif scenario == "e":
                             fig = idle_connections(proxy)
                         elif scenario == "f":
@@ -867,7 +884,7 @@ def write_report(results, gen, machine):
              "proxy's otherwise meets that one's teardown); figures are medians "
              "over the rounds. CPU µs/request = user+system CPU of all the proxy's processes over the counted "
              "part of the run (from /proc/PID/stat) divided by the requests answered in it.",
-             "- The floor (`ringlb-load relay`, in (a), (b), (c) and (f)): not a proxy but the least any proxy must "
+             "- The floor (`ringlb-load relay`, in (a), (b), (c), (f) and (m)): not a proxy but the least any proxy must "
              "do here, a byte relay with one member connection per client connection and one receive and one "
              "send per message each way, no HTTP parsing, on the same core; what it costs is the kernel's TCP "
              "work on this machine. \"CPU × floor\" is each proxy's CPU per request over the floor's.",
@@ -926,7 +943,7 @@ def write_report(results, gen, machine):
         elif s == "g":
             lines += scraped_table(rows[0][1])
         else:
-            big = s in ("c", "l")
+            big = s in ("c", "l", "m")
             extra = " GB/s |" if big else ""
             ref = "Apache" if s == "h" else "nginx"
             floor = results.get((s, "floor"))
