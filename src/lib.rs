@@ -31,9 +31,9 @@
 //!   and to `https://` members); `tls/`: rustls driven over ringlb's buffers (`session`), the
 //!   listeners' certificates and their reload, SNI (`store`), member TLS (`upstream`);
 //!   `redirect`: `redirect_https`.
-//! - `io`: the socket calls; `splice`: a large `Content-Length` response body moved from member
-//!   to client through a pipe, inside the kernel; `deadline`: the per-core timer wheel; `notify`:
-//!   a wake-up signal; `allocator`: returning freed memory to the OS.
+//! - `io`: the socket calls; `splice`: a large `Content-Length` body (a response, or an upload)
+//!   moved between plain sockets through a pipe, inside the kernel; `deadline`: the per-core timer
+//!   wheel; `notify`: a wake-up signal; `allocator`: returning freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
 //!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
 //! - `health/`: active health checks, one checker thread per box (probe, state machine, the

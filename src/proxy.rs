@@ -118,6 +118,12 @@ pub async fn forward(core: &Core, gen: &CoreGen, c: &mut Client) -> bool {
         capture_log_fields(c);
     }
     let keep = send_to_members(core, gen, c, started).await;
+    // Whatever the outcome: an upload can go whole by splice and its member fail after it.
+    if c.rec.spliced + c.rec.spliced_request > 0 {
+        let stats = &mut core.stats.borrow_mut().core;
+        stats.spliced_bytes += c.rec.spliced;
+        stats.spliced_request_bytes += c.rec.spliced_request;
+    }
     if let Some(log) = &core.access_log {
         let mcfg = c
             .rec
@@ -594,11 +600,6 @@ async fn finish(
     route: &RouteConfig,
 ) -> bool {
     let gen = tracked.gen;
-    if c.rec.spliced + c.rec.spliced_request > 0 {
-        let stats = &mut core.stats.borrow_mut().core;
-        stats.spliced_bytes += c.rec.spliced;
-        stats.spliced_request_bytes += c.rec.spliced_request;
-    }
     match outcome {
         Outcome::Done(d) => finish_done(core, c, tracked, up, &d),
         Outcome::Broken {

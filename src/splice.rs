@@ -22,8 +22,14 @@
 //! A splice into a socket whose peer is gone raises SIGPIPE (it cannot be told `MSG_NOSIGNAL`);
 //! the Rust runtime ignores SIGPIPE before `main`, and ringlb never restores it.
 //!
-//! Invariant: what `Moved` reports is exact: `received` bytes left the member's socket and
-//! `sent` of them reached the client's, in order, with nothing added.
+//! An urgent byte ends the body where the copy path would carry on: the copy path's receive
+//! drops it from the stream (no `SO_OOBINLINE`), a splice stops at its mark. Both sides still
+//! agree on every byte moved, so the body is cut, not desynchronised: a member's urgent byte cuts
+//! its response, a client's its upload (after at most its `body_timeout` wait, when the urgent
+//! byte is the last one sent and the socket never reads as readable).
+//!
+//! Invariant: what `Moved` reports is exact: `received` bytes left `from`'s socket and `sent` of
+//! them reached `to`'s, in order, with nothing added.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
@@ -44,7 +50,7 @@ use crate::io::IoFail;
 pub const FROM: u64 = 64 * 1024;
 /// Empty pipes a worker thread keeps for the next body.
 pub const KEEP: usize = 8;
-/// Waits in one fill after which a member socket that is readable but gives nothing is given up
+/// Waits in one fill after which a sending socket that is readable but gives nothing is given up
 /// on (the first wait is the ordinary one, for bytes not there yet).
 const IDLE_WAKES: u32 = 3;
 

@@ -222,12 +222,15 @@ fn split_absolute(value: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 }
 
 /// Whether `scheme://authority` is member `mc`'s own address (its URL's scheme, host and port,
-/// a default port written or not).
+/// a default port written or not; an IPv6 zone written or not, as its Host header goes without).
 fn member_origin(mc: &MemberConfig, scheme: &[u8], authority: &[u8]) -> bool {
     let Some((ms, ma, _)) = split_absolute(mc.url.as_bytes()) else {
         return false;
     };
-    ms.eq_ignore_ascii_case(scheme) && same_authority(authority, ma, scheme)
+    let zoneless = mc.host_header.as_bytes();
+    ms.eq_ignore_ascii_case(scheme)
+        && (same_authority(authority, ma, scheme)
+            || (zoneless.len() != ma.len() && same_authority(authority, zoneless, scheme)))
 }
 
 /// Whether two authorities name the same host and port (case-blind; a missing port is the

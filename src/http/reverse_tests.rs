@@ -207,6 +207,23 @@ fn without_a_member_path_only_a_members_own_address_is_rewritten() {
 }
 
 #[test]
+fn a_zoned_ipv6_members_address_is_its_own_with_the_zone_or_without() {
+    // Its Host header goes without the zone, so a redirect built from Host has none.
+    let ms = members(&["http://[fe80::1%2]:8080"]);
+    let r = rev("/", "/", &ms, "http://site");
+    assert_eq!(url_of("http://[fe80::1]:8080/x", &r), "http://site/x");
+    assert_eq!(url_of("http://[fe80::1%2]:8080/x", &r), "http://site/x");
+    assert_eq!(
+        url_of("http://[fe80::2]:8080/x", &r),
+        "http://[fe80::2]:8080/x"
+    );
+    assert_eq!(
+        url_of("http://[fe80::1]:8081/x", &r),
+        "http://[fe80::1]:8081/x"
+    );
+}
+
+#[test]
 fn cookie_paths_under_the_member_path_move_under_the_public_prefix() {
     let ms = members(&["http://10.0.0.1:8080"]);
     let r = rev("/os", "/openspecimen", &ms, "http://h");

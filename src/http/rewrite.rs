@@ -79,7 +79,7 @@ pub fn request_head(
     buf: &[u8],
     head: &RequestHead,
     target: &[u8],
-    member_host_port: &str,
+    host_header: &str,
     preserve_host: bool,
     from: Origin,
     upgrade: Option<&[u8]>,
@@ -96,7 +96,7 @@ pub fn request_head(
     if preserve_host && !client_host.is_empty() {
         out.extend_from_slice(client_host);
     } else {
-        out.extend_from_slice(member_host_port.as_bytes());
+        out.extend_from_slice(host_header.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     forward_headers(out, buf, &head.headers, Direction::Request, None);

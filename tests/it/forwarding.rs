@@ -131,8 +131,9 @@ fn a_bad_range_names_the_key_and_line() {
 
 #[test]
 fn a_member_on_a_zoned_ipv6_address_gets_a_host_header_without_the_zone() {
-    // The zone picks loopback's interface for the connection; RFC 6874 keeps it out of Host
-    // (Tomcat's Host parser refuses a `%`), for proxied requests and health checks alike.
+    // The zone goes with the address ringlb connects to (Linux heeds it for link-local addresses
+    // only, so `::1` here is reached either way); RFC 6874 keeps it out of Host (Tomcat's Host
+    // parser refuses a `%`), for proxied requests and health checks alike. Needs IPv6 on loopback.
     let a = Backend::on(TcpListener::bind("[::1]:0").unwrap(), |r| Reply::Full {
         status: 200,
         headers: vec![],
