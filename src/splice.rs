@@ -11,9 +11,9 @@
 //! non-blocking: both sockets are switched to `O_NONBLOCK` first, which compio's operations on
 //! them do not mind (its io_uring receives and sends take their non-blocking attempt from their
 //! own flags and wait for readiness on `EAGAIN`; under epoll the sockets are non-blocking
-//! already). Every wait is a readiness poll bounded like the copy path's: a fill (one pipe's
-//! worth from `from`, like one read) by `from`'s limit, a drain (that pipe's worth to `to`, like
-//! one write) by `to`'s. A fill woken a few times without a byte ends the body as an error: an
+//! already). Every wait is a readiness poll bounded like the copy path's: a fill (up to a pipe's
+//! worth from `from`, ending at its first bytes, like one read) by `from`'s limit, a drain (that
+//! pipe's worth to `to`) by `to`'s for each 64 KiB it takes, as one write of the copy path. A fill woken a few times without a byte ends the body as an error: an
 //! urgent (out-of-band) byte stops a socket-to-pipe splice while the socket stays readable. Where the
 //! kernel refuses splice itself (a seccomp filter's `EPERM`), the body is copied instead and the
 //! thread does not try again. io_uring's own splice operation is not used: the kernel always
@@ -50,12 +50,19 @@ use crate::io::IoFail;
 pub const FROM: u64 = 64 * 1024;
 /// Empty pipes a worker thread keeps for the next body.
 pub const KEEP: usize = 8;
-/// The size each pipe is asked for: four times the kernel's default. A turn (one fill, one
-/// drain) costs two system calls and often a readiness wait; with 64 KiB pipes a 1 MiB body took
-/// 37 system calls and as much CPU as copying it, with 256 KiB pipes 16 and a third less CPU
-/// (docs/performance.md, "Uploads by splice"). It bounds the page references one body holds at
-/// once, as `http::exchange`'s 64 KiB read bounds a copied body's bytes.
+/// The size each pipe is asked for (the kernel's default is 64 KiB with 4 KiB pages). A turn (one
+/// fill, one drain) costs two system calls and often a readiness wait; with 64 KiB pipes a 1 MiB
+/// body took 37 system calls and as much CPU as copying it, with 256 KiB pipes 16 and a third
+/// less CPU (docs/performance.md, "Uploads by splice"). It bounds the page references one body
+/// holds at once, as `http::exchange`'s 64 KiB read bounds a copied body's bytes.
 const PIPE_SIZE: usize = 256 * 1024;
+/// What one write of the copy path carries at most (its read's size): a drain's receiver has the
+/// limit for each this much it takes.
+const WRITE_UNIT: usize = 64 * 1024;
+/// Pipes smaller than this are not kept: the kernel gives two pages to a user over its pipe
+/// quota, and such a pipe, kept and handed out first, would cost every later body 32 times the
+/// system calls after the peak that made it has passed.
+const KEEP_FROM: usize = 64 * 1024;
 /// Waits in one fill after which a sending socket that is readable but gives nothing is given up
 /// on (the first wait is the ordinary one, for bytes not there yet).
 const IDLE_WAKES: u32 = 3;
@@ -123,8 +130,8 @@ pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
 fn new_pipe() -> std::io::Result<Pipe> {
     use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
     let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    // `PIPE_SIZE`, or what the kernel gave when it refuses it (a user over its pipe quota,
-    // `pipe-user-pages-soft`, gets its default or less), which still works, in more turns.
+    // `PIPE_SIZE`, or what the kernel gave when it refuses it (its default, 16 pages; two for a
+    // user over its pipe quota, `pipe-user-pages-soft`), which still works, in more turns.
     let _ = fcntl_setpipe_size(&write, PIPE_SIZE);
     let size = fcntl_getpipe_size(&write)?;
     Ok(Pipe { read, write, size })
@@ -172,11 +179,12 @@ impl Splicer {
         (moved, End::Whole)
     }
 
-    /// Keeps the (empty) pipe for the next body, if the thread has room for it.
+    /// Keeps the (empty) pipe for the next body, if the thread has room for it and it is not one
+    /// of the kernel's smallest.
     fn keep(self) {
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
-            if s.len() < KEEP {
+            if s.len() < KEEP && self.pipe.size >= KEEP_FROM {
                 s.push(self.pipe);
             }
         });
@@ -224,7 +232,9 @@ async fn fill(
     }
 }
 
-/// Splices the pipe's `n` bytes to `to`, counting each step in `moved.sent`.
+/// Splices the pipe's `n` bytes to `to`, counting each step in `moved.sent`. The receiver has
+/// `limit` for each `WRITE_UNIT` it takes, as for one write of the copy path, not for the whole
+/// pipe's worth.
 async fn drain(
     pipe: &Pipe,
     to: &TcpStream,
@@ -234,6 +244,7 @@ async fn drain(
 ) -> Result<(), IoFail> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut until = None;
+    let mut taken = 0;
     while n > 0 {
         match rustix::pipe::splice(&pipe.read, None, to, None, n, flags) {
             // The pipe holds `n` bytes: nothing taken and no error is a socket that broke.
@@ -241,6 +252,11 @@ async fn drain(
             Ok(k) => {
                 n -= k;
                 moved.sent += k as u64;
+                taken += k;
+                if taken >= WRITE_UNIT {
+                    taken = 0;
+                    until = None;
+                }
             }
             Err(Errno::AGAIN) => wait(to, Interest::Writable, &mut until, limit).await?,
             Err(Errno::INTR) => {}
@@ -494,8 +510,52 @@ mod tests {
     }
 
     #[test]
-    fn a_new_pipe_holds_pipe_size_where_the_quota_allows() {
-        // The tests run where nothing else holds pipes of this user's quota.
+    fn a_slow_receiver_has_the_limit_for_each_64_kib_not_for_the_whole_pipe() {
+        // Small socket buffers, so that the receiver's pace is the drain's: at most 16 KiB every
+        // 50 ms (64 KiB took about 450 ms here). A limit of 900 ms is twice that for each 64 KiB,
+        // and half what a 256 KiB pipe's worth at once would need.
+        on_runtime(Driver::Auto, async {
+            const LEN: usize = 512 * 1024;
+            let (from, f) = pair(|mut s| {
+                s.write_all(&[b's'; LEN]).unwrap();
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+            })
+            .await;
+            let (to, t) = pair(|s| {
+                socket2::SockRef::from(&s)
+                    .set_recv_buffer_size(16 * 1024)
+                    .unwrap();
+                let mut s = s;
+                let (mut got, mut chunk) = (0, vec![0u8; 16 * 1024]);
+                while got < LEN {
+                    std::thread::sleep(Duration::from_millis(50));
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                got
+            })
+            .await;
+            socket2::SockRef::from(&to)
+                .set_send_buffer_size(16 * 1024)
+                .unwrap();
+            let splicer = ready(&to, &from).unwrap();
+            let limit = Duration::from_millis(900);
+            let (moved, end) = splicer.run(&from, &to, LEN as u64, limit, limit).await;
+            assert!(matches!(end, End::Whole), "{end:?} after {moved:?}");
+            drop((from, to));
+            assert_eq!(t.join().unwrap(), LEN);
+            f.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_new_pipe_holds_pipe_size() {
+        // As the suite runs (root with CAP_SYS_RESOURCE, or a user well under its pipe quota, and
+        // `pipe-max-size` at its default of 1 MiB): elsewhere the kernel refuses the size, and
+        // this test says so.
         let pipe = new_pipe().unwrap();
         assert_eq!(pipe.size, PIPE_SIZE);
     }
