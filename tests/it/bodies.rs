@@ -57,6 +57,33 @@ fn ten_megabyte_request_bodies_arrive_intact() {
     );
 }
 
+#[test]
+fn a_large_upload_that_waits_for_100_continue_goes_by_splice_after_it() {
+    // Nothing of the body is there when ringlb answers 100: all of it comes after, on the socket.
+    let a = Backend::start(|r| Reply::Text(format!("{} {:x}", r.body.len(), hash(&r.body))));
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 1);
+    let body = pattern(3 << 20);
+    let mut c = Client::connect(p.addr);
+    c.send(
+        format!(
+            "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response().unwrap().status, 100);
+    c.send(&body);
+    let want = format!("{} {:x}", body.len(), hash(&body));
+    assert_eq!(c.read_response().unwrap().text(), want);
+    assert_eq!(a.requests()[0].header("expect"), None);
+    let name = "ringlb_request_bytes_spliced_total";
+    let spliced = wait_for_metric(p.admin_addr(), name, (3 << 20) - 65536);
+    assert!(
+        spliced <= 3 << 20,
+        "{spliced} bytes spliced, more than the body"
+    );
+}
+
 /// A counter from `/metrics`.
 fn metric(admin_addr: std::net::SocketAddr, name: &str) -> u64 {
     let text = admin(admin_addr, "GET", "/metrics", "", None).text();
