@@ -92,9 +92,6 @@ pub enum End {
     FromBroken(IoFail),
     /// The receiving side closed, failed or took too long; `Moved` says how far the body got.
     ToBroken(IoFail),
-    /// The kernel refuses splice here and nothing moved: the caller copies the body instead
-    /// (and this thread does not try splice again).
-    Refused,
 }
 
 /// How far a body got.
@@ -146,9 +143,10 @@ pub struct Splicer {
 impl Splicer {
     /// Moves `len` bytes from `from` to `to`, a pipe's worth at a time: each turn fills the pipe
     /// with what `from` has (the wait for it bounded by `from_limit`, like one read of the copy
-    /// path) and drains it to `to` (bounded by `to_limit` from the drain's first wait, like one
-    /// write of the copy path). The pipe is kept for the next body only when all of them went
-    /// through.
+    /// path) and drains it to `to` (bounded by `to_limit` for each `WRITE_UNIT`, like one write
+    /// of the copy path). The pipe is kept for the next body only when all of them went through.
+    /// `None`: the kernel refuses splice here and nothing moved; the caller copies the body
+    /// instead (and this thread does not try splice again).
     pub async fn run(
         self,
         from: &TcpStream,
@@ -156,7 +154,7 @@ impl Splicer {
         len: u64,
         from_limit: Duration,
         to_limit: Duration,
-    ) -> (Moved, End) {
+    ) -> Option<(Moved, End)> {
         let mut moved = Moved::default();
         let mut left = len;
         while left > 0 {
@@ -166,18 +164,18 @@ impl Splicer {
                 Err(IoFail::Error(e)) if moved.received == 0 && refused(&e) => {
                     REFUSED.with(|r| r.set(true));
                     tracing::warn!(error = %e, "splice is refused here: large bodies are copied");
-                    return (moved, End::Refused);
+                    return None;
                 }
-                Err(e) => return (moved, End::FromBroken(e)),
+                Err(e) => return Some((moved, End::FromBroken(e))),
             };
             moved.received += n as u64;
             left -= n as u64;
             if let Err(e) = drain(&self.pipe, to, n, to_limit, &mut moved).await {
-                return (moved, End::ToBroken(e));
+                return Some((moved, End::ToBroken(e)));
             }
         }
         self.keep();
-        (moved, End::Whole)
+        Some((moved, End::Whole))
     }
 
     /// Keeps the (empty) pipe for the next body, if the thread has room for it and it is not one
@@ -357,7 +355,10 @@ mod tests {
             .await;
             let splicer = ready(&client, &member).expect("a pipe");
             let limit = Duration::from_secs(5);
-            let (moved, end) = splicer.run(&member, &client, len, limit, limit).await;
+            let (moved, end) = splicer
+                .run(&member, &client, len, limit, limit)
+                .await
+                .expect("splice works here");
             assert!(matches!(end, End::Whole), "{end:?}");
             // What the member sent after the body must still be on its connection.
             let mut left = Vec::new();
@@ -407,7 +408,10 @@ mod tests {
             let (client, c) = pair(read_all).await;
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
-            let (moved, end) = splicer.run(&member, &client, 200_000, limit, limit).await;
+            let (moved, end) = splicer
+                .run(&member, &client, 200_000, limit, limit)
+                .await
+                .expect("splice works here");
             assert!(matches!(end, End::FromBroken(IoFail::Closed)), "{end:?}");
             assert_eq!(
                 moved,
@@ -437,7 +441,10 @@ mod tests {
             let limit = Duration::from_secs(5);
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
-            let (moved, end) = splicer.run(&member, &client, 100_001, limit, limit).await;
+            let (moved, end) = splicer
+                .run(&member, &client, 100_001, limit, limit)
+                .await
+                .expect("splice works here");
             assert!(matches!(end, End::FromBroken(IoFail::Error(_))), "{end:?}");
             assert!(
                 started.elapsed() < limit,
@@ -466,7 +473,10 @@ mod tests {
             let splicer = ready(&client, &member).unwrap();
             let started = std::time::Instant::now();
             let limit = Duration::from_millis(200);
-            let (moved, end) = splicer.run(&member, &client, 1000, limit, limit).await;
+            let (moved, end) = splicer
+                .run(&member, &client, 1000, limit, limit)
+                .await
+                .expect("splice works here");
             assert!(matches!(end, End::FromBroken(IoFail::Timeout)), "{end:?}");
             assert!(started.elapsed() >= limit);
             assert_eq!(moved, Moved::default());
@@ -493,7 +503,10 @@ mod tests {
             .await;
             let splicer = ready(&to, &from).unwrap();
             let limit = Duration::from_millis(300);
-            let (moved, end) = splicer.run(&from, &to, 8 << 20, limit, limit).await;
+            let (moved, end) = splicer
+                .run(&from, &to, 8 << 20, limit, limit)
+                .await
+                .expect("splice works here");
             assert!(matches!(end, End::ToBroken(IoFail::Timeout)), "{end:?}");
             assert!(
                 moved.sent < moved.received,
@@ -544,7 +557,10 @@ mod tests {
                 .unwrap();
             let splicer = ready(&to, &from).unwrap();
             let limit = Duration::from_millis(900);
-            let (moved, end) = splicer.run(&from, &to, LEN as u64, limit, limit).await;
+            let (moved, end) = splicer
+                .run(&from, &to, LEN as u64, limit, limit)
+                .await
+                .expect("splice works here");
             assert!(matches!(end, End::Whole), "{end:?} after {moved:?}");
             drop((from, to));
             assert_eq!(t.join().unwrap(), LEN);

@@ -329,7 +329,7 @@ async fn stream_request_body(
 }
 
 /// Moves the rest of a large `Content-Length` request body from a plain client to a plain
-/// member with `splice`, when no byte of it waits in `c.buf` (none does after the head went: every
+/// member with `splice_rest`, when no byte of it waits in `c.buf` (none does after the head went: every
 /// buffered byte was body, and went with it). `None`: not this body, or the kernel refused splice,
 /// and nothing of it moved (the caller copies it). The client's bytes after the body stay on its
 /// socket: `splice` takes no more than the body's length.
@@ -339,33 +339,44 @@ async fn upload_spliced(
     body: &mut BodyTracker,
     p: &Params<'_>,
 ) -> Option<BodyOutcome> {
-    let left = body.length_left().filter(|&n| n >= splice::FROM)?;
-    if !c.buf.is_empty() || c.stream.tls.is_some() || up.tls.is_some() {
+    if !c.buf.is_empty() {
         return None;
     }
-    let splicer = splice::ready(&c.stream.tcp, &up.tcp)?;
-    // Boxed, as in `relay_spliced`.
-    let (moved, end) = crate::boxed!(splicer.run(
-        &c.stream.tcp,
-        &up.tcp,
-        left,
-        p.client_timeout,
-        p.response_timeout,
-    ))
-    .await;
-    let outcome = match end {
-        splice::End::Refused => return None,
+    let limits = (p.client_timeout, p.response_timeout);
+    let (moved, end) = splice_rest(&c.stream, up, body, limits).await?;
+    c.rec.spliced_request = moved.sent;
+    Some(match end {
         splice::End::Whole => BodyOutcome::Done(moved.sent),
         splice::End::FromBroken(_) => BodyOutcome::ClientGone,
         splice::End::ToBroken(e) => BodyOutcome::MemberFailed(e),
-    };
-    c.rec.spliced_request = moved.sent;
+    })
+}
+
+/// Moves the rest of a large `Content-Length` body from `from` to `to`, two plain connections,
+/// with `splice` (`limits`: `from`'s, then `to`'s), and counts what it took in `body`. `None`:
+/// not this body (too little left, or TLS on either side), or the kernel refused splice, and
+/// nothing of it moved (the caller copies it).
+async fn splice_rest(
+    from: &Stream,
+    to: &Stream,
+    body: &mut BodyTracker,
+    limits: (Duration, Duration),
+) -> Option<(splice::Moved, splice::End)> {
+    let left = body.length_left().filter(|&n| n >= splice::FROM)?;
+    if from.tls.is_some() || to.tls.is_some() {
+        return None;
+    }
+    let splicer = splice::ready(&from.tcp, &to.tcp)?;
+    // Boxed, like the TLS flush in `conn::wait_idle`: the splice's state stays out of every
+    // connection's task, which would otherwise carry it for its small bodies too.
+    let (moved, end) =
+        crate::boxed!(splicer.run(&from.tcp, &to.tcp, left, limits.0, limits.1)).await?;
     let counted = body.advance_moved(moved.received);
     debug_assert_eq!(
         counted, moved.received,
         "splice moved at most what was left"
     );
-    Some(outcome)
+    Some((moved, end))
 }
 
 /// Reads a final response head into `c.rbuf`/`c.resp`, relaying interim 1xx responses. A 101 is
@@ -621,9 +632,9 @@ async fn relay_more(
     }
 }
 
-/// Moves the rest of a large `Content-Length` body between two plain connections with
-/// `splice` (the bytes that came with the head are already out). `None`: not this body, or the
-/// kernel refused splice, and nothing of it moved (the caller copies it); `Some(complete)`
+/// Moves the rest of a large `Content-Length` response body from member to client with
+/// `splice_rest` (the bytes that came with the head are already out). `None`: not this body, or
+/// the kernel refused splice, and nothing of it moved (the caller copies it); `Some(complete)`
 /// otherwise.
 async fn relay_spliced(
     c: &mut Client,
@@ -632,33 +643,13 @@ async fn relay_spliced(
     r: &mut Relayed,
     p: &Params<'_>,
 ) -> Option<bool> {
-    let left = body.length_left().filter(|&n| n >= splice::FROM)?;
-    if c.stream.tls.is_some() || up.tls.is_some() {
-        return None;
-    }
-    let splicer = splice::ready(&c.stream.tcp, &up.tcp)?;
+    let limits = (p.response_timeout, p.client_timeout);
+    let (moved, end) = splice_rest(up, &c.stream, body, limits).await?;
+    // What came with the head went out before: nothing of `c.rbuf` is left to send.
     c.rbuf.clear();
-    // Boxed, like the TLS flush in `conn::wait_idle`: the splice's state stays out of every
-    // connection's task, which would otherwise carry it for its small responses too.
-    let (moved, end) = crate::boxed!(splicer.run(
-        &up.tcp,
-        &c.stream.tcp,
-        left,
-        p.response_timeout,
-        p.client_timeout,
-    ))
-    .await;
-    if matches!(end, splice::End::Refused) {
-        return None;
-    }
     r.received += moved.received;
     r.body_sent += moved.sent;
     c.rec.spliced = moved.sent;
-    let counted = body.advance_moved(moved.received);
-    debug_assert_eq!(
-        counted, moved.received,
-        "splice moved at most what was left"
-    );
     Some(matches!(end, splice::End::Whole) && body.is_done())
 }
 
