@@ -7,9 +7,10 @@
 //! never: take from `from` more than the caller's count (the body's remaining length, which
 //! `http::framing::BodyTracker` decides: a byte of the member's next response, or of the client's
 //! next request, must not enter the pipe), keep a pipe that may still hold bytes (after any
-//! failure it is closed, not kept), block the worker, or spin on it. Every splice is
-//! non-blocking: both sockets are switched to `O_NONBLOCK` first, which compio's operations on
-//! them do not mind (its io_uring receives and sends take their non-blocking attempt from their
+//! failure it is closed, not kept), block the worker, spin on it, or keep it past a turn's end
+//! once `coop` says to give way (a body that never meets `EAGAIN` would keep it to its end).
+//! Every splice is non-blocking: both sockets are switched to `O_NONBLOCK` first, which compio's
+//! operations on them do not mind (its io_uring receives and sends take their non-blocking attempt from their
 //! own flags and wait for readiness on `EAGAIN`; under epoll the sockets are non-blocking
 //! already). Every wait is a readiness poll bounded like the copy path's: a fill (up to a pipe's
 //! worth from `from`, ending at its first bytes, like one read) by `from`'s limit, a drain (that
@@ -43,6 +44,7 @@ use compio::net::TcpStream;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
+use crate::coop;
 use crate::deadline;
 use crate::io::IoFail;
 
@@ -172,6 +174,9 @@ impl Splicer {
             left -= n as u64;
             if let Err(e) = drain(&self.pipe, to, n, to_limit, &mut moved).await {
                 return Some((moved, End::ToBroken(e)));
+            }
+            if coop::due(n) {
+                coop::give_way().await;
             }
         }
         self.keep();
