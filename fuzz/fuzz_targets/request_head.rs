@@ -256,7 +256,9 @@ fn scan_decides_as_every_read(raw: &[u8], max_bytes: usize, max_headers: usize, 
             gated = now;
         }
         if gated.is_none() && every.is_some() {
-            let stray = buf.iter().any(|&b| b < 0x20 && !b"\t\r\n".contains(&b));
+            let stray = buf
+                .iter()
+                .any(|&b| (b < 0x20 && !b"\t\r\n".contains(&b)) || b == 0x7f);
             assert!(!stray, "a control byte waited for more: {}", esc(buf));
         }
     }

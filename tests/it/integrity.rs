@@ -972,7 +972,8 @@ fn a_proxy_listener_cuts_off_a_trickled_head_at_header_timeout() {
 
 #[test]
 fn a_control_byte_in_a_trickled_head_is_refused_at_once_not_at_a_line_end() {
-    // A NUL can be part of no head: the read that brings it is parsed, whatever else is pending.
+    // A NUL (or another control byte, or DEL) can be part of no head: the read that brings it is
+    // parsed, whatever else is pending.
     let a = Backend::named("A");
     let p = Ringlb::start(
         &format!(
@@ -991,10 +992,11 @@ fn a_control_byte_in_a_trickled_head_is_refused_at_once_not_at_a_line_end() {
             b"\r\n\r\n",
         ]
         .concat(),
+        [&b"GET /\x7f"[..], &tail, b" HTTP/1.1\r\nHost: t\r\n\r\n"].concat(),
     ] {
         let (cut, answer) = trickle(p.addr, &head, Duration::from_millis(30));
         let cut = cut.expect("ringlb kept a trickling client for 4 s");
-        let sent = head.iter().position(|&b| b < 0x09).unwrap() + 1;
+        let sent = head.iter().position(|&b| b < 0x09 || b == 0x7f).unwrap() + 1;
         // Each byte waits 30 ms for an answer: until the control byte, and a second more.
         let by = Duration::from_millis(30 * sent as u64 + 1000);
         assert!(cut < by, "answered after {cut:?}, not by {by:?}");
