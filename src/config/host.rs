@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why `host` is not a DNS name (letters, digits, `-`, `_`, in dot-separated labels of at most
 /// 63, a trailing dot allowed), an IPv4 address (four decimal octets) or a bracketed IPv6 address
-/// (a numeric zone allowed: `[fe80::1%2]`).
+/// (a numeric zone allowed: `[fe80::1%2]`, read as written: `%25` is not taken for RFC 6874's
+/// encoded `%`, so `[fe80::1%252]` is interface 252, and no interface name is accepted).
 pub fn check(host: &str) -> Result<(), &'static str> {
     if let Some(inner) = host.strip_prefix('[') {
         let address = inner.strip_suffix(']').map(|a| match a.split_once('%') {
@@ -21,7 +22,10 @@ pub fn check(host: &str) -> Result<(), &'static str> {
         });
         return match address.map(str::parse::<Ipv6Addr>) {
             Some(Ok(_)) => Ok(()),
-            _ => Err("an IPv6 address in brackets is [address] or [address%zone]"),
+            _ => Err(
+                "an IPv6 address in brackets is [address] or [address%zone], the zone an \
+                 interface's number after a bare % (as `ip link` numbers them: [fe80::1%2])",
+            ),
         };
     }
     let name = host.strip_suffix('.').unwrap_or(host);
@@ -123,6 +127,7 @@ mod tests {
             "[x]",
             "[::1%]",
             "[::1%eth0]",
+            "[fe80::1%25eth0]",
             "h/x",
             "a@b",
             "é.org",
