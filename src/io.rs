@@ -36,6 +36,11 @@ pub enum IoFail {
     Error(io::Error),
 }
 
+/// What one read of a body asks for, and so what one write of a copied body carries at most:
+/// `http::exchange` copies bodies in reads of this size, and `splice` gives a receiver its limit
+/// for each this much it takes, as for one such write.
+pub const BODY_UNIT: usize = 64 * 1024;
+
 /// Appends at least one byte read from `s` to `buf`, waiting at most `limit`.
 pub async fn read_more(
     s: &mut TcpStream,

@@ -59,9 +59,9 @@ pub const KEEP: usize = 8;
 /// less CPU (docs/performance.md, "Uploads by splice"). It bounds the page references one body
 /// holds at once, as `http::exchange`'s 64 KiB read bounds a copied body's bytes.
 const PIPE_SIZE: usize = 256 * 1024;
-/// What one write of the copy path carries at most (its read's size): a drain's receiver has the
-/// limit for each this much it takes.
-const WRITE_UNIT: usize = 64 * 1024;
+/// What one write of the copy path carries at most: a drain's receiver has the limit for each
+/// this much it takes.
+const WRITE_UNIT: usize = crate::io::BODY_UNIT;
 /// Pipes smaller than this are not kept: the kernel gives two pages to a user over its pipe
 /// quota, and such a pipe, kept and handed out first, would cost every later body 32 times the
 /// system calls after the peak that made it has passed.

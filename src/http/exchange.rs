@@ -36,7 +36,7 @@ use crate::stream::{read_more, send_request, write_range, Stream};
 /// Largest response head accepted from a member.
 const MAX_RESPONSE_HEAD: usize = 65536;
 /// Read size for bodies.
-const BODY_READ: usize = 65536;
+const BODY_READ: usize = crate::io::BODY_UNIT;
 /// Read size for a response head (and a small body with it).
 const HEAD_READ: usize = 4096;
 
