@@ -1,8 +1,9 @@
 //! `ringlb-load origin`: a fast HTTP/1.1 origin for benchmarks and demos. Thread-per-core, one
 //! SO_REUSEPORT listener per thread, keep-alive, pipelining (answers batched into one write),
-//! request bodies skipped as they arrive (read 64 KiB at a time, never gathered), a fixed response of `--body-bytes` bytes, optionally after `--delay`,
-//! and optionally with a limited capacity (`--capacity N`: each thread is one FIFO server taking
-//! 1/N s per request, by timer, so requests beyond N/s queue without burning CPU).
+//! request bodies skipped as they arrive (read 64 KiB at a time, never gathered), a fixed
+//! response of `--body-bytes` bytes, optionally after `--delay`, and optionally with a limited
+//! capacity (`--capacity N`: each thread is one FIFO server taking 1/N s per request, by timer,
+//! so requests beyond N/s queue without burning CPU).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
