@@ -27,6 +27,7 @@ use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
 use crate::client::{refuse, Client, End};
+use crate::coop;
 use crate::core::{ConnGuard, Core};
 use crate::core_gen::CoreGen;
 use crate::http::parse::{parse_request, HeadError, HeadScan};
@@ -280,7 +281,12 @@ async fn keep_serving(
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
         match crate::boxed!(handle(&core, &mut c, deadline)).await {
-            After::Next if c.end == End::Usual => {}
+            // A request ringlb answers itself may never suspend under epoll (see `coop`).
+            After::Next if c.end == End::Usual => {
+                if coop::due(0) {
+                    coop::give_way().await;
+                }
+            }
             // Whatever sets `c.end` also ends the connection; should a path not say so, the
             // connection ends here rather than read what may be the rest of a body as a request.
             After::Next => {

@@ -4,14 +4,21 @@
 //! the task giving way, and a splice (`splice`) goes on for as long as neither socket says
 //! `EAGAIN`. A sender that always has bytes queued, relayed to a receiver that always takes them,
 //! would then keep the thread for a whole body (any length): the worker's other connections, its
-//! timers and its heartbeat (which systemd's watchdog reads) would wait until it ended.
+//! timers and its heartbeat (which systemd's watchdog reads) would wait until it ended. So would
+//! a client's pipelined requests that ringlb answers itself (a 404, a redirect), whose sends
+//! complete at once under epoll.
 //!
-//! Owns: the thread's count of bytes received since a task last gave way here, and giving way
-//! (the task is put back at the end of the run queue, and the runtime polls its driver before it
-//! runs again). Must never: hold or change anything across the turn it gives up (it is a plain
-//! re-schedule: no timer, no I/O), or let a task read more than `EVERY` bytes, or `EVERY /
-//! LEAST` times, in a row without giving way. Under io_uring a receive always waits for its
-//! completion, so there the turns only cost one more poll of a task every `EVERY` bytes.
+//! Owns: the thread's count of what was received since a task last gave way here (the bytes of
+//! each read through `stream::read_more`, each splice turn's, and a request taken on a kept-alive
+//! connection, each counting at least `LEAST`), and giving way (the task is put back at the end
+//! of the ready tasks: the others run first, and the runtime polls its driver at least every 61
+//! task runs, compio's `event_interval`). Must never: hold or change anything across the turn it
+//! gives up (it is a plain re-schedule: no timer, no I/O). What is counted goes on for at most
+//! one read, one splice turn or one request past `EVERY` before its task gives way; reads that
+//! do not go through `stream::read_more` (the tunnel's, which waits for readiness after a few
+//! turns; the admin listener's) are not counted. TLS reads count their plaintext. Under io_uring
+//! a receive always waits for its completion, so there the turns only cost one more poll of a
+//! task every `EVERY` bytes.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -90,7 +97,7 @@ mod tests {
     }
 
     /// A connection whose peer has already sent `LEN` bytes, all waiting in its receive buffer;
-    /// the peer stays until the returned sender is dropped.
+    /// the peer stays until the returned stream is closed.
     fn prefilled() -> (std::net::TcpStream, std::thread::JoinHandle<()>) {
         let (ours, mut peer) = connected();
         peer.write_all(&[b'b'; LEN]).unwrap();
@@ -101,8 +108,9 @@ mod tests {
         (ours, t)
     }
 
-    /// A connection to a peer that reads nothing until the test is done, then everything: what it
-    /// got. Its receive buffer (forced) holds `LEN`, so that sending to it never waits.
+    /// A connection to a peer that reads everything until the test's side closes: what it got.
+    /// Its receive buffer (forced) holds `LEN`, so that sending to it never waits, however late
+    /// the peer's thread runs.
     fn sink() -> (std::net::TcpStream, std::thread::JoinHandle<usize>) {
         let (ours, mut peer) = connected();
         let t = std::thread::spawn(move || {
@@ -174,6 +182,21 @@ mod tests {
             counter.await.unwrap();
             out
         })
+    }
+
+    #[test]
+    fn small_reads_and_requests_count_a_kib_each_and_large_ones_their_bytes() {
+        // A test's thread of its own: the count starts at 0.
+        let falls: Vec<usize> = (1..=3 * 1024).filter(|_| due(0)).collect();
+        assert_eq!(falls, [1024, 2048, 3072], "every 1024th request gives way");
+        assert!(!due(EVERY as usize - 2048), "2 KiB short of a MiB");
+        assert!(!due(1), "a small read counts 1 KiB");
+        assert!(due(1024), "the read that makes the MiB");
+        assert!(
+            due(5 << 20),
+            "a read past the MiB is due at once, and the count starts over"
+        );
+        assert!(!due(1));
     }
 
     #[test]

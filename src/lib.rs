@@ -33,8 +33,9 @@
 //!   `redirect`: `redirect_https`.
 //! - `io`: the socket calls; `splice`: a large `Content-Length` body (a response, or an upload)
 //!   moved between plain sockets through a pipe, inside the kernel; `deadline`: the per-core timer
-//!   wheel; `coop`: a task that read 1 MiB without waiting gives way; `notify`: a wake-up signal;
-//!   `allocator`: returning freed memory to the OS.
+//!   wheel; `coop`: once the thread received 1 MiB (or took 1024 requests) since a task last
+//!   gave way, the next to count gives way; `notify`: a wake-up signal; `allocator`: returning
+//!   freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
 //!   `admin/` (the admin listener: status page, JSON, Prometheus metrics, member API).
 //! - `health/`: active health checks, one checker thread per box (probe, state machine, the

@@ -10,16 +10,16 @@
 //! failure it is closed, not kept), block the worker, spin on it, or keep it past a turn's end
 //! once `coop` says to give way (a body that never meets `EAGAIN` would keep it to its end).
 //! Every splice is non-blocking: both sockets are switched to `O_NONBLOCK` first, which compio's
-//! operations on them do not mind (its io_uring receives and sends take their non-blocking attempt from their
-//! own flags and wait for readiness on `EAGAIN`; under epoll the sockets are non-blocking
-//! already). Every wait is a readiness poll bounded like the copy path's: a fill (up to a pipe's
-//! worth from `from`, ending at its first bytes, like one read) by `from`'s limit, a drain (that
-//! pipe's worth to `to`) by `to`'s for each 64 KiB it takes, as one write of the copy path. A
-//! fill woken a few times without a byte ends the body as an error: an urgent (out-of-band) byte
-//! stops a socket-to-pipe splice while the socket stays readable. Where the kernel refuses splice
-//! itself (a seccomp filter's `EPERM`), the body is copied instead and the thread does not try
-//! again. io_uring's own splice operation is not used: the kernel always hands it to a worker
-//! thread of its own.
+//! operations on them do not mind (its io_uring receives and sends take their non-blocking
+//! attempt from their own flags and wait for readiness on `EAGAIN`; under epoll the sockets are
+//! non-blocking already). Every wait is a readiness poll bounded like the copy path's: a fill (up
+//! to a pipe's worth from `from`, ending at its first bytes, like one read) by `from`'s limit, a
+//! drain (that pipe's worth to `to`) by `to`'s for each 64 KiB it takes, as one write of the
+//! copy path. A fill woken a few times without a byte ends the body as an error: an urgent
+//! (out-of-band) byte stops a socket-to-pipe splice while the socket stays readable. Where the
+//! kernel refuses splice itself (a seccomp filter's `EPERM`), the body is copied instead and the
+//! thread does not try again. io_uring's own splice operation is not used: the kernel always
+//! hands it to a worker thread of its own.
 //!
 //! A splice into a socket whose peer is gone raises SIGPIPE (it cannot be told `MSG_NOSIGNAL`);
 //! the Rust runtime ignores SIGPIPE before `main`, and ringlb never restores it.

@@ -66,8 +66,9 @@ pub async fn read_more_by(
     }
 }
 
-/// Appends at least one byte from `f` to `buf`, waiting at most `limit`. Counts what it read on the thread's `coop` count, and gives way when that is due: a read can complete without
-/// the task ever waiting (see `coop`).
+/// Appends at least one byte from `f` to `buf`, waiting at most `limit`. Counts what it read on
+/// the thread's `coop` count, and gives way when that is due: a read can complete without the
+/// task ever waiting (see `coop`).
 pub async fn read_more(
     f: &mut Stream,
     buf: &mut Vec<u8>,
