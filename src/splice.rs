@@ -62,10 +62,10 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// What one write of the copy path carries at most: a drain's receiver has the limit for each
 /// this much it takes.
 const WRITE_UNIT: usize = crate::io::BODY_UNIT;
-/// Pipes smaller than this are not kept: the kernel gives two pages to a user over its pipe
-/// quota, and such a pipe, kept and handed out first, would cost every later body 32 times the
-/// system calls after the peak that made it has passed.
-const KEEP_FROM: usize = 64 * 1024;
+/// Pipes smaller than this are not used: the kernel gives two pages to a user over its pipe
+/// quota (`pipe-user-pages-soft`), and a 1 MiB body through 8 KiB takes 128 turns, each two
+/// system calls and often a wait, where copying it takes about 7; the body is copied instead.
+const SMALLEST: usize = 64 * 1024;
 /// Waits in one fill after which a sending socket that is readable but gives nothing is given up
 /// on (the first wait is the ordinary one, for bytes not there yet).
 const IDLE_WAKES: u32 = 3;
@@ -106,15 +106,17 @@ pub struct Moved {
 }
 
 /// Prepares to splice between `client` and `member` (either way): a pipe, and both sockets
-/// non-blocking. `None`: not possible now (no descriptor left, say): the caller copies instead,
-/// having lost nothing.
+/// non-blocking. `None`: not possible now (no descriptor left, or the user is over its pipe
+/// quota and got one of the kernel's smallest pipes): the caller copies instead, having lost
+/// nothing.
 pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
     if REFUSED.with(Cell::get) {
         return None;
     }
     let pipe = SPARE
         .with(|s| s.borrow_mut().pop())
-        .or_else(|| new_pipe().ok())?;
+        .or_else(|| new_pipe().ok())
+        .filter(|p| p.size >= SMALLEST)?;
     let splicer = Splicer { pipe };
     let switched = rustix::io::ioctl_fionbio(client, true)
         .and_then(|()| rustix::io::ioctl_fionbio(member, true));
@@ -130,8 +132,9 @@ pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
 fn new_pipe() -> std::io::Result<Pipe> {
     use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
     let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    // `PIPE_SIZE`, or what the kernel gave when it refuses it (its default, 16 pages; two for a
-    // user over its pipe quota, `pipe-user-pages-soft`), which still works, in more turns.
+    // `PIPE_SIZE`, or what the kernel gave when it refuses it (its default, 16 pages, which
+    // still works, in more turns; two for a user over its pipe quota, `pipe-user-pages-soft`,
+    // which `ready` does not use).
     let _ = fcntl_setpipe_size(&write, PIPE_SIZE);
     let size = fcntl_getpipe_size(&write)?;
     Ok(Pipe { read, write, size })
@@ -183,12 +186,11 @@ impl Splicer {
         Some((moved, End::Whole))
     }
 
-    /// Keeps the (empty) pipe for the next body, if the thread has room for it and it is not one
-    /// of the kernel's smallest.
+    /// Keeps the (empty) pipe for the next body, if the thread has room for it.
     fn keep(self) {
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
-            if s.len() < KEEP && self.pipe.size >= KEEP_FROM {
+            if s.len() < KEEP {
                 s.push(self.pipe);
             }
         });
@@ -575,11 +577,52 @@ mod tests {
 
     #[test]
     fn a_new_pipe_holds_pipe_size() {
-        // As the suite runs (root with CAP_SYS_RESOURCE, or a user well under its pipe quota, and
-        // `pipe-max-size` at its default of 1 MiB): elsewhere the kernel refuses the size, and
-        // this test says so.
+        // As the suite runs (a user well under its pipe quota, or with `CAP_SYS_ADMIN` or
+        // `CAP_SYS_RESOURCE`, and `pipe-max-size` at its default of 1 MiB): elsewhere the kernel
+        // refuses the size, and this test says so.
         let pipe = new_pipe().unwrap();
         assert_eq!(pipe.size, PIPE_SIZE);
+    }
+
+    #[test]
+    fn over_the_pipe_quota_a_body_is_copied_not_spliced_through_the_smallest_pipe() {
+        // This thread acts as an unprivileged one (`CAP_SYS_RESOURCE` and `CAP_SYS_ADMIN` out of
+        // its effective set: the kernel checks the calling thread's), and fills its user's
+        // `pipe-user-pages-soft` (16,384 pages by default) until the kernel gives it a two-page
+        // pipe. Other threads and processes of the user keep their capabilities and are not held
+        // to the quota meanwhile.
+        use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+        let caps = capabilities(None).unwrap();
+        let mut plain = caps;
+        plain.effective -= CapabilitySet::SYS_RESOURCE | CapabilitySet::SYS_ADMIN;
+        set_capabilities(None, plain).expect("dropping capabilities from this thread");
+        // Pipes of 1 MiB while the quota has room for them, then the kernel's default size, until
+        // a new pipe comes with two pages.
+        let mut held = Vec::new();
+        let small = loop {
+            let p = new_pipe().unwrap();
+            if p.size < SMALLEST || held.len() == 8192 {
+                break p;
+            }
+            let _ = rustix::pipe::fcntl_setpipe_size(&p.write, 1 << 20);
+            held.push(p);
+        };
+        let over = small.size < SMALLEST;
+        drop(small);
+        let splicer = on_runtime(Driver::Auto, async {
+            let (a, ta) = pair(|_s| ()).await;
+            let (b, tb) = pair(|_s| ()).await;
+            let splicer = ready(&a, &b).map(|_| ());
+            drop((a, b));
+            ta.join().unwrap();
+            tb.join().unwrap();
+            splicer
+        });
+        drop(held);
+        set_capabilities(None, caps).unwrap();
+        assert!(over, "the quota never filled: is pipe-user-pages-soft 0?");
+        assert!(splicer.is_none(), "a two-page pipe was taken for a body");
+        assert!(SPARE.with(|s| s.borrow().is_empty()), "nor kept");
     }
 
     #[test]
