@@ -9,10 +9,11 @@
 //! complete at once under epoll.
 //!
 //! Owns: the thread's count of what was received since a task last gave way here (the bytes of
-//! each read through `stream::read_more`, each splice turn's, and a request taken on a kept-alive
-//! connection, each counting at least `LEAST`), and giving way (the task is put back at the end
-//! of the ready tasks: the others run first, and the runtime polls its driver at least every 61
-//! task runs, compio's `event_interval`). Must never: hold or change anything across the turn it
+//! each read through `stream::read_more`, each splice turn's, and a request answered on a
+//! connection that stays open, each counting at least `LEAST`: a proxied request's reads count
+//! as well, so such requests give way about every 512), and giving way (the task is put back
+//! at the end of the ready tasks: the others run first, and the runtime polls its driver at
+//! least every 61 task runs, compio's `event_interval`). Must never: hold or change anything across the turn it
 //! gives up (it is a plain re-schedule: no timer, no I/O). What is counted goes on for at most
 //! one read, one splice turn or one request past `EVERY` before its task gives way; reads that
 //! do not go through `stream::read_more` (the tunnel's, which waits for readiness after a few

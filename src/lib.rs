@@ -33,7 +33,7 @@
 //!   `redirect`: `redirect_https`.
 //! - `io`: the socket calls; `splice`: a large `Content-Length` body (a response, or an upload)
 //!   moved between plain sockets through a pipe, inside the kernel; `deadline`: the per-core timer
-//!   wheel; `coop`: once the thread received 1 MiB (or took 1024 requests) since a task last
+//!   wheel; `coop`: once the thread received 1 MiB (or answered 1024 requests) since a task last
 //!   gave way, the next to count gives way; `notify`: a wake-up signal; `allocator`: returning
 //!   freed memory to the OS.
 //! - `stats` (per-core counters and histograms), `board` (where cores publish them once a second),
