@@ -13,13 +13,13 @@
 //! connection that stays open, each counting at least `LEAST`: a proxied request's reads count
 //! as well, so such requests give way about every 512), and giving way (the task is put back
 //! at the end of the ready tasks: the others run first, and the runtime polls its driver at
-//! least every 61 task runs, compio's `event_interval`). Must never: hold or change anything across the turn it
-//! gives up (it is a plain re-schedule: no timer, no I/O). What is counted goes on for at most
-//! one read, one splice turn or one request past `EVERY` before its task gives way; reads that
-//! do not go through `stream::read_more` (the tunnel's, which waits for readiness after a few
-//! turns; the admin listener's) are not counted. TLS reads count their plaintext. Under io_uring
-//! a receive always waits for its completion, so there the turns only cost one more poll of a
-//! task every `EVERY` bytes.
+//! least every 61 task runs, compio's `event_interval`). Must never: hold or change anything
+//! across the turn it gives up (it is a plain re-schedule: no timer, no I/O). What is counted
+//! goes on for at most one read, one splice turn or one request past `EVERY` before its task
+//! gives way; reads that do not go through `stream::read_more` (the tunnel's, which waits for
+//! readiness after a few turns; the admin listener's) are not counted. TLS reads count their
+//! plaintext. Under io_uring a receive always waits for its completion, so there the turns only
+//! cost one more poll of a task every `EVERY` bytes.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -106,11 +106,11 @@ pub struct Moved {
     pub sent: u64,
 }
 
-/// Prepares to splice between `client` and `member` (either way): a pipe, and both sockets
+/// Prepares to splice between two connections (either way round): a pipe, and both sockets
 /// non-blocking. `None`: not possible now (no descriptor left, or the user is over its pipe
 /// quota and got one of the kernel's smallest pipes): the caller copies instead, having lost
 /// nothing.
-pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
+pub fn ready(a: &TcpStream, b: &TcpStream) -> Option<Splicer> {
     if REFUSED.with(Cell::get) {
         return None;
     }
@@ -119,8 +119,8 @@ pub fn ready(client: &TcpStream, member: &TcpStream) -> Option<Splicer> {
         .or_else(|| new_pipe().ok())
         .filter(|p| p.size >= SMALLEST)?;
     let splicer = Splicer { pipe };
-    let switched = rustix::io::ioctl_fionbio(client, true)
-        .and_then(|()| rustix::io::ioctl_fionbio(member, true));
+    let switched =
+        rustix::io::ioctl_fionbio(a, true).and_then(|()| rustix::io::ioctl_fionbio(b, true));
     match switched {
         Ok(()) => Some(splicer),
         Err(_) => {

@@ -78,8 +78,9 @@ pub fn run(args: OriginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Counts the complete requests at the start of `buf`; returns (requests, bytes they use, close).
-fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool), ()> {
+/// Counts the complete requests at the start of `buf`; returns (requests, bytes they use, close,
+/// and the body still owed by the request after them when its head is whole and its body not).
+fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool, Option<Owed>), ()> {
     let mut pos = 0;
     let mut n = 0;
     let mut close = false;
@@ -89,8 +90,13 @@ fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool), ()> {
         match req.parse(&buf[pos..]) {
             Ok(httparse::Status::Complete(h)) => {
                 let (len, asks_close) = framing(req.headers)?;
-                if buf.len() - pos < h + len {
-                    break;
+                let have = buf.len() - pos;
+                if have < h + len {
+                    let owed = Owed {
+                        bytes: h + len - have,
+                        close: asks_close,
+                    };
+                    return Ok((n, pos, false, Some(owed)));
                 }
                 close = asks_close;
                 pos += h + len;
@@ -103,7 +109,7 @@ fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool), ()> {
             Err(_) => return Err(()),
         }
     }
-    Ok((n, pos, close))
+    Ok((n, pos, close, None))
 }
 
 /// `--capacity`: the thread's one server, free again at `free_at`.
@@ -200,17 +206,12 @@ fn take_requests(buf: &mut Vec<u8>, owed: &mut Owed) -> Result<(usize, bool), ()
             return Ok((1, true));
         }
     }
-    let (m, used, close) = complete_requests(buf)?;
+    let (m, used, close, pending) = complete_requests(buf)?;
     skip(buf, used);
-    if !close {
-        if let Some((head, body, close)) = head_only(buf)? {
-            // The rest of `buf` is this request's: skip it and what is still to come.
-            *owed = Owed {
-                bytes: head + body - buf.len(),
-                close,
-            };
-            buf.clear();
-        }
+    if let Some(pending) = pending {
+        // The rest of `buf` is this request's: skip it and what is still to come.
+        *owed = pending;
+        buf.clear();
     }
     Ok((n + m, close))
 }
@@ -220,21 +221,6 @@ fn skip(buf: &mut Vec<u8>, k: usize) {
         buf.clear();
     } else {
         buf.drain(..k);
-    }
-}
-
-/// A request at the start of `buf` whose head is whole and whose body is not: (head length,
-/// body length, close).
-fn head_only(buf: &[u8]) -> Result<Option<(usize, usize, bool)>, ()> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(h)) => {
-            let (len, close) = framing(req.headers)?;
-            Ok((buf.len() < h + len).then_some((h, len, close)))
-        }
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(()),
     }
 }
 
@@ -265,7 +251,7 @@ mod tests {
     #[test]
     fn counts_pipelined_requests() {
         let two = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiGET /";
-        assert_eq!(complete_requests(two), Ok((2, two.len() - 5, false)));
+        assert_eq!(complete_requests(two), Ok((2, two.len() - 5, false, None)));
         assert!(
             complete_requests(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
                 .unwrap()
