@@ -9,17 +9,19 @@
 //! complete at once under epoll.
 //!
 //! Owns: the thread's count of what was received since a task last gave way here (the bytes of
-//! each read through `stream::read_more`, each splice turn's, and a request answered on a
+//! each socket read through `io::read_more`, each splice turn's, and a request answered on a
 //! connection that stays open, each counting at least `LEAST`: a proxied request's reads count
 //! as well, so such requests give way about every 512), and giving way (the task is put back
 //! at the end of the ready tasks: the others run first, and the runtime polls its driver at
 //! least every 61 task runs, compio's `event_interval`). Must never: hold or change anything
 //! across the turn it gives up (it is a plain re-schedule: no timer, no I/O). What is counted
 //! goes on for at most one read, one splice turn or one request past `EVERY` before its task
-//! gives way; reads that do not go through `stream::read_more` (the tunnel's, which waits for
-//! readiness after a few turns; the admin listener's) are not counted. TLS reads count their
-//! plaintext. Under io_uring a receive always waits for its completion, so there the turns only
-//! cost one more poll of a task every `EVERY` bytes.
+//! gives way. `io::read_more` is every read of a client's, a member's, the admin listener's and
+//! a health check's socket, a TLS connection's ciphertext included (so records that yield no
+//! plaintext count too); the tunnel's non-blocking receives are not counted (it waits for
+//! readiness after a few turns of its own), nor the idle wait's one receive per request (the
+//! request it brings is). Under io_uring a receive always waits for its completion, so there the
+//! turns only cost one more poll of a task every `EVERY` bytes.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -203,17 +205,17 @@ mod tests {
     #[test]
     fn a_read_loop_whose_socket_always_holds_bytes_gives_way_every_mib() {
         // Under epoll each of these receives completes at once; without the count the counter
-        // gets no turn until all 4 MiB are read.
+        // gets no turn until all 4 MiB are read. `io::read_more` is the socket read under every
+        // other (`stream`'s plain and TLS reads, the admin listener's, the health checks').
         let (from, peer) = prefilled();
         let (got, turns) = beside_a_counter(Driver::Epoll, async move {
-            let mut s = crate::stream::Stream::plain(compio(from));
+            let mut s = compio(from);
             let (mut got, mut buf) = (0, Vec::new());
             while got < LEN {
                 buf.clear();
-                got +=
-                    crate::stream::read_more(&mut s, &mut buf, 64 * 1024, Duration::from_secs(5))
-                        .await
-                        .unwrap();
+                got += crate::io::read_more(&mut s, &mut buf, 64 * 1024, Duration::from_secs(5))
+                    .await
+                    .unwrap();
             }
             got
         });

@@ -24,6 +24,7 @@ use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
+use crate::coop;
 use crate::deadline;
 
 /// Why an I/O step failed.
@@ -41,7 +42,11 @@ pub enum IoFail {
 /// for each this much it takes, as for one such write.
 pub const BODY_UNIT: usize = 64 * 1024;
 
-/// Appends at least one byte read from `s` to `buf`, waiting at most `limit`.
+/// Appends at least one byte read from `s` to `buf`, waiting at most `limit`. Counts what it
+/// read on the thread's `coop` count, and gives way when that is due: under epoll a read can
+/// complete without the task ever waiting (see `coop`). Every socket read of a connection,
+/// TLS ciphertext included, comes through here (the idle wait's and the tunnel's non-blocking
+/// receives aside).
 pub async fn read_more(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -55,7 +60,12 @@ pub async fn read_more(
             *buf = owned;
             match res {
                 Ok(0) => Err(IoFail::Closed),
-                Ok(n) => Ok(n),
+                Ok(n) => {
+                    if coop::due(n) {
+                        coop::give_way().await;
+                    }
+                    Ok(n)
+                }
                 Err(e) => Err(IoFail::Error(e)),
             }
         }

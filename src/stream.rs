@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use compio::net::TcpStream;
 
-use crate::coop;
 use crate::io::{self, IoFail, Unsent};
 pub use crate::tls::session::Received;
 use crate::tls::session::{self, TlsSession};
@@ -66,23 +65,18 @@ pub async fn read_more_by(
     }
 }
 
-/// Appends at least one byte from `f` to `buf`, waiting at most `limit`. Counts what it read on
-/// the thread's `coop` count, and gives way when that is due: a read can complete without the
-/// task ever waiting (see `coop`).
+/// Appends at least one byte from `f` to `buf`, waiting at most `limit` (the socket's reads count
+/// on the thread's `coop` count in `io::read_more`, ciphertext for TLS).
 pub async fn read_more(
     f: &mut Stream,
     buf: &mut Vec<u8>,
     spare: usize,
     limit: Duration,
 ) -> Result<usize, IoFail> {
-    let n = match f.tls.as_mut() {
+    match f.tls.as_mut() {
         None => io::read_more(&mut f.tcp, buf, spare, limit).await,
         Some(s) => session::read_more(&mut f.tcp, s, buf, limit).await,
-    }?;
-    if coop::due(n) {
-        coop::give_way().await;
     }
-    Ok(n)
 }
 
 /// Reads without blocking what the peer sent (its socket is readable) into `buf`, making room for
