@@ -3,7 +3,9 @@
 //! into a pipe, then from the pipe to the other side's socket (`to`), so that no body byte is
 //! copied into or out of user space.
 //!
-//! Owns: the pipes (each worker thread keeps a few empty ones) and the fill-and-drain loop. Must
+//! Owns: the pipes (each worker thread keeps a few empty ones, and for a second after the kernel
+//! gave it a pipe too small to use, over the user's pipe quota, makes none) and the
+//! fill-and-drain loop. Must
 //! never: take from `from` more than the caller's count (the body's remaining length, which
 //! `http::framing::BodyTracker` decides: a byte of the member's next response, or of the client's
 //! next request, must not enter the pipe), keep a pipe that may still hold bytes (after any
@@ -67,6 +69,10 @@ const WRITE_UNIT: usize = crate::io::BODY_UNIT;
 /// system calls and often a wait, where copying it takes about 7 under io_uring (32 under
 /// epoll); the body is copied instead.
 const SMALLEST: usize = 64 * 1024;
+/// After a pipe under `SMALLEST` (the user is over its pipe quota), no new pipe is made for this
+/// long: until then a body that finds no spare one is copied at once, without the five system
+/// calls of making, sizing and closing a pipe it would refuse.
+const OVER_QUOTA_FOR: Duration = Duration::from_secs(1);
 /// Waits in one fill after which a sending socket that is readable but gives nothing is given up
 /// on (the first wait is the ordinary one, for bytes not there yet).
 const IDLE_WAKES: u32 = 3;
@@ -84,6 +90,8 @@ thread_local! {
     static SPARE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
     /// The kernel refused a splice on this thread (see `refused`): it is not tried again.
     static REFUSED: Cell<bool> = const { Cell::new(false) };
+    /// When this thread last got a pipe under `SMALLEST` (see `OVER_QUOTA_FOR`).
+    static SMALL_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// How a body's splice ended.
@@ -108,16 +116,17 @@ pub struct Moved {
 
 /// Prepares to splice between two connections (either way round): a pipe, and both sockets
 /// non-blocking. `None`: not possible now (no descriptor left, or the user is over its pipe
-/// quota and got one of the kernel's smallest pipes): the caller copies instead, having lost
-/// nothing.
+/// quota and got one of the kernel's smallest pipes, within `OVER_QUOTA_FOR`): the caller copies
+/// instead, having lost nothing.
 pub fn ready(a: &TcpStream, b: &TcpStream) -> Option<Splicer> {
     if REFUSED.with(Cell::get) {
         return None;
     }
-    let pipe = SPARE
-        .with(|s| s.borrow_mut().pop())
-        .or_else(|| new_pipe().ok())
-        .filter(|p| p.size >= SMALLEST)?;
+    let pipe = SPARE.with(|s| s.borrow_mut().pop()).or_else(fresh_pipe)?;
+    if pipe.size < SMALLEST {
+        SMALL_AT.with(|t| t.set(Some(Instant::now())));
+        return None;
+    }
     let splicer = Splicer { pipe };
     let switched =
         rustix::io::ioctl_fionbio(a, true).and_then(|()| rustix::io::ioctl_fionbio(b, true));
@@ -128,6 +137,17 @@ pub fn ready(a: &TcpStream, b: &TcpStream) -> Option<Splicer> {
             None
         }
     }
+}
+
+/// A new pipe, unless this thread got a small one less than `OVER_QUOTA_FOR` ago.
+fn fresh_pipe() -> Option<Pipe> {
+    let over_quota = SMALL_AT
+        .with(Cell::get)
+        .is_some_and(|at| at.elapsed() < OVER_QUOTA_FOR);
+    if over_quota {
+        return None;
+    }
+    new_pipe().ok()
 }
 
 fn new_pipe() -> std::io::Result<Pipe> {
@@ -607,6 +627,36 @@ mod tests {
         assert!(
             SPARE.with(|s| s.borrow().is_empty()),
             "and it was closed, not kept for the next"
+        );
+    }
+
+    #[test]
+    fn after_a_small_pipe_no_new_one_is_made_for_a_second() {
+        // A two-page pipe (as over the quota) is refused, and so is the next body's attempt,
+        // without a new pipe (here one would be a full-size one: this test's user has room).
+        let pipe = new_pipe().unwrap();
+        rustix::pipe::fcntl_setpipe_size(&pipe.write, 8192).unwrap();
+        let size = rustix::pipe::fcntl_getpipe_size(&pipe.write).unwrap();
+        SPARE.with(|s| s.borrow_mut().push(Pipe { size, ..pipe }));
+        let tries = on_runtime(Driver::Auto, async {
+            let (a, ta) = pair(|_s| ()).await;
+            let (b, tb) = pair(|_s| ()).await;
+            let mut tries = Vec::new();
+            // The small pipe; a body within the second; one after it (the mark made older).
+            tries.push(ready(&a, &b).is_some());
+            tries.push(ready(&a, &b).is_some());
+            let long_ago = Instant::now().checked_sub(OVER_QUOTA_FOR);
+            SMALL_AT.with(|t| t.set(long_ago));
+            tries.push(ready(&a, &b).is_some());
+            drop((a, b));
+            ta.join().unwrap();
+            tb.join().unwrap();
+            tries
+        });
+        assert_eq!(
+            tries,
+            [false, false, true],
+            "small pipe, within a second of it, a second later"
         );
     }
 
