@@ -1,4 +1,5 @@
-//! The calls into the socket API: read more, write a range, write static bytes, write head + body
+//! The calls into the socket API: read more (counted on the thread's `coop` count: a read may
+//! give way after it), write a range, write static bytes, write head + body
 //! and send a request telling "nothing written" from "maybe written" (one plain send when the
 //! body part is at most `JOIN_MAX` bytes, copied behind its head, or when there is no head; else a
 //! vectored one), write a connection's last answer with the FIN right behind it (a small one by
@@ -45,8 +46,9 @@ pub const BODY_UNIT: usize = 64 * 1024;
 /// Appends at least one byte read from `s` to `buf`, waiting at most `limit`. Counts what it
 /// read on the thread's `coop` count, and gives way when that is due: under epoll a read can
 /// complete without the task ever waiting (see `coop`). Every socket read of a connection,
-/// TLS ciphertext included, comes through here (the idle wait's and the tunnel's non-blocking
-/// receives aside).
+/// TLS ciphertext included, comes through here, but for the idle wait's and the tunnel's
+/// non-blocking receives, the pool's peek at an idle connection, and splice's fills (which
+/// `splice` counts).
 pub async fn read_more(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,

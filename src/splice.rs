@@ -5,8 +5,7 @@
 //!
 //! Owns: the pipes (each worker thread keeps a few empty ones, and for a second after the kernel
 //! gave it a pipe too small to use, over the user's pipe quota, makes none) and the
-//! fill-and-drain loop. Must
-//! never: take from `from` more than the caller's count (the body's remaining length, which
+//! fill-and-drain loop. Must never: take from `from` more than the caller's count (the body's remaining length, which
 //! `http::framing::BodyTracker` decides: a byte of the member's next response, or of the client's
 //! next request, must not enter the pipe), keep a pipe that may still hold bytes (after any
 //! failure it is closed, not kept), block the worker, spin on it, or keep it past a turn's end
@@ -67,7 +66,8 @@ const WRITE_UNIT: usize = crate::io::BODY_UNIT;
 /// Pipes smaller than this are not used: the kernel gives two pages to a user over its pipe
 /// quota (`pipe-user-pages-soft`), and a 1 MiB body through 8 KiB takes 128 turns, each two
 /// system calls and often a wait, where copying it takes about 7 under io_uring (32 under
-/// epoll); the body is copied instead.
+/// epoll); the body is copied instead. (With 4 KiB pages: where pages are 64 KiB, two of them
+/// are a usable pipe, and are used.)
 const SMALLEST: usize = 64 * 1024;
 /// After a pipe under `SMALLEST` (the user is over its pipe quota), no new pipe is made for this
 /// long: until then a body that finds no spare one is copied at once, without the five system
@@ -642,8 +642,11 @@ mod tests {
             let (a, ta) = pair(|_s| ()).await;
             let (b, tb) = pair(|_s| ()).await;
             let mut tries = Vec::new();
-            // The small pipe; a body within the second; one after it (the mark made older).
+            // The small pipe; a body within the second; one that finds a kept full-size pipe
+            // within it; one after it (the mark made older).
             tries.push(ready(&a, &b).is_some());
+            tries.push(ready(&a, &b).is_some());
+            SPARE.with(|s| s.borrow_mut().push(new_pipe().unwrap()));
             tries.push(ready(&a, &b).is_some());
             let long_ago = Instant::now().checked_sub(OVER_QUOTA_FOR);
             SMALL_AT.with(|t| t.set(long_ago));
@@ -655,8 +658,8 @@ mod tests {
         });
         assert_eq!(
             tries,
-            [false, false, true],
-            "small pipe, within a second of it, a second later"
+            [false, false, true, true],
+            "small pipe, within a second of it, a kept pipe within it, a second later"
         );
     }
 

@@ -51,9 +51,11 @@ fn ten_megabyte_request_bodies_arrive_intact() {
     c.send(&framed);
     assert_eq!(c.read_response().unwrap().text(), expected);
     assert!(a.requests()[2].chunked);
-    // The counter is published once a second: a read now could predate the chunked upload's
-    // count. A 1 MiB fixed-length upload behind it, on the same connection and worker, is
-    // counted after it, so once the marker shows, whatever the chunked one spliced shows too.
+    // A read now could predate the chunked upload's count: the worker adds what a request
+    // spliced after its response went out, and publishes its counters for `/metrics` when it
+    // is free to (at the scrape, or its next second). A 1 MiB fixed-length upload behind it,
+    // on the same connection and worker, is counted after it, and a publication takes all of
+    // a worker's counters at once: once the marker shows, whatever the chunked one spliced does.
     let marker = pattern(1 << 20);
     c.send(
         format!(
@@ -214,8 +216,10 @@ fn a_member_that_stops_reading_an_upload_gets_the_same_answer_spliced_or_copied(
         if spliced == 0 {
             spliced = wait_for_metric(p.admin_addr(), name, 1);
         } else {
-            // Each worker publishes its counters once a second: a read straight after the 504
-            // could come before the chunked upload's count did, and pass whatever it spliced.
+            // The worker publishes its counters at the scrape only when the board is free (else
+            // at its next second): a read straight after the 504 could show the figures from
+            // before the chunked upload, and pass whatever it spliced. A second and a half
+            // takes in the worker's next once-a-second publication.
             std::thread::sleep(Duration::from_millis(1500));
             assert_eq!(
                 metric(p.admin_addr(), name),
