@@ -1,6 +1,7 @@
 //! Per-core statistics: counters and latency histograms, recorded on the request path.
 //!
-//! Owns: one core's counters (cumulative) and its latency histograms for the current second.
+//! Owns: one core's counters (cumulative, the loop lag's buckets among them) and its latency
+//! histograms for the current second.
 //! Must never: allocate, lock or touch another core's data when recording (histograms have fixed
 //! bounds, counters are plain integers). Invariant: once a second the worker hands these to the
 //! board (`board.rs`), which merges whole histograms; the histograms here are then reset.
@@ -153,6 +154,27 @@ pub struct CoreCounters {
     /// Connections a `proxy_protocol` listener closed, by `proxy_protocol::Rejected`: from outside its
     /// `trusted_proxies`, without a header, with an invalid one, without a whole one in time.
     pub proxy_rejected: [u64; crate::proxy_protocol::Rejected::NAMES.len()],
+    /// How late this core's 100 ms tick ran (`record_loop_lag`): counts by `LAG_BOUNDS_US`
+    /// bucket (not cumulative; the last past every bound), and their sum in µs.
+    pub loop_lag: [u64; LAG_BOUNDS_US.len() + 1],
+    pub loop_lag_sum_us: u64,
+}
+
+/// Upper bounds (µs) of the loop-lag buckets: 1 ms to 2.5 s.
+pub const LAG_BOUNDS_US: [u64; 6] = [1_000, 5_000, 25_000, 100_000, 500_000, 2_500_000];
+
+impl CoreCounters {
+    /// Counts one tick of the core that ran `late` past the moment it was due: what the event
+    /// loop spent on other work, or descheduled, before it got to the tick.
+    pub fn record_loop_lag(&mut self, late: Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LAG_BOUNDS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(LAG_BOUNDS_US.len());
+        self.loop_lag[bucket] += 1;
+        self.loop_lag_sum_us = self.loop_lag_sum_us.saturating_add(us);
+    }
 }
 
 pub const REFUSED_STATUSES: [u16; 5] = [400, 405, 408, 414, 431];
@@ -217,6 +239,22 @@ mod tests {
         assert_eq!(m.hist[0].len(), 6);
         assert_eq!(m.hist[0].distinct_values(), before);
         assert_eq!(m.hist[0].max(), m.hist[0].highest_equivalent(HIST_MAX_US));
+    }
+
+    #[test]
+    fn loop_lag_goes_to_the_first_bucket_whose_bound_it_does_not_pass() {
+        let mut c = CoreCounters::default();
+        for ms in [0, 1, 2, 5, 99, 100, 101, 2_500, 2_501] {
+            c.record_loop_lag(Duration::from_millis(ms));
+        }
+        c.record_loop_lag(Duration::MAX);
+        // <= 1 ms: 0, 1; <= 5: 2, 5; <= 100: 99, 100; <= 500: 101; <= 2.5 s: 2,500; past: 2
+        assert_eq!(c.loop_lag, [2, 2, 0, 2, 1, 1, 2]);
+        assert_eq!(c.loop_lag_sum_us, u64::MAX, "the sum saturates");
+        let mut c = CoreCounters::default();
+        c.record_loop_lag(Duration::from_micros(1_500));
+        c.record_loop_lag(Duration::from_micros(250));
+        assert_eq!(c.loop_lag_sum_us, 1_750);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! Owns: starting a core's tasks (all but the memory-release task `Core::park` starts):
 //! connection tasks (`conn::serve`, `conn::resume` for parked connections, `admin::serve`), the
 //! accept loops (started on the sockets a reload bound, and stopped when a reload removes their
-//! listener, at the core's first turn of the tick on that generation), the tick, the
-//! parked-connection watcher and the wheel.
+//! listener, at the core's first turn of the tick on that generation), the tick (which also
+//! counts how late it ran: the loop lag), the parked-connection watcher and the wheel.
 //! Must never: share `Core` with another thread, take a lock on the request path, or take a
 //! connection from the accept queue once stopping (accepts are readiness polls plus `accept4`, so
 //! a stop never cancels an accept that already took one; what stays queued is served by a process
@@ -416,8 +416,13 @@ fn sweep_pools(core: &Core, now: Instant, turn: usize) {
     }
 }
 
-/// Every 100 ms: close up to `pool::CLOSES_PER_SWEEP` idle member connections past their time to
-/// live, and apply admin and health state changes if there are any (one atomic load when not).
+/// The tick's period.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Every 100 ms: count how late the tick ran (`stats::CoreCounters::record_loop_lag`: the event
+/// loop was busy with other tasks or the thread was descheduled), close up to
+/// `pool::CLOSES_PER_SWEEP` idle member connections past their time to live, and apply admin
+/// and health state changes if there are any (one atomic load when not).
 /// Once a second, at the first tick of each of the board's seconds (so every second of its ring
 /// gets this core's figures once, however the 100 ms sleeps drift): apply admin changes and
 /// health results, publish this core's statistics to the board. These take the board only if it
@@ -431,12 +436,15 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let mut unpublished: Option<Instant> = None;
     let mut turn = 0usize;
     while !core.is_stopping() {
-        let tick = std::pin::pin!(compio::time::sleep(Duration::from_millis(100)));
+        let due = Instant::now() + TICK;
+        let tick = std::pin::pin!(compio::time::sleep(TICK));
         let stop = std::pin::pin!(core.shutdown.notified());
         if let Either::Right(_) = select(tick, stop).await {
             return;
         }
         let now = Instant::now();
+        let late = now.saturating_duration_since(due);
+        core.stats.borrow_mut().core.record_loop_lag(late);
         turn = turn.wrapping_add(1);
         sweep_pools(&core, now, turn);
         if second(now) == last {

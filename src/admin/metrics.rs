@@ -1,6 +1,6 @@
 //! `/metrics`: Prometheus text exposition (format 0.0.4) of the board: counters, gauges, and
 //! latency histograms as `_bucket{le=...}`/`_sum`/`_count`, labelled by balancer and member;
-//! health-check families for the members that are checked.
+//! health-check families for the members that are checked; each worker's loop lag.
 //!
 //! Must never: emit a family's samples apart from each other, or a bucket count that decreases
 //! with `le` (promtool checks both; a test runs it). Invariant: bucket counts come from the merged
@@ -14,7 +14,7 @@ use super::prom::{escape, family, scalar};
 use crate::board::BoardData;
 use crate::config::{Config, HcMethod};
 use crate::health::state::MemberHealth;
-use crate::stats::{MemberCounters, FAILURE_NAMES, REFUSED_STATUSES};
+use crate::stats::{MemberCounters, FAILURE_NAMES, LAG_BOUNDS_US, REFUSED_STATUSES};
 
 /// A per-member family: name, type, help, and how to read it from the summed counters.
 type CounterFamily = (
@@ -153,6 +153,7 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
             sum_cores(&|c| c.proxy_rejected[i])
         );
     }
+    loop_lag(&mut out, b);
     scalar(
         &mut out,
         "ringlb_redirected_requests_total",
@@ -437,6 +438,38 @@ fn health(out: &mut String, b: &BoardData, members: &[(String, MemberCounters, u
             "ringlb_member_health_checks_total{{{labels},method=\"{m}\",result=\"fail\"}} {}",
             h.checks.saturating_sub(h.pass_seq)
         );
+    }
+}
+
+/// `ringlb_worker_loop_lag_seconds`: each worker's tick lateness, one histogram per worker (a
+/// worker kept busy by its own connections shows apart from the others).
+fn loop_lag(out: &mut String, b: &BoardData) {
+    let name = "ringlb_worker_loop_lag_seconds";
+    family(
+        out,
+        name,
+        "histogram",
+        "How late each worker's 100 ms tick ran: the time its event loop was busy with other work, \
+         or its thread descheduled, past the moment the tick was due.",
+    );
+    for (worker, c) in b.cores.iter().enumerate() {
+        let mut below = 0;
+        for (i, bound) in LAG_BOUNDS_US.iter().enumerate() {
+            below += c.loop_lag[i];
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{worker=\"{worker}\",le=\"{le}\"}} {below}"
+            );
+        }
+        let count: u64 = c.loop_lag.iter().sum();
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{worker=\"{worker}\",le=\"+Inf\"}} {count}"
+        );
+        let sum = c.loop_lag_sum_us as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{worker=\"{worker}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{worker=\"{worker}\"}} {count}");
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::proxy::unsafe_kill;
 use crate::support::*;
 
 fn member_named<'a>(
@@ -422,6 +423,76 @@ fn metrics_pass_promtool() {
         "the dead member's failure is counted"
     );
     promtool_accepts(&r.body);
+}
+
+/// Per worker, from `/metrics`: how many ticks ran more than 100 ms late, and the lag's sum (s).
+fn lag_past_100ms(admin_addr: std::net::SocketAddr, workers: usize) -> Vec<(u64, f64)> {
+    let text = admin(admin_addr, "GET", "/metrics", "", None).text();
+    let value = |series: String| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let name = "ringlb_worker_loop_lag_seconds";
+    (0..workers)
+        .map(|w| {
+            let count = value(format!("{name}_count{{worker=\"{w}\"}}"));
+            let within = value(format!("{name}_bucket{{worker=\"{w}\",le=\"0.1\"}}"));
+            let sum = value(format!("{name}_sum{{worker=\"{w}\"}}"));
+            assert!(
+                within <= count,
+                "worker {w}: {within} within 100 ms of {count}"
+            );
+            ((count - within) as u64, sum)
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopped_process_shows_in_every_worker_s_loop_lag() {
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_admin(&simple_config(&[member(a.addr)], ""), ""), 2);
+    // Each worker's ticks are counted (they publish at least once a second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let before = loop {
+        let text = admin(p.admin_addr(), "GET", "/metrics", "", None).text();
+        let counted = (0..2).all(|w| {
+            let series = format!("ringlb_worker_loop_lag_seconds_count{{worker=\"{w}\"}} ");
+            text.lines()
+                .any(|l| l.strip_prefix(series.as_str()).is_some_and(|n| n != "0"))
+        });
+        if counted {
+            break lag_past_100ms(p.admin_addr(), 2);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ticks counted:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Every thread of the process stops for 400 ms: each worker's next tick runs late by
+    // most of that.
+    unsafe_kill(p.pid(), "STOP");
+    std::thread::sleep(Duration::from_millis(400));
+    unsafe_kill(p.pid(), "CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = lag_past_100ms(p.admin_addr(), 2);
+        let shown = before.iter().zip(&after).all(|(b, a)| {
+            // One tick past 100 ms late, and at least 250 ms more lag in all.
+            a.0 > b.0 && a.1 - b.1 >= 0.25
+        });
+        if shown {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stop did not show: before {before:?}, after {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each of the process's threads
