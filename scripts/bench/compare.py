@@ -13,6 +13,10 @@ when asked: BENCH_SCENARIOS=i,j,k,l. The client offers TLS 1.3 and X25519 only (
 `--tls-version 1.3 --tls-kx x25519`): Debian's OpenSSL 3.0 has no ML-KEM, and rustls would
 otherwise pick the costlier X25519MLKEM768 hybrid with ringlb.
 
+For ringlb (and a base binary that has the metric) each run also records its workers' loop lag
+(`ringlb_worker_loop_lag_seconds`, read from /metrics before and after the run): `lag_mean_us`,
+how late its 100 ms tick ran on average, and `lag_over_5ms`, the ticks more than 5 ms late.
+
 Run it through scripts/bench-compare.sh (which installs the peers and builds ringlb). Environment:
   BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_WARMUP (seconds before each measured
   run that are not counted, 2; at least 1), BENCH_SCENARIOS ("a,...,h"; e.g. "a,b,f" or
@@ -471,6 +475,7 @@ def measure(proxy, load_args, tmp, scrape=None):
     `scrape`: an admin path (`metrics`, `healthz`) fetched every SCRAPE_EVERY_S meanwhile."""
     pids = proxy.pids()
     json_path = Path(tmp) / "load.json"
+    lag0 = loop_lag(proxy.name)
     gen = subprocess.Popen(load_cmd(["--warmup", f"{WARMUP_S}s"] + load_args, json_path),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # ringlb-load starts its clock 50 ms after it starts.
@@ -502,12 +507,48 @@ def measure(proxy, load_args, tmp, scrape=None):
     }
     if scraped:
         fig.update(scrapes=scraped[0], scrape_errors=scraped[1])
+    lag1 = loop_lag(proxy.name)
+    if lag0 and lag1:
+        ticks = max(lag1[2] - lag0[2], 1)
+        fig.update(lag_mean_us=(lag1[1] - lag0[1]) * 1e6 / ticks, lag_over_5ms=lag1[0] - lag0[0])
     hs = r.get("handshakes", {"full": 0, "resumed": 0})
     handshakes = hs["full"] + hs["resumed"]
     if handshakes and "--connect-per-request" in load_args:  # (j): handshakes, the proxy's CPU per handshake
         fig.update(hs_per_s=r["handshakes_per_second"], resumed_share=r["resumed_share"],
                    cpu_us_hs=(t1 - t0) / CLK_TCK * 1e6 / handshakes)
     return fig
+
+
+def loop_lag(name):
+    """ringlb's `ringlb_worker_loop_lag_seconds`, summed over its workers: (ticks more than 5 ms
+    late, the lag's sum in seconds, ticks), or None for a proxy without it (not ringlb, or a base
+    binary older than the metric). Read before and after a run (outside its CPU window): the
+    difference says whether the proxy's own event loop fell behind while it ran, which a tail in
+    (f) alone cannot tell from the harness's or the host's."""
+    port = ADMIN_PORTS.get(name)
+    if port is None:
+        return None
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    over, total, ticks = 0, 0.0, 0
+    for line in text.splitlines():
+        m = re.match(r'ringlb_worker_loop_lag_seconds_(bucket|sum|count)\{worker="\d+"(?:,le="([^"]+)")?\} (\S+)',
+                     line)
+        if not m:
+            continue
+        kind, le, value = m.groups()
+        if kind == "count":
+            ticks += int(value)
+            over += int(value)
+        elif kind == "sum":
+            total += float(value)
+        elif le == "0.005":
+            over -= int(value)
+    return (over, total, ticks) if ticks else None
 
 
 def start_scraper(path):
