@@ -120,6 +120,7 @@ div.charts{display:flex;flex-wrap:wrap;gap:.8em;align-items:flex-start}svg.chart
             "Workers",
             format!("{} (io driver: {})", r.workers, r.driver),
         ),
+        ("Loop lag (since start)", loop_lag(&r.loop_lag)),
         (
             "Requests/s",
             format!("{:.1} (last {} s)", r.requests_per_second, r.window_seconds),
@@ -229,6 +230,20 @@ fn charts_section(out: &mut String, b: &BalancerReport) {
             charts::spectrum(&m.histograms.total, &label),
         );
     }
+}
+
+/// Each worker's mean loop lag and its ticks more than 25 ms late, since start.
+fn loop_lag(lags: &[super::report::LoopLag]) -> String {
+    let per_worker: Vec<String> = lags
+        .iter()
+        .enumerate()
+        .map(|(w, l)| {
+            let mean = l.sum_us / l.ticks.max(1);
+            let late = l.over.get(2).map_or(0, |o| o[1]);
+            format!("worker {w}: mean {mean} µs, {late} ticks over 25 ms")
+        })
+        .collect();
+    per_worker.join("; ")
 }
 
 /// The TLS section: handshakes, failures by reason, each listener's certificates.

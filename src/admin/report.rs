@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::board::{BoardData, WINDOW_SECS};
 use crate::config::Config;
-use crate::stats::{FAILURE_NAMES, REFUSED_STATUSES};
+use crate::stats::{CoreCounters, FAILURE_NAMES, LAG_BOUNDS_US, REFUSED_STATUSES};
 use crate::tls::TlsState;
 
 /// Version of this schema.
@@ -48,6 +48,40 @@ pub struct StatusReport {
     /// Diff two readings over the requests between them for ringlb's CPU per request.
     #[serde(default)]
     pub process_cpu_seconds: f64,
+    /// Each worker's loop lag since start (how late its 100 ms tick ran), by worker.
+    #[serde(default)]
+    pub loop_lag: Vec<LoopLag>,
+}
+
+/// One worker's loop lag since start, as `ringlb_worker_loop_lag_seconds` counts it: the ticks,
+/// the sum of their lateness, and how many were later than each bound. Counts only grow: two
+/// readings diffed give an interval's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LoopLag {
+    pub ticks: u64,
+    pub sum_us: u64,
+    /// `[bound_us, ticks later than it]` for 1 ms, 5 ms, 25 ms, 100 ms, 500 ms and 2.5 s.
+    pub over: Vec<[u64; 2]>,
+}
+
+impl LoopLag {
+    fn build(c: &CoreCounters) -> LoopLag {
+        let ticks = c.loop_lag.iter().sum();
+        let mut within = 0;
+        let over = LAG_BOUNDS_US
+            .iter()
+            .zip(&c.loop_lag)
+            .map(|(&bound, &n)| {
+                within += n;
+                [bound, ticks - within]
+            })
+            .collect();
+        LoopLag {
+            ticks,
+            sum_us: c.loop_lag_sum_us,
+            over,
+        }
+    }
 }
 
 /// CPU seconds this process has used (`CLOCK_PROCESS_CPUTIME_ID`).
@@ -396,6 +430,7 @@ impl StatusReport {
             tls: tls.map(|t| super::tls_report::TlsReport::build(config, b, t)),
             config: ConfigReport::build(b),
             process_cpu_seconds: process_cpu_seconds(),
+            loop_lag: b.cores.iter().map(LoopLag::build).collect(),
         }
     }
 }
@@ -418,4 +453,29 @@ fn series(mb: &crate::board::MemberBoard, now_sec: u64) -> Vec<SecondPoint> {
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_lag_counts_the_ticks_later_than_each_bound() {
+        let mut c = CoreCounters::default();
+        for ms in [0, 3, 3, 30, 200, 3_000] {
+            c.record_loop_lag(std::time::Duration::from_millis(ms));
+        }
+        let lag = LoopLag::build(&c);
+        assert_eq!(lag.ticks, 6);
+        assert_eq!(lag.sum_us, 3_236_000);
+        let expected: Vec<[u64; 2]> = vec![
+            [1_000, 5],
+            [5_000, 3],
+            [25_000, 3],
+            [100_000, 2],
+            [500_000, 1],
+            [2_500_000, 1],
+        ];
+        assert_eq!(lag.over, expected);
+    }
 }

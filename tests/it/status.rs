@@ -493,6 +493,31 @@ fn a_stopped_process_shows_in_every_worker_s_loop_lag() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // `/status.json` says the same, per worker.
+    let r = report(p.admin_addr());
+    assert_eq!(r.loop_lag.len(), 2);
+    for (w, (lag, (past, _))) in r.loop_lag.iter().zip(&before).enumerate() {
+        assert_eq!(lag.over[3][0], 100_000, "the fourth bound is 100 ms");
+        assert!(lag.over[3][1] > *past, "worker {w}: {lag:?}");
+        assert!(
+            lag.sum_us >= 250_000 && lag.ticks > 0,
+            "worker {w}: {lag:?}"
+        );
+    }
+    // And the page: each worker's mean, the stop's 250 ms and more over its ticks (some tens).
+    let page = admin(p.admin_addr(), "GET", "/status", "", None).text();
+    for w in 0..2 {
+        let fact = format!("worker {w}: mean ");
+        let at = page
+            .find(&fact)
+            .unwrap_or_else(|| panic!("no {fact:?} in:\n{page}"));
+        let mean: u64 = page[at + fact.len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no mean after {fact:?}"));
+        assert!(mean >= 1_000, "worker {w}: a mean of {mean} µs");
+    }
 }
 
 /// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each of the process's threads
