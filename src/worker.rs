@@ -420,7 +420,8 @@ fn sweep_pools(core: &Core, now: Instant, turn: usize) {
 const TICK: Duration = Duration::from_millis(100);
 
 /// Every 100 ms: count how late the tick ran (`stats::CoreCounters::record_loop_lag`: the event
-/// loop was busy with other tasks or the thread was descheduled), close up to
+/// loop was busy with other tasks, the tick's own work of the turn before among them, or the
+/// thread was descheduled), close up to
 /// `pool::CLOSES_PER_SWEEP` idle member connections past their time to live, and apply admin
 /// and health state changes if there are any (one atomic load when not).
 /// Once a second, at the first tick of each of the board's seconds (so every second of its ring
@@ -435,16 +436,22 @@ async fn tick(core: Rc<Core>, mut accepting: Accepting) {
     let mut last = second(Instant::now());
     let mut unpublished: Option<Instant> = None;
     let mut turn = 0usize;
+    // The next tick is due 100 ms after this one woke, not after its work: what the tick's own
+    // work holds the thread for (a publication waiting for the board, the log's flush) counts in
+    // the next one's lag, as any other task's work does.
+    let mut due = Instant::now() + TICK;
     while !core.is_stopping() {
-        let due = Instant::now() + TICK;
-        let tick = std::pin::pin!(compio::time::sleep(TICK));
+        let tick = std::pin::pin!(compio::time::sleep_until(due));
         let stop = std::pin::pin!(core.shutdown.notified());
         if let Either::Right(_) = select(tick, stop).await {
             return;
         }
         let now = Instant::now();
-        let late = now.saturating_duration_since(due);
-        core.stats.borrow_mut().core.record_loop_lag(late);
+        core.stats
+            .borrow_mut()
+            .core
+            .record_loop_lag(now.saturating_duration_since(due));
+        due = now + TICK;
         turn = turn.wrapping_add(1);
         sweep_pools(&core, now, turn);
         if second(now) == last {

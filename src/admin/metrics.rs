@@ -1,10 +1,12 @@
 //! `/metrics`: Prometheus text exposition (format 0.0.4) of the board: counters, gauges, and
 //! latency histograms as `_bucket{le=...}`/`_sum`/`_count`, labelled by balancer and member;
-//! health-check families for the members that are checked; each worker's loop lag.
+//! health-check families for the members that are checked; each worker's loop lag, a histogram
+//! labelled by worker.
 //!
 //! Must never: emit a family's samples apart from each other, or a bucket count that decreases
-//! with `le` (promtool checks both; a test runs it). Invariant: bucket counts come from the merged
-//! lifetime histograms, so the series stay cumulative across scrapes.
+//! with `le` (promtool checks both; a test runs it). Invariant: latency bucket counts come from
+//! the merged lifetime histograms, and the loop lag's from each core's own counts since start,
+//! so the series stay cumulative across scrapes.
 
 use std::fmt::Write;
 
@@ -14,7 +16,7 @@ use super::prom::{escape, family, scalar};
 use crate::board::BoardData;
 use crate::config::{Config, HcMethod};
 use crate::health::state::MemberHealth;
-use crate::stats::{MemberCounters, FAILURE_NAMES, LAG_BOUNDS_US, REFUSED_STATUSES};
+use crate::stats::{CoreCounters, MemberCounters, FAILURE_NAMES, LAG_BOUNDS_US, REFUSED_STATUSES};
 
 /// A per-member family: name, type, help, and how to read it from the summed counters.
 type CounterFamily = (
@@ -153,7 +155,7 @@ pub fn render(config: &Config, b: &BoardData, tls: Option<&crate::tls::TlsState>
             sum_cores(&|c| c.proxy_rejected[i])
         );
     }
-    loop_lag(&mut out, b);
+    loop_lag(&mut out, &b.cores);
     scalar(
         &mut out,
         "ringlb_redirected_requests_total",
@@ -443,7 +445,7 @@ fn health(out: &mut String, b: &BoardData, members: &[(String, MemberCounters, u
 
 /// `ringlb_worker_loop_lag_seconds`: each worker's tick lateness, one histogram per worker (a
 /// worker kept busy by its own connections shows apart from the others).
-fn loop_lag(out: &mut String, b: &BoardData) {
+fn loop_lag(out: &mut String, cores: &[CoreCounters]) {
     let name = "ringlb_worker_loop_lag_seconds";
     family(
         out,
@@ -452,7 +454,7 @@ fn loop_lag(out: &mut String, b: &BoardData) {
         "How late each worker's 100 ms tick ran: the time its event loop was busy with other work, \
          or its thread descheduled, past the moment the tick was due.",
     );
-    for (worker, c) in b.cores.iter().enumerate() {
+    for (worker, c) in cores.iter().enumerate() {
         let mut below = 0;
         for (i, bound) in LAG_BOUNDS_US.iter().enumerate() {
             below += c.loop_lag[i];
@@ -492,4 +494,36 @@ fn histogram<T: hdrhistogram::Counter>(
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.len());
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_lag_buckets_are_cumulative_and_inf_is_the_count() {
+        let mut cores = vec![CoreCounters::default(), CoreCounters::default()];
+        for ms in [0, 1, 3, 30, 30, 3_000] {
+            cores[1].record_loop_lag(std::time::Duration::from_millis(ms));
+        }
+        let mut out = String::new();
+        loop_lag(&mut out, &cores);
+        let worker1: Vec<&str> = out.lines().filter(|l| l.contains("worker=\"1\"")).collect();
+        assert_eq!(
+            worker1,
+            [
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"0.001\"} 2",
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"0.005\"} 3",
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"0.025\"} 3",
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"0.1\"} 5",
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"0.5\"} 5",
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"2.5\"} 5",
+                "ringlb_worker_loop_lag_seconds_bucket{worker=\"1\",le=\"+Inf\"} 6",
+                "ringlb_worker_loop_lag_seconds_sum{worker=\"1\"} 3.064",
+                "ringlb_worker_loop_lag_seconds_count{worker=\"1\"} 6",
+            ]
+        );
+        assert!(out.contains("ringlb_worker_loop_lag_seconds_count{worker=\"0\"} 0"));
+        assert!(out.starts_with("# HELP ringlb_worker_loop_lag_seconds "));
+    }
 }
