@@ -15,7 +15,9 @@ otherwise pick the costlier X25519MLKEM768 hybrid with ringlb.
 
 For ringlb (and a base binary that has the metric) each run also records its workers' loop lag
 (`ringlb_worker_loop_lag_seconds`, read from /metrics before and after the run): `lag_mean_us`,
-how late its 100 ms tick ran on average, and `lag_over_5ms`, the ticks more than 5 ms late.
+how late its 100 ms tick ran on average, and `lag_over_5ms`, the ticks more than 5 ms late. The
+readings span the run with its warm-up, and a worker publishes once a second, so the run's last
+second may not be in them.
 
 Run it through scripts/bench-compare.sh (which installs the peers and builds ringlb). Environment:
   BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 8), BENCH_WARMUP (seconds before each measured
@@ -508,7 +510,7 @@ def measure(proxy, load_args, tmp, scrape=None):
     if scraped:
         fig.update(scrapes=scraped[0], scrape_errors=scraped[1])
     lag1 = loop_lag(proxy.name)
-    if lag0 and lag1:
+    if lag0 is not None and lag1 is not None:
         ticks = max(lag1[2] - lag0[2], 1)
         fig.update(lag_mean_us=(lag1[1] - lag0[1]) * 1e6 / ticks, lag_over_5ms=lag1[0] - lag0[0])
     hs = r.get("handshakes", {"full": 0, "resumed": 0})
@@ -528,18 +530,20 @@ def loop_lag(name):
     port = ADMIN_PORTS.get(name)
     if port is None:
         return None
+    import http.client
     import urllib.request
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
-    over, total, ticks = 0, 0.0, 0
+    over, total, ticks, seen = 0, 0.0, 0, False
     for line in text.splitlines():
         m = re.match(r'ringlb_worker_loop_lag_seconds_(bucket|sum|count)\{worker="\d+"(?:,le="([^"]+)")?\} (\S+)',
                      line)
         if not m:
             continue
+        seen = True
         kind, le, value = m.groups()
         if kind == "count":
             ticks += int(value)
@@ -548,7 +552,8 @@ def loop_lag(name):
             total += float(value)
         elif le == "0.005":
             over -= int(value)
-    return (over, total, ticks) if ticks else None
+    # A proxy started a moment ago may have no tick published yet: zeros, not "no metric".
+    return (over, total, ticks) if seen else None
 
 
 def start_scraper(path):
