@@ -130,6 +130,24 @@ pub fn render(r: &StatusReport) -> String {
         r.connections.active,
         r.connections.total
     );
+    if !r.loop_lag.is_empty() {
+        let per_worker: Vec<String> = r
+            .loop_lag
+            .iter()
+            .enumerate()
+            .map(|(w, l)| {
+                let mean = match l.mean_us() {
+                    0 => "0 µs".to_string(),
+                    us => human_us(us),
+                };
+                format!("w{w} {mean} ({} over 25 ms)", l.over(25_000))
+            })
+            .collect();
+        out.push_str(&format!(
+            "loop lag, mean since start: {}\n",
+            per_worker.join(", ")
+        ));
+    }
     let mut overridden = false;
     for b in &r.balancers {
         out.push_str(&format!(

@@ -238,8 +238,7 @@ fn loop_lag(lags: &[super::report::LoopLag]) -> String {
         .iter()
         .enumerate()
         .map(|(w, l)| {
-            let mean = l.sum_us / l.ticks.max(1);
-            let late = l.over.get(2).map_or(0, |o| o[1]);
+            let (mean, late) = (l.mean_us(), l.over(25_000));
             format!("worker {w}: mean {mean} µs, {late} ticks over 25 ms")
         })
         .collect();

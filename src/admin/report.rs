@@ -65,6 +65,19 @@ pub struct LoopLag {
 }
 
 impl LoopLag {
+    /// The mean lag of its ticks (µs; 0 before the first).
+    pub fn mean_us(&self) -> u64 {
+        self.sum_us / self.ticks.max(1)
+    }
+
+    /// The ticks later than `bound_us`, one of the bounds in `over` (0 for another).
+    pub fn over(&self, bound_us: u64) -> u64 {
+        self.over
+            .iter()
+            .find(|o| o[0] == bound_us)
+            .map_or(0, |o| o[1])
+    }
+
     fn build(c: &CoreCounters) -> LoopLag {
         let ticks = c.loop_lag.iter().sum();
         let mut within = 0;
@@ -477,5 +490,10 @@ mod tests {
             [2_500_000, 1],
         ];
         assert_eq!(lag.over, expected);
+        assert_eq!(
+            (lag.mean_us(), lag.over(25_000), lag.over(7)),
+            (539_333, 3, 0)
+        );
+        assert_eq!(LoopLag::default().mean_us(), 0);
     }
 }

@@ -729,6 +729,10 @@ fn ringlb_status_prints_the_tables() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("balancer app"), "{out}");
     assert!(
+        out.contains("loop lag, mean since start: w0 ") && out.contains(" over 25 ms)"),
+        "{out}"
+    );
+    assert!(
         out.contains(&format!("http://{}", a.addr)) && out.contains("active"),
         "{out}"
     );
