@@ -282,11 +282,7 @@ async fn keep_serving(
         // holds. One allocation per request, from mimalloc's per-thread free list.
         match crate::boxed!(handle(&core, &mut c, deadline)).await {
             // A request ringlb answers itself may never suspend under epoll (see `coop`).
-            After::Next if c.end == End::Usual => {
-                if coop::due(0) {
-                    coop::give_way().await;
-                }
-            }
+            After::Next if c.end == End::Usual => coop::count(0).await,
             // Whatever sets `c.end` also ends the connection; should a path not say so, the
             // connection ends here rather than read what may be the rest of a body as a request.
             After::Next => {

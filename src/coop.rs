@@ -49,6 +49,14 @@ pub fn due(n: usize) -> bool {
     })
 }
 
+/// Counts `n` bytes received (`due`) and gives way (`give_way`) when that is due: what each
+/// counted place calls after its read, splice turn or answered request.
+pub async fn count(n: usize) {
+    if due(n) {
+        give_way().await;
+    }
+}
+
 /// Gives the thread's other tasks (and its driver: completions, timers) a turn before the caller
 /// goes on.
 pub fn give_way() -> GiveWay {

@@ -63,9 +63,7 @@ pub async fn read_more(
             match res {
                 Ok(0) => Err(IoFail::Closed),
                 Ok(n) => {
-                    if coop::due(n) {
-                        coop::give_way().await;
-                    }
+                    coop::count(n).await;
                     Ok(n)
                 }
                 Err(e) => Err(IoFail::Error(e)),

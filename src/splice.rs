@@ -5,11 +5,12 @@
 //!
 //! Owns: the pipes (each worker thread keeps a few empty ones, and for a second after the kernel
 //! gave it a pipe too small to use, over the user's pipe quota, makes none) and the
-//! fill-and-drain loop. Must never: take from `from` more than the caller's count (the body's remaining length, which
-//! `http::framing::BodyTracker` decides: a byte of the member's next response, or of the client's
-//! next request, must not enter the pipe), keep a pipe that may still hold bytes (after any
-//! failure it is closed, not kept), block the worker, spin on it, or keep it past a turn's end
-//! once `coop` says to give way (a body that never meets `EAGAIN` would keep it to its end).
+//! fill-and-drain loop. Must never: take from `from` more than the caller's count (the body's
+//! remaining length, which `http::framing::BodyTracker` decides: a byte of the member's next
+//! response, or of the client's next request, must not enter the pipe), keep a pipe that may
+//! still hold bytes (after any failure it is closed, not kept), block the worker, spin on it, or
+//! keep it past a turn's end once `coop` says to give way (a body that never meets `EAGAIN`
+//! would keep it to its end).
 //! Every splice is non-blocking: both sockets are switched to `O_NONBLOCK` first, which compio's
 //! operations on them do not mind (its io_uring receives and sends take their non-blocking
 //! attempt from their own flags and wait for readiness on `EAGAIN`; under epoll the sockets are
@@ -199,9 +200,7 @@ impl Splicer {
             if let Err(e) = drain(&self.pipe, to, n, to_limit, &mut moved).await {
                 return Some((moved, End::ToBroken(e)));
             }
-            if coop::due(n) {
-                coop::give_way().await;
-            }
+            coop::count(n).await;
         }
         self.keep();
         Some((moved, End::Whole))
@@ -605,15 +604,20 @@ mod tests {
         assert_eq!(pipe.size, PIPE_SIZE);
     }
 
-    #[test]
-    fn a_two_page_pipe_is_not_used_the_body_is_copied() {
-        // What a user over its pipe quota gets from the kernel: a pipe of two pages. (Shrinking
-        // one needs no privilege, and fills no quota that other threads and processes share.)
+    /// Puts among this thread's spare pipes what a user over its pipe quota gets from the
+    /// kernel: a pipe of two pages. (Shrinking one needs no privilege, and fills no quota that
+    /// other threads and processes share.)
+    fn spare_two_page_pipe() {
         let pipe = new_pipe().unwrap();
         rustix::pipe::fcntl_setpipe_size(&pipe.write, 8192).unwrap();
         let size = rustix::pipe::fcntl_getpipe_size(&pipe.write).unwrap();
         assert_eq!(size, 8192);
         SPARE.with(|s| s.borrow_mut().push(Pipe { size, ..pipe }));
+    }
+
+    #[test]
+    fn a_two_page_pipe_is_not_used_the_body_is_copied() {
+        spare_two_page_pipe();
         let splicer = on_runtime(Driver::Auto, async {
             let (a, ta) = pair(|_s| ()).await;
             let (b, tb) = pair(|_s| ()).await;
@@ -634,10 +638,7 @@ mod tests {
     fn after_a_small_pipe_no_new_one_is_made_for_a_second() {
         // A two-page pipe (as over the quota) is refused, and so is the next body's attempt,
         // without a new pipe (here one would be a full-size one: this test's user has room).
-        let pipe = new_pipe().unwrap();
-        rustix::pipe::fcntl_setpipe_size(&pipe.write, 8192).unwrap();
-        let size = rustix::pipe::fcntl_getpipe_size(&pipe.write).unwrap();
-        SPARE.with(|s| s.borrow_mut().push(Pipe { size, ..pipe }));
+        spare_two_page_pipe();
         let tries = on_runtime(Driver::Auto, async {
             let (a, ta) = pair(|_s| ()).await;
             let (b, tb) = pair(|_s| ()).await;

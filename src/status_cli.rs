@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::admin::report::StatusReport;
+use crate::admin::report::{LoopLag, StatusReport};
 use crate::admin::text::{human_bytes, human_us};
 
 /// Fetches the report from `admin` (`http://host:port`).
@@ -140,7 +140,8 @@ pub fn render(r: &StatusReport) -> String {
                     0 => "0 µs".to_string(),
                     us => human_us(us),
                 };
-                format!("w{w} {mean} ({} over 25 ms)", l.over(25_000))
+                let (late, bound) = (l.over(LoopLag::SHOWN_US), LoopLag::SHOWN_US / 1000);
+                format!("w{w} {mean} ({late} over {bound} ms)")
             })
             .collect();
         out.push_str(&format!(

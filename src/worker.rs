@@ -421,9 +421,9 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Every 100 ms: count how late the tick ran (`stats::CoreCounters::record_loop_lag`: the event
 /// loop was busy with other tasks, the tick's own work of the turn before among them, or the
-/// thread was descheduled), close up to
-/// `pool::CLOSES_PER_SWEEP` idle member connections past their time to live, and apply admin
-/// and health state changes if there are any (one atomic load when not).
+/// thread was descheduled), close up to `pool::CLOSES_PER_SWEEP` idle member connections past
+/// their time to live, and apply admin and health state changes if there are any (one atomic
+/// load when not).
 /// Once a second, at the first tick of each of the board's seconds (so every second of its ring
 /// gets this core's figures once, however the 100 ms sleeps drift): apply admin changes and
 /// health results, publish this core's statistics to the board. These take the board only if it

@@ -10,7 +10,9 @@
 use std::fmt::Write;
 
 use super::charts;
-use super::report::{BalancerReport, HealthReport, MemberReport, Percentiles, StatusReport};
+use super::report::{
+    BalancerReport, HealthReport, LoopLag, MemberReport, Percentiles, StatusReport,
+};
 use super::text::{esc, human_bytes, human_us};
 
 fn pct_cells(out: &mut String, p: &Percentiles) {
@@ -233,13 +235,14 @@ fn charts_section(out: &mut String, b: &BalancerReport) {
 }
 
 /// Each worker's mean loop lag and its ticks more than 25 ms late, since start.
-fn loop_lag(lags: &[super::report::LoopLag]) -> String {
+fn loop_lag(lags: &[LoopLag]) -> String {
     let per_worker: Vec<String> = lags
         .iter()
         .enumerate()
         .map(|(w, l)| {
-            let (mean, late) = (l.mean_us(), l.over(25_000));
-            format!("worker {w}: mean {mean} µs, {late} ticks over 25 ms")
+            let (mean, late) = (l.mean_us(), l.over(LoopLag::SHOWN_US));
+            let bound = LoopLag::SHOWN_US / 1000;
+            format!("worker {w}: mean {mean} µs, {late} ticks over {bound} ms")
         })
         .collect();
     per_worker.join("; ")

@@ -65,6 +65,9 @@ pub struct LoopLag {
 }
 
 impl LoopLag {
+    /// The bound whose late ticks the page and `ringlb status` show beside the mean.
+    pub const SHOWN_US: u64 = 25_000;
+
     /// The mean lag of its ticks (µs; 0 before the first).
     pub fn mean_us(&self) -> u64 {
         self.sum_us / self.ticks.max(1)

@@ -330,9 +330,9 @@ async fn stream_request_body(
 
 /// Moves the rest of a large `Content-Length` request body from a plain client to a plain
 /// member with `splice_rest`, when no byte of it waits in `c.buf` (none does after the head went:
-/// every buffered byte was body, and went with it). `None`: not this body, or the kernel refused splice,
-/// and nothing of it moved (the caller copies it). The client's bytes after the body stay on its
-/// socket: `splice` takes no more than the body's length.
+/// every buffered byte was body, and went with it). `None`: not this body, or the kernel refused
+/// splice, and nothing of it moved (the caller copies it). The client's bytes after the body stay
+/// on its socket: `splice` takes no more than the body's length.
 async fn upload_spliced(
     c: &mut Client,
     up: &Stream,
