@@ -90,16 +90,18 @@ fn complete_requests(buf: &[u8]) -> Result<(usize, usize, bool, Option<Owed>), (
         match req.parse(&buf[pos..]) {
             Ok(httparse::Status::Complete(h)) => {
                 let (len, asks_close) = framing(req.headers)?;
+                // A length near `usize::MAX` is refused, not wrapped.
+                let whole = h.checked_add(len).ok_or(())?;
                 let have = buf.len() - pos;
-                if have < h + len {
+                if have < whole {
                     let owed = Owed {
-                        bytes: h + len - have,
+                        bytes: whole - have,
                         close: asks_close,
                     };
                     return Ok((n, pos, false, Some(owed)));
                 }
                 close = asks_close;
-                pos += h + len;
+                pos += whole;
                 n += 1;
                 if close {
                     break;
