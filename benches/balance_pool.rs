@@ -23,12 +23,12 @@ fn balance_and_pool(c: &mut Criterion) {
     });
     let mut pool: Pool<u64> = Pool::new(4, 64, Duration::from_secs(4));
     for i in 0..32 {
-        pool.checkin(1, i, now);
+        pool.checkin(1, i, now, None);
     }
     c.bench_function("pool checkout + checkin", |bench| {
         bench.iter(|| {
             let conn = pool.checkout(black_box(1), now).unwrap();
-            pool.checkin(1, conn, now);
+            pool.checkin(1, conn, now, None);
         })
     });
 }

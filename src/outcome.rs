@@ -90,6 +90,9 @@ pub struct Done {
     pub request_read: bool,
     /// The member connection may go back to the pool.
     pub reusable: bool,
+    /// The longest it may stay there, from the member's `Keep-Alive: timeout` less a margin
+    /// (`http::keep_alive::idle_limit`); `None` when it gave none (the balancer's `idle_ttl`).
+    pub idle_limit: Option<Duration>,
     pub status: u16,
     pub body_sent: u64,
     /// Bytes written to and read from the member.

@@ -1,25 +1,30 @@
 //! One core's idle backend connections, per member: checkout, checkin, expiry.
 //!
-//! Owns: idle connections and when each went idle, and closing those past `idle_ttl` a few at a
-//! time. Must never: hand out a connection idle longer than `idle_ttl`, hold more than `max_idle`
-//! per member, or close more expired connections in one sweep than the caller's budget (each close
-//! is a system call and a FIN on the worker's CPU, about 7 µs on loopback: closing the hundreds a
-//! traffic spike left idle all at once would stall every connection the worker serves). A failed
-//! member's idle connections, and those left behind by a checkout that found the newest dead, are
-//! marked expired (`expire_member`) and go the same way (a reload carries over none that expired).
+//! Owns: idle connections, when each went idle and how long its member keeps one idle (its
+//! `Keep-Alive: timeout` less a margin, `http::keep_alive`), and closing expired ones a few at a
+//! time. A connection expires after `idle_ttl` or its member's limit, whichever is shorter.
+//! Must never: hand out an expired connection, hold more than `max_idle` per member, or close
+//! more expired connections in one sweep than the caller's budget (each close is a system call
+//! and a FIN on the worker's CPU, about 7 µs on loopback: closing the hundreds a traffic spike
+//! left idle all at once would stall every connection the worker serves). A failed member's idle
+//! connections, and those left behind by a checkout that found the newest dead, are marked
+//! expired (`expire_member`) and go the same way (a reload carries over none that expired).
 //! Those a reload does not carry over are handed to the caller (`take_member` leaves the expired
 //! ones behind, `put_member` returns the excess, `drain` the rest), which closes them within the
 //! same budget (`Retiring`). What closes at once is at most one connection at checkin (the one
-//! checked in when the list is full of fresh ones or `idle_ttl` is zero, or the expired one that
-//! makes room). Invariant: each member's list is ordered by when its
+//! checked in when the list is full of fresh ones or `idle_ttl` or its limit is zero, or the
+//! expired one that makes room). Invariant: each member's list is ordered by when its
 //! connections went idle, oldest at the front, as long as callers check in with a clock that does
 //! not go back (they pass the time of the answer; if one did not, expiry could only be swept later,
-//! never handed out). Only connections whose last exchange ended cleanly are checked in (the
-//! caller's duty). A connection may still have been closed or written to by its member while it
-//! idled: the caller checks it at checkout (`io::idle_and_open`); when it finds them unfit, it
-//! gives up after a few and marks the rest expired (`expire_member`) rather than close them all in
-//! one request. Expired connections not yet swept stay at the front and are never handed out:
-//! checkout looks at the newest only, and takes it only if it has not expired.
+//! never handed out). While a member gives the same limit each time (or none), its expired
+//! connections are a prefix of its list; one whose limit was shorter than an older one's may
+//! expire behind it, and is swept once those before it were (within `idle_ttl`). Only
+//! connections whose last exchange ended cleanly are checked in (the caller's duty). A connection
+//! may still have been closed or written to by its member while it idled: the caller checks it at
+//! checkout (`io::idle_and_open`); when it finds them unfit, it gives up after a few and marks the
+//! rest expired (`expire_member`) rather than close them all in one request. Expired connections
+//! not yet swept are never handed out: checkout looks at the newest only, and takes it only if it
+//! has not expired.
 
 use std::time::{Duration, Instant};
 
@@ -27,12 +32,26 @@ use std::time::{Duration, Instant};
 /// 0.1 ms of the worker's time at most, 160 connections a second.
 pub const CLOSES_PER_SWEEP: usize = 16;
 
+/// An idle connection: since when, and the longest its member keeps one idle (its `Keep-Alive`
+/// timeout less a margin; `Duration::MAX` when it gave none).
+#[derive(Debug)]
+pub struct Idle<S> {
+    conn: S,
+    since: Instant,
+    limit: Duration,
+}
+
 /// Idle connections of one balancer on one core.
 #[derive(Debug)]
 pub struct Pool<S> {
-    idle: Vec<Vec<(S, Instant)>>,
+    idle: Vec<Vec<Idle<S>>>,
     max_idle: usize,
     ttl: Duration,
+}
+
+/// Whether `e` has been idle for its time under `ttl` (or its member's shorter limit).
+fn expired<S>(e: &Idle<S>, ttl: Duration, now: Instant) -> bool {
+    now.saturating_duration_since(e.since) >= ttl.min(e.limit)
 }
 
 impl<S> Pool<S> {
@@ -49,40 +68,45 @@ impl<S> Pool<S> {
         self.checkout_aged(member, now).map(|(s, _)| s)
     }
 
-    /// As `checkout`, with how long the connection was idle. When the most recent one has
-    /// expired, so have all the others: none is handed out, and `sweep` closes them.
+    /// As `checkout`, with how long the connection was idle. Only the most recent one is looked
+    /// at: when it has expired, none is handed out (the older ones have as well, unless their
+    /// member's limit was longer then), and `sweep` closes them.
     pub fn checkout_aged(&mut self, member: usize, now: Instant) -> Option<(S, Duration)> {
         let list = &mut self.idle[member];
-        let idle = now.saturating_duration_since(list.last()?.1);
-        if idle >= self.ttl {
+        if expired(list.last()?, self.ttl, now) {
             return None;
         }
-        list.pop().map(|(s, _)| (s, idle))
+        list.pop()
+            .map(|e| (e.conn, now.saturating_duration_since(e.since)))
     }
 
-    /// Returns a reusable connection. When the member's list is full, an expired connection at
-    /// its front makes room (closed); otherwise `conn` is closed, as it is with an `idle_ttl` of
-    /// zero (no reuse).
-    pub fn checkin(&mut self, member: usize, conn: S, now: Instant) {
-        if self.ttl.is_zero() {
+    /// Returns a reusable connection; `limit`: the longest its member keeps it idle, when it said
+    /// (`Done::idle_limit`). When the member's list is full, an expired connection at its front
+    /// makes room (closed); otherwise `conn` is closed, as it is with an `idle_ttl` or a `limit`
+    /// of zero (no reuse).
+    pub fn checkin(&mut self, member: usize, conn: S, now: Instant, limit: Option<Duration>) {
+        let limit = limit.unwrap_or(Duration::MAX);
+        if self.ttl.min(limit).is_zero() {
             return; // no reuse: closed now rather than left for the sweep
         }
         let list = &mut self.idle[member];
         if list.len() >= self.max_idle {
-            let expired = list
-                .first()
-                .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
-            if !expired {
+            if !list.first().is_some_and(|e| expired(e, self.ttl, now)) {
                 return;
             }
             list.remove(0);
         }
-        list.push((conn, now));
+        list.push(Idle {
+            conn,
+            since: now,
+            limit,
+        });
     }
 
-    /// Closes at most one expired connection per member (the oldest), members in turn from
-    /// `start` (modulo their number), while `budget` lasts (taken off it); the caller repeats it,
-    /// over all its pools, for as long as it closes any. Returns whether it closed one.
+    /// Closes at most one expired connection per member (the oldest, when it has expired),
+    /// members in turn from `start` (modulo their number), while `budget` lasts (taken off it);
+    /// the caller repeats it, over all its pools, for as long as it closes any. Returns whether
+    /// it closed one.
     pub fn sweep_round(&mut self, now: Instant, budget: &mut usize, start: usize) -> bool {
         let mut closed = false;
         let n = self.idle.len();
@@ -91,10 +115,7 @@ impl<S> Pool<S> {
                 break;
             }
             let list = &mut self.idle[(start % n + k) % n];
-            let expired = list
-                .first()
-                .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
-            if expired {
+            if list.first().is_some_and(|e| expired(e, self.ttl, now)) {
                 list.remove(0);
                 *budget -= 1;
                 closed = true;
@@ -114,8 +135,8 @@ impl<S> Pool<S> {
             self.idle[member].clear();
             return;
         };
-        for (_, since) in &mut self.idle[member] {
-            *since = (*since).min(past); // keeps the order: oldest first
+        for e in &mut self.idle[member] {
+            e.since = e.since.min(past); // keeps the order: oldest first
         }
     }
 
@@ -124,25 +145,28 @@ impl<S> Pool<S> {
     pub fn drain(&mut self) -> impl Iterator<Item = S> + '_ {
         self.idle
             .iter_mut()
-            .flat_map(|list| list.drain(..).map(|(conn, _)| conn))
+            .flat_map(|list| list.drain(..).map(|e| e.conn))
     }
 
-    /// Takes every idle connection to `member` that has not expired, with when each went idle (a
-    /// reload moving them to the new generation's pool); expired ones stay, for `drain` (with a
-    /// longer `idle_ttl` there, one expired here, or marked so, would be handed out again).
-    pub fn take_member(&mut self, member: usize, now: Instant) -> Vec<(S, Instant)> {
-        let list = &mut self.idle[member];
-        // Oldest first: the expired ones are a prefix.
-        let expired =
-            list.partition_point(|(_, since)| now.saturating_duration_since(*since) >= self.ttl);
-        list.split_off(expired)
+    /// Takes every idle connection to `member` that has not expired, each with when it went idle
+    /// and its member's limit (a reload moving them to the new generation's pool, where they
+    /// expire by the new `idle_ttl` or that limit, whichever is shorter); expired ones stay, for
+    /// `drain` (with a longer `idle_ttl` there, one expired here, or marked so, would be handed
+    /// out again).
+    pub fn take_member(&mut self, member: usize, now: Instant) -> Vec<Idle<S>> {
+        let ttl = self.ttl;
+        let (gone, kept) = std::mem::take(&mut self.idle[member])
+            .into_iter()
+            .partition(|e| expired(e, ttl, now));
+        self.idle[member] = gone;
+        kept
     }
 
     /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`;
     /// returns the oldest ones over it, for the caller to close (`Retiring`).
-    pub fn put_member(&mut self, member: usize, mut conns: Vec<(S, Instant)>) -> Vec<S> {
+    pub fn put_member(&mut self, member: usize, mut conns: Vec<Idle<S>>) -> Vec<S> {
         let extra = conns.len().saturating_sub(self.max_idle);
-        let over = conns.drain(..extra).map(|(conn, _)| conn).collect();
+        let over = conns.drain(..extra).map(|e| e.conn).collect();
         self.idle[member] = conns;
         over
     }
@@ -197,7 +221,7 @@ mod tests {
         let now = Instant::now();
         let mut old = Pool::new(2, 3, Duration::from_secs(4));
         for i in 0..3 {
-            old.checkin(1, i, now);
+            old.checkin(1, i, now, None);
         }
         let mut new = Pool::new(1, 2, Duration::from_secs(4));
         let over = new.put_member(0, old.take_member(1, now));
@@ -220,9 +244,9 @@ mod tests {
     fn reuse_lifo_and_cap() {
         let now = Instant::now();
         let mut p = Pool::new(2, 2, Duration::from_secs(4));
-        p.checkin(0, "a", now);
-        p.checkin(0, "b", now);
-        p.checkin(0, "c", now);
+        p.checkin(0, "a", now, None);
+        p.checkin(0, "b", now, None);
+        p.checkin(0, "c", now, None);
         assert_eq!(p.idle_count(0), 2);
         assert_eq!(p.checkout(0, now), Some("b"));
         assert_eq!(p.checkout(0, now), Some("a"));
@@ -234,13 +258,13 @@ mod tests {
     fn expired_are_never_handed_out() {
         let t0 = Instant::now();
         let mut p = Pool::new(1, 8, Duration::from_secs(4));
-        p.checkin(0, 1, t0);
-        p.checkin(0, 2, t0 + Duration::from_secs(3));
+        p.checkin(0, 1, t0, None);
+        p.checkin(0, 2, t0 + Duration::from_secs(3), None);
         assert_eq!(p.checkout(0, t0 + Duration::from_secs(5)), Some(2));
-        p.checkin(0, 3, t0);
+        p.checkin(0, 3, t0, None);
         assert_eq!(p.checkout(0, t0 + Duration::from_secs(5)), None);
-        p.checkin(0, 4, t0);
-        p.checkin(0, 5, t0 + Duration::from_secs(3));
+        p.checkin(0, 4, t0, None);
+        p.checkin(0, 5, t0 + Duration::from_secs(3), None);
         let mut budget = 8;
         while p.sweep_round(t0 + Duration::from_secs(5), &mut budget, 0) {}
         assert_eq!(p.idle_count(0), 1);
@@ -253,11 +277,11 @@ mod tests {
         let later = t0 + Duration::from_secs(5);
         let mut p = Pool::new(2, 64, Duration::from_secs(4));
         for i in 0..10 {
-            p.checkin(0, i, t0 + Duration::from_millis(i));
+            p.checkin(0, i, t0 + Duration::from_millis(i), None);
         }
-        p.checkin(0, 10, later);
+        p.checkin(0, 10, later, None);
         for i in 0..3 {
-            p.checkin(1, 100 + i, t0);
+            p.checkin(1, 100 + i, t0, None);
         }
         let mut budget = 4;
         assert!(p.sweep_round(later, &mut budget, 0));
@@ -276,7 +300,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pool::new(3, 8, Duration::from_secs(4));
         for m in 0..3 {
-            p.checkin(m, m, t0);
+            p.checkin(m, m, t0, None);
         }
         let mut budget = 1;
         assert!(p.sweep_round(t0 + Duration::from_secs(5), &mut budget, 4));
@@ -291,19 +315,19 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pool::new(2, 8, Duration::from_secs(60));
         for (i, k) in [1u32, 2, 3].into_iter().enumerate() {
-            p.checkin(0, k, t0 + Duration::from_millis(i as u64));
+            p.checkin(0, k, t0 + Duration::from_millis(i as u64), None);
         }
-        p.checkin(1, 9, t0);
+        p.checkin(1, 9, t0, None);
         let now = t0 + Duration::from_secs(1);
         p.expire_member(0, now);
         assert_eq!(p.checkout(0, now), None);
         assert_eq!(p.idle_count(0), 3, "left for the sweep");
         // A connection checked in afterwards is handed out; the expired ones stay behind it.
-        p.checkin(0, 4, now);
+        p.checkin(0, 4, now, None);
         assert_eq!(p.checkout(0, now), Some(4));
         let mut budget = 2;
         while p.sweep_round(now, &mut budget, 0) {}
-        assert_eq!(p.idle[0].iter().map(|(k, _)| *k).collect::<Vec<_>>(), [3]);
+        assert_eq!(p.idle[0].iter().map(|e| e.conn).collect::<Vec<_>>(), [3]);
         assert_eq!(p.checkout(1, now), Some(9), "another member is untouched");
     }
 
@@ -311,8 +335,8 @@ mod tests {
     fn expired_connections_are_not_carried_to_a_pool_with_a_longer_ttl() {
         let t0 = Instant::now();
         let mut old = Pool::new(1, 4, Duration::from_secs(4));
-        old.checkin(0, 1, t0);
-        old.checkin(0, 2, t0 + Duration::from_secs(3));
+        old.checkin(0, 1, t0, None);
+        old.checkin(0, 2, t0 + Duration::from_secs(3), None);
         let now = t0 + Duration::from_secs(5);
         let mut new = Pool::new(1, 4, Duration::from_secs(60));
         assert!(new.put_member(0, old.take_member(0, now)).is_empty());
@@ -322,7 +346,7 @@ mod tests {
             None,
             "1 had expired under the old ttl"
         );
-        old.checkin(0, 3, now);
+        old.checkin(0, 3, now, None);
         old.expire_member(0, now);
         assert!(new.put_member(0, old.take_member(0, now)).is_empty());
         assert_eq!(new.checkout(0, now), None, "marked expired stays so");
@@ -352,7 +376,7 @@ mod tests {
     fn with_an_idle_ttl_of_zero_nothing_is_kept() {
         let now = Instant::now();
         let mut p = Pool::new(1, 8, Duration::ZERO);
-        p.checkin(0, 1, now);
+        p.checkin(0, 1, now, None);
         assert_eq!(p.idle_count(0), 0);
         assert_eq!(p.checkout(0, now), None);
     }
@@ -362,21 +386,78 @@ mod tests {
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(5);
         let mut p = Pool::new(1, 2, Duration::from_secs(4));
-        p.checkin(0, "a", t0);
-        p.checkin(0, "b", t0);
+        p.checkin(0, "a", t0, None);
+        p.checkin(0, "b", t0, None);
         assert_eq!(p.checkout(0, later), None);
         assert_eq!(p.idle_count(0), 2, "left for the sweep");
-        p.checkin(0, "c", later);
+        p.checkin(0, "c", later, None);
         assert_eq!(p.idle_count(0), 2, "the oldest expired one made room");
         assert_eq!(p.checkout(0, later), Some("c"));
         assert_eq!(p.checkout(0, later), None, "b expired");
-        p.checkin(0, "d", later);
-        p.checkin(0, "e", later);
-        p.checkin(0, "f", later);
+        p.checkin(0, "d", later, None);
+        p.checkin(0, "e", later, None);
+        p.checkin(0, "f", later, None);
         assert_eq!(
             p.checkout(0, later),
             Some("e"),
             "full of fresh ones: f was closed"
         );
+    }
+    #[test]
+    fn a_member_s_limit_shortens_idle_ttl_and_outlives_a_reload() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Pool::new(1, 8, s(4));
+        p.checkin(0, 1, t0, Some(s(1)));
+        assert_eq!(p.checkout(0, t0 + Duration::from_millis(999)), Some(1));
+        p.checkin(0, 1, t0, Some(s(1)));
+        assert_eq!(p.checkout(0, t0 + s(1)), None, "past the member's limit");
+        let mut budget = 16;
+        assert!(p.sweep_round(t0 + s(1), &mut budget, 0), "and swept");
+        assert_eq!(p.idle_count(0), 0);
+        // A limit above idle_ttl changes nothing; a zero one keeps nothing.
+        p.checkin(0, 2, t0, Some(s(60)));
+        assert_eq!(p.checkout(0, t0 + s(4)), None);
+        let mut p = Pool::new(1, 8, s(4));
+        p.checkin(0, 3, t0, Some(Duration::ZERO));
+        assert_eq!(p.idle_count(0), 0, "closed at once");
+        // Carried to a pool with a longer idle_ttl, the member's limit still holds.
+        p.checkin(0, 4, t0, Some(s(2)));
+        let mut new = Pool::new(1, 8, s(60));
+        assert!(new.put_member(0, p.take_member(0, t0)).is_empty());
+        assert_eq!(new.checkout(0, t0 + s(2)), None);
+        assert_eq!(new.checkout(0, t0 + Duration::from_millis(1999)), Some(4));
+    }
+
+    #[test]
+    fn a_newer_connection_with_a_shorter_limit_is_never_handed_out_once_expired() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Pool::new(1, 8, s(4));
+        p.checkin(0, "old", t0, None);
+        p.checkin(0, "short", t0 + s(1), Some(s(1)));
+        let at = t0 + s(2);
+        assert_eq!(
+            p.checkout(0, at),
+            None,
+            "the newest expired: none is handed out"
+        );
+        let mut budget = 16;
+        assert!(
+            !p.sweep_round(at, &mut budget, 0),
+            "the oldest has not expired"
+        );
+        // A reload carries the live one over and leaves the expired one, order kept.
+        let mut new = Pool::new(1, 8, s(4));
+        assert!(new.put_member(0, p.take_member(0, at)).is_empty());
+        assert_eq!(p.drain().collect::<Vec<_>>(), ["short"]);
+        assert_eq!(new.checkout(0, at), Some("old"));
+        // Once the one before it expires, the sweep closes both, oldest first.
+        let mut p = Pool::new(1, 8, s(4));
+        p.checkin(0, "old", t0, None);
+        p.checkin(0, "short", t0 + s(1), Some(s(1)));
+        let mut budget = 16;
+        while p.sweep_round(t0 + s(4), &mut budget, 0) {}
+        assert_eq!((p.idle_count(0), budget), (0, 14));
     }
 }

@@ -655,7 +655,7 @@ fn finish_done(core: &Core, c: &mut Client, tracked: &Tracked<'_>, up: Stream, d
         // (A request that began before a reload does not pool into its old generation.)
         gen.upstreams.borrow_mut()[tracked.bal]
             .pool
-            .checkin(tracked.member, up, now);
+            .checkin(tracked.member, up, now, d.idle_limit);
     }
     if !d.request_read {
         c.end = End::Linger;

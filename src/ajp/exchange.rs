@@ -346,6 +346,7 @@ fn done(r: &Response, s: Started, whole: bool, reusable: bool) -> Outcome {
         keep_client: s.keep && whole,
         request_read: whole,
         reusable,
+        idle_limit: None,
         status: s.status,
         body_sent: r.body_sent,
         sent: r.sent,

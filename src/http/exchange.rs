@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::chunked::{ChunkEncoder, ChunkError};
 use super::framing::{no_body, BodyKind, BodyTracker};
+use super::keep_alive;
 use super::parse::{parse_response, HeadError, HeadScan};
 use super::reverse::{Mapping, Reverse};
 use super::rewrite::{self, ClientBody};
@@ -106,6 +107,7 @@ pub async fn run(
             keep_client: relayed.keep_client,
             request_read: true,
             reusable: relayed.member_reusable,
+            idle_limit: c.resp.keep_alive_timeout.map(keep_alive::idle_limit),
             status,
             body_sent: relayed.body_sent,
             sent,
@@ -233,6 +235,7 @@ async fn switch(
         keep_client: false,
         request_read: true,
         reusable: false,
+        idle_limit: None,
         status: 101,
         body_sent: 0,
         sent,
@@ -783,6 +786,23 @@ mod tests {
     }
 
     #[test]
+    fn a_member_s_keep_alive_timeout_bounds_how_long_its_connection_is_pooled() {
+        let (o, _) = exchange(GET, |s| {
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1, max=9\r\nContent-Length: 2\r\n\r\nok",
+            )
+            .unwrap();
+        });
+        match o {
+            Outcome::Done(d) => {
+                assert!(d.reusable);
+                assert_eq!(d.idle_limit, Some(Duration::from_millis(500)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_whole_response_is_done_and_reusable() {
         let (o, _) = exchange(GET, |s| {
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -792,6 +812,10 @@ mod tests {
             Outcome::Done(d) => {
                 assert_eq!(d.status, 200);
                 assert!(d.reusable && d.keep_client);
+                assert_eq!(
+                    d.idle_limit, None,
+                    "no Keep-Alive header: the balancer's idle_ttl"
+                );
                 assert_eq!(d.body_sent, 2);
             }
             other => panic!("{other:?}"),

@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use super::framing::BodyKind;
 use super::header::{classify, tokens, HeaderKind, HeaderPos};
+use super::keep_alive;
 use crate::config::MAX_HEADERS_CAP;
 
 /// Why a head could not be parsed.
@@ -452,6 +453,8 @@ pub struct ResponseHead {
     pub body: BodyKind,
     /// The member will keep the connection open after this response.
     pub keep_alive: bool,
+    /// The smallest `timeout` its `Keep-Alive` headers give, in seconds (`keep_alive`).
+    pub keep_alive_timeout: Option<u32>,
 }
 
 /// The most headers a member's response may have: one more is `HeadError::TooLarge`.
@@ -512,11 +515,19 @@ fn response_headers(
     head: &mut ResponseHead,
 ) -> Result<Facts, HeadError> {
     head.headers.clear();
+    head.keep_alive_timeout = None;
     let mut f = Facts::default();
     for h in headers {
         let kind = classify(h.name.as_bytes());
         let v = h.value.trim_ascii();
         match kind {
+            // A hint for the pool, never forwarded (hop-by-hop): one it cannot read is ignored.
+            HeaderKind::HopByHop if h.name.eq_ignore_ascii_case("keep-alive") => {
+                if let Some(secs) = keep_alive::timeout_secs(v) {
+                    let least = head.keep_alive_timeout.map_or(secs, |t| t.min(secs));
+                    head.keep_alive_timeout = Some(least);
+                }
+            }
             HeaderKind::ContentLength => {
                 let n = parse_content_length(v)
                     .ok_or(HeadError::Invalid("bad Content-Length in response"))?;

@@ -370,3 +370,47 @@ fn idle_member_connections_expire_after_idle_ttl() {
     get(p.addr, "/3");
     assert_eq!(a.connections(), 2);
 }
+
+/// A member that answers with `Keep-Alive: <value>`, and whether ringlb reused its connection for
+/// a request `after` the one before (it keeps its pool `idle_ttl = "60s"`).
+fn reused_after(keep_alive: &'static str, after: Duration) -> bool {
+    let a = Backend::start(move |r| Reply::Full {
+        status: 200,
+        headers: vec![("Keep-Alive".into(), keep_alive.into())],
+        body: r.path.clone().into_bytes(),
+        chunked: false,
+    });
+    let p = Ringlb::start(&simple_config(&[member(a.addr)], "idle_ttl = \"60s\""), 1);
+    let r = get(p.addr, "/1");
+    assert_eq!(r.header("keep-alive"), None, "hop-by-hop: never relayed");
+    // Waiting is the behaviour under test, not synchronisation.
+    std::thread::sleep(after);
+    assert_eq!(get(p.addr, "/2").text(), "/2");
+    match a.connections() {
+        1 => true,
+        2 => false,
+        n => panic!("{n} connections for two requests"),
+    }
+}
+
+#[test]
+fn a_member_s_keep_alive_timeout_ends_the_reuse_of_its_connections_before_it_does() {
+    // timeout=1: ringlb keeps the connection half of it (500 ms), not its own 60 s.
+    assert!(reused_after(
+        "timeout=1, max=100",
+        Duration::from_millis(100)
+    ));
+    assert!(!reused_after(
+        "timeout=1, max=100",
+        Duration::from_millis(800)
+    ));
+    // The same wait within a longer timeout, or with none readable, reuses it.
+    assert!(reused_after(
+        "timeout=5, max=100",
+        Duration::from_millis(800)
+    ));
+    assert!(reused_after("max=100", Duration::from_millis(800)));
+    assert!(reused_after("timeout=1s", Duration::from_millis(800)));
+    // timeout=0: never pooled.
+    assert!(!reused_after("timeout=0", Duration::ZERO));
+}
