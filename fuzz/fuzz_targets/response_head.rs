@@ -3,7 +3,8 @@
 //! framing ringlb relays the body with (chunked passed through, or de-chunked and close-delimited
 //! for an HTTP/1.0 client; a close-delimited body framed as chunked for an HTTP/1.1 client), and
 //! the client must find the body's end where ringlb does (for a close-delimited body, the member
-//! closes after the input's last byte).
+//! closes after the input's last byte). The head's `Keep-Alive` timeout is the smallest its
+//! `Keep-Alive` headers hold.
 //!
 //! Input: flags (1 byte: request was HEAD, client HTTP/1.0, client wants keep-alive), max head
 //! bytes (2 bytes; 0 = ringlb's own limit), then the bytes the member sent.
@@ -46,6 +47,14 @@ fuzz_target!(|data: &[u8]| {
         head.body != BodyKind::UntilClose || !head.keep_alive,
         "a close-delimited response cannot keep the member connection"
     );
+    // The member's Keep-Alive timeout: the smallest any of its Keep-Alive headers holds.
+    let hinted = head
+        .headers
+        .iter()
+        .filter(|h| raw[h.name.clone()].eq_ignore_ascii_case(b"keep-alive"))
+        .filter_map(|h| keep_alive_timeout(raw[h.value.clone()].trim_ascii()))
+        .min();
+    assert_eq!(head.keep_alive_timeout, hinted, "Keep-Alive timeout");
     let alone = parse_response(&raw[..n], max_bytes).expect("the head alone");
     assert_eq!((alone.head_len, alone.body), (n, head.body));
     assert_eq!(

@@ -214,3 +214,52 @@ fn trim_ws(v: &[u8]) -> &[u8] {
     }
     v
 }
+
+/// What ringlb's `http::keep_alive::timeout_secs` should find in a `Keep-Alive` value, found
+/// another way: the value cut into items by a three-state machine (plain, quoted, escaped),
+/// each item's `timeout=` value read on its own. Also whether the value ends inside a quoted
+/// string (then nothing appended to it can count).
+pub fn keep_alive_model(v: &[u8]) -> (Option<u32>, bool) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Plain,
+        Quoted,
+        Escaped,
+    }
+    let mut items: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut state = State::Plain;
+    for &b in v {
+        state = match (state, b) {
+            (State::Plain, b',') => {
+                items.push(Vec::new());
+                continue;
+            }
+            (State::Plain, b'"') | (State::Escaped, _) => State::Quoted,
+            (State::Plain, _) => State::Plain,
+            (State::Quoted, b'"') => State::Plain,
+            (State::Quoted, b'\\') => State::Escaped,
+            (State::Quoted, _) => State::Quoted,
+        };
+        items.last_mut().expect("one item at least").push(b);
+    }
+    let timeout = items
+        .iter()
+        .filter_map(|item| {
+            let eq = item.iter().position(|&b| b == b'=')?;
+            let name = item[..eq].to_ascii_lowercase();
+            if name.trim_ascii() != b"timeout" {
+                return None;
+            }
+            let mut value = item[eq + 1..].trim_ascii();
+            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+                value = &value[1..value.len() - 1];
+            }
+            if !(1..=10).contains(&value.len()) || value.iter().any(|b| !b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+            Some(n.min(u64::from(u32::MAX)) as u32)
+        })
+        .min();
+    (timeout, state != State::Plain)
+}
