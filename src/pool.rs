@@ -2,29 +2,28 @@
 //!
 //! Owns: idle connections, when each went idle and how long its member keeps one idle (its
 //! `Keep-Alive: timeout` less a margin, `http::keep_alive`), and closing expired ones a few at a
-//! time. A connection expires after `idle_ttl` or its member's limit, whichever is shorter.
-//! Must never: hand out an expired connection, hold more than `max_idle` per member, or close
-//! more expired connections in one sweep than the caller's budget (each close is a system call
-//! and a FIN on the worker's CPU, about 7 µs on loopback: closing the hundreds a traffic spike
-//! left idle all at once would stall every connection the worker serves). A failed member's idle
-//! connections, and those left behind by a checkout that found the newest dead, are marked
-//! expired (`expire_member`) and go the same way (a reload carries over none that expired).
-//! Those a reload does not carry over are handed to the caller (`take_member` leaves the expired
-//! ones behind, `put_member` returns the excess, `drain` the rest), which closes them within the
-//! same budget (`Retiring`). What closes at once is at most one connection at checkin (the one
-//! checked in when the list is full of fresh ones or `idle_ttl` or its limit is zero, or the
-//! expired one that makes room). Invariant: each member's list is ordered by when its
-//! connections went idle, oldest at the front, as long as callers check in with a clock that does
-//! not go back (they pass the time of the answer; if one did not, expiry could only be swept later,
-//! never handed out). While a member gives the same limit each time (or none), its expired
-//! connections are a prefix of its list; one whose limit was shorter than an older one's may
-//! expire behind it, and is swept once those before it were (within `idle_ttl`). Only
-//! connections whose last exchange ended cleanly are checked in (the caller's duty). A connection
-//! may still have been closed or written to by its member while it idled: the caller checks it at
-//! checkout (`io::idle_and_open`); when it finds them unfit, it gives up after a few and marks the
-//! rest expired (`expire_member`) rather than close them all in one request. Expired connections
-//! not yet swept are never handed out: checkout looks at the newest only, and takes it only if it
-//! has not expired.
+//! time. A connection expires after `idle_ttl` or its member's limit, whichever is shorter. Must
+//! never: hand out an expired connection, hold more than `max_idle` per member, or close more
+//! expired connections in one sweep than the caller's budget (each close is a system call and a FIN
+//! on the worker's CPU, about 7 µs on loopback: closing the hundreds a traffic spike left idle all
+//! at once would stall every connection the worker serves). A failed member's idle connections, and
+//! those left behind by a checkout that found the newest dead, are marked expired (`expire_member`)
+//! and go the same way (a reload carries over none that expired). Those a reload does not carry
+//! over are handed to the caller (`take_member` leaves the expired ones behind, `put_member`
+//! returns the excess, `drain` the rest), which closes them within the same budget (`Retiring`).
+//! What closes at once is at most one connection at checkin (the one checked in when the list is
+//! full and its oldest has not expired, or when `idle_ttl` or its limit is zero; or the expired one
+//! that makes room). Invariant: each member's list is ordered by when its connections went idle,
+//! oldest at the front, as long as callers check in with a clock that does not go back (they pass
+//! the time of the answer; if one did not, expiry could only be swept later, never handed out).
+//! While a member gives the same limit each time (or none), its expired connections are a prefix of
+//! its list; one whose limit was shorter than an older one's may expire behind it, and is swept
+//! once those before it were (within `idle_ttl`). Only connections whose last exchange ended
+//! cleanly are checked in (the caller's duty). A connection may still have been closed or written
+//! to by its member while it idled: the caller checks it at checkout (`io::idle_and_open`); when it
+//! finds them unfit, it gives up after a few and marks the rest expired (`expire_member`) rather
+//! than close them all in one request. Expired connections not yet swept are never handed out:
+//! checkout looks at the newest only, and takes it only if it has not expired.
 
 use std::time::{Duration, Instant};
 

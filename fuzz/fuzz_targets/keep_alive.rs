@@ -27,8 +27,9 @@ fuzz_target!(|v: &[u8]| {
     let expected = if open { got } else { Some(got.map_or(7, |t| t.min(7))) };
     assert_eq!(keep_alive_timeout(&more), expected, "value {}", esc(&more));
 
-    // The same value as a member's header: the head carries what the value holds.
-    if v.iter().all(|&b| is_field_byte(b)) {
+    // The same value as a member's header: the head carries what the value holds (a value too
+    // long for a head is left out).
+    if v.len() < MAX_RESPONSE_HEAD / 2 && v.iter().all(|&b| is_field_byte(b)) {
         let mut raw = b"HTTP/1.1 200 OK\r\nKeep-Alive: ".to_vec();
         raw.extend_from_slice(v);
         raw.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");

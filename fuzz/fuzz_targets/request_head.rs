@@ -151,7 +151,8 @@ fuzz_target!(|data: &[u8]| {
         ctx()
     );
     // An upgrade (on a route tunnelling any protocol, as `rewrite_request` assumes) goes with
-    // exactly its offer and `Connection: upgrade`; nothing else carries either header.
+    // exactly its offer and `Connection: upgrade`, any other request with `Connection:
+    // keep-alive`; nothing else carries either header.
     let any = ringlb::config::Upgrades {
         any: true,
         protocols: Vec::new(),
@@ -162,6 +163,14 @@ fuzz_target!(|data: &[u8]| {
         let h = again.headers.iter().find(|h| h.kind == HeaderKind::Upgrade).unwrap();
         assert_eq!(&out[h.value.clone()], &raw[r.clone()], "the Upgrade offer{}", ctx());
     }
+    let connection = again.headers.iter().find(|h| h.kind == HeaderKind::Connection);
+    let want: &[u8] = if offer.is_some() { b"upgrade" } else { b"keep-alive" };
+    assert_eq!(
+        connection.map(|h| &out[h.value.clone()]),
+        Some(want),
+        "the Connection header{}",
+        ctx()
+    );
     for (kind, want) in [
         (HeaderKind::XForwardedFor, 1),
         (
@@ -169,7 +178,7 @@ fuzz_target!(|data: &[u8]| {
             usize::from(!client_host.is_empty()),
         ),
         (HeaderKind::XForwardedProto, 1),
-        (HeaderKind::Connection, upgrading),
+        (HeaderKind::Connection, 1),
         (HeaderKind::Upgrade, upgrading),
         (HeaderKind::HopByHop, 0),
         (HeaderKind::Expect, 0),

@@ -87,7 +87,8 @@ pub async fn run(
         // The request stays in `c.buf` unless its body was streamed (then `consumed` is 0).
         Err(fail) => return head_failed(fail, consumed == 0 || req.replayable, consumed != 0),
     };
-    let head_time = sent_at.elapsed();
+    let head_at = Instant::now();
+    let head_time = head_at.saturating_duration_since(sent_at);
     // What follows the request in `c.buf` is the next request's, or, after a 101, the tunnel's.
     c.buf.drain(..consumed);
     if let Some(protocol) = switched {
@@ -98,30 +99,37 @@ pub async fn run(
     if relayed.invalid {
         return invalid_body();
     }
-    if relayed.complete {
-        if relayed.until_close {
-            // Whole: its clean close is its end (`reset`).
-            crate::reset::disarm(&c.stream.tcp);
-        }
-        Outcome::Done(Done {
-            keep_client: relayed.keep_client,
-            request_read: true,
-            reusable: relayed.member_reusable,
-            idle_limit: c.resp.keep_alive_timeout.map(keep_alive::idle_limit),
-            status,
-            body_sent: relayed.body_sent,
-            sent,
-            received: relayed.received,
-            head_time,
-        })
-    } else {
-        Outcome::Broken {
+    if !relayed.complete {
+        return Outcome::Broken {
             status,
             body_sent: relayed.body_sent,
             received: relayed.received,
             reset_client: relayed.until_close,
-        }
+        };
     }
+    if relayed.until_close {
+        // Whole: its clean close is its end (`reset`).
+        crate::reset::disarm(&c.stream.tcp);
+    }
+    Outcome::Done(Done {
+        keep_client: relayed.keep_client,
+        request_read: true,
+        reusable: relayed.member_reusable,
+        idle_limit: idle_limit(c, head_at),
+        status,
+        body_sent: relayed.body_sent,
+        sent,
+        received: relayed.received,
+        head_time,
+    })
+}
+
+/// How long the member's connection may stay pooled, when its answer said (`Keep-Alive:
+/// timeout`): the member's count began once it had written the answer, not before its head came
+/// (`head_at`), so what the relay took since then comes off.
+fn idle_limit(c: &Client, head_at: Instant) -> Option<Duration> {
+    let secs = c.resp.keep_alive_timeout?;
+    Some(keep_alive::idle_limit(secs).saturating_sub(head_at.elapsed()))
 }
 
 /// Writes the member's head with the body bytes already in `c.buf`. Returns the bytes written.
@@ -796,7 +804,9 @@ mod tests {
         match o {
             Outcome::Done(d) => {
                 assert!(d.reusable);
-                assert_eq!(d.idle_limit, Some(Duration::from_millis(500)));
+                // Half of it, less the time since the head came.
+                let limit = d.idle_limit.expect("a limit");
+                assert!(limit <= Duration::from_millis(500) && limit > Duration::from_millis(400));
             }
             other => panic!("{other:?}"),
         }

@@ -1,9 +1,10 @@
-//! A member's `Keep-Alive` response header (RFC 2068 §19.7.1.1; Apache httpd, Node.js and others
-//! send it on kept-alive answers, e.g. `Keep-Alive: timeout=5, max=100`): the `timeout` it gives,
-//! in seconds, for how long it keeps an idle connection open. ringlb pools that member connection
-//! for less than that (`idle_limit`), so that it never sends a request into a connection the
-//! member is closing at the same moment (a non-idempotent request lost that way could not be
-//! retried).
+//! A member's `Keep-Alive` response header (RFC 2068 §19.7.1.1, e.g. `Keep-Alive: timeout=5,
+//! max=100`; some servers send it on every kept-alive answer, Apache httpd and Tomcat only when
+//! the request said `Connection: keep-alive`, as ringlb's do: `http::rewrite::request_head`): the
+//! `timeout` it gives, in seconds, for how long it keeps an idle connection open. ringlb pools
+//! that member connection for less than that (`idle_limit`), so that it does not send a request
+//! into a connection the member is closing at the same moment (a non-idempotent request lost that
+//! way could not be retried).
 //!
 //! Owns: reading `timeout` out of one header value (`timeout_secs`) and the margin taken off it
 //! (`idle_limit`). Must never: fail or change a response (the header is a hint, never forwarded:

@@ -1,13 +1,14 @@
 //! Head rewriting: the request head an HTTP member receives and the response head a client
 //! receives.
 //!
-//! Owns: writing heads: the Host a member sees, X-Forwarded-*, the framing headers ringlb uses,
-//! the Connection header a client sees (response header values a route maps back are
-//! `http::reverse`'s). Which headers are copied is `http::policy`'s decision
-//! alone. Must never: allocate (it writes into the caller's reused buffer), copy a framing header
-//! as it came, forward a header a Connection header names, or keep a client's X-Forwarded-For or
-//! -Proto unless the client is a trusted proxy (`crate::trust`). Invariant: the framing headers
-//! written are exactly the framing ringlb uses for the body that follows.
+//! Owns: writing heads: the Host a member sees, X-Forwarded-*, the framing headers ringlb uses, the
+//! Connection header a member sees (`upgrade` or `keep-alive`) and the one a client sees (response
+//! header values a route maps back are `http::reverse`'s). Which headers are copied is
+//! `http::policy`'s decision alone. Must never: allocate (it writes into the caller's reused
+//! buffer), copy a framing header as it came, forward a header a Connection header names, or keep a
+//! client's X-Forwarded-For or -Proto unless the client is a trusted proxy (`crate::trust`).
+//! Invariant: the framing headers written are exactly the framing ringlb uses for the body that
+//! follows.
 
 use std::net::IpAddr;
 
@@ -42,7 +43,6 @@ pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
     push_header(out, b"Content-Length", ascii::decimal(n).as_bytes());
 }
 
-/// Copies the headers the policy forwards.
 /// Copies the headers the policy forwards; a response's through `reverse` where its route maps
 /// URLs back.
 fn forward_headers(
@@ -72,7 +72,8 @@ pub struct Origin {
 
 /// Writes the head to send to an HTTP member; `target` is the path and query to send. `upgrade`:
 /// the request asks for a protocol switch its route tunnels (`http::upgrade::offer`), and goes
-/// with this `Upgrade` value and `Connection: upgrade`.
+/// with this `Upgrade` value and `Connection: upgrade`; any other goes with
+/// `Connection: keep-alive`.
 #[allow(clippy::too_many_arguments)]
 pub fn request_head(
     out: &mut Vec<u8>,
@@ -126,6 +127,11 @@ pub fn request_head(
     if let Some(protocols) = upgrade {
         push_header(out, b"Upgrade", protocols);
         out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else {
+        // What HTTP/1.1 assumes anyway, said so that Apache httpd and Tomcat give their idle
+        // timeout (`Keep-Alive: timeout=N`, sent only when asked), which bounds how long the pool
+        // keeps the connection (`http::keep_alive`).
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     match head.body {
         BodyKind::Length(n) => push_content_length(out, n),
@@ -356,7 +362,7 @@ X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nExpect: 100-continue\r\n
                 format!(
                     "POST /x HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nAccept: */*\r\n\
 X-Forwarded-For: {xff}\r\nX-Forwarded-Host: front.example\r\n\
-X-Forwarded-Proto: {xfp}\r\nContent-Length: 3\r\n\r\n"
+X-Forwarded-Proto: {xfp}\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n"
                 )
             );
         }

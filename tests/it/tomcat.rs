@@ -5,7 +5,8 @@
 //! made stays on its node by cookie and by `;jsessionid=` URL, and moves (or gets 503 with
 //! `nofailover`) when its node is disabled or stopped. Behind a TLS listener Tomcat sees https:
 //! `isSecure`, the SSL attributes AJP carries (cipher, key size, session id, protocol), Secure
-//! session cookies and https redirects; behind a plain one, none of them.
+//! session cookies and https redirects; behind a plain one, none of them. Tomcat's keep-alive
+//! timeout, which it gives because ringlb asks, ends ringlb's reuse of its connection first.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +38,11 @@ public class EchoServlet extends HttpServlet {
     }
     if ("/redirect".equals(req.getPathInfo())) {
       resp.sendRedirect("/echo/target");
+      return;
+    }
+    if ("/port".equals(req.getPathInfo())) {
+      resp.setContentType("text/plain");
+      resp.getWriter().write("port=" + req.getRemotePort() + "\n");
       return;
     }
     HttpSession session = req.getSession(true);
@@ -123,6 +129,11 @@ impl Tomcat {
     /// `route` (which the servlet also reports as `node=`). Without Tomcat the test fails; `None`
     /// only where `unavailable` lets a run skip it.
     fn start(route: &str) -> Option<Tomcat> {
+        Tomcat::start_with(route, "")
+    }
+
+    /// As `start`, with `http_attrs` added to the HTTP connector's attributes.
+    fn start_with(route: &str, http_attrs: &str) -> Option<Tomcat> {
         if !Path::new(CATALINA_HOME).join("bin/catalina.sh").exists() || !tool("javac") {
             unavailable("Tomcat 10 (libtomcat10-java and tomcat10-common)");
             return None;
@@ -144,7 +155,7 @@ impl Tomcat {
             format!(
                 r#"<Server port="-1" shutdown="SHUTDOWN">
   <Service name="Catalina">
-    <Connector port="{http}" address="127.0.0.1" protocol="HTTP/1.1" />
+    <Connector port="{http}" address="127.0.0.1" protocol="HTTP/1.1" {http_attrs}/>
     <Connector port="{ajp}" address="127.0.0.1" protocol="AJP/1.3" secretRequired="true" secret="{SECRET}" />
     <Engine name="Catalina" defaultHost="localhost" jvmRoute="{route}">
       <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false" />
@@ -324,6 +335,38 @@ fn ajp_and_http_to_the_same_tomcat_answer_alike() {
         assert_eq!(r.status, 200);
         assert!(r.text().contains(&format!("uri=/echo/k{i}\n")));
     }
+}
+
+/// Tomcat gives its keep-alive timeout only when asked (`Connection: keep-alive`, which ringlb
+/// sends): with `keepAliveTimeout="1000"` it answers `Keep-Alive: timeout=1`, and ringlb reuses
+/// the connection for half of it, not for its own `idle_ttl` of 60 s.
+#[test]
+fn tomcat_s_keep_alive_timeout_ends_the_reuse_of_its_connection_first() {
+    let Some(tomcat) = Tomcat::start_with("node1", r#"keepAliveTimeout="1000" "#) else {
+        return;
+    };
+    let p = Ringlb::start(
+        &simple_config(
+            &[format!("{{ url = \"http://127.0.0.1:{}\" }}", tomcat.http)],
+            "idle_ttl = \"60s\"",
+        ),
+        1,
+    );
+    let port = || {
+        let r = get(p.addr, "/echo/port");
+        assert_eq!(r.header("keep-alive"), None, "hop-by-hop: never relayed");
+        field(&r, "port")
+    };
+    let first = port();
+    // Waiting is the behaviour under test, not synchronisation.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(port(), first, "reused within half of Tomcat's timeout");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_ne!(
+        port(),
+        first,
+        "reused past half of Tomcat's timeout (it closes it at 1 s)"
+    );
 }
 
 #[test]
