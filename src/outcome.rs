@@ -91,7 +91,8 @@ pub struct Done {
     /// The member connection may go back to the pool.
     pub reusable: bool,
     /// The longest it may stay there, from the member's `Keep-Alive: timeout` less a margin
-    /// (`http::keep_alive::idle_limit`); `None` when it gave none (the balancer's `idle_ttl`).
+    /// (`http::keep_alive::idle_limit`) and less the time since the answer's head came; `None`
+    /// when it gave none (the balancer's `idle_ttl`).
     pub idle_limit: Option<Duration>,
     pub status: u16,
     pub body_sent: u64,

@@ -12,18 +12,18 @@
 //! over are handed to the caller (`take_member` leaves the expired ones behind, `put_member`
 //! returns the excess, `drain` the rest), which closes them within the same budget (`Retiring`).
 //! What closes at once is at most one connection at checkin (the one checked in when the list is
-//! full and its oldest has not expired, or when `idle_ttl` or its limit is zero; or the expired one
-//! that makes room). Invariant: each member's list is ordered by when its connections went idle,
-//! oldest at the front, as long as callers check in with a clock that does not go back (they pass
-//! the time of the answer; if one did not, expiry could only be swept later, never handed out).
-//! While a member gives the same limit each time (or none), its expired connections are a prefix of
-//! its list; one whose limit was shorter than an older one's may expire behind it, and is swept
-//! once those before it were (within `idle_ttl`). Only connections whose last exchange ended
-//! cleanly are checked in (the caller's duty). A connection may still have been closed or written
-//! to by its member while it idled: the caller checks it at checkout (`io::idle_and_open`); when it
-//! finds them unfit, it gives up after a few and marks the rest expired (`expire_member`) rather
-//! than close them all in one request. Expired connections not yet swept are never handed out:
-//! checkout looks at the newest only, and takes it only if it has not expired.
+//! full and its front one has not expired, or when `idle_ttl` or its limit is zero; or the expired
+//! one that makes room). Invariant: each member's list is in the order its connections expire (when
+//! each went idle, plus `idle_ttl` or its limit, whichever is shorter), soonest at the front
+//! (checkin inserts each where it belongs); so its expired connections are a prefix. Connections a
+//! reload carries to a pool with another `idle_ttl` may be out of that order, and `expire_member`
+//! leaves them so, all expired: that only delays a sweep, as every checkout checks the one it
+//! takes. Only connections whose last exchange ended cleanly are checked in (the caller's duty). A
+//! connection may still have been closed or written to by its member while it idled: the caller
+//! checks it at checkout (`io::idle_and_open`); when it finds them unfit, it gives up after a few
+//! and marks the rest expired (`expire_member`) rather than close them all in one request. Expired
+//! connections not yet swept are never handed out: checkout looks at the one that expires last
+//! only, and takes it only if it has not expired.
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,19 @@ fn expired<S>(e: &Idle<S>, ttl: Duration, now: Instant) -> bool {
     now.saturating_duration_since(e.since) >= ttl.min(e.limit)
 }
 
+/// Whether `a` expires after `b` under `ttl` (a time past what an `Instant` holds is never).
+fn expires_after<S>(a: &Idle<S>, b: &Idle<S>, ttl: Duration) -> bool {
+    if ttl.min(a.limit) == ttl.min(b.limit) {
+        return a.since > b.since; // the usual case: one limit (or none) for the member
+    }
+    let due = |e: &Idle<S>| e.since.checked_add(ttl.min(e.limit));
+    match (due(a), due(b)) {
+        (None, Some(_)) => true,
+        (Some(x), Some(y)) => x > y,
+        (_, None) => false,
+    }
+}
+
 impl<S> Pool<S> {
     pub fn new(members: usize, max_idle: usize, ttl: Duration) -> Pool<S> {
         Pool {
@@ -62,27 +75,29 @@ impl<S> Pool<S> {
         }
     }
 
-    /// The most recently used idle connection to `member` that has not expired.
+    /// The idle connection to `member` that expires last (of those under the same limit, the
+    /// most recently used), unless it has expired.
     pub fn checkout(&mut self, member: usize, now: Instant) -> Option<S> {
         self.checkout_aged(member, now).map(|(s, _)| s)
     }
 
-    /// As `checkout`, with how long the connection was idle. Only the most recent one is looked
-    /// at: when it has expired, none is handed out (the older ones have as well, unless their
-    /// member's limit was longer then), and `sweep` closes them.
+    /// As `checkout`, with how long the connection was idle. Only the one that expires last is
+    /// looked at: when it has expired, so have the others, none is handed out, and `sweep` closes
+    /// them.
     pub fn checkout_aged(&mut self, member: usize, now: Instant) -> Option<(S, Duration)> {
         let list = &mut self.idle[member];
-        if expired(list.last()?, self.ttl, now) {
+        let last = list.last()?;
+        let idle = now.saturating_duration_since(last.since);
+        if idle >= self.ttl.min(last.limit) {
             return None;
         }
-        list.pop()
-            .map(|e| (e.conn, now.saturating_duration_since(e.since)))
+        list.pop().map(|e| (e.conn, idle))
     }
 
-    /// Returns a reusable connection; `limit`: the longest its member keeps it idle, when it said
-    /// (`Done::idle_limit`). When the member's list is full, an expired connection at its front
-    /// makes room (closed); otherwise `conn` is closed, as it is with an `idle_ttl` or a `limit`
-    /// of zero (no reuse).
+    /// Returns a reusable connection; `limit`: the longest it may stay idle by what its member
+    /// said, when it said (`Done::idle_limit`). When the member's list is full, an expired
+    /// connection at its front makes room (closed); otherwise `conn` is closed, as it is with an
+    /// `idle_ttl` or a `limit` of zero (no reuse).
     pub fn checkin(&mut self, member: usize, conn: S, now: Instant, limit: Option<Duration>) {
         let limit = limit.unwrap_or(Duration::MAX);
         if self.ttl.min(limit).is_zero() {
@@ -95,14 +110,20 @@ impl<S> Pool<S> {
             }
             list.remove(0);
         }
-        list.push(Idle {
+        let new = Idle {
             conn,
             since: now,
             limit,
-        });
+        };
+        // In the order they expire: at the end, unless its member's limit ends it before others.
+        let at = list
+            .iter()
+            .rposition(|e| !expires_after(e, &new, self.ttl))
+            .map_or(0, |i| i + 1);
+        list.insert(at, new);
     }
 
-    /// Closes at most one expired connection per member (the oldest, when it has expired),
+    /// Closes at most one expired connection per member (the front one, when it has expired),
     /// members in turn from `start` (modulo their number), while `budget` lasts (taken off it);
     /// the caller repeats it, over all its pools, for as long as it closes any. Returns whether
     /// it closed one.
@@ -135,7 +156,7 @@ impl<S> Pool<S> {
             return;
         };
         for e in &mut self.idle[member] {
-            e.since = e.since.min(past); // keeps the order: oldest first
+            e.since = e.since.min(past); // all expired now, whatever their order
         }
     }
 
@@ -161,8 +182,8 @@ impl<S> Pool<S> {
         kept
     }
 
-    /// Gives `member` the idle connections `take_member` took (oldest first), up to `max_idle`;
-    /// returns the oldest ones over it, for the caller to close (`Retiring`).
+    /// Gives `member` the idle connections `take_member` took (in their order), up to
+    /// `max_idle`; returns those at the front over it, for the caller to close (`Retiring`).
     pub fn put_member(&mut self, member: usize, mut conns: Vec<Idle<S>>) -> Vec<S> {
         let extra = conns.len().saturating_sub(self.max_idle);
         let over = conns.drain(..extra).map(|e| e.conn).collect();
@@ -429,34 +450,29 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_connection_with_a_shorter_limit_is_never_handed_out_once_expired() {
+    fn connections_are_kept_in_the_order_they_expire() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut p = Pool::new(1, 8, s(4));
-        p.checkin(0, "old", t0, None);
-        p.checkin(0, "short", t0 + s(1), Some(s(1)));
+        p.checkin(0, "old", t0, None); // expires at 4 s
+        p.checkin(0, "short", t0 + s(1), Some(s(1))); // at 2 s: before "old"
+        p.checkin(0, "new", t0 + s(1), None); // at 5 s
+        p.checkin(0, "zero", t0 + s(1), Some(Duration::ZERO)); // never kept
+        let order = |p: &Pool<&'static str>| p.idle[0].iter().map(|e| e.conn).collect::<Vec<_>>();
+        assert_eq!(order(&p), ["short", "old", "new"]);
+        // A reload at 2 s carries the live ones over, in their order, and leaves the expired one.
         let at = t0 + s(2);
-        assert_eq!(
-            p.checkout(0, at),
-            None,
-            "the newest expired: none is handed out"
-        );
-        let mut budget = 16;
-        assert!(
-            !p.sweep_round(at, &mut budget, 0),
-            "the oldest has not expired"
-        );
-        // A reload carries the live one over and leaves the expired one, order kept.
         let mut new = Pool::new(1, 8, s(4));
         assert!(new.put_member(0, p.take_member(0, at)).is_empty());
+        assert_eq!(order(&new), ["old", "new"]);
         assert_eq!(p.drain().collect::<Vec<_>>(), ["short"]);
-        assert_eq!(new.checkout(0, at), Some("old"));
-        // Once the one before it expires, the sweep closes both, oldest first.
+        // The one that expired first is swept first; the one that expires last is handed out.
         let mut p = Pool::new(1, 8, s(4));
         p.checkin(0, "old", t0, None);
         p.checkin(0, "short", t0 + s(1), Some(s(1)));
         let mut budget = 16;
-        while p.sweep_round(t0 + s(4), &mut budget, 0) {}
-        assert_eq!((p.idle_count(0), budget), (0, 14));
+        while p.sweep_round(at, &mut budget, 0) {}
+        assert_eq!((order(&p), budget), (vec!["old"], 15));
+        assert_eq!(p.checkout(0, at), Some("old"));
     }
 }

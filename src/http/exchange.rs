@@ -804,9 +804,29 @@ mod tests {
         match o {
             Outcome::Done(d) => {
                 assert!(d.reusable);
-                // Half of it, less the time since the head came.
+                // Half of it (less the moment since the head came).
                 let limit = d.idle_limit.expect("a limit");
                 assert!(limit <= Duration::from_millis(500) && limit > Duration::from_millis(400));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_pool_limit_counts_from_the_answer_s_head() {
+        let (o, _) = exchange(GET, |s| {
+            s.write_all(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(b"ok").unwrap();
+        });
+        match o {
+            Outcome::Done(d) => {
+                let limit = d.idle_limit.expect("a limit");
+                assert!(
+                    limit <= Duration::from_millis(200),
+                    "{limit:?}: the body's 300 ms count"
+                );
             }
             other => panic!("{other:?}"),
         }

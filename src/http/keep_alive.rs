@@ -23,8 +23,9 @@ pub fn timeout_secs(value: &[u8]) -> Option<u32> {
 }
 
 /// How long ringlb may keep a connection idle when its member said it keeps one for `secs`:
-/// half of it up to 2 s, one second less above (what a slow answer's delivery or the member's
-/// own clock may take off its count). Zero for zero: not pooled.
+/// half of it up to 2 s, one second less above (for the next request's way to the member and a
+/// member whose count starts a little before it wrote its answer's end; the relay's own time is
+/// taken off by the caller). Zero for zero: not pooled.
 pub fn idle_limit(secs: u32) -> Duration {
     let t = Duration::from_secs(secs.into());
     t - (t / 2).min(Duration::from_secs(1))

@@ -502,8 +502,11 @@ pub fn parse_response(
         (false, Some(n)) => BodyKind::Length(n),
         (false, None) => BodyKind::UntilClose,
     };
-    head.keep_alive =
-        keeps_alive(head.minor_version, f.close, f.keep_alive) && head.body != BodyKind::UntilClose;
+    // An HTTP/1.0 message with Transfer-Encoding has faulty framing: the connection closes after
+    // it (RFC 9112 §6.1), whatever its Connection header says.
+    head.keep_alive = keeps_alive(head.minor_version, f.close, f.keep_alive)
+        && head.body != BodyKind::UntilClose
+        && !(head.minor_version == 0 && f.has_te);
     Ok(())
 }
 
@@ -836,6 +839,22 @@ mod tests {
         );
         parse_response(b"HTTP/1.1 200 OK\r\n\r\n", 65536, &mut h).unwrap();
         assert_eq!((h.body, h.keep_alive), (BodyKind::UntilClose, false));
+        // HTTP/1.0 kept alive only when it says so, and never with Transfer-Encoding (RFC 9112
+        // §6.1: faulty framing, the connection closes after it).
+        for (raw, kept) in [
+            (&b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"[..], false),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+                true,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+            ),
+        ] {
+            parse_response(raw, 65536, &mut h).unwrap();
+            assert_eq!(h.keep_alive, kept, "{}", String::from_utf8_lossy(raw));
+        }
         // Codings without chunked last: read to the close (and chunked for an HTTP/1.1 client
         // behind them); chunked with parameters is no framing every reader agrees on.
         for te in ["gzip", "gzip;q=1", "x-chunked", "chunkedx"] {

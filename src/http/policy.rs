@@ -45,6 +45,7 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
     match (kind, dir, wire) {
         // Framing is always ringlb's own: it writes what it uses, whatever Connection names.
         (K::ContentLength | K::TransferEncoding, _, _) => Action::Own,
+        // (The Connection a member or a client sees is one ringlb writes: `http::rewrite`.)
         (K::Connection | K::HopByHop, _, _) => Action::Drop,
         // A protocol switch is ringlb's to allow (`http::upgrade`): it writes its own Upgrade.
         (K::Upgrade, _, _) => Action::Own,

@@ -549,11 +549,15 @@ X-Hop: 1\r\nSec-WebSocket-Key: k\r\n\r\n";
             !text.contains("X-Hop") && text.matches("Upgrade:").count() == 1,
             "{text}"
         );
-        // Not an upgrade: neither header goes.
+        // Not an upgrade: no Upgrade goes, and the Connection is ringlb's keep-alive.
         let mut out = Vec::new();
         request_head(&mut out, raw, &h, b"/ws", "m:1", false, from, None);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.to_ascii_lowercase().contains("upgrade"), "{text}");
+        assert!(
+            text.ends_with("\r\nConnection: keep-alive\r\n\r\n"),
+            "{text}"
+        );
         let raw =
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Accept: s\r\nContent-Length: 5\r\n\r\n";

@@ -91,7 +91,7 @@ X-Forwarded-Host: spoofed\r\nX-Forwarded-Proto: https\r\nAccept: text/plain\r\n\
     assert_eq!(r.path, "/h?q=1");
     assert_eq!(r.header("host"), Some(a.addr.to_string().as_str()));
     // ringlb's own Connection, not the client's (so that Apache and Tomcat give their keep-alive
-    // timeout: `Keep-Alive` below).
+    // timeout: `a_member_s_keep_alive_timeout_…` below, and tests/it/tomcat.rs).
     assert_eq!(
         (r.header("connection"), r.count("connection")),
         (Some("keep-alive"), 1)
