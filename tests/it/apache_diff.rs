@@ -4,7 +4,9 @@
 //! members, a cookie path, an exclusion, a disabled member, a hot standby, a balancer with no live
 //! member and an `ErrorDocument 503`) must reach the same members with the same forwarded path and give the
 //! same status, Location, Set-Cookie and error page. The differences that are deliberate are in
-//! docs/migration.md; this test holds ringlb to everything else.
+//! docs/migration.md; this test holds ringlb to everything else. Apache as a member: its
+//! keep-alive timeout, which it gives because ringlb asks, ends ringlb's reuse of its connection
+//! first.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -322,4 +324,63 @@ ProxyPass /dead/ balancer://dead/
         differ.join("\n")
     );
     assert_eq!(disabled.count(), 0, "a disabled member was used");
+}
+
+/// Apache as a member gives its keep-alive timeout because ringlb asks (`Connection:
+/// keep-alive`): with `KeepAliveTimeout 1` it answers `Keep-Alive: timeout=1, …`, and ringlb
+/// reuses the connection for half of it, not for its own `idle_ttl` of 60 s. Apache's access log
+/// names the port each request came from.
+#[test]
+fn apache_s_keep_alive_timeout_ends_the_reuse_of_its_connection_first() {
+    if !tool("apache2") {
+        return;
+    }
+    let dir = TempDir::new();
+    let port = free_port();
+    let site = dir.0.join("site.conf");
+    let log = dir.0.join("access.log");
+    std::fs::create_dir_all(dir.0.join("htdocs")).unwrap();
+    std::fs::write(dir.0.join("htdocs/index.html"), "hello\n").unwrap();
+    std::fs::write(
+        &site,
+        format!(
+            "KeepAlive On\nKeepAliveTimeout 1\nLogFormat \"%{{remote}}p\" port\nCustomLog {} port\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let _apache = Apache::start(&dir.0, port, &site);
+    let p = Ringlb::start(
+        &simple_config(
+            &[format!("{{ url = \"http://127.0.0.1:{port}\" }}")],
+            "idle_ttl = \"60s\"",
+        ),
+        1,
+    );
+    let ask = || {
+        let r = get(p.addr, "/index.html");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello\n"));
+        assert_eq!(r.header("keep-alive"), None, "hop-by-hop: never relayed");
+    };
+    ask();
+    // Waiting is the behaviour under test, not synchronisation.
+    std::thread::sleep(Duration::from_millis(100));
+    ask();
+    std::thread::sleep(Duration::from_millis(800));
+    ask();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ports = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let ports: Vec<String> = text.lines().map(str::to_string).collect();
+        if ports.len() >= 3 || Instant::now() > deadline {
+            break ports;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ports.len(), 3, "three requests logged: {ports:?}");
+    assert_eq!(ports[0], ports[1], "reused within half of Apache's timeout");
+    assert_ne!(
+        ports[1], ports[2],
+        "reused past half of Apache's timeout (it closes it at 1 s)"
+    );
 }
