@@ -17,13 +17,14 @@
 //! each went idle, plus `idle_ttl` or its limit, whichever is shorter), soonest at the front
 //! (checkin inserts each where it belongs); so its expired connections are a prefix. Connections a
 //! reload carries to a pool with another `idle_ttl` may be out of that order, and `expire_member`
-//! leaves them so, all expired: that only delays a sweep, as every checkout checks the one it
-//! takes. Only connections whose last exchange ended cleanly are checked in (the caller's duty). A
-//! connection may still have been closed or written to by its member while it idled: the caller
-//! checks it at checkout (`io::idle_and_open`); when it finds them unfit, it gives up after a few
-//! and marks the rest expired (`expire_member`) rather than close them all in one request. Expired
-//! connections not yet swept are never handed out: checkout looks at the one that expires last
-//! only, and takes it only if it has not expired.
+//! leaves them so, all expired: that only delays a sweep, or makes a checkout connect afresh while
+//! a live one waits, as every checkout checks the one it takes. Only connections whose last
+//! exchange ended cleanly are checked in (the caller's duty). A connection may still have been
+//! closed or written to by its member while it idled: the caller checks it at checkout
+//! (`io::idle_and_open`); when it finds them unfit, it gives up after a few and marks the rest
+//! expired (`expire_member`) rather than close them all in one request. Expired connections not yet
+//! swept are never handed out: checkout looks at the one that expires last only, and takes it only
+//! if it has not expired.
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ fn expired<S>(e: &Idle<S>, ttl: Duration, now: Instant) -> bool {
 /// Whether `a` expires after `b` under `ttl` (a time past what an `Instant` holds is never).
 fn expires_after<S>(a: &Idle<S>, b: &Idle<S>, ttl: Duration) -> bool {
     if ttl.min(a.limit) == ttl.min(b.limit) {
-        return a.since > b.since; // the usual case: one limit (or none) for the member
+        return a.since > b.since; // a member that gives no timeout: every limit is idle_ttl
     }
     let due = |e: &Idle<S>| e.since.checked_add(ttl.min(e.limit));
     match (due(a), due(b)) {
@@ -438,6 +439,8 @@ mod tests {
         // A limit above idle_ttl changes nothing; a zero one keeps nothing.
         p.checkin(0, 2, t0, Some(s(60)));
         assert_eq!(p.checkout(0, t0 + s(4)), None);
+        p.checkin(0, 2, t0, Some(s(60)));
+        assert_eq!(p.checkout(0, t0 + Duration::from_millis(3999)), Some(2));
         let mut p = Pool::new(1, 8, s(4));
         p.checkin(0, 3, t0, Some(Duration::ZERO));
         assert_eq!(p.idle_count(0), 0, "closed at once");

@@ -806,7 +806,7 @@ mod tests {
                 assert!(d.reusable);
                 // Half of it (less the moment since the head came).
                 let limit = d.idle_limit.expect("a limit");
-                assert!(limit <= Duration::from_millis(500) && limit > Duration::from_millis(400));
+                assert!(limit <= Duration::from_millis(500) && limit > Duration::from_millis(200));
             }
             other => panic!("{other:?}"),
         }
