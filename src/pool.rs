@@ -49,21 +49,26 @@ pub struct Pool<S> {
     ttl: Duration,
 }
 
-/// Whether `e` has been idle for its time under `ttl` (or its member's shorter limit).
-fn expired<S>(e: &Idle<S>, ttl: Duration, now: Instant) -> bool {
-    now.saturating_duration_since(e.since) >= ttl.min(e.limit)
+impl<S> Idle<S> {
+    /// How long it may stay idle under `ttl`: that, or its member's shorter limit.
+    fn life(&self, ttl: Duration) -> Duration {
+        ttl.min(self.limit)
+    }
 }
 
-/// Whether `a` expires after `b` under `ttl` (a time past what an `Instant` holds is never).
+/// Whether `e` has been idle for its time under `ttl`.
+fn expired<S>(e: &Idle<S>, ttl: Duration, now: Instant) -> bool {
+    now.saturating_duration_since(e.since) >= e.life(ttl)
+}
+
+/// Whether `a` expires after `b` under `ttl` (compared as durations from the earlier `since`,
+/// which no `ttl` can overflow).
 fn expires_after<S>(a: &Idle<S>, b: &Idle<S>, ttl: Duration) -> bool {
-    if ttl.min(a.limit) == ttl.min(b.limit) {
-        return a.since > b.since; // a member that gives no timeout: every limit is idle_ttl
-    }
-    let due = |e: &Idle<S>| e.since.checked_add(ttl.min(e.limit));
-    match (due(a), due(b)) {
-        (None, Some(_)) => true,
-        (Some(x), Some(y)) => x > y,
-        (_, None) => false,
+    let (la, lb) = (a.life(ttl), b.life(ttl));
+    if a.since >= b.since {
+        (a.since - b.since).saturating_add(la) > lb
+    } else {
+        la > (b.since - a.since).saturating_add(lb)
     }
 }
 
@@ -89,7 +94,7 @@ impl<S> Pool<S> {
         let list = &mut self.idle[member];
         let last = list.last()?;
         let idle = now.saturating_duration_since(last.since);
-        if idle >= self.ttl.min(last.limit) {
+        if idle >= last.life(self.ttl) {
             return None;
         }
         list.pop().map(|e| (e.conn, idle))
@@ -100,8 +105,12 @@ impl<S> Pool<S> {
     /// connection at its front makes room (closed); otherwise `conn` is closed, as it is with an
     /// `idle_ttl` or a `limit` of zero (no reuse).
     pub fn checkin(&mut self, member: usize, conn: S, now: Instant, limit: Option<Duration>) {
-        let limit = limit.unwrap_or(Duration::MAX);
-        if self.ttl.min(limit).is_zero() {
+        let new = Idle {
+            conn,
+            since: now,
+            limit: limit.unwrap_or(Duration::MAX),
+        };
+        if new.life(self.ttl).is_zero() {
             return; // no reuse: closed now rather than left for the sweep
         }
         let list = &mut self.idle[member];
@@ -111,11 +120,6 @@ impl<S> Pool<S> {
             }
             list.remove(0);
         }
-        let new = Idle {
-            conn,
-            since: now,
-            limit,
-        };
         // In the order they expire: at the end, unless its member's limit ends it before others.
         let at = list
             .iter()

@@ -355,6 +355,7 @@ fn to_container(flags: u8, packet_size: usize, secret: &[u8], raw: &[u8]) {
                 h.kind,
                 HeaderKind::Connection
                     | HeaderKind::HopByHop
+                    | HeaderKind::KeepAlive
                     | HeaderKind::Upgrade
                     | HeaderKind::Expect
                     | HeaderKind::TransferEncoding

@@ -181,6 +181,7 @@ fuzz_target!(|data: &[u8]| {
         (HeaderKind::Connection, 1),
         (HeaderKind::Upgrade, upgrading),
         (HeaderKind::HopByHop, 0),
+        (HeaderKind::KeepAlive, 0),
         (HeaderKind::Expect, 0),
     ] {
         let have = again.headers.iter().filter(|h| h.kind == kind).count();

@@ -160,6 +160,7 @@ fuzz_target!(|data: &[u8]| {
             h.kind,
             HeaderKind::Connection
                 | HeaderKind::HopByHop
+                | HeaderKind::KeepAlive
                 | HeaderKind::Upgrade
                 | HeaderKind::ContentLength
                 | HeaderKind::TransferEncoding

@@ -793,6 +793,13 @@ mod tests {
         }
     }
 
+    fn done(o: Outcome) -> Done {
+        match o {
+            Outcome::Done(d) => d,
+            other => panic!("expected Done, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_member_s_keep_alive_timeout_bounds_how_long_its_connection_is_pooled() {
         let (o, _) = exchange(GET, |s| {
@@ -801,15 +808,11 @@ mod tests {
             )
             .unwrap();
         });
-        match o {
-            Outcome::Done(d) => {
-                assert!(d.reusable);
-                // Half of it (less the moment since the head came).
-                let limit = d.idle_limit.expect("a limit");
-                assert!(limit <= Duration::from_millis(500) && limit > Duration::from_millis(200));
-            }
-            other => panic!("{other:?}"),
-        }
+        let d = done(o);
+        assert!(d.reusable);
+        // Half of it (less the moment since the head came).
+        let limit = d.idle_limit.expect("a limit");
+        assert!(limit <= Duration::from_millis(500) && limit > Duration::from_millis(200));
     }
 
     #[test]
@@ -820,16 +823,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(300));
             s.write_all(b"ok").unwrap();
         });
-        match o {
-            Outcome::Done(d) => {
-                let limit = d.idle_limit.expect("a limit");
-                assert!(
-                    limit <= Duration::from_millis(200),
-                    "{limit:?}: the body's 300 ms count"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let limit = done(o).idle_limit.expect("a limit");
+        assert!(
+            limit <= Duration::from_millis(200),
+            "{limit:?}: the body's 300 ms count"
+        );
     }
 
     #[test]
@@ -838,18 +836,14 @@ mod tests {
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .unwrap();
         });
-        match o {
-            Outcome::Done(d) => {
-                assert_eq!(d.status, 200);
-                assert!(d.reusable && d.keep_client);
-                assert_eq!(
-                    d.idle_limit, None,
-                    "no Keep-Alive header: the balancer's idle_ttl"
-                );
-                assert_eq!(d.body_sent, 2);
-            }
-            other => panic!("{other:?}"),
-        }
+        let d = done(o);
+        assert_eq!(d.status, 200);
+        assert!(d.reusable && d.keep_client);
+        assert_eq!(
+            d.idle_limit, None,
+            "no Keep-Alive header: the balancer's idle_ttl"
+        );
+        assert_eq!(d.body_sent, 2);
     }
 
     #[test]

@@ -11,8 +11,10 @@ pub enum HeaderKind {
     ContentLength,
     TransferEncoding,
     Connection,
-    /// Keep-Alive, TE, Trailer, Proxy-Connection: never forwarded.
+    /// TE, Trailer, Proxy-Connection: never forwarded.
     HopByHop,
+    /// Keep-Alive: hop-by-hop too; on a member's answer, its idle timeout (`http::keep_alive`).
+    KeepAlive,
     /// Upgrade: hop-by-hop too; ringlb writes its own on a route that tunnels the protocol
     /// (`http::upgrade`).
     Upgrade,
@@ -38,7 +40,7 @@ pub fn classify(name: &[u8]) -> HeaderKind {
         14 if eq("content-length") => HeaderKind::ContentLength,
         17 if eq("transfer-encoding") => HeaderKind::TransferEncoding,
         10 if eq("connection") => HeaderKind::Connection,
-        10 if eq("keep-alive") => HeaderKind::HopByHop,
+        10 if eq("keep-alive") => HeaderKind::KeepAlive,
         2 if eq("te") => HeaderKind::HopByHop,
         7 if eq("trailer") => HeaderKind::HopByHop,
         7 if eq("upgrade") => HeaderKind::Upgrade,

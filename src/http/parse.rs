@@ -525,7 +525,7 @@ fn response_headers(
         let v = h.value.trim_ascii();
         match kind {
             // A hint for the pool, never forwarded (hop-by-hop): one it cannot read is ignored.
-            HeaderKind::HopByHop if h.name.eq_ignore_ascii_case("keep-alive") => {
+            HeaderKind::KeepAlive => {
                 if let Some(secs) = keep_alive::timeout_secs(v) {
                     let least = head.keep_alive_timeout.map_or(secs, |t| t.min(secs));
                     head.keep_alive_timeout = Some(least);

@@ -46,7 +46,7 @@ pub fn action(kind: HeaderKind, dir: Direction, wire: Wire, named_by_connection:
         // Framing is always ringlb's own: it writes what it uses, whatever Connection names.
         (K::ContentLength | K::TransferEncoding, _, _) => Action::Own,
         // (The Connection a member or a client sees is one ringlb writes: `http::rewrite`.)
-        (K::Connection | K::HopByHop, _, _) => Action::Drop,
+        (K::Connection | K::HopByHop | K::KeepAlive, _, _) => Action::Drop,
         // A protocol switch is ringlb's to allow (`http::upgrade`): it writes its own Upgrade.
         (K::Upgrade, _, _) => Action::Own,
         // ringlb answered the expectation itself.
@@ -177,6 +177,7 @@ mod tests {
             for wire in [Wire::Http, Wire::Ajp] {
                 assert_eq!(action(K::Connection, dir, wire, false), Action::Drop);
                 assert_eq!(action(K::HopByHop, dir, wire, false), Action::Drop);
+                assert_eq!(action(K::KeepAlive, dir, wire, false), Action::Drop);
                 assert_eq!(action(K::Other, dir, wire, true), Action::Drop);
                 assert_eq!(action(K::Other, dir, wire, false), Action::Forward);
             }
