@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn lent_buffers_carry_nothing_of_their_last_connection_but_their_capacity() {
-        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+        let rt = crate::runtime::build(crate::config::Driver::Auto).unwrap();
         rt.block_on(async {
             let (mut a, _pa) = client();
             let header = HeaderPos {

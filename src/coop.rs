@@ -169,7 +169,7 @@ mod tests {
         F: Future<Output = T> + 'static,
         T: 'static,
     {
-        let rt = crate::worker::build_runtime(driver).unwrap();
+        let rt = crate::runtime::build(driver).unwrap();
         rt.block_on(async move {
             compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
             let done = Rc::new(Cell::new(false));

@@ -361,7 +361,7 @@ mod tests {
         range: Range<usize>,
         head_and: bool,
     ) -> Vec<u8> {
-        let rt = crate::worker::build_runtime(driver).unwrap();
+        let rt = crate::runtime::build(driver).unwrap();
         rt.block_on(async move {
             compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -452,7 +452,7 @@ mod tests {
     /// Runs `test` on a runtime of each driver, its deadline wheel turning.
     fn on_each_driver<F: std::future::Future<Output = ()>>(test: impl Fn(Driver) -> F) {
         for driver in [Driver::IoUring, Driver::Epoll] {
-            let rt = crate::worker::build_runtime(driver).unwrap();
+            let rt = crate::runtime::build(driver).unwrap();
             rt.block_on(async {
                 compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
                 test(driver).await

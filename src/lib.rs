@@ -9,8 +9,9 @@
 //!   `layout`: members' stable places (identity) across generations; `sd_notify`: telling systemd
 //!   (readiness, reloads, stop, the watchdog fed from the cores' heartbeats on the board);
 //!   `logging`: log lines for a terminal, or for the journal when stderr is the journal.
-//! - `worker`: one core's runtime and the only place connection tasks start (accept loops, the
-//!   parked-connection watcher, the tick); `core`: what one core owns (`Core`: its generation,
+//! - `worker`: one core's event loop and the only place connection tasks start (accept loops,
+//!   the parked-connection watcher, the tick); `runtime`: a thread's compio runtime (the driver,
+//!   the io_uring's set-up flags); `core`: what one core owns (`Core`: its generation,
 //!   counters, parked connections) and the connection guards; `core_gen`: one core's state of a
 //!   generation (router, cursors, pools) and the carry-over to the next.
 //! - `conn`: one client connection's life: read the head, normalise the path, refuse bad ones,
@@ -105,6 +106,7 @@ pub mod redirect;
 pub mod reload;
 pub mod reset;
 pub mod route;
+pub mod runtime;
 pub mod sd_notify;
 pub mod select;
 pub mod server;

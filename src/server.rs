@@ -109,7 +109,7 @@ impl Server {
                     if let Some(core_id) = pin_to {
                         core_affinity::set_for_current(core_id);
                     }
-                    let rt = match worker::build_runtime(config.server.driver) {
+                    let rt = match crate::runtime::build(config.server.driver) {
                         Ok(rt) => rt,
                         Err(e) => {
                             let _ = ready.send(Err(format!(
@@ -128,7 +128,7 @@ impl Server {
                             return;
                         }
                     };
-                    let _ = ready.send(Ok(worker::driver_name(&rt)));
+                    let _ = ready.send(Ok(crate::runtime::driver_name(&rt)));
                     rt.block_on(async move {
                         let core = crate::core::Core::new(id, board, log_tx, parking, tls, control);
                         let core = std::rc::Rc::new(core);

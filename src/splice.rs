@@ -323,7 +323,7 @@ mod tests {
 
     /// Runs `test` on a compio runtime of `driver`, with this thread's timer wheel turning.
     fn on_runtime<F: std::future::Future>(driver: Driver, test: F) -> F::Output {
-        let rt = crate::worker::build_runtime(driver).unwrap();
+        let rt = crate::runtime::build(driver).unwrap();
         rt.block_on(async {
             compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
             test.await

@@ -18,43 +18,12 @@ use std::time::{Duration, Instant};
 
 use compio::driver::op::{Interest, PollOnce};
 use compio::driver::ToSharedFd;
-use compio::driver::{DriverType, ProactorBuilder};
 use compio::net::TcpListener;
-use compio::runtime::RuntimeBuilder;
 use futures_util::future::{select, Either};
 
-use crate::config::Driver;
 use crate::core::{apply_if_changed, publish, AdminGuard, ConnGuard, Core};
 use crate::park::EVENTS_PER_WAKE;
 use crate::{admin, conn};
-
-/// Builds this worker's runtime with the configured driver.
-pub fn build_runtime(driver: Driver) -> std::io::Result<compio::runtime::Runtime> {
-    let mut proactor = ProactorBuilder::new();
-    proactor
-        .capacity(4096)
-        .coop_taskrun(true)
-        .taskrun_flag(true);
-    match driver {
-        Driver::Auto => {}
-        Driver::IoUring => {
-            proactor.driver_type(DriverType::IoUring);
-        }
-        Driver::Epoll => {
-            proactor.driver_type(DriverType::Poll);
-        }
-    }
-    RuntimeBuilder::new().with_proactor(proactor).build()
-}
-
-/// The name of a runtime's driver, for the start-up log.
-pub fn driver_name(rt: &compio::runtime::Runtime) -> &'static str {
-    match rt.driver_type() {
-        DriverType::IoUring => "io_uring",
-        DriverType::Poll => "epoll",
-        DriverType::IOCP => "iocp",
-    }
-}
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use crate::board::Board;
 use crate::config::{Config, HcMethod};
 use crate::generation::Generation;
 use crate::layout::Layout;
-use crate::worker::build_runtime;
+use crate::runtime;
 use state::Change;
 
 /// The running checker thread.
@@ -57,7 +57,7 @@ impl Checker {
         let thread = std::thread::Builder::new()
             .name("ringlb-health".into())
             .spawn(move || {
-                let rt = match build_runtime(config.server.driver) {
+                let rt = match runtime::build(config.server.driver) {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!(

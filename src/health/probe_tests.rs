@@ -49,7 +49,7 @@ fn check(keys: &str, answer: Option<Vec<u8>>) -> (Probe, Vec<u8>) {
 }
 
 fn run_probe(m: &MemberConfig) -> Probe {
-    let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+    let rt = crate::runtime::build(crate::config::Driver::Auto).unwrap();
     rt.block_on(async {
         compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
         let req = crate::health::verdict::request(m);

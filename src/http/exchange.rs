@@ -722,7 +722,7 @@ mod tests {
         request: &'static [u8],
         member: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
     ) -> (Outcome, Request) {
-        let rt = crate::worker::build_runtime(crate::config::Driver::Auto).unwrap();
+        let rt = crate::runtime::build(crate::config::Driver::Auto).unwrap();
         rt.block_on(async move {
             compio::runtime::spawn(crate::deadline::turn_wheel()).detach();
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -57,7 +57,7 @@ pub fn driver() -> String {
         .get_or_init(|| {
             let wanted = std::env::var("RINGLB_TEST_DRIVER").unwrap_or_else(|_| "io_uring".into());
             if wanted == "io_uring" {
-                if let Err(e) = ringlb::worker::build_runtime(ringlb::config::Driver::IoUring) {
+                if let Err(e) = ringlb::runtime::build(ringlb::config::Driver::IoUring) {
                     super::admin::unavailable(&format!("io_uring ({e})"));
                     return "epoll".into();
                 }
