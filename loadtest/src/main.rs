@@ -28,13 +28,25 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A compio runtime with the ring flags ringlb uses.
+/// A compio runtime with the ring flags ringlb uses (ringlb's `runtime`): single-issuer with
+/// deferred task work, or where a kernel before 6.1 refuses that, cooperative task work. Built on
+/// the thread that runs it.
 pub fn runtime() -> std::io::Result<compio::runtime::Runtime> {
+    runtime_with(true).or_else(|_| runtime_with(false))
+}
+
+fn runtime_with(deferred: bool) -> std::io::Result<compio::runtime::Runtime> {
     let mut proactor = compio::driver::ProactorBuilder::new();
     proactor
         .capacity(4096)
         .coop_taskrun(true)
-        .taskrun_flag(true);
+        .taskrun_flag(true)
+        .single_issuer(deferred)
+        .defer_taskrun(deferred);
+    if deferred {
+        // Not left to compio's choice, which falls back to epoll when the flags are refused.
+        proactor.driver_type(compio::driver::DriverType::IoUring);
+    }
     compio::runtime::RuntimeBuilder::new()
         .with_proactor(proactor)
         .build()
