@@ -1,5 +1,5 @@
-//! One core's event loop: its compio runtime (one io_uring, or epoll), its accept loops, its pool
-//! sweeper, and its share of shutdown.
+//! One core's event loop, on the compio runtime `runtime::build` made on its thread (one io_uring,
+//! or epoll): its accept loops, its pool sweeper, and its share of shutdown.
 //!
 //! Owns: starting a core's tasks (all but the memory-release task `Core::park` starts):
 //! connection tasks (`conn::serve`, `conn::resume` for parked connections, `admin::serve`), the

@@ -44,8 +44,11 @@ fn runtime_with(deferred: bool) -> std::io::Result<compio::runtime::Runtime> {
         .single_issuer(deferred)
         .defer_taskrun(deferred);
     if deferred {
-        // Not left to compio's choice, which falls back to epoll when the flags are refused.
-        proactor.driver_type(compio::driver::DriverType::IoUring);
+        // Not left to compio's choice, which answers refused flags with epoll; its check that
+        // the kernel has the basic operations stays.
+        proactor
+            .driver_type(compio::driver::DriverType::IoUring)
+            .detect_opcode_support(compio::driver::op::OpCodeFlag::basic());
     }
     compio::runtime::RuntimeBuilder::new()
         .with_proactor(proactor)
