@@ -495,8 +495,9 @@ mod tests {
         // Few distinct values, so equal instants and equal lives come up often.
         let mut half_seconds = |n| Duration::from_millis(rng.below(n) as u64 * 500);
         for _ in 0..20_000 {
-            let [ms_a, ms_b, limit_a, limit_b] = [(); 4].map(|_| half_seconds(4));
+            let [since_a, since_b, limit_a, limit_b] = [(); 4].map(|_| half_seconds(4));
             let ttl = Duration::from_millis(500) + half_seconds(3);
+            // A drawn limit of zero stands for a member that gave none.
             let idle = |since: Duration, limit: Duration| Idle {
                 conn: (),
                 since: t0 + since,
@@ -506,7 +507,7 @@ mod tests {
                     limit
                 },
             };
-            let (a, b) = (idle(ms_a, limit_a), idle(ms_b, limit_b));
+            let (a, b) = (idle(since_a, limit_a), idle(since_b, limit_b));
             let by_instants = a.since + a.life(ttl) > b.since + b.life(ttl);
             assert_eq!(
                 expires_after(&a, &b, ttl),
