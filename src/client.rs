@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::access_log::Record;
 use crate::http::parse::{RequestHead, ResponseHead};
 use crate::http::reply;
+use crate::readiness::Readiness;
 use crate::stream::{read_more_by, shutdown_write, write_range, write_static, Stream};
 
 /// How long a connection closing lingering (`linger_close`: after a refusal, or a last answer to
@@ -63,6 +64,10 @@ pub struct Client {
     pub upgrade_offer: Vec<u8>,
     /// How the connection ends once its requests are over (`conn::keep_serving` acts on it).
     pub end: End,
+    /// A plain connection's readability between requests: one poll kept armed (`readiness`).
+    /// Stopped where the request's own reads take over for long (a streamed body, a tunnel),
+    /// and before the socket parks or closes.
+    pub ready: Readiness,
 }
 
 /// How a connection ends once its requests are over.
@@ -161,6 +166,7 @@ impl Client {
             public_origin: Vec::new(),
             upgrade_offer: Vec::new(),
             end: End::Usual,
+            ready: Readiness::default(),
         }
     }
 

@@ -10,17 +10,19 @@
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired (parking
 //! may wait up to `park::LET_GO` for the driver to let go of the socket), abandon a
-//! receive that may have taken bytes (idle waits are readiness polls, and the receives are
+//! receive that may have taken bytes (idle waits are readiness polls, on a plain connection
+//! one kept armed between its requests (`readiness`), and the receives are
 //! non-blocking and kept: the one after readiness, and a new connection's one before its first
 //! poll; TLS bytes they took start the next request's head deadline), or let
 //! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
-//! the first unconsumed byte from the client, so pipelined requests are answered in order.
+//! the first unconsumed byte from the client, so pipelined requests are answered in order; a
+//! plain connection's wait trusts the kept poll only after a receive that left the socket empty
+//! (the poll tells only of bytes that came after it last fired).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use compio::buf::BufResult;
 use compio::driver::op::{Interest, PollOnce};
 use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
@@ -264,14 +266,18 @@ async fn keep_serving(
             match wait_idle(&core, &mut c, now, deadline, first).await {
                 Wait::Data => {}
                 Wait::Close => break,
-                // Boxed: parking's state (the client moved in) is not part of every task.
-                Wait::Park => match crate::boxed!(park(&core, c, deadline, first, guard)).await {
-                    Some((back, kept)) => {
-                        (c, guard) = (back, kept);
-                        continue;
+                // Boxed: parking's state (the client moved in) is not part of every task. The
+                // poll is cancelled first: the driver must let go of the socket.
+                Wait::Park => {
+                    c.ready.stop();
+                    match crate::boxed!(park(&core, c, deadline, first, guard)).await {
+                        Some((back, kept)) => {
+                            (c, guard) = (back, kept);
+                            continue;
+                        }
+                        None => return,
                     }
-                    None => return,
-                },
+                }
             }
         }
         let deadline = head_deadline
@@ -300,6 +306,8 @@ async fn keep_serving(
             After::Close => break,
         }
     }
+    // The kept poll goes before the socket closes (the close's own reads wait for themselves).
+    c.ready.stop();
     // Boxed, like the flush in `wait_idle`: a connection's task does not carry them.
     match closing(&c, answered, core.is_stopping()) {
         Closing::Linger => crate::boxed!(crate::client::linger_close(&mut c)).await,
@@ -448,6 +456,9 @@ async fn wait_idle(
         if let Some(spare) = c.lend_buffers() {
             core.keep_spare(spare);
         }
+        // A plain connection's kept poll tells only of bytes that came after the socket was last
+        // left empty (`readiness`): until then, receive first.
+        read_first |= c.stream.tls.is_none() && !c.ready.may_wait();
         if !read_first {
             let closing = close_at.is_some();
             if let Some(end) = wait_readable(core, c, now, park_at, deadline, closing).await {
@@ -459,10 +470,17 @@ async fn wait_idle(
         match stream::recv_ready(&mut c.stream, &mut c.buf, 4096) {
             // TLS bytes without plaintext yet are the start of the next request too: its head
             // deadline runs from now (a client cannot stretch the idle wait a byte at a time).
-            Ok(Received::Bytes | Received::Partial) => return Wait::Data,
+            Ok(Received::Bytes | Received::Partial) => {
+                // A read that filled the room it had may have left bytes behind.
+                c.ready.received(c.buf.len() < c.buf.capacity());
+                return Wait::Data;
+            }
             Ok(Received::Closed) => return Wait::Close,
             // Readiness without data (rare): wait again.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => now = Instant::now(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                c.ready.received(true);
+                now = Instant::now();
+            }
             Err(e) => {
                 tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
                 return Wait::Close;
@@ -476,22 +494,31 @@ async fn wait_idle(
 /// at `park_at` when the deadline is later, else `Close` (at once when `closing`, or on an error).
 async fn wait_readable(
     core: &Core,
-    c: &Client,
+    c: &mut Client,
     now: Instant,
     park_at: Instant,
     deadline: Instant,
     closing: bool,
 ) -> Option<Wait> {
-    let poll = PollOnce::new(c.stream.tcp.to_shared_fd(), Interest::Readable);
-    let ready = std::pin::pin!(compio::runtime::submit(poll));
+    let (kept, stream, peer) = (&mut c.ready, &c.stream, c.peer);
+    let ready = std::pin::pin!(async {
+        match stream.tls {
+            None => kept.ready(&stream.tcp).await,
+            // A TLS session reads ahead of the socket (`has_buffered`): a poll per wait.
+            Some(_) => {
+                let poll = PollOnce::new(stream.tcp.to_shared_fd(), Interest::Readable);
+                compio::runtime::submit(poll).await.0.map(drop)
+            }
+        }
+    });
     let timer = std::pin::pin!(crate::deadline::sleep(
         park_at.saturating_duration_since(now)
     ));
     let stop = std::pin::pin!(core.shutdown.notified());
     match select(ready, select(timer, stop)).await {
-        Either::Left((BufResult(Ok(_), _), _)) => None,
-        Either::Left((BufResult(Err(e), _), _)) => {
-            tracing::debug!(peer = %c.peer, error = %e, "idle connection closes");
+        Either::Left((Ok(()), _)) => None,
+        Either::Left((Err(e), _)) => {
+            tracing::debug!(%peer, error = %e, "idle connection closes");
             Some(Wait::Close)
         }
         Either::Right((Either::Left(_), _)) if closing => Some(Wait::Close),

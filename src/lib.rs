@@ -15,7 +15,8 @@
 //!   counters, parked connections) and the connection guards; `core_gen`: one core's state of a
 //!   generation (router, cursors, pools) and the carry-over to the next.
 //! - `conn`: one client connection's life: read the head, normalise the path, refuse bad ones,
-//!   keep-alive, park when idle (`park`); `client`: the connection's buffers and parsed head.
+//!   keep-alive, park when idle (`park`); `client`: the connection's buffers and parsed head;
+//!   `readiness`: a plain client's readability between requests (one poll kept armed).
 //! - `proxy`: one request's trip once parsed: gather a small body, route, pick, pooled (checked)
 //!   or new member connection, run the exchange, act on its `outcome` (answer, retry, fail over).
 //! - `outcome`: the result type both exchanges return, and the one retry rule.
@@ -102,6 +103,7 @@ pub mod park;
 pub mod pool;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod readiness;
 pub mod redirect;
 pub mod reload;
 pub mod reset;

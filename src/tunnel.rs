@@ -173,6 +173,8 @@ pub enum End {
 /// Runs the tunnel between `c` and `up` (the bytes already in `c.buf` go up first, those in
 /// `c.rbuf` down) until it ends. Both connections are finished with when it returns.
 pub async fn run(core: &Core, c: &mut Client, up: &mut Stream, idle: Duration) -> (Carried, End) {
+    // The tunnel polls the client's socket itself: the kept poll would only wake the task again.
+    c.ready.stop();
     let _open = Open::new(core);
     let mut ups = Flow::new();
     let mut downs = Flow::new();

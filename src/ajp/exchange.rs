@@ -111,6 +111,8 @@ fn stage_chunked(c: &mut Client, body: &mut Body, from: usize) -> Result<(), ()>
 /// Reads more of the request body from the client, for a GET_BODY_CHUNK (first answering an
 /// `Expect: 100-continue`: the client waits for it before it sends the body).
 async fn read_body(c: &mut Client, body: &mut Body, limit: Duration) -> Result<(), ()> {
+    // The body's reads take over the client's socket (`http::exchange::send_body`).
+    c.ready.stop();
     if !std::mem::replace(&mut body.continued, true) && !send_continue(c, limit).await {
         return Err(());
     }

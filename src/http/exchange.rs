@@ -180,6 +180,9 @@ async fn send_body(
     body: &mut BodyTracker,
     p: &Params<'_>,
 ) -> Result<u64, Outcome> {
+    // The body's reads take over the client's socket: the kept poll would only wake the task
+    // for each of its arrivals.
+    c.ready.stop();
     if !send_continue(c, p.client_timeout).await {
         return Err(Outcome::broken(0, 0, 0));
     }

@@ -153,3 +153,41 @@ fn shutdown_closes_parked_connections_at_once() {
     let lines = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(lines.lines().count(), 4, "{lines}");
 }
+
+#[test]
+fn a_pipelined_burst_that_fills_each_read_exactly_is_answered_in_full() {
+    // Between requests ringlb waits on a poll it keeps armed, which tells only of bytes that
+    // arrived since it last fired. 200 requests of exactly 128 bytes in one write: each read
+    // after a wait fills its 4 KiB (a power of two) with whole requests and empties `c.buf`
+    // exactly while the rest still waits in the socket; the next wait must read before it
+    // trusts the poll. With a keep-alive timeout shorter than the park delay, a wait that
+    // trusted it would close the connection after 32 answers instead of parking.
+    let a = Backend::start(|r| Reply::Text(r.path.clone()));
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nkeepalive_timeout = \"200ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/warm").text(), "/warm");
+    // Let it go back to waiting on its poll.
+    std::thread::sleep(Duration::from_millis(20));
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        let head = format!("GET /{i:03} HTTP/1.1\r\nHost: t\r\nX-Pad: ");
+        let pad = 128 - head.len() - 4;
+        burst.extend_from_slice(head.as_bytes());
+        burst.extend(std::iter::repeat_n(b'p', pad));
+        burst.extend_from_slice(b"\r\n\r\n");
+    }
+    assert_eq!(burst.len(), 200 * 128);
+    c.send(&burst);
+    for i in 0..200 {
+        let r = c
+            .read_response()
+            .unwrap_or_else(|| panic!("no answer to request {i}: the connection closed"));
+        assert_eq!(r.text(), format!("/{i:03}"));
+    }
+}
