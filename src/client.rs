@@ -269,6 +269,8 @@ pub async fn send_own_answer(c: &mut Client, limit: Duration) -> bool {
 /// After a last answer: shuts the write side down (close_notify first on TLS) and drains what the
 /// client still sends for a short moment, so that it reads the answer instead of a reset.
 pub async fn linger_close(c: &mut Client) {
+    // Its reads take the socket over: the kept poll would only wake the task for each arrival.
+    c.ready.stop();
     c.end = End::Done;
     shutdown_write(&mut c.stream).await;
     let deadline = Instant::now() + DRAIN_FOR;

@@ -17,7 +17,7 @@
 //! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
 //! the first unconsumed byte from the client, so pipelined requests are answered in order; a
 //! plain connection's wait trusts the kept poll only after a receive that left the socket empty
-//! (the poll tells only of bytes that came after it last fired).
+//! (the poll tells only of arrivals since its readiness was last taken; `readiness`).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -419,7 +419,9 @@ enum Wait {
 /// the connection's next request (often already on its way) is still answered, with `Connection:
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
 /// (or its deadline) closes. `read_first`: try a receive before the first poll (a connection's
-/// first request, usually there already; that saves the poll).
+/// first request, usually there already; that saves the poll). A plain connection also receives
+/// first whenever its kept poll may not be trusted (`Readiness::may_wait`: the last receive
+/// filled its room, or the poll was stopped).
 async fn wait_idle(
     core: &Core,
     c: &mut Client,
@@ -478,7 +480,7 @@ async fn wait_idle(
             Ok(Received::Closed) => return Wait::Close,
             // Readiness without data (rare): wait again.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                c.ready.received(true);
+                c.ready.found_nothing();
                 now = Instant::now();
             }
             Err(e) => {

@@ -156,8 +156,8 @@ fn shutdown_closes_parked_connections_at_once() {
 
 #[test]
 fn a_pipelined_burst_that_fills_each_read_exactly_is_answered_in_full() {
-    // Between requests ringlb waits on a poll it keeps armed, which tells only of bytes that
-    // arrived since it last fired. 200 requests of exactly 128 bytes in one write: each read
+    // Between requests ringlb waits on a poll it keeps armed (from a connection's second wait),
+    // which tells only of bytes that arrived since it last fired. 200 requests of exactly 128 bytes in one write: each read
     // after a wait fills its 4 KiB (a power of two) with whole requests and empties `c.buf`
     // exactly while the rest still waits in the socket; the next wait must read before it
     // trusts the poll. With a keep-alive timeout shorter than the park delay, a wait that
@@ -171,7 +171,10 @@ fn a_pipelined_burst_that_fills_each_read_exactly_is_answered_in_full() {
         1,
     );
     let mut c = Client::connect(p.addr);
-    assert_eq!(request(&mut c, "/warm").text(), "/warm");
+    // Its first wait polls once; from the second on, the poll is kept.
+    for path in ["/warm", "/again"] {
+        assert_eq!(request(&mut c, path).text(), path);
+    }
     // Let it go back to waiting on its poll.
     std::thread::sleep(Duration::from_millis(20));
     let mut burst = Vec::new();
@@ -190,4 +193,38 @@ fn a_pipelined_burst_that_fills_each_read_exactly_is_answered_in_full() {
             .unwrap_or_else(|| panic!("no answer to request {i}: the connection closed"));
         assert_eq!(r.text(), format!("/{i:03}"));
     }
+}
+
+#[test]
+fn a_request_behind_an_urgent_byte_is_answered() {
+    // A receive stops short at TCP's urgent mark with bytes still behind it: a short read then
+    // does not prove the socket empty, and the wait must not trust its kept poll. One segment
+    // (corked) holds request 1, an urgent byte, then request 2; with a keep-alive timeout shorter
+    // than the park delay, a wait that trusted the poll would close the connection unanswered.
+    let a = Backend::start(|r| Reply::Text(r.path.clone()));
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nkeepalive_timeout = \"200ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    for path in ["/warm", "/again"] {
+        assert_eq!(request(&mut c, path).text(), path);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let cork = |on: bool| rustix::net::sockopt::set_tcp_cork(&c.s, on).unwrap();
+    cork(true);
+    let flags = rustix::net::SendFlags::OOB;
+    rustix::net::send(&c.s, b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n!", flags).unwrap();
+    rustix::net::send(
+        &c.s,
+        b"GET /two HTTP/1.1\r\nHost: t\r\n\r\n",
+        rustix::net::SendFlags::empty(),
+    )
+    .unwrap();
+    cork(false);
+    assert_eq!(c.read_response().expect("an answer to /one").text(), "/one");
+    assert_eq!(c.read_response().expect("an answer to /two").text(), "/two");
 }
