@@ -420,8 +420,9 @@ enum Wait {
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
 /// (or its deadline) closes. `read_first`: try a receive before the first poll (a connection's
 /// first request, usually there already; that saves the poll). A plain connection also receives
-/// first whenever its kept poll may not be trusted (`Readiness::may_wait`: the last receive
-/// filled its room, or the poll was stopped).
+/// first whenever its kept poll may not be trusted (`Readiness::may_wait`: a new connection, or
+/// the last receive filled its room), and once more before a wait on the kept poll that ended
+/// (on its timer, a stop or an error) parks or closes it.
 async fn wait_idle(
     core: &Core,
     c: &mut Client,
@@ -461,10 +462,16 @@ async fn wait_idle(
         // A plain connection's kept poll tells only of bytes that came after the socket was last
         // left empty (`readiness`): until then, receive first.
         read_first |= c.stream.tls.is_none() && !c.ready.may_wait();
+        // How the wait ended, when it ended with the kept poll armed: it may not have told of
+        // bytes behind an urgent mark (`readiness`), so one more receive comes first.
+        let mut ended = None;
         if !read_first {
             let closing = close_at.is_some();
             if let Some(end) = wait_readable(core, c, now, park_at, deadline, closing).await {
-                return end;
+                if !c.ready.kept() {
+                    return end;
+                }
+                ended = Some(end);
             }
         }
         read_first = false;
@@ -481,6 +488,12 @@ async fn wait_idle(
             // Readiness without data (rare): wait again.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 c.ready.found_nothing();
+                if let Some(end) = ended {
+                    if let Some(spare) = c.lend_buffers() {
+                        core.keep_spare(spare);
+                    }
+                    return end;
+                }
                 now = Instant::now();
             }
             Err(e) => {

@@ -20,11 +20,15 @@
 //! arrived before the last readiness it gave, since a poll armed for good tells only of arrivals
 //! since its readiness was last taken. Hence the rules its caller keeps: every receive after a
 //! readiness says what it found (`received`, `found_nothing`); a wait trusts the poll
-//! (`may_wait`) only after a receive that left the socket empty: one that did not fill the room
-//! it had, and no urgent byte was ever seen (a receive stops short at TCP's urgent mark, with
-//! bytes behind it; once a client sent one, every wait receives first), or one that found nothing;
-//! this is the only reader of the poll's readiness; it watches one socket, and `stop` comes before
-//! that socket leaves compio (parking) or is replaced.
+//! (`may_wait`) only after a receive that left the socket empty, one that did not fill the room
+//! it had or found nothing; this is the only reader of the poll's readiness; it watches one
+//! socket, and `stop` comes before that socket leaves compio (parking) or is replaced. One case
+//! escapes the first rule: a receive stops short at TCP's urgent mark with bytes behind it (a
+//! client that sends an urgent byte), which the poll cannot tell apart (for ordinary data the
+//! kernel's wake-up names urgent data too). So a wait that ends on its timer while the kept poll
+//! was armed (`kept`) receives once more before the connection parks or closes
+//! (`conn::wait_idle`): such a client waits for its own request at most until its connection's
+//! idle wait ends, and nothing is lost.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -38,15 +42,14 @@ use compio::runtime::SubmitMulti;
 use futures_util::stream::FusedStream;
 use futures_util::StreamExt;
 
-/// What the poll asks for: readable, and urgent data (`POLLPRI`), which `Readiness` must see.
-const EVENTS: u32 = (libc::POLLIN | libc::POLLPRI) as u32;
+/// What the poll asks for: readable.
+const EVENTS: u32 = libc::POLLIN as u32;
 
 /// A readability poll that stays armed (io_uring) and remembers whether it fired.
 pub struct ReadyMulti<S> {
     /// The socket, held open for as long as the operation lives.
     fd: S,
-    /// A readiness not yet taken: the latest completion, the others coalesced into it (their
-    /// urgent bits kept).
+    /// A readiness not yet taken: the latest completion, the others coalesced into it.
     fired: Option<BufResult<usize, Extra>>,
 }
 
@@ -72,7 +75,7 @@ unsafe impl<S: AsFd> IourOpCode for ReadyMulti<S> {
     }
 
     unsafe fn push_multishot(&mut self, _: &mut (), res: io::Result<usize>, extra: Extra) {
-        // Coalesced: the events of all of them (an urgent bit is never lost), or the error.
+        // Coalesced: the events of all of them, or the error.
         let res = match (self.fired.take(), res) {
             (Some(BufResult(Ok(old), _)), Ok(mask)) => Ok(old | mask),
             (_, res) => res,
@@ -117,12 +120,10 @@ pub struct Readiness {
     armed: Option<Pin<Box<SubmitMulti<ReadyMulti<ClientFd>>>>>,
     /// The socket the poll watches (checked in debug builds).
     fd: RawFd,
-    /// The last receive after a wait left the socket empty: whatever arrives from then on wakes
-    /// the poll. Until then a wait receives first.
+    /// The last receive after a wait left the socket empty (or no poll is armed: a new one
+    /// finds bytes already there): whatever arrives from then on wakes the poll. Until then a
+    /// wait receives first.
     drained: bool,
-    /// The client sent an urgent byte (`POLLPRI`): a short receive no longer proves the socket
-    /// empty.
-    urgent: bool,
     /// A wait has gone by (with a one-shot poll): the next arms the kept one.
     waited: bool,
 }
@@ -136,7 +137,7 @@ impl Readiness {
 
     /// A receive took bytes; `emptied`: it did not fill the room it had.
     pub fn received(&mut self, emptied: bool) {
-        self.drained = emptied && !self.urgent;
+        self.drained = emptied;
     }
 
     /// A receive found nothing: the socket is empty.
@@ -175,20 +176,24 @@ impl Readiness {
                     if armed.is_terminated() {
                         self.armed = None;
                     }
-                    let mask = res?;
-                    self.urgent |= mask & libc::POLLPRI as usize != 0;
-                    return Ok(());
+                    return res.map(drop);
                 }
                 None => self.armed = None,
             }
         }
     }
 
+    /// Whether the poll is kept armed (a wait that ended on its timer receives once more,
+    /// `conn::wait_idle`).
+    pub fn kept(&self) -> bool {
+        self.armed.is_some()
+    }
+
     /// Cancels the poll (before the socket leaves compio, or where the request's own reads take
-    /// it over); the next wait receives first.
+    /// it over). The next wait arms a new one, which finds bytes already there: it may wait.
     pub fn stop(&mut self) {
         self.armed = None;
-        self.drained = false;
+        self.drained = true;
     }
 }
 
@@ -259,8 +264,33 @@ mod tests {
                     fires(&mut watch, &tcp).await,
                     "{driver:?}: the next arrival"
                 );
+                // Read whole into a larger room: the socket is empty, the poll may be trusted.
+                let mut buf = Vec::with_capacity(16);
+                let (n, _) = rustix::net::recv(
+                    &tcp,
+                    rustix::buffer::spare_capacity(&mut buf),
+                    rustix::net::RecvFlags::DONTWAIT,
+                )
+                .unwrap();
+                assert_eq!(n, 1);
+                watch.received(buf.len() < buf.capacity());
+                assert!(watch.may_wait(), "{driver:?}: a short read after a wake-up");
+                // Two bytes into a room of one: one may be left.
+                peer.write_all(b"cd").unwrap();
+                assert!(fires(&mut watch, &tcp).await, "{driver:?}: c and d");
+                let mut one = Vec::with_capacity(1);
+                rustix::net::recv(
+                    &tcp,
+                    rustix::buffer::spare_capacity(&mut one),
+                    rustix::net::RecvFlags::DONTWAIT,
+                )
+                .unwrap();
+                watch.received(one.len() < one.capacity());
+                assert!(!watch.may_wait(), "{driver:?}: a read that filled its room");
+                assert_eq!(watch.kept(), uring);
                 watch.stop();
-                assert!(!watch.may_wait());
+                assert!(!watch.kept());
+                assert!(watch.may_wait(), "a new poll finds what is there");
                 assert!(
                     crate::park::detach(tcp).await.is_some(),
                     "{driver:?}: the driver let go of the socket"
