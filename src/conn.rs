@@ -17,6 +17,7 @@
 //! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
 //! the first unconsumed byte from the client, so pipelined requests are answered in order; a
 //! plain connection's wait trusts the kept poll only after a receive that left the socket empty
+//! (or a `stop`: the next poll is new)
 //! (the poll tells only of arrivals since its readiness was last taken; `readiness`).
 
 use std::net::SocketAddr;
@@ -421,8 +422,8 @@ enum Wait {
 /// (or its deadline) closes. `read_first`: try a receive before the first poll (a connection's
 /// first request, usually there already; that saves the poll). A plain connection also receives
 /// first whenever its kept poll may not be trusted (`Readiness::may_wait`: a new connection, or
-/// the last receive filled its room), and once more before a wait on the kept poll that ended
-/// (on its timer, a stop or an error) parks or closes it.
+/// the last receive filled its room), and once more before a wait on the kept poll that ended on
+/// its timer parks or closes it.
 async fn wait_idle(
     core: &Core,
     c: &mut Client,

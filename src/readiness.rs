@@ -5,7 +5,8 @@
 //! and dropped its bookkeeping); a multishot poll stays armed and posts one completion each time
 //! the socket's wait queue is woken for reading. Its completions are coalesced here into one flag
 //! (a poll says only "something came"; it takes nothing), so a long upload cannot pile them up.
-//! A connection's first wait still polls once: the kept poll pays off over a connection's
+//! A connection's first wait that polls (its very first usually receives without one) still
+//! polls once: the kept poll pays off over a connection's
 //! requests, and a connection that idles after its first (and parks) would hold it, and its
 //! memory, for nothing (scenario (e) measured that as ~0.07 KiB per idle connection).
 //! The operation is ringlb's own (compio has multishot accept and receive, not poll); compio's
@@ -21,14 +22,17 @@
 //! since its readiness was last taken. Hence the rules its caller keeps: every receive after a
 //! readiness says what it found (`received`, `found_nothing`); a wait trusts the poll
 //! (`may_wait`) only after a receive that left the socket empty, one that did not fill the room
-//! it had or found nothing; this is the only reader of the poll's readiness; it watches one
+//! it had or found nothing, or after `stop` (the next poll is new, and a new poll finds bytes
+//! already there); this is the only reader of the poll's readiness; it watches one
 //! socket, and `stop` comes before that socket leaves compio (parking) or is replaced. One case
 //! escapes the first rule: a receive stops short at TCP's urgent mark with bytes behind it (a
 //! client that sends an urgent byte), which the poll cannot tell apart (for ordinary data the
 //! kernel's wake-up names urgent data too). So a wait that ends on its timer while the kept poll
 //! was armed (`kept`) receives once more before the connection parks or closes
 //! (`conn::wait_idle`): such a client waits for its own request at most until its connection's
-//! idle wait ends, and nothing is lost.
+//! idle wait ends, and nothing is lost. The same last receive finds a client's close that
+//! arrived with its last request (both told of by one readiness, the close taken by that
+//! request's receive): seen at the park delay at the latest, not at once as a new poll would.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -216,7 +220,7 @@ mod tests {
         }
     }
 
-    /// The first wait polls once; from the second, on io_uring the poll stays armed and tells of
+    /// The first wait that polls polls once; from the next, on io_uring the poll stays armed and tells of
     /// each arrival once, whether or not its bytes were read (hence `may_wait`); on epoll each
     /// wait arms a one-shot poll, which finds bytes still unread. Stopping it lets go of the
     /// socket, as parking needs.
@@ -291,6 +295,8 @@ mod tests {
                 watch.stop();
                 assert!(!watch.kept());
                 assert!(watch.may_wait(), "a new poll finds what is there");
+                assert!(fires(&mut watch, &tcp).await, "{driver:?}: d, still unread");
+                watch.stop();
                 assert!(
                     crate::park::detach(tcp).await.is_some(),
                     "{driver:?}: the driver let go of the socket"

@@ -156,7 +156,8 @@ fn shutdown_closes_parked_connections_at_once() {
 
 #[test]
 fn a_pipelined_burst_that_fills_each_read_exactly_is_answered_without_waiting() {
-    // Between requests ringlb waits on a poll it keeps armed (from a connection's second wait),
+    // Between requests ringlb waits on a poll it keeps armed (from a connection's second wait
+    // that polls),
     // which tells only of bytes that arrived since it last fired. 200 requests of exactly 128
     // bytes in one write: each read after a wait fills its 4 KiB (a power of two) with whole
     // requests and empties `c.buf` exactly while the rest still waits in the socket; the next
@@ -166,7 +167,7 @@ fn a_pipelined_burst_that_fills_each_read_exactly_is_answered_without_waiting() 
     let a = Backend::start(|r| Reply::Text(r.path.clone()));
     let p = Ringlb::start(&simple_config(&[member(a.addr)], ""), 1);
     let mut c = Client::connect(p.addr);
-    // Its first wait polls once; from the second on, the poll is kept.
+    // Its first wait receives, its second polls once; from the third on, the poll is kept.
     for path in ["/warm", "/again"] {
         assert_eq!(request(&mut c, path).text(), path);
     }
