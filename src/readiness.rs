@@ -220,9 +220,19 @@ mod tests {
         }
     }
 
-    /// The first wait that polls polls once; from the next, on io_uring the poll stays armed and tells of
-    /// each arrival once, whether or not its bytes were read (hence `may_wait`); on epoll each
-    /// wait arms a one-shot poll, which finds bytes still unread. Stopping it lets go of the
+    /// Receives without blocking into a room of `room` bytes, as `conn::wait_idle` does, and
+    /// tells `watch` what it found; returns the bytes taken.
+    fn receive(watch: &mut Readiness, tcp: &compio::net::TcpStream, room: usize) -> usize {
+        let mut buf = Vec::with_capacity(room);
+        let spare = rustix::buffer::spare_capacity(&mut buf);
+        let (n, _) = rustix::net::recv(tcp, spare, rustix::net::RecvFlags::DONTWAIT).unwrap();
+        watch.received(buf.len() < buf.capacity());
+        n
+    }
+
+    /// The first wait that polls polls once; from the next, on io_uring the poll stays armed and
+    /// tells of each arrival once, whether or not its bytes were read (hence `may_wait`); on
+    /// epoll each wait arms a one-shot poll, which finds bytes still unread. Stopping it lets go of the
     /// socket, as parking needs.
     #[test]
     fn the_poll_stays_armed_on_io_uring_and_tells_of_arrivals() {
@@ -252,15 +262,7 @@ mod tests {
                     !uring,
                     "{driver:?}: unread byte"
                 );
-                let mut buf = Vec::with_capacity(16);
-                let (n, _) = rustix::net::recv(
-                    &tcp,
-                    rustix::buffer::spare_capacity(&mut buf),
-                    rustix::net::RecvFlags::DONTWAIT,
-                )
-                .unwrap();
-                assert_eq!(n, 1);
-                watch.received(buf.len() < buf.capacity());
+                assert_eq!(receive(&mut watch, &tcp, 16), 1);
                 assert!(watch.may_wait(), "a short read emptied the socket");
                 assert!(!fires(&mut watch, &tcp).await, "{driver:?}: nothing new");
                 peer.write_all(b"b").unwrap();
@@ -269,27 +271,12 @@ mod tests {
                     "{driver:?}: the next arrival"
                 );
                 // Read whole into a larger room: the socket is empty, the poll may be trusted.
-                let mut buf = Vec::with_capacity(16);
-                let (n, _) = rustix::net::recv(
-                    &tcp,
-                    rustix::buffer::spare_capacity(&mut buf),
-                    rustix::net::RecvFlags::DONTWAIT,
-                )
-                .unwrap();
-                assert_eq!(n, 1);
-                watch.received(buf.len() < buf.capacity());
+                assert_eq!(receive(&mut watch, &tcp, 16), 1);
                 assert!(watch.may_wait(), "{driver:?}: a short read after a wake-up");
                 // Two bytes into a room of one: one may be left.
                 peer.write_all(b"cd").unwrap();
                 assert!(fires(&mut watch, &tcp).await, "{driver:?}: c and d");
-                let mut one = Vec::with_capacity(1);
-                rustix::net::recv(
-                    &tcp,
-                    rustix::buffer::spare_capacity(&mut one),
-                    rustix::net::RecvFlags::DONTWAIT,
-                )
-                .unwrap();
-                watch.received(one.len() < one.capacity());
+                assert_eq!(receive(&mut watch, &tcp, 1), 1);
                 assert!(!watch.may_wait(), "{driver:?}: a read that filled its room");
                 assert_eq!(watch.kept(), uring);
                 watch.stop();
