@@ -17,15 +17,13 @@
 //! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
 //! the first unconsumed byte from the client, so pipelined requests are answered in order; a
 //! plain connection's wait trusts the kept poll only after a receive that left the socket empty
-//! (or a `stop`: the next poll is new)
-//! (the poll tells only of arrivals since its readiness was last taken; `readiness`).
+//! (or a `stop`: the next poll is new), since the poll tells only of arrivals since its readiness
+//! was last taken (`readiness`).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use compio::driver::op::{Interest, PollOnce};
-use compio::driver::ToSharedFd;
 use compio::net::TcpStream;
 use futures_util::future::{select, Either};
 
@@ -40,7 +38,7 @@ use crate::park::PARK_AFTER;
 use crate::proxy_protocol::{self, Rejected, Source};
 use crate::stream::{self, Received, Stream};
 use crate::tls::session::{self, TlsSession};
-use crate::{proxy, redirect};
+use crate::{proxy, readiness, redirect};
 
 /// The most buffer capacity (bytes, all buffers of a set) a closing connection leaves for a later
 /// one: an ordinary request's; a set grown by a large head, a gathered body, a body copied through
@@ -463,13 +461,12 @@ async fn wait_idle(
         // A plain connection's kept poll tells only of bytes that came after the socket was last
         // left empty (`readiness`): until then, receive first.
         read_first |= c.stream.tls.is_none() && !c.ready.may_wait();
-        // How the wait ended, when it ended with the kept poll armed: it may not have told of
-        // bytes behind an urgent mark (`readiness`), so one more receive comes first.
+        // How the wait ended, when the poll asks for one more receive before it ends.
         let mut ended = None;
         if !read_first {
             let closing = close_at.is_some();
             if let Some(end) = wait_readable(core, c, now, park_at, deadline, closing).await {
-                if !c.ready.kept() {
+                if !c.ready.receive_before_ending() {
                     return end;
                 }
                 ended = Some(end);
@@ -521,10 +518,7 @@ async fn wait_readable(
         match stream.tls {
             None => kept.ready(&stream.tcp).await,
             // A TLS session reads ahead of the socket (`has_buffered`): a poll per wait.
-            Some(_) => {
-                let poll = PollOnce::new(stream.tcp.to_shared_fd(), Interest::Readable);
-                compio::runtime::submit(poll).await.0.map(drop)
-            }
+            Some(_) => readiness::poll_once(&stream.tcp).await,
         }
     });
     let timer = std::pin::pin!(crate::deadline::sleep(

@@ -23,19 +23,20 @@
 //! readiness says what it found (`received`, `found_nothing`); a wait trusts the poll
 //! (`may_wait`) only after a receive that left the socket empty, one that did not fill the room
 //! it had or found nothing, or after `stop` (the next poll is new, and a new poll finds bytes
-//! already there); this is the only reader of the poll's readiness; it watches one
-//! socket, and `stop` comes before that socket leaves compio (parking) or is replaced. One case
+//! already there); this is the only reader of the poll's readiness; it watches the one
+//! socket it was armed on, and `stop` comes before that socket leaves compio (parking) or is
+//! replaced. One case
 //! escapes the first rule: a receive stops short at TCP's urgent mark with bytes behind it (a
 //! client that sends an urgent byte), which the poll cannot tell apart (for ordinary data the
 //! kernel's wake-up names urgent data too). So a wait that ends on its timer while the kept poll
-//! was armed (`kept`) receives once more before the connection parks or closes
+//! was armed (`receive_before_ending`) receives once more before the connection parks or closes
 //! (`conn::wait_idle`): such a client waits for its own request at most until its connection's
 //! idle wait ends, and nothing is lost. The same last receive finds a client's close that
 //! arrived with its last request (both told of by one readiness, the close taken by that
 //! request's receive): seen at the park delay at the latest, not at once as a new poll would.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -122,8 +123,6 @@ pub type ClientFd = compio::driver::SharedFd<socket2::Socket>;
 #[derive(Default)]
 pub struct Readiness {
     armed: Option<Pin<Box<SubmitMulti<ReadyMulti<ClientFd>>>>>,
-    /// The socket the poll watches (checked in debug builds).
-    fd: RawFd,
     /// The last receive after a wait left the socket empty (or no poll is armed: a new one
     /// finds bytes already there): whatever arrives from then on wakes the poll. Until then a
     /// wait receives first.
@@ -157,18 +156,12 @@ impl Readiness {
         // requests, and one that idles after its first (and parks) would hold it, and its
         // memory, for nothing.
         if !std::mem::replace(&mut self.waited, true) {
-            let fd = compio::driver::ToSharedFd::to_shared_fd(tcp);
-            return compio::runtime::submit(PollOnce::new(fd, Interest::Readable))
-                .await
-                .0
-                .map(drop);
+            return poll_once(tcp).await;
         }
         loop {
-            debug_assert!(self.armed.is_none() || self.fd == tcp.as_raw_fd());
             let armed = match &mut self.armed {
                 Some(armed) => armed,
                 none => {
-                    self.fd = tcp.as_raw_fd();
                     let fd = compio::driver::ToSharedFd::to_shared_fd(tcp);
                     none.insert(Box::pin(compio::runtime::submit_multi(ReadyMulti::new(fd))))
                 }
@@ -187,9 +180,10 @@ impl Readiness {
         }
     }
 
-    /// Whether the poll is kept armed (a wait that ended on its timer receives once more,
-    /// `conn::wait_idle`).
-    pub fn kept(&self) -> bool {
+    /// Whether a wait that ended on its timer must receive once more before the connection
+    /// parks or closes: while the kept poll is armed, it may not have told of bytes behind an
+    /// urgent mark, or of a close that came with the last request (see the header).
+    pub fn receive_before_ending(&self) -> bool {
         self.armed.is_some()
     }
 
@@ -199,6 +193,16 @@ impl Readiness {
         self.armed = None;
         self.drained = true;
     }
+}
+
+/// Completes once `tcp` is readable (a one-shot poll): a connection's first polling wait, and
+/// every wait of a TLS connection (its session reads ahead of the socket).
+pub async fn poll_once(tcp: &compio::net::TcpStream) -> io::Result<()> {
+    let fd = compio::driver::ToSharedFd::to_shared_fd(tcp);
+    compio::runtime::submit(PollOnce::new(fd, Interest::Readable))
+        .await
+        .0
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -278,9 +282,9 @@ mod tests {
                 assert!(fires(&mut watch, &tcp).await, "{driver:?}: c and d");
                 assert_eq!(receive(&mut watch, &tcp, 1), 1);
                 assert!(!watch.may_wait(), "{driver:?}: a read that filled its room");
-                assert_eq!(watch.kept(), uring);
+                assert_eq!(watch.receive_before_ending(), uring);
                 watch.stop();
-                assert!(!watch.kept());
+                assert!(!watch.receive_before_ending());
                 assert!(watch.may_wait(), "a new poll finds what is there");
                 assert!(fires(&mut watch, &tcp).await, "{driver:?}: d, still unread");
                 watch.stop();
