@@ -1,5 +1,6 @@
 //! A plain client connection's readability, watched by one poll armed for the connection's life
-//! on io_uring (a multishot `POLL_ADD`) instead of one poll armed for each request.
+//! on io_uring (a multishot `POLL_ADD`) instead of one poll armed for each request; and the
+//! one-shot poll (`poll_once`) of a connection's first polling wait and of every TLS wait.
 //!
 //! With one poll per request, every idle wait submitted an operation (and compio kept, hashed
 //! and dropped its bookkeeping); a multishot poll stays armed and posts one completion each time
@@ -14,26 +15,25 @@
 //! that driver runs, this does. On epoll the same operation is compio's one-shot poll, which ends
 //! after its first readiness; the next wait arms a new one, as before.
 //!
-//! Owns: the operation (`ReadyMulti`) and `Readiness`, which `conn::wait_idle` waits on and which
-//! paths whose own reads take the socket over for long (a streamed request body, a tunnel, a
-//! lingering close) stop, as parking does. Must never: take bytes (it is a poll: dropping it,
-//! which cancels it, loses nothing); be waited on while the socket may still hold bytes that
+//! Owns: the operation (`ReadyMulti`), `poll_once`, and `Readiness`, which `conn::wait_idle` waits
+//! on and which paths whose own reads take the socket over for long (a streamed request body, a
+//! tunnel, a lingering close) stop, as parking does. Must never: take bytes (it is a poll: dropping
+//! it, which cancels it, loses nothing); be waited on while the socket may still hold bytes that
 //! arrived before the last readiness it gave, since a poll armed for good tells only of arrivals
 //! since its readiness was last taken. Hence the rules its caller keeps: every receive after a
-//! readiness says what it found (`received`, `found_nothing`); a wait trusts the poll
-//! (`may_wait`) only after a receive that left the socket empty, one that did not fill the room
-//! it had or found nothing, or after `stop` (the next poll is new, and a new poll finds bytes
-//! already there); this is the only reader of the poll's readiness; it watches the one
-//! socket it was armed on, and `stop` comes before that socket leaves compio (parking) or is
-//! replaced. One case
-//! escapes the first rule: a receive stops short at TCP's urgent mark with bytes behind it (a
-//! client that sends an urgent byte), which the poll cannot tell apart (for ordinary data the
-//! kernel's wake-up names urgent data too). So a wait that ends on its timer while the kept poll
-//! was armed (`receive_before_ending`) receives once more before the connection parks or closes
-//! (`conn::wait_idle`): such a client waits for its own request at most until its connection's
-//! idle wait ends, and nothing is lost. The same last receive finds a client's close that
-//! arrived with its last request (both told of by one readiness, the close taken by that
-//! request's receive): seen at the park delay at the latest, not at once as a new poll would.
+//! readiness says what it found (`received`, `found_nothing`); a wait trusts the poll (`may_wait`)
+//! only after a receive that left the socket empty, one that did not fill the room it had or found
+//! nothing, or after `stop` (the next poll is new, and a new poll finds bytes already there); this
+//! is the only reader of the poll's readiness; it watches the one socket it was armed on, and
+//! `stop` comes before that socket leaves compio (parking) or is replaced. One case escapes the
+//! first rule: a receive stops short at TCP's urgent mark with bytes behind it (a client that sends
+//! an urgent byte), which the poll cannot tell apart (for ordinary data the kernel's wake-up names
+//! urgent data too). So a wait that ends on its timer while the kept poll was armed
+//! (`receive_before_ending`) receives once more before the connection parks or closes
+//! (`conn::wait_idle`): such a client waits for its own request at most until its connection's idle
+//! wait ends, and nothing is lost. The same last receive finds a client's close that arrived with
+//! its last request (both told of by one readiness, the close taken by that request's receive):
+//! seen at the park delay at the latest, not at once as a new poll would.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -236,8 +236,8 @@ mod tests {
 
     /// The first wait that polls polls once; from the next, on io_uring the poll stays armed and
     /// tells of each arrival once, whether or not its bytes were read (hence `may_wait`); on
-    /// epoll each wait arms a one-shot poll, which finds bytes still unread. Stopping it lets go of the
-    /// socket, as parking needs.
+    /// epoll each wait arms a one-shot poll, which finds bytes still unread. Stopping it lets go
+    /// of the socket, as parking needs.
     #[test]
     fn the_poll_stays_armed_on_io_uring_and_tells_of_arrivals() {
         for driver in [Driver::IoUring, Driver::Epoll] {

@@ -40,8 +40,8 @@ pub fn build(driver: Driver) -> std::io::Result<Runtime> {
 fn build_with(ty: Option<DriverType>, deferred: bool, probe: bool) -> std::io::Result<Runtime> {
     // `taskrun_flag` must stay with `defer_taskrun`: deferred work is run only by an enter that
     // reaps (GETEVENTS), and compio's no-wait enters carry GETEVENTS only when the kernel's flag
-    // says work is pending (io-uring 0.7.16's `submit_and_wait`: Cargo.toml bounds the crate at
-    // that version).
+    // says work is pending (io-uring 0.7.16's `submit_and_wait`: Cargo.toml asks for that
+    // version or a later 0.7).
     let mut proactor = ProactorBuilder::new();
     proactor
         .capacity(4096)
