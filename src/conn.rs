@@ -1,11 +1,12 @@
 //! One client connection's life: on a `proxy_protocol` listener the PROXY header first (only from
-//! the listener's `trusted_proxies`), on a TLS listener the handshake (`start_tls`), then wait for a
-//! request, read its head, normalise its path, hand it to `proxy::forward` (or `redirect`),
-//! repeat while the connection is kept alive; refuse malformed heads (with an access-log line);
-//! park the connection (`Core::park`) when it idles past `PARK_AFTER`; close a TLS connection
-//! with close_notify (not after an answer cut short), close lingering one whose client may
-//! still send after its last answer, and reset one whose answer was cut short in a body that ends
-//! at the close (`reset`).
+//! the listener's `trusted_proxies`), on a TLS listener the handshake (`start_tls`), then wait for
+//! a request, read its head, normalise its path, hand it to `proxy::forward` (or `redirect`),
+//! repeat while the connection is kept alive (dropping the empty lines a client may send before a
+//! request, RFC 9112 2.2, which wait idle to the same deadline rather than start a head); refuse
+//! malformed heads (with an access-log line); park the connection (`Core::park`) when it idles past
+//! `PARK_AFTER`; close a TLS connection with close_notify (not after an answer cut short), close
+//! lingering one whose client may still send after its last answer, and reset one whose answer was
+//! cut short in a body that ends at the close (`reset`).
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired (parking
@@ -105,7 +106,7 @@ async fn serve_client(core: Rc<Core>, c: Client, head_deadline: Instant, guard: 
         // Boxed: a plain connection's task does not carry the TLS branch's state (nor a second
         // copy of its `Client` held across the handshake).
         Some(config) => crate::boxed!(serve_tls(core, c, config, head_deadline, guard)).await,
-        None => keep_serving(core, c, Some(head_deadline), guard).await,
+        None => keep_serving(core, c, Some(head_deadline), None, guard).await,
     }
 }
 
@@ -173,7 +174,7 @@ async fn serve_tls(
     guard: ConnGuard,
 ) {
     if start_tls(&core, &mut c, config, head_deadline).await {
-        keep_serving(core, c, Some(head_deadline), guard).await
+        keep_serving(core, c, Some(head_deadline), None, guard).await
     }
 }
 
@@ -197,7 +198,10 @@ pub async fn resume(
         c.unnamed = true;
         c.trusted = false;
     }
-    keep_serving(core, c, head_deadline, guard).await
+    // A keep-alive connection's wait keeps the deadline it parked with: what woke it may be no
+    // request (empty lines), which must not stretch the wait.
+    let idle_until = (!p.first_request).then_some(p.deadline);
+    keep_serving(core, c, head_deadline, idle_until, guard).await
 }
 
 /// The connection's `Client`; whether its peer is a trusted proxy is decided once, here.
@@ -242,28 +246,47 @@ async fn start_tls(
 }
 
 /// Answers requests on `c` while it is kept alive; parks it when it idles past `PARK_AFTER`.
+/// `head_deadline`: a new connection's, for its first request; `idle_until`: a resumed keep-alive
+/// connection's deadline for its next request.
 async fn keep_serving(
     core: Rc<Core>,
     mut c: Client,
     mut head_deadline: Option<Instant>,
+    mut idle_until: Option<Instant>,
     mut guard: ConnGuard,
 ) {
     // The connection ends after an answer (not an idle wait, nor a request that never came).
     let mut answered = false;
+    // `idle_until` is set by the first wait for a request and kept by the waits that only empty
+    // lines end (they are no request, so they do not stretch it).
     loop {
+        drop_empty_lines(&mut c.buf);
         if c.buf.is_empty() {
             let now = Instant::now();
             // Read for each wait, never held across one: an idle connection does not keep an
-            // old configuration generation alive, and takes a reload's timeout at its next wait.
+            // old configuration generation alive, and takes a reload's timeout at its next wait
+            // for a request (a wait that empty lines ended goes on to the deadline it had).
             let keepalive = core.gen().config.limits.keepalive_timeout;
-            let deadline = head_deadline.unwrap_or(now + keepalive);
+            let mut deadline = *idle_until.get_or_insert(head_deadline.unwrap_or(now + keepalive));
+            if core.is_stopping() {
+                // The last request is awaited for `STOP_LINGER` (`wait_idle`), counted once: a
+                // wait that empty lines ended does not start it again.
+                deadline = deadline.min(now + STOP_LINGER);
+                idle_until = Some(deadline);
+            }
             // A new plain connection's request has usually arrived with it (the listener defers
             // the accept until its first bytes do, `listeners::defer_accept`), and a resumed one
             // was readable: read before any poll. (After a TLS handshake or a PROXY header, the
             // bytes the accept waited for were taken; the request usually follows at once.)
             let first = head_deadline.is_some();
             match wait_idle(&core, &mut c, now, deadline, first).await {
-                Wait::Data => {}
+                // Empty lines alone are no request: the wait goes on, to the same deadline.
+                // (TLS bytes without plaintext yet start a head: `wait_idle`.)
+                Wait::Data => {
+                    if drop_empty_lines(&mut c.buf) && c.buf.is_empty() {
+                        continue;
+                    }
+                }
                 Wait::Close => break,
                 // Boxed: parking's state (the client moved in) is not part of every task. The
                 // poll is cancelled first: the driver must let go of the socket.
@@ -281,7 +304,7 @@ async fn keep_serving(
         }
         let deadline = head_deadline
             .unwrap_or_else(|| Instant::now() + core.gen().config.limits.header_timeout);
-        head_deadline = None;
+        (head_deadline, idle_until) = (None, None);
         // Everything from here to the end of the response is a large state machine that lives
         // only while a request is under way: boxed, it is not part of what an idle connection
         // holds. One allocation per request, from mimalloc's per-thread free list.
@@ -321,6 +344,23 @@ async fn keep_serving(
     if let Some(spare) = c.lend_buffers().filter(|s| s.capacity() <= KEEP_AT_CLOSE) {
         core.keep_spare(spare);
     }
+}
+
+/// Drops the empty lines (CRLF or LF) at the start of `buf`: before a request line they are
+/// no request (RFC 9112 2.2), and left there they would make the idle wait a wait for a head
+/// (the header timeout, then a 408) for a client that sent a CRLF after its last request.
+/// Whether it dropped any.
+fn drop_empty_lines(buf: &mut Vec<u8>) -> bool {
+    let n = crate::http::parse::leading_empty_lines(buf);
+    if n > 0 {
+        buf.drain(..n);
+    }
+    n > 0
+}
+
+/// Whether `buf` holds bytes of a request: anything but empty lines.
+fn begun(buf: &[u8]) -> bool {
+    crate::http::parse::leading_empty_lines(buf) < buf.len()
 }
 
 /// How a connection whose requests are over closes.
@@ -454,6 +494,8 @@ async fn wait_idle(
             {
                 return Wait::Close;
             }
+            // The flush may have waited: the timers below count from now.
+            now = Instant::now();
         }
         if let Some(spare) = c.lend_buffers() {
             core.keep_spare(spare);
@@ -621,11 +663,12 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
             }
         }
         // A plain read that times out leaves the buffer empty (a TLS one may have added
-        // plaintext first): a request had begun if there were bytes before or after.
-        let begun = !c.buf.is_empty();
+        // plaintext first): a request had begun if there were bytes before or after, other than
+        // empty lines (which a TLS record split across reads can still bring here).
+        let had = begun(&c.buf);
         match stream::read_more_by(&mut c.stream, &mut c.buf, 4096, deadline).await {
             Ok(_) => continue,
-            Err(IoFail::Timeout) if begun || !c.buf.is_empty() => return Err(Stop::Refuse(408)),
+            Err(IoFail::Timeout) if had || begun(&c.buf) => return Err(Stop::Refuse(408)),
             // Nothing of a request came (TLS records without data): close without a word.
             Err(IoFail::Timeout) => return Err(Stop::Quiet),
             Err(e) => {

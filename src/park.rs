@@ -1,13 +1,14 @@
-//! Parking: a keep-alive connection that has had no request for `PARK_AFTER` gives up its task,
-//! its buffers and its pending readiness poll. What is left of it is its socket, registered in
-//! this core's epoll set, and a 72-byte slot holding the bare descriptor (out of compio's shared
-//! handle: `detach`, `attach`) and, on a TLS listener, the session (its rustls state, no
-//! buffers); the worker's watcher (`worker::watch_parked`, one io_uring poll on the epoll
-//! descriptor) gives a connection a new task when its next request (or its client's close)
-//! arrives. The core's tick closes parked connections past their deadline.
+//! Parking: a keep-alive connection that has had no request for `PARK_AFTER` gives up its task, its
+//! buffers and its pending readiness poll. What is left of it is its socket, registered in this
+//! core's epoll set, and a 72-byte slot holding the bare descriptor (out of compio's shared handle:
+//! `detach`, `attach`) and, on a TLS listener, the session (its rustls state, and no buffers unless
+//! it holds the start of a record, whose buffer waits with it); the worker's watcher
+//! (`worker::watch_parked`, one io_uring poll on the epoll descriptor) gives a connection a new
+//! task when its next request (or its client's close) arrives. The core's tick closes parked
+//! connections past their deadline.
 //!
 //! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and
-//! not yet served (the caller parks only from a readiness wait, which reads nothing, and only a
+//! not yet served (the caller parks only after a wait whose receives found nothing, and only a
 //! TLS session without unread plaintext; ciphertext it holds waits for more from the socket,
 //! which wakes it), take a socket out of compio while an operation on it is in flight (`detach`
 //! waits for the driver to let go), or start a task (the worker does). Invariant: a parked
@@ -66,7 +67,8 @@ pub fn attach(fd: OwnedFd) -> io::Result<TcpStream> {
 pub struct Parked {
     /// Its socket, out of compio's shared handle (`detach`).
     pub fd: OwnedFd,
-    /// Its TLS session (with no buffered bytes) on a TLS listener.
+    /// Its TLS session (with no unread plaintext; the start of a record it may hold) on a TLS
+    /// listener.
     pub tls: Option<Box<crate::tls::session::TlsSession>>,
     pub peer: SocketAddr,
     /// Which `[[listen]]` accepted it.

@@ -2,7 +2,8 @@
 //! must parse the same way again (same method, path, body framing and end-to-end headers), and end
 //! exactly where ringlb wrote its end. Read in pieces (sizes drawn from the cut), parsing only
 //! when `HeadScan` says so decides as parsing every read does, and no later than the read that
-//! brings a control byte.
+//! brings a control byte. Empty lines before the request, which ringlb drops between requests,
+//! change nothing parsing decides.
 //!
 //! Input: max_headers (1 byte), max head bytes (2 bytes), flags (1 byte: preserve_host, IPv6
 //! client, trusted proxy, TLS client), a cut (2 bytes), then the bytes a client sent.
@@ -24,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let cut = input.u16();
     let raw = input.rest();
     scan_decides_as_every_read(raw, max_bytes, max_headers, cut);
+    empty_lines_first_change_nothing(raw, max_bytes, max_headers);
 
     let head = match parse_request(raw, max_bytes, max_headers) {
         Ok(h) => h,
@@ -277,5 +279,22 @@ fn scan_decides_as_every_read(raw: &[u8], max_bytes: usize, max_headers: usize, 
     }
     if gated.is_some() {
         assert_eq!(every, gated, "decided otherwise: {}", esc(raw));
+    }
+}
+
+/// The empty lines ringlb drops before a request (`leading_empty_lines`, between requests) are
+/// only CR and LF, leave no empty line at the start, and change nothing parsing decides: the same
+/// outcome, the head ending at the same byte.
+fn empty_lines_first_change_nothing(raw: &[u8], max_bytes: usize, max_headers: usize) {
+    let skip = leading_empty_lines(raw);
+    assert!(skip <= raw.len());
+    assert!(raw[..skip].iter().all(|&b| b == b'\r' || b == b'\n'));
+    assert_eq!(leading_empty_lines(&raw[skip..]), 0);
+    // Within the limit, so that both parse all of what they are given.
+    if raw.len() < max_bytes {
+        let all = parse_request(raw, max_bytes, max_headers).map(|h| (h.head_len, h.body));
+        let rest = parse_request(&raw[skip..], max_bytes, max_headers)
+            .map(|h| (h.head_len + skip, h.body));
+        assert_eq!(all, rest, "{}", esc(raw));
     }
 }

@@ -19,7 +19,7 @@ pub use ringlb::http::chunked::ChunkEncoder;
 pub use ringlb::http::framing::BodyKind;
 pub use ringlb::http::header::{classify, connection_lists, tokens, HeaderKind, HeaderPos};
 pub use ringlb::http::keep_alive::{idle_limit, timeout_secs as keep_alive_timeout};
-pub use ringlb::http::parse::{HeadError, HeadScan, RequestHead, ResponseHead};
+pub use ringlb::http::parse::{leading_empty_lines, HeadError, HeadScan, RequestHead, ResponseHead};
 pub use ringlb::http::rewrite::ClientBody;
 
 use ringlb::ajp::{codec, request as ajp_request};

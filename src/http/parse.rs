@@ -159,6 +159,21 @@ fn map_httparse(e: httparse::Error) -> HeadError {
     }
 }
 
+/// How many bytes at the start of `buf` are whole empty lines (CRLF, or a bare LF): what RFC 9112
+/// 2.2 lets a server ignore before a request line (some clients send a CRLF after a request's
+/// body), and what `parse_request` (httparse) skips the same way. A CR not yet followed by its LF,
+/// or followed by anything else, ends the count: httparse waits for the one and refuses the other.
+pub fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match buf.get(n..) {
+            Some([b'\n', ..]) => n += 1,
+            Some([b'\r', b'\n', ..]) => n += 2,
+            _ => return n,
+        }
+    }
+}
+
 /// Parses a request head from `buf`. `max_bytes` bounds the head, `max_headers` the header count.
 pub fn parse_request(
     buf: &[u8],
@@ -575,6 +590,44 @@ fn response_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_lines_before_a_request_are_counted_as_httparse_skips_them() {
+        assert_eq!(leading_empty_lines(b""), 0);
+        assert_eq!(leading_empty_lines(b"\r\n"), 2);
+        assert_eq!(leading_empty_lines(b"\n\r\n\nGET"), 4);
+        assert_eq!(leading_empty_lines(b"\r"), 0, "a CR without its LF yet");
+        assert_eq!(leading_empty_lines(b"\r\n\r"), 2);
+        assert_eq!(
+            leading_empty_lines(b"\r\rGET"),
+            0,
+            "a CR and no LF: httparse refuses"
+        );
+        assert_eq!(leading_empty_lines(b" \r\n"), 0);
+        // Every string of CR and LF up to 8 bytes before a request (and before a lone CR, or
+        // nothing): skipping what `leading_empty_lines` counts changes nothing httparse decides,
+        // and what is left does not start with an empty line.
+        let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for len in 0..=8u32 {
+            for bits in 0..(1u32 << len) {
+                let lead: Vec<u8> = (0..len)
+                    .map(|i| if bits >> i & 1 == 1 { b'\r' } else { b'\n' })
+                    .collect();
+                let k = leading_empty_lines(&lead);
+                assert!(leading_empty_lines(&lead[k..]) == 0 && k <= lead.len());
+                for tail in [&request[..], b"\r", b""] {
+                    let whole = [&lead[..], tail].concat();
+                    let (mut a, mut b) = (RequestHead::default(), RequestHead::default());
+                    let all = parse_request(&whole, 16384, 100, &mut a);
+                    let rest = parse_request(&whole[k..], 16384, 100, &mut b);
+                    assert_eq!(all, rest, "{:?}", String::from_utf8_lossy(&whole));
+                    if all.is_ok() {
+                        assert_eq!(a.head_len, b.head_len + k);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_nearest_proxys_scheme_counts() {

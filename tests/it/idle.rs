@@ -226,3 +226,134 @@ fn a_request_behind_an_urgent_byte_is_answered() {
     assert_eq!(c.read_response().expect("an answer to /one").text(), "/one");
     assert_eq!(c.read_response().expect("an answer to /two").text(), "/two");
 }
+
+#[test]
+fn an_empty_line_after_a_request_leaves_the_connection_idle() {
+    // Some clients send a CRLF after a request (after a POST's body, classically). It is no
+    // request (RFC 9112 2.2): the connection waits idle and parks, and is not refused with a 408
+    // at the header timeout, here far shorter than the keep-alive one.
+    let a = Backend::named("A");
+    let config = with_admin(
+        &format!(
+            "[limits]\nheader_timeout = \"300ms\"\nkeepalive_timeout = \"5s\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        "",
+    );
+    let p = Ringlb::start(&config, 1);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n\r\n");
+    assert_eq!(c.read_response().expect("a response").text(), "A /one");
+    // And one that comes on its own, during the idle wait.
+    c.send(b"\n\r\n");
+    std::thread::sleep(PARKED + Duration::from_millis(300));
+    let r = report_when(p.admin_addr(), |r| r.connections.idle == 1);
+    assert_eq!(r.connections.idle, 1, "the connection parked");
+    assert_eq!(request(&mut c, "/two").text(), "A /two");
+}
+
+#[test]
+fn empty_lines_alone_do_not_stretch_the_keepalive_wait() {
+    // A CRLF every 200 ms for 1.4 s after the last answer: the connection still closes at its
+    // 1.5 s keep-alive deadline (a wait that each empty line started again would end at 2.9 s at
+    // the earliest; the correct one, parked between two late empty lines, at the once-a-second
+    // sweep after 1.5 s, so by ~2.5 s), without a word (no 408: no request had begun).
+    let a = Backend::named("A");
+    let p = Ringlb::start(
+        &format!(
+            "[limits]\nheader_timeout = \"10s\"\nkeepalive_timeout = \"1500ms\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/").status, 200);
+    let idle_since = Instant::now();
+    let s = c.s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut s = s;
+        for _ in 0..7 {
+            std::thread::sleep(Duration::from_millis(200));
+            if s.write_all(b"\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    c.set_timeout(Duration::from_secs(8));
+    let rest = c.read_until_close().expect("a plain close");
+    let waited = idle_since.elapsed();
+    trickle.join().unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(2800),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn an_empty_line_to_a_parked_connection_does_not_stretch_its_keepalive_wait() {
+    // Parked after its answer, the connection is woken at 2 s by a CRLF, which is no request:
+    // it closes at its 3 s keep-alive deadline (the core's once-a-second sweep closes a parked
+    // one up to a second after it), not 3 s after the CRLF.
+    let a = Backend::named("A");
+    let config = with_admin(
+        &format!(
+            "[limits]\nkeepalive_timeout = \"3s\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        "",
+    );
+    let p = Ringlb::start(&config, 1);
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/").status, 200);
+    let idle_since = Instant::now();
+    std::thread::sleep(PARKED);
+    let r = report_when(p.admin_addr(), |r| r.connections.idle == 1);
+    assert_eq!(r.connections.idle, 1, "parked");
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(idle_since.elapsed()));
+    c.send(b"\r\n");
+    c.set_timeout(Duration::from_secs(8));
+    let rest = c.read_until_close().expect("a plain close");
+    let waited = idle_since.elapsed();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        waited >= Duration::from_millis(3000) && waited < Duration::from_millis(4600),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn empty_lines_do_not_hold_up_a_stopping_server() {
+    // While ringlb stops, an idle keep-alive connection gets one second (`STOP_LINGER`) for a
+    // last request. A CRLF every 300 ms is no request: it must not start that second again, which
+    // would hold the stop until the empty lines end (6 s here) or the shutdown grace.
+    let a = Backend::named("A");
+    let mut p = Ringlb::start(
+        &format!(
+            "[limits]\nkeepalive_timeout = \"30s\"\n{}",
+            simple_config(&[member(a.addr)], "")
+        ),
+        1,
+    );
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/").status, 200);
+    let s = c.s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut s = s;
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(300));
+            if s.write_all(b"\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let status = p.terminate().expect("exits");
+    let took = started.elapsed();
+    trickle.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_millis(2500), "the stop took {took:?}");
+}
