@@ -280,13 +280,11 @@ async fn keep_serving(
             // bytes the accept waited for were taken; the request usually follows at once.)
             let first = head_deadline.is_some();
             match wait_idle(&core, &mut c, now, deadline, first).await {
-                // Empty lines alone are no request: the wait goes on, to the same deadline.
-                // (TLS bytes without plaintext yet start a head: `wait_idle`.)
-                Wait::Data => {
-                    if drop_empty_lines(&mut c.buf) && c.buf.is_empty() {
-                        continue;
-                    }
-                }
+                // Empty lines alone are no request: the wait goes on, to the same deadline (the
+                // loop's top drops them). TLS bytes without plaintext yet (nothing in `c.buf`)
+                // start a head (`wait_idle`).
+                Wait::Data if !c.buf.is_empty() && !begun(&c.buf) => continue,
+                Wait::Data => {}
                 Wait::Close => break,
                 // Boxed: parking's state (the client moved in) is not part of every task. The
                 // poll is cancelled first: the driver must let go of the socket.
@@ -349,13 +347,11 @@ async fn keep_serving(
 /// Drops the empty lines (CRLF or LF) at the start of `buf`: before a request line they are
 /// no request (RFC 9112 2.2), and left there they would make the idle wait a wait for a head
 /// (the header timeout, then a 408) for a client that sent a CRLF after its last request.
-/// Whether it dropped any.
-fn drop_empty_lines(buf: &mut Vec<u8>) -> bool {
+fn drop_empty_lines(buf: &mut Vec<u8>) {
     let n = crate::http::parse::leading_empty_lines(buf);
     if n > 0 {
         buf.drain(..n);
     }
-    n > 0
 }
 
 /// Whether `buf` holds bytes of a request: anything but empty lines.

@@ -14,6 +14,29 @@ fn request(c: &mut Client, path: &str) -> Resp {
     c.read_response().expect("a response")
 }
 
+/// One member, with `limits` (lines of the `[limits]` table).
+fn with_limits(limits: &str, a: &Backend) -> String {
+    format!(
+        "[limits]\n{limits}\n{}",
+        simple_config(&[member(a.addr)], "")
+    )
+}
+
+/// Sends `times` empty lines (CRLF) on `c`'s socket, one every `every`, from another thread; stops
+/// at the first that fails (the connection closed).
+fn empty_lines(c: &Client, every: Duration, times: u32) -> std::thread::JoinHandle<()> {
+    let mut s = c.s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..times {
+            std::thread::sleep(every);
+            if s.write_all(b"\r\n").is_err() {
+                return;
+            }
+        }
+    })
+}
+
 #[test]
 fn an_idle_connection_parks_and_wakes_for_its_next_requests() {
     let a = Backend::named("A");
@@ -96,13 +119,7 @@ fn a_request_sent_as_the_connection_parks_is_answered() {
 #[test]
 fn a_parked_connection_closes_at_its_keepalive_timeout() {
     let a = Backend::named("A");
-    let p = Ringlb::start(
-        &format!(
-            "[limits]\nkeepalive_timeout = \"1500ms\"\n{}",
-            simple_config(&[member(a.addr)], "")
-        ),
-        1,
-    );
+    let p = Ringlb::start(&with_limits("keepalive_timeout = \"1500ms\"", &a), 1);
     let mut c = Client::connect(p.addr);
     assert_eq!(request(&mut c, "/").status, 200);
     let idle_since = Instant::now();
@@ -200,13 +217,7 @@ fn a_request_behind_an_urgent_byte_is_answered() {
     // keep-alive timeout shorter than the park delay, the wait ends at the keep-alive deadline,
     // and its last receive before closing must find request 2 (answered late, not lost).
     let a = Backend::start(|r| Reply::Text(r.path.clone()));
-    let p = Ringlb::start(
-        &format!(
-            "[limits]\nkeepalive_timeout = \"200ms\"\n{}",
-            simple_config(&[member(a.addr)], "")
-        ),
-        1,
-    );
+    let p = Ringlb::start(&with_limits("keepalive_timeout = \"200ms\"", &a), 1);
     let mut c = Client::connect(p.addr);
     for path in ["/warm", "/again"] {
         assert_eq!(request(&mut c, path).text(), path);
@@ -234,10 +245,7 @@ fn an_empty_line_after_a_request_leaves_the_connection_idle() {
     // at the header timeout, here far shorter than the keep-alive one.
     let a = Backend::named("A");
     let config = with_admin(
-        &format!(
-            "[limits]\nheader_timeout = \"300ms\"\nkeepalive_timeout = \"5s\"\n{}",
-            simple_config(&[member(a.addr)], "")
-        ),
+        &with_limits("header_timeout = \"300ms\"\nkeepalive_timeout = \"5s\"", &a),
         "",
     );
     let p = Ringlb::start(&config, 1);
@@ -259,27 +267,12 @@ fn empty_lines_alone_do_not_stretch_the_keepalive_wait() {
     // the earliest; the correct one, parked between two late empty lines, at the once-a-second
     // sweep after 1.5 s, so by ~2.5 s), without a word (no 408: no request had begun).
     let a = Backend::named("A");
-    let p = Ringlb::start(
-        &format!(
-            "[limits]\nheader_timeout = \"10s\"\nkeepalive_timeout = \"1500ms\"\n{}",
-            simple_config(&[member(a.addr)], "")
-        ),
-        1,
-    );
+    let limits = "header_timeout = \"10s\"\nkeepalive_timeout = \"1500ms\"";
+    let p = Ringlb::start(&with_limits(limits, &a), 1);
     let mut c = Client::connect(p.addr);
     assert_eq!(request(&mut c, "/").status, 200);
     let idle_since = Instant::now();
-    let s = c.s.try_clone().unwrap();
-    let trickle = std::thread::spawn(move || {
-        use std::io::Write;
-        let mut s = s;
-        for _ in 0..7 {
-            std::thread::sleep(Duration::from_millis(200));
-            if s.write_all(b"\r\n").is_err() {
-                return;
-            }
-        }
-    });
+    let trickle = empty_lines(&c, Duration::from_millis(200), 7);
     c.set_timeout(Duration::from_secs(8));
     let rest = c.read_until_close().expect("a plain close");
     let waited = idle_since.elapsed();
@@ -297,13 +290,7 @@ fn an_empty_line_to_a_parked_connection_does_not_stretch_its_keepalive_wait() {
     // it closes at its 3 s keep-alive deadline (the core's once-a-second sweep closes a parked
     // one up to a second after it), not 3 s after the CRLF.
     let a = Backend::named("A");
-    let config = with_admin(
-        &format!(
-            "[limits]\nkeepalive_timeout = \"3s\"\n{}",
-            simple_config(&[member(a.addr)], "")
-        ),
-        "",
-    );
+    let config = with_admin(&with_limits("keepalive_timeout = \"3s\"", &a), "");
     let p = Ringlb::start(&config, 1);
     let mut c = Client::connect(p.addr);
     assert_eq!(request(&mut c, "/").status, 200);
@@ -329,26 +316,10 @@ fn empty_lines_do_not_hold_up_a_stopping_server() {
     // last request. A CRLF every 300 ms is no request: it must not start that second again, which
     // would hold the stop until the empty lines end (6 s here) or the shutdown grace.
     let a = Backend::named("A");
-    let mut p = Ringlb::start(
-        &format!(
-            "[limits]\nkeepalive_timeout = \"30s\"\n{}",
-            simple_config(&[member(a.addr)], "")
-        ),
-        1,
-    );
+    let mut p = Ringlb::start(&with_limits("keepalive_timeout = \"30s\"", &a), 1);
     let mut c = Client::connect(p.addr);
     assert_eq!(request(&mut c, "/").status, 200);
-    let s = c.s.try_clone().unwrap();
-    let trickle = std::thread::spawn(move || {
-        use std::io::Write;
-        let mut s = s;
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(300));
-            if s.write_all(b"\r\n").is_err() {
-                return;
-            }
-        }
-    });
+    let trickle = empty_lines(&c, Duration::from_millis(300), 20);
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let status = p.terminate().expect("exits");
