@@ -282,8 +282,16 @@ async fn keep_serving(
             match wait_idle(&core, &mut c, now, deadline, first).await {
                 // Empty lines alone are no request: the wait goes on, to the same deadline (the
                 // loop's top drops them). TLS bytes without plaintext yet (nothing in `c.buf`)
-                // start a head (`wait_idle`).
-                Wait::Data if !c.buf.is_empty() && !begun(&c.buf) => continue,
+                // start a head (`wait_idle`). A wait that receives first, as after a full read,
+                // looks at no timer: the deadline is checked here, and the task gives way, so a
+                // flood of empty lines can neither outlast it nor hold the core.
+                Wait::Data if !c.buf.is_empty() && !begun(&c.buf) => {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    coop::count(c.buf.len()).await;
+                    continue;
+                }
                 Wait::Data => {}
                 Wait::Close => break,
                 // Boxed: parking's state (the client moved in) is not part of every task. The

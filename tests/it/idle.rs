@@ -328,3 +328,31 @@ fn empty_lines_do_not_hold_up_a_stopping_server() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_millis(2500), "the stop took {took:?}");
 }
+
+#[test]
+fn a_flood_of_empty_lines_ends_at_the_keepalive_deadline() {
+    // Empty lines written as fast as the socket takes them: every receive fills its room, so
+    // each wait receives first and never reaches its timer. The connection must still close at
+    // its 1 s keep-alive deadline (the writer then fails), not when the flood ends (6 s here).
+    let a = Backend::named("A");
+    let p = Ringlb::start(&with_limits("keepalive_timeout = \"1s\"", &a), 1);
+    let mut c = Client::connect(p.addr);
+    assert_eq!(request(&mut c, "/").status, 200);
+    let mut s = c.s.try_clone().unwrap();
+    let started = Instant::now();
+    let flood = std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = b"\r\n".repeat(32 * 1024);
+        while started.elapsed() < Duration::from_secs(6) {
+            if s.write_all(&chunk).is_err() {
+                return started.elapsed();
+            }
+        }
+        started.elapsed()
+    });
+    let took = flood.join().unwrap();
+    assert!(
+        took < Duration::from_millis(3500),
+        "the flood was read for {took:?}"
+    );
+}
