@@ -261,7 +261,10 @@ async fn keep_serving(
     // lines end (they are no request, so they do not stretch it).
     loop {
         drop_empty_lines(&mut c.buf);
-        if c.buf.is_empty() {
+        // The start of a TLS record that came behind a request is the start of the next one: it
+        // waits for the rest by the head's deadline, as plain bytes do, instead of idling (a
+        // parked session would keep the buffer that holds it until the keep-alive deadline).
+        if c.buf.is_empty() && !c.stream.mid_record() {
             let now = Instant::now();
             // Read for each wait, never held across one: an idle connection does not keep an
             // old configuration generation alive, and takes a reload's timeout at its next wait
@@ -425,6 +428,7 @@ async fn park(
     first: bool,
     guard: ConnGuard,
 ) -> Option<(Client, ConnGuard)> {
+    debug_assert!(!c.stream.mid_record(), "parking a TLS session mid-record");
     let Some(fd) = crate::park::detach(c.stream.tcp).await else {
         tracing::warn!(peer = %c.peer, "the driver kept an idle connection's socket; closing it");
         return None;

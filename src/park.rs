@@ -1,19 +1,19 @@
 //! Parking: a keep-alive connection that has had no request for `PARK_AFTER` gives up its task, its
 //! buffers and its pending readiness poll. What is left of it is its socket, registered in this
 //! core's epoll set, and a 72-byte slot holding the bare descriptor (out of compio's shared handle:
-//! `detach`, `attach`) and, on a TLS listener, the session (its rustls state, and no buffers unless
-//! it holds the start of a record, whose buffer waits with it); the worker's watcher
+//! `detach`, `attach`) and, on a TLS listener, the session (its rustls state, no buffers: one that
+//! holds the start of a record is waiting for a request's head, not idle); the worker's watcher
 //! (`worker::watch_parked`, one io_uring poll on the epoll descriptor) gives a connection a new
 //! task when its next request (or its client's close) arrives. The core's tick closes parked
 //! connections past their deadline.
 //!
-//! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and
-//! not yet served (the caller parks only after a wait whose receives found nothing, and only a
-//! TLS session without unread plaintext; ciphertext it holds waits for more from the socket,
-//! which wakes it), take a socket out of compio while an operation on it is in flight (`detach`
-//! waits for the driver to let go), or start a task (the worker does). Invariant: a parked
-//! connection still counts as open (its place in `Core::active` is kept; `ConnGuard::adopt` takes
-//! it back when it resumes, `Core::connection_closed` when it closes).
+//! Owns: the parked slots and the epoll set. Must never: park a connection with bytes read and not
+//! yet served (the caller parks only after a wait whose receives found nothing, and only a TLS
+//! session without unread plaintext or part of a record), take a socket out of compio while an
+//! operation on it is in flight (`detach` waits for the driver to let go), or start a task (the
+//! worker does). Invariant: a parked connection still counts as open (its place in `Core::active`
+//! is kept; `ConnGuard::adopt` takes it back when it resumes, `Core::connection_closed` when it
+//! closes).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -67,8 +67,8 @@ pub fn attach(fd: OwnedFd) -> io::Result<TcpStream> {
 pub struct Parked {
     /// Its socket, out of compio's shared handle (`detach`).
     pub fd: OwnedFd,
-    /// Its TLS session (with no unread plaintext; the start of a record it may hold) on a TLS
-    /// listener.
+    /// Its TLS session (no unread plaintext, no part of a record: its buffers were lent) on a
+    /// TLS listener.
     pub tls: Option<Box<crate::tls::session::TlsSession>>,
     pub peer: SocketAddr,
     /// Which `[[listen]]` accepted it.

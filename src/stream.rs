@@ -37,6 +37,11 @@ impl Stream {
         self.tls.as_ref().is_some_and(|s| s.has_buffered())
     }
 
+    /// Whether a TLS session holds the start of a record: a request has begun (TLS only).
+    pub fn mid_record(&self) -> bool {
+        self.tls.as_ref().is_some_and(|s| s.mid_record())
+    }
+
     /// The TLS buffers, while the connection idles or once it closed (`None`: plain, or they hold
     /// bytes still to be read or sent).
     pub fn lend(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {

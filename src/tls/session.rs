@@ -448,6 +448,13 @@ impl TlsSession {
         !self.unread.is_empty()
     }
 
+    /// Whether the client sent ciphertext that makes no plaintext yet (the start of a record):
+    /// that is the start of its next request, which waits for the rest by the head's deadline,
+    /// not idle (and not parked, which would keep the buffer holding it).
+    pub fn mid_record(&self) -> bool {
+        self.tin.len() > self.taken
+    }
+
     /// The negotiated cipher suite's IANA name (`TLS_AES_128_GCM_SHA256`) and its key size in
     /// bits, for AJP's SSL attributes.
     pub fn cipher(&self) -> Option<(&'static str, u16)> {

@@ -1,8 +1,9 @@
 //! HTTPS on the front end: the certificate chosen by SNI (exact, wildcard, default), requests over
 //! TLS (keep-alive, pipelining, large bodies both ways), what members learn (X-Forwarded-Proto,
-//! HSTS), failed handshakes closed and counted by reason, idle TLS connections parking, certificate
-//! reloads (SIGHUP and the admin API: a bad file keeps the old certificates, tickets survive),
-//! `redirect_https`, and `ringlb check` on certificate files. Certificates are made at test time.
+//! HSTS), failed handshakes closed and counted by reason, idle TLS connections parking (and the
+//! start of a record held to the head deadline instead), certificate reloads (SIGHUP and the admin
+//! API: a bad file keeps the old certificates, tickets survive), `redirect_https`, and `ringlb
+//! check` on certificate files. Certificates are made at test time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -546,18 +547,23 @@ fn a_body_its_member_cuts_short_ends_a_tls_connection_without_close_notify() {
     assert_close_notify_when_whole_reset_when_cut(p.addr, &pki, 100_000);
 }
 
-#[test]
-fn bytes_that_make_no_request_do_not_stretch_the_idle_wait() {
-    use std::io::Write;
-    let pki = Pki::new();
+/// A TLS proxy for `site.test` in front of `a`, with a 1 s header timeout and a 6 s keep-alive.
+fn short_head_proxy(pki: &Pki, a: &Backend) -> Ringlb {
     let site = pki.issue("site", &["site.test"], 90);
-    let a = Backend::named("A");
     let body = format!(
         "{}[limits]\nheader_timeout = \"1s\"\nkeepalive_timeout = \"6s\"\n{}",
         Pki::listen_tls(&[site], ""),
         simple_config(&[member(a.addr)], "")
     );
-    let p = Ringlb::start(&body, 1);
+    Ringlb::start(&body, 1)
+}
+
+#[test]
+fn bytes_that_make_no_request_do_not_stretch_the_idle_wait() {
+    use std::io::Write;
+    let pki = Pki::new();
+    let a = Backend::named("A");
+    let p = short_head_proxy(&pki, &a);
     let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
     assert_eq!(get_over(&mut c, "/a", "site.test").status, 200);
     // Idle past the parking delay, then a TLS record header dribbled a byte at a time.
@@ -581,4 +587,38 @@ fn bytes_that_make_no_request_do_not_stretch_the_idle_wait() {
         closed_after < Duration::from_millis(3500),
         "{closed_after:?}"
     );
+}
+
+#[test]
+fn the_start_of_a_record_behind_a_request_waits_by_the_head_deadline() {
+    use std::io::Write;
+    let pki = Pki::new();
+    let a = Backend::named("A");
+    let p = short_head_proxy(&pki, &a);
+    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    assert_eq!(get_over(&mut c, "/a", "site.test").status, 200);
+    // A request and, in the same write, the first bytes of another record: the server reads
+    // both at once, and the second waits in its session for the rest.
+    let tls = c.tls.as_mut().unwrap();
+    tls.writer()
+        .write_all(b"GET /b HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        .unwrap();
+    let mut wire = Vec::new();
+    while tls.wants_write() {
+        tls.write_tls(&mut wire).unwrap();
+    }
+    wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3]);
+    c.s.write_all(&wire).unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let answered = std::time::Instant::now();
+    c.set_timeout(Duration::from_secs(10));
+    assert!(c.is_closed());
+    // Closed by the head deadline (1 s from the answer), not parked until the keep-alive one
+    // (6 s) with the buffer that holds the record's start.
+    let closed_after = answered.elapsed();
+    assert!(
+        closed_after < Duration::from_millis(3500),
+        "{closed_after:?}"
+    );
+    assert_eq!(a.count(), 2);
 }
