@@ -355,9 +355,10 @@ async fn keep_serving(
     }
 }
 
-/// Drops the empty lines (CRLF or LF) at the start of `buf`: before a request line they are
-/// no request (RFC 9112 2.2), and left there they would make the idle wait a wait for a head
-/// (the header timeout, then a 408) for a client that sent a CRLF after its last request.
+/// Drops the empty lines (CRLF or LF, and a CR that ends `buf`) at the start of `buf`: before a
+/// request line they are no request (RFC 9112 2.2), and left there they would make the idle wait
+/// a wait for a head (the header timeout, then a 408) for a client that sent a CRLF after its
+/// last request.
 fn drop_empty_lines(buf: &mut Vec<u8>) {
     let n = crate::http::parse::leading_empty_lines(buf);
     if n > 0 {
@@ -365,7 +366,7 @@ fn drop_empty_lines(buf: &mut Vec<u8>) {
     }
 }
 
-/// Whether `buf` holds bytes of a request: anything but empty lines.
+/// Whether `buf` holds bytes of a request: anything but empty lines (`drop_empty_lines`).
 fn begun(buf: &[u8]) -> bool {
     crate::http::parse::leading_empty_lines(buf) < buf.len()
 }
@@ -452,7 +453,8 @@ async fn park(
 
 /// What waiting for the next request came to.
 enum Wait {
-    /// `c.buf` holds the first bytes of the next request.
+    /// Bytes came: `c.buf` holds them (the first of the next request, or empty lines only), or
+    /// it is still empty and a TLS session holds the start of a record.
     Data,
     /// Close the connection (idle timeout, peer gone, shutdown).
     Close,
@@ -490,6 +492,11 @@ async fn wait_idle(
             // Plaintext a TLS session already holds: no wait for the socket.
             let _ = stream::recv_ready(&mut c.stream, &mut c.buf, 4096);
             return Wait::Data;
+        }
+        // A TLS client that sent close_notify (with its last request) sends nothing more, and
+        // may keep the socket open until it gets ours: no wait, no parking.
+        if c.stream.peer_closed() {
+            return Wait::Close;
         }
         // Records rustls queued for the client while reading (an alert) go out first. Boxed:
         // unboxed, the flush's state made every connection's task 1.1 KB larger, plain ones too

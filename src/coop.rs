@@ -8,20 +8,20 @@
 //! a client's pipelined requests that ringlb answers itself (a 404, a redirect), whose sends
 //! complete at once under epoll.
 //!
-//! Owns: the thread's count of what was received since a task last gave way here (the bytes of
-//! each socket read through `io::read_more`, each splice turn's, and a request answered on a
-//! connection that stays open, each counting at least `LEAST`: a proxied request's reads count
-//! as well, so such requests give way about every 512), and giving way (the task is put back
-//! at the end of the ready tasks: the others run first, and the runtime polls its driver at
-//! least every 61 task runs, compio's `event_interval`). Must never: hold or change anything
-//! across the turn it gives up (it is a plain re-schedule: no timer, no I/O). What is counted
-//! goes on for at most one read, one splice turn or one request past `EVERY` before its task
-//! gives way. `io::read_more` is every read of a client's, a member's, the admin listener's and
-//! a health check's socket, a TLS connection's ciphertext included (so records that yield no
-//! plaintext count too); the tunnel's non-blocking receives are not counted (it waits for
-//! readiness after a few turns of its own), nor the idle wait's one receive per request (the
-//! request it brings is). Under io_uring a receive always waits for its completion, so there the
-//! turns only cost one more poll of a task every `EVERY` bytes.
+//! Owns: the thread's count of what was received since a task last gave way here (the bytes of each
+//! socket read through `io::read_more`, each splice turn's, and a request answered on a connection
+//! that stays open, each counting at least `LEAST`: a proxied request's reads count as well, so
+//! such requests give way about every 512), and giving way (the task is put back at the end of the
+//! ready tasks: the others run first, and the runtime polls its driver at least every 61 task runs,
+//! compio's `event_interval`). Must never: hold or change anything across the turn it gives up (it
+//! is a plain re-schedule: no timer, no I/O). What is counted goes on for at most one read, one
+//! splice turn or one request past `EVERY` before its task gives way. `io::read_more` is every read
+//! of a client's, a member's, the admin listener's and a health check's socket, a TLS connection's
+//! ciphertext included (so records that yield no plaintext count too); the tunnel's non-blocking
+//! receives are not counted (it waits for readiness after a few turns of its own), nor the idle
+//! wait's one receive per request (the request it brings is; a receive that brought only empty
+//! lines is, by `conn::keep_serving`). Under io_uring a receive always waits for its completion, so
+//! there the turns only cost one more poll of a task every `EVERY` bytes.
 
 use std::cell::Cell;
 use std::future::Future;

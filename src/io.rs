@@ -1,10 +1,10 @@
-//! The calls into the socket API: read more (counted on the thread's `coop` count: a read may
-//! give way after it), write a range, write static bytes, write head + body
-//! and send a request telling "nothing written" from "maybe written" (one plain send when the
-//! body part is at most `JOIN_MAX` bytes, copied behind its head, or when there is no head; else a
-//! vectored one), write a connection's last answer with the FIN right behind it (a small one by
-//! a non-blocking send), send what the socket takes now (a tunnel's non-blocking send), check an idle
-//! pooled connection without blocking, shut down the write side, connect.
+//! The calls into the socket API: read more (counted on the thread's `coop` count: a read may give
+//! way after it), write a range, write static bytes, write head + body and send a request telling
+//! "nothing written" from "maybe written" (one plain send when the body part is at most `JOIN_MAX`
+//! bytes, copied behind its head, or when there is no head; else a vectored one), write a
+//! connection's last answer with the FIN right behind it (a small one by a non-blocking send), send
+//! what the socket takes now (a tunnel's non-blocking send), check an idle pooled connection
+//! without blocking, shut down the write side, connect.
 //!
 //! Keeping them here means a runtime upgrade or switch touches few files (the idle wait in
 //! `conn.rs` also polls and receives directly, to abandon a wait without losing bytes, and so do
@@ -46,9 +46,9 @@ pub const BODY_UNIT: usize = 64 * 1024;
 /// Appends at least one byte read from `s` to `buf`, waiting at most `limit`. Counts what it
 /// read on the thread's `coop` count, and gives way when that is due: under epoll a read can
 /// complete without the task ever waiting (see `coop`). Every socket read of a connection,
-/// TLS ciphertext included, comes through here, but for the idle wait's and the tunnel's
-/// non-blocking receives, the pool's peek at an idle connection, and splice's fills (which
-/// `splice` counts).
+/// TLS ciphertext included, comes through here, but for the idle wait's (`conn` counts one that
+/// brought only empty lines) and the tunnel's non-blocking receives, the pool's peek at an idle
+/// connection, and splice's fills (which `splice` counts).
 pub async fn read_more(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,

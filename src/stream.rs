@@ -37,9 +37,15 @@ impl Stream {
         self.tls.as_ref().is_some_and(|s| s.has_buffered())
     }
 
-    /// Whether a TLS session holds the start of a record: a request has begun (TLS only).
+    /// Whether a TLS session holds ciphertext it is not done with (the start of a record): a
+    /// request has begun (TLS only).
     pub fn mid_record(&self) -> bool {
         self.tls.as_ref().is_some_and(|s| s.mid_record())
+    }
+
+    /// Whether the TLS peer sent close_notify (TLS only; a plain peer's close is a read of 0).
+    pub fn peer_closed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|s| s.peer_closed())
     }
 
     /// The TLS buffers, while the connection idles or once it closed (`None`: plain, or they hold

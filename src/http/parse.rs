@@ -159,16 +159,20 @@ fn map_httparse(e: httparse::Error) -> HeadError {
     }
 }
 
-/// How many bytes at the start of `buf` are whole empty lines (CRLF, or a bare LF): what RFC 9112
-/// 2.2 lets a server ignore before a request line (some clients send a CRLF after a request's
-/// body), and what `parse_request` (httparse) skips the same way. A CR not yet followed by its LF,
-/// or followed by anything else, ends the count: httparse waits for the one and refuses the other.
+/// How many bytes at the start of `buf` are empty lines (CRLF, or a bare LF): what RFC 9112 2.2
+/// lets a server ignore before a request line (some clients send a CRLF after a request's body),
+/// and what `parse_request` (httparse) skips the same way. A CR that ends `buf` counts too: it is
+/// the first half of a CRLF whose LF has not arrived (httparse waits for it, and dropping it
+/// changes nothing it decides on `buf`; should another byte follow it in a later read, the
+/// request starts there, as nginx, which skips any CR before a request line, takes it). A CR
+/// followed by anything but LF in `buf` ends the count: httparse refuses it.
 pub fn leading_empty_lines(buf: &[u8]) -> usize {
     let mut n = 0;
     loop {
         match buf.get(n..) {
             Some([b'\n', ..]) => n += 1,
             Some([b'\r', b'\n', ..]) => n += 2,
+            Some([b'\r']) => return n + 1,
             _ => return n,
         }
     }
@@ -596,8 +600,17 @@ mod tests {
         assert_eq!(leading_empty_lines(b""), 0);
         assert_eq!(leading_empty_lines(b"\r\n"), 2);
         assert_eq!(leading_empty_lines(b"\n\r\n\nGET"), 4);
-        assert_eq!(leading_empty_lines(b"\r"), 0, "a CR without its LF yet");
-        assert_eq!(leading_empty_lines(b"\r\n\r"), 2);
+        assert_eq!(
+            leading_empty_lines(b"\r"),
+            1,
+            "a CR whose LF has not come yet"
+        );
+        assert_eq!(leading_empty_lines(b"\r\n\r"), 3);
+        assert_eq!(
+            leading_empty_lines(b"\r\n\rG"),
+            2,
+            "a CR before a byte not LF"
+        );
         assert_eq!(
             leading_empty_lines(b"\r\rGET"),
             0,
@@ -613,10 +626,10 @@ mod tests {
                 let lead: Vec<u8> = (0..len)
                     .map(|i| if bits >> i & 1 == 1 { b'\r' } else { b'\n' })
                     .collect();
-                let k = leading_empty_lines(&lead);
-                assert!(leading_empty_lines(&lead[k..]) == 0 && k <= lead.len());
                 for tail in [&request[..], b"\r", b""] {
                     let whole = [&lead[..], tail].concat();
+                    let k = leading_empty_lines(&whole);
+                    assert!(leading_empty_lines(&whole[k..]) == 0 && k <= whole.len());
                     let (mut a, mut b) = (RequestHead::default(), RequestHead::default());
                     let all = parse_request(&whole, 16384, 100, &mut a);
                     let rest = parse_request(&whole[k..], 16384, 100, &mut b);

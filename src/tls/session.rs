@@ -448,11 +448,17 @@ impl TlsSession {
         !self.unread.is_empty()
     }
 
-    /// Whether the client sent ciphertext that makes no plaintext yet (the start of a record):
-    /// that is the start of its next request, which waits for the rest by the head's deadline,
-    /// not idle (and not parked, which would keep the buffer holding it).
+    /// Whether ciphertext waits that rustls is not done with (the start of a record, or records
+    /// holding part of a handshake message): the start of the client's next request, which waits
+    /// for the rest by the head's deadline, not idle (and not parked, which would keep the
+    /// buffer holding it). Between calls `taken` is 0 (`compact`).
     pub fn mid_record(&self) -> bool {
-        self.tin.len() > self.taken
+        !self.tin.is_empty()
+    }
+
+    /// Whether the peer sent close_notify: it sends nothing more.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// The negotiated cipher suite's IANA name (`TLS_AES_128_GCM_SHA256`) and its key size in
