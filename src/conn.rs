@@ -454,7 +454,8 @@ async fn park(
 /// What waiting for the next request came to.
 enum Wait {
     /// Bytes came: `c.buf` holds them (the first of the next request, or empty lines only), or
-    /// it is still empty and a TLS session holds the start of a record.
+    /// it is still empty (TLS: the session holds the start of a record, or a record without
+    /// data came).
     Data,
     /// Close the connection (idle timeout, peer gone, shutdown).
     Close,
@@ -667,6 +668,14 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
     let max = limits.max_request_header_bytes;
     let mut scan = HeadScan::default();
     loop {
+        // Empty lines alone (TLS records can bring them here: the start of a record behind the
+        // last request sends a connection straight to its head) are dropped, as `keep_serving`
+        // drops them, so a request after them parses the same whichever way it came.
+        let had = begun(&c.buf);
+        if !had && !c.buf.is_empty() {
+            c.buf.clear();
+            scan = HeadScan::default();
+        }
         if scan.worth_parsing(&c.buf, max) {
             match parse_request(&c.buf, max, limits.max_headers, &mut c.head) {
                 Ok(()) => return normalize_target(c),
@@ -679,8 +688,7 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
         }
         // A plain read that times out leaves the buffer empty (a TLS one may have added
         // plaintext first): a request had begun if there were bytes before or after, other than
-        // empty lines (which a TLS record split across reads can still bring here).
-        let had = begun(&c.buf);
+        // empty lines.
         match stream::read_more_by(&mut c.stream, &mut c.buf, 4096, deadline).await {
             Ok(_) => continue,
             Err(IoFail::Timeout) if had || begun(&c.buf) => return Err(Stop::Refuse(408)),

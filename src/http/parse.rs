@@ -596,7 +596,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_lines_before_a_request_are_counted_as_httparse_skips_them() {
+    fn empty_lines_before_a_request_are_counted_as_httparse_skips_or_waits_for_them() {
         assert_eq!(leading_empty_lines(b""), 0);
         assert_eq!(leading_empty_lines(b"\r\n"), 2);
         assert_eq!(leading_empty_lines(b"\n\r\n\nGET"), 4);

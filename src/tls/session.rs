@@ -12,8 +12,9 @@
 //! the pump until rustls asks for more bytes), or hold buffers while idle that it could lend
 //! (`lend`), or report a TCP close without close_notify as the peer's end (it is an `UnexpectedEof`
 //! error, so a body framed by the close is not taken as whole). Invariant: between calls `tin`
-//! holds only bytes rustls is not done with (part of a record, or records holding part of a
-//! handshake message); `tout[..pending]` is ciphertext not yet written, in order.
+//! holds only bytes rustls is not done with (part of a record, records holding part of a
+//! handshake message, records behind a close_notify, or a failed session's input);
+//! `tout[..pending]` is ciphertext not yet written, in order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -448,8 +449,9 @@ impl TlsSession {
         !self.unread.is_empty()
     }
 
-    /// Whether ciphertext waits that rustls is not done with (the start of a record, or records
-    /// holding part of a handshake message): the start of the client's next request, which waits
+    /// Whether ciphertext waits that rustls is not done with (the start of a record, records
+    /// holding part of a handshake message, records behind a close_notify, or a failed session's
+    /// input): the start of the client's next request, which waits
     /// for the rest by the head's deadline, not idle (and not parked, which would keep the
     /// buffer holding it). Between calls `taken` is 0 (`compact`).
     pub fn mid_record(&self) -> bool {

@@ -656,3 +656,25 @@ fn a_close_notify_behind_a_request_ends_the_connection_once_answered() {
         "{closed_after:?}"
     );
 }
+
+#[test]
+fn a_cr_in_a_record_split_behind_a_request_is_dropped_as_between_requests() {
+    use std::io::Write;
+    // A record whose plaintext is one CR, its first bytes sent behind a request: the connection
+    // goes straight to reading a head (see above), where the CR must be dropped as the idle wait
+    // drops it, so the request that follows in a later record is served, not refused as `\rGET`.
+    let pki = Pki::new();
+    let a = Backend::named("A");
+    let p = short_head_proxy(&pki, &a);
+    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    let mut wire = sealed(&mut c, b"GET /a HTTP/1.1\r\nHost: site.test\r\n\r\n", false);
+    let cr = sealed(&mut c, b"\r", false);
+    let next = sealed(&mut c, b"GET /b HTTP/1.1\r\nHost: site.test\r\n\r\n", false);
+    wire.extend_from_slice(&cr[..3]);
+    c.s.write_all(&wire).unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+    c.s.write_all(&cr[3..]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.s.write_all(&next).unwrap();
+    assert_eq!(c.read_response().unwrap().text(), "A /b");
+}
