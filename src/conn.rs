@@ -271,18 +271,16 @@ async fn keep_serving(
             // for a request (a wait that empty lines ended goes on to the deadline it had).
             let keepalive = core.gen().config.limits.keepalive_timeout;
             let mut deadline = *idle_until.get_or_insert(head_deadline.unwrap_or(now + keepalive));
-            if core.is_stopping() {
-                // The last request is awaited for `STOP_LINGER` (`wait_idle`), counted once: a
-                // wait that empty lines ended does not start it again.
-                deadline = deadline.min(now + STOP_LINGER);
-                idle_until = Some(deadline);
-            }
             // A new plain connection's request has usually arrived with it (the listener defers
             // the accept until its first bytes do, `listeners::defer_accept`), and a resumed one
             // was readable: read before any poll. (After a TLS handshake or a PROXY header, the
             // bytes the accept waited for were taken; the request usually follows at once.)
             let first = head_deadline.is_some();
-            match wait_idle(&core, &mut c, now, deadline, first).await {
+            let waited = wait_idle(&core, &mut c, now, &mut deadline, first).await;
+            // A stop brought the deadline forward to `STOP_LINGER` from when the wait saw it: it
+            // is kept, so a wait that empty lines ended does not start that linger again.
+            idle_until = Some(deadline);
+            match waited {
                 // Empty lines alone are no request: the wait goes on, to the same deadline (the
                 // loop's top drops them). TLS bytes without plaintext yet (nothing in `c.buf`)
                 // start a head (`wait_idle`). A wait that receives first, as after a full read,
@@ -468,8 +466,9 @@ enum Wait {
 /// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
 /// the connection's next request (often already on its way) is still answered, with `Connection:
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
-/// (or its deadline) closes. `read_first`: try a receive before the first poll (a connection's
-/// first request, usually there already; that saves the poll). A plain connection also receives
+/// (or its deadline) closes: `deadline` is brought forward to it, once. `read_first`: try a
+/// receive before the first poll (a connection's first request, usually there already; that
+/// saves the poll). A plain connection also receives
 /// first whenever its kept poll may not be trusted (`Readiness::may_wait`: a new connection, or
 /// the last receive filled its room), and once more before a wait on the kept poll that ended on
 /// its timer parks or closes it.
@@ -477,17 +476,17 @@ async fn wait_idle(
     core: &Core,
     c: &mut Client,
     mut now: Instant,
-    deadline: Instant,
+    deadline: &mut Instant,
     mut read_first: bool,
 ) -> Wait {
-    let mut park_at = deadline.min(now + PARK_AFTER);
-    // Set once stopping: when the connection closes if no request came.
-    let mut close_at: Option<Instant> = None;
+    let mut park_at = (*deadline).min(now + PARK_AFTER);
+    // Set once stopping: the connection closes at `deadline` if no request came.
+    let mut closing = false;
     loop {
-        if close_at.is_none() && core.is_stopping() {
-            let until = deadline.min(now + STOP_LINGER);
-            close_at = Some(until);
-            park_at = until;
+        if !closing && core.is_stopping() {
+            *deadline = (*deadline).min(now + STOP_LINGER);
+            closing = true;
+            park_at = *deadline;
         }
         if c.stream.has_buffered() {
             // Plaintext a TLS session already holds: no wait for the socket.
@@ -522,8 +521,7 @@ async fn wait_idle(
         // How the wait ended, when the poll asks for one more receive before it ends.
         let mut ended = None;
         if !read_first {
-            let closing = close_at.is_some();
-            if let Some(end) = wait_readable(core, c, now, park_at, deadline, closing).await {
+            if let Some(end) = wait_readable(core, c, now, park_at, *deadline, closing).await {
                 if !c.ready.receive_before_ending() {
                     return end;
                 }
@@ -595,7 +593,7 @@ async fn wait_readable(
         } else {
             Wait::Close
         }),
-        // The stop began: the next turn sets `close_at`.
+        // The stop began: the next turn sets `closing` (and brings `deadline` forward).
         Either::Right(_) => None,
     }
 }

@@ -354,7 +354,7 @@ async fn watch_parked(core: Rc<Core>) {
     }
     // Stopping: every parked connection gets a task again, so that a request it sends now is
     // answered (with `Connection: close`) rather than cut: `conn::wait_idle` closes it when none
-    // comes (a keep-alive one after `STOP_LINGER`, a new one at its head deadline).
+    // comes (after `STOP_LINGER`, or at its deadline if that is sooner).
     for p in core.parking.take_where(|_| true) {
         let guard = ConnGuard::adopt(core.clone());
         let head_deadline = p.first_request.then_some(p.deadline);

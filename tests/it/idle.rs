@@ -320,20 +320,21 @@ fn an_empty_line_to_a_parked_connection_does_not_stretch_its_keepalive_wait() {
 #[test]
 fn empty_lines_do_not_hold_up_a_stopping_server() {
     // While ringlb stops, an idle keep-alive connection gets one second (`STOP_LINGER`) for a
-    // last request. A CRLF every 300 ms is no request: it must not start that second again, which
-    // would hold the stop until the empty lines end (6 s here) or the shutdown grace.
+    // last request, counted from when its wait saw the stop. A CRLF every 900 ms (the first 800 ms
+    // into the stop) is no request: it must not start that second again, once (1.8 s) or each
+    // time (until the empty lines end, 13.5 s here, or the shutdown grace).
     let a = Backend::named("A");
     let mut p = Ringlb::start(&with_limits("keepalive_timeout = \"30s\"", &a), 1);
     let mut c = Client::connect(p.addr);
     assert_eq!(request(&mut c, "/").status, 200);
-    let trickle = empty_lines(&c, Duration::from_millis(300), 20);
+    let trickle = empty_lines(&c, Duration::from_millis(900), 15);
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let status = p.terminate().expect("exits");
     let took = started.elapsed();
     trickle.join().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(took < Duration::from_millis(2500), "the stop took {took:?}");
+    assert!(took < Duration::from_millis(1600), "the stop took {took:?}");
 }
 
 #[test]
