@@ -468,10 +468,9 @@ enum Wait {
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
 /// (or its deadline) closes: `deadline` is brought forward to it, once. `read_first`: try a
 /// receive before the first poll (a connection's first request, usually there already; that
-/// saves the poll). A plain connection also receives
-/// first whenever its kept poll may not be trusted (`Readiness::may_wait`: a new connection, or
-/// the last receive filled its room), and once more before a wait on the kept poll that ended on
-/// its timer parks or closes it.
+/// saves the poll). A plain connection also receives first whenever its kept poll may not be
+/// trusted (`Readiness::may_wait`: a new connection, or the last receive filled its room), and
+/// once more before a wait on the kept poll that ended on its timer parks or closes it.
 async fn wait_idle(
     core: &Core,
     c: &mut Client,

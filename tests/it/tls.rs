@@ -547,15 +547,18 @@ fn a_body_its_member_cuts_short_ends_a_tls_connection_without_close_notify() {
     assert_close_notify_when_whole_reset_when_cut(p.addr, &pki, 100_000);
 }
 
-/// A TLS proxy for `site.test` in front of `a`, with a 1 s header timeout and a 6 s keep-alive.
-fn short_head_proxy(pki: &Pki, a: &Backend) -> Ringlb {
+/// A TLS proxy for `site.test` in front of `a`, with a 1 s header timeout and a 6 s keep-alive,
+/// and a client connected to it over TLS.
+fn short_head_client(pki: &Pki, a: &Backend) -> (Ringlb, Client) {
     let site = pki.issue("site", &["site.test"], 90);
     let body = format!(
         "{}[limits]\nheader_timeout = \"1s\"\nkeepalive_timeout = \"6s\"\n{}",
         Pki::listen_tls(&[site], ""),
         simple_config(&[member(a.addr)], "")
     );
-    Ringlb::start(&body, 1)
+    let p = Ringlb::start(&body, 1);
+    let c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    (p, c)
 }
 
 #[test]
@@ -563,8 +566,7 @@ fn bytes_that_make_no_request_do_not_stretch_the_idle_wait() {
     use std::io::Write;
     let pki = Pki::new();
     let a = Backend::named("A");
-    let p = short_head_proxy(&pki, &a);
-    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    let (_p, mut c) = short_head_client(&pki, &a);
     assert_eq!(get_over(&mut c, "/a", "site.test").status, 200);
     // Idle past the parking delay, then a TLS record header dribbled a byte at a time.
     std::thread::sleep(Duration::from_millis(400));
@@ -594,8 +596,7 @@ fn the_start_of_a_record_behind_a_request_waits_by_the_head_deadline() {
     use std::io::Write;
     let pki = Pki::new();
     let a = Backend::named("A");
-    let p = short_head_proxy(&pki, &a);
-    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    let (_p, mut c) = short_head_client(&pki, &a);
     assert_eq!(get_over(&mut c, "/a", "site.test").status, 200);
     // A request and, in the same write, the first bytes of another record: the server reads
     // both at once (one write is one segment on loopback), and the second waits in its session
@@ -642,8 +643,7 @@ fn a_close_notify_behind_a_request_ends_the_connection_once_answered() {
     // keep-alive deadline (6 s).
     let pki = Pki::new();
     let a = Backend::named("A");
-    let p = short_head_proxy(&pki, &a);
-    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    let (_p, mut c) = short_head_client(&pki, &a);
     let wire = sealed(&mut c, b"GET /a HTTP/1.1\r\nHost: site.test\r\n\r\n", true);
     c.s.write_all(&wire).unwrap();
     let sent = std::time::Instant::now();
@@ -665,8 +665,7 @@ fn a_cr_in_a_record_split_behind_a_request_is_dropped_as_between_requests() {
     // drops it, so the request that follows in a later record is served, not refused as `\rGET`.
     let pki = Pki::new();
     let a = Backend::named("A");
-    let p = short_head_proxy(&pki, &a);
-    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    let (_p, mut c) = short_head_client(&pki, &a);
     let mut wire = sealed(&mut c, b"GET /a HTTP/1.1\r\nHost: site.test\r\n\r\n", false);
     let cr = sealed(&mut c, b"\r", false);
     let next = sealed(&mut c, b"GET /b HTTP/1.1\r\nHost: site.test\r\n\r\n", false);
