@@ -32,7 +32,7 @@ use crate::client::{refuse, Client, End};
 use crate::coop;
 use crate::core::{ConnGuard, Core};
 use crate::core_gen::CoreGen;
-use crate::http::parse::{parse_request, HeadError, HeadScan};
+use crate::http::parse::{head_begun, parse_request, HeadError, HeadScan};
 use crate::http::path;
 use crate::io::IoFail;
 use crate::park::PARK_AFTER;
@@ -286,7 +286,7 @@ async fn keep_serving(
                 // start a head (`wait_idle`). A wait that receives first, as after a full read,
                 // looks at no timer: the deadline is checked here, and the task gives way, so a
                 // flood of empty lines can neither outlast it nor hold the core.
-                Wait::Data if !c.buf.is_empty() && !begun(&c.buf) => {
+                Wait::Data if !c.buf.is_empty() && !head_begun(&c.buf) => {
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -362,11 +362,6 @@ fn drop_empty_lines(buf: &mut Vec<u8>) {
     if n > 0 {
         buf.drain(..n);
     }
-}
-
-/// Whether `buf` holds bytes of a request: anything but empty lines (`drop_empty_lines`).
-fn begun(buf: &[u8]) -> bool {
-    crate::http::parse::leading_empty_lines(buf) < buf.len()
 }
 
 /// How a connection whose requests are over closes.
@@ -668,7 +663,7 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
         // Empty lines alone (TLS records can bring them here: the start of a record behind the
         // last request sends a connection straight to its head) are dropped, as `keep_serving`
         // drops them, so a request after them parses the same whichever way it came.
-        let had = begun(&c.buf);
+        let had = head_begun(&c.buf);
         if !had && !c.buf.is_empty() {
             c.buf.clear();
             scan = HeadScan::default();
@@ -688,7 +683,7 @@ async fn read_head(gen: &CoreGen, c: &mut Client, deadline: Instant) -> Result<(
         // empty lines.
         match stream::read_more_by(&mut c.stream, &mut c.buf, 4096, deadline).await {
             Ok(_) => continue,
-            Err(IoFail::Timeout) if had || begun(&c.buf) => return Err(Stop::Refuse(408)),
+            Err(IoFail::Timeout) if had || head_begun(&c.buf) => return Err(Stop::Refuse(408)),
             // Nothing of a request came (TLS records without data): close without a word.
             Err(IoFail::Timeout) => return Err(Stop::Quiet),
             Err(e) => {

@@ -178,6 +178,13 @@ pub fn leading_empty_lines(buf: &[u8]) -> usize {
     }
 }
 
+/// Whether `buf` holds bytes of a request: anything but the empty lines `leading_empty_lines`
+/// counts. The one test of "a head has begun", for the idle wait, the head deadline and
+/// `HeadScan`.
+pub fn head_begun(buf: &[u8]) -> bool {
+    leading_empty_lines(buf) < buf.len()
+}
+
 /// Parses a request head from `buf`. `max_bytes` bounds the head, `max_headers` the header count.
 pub fn parse_request(
     buf: &[u8],
@@ -372,8 +379,11 @@ pub struct HeadScan {
     seen: usize,
     /// Parsed once already.
     parsed: bool,
-    /// A byte other than CR or LF has arrived.
+    /// Something other than empty lines has arrived: `head_begun(buf)`, found without looking at
+    /// an empty line twice.
     begun: bool,
+    /// Bytes at the start of the buffer known to be whole empty lines (not a CR that ends it).
+    empty: usize,
     /// A control byte made a parse of its own already (one such parse at most: should a reader
     /// ever take one, later ones must not cost a parse each).
     stray: bool,
@@ -385,7 +395,7 @@ impl HeadScan {
         let new = buf.get(self.seen..).unwrap_or_default();
         self.seen = buf.len();
         if !self.begun {
-            self.begun = new.iter().any(|&b| b != b'\r' && b != b'\n');
+            self.note_empty_lines(buf);
         }
         let stray = self.parsed && !self.stray && new.iter().any(|&b| is_stray_control(b));
         self.stray |= stray;
@@ -393,6 +403,19 @@ impl HeadScan {
             !self.parsed || buf.len() >= max || stray || (self.begun && memchr_newline(new));
         self.parsed |= worth;
         worth
+    }
+
+    /// Sets `begun` once `buf` holds more than empty lines, counting on from the empty lines
+    /// already seen. A CR that ends `buf` is counted again next time, as the first half of a CRLF
+    /// or of `\r\r`, which is no empty line.
+    fn note_empty_lines(&mut self, buf: &[u8]) {
+        let rest = buf.get(self.empty..).unwrap_or_default();
+        let n = leading_empty_lines(rest);
+        if n < rest.len() {
+            self.begun = true;
+        } else {
+            self.empty += n - usize::from(rest.last() == Some(&b'\r'));
+        }
     }
 }
 
@@ -658,6 +681,30 @@ mod tests {
         assert_eq!(p("https, http"), Some("http"));
         assert_eq!(p("gopher"), None);
         assert_eq!(proto(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn a_head_scan_begins_where_head_begun_says_however_the_bytes_were_cut() {
+        // Every string of up to 8 bytes of CR, LF and `G`, fed in every way of cutting it into
+        // reads: after each read, `HeadScan` holds that a head has begun exactly when `head_begun`
+        // says so of the whole buffer (its count of empty lines goes on from the last read's).
+        let sym = [b'\r', b'\n', b'G'];
+        for len in 0..=8u32 {
+            for code in 0..3u32.pow(len) {
+                let s: Vec<u8> = (0..len)
+                    .map(|i| sym[(code / 3u32.pow(i) % 3) as usize])
+                    .collect();
+                for cuts in 0..(1u32 << len.saturating_sub(1)) {
+                    let mut scan = HeadScan::default();
+                    for end in (1..=len).filter(|&e| e == len || cuts >> (e - 1) & 1 == 1) {
+                        let buf = &s[..end as usize];
+                        scan.worth_parsing(buf, 64);
+                        assert_eq!(scan.begun, head_begun(buf), "{buf:?} cut by {cuts:b}");
+                    }
+                }
+            }
+        }
+        assert!(!head_begun(b"\r\n\n\r") && head_begun(b"\r\r") && head_begun(b"\nG"));
     }
 
     #[test]
