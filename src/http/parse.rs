@@ -468,10 +468,18 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
     let mut result: Option<u64> = None;
     for t in v.split(|&b| b == b',') {
         let t = t.trim_ascii();
-        if t.is_empty() || !t.iter().all(u8::is_ascii_digit) {
+        if t.is_empty() {
             return None;
         }
-        let n: u64 = std::str::from_utf8(t).ok()?.parse().ok()?;
+        // Digits only (no sign): what `u64::from_str` takes of them, without its UTF-8 check and
+        // set-up (~100 instructions of a small request's path).
+        let mut n: u64 = 0;
+        for &b in t {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
         if n > MAX_CONTENT_LENGTH || result.is_some_and(|r| r != n) {
             return None;
         }
@@ -681,6 +689,62 @@ mod tests {
         assert_eq!(p("https, http"), Some("http"));
         assert_eq!(p("gopher"), None);
         assert_eq!(proto(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn content_length_is_what_from_str_makes_of_the_digits_in_each_list_item() {
+        // The reference: each comma-separated item trimmed, digits only, `u64::from_str`, at most
+        // MAX_CONTENT_LENGTH, all items equal.
+        let reference = |v: &[u8]| -> Option<u64> {
+            let mut all = v.split(|&b| b == b',').map(|t| {
+                let t = std::str::from_utf8(t.trim_ascii()).ok()?;
+                let n: u64 = t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| t.parse().ok())??;
+                (n <= MAX_CONTENT_LENGTH).then_some(n)
+            });
+            let first = all.next()??;
+            all.all(|n| n == Some(first)).then_some(first)
+        };
+        let mut rng = crate::test_rng::Rng(0x2545_f491_4f6c_dd1d);
+        let pieces: [&[u8]; 12] = [
+            b"0",
+            b"7",
+            b"9",
+            b"00",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b",",
+            b" ",
+            b"+",
+            b"\t",
+        ];
+        for _ in 0..200_000 {
+            let v: Vec<u8> = (0..rng.below(6))
+                .flat_map(|_| rng.pick(&pieces).to_vec())
+                .collect();
+            assert_eq!(
+                parse_content_length(&v),
+                reference(&v),
+                "{:?}",
+                String::from_utf8_lossy(&v)
+            );
+        }
+        assert_eq!(
+            parse_content_length(b"9223372036854775807"),
+            Some(MAX_CONTENT_LENGTH)
+        );
+        assert_eq!(parse_content_length(b"9223372036854775808"), None);
+        assert_eq!(
+            parse_content_length(b"99999999999999999999"),
+            None,
+            "past u64"
+        );
+        assert_eq!(parse_content_length(b" 5 , 05"), Some(5));
+        assert_eq!(parse_content_length(b"+5"), None);
     }
 
     #[test]
