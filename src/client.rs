@@ -2,8 +2,8 @@
 //! head, how it will end (`End`), the two answers every part may give it (`100 Continue` and a
 //! refusal), and the lingering close (`linger_close`).
 //!
-//! Owns: the per-connection buffers and lending them, emptied, while the connection idles or once
-//! it closes. Must never: know about the core, members or tasks, or lend a buffer holding a byte
+//! Owns: the per-connection buffers and lending them, emptied, once the connection has idled a
+//! while (`conn::LEND_AFTER`) or when it closes. Must never: know about the core, members or tasks, or lend a buffer holding a byte
 //! the next holder could read (a TLS session's `tout` keeps ciphertext already sent as room, never
 //! sent again: `TlsSession::lend`). Invariant: `buf` starts at the first unconsumed byte from
 //! the client, so pipelined requests are answered in order.
@@ -95,9 +95,9 @@ pub enum End {
     Reset,
 }
 
-/// The buffers a connection needs only while it has a request: lent to the core while it idles,
-/// so that an idle keep-alive connection holds next to no memory, and once it closes, so that a
-/// new connection need not grow its own.
+/// The buffers a connection needs only while it has a request: lent to the core once it has idled
+/// a while (`conn::LEND_AFTER`), so that an idle keep-alive connection holds next to no memory,
+/// and once it closes, so that a new connection need not grow its own.
 #[derive(Default)]
 pub struct Spare {
     buf: Vec<u8>,

@@ -8,7 +8,8 @@
 //! lingering one whose client may still send after its last answer, and reset one whose answer was
 //! cut short in a body that ends at the close (`reset`).
 //!
-//! Owns: the handshake, header and keep-alive timeouts, the idle wait and the refusal path. Must
+//! Owns: the handshake, header and keep-alive timeouts, the idle wait (and when it lends the
+//! connection's buffers to the core: `LEND_AFTER`) and the refusal path. Must
 //! never: let a malformed request reach a member, hold a socket after its timer fired (parking
 //! may wait up to `park::LET_GO` for the driver to let go of the socket), abandon a
 //! receive that may have taken bytes (idle waits are readiness polls, on a plain connection
@@ -47,6 +48,12 @@ use crate::{proxy, readiness, redirect};
 /// spare sets one-shot connections keep filling stay small. (An idle connection lends its set
 /// whatever its size.)
 const KEEP_AT_CLOSE: usize = 64 * 1024;
+
+/// How long a connection waiting for its next request keeps its buffers before it lends them to
+/// the core (`wait_idle`; the wheel makes it 100-150 ms). A busy keep-alive connection's next
+/// request comes sooner: lending a set and taking it back cost ~400 instructions a request. One
+/// that waits longer holds no buffer, nor does a parked one.
+const LEND_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// While stopping, how long an idle connection still waits for its next request (the client may
 /// have sent it already; closing under it would fail it) before it closes.
@@ -456,8 +463,9 @@ enum Wait {
     Park,
 }
 
-/// Waits (from `now`), holding no buffer, for the first bytes of the next request until
-/// `deadline`, and puts them in `c.buf`. The wait is a readiness poll, not a receive: abandoning
+/// Waits (from `now`) for the first bytes of the next request until `deadline`, and puts them in
+/// `c.buf`. Once the wait has lasted `LEND_AFTER` it lends the connection's buffers to the core
+/// and waits on holding none (as it does when it parks or closes). The wait is a readiness poll, not a receive: abandoning
 /// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
 /// the connection's next request (often already on its way) is still answered, with `Connection:
 /// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
@@ -476,6 +484,8 @@ async fn wait_idle(
     let mut park_at = (*deadline).min(now + PARK_AFTER);
     // Set once stopping: the connection closes at `deadline` if no request came.
     let mut closing = false;
+    // Set once the wait has lasted `LEND_AFTER` (and lent the buffers).
+    let mut lent = false;
     loop {
         if !closing && core.is_stopping() {
             *deadline = (*deadline).min(now + STOP_LINGER);
@@ -506,24 +516,33 @@ async fn wait_idle(
             // The flush may have waited: the timers below count from now.
             now = Instant::now();
         }
-        if let Some(spare) = c.lend_buffers() {
-            core.keep_spare(spare);
-        }
         // A plain connection's kept poll tells only of bytes that came after the socket was last
         // left empty (`readiness`): until then, receive first.
         read_first |= c.stream.tls.is_none() && !c.ready.may_wait();
         // How the wait ended, when the poll asks for one more receive before it ends.
         let mut ended = None;
         if !read_first {
-            if let Some(end) = wait_readable(core, c, now, park_at, *deadline, closing).await {
-                if !c.ready.receive_before_ending() {
+            let lend_at = (!lent).then(|| now + LEND_AFTER).filter(|&t| t < park_at);
+            match wait_readable(core, c, now, lend_at, park_at, *deadline, closing).await {
+                Woke::Readable => {}
+                Woke::Lend => {
+                    lend(core, c);
+                    lent = true;
+                    now = Instant::now();
+                    continue;
+                }
+                Woke::End(end) if !c.ready.receive_before_ending() => {
+                    lend(core, c);
                     return end;
                 }
-                ended = Some(end);
+                Woke::End(end) => ended = Some(end),
             }
         }
         read_first = false;
-        c.take_buffers(core.take_spare());
+        // A connection that lent its set, or never had one (a new one), takes one.
+        if c.buf.capacity() == 0 {
+            c.take_buffers(core.take_spare());
+        }
         match stream::recv_ready(&mut c.stream, &mut c.buf, 4096) {
             // TLS bytes without plaintext yet are the start of the next request too: its head
             // deadline runs from now (a client cannot stretch the idle wait a byte at a time).
@@ -537,9 +556,7 @@ async fn wait_idle(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 c.ready.found_nothing();
                 if let Some(end) = ended {
-                    if let Some(spare) = c.lend_buffers() {
-                        core.keep_spare(spare);
-                    }
+                    lend(core, c);
                     return end;
                 }
                 now = Instant::now();
@@ -552,17 +569,35 @@ async fn wait_idle(
     }
 }
 
-/// One wait for the client's socket to become readable, until `park_at`. `None`: it may have
-/// bytes, or a stop began (the caller's next turn sees it); otherwise how the wait ends: `Park`
-/// at `park_at` when the deadline is later, else `Close` (at once when `closing`, or on an error).
+/// Lends `c`'s buffers, emptied, to the core (nothing when it holds none).
+fn lend(core: &Core, c: &mut Client) {
+    if let Some(spare) = c.lend_buffers() {
+        core.keep_spare(spare);
+    }
+}
+
+/// How one wait for readability ended.
+enum Woke {
+    /// The socket may have bytes, or a stop began (the caller's next turn sees it).
+    Readable,
+    /// `lend_at` came first: time to lend the buffers and wait on.
+    Lend,
+    /// How the wait for a request ends: `Park` at `park_at` when the deadline is later, else
+    /// `Close` (at once when `closing`, or on an error).
+    End(Wait),
+}
+
+/// One wait for the client's socket to become readable, until `lend_at` if set (it is before
+/// `park_at`), else until `park_at`.
 async fn wait_readable(
     core: &Core,
     c: &mut Client,
     now: Instant,
+    lend_at: Option<Instant>,
     park_at: Instant,
     deadline: Instant,
     closing: bool,
-) -> Option<Wait> {
+) -> Woke {
     let (kept, stream, peer) = (&mut c.ready, &c.stream, c.peer);
     let ready = std::pin::pin!(async {
         match stream.tls {
@@ -572,23 +607,26 @@ async fn wait_readable(
         }
     });
     let timer = std::pin::pin!(crate::deadline::sleep(
-        park_at.saturating_duration_since(now)
+        lend_at.unwrap_or(park_at).saturating_duration_since(now)
     ));
     let stop = std::pin::pin!(core.shutdown.notified());
     match select(ready, select(timer, stop)).await {
-        Either::Left((Ok(()), _)) => None,
+        Either::Left((Ok(()), _)) => Woke::Readable,
         Either::Left((Err(e), _)) => {
             tracing::debug!(%peer, error = %e, "idle connection closes");
-            Some(Wait::Close)
+            Woke::End(Wait::Close)
         }
-        Either::Right((Either::Left(_), _)) if closing => Some(Wait::Close),
-        Either::Right((Either::Left(_), _)) if !core.is_stopping() => Some(if park_at < deadline {
-            Wait::Park
-        } else {
-            Wait::Close
-        }),
+        Either::Right((Either::Left(_), _)) if lend_at.is_some() => Woke::Lend,
+        Either::Right((Either::Left(_), _)) if closing => Woke::End(Wait::Close),
+        Either::Right((Either::Left(_), _)) if !core.is_stopping() => {
+            Woke::End(if park_at < deadline {
+                Wait::Park
+            } else {
+                Wait::Close
+            })
+        }
         // The stop began: the next turn sets `closing` (and brings `deadline` forward).
-        Either::Right(_) => None,
+        Either::Right(_) => Woke::Readable,
     }
 }
 
