@@ -127,7 +127,7 @@ pub struct Readiness {
     /// finds bytes already there): whatever arrives from then on wakes the poll. Until then a
     /// wait receives first.
     drained: bool,
-    /// A wait has gone by (with a one-shot poll): the next arms the kept one.
+    /// A wait has gone by (its one-shot poll ended): the next arms the kept one.
     waited: bool,
 }
 
@@ -154,9 +154,12 @@ impl Readiness {
     pub async fn ready(&mut self, tcp: &compio::net::TcpStream) -> io::Result<()> {
         // The first wait polls once, as before: a kept poll pays off over a connection's
         // requests, and one that idles after its first (and parks) would hold it, and its
-        // memory, for nothing.
-        if !std::mem::replace(&mut self.waited, true) {
-            return poll_once(tcp).await;
+        // memory, for nothing. A wait given up before its poll ended (to lend the buffers, or
+        // a stop) did not go by: the next polls once again.
+        if !self.waited {
+            let polled = poll_once(tcp).await;
+            self.waited = true;
+            return polled;
         }
         loop {
             let armed = match &mut self.armed {
@@ -234,10 +237,10 @@ mod tests {
         n
     }
 
-    /// The first wait that polls polls once; from the next, on io_uring the poll stays armed and
-    /// tells of each arrival once, whether or not its bytes were read (hence `may_wait`); on
-    /// epoll each wait arms a one-shot poll, which finds bytes still unread. Stopping it lets go
-    /// of the socket, as parking needs.
+    /// The first wait that polls polls once (one given up before its poll ended does not count);
+    /// from the next, on io_uring the poll stays armed and tells of each arrival once, whether or
+    /// not its bytes were read (hence `may_wait`); on epoll each wait arms a one-shot poll, which
+    /// finds bytes still unread. Stopping it lets go of the socket, as parking needs.
     #[test]
     fn the_poll_stays_armed_on_io_uring_and_tells_of_arrivals() {
         for driver in [Driver::IoUring, Driver::Epoll] {
@@ -259,6 +262,14 @@ mod tests {
                     fires(&mut watch, &tcp).await,
                     "{driver:?}: the byte's arrival"
                 );
+                // A wait given up before its poll ended (to lend the buffers) did not go by: this
+                // one polled once too.
+                assert!(
+                    watch.armed.is_none(),
+                    "{driver:?}: the first wait that ended"
+                );
+                // The next arms the kept poll, which (new) finds the unread byte.
+                assert!(fires(&mut watch, &tcp).await, "{driver:?}: a new poll");
                 assert_eq!(watch.armed.is_some(), uring, "{driver:?}: kept armed");
                 // The byte is still unread.
                 assert_eq!(
