@@ -3,10 +3,10 @@
 //! refusal), and the lingering close (`linger_close`).
 //!
 //! Owns: the per-connection buffers and lending them, emptied, once the connection has idled a
-//! while (`conn::LEND_AFTER`) or when it closes. Must never: know about the core, members or tasks, or lend a buffer holding a byte
-//! the next holder could read (a TLS session's `tout` keeps ciphertext already sent as room, never
-//! sent again: `TlsSession::lend`). Invariant: `buf` starts at the first unconsumed byte from
-//! the client, so pipelined requests are answered in order.
+//! while (`conn::LEND_AFTER`) or when it closes. Must never: know about the core, members or tasks,
+//! or lend a buffer holding a byte the next holder could read (a TLS session's `tout` keeps
+//! ciphertext already sent as room, never sent again: `TlsSession::lend`). Invariant: `buf` starts
+//! at the first unconsumed byte from the client, so pipelined requests are answered in order.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -170,13 +170,18 @@ impl Client {
         }
     }
 
+    /// Whether it holds a set of buffers (a read buffer with room; a TLS session's are its own).
+    pub fn holds_buffers(&self) -> bool {
+        self.buf.capacity() > 0 || self.rbuf.capacity() > 0
+    }
+
     /// Takes this connection's buffers, emptied, to lend them to the core while it waits for a
     /// request or once it closes. `None` when it has no read buffer (`buf`, `rbuf`) nor TLS buffers
     /// to lend; whatever else it holds then stays with it.
     pub fn lend_buffers(&mut self) -> Option<Spare> {
         self.buf.clear();
         let tls = self.stream.lend();
-        if self.buf.capacity() == 0 && self.rbuf.capacity() == 0 && tls.is_none() {
+        if !self.holds_buffers() && tls.is_none() {
             return None;
         }
         let spare = Spare {

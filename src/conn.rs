@@ -9,18 +9,17 @@
 //! cut short in a body that ends at the close (`reset`).
 //!
 //! Owns: the handshake, header and keep-alive timeouts, the idle wait (and when it lends the
-//! connection's buffers to the core: `LEND_AFTER`) and the refusal path. Must
-//! never: let a malformed request reach a member, hold a socket after its timer fired (parking
-//! may wait up to `park::LET_GO` for the driver to let go of the socket), abandon a
-//! receive that may have taken bytes (idle waits are readiness polls, on a plain connection
-//! one kept armed between its requests (`readiness`), and the receives are
-//! non-blocking and kept: the one after readiness, and a new connection's one before its first
-//! poll; TLS bytes they took start the next request's head deadline), or let
-//! bytes that make no request stretch the keep-alive wait. Invariant: `c.buf` always starts at
-//! the first unconsumed byte from the client, so pipelined requests are answered in order; a
-//! plain connection's wait trusts the kept poll only after a receive that left the socket empty
-//! (or a `stop`: the next poll is new), since the poll tells only of arrivals since its readiness
-//! was last taken (`readiness`).
+//! connection's buffers to the core: `LEND_AFTER`) and the refusal path. Must never: let a
+//! malformed request reach a member, hold a socket after its timer fired (parking may wait up to
+//! `park::LET_GO` for the driver to let go of the socket), abandon a receive that may have taken
+//! bytes (idle waits are readiness polls, on a plain connection one kept armed between its requests
+//! (`readiness`), and the receives are non-blocking and kept: the one after readiness, and a new
+//! connection's one before its first poll; TLS bytes they took start the next request's head
+//! deadline), or let bytes that make no request stretch the keep-alive wait. Invariant: `c.buf`
+//! always starts at the first unconsumed byte from the client, so pipelined requests are answered
+//! in order; a plain connection's wait trusts the kept poll only after a receive that left the
+//! socket empty (or a `stop`: the next poll is new), since the poll tells only of arrivals since
+//! its readiness was last taken (`readiness`).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -298,6 +297,9 @@ async fn keep_serving(
                         break;
                     }
                     coop::count(c.buf.len()).await;
+                    // The set goes back (with the lines, dropped), so that a client sending a
+                    // CRLF now and then does not keep one for its whole keep-alive.
+                    core.keep_buffers_of(&mut c);
                     continue;
                 }
                 Wait::Data => {}
@@ -464,16 +466,17 @@ enum Wait {
 }
 
 /// Waits (from `now`) for the first bytes of the next request until `deadline`, and puts them in
-/// `c.buf`. Once the wait has lasted `LEND_AFTER` it lends the connection's buffers to the core
-/// and waits on holding none (as it does when it parks or closes). The wait is a readiness poll, not a receive: abandoning
-/// it (to park, or at the deadline) can never lose bytes the client sent. While the server stops,
-/// the connection's next request (often already on its way) is still answered, with `Connection:
-/// close`, instead of the connection closing under it; one that sends none within `STOP_LINGER`
-/// (or its deadline) closes: `deadline` is brought forward to it, once. `read_first`: try a
-/// receive before the first poll (a connection's first request, usually there already; that
-/// saves the poll). A plain connection also receives first whenever its kept poll may not be
-/// trusted (`Readiness::may_wait`: a new connection, or the last receive filled its room), and
-/// once more before a wait on the kept poll that ended on its timer parks or closes it.
+/// `c.buf`. Once the wait has lasted `LEND_AFTER` it lends the connection's buffers to the core and
+/// waits on holding none (a wait that ends on its timer, to park or close, lends them first). The
+/// wait is a readiness poll, not a receive: abandoning it (to park, or at the deadline) can never
+/// lose bytes the client sent. While the server stops, the connection's next request (often already
+/// on its way) is still answered, with `Connection: close`, instead of the connection closing under
+/// it; one that sends none within `STOP_LINGER` (or its deadline) closes: `deadline` is brought
+/// forward to it, once. `read_first`: try a receive before the first poll (a connection's first
+/// request, usually there already; that saves the poll). A plain connection also receives first
+/// whenever its kept poll may not be trusted (`Readiness::may_wait`: a new connection, or the last
+/// receive filled its room), and once more before a wait on the kept poll that ended on its timer
+/// parks or closes it.
 async fn wait_idle(
     core: &Core,
     c: &mut Client,
@@ -484,8 +487,9 @@ async fn wait_idle(
     let mut park_at = (*deadline).min(now + PARK_AFTER);
     // Set once stopping: the connection closes at `deadline` if no request came.
     let mut closing = false;
-    // Set once the wait has lasted `LEND_AFTER` (and lent the buffers).
-    let mut lent = false;
+    // Whether `c` holds a buffer set: lent once a wait has lasted `LEND_AFTER`, taken for a
+    // receive. One that served a request holds one; a new or resumed one does not.
+    let mut holds = c.holds_buffers();
     loop {
         if !closing && core.is_stopping() {
             *deadline = (*deadline).min(now + STOP_LINGER);
@@ -522,26 +526,26 @@ async fn wait_idle(
         // How the wait ended, when the poll asks for one more receive before it ends.
         let mut ended = None;
         if !read_first {
-            let lend_at = (!lent).then(|| now + LEND_AFTER).filter(|&t| t < park_at);
+            let lend_at = holds.then(|| now + LEND_AFTER).filter(|&t| t < park_at);
             match wait_readable(core, c, now, lend_at, park_at, *deadline, closing).await {
                 Woke::Readable => {}
                 Woke::Lend => {
-                    lend(core, c);
-                    lent = true;
+                    core.keep_buffers_of(c);
+                    holds = false;
                     now = Instant::now();
                     continue;
                 }
                 Woke::End(end) if !c.ready.receive_before_ending() => {
-                    lend(core, c);
+                    core.keep_buffers_of(c);
                     return end;
                 }
                 Woke::End(end) => ended = Some(end),
             }
         }
         read_first = false;
-        // A connection that lent its set, or never had one (a new one), takes one.
-        if c.buf.capacity() == 0 {
+        if !holds {
             c.take_buffers(core.take_spare());
+            holds = true;
         }
         match stream::recv_ready(&mut c.stream, &mut c.buf, 4096) {
             // TLS bytes without plaintext yet are the start of the next request too: its head
@@ -556,7 +560,7 @@ async fn wait_idle(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 c.ready.found_nothing();
                 if let Some(end) = ended {
-                    lend(core, c);
+                    core.keep_buffers_of(c);
                     return end;
                 }
                 now = Instant::now();
@@ -566,13 +570,6 @@ async fn wait_idle(
                 return Wait::Close;
             }
         }
-    }
-}
-
-/// Lends `c`'s buffers, emptied, to the core (nothing when it holds none).
-fn lend(core: &Core, c: &mut Client) {
-    if let Some(spare) = c.lend_buffers() {
-        core.keep_spare(spare);
     }
 }
 

@@ -2,13 +2,13 @@
 //! counters, parked connections, spare buffers) and the guard that counts a connection open while
 //! it lives.
 //!
-//! Owns: the per-core state every part of the request path shares, its once-a-second publication
-//! to the board, and adopting new configuration generations, admin changes and health-check
-//! results from the board (at publication, or within 100 ms of a change), and giving back what a
-//! burst of parking left (`release_when_quiet`: slabs, spare buffer sets, free pages). Must never: be shared with another thread, take a
-//! lock on the request path (the board's lock is taken by the tick and by admin requests), or spawn
-//! a connection task (that is `worker`'s). Invariant: everything mutable here is touched only from
-//! this core's thread.
+//! Owns: the per-core state every part of the request path shares, its once-a-second publication to
+//! the board, and adopting new configuration generations, admin changes and health-check results
+//! from the board (at publication, or within 100 ms of a change), and giving back what a burst of
+//! parking left (`release_when_quiet`: slabs, spare buffer sets, free pages). Must never: be shared
+//! with another thread, take a lock on the request path (the board's lock is taken by the tick and
+//! by admin requests), or spawn a connection task (that is `worker`'s). Invariant: everything
+//! mutable here is touched only from this core's thread.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::access_log::CoreLog;
 use crate::board::{Board, BoardData};
-use crate::client::Spare;
+use crate::client::{Client, Spare};
 use crate::config::Config;
 use crate::core_gen::{CoreGen, Upstream};
 use crate::health::applied::Applied;
@@ -158,6 +158,13 @@ impl Core {
         let mut spares = self.spares.borrow_mut();
         if spares.len() < MAX_SPARES {
             spares.push(spare);
+        }
+    }
+
+    /// Takes `c`'s buffers, emptied, as a spare set (nothing when it holds none).
+    pub fn keep_buffers_of(&self, c: &mut Client) {
+        if let Some(spare) = c.lend_buffers() {
+            self.keep_spare(spare);
         }
     }
 

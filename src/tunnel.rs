@@ -260,9 +260,7 @@ async fn wait(
         // (Not the access log's fields of this request, written when the tunnel closes: lent
         // buffers go back empty.)
         let log_fields = std::mem::take(&mut c.log_fields);
-        if let Some(spare) = c.lend_buffers() {
-            core.keep_spare(spare);
-        }
+        core.keep_buffers_of(c);
         hit = readiness(core, c, up, want, until - now).await;
         c.take_buffers(core.take_spare());
         c.log_fields = log_fields;

@@ -272,6 +272,24 @@ fn an_idle_tls_connection_parks_and_serves_again() {
     assert_eq!(a.count(), 80);
 }
 
+#[test]
+fn a_tls_connection_answers_after_idle_gaps_around_lending_its_buffers_and_parking() {
+    // Gaps before (under 100 ms), around (100-150 ms) and after the moment an idle connection
+    // lends its buffers (`conn::LEND_AFTER`), up to where it parks (300-350 ms): the session's
+    // buffers go to the core and come back (or another set's do) between its requests.
+    let pki = Pki::new();
+    let site = pki.issue("site", &["site.test"], 90);
+    let a = Backend::named("A");
+    let p = tls_proxy(&[site], "", &a);
+    let mut c = Client::connect_tls(p.addr, "site.test", pki.client_config()).unwrap();
+    for (i, ms) in (40..=380).step_by(20).enumerate() {
+        std::thread::sleep(Duration::from_millis(ms));
+        let path = format!("/{i}");
+        let r = get_over(&mut c, &path, "site.test");
+        assert_eq!(r.text(), format!("A {path}"), "after {ms} ms");
+    }
+}
+
 /// Replaces a certificate pair's files with a new certificate for `names` (atomically).
 fn replace(pki: &Pki, pair: &(std::path::PathBuf, std::path::PathBuf), names: &[&str]) {
     let (c, k) = pki.issue("next", names, 90);
