@@ -178,9 +178,8 @@ pub fn leading_empty_lines(buf: &[u8]) -> usize {
     }
 }
 
-/// Whether `buf` holds bytes of a request: anything but the empty lines `leading_empty_lines`
-/// counts. The one test of "a head has begun", for the idle wait, the head deadline and
-/// `HeadScan`.
+/// Whether `buf` holds bytes of a head: anything but the empty lines `leading_empty_lines` counts.
+/// The one test of "a head has begun", for the idle wait, the head deadline and `HeadScan`.
 pub fn head_begun(buf: &[u8]) -> bool {
     leading_empty_lines(buf) < buf.len()
 }
