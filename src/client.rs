@@ -2,11 +2,12 @@
 //! head, how it will end (`End`), the two answers every part may give it (`100 Continue` and a
 //! refusal), and the lingering close (`linger_close`).
 //!
-//! Owns: the per-connection buffers and lending them, emptied, once the connection has idled a
-//! while (`conn::LEND_AFTER`) or when it closes. Must never: know about the core, members or tasks,
-//! or lend a buffer holding a byte the next holder could read (a TLS session's `tout` keeps
-//! ciphertext already sent as room, never sent again: `TlsSession::lend`). Invariant: `buf` starts
-//! at the first unconsumed byte from the client, so pipelined requests are answered in order.
+//! Owns: the per-connection buffers and lending them, emptied (`conn` says when: once the
+//! connection has idled a while, `conn::LEND_AFTER`, after empty lines, when it parks or closes).
+//! Must never: know about the core, members or tasks, or lend a buffer holding a byte the next
+//! holder could read (a TLS session's `tout` keeps ciphertext already sent as room, never sent
+//! again: `TlsSession::lend`). Invariant: `buf` starts at the first unconsumed byte from the
+//! client, so pipelined requests are answered in order.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -96,8 +97,8 @@ pub enum End {
 }
 
 /// The buffers a connection needs only while it has a request: lent to the core once it has idled
-/// a while (`conn::LEND_AFTER`), so that an idle keep-alive connection holds next to no memory,
-/// and once it closes, so that a new connection need not grow its own.
+/// a while (`conn::LEND_AFTER`) or parks, so that an idle keep-alive connection holds next to no
+/// memory, and once it closes, so that a new connection need not grow its own.
 #[derive(Default)]
 pub struct Spare {
     buf: Vec<u8>,
@@ -359,11 +360,15 @@ mod tests {
                 + a.path.capacity()
                 + a.public_origin.capacity()
                 + a.log_fields[0].capacity();
+            assert!(a.holds_buffers());
             let spare = a.lend_buffers().expect("it holds buffers");
+            assert!(!a.holds_buffers(), "lent, it holds none");
             // What decides whether a closing connection's set is kept (`conn::KEEP_AT_CLOSE`).
             assert!(spare.capacity() > held, "{} vs {held}", spare.capacity());
             let (mut b, _pb) = client();
+            assert!(!b.holds_buffers(), "a new connection holds none");
             b.take_buffers(spare);
+            assert!(b.holds_buffers());
             assert!(b.buf.is_empty() && b.buf.capacity() > 0);
             assert!(b.out.is_empty() && b.out.capacity() > 0);
             assert!(b.rbuf.is_empty() && b.rbuf.capacity() > 0);

@@ -48,10 +48,11 @@ use crate::{proxy, readiness, redirect};
 /// whatever its size.)
 const KEEP_AT_CLOSE: usize = 64 * 1024;
 
-/// How long a connection waiting for its next request keeps its buffers before it lends them to
-/// the core (`wait_idle`; the wheel makes it 100-150 ms). A busy keep-alive connection's next
-/// request comes sooner: lending a set and taking it back cost ~400 instructions a request. One
-/// that waits longer holds no buffer, nor does a parked one.
+/// How long a connection waiting for its next request keeps its buffers before it lends them to the
+/// core (`wait_idle`; the wheel makes it 100-150 ms). A busy keep-alive connection's next request
+/// comes sooner: lending a set and taking it back cost ~400 instructions a request. One that waits
+/// longer holds no buffer, nor does a parked one; a set taken for a receive that found nothing goes
+/// back at once, and so does one that brought only empty lines.
 const LEND_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// While stopping, how long an idle connection still waits for its next request (the client may
@@ -287,8 +288,10 @@ async fn keep_serving(
             // is kept, so a wait that empty lines ended does not start that linger again.
             idle_until = Some(deadline);
             match waited {
-                // Empty lines alone are no request: the wait goes on, to the same deadline (the
-                // loop's top drops them). TLS bytes without plaintext yet (nothing in `c.buf`)
+                // Empty lines alone are no request: the wait goes on, to the same deadline. They
+                // are dropped with the buffer set, which goes back to the core, so that a client
+                // sending a CRLF now and then does not keep one; unless a TLS record began behind
+                // them, whose head needs one at once (then the loop's top drops them). TLS bytes without plaintext yet (nothing in `c.buf`)
                 // start a head (`wait_idle`). A wait that receives first, as after a full read,
                 // looks at no timer: the deadline is checked here, and the task gives way, so a
                 // flood of empty lines can neither outlast it nor hold the core.
@@ -297,9 +300,9 @@ async fn keep_serving(
                         break;
                     }
                     coop::count(c.buf.len()).await;
-                    // The set goes back (with the lines, dropped), so that a client sending a
-                    // CRLF now and then does not keep one for its whole keep-alive.
-                    core.keep_buffers_of(&mut c);
+                    if !c.stream.mid_record() {
+                        core.keep_buffers_of(&mut c);
+                    }
                     continue;
                 }
                 Wait::Data => {}
@@ -467,16 +470,16 @@ enum Wait {
 
 /// Waits (from `now`) for the first bytes of the next request until `deadline`, and puts them in
 /// `c.buf`. Once the wait has lasted `LEND_AFTER` it lends the connection's buffers to the core and
-/// waits on holding none (a wait that ends on its timer, to park or close, lends them first). The
-/// wait is a readiness poll, not a receive: abandoning it (to park, or at the deadline) can never
-/// lose bytes the client sent. While the server stops, the connection's next request (often already
-/// on its way) is still answered, with `Connection: close`, instead of the connection closing under
-/// it; one that sends none within `STOP_LINGER` (or its deadline) closes: `deadline` is brought
-/// forward to it, once. `read_first`: try a receive before the first poll (a connection's first
-/// request, usually there already; that saves the poll). A plain connection also receives first
-/// whenever its kept poll may not be trusted (`Readiness::may_wait`: a new connection, or the last
-/// receive filled its room), and once more before a wait on the kept poll that ended on its timer
-/// parks or closes it.
+/// waits on holding none (a wait that ends on its timer, to park or close, lends them first, and a
+/// set taken for a receive that found nothing goes back at once). The wait is a readiness poll, not
+/// a receive: abandoning it (to park, or at the deadline) can never lose bytes the client sent.
+/// While the server stops, the connection's next request (often already on its way) is still
+/// answered, with `Connection: close`, instead of the connection closing under it; one that sends
+/// none within `STOP_LINGER` (or its deadline) closes: `deadline` is brought forward to it, once.
+/// `read_first`: try a receive before the first poll (a connection's first request, usually there
+/// already; that saves the poll). A plain connection also receives first whenever its kept poll may
+/// not be trusted (`Readiness::may_wait`: a new connection, or the last receive filled its room),
+/// and once more before a wait on the kept poll that ended on its timer parks or closes it.
 async fn wait_idle(
     core: &Core,
     c: &mut Client,
@@ -487,9 +490,11 @@ async fn wait_idle(
     let mut park_at = (*deadline).min(now + PARK_AFTER);
     // Set once stopping: the connection closes at `deadline` if no request came.
     let mut closing = false;
-    // Whether `c` holds a buffer set: lent once a wait has lasted `LEND_AFTER`, taken for a
-    // receive. One that served a request holds one; a new or resumed one does not.
+    // Whether `c` holds a buffer set: lent once the wait has lasted `LEND_AFTER`, taken for a
+    // receive (and lent again at once if it found nothing). One that served a request, or read a
+    // PROXY header, holds one (perhaps a lone read buffer); a new or resumed one does not.
     let mut holds = c.holds_buffers();
+    let lend_at = now + LEND_AFTER;
     loop {
         if !closing && core.is_stopping() {
             *deadline = (*deadline).min(now + STOP_LINGER);
@@ -526,7 +531,7 @@ async fn wait_idle(
         // How the wait ended, when the poll asks for one more receive before it ends.
         let mut ended = None;
         if !read_first {
-            let lend_at = holds.then(|| now + LEND_AFTER).filter(|&t| t < park_at);
+            let lend_at = holds.then_some(lend_at).filter(|&t| t < park_at);
             match wait_readable(core, c, now, lend_at, park_at, *deadline, closing).await {
                 Woke::Readable => {}
                 Woke::Lend => {
@@ -543,7 +548,8 @@ async fn wait_idle(
             }
         }
         read_first = false;
-        if !holds {
+        let took = !holds;
+        if took {
             c.take_buffers(core.take_spare());
             holds = true;
         }
@@ -559,6 +565,10 @@ async fn wait_idle(
             // Readiness without data (rare): wait again.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 c.ready.found_nothing();
+                if took {
+                    core.keep_buffers_of(c);
+                    holds = false;
+                }
                 if let Some(end) = ended {
                     core.keep_buffers_of(c);
                     return end;

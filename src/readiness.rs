@@ -7,7 +7,8 @@
 //! the socket's wait queue is woken for reading. Its completions are coalesced here into one flag
 //! (a poll says only "something came"; it takes nothing), so a long upload cannot pile them up.
 //! A connection's first wait that polls (its very first usually receives without one) still
-//! polls once: the kept poll pays off over a connection's
+//! polls once, and so does the next while that one poll has not ended (a wait cut short to lend
+//! the connection's buffers, or by a stop): the kept poll pays off over a connection's
 //! requests, and a connection that idles after its first (and parks) would hold it, and its
 //! memory, for nothing (scenario (e) measured that as ~0.07 KiB per idle connection).
 //! The operation is ringlb's own (compio has multishot accept and receive, not poll); compio's
