@@ -291,10 +291,11 @@ async fn keep_serving(
                 // Empty lines alone are no request: the wait goes on, to the same deadline. They
                 // are dropped with the buffer set, which goes back to the core, so that a client
                 // sending a CRLF now and then does not keep one; unless a TLS record began behind
-                // them, whose head needs one at once (then the loop's top drops them). TLS bytes without plaintext yet (nothing in `c.buf`)
-                // start a head (`wait_idle`). A wait that receives first, as after a full read,
-                // looks at no timer: the deadline is checked here, and the task gives way, so a
-                // flood of empty lines can neither outlast it nor hold the core.
+                // them, whose head needs one at once (then the loop's top drops them). TLS bytes
+                // without plaintext yet (nothing in `c.buf`) start a head (`wait_idle`). A wait
+                // that receives first, as after a full read, looks at no timer: the deadline is
+                // checked here, and the task gives way, so a flood of empty lines can neither
+                // outlast it nor hold the core.
                 Wait::Data if !c.buf.is_empty() && !head_begun(&c.buf) => {
                     if Instant::now() >= deadline {
                         break;
@@ -494,7 +495,7 @@ async fn wait_idle(
     // receive (and lent again at once if it found nothing). One that served a request, or read a
     // PROXY header, holds one (perhaps a lone read buffer); a new or resumed one does not.
     let mut holds = c.holds_buffers();
-    let lend_at = now + LEND_AFTER;
+    let lend_due = now + LEND_AFTER;
     loop {
         if !closing && core.is_stopping() {
             *deadline = (*deadline).min(now + STOP_LINGER);
@@ -531,7 +532,7 @@ async fn wait_idle(
         // How the wait ended, when the poll asks for one more receive before it ends.
         let mut ended = None;
         if !read_first {
-            let lend_at = holds.then_some(lend_at).filter(|&t| t < park_at);
+            let lend_at = holds.then_some(lend_due).filter(|&t| t < park_at);
             match wait_readable(core, c, now, lend_at, park_at, *deadline, closing).await {
                 Woke::Readable => {}
                 Woke::Lend => {
@@ -565,12 +566,12 @@ async fn wait_idle(
             // Readiness without data (rare): wait again.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 c.ready.found_nothing();
-                if took {
+                // The set goes back: it was taken for this receive, or the wait ends here.
+                if took || ended.is_some() {
                     core.keep_buffers_of(c);
                     holds = false;
                 }
                 if let Some(end) = ended {
-                    core.keep_buffers_of(c);
                     return end;
                 }
                 now = Instant::now();
