@@ -171,8 +171,13 @@ impl Client {
         }
     }
 
-    /// Whether it holds a set of buffers (a read buffer with room; a TLS session's are its own).
+    /// Whether it holds a set of buffers: a read buffer with room, or a TLS session's (after a
+    /// handshake, before its first request's read).
     pub fn holds_buffers(&self) -> bool {
+        self.holds_read_buffers() || self.stream.holds_buffers()
+    }
+
+    fn holds_read_buffers(&self) -> bool {
         self.buf.capacity() > 0 || self.rbuf.capacity() > 0
     }
 
@@ -182,7 +187,7 @@ impl Client {
     pub fn lend_buffers(&mut self) -> Option<Spare> {
         self.buf.clear();
         let tls = self.stream.lend();
-        if !self.holds_buffers() && tls.is_none() {
+        if !self.holds_read_buffers() && tls.is_none() {
             return None;
         }
         let spare = Spare {

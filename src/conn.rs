@@ -493,7 +493,8 @@ async fn wait_idle(
     let mut closing = false;
     // Whether `c` holds a buffer set: lent once the wait has lasted `LEND_AFTER`, taken for a
     // receive (and lent again at once if it found nothing). One that served a request, or read a
-    // PROXY header, holds one (perhaps a lone read buffer); a new or resumed one does not.
+    // PROXY header, holds one (perhaps a lone read buffer), and so does a TLS one after its
+    // handshake (the session's); a new plain or a resumed one does not.
     let mut holds = c.holds_buffers();
     let lend_due = now + LEND_AFTER;
     loop {

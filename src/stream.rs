@@ -54,6 +54,11 @@ impl Stream {
         self.tls.as_mut().and_then(|s| s.lend())
     }
 
+    /// Whether it holds TLS buffers (with room).
+    pub fn holds_buffers(&self) -> bool {
+        self.tls.as_ref().is_some_and(|s| s.holds_buffers())
+    }
+
     /// Takes TLS buffers again (a plain connection lets them go).
     pub fn take(&mut self, bufs: (Vec<u8>, Vec<u8>)) {
         if let Some(s) = self.tls.as_mut() {

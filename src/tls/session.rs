@@ -507,7 +507,7 @@ impl TlsSession {
         if !self.is_clear() {
             return None;
         }
-        if self.tin.capacity() == 0 && self.tout.capacity() == 0 {
+        if !self.holds_buffers() {
             return None;
         }
         self.unread = Vec::new();
@@ -515,6 +515,11 @@ impl TlsSession {
             std::mem::take(&mut self.tin),
             std::mem::take(&mut self.tout),
         ))
+    }
+
+    /// Whether it holds buffers (with room) that `lend` could give.
+    pub fn holds_buffers(&self) -> bool {
+        self.tin.capacity() > 0 || self.tout.capacity() > 0
     }
 
     /// Takes buffers (lent by some connection) again; they must be empty.
